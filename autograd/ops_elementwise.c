@@ -1,0 +1,289 @@
+/* autograd/ops_elementwise.c - broadcasting binary ops and one-tensor elementwise ops.
+ * Each forward is followed by its backward; each backward accumulates (+=) and carries its adjoint.
+ * Math functions come from <tgmath.h>, so one loop body serves float and double. */
+#include "autograd/ops_common.h"
+
+#include <tgmath.h>
+
+/* ---- broadcasting ------------------------------------------------------------------------------- */
+
+typedef struct bcast {
+    int ndim;
+    int64_t shape[TG_MAX_DIMS];   /* the result's shape */
+    int64_t sa[TG_MAX_DIMS];      /* element strides of a in the result's index space (0: broadcast) */
+    int64_t sb[TG_MAX_DIMS];
+    int64_t n;                    /* result elements */
+    int64_t row;                  /* > 0: b (kind B_ROW) or a (A_ROW) repeats every `row` elements */
+    enum { SAME, B_ROW, A_ROW, GENERAL } kind;
+} bcast;
+
+static bool suffix_of(const tg_tensor *small, const bcast *bc, int64_t *row) {
+    /* small's shape, aligned right, is ones followed by exactly the result's trailing dimensions */
+    int off = bc->ndim - small->ndim;
+    int first = 0;
+    while (first < small->ndim && small->shape[first] == 1) first++;
+    int64_t r = 1;
+    for (int d = first; d < small->ndim; d++) {
+        if (small->shape[d] != bc->shape[off + d]) return false;
+        r *= small->shape[d];
+    }
+    *row = r;
+    return true;
+}
+
+static bool broadcast(const char *fn, const tg_tensor *a, const tg_tensor *b, bcast *bc) {
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    bc->ndim = nd;
+    bc->n = 1;
+    for (int d = 0; d < nd; d++) {
+        int da = d - (nd - a->ndim), db = d - (nd - b->ndim);
+        int64_t ea = da >= 0 ? a->shape[da] : 1, eb = db >= 0 ? b->shape[db] : 1;
+        if (ea != eb && ea != 1 && eb != 1) {
+            char s1[128], s2[128];
+            tg_error(fn, "%s and %s: dimension %d differs (%lld vs %lld) and neither is 1",
+                     tg_shape_str(a, s1, sizeof s1), tg_shape_str(b, s2, sizeof s2), d, (long long)ea, (long long)eb);
+            return false;
+        }
+        bc->shape[d] = ea == 1 ? eb : ea;
+        bc->n *= bc->shape[d];
+    }
+    int64_t st_a = 1, st_b = 1;
+    for (int d = nd - 1; d >= 0; d--) {
+        int da = d - (nd - a->ndim), db = d - (nd - b->ndim);
+        int64_t ea = da >= 0 ? a->shape[da] : 1, eb = db >= 0 ? b->shape[db] : 1;
+        bc->sa[d] = ea == 1 ? 0 : st_a;
+        bc->sb[d] = eb == 1 ? 0 : st_b;
+        st_a *= ea;
+        st_b *= eb;
+    }
+    bool a_full = a->numel == bc->n, b_full = b->numel == bc->n;
+    if (a_full && b_full) bc->kind = SAME;
+    else if (a_full && suffix_of(b, bc, &bc->row) && bc->row > 0) bc->kind = B_ROW;
+    else if (b_full && suffix_of(a, bc, &bc->row) && bc->row > 0) bc->kind = A_ROW;
+    else bc->kind = GENERAL;
+    return true;
+}
+
+/* Runs BODY for every result element i with ia, ib the matching elements of a and b. */
+#define BCAST_LOOP(bc, BODY) /* BODY may ignore ia or ib */                                                                      \
+    do {                                                                                          \
+        if ((bc)->kind == SAME) {                                                                 \
+            for (int64_t i = 0; i < (bc)->n; i++) { const int64_t ia = i, ib = i; (void)ia; (void)ib; BODY; }         \
+        } else if ((bc)->kind == B_ROW) {                                                         \
+            const int64_t rw = (bc)->row;                                                         \
+            for (int64_t r0 = 0; r0 < (bc)->n; r0 += rw)                                          \
+                for (int64_t j = 0; j < rw; j++) { const int64_t i = r0 + j, ia = i, ib = j; (void)ia; (void)ib; BODY; } \
+        } else if ((bc)->kind == A_ROW) {                                                         \
+            const int64_t rw = (bc)->row;                                                         \
+            for (int64_t r0 = 0; r0 < (bc)->n; r0 += rw)                                          \
+                for (int64_t j = 0; j < rw; j++) { const int64_t i = r0 + j, ia = j, ib = i; (void)ia; (void)ib; BODY; } \
+        } else {                                                                                  \
+            int64_t ctr_[TG_MAX_DIMS] = {0}, oa_ = 0, ob_ = 0;                                       \
+            for (int64_t i = 0; i < (bc)->n; i++) {                                               \
+                { const int64_t ia = oa_, ib = ob_; (void)ia; (void)ib; BODY; }                                         \
+                for (int d = (bc)->ndim - 1; d >= 0; d--) {                                       \
+                    ctr_[d]++; oa_ += (bc)->sa[d]; ob_ += (bc)->sb[d];                               \
+                    if (ctr_[d] < (bc)->shape[d]) break;                                           \
+                    oa_ -= (bc)->sa[d] * (bc)->shape[d]; ob_ -= (bc)->sb[d] * (bc)->shape[d];       \
+                    ctr_[d] = 0;                                                                   \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
+/* Re-derives the broadcast of a record's two inputs (they are unchanged: shapes never change). */
+static void record_bcast(const tg_record *r, bcast *bc) { broadcast("tg_backward", r->in[0], r->in[1], bc); }
+
+static tg_tensor *binary(tg_op op, const char *fn, const tg_tensor *a, const tg_tensor *b) {
+    if (!tg__check(fn, "a", a) || !tg__check(fn, "b", b)) return NULL;
+    if (!tg__same_dtype(fn, a, b)) return NULL;
+    bcast bc;
+    if (!broadcast(fn, a, b, &bc)) return NULL;
+    tg_tensor *out = tg__result(a->dtype, bc.ndim, bc.shape);
+    if (!out) return NULL;
+    TG_DISPATCH(a->dtype, {
+        const T *restrict pa = TG_PTR(a, T);
+        const T *restrict pb = TG_PTR(b, T);
+        T *restrict po = TG_PTR(out, T);
+        switch (op) {
+        case TG_OP_ADD: BCAST_LOOP(&bc, po[i] = pa[ia] + pb[ib]); break;
+        case TG_OP_SUB: BCAST_LOOP(&bc, po[i] = pa[ia] - pb[ib]); break;
+        case TG_OP_MUL: BCAST_LOOP(&bc, po[i] = pa[ia] * pb[ib]); break;
+        default: BCAST_LOOP(&bc, po[i] = pa[ia] / pb[ib]); break;
+        }
+    });
+    const tg_tensor *in[2] = {a, b};
+    tg__record(op, out, 2, in);
+    return out;
+}
+
+tg_tensor *tg_add(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_ADD, "tg_add", a, b); }
+/* da += g (summed over a's broadcast axes); db += g */
+void tg__add_backward(tg_record *r, const tg_tensor *g) {
+    bcast bc;
+    record_bcast(r, &bc);
+    tg_tensor *ga = tg__grad_buf(r->in[0]), *gb = tg__grad_buf(r->in[1]);
+    TG_DISPATCH(g->dtype, {
+        const T *pg = TG_PTR(g, T);
+        if (ga) { T *d = TG_PTR(ga, T); BCAST_LOOP(&bc, d[ia] += pg[i]); }
+        if (gb) { T *d = TG_PTR(gb, T); BCAST_LOOP(&bc, d[ib] += pg[i]); }
+    });
+}
+
+tg_tensor *tg_sub(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_SUB, "tg_sub", a, b); }
+/* da += g; db -= g */
+void tg__sub_backward(tg_record *r, const tg_tensor *g) {
+    bcast bc;
+    record_bcast(r, &bc);
+    tg_tensor *ga = tg__grad_buf(r->in[0]), *gb = tg__grad_buf(r->in[1]);
+    TG_DISPATCH(g->dtype, {
+        const T *pg = TG_PTR(g, T);
+        if (ga) { T *d = TG_PTR(ga, T); BCAST_LOOP(&bc, d[ia] += pg[i]); }
+        if (gb) { T *d = TG_PTR(gb, T); BCAST_LOOP(&bc, d[ib] -= pg[i]); }
+    });
+}
+
+tg_tensor *tg_mul(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_MUL, "tg_mul", a, b); }
+/* da += g ⊙ b; db += g ⊙ a */
+void tg__mul_backward(tg_record *r, const tg_tensor *g) {
+    bcast bc;
+    record_bcast(r, &bc);
+    tg_tensor *ga = tg__grad_buf(r->in[0]), *gb = tg__grad_buf(r->in[1]);
+    TG_DISPATCH(g->dtype, {
+        const T *pg = TG_PTR(g, T), *pa = TG_PTR(r->in[0], T), *pb = TG_PTR(r->in[1], T);
+        if (ga) { T *d = TG_PTR(ga, T); BCAST_LOOP(&bc, d[ia] += pg[i] * pb[ib]); }
+        if (gb) { T *d = TG_PTR(gb, T); BCAST_LOOP(&bc, d[ib] += pg[i] * pa[ia]); }
+    });
+}
+
+tg_tensor *tg_div(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_DIV, "tg_div", a, b); }
+/* da += g / b; db -= g ⊙ a / b² */
+void tg__div_backward(tg_record *r, const tg_tensor *g) {
+    bcast bc;
+    record_bcast(r, &bc);
+    tg_tensor *ga = tg__grad_buf(r->in[0]), *gb = tg__grad_buf(r->in[1]);
+    TG_DISPATCH(g->dtype, {
+        const T *pg = TG_PTR(g, T), *pa = TG_PTR(r->in[0], T), *pb = TG_PTR(r->in[1], T);
+        if (ga) { T *d = TG_PTR(ga, T); BCAST_LOOP(&bc, d[ia] += pg[i] / pb[ib]); }
+        if (gb) { T *d = TG_PTR(gb, T); BCAST_LOOP(&bc, d[ib] -= pg[i] * pa[ia] / (pb[ib] * pb[ib])); }
+    });
+}
+
+/* ---- one-tensor ops ------------------------------------------------------------------------------ */
+
+/* Forward of a unary op: allocates, runs EXPR (reading v = x[i], params p0, p1) into y[i], records. */
+#define UNARY_FORWARD(OP, FN, x, p0, p1, EXPR)                                    \
+    do {                                                                          \
+        if (!tg__check(FN, "x", x)) return NULL;                                  \
+        tg_tensor *out = tg__result(x->dtype, x->ndim, x->shape);                 \
+        if (!out) return NULL;                                                    \
+        TG_DISPATCH(x->dtype, {                                                   \
+            const T *restrict px = TG_PTR(x, T);                                  \
+            T *restrict py = TG_PTR(out, T);                                      \
+            const T P0 = (T)(p0), P1 = (T)(p1);                                   \
+            (void)P0; (void)P1;                                                   \
+            for (int64_t i = 0; i < x->numel; i++) { const T v = px[i]; py[i] = (EXPR); } \
+        });                                                                       \
+        const tg_tensor *in_[1] = {x};                                            \
+        tg_record *rec_ = tg__record(OP, out, 1, in_);                            \
+        if (rec_) { rec_->f[0] = (p0); rec_->f[1] = (p1); }                       \
+        return out;                                                               \
+    } while (0)
+
+/* Backward of a unary op: dx[i] += g[i] * DERIV, where DERIV may read v = x[i], y = out[i], P0, P1. */
+#define UNARY_BACKWARD(r, g, DERIV)                                               \
+    do {                                                                          \
+        tg_tensor *gx = tg__grad_buf(r->in[0]);                                   \
+        if (!gx) return;                                                          \
+        TG_DISPATCH(g->dtype, {                                                   \
+            const T *restrict px = TG_PTR(r->in[0], T);                           \
+            const T *restrict py = TG_PTR(r->out, T);                             \
+            const T *restrict pg = TG_PTR(g, T);                                  \
+            T *restrict d = TG_PTR(gx, T);                                        \
+            const T P0 = (T)r->f[0], P1 = (T)r->f[1];                             \
+            (void)P0; (void)P1; (void)px; (void)py;                               \
+            for (int64_t i = 0; i < g->numel; i++) {                              \
+                const T v = px[i], y = py[i];                                     \
+                (void)v; (void)y;                                                 \
+                d[i] += pg[i] * (DERIV);                                          \
+            }                                                                     \
+        });                                                                       \
+    } while (0)
+
+tg_tensor *tg_affine(const tg_tensor *x, double alpha, double beta) {
+    UNARY_FORWARD(TG_OP_AFFINE, "tg_affine", x, alpha, beta, P0 * v + P1);
+}
+/* dx += alpha g */
+void tg__affine_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, P0); }
+tg_tensor *tg_neg(const tg_tensor *x) { return tg_affine(x, -1.0, 0.0); }
+tg_tensor *tg_add_scalar(const tg_tensor *x, double s) { return tg_affine(x, 1.0, s); }
+tg_tensor *tg_mul_scalar(const tg_tensor *x, double s) { return tg_affine(x, s, 0.0); }
+tg_tensor *tg_rsub_scalar(double s, const tg_tensor *x) { return tg_affine(x, -1.0, s); }
+
+tg_tensor *tg_pow_scalar(const tg_tensor *x, double p) {
+    UNARY_FORWARD(TG_OP_POW, "tg_pow_scalar", x, p, 0, pow(v, P0));
+}
+/* dx += g p x^(p-1) */
+void tg__pow_backward(tg_record *r, const tg_tensor *g) {
+    UNARY_BACKWARD(r, g, P0 == 0 ? (T)0 : P0 * pow(v, P0 - 1));
+}
+
+tg_tensor *tg_exp(const tg_tensor *x) { UNARY_FORWARD(TG_OP_EXP, "tg_exp", x, 0, 0, exp(v)); }
+/* dx += g e^x = g y */
+void tg__exp_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, y); }
+
+tg_tensor *tg_log(const tg_tensor *x) { UNARY_FORWARD(TG_OP_LOG, "tg_log", x, 0, 0, log(v)); }
+/* dx += g / x */
+void tg__log_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, 1 / v); }
+
+tg_tensor *tg_sqrt(const tg_tensor *x) { UNARY_FORWARD(TG_OP_SQRT, "tg_sqrt", x, 0, 0, sqrt(v)); }
+/* dx += g / (2 y) */
+void tg__sqrt_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, (T)0.5 / y); }
+
+tg_tensor *tg_tanh(const tg_tensor *x) { UNARY_FORWARD(TG_OP_TANH, "tg_tanh", x, 0, 0, tanh(v)); }
+/* dx += g (1 - y²) */
+void tg__tanh_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, 1 - y * y); }
+
+/* σ(x) written so that exp never overflows: for x < 0, e^x / (1 + e^x). */
+tg_tensor *tg_sigmoid(const tg_tensor *x) {
+    UNARY_FORWARD(TG_OP_SIGMOID, "tg_sigmoid", x, 0, 0, v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)));
+}
+/* dx += g y (1 - y) */
+void tg__sigmoid_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, y * (1 - y)); }
+
+tg_tensor *tg_relu(const tg_tensor *x) { UNARY_FORWARD(TG_OP_RELU, "tg_relu", x, 0, 0, v > 0 ? v : 0); }
+/* dx += g [y > 0]  (relu'(0) = 0, like PyTorch) */
+void tg__relu_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, y > 0 ? (T)1 : (T)0); }
+
+tg_tensor *tg_leaky_relu(const tg_tensor *x, double slope) {
+    UNARY_FORWARD(TG_OP_LEAKY_RELU, "tg_leaky_relu", x, slope, 0, v > 0 ? v : P0 * v);
+}
+/* dx += g (x > 0 ? 1 : slope) */
+void tg__leaky_relu_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, v > 0 ? (T)1 : P0); }
+
+/* log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exact for large |x| of either sign. */
+tg_tensor *tg_softplus(const tg_tensor *x) {
+    UNARY_FORWARD(TG_OP_SOFTPLUS, "tg_softplus", x, 0, 0, (v > 0 ? v : 0) + log1p(exp(-fabs(v))));
+}
+/* dx += g σ(x) */
+void tg__softplus_backward(tg_record *r, const tg_tensor *g) {
+    UNARY_BACKWARD(r, g, v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)));
+}
+
+tg_tensor *tg_abs(const tg_tensor *x) { UNARY_FORWARD(TG_OP_ABS, "tg_abs", x, 0, 0, fabs(v)); }
+/* dx += g sign(x)  (0 at 0, like PyTorch) */
+void tg__abs_backward(tg_record *r, const tg_tensor *g) {
+    UNARY_BACKWARD(r, g, v > 0 ? (T)1 : (v < 0 ? (T)-1 : (T)0));
+}
+
+tg_tensor *tg_clamp(const tg_tensor *x, double lo, double hi) {
+    if (x && !(lo <= hi)) {
+        tg_error("tg_clamp", "bounds [%g, %g]: lo must not exceed hi", lo, hi);
+        return NULL;
+    }
+    UNARY_FORWARD(TG_OP_CLAMP, "tg_clamp", x, lo, hi, v < P0 ? P0 : (v > P1 ? P1 : v));
+}
+/* dx += g [lo <= x <= hi] */
+void tg__clamp_backward(tg_record *r, const tg_tensor *g) {
+    UNARY_BACKWARD(r, g, (v >= P0 && v <= P1) ? (T)1 : (T)0);
+}

@@ -1,0 +1,252 @@
+/* autograd/tape.c - the per-thread tape, the backward loop, no-grad, detach.
+ *
+ * The tape is an append-only array of records; forward order is a topological order, so backward is
+ * one reverse loop over it. Op results live in an autorelease pool owned by the tape. */
+#include "autograd/tape_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct tg_tape {
+    tg_record *rec;     /* [n_rec] */
+    size_t n_rec, cap_rec;
+    tg_tensor **pool;   /* [n_pool] op results owned by the tape */
+    size_t n_pool, cap_pool;
+    uint64_t epoch;     /* bumped by reset: tensor->creator is only valid in its own epoch */
+    int no_grad;        /* nesting depth of tg_no_grad_begin */
+} tg_tape;
+
+static _Thread_local tg_tape g_tape = {.epoch = 1};
+
+/* ---- recording ---------------------------------------------------------------------------------- */
+
+void tg__autorelease(tg_tensor *t) {
+    if (!t) return;
+    if (g_tape.n_pool == g_tape.cap_pool) {
+        size_t cap = g_tape.cap_pool ? 2 * g_tape.cap_pool : 256;
+        tg_tensor **p = realloc(g_tape.pool, cap * sizeof *p);
+        if (!p) { tg_error("tapegrad", "out of memory growing the tape"); tg_release(t); return; }
+        g_tape.pool = p;
+        g_tape.cap_pool = cap;
+    }
+    g_tape.pool[g_tape.n_pool++] = t;
+}
+
+tg_tensor *tg__result(tg_dtype dtype, int ndim, const int64_t *shape) {
+    tg_tensor *t = tg__alloc(dtype, ndim, shape);
+    if (t) tg__autorelease(t);
+    return t;
+}
+
+bool tg__needs_grad(const tg_tensor *t) { return t && t->requires_grad; }
+
+tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const *in) {
+    if (g_tape.no_grad || !out) return NULL;
+    bool any = false;
+    for (int i = 0; i < nin; i++) any |= tg__needs_grad(in[i]);
+    if (!any) return NULL;
+    if (g_tape.n_rec == g_tape.cap_rec) {
+        size_t cap = g_tape.cap_rec ? 2 * g_tape.cap_rec : 256;
+        tg_record *p = realloc(g_tape.rec, cap * sizeof *p);
+        if (!p) { tg_error(tg_op_table[op].name, "out of memory growing the tape"); return NULL; }
+        g_tape.rec = p;
+        g_tape.cap_rec = cap;
+    }
+    tg_record *r = &g_tape.rec[g_tape.n_rec];
+    memset(r, 0, sizeof *r);
+    r->op = op;
+    r->nin = nin;
+    if (nin <= TG_REC_INLINE) {
+        r->in = r->in_inline;
+        r->in_version = r->ver_inline;
+    } else {
+        r->in = malloc((size_t)nin * sizeof *r->in);
+        r->in_version = malloc((size_t)nin * sizeof *r->in_version);
+        if (!r->in || !r->in_version) {
+            free(r->in); free(r->in_version);
+            tg_error(tg_op_table[op].name, "out of memory recording %d inputs", nin);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < nin; i++) {
+        r->in[i] = tg_retain((tg_tensor *)in[i]);
+        r->in_version[i] = in[i] ? in[i]->storage->version : 0;
+    }
+    r->out = tg_retain(out);
+    r->out_version = out->storage->version;
+    g_tape.n_rec++;
+    out->requires_grad = true;
+    out->creator = g_tape.n_rec; /* index + 1 */
+    out->tape_epoch = g_tape.epoch;
+    return r;
+}
+
+static void record_free(tg_record *r) {
+    for (int i = 0; i < r->nin; i++) tg_release(r->in[i]);
+    if (r->in != r->in_inline) { free(r->in); free(r->in_version); }
+    if (r->out) {
+        /* A result kept past the reset becomes a plain tensor with no history. */
+        r->out->creator = 0;
+        r->out->requires_grad = false;
+        tg_release(r->out);
+    }
+    tg_release(r->aux);
+    free(r->idx);
+}
+
+void tg_tape_reset(void) {
+    for (size_t i = 0; i < g_tape.n_rec; i++) record_free(&g_tape.rec[i]);
+    g_tape.n_rec = 0;
+    /* Release in reverse creation order; any order is correct (views own their storage). */
+    for (size_t i = g_tape.n_pool; i-- > 0;) tg_release(g_tape.pool[i]);
+    g_tape.n_pool = 0;
+    g_tape.epoch++;
+}
+
+size_t tg_tape_records(void) { return g_tape.n_rec; }
+size_t tg_tape_tensors(void) { return g_tape.n_pool; }
+size_t tg_tape_bytes(void) {
+    size_t b = 0;
+    for (size_t i = 0; i < g_tape.n_pool; i++) b += (size_t)g_tape.pool[i]->numel * tg_itemsize(g_tape.pool[i]->dtype);
+    for (size_t i = 0; i < g_tape.n_rec; i++)
+        if (g_tape.rec[i].aux) b += (size_t)g_tape.rec[i].aux->numel * tg_itemsize(g_tape.rec[i].aux->dtype);
+    return b;
+}
+
+__attribute__((destructor)) static void tape_at_exit(void) {
+    tg_tape_reset();
+    free(g_tape.rec);
+    free(g_tape.pool);
+    g_tape.rec = NULL; g_tape.pool = NULL;
+    g_tape.cap_rec = g_tape.cap_pool = 0;
+}
+
+void tg_no_grad_begin(void) { g_tape.no_grad++; }
+void tg_no_grad_end(void) {
+    if (g_tape.no_grad == 0) { tg_error("tg_no_grad_end", "called without a matching tg_no_grad_begin"); return; }
+    g_tape.no_grad--;
+}
+bool tg_grad_enabled(void) { return g_tape.no_grad == 0; }
+
+/* ---- leaves and gradients ----------------------------------------------------------------------- */
+
+static bool is_live_record(const tg_tensor *t) {
+    return t->creator != 0 && t->tape_epoch == g_tape.epoch && t->creator <= g_tape.n_rec &&
+           g_tape.rec[t->creator - 1].out == t;
+}
+
+void tg_set_requires_grad(tg_tensor *t, bool on) {
+    if (!tg__check("tg_set_requires_grad", "t", t)) return;
+    if (is_live_record(t)) {
+        tg_error("tg_set_requires_grad", "tensor %s is the result of %s, not a leaf (use tg_detach first)",
+                 t->name, tg_op_table[g_tape.rec[t->creator - 1].op].name);
+        return;
+    }
+    if (on && t->creator) t->creator = 0; /* a kept result from an old tape becomes a leaf */
+    t->requires_grad = on;
+}
+bool tg_requires_grad(const tg_tensor *t) { return tg__check("tg_requires_grad", "t", t) && t->requires_grad; }
+bool tg_is_leaf(const tg_tensor *t) { return tg__check("tg_is_leaf", "t", t) && !is_live_record(t); }
+tg_tensor *tg_grad(const tg_tensor *t) { return tg__check("tg_grad", "t", t) ? t->grad : NULL; }
+void tg_zero_grad(tg_tensor *t) {
+    if (!tg__check("tg_zero_grad", "t", t)) return;
+    tg_release(t->grad);
+    t->grad = NULL;
+}
+void tg_retain_grad(tg_tensor *t) {
+    if (tg__check("tg_retain_grad", "t", t)) t->retain_grad = true;
+}
+
+tg_tensor *tg__grad_buf(tg_tensor *t) {
+    if (!t || !t->requires_grad) return NULL;
+    if (!t->grad) {
+        t->grad = tg__alloc(t->dtype, t->ndim, t->shape);
+        if (t->grad) memset(tg__ptr(t->grad), 0, (size_t)t->numel * tg_itemsize(t->dtype));
+    }
+    return t->grad;
+}
+
+tg_tensor *tg_detach(const tg_tensor *t) {
+    if (!tg__check("tg_detach", "t", t)) return NULL;
+    tg_tensor *d = tg_reshape_view(t, t->ndim, t->shape);
+    if (d) snprintf(d->name, sizeof d->name, "%s", t->name);
+    return d;
+}
+
+/* ---- backward ----------------------------------------------------------------------------------- */
+
+static bool stale(const tg_record *r, char *msg, size_t size) {
+    const tg_op_info *info = &tg_op_table[r->op];
+    char b[128];
+    for (int i = 0; i < r->nin && i < 7; i++) {
+        if (!(info->saves & (1u << i)) || !r->in[i]) continue;
+        if (r->in[i]->storage->version != r->in_version[i]) {
+            snprintf(msg, size,
+                     "input %d%s%s%s %s of %s was modified in place after it was saved for backward "
+                     "(version %llu, now %llu); compute gradients before updating it, or copy it",
+                     i, r->in[i]->name[0] ? " '" : "", r->in[i]->name, r->in[i]->name[0] ? "'" : "",
+                     tg_shape_str(r->in[i], b, sizeof b), info->name, (unsigned long long)r->in_version[i],
+                     (unsigned long long)r->in[i]->storage->version);
+            return true;
+        }
+    }
+    if ((info->saves & TG_SAVES_OUT) && r->out->storage->version != r->out_version) {
+        snprintf(msg, size,
+                 "the output%s%s%s %s of %s was modified in place after it was saved for backward "
+                 "(version %llu, now %llu)",
+                 r->out->name[0] ? " '" : "", r->out->name, r->out->name[0] ? "'" : "",
+                 tg_shape_str(r->out, b, sizeof b), info->name, (unsigned long long)r->out_version,
+                 (unsigned long long)r->out->storage->version);
+        return true;
+    }
+    return false;
+}
+
+int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
+    if (!tg__check("tg_backward", "out", out) || !tg__check("tg_backward", "grad_out", grad_out)) return -1;
+    char b1[128], b2[128];
+    if (!tg_same_shape(out, grad_out) || out->dtype != grad_out->dtype) {
+        tg_error("tg_backward", "output %s %s, upstream gradient %s %s: shapes or dtypes differ",
+                 tg_shape_str(out, b1, sizeof b1), tg_dtype_name(out->dtype),
+                 tg_shape_str(grad_out, b2, sizeof b2), tg_dtype_name(grad_out->dtype));
+        return -1;
+    }
+    if (!out->requires_grad) {
+        tg_error("tg_backward", "%s does not require grad: no input of the computation had requires_grad "
+                 "(or it ran under no-grad, or the tape was reset)", tg_shape_str(out, b1, sizeof b1));
+        return -1;
+    }
+    tg_tensor *g = tg__grad_buf(out);
+    if (!g) return -1;
+    tg_axpy_(g, 1.0, grad_out);
+    if (!is_live_record(out)) return 0; /* a leaf: its gradient is the upstream gradient */
+
+    int status = 0;
+    char msg[512];
+    for (size_t i = out->creator; i-- > 0;) {
+        tg_record *r = &g_tape.rec[i];
+        tg_tensor *o = r->out;
+        if (!o->grad) continue;
+        if (status == 0 && stale(r, msg, sizeof msg)) {
+            tg_error("tg_backward", "%s", msg);
+            status = -1;
+        }
+        if (status == 0) tg_op_table[r->op].backward(r, o->grad);
+        if (!o->retain_grad) { tg_release(o->grad); o->grad = NULL; }
+    }
+    return status;
+}
+
+int tg_backward(tg_tensor *loss) {
+    if (!tg__check("tg_backward", "loss", loss)) return -1;
+    if (loss->numel != 1) {
+        char b[128];
+        tg_error("tg_backward", "loss %s has %lld elements; backward from a non-scalar needs "
+                 "tg_backward_with and an upstream gradient", tg_shape_str(loss, b, sizeof b), (long long)loss->numel);
+        return -1;
+    }
+    tg_tensor *one = tg_full(loss->dtype, loss->ndim, loss->shape, 1.0);
+    int s = tg_backward_with(loss, one);
+    tg_release(one);
+    return s;
+}

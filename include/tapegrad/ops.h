@@ -1,0 +1,84 @@
+/* tapegrad/ops.h - differentiable ops. Every function here: args: borrowed; returns: tape-owned
+ * (the current thread's tape releases the result at tg_tape_reset; tg_retain to keep it longer).
+ * Given a NULL argument they return NULL, keeping the first error message (so a whole expression
+ * like tg_tanh(tg_add(tg_matmul(x, W), b)) fails once, with the message of the op that failed).
+ *
+ * Broadcasting (add, sub, mul, div) follows NumPy: shapes are aligned at the trailing end and each
+ * dimension must be equal or 1 (a scalar, or a bias row [H] against [B,H], or [B,1] against [B,H]).
+ * Both operands' gradients are summed back to their own shapes.
+ *
+ *     tg_tensor *h = tg_tanh(tg_linear(x, W, b));      // [B,H] = tanh(x·Wᵀ + b)
+ */
+#ifndef TAPEGRAD_OPS_H
+#define TAPEGRAD_OPS_H
+#include <tapegrad/tensor.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* elementwise, broadcasting */
+tg_tensor *tg_add(const tg_tensor *a, const tg_tensor *b);      /* a + b */
+tg_tensor *tg_sub(const tg_tensor *a, const tg_tensor *b);      /* a - b */
+tg_tensor *tg_mul(const tg_tensor *a, const tg_tensor *b);      /* a ⊙ b */
+tg_tensor *tg_div(const tg_tensor *a, const tg_tensor *b);      /* a / b */
+
+/* elementwise, one tensor */
+tg_tensor *tg_neg(const tg_tensor *x);                          /* -x */
+tg_tensor *tg_add_scalar(const tg_tensor *x, double s);         /* x + s */
+tg_tensor *tg_mul_scalar(const tg_tensor *x, double s);         /* s x */
+tg_tensor *tg_rsub_scalar(double s, const tg_tensor *x);        /* s - x (e.g. 1 - z) */
+tg_tensor *tg_affine(const tg_tensor *x, double alpha, double beta); /* alpha x + beta */
+tg_tensor *tg_pow_scalar(const tg_tensor *x, double p);         /* x^p */
+tg_tensor *tg_exp(const tg_tensor *x);
+tg_tensor *tg_log(const tg_tensor *x);
+tg_tensor *tg_sqrt(const tg_tensor *x);
+tg_tensor *tg_tanh(const tg_tensor *x);
+tg_tensor *tg_sigmoid(const tg_tensor *x);                      /* 1 / (1 + e^-x), stable both ways */
+tg_tensor *tg_relu(const tg_tensor *x);                         /* max(x, 0); derivative 0 at 0 */
+tg_tensor *tg_leaky_relu(const tg_tensor *x, double slope);     /* x > 0 ? x : slope x */
+tg_tensor *tg_softplus(const tg_tensor *x);                     /* log(1 + e^x), stable */
+tg_tensor *tg_abs(const tg_tensor *x);                          /* derivative sign(x), 0 at 0 */
+tg_tensor *tg_clamp(const tg_tensor *x, double lo, double hi);  /* derivative 1 inside [lo, hi] */
+
+/* matrix products (2-D operands; transposes are never materialised) */
+tg_tensor *tg_matmul(const tg_tensor *a, const tg_tensor *b);    /* [M,K]·[K,N] -> [M,N] */
+tg_tensor *tg_matmul_nt(const tg_tensor *a, const tg_tensor *b); /* [M,K]·[N,K]ᵀ -> [M,N] */
+tg_tensor *tg_matmul_tn(const tg_tensor *a, const tg_tensor *b); /* [K,M]ᵀ·[K,N] -> [M,N] */
+/* x [..., I] · W[O, I]ᵀ + b[O] -> [..., O] in one op; b may be NULL (no bias) */
+tg_tensor *tg_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b);
+
+/* shapes */
+tg_tensor *tg_transpose(const tg_tensor *x, int axis0, int axis1);  /* swaps two axes (a copy) */
+tg_tensor *tg_reshape(const tg_tensor *x, int ndim, const int64_t *shape); /* shares storage; one -1 */
+tg_tensor *tg_select(const tg_tensor *x, int64_t index);   /* x[index] on axis 0, zero-copy view */
+tg_tensor *tg_slice(const tg_tensor *x, int axis, int64_t begin, int64_t end); /* x[..., begin:end, ...] */
+/* Splits x along axis into n equal parts written to out[0..n-1] (each tape-owned). Returns 0 or -1. */
+int tg_chunk(const tg_tensor *x, int axis, int n, tg_tensor **out);
+tg_tensor *tg_concat(int n, tg_tensor *const *xs, int axis);   /* along an existing axis */
+tg_tensor *tg_stack(int n, tg_tensor *const *xs);              /* along a new first axis */
+
+/* reductions (axis may be negative) */
+tg_tensor *tg_sum(const tg_tensor *x);                          /* 0-d */
+tg_tensor *tg_mean(const tg_tensor *x);                         /* 0-d */
+tg_tensor *tg_sum_axis(const tg_tensor *x, int axis, bool keepdim);
+tg_tensor *tg_mean_axis(const tg_tensor *x, int axis, bool keepdim);
+tg_tensor *tg_max_axis(const tg_tensor *x, int axis, bool keepdim); /* gradient to the first maximum */
+tg_tensor *tg_softmax(const tg_tensor *x, int axis);
+tg_tensor *tg_log_softmax(const tg_tensor *x, int axis);        /* stable for inputs of ±1e4 */
+
+/* indexing, regularisation, masks */
+/* rows weight[index[i]] -> [n, D]; backward scatter-adds into weight (repeated indices add up) */
+tg_tensor *tg_gather_rows(const tg_tensor *weight, int64_t n, const int64_t *index);
+/* embedding lookup: weight [V,D], indices shaped ndim/shape -> [shape..., D] */
+tg_tensor *tg_embedding(const tg_tensor *weight, int ndim, const int64_t *shape, const int64_t *index);
+/* Inverted dropout: in training zeroes each element with probability p and scales the rest by 1/(1-p);
+ * in evaluation (train = false) or p = 0 returns x unchanged. rng NULL = the thread's default. */
+tg_tensor *tg_dropout(const tg_tensor *x, double p, bool train, tg_rng *rng);
+/* x [B, ...] with row b multiplied by mask[b] (mask [B], not differentiated): zeroes padded steps */
+tg_tensor *tg_mask_rows(const tg_tensor *x, const tg_tensor *mask);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

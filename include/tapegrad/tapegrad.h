@@ -1,0 +1,12 @@
+/* tapegrad/tapegrad.h - umbrella header: everything public.
+ *
+ *     #include <tapegrad/tapegrad.h>
+ *     tg_tensor *h = tg_tanh(tg_add(tg_matmul(x, W), b));   // tape-owned; backward with tg_backward
+ */
+#ifndef TAPEGRAD_H
+#define TAPEGRAD_H
+#include <tapegrad/tensor.h>
+#include <tapegrad/autograd.h>
+#include <tapegrad/ops.h>
+#include <tapegrad/safetensors.h>
+#endif

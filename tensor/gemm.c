@@ -1,0 +1,602 @@
+/* tensor/gemm.c - packed, cache-blocked GEMM in portable C (GCC/Clang vector extensions).
+ *
+ * Structure (GotoBLAS / BLIS):
+ *   for jc in N step NC:                       B block  kc x nc  -> packed once per (jc, pc), L3
+ *     for pc in K step KC:
+ *       pack op(B)[pc:pc+kc, jc:jc+nc] into NR-wide column panels (k-major)
+ *       for ic in M step MC:                   A block  mc x kc  -> L2
+ *         pack op(A)[ic:ic+mc, pc:pc+kc] into MR-tall row panels (k-major)
+ *         for jr in nc step NR:                B micro-panel kc x NR -> L1
+ *           for ir in mc step MR:
+ *             micro-kernel: MR x NR accumulators held in vector registers, C += Ap * Bp
+ * Transposes are absorbed by the packing routines; nothing is ever transposed in memory.
+ * Small problems take a direct (unpacked) path; large ones may be split over a small persistent
+ * worker pool (tg_set_num_threads).
+ *
+ * The type-generic part lives in the second half of this file, which includes itself twice
+ * (once for float, once for double) with TG_GEMM_TEMPLATE defined.
+ */
+#ifndef TG_GEMM_TEMPLATE
+
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "tensor/gemm.h"
+
+#include <tapegrad/tensor.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* FMA contraction: -std=c11 implies -ffp-contract=off, which would turn every a*b+c into a
+ * separate multiply and add. Re-enable contraction for this file only. */
+#if defined(__clang__)
+#pragma clang fp contract(fast)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
+/* ---- vector width / register-tile shape --------------------------------------------------- */
+
+#if defined(__AVX512F__)
+#define TG_VBYTES 64
+#define TG_NREGS 32
+#elif defined(__AVX__)
+#define TG_VBYTES 32
+#define TG_NREGS 16
+#elif defined(__aarch64__)
+#define TG_VBYTES 16
+#define TG_NREGS 32
+#else
+#define TG_VBYTES 16
+#define TG_NREGS 16
+#endif
+
+/* Micro-tile: MR rows x (NV vectors) columns. 32 registers -> 8 x 2 or more; 16 -> 6 x 2. */
+#ifndef TG_GEMM_MR
+#if TG_NREGS >= 32
+#define TG_GEMM_MR 8
+#else
+#define TG_GEMM_MR 6
+#endif
+#endif
+#ifndef TG_GEMM_NV
+#define TG_GEMM_NV 2
+#endif
+
+typedef float tg_vf32_t __attribute__((vector_size(TG_VBYTES)));
+typedef double tg_vf64_t __attribute__((vector_size(TG_VBYTES)));
+
+#define TG_CAT_(a, b) a##_##b
+#define TG_CAT(a, b) TG_CAT_(a, b)
+
+static inline int64_t tg_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* ---- threading knob ---------------------------------------------------------------------- */
+
+#define TG_MAX_THREADS 64
+static atomic_int tg_num_threads = 1;
+
+void tg_set_num_threads(int n)
+{
+    if (n < 1) n = 1;
+    if (n > TG_MAX_THREADS) n = TG_MAX_THREADS;
+    atomic_store_explicit(&tg_num_threads, n, memory_order_relaxed);
+}
+
+int tg_get_num_threads(void) { return atomic_load_explicit(&tg_num_threads, memory_order_relaxed); }
+
+/* ---- per-thread packing workspace --------------------------------------------------------- */
+/* Grown once per thread and reused; a pthread key destructor frees it when a thread exits. */
+
+static _Thread_local void *tg_ws_ptr;
+static _Thread_local size_t tg_ws_size;
+static pthread_key_t tg_ws_key;
+static pthread_once_t tg_ws_once = PTHREAD_ONCE_INIT;
+static int tg_ws_key_ok;
+
+static void tg_ws_free(void *p) { free(p); }
+static void tg_ws_make_key(void) { tg_ws_key_ok = pthread_key_create(&tg_ws_key, tg_ws_free) == 0; }
+
+/* Returns a 64-byte aligned buffer of at least `bytes`, or NULL on allocation failure. */
+static void *tg_ws_get(size_t bytes)
+{
+    if (bytes <= tg_ws_size) return tg_ws_ptr;
+    pthread_once(&tg_ws_once, tg_ws_make_key);
+    free(tg_ws_ptr);
+    size_t sz = (bytes + 63) & ~(size_t)63;
+    tg_ws_ptr = aligned_alloc(64, sz);
+    tg_ws_size = tg_ws_ptr ? sz : 0;
+    if (tg_ws_key_ok) pthread_setspecific(tg_ws_key, tg_ws_ptr);
+    return tg_ws_ptr;
+}
+
+/* ---- persistent worker pool ---------------------------------------------------------------- */
+/* Workers are started lazily and live for the process. One GEMM at a time owns the pool; a
+ * concurrent caller that finds it busy simply runs single-threaded. */
+
+typedef void (*tg_task_fn)(void *arg);
+
+static pthread_mutex_t tg_pool_owner = PTHREAD_MUTEX_INITIALIZER; /* held by the dispatching call */
+static pthread_mutex_t tg_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tg_pool_go = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t tg_pool_done = PTHREAD_COND_INITIALIZER;
+static int tg_pool_started;                       /* workers created so far */
+static unsigned long tg_pool_gen;                 /* bumped for every dispatch */
+static int tg_pool_pending;                       /* tasks not yet finished */
+static tg_task_fn tg_pool_fn[TG_MAX_THREADS];
+static void *tg_pool_arg[TG_MAX_THREADS];
+
+static void *tg_pool_worker(void *p)
+{
+    int id = (int)(intptr_t)p; /* 1 .. TG_MAX_THREADS-1 */
+    unsigned long seen;
+    pthread_mutex_lock(&tg_pool_mu);
+    seen = tg_pool_gen;
+    for (;;) {
+        while (tg_pool_gen == seen) pthread_cond_wait(&tg_pool_go, &tg_pool_mu);
+        seen = tg_pool_gen;
+        tg_task_fn fn = tg_pool_fn[id];
+        void *arg = tg_pool_arg[id];
+        tg_pool_fn[id] = NULL;
+        if (!fn) continue;
+        pthread_mutex_unlock(&tg_pool_mu);
+        fn(arg);
+        pthread_mutex_lock(&tg_pool_mu);
+        if (--tg_pool_pending == 0) pthread_cond_signal(&tg_pool_done);
+    }
+    return NULL;
+}
+
+/* Runs fn(args[0..n-1]); task 0 on the calling thread. Returns 0 if the pool was unavailable
+ * (busy or thread creation failed) and nothing was run. */
+static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
+{
+    if (pthread_mutex_trylock(&tg_pool_owner) != 0) return 0;
+    pthread_mutex_lock(&tg_pool_mu);
+    while (tg_pool_started < n - 1) {
+        pthread_t th;
+        pthread_attr_t attr;
+        int ok = pthread_attr_init(&attr) == 0;
+        if (ok) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        ok = ok && pthread_create(&th, &attr, tg_pool_worker, (void *)(intptr_t)(tg_pool_started + 1)) == 0;
+        pthread_attr_destroy(&attr);
+        if (!ok) break;
+        tg_pool_started++;
+    }
+    if (tg_pool_started < n - 1) n = tg_pool_started + 1;
+    if (n < 2) {
+        pthread_mutex_unlock(&tg_pool_mu);
+        pthread_mutex_unlock(&tg_pool_owner);
+        return 0;
+    }
+    for (int i = 1; i < n; i++) {
+        tg_pool_fn[i] = fn;
+        tg_pool_arg[i] = args[i];
+    }
+    tg_pool_pending = n - 1;
+    tg_pool_gen++;
+    pthread_cond_broadcast(&tg_pool_go);
+    pthread_mutex_unlock(&tg_pool_mu);
+
+    fn(args[0]);
+
+    pthread_mutex_lock(&tg_pool_mu);
+    while (tg_pool_pending > 0) pthread_cond_wait(&tg_pool_done, &tg_pool_mu);
+    pthread_mutex_unlock(&tg_pool_mu);
+    pthread_mutex_unlock(&tg_pool_owner);
+    return 1;
+}
+
+/* Problems with fewer multiply-adds than this never use threads. */
+#define TG_GEMM_MT_MIN_MACS ((int64_t)1 << 21)
+/* Problems with fewer multiply-adds than this take the direct (unpacked) path. */
+#define TG_GEMM_SMALL_MACS ((int64_t)16384)
+
+/* ---- reference ---------------------------------------------------------------------------- */
+
+void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                     const double *A, int64_t lda, const double *B, int64_t ldb,
+                     double beta, double *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int64_t k = 0; k < K; k++) {
+                double a = trans_a ? A[k * lda + i] : A[i * lda + k];
+                double b = trans_b ? B[j * ldb + k] : B[k * ldb + j];
+                s += a * b;
+            }
+            C[i * ldc + j] = beta == 0.0 ? s : beta * C[i * ldc + j] + s;
+        }
+    }
+}
+
+/* ---- instantiate the typed kernels --------------------------------------------------------- */
+
+#define TG_GEMM_TEMPLATE 1
+
+#define T float
+#define V tg_vf32_t
+#define SFX f32
+#define TG_KC 384
+#define TG_MC 192
+#define TG_NC 4096
+#include "gemm.c"
+#undef T
+#undef V
+#undef SFX
+#undef TG_KC
+#undef TG_MC
+#undef TG_NC
+
+#define T double
+#define V tg_vf64_t
+#define SFX f64
+#define TG_KC 256
+#define TG_MC 144
+#define TG_NC 2048
+#include "gemm.c"
+#undef T
+#undef V
+#undef SFX
+#undef TG_KC
+#undef TG_MC
+#undef TG_NC
+
+#else /* ======================== TG_GEMM_TEMPLATE: body for one element type T ========== */
+
+#define FN(name) TG_CAT(name, SFX)
+#define VL ((int)(TG_VBYTES / sizeof(T)))
+#define MR TG_GEMM_MR
+#define NV TG_GEMM_NV
+#define NR (NV * VL)
+
+/* C[M,N] = beta*C (beta == 0: overwrite, NaN-safe). */
+static void FN(tg_scale_c)(int64_t M, int64_t N, T beta, T *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        T *c = C + i * ldc;
+        if (beta == (T)0) {
+            for (int64_t j = 0; j < N; j++) c[j] = (T)0;
+        } else if (beta != (T)1) {
+            for (int64_t j = 0; j < N; j++) c[j] *= beta;
+        }
+    }
+}
+
+/* Dot product of two contiguous vectors with vector accumulators (reassociated). */
+static inline T FN(tg_dot)(const T *restrict x, const T *restrict y, int64_t n)
+{
+    V s0 = {0}, s1 = {0};
+    int64_t k = 0;
+    for (; k + 2 * VL <= n; k += 2 * VL) {
+        V x0, x1, y0, y1;
+        memcpy(&x0, x + k, sizeof(V));
+        memcpy(&x1, x + k + VL, sizeof(V));
+        memcpy(&y0, y + k, sizeof(V));
+        memcpy(&y1, y + k + VL, sizeof(V));
+        s0 += x0 * y0;
+        s1 += x1 * y1;
+    }
+    s0 += s1;
+    T s = 0;
+    for (int l = 0; l < VL; l++) s += s0[l];
+    for (; k < n; k++) s += x[k] * y[k];
+    return s;
+}
+
+/* Direct path: no packing. Good for tiny problems and for M or N of a few rows. */
+static void FN(tg_gemm_direct)(int ta, int tb, int64_t M, int64_t N, int64_t K,
+                               const T *A, int64_t lda, const T *B, int64_t ldb,
+                               T beta, T *C, int64_t ldc)
+{
+    if (!tb) {
+        /* C[i,:] = beta*C[i,:] + sum_k opA(i,k) * B[k,:]  (axpy over contiguous rows) */
+        FN(tg_scale_c)(M, N, beta, C, ldc);
+        for (int64_t i = 0; i < M; i++) {
+            T *restrict c = C + i * ldc;
+            for (int64_t k = 0; k < K; k++) {
+                const T a = ta ? A[k * lda + i] : A[i * lda + k];
+                const T *restrict b = B + k * ldb;
+                for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
+            }
+        }
+        return;
+    }
+    /* op(B) = Bᵀ: C[i,j] = dot(opA(i,:), B[j,:]) with B rows contiguous. */
+    T *arow = NULL;
+    if (ta) arow = tg_ws_get((size_t)K * sizeof(T));
+    for (int64_t i = 0; i < M; i++) {
+        const T *a;
+        if (!ta) {
+            a = A + i * lda;
+        } else if (arow) {
+            for (int64_t k = 0; k < K; k++) arow[k] = A[k * lda + i];
+            a = arow;
+        } else {
+            a = NULL; /* out of memory: strided scalar fallback */
+        }
+        T *c = C + i * ldc;
+        for (int64_t j = 0; j < N; j++) {
+            T s;
+            if (a) {
+                s = FN(tg_dot)(a, B + j * ldb, K);
+            } else {
+                s = 0;
+                for (int64_t k = 0; k < K; k++) s += A[k * lda + i] * B[j * ldb + k];
+            }
+            c[j] = beta == (T)0 ? s : beta * c[j] + s;
+        }
+    }
+}
+
+/* Pack op(A)[i0:i0+mc, p0:p0+kc] into MR-row panels: panel r holds Ap[k*MR + i]. Rows past mc
+ * are zero. */
+static void FN(tg_pack_a)(int ta, const T *A, int64_t lda, int64_t i0, int64_t p0, int64_t mc,
+                          int64_t kc, T *restrict Ap)
+{
+    for (int64_t ir = 0; ir < mc; ir += MR) {
+        const int64_t mr = tg_min64(MR, mc - ir);
+        T *restrict dst = Ap + ir * kc;
+        if (ta) {
+            /* op(A)(i,k) = A[k*lda + i]: each k gives mr contiguous elements */
+            const T *src = A + p0 * lda + i0 + ir;
+            if (mr == MR) {
+                for (int64_t k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * lda, MR * sizeof(T));
+            } else {
+                for (int64_t k = 0; k < kc; k++) {
+                    int64_t i = 0;
+                    for (; i < mr; i++) dst[k * MR + i] = src[k * lda + i];
+                    for (; i < MR; i++) dst[k * MR + i] = (T)0;
+                }
+            }
+        } else {
+            /* op(A)(i,k) = A[i*lda + k]: interleave mr row streams */
+            const T *src = A + (i0 + ir) * lda + p0;
+            if (mr == MR) {
+                const T *rows[MR];
+                for (int i = 0; i < MR; i++) rows[i] = src + i * lda;
+                for (int64_t k = 0; k < kc; k++)
+                    for (int i = 0; i < MR; i++) dst[k * MR + i] = rows[i][k];
+            } else {
+                for (int64_t k = 0; k < kc; k++) {
+                    int64_t i = 0;
+                    for (; i < mr; i++) dst[k * MR + i] = src[i * lda + k];
+                    for (; i < MR; i++) dst[k * MR + i] = (T)0;
+                }
+            }
+        }
+    }
+}
+
+/* Pack op(B)[p0:p0+kc, j0:j0+nc] into NR-column panels: panel s holds Bp[k*NR + j]. Columns past
+ * nc are zero. */
+static void FN(tg_pack_b)(int tb, const T *B, int64_t ldb, int64_t p0, int64_t j0, int64_t kc,
+                          int64_t nc, T *restrict Bp)
+{
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+        const int64_t nr = tg_min64(NR, nc - jr);
+        T *restrict dst = Bp + jr * kc;
+        if (!tb) {
+            /* op(B)(k,j) = B[k*ldb + j]: each k gives nr contiguous elements */
+            const T *src = B + p0 * ldb + j0 + jr;
+            if (nr == NR) {
+                for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, src + k * ldb, NR * sizeof(T));
+            } else {
+                for (int64_t k = 0; k < kc; k++) {
+                    int64_t j = 0;
+                    for (; j < nr; j++) dst[k * NR + j] = src[k * ldb + j];
+                    for (; j < NR; j++) dst[k * NR + j] = (T)0;
+                }
+            }
+        } else {
+            /* op(B)(k,j) = B[j*ldb + k]: transpose nr row streams */
+            const T *src = B + (j0 + jr) * ldb + p0;
+            if (nr == NR) {
+                for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+                    const int64_t kb = tg_min64(8, kc - k0);
+                    for (int j = 0; j < NR; j++) {
+                        const T *s = src + j * ldb + k0;
+                        for (int64_t k = 0; k < kb; k++) dst[(k0 + k) * NR + j] = s[k];
+                    }
+                }
+            } else {
+                for (int64_t k = 0; k < kc; k++) {
+                    int64_t j = 0;
+                    for (; j < nr; j++) dst[k * NR + j] = src[j * ldb + k];
+                    for (; j < NR; j++) dst[k * NR + j] = (T)0;
+                }
+            }
+        }
+    }
+}
+
+/* Micro-kernel: acc[MR][NR] = Ap(MR x kc) * Bp(kc x NR); then C[:mr,:nr] = beta*C + acc. */
+static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, T *restrict C,
+                          int64_t ldc, T beta, int64_t mr, int64_t nr)
+{
+    V acc[MR][NV];
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < NV; v++) acc[i][v] = (V){0};
+
+    const V *restrict bv = (const V *)__builtin_assume_aligned(b, TG_VBYTES);
+#pragma GCC unroll 4
+    for (int64_t k = 0; k < kc; k++) {
+        V bk[NV];
+        for (int v = 0; v < NV; v++) bk[v] = bv[k * NV + v];
+        for (int i = 0; i < MR; i++) {
+            const T ai = a[k * MR + i];
+            for (int v = 0; v < NV; v++) acc[i][v] += ai * bk[v];
+        }
+    }
+
+    if (mr == MR && nr == NR) {
+        if (beta == (T)0) {
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < NV; v++) memcpy(C + i * ldc + v * VL, &acc[i][v], sizeof(V));
+        } else if (beta == (T)1) {
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < NV; v++) {
+                    V c;
+                    memcpy(&c, C + i * ldc + v * VL, sizeof(V));
+                    c += acc[i][v];
+                    memcpy(C + i * ldc + v * VL, &c, sizeof(V));
+                }
+        } else {
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < NV; v++) {
+                    V c;
+                    memcpy(&c, C + i * ldc + v * VL, sizeof(V));
+                    c = beta * c + acc[i][v];
+                    memcpy(C + i * ldc + v * VL, &c, sizeof(V));
+                }
+        }
+    } else {
+        T tile[MR][NR] __attribute__((aligned(64)));
+        memcpy(tile, acc, sizeof(tile));
+        for (int64_t i = 0; i < mr; i++) {
+            T *c = C + i * ldc;
+            if (beta == (T)0) {
+                for (int64_t j = 0; j < nr; j++) c[j] = tile[i][j];
+            } else {
+                for (int64_t j = 0; j < nr; j++) c[j] = beta * c[j] + tile[i][j];
+            }
+        }
+    }
+}
+
+/* Packed, blocked single-thread GEMM. ws: 64-byte aligned, size FN(tg_ws_elems)(M,N,K). */
+static size_t FN(tg_ws_elems)(int64_t M, int64_t N, int64_t K)
+{
+    const int64_t kc = tg_min64(K, TG_KC);
+    const int64_t mc = (tg_min64(M, TG_MC) + MR - 1) / MR * MR;
+    const int64_t nc = (tg_min64(N, TG_NC) + NR - 1) / NR * NR;
+    /* keep Bp 64-byte aligned after Ap */
+    const int64_t a_elems = (mc * kc * (int64_t)sizeof(T) + 63) / 64 * 64 / (int64_t)sizeof(T);
+    return (size_t)(a_elems + kc * nc);
+}
+
+static void FN(tg_gemm_packed)(int ta, int tb, int64_t M, int64_t N, int64_t K,
+                               const T *A, int64_t lda, const T *B, int64_t ldb,
+                               T beta, T *C, int64_t ldc, T *ws)
+{
+    const int64_t kcmax = tg_min64(K, TG_KC);
+    const int64_t mcmax = (tg_min64(M, TG_MC) + MR - 1) / MR * MR;
+    const int64_t a_elems = (mcmax * kcmax * (int64_t)sizeof(T) + 63) / 64 * 64 / (int64_t)sizeof(T);
+    T *Ap = ws;
+    T *Bp = ws + a_elems;
+
+    for (int64_t jc = 0; jc < N; jc += TG_NC) {
+        const int64_t nc = tg_min64(TG_NC, N - jc);
+        for (int64_t pc = 0; pc < K; pc += TG_KC) {
+            const int64_t kc = tg_min64(TG_KC, K - pc);
+            const T b = pc == 0 ? beta : (T)1;
+            FN(tg_pack_b)(tb, B, ldb, pc, jc, kc, nc, Bp);
+            for (int64_t ic = 0; ic < M; ic += TG_MC) {
+                const int64_t mc = tg_min64(TG_MC, M - ic);
+                FN(tg_pack_a)(ta, A, lda, ic, pc, mc, kc, Ap);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const int64_t nr = tg_min64(NR, nc - jr);
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        const int64_t mr = tg_min64(MR, mc - ir);
+                        FN(tg_kernel)(kc, Ap + ir * kc, Bp + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
+                                      b, mr, nr);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Single-thread dispatch: trivial cases, direct path, or packed path. */
+static void FN(tg_gemm_serial)(int ta, int tb, int64_t M, int64_t N, int64_t K,
+                               const T *A, int64_t lda, const T *B, int64_t ldb,
+                               T beta, T *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        FN(tg_scale_c)(M, N, beta, C, ldc);
+        return;
+    }
+    if (M * N * K < TG_GEMM_SMALL_MACS || M == 1) {
+        FN(tg_gemm_direct)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    T *ws = tg_ws_get(FN(tg_ws_elems)(M, N, K) * sizeof(T));
+    if (!ws) {
+        FN(tg_gemm_direct)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    FN(tg_gemm_packed)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, ws);
+}
+
+typedef struct {
+    int ta, tb;
+    int64_t M, N, K;
+    const T *A;
+    int64_t lda;
+    const T *B;
+    int64_t ldb;
+    T beta;
+    T *C;
+    int64_t ldc;
+} FN(tg_gemm_task);
+
+static void FN(tg_gemm_task_run)(void *p)
+{
+    const FN(tg_gemm_task) *t = p;
+    FN(tg_gemm_serial)(t->ta, t->tb, t->M, t->N, t->K, t->A, t->lda, t->B, t->ldb, t->beta, t->C, t->ldc);
+}
+
+void FN(tg_gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                 const T *A, int64_t lda, const T *B, int64_t ldb,
+                 T beta, T *C, int64_t ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    int nt = tg_get_num_threads();
+    if (nt > 1 && K > 0 && M * N * K >= TG_GEMM_MT_MIN_MACS) {
+        /* Split the dimension with more micro-tiles into nt contiguous, tile-aligned chunks. */
+        const int64_t tiles_m = (M + MR - 1) / MR, tiles_n = (N + NR - 1) / NR;
+        const int split_n = tiles_n >= tiles_m;
+        const int64_t tiles = split_n ? tiles_n : tiles_m;
+        if (nt > tiles) nt = (int)tiles;
+        if (nt > 1) {
+            FN(tg_gemm_task) tasks[TG_MAX_THREADS];
+            void *args[TG_MAX_THREADS];
+            const int64_t unit = split_n ? NR : MR, dim = split_n ? N : M;
+            int64_t start = 0;
+            for (int t = 0; t < nt; t++) {
+                const int64_t end = t == nt - 1 ? dim : tg_min64(dim, (tiles * (t + 1) / nt) * unit);
+                FN(tg_gemm_task) *tk = &tasks[t];
+                *tk = (FN(tg_gemm_task)){trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc};
+                if (split_n) {
+                    tk->N = end - start;
+                    tk->B = trans_b ? B + start * ldb : B + start;
+                    tk->C = C + start;
+                } else {
+                    tk->M = end - start;
+                    tk->A = trans_a ? A + start : A + start * lda;
+                    tk->C = C + start * ldc;
+                }
+                args[t] = tk;
+                start = end;
+            }
+            if (tg_pool_run(nt, FN(tg_gemm_task_run), args)) return;
+        }
+    }
+    FN(tg_gemm_serial)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+#undef FN
+#undef VL
+#undef MR
+#undef NV
+#undef NR
+
+#endif /* TG_GEMM_TEMPLATE */

@@ -1,0 +1,54 @@
+/* tensor/internal.h - the tensor header and storage layout, shared by tensor/ and autograd/.
+ * Not installed: users go through the accessor functions of <tapegrad/tensor.h>. */
+#ifndef TG_INTERNAL_H
+#define TG_INTERNAL_H
+#include <stdatomic.h>
+#include <tapegrad/tensor.h>
+
+#define TG_ALIVE 0x7467616cu /* "tgal": header in use */
+#define TG_DEAD 0x64656164u  /* "dead": header released (kept in a pool, so reading it is safe) */
+
+typedef struct tg_storage {
+    void *data;        /* 64-byte aligned, capacity bytes, from the size-class pool */
+    size_t capacity;   /* bytes actually allocated (the size class) */
+    int refcount;      /* views and the base share one storage */
+    uint64_t version;  /* bumped by every in-place write; saved tensors remember it */
+} tg_storage;
+
+struct tg_tensor {
+    uint32_t magic;            /* TG_ALIVE or TG_DEAD */
+    int refcount;
+    tg_dtype dtype;
+    int ndim;
+    int64_t shape[TG_MAX_DIMS];
+    int64_t numel;
+    tg_storage *storage;       /* owned reference */
+    int64_t offset;            /* in elements, into storage->data */
+    bool requires_grad;
+    bool retain_grad;          /* keep the gradient of a non-leaf after backward */
+    tg_tensor *grad;           /* owned; same shape and dtype; NULL until first accumulation */
+    uint64_t creator;          /* index+1 of the tape record that produced this tensor (0: leaf) */
+    uint64_t tape_epoch;       /* tape epoch in which `creator` is valid */
+    char name[48];
+};
+
+static inline void *tg__ptr(const tg_tensor *t) {
+    return (char *)t->storage->data + (size_t)t->offset * tg_itemsize(t->dtype);
+}
+#define TG_PTR(t, T) ((T *)tg__ptr(t))
+
+/* Run the statement block twice-instantiated: once with T = float, once with T = double. */
+#define TG_DISPATCH(dt, ...)                                                  \
+    do {                                                                      \
+        if ((dt) == TG_F32) { typedef float T; __VA_ARGS__ }                  \
+        else { typedef double T; __VA_ARGS__ }                                \
+    } while (0)
+
+/* New tensor with uninitialised data (no checks: the shape was validated by the caller). */
+tg_tensor *tg__alloc(tg_dtype dtype, int ndim, const int64_t *shape);
+/* Validates a tensor argument: NULL, released. Reports "<fn>: argument <argname> ..." and returns false. */
+bool tg__check(const char *fn, const char *argname, const tg_tensor *t);
+/* Shape check of user-given shapes; reports and returns false. */
+bool tg__check_shape(const char *fn, int ndim, const int64_t *shape);
+char *tg__shape_fmt(int ndim, const int64_t *shape, char *buf, size_t size);
+#endif

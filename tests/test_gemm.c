@@ -1,0 +1,301 @@
+/* tests/test_gemm.c - tg_gemm_f32 / tg_gemm_f64 against the reference triple loop. */
+#include "tensor/gemm.h"
+
+#include <tapegrad/tensor.h>
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- tiny local LCG ---------------------------------------------------------------------- */
+
+static uint64_t lcg_state = 12345;
+
+static double lcg_uniform(void) /* [-1, 1) */
+{
+    lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(lcg_state >> 11) * 0x1.0p-52 - 1.0;
+}
+
+static const double SENTINEL = 12345.5;
+
+typedef struct {
+    int64_t M, N, K;
+} shape3;
+
+/* Runs one case in f64 (prec 64) or f32 (prec 32) and checks every element of C, plus that the
+ * padding columns of C (beyond N) are untouched. Returns the worst error / tolerance ratio. */
+static double run_case(int prec, int ta, int tb, int64_t M, int64_t N, int64_t K, int64_t pad,
+                       double beta)
+{
+    const int64_t arows = ta ? K : M, acols = ta ? M : K;
+    const int64_t brows = tb ? N : K, bcols = tb ? K : N;
+    const int64_t lda = acols + pad, ldb = bcols + pad, ldc = N + pad;
+    const size_t na = (size_t)(arows * lda) + 1, nb = (size_t)(brows * ldb) + 1, nc = (size_t)(M * ldc) + 1;
+
+    double *A = malloc(na * sizeof(double)), *B = malloc(nb * sizeof(double));
+    double *Aabs = malloc(na * sizeof(double)), *Babs = malloc(nb * sizeof(double));
+    double *C0 = malloc(nc * sizeof(double)), *Cref = malloc(nc * sizeof(double));
+    double *Cbound = malloc(nc * sizeof(double));
+    cr_assert(A && B && Aabs && Babs && C0 && Cref && Cbound);
+
+    for (size_t i = 0; i < na; i++) A[i] = lcg_uniform();
+    for (size_t i = 0; i < nb; i++) B[i] = lcg_uniform();
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < ldc; j++)
+            C0[i * ldc + j] = j < N ? (beta == 0.0 ? NAN : lcg_uniform()) : SENTINEL;
+    C0[nc - 1] = SENTINEL;
+
+    if (prec == 32) { /* round the inputs so the reference sees exactly what f32 sees */
+        for (size_t i = 0; i < na; i++) A[i] = (float)A[i];
+        for (size_t i = 0; i < nb; i++) B[i] = (float)B[i];
+        for (size_t i = 0; i < nc; i++) C0[i] = (float)C0[i];
+    }
+    for (size_t i = 0; i < na; i++) Aabs[i] = fabs(A[i]);
+    for (size_t i = 0; i < nb; i++) Babs[i] = fabs(B[i]);
+
+    memcpy(Cref, C0, nc * sizeof(double));
+    tg_gemm_ref_f64(ta, tb, M, N, K, A, lda, B, ldb, beta, Cref, ldc);
+    tg_gemm_ref_f64(ta, tb, M, N, K, Aabs, lda, Babs, ldb, 0.0, Cbound, ldc);
+
+    double *Cout = malloc(nc * sizeof(double));
+    cr_assert(Cout);
+    if (prec == 64) {
+        memcpy(Cout, C0, nc * sizeof(double));
+        tg_gemm_f64(ta, tb, M, N, K, A, lda, B, ldb, beta, Cout, ldc);
+    } else {
+        float *Af = malloc(na * sizeof(float)), *Bf = malloc(nb * sizeof(float)), *Cf = malloc(nc * sizeof(float));
+        cr_assert(Af && Bf && Cf);
+        for (size_t i = 0; i < na; i++) Af[i] = (float)A[i];
+        for (size_t i = 0; i < nb; i++) Bf[i] = (float)B[i];
+        for (size_t i = 0; i < nc; i++) Cf[i] = (float)C0[i];
+        tg_gemm_f32(ta, tb, M, N, K, Af, lda, Bf, ldb, (float)beta, Cf, ldc);
+        for (size_t i = 0; i < nc; i++) Cout[i] = Cf[i];
+        free(Af);
+        free(Bf);
+        free(Cf);
+    }
+
+    const double rel = prec == 64 ? 1e-12 : 1e-5;
+    double worst = 0.0;
+    for (int64_t i = 0; i < M; i++) {
+        for (int64_t j = 0; j < ldc; j++) {
+            const double got = Cout[i * ldc + j];
+            if (j >= N) {
+                cr_assert(got == SENTINEL, "f%d ta=%d tb=%d %ldx%ldx%ld: padding C[%ld,%ld] overwritten", prec,
+                          ta, tb, (long)M, (long)N, (long)K, (long)i, (long)j);
+                continue;
+            }
+            const double want = Cref[i * ldc + j];
+            double scale = Cbound[i * ldc + j];
+            if (beta != 0.0) scale += fabs(beta * C0[i * ldc + j]);
+            const double tol = rel * scale + 1e-300;
+            cr_assert(isfinite(got), "f%d ta=%d tb=%d %ldx%ldx%ld beta=%g: C[%ld,%ld] = %g not finite", prec, ta,
+                      tb, (long)M, (long)N, (long)K, beta, (long)i, (long)j, got);
+            const double ratio = fabs(got - want) / tol;
+            cr_assert(ratio <= 1.0, "f%d ta=%d tb=%d %ldx%ldx%ld pad=%ld beta=%g: C[%ld,%ld] = %.17g want %.17g",
+                      prec, ta, tb, (long)M, (long)N, (long)K, (long)pad, beta, (long)i, (long)j, got, want);
+            if (ratio > worst) worst = ratio;
+        }
+    }
+    cr_assert(Cout[nc - 1] == SENTINEL, "write past the end of C");
+
+    free(A);
+    free(B);
+    free(Aabs);
+    free(Babs);
+    free(C0);
+    free(Cref);
+    free(Cbound);
+    free(Cout);
+    return worst;
+}
+
+static void run_all_combos(int prec, int64_t M, int64_t N, int64_t K)
+{
+    static const int64_t pads[] = {0, 3};
+    static const double betas[] = {0.0, 1.0};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int p = 0; p < 2; p++)
+                for (int b = 0; b < 2; b++) run_case(prec, ta, tb, M, N, K, pads[p], betas[b]);
+}
+
+static const shape3 small_shapes[] = {
+    {1, 1, 1},   {1, 5, 3},    {5, 1, 3},    {2, 3, 4},    {3, 33, 5},   {5, 33, 1},   {4, 7, 33},
+    {7, 13, 5},  {13, 7, 11},  {1, 128, 64}, {1, 64, 128}, {64, 1, 128}, {8, 32, 16},  {6, 16, 20},
+    {9, 17, 23}, {16, 16, 64}, {1, 512, 128}, {31, 3, 200},
+};
+
+static const shape3 medium_shapes[] = {
+    {33, 65, 17},  {17, 65, 257},  {9, 33, 385},  {32, 512, 128}, {32, 128, 512}, {48, 96, 64},
+    {64, 64, 64},  {97, 101, 103}, {130, 70, 257}, {145, 33, 7},  {200, 5, 300},  {3, 300, 200},
+};
+
+Test(gemm, small_f64)
+{
+    for (size_t s = 0; s < sizeof small_shapes / sizeof small_shapes[0]; s++)
+        run_all_combos(64, small_shapes[s].M, small_shapes[s].N, small_shapes[s].K);
+}
+
+Test(gemm, small_f32)
+{
+    for (size_t s = 0; s < sizeof small_shapes / sizeof small_shapes[0]; s++)
+        run_all_combos(32, small_shapes[s].M, small_shapes[s].N, small_shapes[s].K);
+}
+
+Test(gemm, medium_f64)
+{
+    for (size_t s = 0; s < sizeof medium_shapes / sizeof medium_shapes[0]; s++)
+        run_all_combos(64, medium_shapes[s].M, medium_shapes[s].N, medium_shapes[s].K);
+}
+
+Test(gemm, medium_f32)
+{
+    for (size_t s = 0; s < sizeof medium_shapes / sizeof medium_shapes[0]; s++)
+        run_all_combos(32, medium_shapes[s].M, medium_shapes[s].N, medium_shapes[s].K);
+}
+
+/* Larger than every blocking size (MC, KC, and several NR panels), all four transpose forms. */
+Test(gemm, large_f64, .timeout = 120)
+{
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            run_case(64, ta, tb, 300, 520, 600, ta + tb, 0.0);
+            run_case(64, ta, tb, 300, 520, 600, 1, 1.0);
+        }
+}
+
+Test(gemm, large_f32, .timeout = 120)
+{
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            run_case(32, ta, tb, 300, 520, 600, ta + tb, 0.0);
+            run_case(32, ta, tb, 300, 520, 600, 1, 1.0);
+        }
+}
+
+Test(gemm, wide_n_over_nc)
+{
+    /* N beyond the column block size NC (4096 f32 / 2048 f64) */
+    run_case(64, 0, 0, 9, 4200, 20, 1, 1.0);
+    run_case(64, 1, 1, 9, 4200, 20, 0, 0.0);
+    run_case(32, 0, 1, 9, 4200, 20, 2, 0.0);
+    run_case(32, 1, 0, 9, 4200, 20, 0, 1.0);
+}
+
+Test(gemm, other_beta)
+{
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            run_case(64, ta, tb, 7, 13, 5, 1, 0.5);
+            run_case(64, ta, tb, 67, 45, 90, 0, -2.0);
+            run_case(32, ta, tb, 7, 13, 5, 1, 0.5);
+            run_case(32, ta, tb, 67, 45, 90, 0, -2.0);
+        }
+}
+
+Test(gemm, two_threads, .timeout = 120)
+{
+    tg_set_num_threads(2);
+    cr_assert_eq(tg_get_num_threads(), 2);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int prec = 32; prec <= 64; prec += 32) {
+                run_case(prec, ta, tb, 300, 520, 600, 1, 0.0);
+                run_case(prec, ta, tb, 520, 40, 300, 0, 1.0); /* M-split */
+                run_case(prec, ta, tb, 64, 1024, 256, 2, 1.0);
+                run_case(prec, ta, tb, 33, 65, 17, 0, 0.0); /* too small to split */
+            }
+    /* repeated calls reuse the pool */
+    for (int r = 0; r < 20; r++) run_case(64, r & 1, (r >> 1) & 1, 96, 300, 128, 0, (double)(r & 1));
+    tg_set_num_threads(1);
+}
+
+Test(gemm, thread_knob_clamps)
+{
+    cr_assert_eq(tg_get_num_threads(), 1);
+    tg_set_num_threads(0);
+    cr_assert_eq(tg_get_num_threads(), 1);
+    tg_set_num_threads(-5);
+    cr_assert_eq(tg_get_num_threads(), 1);
+    tg_set_num_threads(1000);
+    cr_assert_eq(tg_get_num_threads(), 64);
+    tg_set_num_threads(3);
+    cr_assert_eq(tg_get_num_threads(), 3);
+    /* more threads than cores still computes the right answer */
+    run_case(64, 0, 1, 200, 300, 100, 0, 0.0);
+    run_case(32, 1, 0, 200, 300, 100, 0, 1.0);
+    tg_set_num_threads(1);
+}
+
+Test(gemm, k_zero)
+{
+    for (int prec = 32; prec <= 64; prec += 32)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                run_case(prec, ta, tb, 5, 7, 0, 1, 0.0); /* C was NaN, must become 0 */
+                run_case(prec, ta, tb, 5, 7, 0, 0, 1.0); /* unchanged */
+                run_case(prec, ta, tb, 40, 70, 0, 2, 0.5);
+            }
+    /* explicit: beta 0 overwrites NaN with zeros, no reads of A/B */
+    double C[6];
+    for (int i = 0; i < 6; i++) C[i] = NAN;
+    tg_gemm_f64(0, 0, 2, 3, 0, NULL, 1, NULL, 3, 0.0, C, 3);
+    for (int i = 0; i < 6; i++) cr_assert(C[i] == 0.0);
+    float Cf[6];
+    for (int i = 0; i < 6; i++) Cf[i] = 2.0f;
+    tg_gemm_f32(1, 1, 2, 3, 0, NULL, 2, NULL, 1, 1.0f, Cf, 3);
+    for (int i = 0; i < 6; i++) cr_assert(Cf[i] == 2.0f);
+}
+
+Test(gemm, empty_m_or_n)
+{
+    double C[4] = {1, 2, 3, 4};
+    const double A[4] = {1, 1, 1, 1}, B[4] = {1, 1, 1, 1};
+    tg_gemm_f64(0, 0, 0, 2, 2, A, 2, B, 2, 0.0, C, 2);
+    tg_gemm_f64(0, 0, 2, 0, 2, A, 2, B, 1, 0.0, C, 2);
+    tg_gemm_f64(0, 0, 0, 0, 0, NULL, 1, NULL, 1, 0.0, NULL, 1);
+    for (int i = 0; i < 4; i++) cr_assert(C[i] == i + 1);
+    float Cf[4] = {1, 2, 3, 4};
+    const float Af[4] = {1, 1, 1, 1}, Bf[4] = {1, 1, 1, 1};
+    tg_gemm_f32(1, 1, 0, 2, 2, Af, 2, Bf, 2, 0.0f, Cf, 2);
+    tg_gemm_f32(1, 1, 2, 0, 2, Af, 2, Bf, 2, 0.0f, Cf, 2);
+    for (int i = 0; i < 4; i++) cr_assert(Cf[i] == i + 1);
+}
+
+Test(gemm, known_values)
+{
+    /* [1 2; 3 4] · [5 6; 7 8] = [19 22; 43 50] in all four forms, using explicit transposes */
+    const double A[4] = {1, 2, 3, 4}, At[4] = {1, 3, 2, 4};
+    const double B[4] = {5, 6, 7, 8}, Bt[4] = {5, 7, 6, 8};
+    const double want[4] = {19, 22, 43, 50};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            double C[4] = {NAN, NAN, NAN, NAN};
+            tg_gemm_f64(ta, tb, 2, 2, 2, ta ? At : A, 2, tb ? Bt : B, 2, 0.0, C, 2);
+            for (int i = 0; i < 4; i++) cr_assert(C[i] == want[i], "ta=%d tb=%d", ta, tb);
+            float Af[4], Bf[4], Cf[4] = {1, 1, 1, 1};
+            for (int i = 0; i < 4; i++) {
+                Af[i] = (float)(ta ? At : A)[i];
+                Bf[i] = (float)(tb ? Bt : B)[i];
+            }
+            tg_gemm_f32(ta, tb, 2, 2, 2, Af, 2, Bf, 2, 1.0f, Cf, 2);
+            for (int i = 0; i < 4; i++) cr_assert(Cf[i] == (float)want[i] + 1.0f, "ta=%d tb=%d", ta, tb);
+        }
+}
+
+Test(gemm, recurrent_shapes)
+{
+    /* forward h·Wᵀ, and the two backward forms */
+    for (int prec = 32; prec <= 64; prec += 32) {
+        run_case(prec, 0, 1, 32, 512, 128, 0, 0.0);
+        run_case(prec, 0, 1, 1, 512, 128, 0, 1.0);
+        run_case(prec, 0, 1, 5, 512, 128, 0, 1.0);
+        run_case(prec, 0, 0, 32, 128, 512, 0, 1.0);
+        run_case(prec, 1, 0, 512, 128, 32, 0, 1.0);
+        run_case(prec, 1, 0, 512, 128, 1, 0, 1.0);
+    }
+}
