@@ -24,9 +24,8 @@ static tg_tensor *matmul(const char *fn, const tg_tensor *a, const tg_tensor *b,
     int64_t M = ta ? a->shape[1] : a->shape[0], Ka = ta ? a->shape[0] : a->shape[1];
     int64_t N = tb ? b->shape[0] : b->shape[1], Kb = tb ? b->shape[1] : b->shape[0];
     if (Ka != Kb) {
-        tg_error(fn, "%s @ %s%s: inner dimensions differ (%lld vs %lld)", tg_shape_str(a, s1, sizeof s1),
-                 tg_shape_str(b, s2, sizeof s2), ta ? " (a transposed)" : tb ? " (b transposed)" : "",
-                 (long long)Ka, (long long)Kb);
+        tg_error(fn, "%s @ %s%s: inner dimensions differ", tg_shape_str(a, s1, sizeof s1),
+                 tg_shape_str(b, s2, sizeof s2), ta ? " (a transposed)" : tb ? " (b transposed)" : "");
         return NULL;
     }
     int64_t shape[2] = {M, N};

@@ -49,6 +49,10 @@ tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const 
         size_t cap = g_tape.cap_rec ? 2 * g_tape.cap_rec : 256;
         tg_record *p = realloc(g_tape.rec, cap * sizeof *p);
         if (!p) { tg_error(tg_op_table[op].name, "out of memory growing the tape"); return NULL; }
+        /* Records with few inputs point into themselves (in = in_inline); realloc moved them, so
+         * re-aim those pointers at the new copies (the old block is freed). */
+        for (size_t i = 0; i < g_tape.n_rec; i++)
+            if (p[i].nin <= TG_REC_INLINE) { p[i].in = p[i].in_inline; p[i].in_version = p[i].ver_inline; }
         g_tape.rec = p;
         g_tape.cap_rec = cap;
     }

@@ -69,6 +69,27 @@
 #define TG_GEMM_NV 2
 #endif
 
+/* Cache blocking (elements): KC x NR micro-panel of B stays in L1, MC x KC block of A in L2,
+ * KC x NC block of B in L3. MC must be a multiple of MR. Overridable with -D for tuning. */
+#ifndef TG_GEMM_KC_F32
+#define TG_GEMM_KC_F32 256
+#endif
+#ifndef TG_GEMM_MC_F32
+#define TG_GEMM_MC_F32 192
+#endif
+#ifndef TG_GEMM_NC_F32
+#define TG_GEMM_NC_F32 4096
+#endif
+#ifndef TG_GEMM_KC_F64
+#define TG_GEMM_KC_F64 192
+#endif
+#ifndef TG_GEMM_MC_F64
+#define TG_GEMM_MC_F64 144
+#endif
+#ifndef TG_GEMM_NC_F64
+#define TG_GEMM_NC_F64 2048
+#endif
+
 typedef float tg_vf32_t __attribute__((vector_size(TG_VBYTES)));
 typedef double tg_vf64_t __attribute__((vector_size(TG_VBYTES)));
 
@@ -131,13 +152,13 @@ static unsigned long tg_pool_gen;                 /* bumped for every dispatch *
 static int tg_pool_pending;                       /* tasks not yet finished */
 static tg_task_fn tg_pool_fn[TG_MAX_THREADS];
 static void *tg_pool_arg[TG_MAX_THREADS];
+static unsigned long tg_pool_gen0[TG_MAX_THREADS]; /* generation current when worker i was created */
 
 static void *tg_pool_worker(void *p)
 {
     int id = (int)(intptr_t)p; /* 1 .. TG_MAX_THREADS-1 */
-    unsigned long seen;
     pthread_mutex_lock(&tg_pool_mu);
-    seen = tg_pool_gen;
+    unsigned long seen = tg_pool_gen0[id];
     for (;;) {
         while (tg_pool_gen == seen) pthread_cond_wait(&tg_pool_go, &tg_pool_mu);
         seen = tg_pool_gen;
@@ -162,6 +183,7 @@ static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
     while (tg_pool_started < n - 1) {
         pthread_t th;
         pthread_attr_t attr;
+        tg_pool_gen0[tg_pool_started + 1] = tg_pool_gen;
         int ok = pthread_attr_init(&attr) == 0;
         if (ok) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         ok = ok && pthread_create(&th, &attr, tg_pool_worker, (void *)(intptr_t)(tg_pool_started + 1)) == 0;
@@ -224,9 +246,9 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 #define T float
 #define V tg_vf32_t
 #define SFX f32
-#define TG_KC 384
-#define TG_MC 192
-#define TG_NC 4096
+#define TG_KC TG_GEMM_KC_F32
+#define TG_MC TG_GEMM_MC_F32
+#define TG_NC TG_GEMM_NC_F32
 #include "gemm.c"
 #undef T
 #undef V
@@ -238,9 +260,9 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 #define T double
 #define V tg_vf64_t
 #define SFX f64
-#define TG_KC 256
-#define TG_MC 144
-#define TG_NC 2048
+#define TG_KC TG_GEMM_KC_F64
+#define TG_MC TG_GEMM_MC_F64
+#define TG_NC TG_GEMM_NC_F64
 #include "gemm.c"
 #undef T
 #undef V

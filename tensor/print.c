@@ -8,11 +8,17 @@
 #define EDGE 3
 #define THRESHOLD 1000
 
+static int format_num(char *buf, size_t size, double v, bool all_int) {
+    if (isnan(v)) return snprintf(buf, size, "nan");
+    if (isinf(v)) return snprintf(buf, size, v > 0 ? "inf" : "-inf");
+    if (all_int) return snprintf(buf, size, "%.0f.", v);
+    return snprintf(buf, size, "%.4f", v);
+}
+
 static void print_num(FILE *f, double v, bool all_int, int width) {
-    if (isnan(v)) fprintf(f, "%*s", width, "nan");
-    else if (isinf(v)) fprintf(f, "%*s", width, v > 0 ? "inf" : "-inf");
-    else if (all_int) fprintf(f, "%*.0f.", width - 1, v);
-    else fprintf(f, "%*.4f", width, v);
+    char buf[64];
+    format_num(buf, sizeof buf, v, all_int);
+    fprintf(f, "%*s", width, buf);
 }
 
 static void print_rec(FILE *f, const tg_tensor *t, int axis, int64_t base, bool abbrev, bool all_int,
@@ -54,9 +60,13 @@ void tg_fprint(FILE *f, const tg_tensor *t) {
             if (fabs(v) > maxabs) maxabs = fabs(v);
         }
     }
-    int width = 1;
-    for (double m = maxabs; m >= 10; m /= 10) width++;
-    width += all_int ? 2 : 6; /* sign + "." or sign + ".dddd" */
+    (void)maxabs;
+    int width = 1; /* numpy pads every element to the widest one */
+    for (int64_t i = 0; i < t->numel; i++) {
+        char buf[64];
+        int w = format_num(buf, sizeof buf, tg_get(t, i), all_int);
+        if (w > width) width = w;
+    }
     const char *indent_txt = "tensor(";
     fprintf(f, "%s", indent_txt);
     if (t->ndim == 0) print_num(f, tg_get(t, 0), all_int, 1);

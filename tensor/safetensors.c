@@ -8,7 +8,7 @@
  * value where a shape, offset, dtype or metadata value belongs is rejected with a message naming what
  * was found; nothing can nest deeper and there is no stack to exhaust. Strings are fully validated (UTF-8,
  * escapes, \uXXXX with surrogate pairs); \u0000 is rejected because names are C strings.
- * After the whole header parsed, the entries are checked as a set (unique names, known dtype, shape x
+ * Once the whole header is parsed, the entries are checked as a set (unique names, known dtype, shape x
  * itemsize = offset span, offsets inside the data area, sorted offsets covering it exactly). Only then are
  * tensors allocated and filled, so a bad file costs no tensor allocations, and every error path goes
  * through tg_st_free, which releases whatever was built.
@@ -596,6 +596,7 @@ static bool parse_header(st_lex *l, tg_st_file *f) {
     }
     l->p++;
     lex_ws(l);
+    bool last_was_meta = false;
     if (lex_peek(l) == '}') l->p++;
     else for (;;) {
         size_t at = lex_pos(l);
@@ -605,20 +606,21 @@ static bool parse_header(st_lex *l, tg_st_file *f) {
         if (strcmp(key, "__metadata__") == 0) {
             free(key);
             if (f->has_meta) { st_fail(l->c, "duplicate key '__metadata__'"); return false; }
-            f->has_meta = true;
+            f->has_meta = last_was_meta = true;
             if (!parse_meta(l, f)) return false;
         } else {
             if (!key[0]) { st_fail(l->c, "header byte %zu: empty tensor name", at); free(key); return false; }
             st_entry *e = entry_push(f, key);
             if (!e) { free(key); st_fail(l->c, "out of memory"); return false; }
             if (!parse_entry(l, e)) return false;
+            last_was_meta = false;
         }
         lex_ws(l);
         int ch = lex_peek(l);
         if (ch == '}') { l->p++; break; }
         if (ch != ',') {
             st_fail(l->c, "header byte %zu: expected ',' or '}' after the entry of '%s', found %s", lex_pos(l),
-                    f->count ? printable(nb, sizeof nb, f->entries[f->count - 1].name) : "__metadata__",
+                    last_was_meta ? "__metadata__" : printable(nb, sizeof nb, f->entries[f->count - 1].name),
                     lex_describe(l, db, sizeof db));
             return false;
         }
@@ -990,7 +992,7 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
     }
     sorted = malloc(((size_t)(n > nmeta ? n : nmeta) + 1) * sizeof *sorted);
     if (!sorted) { st_fail(&c, "out of memory"); return -1; }
-    memcpy(sorted, names, (size_t)n * sizeof *sorted);
+    if (n) memcpy(sorted, names, (size_t)n * sizeof *sorted);
     const char *dup = find_duplicate(sorted, n);
     if (dup) { st_fail(&c, "duplicate tensor name '%s'", printable(nb, sizeof nb, dup)); goto done; }
     for (int i = 0; i < nmeta; i++) sorted[i] = meta[2 * i];

@@ -9,4 +9,6 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/ops.h>
 #include <tapegrad/safetensors.h>
+#include <tapegrad/loss.h>
+#include <tapegrad/optim.h>
 #endif

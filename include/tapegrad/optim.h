@@ -1,0 +1,235 @@
+/* tapegrad/optim.h - optimizers, gradient clipping, learning-rate schedules and optimizer checkpoints,
+ * with torch.optim's exact update rules.
+ *
+ * Worked example (a training loop; params/n are the model's leaf tensors with requires_grad):
+ *
+ *     tg_optim_opts o = tg_optim_defaults(TG_OPTIM_ADAMW);       // torch's defaults
+ *     o.lr = 3e-3;
+ *     tg_optim *opt = tg_optim_new(TG_OPTIM_ADAMW, params, n, &o); // returns: new object (tg_optim_free)
+ *     tg_sched *sched = tg_sched_cosine(opt, 100, 1e-5);          // T_max = 100 epochs, eta_min
+ *     for (int epoch = 0; epoch < 100; epoch++) {
+ *         for (each batch) {
+ *             tg_optim_zero_grad(opt);
+ *             tg_backward(tg_cross_entropy(model(x), target, NULL));
+ *             tg_optim_clip_grad_norm(opt, 1.0, 2.0, false);       // returns the norm before clipping
+ *             tg_optim_step(opt);                                 // no-grad; bumps version counters
+ *             tg_tape_reset();
+ *         }
+ *         tg_sched_step(sched);                                   // sets every group's lr
+ *     }
+ *     tg_optim_save(opt, sched, "opt.safetensors");               // resume later with tg_optim_load
+ *     tg_sched_free(sched); tg_optim_free(opt);
+ *
+ * Update rules (g = gradient, p = parameter, negated first when `maximize`; t = the parameter's step
+ * count, from 1). These are torch.optim's single-tensor ("for-loop") algorithms, operation for
+ * operation, in the parameter's dtype:
+ *   SGD      g += wd p;  if momentum: b = (t == 1 ? g : μ b + (1-dampening) g),
+ *                        g = nesterov ? g + μ b : b;            p -= lr g
+ *   Adam     g += wd p;  m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²;  (amsgrad: v̂ = max(v̂, v), use v̂)
+ *            p -= lr/(1-β1^t) · m / (√v / √(1-β2^t) + eps)
+ *   AdamW    p *= 1 - lr wd, then Adam without the L2 term (decoupled weight decay)
+ *   RMSprop  g += wd p;  s = α s + (1-α) g²;  centered: a = α a + (1-α) g, d = √(s - a²) + eps,
+ *            else d = √s + eps (eps outside the root);  momentum: b = μ b + g/d, p -= lr b;
+ *            else p -= lr g/d
+ *   Adagrad  g += wd p;  clr = lr / (1 + (t-1) lr_decay);  S += g² (S starts at
+ *            initial_accumulator_value);  p -= clr g / (√S + eps)
+ * A parameter without a gradient (tg_grad NULL) is skipped and its step count does not advance.
+ *
+ * Ownership: the optimizer keeps its own reference to every parameter (args: borrowed) and owns its
+ * state tensors; tg_optim_state returns them borrowed. A schedule borrows its optimizer, which must
+ * outlive it.
+ *
+ * Errors: invalid hyper-parameters, non-leaf or duplicated parameters are programming errors
+ * reported through tg_error (default: print and abort; with a handler installed the function returns
+ * NULL / -1). Checkpoint files are data: a bad file returns -1 with a message in tg_last_error() and
+ * leaves the optimizer (and model) exactly as it was.
+ */
+#ifndef TAPEGRAD_OPTIM_H
+#define TAPEGRAD_OPTIM_H
+#include <tapegrad/nn.h>
+#include <tapegrad/tensor.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- optimizers --------------------------------------------------------------------------------- */
+
+typedef enum tg_optim_kind {
+    TG_OPTIM_SGD = 0, /* torch.optim.SGD     */
+    TG_OPTIM_ADAM,    /* torch.optim.Adam    */
+    TG_OPTIM_ADAMW,   /* torch.optim.AdamW   */
+    TG_OPTIM_RMSPROP, /* torch.optim.RMSprop */
+    TG_OPTIM_ADAGRAD, /* torch.optim.Adagrad */
+    TG_OPTIM_KIND_COUNT
+} tg_optim_kind;
+
+/* Hyper-parameters of one parameter group. One struct serves every kind; fields a kind does not use
+ * are ignored (and not validated). */
+typedef struct tg_optim_opts {
+    double lr;                        /* all; >= 0 */
+    double weight_decay;              /* all; >= 0. L2 term added to g (AdamW: decoupled p *= 1 - lr wd) */
+    double momentum;                  /* SGD, RMSprop; >= 0 */
+    double dampening;                 /* SGD */
+    bool nesterov;                    /* SGD; needs momentum > 0 and dampening = 0 */
+    double beta1, beta2;              /* Adam, AdamW; each in [0, 1) */
+    double eps;                       /* Adam, AdamW, RMSprop, Adagrad; >= 0 */
+    bool amsgrad;                     /* Adam, AdamW */
+    double alpha;                     /* RMSprop smoothing constant; >= 0 */
+    bool centered;                    /* RMSprop */
+    double lr_decay;                  /* Adagrad; >= 0 */
+    double initial_accumulator_value; /* Adagrad; >= 0 */
+    bool maximize;                    /* all: ascend instead of descend */
+} tg_optim_opts;
+
+typedef struct tg_optim tg_optim;
+
+/* torch's defaults: SGD lr 1e-3 (torch >= 2.0; required in 1.x), momentum 0; Adam lr 1e-3, betas
+ * (0.9, 0.999), eps 1e-8, wd 0; AdamW the same with wd 1e-2; RMSprop lr 1e-2, alpha 0.99, eps 1e-8;
+ * Adagrad lr 1e-2, eps 1e-10. */
+tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
+const char *tg_optim_kind_name(tg_optim_kind kind); /* "sgd", "adam", "adamw", "rmsprop", "adagrad" */
+
+/* An optimizer with one group holding params[0..n-1] (n may be 0: add groups later) and the given
+ * hyper-parameters (NULL = tg_optim_defaults(kind)), which are also the defaults of later groups.
+ * Parameters must be leaves and appear only once. returns: new object, or NULL after tg_error. */
+tg_optim *tg_optim_new(tg_optim_kind kind, tg_tensor *const *params, int n, const tg_optim_opts *opts);
+void tg_optim_free(tg_optim *opt); /* releases its parameter references and state; NULL-safe */
+
+/* Adds a parameter group with its own hyper-parameters (NULL = the optimizer's). Returns the group
+ * index, or -1 after tg_error. args: borrowed. */
+int tg_optim_add_group(tg_optim *opt, tg_tensor *const *params, int n, const tg_optim_opts *opts);
+/* The same over every tensor of a named parameter set, in its order (nn.h). */
+tg_optim *tg_optim_new_params(tg_optim_kind kind, const tg_params *params, const tg_optim_opts *opts);
+int tg_optim_add_group_params(tg_optim *opt, const tg_params *params, const tg_optim_opts *opts);
+
+/* One update of every parameter that has a gradient, under no-grad. Parameters' (and state tensors')
+ * version counters are bumped, so a stale saved tensor is caught by the next backward. Returns 0, or
+ * -1 after tg_error (a gradient whose shape or dtype differs from its parameter). */
+int tg_optim_step(tg_optim *opt);
+/* Drops every parameter's gradient (torch's zero_grad(set_to_none=True)). */
+void tg_optim_zero_grad(tg_optim *opt);
+
+tg_optim_kind tg_optim_kind_of(const tg_optim *opt);
+int tg_optim_num_groups(const tg_optim *opt);
+int tg_optim_num_params(const tg_optim *opt);            /* over all groups */
+int tg_optim_group_size(const tg_optim *opt, int group);
+tg_tensor *tg_optim_param(const tg_optim *opt, int index); /* returns: borrowed; index over all groups */
+const tg_optim_opts *tg_optim_group_opts(const tg_optim *opt, int group); /* returns: borrowed */
+/* Replaces a group's hyper-parameters (validated; returns 0 or -1 after tg_error). */
+int tg_optim_set_group_opts(tg_optim *opt, int group, const tg_optim_opts *opts);
+double tg_optim_lr(const tg_optim *opt, int group);
+void tg_optim_set_lr(tg_optim *opt, int group, double lr); /* lr >= 0 */
+
+/* The parameter's step count, or -1 if param is not in this optimizer. */
+int64_t tg_optim_step_count(const tg_optim *opt, const tg_tensor *param);
+/* The parameter's state tensor by torch's name ("momentum_buffer", "exp_avg", "exp_avg_sq",
+ * "max_exp_avg_sq", "square_avg", "grad_avg", "sum"), or NULL if not created (yet).
+ * returns: borrowed. */
+tg_tensor *tg_optim_state(const tg_optim *opt, const tg_tensor *param, const char *name);
+
+/* ---- gradient clipping (torch.nn.utils) --------------------------------------------------------- */
+
+/* Like clip_grad_norm_: total = the norm_type-norm (2.0, any p > 0, or INFINITY) of all gradients
+ * together (tensors without a gradient are skipped). If max_norm / (total + 1e-6) < 1, every gradient
+ * is multiplied by that coefficient (so gradients are untouched while total < max_norm - 1e-6; a NaN
+ * total makes them NaN, as in torch). Returns total, the norm before clipping (0 when no gradients).
+ * error_if_nonfinite: a NaN or infinite total is reported through tg_error and nothing is scaled.
+ * max_norm must be >= 0. args: borrowed. */
+double tg_clip_grad_norm_(tg_tensor *const *params, int n, double max_norm, double norm_type,
+                          bool error_if_nonfinite);
+/* Like clip_grad_value_: clamps every gradient element into [-clip_value, clip_value] (clip_value >= 0). */
+void tg_clip_grad_value_(tg_tensor *const *params, int n, double clip_value);
+/* The same over every parameter of an optimizer. */
+double tg_optim_clip_grad_norm(tg_optim *opt, double max_norm, double norm_type, bool error_if_nonfinite);
+void tg_optim_clip_grad_value(tg_optim *opt, double clip_value);
+
+/* ---- learning-rate schedules (torch.optim.lr_scheduler) ----------------------------------------- */
+
+/* A schedule sets every group's lr from the group's base lr (initial_lr: the group's lr when the first
+ * schedule was attached, like torch) and its epoch counter. Creating one applies epoch 0 at once (as
+ * torch's constructor does); each tg_sched_step advances one epoch. Closed forms, base = initial_lr:
+ *   STEP         base · γ^⌊e / step_size⌋
+ *   MULTISTEP    base · γ^(number of milestones <= e)
+ *   EXPONENTIAL  base · γ^e
+ *   COSINE       eta_min + (base - eta_min)(1 + cos(π e / T_max)) / 2   (CosineAnnealingLR)
+ *   LINEAR       base · (start + (end - start) · min(e, total_iters) / total_iters)   (LinearLR warm-up)
+ *   PLATEAU      ReduceLROnPlateau: driven by tg_sched_step_metric; after more than `patience` epochs
+ *                without improvement lr = max(lr · factor, min_lr) (skipped if the change <= eps),
+ *                then `cooldown` epochs during which bad epochs are not counted.
+ * Invalid arguments are reported through tg_error and the constructor returns NULL.
+ * All constructors: args: borrowed (opt must outlive the schedule); returns: new object (tg_sched_free). */
+typedef enum tg_sched_kind {
+    TG_SCHED_STEP = 0,
+    TG_SCHED_MULTISTEP,
+    TG_SCHED_EXPONENTIAL,
+    TG_SCHED_COSINE,
+    TG_SCHED_LINEAR,
+    TG_SCHED_PLATEAU,
+    TG_SCHED_KIND_COUNT
+} tg_sched_kind;
+
+typedef struct tg_sched tg_sched;
+
+tg_sched *tg_sched_step_lr(tg_optim *opt, int64_t step_size, double gamma);           /* step_size > 0 */
+tg_sched *tg_sched_multistep(tg_optim *opt, int n, const int64_t *milestones, double gamma); /* increasing */
+tg_sched *tg_sched_exponential(tg_optim *opt, double gamma);
+tg_sched *tg_sched_cosine(tg_optim *opt, int64_t T_max, double eta_min);              /* T_max > 0 */
+/* start_factor in (0, 1], end_factor in [0, 1], total_iters > 0 (torch: 1/3, 1.0, 5) */
+tg_sched *tg_sched_linear(tg_optim *opt, double start_factor, double end_factor, int64_t total_iters);
+
+typedef struct tg_plateau_opts {
+    bool mode_max;       /* false: "min" (a loss), true: "max" (an accuracy) */
+    double factor;       /* in [0, 1) (0.1) */
+    int64_t patience;    /* >= 0 (10) */
+    double threshold;    /* >= 0 (1e-4) */
+    bool threshold_abs;  /* false: "rel" (best·(1 ∓ threshold)), true: "abs" (best ∓ threshold) */
+    int64_t cooldown;    /* >= 0 (0) */
+    double min_lr;       /* >= 0 (0), for every group */
+    double eps;          /* minimal change of lr (1e-8) */
+} tg_plateau_opts;
+tg_plateau_opts tg_plateau_defaults(void);
+tg_sched *tg_sched_plateau(tg_optim *opt, const tg_plateau_opts *opts); /* opts NULL = defaults */
+
+void tg_sched_step(tg_sched *s);                      /* epoch schedules (not PLATEAU) */
+void tg_sched_step_metric(tg_sched *s, double metric); /* PLATEAU */
+int64_t tg_sched_epoch(const tg_sched *s);            /* torch's last_epoch: 0 right after creation */
+tg_sched_kind tg_sched_kind_of(const tg_sched *s);
+void tg_sched_free(tg_sched *s);                      /* NULL-safe; leaves the optimizer's lr as it is */
+
+/* ---- checkpoints --------------------------------------------------------------------------------- */
+
+/* Writes every (name, tensor) of the set to a safetensors file under its PyTorch name, in its dtype,
+ * with metadata {"format": "pt"} (loads with safetensors.torch.load_file into a state_dict).
+ * Returns 0, or -1 with a message (tg_last_error; a data error: never aborts). args: borrowed. */
+int tg_params_save(const tg_params *params, const char *path);
+/* Loads a file written by tg_params_save (or by PyTorch's safetensors) into an existing set, like
+ * torch's load_state_dict(strict=True) but without dtype conversion: every tensor of the set must be
+ * in the file with the same shape and dtype, and the file must hold no other tensor. Everything is
+ * checked before anything is copied: on failure it returns -1 with a message naming the first
+ * offending tensor (and how many problems there are), and the set is left untouched. On success the
+ * values are copied in place (version counters bumped; the tensors keep their identity, so optimizers
+ * holding them stay valid). */
+int tg_params_load(tg_params *params, const char *path);
+
+
+/* Writes the optimizer's complete state to a safetensors file: every state tensor as
+ * "state.<i>.<name>" (i = parameter index over all groups, names as in tg_optim_state) in its exact
+ * dtype and bits, and as metadata the kind, every group's hyper-parameters and initial_lr (printed
+ * with 17 significant digits, so they read back bit for bit), the parameters' shapes and step counts,
+ * and, when sched is not NULL, the schedule's kind and counters. Returns 0, or -1 with a message
+ * (tg_last_error; data error: nothing aborts). */
+int tg_optim_save(const tg_optim *opt, const tg_sched *sched, const char *path);
+/* Restores a state saved by tg_optim_save into an optimizer built the same way (same kind, groups of
+ * the same sizes over parameters of the same shapes and dtypes) and, when sched is not NULL, into a
+ * schedule of the same kind created on it beforehand. Everything is validated before anything is
+ * changed: on any problem (unreadable file, other kind, group or parameter mismatch, unknown or
+ * mis-shaped state tensor, bad metadata) it returns -1 with a message naming it and leaves opt and
+ * sched untouched. With the parameters restored too (tg_params_load), training then continues bit for
+ * bit as if it had never stopped. */
+int tg_optim_load(tg_optim *opt, tg_sched *sched, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,217 @@
+/* nn/cells.c - recurrent cells: one time step each, written with public ops only (no backward code:
+ * the tape differentiates them), plus the registry that finds a cell by name.
+ *
+ * Dimension letters: B batch, I input size, H hidden size, G gates.
+ * Every step receives xproj [B, G·H] = x·W_ihᵀ + b_ih, computed for all time steps at once by the
+ * runner, and adds the recurrent projection h·W_hhᵀ + b_hh itself. Gate order and equations follow
+ * PyTorch: LSTM i,f,g,o; GRU r,z,n. W_hr, W_hz, W_hn below are the gate blocks of W_hh.
+ *
+ * Adding a cell: write its step (and make_params if it has extra parameters), add one row to
+ * g_builtin at the bottom. Nothing else changes. */
+#include <tapegrad/autograd.h>
+#include <tapegrad/nn.h>
+#include <tapegrad/ops.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* 0 when every state output was produced, -1 when an op failed (its message is already pending). */
+static int produced(tg_tensor **state_out, int n) {
+    for (int s = 0; s < n; s++)
+        if (!state_out[s]) return -1;
+    return 0;
+}
+
+/* ---- Elman RNN ----------------------------------------------------------------------------------- */
+
+static int rnn_tanh_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                         tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    /* h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) */
+    out[0] = tg_tanh(tg_add(xproj, tg_linear(state[0], p->weight_hh, p->bias_hh)));
+    return produced(out, 1);
+}
+
+static int rnn_relu_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                         tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    /* h' = relu(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) */
+    out[0] = tg_relu(tg_add(xproj, tg_linear(state[0], p->weight_hh, p->bias_hh)));
+    return produced(out, 1);
+}
+
+/* ---- LSTM (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000) -------------- */
+
+static int lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                     tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0], *c = state[1];
+    /* [a_i | a_f | a_g | a_o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh */
+    tg_tensor *pre[4];
+    if (tg_chunk(tg_add(xproj, tg_linear(h, p->weight_hh, p->bias_hh)), 1, 4, pre)) return -1;
+    /* i = σ(a_i)   input gate */
+    tg_tensor *i = tg_sigmoid(pre[0]);
+    /* f = σ(a_f)   forget gate */
+    tg_tensor *f = tg_sigmoid(pre[1]);
+    /* g = tanh(a_g)   candidate cell */
+    tg_tensor *g = tg_tanh(pre[2]);
+    /* o = σ(a_o)   output gate */
+    tg_tensor *o = tg_sigmoid(pre[3]);
+    /* c' = f ⊙ c + i ⊙ g */
+    out[1] = tg_add(tg_mul(f, c), tg_mul(i, g));
+    /* h' = o ⊙ tanh(c') */
+    out[0] = tg_mul(o, tg_tanh(out[1]));
+    return produced(out, 2);
+}
+
+/* ---- GRU ------------------------------------------------------------------------------------------ */
+
+/* PyTorch's GRU ("reset-after", as in cuDNN): the reset gate scales the recurrent projection. */
+static int gru_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                    tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0];
+    tg_tensor *xg[3], *hg[3];
+    /* [x_r | x_z | x_n] = x W_ihᵀ + b_ih */
+    if (tg_chunk(xproj, 1, 3, xg)) return -1;
+    /* [h_r | h_z | h_n] = h W_hhᵀ + b_hh */
+    if (tg_chunk(tg_linear(h, p->weight_hh, p->bias_hh), 1, 3, hg)) return -1;
+    /* r = σ(x_r + h_r)   reset gate */
+    tg_tensor *r = tg_sigmoid(tg_add(xg[0], hg[0]));
+    /* z = σ(x_z + h_z)   update gate */
+    tg_tensor *z = tg_sigmoid(tg_add(xg[1], hg[1]));
+    /* n = tanh(x_n + r ⊙ (h W_hnᵀ + b_hn))   candidate */
+    tg_tensor *n = tg_tanh(tg_add(xg[2], tg_mul(r, hg[2])));
+    /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n) */
+    out[0] = tg_add(n, tg_mul(z, tg_sub(h, n)));
+    return produced(out, 1);
+}
+
+/* Gate block k ([H, H] or [H]) of a [3H, H] weight or [3H] bias: a zero-copy view on the tape. */
+static tg_tensor *gate_block(const tg_tensor *w, int k, int64_t H) {
+    if (!w) return NULL;
+    return tg_ndim(w) == 2 ? tg_select(tg_reshape(w, TG_SHAPE(3, H, tg_dim(w, 1))), k)
+                           : tg_select(tg_reshape(w, TG_SHAPE(3, H)), k);
+}
+
+/* Cho et al. 2014 ("reset-before"): the reset gate scales h before the recurrent product, so W_hn
+ * cannot share one GEMM with W_hr, W_hz. Same parameters and shapes as "gru". */
+static int gru_reset_before_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x,
+                                 const tg_tensor *xproj, tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0];
+    int64_t H = p->hidden_size;
+    tg_tensor *xg[3];
+    /* [x_r | x_z | x_n] = x W_ihᵀ + b_ih */
+    if (tg_chunk(xproj, 1, 3, xg)) return -1;
+    /* r = σ(x_r + h W_hrᵀ + b_hr)   reset gate */
+    tg_tensor *r = tg_sigmoid(tg_add(xg[0], tg_linear(h, gate_block(p->weight_hh, 0, H), gate_block(p->bias_hh, 0, H))));
+    /* z = σ(x_z + h W_hzᵀ + b_hz)   update gate */
+    tg_tensor *z = tg_sigmoid(tg_add(xg[1], tg_linear(h, gate_block(p->weight_hh, 1, H), gate_block(p->bias_hh, 1, H))));
+    /* n = tanh(x_n + (r ⊙ h) W_hnᵀ + b_hn)   candidate */
+    tg_tensor *n = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), gate_block(p->weight_hh, 2, H), gate_block(p->bias_hh, 2, H))));
+    /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n) */
+    out[0] = tg_add(n, tg_mul(z, tg_sub(h, n)));
+    return produced(out, 1);
+}
+
+/* ---- standard parameters ----------------------------------------------------------------------------- */
+
+int tg_cell_standard_params(const tg_cell *cell, int64_t input_size, int64_t hidden_size, bool bias,
+                            tg_dtype dtype, tg_rng *rng, tg_cell_params *out) {
+    const char *fn = "tg_cell_standard_params";
+    if (!cell || !out) { tg_error(fn, "%s is NULL", !cell ? "cell" : "out"); return -1; }
+    memset(out, 0, sizeof *out);
+    if (input_size <= 0 || hidden_size <= 0 || cell->gates <= 0) {
+        tg_error(fn, "cell '%s': input size %lld, hidden size %lld, %d gates must all be positive", cell->name,
+                 (long long)input_size, (long long)hidden_size, cell->gates);
+        return -1;
+    }
+    if (!rng) rng = tg_default_rng();
+    int64_t GH = cell->gates * hidden_size;
+    double k = 1.0 / sqrt((double)hidden_size); /* PyTorch: every parameter ~ U(-k, k) */
+    out->input_size = input_size;
+    out->hidden_size = hidden_size;
+    out->weight_ih = tg_rand_uniform(rng, dtype, TG_SHAPE(GH, input_size), -k, k);
+    out->weight_hh = tg_rand_uniform(rng, dtype, TG_SHAPE(GH, hidden_size), -k, k);
+    if (bias) {
+        out->bias_ih = tg_rand_uniform(rng, dtype, TG_SHAPE(GH), -k, k);
+        out->bias_hh = tg_rand_uniform(rng, dtype, TG_SHAPE(GH), -k, k);
+    }
+    if (!out->weight_ih || !out->weight_hh || (bias && (!out->bias_ih || !out->bias_hh))) {
+        tg_release(out->weight_ih);
+        tg_release(out->weight_hh);
+        tg_release(out->bias_ih);
+        tg_release(out->bias_hh);
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the registry ---------------------------------------------------------------------------------- */
+
+static const char *const g_h[] = {"h"};
+static const char *const g_hc[] = {"h", "c"};
+
+/*  name                gates states names forget extra  extra_names needs_input make_params step */
+static const tg_cell g_builtin[] = {
+    {"rnn_tanh",         1,    1,     g_h,  -1,    0,     NULL,       false,      NULL,       rnn_tanh_step, NULL},
+    {"rnn_relu",         1,    1,     g_h,  -1,    0,     NULL,       false,      NULL,       rnn_relu_step, NULL},
+    {"lstm",             4,    2,     g_hc,  1,    0,     NULL,       false,      NULL,       lstm_step, NULL},
+    {"gru",              3,    1,     g_h,   1,    0,     NULL,       false,      NULL,       gru_step, NULL},
+    {"gru_reset_before", 3,    1,     g_h,   1,    0,     NULL,       false,      NULL,       gru_reset_before_step, NULL},
+};
+#define N_BUILTIN ((int)(sizeof g_builtin / sizeof g_builtin[0]))
+
+#define MAX_REGISTERED 64
+static const tg_cell *g_registered[MAX_REGISTERED];
+static int g_n_registered;
+
+int tg_cell_count(void) { return N_BUILTIN + g_n_registered; }
+
+const tg_cell *tg_cell_at(int i) {
+    if (i >= 0 && i < N_BUILTIN) return &g_builtin[i];
+    if (i >= N_BUILTIN && i < N_BUILTIN + g_n_registered) return g_registered[i - N_BUILTIN];
+    return NULL;
+}
+
+static const tg_cell *find(const char *name) {
+    for (int i = 0; i < tg_cell_count(); i++)
+        if (strcmp(tg_cell_at(i)->name, name) == 0) return tg_cell_at(i);
+    return NULL;
+}
+
+const tg_cell *tg_cell_by_name(const char *name) {
+    if (!name) { tg_error("tg_cell_by_name", "name is NULL"); return NULL; }
+    const tg_cell *c = find(name);
+    if (c) return c;
+    char known[512];
+    size_t n = 0;
+    known[0] = 0;
+    for (int i = 0; i < tg_cell_count() && n < sizeof known; i++)
+        n += (size_t)snprintf(known + n, sizeof known - n, "%s%s", i ? ", " : "", tg_cell_at(i)->name);
+    tg_error("tg_cell_by_name", "unknown cell '%s' (known: %s)", name, known);
+    return NULL;
+}
+
+int tg_cell_register(const tg_cell *cell) {
+    const char *fn = "tg_cell_register";
+    if (!cell || !cell->name || !cell->name[0] || !cell->step) {
+        tg_error(fn, "a cell needs a name and a step function");
+        return -1;
+    }
+    if (cell->gates <= 0 || cell->n_states < 1 || cell->n_states > TG_CELL_MAX_STATES || cell->n_extra < 0 ||
+        cell->n_extra > TG_CELL_MAX_EXTRA || (cell->n_extra && !cell->extra_names) ||
+        cell->forget_gate >= cell->gates) {
+        tg_error(fn, "cell '%s': %d gates, %d states (1..%d), %d extra parameters (0..%d, named), forget gate %d",
+                 cell->name, cell->gates, cell->n_states, TG_CELL_MAX_STATES, cell->n_extra, TG_CELL_MAX_EXTRA,
+                 cell->forget_gate);
+        return -1;
+    }
+    if (find(cell->name)) { tg_error(fn, "a cell named '%s' is already registered", cell->name); return -1; }
+    if (g_n_registered == MAX_REGISTERED) { tg_error(fn, "registry full (%d user cells)", MAX_REGISTERED); return -1; }
+    g_registered[g_n_registered++] = cell;
+    return 0;
+}

@@ -1,0 +1,183 @@
+/* nn/loss.c - MSE, cross-entropy / NLL, binary cross-entropy with logits (PyTorch semantics).
+ *
+ * Dimension letters: N (rows, e.g. batch x time flattened), C (classes).
+ *
+ * Every loss is a composition of public ops, so the tape differentiates it; the only work done here by
+ * hand is argument checking and building constant (non-differentiated) tensors: the class-weight mask
+ * of cross-entropy and its denominator. Constants are created as new references and released right
+ * after the op that uses them: an op that saves them for backward holds its own reference. */
+#include <tapegrad/autograd.h>
+#include <tapegrad/loss.h>
+#include <tapegrad/ops.h>
+
+#include <math.h>
+#include <string.h>
+
+static bool arg_ok(const char *fn, const char *name, const tg_tensor *t) {
+    /* A NULL from an earlier failed op keeps that op's message (tg_error is a no-op while one is pending). */
+    if (!t) { tg_error(fn, "argument %s is NULL", name); return false; }
+    return true;
+}
+
+static bool reduction_ok(const char *fn, tg_reduction r) {
+    if (r == TG_REDUCE_MEAN || r == TG_REDUCE_SUM || r == TG_REDUCE_NONE) return true;
+    tg_error(fn, "reduction %d is not TG_REDUCE_MEAN, TG_REDUCE_SUM or TG_REDUCE_NONE", (int)r);
+    return false;
+}
+
+static bool same_shape_dtype(const char *fn, const char *na, const tg_tensor *a, const char *nb, const tg_tensor *b) {
+    if (tg_same_shape(a, b) && tg_dtype_of(a) == tg_dtype_of(b)) return true;
+    char s1[128], s2[128];
+    tg_error(fn, "%s %s %s and %s %s %s: shapes or dtypes differ", na, tg_shape_str(a, s1, sizeof s1),
+             tg_dtype_name(tg_dtype_of(a)), nb, tg_shape_str(b, s2, sizeof s2), tg_dtype_name(tg_dtype_of(b)));
+    return false;
+}
+
+static tg_tensor *reduce(tg_tensor *per_element, tg_reduction r) {
+    switch (r) {
+    case TG_REDUCE_MEAN: return tg_mean(per_element);
+    case TG_REDUCE_SUM: return tg_sum(per_element);
+    default: return per_element;
+    }
+}
+
+/* ---- MSE ---------------------------------------------------------------------------------------- */
+
+/* l = (input - target)² */
+tg_tensor *tg_mse_loss(const tg_tensor *input, const tg_tensor *target, tg_reduction reduction) {
+    const char *fn = "tg_mse_loss";
+    if (!arg_ok(fn, "input", input) || !arg_ok(fn, "target", target) || !reduction_ok(fn, reduction)) return NULL;
+    if (!same_shape_dtype(fn, "input", input, "target", target)) return NULL;
+    tg_tensor *diff = tg_sub(input, target);
+    return reduce(tg_mul(diff, diff), reduction);
+}
+
+/* ---- cross-entropy and NLL ---------------------------------------------------------------------- */
+
+tg_cross_entropy_opts tg_cross_entropy_defaults(void) {
+    return (tg_cross_entropy_opts){.reduction = TG_REDUCE_MEAN, .ignore_index = -100, .weight = NULL,
+                                   .label_smoothing = 0.0};
+}
+
+/* Checks the [N,C] input, the targets and the options; on success *N and *C are set. */
+static bool check_nll_args(const char *fn, const tg_tensor *x, const int64_t *target,
+                           const tg_cross_entropy_opts *o, int64_t *N, int64_t *C) {
+    if (!arg_ok(fn, "logits", x) || !reduction_ok(fn, o->reduction)) return false;
+    char s[128], s2[128];
+    if (tg_ndim(x) != 2) {
+        tg_error(fn, "input %s must be 2-D [N,C] (flatten time and batch first)", tg_shape_str(x, s, sizeof s));
+        return false;
+    }
+    *N = tg_dim(x, 0);
+    *C = tg_dim(x, 1);
+    if (*N > 0 && !target) { tg_error(fn, "input %s: target is NULL", tg_shape_str(x, s, sizeof s)); return false; }
+    for (int64_t i = 0; i < *N; i++) {
+        if (target[i] == o->ignore_index) continue;
+        if (target[i] < 0 || target[i] >= *C) {
+            tg_error(fn, "input %s: target[%lld] = %lld is outside [0, %lld) and is not ignore_index %lld",
+                     tg_shape_str(x, s, sizeof s), (long long)i, (long long)target[i], (long long)*C,
+                     (long long)o->ignore_index);
+            return false;
+        }
+    }
+    if (o->weight) {
+        if (tg_ndim(o->weight) != 1 || tg_dim(o->weight, 0) != *C) {
+            tg_error(fn, "input %s: class weights %s must be [%lld]", tg_shape_str(x, s, sizeof s),
+                     tg_shape_str(o->weight, s2, sizeof s2), (long long)*C);
+            return false;
+        }
+    }
+    if (!(o->label_smoothing >= 0.0 && o->label_smoothing <= 1.0)) {
+        tg_error(fn, "label_smoothing %g is outside [0, 1]", o->label_smoothing);
+        return false;
+    }
+    return true;
+}
+
+/* l_i = -Σ_c M_ic logp_ic, where the constant mask M holds
+ *   M_ic = (1-ε) w[t_i] [c = t_i] + (ε/C) w_c   for rows whose target is not ignored, 0 otherwise;
+ * mean = Σ_i l_i / Σ_{i not ignored} w[t_i]  (PyTorch's weighted mean, also used with smoothing). */
+static tg_tensor *nll_from_log_probs(const tg_tensor *logp, const int64_t *target, const tg_cross_entropy_opts *o,
+                                     int64_t N, int64_t C) {
+    if (!logp) return NULL;
+    tg_dtype dt = tg_dtype_of(logp);
+    tg_tensor *mask = tg_zeros(dt, TG_SHAPE(N, C));
+    if (!mask) return NULL;
+    float *m32 = dt == TG_F32 ? tg_data(mask) : NULL;
+    double *m64 = dt == TG_F64 ? tg_data(mask) : NULL;
+    const double eps = o->label_smoothing;
+    double denom = 0.0;
+    for (int64_t i = 0; i < N; i++) {
+        if (target[i] == o->ignore_index) continue;
+        double wt = o->weight ? tg_get(o->weight, target[i]) : 1.0;
+        denom += wt;
+        for (int64_t c = 0; c < C; c++) {
+            double v = eps > 0 ? eps / (double)C * (o->weight ? tg_get(o->weight, c) : 1.0) : 0.0;
+            if (c == target[i]) v += (1.0 - eps) * wt;
+            if (m32) m32[i * C + c] = (float)v;
+            else m64[i * C + c] = v;
+        }
+    }
+    tg_bump_version(mask);
+    tg_tensor *per_row = tg_neg(tg_sum_axis(tg_mul(logp, mask), 1, false)); /* [N] */
+    tg_release(mask);
+    if (o->reduction == TG_REDUCE_NONE) return per_row;
+    tg_tensor *total = tg_sum(per_row);
+    if (o->reduction == TG_REDUCE_SUM) return total;
+    tg_tensor *d = tg_scalar(dt, denom);
+    tg_tensor *mean = tg_div(total, d); /* 0/0 = NaN when every target is ignored, like PyTorch */
+    tg_release(d);
+    return mean;
+}
+
+tg_tensor *tg_cross_entropy(const tg_tensor *logits, const int64_t *target, const tg_cross_entropy_opts *opts) {
+    tg_cross_entropy_opts o = opts ? *opts : tg_cross_entropy_defaults();
+    int64_t N, C;
+    if (!check_nll_args("tg_cross_entropy", logits, target, &o, &N, &C)) return NULL;
+    return nll_from_log_probs(tg_log_softmax(logits, 1), target, &o, N, C);
+}
+
+tg_tensor *tg_nll_loss(const tg_tensor *log_probs, const int64_t *target, const tg_cross_entropy_opts *opts) {
+    tg_cross_entropy_opts o = opts ? *opts : tg_cross_entropy_defaults();
+    int64_t N, C;
+    if (!check_nll_args("tg_nll_loss", log_probs, target, &o, &N, &C)) return NULL;
+    return nll_from_log_probs(log_probs, target, &o, N, C);
+}
+
+/* ---- binary cross-entropy with logits ----------------------------------------------------------- */
+
+/* Broadcasting `w` against x must leave x's shape unchanged (PyTorch: "weight must be broadcastable
+ * to input"). */
+static bool broadcasts_into(const char *fn, const char *name, const tg_tensor *w, const tg_tensor *x) {
+    int nw = tg_ndim(w), nx = tg_ndim(x);
+    bool ok = nw <= nx;
+    for (int d = 0; ok && d < nw; d++) {
+        int64_t ew = tg_dim(w, d), ex = tg_dim(x, nx - nw + d);
+        ok = ew == ex || ew == 1;
+    }
+    if (ok && tg_dtype_of(w) == tg_dtype_of(x)) return true;
+    char s1[128], s2[128];
+    tg_error(fn, "%s %s %s does not broadcast to input %s %s", name, tg_shape_str(w, s1, sizeof s1),
+             tg_dtype_name(tg_dtype_of(w)), tg_shape_str(x, s2, sizeof s2), tg_dtype_name(tg_dtype_of(x)));
+    return false;
+}
+
+tg_tensor *tg_bce_with_logits(const tg_tensor *logits, const tg_tensor *target, const tg_bce_opts *opts) {
+    const char *fn = "tg_bce_with_logits";
+    tg_bce_opts o = opts ? *opts : (tg_bce_opts){.reduction = TG_REDUCE_MEAN};
+    if (!arg_ok(fn, "logits", logits) || !arg_ok(fn, "target", target) || !reduction_ok(fn, o.reduction)) return NULL;
+    if (!same_shape_dtype(fn, "logits", logits, "target", target)) return NULL;
+    if (o.weight && !broadcasts_into(fn, "weight", o.weight, logits)) return NULL;
+    if (o.pos_weight && !broadcasts_into(fn, "pos_weight", o.pos_weight, logits)) return NULL;
+    tg_tensor *loss;
+    if (!o.pos_weight) {
+        /* l = softplus(x) - x y : softplus is max(x,0) + log1p(e^-|x|), exact at ±1e4 */
+        loss = tg_sub(tg_softplus(logits), tg_mul(logits, target));
+    } else {
+        /* l = (1-y) x + (1 + (p-1) y) softplus(-x)   (softplus(-x) = -log σ(x)) */
+        tg_tensor *log_weight = tg_add_scalar(tg_mul(tg_add_scalar(o.pos_weight, -1.0), target), 1.0);
+        loss = tg_add(tg_mul(tg_rsub_scalar(1.0, target), logits), tg_mul(log_weight, tg_softplus(tg_neg(logits))));
+    }
+    if (o.weight) loss = tg_mul(loss, o.weight);
+    return reduce(loss, o.reduction);
+}

@@ -1,0 +1,445 @@
+/* nn/runner.c - the generic sequence runner: any tg_cell over [T,B,I], with layers, two directions,
+ * dropout between layers, per-sequence lengths, batch-first input, and the state carry of truncated
+ * BPTT. Public ops only; the tape does backprop-through-time.
+ *
+ * Dimension letters: T time steps, B batch, I input size (I_k of layer k: I, then D·H), H hidden size,
+ * G gates, S state tensors of the cell, L layers, D directions.
+ *
+ * Per layer and direction the input projection x·W_ihᵀ + b_ih of all T steps is ONE tg_linear over
+ * [T·B, I_k]; the loop then takes step t of it with tg_select (a zero-copy view), and only the
+ * recurrent product h·W_hhᵀ stays inside the cell's step. Every step's result becomes the carried
+ * state in one function, advance(), which is where length masking happens (and where zoneout will). */
+#include <tapegrad/autograd.h>
+#include <tapegrad/nn.h>
+#include <tapegrad/ops.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const g_default_state_names[TG_CELL_MAX_STATES] = {"h", "c", "s2", "s3"};
+
+static const char *state_name(const tg_cell *cell, int s) {
+    return cell->state_names ? cell->state_names[s] : g_default_state_names[s];
+}
+
+/* ---- construction -------------------------------------------------------------------------------- */
+
+/* Files one new tensor under base + suffix ("weight_ih" + "_l0_reverse"); returns it borrowed, or NULL.
+ * The list takes its own reference; ours is dropped either way. */
+static tg_tensor *file_param(tg_params *params, const char *base, const char *suffix, tg_tensor *t) {
+    if (!t) return NULL;
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", base, suffix);
+    int s = tg_params_add(params, name, t);
+    tg_release(t);
+    return s ? NULL : t;
+}
+
+static bool valid_cell(const char *fn, const tg_cell *cell) {
+    if (!cell->step || cell->gates <= 0 || cell->n_states < 1 || cell->n_states > TG_CELL_MAX_STATES ||
+        cell->n_extra < 0 || cell->n_extra > TG_CELL_MAX_EXTRA || (cell->n_extra && !cell->extra_names)) {
+        tg_error(fn, "cell '%s' is malformed (%d gates, %d states, %d extra parameters, step %s)",
+                 cell->name ? cell->name : "?", cell->gates, cell->n_states, cell->n_extra,
+                 cell->step ? "set" : "NULL");
+        return false;
+    }
+    return true;
+}
+
+tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
+    const char *fn = "tg_rnn_new";
+    if (!cell || !cfg) {
+        if (!tg_error_pending()) tg_error(fn, "%s is NULL", !cell ? "cell" : "config");
+        return NULL;
+    }
+    if (!valid_cell(fn, cell)) return NULL;
+    int L = cfg->num_layers ? cfg->num_layers : 1, D = cfg->bidirectional ? 2 : 1;
+    if (cfg->input_size <= 0 || cfg->hidden_size <= 0 || L < 0) {
+        tg_error(fn, "cell '%s': input size %lld, hidden size %lld, %d layers: all must be positive", cell->name,
+                 (long long)cfg->input_size, (long long)cfg->hidden_size, cfg->num_layers);
+        return NULL;
+    }
+    if (!(cfg->dropout >= 0 && cfg->dropout < 1)) {
+        tg_error(fn, "dropout %g outside [0, 1)", cfg->dropout);
+        return NULL;
+    }
+    if (cfg->dtype != TG_F32 && cfg->dtype != TG_F64) {
+        tg_error(fn, "unknown dtype %d (TG_F32 or TG_F64)", (int)cfg->dtype);
+        return NULL;
+    }
+    tg_rnn *m = calloc(1, sizeof *m);
+    if (!m) { tg_error(fn, "out of memory"); return NULL; }
+    m->cell = cell;
+    m->input_size = cfg->input_size;
+    m->hidden_size = cfg->hidden_size;
+    m->num_layers = L;
+    m->num_directions = D;
+    m->batch_first = cfg->batch_first;
+    m->bias = !cfg->no_bias;
+    m->learn_init = cfg->learn_init;
+    m->dropout = cfg->dropout;
+    m->dtype = cfg->dtype;
+    m->params = tg_params_new();
+    m->layers = calloc((size_t)(L * D), sizeof *m->layers);
+    if (!m->params || !m->layers) {
+        if (!tg_error_pending()) tg_error(fn, "out of memory");
+        tg_rnn_free(m);
+        return NULL;
+    }
+    if (!rng) rng = tg_default_rng();
+    tg_cell_make_params_fn make = cell->make_params ? cell->make_params : tg_cell_standard_params;
+    for (int l = 0; l < L; l++) {
+        for (int d = 0; d < D; d++) {
+            char suffix[64];
+            snprintf(suffix, sizeof suffix, "_l%d%s", l, d ? "_reverse" : "");
+            int64_t I_k = l == 0 ? m->input_size : D * m->hidden_size;
+            tg_cell_params fresh;
+            memset(&fresh, 0, sizeof fresh);
+            if (make(cell, I_k, m->hidden_size, m->bias, m->dtype, rng, &fresh)) {
+                if (!tg_error_pending()) tg_error(fn, "cell '%s': make_params failed for layer %d", cell->name, l);
+                tg_rnn_free(m);
+                return NULL;
+            }
+            /* file every new ref (even after a failure, so that none leaks), then check */
+            tg_cell_params *p = &m->layers[l * D + d];
+            p->input_size = I_k;
+            p->hidden_size = m->hidden_size;
+            bool ok = true;
+            ok &= (p->weight_ih = file_param(m->params, "weight_ih", suffix, fresh.weight_ih)) != NULL;
+            ok &= (p->weight_hh = file_param(m->params, "weight_hh", suffix, fresh.weight_hh)) != NULL;
+            p->bias_ih = file_param(m->params, "bias_ih", suffix, fresh.bias_ih);
+            p->bias_hh = file_param(m->params, "bias_hh", suffix, fresh.bias_hh);
+            ok &= !fresh.bias_ih == !p->bias_ih && !fresh.bias_hh == !p->bias_hh;
+            for (int e = 0; e < cell->n_extra; e++) {
+                p->extra[e] = file_param(m->params, cell->extra_names[e], suffix, fresh.extra[e]);
+                ok &= !fresh.extra[e] == !p->extra[e];
+            }
+            if (!ok) {
+                if (!tg_error_pending()) tg_error(fn, "cell '%s': make_params gave no weight_ih/weight_hh", cell->name);
+                tg_rnn_free(m);
+                return NULL;
+            }
+        }
+    }
+    if (m->learn_init) {
+        for (int s = 0; s < cell->n_states; s++) {
+            char name[64];
+            snprintf(name, sizeof name, "%s0", state_name(cell, s));
+            m->init[s] = file_param(m->params, name, "", tg_zeros(m->dtype, TG_SHAPE(L * D, m->hidden_size)));
+            if (!m->init[s]) { tg_rnn_free(m); return NULL; }
+        }
+    }
+    tg_params_set_requires_grad(m->params, true);
+    return m;
+}
+
+void tg_rnn_free(tg_rnn *m) {
+    if (!m) return;
+    tg_params_free(m->params);
+    free(m->layers);
+    free(m);
+}
+
+const tg_cell_params *tg_rnn_layer(const tg_rnn *m, int layer, int direction) {
+    if (!m || layer < 0 || layer >= m->num_layers || direction < 0 || direction >= m->num_directions) {
+        tg_error("tg_rnn_layer", "layer %d, direction %d out of range (%d layers, %d directions)", layer, direction,
+                 m ? m->num_layers : 0, m ? m->num_directions : 0);
+        return NULL;
+    }
+    return &m->layers[layer * m->num_directions + direction];
+}
+
+/* ---- forward ------------------------------------------------------------------------------------- */
+
+typedef struct run_ctx {
+    const tg_rnn *m;
+    int64_t T, B;
+    tg_tensor *zeros;        /* [B,H] tape-owned: the default initial state and padded outputs */
+    tg_tensor **keep_mask;   /* [T] of [B] new refs: 1 where step t is inside sequence b; NULL: all are */
+    tg_tensor **hold_mask;   /* [T] of [B] new refs: 1 - keep_mask[t] */
+    int64_t *n_active;       /* [T]: sequences still running at step t */
+} run_ctx;
+
+/* The one place where a step's result becomes the carried state and the step's output. Rows whose
+ * sequence has ended keep their state and output zero, which gives PyTorch's packed-sequence
+ * semantics (the final state is the state at the last real step). Zoneout belongs here too. */
+static void advance(const run_ctx *c, int S, int64_t t, tg_tensor **state, tg_tensor *const *next,
+                    tg_tensor **output) {
+    if (!c->keep_mask || c->n_active[t] == c->B) {
+        for (int s = 0; s < S; s++) state[s] = next[s];
+        *output = next[0];
+        return;
+    }
+    /* state' = keep ⊙ next + (1 - keep) ⊙ state;  output = keep ⊙ h_next */
+    *output = tg_mask_rows(next[0], c->keep_mask[t]);
+    state[0] = tg_add(*output, tg_mask_rows(state[0], c->hold_mask[t]));
+    for (int s = 1; s < S; s++)
+        state[s] = tg_add(tg_mask_rows(next[s], c->keep_mask[t]), tg_mask_rows(state[s], c->hold_mask[t]));
+}
+
+/* A step must return S tensors shaped like the states it was given ([B,H]); a user cell that gets
+ * this wrong is caught here with its name rather than three ops later. Returns 0 or -1. */
+static int produced_ok(const run_ctx *c, const tg_cell *cell, tg_tensor *const *next, tg_tensor *const *state) {
+    (void)c;
+    for (int s = 0; s < cell->n_states; s++) {
+        if (!next[s]) return -1;
+        if (!tg_same_shape(next[s], state[s])) {
+            char b1[64], b2[64];
+            tg_error("tg_rnn_forward", "cell '%s' returned state %d as %s, expected %s", cell->name, s,
+                     tg_shape_str(next[s], b1, sizeof b1), tg_shape_str(state[s], b2, sizeof b2));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Runs layer/direction k over input [T,B,I_k]: outputs[t] [B,H], state[] in (initial) and out (final);
+ * keep[s] (if not NULL) receives the state after every step. Returns 0 or -1. */
+static int run_direction(const run_ctx *c, int k, bool reverse, const tg_tensor *input, tg_tensor **outputs,
+                         tg_tensor **state, tg_tensor ***keep) {
+    const tg_rnn *m = c->m;
+    const tg_cell *cell = m->cell;
+    const tg_cell_params *p = &m->layers[k];
+    int S = cell->n_states;
+    /* x·W_ihᵀ + b_ih for every step at once: [T,B,I_k] -> [T,B,G·H] */
+    tg_tensor *proj = tg_linear(input, p->weight_ih, p->bias_ih);
+    if (!proj) return -1;
+    for (int64_t i = 0; i < c->T; i++) {
+        int64_t t = reverse ? c->T - 1 - i : i;
+        if (c->n_active[t] == 0) { /* every sequence has ended (or, in reverse, not yet begun) */
+            outputs[t] = c->zeros;
+        } else {
+            tg_tensor *next[TG_CELL_MAX_STATES] = {0};
+            const tg_tensor *x_t = cell->needs_input ? tg_select(input, t) : NULL;
+            const tg_tensor *xproj_t = tg_select(proj, t);
+            if (!xproj_t || (cell->needs_input && !x_t)) return -1;
+            if (cell->step(cell, p, x_t, xproj_t, state, next) || produced_ok(c, cell, next, state) != 0) {
+                if (!tg_error_pending())
+                    tg_error("tg_rnn_forward", "cell '%s' failed at step %lld without a message", cell->name,
+                             (long long)t);
+                return -1;
+            }
+            advance(c, S, t, state, next, &outputs[t]);
+            if (!outputs[t]) return -1;
+        }
+        if (keep)
+            for (int s = 0; s < S; s++) keep[s][t] = state[s];
+    }
+    return 0;
+}
+
+/* Validates the arguments of tg_rnn_forward before anything is allocated. */
+static bool check_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forward_opts *o) {
+    const char *fn = "tg_rnn_forward";
+    if (!m) {
+        if (!tg_error_pending()) tg_error(fn, "model is NULL");
+        return false;
+    }
+    if (!x) {
+        if (!tg_error_pending()) tg_error(fn, "x is NULL");
+        return false;
+    }
+    char b1[128], b2[128];
+    const char *layout = m->batch_first ? "[B,T,I]" : "[T,B,I]";
+    if (tg_ndim(x) != 3) {
+        tg_error(fn, "x %s: expected a 3-D tensor %s", tg_shape_str(x, b1, sizeof b1), layout);
+        return false;
+    }
+    if (tg_dtype_of(x) != m->dtype) {
+        tg_error(fn, "x %s is %s but the model is %s", tg_shape_str(x, b1, sizeof b1), tg_dtype_name(tg_dtype_of(x)),
+                 tg_dtype_name(m->dtype));
+        return false;
+    }
+    if (tg_dim(x, 2) != m->input_size) {
+        tg_error(fn, "x %s: expected input size %lld (x is %s)", tg_shape_str(x, b1, sizeof b1),
+                 (long long)m->input_size, layout);
+        return false;
+    }
+    int64_t T = tg_dim(x, m->batch_first ? 1 : 0), B = tg_dim(x, m->batch_first ? 0 : 1);
+    if (T == 0 || B == 0) {
+        tg_error(fn, "x %s %s: empty sequence or batch", tg_shape_str(x, b1, sizeof b1), layout);
+        return false;
+    }
+    if (o->lengths)
+        for (int64_t b = 0; b < B; b++)
+            if (o->lengths[b] < 1 || o->lengths[b] > T) {
+                tg_error(fn, "x %s: lengths[%lld] = %lld outside 1..%lld", tg_shape_str(x, b1, sizeof b1),
+                         (long long)b, (long long)o->lengths[b], (long long)T);
+                return false;
+            }
+    int LD = m->num_layers * m->num_directions;
+    for (int s = 0; o->init && s < m->cell->n_states; s++) {
+        const tg_tensor *h0 = o->init[s];
+        if (!h0) continue;
+        if (tg_ndim(h0) != 3 || tg_dim(h0, 0) != LD || tg_dim(h0, 1) != B || tg_dim(h0, 2) != m->hidden_size ||
+            tg_dtype_of(h0) != m->dtype) {
+            tg_error(fn, "initial state %s0 %s %s: expected [%d,%lld,%lld] %s (layers x directions, batch, hidden)",
+                     state_name(m->cell, s), tg_shape_str(h0, b2, sizeof b2), tg_dtype_name(tg_dtype_of(h0)), LD,
+                     (long long)B, (long long)m->hidden_size, tg_dtype_name(m->dtype));
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The initial value of state s for layer/direction k: given > learned > zeros. [B,H], tape-owned. */
+static tg_tensor *initial_state(const run_ctx *c, const tg_rnn_forward_opts *o, int s, int k) {
+    if (o->init && o->init[s]) return tg_select(o->init[s], k);
+    if (c->m->init[s]) return tg_add(c->zeros, tg_select(c->m->init[s], k)); /* [H] broadcast over B */
+    return c->zeros;
+}
+
+/* Builds the per-step masks when some sequence is shorter than T. Returns 0 or -1. */
+static int make_masks(run_ctx *c, const int64_t *lengths) {
+    c->n_active = malloc((size_t)c->T * sizeof *c->n_active);
+    if (!c->n_active) return -1;
+    bool ragged = false;
+    for (int64_t t = 0; t < c->T; t++) {
+        c->n_active[t] = 0;
+        for (int64_t b = 0; b < c->B; b++) c->n_active[t] += !lengths || t < lengths[b];
+        ragged |= c->n_active[t] != c->B;
+    }
+    if (!ragged) return 0;
+    c->keep_mask = calloc((size_t)c->T, sizeof *c->keep_mask);
+    c->hold_mask = calloc((size_t)c->T, sizeof *c->hold_mask);
+    if (!c->keep_mask || !c->hold_mask) return -1;
+    for (int64_t t = 0; t < c->T; t++) {
+        c->keep_mask[t] = tg_zeros(c->m->dtype, TG_SHAPE(c->B));
+        c->hold_mask[t] = tg_zeros(c->m->dtype, TG_SHAPE(c->B));
+        if (!c->keep_mask[t] || !c->hold_mask[t]) return -1;
+        for (int64_t b = 0; b < c->B; b++) {
+            tg_set(c->keep_mask[t], b, t < lengths[b] ? 1.0 : 0.0);
+            tg_set(c->hold_mask[t], b, t < lengths[b] ? 0.0 : 1.0);
+        }
+    }
+    return 0;
+}
+
+static void free_ctx(run_ctx *c) {
+    for (int64_t t = 0; c->keep_mask && t < c->T; t++) tg_release(c->keep_mask[t]);
+    for (int64_t t = 0; c->hold_mask && t < c->T; t++) tg_release(c->hold_mask[t]);
+    free(c->keep_mask);
+    free(c->hold_mask);
+    free(c->n_active);
+}
+
+tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forward_opts *opts,
+                          tg_rnn_output *out) {
+    const char *fn = "tg_rnn_forward";
+    tg_rnn_forward_opts o = opts ? *opts : (tg_rnn_forward_opts){0};
+    if (out) memset(out, 0, sizeof *out);
+    if (!check_forward(m, x, &o)) return NULL;
+
+    const tg_cell *cell = m->cell;
+    int L = m->num_layers, D = m->num_directions, S = cell->n_states;
+    int64_t H = m->hidden_size;
+    run_ctx c = {.m = m};
+    c.T = tg_dim(x, m->batch_first ? 1 : 0);
+    c.B = tg_dim(x, m->batch_first ? 0 : 1);
+    bool keep = o.keep_step_states && out;
+
+    /* scratch: per-direction step outputs [D][T], final states [S][L·D], kept states [L·D·S][T] */
+    size_t n_scratch = (size_t)(D * c.T + S * L * D + (keep ? L * D * S * c.T : 0));
+    tg_tensor **scratch = calloc(n_scratch, sizeof *scratch);
+    tg_tensor ***keep_rows = keep ? calloc((size_t)S, sizeof *keep_rows) : NULL;
+    if (!scratch || (keep && !keep_rows) || make_masks(&c, o.lengths)) {
+        if (!tg_error_pending()) tg_error(fn, "out of memory for T = %lld", (long long)c.T);
+        goto fail;
+    }
+    tg_tensor **step_out = scratch, **finals = scratch + D * c.T, **kept = finals + S * L * D;
+    if (keep) {
+        out->step_states = calloc((size_t)(L * D * S), sizeof *out->step_states);
+        if (!out->step_states) { tg_error(fn, "out of memory"); goto fail; }
+        out->n_step_states = L * D * S;
+    }
+    {
+        tg_tensor *z = tg_zeros(m->dtype, TG_SHAPE(c.B, H));
+        c.zeros = tg_add_scalar(z, 0.0); /* a tape-owned copy: may be returned as a state or output */
+        tg_release(z);
+        if (!c.zeros) goto fail;
+    }
+
+    /* time-major from here on */
+    const tg_tensor *input = m->batch_first ? tg_transpose(x, 0, 1) : x;
+    tg_tensor *layer_out = NULL;
+    for (int l = 0; l < L; l++) {
+        tg_tensor *dir_out[2] = {NULL, NULL};
+        for (int d = 0; d < D; d++) {
+            int k = l * D + d;
+            tg_tensor *state[TG_CELL_MAX_STATES];
+            for (int s = 0; s < S; s++)
+                if (!(state[s] = initial_state(&c, &o, s, k))) goto fail;
+            for (int s = 0; keep && s < S; s++) keep_rows[s] = kept + (size_t)((k * S + s) * c.T);
+            if (run_direction(&c, k, d == 1, input, step_out + d * c.T, state, keep ? keep_rows : NULL)) goto fail;
+            for (int s = 0; s < S; s++) finals[s * L * D + k] = state[s];
+            if (!(dir_out[d] = tg_stack((int)c.T, step_out + d * c.T))) goto fail;                    /* [T,B,H] */
+            for (int s = 0; keep && s < S; s++)
+                if (!(out->step_states[k * S + s] = tg_stack((int)c.T, keep_rows[s]))) goto fail;   /* [T,B,H] */
+        }
+        layer_out = D == 2 ? tg_concat(2, dir_out, 2) : dir_out[0];                                    /* [T,B,D·H] */
+        if (!layer_out) goto fail;
+        /* dropout between layers, as PyTorch: on every layer's output but the last */
+        input = l + 1 < L && m->dropout > 0 ? tg_dropout(layer_out, m->dropout, o.train, o.rng) : layer_out;
+        if (!input) goto fail;
+    }
+    tg_tensor *output = m->batch_first ? tg_transpose(layer_out, 0, 1) : layer_out;
+    if (!output) goto fail;
+    if (out) {
+        out->output = output;
+        out->n_states = S;
+        for (int s = 0; s < S; s++)
+            if (!(out->final[s] = tg_stack(L * D, finals + s * L * D))) goto fail;                  /* [L·D,B,H] */
+        out->h_n = out->final[0];
+        out->c_n = S > 1 ? out->final[1] : NULL;
+    }
+    free(scratch);
+    free(keep_rows);
+    free_ctx(&c);
+    return output;
+
+fail:
+    free(scratch);
+    free(keep_rows);
+    free_ctx(&c);
+    tg_rnn_output_clear(out);
+    return NULL;
+}
+
+void tg_rnn_output_clear(tg_rnn_output *out) {
+    if (!out) return;
+    free(out->step_states);
+    memset(out, 0, sizeof *out);
+}
+
+tg_tensor *tg_rnn_step_state(const tg_rnn_output *out, const tg_rnn *m, int layer, int direction, int state) {
+    if (!out || !m || !out->step_states || layer < 0 || layer >= m->num_layers || direction < 0 ||
+        direction >= m->num_directions || state < 0 || state >= m->cell->n_states)
+        return NULL;
+    return out->step_states[(layer * m->num_directions + direction) * m->cell->n_states + state];
+}
+
+/* ---- truncated BPTT ------------------------------------------------------------------------------- */
+
+int tg_rnn_carry_update(tg_rnn_carry *carry, const tg_rnn_output *out) {
+    const char *fn = "tg_rnn_carry_update";
+    if (!carry || !out || out->n_states < 1) {
+        if (!tg_error_pending()) tg_error(fn, "%s", !carry ? "carry is NULL" : "no final states (forward failed?)");
+        return -1;
+    }
+    tg_tensor *fresh[TG_CELL_MAX_STATES] = {0};
+    for (int s = 0; s < out->n_states; s++)
+        if (!(fresh[s] = tg_detach(out->final[s]))) {
+            for (int r = 0; r < s; r++) tg_release(fresh[r]);
+            return -1;
+        }
+    tg_rnn_carry_clear(carry);
+    for (int s = 0; s < out->n_states; s++) carry->state[s] = fresh[s];
+    carry->n_states = out->n_states;
+    return 0;
+}
+
+void tg_rnn_carry_clear(tg_rnn_carry *carry) {
+    if (!carry) return;
+    for (int s = 0; s < TG_CELL_MAX_STATES; s++) tg_release(carry->state[s]);
+    memset(carry, 0, sizeof *carry);
+}

@@ -1,0 +1,52 @@
+/* optim/optim_internal.h - the optimizer object, shared by optim.c, schedule.c and checkpoint.c
+ * (not installed). */
+#ifndef TG_OPTIM_INTERNAL_H
+#define TG_OPTIM_INTERNAL_H
+#include <tapegrad/optim.h>
+
+/* Per-parameter state, named like torch.optim's state keys (so a checkpoint reads like PyTorch's):
+ *   SGD      buf[0] momentum_buffer
+ *   Adam(W)  buf[0] exp_avg, buf[1] exp_avg_sq, buf[2] max_exp_avg_sq (amsgrad)
+ *   RMSprop  buf[0] square_avg, buf[1] momentum_buffer (momentum > 0), buf[2] grad_avg (centered)
+ *   Adagrad  buf[0] sum
+ * Buffers have the parameter's shape and dtype and are created on the parameter's first step. */
+#define TG_OPTIM_NBUF 3
+
+typedef struct tg_optim_slot {
+    tg_tensor *param;               /* owned reference; a leaf */
+    int group;
+    int64_t step;                   /* updates applied to this parameter (skipped steps do not count) */
+    tg_tensor *buf[TG_OPTIM_NBUF];  /* owned, [param's shape], or NULL until needed */
+} tg_optim_slot;
+
+typedef struct tg_optim_group_rec {
+    tg_optim_opts opts;   /* validated hyper-parameters; opts.lr is what schedules set */
+    double initial_lr;    /* base lr of schedules (torch's group['initial_lr']); NAN until a schedule sets it */
+    int first, count;     /* params[first .. first+count-1] */
+} tg_optim_group_rec;
+
+struct tg_optim {
+    tg_optim_kind kind;
+    tg_optim_opts defaults;   /* used by groups added with opts = NULL */
+    tg_optim_group_rec *groups; /* [n_groups] */
+    int n_groups;
+    tg_optim_slot *params;   /* [n_params], grouped contiguously in insertion order */
+    int n_params;
+};
+
+/* Name of state buffer k for this optimizer kind, or NULL when the kind has no such buffer. */
+const char *tg__optim_buf_name(tg_optim_kind kind, int k);
+/* Validates hyper-parameters: false with the reason written to msg. */
+bool tg__optim_validate(tg_optim_kind kind, const tg_optim_opts *o, char *msg, size_t size);
+
+/* Schedule state carried by an optimizer checkpoint (checkpoint.c <-> schedule.c). */
+typedef struct tg_sched_state {
+    tg_sched_kind kind;
+    int64_t last_epoch;
+    double best;             /* plateau */
+    int64_t num_bad_epochs;  /* plateau */
+    int64_t cooldown_counter;/* plateau */
+} tg_sched_state;
+void tg__sched_get_state(const tg_sched *s, tg_sched_state *st);
+void tg__sched_set_state(tg_sched *s, const tg_sched_state *st);
+#endif

@@ -1,0 +1,228 @@
+/* tests/test_tape.c - the tape: accumulation semantics, no-grad, detach, reset, long chains,
+ * in-place modification detection, ownership (the README's training loop leaks nothing). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "helpers.h"
+
+Test(tape, leaf_gradients_accumulate_until_zeroed) {
+    long live = tg_live_tensors();
+    tg_tensor *x = tg_full(TG_F64, TG_SHAPE(3), 2.0);
+    tg_set_requires_grad(x, true);
+    for (int k = 1; k <= 3; k++) {
+        tg_tensor *y = tg_sum(tg_mul(x, x)); /* dy/dx = 2x = 4 */
+        cr_assert_eq(tg_backward(y), 0);
+        cr_expect_eq(tg_get(tg_grad(x), 0), 4.0 * k);
+        tg_tape_reset();
+    }
+    tg_zero_grad(x);
+    cr_expect_null(tg_grad(x));
+    tg_release(x);
+    cr_expect_eq(tg_live_tensors(), live);
+}
+
+Test(tape, intermediate_gradients_are_freed_unless_retained) {
+    tg_tensor *x = tg_full(TG_F64, TG_SHAPE(2), 1.0);
+    tg_set_requires_grad(x, true);
+    tg_tensor *a = tg_exp(x), *b = tg_tanh(a);
+    tg_retain_grad(b);
+    tg_backward(tg_sum(tg_mul(a, b)));
+    cr_expect_null(tg_grad(a));
+    cr_expect_not_null(tg_grad(b));
+    cr_expect_float_eq(tg_get(tg_grad(b), 0), exp(1.0), 1e-12);
+    cr_expect(!tg_is_leaf(a));
+    cr_expect(tg_is_leaf(x));
+    tg_tape_reset();
+    tg_release(x);
+}
+
+Test(tape, records_only_when_some_input_requires_grad) {
+    tg_tape_reset();
+    tg_tensor *x = tg_ones(TG_F64, TG_SHAPE(4)), *w = tg_ones(TG_F64, TG_SHAPE(4));
+    tg_tensor *y = tg_mul(x, w);
+    cr_expect_eq(tg_tape_records(), 0);
+    cr_expect(!tg_requires_grad(y));
+    tg_set_requires_grad(w, true);
+    tg_no_grad_begin();
+    cr_expect(!tg_grad_enabled());
+    y = tg_mul(x, w);
+    cr_expect_eq(tg_tape_records(), 0);
+    tg_no_grad_end();
+    y = tg_mul(x, w);
+    cr_expect_eq(tg_tape_records(), 1);
+    cr_expect(tg_requires_grad(y));
+    cr_expect_eq(tg_tape_tensors(), 3);
+    tg_tape_reset();
+    cr_expect_eq(tg_tape_records(), 0);
+    cr_expect_eq(tg_tape_tensors(), 0);
+    tg_release(x);
+    tg_release(w);
+}
+
+Test(tape, detach_cuts_the_graph_and_shares_storage) {
+    tg_tensor *x = tg_full(TG_F64, TG_SHAPE(2), 3.0);
+    tg_set_requires_grad(x, true);
+    tg_tensor *h = tg_mul(x, x);
+    tg_tensor *d = tg_detach(h); /* new ref */
+    cr_expect(!tg_requires_grad(d));
+    cr_expect(tg_shares_storage(d, h));
+    tg_tensor *y = tg_sum(tg_mul(d, x)); /* dy/dx = d = 9, nothing flows through d */
+    tg_backward(y);
+    cr_expect_eq(tg_get(tg_grad(x), 0), 9.0);
+    tg_tape_reset();
+    cr_expect_eq(tg_get(d, 1), 9.0, "a detached tensor survives the reset");
+    tg_release(d);
+    tg_release(x);
+}
+
+Test(tape, result_kept_past_reset_becomes_a_plain_tensor) {
+    long live = tg_live_tensors();
+    tg_tensor *x = tg_full(TG_F64, TG_SHAPE(2), 1.0);
+    tg_set_requires_grad(x, true);
+    tg_tensor *h = tg_retain(tg_tanh(x));
+    tg_tape_reset();
+    cr_expect(!tg_requires_grad(h));
+    cr_expect_float_eq(tg_get(h, 0), tanh(1.0), 1e-15);
+    tg_tensor *y = tg_sum(tg_mul(h, x)); /* h is now a constant */
+    tg_backward(y);
+    cr_expect_float_eq(tg_get(tg_grad(x), 0), tanh(1.0), 1e-15);
+    tg_tape_reset();
+    tg_release(h);
+    tg_release(x);
+    cr_expect_eq(tg_live_tensors(), live);
+}
+
+/* ~20,000 records, as a 1000-step LSTM would make: backward is a loop, not recursion. */
+Test(tape, long_chain_of_twenty_thousand_records) {
+    tg_tensor *h0 = tg_full(TG_F64, TG_SHAPE(1, 8), 0.1);
+    tg_tensor *w = th_rand(3, TG_SHAPE(8, 8), -0.3, 0.3);
+    tg_set_requires_grad(w, true);
+    tg_set_requires_grad(h0, true);
+    tg_tensor *h = h0;
+    for (int t = 0; t < 1000; t++) {
+        tg_tensor *a = tg_matmul(h, w);
+        tg_tensor *g[4];
+        for (int k = 0; k < 4; k++) g[k] = tg_sigmoid(tg_add_scalar(a, 0.1 * k));
+        tg_tensor *c = tg_add(tg_mul(g[0], tg_tanh(a)), tg_mul(g[1], h));
+        h = tg_mul(g[3], tg_tanh(tg_add(c, tg_mul_scalar(g[2], 0.01))));
+    }
+    cr_expect_gt(tg_tape_records(), 15000);
+    cr_assert_eq(tg_backward(tg_sum(h)), 0);
+    cr_expect(isfinite(tg_get(tg_grad(w), 0)));
+    tg_tape_reset();
+    tg_release(h0);
+    tg_release(w);
+}
+
+Test(tape, in_place_change_of_a_saved_tensor_is_reported_by_name) {
+    th_record_errors();
+    tg_tensor *w = tg_full(TG_F64, TG_SHAPE(2), 2.0);
+    tg_set_name(w, "weight_hh_l0");
+    tg_set_requires_grad(w, true);
+    tg_tensor *x = tg_full(TG_F64, TG_SHAPE(2), 3.0);
+    tg_tensor *y = tg_sum(tg_mul(w, x));
+    tg_fill_(x, 5); /* x was saved by tg_mul for w's gradient */
+    cr_expect_eq(tg_backward(y), -1);
+    const char *m = th_last_message();
+    cr_expect(strstr(m, "tg_backward") && strstr(m, "tg_mul") && strstr(m, "modified in place"), "%s", m);
+    tg_tape_reset();
+    /* saved output: tanh keeps its result; changing it is caught too */
+    th_reset_errors();
+    tg_tensor *t = tg_tanh(w);
+    tg_tensor *l = tg_sum(t);
+    tg_fill_(t, 0);
+    cr_expect_eq(tg_backward(l), -1);
+    cr_expect(strstr(th_last_message(), "tg_tanh") != NULL, "%s", th_last_message());
+    tg_tape_reset();
+    /* the weight updated in place before backward, the classic bug */
+    th_reset_errors();
+    y = tg_sum(tg_mul(w, x));
+    tg_no_grad_begin();
+    tg_axpy_(w, -0.1, x);
+    tg_no_grad_end();
+    cr_expect_eq(tg_backward(y), -1);
+    cr_expect(strstr(th_last_message(), "weight_hh_l0") != NULL, "%s", th_last_message());
+    tg_tape_reset();
+    tg_release(w);
+    tg_release(x);
+    tg_set_error_handler(NULL, NULL);
+}
+
+Test(tape, backward_from_a_non_scalar_with_upstream_gradient) {
+    tg_tensor *x = th_rand(1, TG_SHAPE(2, 3), -1, 1);
+    tg_set_requires_grad(x, true);
+    tg_tensor *y = tg_mul_scalar(x, 3.0);
+    tg_tensor *g = th_rand(2, TG_SHAPE(2, 3), -1, 1);
+    cr_assert_eq(tg_backward_with(y, g), 0);
+    for (int i = 0; i < 6; i++) cr_expect_float_eq(tg_get(tg_grad(x), i), 3 * tg_get(g, i), 1e-15);
+    th_record_errors();
+    cr_expect_eq(tg_backward(y), -1);
+    cr_expect(strstr(th_last_message(), "non-scalar") != NULL);
+    th_reset_errors();
+    tg_tensor *bad = tg_zeros(TG_F64, TG_SHAPE(3, 2));
+    cr_expect_eq(tg_backward_with(y, bad), -1);
+    cr_expect(strstr(th_last_message(), "shapes or dtypes differ") != NULL);
+    th_reset_errors();
+    tg_tensor *c = tg_ones(TG_F64, TG_SHAPE(1));
+    cr_expect_eq(tg_backward(c), -1);
+    cr_expect(strstr(th_last_message(), "does not require grad") != NULL);
+    tg_set_error_handler(NULL, NULL);
+    tg_tape_reset();
+    tg_release(x); tg_release(g); tg_release(bad); tg_release(c);
+}
+
+/* The README's loop: one expression per step, everything released by the reset. */
+Test(tape, training_loop_in_one_expression_leaks_nothing) {
+    long live = tg_live_tensors();
+    tg_tensor *x = th_rand(1, TG_SHAPE(16, 8), -1, 1);
+    tg_tensor *target = th_rand(2, TG_SHAPE(16, 4), -0.5, 0.5);
+    tg_tensor *W = th_rand(3, TG_SHAPE(8, 4), -0.3, 0.3);
+    tg_tensor *b = tg_zeros(TG_F64, TG_SHAPE(4));
+    tg_set_requires_grad(W, true);
+    tg_set_requires_grad(b, true);
+    double first = 0, last = 0;
+    for (int step = 0; step < 200; step++) {
+        tg_tensor *h = tg_tanh(tg_add(tg_matmul(x, W), b));
+        tg_tensor *loss = tg_mean(tg_pow_scalar(tg_sub(h, target), 2));
+        if (step == 0) first = tg_item(loss);
+        last = tg_item(loss);
+        tg_backward(loss);
+        tg_no_grad_begin();
+        tg_axpy_(W, -0.5, tg_grad(W));
+        tg_axpy_(b, -0.5, tg_grad(b));
+        tg_no_grad_end();
+        tg_zero_grad(W);
+        tg_zero_grad(b);
+        tg_tape_reset();
+        if (step == 10) live = tg_live_tensors() - 4; /* steady state reached */
+    }
+    cr_expect_lt(last, first * 0.5, "loss %g -> %g", first, last);
+    tg_release(x); tg_release(target); tg_release(W); tg_release(b);
+    cr_expect_eq(tg_live_tensors(), live);
+}
+
+static void *count_records(void *arg) {
+    *(size_t *)arg = tg_tape_records();
+    tg_tensor *y = tg_ones(TG_F64, TG_SHAPE(2));
+    tg_set_requires_grad(y, true);
+    tg_backward(tg_sum(tg_exp(y))); /* a whole forward/backward on this thread's own tape */
+    tg_tape_reset();
+    tg_release(y);
+    return NULL;
+}
+Test(tape, threads_have_their_own_tape) {
+    tg_tensor *x = tg_ones(TG_F64, TG_SHAPE(2));
+    tg_set_requires_grad(x, true);
+    (void)tg_exp(x);
+    cr_expect_eq(tg_tape_records(), 1);
+    size_t seen = 99;
+    pthread_t th;
+    pthread_create(&th, NULL, count_records, &seen);
+    pthread_join(th, NULL);
+    cr_expect_eq(seen, 0, "a new thread starts with an empty tape");
+    cr_expect_eq(tg_tape_records(), 1, "the other thread's work did not touch this tape");
+    tg_tape_reset();
+    tg_release(x);
+}
