@@ -92,6 +92,16 @@
 
 typedef float tg_vf32_t __attribute__((vector_size(TG_VBYTES)));
 typedef double tg_vf64_t __attribute__((vector_size(TG_VBYTES)));
+typedef int32_t tg_vi32_t __attribute__((vector_size(TG_VBYTES)));
+typedef int64_t tg_vi64_t __attribute__((vector_size(TG_VBYTES)));
+
+/* Two-operand constant shuffles (used for in-register transposes when packing). GCC spells this
+ * __builtin_shuffle; elsewhere the packing routines fall back to scalar loops. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define TG_HAVE_SHUFFLE 1
+#else
+#define TG_HAVE_SHUFFLE 0
+#endif
 
 #define TG_CAT_(a, b) a##_##b
 #define TG_CAT(a, b) TG_CAT_(a, b)
@@ -245,6 +255,7 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 
 #define T float
 #define V tg_vf32_t
+#define VI tg_vi32_t
 #define SFX f32
 #define TG_KC TG_GEMM_KC_F32
 #define TG_MC TG_GEMM_MC_F32
@@ -252,6 +263,7 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 #include "gemm.c"
 #undef T
 #undef V
+#undef VI
 #undef SFX
 #undef TG_KC
 #undef TG_MC
@@ -259,6 +271,7 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 
 #define T double
 #define V tg_vf64_t
+#define VI tg_vi64_t
 #define SFX f64
 #define TG_KC TG_GEMM_KC_F64
 #define TG_MC TG_GEMM_MC_F64
@@ -266,6 +279,7 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 #include "gemm.c"
 #undef T
 #undef V
+#undef VI
 #undef SFX
 #undef TG_KC
 #undef TG_MC
@@ -292,71 +306,189 @@ static void FN(tg_scale_c)(int64_t M, int64_t N, T beta, T *C, int64_t ldc)
     }
 }
 
-/* Dot product of two contiguous vectors with vector accumulators (reassociated). */
-static inline T FN(tg_dot)(const T *restrict x, const T *restrict y, int64_t n)
+/* Horizontal sum of one vector (pairwise halving). */
+static inline T FN(tg_hsum)(V v)
 {
-    V s0 = {0}, s1 = {0};
-    int64_t k = 0;
-    for (; k + 2 * VL <= n; k += 2 * VL) {
-        V x0, x1, y0, y1;
-        memcpy(&x0, x + k, sizeof(V));
-        memcpy(&x1, x + k + VL, sizeof(V));
-        memcpy(&y0, y + k, sizeof(V));
-        memcpy(&y1, y + k + VL, sizeof(V));
-        s0 += x0 * y0;
-        s1 += x1 * y1;
-    }
-    s0 += s1;
-    T s = 0;
-    for (int l = 0; l < VL; l++) s += s0[l];
-    for (; k < n; k++) s += x[k] * y[k];
-    return s;
+    T t[VL];
+    memcpy(t, &v, sizeof(V));
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) t[l] += t[l + w];
+    return t[0];
 }
 
-/* Direct path: no packing. Good for tiny problems and for M or N of a few rows. */
+static inline void FN(tg_store_c)(T *c, T s, T beta) { *c = beta == (T)0 ? s : beta * *c + s; }
+
+/* Direct op(A)·Bᵀ for dm (compile-time) rows of op(A) given as contiguous row pointers:
+ * C[i, j] = dot(arow[i][0:K], B[j, 0:K]) for j in [0, N). B rows are read in blocks of nb. */
+static inline __attribute__((always_inline)) void
+FN(tg_direct_nt_rows)(const int dm, const int nb, int64_t N, int64_t K, const T *const *arow,
+                      const T *B, int64_t ldb, T beta, T *C, int64_t ldc)
+{
+    int64_t j = 0;
+    for (; j + nb <= N; j += nb) {
+        V acc[4][8];
+        const T *brow[8];
+        for (int n = 0; n < nb; n++) brow[n] = B + (j + n) * ldb;
+        for (int i = 0; i < dm; i++)
+            for (int n = 0; n < nb; n++) acc[i][n] = (V){0};
+        int64_t k = 0;
+        for (; k + VL <= K; k += VL) {
+            V a[4], b[8];
+            for (int i = 0; i < dm; i++) memcpy(&a[i], arow[i] + k, sizeof(V));
+            for (int n = 0; n < nb; n++) memcpy(&b[n], brow[n] + k, sizeof(V));
+            for (int i = 0; i < dm; i++)
+                for (int n = 0; n < nb; n++) acc[i][n] += a[i] * b[n];
+        }
+        for (int i = 0; i < dm; i++)
+            for (int n = 0; n < nb; n++) {
+                T s = FN(tg_hsum)(acc[i][n]);
+                for (int64_t kk = k; kk < K; kk++) s += arow[i][kk] * brow[n][kk];
+                FN(tg_store_c)(C + i * ldc + j + n, s, beta);
+            }
+    }
+    if (nb > 1 && j < N) FN(tg_direct_nt_rows)(dm, 1, N - j, K, arow, B + j * ldb, ldb, beta, C + j, ldc);
+}
+
+/* Direct op(A)·B for dm (compile-time) rows of op(A); op(A)(i,k) = A[i*sai + k*sak]. B rows are
+ * read straight from memory (no packing); dm x NR accumulators as in the packed micro-kernel. */
+static inline __attribute__((always_inline)) void
+FN(tg_direct_nn_rows)(const int dm, int64_t N, int64_t K, const T *A, int64_t sai, int64_t sak,
+                      const T *B, int64_t ldb, T beta, T *C, int64_t ldc)
+{
+    int64_t j = 0;
+    for (; j + NR <= N; j += NR) {
+        V acc[MR][NV];
+        for (int i = 0; i < dm; i++)
+            for (int v = 0; v < NV; v++) acc[i][v] = (V){0};
+        for (int64_t k = 0; k < K; k++) {
+            V b[NV];
+            for (int v = 0; v < NV; v++) memcpy(&b[v], B + k * ldb + j + v * VL, sizeof(V));
+            for (int i = 0; i < dm; i++) {
+                const T a = A[i * sai + k * sak];
+                for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
+            }
+        }
+        for (int i = 0; i < dm; i++)
+            for (int v = 0; v < NV; v++) {
+                T *c = C + i * ldc + j + v * VL;
+                V cv;
+                if (beta == (T)0) {
+                    cv = acc[i][v];
+                } else {
+                    memcpy(&cv, c, sizeof(V));
+                    cv = beta * cv + acc[i][v];
+                }
+                memcpy(c, &cv, sizeof(V));
+            }
+    }
+    for (; j + VL <= N; j += VL) {
+        V acc[MR];
+        for (int i = 0; i < dm; i++) acc[i] = (V){0};
+        for (int64_t k = 0; k < K; k++) {
+            V b;
+            memcpy(&b, B + k * ldb + j, sizeof(V));
+            for (int i = 0; i < dm; i++) acc[i] += A[i * sai + k * sak] * b;
+        }
+        for (int i = 0; i < dm; i++) {
+            T *c = C + i * ldc + j;
+            V cv;
+            if (beta == (T)0) {
+                cv = acc[i];
+            } else {
+                memcpy(&cv, c, sizeof(V));
+                cv = beta * cv + acc[i];
+            }
+            memcpy(c, &cv, sizeof(V));
+        }
+    }
+    for (; j < N; j++) {
+        T s[MR];
+        for (int i = 0; i < dm; i++) s[i] = 0;
+        for (int64_t k = 0; k < K; k++) {
+            const T b = B[k * ldb + j];
+            for (int i = 0; i < dm; i++) s[i] += A[i * sai + k * sak] * b;
+        }
+        for (int i = 0; i < dm; i++) FN(tg_store_c)(C + i * ldc + j, s[i], beta);
+    }
+}
+
+/* Direct path: no packing. For tiny problems and for op(A) with only a few rows. */
 static void FN(tg_gemm_direct)(int ta, int tb, int64_t M, int64_t N, int64_t K,
                                const T *A, int64_t lda, const T *B, int64_t ldb,
                                T beta, T *C, int64_t ldc)
 {
+    const int64_t sai = ta ? 1 : lda, sak = ta ? lda : 1;
     if (!tb) {
-        /* C[i,:] = beta*C[i,:] + sum_k opA(i,k) * B[k,:]  (axpy over contiguous rows) */
-        FN(tg_scale_c)(M, N, beta, C, ldc);
-        for (int64_t i = 0; i < M; i++) {
-            T *restrict c = C + i * ldc;
-            for (int64_t k = 0; k < K; k++) {
-                const T a = ta ? A[k * lda + i] : A[i * lda + k];
-                const T *restrict b = B + k * ldb;
-                for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
-            }
-        }
+        int64_t i = 0;
+        for (; i + 4 <= M; i += 4) FN(tg_direct_nn_rows)(4, N, K, A + i * sai, sai, sak, B, ldb, beta, C + i * ldc, ldc);
+        for (; i + 2 <= M; i += 2) FN(tg_direct_nn_rows)(2, N, K, A + i * sai, sai, sak, B, ldb, beta, C + i * ldc, ldc);
+        for (; i < M; i++) FN(tg_direct_nn_rows)(1, N, K, A + i * sai, sai, sak, B, ldb, beta, C + i * ldc, ldc);
         return;
     }
-    /* op(B) = Bᵀ: C[i,j] = dot(opA(i,:), B[j,:]) with B rows contiguous. */
-    T *arow = NULL;
-    if (ta) arow = tg_ws_get((size_t)K * sizeof(T));
-    for (int64_t i = 0; i < M; i++) {
-        const T *a;
-        if (!ta) {
-            a = A + i * lda;
-        } else if (arow) {
-            for (int64_t k = 0; k < K; k++) arow[k] = A[k * lda + i];
-            a = arow;
-        } else {
-            a = NULL; /* out of memory: strided scalar fallback */
+    /* op(B) = Bᵀ: dot products along contiguous B rows. op(A) rows must be contiguous too; for
+     * op(A) = Aᵀ, gather up to 4 of its rows (columns of A) into the workspace. */
+    T *abuf = NULL;
+    if (ta) {
+        abuf = tg_ws_get((size_t)(4 * K) * sizeof(T));
+        if (!abuf) { /* out of memory: strided scalar fallback */
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    T s = 0;
+                    for (int64_t k = 0; k < K; k++) s += A[k * lda + i] * B[j * ldb + k];
+                    FN(tg_store_c)(C + i * ldc + j, s, beta);
+                }
+            return;
+        }
+    }
+    int64_t i = 0;
+    while (i < M) {
+        const int dm = M - i >= 4 ? 4 : M - i >= 2 ? 2 : 1;
+        const T *arow[4];
+        for (int r = 0; r < dm; r++) {
+            if (ta) {
+                T *dst = abuf + r * K;
+                for (int64_t k = 0; k < K; k++) dst[k] = A[k * lda + i + r];
+                arow[r] = dst;
+            } else {
+                arow[r] = A + (i + r) * lda;
+            }
         }
         T *c = C + i * ldc;
-        for (int64_t j = 0; j < N; j++) {
-            T s;
-            if (a) {
-                s = FN(tg_dot)(a, B + j * ldb, K);
-            } else {
-                s = 0;
-                for (int64_t k = 0; k < K; k++) s += A[k * lda + i] * B[j * ldb + k];
-            }
-            c[j] = beta == (T)0 ? s : beta * c[j] + s;
+        if (dm == 4) FN(tg_direct_nt_rows)(4, TG_NREGS >= 32 ? 4 : 2, N, K, arow, B, ldb, beta, c, ldc);
+        else if (dm == 2) FN(tg_direct_nt_rows)(2, 4, N, K, arow, B, ldb, beta, c, ldc);
+        else FN(tg_direct_nt_rows)(1, 8, N, K, arow, B, ldb, beta, c, ldc);
+        i += dm;
+    }
+}
+
+#if TG_HAVE_SHUFFLE
+/* In-register transpose of a VL x VL block: x[r][l] -> x[l][r]. Stage h swaps the off-diagonal
+ * h x h sub-blocks of every 2h x 2h block. */
+static inline void FN(tg_transpose_masks)(VI lo[8], VI hi[8])
+{
+    int s = 0;
+    for (int h = VL / 2; h >= 1; h /= 2, s++)
+        for (int l = 0; l < VL; l++) {
+            lo[s][l] = (l & h) ? VL + l - h : l;
+            hi[s][l] = (l & h) ? VL + l : l + h;
+        }
+}
+
+static inline void FN(tg_transpose)(V x[VL], const VI lo[8], const VI hi[8])
+{
+    int s = 0;
+#pragma GCC unroll 8
+    for (int h = VL / 2; h >= 1; h /= 2, s++) {
+#pragma GCC unroll 16
+        for (int i = 0; i < VL; i++) {
+            if (i & h) continue;
+            const V a = x[i], b = x[i + h];
+            x[i] = __builtin_shuffle(a, b, lo[s]);
+            x[i + h] = __builtin_shuffle(a, b, hi[s]);
         }
     }
 }
+#endif
 
 /* Pack op(A)[i0:i0+mc, p0:p0+kc] into MR-row panels: panel r holds Ap[k*MR + i]. Rows past mc
  * are zero. */
@@ -421,7 +553,19 @@ static void FN(tg_pack_b)(int tb, const T *B, int64_t ldb, int64_t p0, int64_t j
             /* op(B)(k,j) = B[j*ldb + k]: transpose nr row streams */
             const T *src = B + (j0 + jr) * ldb + p0;
             if (nr == NR) {
-                for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+                int64_t k0 = 0;
+#if TG_HAVE_SHUFFLE
+                VI lo[8], hi[8];
+                FN(tg_transpose_masks)(lo, hi);
+                for (; k0 + VL <= kc; k0 += VL)
+                    for (int v = 0; v < NV; v++) {
+                        V x[VL];
+                        for (int r = 0; r < VL; r++) memcpy(&x[r], src + (v * VL + r) * ldb + k0, sizeof(V));
+                        FN(tg_transpose)(x, lo, hi);
+                        for (int r = 0; r < VL; r++) memcpy(dst + (k0 + r) * NR + v * VL, &x[r], sizeof(V));
+                    }
+#endif
+                for (; k0 < kc; k0 += 8) {
                     const int64_t kb = tg_min64(8, kc - k0);
                     for (int j = 0; j < NR; j++) {
                         const T *s = src + j * ldb + k0;

@@ -28,8 +28,9 @@ const char *tg_last_error(void) { return g_err_pending ? g_err : ""; }
 bool tg_error_pending(void) { return g_err_pending; }
 void tg_clear_error(void) { g_err_pending = false; g_err[0] = 0; }
 
+/* Every new error is reported (and replaces the message); only failures caused by a NULL that an
+ * earlier failed op produced stay silent (see tg__check), so an expression fails with one message. */
 static void verror(bool quiet, const char *fn, const char *fmt, va_list ap) {
-    if (g_err_pending) return; /* keep the first message: later failures are consequences */
     int n = snprintf(g_err, sizeof g_err, "%s: ", fn);
     if (n < 0) n = 0;
     if ((size_t)n < sizeof g_err) vsnprintf(g_err + n, sizeof g_err - (size_t)n, fmt, ap);

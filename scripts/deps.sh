@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what building and testing tapegrad needs on Debian/Ubuntu, only when it is missing:
+# a C compiler, meson, ninja, pkg-config and Criterion. Uses sudo when not root.
+set -euo pipefail
+missing=()
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v meson >/dev/null 2>&1 || missing+=(meson)
+command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+if [ "${TG_NEED_CRITERION:-1}" = 1 ] && ! pkg-config --exists criterion 2>/dev/null; then
+  missing+=(libcriterion-dev)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tapegrad: installing ${missing[*]} with apt-get" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q >/dev/null
+  $sudo apt-get install -y -q "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,876 @@
+/* tests/test_optim.c - optimizers, gradient clipping, LR schedules and checkpoints.
+ *
+ * Known values come from PyTorch through tests/data/gen_optim_golden.py (torch's version is written
+ * in tests/data/optim_golden.h): parameter trajectories of every optimizer in several configurations
+ * over 25 steps of a fixed problem, in float64 (agreement to rounding) and float32; the lr of every
+ * schedule at 30 epochs; clip_grad_norm_ results. Checkpoint tests check bit-for-bit resumption
+ * against an uninterrupted run, and that a malformed file changes nothing. Every test checks that the
+ * live tensor count returns to its starting value. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data/optim_golden.h"
+#include "helpers.h"
+
+static long g_live_at_start;
+static void live_start(void) { g_live_at_start = tg_live_tensors(); }
+static void live_check(void) {
+    tg_tape_reset();
+    cr_expect_eq(tg_live_tensors(), g_live_at_start, "live tensors: %ld at start, %ld at the end",
+                 g_live_at_start, tg_live_tensors());
+}
+TestSuite(optim, .init = live_start, .fini = live_check);
+
+/* ---- the golden problem ------------------------------------------------------------------------- */
+
+typedef struct problem {
+    tg_tensor *p[3];          /* p1 [2,3], p2 [4], p3 [2]: new refs, requires_grad */
+    tg_tensor *a[3], *c[3];   /* constants, new refs */
+} problem;
+
+static void problem_init(problem *pb, tg_dtype dt) {
+    const double *init[3] = {golden_p1_init, golden_p2_init, golden_p3_init};
+    const double *a[3] = {golden_a1, golden_a2, golden_a3}, *c[3] = {golden_c1, golden_c2, golden_c3};
+    const int64_t shapes[3][2] = {{2, 3}, {4, 0}, {2, 0}};
+    const int ndims[3] = {2, 1, 1};
+    for (int i = 0; i < 3; i++) {
+        pb->p[i] = tg_from_f64(dt, ndims[i], shapes[i], init[i]);
+        tg_set_requires_grad(pb->p[i], true);
+        pb->a[i] = tg_from_f64(dt, ndims[i], shapes[i], a[i]);
+        pb->c[i] = tg_from_f64(dt, ndims[i], shapes[i], c[i]);
+    }
+}
+
+static void problem_free(problem *pb) {
+    for (int i = 0; i < 3; i++) {
+        tg_release(pb->p[i]);
+        tg_release(pb->a[i]);
+        tg_release(pb->c[i]);
+    }
+}
+
+/* sum(a (p - c) (p - c)), evaluated in torch's order */
+static tg_tensor *quad(const problem *pb, int i) {
+    tg_tensor *d = tg_sub(pb->p[i], pb->c[i]);
+    return tg_sum(tg_mul(tg_mul(pb->a[i], d), d));
+}
+
+/* loss(s) = quad1 + quad2 + 0.05 (sum p1^4 + sum p2^4) + [s even] quad3 */
+static tg_tensor *problem_loss(const problem *pb, int step) {
+    tg_tensor *loss = tg_add(quad(pb, 0), quad(pb, 1));
+    tg_tensor *quartic = tg_add(tg_sum(tg_pow_scalar(pb->p[0], 4)), tg_sum(tg_pow_scalar(pb->p[1], 4)));
+    loss = tg_add(loss, tg_mul_scalar(quartic, 0.05));
+    if (step % 2 == 0) loss = tg_add(loss, quad(pb, 2));
+    return loss;
+}
+
+static tg_optim *golden_optimizer(const golden_optim_case *gc, problem *pb) {
+    if (gc->n_groups == 1) return tg_optim_new(gc->kind, pb->p, 3, &gc->opts[0]);
+    tg_optim *opt = tg_optim_new(gc->kind, pb->p, 1, &gc->opts[0]);
+    cr_assert_eq(tg_optim_add_group(opt, pb->p + 1, 2, &gc->opts[1]), 1);
+    return opt;
+}
+
+/* Runs a golden case and returns the worst error measured as |x - ref| / (atol + rtol |ref|). */
+static double run_golden(const golden_optim_case *gc, tg_dtype dt, double atol, double rtol) {
+    problem pb;
+    problem_init(&pb, dt);
+    tg_optim *opt = golden_optimizer(gc, &pb);
+    cr_assert_not_null(opt, "%s", gc->name);
+    double worst = 0;
+    for (int s = 0; s < GOLDEN_STEPS; s++) {
+        tg_optim_zero_grad(opt);
+        cr_assert_eq(tg_backward(problem_loss(&pb, s)), 0);
+        cr_assert_eq(tg_optim_step(opt), 0);
+        tg_tape_reset();
+        const double *ref = dt == TG_F64 ? gc->f64[s] : gc->f32[s];
+        int k = 0;
+        for (int i = 0; i < 3; i++)
+            for (int64_t j = 0; j < tg_numel(pb.p[i]); j++, k++) {
+                double x = tg_get(pb.p[i], j), r = ref[k];
+                double e = fabs(x - r) / (atol + rtol * fabs(r));
+                cr_assert(e <= 1.0, "%s (%s): step %d element %d: %.17g, torch %.17g", gc->name,
+                          tg_dtype_name(dt), s + 1, k, x, r);
+                if (e > worst) worst = e;
+            }
+    }
+    /* p3 has a gradient on even steps only: skipped steps do not count */
+    cr_expect_eq(tg_optim_step_count(opt, pb.p[0]), GOLDEN_STEPS);
+    cr_expect_eq(tg_optim_step_count(opt, pb.p[2]), (GOLDEN_STEPS + 1) / 2);
+    tg_optim_free(opt);
+    problem_free(&pb);
+    return worst;
+}
+
+Test(optim, trajectories_match_torch_f64) {
+    /* measured: worst relative difference 1.5e-13 (adagrad with lr_decay), most cases < 1e-14 */
+    for (int c = 0; c < GOLDEN_N_OPTIM_CASES; c++) run_golden(&golden_optim_cases[c], TG_F64, 1e-15, 1e-12);
+}
+
+Test(optim, trajectories_match_torch_f32) {
+    /* float32 rounding accumulates over 25 steps (torch's kernels use FMA, ours do not) */
+    for (int c = 0; c < GOLDEN_N_OPTIM_CASES; c++) run_golden(&golden_optim_cases[c], TG_F32, 2e-6, 2e-5);
+}
+
+Test(optim, defaults_are_torchs) {
+    for (size_t i = 0; i < sizeof golden_defaults / sizeof golden_defaults[0]; i++) {
+        tg_optim_kind k = golden_defaults[i].kind;
+        const tg_optim_opts *t = &golden_defaults[i].opts;
+        tg_optim_opts o = tg_optim_defaults(k);
+        cr_expect_eq(o.lr, t->lr, "%s lr", tg_optim_kind_name(k));
+        cr_expect_eq(o.weight_decay, t->weight_decay, "%s weight_decay", tg_optim_kind_name(k));
+        cr_expect_eq(o.momentum, t->momentum, "%s momentum", tg_optim_kind_name(k));
+        cr_expect_eq(o.dampening, t->dampening);
+        cr_expect_eq(o.nesterov, t->nesterov);
+        cr_expect_eq(o.maximize, t->maximize);
+        if (k == TG_OPTIM_ADAM || k == TG_OPTIM_ADAMW) {
+            cr_expect_eq(o.beta1, t->beta1);
+            cr_expect_eq(o.beta2, t->beta2);
+            cr_expect_eq(o.amsgrad, t->amsgrad);
+        }
+        if (k != TG_OPTIM_SGD) cr_expect_eq(o.eps, t->eps, "%s eps", tg_optim_kind_name(k));
+        if (k == TG_OPTIM_RMSPROP) {
+            cr_expect_eq(o.alpha, t->alpha);
+            cr_expect_eq(o.centered, t->centered);
+        }
+        if (k == TG_OPTIM_ADAGRAD) {
+            cr_expect_eq(o.lr_decay, t->lr_decay);
+            cr_expect_eq(o.initial_accumulator_value, t->initial_accumulator_value);
+        }
+    }
+}
+
+/* ---- behaviour ---------------------------------------------------------------------------------- */
+
+Test(optim, step_bumps_versions_and_catches_stale_saved_parameters) {
+    th_record_errors();
+    tg_tensor *w = tg_full(TG_F64, TG_SHAPE(3), 0.5);
+    tg_set_requires_grad(w, true);
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_SGD);
+    o.lr = 0.1;
+    tg_optim *opt = tg_optim_new(TG_OPTIM_SGD, &w, 1, &o);
+    tg_backward(tg_sum(tg_mul(w, w)));
+    tg_tape_reset();
+    uint64_t v0 = tg_version(w);
+    cr_assert_eq(tg_optim_step(opt), 0);
+    cr_expect_gt(tg_version(w), v0);
+    cr_expect_float_eq(tg_get(w, 0), 0.5 - 0.1 * 1.0, 1e-15);
+    cr_expect(tg_grad_enabled(), "no-grad is scoped to the step");
+    /* the classic bug: updating the weights between forward and backward */
+    tg_tensor *y = tg_sum(tg_mul(w, w));
+    tg_optim_step(opt);
+    cr_expect_eq(tg_backward(y), -1);
+    cr_expect(strstr(th_last_message(), "modified in place") != NULL, "%s", th_last_message());
+    tg_tape_reset();
+    tg_optim_free(opt);
+    tg_release(w);
+}
+
+Test(optim, zero_grad_drops_gradients_and_gradless_parameters_are_skipped) {
+    tg_tensor *a = tg_full(TG_F32, TG_SHAPE(2), 1.0), *b = tg_full(TG_F32, TG_SHAPE(2), 1.0);
+    tg_set_requires_grad(a, true);
+    tg_set_requires_grad(b, true);
+    tg_tensor *ps[2] = {a, b};
+    tg_optim *opt = tg_optim_new(TG_OPTIM_ADAM, ps, 2, NULL);
+    tg_backward(tg_sum(tg_mul(a, a)));
+    tg_tape_reset();
+    cr_expect_null(tg_optim_state(opt, a, "exp_avg"), "state is created lazily");
+    tg_optim_step(opt);
+    cr_expect_eq(tg_optim_step_count(opt, a), 1);
+    cr_expect_eq(tg_optim_step_count(opt, b), 0);
+    cr_expect_eq(tg_get(b, 0), 1.0);
+    cr_expect_not_null(tg_optim_state(opt, a, "exp_avg"));
+    cr_expect_not_null(tg_optim_state(opt, a, "exp_avg_sq"));
+    cr_expect_null(tg_optim_state(opt, a, "max_exp_avg_sq"), "only with amsgrad");
+    cr_expect_null(tg_optim_state(opt, b, "exp_avg"));
+    tg_optim_zero_grad(opt);
+    cr_expect_null(tg_grad(a));
+    tg_optim_free(opt);
+    tg_release(a);
+    tg_release(b);
+}
+
+Test(optim, groups_and_lr_accessors) {
+    tg_tensor *a = tg_zeros(TG_F64, TG_SHAPE(2)), *b = tg_zeros(TG_F64, TG_SHAPE(3));
+    tg_tensor *ps[2] = {a, b};
+    tg_optim *opt = tg_optim_new(TG_OPTIM_SGD, ps, 1, NULL);
+    tg_optim_opts o = *tg_optim_group_opts(opt, 0);
+    o.lr = 0.5;
+    o.weight_decay = 0.1;
+    cr_expect_eq(tg_optim_add_group(opt, ps + 1, 1, &o), 1);
+    cr_expect_eq(tg_optim_num_groups(opt), 2);
+    cr_expect_eq(tg_optim_num_params(opt), 2);
+    cr_expect_eq(tg_optim_group_size(opt, 1), 1);
+    cr_expect_eq(tg_optim_param(opt, 1), b);
+    cr_expect_eq(tg_optim_lr(opt, 0), 1e-3);
+    cr_expect_eq(tg_optim_lr(opt, 1), 0.5);
+    tg_optim_set_lr(opt, 0, 0.25);
+    cr_expect_eq(tg_optim_lr(opt, 0), 0.25);
+    cr_expect_eq(tg_optim_group_opts(opt, 1)->weight_decay, 0.1);
+    tg_optim_free(opt);
+    tg_release(a);
+    tg_release(b);
+}
+
+Test(optim, params_set_constructors) {
+    tg_params *ps = tg_params_new();
+    tg_tensor *w = tg_zeros(TG_F32, TG_SHAPE(2, 2)), *b = tg_zeros(TG_F32, TG_SHAPE(2));
+    tg_params_add(ps, "weight", w);
+    tg_params_add(ps, "bias", b);
+    tg_release(w);
+    tg_release(b);
+    tg_optim *opt = tg_optim_new_params(TG_OPTIM_RMSPROP, ps, NULL);
+    cr_assert_not_null(opt);
+    cr_expect_eq(tg_optim_num_params(opt), 2);
+    cr_expect_eq(tg_optim_param(opt, 0), tg_params_find(ps, "weight"));
+    tg_optim_free(opt);
+    opt = tg_optim_new(TG_OPTIM_SGD, NULL, 0, NULL);
+    cr_expect_eq(tg_optim_add_group_params(opt, ps, NULL), 1);
+    cr_expect_eq(tg_optim_group_size(opt, 0), 0);
+    cr_expect_eq(tg_optim_group_size(opt, 1), 2);
+    tg_optim_free(opt);
+    tg_params_free(ps);
+}
+
+/* Every invalid configuration is refused with a message through the error handler. */
+Test(optim, invalid_hyper_parameters_are_rejected) {
+    th_record_errors();
+    tg_tensor *w = tg_zeros(TG_F64, TG_SHAPE(2));
+    struct { tg_optim_kind kind; const char *field; double value; bool nesterov; const char *needle; } bad[] = {
+        {TG_OPTIM_SGD, "lr", -0.1, false, "learning rate"},
+        {TG_OPTIM_SGD, "lr", NAN, false, "learning rate"},
+        {TG_OPTIM_SGD, "momentum", -0.5, false, "momentum"},
+        {TG_OPTIM_SGD, "weight_decay", -1e-4, false, "weight_decay"},
+        {TG_OPTIM_SGD, "momentum", 0.0, true, "nesterov"},        /* nesterov without momentum */
+        {TG_OPTIM_SGD, "dampening", 0.1, true, "nesterov"},       /* nesterov with dampening (momentum 0.9) */
+        {TG_OPTIM_ADAM, "beta1", 1.0, false, "beta1"},
+        {TG_OPTIM_ADAM, "beta1", -0.1, false, "beta1"},
+        {TG_OPTIM_ADAMW, "beta2", 1.5, false, "beta2"},
+        {TG_OPTIM_ADAM, "eps", -1e-8, false, "eps"},
+        {TG_OPTIM_ADAMW, "weight_decay", -0.01, false, "weight_decay"},
+        {TG_OPTIM_RMSPROP, "alpha", -0.1, false, "alpha"},
+        {TG_OPTIM_RMSPROP, "momentum", -0.1, false, "momentum"},
+        {TG_OPTIM_RMSPROP, "eps", -1.0, false, "eps"},
+        {TG_OPTIM_ADAGRAD, "lr_decay", -0.1, false, "lr_decay"},
+        {TG_OPTIM_ADAGRAD, "initial_accumulator_value", -0.1, false, "initial_accumulator_value"},
+        {TG_OPTIM_ADAGRAD, "eps", -1e-10, false, "eps"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tg_optim_opts o = tg_optim_defaults(bad[i].kind);
+        if (bad[i].nesterov) { o.nesterov = true; o.momentum = 0.9; }
+        double *f = !strcmp(bad[i].field, "lr") ? &o.lr : !strcmp(bad[i].field, "momentum") ? &o.momentum
+                  : !strcmp(bad[i].field, "weight_decay") ? &o.weight_decay : !strcmp(bad[i].field, "dampening") ? &o.dampening
+                  : !strcmp(bad[i].field, "beta1") ? &o.beta1 : !strcmp(bad[i].field, "beta2") ? &o.beta2
+                  : !strcmp(bad[i].field, "eps") ? &o.eps : !strcmp(bad[i].field, "alpha") ? &o.alpha
+                  : !strcmp(bad[i].field, "lr_decay") ? &o.lr_decay : &o.initial_accumulator_value;
+        *f = bad[i].value;
+        th_reset_errors();
+        cr_expect_null(tg_optim_new(bad[i].kind, &w, 1, &o), "case %zu", i);
+        cr_expect_eq(th_error_count(), 1, "case %zu", i);
+        cr_expect(strstr(th_last_message(), "tg_optim_new") && strstr(th_last_message(), bad[i].needle),
+                  "case %zu: %s", i, th_last_message());
+    }
+    /* a group's own options and later changes are validated too */
+    th_reset_errors();
+    tg_optim *opt = tg_optim_new(TG_OPTIM_ADAM, NULL, 0, NULL);
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_ADAM);
+    o.lr = -1;
+    cr_expect_eq(tg_optim_add_group(opt, &w, 1, &o), -1);
+    cr_expect(strstr(th_last_message(), "learning rate") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_eq(tg_optim_set_group_opts(opt, 0, &o), -1);
+    th_reset_errors();
+    tg_optim_set_lr(opt, 0, -0.5);
+    cr_expect_eq(th_error_count(), 1);
+    cr_expect_eq(tg_optim_lr(opt, 0), 1e-3);
+    tg_optim_free(opt);
+    tg_release(w);
+}
+
+Test(optim, non_leaf_and_duplicate_parameters_are_rejected) {
+    th_record_errors();
+    tg_tensor *w = tg_zeros(TG_F64, TG_SHAPE(2));
+    tg_set_requires_grad(w, true);
+    tg_tensor *y = tg_mul_scalar(w, 2.0);
+    cr_expect_null(tg_optim_new(TG_OPTIM_SGD, &y, 1, NULL));
+    cr_expect(strstr(th_last_message(), "not a leaf") != NULL, "%s", th_last_message());
+    tg_tape_reset();
+    th_reset_errors();
+    tg_tensor *twice[2] = {w, w};
+    cr_expect_null(tg_optim_new(TG_OPTIM_SGD, twice, 2, NULL));
+    cr_expect(strstr(th_last_message(), "more than once") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    tg_optim *opt = tg_optim_new(TG_OPTIM_SGD, &w, 1, NULL);
+    cr_expect_eq(tg_optim_add_group(opt, &w, 1, NULL), -1, "a parameter in two groups");
+    cr_expect_eq(tg_optim_num_groups(opt), 1);
+    tg_optim_free(opt);
+    tg_release(w);
+}
+
+/* ---- gradient clipping -------------------------------------------------------------------------- */
+
+static void set_grads(tg_tensor *a, tg_tensor *b, const double *ga, const double *gb) {
+    /* a gradient equal to g: backward of sum(x ⊙ g) */
+    tg_tensor *ca = tg_from_f64(tg_dtype_of(a), tg_ndim(a), tg_shape(a), ga);
+    tg_tensor *cb = tg_from_f64(tg_dtype_of(b), tg_ndim(b), tg_shape(b), gb);
+    tg_zero_grad(a);
+    tg_zero_grad(b);
+    tg_backward(tg_add(tg_sum(tg_mul(a, ca)), tg_sum(tg_mul(b, cb))));
+    tg_tape_reset();
+    tg_release(ca);
+    tg_release(cb);
+}
+
+Test(optim, clip_grad_norm_matches_torch) {
+    tg_tensor *a = tg_zeros(TG_F64, TG_SHAPE(2, 3)), *b = tg_zeros(TG_F64, TG_SHAPE(4));
+    tg_set_requires_grad(a, true);
+    tg_set_requires_grad(b, true);
+    tg_tensor *ps[2] = {a, b};
+    for (int c = 0; c < GOLDEN_N_CLIP_CASES; c++) {
+        const golden_clip_case *gc = &golden_clip_cases[c];
+        set_grads(a, b, golden_clip_g1, golden_clip_g2);
+        double total = tg_clip_grad_norm_(ps, 2, gc->max_norm, gc->norm_type, true);
+        cr_expect_float_eq(total, gc->total_norm, 1e-13 * gc->total_norm, "case %d: %.17g vs %.17g", c, total,
+                           gc->total_norm);
+        for (int i = 0; i < 6; i++)
+            cr_expect_float_eq(tg_get(tg_grad(a), i), gc->g1[i], 1e-14, "case %d g1[%d]", c, i);
+        for (int i = 0; i < 4; i++)
+            cr_expect_float_eq(tg_get(tg_grad(b), i), gc->g2[i], 1e-14, "case %d g2[%d]", c, i);
+    }
+    /* below the threshold the gradients are not touched at all (bitwise) */
+    set_grads(a, b, golden_clip_g1, golden_clip_g2);
+    uint64_t v = tg_version(tg_grad(a));
+    tg_clip_grad_norm_(ps, 2, 1e3, 2.0, false);
+    cr_expect_eq(tg_version(tg_grad(a)), v);
+    for (int i = 0; i < 6; i++) cr_expect_eq(tg_get(tg_grad(a), i), golden_clip_g1[i]);
+    /* no gradients at all: norm 0 */
+    tg_zero_grad(a);
+    tg_zero_grad(b);
+    cr_expect_eq(tg_clip_grad_norm_(ps, 2, 1.0, 2.0, true), 0.0);
+    tg_release(a);
+    tg_release(b);
+}
+
+Test(optim, clip_grad_norm_non_finite) {
+    th_record_errors();
+    tg_tensor *a = tg_zeros(TG_F32, TG_SHAPE(3)), *b = tg_zeros(TG_F32, TG_SHAPE(2));
+    tg_set_requires_grad(a, true);
+    tg_set_requires_grad(b, true);
+    tg_tensor *ps[2] = {a, b};
+    const double ga[3] = {1.0, NAN, 2.0}, gb[2] = {3.0, 4.0};
+    set_grads(a, b, ga, gb);
+    th_reset_errors();
+    double total = tg_clip_grad_norm_(ps, 2, 1.0, 2.0, true);
+    cr_expect(isnan(total));
+    cr_expect_eq(th_error_count(), 1);
+    cr_expect(strstr(th_last_message(), "non-finite") != NULL, "%s", th_last_message());
+    cr_expect_eq(tg_get(tg_grad(b), 0), 3.0, "nothing scaled when the error is raised");
+    /* without the error: torch scales by the NaN coefficient */
+    th_reset_errors();
+    total = tg_clip_grad_norm_(ps, 2, 1.0, 2.0, false);
+    cr_expect(isnan(total));
+    cr_expect_eq(th_error_count(), 0);
+    cr_expect(isnan(tg_get(tg_grad(b), 0)));
+    /* an infinite gradient: infinite norm, coefficient 0 */
+    const double gi[3] = {1.0, INFINITY, 2.0};
+    set_grads(a, b, gi, gb);
+    th_reset_errors();
+    total = tg_clip_grad_norm_(ps, 2, 1.0, 2.0, true);
+    cr_expect(isinf(total));
+    cr_expect_eq(th_error_count(), 1);
+    th_reset_errors();
+    cr_expect(isinf(tg_clip_grad_norm_(ps, 2, 1.0, INFINITY, false)));
+    cr_expect_eq(tg_get(tg_grad(b), 1), 0.0);
+    tg_release(a);
+    tg_release(b);
+}
+
+Test(optim, clip_grad_value_and_optimizer_versions) {
+    tg_tensor *a = tg_zeros(TG_F64, TG_SHAPE(3)), *b = tg_zeros(TG_F64, TG_SHAPE(2)), *c = tg_zeros(TG_F64, TG_SHAPE(1));
+    tg_set_requires_grad(a, true);
+    tg_set_requires_grad(b, true);
+    tg_set_requires_grad(c, true);
+    tg_tensor *ps[3] = {a, b, c};
+    const double ga[3] = {-3.0, 0.5, NAN}, gb[2] = {2.0, -0.25};
+    set_grads(a, b, ga, gb);
+    tg_clip_grad_value_(ps, 3, 1.0); /* c has no gradient: skipped */
+    cr_expect_eq(tg_get(tg_grad(a), 0), -1.0);
+    cr_expect_eq(tg_get(tg_grad(a), 1), 0.5);
+    cr_expect(isnan(tg_get(tg_grad(a), 2)), "clamp keeps NaN, like torch.clamp");
+    cr_expect_eq(tg_get(tg_grad(b), 0), 1.0);
+    cr_expect_eq(tg_get(tg_grad(b), 1), -0.25);
+    cr_expect_null(tg_grad(c));
+    /* through an optimizer: same as over the array */
+    tg_optim *opt = tg_optim_new(TG_OPTIM_SGD, ps, 3, NULL);
+    const double ga2[3] = {3.0, 4.0, 0.0}, gb2[2] = {0.0, 12.0};
+    set_grads(a, b, ga2, gb2);
+    double total = tg_optim_clip_grad_norm(opt, 6.5, 2.0, false); /* (not inside a macro: evaluated twice) */
+    cr_expect_float_eq(total, 13.0, 1e-12);
+    cr_expect_float_eq(tg_get(tg_grad(b), 1), 12.0 * 6.5 / (13.0 + 1e-6), 1e-12);
+    /* torch's threshold is norm + 1e-6: clipping again still scales by 6.5 / (6.5 - 5e-7 + 1e-6) */
+    total = tg_optim_clip_grad_norm(opt, 6.5, 2.0, false);
+    cr_expect_float_eq(total, 13.0 * 6.5 / (13.0 + 1e-6), 1e-12);
+    tg_optim_clip_grad_value(opt, 0.5);
+    cr_expect_eq(tg_get(tg_grad(b), 1), 0.5);
+    tg_optim_free(opt);
+    tg_release(a);
+    tg_release(b);
+    tg_release(c);
+}
+
+/* ---- LR schedules ------------------------------------------------------------------------------- */
+
+static tg_optim *two_group_sgd(tg_tensor **w) {
+    w[0] = tg_zeros(TG_F64, TG_SHAPE(1));
+    w[1] = tg_zeros(TG_F64, TG_SHAPE(1));
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_SGD);
+    o.lr = golden_sched_base_lr[0];
+    tg_optim *opt = tg_optim_new(TG_OPTIM_SGD, w, 1, &o);
+    o.lr = golden_sched_base_lr[1];
+    tg_optim_add_group(opt, w + 1, 1, &o);
+    return opt;
+}
+
+Test(optim, schedules_match_torch) {
+    for (int c = 0; c < GOLDEN_N_SCHED_CASES; c++) {
+        const golden_sched_case *gc = &golden_sched_cases[c];
+        tg_tensor *w[2];
+        tg_optim *opt = two_group_sgd(w);
+        tg_sched *s = golden_make_sched(gc->name, opt);
+        cr_assert_not_null(s, "%s", gc->name);
+        bool plateau = strncmp(gc->name, "plateau", 7) == 0, max_mode = strstr(gc->name, "max") != NULL;
+        for (int e = 0; e < GOLDEN_SCHED_EPOCHS; e++) {
+            if (e > 0) {
+                if (plateau) tg_sched_step_metric(s, max_mode ? -golden_plateau_metrics[e - 1] : golden_plateau_metrics[e - 1]);
+                else tg_sched_step(s);
+            }
+            cr_expect_eq(tg_sched_epoch(s), e);
+            for (int g = 0; g < 2; g++) {
+                double lr = tg_optim_lr(opt, g), ref = gc->lr[e][g];
+                cr_expect(fabs(lr - ref) <= 1e-15 + 1e-13 * fabs(ref), "%s epoch %d group %d: %.17g, torch %.17g",
+                          gc->name, e, g, lr, ref);
+            }
+        }
+        tg_sched_free(s);
+        tg_optim_free(opt);
+        tg_release(w[0]);
+        tg_release(w[1]);
+    }
+}
+
+Test(optim, schedules_keep_the_first_base_lr_and_reject_bad_arguments) {
+    th_record_errors();
+    tg_tensor *w[2];
+    tg_optim *opt = two_group_sgd(w);
+    tg_sched *s = tg_sched_exponential(opt, 0.5);
+    tg_sched_step(s);
+    tg_sched_step(s);
+    cr_expect_float_eq(tg_optim_lr(opt, 0), 0.025, 1e-15);
+    tg_sched_free(s);
+    /* like torch's group.setdefault('initial_lr'): a second schedule starts from the original lr */
+    s = tg_sched_step_lr(opt, 10, 0.1);
+    cr_expect_eq(tg_optim_lr(opt, 0), golden_sched_base_lr[0]);
+    tg_sched_free(s);
+    struct { tg_sched *s; const char *needle; } bad[] = {
+        {NULL, "step_size"}, {NULL, "gamma"}, {NULL, "T_max"}, {NULL, "start_factor"}, {NULL, "end_factor"},
+        {NULL, "total_iters"}, {NULL, "factor"}, {NULL, "patience"},
+    };
+    const int nbad = (int)(sizeof bad / sizeof bad[0]);
+    for (int i = 0; i < nbad; i++) {
+        th_reset_errors();
+        switch (i) {
+        case 0: bad[i].s = tg_sched_step_lr(opt, 0, 0.5); break;
+        case 1: bad[i].s = tg_sched_exponential(opt, -1.0); break;
+        case 2: bad[i].s = tg_sched_cosine(opt, 0, 0.0); break;
+        case 3: bad[i].s = tg_sched_linear(opt, 0.0, 1.0, 5); break;
+        case 4: bad[i].s = tg_sched_linear(opt, 0.5, 1.5, 5); break;
+        case 5: bad[i].s = tg_sched_linear(opt, 0.5, 1.0, 0); break;
+        case 6: bad[i].s = tg_sched_plateau(opt, &(tg_plateau_opts){.factor = 1.0, .patience = 1}); break;
+        case 7: bad[i].s = tg_sched_plateau(opt, &(tg_plateau_opts){.factor = 0.5, .patience = -1}); break;
+        }
+        cr_expect_null(bad[i].s, "case %d", i);
+        cr_expect(strstr(th_last_message(), bad[i].needle) != NULL, "case %d: %s", i, th_last_message());
+    }
+    th_reset_errors();
+    s = tg_sched_plateau(opt, NULL);
+    tg_sched_step(s);
+    cr_expect_eq(th_error_count(), 1, "a plateau schedule needs a metric");
+    tg_sched_free(s);
+    tg_optim_free(opt);
+    tg_release(w[0]);
+    tg_release(w[1]);
+}
+
+/* ---- checkpoints -------------------------------------------------------------------------------- */
+
+static char g_dir[256];
+static const char *tmp_path(const char *name) {
+    static char path[512];
+    if (!g_dir[0]) {
+        snprintf(g_dir, sizeof g_dir, "/tmp/tg_test_optim_XXXXXX");
+        cr_assert_not_null(mkdtemp(g_dir));
+    }
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    return path;
+}
+
+/* A tiny recurrent model from raw tensors: h_t = tanh(x_t W_xᵀ + h_{t-1} W_hᵀ + b), logits = h_T V ᵀ. */
+typedef struct tiny_model {
+    tg_params *params; /* "rnn.weight_ih" [4,3], "rnn.weight_hh" [4,4], "rnn.bias" [4], "out.weight" [2,4] */
+} tiny_model;
+
+static tiny_model tiny_new(tg_dtype dt, uint64_t seed) {
+    tiny_model m = {tg_params_new()};
+    const char *names[4] = {"rnn.weight_ih", "rnn.weight_hh", "rnn.bias", "out.weight"};
+    const int64_t shapes[4][2] = {{4, 3}, {4, 4}, {4, 0}, {2, 4}};
+    const int ndims[4] = {2, 2, 1, 2};
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    for (int i = 0; i < 4; i++) {
+        tg_tensor *t = tg_rand_uniform(&rng, dt, ndims[i], shapes[i], -0.5, 0.5);
+        tg_set_requires_grad(t, true);
+        tg_params_add(m.params, names[i], t);
+        tg_release(t);
+    }
+    return m;
+}
+
+/* Batch b (deterministic from the step number) of 3 sequences of length 5, cross-entropy on 2 classes. */
+static tg_tensor *tiny_loss(const tiny_model *m, int step) {
+    tg_tensor *Wx = tg_params_at(m->params, 0), *Wh = tg_params_at(m->params, 1);
+    tg_tensor *b = tg_params_at(m->params, 2), *V = tg_params_at(m->params, 3);
+    tg_dtype dt = tg_dtype_of(Wx);
+    tg_rng rng;
+    tg_rng_seed(&rng, 1000 + (uint64_t)step);
+    tg_tensor *h = NULL;
+    for (int t = 0; t < 5; t++) {
+        tg_tensor *x = tg_rand_normal(&rng, dt, TG_SHAPE(3, 3), 0, 1);
+        tg_tensor *pre = tg_linear(x, Wx, b);
+        if (h) pre = tg_add(pre, tg_matmul_nt(h, Wh));
+        h = tg_tanh(pre);
+        tg_release(x); /* the op that saved it holds its own reference */
+    }
+    int64_t target[3] = {step % 2, (step / 2) % 2, 1};
+    return tg_cross_entropy(tg_matmul_nt(h, V), target, NULL);
+}
+
+typedef struct run_cfg {
+    tg_optim_kind kind;
+    tg_optim_opts opts;
+    int sched; /* 0 none, 1 cosine, 2 plateau, 3 step */
+} run_cfg;
+
+static tg_sched *make_sched(const run_cfg *rc, tg_optim *opt) {
+    switch (rc->sched) {
+    case 1: return tg_sched_cosine(opt, 7, 1e-4);
+    case 2: return tg_sched_plateau(opt, &(tg_plateau_opts){.factor = 0.5, .patience = 0, .threshold = 1e-1,
+                                                            .min_lr = 1e-5, .eps = 1e-12});
+    case 3: return tg_sched_step_lr(opt, 2, 0.7);
+    default: return NULL;
+    }
+}
+
+/* One training step: clip, step, schedule (plateau sees the loss). */
+static void train_step(tiny_model *m, tg_optim *opt, tg_sched *s, int step) {
+    tg_optim_zero_grad(opt);
+    tg_tensor *loss = tiny_loss(m, step);
+    cr_assert_not_null(loss);
+    double l = tg_item(loss);
+    cr_assert_eq(tg_backward(loss), 0);
+    tg_optim_clip_grad_norm(opt, 0.5, 2.0, false);
+    cr_assert_eq(tg_optim_step(opt), 0);
+    if (s) tg_sched_step_metric(s, l);
+    tg_tape_reset();
+}
+
+static void snapshot(const tiny_model *m, double *out) {
+    int k = 0;
+    for (int i = 0; i < tg_params_count(m->params); i++)
+        for (int64_t j = 0; j < tg_numel(tg_params_at(m->params, i)); j++) out[k++] = tg_get(tg_params_at(m->params, i), j);
+}
+
+/* Train N steps, checkpoint, train M more = the uninterrupted run; then fresh objects restored from
+ * the checkpoint train the same M steps and must agree bit for bit. */
+static void resume_round_trip(const run_cfg *rc, tg_dtype dt) {
+    enum { N = 6, M = 7, NP = 12 + 16 + 4 + 8 };
+    char pfile[512], ofile[512];
+    snprintf(pfile, sizeof pfile, "%s", tmp_path("model.safetensors"));
+    snprintf(ofile, sizeof ofile, "%s", tmp_path("optim.safetensors"));
+
+    tiny_model a = tiny_new(dt, 5);
+    tg_optim *oa = tg_optim_new_params(rc->kind, a.params, &rc->opts);
+    cr_assert_not_null(oa);
+    tg_sched *sa = make_sched(rc, oa);
+    for (int s = 0; s < N; s++) train_step(&a, oa, sa, s);
+    cr_assert_eq(tg_params_save(a.params, pfile), 0, "%s", tg_last_error());
+    cr_assert_eq(tg_optim_save(oa, sa, ofile), 0, "%s", tg_last_error());
+    for (int s = N; s < N + M; s++) train_step(&a, oa, sa, s);
+
+    tiny_model b = tiny_new(dt, 77); /* different initial values: everything must come from the files */
+    tg_optim *ob = tg_optim_new_params(rc->kind, b.params, &rc->opts);
+    tg_sched *sb = make_sched(rc, ob);
+    cr_assert_eq(tg_params_load(b.params, pfile), 0, "%s", tg_last_error());
+    cr_assert_eq(tg_optim_load(ob, sb, ofile), 0, "%s", tg_last_error());
+    for (int s = N; s < N + M; s++) train_step(&b, ob, sb, s);
+
+    double pa[NP], pb[NP];
+    snapshot(&a, pa);
+    snapshot(&b, pb);
+    cr_expect(memcmp(pa, pb, sizeof pa) == 0, "%s %s sched %d: resumed run differs", tg_optim_kind_name(rc->kind),
+              tg_dtype_name(dt), rc->sched);
+    cr_expect_eq(tg_optim_lr(oa, 0), tg_optim_lr(ob, 0));
+    for (int i = 0; i < tg_optim_num_params(oa); i++)
+        cr_expect_eq(tg_optim_step_count(oa, tg_optim_param(oa, i)), tg_optim_step_count(ob, tg_optim_param(ob, i)));
+    if (sa) cr_expect_eq(tg_sched_epoch(sa), tg_sched_epoch(sb));
+    tg_sched_free(sa);
+    tg_sched_free(sb);
+    tg_optim_free(oa);
+    tg_optim_free(ob);
+    tg_params_free(a.params);
+    tg_params_free(b.params);
+    unlink(pfile);
+    unlink(ofile);
+}
+
+Test(optim, checkpoint_resume_is_bit_identical) {
+    run_cfg cfgs[6];
+    cfgs[0] = (run_cfg){TG_OPTIM_ADAM, tg_optim_defaults(TG_OPTIM_ADAM), 1};
+    cfgs[0].opts.lr = 0.05;
+    cfgs[0].opts.amsgrad = true;
+    cfgs[0].opts.weight_decay = 0.01;
+    cfgs[1] = (run_cfg){TG_OPTIM_SGD, tg_optim_defaults(TG_OPTIM_SGD), 3};
+    cfgs[1].opts.lr = 0.3;
+    cfgs[1].opts.momentum = 0.9;
+    cfgs[1].opts.nesterov = true;
+    cfgs[2] = (run_cfg){TG_OPTIM_RMSPROP, tg_optim_defaults(TG_OPTIM_RMSPROP), 2};
+    cfgs[2].opts.centered = true;
+    cfgs[2].opts.momentum = 0.5;
+    cfgs[3] = (run_cfg){TG_OPTIM_ADAGRAD, tg_optim_defaults(TG_OPTIM_ADAGRAD), 0};
+    cfgs[3].opts.lr = 0.2;
+    cfgs[3].opts.lr_decay = 0.01;
+    cfgs[4] = (run_cfg){TG_OPTIM_ADAMW, tg_optim_defaults(TG_OPTIM_ADAMW), 2};
+    cfgs[4].opts.lr = 0.05;
+    cfgs[5] = (run_cfg){TG_OPTIM_SGD, tg_optim_defaults(TG_OPTIM_SGD), 1};
+    cfgs[5].opts.lr = 0.5;
+    for (int i = 0; i < 6; i++) {
+        resume_round_trip(&cfgs[i], TG_F32);
+        resume_round_trip(&cfgs[i], TG_F64);
+    }
+}
+
+Test(optim, params_round_trip_keeps_names_and_bits) {
+    tiny_model a = tiny_new(TG_F32, 1), b = tiny_new(TG_F32, 2);
+    const char *path = tmp_path("p.safetensors");
+    cr_assert_eq(tg_params_save(a.params, path), 0);
+    tg_st_file *f = tg_st_load(path);
+    cr_assert_not_null(f);
+    cr_expect_eq(tg_st_count(f), 4);
+    cr_expect_not_null(tg_st_get(f, "rnn.weight_hh"));
+    cr_expect_str_eq(tg_st_meta(f, "format"), "pt");
+    tg_st_free(f);
+    tg_tensor *w = tg_params_find(b.params, "rnn.weight_ih");
+    uint64_t v = tg_version(w);
+    cr_assert_eq(tg_params_load(b.params, path), 0);
+    cr_expect_gt(tg_version(w), v);
+    for (int i = 0; i < 4; i++) {
+        tg_tensor *x = tg_params_at(a.params, i), *y = tg_params_at(b.params, i);
+        cr_expect(memcmp(tg_cdata(x), tg_cdata(y), (size_t)tg_numel(x) * 4) == 0);
+    }
+    tg_params_free(a.params);
+    tg_params_free(b.params);
+    unlink(path);
+}
+
+/* A copy of every parameter's bytes, to prove that a failed load changed nothing. */
+static void expect_untouched(const tiny_model *m, const tiny_model *ref, const char *what) {
+    for (int i = 0; i < tg_params_count(m->params); i++) {
+        tg_tensor *x = tg_params_at(m->params, i), *y = tg_params_at(ref->params, i);
+        cr_expect(memcmp(tg_cdata(x), tg_cdata(y), (size_t)tg_numel(x) * tg_itemsize(tg_dtype_of(x))) == 0,
+                  "%s: parameter %d was modified", what, i);
+    }
+}
+
+Test(optim, malformed_params_checkpoint_is_rejected_and_model_untouched) {
+    th_record_errors();
+    tiny_model m = tiny_new(TG_F32, 3), ref = tiny_new(TG_F32, 3);
+    const char *path = tmp_path("bad.safetensors");
+    struct { const char *what; const char *needle; } cases[] = {
+        {"missing", "missing tensor 'out.weight'"},
+        {"extra", "unexpected tensor 'extra.bias'"},
+        {"shape", "'rnn.bias' has shape [5]"},
+        {"dtype", "'rnn.weight_hh' has dtype F64"},
+        {"garbage", "bad.safetensors"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        /* the file: the right tensors (from another model), one of them spoiled */
+        tiny_model src = tiny_new(TG_F32, 9);
+        const char *names[5];
+        tg_tensor *ts[5];
+        int n = 0;
+        for (int i = 0; i < 4; i++) {
+            names[n] = tg_params_name_at(src.params, i);
+            ts[n] = tg_retain(tg_params_at(src.params, i));
+            if (c == 0 && i == 3) { tg_release(ts[n]); continue; }
+            if (c == 2 && i == 2) { tg_release(ts[n]); ts[n] = tg_zeros(TG_F32, TG_SHAPE(5)); }
+            if (c == 3 && i == 1) { tg_tensor *t = tg_to_dtype(ts[n], TG_F64); tg_release(ts[n]); ts[n] = t; }
+            n++;
+        }
+        if (c == 1) { names[n] = "extra.bias"; ts[n++] = tg_zeros(TG_F32, TG_SHAPE(2)); }
+        th_reset_errors();
+        if (c == 4) {
+            FILE *fp = fopen(path, "wb");
+            fputs("\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": nonsense}", fp);
+            fclose(fp);
+        } else {
+            cr_assert_eq(tg_st_save(path, n, names, ts, 0, NULL), 0, "%s", tg_last_error());
+        }
+        th_reset_errors();
+        cr_expect_eq(tg_params_load(m.params, path), -1, "%s", cases[c].what);
+        cr_expect(strstr(tg_last_error(), cases[c].needle) != NULL, "%s: %s", cases[c].what, tg_last_error());
+        cr_expect_eq(th_error_count(), 0, "a data error never reaches the abort handler");
+        expect_untouched(&m, &ref, cases[c].what);
+        for (int i = 0; i < n; i++) tg_release(ts[i]);
+        tg_params_free(src.params);
+    }
+    /* several problems at once: the first is named and the rest counted */
+    {
+        tiny_model other = tiny_new(TG_F64, 4);
+        cr_assert_eq(tg_params_save(other.params, path), 0);
+        th_reset_errors();
+        cr_expect_eq(tg_params_load(m.params, path), -1);
+        cr_expect(strstr(tg_last_error(), "and 3 more problems") != NULL, "%s", tg_last_error());
+        expect_untouched(&m, &ref, "all dtypes wrong");
+        tg_params_free(other.params);
+    }
+    th_reset_errors();
+    cr_expect_eq(tg_params_load(m.params, tmp_path("does_not_exist.safetensors")), -1);
+    cr_expect(tg_last_error()[0] != 0);
+    tg_params_free(m.params);
+    tg_params_free(ref.params);
+    unlink(path);
+}
+
+/* Rewrites a checkpoint with one change: a tensor added or a metadata value replaced / removed. */
+static void rewrite(const char *src, const char *dst, const char *meta_key, const char *meta_value,
+                    const char *extra_tensor, tg_tensor *reshape_state) {
+    tg_st_file *f = tg_st_load(src);
+    cr_assert_not_null(f, "%s", tg_last_error());
+    int n = tg_st_count(f), nm = tg_st_meta_count(f);
+    const char **names = calloc((size_t)n + 1, sizeof *names);
+    tg_tensor **ts = calloc((size_t)n + 1, sizeof *ts);
+    const char **meta = calloc(2 * (size_t)nm + 2, sizeof *meta);
+    for (int i = 0; i < n; i++) {
+        names[i] = tg_st_name_at(f, i);
+        ts[i] = tg_st_tensor_at(f, i);
+        if (reshape_state && i == 0) ts[i] = reshape_state;
+    }
+    if (extra_tensor) { names[n] = extra_tensor; ts[n] = tg_st_tensor_at(f, 0); n++; }
+    int k = 0;
+    for (int i = 0; i < nm; i++) {
+        const char *key = tg_st_meta_key(f, i), *val = tg_st_meta_value(f, i);
+        if (meta_key && strcmp(key, meta_key) == 0) {
+            if (!meta_value) continue; /* removed */
+            val = meta_value;
+        }
+        meta[2 * k] = key;
+        meta[2 * k + 1] = val;
+        k++;
+    }
+    cr_assert_eq(tg_st_save(dst, n, names, ts, k, meta), 0, "%s", tg_last_error());
+    free(names);
+    free(ts);
+    free(meta);
+    tg_st_free(f);
+}
+
+Test(optim, malformed_optimizer_checkpoint_is_rejected_and_state_untouched) {
+    th_record_errors();
+    tiny_model m = tiny_new(TG_F64, 3);
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_ADAM);
+    o.amsgrad = true;
+    tg_optim *opt = tg_optim_new_params(TG_OPTIM_ADAM, m.params, &o);
+    tg_sched *s = tg_sched_cosine(opt, 10, 0.0);
+    for (int i = 0; i < 3; i++) { train_step(&m, opt, s, i); }
+    char good[512], bad[512];
+    snprintf(good, sizeof good, "%s", tmp_path("good.safetensors"));
+    snprintf(bad, sizeof bad, "%s", tmp_path("bad_optim.safetensors"));
+    cr_assert_eq(tg_optim_save(opt, s, good), 0);
+    for (int i = 3; i < 5; i++) train_step(&m, opt, s, i); /* state now differs from the file */
+
+    /* what must not change */
+    tg_tensor *p0 = tg_optim_param(opt, 0);
+    tg_tensor *m0 = tg_copy(tg_optim_state(opt, p0, "exp_avg"));
+    double lr0 = tg_optim_lr(opt, 0);
+    int64_t steps0 = tg_optim_step_count(opt, p0), epoch0 = tg_sched_epoch(s);
+
+    tg_tensor *wrong_shape = tg_zeros(TG_F64, TG_SHAPE(3, 3));
+    struct { const char *what; const char *key, *value, *extra; tg_tensor *reshape; const char *needle; } cases[] = {
+        {"extra tensor", NULL, NULL, "state.0.bogus", NULL, "unexpected tensor 'state.0.bogus'"},
+        {"extra index", NULL, NULL, "state.9.exp_avg", NULL, "unexpected tensor 'state.9.exp_avg'"},
+        {"mis-shaped state", NULL, NULL, NULL, wrong_shape, "is [3,3] F64"},
+        {"missing step", "param.1.step", NULL, NULL, NULL, "'param.1.step' is missing"},
+        {"bad number", "group.0.lr", "fast", NULL, NULL, "'group.0.lr' = 'fast'"},
+        {"invalid hyper-parameter", "group.0.beta2", "1.5", NULL, NULL, "beta2"},
+        {"other kind", "kind", "sgd", NULL, NULL, "for a sgd optimizer"},
+        {"other group count", "groups", "2", NULL, NULL, "2 parameter groups"},
+        {"other shape", "param.2.shape", "[5]", NULL, NULL, "is [5] in the checkpoint"},
+        {"other schedule", "sched.kind", "step", NULL, NULL, "schedule is step"},
+        {"not an optimizer file", "format", "pt", NULL, NULL, "not an optimizer checkpoint"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        rewrite(good, bad, cases[c].key, cases[c].value, cases[c].extra, cases[c].reshape);
+        th_reset_errors();
+        cr_expect_eq(tg_optim_load(opt, s, bad), -1, "%s", cases[c].what);
+        cr_expect(strstr(tg_last_error(), cases[c].needle) != NULL, "%s: %s", cases[c].what, tg_last_error());
+        cr_expect_eq(th_error_count(), 0);
+        tg_tensor *m_now = tg_optim_state(opt, p0, "exp_avg");
+        cr_expect(memcmp(tg_cdata(m_now), tg_cdata(m0), (size_t)tg_numel(m0) * 8) == 0, "%s", cases[c].what);
+        cr_expect_eq(tg_optim_lr(opt, 0), lr0);
+        cr_expect_eq(tg_optim_step_count(opt, p0), steps0);
+        cr_expect_eq(tg_sched_epoch(s), epoch0);
+    }
+    /* a checkpoint of another optimizer kind and of a model file */
+    tg_optim *sgd = tg_optim_new_params(TG_OPTIM_SGD, m.params, NULL);
+    th_reset_errors();
+    cr_expect_eq(tg_optim_load(sgd, NULL, good), -1);
+    cr_expect(strstr(tg_last_error(), "adam") != NULL, "%s", tg_last_error());
+    tg_optim_free(sgd);
+    cr_assert_eq(tg_params_save(m.params, bad), 0);
+    th_reset_errors();
+    cr_expect_eq(tg_optim_load(opt, s, bad), -1);
+    cr_expect(strstr(tg_last_error(), "not an optimizer checkpoint") != NULL, "%s", tg_last_error());
+    /* and the good file still loads */
+    th_reset_errors();
+    cr_expect_eq(tg_optim_load(opt, s, good), 0, "%s", tg_last_error());
+    cr_expect_eq(tg_optim_step_count(opt, p0), 3);
+    cr_expect_eq(tg_sched_epoch(s), 3);
+    tg_release(wrong_shape);
+    tg_release(m0);
+    tg_sched_free(s);
+    tg_optim_free(opt);
+    tg_params_free(m.params);
+    unlink(good);
+    unlink(bad);
+}
+
+Test(optim, checkpoint_without_state_or_schedule) {
+    tiny_model m = tiny_new(TG_F32, 3);
+    tg_optim *opt = tg_optim_new_params(TG_OPTIM_SGD, m.params, NULL);
+    const char *path = tmp_path("empty.safetensors");
+    cr_assert_eq(tg_optim_save(opt, NULL, path), 0, "%s", tg_last_error()); /* no state tensors yet */
+    tg_optim_free(opt);
+    opt = tg_optim_new_params(TG_OPTIM_SGD, m.params, NULL);
+    cr_expect_eq(tg_optim_load(opt, NULL, path), 0, "%s", tg_last_error());
+    tg_sched *s = tg_sched_step_lr(opt, 3, 0.5);
+    th_record_errors();
+    cr_expect_eq(tg_optim_load(opt, s, path), -1, "the file has no schedule");
+    cr_expect(strstr(tg_last_error(), "sched.kind") != NULL, "%s", tg_last_error());
+    tg_sched_free(s);
+    tg_optim_free(opt);
+    tg_params_free(m.params);
+    unlink(path);
+}

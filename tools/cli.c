@@ -1,0 +1,119 @@
+/* tools/cli.c - argument parsing shared by the tapegrad subcommands. */
+#include "tools/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <tapegrad/tapegrad.h>
+
+void cli_usage(const cli_cmd *cmd, FILE *f) {
+    fprintf(f, "usage: tapegrad %s %s\n", cmd->name, cmd->synopsis);
+}
+
+static void print_help(const cli_cmd *cmd) {
+    cli_usage(cmd, stdout);
+    printf("\n%s\n\noptions:\n", cmd->about);
+    for (int i = 0; i < cmd->n_opts; i++) {
+        const cli_opt *o = &cmd->opts[i];
+        char arg[32] = "";
+        char def[96] = "";
+        switch (o->kind) {
+        case CLI_FLAG: break;
+        case CLI_INT:
+            snprintf(arg, sizeof arg, " N");
+            snprintf(def, sizeof def, " (default %ld)", *(long *)o->dest);
+            break;
+        case CLI_REAL:
+            snprintf(arg, sizeof arg, " X");
+            snprintf(def, sizeof def, " (default %g)", *(double *)o->dest);
+            break;
+        case CLI_STR:
+            snprintf(arg, sizeof arg, " S");
+            if (*(const char **)o->dest) snprintf(def, sizeof def, " (default %s)", *(const char **)o->dest);
+            break;
+        }
+        char left[64];
+        snprintf(left, sizeof left, "%s%s", o->name, arg);
+        printf("  %-22s %s%s\n", left, o->help, def);
+    }
+    printf("  %-22s %s\n", "--help", "show this help");
+}
+
+int cli_fail(const cli_cmd *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "tapegrad %s: ", cmd->name);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return TG_EXIT_USAGE;
+}
+
+static int hint(const cli_cmd *cmd) {
+    cli_usage(cmd, stderr);
+    fprintf(stderr, "try 'tapegrad %s --help' for more information\n", cmd->name);
+    return TG_EXIT_USAGE;
+}
+
+int cli_parse(const cli_cmd *cmd, int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { print_help(cmd); return 1; }
+        const char *eq = strchr(a, '=');
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        const cli_opt *o = NULL;
+        for (int k = 0; k < cmd->n_opts; k++)
+            if (strlen(cmd->opts[k].name) == len && !strncmp(cmd->opts[k].name, a, len)) o = &cmd->opts[k];
+        if (!o) {
+            cli_fail(cmd, a[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", a);
+            return hint(cmd);
+        }
+        if (o->kind == CLI_FLAG) {
+            if (eq) { cli_fail(cmd, "option %s takes no value", o->name); return hint(cmd); }
+            *(bool *)o->dest = true;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v) { cli_fail(cmd, "option %s needs a value", o->name); return hint(cmd); }
+        if (o->kind == CLI_STR) {
+            if (!*v) { cli_fail(cmd, "option %s needs a non-empty value", o->name); return hint(cmd); }
+            *(const char **)o->dest = v;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        double x = o->kind == CLI_INT ? (double)strtol(v, &end, 10) : strtod(v, &end);
+        if (end == v || *end || errno || !isfinite(x)) {
+            cli_fail(cmd, "option %s: '%s' is not %s", o->name, v, o->kind == CLI_INT ? "an integer" : "a number");
+            return hint(cmd);
+        }
+        if (x < o->min || x > o->max) {
+            cli_fail(cmd, "option %s: %s is out of range [%g, %g]", o->name, v, o->min, o->max);
+            return hint(cmd);
+        }
+        if (o->kind == CLI_INT) *(long *)o->dest = (long)x;
+        else *(double *)o->dest = x;
+    }
+    return 0;
+}
+
+static void record(const char *msg, void *user) { (void)msg; (void)user; }
+void cli_record_errors(void) { tg_set_error_handler(record, NULL); }
+
+int cli_split_list(const char *s, const char **out, int max) {
+    static char buf[1024];
+    snprintf(buf, sizeof buf, "%s", s);
+    int n = 0;
+    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) out[n++] = tok;
+    return n;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

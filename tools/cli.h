@@ -1,0 +1,43 @@
+/* tools/cli.h - argument parsing shared by the tapegrad subcommands.
+ * Every bad argument gives "tapegrad <cmd>: <problem>" plus a usage hint, and exit status 2. */
+#ifndef TG_CLI_H
+#define TG_CLI_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TG_EXIT_OK 0
+#define TG_EXIT_FAIL 1  /* the computation ran but a check failed */
+#define TG_EXIT_USAGE 2 /* bad arguments or bad input data */
+
+typedef enum { CLI_FLAG, CLI_INT, CLI_REAL, CLI_STR } cli_kind;
+
+typedef struct cli_opt {
+    const char *name;   /* "--hidden" */
+    cli_kind kind;
+    void *dest;         /* bool*, long*, double*, const char** */
+    double min, max;    /* range for CLI_INT / CLI_REAL (inclusive) */
+    const char *help;   /* one line; "(default ...)" is appended from the current value */
+} cli_opt;
+
+typedef struct cli_cmd {
+    const char *name;     /* "grad" */
+    const char *synopsis; /* "--cell C --case IN --out OUT [--manual]" */
+    const char *about;    /* paragraph shown by --help */
+    const cli_opt *opts;
+    int n_opts;
+} cli_cmd;
+
+/* Parses argv[1..] (argv[0] is the subcommand). Returns 0, 1 when --help was printed (exit 0), or
+ * 2 after printing the problem and a usage hint to stderr. */
+int cli_parse(const cli_cmd *cmd, int argc, char **argv);
+void cli_usage(const cli_cmd *cmd, FILE *f);
+/* "tapegrad <cmd>: <message>" on stderr; returns TG_EXIT_USAGE */
+int cli_fail(const cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Installs an error handler that records library errors instead of aborting (for data errors). */
+void cli_record_errors(void);
+/* Parses a comma-separated list into at most max entries (pointers into a static copy). */
+int cli_split_list(const char *s, const char **out, int max);
+/* monotonic seconds */
+double cli_now(void);
+#endif

@@ -1,0 +1,36 @@
+/* tools/main.c - the `tapegrad` command: subcommand dispatch and the main job. */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/cli.h"
+#include "tools/commands.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *about;
+} commands[] = {
+    {"grad", cmd_grad, "conformance: run a cell on a case file, write outputs and gradients"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: tapegrad [COMMAND] [OPTIONS]\n\n"
+               "With no command: the main job (gradient triple check, then an LSTM trained on a task).\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].about);
+    fprintf(f, "\n'tapegrad COMMAND --help' describes each command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stdout); return 0; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "tapegrad: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return TG_EXIT_USAGE;
+}
