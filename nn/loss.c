@@ -14,8 +14,11 @@
 #include <string.h>
 
 static bool arg_ok(const char *fn, const char *name, const tg_tensor *t) {
-    /* A NULL from an earlier failed op keeps that op's message (tg_error is a no-op while one is pending). */
-    if (!t) { tg_error(fn, "argument %s is NULL", name); return false; }
+    /* A NULL produced by an earlier failed op stays silent, keeping that op's message. */
+    if (!t) {
+        if (!tg_error_pending()) tg_error(fn, "argument %s is NULL", name);
+        return false;
+    }
     return true;
 }
 

@@ -36,7 +36,10 @@ double tg_clip_grad_norm_(tg_tensor *const *params, int n, double max_norm, doub
     double total = 0;
     bool any = false;
     for (int i = 0; i < n; i++) {
-        if (!params[i]) { tg_error(fn, "parameter %d is NULL", i); return NAN; }
+        if (!params[i]) {
+            if (!tg_error_pending()) tg_error(fn, "parameter %d is NULL", i);
+            return NAN;
+        }
         tg_tensor *g = tg_grad(params[i]);
         if (!g) continue;
         any = true;
@@ -66,7 +69,10 @@ void tg_clip_grad_value_(tg_tensor *const *params, int n, double clip_value) {
     if (n < 0 || (n > 0 && !params)) { tg_error(fn, "%d parameters at %p", n, (const void *)params); return; }
     if (!(clip_value >= 0)) { tg_error(fn, "clip_value %g must be >= 0", clip_value); return; }
     for (int i = 0; i < n; i++) {
-        if (!params[i]) { tg_error(fn, "parameter %d is NULL", i); return; }
+        if (!params[i]) {
+            if (!tg_error_pending()) tg_error(fn, "parameter %d is NULL", i);
+            return;
+        }
         tg_tensor *g = tg_grad(params[i]);
         if (!g) continue;
         int64_t m = tg_numel(g);

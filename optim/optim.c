@@ -122,7 +122,10 @@ int tg_optim_add_group(tg_optim *opt, tg_tensor *const *params, int n, const tg_
     if (n < 0 || (n > 0 && !params)) { tg_error(fn, "%d parameters at %p", n, (const void *)params); return -1; }
     char s[128];
     for (int i = 0; i < n; i++) {
-        if (!params[i]) { tg_error(fn, "parameter %d is NULL", i); return -1; }
+        if (!params[i]) {
+            if (!tg_error_pending()) tg_error(fn, "parameter %d is NULL", i); /* else: an earlier op failed */
+            return -1;
+        }
         if (!tg_is_leaf(params[i])) {
             tg_error(fn, "parameter %d '%s' %s is the result of an op, not a leaf (optimize leaves; use tg_detach)",
                      i, tg_name(params[i]), tg_shape_str(params[i], s, sizeof s));

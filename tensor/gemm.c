@@ -227,6 +227,10 @@ static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
 
 /* Problems with fewer multiply-adds than this never use threads. */
 #define TG_GEMM_MT_MIN_MACS ((int64_t)1 << 21)
+/* op(A) with at most this many rows takes the direct path whatever the size. */
+#ifndef TG_GEMM_DIRECT_M
+#define TG_GEMM_DIRECT_M 4
+#endif
 /* Problems with fewer multiply-adds than this take the direct (unpacked) path. */
 #define TG_GEMM_SMALL_MACS ((int64_t)16384)
 
@@ -318,35 +322,41 @@ static inline T FN(tg_hsum)(V v)
 
 static inline void FN(tg_store_c)(T *c, T s, T beta) { *c = beta == (T)0 ? s : beta * *c + s; }
 
-/* Direct op(A)·Bᵀ for dm (compile-time) rows of op(A) given as contiguous row pointers:
- * C[i, j] = dot(arow[i][0:K], B[j, 0:K]) for j in [0, N). B rows are read in blocks of nb. */
+/* Direct op(A)·Bᵀ block: C[i, j+n] = dot(arow[i][0:K], B[j+n, 0:K]) for i < dm, n < nb
+ * (both compile-time after inlining). */
+static inline __attribute__((always_inline)) void
+FN(tg_direct_nt_block)(const int dm, const int nb, int64_t K, const T *const *arow, const T *B,
+                       int64_t ldb, T beta, T *C, int64_t ldc)
+{
+    V acc[4][8];
+    const T *brow[8];
+    for (int n = 0; n < nb; n++) brow[n] = B + n * ldb;
+    for (int i = 0; i < dm; i++)
+        for (int n = 0; n < nb; n++) acc[i][n] = (V){0};
+    int64_t k = 0;
+    for (; k + VL <= K; k += VL) {
+        V a[4], b[8];
+        for (int i = 0; i < dm; i++) memcpy(&a[i], arow[i] + k, sizeof(V));
+        for (int n = 0; n < nb; n++) memcpy(&b[n], brow[n] + k, sizeof(V));
+        for (int i = 0; i < dm; i++)
+            for (int n = 0; n < nb; n++) acc[i][n] += a[i] * b[n];
+    }
+    for (int i = 0; i < dm; i++)
+        for (int n = 0; n < nb; n++) {
+            T s = FN(tg_hsum)(acc[i][n]);
+            for (int64_t kk = k; kk < K; kk++) s += arow[i][kk] * brow[n][kk];
+            FN(tg_store_c)(C + i * ldc + n, s, beta);
+        }
+}
+
+/* dm rows of op(A) (contiguous row pointers) against all N rows of B, nb B rows at a time. */
 static inline __attribute__((always_inline)) void
 FN(tg_direct_nt_rows)(const int dm, const int nb, int64_t N, int64_t K, const T *const *arow,
                       const T *B, int64_t ldb, T beta, T *C, int64_t ldc)
 {
     int64_t j = 0;
-    for (; j + nb <= N; j += nb) {
-        V acc[4][8];
-        const T *brow[8];
-        for (int n = 0; n < nb; n++) brow[n] = B + (j + n) * ldb;
-        for (int i = 0; i < dm; i++)
-            for (int n = 0; n < nb; n++) acc[i][n] = (V){0};
-        int64_t k = 0;
-        for (; k + VL <= K; k += VL) {
-            V a[4], b[8];
-            for (int i = 0; i < dm; i++) memcpy(&a[i], arow[i] + k, sizeof(V));
-            for (int n = 0; n < nb; n++) memcpy(&b[n], brow[n] + k, sizeof(V));
-            for (int i = 0; i < dm; i++)
-                for (int n = 0; n < nb; n++) acc[i][n] += a[i] * b[n];
-        }
-        for (int i = 0; i < dm; i++)
-            for (int n = 0; n < nb; n++) {
-                T s = FN(tg_hsum)(acc[i][n]);
-                for (int64_t kk = k; kk < K; kk++) s += arow[i][kk] * brow[n][kk];
-                FN(tg_store_c)(C + i * ldc + j + n, s, beta);
-            }
-    }
-    if (nb > 1 && j < N) FN(tg_direct_nt_rows)(dm, 1, N - j, K, arow, B + j * ldb, ldb, beta, C + j, ldc);
+    for (; j + nb <= N; j += nb) FN(tg_direct_nt_block)(dm, nb, K, arow, B + j * ldb, ldb, beta, C + j, ldc);
+    for (; j < N; j++) FN(tg_direct_nt_block)(dm, 1, K, arow, B + j * ldb, ldb, beta, C + j, ldc);
 }
 
 /* Direct op(A)·B for dm (compile-time) rows of op(A); op(A)(i,k) = A[i*sai + k*sak]. B rows are
@@ -690,7 +700,7 @@ static void FN(tg_gemm_serial)(int ta, int tb, int64_t M, int64_t N, int64_t K,
         FN(tg_scale_c)(M, N, beta, C, ldc);
         return;
     }
-    if (M * N * K < TG_GEMM_SMALL_MACS || M == 1) {
+    if (M * N * K < TG_GEMM_SMALL_MACS || M <= TG_GEMM_DIRECT_M) {
         FN(tg_gemm_direct)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
