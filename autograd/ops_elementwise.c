@@ -220,11 +220,14 @@ tg_tensor *tg_add_scalar(const tg_tensor *x, double s) { return tg_affine(x, 1.0
 tg_tensor *tg_mul_scalar(const tg_tensor *x, double s) { return tg_affine(x, s, 0.0); }
 tg_tensor *tg_rsub_scalar(double s, const tg_tensor *x) { return tg_affine(x, -1.0, s); }
 
+/* Squares (the common case: MSE, variances) skip pow(), which costs ~20x a multiply. */
 tg_tensor *tg_pow_scalar(const tg_tensor *x, double p) {
+    if (p == 2.0) UNARY_FORWARD(TG_OP_POW, "tg_pow_scalar", x, p, 0, v * v);
     UNARY_FORWARD(TG_OP_POW, "tg_pow_scalar", x, p, 0, pow(v, P0));
 }
 /* dx += g p x^(p-1) */
 void tg__pow_backward(tg_record *r, const tg_tensor *g) {
+    if (r->f[0] == 2.0) UNARY_BACKWARD(r, g, 2 * v);
     UNARY_BACKWARD(r, g, P0 == 0 ? (T)0 : P0 * pow(v, P0 - 1));
 }
 

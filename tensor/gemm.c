@@ -102,6 +102,21 @@ typedef int64_t tg_vi64_t __attribute__((vector_size(TG_VBYTES)));
 #else
 #define TG_HAVE_SHUFFLE 0
 #endif
+/* __builtin_shufflevector (GCC >= 12, Clang) extracts vector halves for horizontal sums. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define TG_HAVE_SHUFFLEVECTOR 1
+#endif
+#endif
+#ifndef TG_HAVE_SHUFFLEVECTOR
+#define TG_HAVE_SHUFFLEVECTOR 0
+#endif
+#define TG_IDX4_LO 0, 1
+#define TG_IDX4_HI 2, 3
+#define TG_IDX8_LO 0, 1, 2, 3
+#define TG_IDX8_HI 4, 5, 6, 7
+#define TG_IDX16_LO 0, 1, 2, 3, 4, 5, 6, 7
+#define TG_IDX16_HI 8, 9, 10, 11, 12, 13, 14, 15
 
 #define TG_CAT_(a, b) a##_##b
 #define TG_CAT(a, b) TG_CAT_(a, b)
@@ -232,7 +247,9 @@ static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
 #define TG_GEMM_DIRECT_M 4
 #endif
 /* Problems with fewer multiply-adds than this take the direct (unpacked) path. */
+#ifndef TG_GEMM_SMALL_MACS
 #define TG_GEMM_SMALL_MACS ((int64_t)16384)
+#endif
 
 /* ---- reference ---------------------------------------------------------------------------- */
 
@@ -260,6 +277,8 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 #define T float
 #define V tg_vf32_t
 #define VI tg_vi32_t
+#define TG_ESIZE 4
+#define TG_VLPP (TG_VBYTES / 4)
 #define SFX f32
 #define TG_KC TG_GEMM_KC_F32
 #define TG_MC TG_GEMM_MC_F32
@@ -268,6 +287,8 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 #undef T
 #undef V
 #undef VI
+#undef TG_ESIZE
+#undef TG_VLPP
 #undef SFX
 #undef TG_KC
 #undef TG_MC
@@ -276,6 +297,8 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 #define T double
 #define V tg_vf64_t
 #define VI tg_vi64_t
+#define TG_ESIZE 8
+#define TG_VLPP (TG_VBYTES / 8)
 #define SFX f64
 #define TG_KC TG_GEMM_KC_F64
 #define TG_MC TG_GEMM_MC_F64
@@ -284,6 +307,8 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 #undef T
 #undef V
 #undef VI
+#undef TG_ESIZE
+#undef TG_VLPP
 #undef SFX
 #undef TG_KC
 #undef TG_MC
@@ -310,14 +335,40 @@ static void FN(tg_scale_c)(int64_t M, int64_t N, T beta, T *C, int64_t ldc)
     }
 }
 
-/* Horizontal sum of one vector (pairwise halving). */
+/* Horizontal sum of one vector: halve with __builtin_shufflevector down to two lanes. */
 static inline T FN(tg_hsum)(V v)
 {
+#if TG_HAVE_SHUFFLEVECTOR
+    typedef T H2 __attribute__((vector_size(2 * TG_ESIZE)));
+#if TG_VLPP >= 4
+    typedef T H4 __attribute__((vector_size(4 * TG_ESIZE)));
+#endif
+#if TG_VLPP >= 8
+    typedef T H8 __attribute__((vector_size(8 * TG_ESIZE)));
+#endif
+#if TG_VLPP >= 16
+    H8 v8 = __builtin_shufflevector(v, v, TG_IDX16_LO) + __builtin_shufflevector(v, v, TG_IDX16_HI);
+#elif TG_VLPP == 8
+    H8 v8 = v;
+#endif
+#if TG_VLPP >= 8
+    H4 v4 = __builtin_shufflevector(v8, v8, TG_IDX8_LO) + __builtin_shufflevector(v8, v8, TG_IDX8_HI);
+#elif TG_VLPP == 4
+    H4 v4 = v;
+#endif
+#if TG_VLPP >= 4
+    H2 v2 = __builtin_shufflevector(v4, v4, TG_IDX4_LO) + __builtin_shufflevector(v4, v4, TG_IDX4_HI);
+#else
+    H2 v2 = v;
+#endif
+    return v2[0] + v2[1];
+#else
     T t[VL];
     memcpy(t, &v, sizeof(V));
     for (int w = VL / 2; w >= 1; w /= 2)
         for (int l = 0; l < w; l++) t[l] += t[l + w];
     return t[0];
+#endif
 }
 
 static inline void FN(tg_store_c)(T *c, T s, T beta) { *c = beta == (T)0 ? s : beta * *c + s; }
@@ -359,66 +410,52 @@ FN(tg_direct_nt_rows)(const int dm, const int nb, int64_t N, int64_t K, const T 
     for (; j < N; j++) FN(tg_direct_nt_block)(dm, 1, K, arow, B + j * ldb, ldb, beta, C + j, ldc);
 }
 
-/* Direct op(A)·B for dm (compile-time) rows of op(A); op(A)(i,k) = A[i*sai + k*sak]. B rows are
- * read straight from memory (no packing); dm x NR accumulators as in the packed micro-kernel. */
+/* Direct op(A)·B for dm (compile-time) rows of op(A); op(A)(i,k) = A[i*sai + k*sak]. No packing:
+ * C rows (scaled by beta first) accumulate TG_DIRECT_KB rows of B at a time, so B is read row by
+ * row (contiguous, prefetch-friendly) while dm x NR accumulators stay in registers. */
+#define TG_DIRECT_KB 16
 static inline __attribute__((always_inline)) void
 FN(tg_direct_nn_rows)(const int dm, int64_t N, int64_t K, const T *A, int64_t sai, int64_t sak,
                       const T *B, int64_t ldb, T beta, T *C, int64_t ldc)
 {
-    int64_t j = 0;
-    for (; j + NR <= N; j += NR) {
-        V acc[MR][NV];
-        for (int i = 0; i < dm; i++)
-            for (int v = 0; v < NV; v++) acc[i][v] = (V){0};
-        for (int64_t k = 0; k < K; k++) {
-            V b[NV];
-            for (int v = 0; v < NV; v++) memcpy(&b[v], B + k * ldb + j + v * VL, sizeof(V));
-            for (int i = 0; i < dm; i++) {
-                const T a = A[i * sai + k * sak];
-                for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
-            }
-        }
-        for (int i = 0; i < dm; i++)
-            for (int v = 0; v < NV; v++) {
-                T *c = C + i * ldc + j + v * VL;
-                V cv;
-                if (beta == (T)0) {
-                    cv = acc[i][v];
-                } else {
-                    memcpy(&cv, c, sizeof(V));
-                    cv = beta * cv + acc[i][v];
+    FN(tg_scale_c)(dm, N, beta, C, ldc);
+    for (int64_t k0 = 0; k0 < K; k0 += TG_DIRECT_KB) {
+        const int64_t kb = tg_min64(TG_DIRECT_KB, K - k0);
+        const T *Ak = A + k0 * sak;
+        const T *Bk = B + k0 * ldb;
+        int64_t j = 0;
+        for (; j + NR <= N; j += NR) {
+            V acc[MR][NV];
+            for (int i = 0; i < dm; i++)
+                for (int v = 0; v < NV; v++) memcpy(&acc[i][v], C + i * ldc + j + v * VL, sizeof(V));
+            for (int64_t k = 0; k < kb; k++) {
+                V b[NV];
+                for (int v = 0; v < NV; v++) memcpy(&b[v], Bk + k * ldb + j + v * VL, sizeof(V));
+                for (int i = 0; i < dm; i++) {
+                    const T a = Ak[i * sai + k * sak];
+                    for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
                 }
-                memcpy(c, &cv, sizeof(V));
             }
-    }
-    for (; j + VL <= N; j += VL) {
-        V acc[MR];
-        for (int i = 0; i < dm; i++) acc[i] = (V){0};
-        for (int64_t k = 0; k < K; k++) {
-            V b;
-            memcpy(&b, B + k * ldb + j, sizeof(V));
-            for (int i = 0; i < dm; i++) acc[i] += A[i * sai + k * sak] * b;
+            for (int i = 0; i < dm; i++)
+                for (int v = 0; v < NV; v++) memcpy(C + i * ldc + j + v * VL, &acc[i][v], sizeof(V));
         }
-        for (int i = 0; i < dm; i++) {
-            T *c = C + i * ldc + j;
-            V cv;
-            if (beta == (T)0) {
-                cv = acc[i];
-            } else {
-                memcpy(&cv, c, sizeof(V));
-                cv = beta * cv + acc[i];
+        for (; j + VL <= N; j += VL) {
+            V acc[MR];
+            for (int i = 0; i < dm; i++) memcpy(&acc[i], C + i * ldc + j, sizeof(V));
+            for (int64_t k = 0; k < kb; k++) {
+                V b;
+                memcpy(&b, Bk + k * ldb + j, sizeof(V));
+                for (int i = 0; i < dm; i++) acc[i] += Ak[i * sai + k * sak] * b;
             }
-            memcpy(c, &cv, sizeof(V));
+            for (int i = 0; i < dm; i++) memcpy(C + i * ldc + j, &acc[i], sizeof(V));
         }
-    }
-    for (; j < N; j++) {
-        T s[MR];
-        for (int i = 0; i < dm; i++) s[i] = 0;
-        for (int64_t k = 0; k < K; k++) {
-            const T b = B[k * ldb + j];
-            for (int i = 0; i < dm; i++) s[i] += A[i * sai + k * sak] * b;
+        for (; j < N; j++) {
+            for (int i = 0; i < dm; i++) {
+                T s = C[i * ldc + j];
+                for (int64_t k = 0; k < kb; k++) s += Ak[i * sai + k * sak] * Bk[k * ldb + j];
+                C[i * ldc + j] = s;
+            }
         }
-        for (int i = 0; i < dm; i++) FN(tg_store_c)(C + i * ldc + j, s[i], beta);
     }
 }
 

@@ -157,6 +157,7 @@ void tg_optim_clip_grad_value(tg_optim *opt, double clip_value);
  *   PLATEAU      ReduceLROnPlateau: driven by tg_sched_step_metric; after more than `patience` epochs
  *                without improvement lr = max(lr · factor, min_lr) (skipped if the change <= eps),
  *                then `cooldown` epochs during which bad epochs are not counted.
+ * One schedule drives an optimizer at a time (closed forms set the lr outright, they do not chain).
  * Invalid arguments are reported through tg_error and the constructor returns NULL.
  * All constructors: args: borrowed (opt must outlive the schedule); returns: new object (tg_sched_free). */
 typedef enum tg_sched_kind {
@@ -172,7 +173,8 @@ typedef enum tg_sched_kind {
 typedef struct tg_sched tg_sched;
 
 tg_sched *tg_sched_step_lr(tg_optim *opt, int64_t step_size, double gamma);           /* step_size > 0 */
-tg_sched *tg_sched_multistep(tg_optim *opt, int n, const int64_t *milestones, double gamma); /* increasing */
+/* milestones in any order (copied; a repeated milestone decays twice, like torch's Counter) */
+tg_sched *tg_sched_multistep(tg_optim *opt, int n, const int64_t *milestones, double gamma);
 tg_sched *tg_sched_exponential(tg_optim *opt, double gamma);
 tg_sched *tg_sched_cosine(tg_optim *opt, int64_t T_max, double eta_min);              /* T_max > 0 */
 /* start_factor in (0, 1], end_factor in [0, 1], total_iters > 0 (torch: 1/3, 1.0, 5) */
@@ -191,8 +193,9 @@ typedef struct tg_plateau_opts {
 tg_plateau_opts tg_plateau_defaults(void);
 tg_sched *tg_sched_plateau(tg_optim *opt, const tg_plateau_opts *opts); /* opts NULL = defaults */
 
-void tg_sched_step(tg_sched *s);                      /* epoch schedules (not PLATEAU) */
-void tg_sched_step_metric(tg_sched *s, double metric); /* PLATEAU */
+void tg_sched_step(tg_sched *s);                      /* epoch schedules (PLATEAU: an error, it needs the metric) */
+/* PLATEAU; the epoch schedules accept it too and ignore the metric, so a loop can treat all alike. */
+void tg_sched_step_metric(tg_sched *s, double metric);
 int64_t tg_sched_epoch(const tg_sched *s);            /* torch's last_epoch: 0 right after creation */
 tg_sched_kind tg_sched_kind_of(const tg_sched *s);
 void tg_sched_free(tg_sched *s);                      /* NULL-safe; leaves the optimizer's lr as it is */

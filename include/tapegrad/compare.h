@@ -1,0 +1,103 @@
+/* tapegrad/compare.h - the gradient triple check: the tape's BPTT, the hand-derived BPTT and central
+ * finite differences of the same loss, compared tensor by tensor for any registered cell.
+ *
+ * Worked example (what `tapegrad gradcheck --cell lstm` does):
+ *
+ *     tg_compare_opts o = tg_compare_defaults();      // T=5 B=3 I=4 H=6 L=2, seed 1, F64
+ *     o.max_elems = 64;                                // finite differences on <= 64 elements per tensor
+ *     tg_compare_report *r = tg_compare_cell("lstm", &o);   // returns: new object, NULL after tg_error
+ *     tg_compare_report_print(stdout, r);             // an aligned table, one row per gradient
+ *     bool ok = r->pass;
+ *     tg_compare_report_free(r);
+ *
+ * What is computed, in F64, from one seeded generator: a model of `layers` layers of the cell
+ * (tg_rnn_new, PyTorch's init U(±1/√H)), x [T,B,I] ~ N(0,1), initial states [L,B,H] ~ U(-1,1) and
+ * upstream gradients dy [T,B,H], d<state>n [L,B,H] ~ N(0,1) (state = h, c, ... of the cell). The loss is
+ *     loss = Σ y⊙dy + Σ hn⊙dhn (+ Σ cn⊙dcn, + one term per further state)
+ * and its gradient with respect to x, every initial state and every parameter is obtained
+ *   (a) "tape":   tg_rnn_forward + tg_backward;
+ *   (b) "manual": tg_manual_stack_forward / tg_manual_stack_backward, for the cells that have a
+ *                 hand-derived reference (rnn_tanh, rnn_relu, lstm, gru; standard parameters only);
+ *   (c) "fd":     (loss(v + eps) - loss(v - eps)) / (2 eps) per element, with the loss evaluated by
+ *                 tg_rnn_forward under no-grad. With max_elems > 0 at most that many elements of each
+ *                 tensor are perturbed, a seeded choice without repetition; the others are not compared
+ *                 against FD (tape vs manual always covers every element).
+ * The forward outputs y, hn (cn) of (a) and (b) are compared too.
+ *
+ * Errors, per tensor and comparison (reference b = manual, or fd):
+ *   max_abs = max_i |a_i - b_i|                   (over the compared elements)
+ *   max_rel = max_abs / max(1, max_i |b_i|)       (scaled relative error: robust to tiny elements)
+ * Pass: tape vs manual (and the forward outputs): max_rel <= manual_tol (1e-10);
+ *       vs fd: every compared element |a_i - b_i| <= fd_atol + fd_rtol |b_i| (1e-6, 1e-5: for eps 1e-6
+ *       the truncation error is ~eps² and the rounding error ~1e-16·|loss|/eps ~ 1e-9 here).
+ *
+ * Ownership: returns: new object (tg_compare_report_free). args: borrowed. Nothing is left on the tape.
+ * Errors: an unknown cell or invalid sizes are programming errors reported through tg_error (the
+ * default handler aborts; with a handler installed the function returns NULL).
+ */
+#ifndef TAPEGRAD_COMPARE_H
+#define TAPEGRAD_COMPARE_H
+#include <tapegrad/tensor.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tg_compare_opts {
+    int64_t T, B, I, H;   /* time steps, batch, input size, hidden size (each >= 1) */
+    int layers;           /* L >= 1 */
+    uint64_t seed;        /* one generator for parameters, inputs, upstream gradients, FD subsampling */
+    int64_t max_elems;    /* FD on at most this many elements per tensor; 0 = every element */
+    double eps;           /* central-difference step (1e-6) */
+    double manual_tol;    /* tape vs manual: max scaled relative error (1e-10) */
+    double fd_atol;       /* vs FD: per element |a - n| <= fd_atol + fd_rtol |n| (1e-6) */
+    double fd_rtol;       /* (1e-5) */
+} tg_compare_opts;
+
+/* T=5 B=3 I=4 H=6 L=2, seed 1, max_elems 0 (all), eps 1e-6, tolerances as above. */
+tg_compare_opts tg_compare_defaults(void);
+
+typedef struct tg_compare_diff {
+    bool done;            /* false: not computed (no manual reference, or FD skipped) */
+    double max_abs;       /* max |a - b| */
+    double max_rel;       /* max_abs / max(1, max |b|) */
+    int64_t worst_index;  /* flat index of the largest |a - b| */
+    bool pass;            /* against the tolerance of this comparison (true when !done) */
+} tg_compare_diff;
+
+typedef struct tg_compare_row {
+    char name[64];              /* "grad.x", "grad.h0", "grad.c0", "grad.weight_ih_l0", ... */
+    int ndim;
+    int64_t shape[TG_MAX_DIMS];
+    int64_t numel;
+    int64_t fd_elems;           /* elements compared against FD (numel unless subsampled) */
+    double max_grad;            /* max |tape gradient| (context for the errors) */
+    tg_compare_diff tape_manual, tape_fd, manual_fd;
+} tg_compare_row;
+
+typedef struct tg_compare_report {
+    char cell[48];
+    tg_compare_opts opts;       /* as used (defaults filled in) */
+    bool has_manual;            /* a hand-derived reference exists for this cell */
+    tg_compare_diff forward;    /* y, hn (, cn): tape vs manual, all outputs together */
+    int n_rows;
+    tg_compare_row *rows;       /* owned: x, the initial states, then every parameter in tg_params order */
+    bool subsampled;            /* some tensor had more than max_elems elements */
+    int n_fail;                 /* failed comparisons (rows x columns, plus the forward) */
+    bool pass;                  /* n_fail == 0 */
+    double seconds;             /* wall time of the whole check */
+} tg_compare_report;
+
+/* Runs the triple check of one registered cell (tg_cell_by_name). opts NULL = tg_compare_defaults();
+ * zero eps / tolerances are replaced by the defaults. returns: new object, or NULL after tg_error. */
+tg_compare_report *tg_compare_cell(const char *cell, const tg_compare_opts *opts);
+void tg_compare_report_free(tg_compare_report *r); /* NULL-safe */
+
+/* An aligned table: a header with the cell, sizes and tolerances, one row per gradient with max abs
+ * and max rel of tape-manual, tape-fd, manual-fd and pass/FAIL, then the forward check and a verdict. */
+void tg_compare_report_print(FILE *f, const tg_compare_report *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
