@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define FN "tg_compare_cell"
 
@@ -213,6 +214,12 @@ static void diff_update(tg_compare_diff *d, const tg_tensor *a, const tg_tensor 
     }
 }
 
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static tg_compare_diff diff_manual(const ctx *c, const tg_tensor *a, const tg_tensor *b) {
     tg_compare_diff d = {.done = true, .worst_index = -1};
     double ref_max = 0;
@@ -302,7 +309,7 @@ static void row_name(const ctx *c, int i, char *buf, size_t size) {
 
 tg_compare_report *tg_compare_cell(const char *cell, const tg_compare_opts *opts) {
     if (!cell) { tg_error(FN, "cell name is NULL"); return NULL; }
-    double t0 = (double)clock() / CLOCKS_PER_SEC;
+    double t0 = now();
     tg_tape_reset();
     ctx c;
     tg_compare_report *r = NULL;
@@ -313,6 +320,7 @@ tg_compare_report *tg_compare_cell(const char *cell, const tg_compare_opts *opts
     snprintf(r->cell, sizeof r->cell, "%s", c.cell->name);
     r->opts = c.o;
     r->n_rows = c.n;
+    r->n_states = c.S;
     if (run_tape(&c) != 0) goto fail;
     int m = run_manual(&c, &r->forward);
     if (m < 0) goto fail;
@@ -343,7 +351,7 @@ tg_compare_report *tg_compare_cell(const char *cell, const tg_compare_opts *opts
     r->pass = r->n_fail == 0;
     ctx_free(&c);
     tg_tape_reset();
-    r->seconds = (double)clock() / CLOCKS_PER_SEC - t0;
+    r->seconds = now() - t0;
     return r;
 fail:
     if (!tg_error_pending()) tg_error(FN, "cell '%s': the check could not run", cell);
@@ -381,9 +389,14 @@ void tg_compare_report_print(FILE *f, const tg_compare_report *r) {
     fprintf(f, "triple check of '%s' in F64: T=%lld B=%lld I=%lld H=%lld layers=%d seed=%llu\n", r->cell,
             (long long)o->T, (long long)o->B, (long long)o->I, (long long)o->H, o->layers,
             (unsigned long long)o->seed);
-    fprintf(f, "  loss = sum(y*dy) + sum(hn*dhn)%s; FD: central, eps %g, %s\n",
-            r->rows && r->n_rows > 2 && !strcmp(r->rows[2].name, "grad.c0") ? " + sum(cn*dcn)" : " (+ other states)",
-            o->eps, o->max_elems > 0 ? "at most max_elems elements per tensor (seeded choice)" : "every element");
+    fprintf(f, "  loss = sum(y*dy)");
+    for (int s = 1; s <= r->n_states && s < r->n_rows; s++) { /* row "grad.h0" -> " + sum(hn*dhn)" */
+        const char *st = r->rows[s].name + 5;
+        int len = (int)strlen(st) - 1;
+        fprintf(f, " + sum(%.*sn*d%.*sn)", len, st, len, st);
+    }
+    fprintf(f, "; FD: central, eps %g, %s\n", o->eps,
+            o->max_elems > 0 ? "at most max_elems elements per tensor (seeded choice)" : "every element");
     if (o->max_elems > 0) fprintf(f, "  max_elems = %lld%s\n", (long long)o->max_elems,
                                   r->subsampled ? " (some tensors subsampled: see the FD column)" : " (nothing subsampled)");
     fprintf(f, "  pass: tape~manual  max|a-b|/max(1,max|ref|) <= %g;  vs FD  |a-n| <= %g + %g|n| per element\n",

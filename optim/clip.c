@@ -27,7 +27,9 @@ static double tensor_norm(const tg_tensor *g, double p) {
 }
 
 /* total = ‖(‖g_1‖, ‖g_2‖, ...)‖ as in torch: the norm of the per-tensor norms.
- * coefficient = max_norm / (total + 1e-6), applied when < 1 (or NaN). */
+ * coefficient = max_norm / (total + 1e-6), applied only when total > max_norm (or total is NaN):
+ * a gradient at or below the threshold is left bit-for-bit untouched. (torch applies the coefficient
+ * whenever it is < 1, i.e. from max_norm - 1e-6 on; the two differ by at most 1e-6 relative.) */
 double tg_clip_grad_norm_(tg_tensor *const *params, int n, double max_norm, double norm_type, bool error_if_nonfinite) {
     const char *fn = "tg_clip_grad_norm_";
     if (n < 0 || (n > 0 && !params)) { tg_error(fn, "%d parameters at %p", n, (const void *)params); return NAN; }
@@ -55,7 +57,7 @@ double tg_clip_grad_norm_(tg_tensor *const *params, int n, double max_norm, doub
         return total;
     }
     double coef = max_norm / (total + 1e-6);
-    if (!(coef >= 1.0)) {
+    if (total > max_norm || isnan(total)) {
         for (int i = 0; i < n; i++) {
             tg_tensor *g = tg_grad(params[i]);
             if (g) tg_scale_(g, coef);

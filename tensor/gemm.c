@@ -250,6 +250,10 @@ static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
 #ifndef TG_GEMM_SMALL_MACS
 #define TG_GEMM_SMALL_MACS ((int64_t)16384)
 #endif
+/* Same for op(B) = Bᵀ, where the direct path is a set of dot products (weaker for tiny K). */
+#ifndef TG_GEMM_SMALL_MACS_NT
+#define TG_GEMM_SMALL_MACS_NT ((int64_t)2048)
+#endif
 
 /* ---- reference ---------------------------------------------------------------------------- */
 
@@ -513,12 +517,14 @@ static void FN(tg_gemm_direct)(int ta, int tb, int64_t M, int64_t N, int64_t K,
  * h x h sub-blocks of every 2h x 2h block. */
 static inline void FN(tg_transpose_masks)(VI lo[8], VI hi[8])
 {
+    VI iota;
+    for (int l = 0; l < VL; l++) iota[l] = l;
     int s = 0;
-    for (int h = VL / 2; h >= 1; h /= 2, s++)
-        for (int l = 0; l < VL; l++) {
-            lo[s][l] = (l & h) ? VL + l - h : l;
-            hi[s][l] = (l & h) ? VL + l : l + h;
-        }
+    for (int h = VL / 2; h >= 1; h /= 2, s++) {
+        const VI off = ((iota & h) != 0) & (VL - h); /* VL - h in lanes with bit h set, else 0 */
+        lo[s] = iota + off;
+        hi[s] = iota + h + off;
+    }
 }
 
 static inline void FN(tg_transpose)(V x[VL], const VI lo[8], const VI hi[8])
@@ -737,7 +743,8 @@ static void FN(tg_gemm_serial)(int ta, int tb, int64_t M, int64_t N, int64_t K,
         FN(tg_scale_c)(M, N, beta, C, ldc);
         return;
     }
-    if (M * N * K < TG_GEMM_SMALL_MACS || M <= TG_GEMM_DIRECT_M) {
+    const int64_t macs = M * N * K;
+    if (M <= TG_GEMM_DIRECT_M || macs < (tb ? TG_GEMM_SMALL_MACS_NT : TG_GEMM_SMALL_MACS)) {
         FN(tg_gemm_direct)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }

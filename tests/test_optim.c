@@ -869,6 +869,12 @@ Test(optim, checkpoint_without_state_or_schedule) {
     th_record_errors();
     cr_expect_eq(tg_optim_load(opt, s, path), -1, "the file has no schedule");
     cr_expect(strstr(tg_last_error(), "sched.kind") != NULL, "%s", tg_last_error());
+    /* an unwritable path is a data error: -1 and a message, never the abort handler */
+    th_reset_errors();
+    cr_expect_eq(tg_optim_save(opt, s, "/nonexistent-dir/optim.safetensors"), -1);
+    cr_expect_eq(tg_params_save(m.params, "/nonexistent-dir/model.safetensors"), -1);
+    cr_expect(strstr(tg_last_error(), "nonexistent-dir") != NULL, "%s", tg_last_error());
+    cr_expect_eq(th_error_count(), 0);
     tg_sched_free(s);
     tg_optim_free(opt);
     tg_params_free(m.params);

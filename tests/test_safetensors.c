@@ -467,8 +467,10 @@ ST_TEST(parse_rejects_malformed_files) {
     }
     tg_clear_error();
     cr_assert_null(tg_st_parse(NULL, 0));
-    cr_assert_null(tg_st_parse(NULL, 16));
     cr_assert(strstr(tg_last_error(), "shorter than the 8-byte") != NULL, "%s", tg_last_error());
+    tg_clear_error();
+    cr_assert_null(tg_st_parse(NULL, 16));
+    cr_assert(strstr(tg_last_error(), "bytes is NULL") != NULL, "%s", tg_last_error());
     tg_clear_error();
 }
 

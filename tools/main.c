@@ -11,6 +11,7 @@ static const struct {
     const char *about;
 } commands[] = {
     {"grad", cmd_grad, "conformance: run a cell on a case file, write outputs and gradients"},
+    {"gradcheck", cmd_gradcheck, "triple check of a cell: tape vs hand-derived BPTT vs finite differences"},
 };
 
 static void usage(FILE *f) {

@@ -31,7 +31,8 @@
  *       vs fd: every compared element |a_i - b_i| <= fd_atol + fd_rtol |b_i| (1e-6, 1e-5: for eps 1e-6
  *       the truncation error is ~eps² and the rounding error ~1e-16·|loss|/eps ~ 1e-9 here).
  *
- * Ownership: returns: new object (tg_compare_report_free). args: borrowed. Nothing is left on the tape.
+ * Ownership: returns: new object (tg_compare_report_free). args: borrowed. Like tg_gradcheck it resets
+ * the current thread's tape on entry and on return.
  * Errors: an unknown cell or invalid sizes are programming errors reported through tg_error (the
  * default handler aborts; with a handler installed the function returns NULL).
  */
@@ -78,6 +79,7 @@ typedef struct tg_compare_row {
 typedef struct tg_compare_report {
     char cell[48];
     tg_compare_opts opts;       /* as used (defaults filled in) */
+    int n_states;               /* S: rows 1..S are the initial states grad.<state>0 */
     bool has_manual;            /* a hand-derived reference exists for this cell */
     tg_compare_diff forward;    /* y, hn (, cn): tape vs manual, all outputs together */
     int n_rows;

@@ -11,4 +11,7 @@
 #include <tapegrad/safetensors.h>
 #include <tapegrad/loss.h>
 #include <tapegrad/optim.h>
+#include <tapegrad/nn.h>
+#include <tapegrad/manual.h>
+#include <tapegrad/compare.h>
 #endif

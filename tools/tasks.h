@@ -1,0 +1,110 @@
+/* tools/tasks.h - the learning tasks of `tapegrad train`, `compare` and the main job.
+ *
+ *     char err[256];
+ *     task *t = task_new("adding", &(task_opts){.seq = 50}, err, sizeof err);   // NULL + err on failure
+ *     task_batch b;
+ *     task_make_batch(t, &rng, 32, &b);               // x [T,B,I], targets; new refs / malloc'd
+ *     tg_tensor *pred = model_forward(m, b.x, task_every_step(t), NULL);   // tape-owned
+ *     tg_backward(task_loss_of(t, pred, &b));
+ *     task_batch_clear(&b);
+ *     ...
+ *     task_eval ev;
+ *     task_evaluate(t, m, true, &ev);                  // test metric on a fixed held-out set
+ *     printf("%s %.4f vs baseline %.4f\n", task_metric_name(t), ev.metric, task_metric_baseline(t));
+ *
+ * Dimension letters: T time steps, B batch, I input size, O output size, V vocabulary.
+ *
+ * Every task but charlm makes its data from a generator seeded by the caller (training batches) or by
+ * a fixed seed (the test set, so every run, cell and seed is judged on the same examples). Each task
+ * has a loss (what training minimises), a test metric, and the baseline that metric must beat - the
+ * best a model without memory could do:
+ *   arith    next number of an arithmetic sequence (regression, MSE; baseline: repeat the last number)
+ *   pattern  which of 4 noisy waveforms a sequence is (cross-entropy; metric accuracy, baseline 25%)
+ *   adding   the adding problem: sum of the two marked numbers (MSE; baseline 0.167 = always predict 1)
+ *   copy     the copy/memory task: recall 10 symbols after T blanks (cross-entropy per step;
+ *            baseline 10·log 8 / (T+20): blanks right, the recalled symbols guessed)
+ *   binadd   binary addition bit by bit, least significant first (per-bit BCE; tested on numbers 4x
+ *            longer than trained on; metric bit error rate, baseline the carry-less XOR)
+ *   charlm   next character of a text file (cross-entropy, nats/char; baseline the unigram model)
+ */
+#ifndef TG_TOOLS_TASKS_H
+#define TG_TOOLS_TASKS_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tapegrad/tensor.h>
+
+#include "tools/model.h"
+
+typedef enum task_loss {
+    TASK_LOSS_MSE, /* real targets, mean squared error */
+    TASK_LOSS_CE,  /* class indices, cross-entropy from logits */
+    TASK_LOSS_BCE  /* 0/1 targets, binary cross-entropy from logits */
+} task_loss;
+
+typedef struct task_opts {
+    long seq;          /* the task's length parameter (see task_seq_meaning); 0 = its default */
+    const char *text;  /* charlm: a text file; NULL = /usr/share/common-licenses/GPL-3 or a built corpus */
+    tg_dtype dtype;    /* of the tensors the batches hold (the model's dtype) */
+} task_opts;
+
+/* Suggested settings that train well in a short run (used when the user does not give them). */
+typedef struct task_defaults {
+    long seq, hidden, batch, steps;
+    double lr;
+} task_defaults;
+
+typedef struct task task;
+
+typedef struct task_batch {
+    int64_t T, B;
+    tg_tensor *x;       /* [T,B,I] new ref */
+    tg_tensor *target;  /* MSE/BCE: [T·B,O] (every step, time-major) or [B,O]; new ref. CE: NULL */
+    int64_t *labels;    /* CE: [T·B] (every step, time-major) or [B]; malloc'd. Else NULL */
+} task_batch;
+
+typedef struct task_eval {
+    double metric;      /* the test metric (task_metric_name) */
+    double loss;        /* the loss on the test set, in training-loss units */
+    char detail[4096];  /* human-readable extras: example predictions, sampled text, ... */
+} task_eval;
+
+const char *task_list(void);                     /* "arith, pattern, adding, copy, binadd, charlm" */
+bool task_known(const char *name);
+/* Sets up a task; charlm reads its text here. Returns NULL with a one-line message in err on a bad
+ * name, bad length or unreadable file. */
+task *task_new(const char *name, const task_opts *opts, char *err, size_t errlen);
+void task_free(task *t);                         /* NULL-safe */
+
+const char *task_name(const task *t);
+const char *task_about(const task *t);           /* one line */
+task_defaults task_defaults_of(const char *name);/* zeros for an unknown name */
+long task_seq(const task *t);                    /* the length parameter in force */
+const char *task_seq_meaning(const char *name);  /* what --seq means for this task */
+int64_t task_input_size(const task *t);          /* I */
+int64_t task_output_size(const task *t);         /* O */
+bool task_every_step(const task *t);             /* targets at every step (else at the last one) */
+task_loss task_loss_kind(const task *t);
+double task_loss_baseline(const task *t);        /* the baseline's loss, in training-loss units */
+const char *task_metric_name(const task *t);     /* "test MSE", "test accuracy", ... */
+bool task_metric_lower_better(const task *t);
+double task_metric_baseline(const task *t);
+const char *task_baseline_desc(const task *t);   /* "always predict 1", ... */
+/* An epoch, for --epochs: charlm one pass over the training text, the others 10,000 examples. */
+int64_t task_epoch_steps(const task *t, int64_t batch);
+
+/* A training batch of B examples drawn with rng. Returns 0, or -1 (out of memory). */
+int task_make_batch(task *t, tg_rng *rng, int64_t B, task_batch *b);
+void task_batch_clear(task_batch *b);            /* releases / frees and zeroes */
+/* The training loss of the model's predictions (model_forward with task_every_step). tape-owned. */
+tg_tensor *task_loss_of(const task *t, const tg_tensor *pred, const task_batch *b);
+/* The test metric and loss on the task's fixed test set (no tape is recorded). verbose fills
+ * ev->detail with a few examples. Returns 0 or -1. */
+int task_evaluate(task *t, const model *m, bool verbose, task_eval *ev);
+
+/* charlm only: the vocabulary (sorted distinct bytes of the text). NULL for other tasks. */
+const unsigned char *task_vocab(const task *t, int *V);
+/* "abc" style description of the text source ("GPL-3 (35149 chars)") for reports. */
+const char *task_data_desc(const task *t);
+#endif
