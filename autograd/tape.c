@@ -117,13 +117,15 @@ size_t tg_tape_bytes(void) {
     return b;
 }
 
-__attribute__((destructor)) static void tape_at_exit(void) {
+static void tape_free(void) {
     tg_tape_reset();
     free(g_tape.rec);
     free(g_tape.pool);
     g_tape.rec = NULL; g_tape.pool = NULL;
     g_tape.cap_rec = g_tape.cap_pool = 0;
 }
+/* The tensor layer calls this at every thread exit, before it frees the pools. */
+__attribute__((constructor)) static void tape_hook_install(void) { tg__set_thread_exit_hook(tape_free); }
 
 void tg_no_grad_begin(void) { g_tape.no_grad++; }
 void tg_no_grad_end(void) {

@@ -7,7 +7,11 @@
  * PyTorch: LSTM i,f,g,o; GRU r,z,n. W_hr, W_hz, W_hn below are the gate blocks of W_hh.
  *
  * Adding a cell: write its step (and make_params if it has extra parameters), add one row to
- * g_builtin at the bottom. Nothing else changes. */
+ * g_builtin at the bottom. Nothing else changes. The variants (peephole LSTM and the LSTM search space
+ * of Greff et al., MGU, MUT1-3, IndRNN, LN-LSTM) live in nn/cells_zoo.c, whose table the registry
+ * consults right after g_builtin. */
+#include "nn/cells_zoo.h"
+
 #include <tapegrad/autograd.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/ops.h>
@@ -169,11 +173,14 @@ static const tg_cell g_builtin[] = {
 static const tg_cell *g_registered[MAX_REGISTERED];
 static int g_n_registered;
 
-int tg_cell_count(void) { return N_BUILTIN + g_n_registered; }
+/* order: g_builtin, then the zoo (nn/cells_zoo.c), then the registered cells */
+int tg_cell_count(void) { return N_BUILTIN + tg__cell_zoo_count() + g_n_registered; }
 
 const tg_cell *tg_cell_at(int i) {
+    int n_zoo = tg__cell_zoo_count();
     if (i >= 0 && i < N_BUILTIN) return &g_builtin[i];
-    if (i >= N_BUILTIN && i < N_BUILTIN + g_n_registered) return g_registered[i - N_BUILTIN];
+    if (i >= N_BUILTIN && i < N_BUILTIN + n_zoo) return tg__cell_zoo_at(i - N_BUILTIN);
+    if (i >= N_BUILTIN + n_zoo && i < N_BUILTIN + n_zoo + g_n_registered) return g_registered[i - N_BUILTIN - n_zoo];
     return NULL;
 }
 

@@ -21,7 +21,6 @@
 
 #define FN "tg_compare_cell"
 
-static const char *const g_default_state_names[TG_CELL_MAX_STATES] = {"h", "c", "s2", "s3"};
 static const char *const g_param_base[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
 
 tg_compare_opts tg_compare_defaults(void) {
@@ -300,10 +299,12 @@ static int ctx_init(ctx *c, const char *cell_name, const tg_compare_opts *opts) 
     return 0;
 }
 
+/* "grad.x", "grad.<state>0" (state names as the runner's: the cell's, else h, c, s2, s3, ...),
+ * "grad.<parameter>" */
 static void row_name(const ctx *c, int i, char *buf, size_t size) {
     if (i == 0) snprintf(buf, size, "grad.x");
-    else if (i <= c->S)
-        snprintf(buf, size, "grad.%s0", c->cell->state_names ? c->cell->state_names[i - 1] : g_default_state_names[i - 1]);
+    else if (i <= c->S && c->cell->state_names) snprintf(buf, size, "grad.%s0", c->cell->state_names[i - 1]);
+    else if (i <= c->S) snprintf(buf, size, i == 1 ? "grad.h0" : i == 2 ? "grad.c0" : "grad.s%d0", i - 1);
     else snprintf(buf, size, "grad.%s", tg_params_name_at(c->m->params, i - 1 - c->S));
 }
 

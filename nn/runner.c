@@ -8,7 +8,7 @@
  * Per layer and direction the input projection x·W_ihᵀ + b_ih of all T steps is ONE tg_linear over
  * [T·B, I_k]; the loop then takes step t of it with tg_select (a zero-copy view), and only the
  * recurrent product h·W_hhᵀ stays inside the cell's step. Every step's result becomes the carried
- * state in one function, advance(), which is where length masking happens (and where zoneout will). */
+ * state in one function, advance(), which is where zoneout and length masking happen. */
 #include <tapegrad/autograd.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/ops.h>
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_default_state_names[TG_CELL_MAX_STATES] = {"h", "c", "s2", "s3"};
+static const char *const g_default_state_names[TG_CELL_MAX_STATES] = {"h", "c", "s2", "s3", "s4"};
 
 static const char *state_name(const tg_cell *cell, int s) {
     return cell->state_names ? cell->state_names[s] : g_default_state_names[s];
@@ -158,13 +158,42 @@ typedef struct run_ctx {
     tg_tensor **keep_mask;   /* [T] of [B] new refs: 1 where step t is inside sequence b; NULL: all are */
     tg_tensor **hold_mask;   /* [T] of [B] new refs: 1 - keep_mask[t] */
     int64_t *n_active;       /* [T]: sequences still running at step t */
+    double zoneout[TG_CELL_MAX_STATES]; /* per state: probability of keeping the previous value; 0 = off */
+    bool train;              /* zoneout: random masks (training) or the expectation (evaluation) */
+    tg_rng *rng;             /* zoneout masks' generator */
 } run_ctx;
 
-/* The one place where a step's result becomes the carried state and the step's output. Rows whose
+/* Zoneout (Krueger et al. 2016) of one state: training s' = m ⊙ s + (1 − m) ⊙ s̃ with m ~ Bernoulli(z)
+ * per unit, drawn from c->rng in row-major order; evaluation s' = z s + (1 − z) s̃. The masks are
+ * constants (the gradient flows through m to s and through 1 − m to s̃). tape-owned, or NULL. */
+static tg_tensor *zoneout(const run_ctx *c, double z, tg_tensor *prev, tg_tensor *next) {
+    if (!c->train) return tg_add(tg_mul_scalar(prev, z), tg_mul_scalar(next, 1.0 - z));
+    tg_tensor *keep = tg_empty(tg_dtype_of(next), tg_ndim(next), tg_shape(next)), *take = tg_zeros_like(next);
+    if (!keep || !take) {
+        tg_release(keep);
+        tg_release(take);
+        return NULL;
+    }
+    for (int64_t j = 0; j < tg_numel(next); j++) {
+        double m = tg_rng_uniform(c->rng) < z ? 1.0 : 0.0;
+        if (tg_dtype_of(next) == TG_F64) ((double *)tg_data(keep))[j] = m, ((double *)tg_data(take))[j] = 1.0 - m;
+        else ((float *)tg_data(keep))[j] = (float)m, ((float *)tg_data(take))[j] = (float)(1.0 - m);
+    }
+    tg_tensor *r = tg_add(tg_mul(keep, prev), tg_mul(take, next)); /* the tape keeps what it saved */
+    tg_release(keep);
+    tg_release(take);
+    return r;
+}
+
+/* The one place where a step's result becomes the carried state and the step's output. Zoneout first
+ * mixes each zoned state with its previous value (the zoned h is also the output). Then rows whose
  * sequence has ended keep their state and output zero, which gives PyTorch's packed-sequence
- * semantics (the final state is the state at the last real step). Zoneout belongs here too. */
-static void advance(const run_ctx *c, int S, int64_t t, tg_tensor **state, tg_tensor *const *next,
+ * semantics (the final state is the state at the last real step). */
+static void advance(const run_ctx *c, int S, int64_t t, tg_tensor **state, tg_tensor *const *next_raw,
                     tg_tensor **output) {
+    tg_tensor *next[TG_CELL_MAX_STATES];
+    for (int s = 0; s < S; s++)
+        next[s] = c->zoneout[s] > 0 ? zoneout(c, c->zoneout[s], state[s], next_raw[s]) : next_raw[s];
     if (!c->keep_mask || c->n_active[t] == c->B) {
         for (int s = 0; s < S; s++) state[s] = next[s];
         *output = next[0];
@@ -268,6 +297,10 @@ static bool check_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forw
                 return false;
             }
     int LD = m->num_layers * m->num_directions;
+    if (!(o->zoneout_h >= 0 && o->zoneout_h <= 1 && o->zoneout_c >= 0 && o->zoneout_c <= 1)) {
+        tg_error(fn, "zoneout_h %g, zoneout_c %g: each must be in [0, 1]", o->zoneout_h, o->zoneout_c);
+        return false;
+    }
     for (int s = 0; o->init && s < m->cell->n_states; s++) {
         const tg_tensor *h0 = o->init[s];
         if (!h0) continue;
@@ -333,7 +366,9 @@ tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forw
     const tg_cell *cell = m->cell;
     int L = m->num_layers, D = m->num_directions, S = cell->n_states;
     int64_t H = m->hidden_size;
-    run_ctx c = {.m = m};
+    run_ctx c = {.m = m, .train = o.train, .rng = o.rng ? o.rng : tg_default_rng()};
+    c.zoneout[0] = o.zoneout_h;
+    if (S > 1) c.zoneout[1] = o.zoneout_c;
     c.T = tg_dim(x, m->batch_first ? 1 : 0);
     c.B = tg_dim(x, m->batch_first ? 0 : 1);
     bool keep = o.keep_step_states && out;

@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* FMA contraction: -std=c11 implies -ffp-contract=off, which would turn every a*b+c into a
  * separate multiply and add. Re-enable contraction for this file only. */
@@ -163,79 +164,128 @@ static void *tg_ws_get(size_t bytes)
 }
 
 /* ---- persistent worker pool ---------------------------------------------------------------- */
-/* Workers are started lazily and live for the process. One GEMM at a time owns the pool; a
- * concurrent caller that finds it busy simply runs single-threaded. */
+/* Workers are started lazily and live for the process. Each worker owns a slot; the dispatcher
+ * fills the slot and bumps its generation. After a task a worker spins for a short while
+ * (TG_POOL_SPIN_NS) before sleeping on a condition variable, so back-to-back GEMM calls (an RNN
+ * time loop) do not pay a futex wake-up each time. One GEMM at a time owns the pool; a
+ * concurrent caller that finds it busy runs single-threaded. */
 
 typedef void (*tg_task_fn)(void *arg);
 
+typedef struct {
+    atomic_ulong gen; /* bumped by the dispatcher after fn/arg are written */
+    tg_task_fn fn;
+    void *arg;
+    char pad[64];
+} tg_pool_slot;
+
+#ifndef TG_POOL_SPIN_NS
+#define TG_POOL_SPIN_NS 200000L
+#endif
+
 static pthread_mutex_t tg_pool_owner = PTHREAD_MUTEX_INITIALIZER; /* held by the dispatching call */
 static pthread_mutex_t tg_pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t tg_pool_go = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t tg_pool_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t tg_pool_done = PTHREAD_COND_INITIALIZER;
-static int tg_pool_started;                       /* workers created so far */
-static unsigned long tg_pool_gen;                 /* bumped for every dispatch */
-static int tg_pool_pending;                       /* tasks not yet finished */
-static tg_task_fn tg_pool_fn[TG_MAX_THREADS];
-static void *tg_pool_arg[TG_MAX_THREADS];
-static unsigned long tg_pool_gen0[TG_MAX_THREADS]; /* generation current when worker i was created */
+static int tg_pool_sleepers;      /* workers blocked on tg_pool_wake (under tg_pool_mu) */
+static int tg_pool_waiting;       /* dispatcher blocked on tg_pool_done (under tg_pool_mu) */
+static int tg_pool_started;       /* workers created so far (owner only) */
+static atomic_int tg_pool_pending; /* tasks handed out and not yet finished */
+static tg_pool_slot tg_pool_slots[TG_MAX_THREADS];
+
+static inline void tg_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int64_t tg_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static void *tg_pool_worker(void *p)
 {
-    int id = (int)(intptr_t)p; /* 1 .. TG_MAX_THREADS-1 */
-    pthread_mutex_lock(&tg_pool_mu);
-    unsigned long seen = tg_pool_gen0[id];
+    tg_pool_slot *slot = p;
+    unsigned long seen = atomic_load_explicit(&slot->gen, memory_order_acquire);
     for (;;) {
-        while (tg_pool_gen == seen) pthread_cond_wait(&tg_pool_go, &tg_pool_mu);
-        seen = tg_pool_gen;
-        tg_task_fn fn = tg_pool_fn[id];
-        void *arg = tg_pool_arg[id];
-        tg_pool_fn[id] = NULL;
-        if (!fn) continue;
-        pthread_mutex_unlock(&tg_pool_mu);
-        fn(arg);
-        pthread_mutex_lock(&tg_pool_mu);
-        if (--tg_pool_pending == 0) pthread_cond_signal(&tg_pool_done);
+        /* spin a little, then sleep */
+        int64_t t0 = -1;
+        for (unsigned it = 0; atomic_load_explicit(&slot->gen, memory_order_acquire) == seen; it++) {
+            if ((it & 63) == 0) {
+                const int64_t t = tg_now_ns();
+                if (t0 < 0) t0 = t;
+                else if (t - t0 > TG_POOL_SPIN_NS) break;
+            }
+            tg_cpu_relax();
+        }
+        if (atomic_load_explicit(&slot->gen, memory_order_acquire) == seen) {
+            pthread_mutex_lock(&tg_pool_mu);
+            tg_pool_sleepers++;
+            while (atomic_load_explicit(&slot->gen, memory_order_acquire) == seen)
+                pthread_cond_wait(&tg_pool_wake, &tg_pool_mu);
+            tg_pool_sleepers--;
+            pthread_mutex_unlock(&tg_pool_mu);
+        }
+        seen = atomic_load_explicit(&slot->gen, memory_order_acquire);
+        slot->fn(slot->arg);
+        if (atomic_fetch_sub_explicit(&tg_pool_pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&tg_pool_mu);
+            if (tg_pool_waiting) pthread_cond_signal(&tg_pool_done);
+            pthread_mutex_unlock(&tg_pool_mu);
+        }
     }
     return NULL;
 }
 
 /* Runs fn(args[0..n-1]); task 0 on the calling thread. Returns 0 if the pool was unavailable
- * (busy or thread creation failed) and nothing was run. */
+ * (busy, or no worker could be started) and nothing was run. */
 static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
 {
     if (pthread_mutex_trylock(&tg_pool_owner) != 0) return 0;
-    pthread_mutex_lock(&tg_pool_mu);
     while (tg_pool_started < n - 1) {
+        tg_pool_slot *slot = &tg_pool_slots[tg_pool_started + 1];
         pthread_t th;
         pthread_attr_t attr;
-        tg_pool_gen0[tg_pool_started + 1] = tg_pool_gen;
-        int ok = pthread_attr_init(&attr) == 0;
-        if (ok) pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        ok = ok && pthread_create(&th, &attr, tg_pool_worker, (void *)(intptr_t)(tg_pool_started + 1)) == 0;
+        if (pthread_attr_init(&attr) != 0) break;
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        const int rc = pthread_create(&th, &attr, tg_pool_worker, slot);
         pthread_attr_destroy(&attr);
-        if (!ok) break;
+        if (rc != 0) break;
         tg_pool_started++;
     }
-    if (tg_pool_started < n - 1) n = tg_pool_started + 1;
+    if (n > tg_pool_started + 1) n = tg_pool_started + 1;
     if (n < 2) {
-        pthread_mutex_unlock(&tg_pool_mu);
         pthread_mutex_unlock(&tg_pool_owner);
         return 0;
     }
+    atomic_store_explicit(&tg_pool_pending, n - 1, memory_order_relaxed);
     for (int i = 1; i < n; i++) {
-        tg_pool_fn[i] = fn;
-        tg_pool_arg[i] = args[i];
+        tg_pool_slots[i].fn = fn;
+        tg_pool_slots[i].arg = args[i];
+        atomic_fetch_add_explicit(&tg_pool_slots[i].gen, 1, memory_order_release);
     }
-    tg_pool_pending = n - 1;
-    tg_pool_gen++;
-    pthread_cond_broadcast(&tg_pool_go);
+    pthread_mutex_lock(&tg_pool_mu);
+    if (tg_pool_sleepers > 0) pthread_cond_broadcast(&tg_pool_wake);
     pthread_mutex_unlock(&tg_pool_mu);
 
     fn(args[0]);
 
-    pthread_mutex_lock(&tg_pool_mu);
-    while (tg_pool_pending > 0) pthread_cond_wait(&tg_pool_done, &tg_pool_mu);
-    pthread_mutex_unlock(&tg_pool_mu);
+    for (unsigned it = 0; it < 20000 && atomic_load_explicit(&tg_pool_pending, memory_order_acquire) > 0; it++)
+        tg_cpu_relax();
+    if (atomic_load_explicit(&tg_pool_pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&tg_pool_mu);
+        tg_pool_waiting = 1;
+        while (atomic_load_explicit(&tg_pool_pending, memory_order_acquire) > 0)
+            pthread_cond_wait(&tg_pool_done, &tg_pool_mu);
+        tg_pool_waiting = 0;
+        pthread_mutex_unlock(&tg_pool_mu);
+    }
     pthread_mutex_unlock(&tg_pool_owner);
     return 1;
 }

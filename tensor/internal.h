@@ -50,5 +50,7 @@ tg_tensor *tg__alloc(tg_dtype dtype, int ndim, const int64_t *shape);
 bool tg__check(const char *fn, const char *argname, const tg_tensor *t);
 /* Shape check of user-given shapes; reports and returns false. */
 bool tg__check_shape(const char *fn, int ndim, const int64_t *shape);
+/* Called on every thread's exit (and at process exit) before its pools are freed. */
+void tg__set_thread_exit_hook(void (*fn)(void));
 char *tg__shape_fmt(int ndim, const int64_t *shape, char *buf, size_t size);
 #endif

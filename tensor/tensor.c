@@ -9,6 +9,7 @@
 #include "tensor/internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,22 @@ static _Thread_local tg_tensor *g_tensor_free;
 static _Thread_local free_node *g_storage_free;
 static atomic_long g_live;
 
+/* Thread exit: release the thread's tape (autograd registers the hook), then its cached buffers and
+ * headers, so a worker thread that used tapegrad leaves nothing behind. */
+static void (*g_thread_exit_hook)(void);
+static pthread_key_t g_exit_key;
+static pthread_once_t g_exit_once = PTHREAD_ONCE_INIT;
+static _Thread_local bool g_exit_armed;
+static void thread_exit(void *arg);
+static void make_exit_key(void) { pthread_key_create(&g_exit_key, thread_exit); }
+static void arm_thread_exit(void) {
+    if (g_exit_armed) return;
+    g_exit_armed = true;
+    pthread_once(&g_exit_once, make_exit_key);
+    pthread_setspecific(g_exit_key, (void *)1);
+}
+void tg__set_thread_exit_hook(void (*fn)(void)) { g_thread_exit_hook = fn; }
+
 static int size_class(size_t bytes, size_t *cap) {
     size_t c = 64;
     int k = 0;
@@ -76,6 +93,7 @@ static int size_class(size_t bytes, size_t *cap) {
 }
 
 static void *buf_get(size_t bytes, size_t *cap) {
+    arm_thread_exit();
     int k = size_class(bytes, cap);
     if (k < N_CLASSES && g_buf_free[k]) {
         free_node *n = g_buf_free[k];
@@ -499,9 +517,7 @@ void tg_scale_(tg_tensor *t, double alpha) {
     t->storage->version++;
 }
 
-/* At exit, hand this thread's cached buffers and headers back so that leak checkers see nothing
- * outstanding but what the program itself still holds. */
-__attribute__((destructor)) static void pools_at_exit(void) {
+static void free_thread_pools(void) {
     tg_pool_trim();
     while (g_tensor_free) {
         tg_tensor *t = g_tensor_free;
@@ -509,3 +525,13 @@ __attribute__((destructor)) static void pools_at_exit(void) {
         free(t);
     }
 }
+
+static void thread_exit(void *arg) {
+    (void)arg;
+    if (g_thread_exit_hook) g_thread_exit_hook();
+    free_thread_pools();
+}
+
+/* At exit, hand the main thread's tape, cached buffers and headers back so that leak checkers see
+ * nothing outstanding but what the program itself still holds. */
+__attribute__((destructor)) static void pools_at_exit(void) { thread_exit(NULL); }

@@ -11,6 +11,11 @@ static const struct {
     const char *about;
 } commands[] = {
     {"grad", cmd_grad, "conformance: run a cell on a case file, write outputs and gradients"},
+    {"demo", cmd_demo, "the main job (also run by `tapegrad` alone): triple check, then an LSTM learns"},
+    {"train", cmd_train, "train a recurrent network on a task; progress, CSV log, SVG curve, checkpoints"},
+    {"sample", cmd_sample, "generate text from a character model saved by train --task charlm"},
+    {"compare", cmd_compare, "train several cells on one task with the same data and seeds; table + SVG"},
+    {"bench", cmd_bench, "time one training step (forward, BPTT, Adam); JSON on the last line"},
     {"gradcheck", cmd_gradcheck, "triple check of a cell: tape vs hand-derived BPTT vs finite differences"},
 };
 
@@ -24,7 +29,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { usage(stdout); return 0; }
+    if (argc < 2) return cmd_demo(argc, argv);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;

@@ -105,6 +105,11 @@ int task_evaluate(task *t, const model *m, bool verbose, task_eval *ev);
 
 /* charlm only: the vocabulary (sorted distinct bytes of the text). NULL for other tasks. */
 const unsigned char *task_vocab(const task *t, int *V);
+/* Samples `length` characters from a character model (input and output size V), after feeding it the
+ * prime text (every character must be in vocab). Writes prime + sample to out (NUL-terminated,
+ * truncated to size). Returns 0, or -1 (a prime character outside the vocabulary, or an error). */
+int charlm_sample(const model *m, const unsigned char *vocab, int V, const char *prime, int length,
+                  double temperature, uint64_t seed, char *out, size_t size);
 /* "abc" style description of the text source ("GPL-3 (35149 chars)") for reports. */
 const char *task_data_desc(const task *t);
 #endif

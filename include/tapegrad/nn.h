@@ -113,7 +113,7 @@ tg_tensor *tg_embedding_layer_forward(const tg_embedding_layer *e, int ndim, con
 
 /* ---- recurrent cells ---------------------------------------------------------------------------- */
 
-#define TG_CELL_MAX_STATES 4
+#define TG_CELL_MAX_STATES 5 /* lstm_fgr: h, c and the previous i, f, o */
 #define TG_CELL_MAX_EXTRA 8
 
 /* The parameters of one layer in one direction, as the step function sees them. The four standard
@@ -148,7 +148,7 @@ struct tg_cell {
     const char *name;                 /* registry key, e.g. "lstm" */
     int gates;                        /* G: weight_ih has G·H rows */
     int n_states;                     /* S: 1 (h) or 2 (h, c), at most TG_CELL_MAX_STATES */
-    const char *const *state_names;   /* S names ("h", "c"): learned initial states are "<name>0"; NULL = h,c,s2,s3 */
+    const char *const *state_names;   /* S names ("h", "c"): learned initial states are "<name>0"; NULL = h,c,s2,s3,s4 */
     int forget_gate;                  /* gate block that tg_rnn_init's forget bias sets (LSTM: f = 1; GRU: z = 1,
                                          the gate that keeps the old state); -1: none */
     int n_extra;                      /* extra per-layer parameters, at most TG_CELL_MAX_EXTRA */
@@ -160,7 +160,10 @@ struct tg_cell {
 };
 
 /* The built-in cells and any registered ones, by name: "rnn_tanh", "rnn_relu", "lstm", "gru"
- * (PyTorch's reset-after), "gru_reset_before" (Cho et al. 2014). returns: borrowed (static);
+ * (PyTorch's reset-after), "gru_reset_before" (Cho et al. 2014); the zoo of nn/cells_zoo.c:
+ * "lstm_peephole", the Greff et al. 2017 variants "lstm_nig", "lstm_nfg", "lstm_nog", "lstm_niaf",
+ * "lstm_noaf", "lstm_np", "lstm_cifg", "lstm_fgr", then "mgu", "mut1", "mut2", "mut3", "indrnn",
+ * "lstm_ln" (equations, parameters and references: docs/cells.md). returns: borrowed (static);
  * NULL plus tg_error("tg_cell_by_name", ...) listing the known names when unknown. */
 const tg_cell *tg_cell_by_name(const char *name);
 /* Makes a user cell findable by name. The struct must outlive its use (usually static). Call before
@@ -235,6 +238,13 @@ typedef struct tg_rnn_forward_opts { /* {0} or NULL: zeros initial state, all le
     bool train;                      /* dropout between layers is active */
     tg_rng *rng;                     /* dropout's generator; NULL = the thread's default */
     bool keep_step_states;           /* fill out->step_states */
+    /* Zoneout (Krueger et al. 2016), for any cell: each unit of a state keeps its previous value with
+     * probability z. Training: s_t = m ⊙ s_{t−1} + (1 − m) ⊙ s̃_t, m ~ Bernoulli(z) per unit and step
+     * (a constant mask drawn from `rng`, so a seeded generator repeats it); evaluation: s_t =
+     * z s_{t−1} + (1 − z) s̃_t. 0 = off (exactly the plain run); 1 freezes the state. */
+    double zoneout_h;                /* z of state 0 (h, which is also the output) */
+    double zoneout_c;                /* z of state 1 (LSTM's c); ignored by one-state cells; later states
+                                        (lstm_fgr's previous gates) are never zoned out */
 } tg_rnn_forward_opts;
 
 typedef struct tg_rnn_output {       /* every tensor here: tape-owned */

@@ -1,0 +1,399 @@
+/* nn/cells_zoo.c - the recurrent-architecture zoo: LSTM variants, minimal and evolved gated units,
+ * IndRNN and the layer-normalised LSTM. Every cell is one forward time step written with public ops
+ * (the tape differentiates it; there is no backward code here), a make_params when it has extra
+ * parameters, and one row of g_zoo at the bottom, which nn/cells.c's registry consults after the
+ * built-in cells. docs/cells.md tabulates every cell with its equations and reference.
+ *
+ * Dimension letters: B batch, I input size (of this layer), H hidden size, G gate blocks.
+ * As in nn/cells.c, a step receives xproj [B, G·H] = x W_ihᵀ + b_ih (one GEMM for all time steps, made
+ * by the runner) and adds the recurrent part itself. a_i, a_f, a_g, a_o are gate pre-activations; ⊙ is
+ * the elementwise product; σ the logistic sigmoid; W_h* are blocks of weight_hh, b_h* of bias_hh.
+ *
+ * Parameter layout (per layer k and direction, PyTorch-style names with the suffix _l{k}[_reverse]):
+ * weight_ih [G·H, I], weight_hh [G·H, H], bias_ih, bias_hh [G·H], then the cell's extras, all
+ * ~ U(±1/√H) like PyTorch unless a row says otherwise. Blocks are listed per cell below. */
+#include "nn/cells_zoo.h"
+
+#include <tapegrad/autograd.h>
+#include <tapegrad/nn.h>
+#include <tapegrad/ops.h>
+
+#include <math.h>
+#include <string.h>
+
+/* 0 when every state output was produced, -1 when an op failed (its message is already pending). */
+static int produced(tg_tensor **state_out, int n) {
+    for (int s = 0; s < n; s++)
+        if (!state_out[s]) return -1;
+    return 0;
+}
+
+/* Gate block k ([H, C] or [H]) of a weight [G·H, C] or bias [G·H]; NULL (no bias) stays NULL.
+ * A zero-copy view recorded on the tape, so the block's gradient lands in the whole tensor. */
+static tg_tensor *block(const tg_tensor *w, int G, int k, int64_t H) {
+    if (!w) return NULL;
+    return tg_ndim(w) == 2 ? tg_select(tg_reshape(w, TG_SHAPE(G, H, tg_dim(w, 1))), k)
+                           : tg_select(tg_reshape(w, TG_SHAPE(G, H)), k);
+}
+
+/* ---- parameters ------------------------------------------------------------------------------------ */
+
+static void release_params(tg_cell_params *p) {
+    tg_release(p->weight_ih);
+    tg_release(p->weight_hh);
+    tg_release(p->bias_ih);
+    tg_release(p->bias_hh);
+    for (int e = 0; e < TG_CELL_MAX_EXTRA; e++) tg_release(p->extra[e]);
+    memset(p, 0, sizeof *p);
+}
+
+/* Checks that extras 0..n-1 were all created; on failure releases everything. Returns 0 or -1. */
+static int extras_made(tg_cell_params *out, int n) {
+    for (int e = 0; e < n; e++)
+        if (!out->extra[e]) {
+            release_params(out);
+            return -1;
+        }
+    return 0;
+}
+
+/* Standard parameters plus n_extra vectors [H] ~ U(±1/√H): the peepholes w_c* of the LSTM family
+ * (PyTorch has no peephole; we use its default range for every weight). */
+static int peephole_params(const tg_cell *cell, int64_t I, int64_t H, bool bias, tg_dtype dtype, tg_rng *rng,
+                           tg_cell_params *out) {
+    if (tg_cell_standard_params(cell, I, H, bias, dtype, rng, out)) return -1;
+    if (!rng) rng = tg_default_rng();
+    double k = 1.0 / sqrt((double)H);
+    for (int e = 0; e < cell->n_extra; e++) out->extra[e] = tg_rand_uniform(rng, dtype, TG_SHAPE(H), -k, k);
+    return extras_made(out, cell->n_extra);
+}
+
+/* ---- the LSTM family of Greff et al. 2017 ---------------------------------------------------------- */
+
+/* "LSTM: A Search Space Odyssey" (Greff, Srivastava, Koutník, Steunebrink, Schmidhuber, IEEE TNNLS 2017)
+ * starts from the "vanilla" LSTM, which has peepholes, and removes or changes one thing per variant.
+ * One step function serves the family; a variant is a row of the description below. A gate that a
+ * variant removes has no block in the projections (G = 3) and no peephole: no dead parameters, so
+ * nothing for an optimizer or weight decay to chase. Kept blocks stay in PyTorch's order i, f, g, o. */
+typedef struct lstm_variant {
+    int i, f, g, o;     /* block of each gate in [B, G·H]; -1: the gate is absent (constant 1) */
+    int ci, cf, co;     /* index in p->extra of the peephole w_ci, w_cf, w_co [H]; -1: none */
+    bool coupled;       /* CIFG: f = 1 − i */
+    bool linear_input;  /* NIAF: g = a_g */
+    bool linear_output; /* NOAF: h' = o ⊙ c' */
+} lstm_variant;
+
+/* a + w ⊙ c, the peephole term of one gate (w [H] broadcast over the batch); a when k < 0 */
+static tg_tensor *peep(tg_tensor *a, const tg_cell_params *p, int k, const tg_tensor *c) {
+    return k < 0 ? a : tg_add(a, tg_mul(p->extra[k], c));
+}
+
+static int lstm_variant_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x,
+                             const tg_tensor *xproj, tg_tensor *const *state, tg_tensor **out) {
+    (void)x;
+    const lstm_variant *v = cell->user;
+    const tg_tensor *h = state[0], *c = state[1];
+    /* [a_i | a_f | a_g | a_o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh   (only the blocks the variant has) */
+    tg_tensor *a[4];
+    if (tg_chunk(tg_add(xproj, tg_linear(h, p->weight_hh, p->bias_hh)), 1, cell->gates, a)) return -1;
+    /* i = σ(a_i + w_ci ⊙ c)   input gate, peephole on c_{t−1}.   NIG: i = 1 */
+    tg_tensor *i = v->i < 0 ? NULL : tg_sigmoid(peep(a[v->i], p, v->ci, c));
+    /* f = σ(a_f + w_cf ⊙ c)   forget gate, peephole on c_{t−1}.  NFG: f = 1.  CIFG: f = 1 − i */
+    tg_tensor *f = v->coupled ? tg_rsub_scalar(1.0, i) : v->f < 0 ? NULL : tg_sigmoid(peep(a[v->f], p, v->cf, c));
+    /* g = tanh(a_g)   block input.   NIAF: g = a_g */
+    tg_tensor *g = v->linear_input ? a[v->g] : tg_tanh(a[v->g]);
+    /* c' = f ⊙ c + i ⊙ g   (an absent gate is 1) */
+    const tg_tensor *keep = v->f < 0 && !v->coupled ? c : tg_mul(f, c);
+    out[1] = tg_add(keep, v->i < 0 ? g : tg_mul(i, g));
+    /* o = σ(a_o + w_co ⊙ c')   output gate, peephole on the new c_t.   NOG: o = 1 */
+    tg_tensor *o = v->o < 0 ? NULL : tg_sigmoid(peep(a[v->o], p, v->co, out[1]));
+    /* h' = o ⊙ tanh(c')   NOAF: h' = o ⊙ c' */
+    tg_tensor *act = v->linear_output ? out[1] : tg_tanh(out[1]);
+    out[0] = v->o < 0 ? act : tg_mul(o, act);
+    return produced(out, 2);
+}
+
+/*                                     i   f   g   o  ci  cf  co coupled lin_in lin_out */
+static const lstm_variant v_peephole = {0,  1,  2,  3,  0,  1,  2, false, false, false};
+static const lstm_variant v_nig      = {-1, 0,  1,  2, -1,  0,  1, false, false, false};
+static const lstm_variant v_nfg      = {0, -1,  1,  2,  0, -1,  1, false, false, false};
+static const lstm_variant v_nog      = {0,  1,  2, -1,  0,  1, -1, false, false, false};
+static const lstm_variant v_niaf     = {0,  1,  2,  3,  0,  1,  2, false, true,  false};
+static const lstm_variant v_noaf     = {0,  1,  2,  3,  0,  1,  2, false, false, true};
+static const lstm_variant v_np       = {0,  1,  2,  3, -1, -1, -1, false, false, false};
+static const lstm_variant v_cifg     = {0, -1,  1,  2,  0, -1,  1, true,  false, false};
+
+/* FGR, full gate recurrence (Greff et al.; the original LSTM of Hochreiter & Schmidhuber 1997 had it):
+ * every gate also reads the previous step's i, f, o through 9 matrices R_{b→a} [H, H], held as the
+ * blocks of one extra weight_gg [3H, 3H] (row block a ∈ {i, f, o} receives, column block b ∈ {i, f, o}
+ * is read), so the 9 products are one GEMM. The previous gates are states 2, 3, 4 (zero at t = 0). */
+static int lstm_fgr_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                         tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0], *c = state[1];
+    tg_tensor *a[4], *r[3];
+    /* [a_i | a_f | a_g | a_o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh */
+    if (tg_chunk(tg_add(xproj, tg_linear(h, p->weight_hh, p->bias_hh)), 1, 4, a)) return -1;
+    /* [r_i | r_f | r_o] = [i_{t−1} | f_{t−1} | o_{t−1}] W_ggᵀ,  r_a = Σ_b R_{b→a} b_{t−1} */
+    if (tg_chunk(tg_linear(tg_concat(3, state + 2, 1), p->extra[3], NULL), 1, 3, r)) return -1;
+    /* i = σ(a_i + w_ci ⊙ c + r_i) */
+    out[2] = tg_sigmoid(tg_add(peep(a[0], p, 0, c), r[0]));
+    /* f = σ(a_f + w_cf ⊙ c + r_f) */
+    out[3] = tg_sigmoid(tg_add(peep(a[1], p, 1, c), r[1]));
+    /* c' = f ⊙ c + i ⊙ tanh(a_g) */
+    out[1] = tg_add(tg_mul(out[3], c), tg_mul(out[2], tg_tanh(a[2])));
+    /* o = σ(a_o + w_co ⊙ c' + r_o) */
+    out[4] = tg_sigmoid(tg_add(peep(a[3], p, 2, out[1]), r[2]));
+    /* h' = o ⊙ tanh(c') */
+    out[0] = tg_mul(out[4], tg_tanh(out[1]));
+    return produced(out, 5);
+}
+
+/* extras: w_ci, w_cf, w_co [H] and weight_gg [3H, 3H], all ~ U(±1/√H) */
+static int lstm_fgr_params(const tg_cell *cell, int64_t I, int64_t H, bool bias, tg_dtype dtype, tg_rng *rng,
+                           tg_cell_params *out) {
+    if (tg_cell_standard_params(cell, I, H, bias, dtype, rng, out)) return -1;
+    if (!rng) rng = tg_default_rng();
+    double k = 1.0 / sqrt((double)H);
+    for (int e = 0; e < 3; e++) out->extra[e] = tg_rand_uniform(rng, dtype, TG_SHAPE(H), -k, k);
+    out->extra[3] = tg_rand_uniform(rng, dtype, TG_SHAPE(3 * H, 3 * H), -k, k);
+    return extras_made(out, 4);
+}
+
+/* ---- minimal gated unit (Zhou, Wu, Zhang, Zhou 2016) ------------------------------------------------ */
+
+/* G = 2, blocks (f, h̃) in both weight_ih and weight_hh. */
+static int mgu_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                    tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0];
+    int64_t H = p->hidden_size;
+    tg_tensor *xg[2];
+    /* [x_f | x_h] = x W_ihᵀ + b_ih */
+    if (tg_chunk(xproj, 1, 2, xg)) return -1;
+    /* f = σ(W_f x + U_f h + b_f)   the only gate */
+    tg_tensor *f = tg_sigmoid(tg_add(xg[0], tg_linear(h, block(p->weight_hh, 2, 0, H), block(p->bias_hh, 2, 0, H))));
+    /* h̃ = tanh(W_h x + U_h (f ⊙ h) + b_h) */
+    tg_tensor *cand = tg_tanh(
+        tg_add(xg[1], tg_linear(tg_mul(f, h), block(p->weight_hh, 2, 1, H), block(p->bias_hh, 2, 1, H))));
+    /* h' = (1 − f) ⊙ h + f ⊙ h̃  =  h + f ⊙ (h̃ − h) */
+    out[0] = tg_add(h, tg_mul(f, tg_sub(cand, h)));
+    return produced(out, 1);
+}
+
+/* ---- the three evolved architectures of Jozefowicz, Zaremba, Sutskever 2015 -------------------------- */
+
+/* "An Empirical Exploration of Recurrent Network Architectures" (ICML 2015), section 3.4, written as in
+ * the paper with h = h_t, h' = h_{t+1}. MUT1 and MUT2 add the raw input x_t to an H-wide
+ * pre-activation, so they need I = H in every layer (make_params reports anything else). */
+static int mut_same_width(const tg_cell *cell, int64_t I, int64_t H) {
+    if (I == H) return 0;
+    tg_error("tg_rnn_new", "cell '%s': input size %lld must equal hidden size %lld (the cell adds x_t itself to an "
+             "H-wide pre-activation)", cell->name, (long long)I, (long long)H);
+    return -1;
+}
+
+/* MUT1: G = 2; weight_ih blocks (z, r), weight_hh blocks (r, h̃). */
+static int mut1_params(const tg_cell *cell, int64_t I, int64_t H, bool bias, tg_dtype dtype, tg_rng *rng,
+                       tg_cell_params *out) {
+    memset(out, 0, sizeof *out);
+    if (mut_same_width(cell, I, H)) return -1;
+    return tg_cell_standard_params(cell, I, H, bias, dtype, rng, out);
+}
+
+static int mut1_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                     tg_tensor *const *state, tg_tensor **out) {
+    (void)cell;
+    const tg_tensor *h = state[0];
+    int64_t H = p->hidden_size;
+    tg_tensor *xg[2];
+    /* [x_z | x_r] = x W_ihᵀ + b_ih */
+    if (tg_chunk(xproj, 1, 2, xg)) return -1;
+    /* z = sigm(W_xz x_t + b_z) */
+    tg_tensor *z = tg_sigmoid(xg[0]);
+    /* r = sigm(W_xr x_t + W_hr h_t + b_r) */
+    tg_tensor *r = tg_sigmoid(tg_add(xg[1], tg_linear(h, block(p->weight_hh, 2, 0, H), block(p->bias_hh, 2, 0, H))));
+    /* h̃ = tanh(W_hh (r ⊙ h_t) + tanh(x_t) + b_h) */
+    tg_tensor *cand = tg_tanh(
+        tg_add(tg_linear(tg_mul(r, h), block(p->weight_hh, 2, 1, H), block(p->bias_hh, 2, 1, H)), tg_tanh(x)));
+    /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
+    out[0] = tg_add(h, tg_mul(z, tg_sub(cand, h)));
+    return produced(out, 1);
+}
+
+/* MUT2: G = 2; weight_ih blocks (z, h̃), weight_hh blocks (z, r), extra weight_hn [H, H] = the W_hh of
+ * h̃ (no bias of its own: b_h is bias_ih's block 1). */
+static int mut2_params(const tg_cell *cell, int64_t I, int64_t H, bool bias, tg_dtype dtype, tg_rng *rng,
+                       tg_cell_params *out) {
+    memset(out, 0, sizeof *out);
+    if (mut_same_width(cell, I, H)) return -1;
+    if (tg_cell_standard_params(cell, I, H, bias, dtype, rng, out)) return -1;
+    double k = 1.0 / sqrt((double)H);
+    out->extra[0] = tg_rand_uniform(rng ? rng : tg_default_rng(), dtype, TG_SHAPE(H, H), -k, k);
+    return extras_made(out, 1);
+}
+
+static int mut2_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                     tg_tensor *const *state, tg_tensor **out) {
+    (void)cell;
+    const tg_tensor *h = state[0];
+    tg_tensor *xg[2], *hg[2];
+    /* [x_z | x_h] = x W_ihᵀ + b_ih,   [h_z | h_r] = h W_hhᵀ + b_hh */
+    if (tg_chunk(xproj, 1, 2, xg) || tg_chunk(tg_linear(h, p->weight_hh, p->bias_hh), 1, 2, hg)) return -1;
+    /* z = sigm(W_xz x_t + W_hz h_t + b_z) */
+    tg_tensor *z = tg_sigmoid(tg_add(xg[0], hg[0]));
+    /* r = sigm(x_t + W_hr h_t + b_r) */
+    tg_tensor *r = tg_sigmoid(tg_add(x, hg[1]));
+    /* h̃ = tanh(W_hh (r ⊙ h_t) + W_xh x_t + b_h) */
+    tg_tensor *cand = tg_tanh(tg_add(tg_linear(tg_mul(r, h), p->extra[0], NULL), xg[1]));
+    /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
+    out[0] = tg_add(h, tg_mul(z, tg_sub(cand, h)));
+    return produced(out, 1);
+}
+
+/* MUT3: G = 3, blocks (z, r, h̃) in both weight_ih and weight_hh. */
+static int mut3_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                     tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0];
+    int64_t H = p->hidden_size;
+    tg_tensor *xg[3];
+    /* [x_z | x_r | x_h] = x W_ihᵀ + b_ih */
+    if (tg_chunk(xproj, 1, 3, xg)) return -1;
+    /* z = sigm(W_xz x_t + W_hz tanh(h_t) + b_z) */
+    tg_tensor *z = tg_sigmoid(tg_add(xg[0], tg_linear(tg_tanh(h), block(p->weight_hh, 3, 0, H), block(p->bias_hh, 3, 0, H))));
+    /* r = sigm(W_xr x_t + W_hr h_t + b_r) */
+    tg_tensor *r = tg_sigmoid(tg_add(xg[1], tg_linear(h, block(p->weight_hh, 3, 1, H), block(p->bias_hh, 3, 1, H))));
+    /* h̃ = tanh(W_hh (r ⊙ h_t) + W_xh x_t + b_h) */
+    tg_tensor *cand = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), block(p->weight_hh, 3, 2, H), block(p->bias_hh, 3, 2, H))));
+    /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
+    out[0] = tg_add(h, tg_mul(z, tg_sub(cand, h)));
+    return produced(out, 1);
+}
+
+/* ---- IndRNN (Li, Li, Cook, Zhu, Gao 2018) ------------------------------------------------------------ */
+
+/* Each unit has its own recurrent weight u_j, so weight_hh is the vector u [H] instead of a matrix
+ * (the runner files it as weight_hh_l{k} whatever its shape). */
+typedef struct indrnn_consts {
+    double max_steps; /* T of the init below: |u|^T <= 2 keeps a relu unit from exploding over T steps */
+} indrnn_consts;
+
+/* The paper's recommendation for relu: u ~ U(0, 2^{1/T}) (so |u|^T <= 2); weight_ih, biases U(±1/√H).
+ * T = 100 in the registered "indrnn"; register a row with another indrnn_consts for longer sequences. */
+static int indrnn_params(const tg_cell *cell, int64_t I, int64_t H, bool bias, tg_dtype dtype, tg_rng *rng,
+                         tg_cell_params *out) {
+    if (tg_cell_standard_params(cell, I, H, bias, dtype, rng, out)) return -1;
+    const indrnn_consts *k = cell->user;
+    tg_release(out->weight_hh);
+    out->weight_hh = tg_rand_uniform(rng ? rng : tg_default_rng(), dtype, TG_SHAPE(H), 0.0, pow(2.0, 1.0 / k->max_steps));
+    if (!out->weight_hh) { release_params(out); return -1; }
+    return 0;
+}
+
+static int indrnn_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                       tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0];
+    /* h' = relu(W x + b_ih + u ⊙ h + b_hh)   u [H]: unit j only ever sees its own past */
+    tg_tensor *rec = tg_mul(p->weight_hh, h);
+    out[0] = tg_relu(tg_add(xproj, p->bias_hh ? tg_add(rec, p->bias_hh) : rec));
+    return produced(out, 1);
+}
+
+static const indrnn_consts k_indrnn = {100.0};
+
+/* ---- layer-normalised LSTM (Ba, Kiros, Hinton 2016) --------------------------------------------------- */
+
+#define LN_EPS 1e-5 /* inside the square root, as PyTorch's LayerNorm */
+
+/* LN(a; α, β) over each of `blocks` equal parts of a [B, N]: (a − μ) / √(σ² + ε) ⊙ α + β, with μ, σ² the
+ * mean and (biased) variance of the part. α, β [N]; β may be NULL. */
+static tg_tensor *layer_norm(const tg_tensor *a, int blocks, const tg_tensor *gain, const tg_tensor *beta) {
+    if (!a) return NULL;
+    int64_t B = tg_dim(a, 0), N = tg_dim(a, 1);
+    tg_tensor *parts = tg_reshape(a, TG_SHAPE(B, blocks, N / blocks));
+    tg_tensor *centred = tg_sub(parts, tg_mean_axis(parts, -1, true));
+    tg_tensor *var = tg_mean_axis(tg_mul(centred, centred), -1, true);
+    tg_tensor *normed = tg_reshape(tg_mul(centred, tg_pow_scalar(tg_add_scalar(var, LN_EPS), -0.5)), TG_SHAPE(B, N));
+    tg_tensor *scaled = tg_mul(normed, gain);
+    return beta ? tg_add(scaled, beta) : scaled;
+}
+
+/* G = 4 (i, f, g, o). No bias_ih / bias_hh: the runner adds b_ih to x W_ihᵀ before the step, inside where
+ * the LN would cancel it. The biases are the LN shifts β (the paper's b only ever appears summed with
+ * them). Extras: ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias [4H]; ln_c_weight, ln_c_bias [H];
+ * gains start at 1, shifts at 0; with bias = false the three shifts are absent. */
+static int lstm_ln_params(const tg_cell *cell, int64_t I, int64_t H, bool bias, tg_dtype dtype, tg_rng *rng,
+                          tg_cell_params *out) {
+    if (tg_cell_standard_params(cell, I, H, false, dtype, rng, out)) return -1;
+    for (int e = 0; e < 6; e++) {
+        int64_t n = e < 4 ? 4 * H : H;
+        out->extra[e] = e % 2 == 0 ? tg_ones(dtype, TG_SHAPE(n)) : bias ? tg_zeros(dtype, TG_SHAPE(n)) : NULL;
+    }
+    for (int e = 0; e < 6; e++)
+        if (!out->extra[e] && (e % 2 == 0 || bias)) {
+            release_params(out);
+            return -1;
+        }
+    return 0;
+}
+
+static int lstm_ln_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                        tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0], *c = state[1];
+    tg_tensor *const *ln = p->extra;
+    tg_tensor *a[4];
+    /* [a_i | a_f | a_g | a_o] = LN(x W_ihᵀ; α_x, β_x) + LN(h W_hhᵀ; α_h, β_h), LN per gate block */
+    tg_tensor *ax = layer_norm(xproj, 4, ln[0], ln[1]);
+    tg_tensor *ah = layer_norm(tg_linear(h, p->weight_hh, NULL), 4, ln[2], ln[3]);
+    if (tg_chunk(tg_add(ax, ah), 1, 4, a)) return -1;
+    /* i = σ(a_i),  f = σ(a_f),  g = tanh(a_g),  o = σ(a_o) */
+    tg_tensor *i = tg_sigmoid(a[0]), *f = tg_sigmoid(a[1]), *g = tg_tanh(a[2]), *o = tg_sigmoid(a[3]);
+    /* c' = f ⊙ c + i ⊙ g */
+    out[1] = tg_add(tg_mul(f, c), tg_mul(i, g));
+    /* h' = o ⊙ tanh(LN(c'; α_c, β_c)) */
+    out[0] = tg_mul(o, tg_tanh(layer_norm(out[1], 1, ln[4], ln[5])));
+    return produced(out, 2);
+}
+
+/* ---- the table ------------------------------------------------------------------------------------- */
+
+static const char *const g_h[] = {"h"};
+static const char *const g_hc[] = {"h", "c"};
+static const char *const g_hc_gates[] = {"h", "c", "i", "f", "o"};
+static const char *const x_ifo[] = {"weight_ci", "weight_cf", "weight_co"};
+static const char *const x_fo[] = {"weight_cf", "weight_co"};
+static const char *const x_io[] = {"weight_ci", "weight_co"};
+static const char *const x_if[] = {"weight_ci", "weight_cf"};
+static const char *const x_fgr[] = {"weight_ci", "weight_cf", "weight_co", "weight_gg"};
+static const char *const x_mut2[] = {"weight_hn"};
+static const char *const x_ln[] = {"ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_c_weight", "ln_c_bias"};
+
+/* forget: the block tg_rnn_init's forget bias sets, i.e. the gate whose large value keeps the state;
+ * -1 where no block does that (NFG, CIFG: f = 1 − i; MGU/MUT: their gate's large value *replaces* the
+ * state; LN-LSTM: its shifts are extras, set ln_ih_bias[H:2H] yourself).
+ *  name             gates states names       forget extra names    input  make_params      step               user */
+static const tg_cell g_zoo[] = {
+    {"lstm_peephole", 4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_peephole},
+    {"lstm_nig",      3,   2,     g_hc,        0,    2,    x_fo,    false, peephole_params, lstm_variant_step, &v_nig},
+    {"lstm_nfg",      3,   2,     g_hc,       -1,    2,    x_io,    false, peephole_params, lstm_variant_step, &v_nfg},
+    {"lstm_nog",      3,   2,     g_hc,        1,    2,    x_if,    false, peephole_params, lstm_variant_step, &v_nog},
+    {"lstm_niaf",     4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_niaf},
+    {"lstm_noaf",     4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_noaf},
+    {"lstm_np",       4,   2,     g_hc,        1,    0,    NULL,    false, NULL,            lstm_variant_step, &v_np},
+    {"lstm_cifg",     3,   2,     g_hc,       -1,    2,    x_io,    false, peephole_params, lstm_variant_step, &v_cifg},
+    {"lstm_fgr",      4,   5,     g_hc_gates,  1,    4,    x_fgr,   false, lstm_fgr_params, lstm_fgr_step,     NULL},
+    {"mgu",           2,   1,     g_h,        -1,    0,    NULL,    false, NULL,            mgu_step,          NULL},
+    {"mut1",          2,   1,     g_h,        -1,    0,    NULL,    true,  mut1_params,     mut1_step,         NULL},
+    {"mut2",          2,   1,     g_h,        -1,    1,    x_mut2,  true,  mut2_params,     mut2_step,         NULL},
+    {"mut3",          3,   1,     g_h,        -1,    0,    NULL,    false, NULL,            mut3_step,         NULL},
+    {"indrnn",        1,   1,     g_h,        -1,    0,    NULL,    false, indrnn_params,   indrnn_step,       &k_indrnn},
+    {"lstm_ln",       4,   2,     g_hc,       -1,    6,    x_ln,    false, lstm_ln_params,  lstm_ln_step,      NULL},
+};
+#define N_ZOO ((int)(sizeof g_zoo / sizeof g_zoo[0]))
+
+int tg__cell_zoo_count(void) { return N_ZOO; }
+
+const tg_cell *tg__cell_zoo_at(int i) { return i >= 0 && i < N_ZOO ? &g_zoo[i] : NULL; }

@@ -1,0 +1,225 @@
+/* tools/cmd_train.c - `tapegrad train`: train a recurrent model on a task, with a live progress line,
+ * a CSV log, an SVG learning curve, checkpoints that resume bit for bit, and a final test metric
+ * against the task's baseline. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <tapegrad/tapegrad.h>
+
+#include "tools/cli.h"
+#include "tools/commands.h"
+#include "tools/plot.h"
+#include "tools/trainer.h"
+
+/* Was option `name` given on the command line (as "--x v" or "--x=v")? */
+static bool given(int argc, char **argv, const char *name) {
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (strncmp(argv[i], name, n) == 0 && (argv[i][n] == 0 || argv[i][n] == '=')) return true;
+    return false;
+}
+
+/* Reads a curve back from a CSV log written by train (step,loss,seconds); for plots of resumed runs. */
+static int read_csv_curve(const char *path, double **xs, double **ys) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int n = 0, cap = 256;
+    double *x = malloc((size_t)cap * sizeof *x), *y = malloc((size_t)cap * sizeof *y);
+    char line[256];
+    while (x && y && fgets(line, sizeof line, f)) {
+        double a, b;
+        if (sscanf(line, "%lf,%lf", &a, &b) != 2) continue; /* the header */
+        if (n == cap) {
+            cap *= 2;
+            double *nx = realloc(x, (size_t)cap * sizeof *x), *ny = realloc(y, (size_t)cap * sizeof *y);
+            if (nx) x = nx;
+            if (ny) y = ny;
+            if (!nx || !ny) break;
+        }
+        x[n] = a;
+        y[n++] = b;
+    }
+    fclose(f);
+    *xs = x;
+    *ys = y;
+    return n;
+}
+
+int cmd_train(int argc, char **argv) {
+    const char *task = NULL, *cell = "lstm", *optim = "adam", *save = NULL, *resume = NULL, *log = NULL, *plot = NULL,
+               *text = NULL, *fb = NULL, *dtype = "f32";
+    long hidden = 0, layers = 1, batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1;
+    double lr = 0, clip = 1.0;
+    bool quiet = false;
+    const cli_opt opts[] = {
+        {"--task", CLI_STR, &task, 0, 0, "arith | pattern | adding | copy | binadd | charlm (required)"},
+        {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tg_cell_by_name)"},
+        {"--hidden", CLI_INT, &hidden, 0, 4096, "hidden units (0: the task's default)"},
+        {"--layers", CLI_INT, &layers, 1, 16, "stacked layers"},
+        {"--batch", CLI_INT, &batch, 0, 4096, "sequences per step (0: the task's default)"},
+        {"--seq", CLI_INT, &seq, 0, 100000, "the task's length: T, delay, bits, window (0: the task's default)"},
+        {"--lr", CLI_REAL, &lr, 0, 10, "learning rate (0: the task's default)"},
+        {"--optim", CLI_STR, &optim, 0, 0, "adam | sgd | rmsprop | adagrad | adamw"},
+        {"--clip", CLI_REAL, &clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
+        {"--epochs", CLI_INT, &epochs, 0, 1000000, "train this many epochs (charlm: passes over the text; "
+                                                  "else 10,000 examples)"},
+        {"--steps", CLI_INT, &steps, 0, 100000000, "total optimizer steps (0: the task's default)"},
+        {"--seed", CLI_INT, &seed, 0, 2147483647, "seed of the initial weights and of the data stream"},
+        {"--threads", CLI_INT, &threads, 1, 64, "GEMM threads"},
+        {"--dtype", CLI_STR, &dtype, 0, 0, "f32 | f64"},
+        {"--forget-bias", CLI_STR, &fb, 0, 0, "set the forget gate's bias to this (default: PyTorch's init)"},
+        {"--text", CLI_STR, &text, 0, 0, "charlm: a text file (default: " "/usr/share/common-licenses/GPL-3)"},
+        {"--save", CLI_STR, &save, 0, 0, "write a checkpoint (FILE and FILE's .optim.safetensors)"},
+        {"--resume", CLI_STR, &resume, 0, 0, "continue from a checkpoint, up to --steps in total"},
+        {"--log", CLI_STR, &log, 0, 0, "append the learning curve to a CSV file (step,loss,seconds)"},
+        {"--plot", CLI_STR, &plot, 0, 0, "write the learning curve as an SVG file"},
+        {"--quiet", CLI_FLAG, &quiet, 0, 0, "no progress display"},
+    };
+    const cli_cmd cmd = {"train", "--task T [--cell C --hidden N --steps N --save FILE --resume FILE ...]",
+                         "Trains a recurrent network (the cell, then a linear head) on a task, shows a progress\n"
+                         "line, and ends with the task's test metric against its baseline. Checkpoints resume\n"
+                         "bit for bit: --steps N --save a, then --resume a --steps 2N equals --steps 2N.",
+                         opts, (int)(sizeof opts / sizeof opts[0])};
+    int p = cli_parse(&cmd, argc, argv);
+    if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
+    if (!task && !resume) return cli_fail(&cmd, "--task is required (%s)", task_list());
+    if (task && !task_known(task)) return cli_fail(&cmd, "unknown task '%s' (known: %s)", task, task_list());
+    if (optim_kind_parse(optim) < 0)
+        return cli_fail(&cmd, "unknown optimizer '%s' (adam, sgd, rmsprop, adagrad or adamw)", optim);
+    if (strcmp(dtype, "f32") && strcmp(dtype, "f64")) return cli_fail(&cmd, "--dtype must be f32 or f64, not '%s'", dtype);
+    if (epochs && steps) return cli_fail(&cmd, "give --epochs or --steps, not both");
+    cli_record_errors();
+
+    train_config cfg = {.task = task, .cell = cell, .text = text, .seq = seq, .hidden = hidden, .layers = layers,
+                        .batch = batch, .lr = lr, .optim = optim, .clip = clip, .steps = steps, .seed = seed,
+                        .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32};
+    if (fb) {
+        char *end;
+        cfg.forget_bias = strtod(fb, &end);
+        if (end == fb || *end || !isfinite(cfg.forget_bias) || fabs(cfg.forget_bias) > 100)
+            return cli_fail(&cmd, "option --forget-bias: '%s' is not a number in [-100, 100]", fb);
+        cfg.set_forget_bias = true;
+    }
+    if (!resume && !tg_cell_by_name(cell)) {
+        cli_fail(&cmd, "%s", tg_last_error());
+        return TG_EXIT_USAGE;
+    }
+    const char *outs[3] = {save, plot, log};
+    for (int i = 0; i < 3; i++)
+        if (outs[i] && !writable_path(outs[i]))
+            return cli_fail(&cmd, "cannot write '%s': %s", outs[i], strerror(errno));
+    tg_set_num_threads((int)threads);
+
+    char err[1024];
+    trainer tr;
+    if (resume) {
+        if (access(resume, R_OK) != 0) return cli_fail(&cmd, "cannot read checkpoint '%s': %s", resume, strerror(errno));
+        if (trainer_resume(&tr, &cfg, resume, err, sizeof err)) return cli_fail(&cmd, "%s", err);
+        /* options given together with --resume must agree with the checkpoint */
+        char mine[64], theirs[64];
+        struct { const char *opt; bool differ; const char *a, *b; } chk[] = {
+            {"--task", task && strcmp(task, tr.cfg.task), task, tr.cfg.task},
+            {"--cell", given(argc, argv, "--cell") && strcmp(cell, tr.cfg.cell), cell, tr.cfg.cell},
+            {"--optim", given(argc, argv, "--optim") && strcmp(optim, tr.cfg.optim), optim, tr.cfg.optim},
+        };
+        for (size_t i = 0; i < sizeof chk / sizeof chk[0]; i++)
+            if (chk[i].differ) {
+                trainer_free(&tr);
+                return cli_fail(&cmd, "%s %s differs from the checkpoint's %s (a resumed run keeps its settings)",
+                                chk[i].opt, chk[i].a, chk[i].b);
+            }
+        struct { const char *opt; long v, stored; } nums[] = {
+            {"--hidden", hidden, tr.cfg.hidden}, {"--layers", layers, tr.cfg.layers},
+            {"--batch", batch, tr.cfg.batch},    {"--seq", seq, tr.cfg.seq},
+        };
+        for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+            if (given(argc, argv, nums[i].opt) && nums[i].v != nums[i].stored) {
+                snprintf(mine, sizeof mine, "%ld", nums[i].v);
+                snprintf(theirs, sizeof theirs, "%ld", nums[i].stored);
+                trainer_free(&tr);
+                return cli_fail(&cmd, "%s %s differs from the checkpoint's %s (a resumed run keeps its settings)",
+                                nums[i].opt, mine, theirs);
+            }
+        if (given(argc, argv, "--lr") && lr != tr.cfg.lr) {
+            trainer_free(&tr);
+            return cli_fail(&cmd, "--lr %g differs from the checkpoint's %g (a resumed run keeps its settings)", lr,
+                            tr.cfg.lr);
+        }
+        if (steps <= 0 && epochs <= 0) tr.cfg.steps = tr.cfg.steps > tr.step ? tr.cfg.steps : tr.step;
+    } else {
+        if (trainer_init(&tr, &cfg, NULL, err, sizeof err)) return cli_fail(&cmd, "%s", err);
+    }
+    if (epochs) tr.cfg.steps = epochs * task_epoch_steps(tr.task, tr.cfg.batch);
+    else if (steps) tr.cfg.steps = steps;
+    if (resume && tr.cfg.steps < tr.step) {
+        long done = (long)tr.step;
+        trainer_free(&tr);
+        return cli_fail(&cmd, "the checkpoint is already at step %ld; --steps is the total to reach", done);
+    }
+
+    FILE *csv = NULL;
+    if (log) {
+        bool fresh = access(log, F_OK) != 0 || !resume;
+        csv = fopen(log, fresh ? "w" : "a");
+        if (!csv) {
+            trainer_free(&tr);
+            return cli_fail(&cmd, "cannot write '%s': %s", log, strerror(errno));
+        }
+        if (fresh) fprintf(csv, "step,loss,seconds\n");
+        tr.csv = csv;
+    }
+
+    print_run_header(stdout, &tr, (int)threads);
+    if (resume) printf("resumed from %s at step %lld\n", resume, (long long)tr.step);
+    progress pr = {quiet ? PROGRESS_OFF : progress_auto(), NULL};
+    int rc = TG_EXIT_OK;
+    if (trainer_run(&tr, tr.cfg.steps, &pr, err, sizeof err)) {
+        fprintf(stderr, "tapegrad train: %s\n", err);
+        rc = TG_EXIT_FAIL;
+    }
+    if (csv) fclose(csv);
+    if (rc == TG_EXIT_OK && save) {
+        if (trainer_save(&tr, save, err, sizeof err)) {
+            fprintf(stderr, "tapegrad train: %s\n", err);
+            rc = TG_EXIT_FAIL;
+        } else {
+            char op[4096];
+            printf("saved checkpoint %s (optimizer state: %s)\n", save, ckpt_optim_path(save, op, sizeof op));
+        }
+    }
+    if (rc == TG_EXIT_OK) {
+        task_eval ev;
+        if (task_evaluate(tr.task, tr.model, true, &ev)) {
+            fprintf(stderr, "tapegrad train: evaluation failed: %s\n", tg_last_error());
+            rc = TG_EXIT_FAIL;
+        } else {
+            print_eval(stdout, tr.task, &ev);
+        }
+    }
+    if (plot) {
+        double *xs = NULL, *ys = NULL;
+        int n = log ? read_csv_curve(log, &xs, &ys) : -1;
+        if (n < 0) {
+            n = tr.curve.n;
+            xs = malloc((size_t)(n ? n : 1) * sizeof *xs);
+            ys = malloc((size_t)(n ? n : 1) * sizeof *ys);
+            for (int i = 0; xs && ys && i < n; i++) xs[i] = (double)tr.curve.step[i], ys[i] = tr.curve.loss[i];
+        }
+        char title[256], label[128], ylabel[128];
+        snprintf(title, sizeof title, "tapegrad train: task %s (--seq %ld)", tr.cfg.task, task_seq(tr.task));
+        snprintf(label, sizeof label, "%s, %ld x %ld", tr.cfg.cell, tr.cfg.layers, tr.cfg.hidden);
+        snprintf(ylabel, sizeof ylabel, "training loss (%s)", loss_name(tr.task));
+        plot_series s = {label, xs, ys, n};
+        plot_opts po = {title, "step", ylabel, true, task_loss_baseline(tr.task), task_baseline_desc(tr.task)};
+        if (xs && ys && plot_svg(plot, &po, &s, 1, err, sizeof err) == 0) printf("wrote %s\n", plot);
+        else { fprintf(stderr, "tapegrad train: %s\n", xs && ys ? err : "out of memory"); rc = TG_EXIT_FAIL; }
+        free(xs);
+        free(ys);
+    }
+    if (log && rc == TG_EXIT_OK) printf("wrote %s\n", log);
+    trainer_free(&tr);
+    return rc;
+}

@@ -1,0 +1,236 @@
+/* tools/model.c - the recurrent stack + linear head that the tapegrad command trains, and its
+ * checkpoints (see model.h). Dimension letters: T time, B batch, I input, H hidden, O output. */
+#include "tools/model.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tapegrad/autograd.h>
+#include <tapegrad/ops.h>
+
+#define CKPT_FORMAT "tapegrad-checkpoint-1"
+
+static void set_err(char *err, size_t n, const char *fallback) {
+    const char *m = tg_error_pending() ? tg_last_error() : fallback;
+    snprintf(err, n, "%s", m && *m ? m : fallback);
+    tg_clear_error();
+}
+
+model *model_new(const model_config *cfg, uint64_t seed, char *err, size_t errlen) {
+    tg_clear_error();
+    const tg_cell *cell = tg_cell_by_name(cfg->cell);
+    if (!cell) { set_err(err, errlen, "unknown cell"); return NULL; }
+    if (cfg->set_forget_bias && cell->forget_gate < 0) {
+        snprintf(err, errlen, "cell '%s' has no forget gate: --forget-bias does not apply to it", cfg->cell);
+        return NULL;
+    }
+    if (cfg->input_size <= 0 || cfg->hidden_size <= 0 || cfg->output_size <= 0 || cfg->layers <= 0) {
+        snprintf(err, errlen, "bad model sizes (input %lld, hidden %lld, output %lld, layers %d)",
+                 (long long)cfg->input_size, (long long)cfg->hidden_size, (long long)cfg->output_size, cfg->layers);
+        return NULL;
+    }
+    model *m = calloc(1, sizeof *m);
+    if (!m) { snprintf(err, errlen, "out of memory"); return NULL; }
+    m->cfg = *cfg;
+    m->cell = cell;
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    tg_rnn_config rc = {.input_size = cfg->input_size, .hidden_size = cfg->hidden_size,
+                        .num_layers = cfg->layers, .dtype = cfg->dtype};
+    m->rnn = tg_rnn_new(cell, &rc, &rng);
+    if (!m->rnn) goto fail;
+    if (cfg->set_forget_bias &&
+        tg_rnn_init(m->rnn, &(tg_rnn_init_opts){.set_forget_bias = true, .forget_bias = cfg->forget_bias}, &rng))
+        goto fail;
+    m->head = tg_linear_layer_new(cfg->hidden_size, cfg->output_size, true, cfg->dtype, &rng);
+    if (!m->head) goto fail;
+    m->params = tg_params_new();
+    if (!m->params || tg_params_extend(m->params, "rnn.", m->rnn->params) ||
+        tg_params_extend(m->params, "head.", m->head->params))
+        goto fail;
+    return m;
+fail:
+    set_err(err, errlen, "could not build the model");
+    model_free(m);
+    return NULL;
+}
+
+void model_free(model *m) {
+    if (!m) return;
+    tg_params_free(m->params);
+    tg_linear_layer_free(m->head);
+    tg_rnn_free(m->rnn);
+    free(m);
+}
+
+int64_t model_param_count(const model *m) { return tg_params_numel(m->params); }
+
+tg_tensor *model_forward(const model *m, const tg_tensor *x, bool every_step, tg_rnn_carry *carry) {
+    tg_rnn_output out;
+    tg_rnn_forward_opts o = {.init = carry && carry->n_states ? carry->state : NULL};
+    tg_tensor *y = tg_rnn_forward(m->rnn, x, &o, carry ? &out : NULL); /* [T,B,H] */
+    if (!y) return NULL;
+    if (carry) {
+        int s = tg_rnn_carry_update(carry, &out);
+        tg_rnn_output_clear(&out);
+        if (s) return NULL;
+    }
+    int64_t T = tg_dim(y, 0), B = tg_dim(y, 1), H = tg_dim(y, 2);
+    tg_tensor *h = every_step ? tg_reshape(y, TG_SHAPE(T * B, H)) /* [T·B,H] */
+                              : tg_select(y, T - 1);                /* [B,H] */
+    return tg_linear_layer_forward(m->head, h);                     /* [T·B,O] or [B,O] */
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------------- */
+
+const char *ckpt_optim_path(const char *path, char *buf, size_t size) {
+    const char *suffix = ".safetensors";
+    size_t n = strlen(path), k = strlen(suffix);
+    if (n > k && strcmp(path + n - k, suffix) == 0)
+        snprintf(buf, size, "%.*s.optim.safetensors", (int)(n - k), path);
+    else
+        snprintf(buf, size, "%s.optim.safetensors", path);
+    return buf;
+}
+
+static void rng_to_str(const tg_rng *r, char *buf, size_t n) {
+    uint64_t spare;
+    memcpy(&spare, &r->spare, sizeof spare);
+    snprintf(buf, n, "%016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %d %016" PRIx64, r->s[0], r->s[1],
+             r->s[2], r->s[3], r->has_spare ? 1 : 0, spare);
+}
+
+static bool rng_from_str(const char *s, tg_rng *r) {
+    uint64_t v[5];
+    int has;
+    if (!s || sscanf(s, "%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %d %" SCNx64, &v[0], &v[1], &v[2], &v[3],
+                     &has, &v[4]) != 6)
+        return false;
+    for (int i = 0; i < 4; i++) r->s[i] = v[i];
+    r->has_spare = has != 0;
+    memcpy(&r->spare, &v[4], sizeof r->spare);
+    return true;
+}
+
+int ckpt_save(const char *path, const model *m, const tg_optim *opt, int64_t step, const tg_rng *rng,
+              int nmeta, const char *const *meta, char *err, size_t errlen) {
+    enum { OWN = 11 };
+    char vals[OWN][160];
+    const char *keys[OWN] = {"format", "tapegrad", "cell", "input_size", "hidden_size", "output_size",
+                             "layers", "dtype", "forget_bias", "step", "rng"};
+    snprintf(vals[0], sizeof vals[0], "pt");
+    snprintf(vals[1], sizeof vals[1], CKPT_FORMAT);
+    snprintf(vals[2], sizeof vals[2], "%s", m->cfg.cell);
+    snprintf(vals[3], sizeof vals[3], "%lld", (long long)m->cfg.input_size);
+    snprintf(vals[4], sizeof vals[4], "%lld", (long long)m->cfg.hidden_size);
+    snprintf(vals[5], sizeof vals[5], "%lld", (long long)m->cfg.output_size);
+    snprintf(vals[6], sizeof vals[6], "%d", m->cfg.layers);
+    snprintf(vals[7], sizeof vals[7], "%s", tg_dtype_name(m->cfg.dtype));
+    if (m->cfg.set_forget_bias) snprintf(vals[8], sizeof vals[8], "%.17g", m->cfg.forget_bias);
+    else snprintf(vals[8], sizeof vals[8], "default");
+    snprintf(vals[9], sizeof vals[9], "%lld", (long long)step);
+    tg_rng zero = {{0}, 0, 0};
+    rng_to_str(rng ? rng : &zero, vals[10], sizeof vals[10]);
+
+    int n = tg_params_count(m->params), nm = OWN + nmeta;
+    const char **names = malloc((size_t)n * sizeof *names);
+    tg_tensor **tensors = malloc((size_t)n * sizeof *tensors);
+    const char **kv = malloc((size_t)nm * 2 * sizeof *kv);
+    int rc = -1;
+    if (!names || !tensors || !kv) { snprintf(err, errlen, "%s: out of memory", path); goto done; }
+    for (int i = 0; i < n; i++) {
+        names[i] = tg_params_name_at(m->params, i);
+        tensors[i] = tg_params_at(m->params, i);
+    }
+    for (int i = 0; i < OWN; i++) { kv[2 * i] = keys[i]; kv[2 * i + 1] = vals[i]; }
+    for (int i = 0; i < nmeta; i++) { kv[2 * (OWN + i)] = meta[2 * i]; kv[2 * (OWN + i) + 1] = meta[2 * i + 1]; }
+    tg_clear_error();
+    if (tg_st_save(path, n, names, tensors, nm, kv)) { set_err(err, errlen, "could not write the checkpoint"); goto done; }
+    if (opt) {
+        char op[4096];
+        if (tg_optim_save(opt, NULL, ckpt_optim_path(path, op, sizeof op))) {
+            set_err(err, errlen, "could not write the optimizer state");
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(names);
+    free(tensors);
+    free(kv);
+    return rc;
+}
+
+static bool meta_long(const tg_st_file *f, const char *key, long long *out) {
+    const char *v = tg_st_meta(f, key);
+    char *end;
+    if (!v) return false;
+    *out = strtoll(v, &end, 10);
+    return end != v && !*end;
+}
+
+model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t errlen) {
+    tg_clear_error();
+    if (file) *file = NULL;
+    tg_st_file *f = tg_st_load(path);
+    if (!f) { set_err(err, errlen, "cannot read the checkpoint"); return NULL; }
+    const char *fmt = tg_st_meta(f, "tapegrad");
+    if (!fmt || strcmp(fmt, CKPT_FORMAT) != 0) {
+        snprintf(err, errlen, "%s: not a tapegrad checkpoint (metadata 'tapegrad' is %s)", path,
+                 fmt ? fmt : "missing");
+        tg_st_free(f);
+        return NULL;
+    }
+    model_config cfg = {0};
+    long long in, hid, outs, layers;
+    const char *cell = tg_st_meta(f, "cell"), *dt = tg_st_meta(f, "dtype"), *fb = tg_st_meta(f, "forget_bias");
+    if (!cell || !dt || !fb || !meta_long(f, "input_size", &in) || !meta_long(f, "hidden_size", &hid) ||
+        !meta_long(f, "output_size", &outs) || !meta_long(f, "layers", &layers) || in <= 0 || hid <= 0 ||
+        outs <= 0 || layers <= 0 || layers > 64 || (strcmp(dt, "F32") && strcmp(dt, "F64"))) {
+        snprintf(err, errlen, "%s: the checkpoint's model description (metadata) is incomplete or invalid", path);
+        tg_st_free(f);
+        return NULL;
+    }
+    snprintf(cfg.cell, sizeof cfg.cell, "%s", cell);
+    cfg.input_size = in;
+    cfg.hidden_size = hid;
+    cfg.output_size = outs;
+    cfg.layers = (int)layers;
+    cfg.dtype = strcmp(dt, "F64") == 0 ? TG_F64 : TG_F32;
+    if (strcmp(fb, "default") != 0) {
+        cfg.set_forget_bias = true;
+        cfg.forget_bias = strtod(fb, NULL);
+    }
+    model *m = model_new(&cfg, 0, err, errlen);
+    if (!m) { tg_st_free(f); return NULL; }
+    if (tg_params_load(m->params, path)) {
+        set_err(err, errlen, "cannot load the checkpoint's parameters");
+        model_free(m);
+        tg_st_free(f);
+        return NULL;
+    }
+    if (file) *file = f;
+    else tg_st_free(f);
+    return m;
+}
+
+int ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim *opt, int64_t *step, tg_rng *rng,
+                          char *err, size_t errlen) {
+    long long s;
+    tg_rng r;
+    if (!meta_long(file, "step", &s) || s < 0 || !rng_from_str(tg_st_meta(file, "rng"), &r)) {
+        snprintf(err, errlen, "%s: the checkpoint has no valid 'step' / 'rng' metadata", path);
+        return -1;
+    }
+    char op[4096];
+    tg_clear_error();
+    if (opt && tg_optim_load(opt, NULL, ckpt_optim_path(path, op, sizeof op))) {
+        set_err(err, errlen, "cannot load the optimizer state");
+        return -1;
+    }
+    *step = s;
+    *rng = r;
+    return 0;
+}

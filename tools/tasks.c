@@ -1,0 +1,802 @@
+/* tools/tasks.c - data, loss, test metric and baseline of each task (see tasks.h).
+ *
+ * Dimension letters: T time steps, B batch, I input size, O output size, V vocabulary.
+ * Batches are built in double arrays (time-major: element [t][b][i] at (t·B + b)·I + i) and converted
+ * to the model's dtype once. Test sets come from a fixed seed, so every run is judged on the same
+ * examples; the training stream comes from the caller's generator, whose state a checkpoint saves. */
+#include "tools/tasks.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tapegrad/autograd.h>
+#include <tapegrad/loss.h>
+#include <tapegrad/ops.h>
+
+#define TEST_SEED 0x7e57da7aULL
+#define DEFAULT_TEXT "/usr/share/common-licenses/GPL-3"
+#define COPY_SYMBOLS 8   /* data symbols 0..7 */
+#define COPY_BLANK 8
+#define COPY_DELIM 9
+#define COPY_LEN 10      /* symbols to remember */
+#define PATTERN_CLASSES 4
+
+typedef struct task_def task_def;
+
+struct task {
+    const task_def *def;
+    long seq;                    /* the length parameter */
+    tg_dtype dtype;
+    int64_t in, out;             /* I, O */
+    double loss_baseline, metric_baseline;
+    char data_desc[300];
+    /* charlm */
+    unsigned char *text;         /* owned */
+    size_t n_text, n_train;      /* the first n_train bytes train, the rest test */
+    unsigned char vocab[256];
+    int V;
+    int index[256];              /* byte -> vocabulary index, -1 if absent */
+};
+
+/* Fills b for T_param (the task's length parameter). */
+typedef int (*gen_fn)(task *t, tg_rng *rng, int64_t B, long T_param, task_batch *b);
+typedef int (*eval_fn)(task *t, const model *m, bool verbose, task_eval *ev);
+
+struct task_def {
+    const char *name, *about, *seq_meaning;
+    task_loss loss;
+    bool every_step;
+    task_defaults defaults;       /* seq, hidden, batch, steps, lr */
+    const char *metric, *baseline_desc;
+    bool lower_better;
+    gen_fn gen;
+    eval_fn eval;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------------------- */
+
+static double uniform(tg_rng *r, double lo, double hi) { return lo + (hi - lo) * tg_rng_uniform(r); }
+
+/* Allocates the double arrays of a batch: x [T,B,I], and targets [rows, O] or labels [rows]. */
+typedef struct raw_batch {
+    int64_t T, B, I, O, rows;
+    double *x, *y;
+    int64_t *labels;
+} raw_batch;
+
+static int raw_alloc(const task *t, int64_t T, int64_t B, raw_batch *r) {
+    memset(r, 0, sizeof *r);
+    r->T = T;
+    r->B = B;
+    r->I = t->in;
+    r->O = t->out;
+    r->rows = t->def->every_step ? T * B : B;
+    r->x = calloc((size_t)(T * B * t->in), sizeof *r->x);
+    if (t->def->loss == TASK_LOSS_CE) r->labels = calloc((size_t)r->rows, sizeof *r->labels);
+    else r->y = calloc((size_t)(r->rows * t->out), sizeof *r->y);
+    if (!r->x || (!r->labels && !r->y)) {
+        free(r->x);
+        free(r->y);
+        free(r->labels);
+        return -1;
+    }
+    return 0;
+}
+
+static int raw_finish(const task *t, raw_batch *r, task_batch *b) {
+    memset(b, 0, sizeof *b);
+    b->T = r->T;
+    b->B = r->B;
+    b->x = tg_from_f64(t->dtype, TG_SHAPE(r->T, r->B, r->I), r->x);
+    if (r->y) b->target = tg_from_f64(t->dtype, TG_SHAPE(r->rows, r->O), r->y);
+    b->labels = r->labels;
+    free(r->x);
+    free(r->y);
+    if (!b->x || (r->y && !b->target)) {
+        task_batch_clear(b);
+        return -1;
+    }
+    return 0;
+}
+
+void task_batch_clear(task_batch *b) {
+    if (!b) return;
+    tg_release(b->x);
+    tg_release(b->target);
+    free(b->labels);
+    memset(b, 0, sizeof *b);
+}
+
+/* The model's outputs for a batch, as doubles [rows, O] (malloc'd), computed without a tape. */
+static double *predict(const model *m, const task *t, const tg_tensor *x, tg_rnn_carry *carry) {
+    tg_no_grad_begin();
+    tg_tensor *p = model_forward(m, x, t->def->every_step, carry);
+    double *out = NULL;
+    if (p) {
+        int64_t n = tg_numel(p);
+        out = malloc((size_t)n * sizeof *out);
+        if (out) {
+            tg_tensor *d = tg_to_dtype(p, TG_F64);
+            if (d) memcpy(out, tg_f64(d), (size_t)n * sizeof *out);
+            else { free(out); out = NULL; }
+            tg_release(d);
+        }
+    }
+    tg_no_grad_end();
+    tg_tape_reset();
+    return out;
+}
+
+/* -log softmax(logits)[label] for one row of O logits */
+static double row_ce(const double *logits, int64_t O, int64_t label) {
+    double mx = logits[0];
+    for (int64_t k = 1; k < O; k++) mx = logits[k] > mx ? logits[k] : mx;
+    double s = 0;
+    for (int64_t k = 0; k < O; k++) s += exp(logits[k] - mx);
+    return mx + log(s) - logits[label];
+}
+
+static int64_t row_argmax(const double *v, int64_t n) {
+    int64_t best = 0;
+    for (int64_t k = 1; k < n; k++)
+        if (v[k] > v[best]) best = k;
+    return best;
+}
+
+/* binary cross-entropy from a logit, stable: softplus(x) - x·y */
+static double bce(double x, double y) { return (x > 0 ? x + log1p(exp(-x)) : log1p(exp(x))) - x * y; }
+
+#define APPEND(ev, ...)                                                                                        \
+    do {                                                                                                       \
+        size_t used_ = strlen((ev)->detail);                                                                   \
+        if (used_ < sizeof (ev)->detail) snprintf((ev)->detail + used_, sizeof (ev)->detail - used_, __VA_ARGS__); \
+    } while (0)
+
+/* ---- arith: next number of an arithmetic sequence ---------------------------------------------------- */
+
+/* x_t = a + t·d (t = 0..T-1), target a + T·d; a ~ U(-1, 1), d ~ U(-0.3, 0.3).
+ * Baseline "repeat the last number": MSE = E[d²] = 0.3²/3 = 0.03. */
+#define ARITH_D 0.3
+
+static int gen_arith(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
+    raw_batch r;
+    if (raw_alloc(t, T, B, &r)) return -1;
+    for (int64_t i = 0; i < B; i++) {
+        double a = uniform(rng, -1, 1), d = uniform(rng, -ARITH_D, ARITH_D);
+        for (int64_t s = 0; s < T; s++) r.x[s * B + i] = a + (double)s * d;
+        r.y[i] = a + (double)T * d;
+    }
+    return raw_finish(t, &r, b);
+}
+
+static int eval_arith(task *t, const model *m, bool verbose, task_eval *ev) {
+    tg_rng rng;
+    tg_rng_seed(&rng, TEST_SEED);
+    double se = 0;
+    int64_t n = 0;
+    for (int rep = 0; rep < 8; rep++) {
+        task_batch b;
+        if (gen_arith(t, &rng, 250, t->seq, &b)) return -1;
+        double *p = predict(m, t, b.x, NULL);
+        if (!p) { task_batch_clear(&b); return -1; }
+        for (int64_t i = 0; i < b.B; i++) {
+            double e = p[i] - tg_get(b.target, i);
+            se += e * e;
+            n++;
+            if (verbose && rep == 0 && i < 4) {
+                int64_t T = b.T;
+                APPEND(ev, "  %8.4f %8.4f %8.4f ... %8.4f  -> predicted %8.4f   (true next %8.4f)\n",
+                       tg_get(b.x, 0 * b.B + i), tg_get(b.x, 1 * b.B + i), tg_get(b.x, 2 * b.B + i),
+                       tg_get(b.x, (T - 1) * b.B + i), p[i], tg_get(b.target, i));
+            }
+        }
+        free(p);
+        task_batch_clear(&b);
+    }
+    ev->metric = ev->loss = se / (double)n;
+    return 0;
+}
+
+/* ---- pattern: classify a noisy waveform ----------------------------------------------------------- */
+
+static const char *const pattern_names[PATTERN_CLASSES] = {"sine", "square", "sawtooth", "triangle"};
+
+/* x_t = A·w(t/P + φ) + N(0, 0.1²), w one of 4 shapes, P ~ U(4, 16), φ ~ U(0, 1), A ~ U(0.5, 1.5). */
+static int gen_pattern(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
+    raw_batch r;
+    if (raw_alloc(t, T, B, &r)) return -1;
+    for (int64_t i = 0; i < B; i++) {
+        int64_t cls = (int64_t)tg_rng_below(rng, PATTERN_CLASSES);
+        double P = uniform(rng, 4, 16), phi = tg_rng_uniform(rng), A = uniform(rng, 0.5, 1.5);
+        for (int64_t s = 0; s < T; s++) {
+            double u = (double)s / P + phi;
+            u -= floor(u);
+            double w = cls == 0 ? sin(2 * M_PI * u) : cls == 1 ? (u < 0.5 ? 1 : -1) : cls == 2 ? 2 * u - 1
+                                                                                                 : (u < 0.5 ? 4 * u - 1 : 3 - 4 * u);
+            r.x[s * B + i] = A * w + 0.1 * tg_rng_normal(rng);
+        }
+        r.labels[i] = cls;
+    }
+    return raw_finish(t, &r, b);
+}
+
+static int eval_pattern(task *t, const model *m, bool verbose, task_eval *ev) {
+    tg_rng rng;
+    tg_rng_seed(&rng, TEST_SEED);
+    int64_t confusion[PATTERN_CLASSES][PATTERN_CLASSES] = {{0}}, n = 0, right = 0;
+    double ce = 0;
+    for (int rep = 0; rep < 8; rep++) {
+        task_batch b;
+        if (gen_pattern(t, &rng, 250, t->seq, &b)) return -1;
+        double *p = predict(m, t, b.x, NULL);
+        if (!p) { task_batch_clear(&b); return -1; }
+        for (int64_t i = 0; i < b.B; i++) {
+            int64_t guess = row_argmax(p + i * t->out, t->out);
+            confusion[b.labels[i]][guess]++;
+            right += guess == b.labels[i];
+            ce += row_ce(p + i * t->out, t->out, b.labels[i]);
+            n++;
+        }
+        free(p);
+        task_batch_clear(&b);
+    }
+    ev->metric = (double)right / (double)n;
+    ev->loss = ce / (double)n;
+    if (verbose) {
+        APPEND(ev, "  confusion (rows: true class, columns: predicted)\n  %-9s", "");
+        for (int k = 0; k < PATTERN_CLASSES; k++) APPEND(ev, " %9s", pattern_names[k]);
+        APPEND(ev, "\n");
+        for (int c = 0; c < PATTERN_CLASSES; c++) {
+            APPEND(ev, "  %-9s", pattern_names[c]);
+            for (int k = 0; k < PATTERN_CLASSES; k++) APPEND(ev, " %9lld", (long long)confusion[c][k]);
+            APPEND(ev, "\n");
+        }
+    }
+    return 0;
+}
+
+/* ---- adding: the adding problem (Hochreiter & Schmidhuber 1997; Le et al. 2015's form) -------------- */
+
+/* Two inputs per step: a value ~ U(0, 1) and a marker; one marker in the first half, one in the second;
+ * target: the sum of the two marked values. Always predicting 1 gives MSE Var(u1 + u2) = 1/6. */
+static int gen_adding(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
+    raw_batch r;
+    if (raw_alloc(t, T, B, &r)) return -1;
+    int64_t half = T / 2;
+    for (int64_t i = 0; i < B; i++) {
+        for (int64_t s = 0; s < T; s++) r.x[(s * B + i) * 2] = tg_rng_uniform(rng);
+        int64_t m1 = (int64_t)tg_rng_below(rng, (uint64_t)half);
+        int64_t m2 = half + (int64_t)tg_rng_below(rng, (uint64_t)(T - half));
+        r.x[(m1 * B + i) * 2 + 1] = 1;
+        r.x[(m2 * B + i) * 2 + 1] = 1;
+        r.y[i] = r.x[(m1 * B + i) * 2] + r.x[(m2 * B + i) * 2];
+    }
+    return raw_finish(t, &r, b);
+}
+
+static int eval_adding(task *t, const model *m, bool verbose, task_eval *ev) {
+    tg_rng rng;
+    tg_rng_seed(&rng, TEST_SEED);
+    double se = 0;
+    int64_t n = 0;
+    for (int rep = 0; rep < 8; rep++) {
+        task_batch b;
+        if (gen_adding(t, &rng, 250, t->seq, &b)) return -1;
+        double *p = predict(m, t, b.x, NULL);
+        if (!p) { task_batch_clear(&b); return -1; }
+        for (int64_t i = 0; i < b.B; i++) {
+            double y = tg_get(b.target, i), e = p[i] - y;
+            se += e * e;
+            n++;
+            if (verbose && rep == 0 && i < 6) {
+                double v[2] = {0, 0};
+                int64_t at[2] = {0, 0};
+                int k = 0;
+                for (int64_t s = 0; s < b.T && k < 2; s++)
+                    if (tg_get(b.x, (s * b.B + i) * 2 + 1) > 0.5) { v[k] = tg_get(b.x, (s * b.B + i) * 2); at[k++] = s; }
+                APPEND(ev, "  x[%3lld] + x[%3lld] = %.3f + %.3f = %.3f   predicted %.3f   (error %+.3f)\n",
+                       (long long)at[0], (long long)at[1], v[0], v[1], y, p[i], e);
+            }
+        }
+        free(p);
+        task_batch_clear(&b);
+    }
+    ev->metric = ev->loss = se / (double)n;
+    return 0;
+}
+
+/* ---- copy: the copy/memory task (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016's form) ------- */
+
+/* Length T+20, one-hot over 10 symbols: 10 data symbols from 0..7, T-1 blanks, the delimiter, 10 blanks.
+ * Target: T+10 blanks, then the 10 data symbols. A memoryless model gets the blanks right and guesses
+ * the 10 symbols: cross-entropy 10·log 8 / (T+20) per step. */
+static int gen_copy(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
+    int64_t len = T + 2 * COPY_LEN;
+    raw_batch r;
+    if (raw_alloc(t, len, B, &r)) return -1;
+    for (int64_t i = 0; i < B; i++) {
+        int sym[COPY_LEN];
+        for (int k = 0; k < COPY_LEN; k++) sym[k] = (int)tg_rng_below(rng, COPY_SYMBOLS);
+        for (int64_t s = 0; s < len; s++) {
+            int in = s < COPY_LEN ? sym[s] : s == COPY_LEN + T - 1 ? COPY_DELIM : COPY_BLANK;
+            r.x[(s * B + i) * t->in + in] = 1;
+            r.labels[s * B + i] = s >= len - COPY_LEN ? sym[s - (len - COPY_LEN)] : COPY_BLANK;
+        }
+    }
+    return raw_finish(t, &r, b);
+}
+
+static int eval_copy(task *t, const model *m, bool verbose, task_eval *ev) {
+    tg_rng rng;
+    tg_rng_seed(&rng, TEST_SEED);
+    double ce = 0;
+    int64_t n = 0, recalled = 0, n_recall = 0, shown = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        task_batch b;
+        if (gen_copy(t, &rng, 250, t->seq, &b)) return -1;
+        double *p = predict(m, t, b.x, NULL);
+        if (!p) { task_batch_clear(&b); return -1; }
+        int64_t len = b.T;
+        for (int64_t s = 0; s < len; s++)
+            for (int64_t i = 0; i < b.B; i++) {
+                int64_t row = s * b.B + i;
+                ce += row_ce(p + row * t->out, t->out, b.labels[row]);
+                n++;
+                if (s >= len - COPY_LEN) {
+                    n_recall++;
+                    recalled += row_argmax(p + row * t->out, t->out) == b.labels[row];
+                }
+            }
+        for (int64_t i = 0; verbose && i < b.B && shown < 4; i++, shown++) {
+            APPEND(ev, "  remember ");
+            for (int k = 0; k < COPY_LEN; k++) APPEND(ev, "%lld", (long long)b.labels[(len - COPY_LEN + k) * b.B + i]);
+            APPEND(ev, "  ... %ld blanks ...  recalled ", t->seq);
+            for (int k = 0; k < COPY_LEN; k++) {
+                int64_t g = row_argmax(p + ((len - COPY_LEN + k) * b.B + i) * t->out, t->out);
+                APPEND(ev, "%c", g < COPY_SYMBOLS ? (char)('0' + g) : '_');
+            }
+            APPEND(ev, "\n");
+        }
+        free(p);
+        task_batch_clear(&b);
+    }
+    ev->metric = ev->loss = ce / (double)n;
+    if (verbose)
+        APPEND(ev, "  recalled symbols right: %.1f%% (chance %.1f%%)\n", 100.0 * (double)recalled / (double)n_recall,
+               100.0 / COPY_SYMBOLS);
+    return 0;
+}
+
+/* ---- binadd: binary addition, one bit per step ------------------------------------------------------ */
+
+/* Inputs at step s: bit s of a and of b (least significant first; zeros at the extra last step),
+ * target: bit s of a + b. n-bit numbers take n+1 steps. */
+static int gen_binadd(task *t, tg_rng *rng, int64_t B, long nbits, task_batch *b) {
+    int64_t T = nbits + 1;
+    raw_batch r;
+    if (raw_alloc(t, T, B, &r)) return -1;
+    for (int64_t i = 0; i < B; i++) {
+        int carry = 0;
+        for (int64_t s = 0; s < T; s++) {
+            int x = s < nbits ? (int)tg_rng_below(rng, 2) : 0, y = s < nbits ? (int)tg_rng_below(rng, 2) : 0;
+            int sum = x + y + carry;
+            carry = sum >> 1;
+            r.x[(s * B + i) * 2] = x;
+            r.x[(s * B + i) * 2 + 1] = y;
+            r.y[s * B + i] = sum & 1;
+        }
+    }
+    return raw_finish(t, &r, b);
+}
+
+static long binadd_test_bits(const task *t) { return 4 * t->seq; }
+
+/* The test set: numbers 4x longer than trained on. The memoryless baseline predicts a XOR b (right
+ * whenever no carry comes in); its error rate is measured on the same test set. */
+static int eval_binadd_set(task *t, const model *m, bool verbose, task_eval *ev, double *xor_err) {
+    tg_rng rng;
+    tg_rng_seed(&rng, TEST_SEED);
+    long nb = binadd_test_bits(t);
+    int64_t wrong = 0, xor_wrong = 0, bits = 0, sums_right = 0, sums = 0, shown = 0;
+    double loss = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        task_batch b;
+        if (gen_binadd(t, &rng, 250, nb, &b)) return -1;
+        double *p = m ? predict(m, t, b.x, NULL) : NULL;
+        if (m && !p) { task_batch_clear(&b); return -1; }
+        for (int64_t i = 0; i < b.B; i++) {
+            bool all = true;
+            for (int64_t s = 0; s < b.T; s++) {
+                int64_t row = s * b.B + i;
+                double y = tg_get(b.target, row);
+                int xr = ((int)tg_get(b.x, row * 2) ^ (int)tg_get(b.x, row * 2 + 1));
+                xor_wrong += xr != (int)y;
+                bits++;
+                if (p) {
+                    int g = p[row] > 0;
+                    wrong += g != (int)y;
+                    all &= g == (int)y;
+                    loss += bce(p[row], y);
+                }
+            }
+            sums++;
+            sums_right += all;
+            if (p && verbose && shown < 3 && b.T <= 64) {
+                /* print a, b, a+b and the prediction, most significant bit first */
+                char la[80], lb[80], ls[80], lp[80];
+                int64_t T = b.T;
+                for (int64_t s = 0; s < T; s++) {
+                    int64_t row = (T - 1 - s) * b.B + i;
+                    la[s] = (char)('0' + (int)tg_get(b.x, row * 2));
+                    lb[s] = (char)('0' + (int)tg_get(b.x, row * 2 + 1));
+                    ls[s] = (char)('0' + (int)tg_get(b.target, row));
+                    lp[s] = (char)('0' + (p[row] > 0));
+                }
+                la[T] = lb[T] = ls[T] = lp[T] = 0;
+                APPEND(ev, "    %s\n  + %s\n  = %s\n    %s predicted %s\n\n", la, lb, ls, lp,
+                       strcmp(ls, lp) == 0 ? "(right)" : "(WRONG)");
+                shown++;
+            }
+        }
+        free(p);
+        task_batch_clear(&b);
+    }
+    if (xor_err) *xor_err = (double)xor_wrong / (double)bits;
+    if (m) {
+        ev->metric = (double)wrong / (double)bits;
+        ev->loss = loss / (double)bits;
+        if (verbose)
+            APPEND(ev, "  whole %ld-bit sums right: %lld of %lld (trained on %ld-bit numbers)\n", nb,
+                   (long long)sums_right, (long long)sums, t->seq);
+    }
+    return 0;
+}
+
+static int eval_binadd(task *t, const model *m, bool verbose, task_eval *ev) {
+    return eval_binadd_set(t, m, verbose, ev, NULL);
+}
+
+/* ---- charlm: character-level language model --------------------------------------------------------- */
+
+/* Inputs: one-hot characters; targets: the next character. Training windows are drawn at random from
+ * the first 90% of the text; the test metric runs over the last 10% in streams with the state carried
+ * across chunks. Baseline: the unigram model (character frequencies of the training part, add-one). */
+static int gen_charlm(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
+    raw_batch r;
+    if (raw_alloc(t, T, B, &r)) return -1;
+    for (int64_t i = 0; i < B; i++) {
+        size_t start = (size_t)tg_rng_below(rng, (uint64_t)(t->n_train - (size_t)T - 1));
+        for (int64_t s = 0; s < T; s++) {
+            r.x[(s * B + i) * t->in + t->index[t->text[start + (size_t)s]]] = 1;
+            r.labels[s * B + i] = t->index[t->text[start + (size_t)s + 1]];
+        }
+    }
+    return raw_finish(t, &r, b);
+}
+
+#define CHARLM_TEST_MAX 20000
+#define CHARLM_STREAMS 8
+
+static int eval_charlm(task *t, const model *m, bool verbose, task_eval *ev) {
+    const unsigned char *test = t->text + t->n_train;
+    size_t n_test = t->n_text - t->n_train;
+    if (n_test > CHARLM_TEST_MAX) n_test = CHARLM_TEST_MAX;
+    int64_t S = CHARLM_STREAMS, per = (int64_t)(n_test - 1) / S, T = t->seq;
+    double ce = 0;
+    int64_t n = 0;
+    tg_rnn_carry carry = {0};
+    int rc = 0;
+    for (int64_t pos = 0; pos < per && rc == 0; pos += T) {
+        int64_t len = pos + T <= per ? T : per - pos;
+        double *x = calloc((size_t)(len * S * t->in), sizeof *x);
+        if (!x) { rc = -1; break; }
+        for (int64_t s = 0; s < len; s++)
+            for (int64_t i = 0; i < S; i++) x[(s * S + i) * t->in + t->index[test[i * per + pos + s]]] = 1;
+        tg_tensor *xt = tg_from_f64(t->dtype, TG_SHAPE(len, S, t->in), x);
+        free(x);
+        double *p = xt ? predict(m, t, xt, &carry) : NULL;
+        tg_release(xt);
+        if (!p) { rc = -1; break; }
+        for (int64_t s = 0; s < len; s++)
+            for (int64_t i = 0; i < S; i++) {
+                ce += row_ce(p + (s * S + i) * t->out, t->out, t->index[test[i * per + pos + s + 1]]);
+                n++;
+            }
+        free(p);
+    }
+    tg_rnn_carry_clear(&carry);
+    if (rc) return -1;
+    ev->metric = ev->loss = ce / (double)n;
+    if (verbose) {
+        char sample[400];
+        if (charlm_sample(m, t->vocab, t->V, "The ", 300, 0.7, 1, sample, sizeof sample) == 0)
+            APPEND(ev, "  sample (temperature 0.7, primed with \"The \"):\n  ----\n%s\n  ----\n", sample);
+    }
+    return 0;
+}
+
+int charlm_sample(const model *m, const unsigned char *vocab, int V, const char *prime, int length,
+                  double temperature, uint64_t seed, char *out, size_t size) {
+    int index[256];
+    for (int k = 0; k < 256; k++) index[k] = -1;
+    for (int k = 0; k < V; k++) index[vocab[k]] = k;
+    size_t np = strlen(prime);
+    if (np == 0 || V != m->cfg.input_size || V != m->cfg.output_size) return -1;
+    for (size_t k = 0; k < np; k++)
+        if (index[(unsigned char)prime[k]] < 0) return -1;
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    tg_rnn_carry carry = {0};
+    size_t used = 0;
+    int rc = 0;
+    double *x = calloc(np * (size_t)V, sizeof *x), *prob = malloc((size_t)V * sizeof *prob);
+    if (!x || !prob) rc = -1;
+    for (size_t k = 0; k < np && !rc; k++) {
+        x[k * (size_t)V + (size_t)index[(unsigned char)prime[k]]] = 1;
+        if (used + 1 < size) out[used++] = prime[k];
+    }
+    int64_t steps = (int64_t)np;
+    for (int c = 0; c < length && !rc; c++) {
+        tg_no_grad_begin();
+        tg_tensor *xt = tg_from_f64(m->cfg.dtype, TG_SHAPE(steps, 1, V), x);
+        tg_tensor *logits = xt ? model_forward(m, xt, true, &carry) : NULL; /* [steps, V] */
+        if (logits) {
+            double mx = -INFINITY, sum = 0;
+            for (int k = 0; k < V; k++) {
+                prob[k] = tg_get(logits, (steps - 1) * V + k) / temperature;
+                mx = prob[k] > mx ? prob[k] : mx;
+            }
+            for (int k = 0; k < V; k++) sum += (prob[k] = exp(prob[k] - mx));
+            double u = tg_rng_uniform(&rng) * sum;
+            int pick = V - 1;
+            for (int k = 0; k < V; k++) {
+                if (u < prob[k]) { pick = k; break; }
+                u -= prob[k];
+            }
+            if (used + 1 < size) out[used++] = (char)vocab[pick];
+            memset(x, 0, (size_t)V * sizeof *x);
+            x[pick] = 1;
+            steps = 1;
+        } else {
+            rc = -1;
+        }
+        tg_release(xt);
+        tg_no_grad_end();
+        tg_tape_reset();
+    }
+    if (size) out[used < size ? used : size - 1] = 0;
+    tg_rnn_carry_clear(&carry);
+    free(x);
+    free(prob);
+    return rc;
+}
+
+/* A small corpus for systems without GPL-3: seeded sentences from a toy grammar. */
+static unsigned char *build_corpus(size_t *n) {
+    static const char *const subj[] = {"the cat", "a dog", "the old man", "my sister", "the teacher", "a bird",
+                                       "the children", "our neighbour", "the farmer", "a small fox"};
+    static const char *const verb[] = {"sees", "likes", "finds", "follows", "watches", "helps", "calls", "draws"};
+    static const char *const obj[] = {"the red ball", "a green tree", "the river", "an apple", "the moon",
+                                      "a quiet house", "the long road", "some bread", "the garden", "a letter"};
+    static const char *const tail[] = {"", " in the morning", " after dinner", " near the bridge", " every day",
+                                       " with great care", " again"};
+    size_t cap = 60000, len = 0;
+    unsigned char *s = malloc(cap + 256);
+    if (!s) return NULL;
+    tg_rng rng;
+    tg_rng_seed(&rng, 42);
+    while (len < cap) {
+        char sent[200];
+        int k = snprintf(sent, sizeof sent, "%s %s %s%s%s", subj[tg_rng_below(&rng, 10)], verb[tg_rng_below(&rng, 8)],
+                         obj[tg_rng_below(&rng, 10)], tail[tg_rng_below(&rng, 7)],
+                         tg_rng_below(&rng, 4) ? ". " : ".\n");
+        sent[0] = (char)(sent[0] - 'a' + 'A');
+        memcpy(s + len, sent, (size_t)k);
+        len += (size_t)k;
+    }
+    *n = len;
+    return s;
+}
+
+static int setup_charlm(task *t, const char *path, char *err, size_t errlen) {
+    const char *src = path;
+    if (!path) {
+        FILE *probe = fopen(DEFAULT_TEXT, "rb");
+        if (probe) { fclose(probe); src = DEFAULT_TEXT; }
+    }
+    if (src) {
+        FILE *f = fopen(src, "rb");
+        if (!f) { snprintf(err, errlen, "cannot read text file '%s': %s", src, strerror(errno)); return -1; }
+        size_t cap = 1 << 16, n = 0;
+        unsigned char *buf = malloc(cap);
+        while (buf) {
+            size_t k = fread(buf + n, 1, cap - n, f);
+            n += k;
+            if (n < cap) break;
+            if (cap >= (size_t)1 << 30) break; /* 1 GiB is plenty */
+            unsigned char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+        bool bad = ferror(f);
+        fclose(f);
+        if (!buf || bad) {
+            free(buf);
+            snprintf(err, errlen, "cannot read text file '%s'%s", src, bad ? ": read error" : ": out of memory");
+            return -1;
+        }
+        t->text = buf;
+        t->n_text = n;
+        const char *base = strrchr(src, '/');
+        snprintf(t->data_desc, sizeof t->data_desc, "%s (%zu chars)", base ? base + 1 : src, n);
+    } else {
+        t->text = build_corpus(&t->n_text);
+        if (!t->text) { snprintf(err, errlen, "out of memory"); return -1; }
+        snprintf(t->data_desc, sizeof t->data_desc, "built-in toy-grammar corpus (%zu chars)", t->n_text);
+    }
+    size_t need = 20 * ((size_t)t->seq + 1);
+    if (t->n_text < need || t->n_text < 200) {
+        snprintf(err, errlen, "text file '%s' is too short: %zu bytes, need at least %zu for --seq %ld", src ? src : "?",
+                 t->n_text, need < 200 ? 200 : need, t->seq);
+        return -1;
+    }
+    t->n_train = t->n_text * 9 / 10;
+    bool seen[256] = {false};
+    for (size_t k = 0; k < t->n_text; k++) seen[t->text[k]] = true;
+    t->V = 0;
+    for (int c = 0; c < 256; c++) {
+        t->index[c] = seen[c] ? t->V : -1;
+        if (seen[c]) t->vocab[t->V++] = (unsigned char)c;
+    }
+    t->in = t->out = t->V;
+    /* unigram baseline: add-one frequencies of the training part, cross-entropy on the test part */
+    double count[256] = {0}, total = 0;
+    for (size_t k = 0; k < t->n_train; k++) count[t->index[t->text[k]]] += 1;
+    for (int k = 0; k < t->V; k++) total += (count[k] += 1);
+    size_t end = t->n_train + CHARLM_TEST_MAX < t->n_text ? t->n_train + CHARLM_TEST_MAX : t->n_text;
+    double ce = 0;
+    for (size_t k = t->n_train + 1; k < end; k++) ce -= log(count[t->index[t->text[k]]] / total);
+    t->loss_baseline = t->metric_baseline = ce / (double)(end - t->n_train - 1);
+    return 0;
+}
+
+/* ---- the table ---------------------------------------------------------------------------------------- */
+
+static const task_def g_tasks[] = {
+    {"arith", "predict the next number of an arithmetic sequence (regression)", "sequence length",
+     TASK_LOSS_MSE, false, {10, 32, 32, 1500, 1e-2}, "test MSE", "repeat the last number", true, gen_arith, eval_arith},
+    {"pattern", "classify a noisy waveform: sine, square, sawtooth or triangle", "sequence length",
+     TASK_LOSS_CE, false, {32, 32, 32, 1500, 1e-2}, "test accuracy", "chance (4 balanced classes)", false, gen_pattern,
+     eval_pattern},
+    {"adding", "the adding problem: the sum of the two marked numbers of a sequence", "sequence length T",
+     TASK_LOSS_MSE, false, {50, 32, 32, 2000, 1e-2}, "test MSE", "always predict 1", true, gen_adding, eval_adding},
+    {"copy", "the copy task: recall 10 symbols after T blank steps", "delay T (sequences are T+20 long)",
+     TASK_LOSS_CE, true, {10, 64, 32, 3000, 1e-2}, "test cross-entropy (nats/step)",
+     "memoryless: 10 log 8 / (T+20)", true, gen_copy, eval_copy},
+    {"binadd", "binary addition bit by bit; tested on numbers 4x longer than trained on", "bits of the training numbers",
+     TASK_LOSS_BCE, true, {8, 16, 32, 600, 1e-2}, "test bit error rate", "memoryless: a XOR b, no carry", true,
+     gen_binadd, eval_binadd},
+    {"charlm", "character-level language model of a text file (--text FILE)", "training window length",
+     TASK_LOSS_CE, true, {64, 128, 32, 2000, 3e-3}, "test nats/char", "unigram character frequencies", true,
+     gen_charlm, eval_charlm},
+};
+#define N_TASKS (int)(sizeof g_tasks / sizeof g_tasks[0])
+
+static const task_def *find_def(const char *name) {
+    for (int i = 0; name && i < N_TASKS; i++)
+        if (strcmp(g_tasks[i].name, name) == 0) return &g_tasks[i];
+    return NULL;
+}
+
+const char *task_list(void) { return "arith, pattern, adding, copy, binadd, charlm"; }
+bool task_known(const char *name) { return find_def(name) != NULL; }
+
+task_defaults task_defaults_of(const char *name) {
+    const task_def *d = find_def(name);
+    return d ? d->defaults : (task_defaults){0};
+}
+
+const char *task_seq_meaning(const char *name) {
+    const task_def *d = find_def(name);
+    return d ? d->seq_meaning : "";
+}
+
+task *task_new(const char *name, const task_opts *opts, char *err, size_t errlen) {
+    const task_def *d = find_def(name);
+    if (!d) {
+        snprintf(err, errlen, "unknown task '%s' (known: %s)", name ? name : "(null)", task_list());
+        return NULL;
+    }
+    task *t = calloc(1, sizeof *t);
+    if (!t) { snprintf(err, errlen, "out of memory"); return NULL; }
+    t->def = d;
+    t->seq = opts && opts->seq > 0 ? opts->seq : d->defaults.seq;
+    t->dtype = opts ? opts->dtype : TG_F32;
+    long min_seq = strcmp(name, "adding") == 0 ? 2 : strcmp(name, "arith") == 0 ? 3 : 1;
+    if (t->seq < min_seq || t->seq > 100000) {
+        snprintf(err, errlen, "task %s: --seq %ld is out of range [%ld, 100000]", name, t->seq, min_seq);
+        free(t);
+        return NULL;
+    }
+    snprintf(t->data_desc, sizeof t->data_desc, "generated from the seed");
+    if (strcmp(name, "arith") == 0) {
+        t->in = 1, t->out = 1;
+        t->loss_baseline = t->metric_baseline = ARITH_D * ARITH_D / 3;
+    } else if (strcmp(name, "pattern") == 0) {
+        t->in = 1, t->out = PATTERN_CLASSES;
+        t->loss_baseline = log(PATTERN_CLASSES);
+        t->metric_baseline = 1.0 / PATTERN_CLASSES;
+    } else if (strcmp(name, "adding") == 0) {
+        t->in = 2, t->out = 1;
+        t->loss_baseline = t->metric_baseline = 1.0 / 6.0;
+    } else if (strcmp(name, "copy") == 0) {
+        t->in = COPY_SYMBOLS + 2, t->out = COPY_SYMBOLS + 2;
+        t->loss_baseline = t->metric_baseline = COPY_LEN * log(COPY_SYMBOLS) / (double)(t->seq + 2 * COPY_LEN);
+    } else if (strcmp(name, "binadd") == 0) {
+        t->in = 2, t->out = 1;
+        t->loss_baseline = log(2.0);
+        if (t->seq > 1000) {
+            snprintf(err, errlen, "task binadd: --seq %ld is out of range [1, 1000]", t->seq);
+            free(t);
+            return NULL;
+        }
+        double xor_err = 0.5;
+        if (eval_binadd_set(t, NULL, false, NULL, &xor_err)) { snprintf(err, errlen, "out of memory"); free(t); return NULL; }
+        t->metric_baseline = xor_err;
+    } else { /* charlm */
+        if (setup_charlm(t, opts ? opts->text : NULL, err, errlen)) { task_free(t); return NULL; }
+    }
+    return t;
+}
+
+void task_free(task *t) {
+    if (!t) return;
+    free(t->text);
+    free(t);
+}
+
+const char *task_name(const task *t) { return t->def->name; }
+const char *task_about(const task *t) { return t->def->about; }
+long task_seq(const task *t) { return t->seq; }
+int64_t task_input_size(const task *t) { return t->in; }
+int64_t task_output_size(const task *t) { return t->out; }
+bool task_every_step(const task *t) { return t->def->every_step; }
+task_loss task_loss_kind(const task *t) { return t->def->loss; }
+double task_loss_baseline(const task *t) { return t->loss_baseline; }
+const char *task_metric_name(const task *t) { return t->def->metric; }
+bool task_metric_lower_better(const task *t) { return t->def->lower_better; }
+double task_metric_baseline(const task *t) { return t->metric_baseline; }
+const char *task_baseline_desc(const task *t) { return t->def->baseline_desc; }
+const char *task_data_desc(const task *t) { return t->data_desc; }
+
+const unsigned char *task_vocab(const task *t, int *V) {
+    if (t->def->gen != gen_charlm) return NULL;
+    if (V) *V = t->V;
+    return t->vocab;
+}
+
+int64_t task_epoch_steps(const task *t, int64_t batch) {
+    int64_t examples = t->def->gen == gen_charlm ? (int64_t)t->n_train / t->seq : 10000;
+    int64_t s = (examples + batch - 1) / batch;
+    return s > 0 ? s : 1;
+}
+
+int task_make_batch(task *t, tg_rng *rng, int64_t B, task_batch *b) { return t->def->gen(t, rng, B, t->seq, b); }
+
+tg_tensor *task_loss_of(const task *t, const tg_tensor *pred, const task_batch *b) {
+    switch (t->def->loss) {
+    case TASK_LOSS_MSE: return tg_mse_loss(pred, b->target, TG_REDUCE_MEAN);
+    case TASK_LOSS_CE: return tg_cross_entropy(pred, b->labels, NULL);
+    case TASK_LOSS_BCE: return tg_bce_with_logits(pred, b->target, NULL);
+    }
+    return NULL;
+}
+
+int task_evaluate(task *t, const model *m, bool verbose, task_eval *ev) {
+    memset(ev, 0, sizeof *ev);
+    return t->def->eval(t, m, verbose, ev);
+}

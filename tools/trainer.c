@@ -1,0 +1,370 @@
+/* tools/trainer.c - the training loop shared by train, compare and the main job (see trainer.h). */
+#include "tools/trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <tapegrad/autograd.h>
+#include <tapegrad/ops.h>
+
+#include "tools/cli.h"
+
+#define DATA_STREAM 0xda7a5eedULL  /* the data generator's seed is seed ^ this */
+
+static const char *const optim_names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
+static const tg_optim_kind optim_kinds[] = {TG_OPTIM_SGD, TG_OPTIM_ADAM, TG_OPTIM_ADAMW, TG_OPTIM_RMSPROP,
+                                            TG_OPTIM_ADAGRAD};
+
+int optim_kind_parse(const char *name) {
+    for (int i = 0; name && i < 5; i++)
+        if (strcmp(name, optim_names[i]) == 0) return (int)optim_kinds[i];
+    return -1;
+}
+
+void train_config_fill_defaults(train_config *cfg) {
+    task_defaults d = task_defaults_of(cfg->task);
+    if (cfg->seq <= 0) cfg->seq = d.seq;
+    if (cfg->hidden <= 0) cfg->hidden = d.hidden;
+    if (cfg->batch <= 0) cfg->batch = d.batch;
+    if (cfg->steps <= 0) cfg->steps = d.steps;
+    if (cfg->lr <= 0) cfg->lr = d.lr;
+    if (cfg->layers <= 0) cfg->layers = 1;
+    if (!cfg->optim) cfg->optim = "adam";
+    if (!cfg->cell) cfg->cell = "lstm";
+}
+
+static void curve_free(train_curve *c) {
+    free(c->step);
+    free(c->loss);
+    free(c->seconds);
+    memset(c, 0, sizeof *c);
+}
+
+static int curve_push(train_curve *c, int64_t step, double loss, double secs) {
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 256;
+        int64_t *s = realloc(c->step, (size_t)cap * sizeof *s);
+        if (s) c->step = s;
+        double *l = realloc(c->loss, (size_t)cap * sizeof *l);
+        if (l) c->loss = l;
+        double *t = realloc(c->seconds, (size_t)cap * sizeof *t);
+        if (t) c->seconds = t;
+        if (!s || !l || !t) return -1;
+        c->cap = cap;
+    }
+    c->step[c->n] = step;
+    c->loss[c->n] = loss;
+    c->seconds[c->n] = secs;
+    c->n++;
+    return 0;
+}
+
+static void lib_err(char *err, size_t n, const char *what) {
+    snprintf(err, n, "%s%s%s", what, tg_error_pending() ? ": " : "", tg_error_pending() ? tg_last_error() : "");
+    tg_clear_error();
+}
+
+static int make_optimizer(trainer *tr, char *err, size_t errlen) {
+    int kind = optim_kind_parse(tr->cfg.optim);
+    if (kind < 0) {
+        snprintf(err, errlen, "unknown optimizer '%s' (adam, sgd, rmsprop, adagrad or adamw)", tr->cfg.optim);
+        return -1;
+    }
+    tg_optim_opts o = tg_optim_defaults((tg_optim_kind)kind);
+    o.lr = tr->cfg.lr;
+    tg_clear_error();
+    tr->opt = tg_optim_new_params((tg_optim_kind)kind, tr->model->params, &o);
+    if (!tr->opt) { lib_err(err, errlen, "cannot create the optimizer"); return -1; }
+    return 0;
+}
+
+int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *err, size_t errlen) {
+    memset(tr, 0, sizeof *tr);
+    tr->cfg = *cfg;
+    train_config_fill_defaults(&tr->cfg);
+    tr->task = task_new(tr->cfg.task, &(task_opts){.seq = tr->cfg.seq, .text = tr->cfg.text, .dtype = tr->cfg.dtype},
+                        err, errlen);
+    if (!tr->task) { model_free(preloaded); return -1; }
+    if (preloaded) {
+        tr->model = preloaded;
+        if (preloaded->cfg.input_size != task_input_size(tr->task) ||
+            preloaded->cfg.output_size != task_output_size(tr->task)) {
+            snprintf(err, errlen, "the model has %lld inputs and %lld outputs, task %s needs %lld and %lld",
+                     (long long)preloaded->cfg.input_size, (long long)preloaded->cfg.output_size, tr->cfg.task,
+                     (long long)task_input_size(tr->task), (long long)task_output_size(tr->task));
+            trainer_free(tr);
+            return -1;
+        }
+    } else {
+        model_config mc = {.input_size = task_input_size(tr->task), .hidden_size = tr->cfg.hidden,
+                           .output_size = task_output_size(tr->task), .layers = (int)tr->cfg.layers,
+                           .dtype = tr->cfg.dtype, .set_forget_bias = tr->cfg.set_forget_bias,
+                           .forget_bias = tr->cfg.forget_bias};
+        snprintf(mc.cell, sizeof mc.cell, "%s", tr->cfg.cell);
+        tr->model = model_new(&mc, (uint64_t)tr->cfg.seed, err, errlen);
+        if (!tr->model) { trainer_free(tr); return -1; }
+    }
+    if (make_optimizer(tr, err, errlen)) { trainer_free(tr); return -1; }
+    tg_rng_seed(&tr->data_rng, (uint64_t)tr->cfg.seed ^ DATA_STREAM);
+    tr->log_every = tr->cfg.steps / 200 > 1 ? tr->cfg.steps / 200 : 1;
+    return 0;
+}
+
+void trainer_free(trainer *tr) {
+    if (!tr) return;
+    tg_optim_free(tr->opt);
+    model_free(tr->model);
+    task_free(tr->task);
+    curve_free(&tr->curve);
+    memset(tr, 0, sizeof *tr);
+}
+
+progress_mode progress_auto(void) { return isatty(STDOUT_FILENO) ? PROGRESS_TTY : PROGRESS_LINES; }
+
+static void fmt_time(char *buf, size_t n, double s) {
+    if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+}
+
+static void show_progress(const trainer *tr, const progress *p, int64_t until, int64_t start_step, double elapsed,
+                          bool final) {
+    double rate = elapsed > 0 ? (double)(tr->step - start_step) / elapsed : 0;
+    double loss = tr->window_n ? tr->window_sum / (double)tr->window_n : tr->last_loss;
+    char eta[32];
+    fmt_time(eta, sizeof eta, rate > 0 ? (double)(until - tr->step) / rate : NAN);
+    int w = 1;
+    for (int64_t u = until; u >= 10; u /= 10) w++;
+    char line[256];
+    snprintf(line, sizeof line, "%s%s%sstep %*lld/%lld  loss %-9.5g %6.0f steps/s  %s %s", p->label ? "[" : "",
+             p->label ? p->label : "", p->label ? "] " : "", w, (long long)tr->step, (long long)until, loss, rate,
+             final ? "took" : "ETA", final ? (fmt_time(eta, sizeof eta, elapsed), eta) : eta);
+    if (p->mode == PROGRESS_TTY) {
+        printf("\r%-78s%s", line, final ? "\n" : "");
+    } else {
+        printf("%s\n", line);
+    }
+    fflush(stdout);
+}
+
+int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t errlen) {
+    progress none = {PROGRESS_OFF, NULL};
+    if (!p) p = &none;
+    int64_t start_step = tr->step, total = until - start_step;
+    int64_t line_every = total / 10 > 0 ? total / 10 : 1;
+    double t0 = cli_now(), last_shown = t0;
+    int64_t B = tr->cfg.batch;
+    bool every = task_every_step(tr->task);
+    while (tr->step < until) {
+        task_batch b;
+        if (task_make_batch(tr->task, &tr->data_rng, B, &b)) { snprintf(err, errlen, "out of memory"); return -1; }
+        tg_tensor *pred = model_forward(tr->model, b.x, every, NULL);
+        tg_tensor *loss = task_loss_of(tr->task, pred, &b);
+        if (!loss || tg_backward(loss)) {
+            task_batch_clear(&b);
+            tg_tape_reset();
+            lib_err(err, errlen, "training step failed");
+            return -1;
+        }
+        double lv = tg_item(loss);
+        if (tr->cfg.clip > 0) tg_optim_clip_grad_norm(tr->opt, tr->cfg.clip, 2.0, false);
+        int s = tg_optim_step(tr->opt);
+        tg_optim_zero_grad(tr->opt);
+        tg_tape_reset();
+        task_batch_clear(&b);
+        if (s) { lib_err(err, errlen, "optimizer step failed"); return -1; }
+        tr->step++;
+        tr->last_loss = lv;
+        if (!isfinite(lv)) {
+            if (p->mode == PROGRESS_TTY) printf("\n");
+            snprintf(err, errlen, "the loss became %g at step %lld (try a smaller --lr or --clip 1)", lv,
+                     (long long)tr->step);
+            return -1;
+        }
+        tr->window_sum += lv;
+        tr->window_n++;
+        double now = cli_now();
+        if (tr->step % tr->log_every == 0) {
+            double mean = tr->window_sum / (double)tr->window_n;
+            if (curve_push(&tr->curve, tr->step, mean, tr->seconds + (now - t0))) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+            if (tr->csv) fprintf(tr->csv, "%lld,%.9g,%.4f\n", (long long)tr->step, mean, tr->seconds + (now - t0));
+            tr->window_sum = 0;
+            tr->window_n = 0;
+        }
+        if (p->mode == PROGRESS_TTY && (now - last_shown > 0.1 || tr->step == until)) {
+            show_progress(tr, p, until, start_step, now - t0, false);
+            last_shown = now;
+        } else if (p->mode == PROGRESS_LINES && ((tr->step - start_step) % line_every == 0 || tr->step == until)) {
+            show_progress(tr, p, until, start_step, now - t0, false);
+        }
+    }
+    double elapsed = cli_now() - t0;
+    tr->seconds += elapsed;
+    if (p->mode == PROGRESS_TTY && total > 0) show_progress(tr, p, until, start_step, elapsed, true);
+    if (tr->csv) fflush(tr->csv);
+    return 0;
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------------------- */
+
+int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) {
+    char vals[11][600];
+    const char *keys[11] = {"task", "seq", "batch", "optim", "lr", "clip", "seed", "steps", "log_every", "text",
+                            "vocab"};
+    snprintf(vals[0], sizeof vals[0], "%s", tr->cfg.task);
+    snprintf(vals[1], sizeof vals[1], "%ld", task_seq(tr->task));
+    snprintf(vals[2], sizeof vals[2], "%ld", tr->cfg.batch);
+    snprintf(vals[3], sizeof vals[3], "%s", tr->cfg.optim);
+    snprintf(vals[4], sizeof vals[4], "%.17g", tr->cfg.lr);
+    snprintf(vals[5], sizeof vals[5], "%.17g", tr->cfg.clip);
+    snprintf(vals[6], sizeof vals[6], "%ld", tr->cfg.seed);
+    snprintf(vals[7], sizeof vals[7], "%ld", tr->cfg.steps);
+    snprintf(vals[8], sizeof vals[8], "%lld", (long long)tr->log_every);
+    snprintf(vals[9], sizeof vals[9], "%s", tr->cfg.text ? tr->cfg.text : "");
+    int V = 0;
+    const unsigned char *vocab = task_vocab(tr->task, &V);
+    vals[10][0] = 0;
+    for (int k = 0; vocab && k < V; k++) snprintf(vals[10] + 2 * k, 3, "%02x", vocab[k]);
+    const char *meta[22];
+    for (int i = 0; i < 11; i++) { meta[2 * i] = keys[i]; meta[2 * i + 1] = vals[i]; }
+    return ckpt_save(path, tr->model, tr->opt, tr->step, &tr->data_rng, 11, meta, err, errlen);
+}
+
+int trainer_resume(trainer *tr, const train_config *user, const char *path, char *err, size_t errlen) {
+    memset(tr, 0, sizeof *tr);
+    tg_st_file *f = NULL;
+    model *m = ckpt_load_model(path, &f, err, errlen);
+    if (!m) return -1;
+    train_config cfg = *user;
+    const char *task = tg_st_meta(f, "task"), *optim = tg_st_meta(f, "optim"), *text = tg_st_meta(f, "text");
+    const char *v;
+    if (!task || !task_known(task) || !optim || optim_kind_parse(optim) < 0) {
+        snprintf(err, errlen, "%s: the checkpoint does not say which task / optimizer it was trained with", path);
+        model_free(m);
+        tg_st_free(f);
+        return -1;
+    }
+    /* strings must outlive f: keep static copies */
+    static char task_s[64], optim_s[32], text_s[4096], cell_s[48];
+    snprintf(task_s, sizeof task_s, "%s", task);
+    snprintf(optim_s, sizeof optim_s, "%s", optim);
+    snprintf(text_s, sizeof text_s, "%s", text ? text : "");
+    snprintf(cell_s, sizeof cell_s, "%s", m->cfg.cell);
+    cfg.task = task_s;
+    cfg.optim = optim_s;
+    cfg.text = text_s[0] ? text_s : NULL;
+    cfg.cell = cell_s;
+    cfg.hidden = (long)m->cfg.hidden_size;
+    cfg.layers = m->cfg.layers;
+    cfg.dtype = m->cfg.dtype;
+    cfg.set_forget_bias = m->cfg.set_forget_bias;
+    cfg.forget_bias = m->cfg.forget_bias;
+    if ((v = tg_st_meta(f, "seq"))) cfg.seq = atol(v);
+    if ((v = tg_st_meta(f, "batch"))) cfg.batch = atol(v);
+    if ((v = tg_st_meta(f, "lr"))) cfg.lr = strtod(v, NULL);
+    if ((v = tg_st_meta(f, "clip"))) cfg.clip = strtod(v, NULL);
+    if ((v = tg_st_meta(f, "seed"))) cfg.seed = atol(v);
+    int64_t log_every = (v = tg_st_meta(f, "log_every")) ? atoll(v) : 0;
+    if (trainer_init(tr, &cfg, m, err, errlen)) { tg_st_free(f); return -1; }
+    if (log_every > 0) tr->log_every = log_every;
+    /* charlm: the text must still give the vocabulary the model was trained on */
+    int V = 0;
+    const unsigned char *vocab = task_vocab(tr->task, &V);
+    const char *hex = tg_st_meta(f, "vocab");
+    if (vocab) {
+        char now[520] = "";
+        for (int k = 0; k < V; k++) snprintf(now + 2 * k, 3, "%02x", vocab[k]);
+        if (!hex || strcmp(hex, now) != 0) {
+            snprintf(err, errlen, "%s: the text file's characters differ from those the model was trained on", path);
+            tg_st_free(f);
+            trainer_free(tr);
+            return -1;
+        }
+    }
+    int rc = ckpt_load_train_state(path, f, tr->opt, &tr->step, &tr->data_rng, err, errlen);
+    tg_st_free(f);
+    if (rc) trainer_free(tr);
+    return rc;
+}
+
+/* ---- reporting ------------------------------------------------------------------------------------ */
+
+double metric_display(const task *t, double metric, const char **unit) {
+    const char *name = task_name(t);
+    bool pct = strcmp(name, "pattern") == 0 || strcmp(name, "binadd") == 0;
+    if (unit) *unit = pct ? "%" : "";
+    return pct ? 100 * metric : metric;
+}
+
+bool beats_baseline(const task *t, double metric) {
+    return task_metric_lower_better(t) ? metric < task_metric_baseline(t) : metric > task_metric_baseline(t);
+}
+
+void format_metric(const task *t, double metric, char *buf, size_t n) {
+    const char *u;
+    double v = metric_display(t, metric, &u), b = metric_display(t, task_metric_baseline(t), &u);
+    double base = task_metric_baseline(t);
+    char rel[64] = "";
+    if (task_metric_lower_better(t) && metric > 0 && metric < base) snprintf(rel, sizeof rel, "%.3gx lower, ", base / metric);
+    snprintf(buf, n, "%s %.4g%s vs baseline %.4g%s (%s): %s%s", task_metric_name(t), v, u, b, u, task_baseline_desc(t), rel,
+             beats_baseline(t, metric) ? "beats the baseline" : "does NOT beat the baseline");
+}
+
+const char *loss_name(const task *t) {
+    switch (task_loss_kind(t)) {
+    case TASK_LOSS_MSE: return "MSE";
+    case TASK_LOSS_CE: return "cross-entropy";
+    case TASK_LOSS_BCE: return "binary cross-entropy";
+    }
+    return "?";
+}
+
+static void group_digits(char *buf, size_t n, int64_t v) {
+    char raw[32];
+    snprintf(raw, sizeof raw, "%lld", (long long)v);
+    size_t len = strlen(raw), j = 0;
+    for (size_t i = 0; i < len && j + 2 < n; i++) {
+        buf[j++] = raw[i];
+        if ((len - i - 1) % 3 == 0 && i + 1 < len) buf[j++] = ',';
+    }
+    buf[j] = 0;
+}
+
+void print_run_header(FILE *f, const trainer *tr, int threads) {
+    char np[32];
+    group_digits(np, sizeof np, model_param_count(tr->model));
+    fprintf(f, "task %s: %s\n  --seq %ld (%s); data: %s\n", tr->cfg.task, task_about(tr->task), task_seq(tr->task),
+            task_seq_meaning(tr->cfg.task), task_data_desc(tr->task));
+    fprintf(f, "model: %s, %ld layer%s x %ld hidden + linear head, %s parameters, %s\n", tr->cfg.cell, tr->cfg.layers,
+            tr->cfg.layers == 1 ? "" : "s", tr->cfg.hidden, np, tg_dtype_name(tr->cfg.dtype));
+    fprintf(f, "training: %s lr %g, clip %g, batch %ld, %ld steps, seed %ld, %d thread%s\n", tr->cfg.optim, tr->cfg.lr,
+            tr->cfg.clip, tr->cfg.batch, tr->cfg.steps, tr->cfg.seed, threads, threads == 1 ? "" : "s");
+    if (tr->cfg.set_forget_bias) fprintf(f, "  forget-gate bias set to %g\n", tr->cfg.forget_bias);
+    fflush(f);
+}
+
+void print_eval(FILE *f, const task *t, const task_eval *ev) {
+    char line[512];
+    format_metric(t, ev->metric, line, sizeof line);
+    fprintf(f, "%s\n", line);
+    if (ev->detail[0]) fprintf(f, "%s", ev->detail);
+    fflush(f);
+}
+
+bool writable_path(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    if (access(dir, W_OK) != 0) return false;
+    if (access(path, F_OK) == 0 && access(path, W_OK) != 0) return false;
+    return true;
+}

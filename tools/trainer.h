@@ -1,0 +1,104 @@
+/* tools/trainer.h - the training loop shared by `tapegrad train`, `compare` and the main job: batches
+ * from a task, forward through the model, loss, backward (the tape), gradient clipping, an optimizer
+ * step; a learning curve; a live progress line; checkpoints that resume bit for bit.
+ *
+ *     trainer tr;
+ *     if (trainer_init(&tr, &cfg, NULL, err, sizeof err)) ...          // builds task, model, optimizer
+ *     trainer_run(&tr, cfg.steps, &(progress){.mode = progress_auto()}, err, sizeof err);
+ *     trainer_save(&tr, "model.safetensors", err, sizeof err);
+ *     task_evaluate(tr.task, tr.model, true, &ev);
+ *     trainer_free(&tr);
+ *
+ * Random streams: the model is initialised from `seed`; the data stream is a separate generator seeded
+ * from `seed` too, so two cells trained with the same seed see exactly the same batches. */
+#ifndef TG_TOOLS_TRAINER_H
+#define TG_TOOLS_TRAINER_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <tapegrad/optim.h>
+
+#include "tools/model.h"
+#include "tools/tasks.h"
+
+typedef struct train_config {
+    const char *task;        /* task name */
+    const char *cell;        /* cell name */
+    const char *text;        /* charlm: text file, NULL = default corpus */
+    long seq, hidden, layers, batch;
+    double lr;
+    const char *optim;       /* adam | sgd | rmsprop | adagrad | adamw */
+    double clip;             /* max gradient norm; 0 = no clipping */
+    long steps;              /* total steps to reach */
+    long seed;
+    tg_dtype dtype;
+    bool set_forget_bias;
+    double forget_bias;
+} train_config;
+
+/* Fills the settings the user left at 0 / NULL from the task's defaults (task_defaults_of). */
+void train_config_fill_defaults(train_config *cfg);
+/* "adam" -> TG_OPTIM_ADAM; -1 if unknown */
+int optim_kind_parse(const char *name);
+
+typedef struct train_curve {
+    int64_t *step;           /* [n] the step at the end of each window */
+    double *loss;            /* [n] mean training loss over the window */
+    double *seconds;         /* [n] training time so far */
+    int n, cap;
+} train_curve;
+
+typedef struct trainer {
+    train_config cfg;
+    task *task;              /* owned */
+    model *model;            /* owned */
+    tg_optim *opt;           /* owned */
+    tg_rng data_rng;         /* the training batches */
+    int64_t step;            /* steps done */
+    int64_t log_every;       /* steps per curve point */
+    train_curve curve;
+    double seconds;          /* time spent in trainer_run */
+    double window_sum;       /* losses of the current window */
+    int64_t window_n;
+    double last_loss;
+    FILE *csv;               /* borrowed: curve points are appended as they come (may be NULL) */
+} trainer;
+
+/* Builds the task, the model (or takes `preloaded`, owning it from then on, even on failure) and the
+ * optimizer. Returns 0, or -1 with a message in err. */
+int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *err, size_t errlen);
+void trainer_free(trainer *tr);
+
+typedef enum { PROGRESS_OFF, PROGRESS_TTY, PROGRESS_LINES } progress_mode;
+progress_mode progress_auto(void);   /* TTY when stdout is a terminal, else LINES */
+typedef struct progress {
+    progress_mode mode;
+    const char *label;               /* printed before each line, e.g. "lstm seed 1" (may be NULL) */
+} progress;
+
+/* Trains until tr->step == until. Returns 0, or -1 with a message (an op failed, the loss is NaN). */
+int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t errlen);
+
+/* Checkpoint (model.h): parameters, optimizer, step, data stream, and the training options. */
+int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen);
+/* Rebuilds a trainer from a checkpoint: the stored options (task, cell, sizes, optimizer, lr, clip,
+ * batch, seq, seed, text) replace user's; user's steps (the total to reach) is kept. Returns 0, or -1
+ * with a message. */
+int trainer_resume(trainer *tr, const train_config *user, const char *path, char *err, size_t errlen);
+
+/* "test MSE 0.0012 vs baseline 0.1667 (always predict 1): 139x lower, beats the baseline" */
+void format_metric(const task *t, double metric, char *buf, size_t n);
+bool beats_baseline(const task *t, double metric);
+/* Values shown as percentages (accuracy, bit error rate) */
+double metric_display(const task *t, double metric, const char **unit);
+
+/* "MSE", "cross-entropy", "binary cross-entropy" */
+const char *loss_name(const task *t);
+/* The task, model and training settings, three lines. */
+void print_run_header(FILE *f, const trainer *tr, int threads);
+/* The metric against its baseline, then the task's examples. */
+void print_eval(FILE *f, const task *t, const task_eval *ev);
+/* Can `path` be created or overwritten (its directory exists and is writable)? errno set if not. */
+bool writable_path(const char *path);
+#endif
