@@ -1,0 +1,77 @@
+/* bench/bench_lstm.c - one LSTM training step through the generic runner and the tape, timed both by
+ * the wall clock and by the thread's CPU clock.
+ *
+ * The step is the one of `tapegrad bench` and of bench/pytorch_lstm.py: forward over T steps, MSE
+ * against a fixed random target on every output, backprop through time, one Adam update. The CPU-time
+ * column exists because a shared machine (other builds and tests on the other core) makes wall-clock
+ * medians jump by 30-50 %; the thread CPU time of a single-threaded step is far steadier and is what
+ * docs/speed.md compares before/after. Dimension letters: T time, B batch, I input, H hidden.
+ *
+ * usage: ./build/bench/bench_lstm [I H B T [steps [f32|f64]]]     (default 128 256 32 100 20 f32) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <tapegrad/tapegrad.h>
+
+static double clock_s(clockid_t id) {
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int main(int argc, char **argv) {
+    long I = argc > 1 ? atol(argv[1]) : 128, H = argc > 2 ? atol(argv[2]) : 256;
+    long B = argc > 3 ? atol(argv[3]) : 32, T = argc > 4 ? atol(argv[4]) : 100;
+    int steps = argc > 5 ? atoi(argv[5]) : 20, warmup = 3;
+    tg_dtype dt = argc > 6 && strcmp(argv[6], "f64") == 0 ? TG_F64 : TG_F32;
+    if (I < 1 || H < 1 || B < 1 || T < 1 || steps < 1) {
+        fprintf(stderr, "usage: bench_lstm [I H B T [steps [f32|f64]]]\n");
+        return 2;
+    }
+    tg_set_num_threads(1);
+    tg_rng rng;
+    tg_rng_seed(&rng, 1);
+    tg_rnn_config rc = {.input_size = I, .hidden_size = H, .num_layers = 1, .dtype = dt};
+    tg_rnn *rnn = tg_rnn_new(tg_cell_by_name("lstm"), &rc, &rng);
+    tg_tensor *x = tg_rand_normal(&rng, dt, TG_SHAPE(T, B, I), 0, 1);
+    tg_tensor *target = tg_rand_normal(&rng, dt, TG_SHAPE(T, B, H), 0, 0.5);
+    tg_optim_opts oo = tg_optim_defaults(TG_OPTIM_ADAM);
+    tg_optim *opt = tg_optim_new_params(TG_OPTIM_ADAM, rnn->params, &oo);
+    double *wall = malloc((size_t)steps * sizeof *wall), *cpu = malloc((size_t)steps * sizeof *cpu);
+    double loss0 = 0, loss = 0;
+    for (int i = 0; i < warmup + steps; i++) {
+        double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        tg_tensor *y = tg_rnn_forward(rnn, x, NULL, NULL);
+        tg_tensor *l = tg_mse_loss(y, target, TG_REDUCE_MEAN);
+        loss = tg_item(l);
+        if (tg_backward(l) || tg_optim_step(opt)) { fprintf(stderr, "step failed: %s\n", tg_last_error()); return 1; }
+        tg_optim_zero_grad(opt);
+        tg_tape_reset();
+        double w1 = clock_s(CLOCK_MONOTONIC), c1 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        if (i == 0) loss0 = loss;
+        if (i >= warmup) { wall[i - warmup] = 1e3 * (w1 - w0); cpu[i - warmup] = 1e3 * (c1 - c0); }
+    }
+    double mw = median(wall, steps), mc = median(cpu, steps);
+    printf("bench_lstm %s I=%ld H=%ld B=%ld T=%ld: wall median %.2f ms (min %.2f), cpu median %.2f ms (min %.2f), "
+           "%d steps; loss %.5f -> %.5f\n",
+           tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc, cpu[0], steps, loss0, loss);
+    free(wall);
+    free(cpu);
+    tg_optim_free(opt);
+    tg_rnn_free(rnn);
+    tg_release(x);
+    tg_release(target);
+    return 0;
+}

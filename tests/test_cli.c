@@ -1,0 +1,378 @@
+/* tests/test_cli.c - the `tapegrad` command as a user runs it (the built binary, TG_TAPEGRAD_EXE):
+ *   - bad arguments to every subcommand (unknown option, missing value, out-of-range value, unreadable
+ *     or corrupt file, unknown task / cell) give exit status 2 and a message naming the problem;
+ *   - every task trains to better than its baseline in a short run (small sizes, about a second each);
+ *   - a checkpoint resumes bit for bit: N steps + save + resume to 2N == 2N steps in one go;
+ *   - bench prints a valid JSON object with every field as its last line;
+ *   - compare writes its SVG and CSV; train writes its CSV log and SVG curve; sample prints text;
+ *   - the main job (no arguments) passes.
+ * Every test runs the binary in its own temporary directory. */
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <tapegrad/tapegrad.h>
+
+#ifndef TG_TAPEGRAD_EXE
+#error "TG_TAPEGRAD_EXE must name the built tapegrad binary"
+#endif
+
+/* ---- running the binary ------------------------------------------------------------------------- */
+
+typedef struct run_result {
+    int status;   /* exit status, or -1 if it did not exit normally */
+    char *out;    /* stdout (malloc'd) */
+    char *err;    /* stderr (malloc'd) */
+} run_result;
+
+static char g_dir[64];
+
+static void make_dir(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/tg_cli_XXXXXX");
+    cr_assert(mkdtemp(g_dir) != NULL);
+}
+
+static void remove_dir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0) { /* best effort */ }
+}
+
+TestSuite(cli, .init = make_dir, .fini = remove_dir);
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = 0;
+    fclose(f);
+    return s;
+}
+
+static char *path_in(const char *name) {
+    static char buf[4][256];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+    return buf[k];
+}
+
+/* Runs `tapegrad ARGS` (a shell-quoted argument string) in the test's directory. */
+static run_result run(const char *fmt, ...) {
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s </dev/null >stdout.txt 2>stderr.txt", g_dir, TG_TAPEGRAD_EXE, args);
+    int s = system(cmd);
+    run_result r = {WIFEXITED(s) ? WEXITSTATUS(s) : -1, slurp(path_in("stdout.txt")), slurp(path_in("stderr.txt"))};
+    return r;
+}
+
+static void run_free(run_result *r) {
+    free(r->out);
+    free(r->err);
+}
+
+/* Bad usage: exit status 2, and stderr names the problem (each needle must appear). */
+static void expect_usage_error(const char *args, const char *needle1, const char *needle2) {
+    run_result r = run("%s", args);
+    cr_expect_eq(r.status, 2, "'tapegrad %s' exited %d, expected 2; stderr: %s", args, r.status, r.err);
+    cr_expect(strstr(r.err, needle1) != NULL, "'tapegrad %s': stderr lacks '%s': %s", args, needle1, r.err);
+    if (needle2) cr_expect(strstr(r.err, needle2) != NULL, "'tapegrad %s': stderr lacks '%s': %s", args, needle2, r.err);
+    cr_expect(strchr(r.err, '\n') != NULL, "'tapegrad %s': no message", args);
+    run_free(&r);
+}
+
+/* ---- bad arguments ------------------------------------------------------------------------------- */
+
+Test(cli, unknown_option_every_subcommand) {
+    const char *cmds[] = {"train", "sample", "bench", "compare", "demo", "grad", "gradcheck"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char args[128];
+        snprintf(args, sizeof args, "%s --bogus-option 1", cmds[i]);
+        expect_usage_error(args, "unknown option '--bogus-option'", "usage: tapegrad");
+    }
+    expect_usage_error("no-such-command", "unknown command 'no-such-command'", NULL);
+}
+
+Test(cli, help_on_every_subcommand) {
+    const char *cmds[] = {"train", "sample", "bench", "compare", "demo"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        run_result r = run("%s --help", cmds[i]);
+        cr_expect_eq(r.status, 0, "%s --help exited %d", cmds[i], r.status);
+        cr_expect(strstr(r.out, "usage: tapegrad") != NULL, "%s --help: %s", cmds[i], r.out);
+        run_free(&r);
+    }
+}
+
+Test(cli, missing_values) {
+    expect_usage_error("train --task", "option --task needs a value", NULL);
+    expect_usage_error("train --task adding --steps", "option --steps needs a value", NULL);
+    expect_usage_error("sample --model", "option --model needs a value", NULL);
+    expect_usage_error("bench --H", "option --H needs a value", NULL);
+    expect_usage_error("compare --task adding --cells", "option --cells needs a value", NULL);
+    expect_usage_error("train", "--task is required", NULL);
+    expect_usage_error("sample", "--model is required", NULL);
+    expect_usage_error("compare", "--task is required", NULL);
+}
+
+Test(cli, out_of_range_and_malformed_values) {
+    expect_usage_error("train --task adding --layers 0", "--layers", "out of range");
+    expect_usage_error("train --task adding --lr -1", "--lr", "out of range");
+    expect_usage_error("train --task adding --hidden abc", "--hidden", "not an integer");
+    expect_usage_error("train --task adding --forget-bias x", "--forget-bias", "not a number");
+    expect_usage_error("train --task adding --optim adamx", "unknown optimizer 'adamx'", NULL);
+    expect_usage_error("train --task adding --dtype f16", "--dtype", NULL);
+    expect_usage_error("train --task adding --seq 1", "--seq 1 is out of range", NULL);
+    expect_usage_error("train --task nope", "unknown task 'nope'", NULL);
+    expect_usage_error("train --task adding --cell nope", "unknown cell 'nope'", NULL);
+    expect_usage_error("train --task adding --cell rnn_tanh --forget-bias 1", "no forget gate", NULL);
+    expect_usage_error("sample --model x --temperature 0", "--temperature", "out of range");
+    expect_usage_error("bench --H 0", "--H", "out of range");
+    expect_usage_error("bench --impl fast", "--impl must be tape or manual", NULL);
+    expect_usage_error("bench --cell nope", "unknown cell 'nope'", NULL);
+    expect_usage_error("bench --cell gru_reset_before --impl manual", "--impl manual exists for", NULL);
+    expect_usage_error("compare --task adding --seeds 0", "--seeds", "out of range");
+    expect_usage_error("compare --task adding --cells lstm,nope", "unknown cell 'nope'", NULL);
+    expect_usage_error("compare --task adding --forget-bias 1,x", "--forget-bias", NULL);
+    expect_usage_error("compare --task nope", "unknown task 'nope'", NULL);
+}
+
+Test(cli, unreadable_and_corrupt_files) {
+    expect_usage_error("train --task adding --resume /nonexistent/ckpt.safetensors", "cannot read checkpoint",
+                       "/nonexistent/ckpt.safetensors");
+    expect_usage_error("sample --model /nonexistent/m.safetensors", "cannot read model", "/nonexistent/m.safetensors");
+    expect_usage_error("train --task charlm --text /nonexistent/t.txt", "cannot read text file", "/nonexistent/t.txt");
+    expect_usage_error("compare --task charlm --text /nonexistent/t.txt", "cannot read text file", NULL);
+    expect_usage_error("train --task adding --save /nonexistent/dir/a.safetensors", "cannot write", NULL);
+    expect_usage_error("train --task adding --log /nonexistent/dir/a.csv", "cannot write", NULL);
+    FILE *f = fopen(path_in("garbage.safetensors"), "wb");
+    cr_assert(f);
+    fputs("this is not a safetensors file at all", f);
+    fclose(f);
+    expect_usage_error("sample --model garbage.safetensors", "garbage.safetensors", NULL);
+    expect_usage_error("train --resume garbage.safetensors", "garbage.safetensors", NULL);
+    f = fopen(path_in("tiny.txt"), "wb");
+    fputs("too short", f);
+    fclose(f);
+    expect_usage_error("train --task charlm --text tiny.txt", "too short", NULL);
+}
+
+/* ---- every task beats its baseline in a short run ------------------------------------------------- */
+
+static void expect_beats(const char *args) {
+    run_result r = run("train %s --quiet", args);
+    cr_expect_eq(r.status, 0, "train %s exited %d: %s", args, r.status, r.err);
+    cr_expect(strstr(r.out, "beats the baseline") != NULL, "train %s did not beat its baseline:\n%s", args, r.out);
+    run_free(&r);
+}
+
+Test(cli, arith_beats_baseline) { expect_beats("--task arith --steps 400"); }
+Test(cli, pattern_beats_baseline) { expect_beats("--task pattern --seq 16 --steps 300"); }
+Test(cli, adding_beats_baseline) { expect_beats("--task adding --seq 10 --steps 500"); }
+Test(cli, copy_beats_baseline) { expect_beats("--task copy --seq 2 --hidden 32 --steps 1000"); }
+Test(cli, binadd_beats_baseline) { expect_beats("--task binadd --steps 300"); }
+Test(cli, charlm_beats_baseline) { expect_beats("--task charlm --hidden 64 --seq 32 --steps 200"); }
+
+/* ---- checkpoints ----------------------------------------------------------------------------------- */
+
+static void expect_same_tensors(const char *a, const char *b) {
+    tg_st_file *fa = tg_st_load(path_in(a)), *fb = tg_st_load(path_in(b));
+    cr_assert(fa && fb, "cannot load %s / %s: %s", a, b, tg_last_error());
+    cr_assert_eq(tg_st_count(fa), tg_st_count(fb));
+    for (int i = 0; i < tg_st_count(fa); i++) {
+        const char *name = tg_st_name_at(fa, i);
+        tg_tensor *ta = tg_st_tensor_at(fa, i), *tb = tg_st_get(fb, name);
+        cr_assert(tb, "%s lacks '%s'", b, name);
+        cr_assert(tg_same_shape(ta, tb) && tg_dtype_of(ta) == tg_dtype_of(tb));
+        size_t bytes = (size_t)tg_numel(ta) * tg_itemsize(tg_dtype_of(ta));
+        cr_expect(memcmp(tg_cdata(ta), tg_cdata(tb), bytes) == 0, "'%s' differs between %s and %s", name, a, b);
+    }
+    tg_st_free(fa);
+    tg_st_free(fb);
+}
+
+static void resume_case(const char *task_args) {
+    run_result r = run("train %s --steps 30 --save half.safetensors --quiet", task_args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = run("train %s --resume half.safetensors --steps 60 --save resumed.safetensors --quiet", task_args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "resumed from half.safetensors at step 30") != NULL, "%s", r.out);
+    run_free(&r);
+    r = run("train %s --steps 60 --save straight.safetensors --quiet", task_args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    expect_same_tensors("resumed.safetensors", "straight.safetensors");
+    expect_same_tensors("resumed.optim.safetensors", "straight.optim.safetensors");
+}
+
+Test(cli, resume_is_bit_identical) { resume_case("--task adding --seq 20 --hidden 16"); }
+Test(cli, resume_is_bit_identical_charlm_rmsprop) {
+    resume_case("--task charlm --seq 16 --hidden 16 --optim rmsprop --batch 8");
+}
+Test(cli, resume_is_bit_identical_gru_two_layers_two_threads) {
+    resume_case("--task copy --seq 3 --cell gru --layers 2 --hidden 16 --threads 2");
+}
+
+Test(cli, resume_refuses_other_settings) {
+    run_result r = run("train --task adding --seq 10 --hidden 8 --steps 5 --save a.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    expect_usage_error("train --resume a.safetensors --cell gru --steps 10", "--cell gru differs", NULL);
+    expect_usage_error("train --resume a.safetensors --hidden 9 --steps 10", "--hidden 9 differs", NULL);
+    expect_usage_error("train --resume a.safetensors --steps 3", "already at step 5", NULL);
+}
+
+/* ---- train's log and plot, sample ------------------------------------------------------------------ */
+
+Test(cli, train_writes_log_and_plot) {
+    run_result r = run("train --task binadd --steps 100 --log curve.csv --plot curve.svg --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    char *csv = slurp(path_in("curve.csv")), *svg = slurp(path_in("curve.svg"));
+    cr_expect(strncmp(csv, "step,loss,seconds\n", 18) == 0, "%s", csv);
+    int lines = 0;
+    for (char *c = csv; *c; c++) lines += *c == '\n';
+    cr_expect_eq(lines, 101, "%d lines in the CSV", lines);
+    cr_expect(strstr(svg, "<svg") && strstr(svg, "</svg>") && strstr(svg, "<polyline"), "not an SVG curve");
+    cr_expect(strstr(svg, "baseline") != NULL);
+    free(csv);
+    free(svg);
+}
+
+Test(cli, sample_prints_text_from_a_char_model) {
+    run_result r = run("train --task charlm --hidden 32 --seq 16 --steps 20 --save lm.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = run("sample --model lm.safetensors --length 50 --prime 'The '");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strncmp(r.out, "The ", 4) == 0 && strlen(r.out) == 4 + 50 + 1, "[%s]", r.out);
+    run_free(&r);
+    expect_usage_error("sample --model lm.safetensors --prime \"$(printf '\\001')\"", "not in the model's vocabulary", NULL);
+    r = run("train --task adding --steps 2 --save add.safetensors --quiet");
+    run_free(&r);
+    expect_usage_error("sample --model add.safetensors", "not a character model", NULL);
+}
+
+/* ---- bench: the last line is a JSON object with every field -------------------------------------- */
+
+/* A minimal JSON check for a flat object of string -> number | string. Returns the number of keys,
+ * or -1 on a syntax error. */
+static int json_flat_object(const char *s) {
+    int keys = 0;
+    while (isspace((unsigned char)*s)) s++;
+    if (*s++ != '{') return -1;
+    for (;;) {
+        while (isspace((unsigned char)*s)) s++;
+        if (*s == '}' && keys == 0) { s++; break; }
+        if (*s++ != '"') return -1;
+        while (*s && *s != '"') s++;
+        if (*s++ != '"') return -1;
+        while (isspace((unsigned char)*s)) s++;
+        if (*s++ != ':') return -1;
+        while (isspace((unsigned char)*s)) s++;
+        if (*s == '"') {
+            s++;
+            while (*s && *s != '"') s++;
+            if (*s++ != '"') return -1;
+        } else {
+            char *end;
+            double v = strtod(s, &end);
+            if (end == s || !isfinite(v)) return -1;
+            if (strncmp(s, "nan", 3) == 0 || strncmp(s, "inf", 3) == 0) return -1;
+            s = end;
+        }
+        keys++;
+        while (isspace((unsigned char)*s)) s++;
+        if (*s == ',') { s++; continue; }
+        if (*s++ != '}') return -1;
+        break;
+    }
+    while (isspace((unsigned char)*s)) s++;
+    return *s ? -1 : keys;
+}
+
+static double json_number(const char *s, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(s, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+static void bench_case(const char *args) {
+    run_result r = run("bench %s", args);
+    cr_assert_eq(r.status, 0, "bench %s: %s", args, r.err);
+    size_t n = strlen(r.out);
+    cr_assert(n > 2 && r.out[n - 1] == '\n');
+    r.out[n - 1] = 0;
+    const char *last = strrchr(r.out, '\n');
+    last = last ? last + 1 : r.out;
+    cr_expect(json_flat_object(last) >= 14, "bench %s: last line is not a JSON object: %s", args, last);
+    const char *fields[] = {"cell", "I", "H", "B", "T", "threads", "steps", "median_ms", "min_ms", "max_ms", "gflops",
+                            "peak_rss_mb", "tape_bytes_per_step"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        char pat[64];
+        snprintf(pat, sizeof pat, "\"%s\":", fields[i]);
+        cr_expect(strstr(last, pat) != NULL, "bench %s: JSON lacks %s: %s", args, fields[i], last);
+    }
+    double mn = json_number(last, "min_ms"), med = json_number(last, "median_ms"), mx = json_number(last, "max_ms");
+    cr_expect(mn > 0 && mn <= med && med <= mx, "min %g median %g max %g", mn, med, mx);
+    cr_expect(json_number(last, "gflops") > 0);
+    cr_expect(json_number(last, "peak_rss_mb") > 0);
+    cr_expect(json_number(last, "loss_last") < json_number(last, "loss_first"), "the loss did not fall: %s", last);
+    run_free(&r);
+}
+
+Test(cli, bench_tape_json) {
+    bench_case("--cell lstm --I 8 --H 16 --B 4 --T 10 --steps 5 --warmup 1");
+    bench_case("--cell gru --I 8 --H 16 --B 4 --T 10 --steps 4 --threads 2 --dtype f64");
+}
+Test(cli, bench_manual_json) {
+    bench_case("--cell rnn_tanh --I 8 --H 16 --B 4 --T 10 --steps 5 --impl manual");
+    bench_case("--cell lstm --I 8 --H 16 --B 4 --T 10 --steps 3 --impl manual");
+}
+
+/* ---- compare --------------------------------------------------------------------------------------- */
+
+Test(cli, compare_writes_svg_and_csv) {
+    run_result r = run("compare --task binadd --cells lstm,gru --seeds 2 --steps 60 --forget-bias 0,1 "
+                       "--plot cmp.svg --log cmp.csv");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "lstm fb=0") && strstr(r.out, "lstm fb=1") && strstr(r.out, "gru fb=1"), "%s", r.out);
+    cr_expect(strstr(r.out, "params") && strstr(r.out, "ms/step"), "no table: %s", r.out);
+    run_free(&r);
+    char *csv = slurp(path_in("cmp.csv")), *svg = slurp(path_in("cmp.svg"));
+    cr_expect(strncmp(csv, "variant,cell,forget_bias,seed,step,loss,seconds\n", 49) == 0, "%.80s", csv);
+    int lines = 0;
+    for (char *c = csv; *c; c++) lines += *c == '\n';
+    cr_expect_eq(lines, 1 + 4 * 2 * 60, "%d CSV lines", lines);
+    int polylines = 0;
+    for (char *p = svg; (p = strstr(p, "<polyline")); p++) polylines++;
+    cr_expect_eq(polylines, 4, "%d curves in the SVG", polylines);
+    cr_expect(strstr(svg, "</svg>") != NULL);
+    free(csv);
+    free(svg);
+}
+
+/* ---- the main job ---------------------------------------------------------------------------------- */
+
+Test(cli, main_job_passes, .timeout = 120) {
+    run_result r = run("");
+    cr_expect_eq(r.status, 0, "tapegrad exited %d: %s", r.status, r.err);
+    cr_expect(strstr(r.out, "gradients: PASS") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "beats the baseline") != NULL, "%s", r.out);
+    run_free(&r);
+}
