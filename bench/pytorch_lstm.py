@@ -45,19 +45,24 @@ def main():
         opt.step()
         return loss.item()
 
-    ms = []
+    # Wall clock and the process CPU clock (all threads: a BLAS could start its own); the
+    # CPU time is the steadier figure on a machine shared with other jobs (see bench/bench_lstm.c).
+    ms, cpu = [], []
     loss0 = loss = None
     for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = step()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         if i == 0:
             loss0 = loss
         if i >= a.warmup:
             ms.append(1e3 * (t1 - t0))
+            cpu.append(1e3 * (c1 - c0))
     ms.sort()
+    cpu.sort()
     n = len(ms)
     median = ms[n // 2] if n % 2 else 0.5 * (ms[n // 2 - 1] + ms[n // 2])
+    cpu_median = cpu[n // 2] if n % 2 else 0.5 * (cpu[n // 2 - 1] + cpu[n // 2])
     G = 4
     flops = 3.0 * a.T * 2.0 * a.B * (a.I + a.H) * G * a.H
     # The BLAS library actually mapped (BLAS_INFO says only "generic" on Debian's build, which loads
@@ -71,11 +76,13 @@ def main():
     print(f"pytorch {torch.__version__} nn.LSTM: I={a.I} H={a.H} B={a.B} T={a.T} {a.dtype} "
           f"{torch.get_num_threads()} thread(s), BLAS {blas}")
     print(f"  median {median:.3f} ms   min {ms[0]:.3f}   max {ms[-1]:.3f}   over {n} steps after {a.warmup} warm-up")
+    print(f"  process CPU time: median {cpu_median:.3f} ms   min {cpu[0]:.3f}")
     print(f"  {flops / (median * 1e-3) / 1e9:.2f} GFLOP/s  (3*T*2*B*(I+H)*G*H = {flops / 1e9:.3f} GFLOP per step)")
     print(f"  loss {loss0:.5f} at the first step, {loss:.5f} at the last")
     print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "blas": blas, "dtype": a.dtype, "I": a.I,
                       "H": a.H, "B": a.B, "T": a.T, "threads": torch.get_num_threads(), "steps": n,
                       "median_ms": round(median, 4), "min_ms": round(ms[0], 4), "max_ms": round(ms[-1], 4),
+                      "cpu_median_ms": round(cpu_median, 4), "cpu_min_ms": round(cpu[0], 4),
                       "gflops": round(flops / (median * 1e-3) / 1e9, 4)}))
 
 

@@ -212,7 +212,7 @@ static int64_t tg_now_ns(void)
 static void *tg_pool_worker(void *p)
 {
     tg_pool_slot *slot = p;
-    unsigned long seen = atomic_load_explicit(&slot->gen, memory_order_acquire);
+    unsigned long seen = 0; /* a slot's generation is 0 until its worker exists */
     for (;;) {
         /* spin a little, then sleep */
         int64_t t0 = -1;
