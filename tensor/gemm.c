@@ -180,7 +180,10 @@ typedef struct {
 } tg_pool_slot;
 
 #ifndef TG_POOL_SPIN_NS
-#define TG_POOL_SPIN_NS 200000L
+#define TG_POOL_SPIN_NS 100000L /* worker: spin this long after a task before sleeping */
+#endif
+#ifndef TG_POOL_WAIT_SPIN_NS
+#define TG_POOL_WAIT_SPIN_NS 50000L /* dispatcher: spin this long for workers before sleeping */
 #endif
 
 static pthread_mutex_t tg_pool_owner = PTHREAD_MUTEX_INITIALIZER; /* held by the dispatching call */
@@ -217,7 +220,7 @@ static void *tg_pool_worker(void *p)
         /* spin a little, then sleep */
         int64_t t0 = -1;
         for (unsigned it = 0; atomic_load_explicit(&slot->gen, memory_order_acquire) == seen; it++) {
-            if ((it & 63) == 0) {
+            if ((it & 15) == 0) {
                 const int64_t t = tg_now_ns();
                 if (t0 < 0) t0 = t;
                 else if (t - t0 > TG_POOL_SPIN_NS) break;
@@ -276,8 +279,17 @@ static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
 
     fn(args[0]);
 
-    for (unsigned it = 0; it < 20000 && atomic_load_explicit(&tg_pool_pending, memory_order_acquire) > 0; it++)
-        tg_cpu_relax();
+    {
+        int64_t t0 = -1;
+        for (unsigned it = 0; atomic_load_explicit(&tg_pool_pending, memory_order_acquire) > 0; it++) {
+            if ((it & 15) == 0) {
+                const int64_t t = tg_now_ns();
+                if (t0 < 0) t0 = t;
+                else if (t - t0 > TG_POOL_WAIT_SPIN_NS) break;
+            }
+            tg_cpu_relax();
+        }
+    }
     if (atomic_load_explicit(&tg_pool_pending, memory_order_acquire) > 0) {
         pthread_mutex_lock(&tg_pool_mu);
         tg_pool_waiting = 1;
