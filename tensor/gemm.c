@@ -246,10 +246,28 @@ static void *tg_pool_worker(void *p)
     return NULL;
 }
 
+/* A forked child has none of the parent's workers: forget them so the child starts its own. */
+static void tg_pool_atfork_child(void)
+{
+    pthread_mutex_init(&tg_pool_owner, NULL);
+    pthread_mutex_init(&tg_pool_mu, NULL);
+    pthread_cond_init(&tg_pool_wake, NULL);
+    pthread_cond_init(&tg_pool_done, NULL);
+    tg_pool_sleepers = 0;
+    tg_pool_waiting = 0;
+    tg_pool_started = 0;
+    atomic_store(&tg_pool_pending, 0);
+    for (int i = 0; i < TG_MAX_THREADS; i++) atomic_store(&tg_pool_slots[i].gen, 0);
+}
+
+static pthread_once_t tg_pool_once = PTHREAD_ONCE_INIT;
+static void tg_pool_init_once(void) { pthread_atfork(NULL, NULL, tg_pool_atfork_child); }
+
 /* Runs fn(args[0..n-1]); task 0 on the calling thread. Returns 0 if the pool was unavailable
  * (busy, or no worker could be started) and nothing was run. */
 static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
 {
+    pthread_once(&tg_pool_once, tg_pool_init_once);
     if (pthread_mutex_trylock(&tg_pool_owner) != 0) return 0;
     while (tg_pool_started < n - 1) {
         tg_pool_slot *slot = &tg_pool_slots[tg_pool_started + 1];
@@ -302,8 +320,11 @@ static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
     return 1;
 }
 
-/* Problems with fewer multiply-adds than this never use threads. */
-#define TG_GEMM_MT_MIN_MACS ((int64_t)1 << 21)
+/* f32 problems with fewer multiply-adds than this never use threads (f64: half of it, since a
+ * multiply-add costs about twice as much). */
+#ifndef TG_GEMM_MT_MIN_MACS_F32
+#define TG_GEMM_MT_MIN_MACS_F32 ((int64_t)1 << 23)
+#endif
 /* op(A) with at most this many rows takes the direct path whatever the size. */
 #ifndef TG_GEMM_DIRECT_M
 #define TG_GEMM_DIRECT_M 4
@@ -842,7 +863,7 @@ void FN(tg_gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 {
     if (M <= 0 || N <= 0) return;
     int nt = tg_get_num_threads();
-    if (nt > 1 && K > 0 && M * N * K >= TG_GEMM_MT_MIN_MACS) {
+    if (nt > 1 && K > 0 && M * N * K >= TG_GEMM_MT_MIN_MACS_F32 * 4 / TG_ESIZE) {
         /* Split the dimension with more micro-tiles into nt contiguous, tile-aligned chunks. */
         const int64_t tiles_m = (M + MR - 1) / MR, tiles_n = (N + NR - 1) / NR;
         const int split_n = tiles_n >= tiles_m;
