@@ -11,7 +11,7 @@ ninja -C $dir >/dev/null
 logs=$(mktemp -d)
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  suites=(tensor tape ops safetensors nn manual optim loss conformance)
+  suites=(tensor tape ops safetensors compare nn zoo manual optim loss conformance)
 fi
 meson test -C $dir --num-processes 2 --timeout-multiplier 10 --print-errorlogs \
   --wrapper "valgrind --trace-children=yes --trace-children-skip=/bin/*,/usr/bin/* --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --log-file=$logs/vg.%p.log" \

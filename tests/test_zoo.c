@@ -749,6 +749,28 @@ Test(zoo, zoneout_masks_keep_a_fraction_z_and_repeat_with_the_seed) {
     tg_rnn_free(m);
 }
 
+Test(zoo, zoneout_in_f32) {
+    tg_rng rng;
+    tg_rng_seed(&rng, 12);
+    tg_rnn_config cfg = {.input_size = 3, .hidden_size = 40, .dtype = TG_F32};
+    tg_rnn *m = tg_rnn_new(tg_cell_by_name("lstm_cifg"), &cfg, &rng);
+    tg_tensor *x = tg_rand_uniform(&rng, TG_F32, TG_SHAPE(8, 10, 3), -1, 1);
+    tg_rnn_output a, b;
+    tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.train = true, .rng = &rng, .zoneout_h = 1, .zoneout_c = 1}, &a);
+    for (int64_t j = 0; j < tg_numel(a.output); j++) cr_assert_eq(tg_get(a.output, j), 0.0); /* frozen at h0 = 0 */
+    tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.train = true, .rng = &rng, .zoneout_c = 0.5, .keep_step_states = true},
+                   &b);
+    tg_tensor *c0 = tg_zeros(TG_F32, TG_SHAPE(400));
+    double fc = kept_fraction(tg_rnn_step_state(&b, m, 0, 0, 1), c0, 8, 400);
+    cr_assert(fabs(fc - 0.5) < 0.04, "kept c %g (z 0.5)", fc);
+    tg_rnn_output_clear(&a);
+    tg_rnn_output_clear(&b);
+    tg_tape_reset();
+    tg_release(c0);
+    tg_release(x);
+    tg_rnn_free(m);
+}
+
 Test(zoo, zoneout_gradcheck_with_a_fixed_mask_seed) {
     const char *cells[] = {"lstm", "gru", "lstm_peephole"};
     int64_t lengths[2] = {4, 2};

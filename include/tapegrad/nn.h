@@ -236,7 +236,7 @@ typedef struct tg_rnn_forward_opts { /* {0} or NULL: zeros initial state, all le
     tg_tensor *const *init;          /* NULL, or S entries [L·D,B,H] (h0, c0); a NULL entry uses the
                                         default (learned if cfg.learn_init, else zeros) */
     bool train;                      /* dropout between layers is active */
-    tg_rng *rng;                     /* dropout's generator; NULL = the thread's default */
+    tg_rng *rng;                     /* dropout's and zoneout's generator; NULL = the thread's default */
     bool keep_step_states;           /* fill out->step_states */
     /* Zoneout (Krueger et al. 2016), for any cell: each unit of a state keeps its previous value with
      * probability z. Training: s_t = m ⊙ s_{t−1} + (1 − m) ⊙ s̃_t, m ~ Bernoulli(z) per unit and step
