@@ -9,9 +9,14 @@
  *         for jr in nc step NR:                B micro-panel kc x NR -> L1
  *           for ir in mc step MR:
  *             micro-kernel: MR x NR accumulators held in vector registers, C += Ap * Bp
- * Transposes are absorbed by the packing routines; nothing is ever transposed in memory.
- * Small problems take a direct (unpacked) path; large ones may be split over a small persistent
- * worker pool (tg_set_num_threads).
+ * Transposes are absorbed by the packing routines (op(B) = Bᵀ uses in-register VL x VL
+ * transposes); nothing is ever transposed in memory. The micro-kernel is plain C on GCC/Clang
+ * vector types sized to the target (AVX-512: 8 x 32 f32 / 8 x 16 f64; AVX2: 6 x 16 / 6 x 8;
+ * SSE2/NEON: 6 x 8 / 6 x 4), which the compiler keeps entirely in registers.
+ * Small problems, and op(A) with at most 4 rows (batch-1 recurrent steps), take a direct path
+ * without packing. With tg_set_num_threads(n > 1), problems above ~1M multiply-adds are cut into
+ * column (or row) chunks claimed dynamically by the caller and a persistent worker pool.
+ * Packing buffers are per thread, 64-byte aligned, grown on demand and kept for reuse.
  *
  * The type-generic part lives in the second half of this file, which includes itself twice
  * (once for float, once for double) with TG_GEMM_TEMPLATE defined.
@@ -27,6 +32,7 @@
 #include <tapegrad/tensor.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -164,36 +170,39 @@ static void *tg_ws_get(size_t bytes)
 }
 
 /* ---- persistent worker pool ---------------------------------------------------------------- */
-/* Workers are started lazily and live for the process. Each worker owns a slot; the dispatcher
- * fills the slot and bumps its generation. After a task a worker spins for a short while
- * (TG_POOL_SPIN_NS) before sleeping on a condition variable, so back-to-back GEMM calls (an RNN
- * time loop) do not pay a futex wake-up each time. One GEMM at a time owns the pool; a
- * concurrent caller that finds it busy runs single-threaded. */
+/* Workers are started lazily and live for the process; each owns a slot. The dispatcher posts a
+ * task in a slot (state POSTED) and bumps the slot's generation to wake the worker. A worker
+ * claims its task (POSTED -> RUNNING) when it gets to it; the dispatcher, once done with its own
+ * share, withdraws every task not yet claimed (POSTED -> IDLE), so it never waits for a worker
+ * that has not been scheduled yet, only for one that is actually running. Work inside a task is
+ * claimed dynamically (see tg_gemm_mt), so a late worker simply gets less of it.
+ * After a task a worker spins for a short while (TG_POOL_SPIN_NS, yielding the CPU) before
+ * sleeping on a condition variable, so back-to-back calls (an RNN time loop) find it awake.
+ * One call at a time owns the pool; a concurrent caller that finds it busy runs single-threaded. */
 
 typedef void (*tg_task_fn)(void *arg);
 
+enum { TG_SLOT_IDLE = 0, TG_SLOT_POSTED = 1, TG_SLOT_RUNNING = 2 };
+
 typedef struct {
-    atomic_ulong gen; /* bumped by the dispatcher after fn/arg are written */
+    atomic_int state;
+    atomic_ulong gen; /* bumped after each post; only a wake-up hint */
     tg_task_fn fn;
     void *arg;
     char pad[64];
 } tg_pool_slot;
 
 #ifndef TG_POOL_SPIN_NS
-#define TG_POOL_SPIN_NS 100000L /* worker: spin this long after a task before sleeping */
-#endif
-#ifndef TG_POOL_WAIT_SPIN_NS
-#define TG_POOL_WAIT_SPIN_NS 50000L /* dispatcher: spin this long for workers before sleeping */
+#define TG_POOL_SPIN_NS 100000L /* worker: keep polling this long after a task before sleeping */
 #endif
 
 static pthread_mutex_t tg_pool_owner = PTHREAD_MUTEX_INITIALIZER; /* held by the dispatching call */
 static pthread_mutex_t tg_pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t tg_pool_wake = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t tg_pool_done = PTHREAD_COND_INITIALIZER;
-static int tg_pool_sleepers;      /* workers blocked on tg_pool_wake (under tg_pool_mu) */
-static int tg_pool_waiting;       /* dispatcher blocked on tg_pool_done (under tg_pool_mu) */
-static int tg_pool_started;       /* workers created so far (owner only) */
-static atomic_int tg_pool_pending; /* tasks handed out and not yet finished */
+static int tg_pool_sleepers; /* workers blocked on tg_pool_wake (under tg_pool_mu) */
+static int tg_pool_waiting;  /* dispatcher blocked on tg_pool_done (under tg_pool_mu) */
+static int tg_pool_started;  /* workers created so far (pool owner only) */
 static tg_pool_slot tg_pool_slots[TG_MAX_THREADS];
 
 static inline void tg_cpu_relax(void)
@@ -217,15 +226,17 @@ static void *tg_pool_worker(void *p)
     tg_pool_slot *slot = p;
     unsigned long seen = 0; /* a slot's generation is 0 until its worker exists */
     for (;;) {
-        /* spin a little, then sleep */
+        /* poll for a while (pause first, then yield so a thread sharing this core can run) */
         int64_t t0 = -1;
         for (unsigned it = 0; atomic_load_explicit(&slot->gen, memory_order_acquire) == seen; it++) {
-            if ((it & 15) == 0) {
-                const int64_t t = tg_now_ns();
-                if (t0 < 0) t0 = t;
-                else if (t - t0 > TG_POOL_SPIN_NS) break;
+            if (it < 64) {
+                tg_cpu_relax();
+                continue;
             }
-            tg_cpu_relax();
+            const int64_t t = tg_now_ns();
+            if (t0 < 0) t0 = t;
+            else if (t - t0 > TG_POOL_SPIN_NS) break;
+            sched_yield();
         }
         if (atomic_load_explicit(&slot->gen, memory_order_acquire) == seen) {
             pthread_mutex_lock(&tg_pool_mu);
@@ -236,12 +247,15 @@ static void *tg_pool_worker(void *p)
             pthread_mutex_unlock(&tg_pool_mu);
         }
         seen = atomic_load_explicit(&slot->gen, memory_order_acquire);
+        int expected = TG_SLOT_POSTED;
+        if (!atomic_compare_exchange_strong_explicit(&slot->state, &expected, TG_SLOT_RUNNING,
+                                                     memory_order_acq_rel, memory_order_acquire))
+            continue; /* withdrawn by the dispatcher */
         slot->fn(slot->arg);
-        if (atomic_fetch_sub_explicit(&tg_pool_pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&tg_pool_mu);
-            if (tg_pool_waiting) pthread_cond_signal(&tg_pool_done);
-            pthread_mutex_unlock(&tg_pool_mu);
-        }
+        atomic_store_explicit(&slot->state, TG_SLOT_IDLE, memory_order_release);
+        pthread_mutex_lock(&tg_pool_mu);
+        if (tg_pool_waiting) pthread_cond_broadcast(&tg_pool_done);
+        pthread_mutex_unlock(&tg_pool_mu);
     }
     return NULL;
 }
@@ -256,16 +270,19 @@ static void tg_pool_atfork_child(void)
     tg_pool_sleepers = 0;
     tg_pool_waiting = 0;
     tg_pool_started = 0;
-    atomic_store(&tg_pool_pending, 0);
-    for (int i = 0; i < TG_MAX_THREADS; i++) atomic_store(&tg_pool_slots[i].gen, 0);
+    for (int i = 0; i < TG_MAX_THREADS; i++) {
+        atomic_store(&tg_pool_slots[i].state, TG_SLOT_IDLE);
+        atomic_store(&tg_pool_slots[i].gen, 0);
+    }
 }
 
 static pthread_once_t tg_pool_once = PTHREAD_ONCE_INIT;
 static void tg_pool_init_once(void) { pthread_atfork(NULL, NULL, tg_pool_atfork_child); }
 
-/* Runs fn(args[0..n-1]); task 0 on the calling thread. Returns 0 if the pool was unavailable
- * (busy, or no worker could be started) and nothing was run. */
-static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
+/* Runs fn(arg) on the calling thread and offers it to up to n-1 workers; fn must cope with
+ * being run by any number of those (it claims its work itself). Returns 0 without running
+ * anything if the pool is busy or no worker could be started. */
+static int tg_pool_run(int n, tg_task_fn fn, void *arg)
 {
     pthread_once(&tg_pool_once, tg_pool_init_once);
     if (pthread_mutex_trylock(&tg_pool_owner) != 0) return 0;
@@ -285,36 +302,36 @@ static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
         pthread_mutex_unlock(&tg_pool_owner);
         return 0;
     }
-    atomic_store_explicit(&tg_pool_pending, n - 1, memory_order_relaxed);
     for (int i = 1; i < n; i++) {
-        tg_pool_slots[i].fn = fn;
-        tg_pool_slots[i].arg = args[i];
-        atomic_fetch_add_explicit(&tg_pool_slots[i].gen, 1, memory_order_release);
+        tg_pool_slot *slot = &tg_pool_slots[i];
+        slot->fn = fn;
+        slot->arg = arg;
+        atomic_store_explicit(&slot->state, TG_SLOT_POSTED, memory_order_release);
+        atomic_fetch_add_explicit(&slot->gen, 1, memory_order_release);
     }
     pthread_mutex_lock(&tg_pool_mu);
     if (tg_pool_sleepers > 0) pthread_cond_broadcast(&tg_pool_wake);
     pthread_mutex_unlock(&tg_pool_mu);
 
-    fn(args[0]);
+    fn(arg);
 
-    {
-        int64_t t0 = -1;
-        for (unsigned it = 0; atomic_load_explicit(&tg_pool_pending, memory_order_acquire) > 0; it++) {
-            if ((it & 15) == 0) {
-                const int64_t t = tg_now_ns();
-                if (t0 < 0) t0 = t;
-                else if (t - t0 > TG_POOL_WAIT_SPIN_NS) break;
-            }
+    for (int i = 1; i < n; i++) {
+        tg_pool_slot *slot = &tg_pool_slots[i];
+        int expected = TG_SLOT_POSTED;
+        if (atomic_compare_exchange_strong_explicit(&slot->state, &expected, TG_SLOT_IDLE,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            continue; /* never started: withdrawn */
+        for (unsigned it = 0; it < 256 && atomic_load_explicit(&slot->state, memory_order_acquire) != TG_SLOT_IDLE;
+             it++)
             tg_cpu_relax();
+        if (atomic_load_explicit(&slot->state, memory_order_acquire) != TG_SLOT_IDLE) {
+            pthread_mutex_lock(&tg_pool_mu);
+            tg_pool_waiting = 1;
+            while (atomic_load_explicit(&slot->state, memory_order_acquire) != TG_SLOT_IDLE)
+                pthread_cond_wait(&tg_pool_done, &tg_pool_mu);
+            tg_pool_waiting = 0;
+            pthread_mutex_unlock(&tg_pool_mu);
         }
-    }
-    if (atomic_load_explicit(&tg_pool_pending, memory_order_acquire) > 0) {
-        pthread_mutex_lock(&tg_pool_mu);
-        tg_pool_waiting = 1;
-        while (atomic_load_explicit(&tg_pool_pending, memory_order_acquire) > 0)
-            pthread_cond_wait(&tg_pool_done, &tg_pool_mu);
-        tg_pool_waiting = 0;
-        pthread_mutex_unlock(&tg_pool_mu);
     }
     pthread_mutex_unlock(&tg_pool_owner);
     return 1;
@@ -323,7 +340,7 @@ static int tg_pool_run(int n, tg_task_fn fn, void *const *args)
 /* f32 problems with fewer multiply-adds than this never use threads (f64: half of it, since a
  * multiply-add costs about twice as much). */
 #ifndef TG_GEMM_MT_MIN_MACS_F32
-#define TG_GEMM_MT_MIN_MACS_F32 ((int64_t)1 << 23)
+#define TG_GEMM_MT_MIN_MACS_F32 ((int64_t)1 << 20)
 #endif
 /* op(A) with at most this many rows takes the direct path whatever the size. */
 #ifndef TG_GEMM_DIRECT_M
@@ -468,23 +485,35 @@ FN(tg_direct_nt_block)(const int dm, const int nb, int64_t K, const T *const *ar
 {
     V acc[4][8];
     const T *brow[8];
+#pragma GCC unroll 8
     for (int n = 0; n < nb; n++) brow[n] = B + n * ldb;
-    for (int i = 0; i < dm; i++)
+#pragma GCC unroll 8
+    for (int i = 0; i < dm; i++) {
+#pragma GCC unroll 8
         for (int n = 0; n < nb; n++) acc[i][n] = (V){0};
+    }
     int64_t k = 0;
     for (; k + VL <= K; k += VL) {
         V a[4], b[8];
+#pragma GCC unroll 8
         for (int i = 0; i < dm; i++) memcpy(&a[i], arow[i] + k, sizeof(V));
+#pragma GCC unroll 8
         for (int n = 0; n < nb; n++) memcpy(&b[n], brow[n] + k, sizeof(V));
-        for (int i = 0; i < dm; i++)
+#pragma GCC unroll 8
+        for (int i = 0; i < dm; i++) {
+#pragma GCC unroll 8
             for (int n = 0; n < nb; n++) acc[i][n] += a[i] * b[n];
+        }
     }
-    for (int i = 0; i < dm; i++)
+#pragma GCC unroll 8
+    for (int i = 0; i < dm; i++) {
+#pragma GCC unroll 8
         for (int n = 0; n < nb; n++) {
             T s = FN(tg_hsum)(acc[i][n]);
             for (int64_t kk = k; kk < K; kk++) s += arow[i][kk] * brow[n][kk];
             FN(tg_store_c)(C + i * ldc + n, s, beta);
         }
+    }
 }
 
 /* dm rows of op(A) (contiguous row pointers) against all N rows of B, nb B rows at a time. */
@@ -501,6 +530,7 @@ FN(tg_direct_nt_rows)(const int dm, const int nb, int64_t N, int64_t K, const T 
  * C rows (scaled by beta first) accumulate TG_DIRECT_KB rows of B at a time, so B is read row by
  * row (contiguous, prefetch-friendly) while dm x NR accumulators stay in registers. */
 #define TG_DIRECT_KB 16
+#define TG_PACK_KB 8
 static inline __attribute__((always_inline)) void
 FN(tg_direct_nn_rows)(const int dm, int64_t N, int64_t K, const T *A, int64_t sai, int64_t sak,
                       const T *B, int64_t ldb, T beta, T *C, int64_t ldc)
@@ -513,30 +543,43 @@ FN(tg_direct_nn_rows)(const int dm, int64_t N, int64_t K, const T *A, int64_t sa
         int64_t j = 0;
         for (; j + NR <= N; j += NR) {
             V acc[MR][NV];
-            for (int i = 0; i < dm; i++)
+#pragma GCC unroll 8
+            for (int i = 0; i < dm; i++) {
+#pragma GCC unroll 8
                 for (int v = 0; v < NV; v++) memcpy(&acc[i][v], C + i * ldc + j + v * VL, sizeof(V));
+            }
             for (int64_t k = 0; k < kb; k++) {
                 V b[NV];
+#pragma GCC unroll 8
                 for (int v = 0; v < NV; v++) memcpy(&b[v], Bk + k * ldb + j + v * VL, sizeof(V));
+#pragma GCC unroll 8
                 for (int i = 0; i < dm; i++) {
                     const T a = Ak[i * sai + k * sak];
+#pragma GCC unroll 8
                     for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
                 }
             }
-            for (int i = 0; i < dm; i++)
+#pragma GCC unroll 8
+            for (int i = 0; i < dm; i++) {
+#pragma GCC unroll 8
                 for (int v = 0; v < NV; v++) memcpy(C + i * ldc + j + v * VL, &acc[i][v], sizeof(V));
+            }
         }
         for (; j + VL <= N; j += VL) {
             V acc[MR];
+#pragma GCC unroll 8
             for (int i = 0; i < dm; i++) memcpy(&acc[i], C + i * ldc + j, sizeof(V));
             for (int64_t k = 0; k < kb; k++) {
                 V b;
                 memcpy(&b, Bk + k * ldb + j, sizeof(V));
+#pragma GCC unroll 8
                 for (int i = 0; i < dm; i++) acc[i] += Ak[i * sai + k * sak] * b;
             }
+#pragma GCC unroll 8
             for (int i = 0; i < dm; i++) memcpy(C + i * ldc + j, &acc[i], sizeof(V));
         }
         for (; j < N; j++) {
+#pragma GCC unroll 8
             for (int i = 0; i < dm; i++) {
                 T s = C[i * ldc + j];
                 for (int64_t k = 0; k < kb; k++) s += Ak[i * sai + k * sak] * Bk[k * ldb + j];
@@ -631,35 +674,42 @@ static inline void FN(tg_transpose)(V x[VL], const VI lo[8], const VI hi[8])
 static void FN(tg_pack_a)(int ta, const T *A, int64_t lda, int64_t i0, int64_t p0, int64_t mc,
                           int64_t kc, T *restrict Ap)
 {
+    if (ta) {
+        /* op(A)(i,k) = A[k*lda + i]: rows of A are contiguous; stream along them (see pack_b). */
+        for (int64_t k0 = 0; k0 < kc; k0 += TG_PACK_KB) {
+            const int64_t kb = tg_min64(TG_PACK_KB, kc - k0);
+            for (int64_t ir = 0; ir < mc; ir += MR) {
+                const int64_t mr = tg_min64(MR, mc - ir);
+                T *restrict dst = Ap + ir * kc + k0 * MR;
+                const T *src = A + (p0 + k0) * lda + i0 + ir;
+                if (mr == MR) {
+                    for (int64_t k = 0; k < kb; k++) memcpy(dst + k * MR, src + k * lda, MR * sizeof(T));
+                } else {
+                    for (int64_t k = 0; k < kb; k++) {
+                        int64_t i = 0;
+                        for (; i < mr; i++) dst[k * MR + i] = src[k * lda + i];
+                        for (; i < MR; i++) dst[k * MR + i] = (T)0;
+                    }
+                }
+            }
+        }
+        return;
+    }
+    /* op(A)(i,k) = A[i*lda + k]: interleave mr row streams */
     for (int64_t ir = 0; ir < mc; ir += MR) {
         const int64_t mr = tg_min64(MR, mc - ir);
         T *restrict dst = Ap + ir * kc;
-        if (ta) {
-            /* op(A)(i,k) = A[k*lda + i]: each k gives mr contiguous elements */
-            const T *src = A + p0 * lda + i0 + ir;
-            if (mr == MR) {
-                for (int64_t k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * lda, MR * sizeof(T));
-            } else {
-                for (int64_t k = 0; k < kc; k++) {
-                    int64_t i = 0;
-                    for (; i < mr; i++) dst[k * MR + i] = src[k * lda + i];
-                    for (; i < MR; i++) dst[k * MR + i] = (T)0;
-                }
-            }
+        const T *src = A + (i0 + ir) * lda + p0;
+        if (mr == MR) {
+            const T *rows[MR];
+            for (int i = 0; i < MR; i++) rows[i] = src + i * lda;
+            for (int64_t k = 0; k < kc; k++)
+                for (int i = 0; i < MR; i++) dst[k * MR + i] = rows[i][k];
         } else {
-            /* op(A)(i,k) = A[i*lda + k]: interleave mr row streams */
-            const T *src = A + (i0 + ir) * lda + p0;
-            if (mr == MR) {
-                const T *rows[MR];
-                for (int i = 0; i < MR; i++) rows[i] = src + i * lda;
-                for (int64_t k = 0; k < kc; k++)
-                    for (int i = 0; i < MR; i++) dst[k * MR + i] = rows[i][k];
-            } else {
-                for (int64_t k = 0; k < kc; k++) {
-                    int64_t i = 0;
-                    for (; i < mr; i++) dst[k * MR + i] = src[i * lda + k];
-                    for (; i < MR; i++) dst[k * MR + i] = (T)0;
-                }
+            for (int64_t k = 0; k < kc; k++) {
+                int64_t i = 0;
+                for (; i < mr; i++) dst[k * MR + i] = src[i * lda + k];
+                for (; i < MR; i++) dst[k * MR + i] = (T)0;
             }
         }
     }
@@ -670,50 +720,58 @@ static void FN(tg_pack_a)(int ta, const T *A, int64_t lda, int64_t i0, int64_t p
 static void FN(tg_pack_b)(int tb, const T *B, int64_t ldb, int64_t p0, int64_t j0, int64_t kc,
                           int64_t nc, T *restrict Bp)
 {
+    if (!tb) {
+        /* op(B)(k,j) = B[k*ldb + j]: rows of B are contiguous. Walk a few rows at a time across
+         * all panels, so reads stream along B rows instead of striding down one panel. */
+        for (int64_t k0 = 0; k0 < kc; k0 += TG_PACK_KB) {
+            const int64_t kb = tg_min64(TG_PACK_KB, kc - k0);
+            for (int64_t jr = 0; jr < nc; jr += NR) {
+                const int64_t nr = tg_min64(NR, nc - jr);
+                T *restrict dst = Bp + jr * kc + k0 * NR;
+                const T *src = B + (p0 + k0) * ldb + j0 + jr;
+                if (nr == NR) {
+                    for (int64_t k = 0; k < kb; k++) memcpy(dst + k * NR, src + k * ldb, NR * sizeof(T));
+                } else {
+                    for (int64_t k = 0; k < kb; k++) {
+                        int64_t j = 0;
+                        for (; j < nr; j++) dst[k * NR + j] = src[k * ldb + j];
+                        for (; j < NR; j++) dst[k * NR + j] = (T)0;
+                    }
+                }
+            }
+        }
+        return;
+    }
+    /* op(B)(k,j) = B[j*ldb + k]: transpose nr row streams */
     for (int64_t jr = 0; jr < nc; jr += NR) {
         const int64_t nr = tg_min64(NR, nc - jr);
         T *restrict dst = Bp + jr * kc;
-        if (!tb) {
-            /* op(B)(k,j) = B[k*ldb + j]: each k gives nr contiguous elements */
-            const T *src = B + p0 * ldb + j0 + jr;
-            if (nr == NR) {
-                for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, src + k * ldb, NR * sizeof(T));
-            } else {
-                for (int64_t k = 0; k < kc; k++) {
-                    int64_t j = 0;
-                    for (; j < nr; j++) dst[k * NR + j] = src[k * ldb + j];
-                    for (; j < NR; j++) dst[k * NR + j] = (T)0;
+        const T *src = B + (j0 + jr) * ldb + p0;
+        if (nr == NR) {
+            int64_t k0 = 0;
+#if TG_HAVE_SHUFFLE
+            VI lo[8], hi[8];
+            FN(tg_transpose_masks)(lo, hi);
+            for (; k0 + VL <= kc; k0 += VL)
+                for (int v = 0; v < NV; v++) {
+                    V x[VL];
+                    for (int r = 0; r < VL; r++) memcpy(&x[r], src + (v * VL + r) * ldb + k0, sizeof(V));
+                    FN(tg_transpose)(x, lo, hi);
+                    for (int r = 0; r < VL; r++) memcpy(dst + (k0 + r) * NR + v * VL, &x[r], sizeof(V));
+                }
+#endif
+            for (; k0 < kc; k0 += 8) {
+                const int64_t kb = tg_min64(8, kc - k0);
+                for (int j = 0; j < NR; j++) {
+                    const T *s = src + j * ldb + k0;
+                    for (int64_t k = 0; k < kb; k++) dst[(k0 + k) * NR + j] = s[k];
                 }
             }
         } else {
-            /* op(B)(k,j) = B[j*ldb + k]: transpose nr row streams */
-            const T *src = B + (j0 + jr) * ldb + p0;
-            if (nr == NR) {
-                int64_t k0 = 0;
-#if TG_HAVE_SHUFFLE
-                VI lo[8], hi[8];
-                FN(tg_transpose_masks)(lo, hi);
-                for (; k0 + VL <= kc; k0 += VL)
-                    for (int v = 0; v < NV; v++) {
-                        V x[VL];
-                        for (int r = 0; r < VL; r++) memcpy(&x[r], src + (v * VL + r) * ldb + k0, sizeof(V));
-                        FN(tg_transpose)(x, lo, hi);
-                        for (int r = 0; r < VL; r++) memcpy(dst + (k0 + r) * NR + v * VL, &x[r], sizeof(V));
-                    }
-#endif
-                for (; k0 < kc; k0 += 8) {
-                    const int64_t kb = tg_min64(8, kc - k0);
-                    for (int j = 0; j < NR; j++) {
-                        const T *s = src + j * ldb + k0;
-                        for (int64_t k = 0; k < kb; k++) dst[(k0 + k) * NR + j] = s[k];
-                    }
-                }
-            } else {
-                for (int64_t k = 0; k < kc; k++) {
-                    int64_t j = 0;
-                    for (; j < nr; j++) dst[k * NR + j] = src[j * ldb + k];
-                    for (; j < NR; j++) dst[k * NR + j] = (T)0;
-                }
+            for (int64_t k = 0; k < kc; k++) {
+                int64_t j = 0;
+                for (; j < nr; j++) dst[k * NR + j] = src[j * ldb + k];
+                for (; j < NR; j++) dst[k * NR + j] = (T)0;
             }
         }
     }
@@ -731,9 +789,12 @@ static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, 
 #pragma GCC unroll 4
     for (int64_t k = 0; k < kc; k++) {
         V bk[NV];
+#pragma GCC unroll 8
         for (int v = 0; v < NV; v++) bk[v] = bv[k * NV + v];
+#pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
             const T ai = a[k * MR + i];
+#pragma GCC unroll 8
             for (int v = 0; v < NV; v++) acc[i][v] += ai * bk[v];
         }
     }
@@ -839,6 +900,12 @@ static void FN(tg_gemm_serial)(int ta, int tb, int64_t M, int64_t N, int64_t K,
     FN(tg_gemm_packed)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, ws);
 }
 
+/* Multi-threaded GEMM: one dimension (N or M) is cut into tile-aligned chunks that the threads
+ * claim dynamically, so a worker that starts late (or shares its core) just takes fewer chunks.
+ * Each chunk is an independent serial GEMM; the price is that the operand not being split is
+ * packed once per chunk, which is why chunks are kept at least TG_MT_MIN_CHUNK long. */
+#define TG_MT_MIN_CHUNK (1024 / TG_ESIZE)
+
 typedef struct {
     int ta, tb;
     int64_t M, N, K;
@@ -849,12 +916,30 @@ typedef struct {
     T beta;
     T *C;
     int64_t ldc;
-} FN(tg_gemm_task);
+    int split_n;      /* 1: chunks of columns of C, 0: chunks of rows */
+    int64_t chunk;    /* chunk length along the split dimension */
+    int64_t nchunks;
+    atomic_long next; /* next unclaimed chunk */
+} FN(tg_gemm_mt);
 
-static void FN(tg_gemm_task_run)(void *p)
+static void FN(tg_gemm_mt_run)(void *p)
 {
-    const FN(tg_gemm_task) *t = p;
-    FN(tg_gemm_serial)(t->ta, t->tb, t->M, t->N, t->K, t->A, t->lda, t->B, t->ldb, t->beta, t->C, t->ldc);
+    FN(tg_gemm_mt) *t = p;
+    for (;;) {
+        const int64_t c = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed);
+        if (c >= t->nchunks) break;
+        const int64_t start = c * t->chunk;
+        if (t->split_n) {
+            const int64_t len = tg_min64(t->chunk, t->N - start);
+            FN(tg_gemm_serial)(t->ta, t->tb, t->M, len, t->K, t->A, t->lda,
+                               t->tb ? t->B + start * t->ldb : t->B + start, t->ldb, t->beta, t->C + start,
+                               t->ldc);
+        } else {
+            const int64_t len = tg_min64(t->chunk, t->M - start);
+            FN(tg_gemm_serial)(t->ta, t->tb, len, t->N, t->K, t->ta ? t->A + start : t->A + start * t->lda,
+                               t->lda, t->B, t->ldb, t->beta, t->C + start * t->ldc, t->ldc);
+        }
+    }
 }
 
 void FN(tg_gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
@@ -864,33 +949,19 @@ void FN(tg_gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
     if (M <= 0 || N <= 0) return;
     int nt = tg_get_num_threads();
     if (nt > 1 && K > 0 && M * N * K >= TG_GEMM_MT_MIN_MACS_F32 * 4 / TG_ESIZE) {
-        /* Split the dimension with more micro-tiles into nt contiguous, tile-aligned chunks. */
-        const int64_t tiles_m = (M + MR - 1) / MR, tiles_n = (N + NR - 1) / NR;
-        const int split_n = tiles_n >= tiles_m;
-        const int64_t tiles = split_n ? tiles_n : tiles_m;
-        if (nt > tiles) nt = (int)tiles;
-        if (nt > 1) {
-            FN(tg_gemm_task) tasks[TG_MAX_THREADS];
-            void *args[TG_MAX_THREADS];
-            const int64_t unit = split_n ? NR : MR, dim = split_n ? N : M;
-            int64_t start = 0;
-            for (int t = 0; t < nt; t++) {
-                const int64_t end = t == nt - 1 ? dim : tg_min64(dim, (tiles * (t + 1) / nt) * unit);
-                FN(tg_gemm_task) *tk = &tasks[t];
-                *tk = (FN(tg_gemm_task)){trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc};
-                if (split_n) {
-                    tk->N = end - start;
-                    tk->B = trans_b ? B + start * ldb : B + start;
-                    tk->C = C + start;
-                } else {
-                    tk->M = end - start;
-                    tk->A = trans_a ? A + start : A + start * lda;
-                    tk->C = C + start * ldc;
-                }
-                args[t] = tk;
-                start = end;
-            }
-            if (tg_pool_run(nt, FN(tg_gemm_task_run), args)) return;
+        /* Split the larger dimension (either choice repacks the same amount per chunk). */
+        const int split_n = N >= M;
+        const int64_t dim = split_n ? N : M, unit = split_n ? NR : MR;
+        const int64_t target = (dim + 4 * nt - 1) / (4 * nt);           /* ~4 chunks per thread */
+        const int64_t even = (dim + nt - 1) / nt;                         /* 1 chunk per thread */
+        int64_t chunk = target > TG_MT_MIN_CHUNK ? target : tg_min64(TG_MT_MIN_CHUNK, even);
+        chunk = (chunk + unit - 1) / unit * unit;
+        const int64_t nchunks = (dim + chunk - 1) / chunk;
+        if (nchunks >= 2) {
+            if (nt > nchunks) nt = (int)nchunks;
+            FN(tg_gemm_mt) task = {trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc,
+                                   split_n, chunk, nchunks, 0};
+            if (tg_pool_run(nt, FN(tg_gemm_mt_run), &task)) return;
         }
     }
     FN(tg_gemm_serial)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);

@@ -208,6 +208,7 @@ Test(gemm, two_threads, .timeout = 120)
                 run_case(prec, ta, tb, 520, 40, 300, 0, 1.0); /* M-split */
                 run_case(prec, ta, tb, 64, 1024, 256, 2, 1.0);
                 run_case(prec, ta, tb, 33, 65, 17, 0, 0.0); /* too small to split */
+                run_case(prec, ta, tb, 130, 300, 70, 1, 0.5); /* uneven chunks, beta 0.5 */
             }
     /* repeated calls reuse the pool */
     for (int r = 0; r < 20; r++) run_case(64, r & 1, (r >> 1) & 1, 96, 300, 128, 0, (double)(r & 1));
