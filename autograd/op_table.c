@@ -27,6 +27,7 @@ const tg_op_info tg_op_table[] = {
     [TG_OP_CLAMP] = {"tg_clamp", 1, IN0, tg__clamp_backward},
     [TG_OP_MATMUL] = {"tg_matmul", 2, IN0 | IN1, tg__matmul_backward},
     [TG_OP_LINEAR] = {"tg_linear", -1, IN0 | IN1, tg__linear_backward},
+    [TG_OP_LINEAR_ADD] = {"tg_linear_add", -1, IN0 | IN1, tg__linear_add_backward},
     [TG_OP_TRANSPOSE] = {"tg_transpose", 1, 0, tg__transpose_backward},
     [TG_OP_RESHAPE] = {"tg_reshape", 1, 0, tg__reshape_backward},
     [TG_OP_SELECT] = {"tg_select", 1, 0, tg__select_backward},
@@ -40,6 +41,7 @@ const tg_op_info tg_op_table[] = {
     [TG_OP_GATHER] = {"tg_gather_rows", 1, 0, tg__gather_backward},
     [TG_OP_DROPOUT] = {"tg_dropout", 1, 0, tg__dropout_backward},
     [TG_OP_MASK_ROWS] = {"tg_mask_rows", 1, 0, tg__mask_rows_backward},
+    [TG_OP_GATES] = {"tg_gates", 1, OUT, tg__gates_backward},
 };
 
 _Static_assert(sizeof tg_op_table / sizeof tg_op_table[0] == TG_OP_COUNT,

@@ -2,6 +2,7 @@
  * Each forward is followed by its backward; each backward accumulates (+=) and carries its adjoint.
  * Math functions come from <tgmath.h>, so one loop body serves float and double. */
 #include "autograd/ops_common.h"
+#include "tensor/vmath.h"
 
 #include <tgmath.h>
 
@@ -94,6 +95,25 @@ static bool broadcast(const char *fn, const tg_tensor *a, const tg_tensor *b, bc
 /* Re-derives the broadcast of a record's two inputs (they are unchanged: shapes never change). */
 static void record_bcast(const tg_record *r, bcast *bc) { broadcast("tg_backward", r->in[0], r->in[1], bc); }
 
+/* Gradient buffer of operand t of a broadcast op. A full-size operand receives exactly one value per
+ * element, so a new buffer can be written (=) without zeroing (*assign set); a broadcast operand sums
+ * several values per element and gets a zeroed buffer to add into. */
+static tg_tensor *operand_grad(tg_tensor *t, const bcast *bc, bool *assign) {
+    tg_tensor *g = tg__grad_buf_assign(t, assign);
+    if (g && *assign && t->numel != bc->n) {
+        memset(tg__ptr(g), 0, (size_t)g->numel * tg_itemsize(g->dtype));
+        *assign = false;
+    }
+    return g;
+}
+
+/* d[IDX] = VALUE or d[IDX] += VALUE over the broadcast, for an operand gradient d */
+#define BCAST_STORE(bc, assign, d, IDX, VALUE)                                  \
+    do {                                                                        \
+        if (assign) BCAST_LOOP(bc, d[IDX] = (VALUE));                           \
+        else BCAST_LOOP(bc, d[IDX] += (VALUE));                                 \
+    } while (0)
+
 static tg_tensor *binary(tg_op op, const char *fn, const tg_tensor *a, const tg_tensor *b) {
     if (!tg__check(fn, "a", a) || !tg__check(fn, "b", b)) return NULL;
     if (!tg__same_dtype(fn, a, b)) return NULL;
@@ -122,11 +142,16 @@ tg_tensor *tg_add(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_
 void tg__add_backward(tg_record *r, const tg_tensor *g) {
     bcast bc;
     record_bcast(r, &bc);
-    tg_tensor *ga = tg__grad_buf(r->in[0]), *gb = tg__grad_buf(r->in[1]);
+    /* da = g exactly when a is full-size: a takes g itself if it can (no copy, tg__grad_share); g is
+     * only read after that, and if b is the same tensor as a its += lands in g, giving 2g */
+    bool shared = tg__grad_share(r, r->in[0], g);
+    bool sa, sb; /* ga before gb: when a and b are one tensor, b then adds to what a stored */
+    tg_tensor *ga = shared ? NULL : operand_grad(r->in[0], &bc, &sa);
+    tg_tensor *gb = operand_grad(r->in[1], &bc, &sb);
     TG_DISPATCH(g->dtype, {
         const T *pg = TG_PTR(g, T);
-        if (ga) { T *d = TG_PTR(ga, T); BCAST_LOOP(&bc, d[ia] += pg[i]); }
-        if (gb) { T *d = TG_PTR(gb, T); BCAST_LOOP(&bc, d[ib] += pg[i]); }
+        if (ga) { T *d = TG_PTR(ga, T); BCAST_STORE(&bc, sa, d, ia, pg[i]); }
+        if (gb) { T *d = TG_PTR(gb, T); BCAST_STORE(&bc, sb, d, ib, pg[i]); }
     });
 }
 
@@ -135,11 +160,14 @@ tg_tensor *tg_sub(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_
 void tg__sub_backward(tg_record *r, const tg_tensor *g) {
     bcast bc;
     record_bcast(r, &bc);
-    tg_tensor *ga = tg__grad_buf(r->in[0]), *gb = tg__grad_buf(r->in[1]);
+    bool shared = tg__grad_share(r, r->in[0], g); /* as in add: a may take g itself */
+    bool sa, sb;
+    tg_tensor *ga = shared ? NULL : operand_grad(r->in[0], &bc, &sa);
+    tg_tensor *gb = operand_grad(r->in[1], &bc, &sb);
     TG_DISPATCH(g->dtype, {
         const T *pg = TG_PTR(g, T);
-        if (ga) { T *d = TG_PTR(ga, T); BCAST_LOOP(&bc, d[ia] += pg[i]); }
-        if (gb) { T *d = TG_PTR(gb, T); BCAST_LOOP(&bc, d[ib] -= pg[i]); }
+        if (ga) { T *d = TG_PTR(ga, T); BCAST_STORE(&bc, sa, d, ia, pg[i]); }
+        if (gb) { T *d = TG_PTR(gb, T); if (sb) BCAST_LOOP(&bc, d[ib] = -pg[i]); else BCAST_LOOP(&bc, d[ib] -= pg[i]); }
     });
 }
 
@@ -148,11 +176,12 @@ tg_tensor *tg_mul(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_
 void tg__mul_backward(tg_record *r, const tg_tensor *g) {
     bcast bc;
     record_bcast(r, &bc);
-    tg_tensor *ga = tg__grad_buf(r->in[0]), *gb = tg__grad_buf(r->in[1]);
+    bool sa, sb;
+    tg_tensor *ga = operand_grad(r->in[0], &bc, &sa), *gb = operand_grad(r->in[1], &bc, &sb);
     TG_DISPATCH(g->dtype, {
         const T *pg = TG_PTR(g, T), *pa = TG_PTR(r->in[0], T), *pb = TG_PTR(r->in[1], T);
-        if (ga) { T *d = TG_PTR(ga, T); BCAST_LOOP(&bc, d[ia] += pg[i] * pb[ib]); }
-        if (gb) { T *d = TG_PTR(gb, T); BCAST_LOOP(&bc, d[ib] += pg[i] * pa[ia]); }
+        if (ga) { T *d = TG_PTR(ga, T); BCAST_STORE(&bc, sa, d, ia, pg[i] * pb[ib]); }
+        if (gb) { T *d = TG_PTR(gb, T); BCAST_STORE(&bc, sb, d, ib, pg[i] * pa[ia]); }
     });
 }
 
@@ -161,11 +190,16 @@ tg_tensor *tg_div(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_
 void tg__div_backward(tg_record *r, const tg_tensor *g) {
     bcast bc;
     record_bcast(r, &bc);
-    tg_tensor *ga = tg__grad_buf(r->in[0]), *gb = tg__grad_buf(r->in[1]);
+    bool sa, sb;
+    tg_tensor *ga = operand_grad(r->in[0], &bc, &sa), *gb = operand_grad(r->in[1], &bc, &sb);
     TG_DISPATCH(g->dtype, {
         const T *pg = TG_PTR(g, T), *pa = TG_PTR(r->in[0], T), *pb = TG_PTR(r->in[1], T);
-        if (ga) { T *d = TG_PTR(ga, T); BCAST_LOOP(&bc, d[ia] += pg[i] / pb[ib]); }
-        if (gb) { T *d = TG_PTR(gb, T); BCAST_LOOP(&bc, d[ib] -= pg[i] * pa[ia] / (pb[ib] * pb[ib])); }
+        if (ga) { T *d = TG_PTR(ga, T); BCAST_STORE(&bc, sa, d, ia, pg[i] / pb[ib]); }
+        if (gb) {
+            T *d = TG_PTR(gb, T);
+            if (sb) BCAST_LOOP(&bc, d[ib] = -(pg[i] * pa[ia] / (pb[ib] * pb[ib])));
+            else BCAST_LOOP(&bc, d[ib] -= pg[i] * pa[ia] / (pb[ib] * pb[ib]));
+        }
     });
 }
 
@@ -190,10 +224,26 @@ void tg__div_backward(tg_record *r, const tg_tensor *g) {
         return out;                                                               \
     } while (0)
 
-/* Backward of a unary op: dx[i] += g[i] * DERIV, where DERIV may read v = x[i], y = out[i], P0, P1. */
+/* Forward of exp, tanh, sigmoid: one call to the array kernel of tensor/vmath.c (vectorised, a few ulp;
+ * the libm calls per element they replace were a third of an LSTM training step). */
+#define UNARY_FORWARD_KERNEL(OP, FN, x, KERNEL)                                   \
+    do {                                                                          \
+        if (!tg__check(FN, "x", x)) return NULL;                                  \
+        tg_tensor *out = tg__result(x->dtype, x->ndim, x->shape);                 \
+        if (!out) return NULL;                                                    \
+        if (x->dtype == TG_F32) tg_v##KERNEL##_f32(TG_PTR(out, float), TG_PTR(x, float), x->numel); \
+        else tg_v##KERNEL##_f64(TG_PTR(out, double), TG_PTR(x, double), x->numel); \
+        const tg_tensor *in_[1] = {x};                                            \
+        tg__record(OP, out, 1, in_);                                              \
+        return out;                                                               \
+    } while (0)
+
+/* Backward of a unary op: dx[i] += g[i] * DERIV, where DERIV may read v = x[i], y = out[i], P0, P1
+ * (dx[i] = ... when dx is new: see tg__grad_buf_assign). */
 #define UNARY_BACKWARD(r, g, DERIV)                                               \
     do {                                                                          \
-        tg_tensor *gx = tg__grad_buf(r->in[0]);                                   \
+        bool assign_;                                                             \
+        tg_tensor *gx = tg__grad_buf_assign(r->in[0], &assign_);                  \
         if (!gx) return;                                                          \
         TG_DISPATCH(g->dtype, {                                                   \
             const T *restrict px = TG_PTR(r->in[0], T);                           \
@@ -202,11 +252,18 @@ void tg__div_backward(tg_record *r, const tg_tensor *g) {
             T *restrict d = TG_PTR(gx, T);                                        \
             const T P0 = (T)r->f[0], P1 = (T)r->f[1];                             \
             (void)P0; (void)P1; (void)px; (void)py;                               \
-            for (int64_t i = 0; i < g->numel; i++) {                              \
-                const T v = px[i], y = py[i];                                     \
-                (void)v; (void)y;                                                 \
-                d[i] += pg[i] * (DERIV);                                          \
-            }                                                                     \
+            if (assign_)                                                          \
+                for (int64_t i = 0; i < g->numel; i++) {                          \
+                    const T v = px[i], y = py[i];                                 \
+                    (void)v; (void)y;                                             \
+                    d[i] = pg[i] * (DERIV);                                       \
+                }                                                                 \
+            else                                                                  \
+                for (int64_t i = 0; i < g->numel; i++) {                          \
+                    const T v = px[i], y = py[i];                                 \
+                    (void)v; (void)y;                                             \
+                    d[i] += pg[i] * (DERIV);                                      \
+                }                                                                 \
         });                                                                       \
     } while (0)
 
@@ -227,11 +284,14 @@ tg_tensor *tg_pow_scalar(const tg_tensor *x, double p) {
 }
 /* dx += g p x^(p-1) */
 void tg__pow_backward(tg_record *r, const tg_tensor *g) {
-    if (r->f[0] == 2.0) UNARY_BACKWARD(r, g, 2 * v);
+    if (r->f[0] == 2.0) { /* UNARY_BACKWARD does not return: without this return, squares got 2x the gradient */
+        UNARY_BACKWARD(r, g, 2 * v);
+        return;
+    }
     UNARY_BACKWARD(r, g, P0 == 0 ? (T)0 : P0 * pow(v, P0 - 1));
 }
 
-tg_tensor *tg_exp(const tg_tensor *x) { UNARY_FORWARD(TG_OP_EXP, "tg_exp", x, 0, 0, exp(v)); }
+tg_tensor *tg_exp(const tg_tensor *x) { UNARY_FORWARD_KERNEL(TG_OP_EXP, "tg_exp", x, exp); }
 /* dx += g e^x = g y */
 void tg__exp_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, y); }
 
@@ -243,14 +303,12 @@ tg_tensor *tg_sqrt(const tg_tensor *x) { UNARY_FORWARD(TG_OP_SQRT, "tg_sqrt", x,
 /* dx += g / (2 y) */
 void tg__sqrt_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, (T)0.5 / y); }
 
-tg_tensor *tg_tanh(const tg_tensor *x) { UNARY_FORWARD(TG_OP_TANH, "tg_tanh", x, 0, 0, tanh(v)); }
+tg_tensor *tg_tanh(const tg_tensor *x) { UNARY_FORWARD_KERNEL(TG_OP_TANH, "tg_tanh", x, tanh); }
 /* dx += g (1 - y²) */
 void tg__tanh_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, 1 - y * y); }
 
-/* σ(x) written so that exp never overflows: for x < 0, e^x / (1 + e^x). */
-tg_tensor *tg_sigmoid(const tg_tensor *x) {
-    UNARY_FORWARD(TG_OP_SIGMOID, "tg_sigmoid", x, 0, 0, v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)));
-}
+/* σ(x) written so that exp never overflows: for x < 0, e^x / (1 + e^x) (tensor/vmath.c). */
+tg_tensor *tg_sigmoid(const tg_tensor *x) { UNARY_FORWARD_KERNEL(TG_OP_SIGMOID, "tg_sigmoid", x, sigmoid); }
 /* dx += g y (1 - y) */
 void tg__sigmoid_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, y * (1 - y)); }
 
@@ -289,4 +347,100 @@ tg_tensor *tg_clamp(const tg_tensor *x, double lo, double hi) {
 /* dx += g [lo <= x <= hi] */
 void tg__clamp_backward(tg_record *r, const tg_tensor *g) {
     UNARY_BACKWARD(r, g, (v >= P0 && v <= P1) ? (T)1 : (T)0);
+}
+
+/* ---- gates: a generic fused gate non-linearity ------------------------------------------------- */
+
+/* Why an op: an LSTM step used to chunk its [B,4H] pre-activations into four copies and run four
+ * activation ops on them (eight passes over the gate memory and eight tape tensors); this is one
+ * pass and one tensor, and its gate-major result hands out the gates as views. */
+enum { GATE_SIGMOID, GATE_TANH, GATE_RELU, GATE_IDENTITY };
+#define GATES_MAX 32 /* 2-bit codes packed in one int64 of the record */
+
+static int gate_code(int k, int64_t codes) { return (int)((codes >> (2 * k)) & 3); }
+
+tg_tensor *tg_gates(const tg_tensor *x, const char *acts) {
+    const char *fn = "tg_gates";
+    if (!tg__check(fn, "x", x)) return NULL;
+    size_t G = acts ? strlen(acts) : 0;
+    if (G == 0 || G > GATES_MAX) {
+        tg_error(fn, "acts \"%s\": one letter per gate (s sigmoid, t tanh, r relu, i identity), 1..%d gates",
+                 acts ? acts : "(null)", GATES_MAX);
+        return NULL;
+    }
+    int64_t codes = 0;
+    for (size_t k = 0; k < G; k++) {
+        const char *letters = "stri", *at = strchr(letters, acts[k]);
+        if (!acts[k] || !at) {
+            tg_error(fn, "acts \"%s\": letter '%c' of gate %zu is not s (sigmoid), t (tanh), r (relu) or i (identity)",
+                     acts, acts[k], k);
+            return NULL;
+        }
+        codes |= (int64_t)(at - letters) << (2 * k);
+    }
+    char sh[128];
+    if (x->ndim < 1 || x->ndim >= TG_MAX_DIMS || x->shape[x->ndim - 1] % (int64_t)G) {
+        tg_error(fn, "x %s, %zu gates (\"%s\"): x must have 1..%d dimensions and a last dimension divisible by %zu",
+                 tg_shape_str(x, sh, sizeof sh), G, acts, TG_MAX_DIMS - 1, G);
+        return NULL;
+    }
+    int64_t GH = x->shape[x->ndim - 1], H = GH / (int64_t)G, R = GH ? x->numel / GH : 0;
+    if (!GH) { R = 1; for (int d = 0; d < x->ndim - 1; d++) R *= x->shape[d]; }
+    int64_t shape[TG_MAX_DIMS];
+    shape[0] = (int64_t)G;
+    for (int d = 0; d < x->ndim - 1; d++) shape[d + 1] = x->shape[d];
+    shape[x->ndim] = H;
+    tg_tensor *out = tg__result(x->dtype, x->ndim + 1, shape);
+    if (!out) return NULL;
+    TG_DISPATCH(x->dtype, {
+        const T *px = TG_PTR(x, T);
+        T *py = TG_PTR(out, T);
+        for (int64_t r0 = 0; r0 < R; r0++)
+            for (int64_t k = 0; k < (int64_t)G; k++) {
+                const T *restrict xs = px + r0 * GH + k * H;
+                T *restrict ys = py + (k * R + r0) * H;
+                switch (gate_code((int)k, codes)) {
+                case GATE_SIGMOID: _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(ys, xs, H); break;
+                case GATE_TANH: _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(ys, xs, H); break;
+                case GATE_RELU: for (int64_t j = 0; j < H; j++) ys[j] = xs[j] > 0 ? xs[j] : 0; break;
+                default: memcpy(ys, xs, (size_t)H * sizeof(T)); break;
+                }
+            }
+    });
+    const tg_tensor *in[1] = {x};
+    tg_record *rec = tg__record(TG_OP_GATES, out, 1, in);
+    if (rec) { rec->k[0] = (int64_t)G; rec->k[1] = codes; }
+    return out;
+}
+/* d[j] (+)= gy[j] DERIV over one gate block of one row (DERIV may read y[j]) */
+#define GATE_BWD(DERIV)                                                          \
+    do {                                                                         \
+        if (assign) for (int64_t j = 0; j < H; j++) d[j] = gy[j] * (DERIV);      \
+        else for (int64_t j = 0; j < H; j++) d[j] += gy[j] * (DERIV);            \
+    } while (0)
+
+/* dx[..., k·H + j] += g[k, ..., j] act_k'(y[k, ..., j]), with the derivatives of tg_sigmoid (y (1 - y)),
+ * tg_tanh (1 - y²), tg_relu ([y > 0]) and identity (1). */
+void tg__gates_backward(tg_record *r, const tg_tensor *g) {
+    bool assign; /* every element of dx receives one value: a new buffer is stored into */
+    tg_tensor *gx = tg__grad_buf_assign(r->in[0], &assign);
+    if (!gx) return;
+    int64_t G = r->k[0], codes = r->k[1], GH = gx->shape[gx->ndim - 1], H = GH / G;
+    int64_t R = g->shape[0] ? g->numel / G / (H ? H : 1) : 0;
+    if (!H) { R = 1; for (int d = 1; d < g->ndim - 1; d++) R *= g->shape[d]; }
+    TG_DISPATCH(g->dtype, {
+        const T *pg = TG_PTR(g, T), *py = TG_PTR(r->out, T);
+        T *pd = TG_PTR(gx, T);
+        for (int64_t r0 = 0; r0 < R; r0++)
+            for (int64_t k = 0; k < G; k++) {
+                const T *restrict gy = pg + (k * R + r0) * H, *restrict y = py + (k * R + r0) * H;
+                T *restrict d = pd + r0 * GH + k * H;
+                switch (gate_code((int)k, codes)) {
+                case GATE_SIGMOID: GATE_BWD(y[j] * (1 - y[j])); break;
+                case GATE_TANH: GATE_BWD(1 - y[j] * y[j]); break;
+                case GATE_RELU: GATE_BWD(y[j] > 0 ? (T)1 : (T)0); break;
+                default: GATE_BWD((T)1); break;
+                }
+            }
+    });
 }

@@ -49,20 +49,25 @@ void tg__matmul_backward(tg_record *r, const tg_tensor *g) {
     const tg_tensor *A = r->in[0], *B = r->in[1];
     int ta = (int)r->k[0], tb = (int)r->k[1];
     int64_t M = g->shape[0], N = g->shape[1], K = ta ? A->shape[0] : A->shape[1];
-    tg_tensor *gA = tg__grad_buf(r->in[0]), *gB = tg__grad_buf(r->in[1]);
+    /* a new gradient buffer is written by the GEMM (beta 0) instead of zeroed and added to */
+    bool sA, sB;
+    tg_tensor *gA = tg__grad_buf_assign(r->in[0], &sA);
     if (gA) {
-        if (!ta) gemm(g->dtype, 0, !tb, M, K, N, g, B, 1.0, gA);   /* [M,K] */
-        else gemm(g->dtype, tb, 1, K, M, N, B, g, 1.0, gA);        /* [K,M] = B·Gᵀ (B [K,N]) */
+        if (!ta) gemm(g->dtype, 0, !tb, M, K, N, g, B, sA ? 0.0 : 1.0, gA);   /* [M,K] */
+        else gemm(g->dtype, tb, 1, K, M, N, B, g, sA ? 0.0 : 1.0, gA);        /* [K,M] = B·Gᵀ (B [K,N]) */
     }
+    tg_tensor *gB = tg__grad_buf_assign(r->in[1], &sB); /* after gA: a·a adds to what gA stored */
     if (gB) {
-        if (!tb) gemm(g->dtype, !ta, 0, K, N, M, A, g, 1.0, gB);   /* [K,N] */
-        else gemm(g->dtype, 1, ta, N, K, M, g, A, 1.0, gB);        /* [N,K] = Gᵀ·A */
+        if (!tb) gemm(g->dtype, !ta, 0, K, N, M, A, g, sB ? 0.0 : 1.0, gB);   /* [K,N] */
+        else gemm(g->dtype, 1, ta, N, K, M, g, A, sB ? 0.0 : 1.0, gB);        /* [N,K] = Gᵀ·A */
     }
 }
 
-tg_tensor *tg_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b) {
-    const char *fn = "tg_linear";
+/* tg_linear (c NULL) and tg_linear_add: out = [c +] x·Wᵀ + b */
+static tg_tensor *linear_impl(const char *fn, const tg_tensor *x, const tg_tensor *W, const tg_tensor *b,
+                              const tg_tensor *c, bool add) {
     if (!tg__check(fn, "x", x) || !tg__check(fn, "W", W)) return NULL;
+    if (add && !tg__check(fn, "c", c)) return NULL;
     if (!b && tg_error_pending()) return NULL; /* a NULL bias from a failed op, not "no bias" */
     if (b && !tg__check(fn, "b", b)) return NULL;
     char s1[128], s2[128], s3[128];
@@ -71,7 +76,7 @@ tg_tensor *tg_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b)
                  tg_shape_str(W, s2, sizeof s2));
         return NULL;
     }
-    if (!tg__same_dtype(fn, x, W) || (b && !tg__same_dtype(fn, x, b))) return NULL;
+    if (!tg__same_dtype(fn, x, W) || (b && !tg__same_dtype(fn, x, b)) || (add && !tg__same_dtype(fn, x, c))) return NULL;
     int64_t I = x->shape[x->ndim - 1], O = W->shape[0];
     if (W->shape[1] != I) {
         tg_error(fn, "x %s · W %sᵀ: inner dimensions differ (%lld vs %lld)", tg_shape_str(x, s1, sizeof s1),
@@ -86,11 +91,21 @@ tg_tensor *tg_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b)
     int64_t shape[TG_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = O;
+    bool c_ok = !add || c->ndim == x->ndim;
+    for (int d = 0; add && c_ok && d < x->ndim; d++) c_ok = c->shape[d] == shape[d];
+    if (!c_ok) {
+        char s4[128];
+        tg_error(fn, "x %s · W %sᵀ is %s, c %s: c must have the shape of the result",
+                 tg_shape_str(x, s1, sizeof s1), tg_shape_str(W, s2, sizeof s2),
+                 tg__shape_fmt(x->ndim, shape, s3, sizeof s3), tg_shape_str(c, s4, sizeof s4));
+        return NULL;
+    }
     int64_t R = I ? x->numel / I : 0;
     if (!I) { R = 1; for (int d = 0; d < x->ndim - 1; d++) R *= x->shape[d]; }
     tg_tensor *out = tg__result(x->dtype, x->ndim, shape);
     if (!out) return NULL;
-    /* out = broadcast(b), then out += x·Wᵀ */
+    /* out = broadcast(b), out += x·Wᵀ, then out = c + out: the rounding of tg_add(c, tg_linear(x, W, b)),
+     * so the fused op gives bit-identical results (the last pass runs over memory the GEMM just wrote) */
     TG_DISPATCH(x->dtype, {
         T *po = TG_PTR(out, T);
         if (b) {
@@ -99,26 +114,69 @@ tg_tensor *tg_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b)
         }
     });
     gemm(x->dtype, 0, 1, R, O, I, x, W, b ? 1.0 : 0.0, out);
-    const tg_tensor *in[3] = {x, W, b};
-    tg__record(TG_OP_LINEAR, out, b ? 3 : 2, in);
+    if (add)
+        TG_DISPATCH(x->dtype, {
+            T *restrict po = TG_PTR(out, T);
+            const T *restrict pc = TG_PTR(c, T);
+            for (int64_t i = 0; i < R * O; i++) po[i] = pc[i] + po[i];
+        });
+    if (add) {
+        const tg_tensor *in[4] = {x, W, c, b};
+        tg__record(TG_OP_LINEAR_ADD, out, b ? 4 : 3, in);
+    } else {
+        const tg_tensor *in[3] = {x, W, b};
+        tg__record(TG_OP_LINEAR, out, b ? 3 : 2, in);
+    }
     return out;
 }
 
-/* y = x·Wᵀ + b:  dx += G·W,  dW += Gᵀ·x,  db += Σ_rows G */
-void tg__linear_backward(tg_record *r, const tg_tensor *g) {
+tg_tensor *tg_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b) {
+    return linear_impl("tg_linear", x, W, b, NULL, false);
+}
+tg_tensor *tg_linear_add(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c) {
+    return linear_impl("tg_linear_add", x, W, b, c, true);
+}
+
+/* dx += G·W,  dW += Gᵀ·x,  db += Σ_rows G, for the inputs x, W and bias b (NULL: none) of a linear record */
+static void linear_grads(const tg_record *r, const tg_tensor *g, tg_tensor *bias) {
     const tg_tensor *x = r->in[0], *W = r->in[1];
     int64_t O = W->shape[0], I = W->shape[1], R = O ? g->numel / O : 0;
     if (!O) { R = 1; for (int d = 0; d < g->ndim - 1; d++) R *= g->shape[d]; }
-    tg_tensor *gx = tg__grad_buf(r->in[0]), *gW = tg__grad_buf(r->in[1]);
-    tg_tensor *gb = r->nin > 2 ? tg__grad_buf(r->in[2]) : NULL;
-    if (gx) gemm(g->dtype, 0, 0, R, I, O, g, W, 1.0, gx);
-    if (gW) gemm(g->dtype, 1, 0, O, I, R, g, x, 1.0, gW);
+    /* a new gradient buffer is written by the GEMM (beta 0) instead of zeroed and added to; each
+     * buffer is fetched right before its use, so an input passed twice adds to what was stored */
+    bool sx, sW, sb;
+    tg_tensor *gx = tg__grad_buf_assign(r->in[0], &sx);
+    if (gx) gemm(g->dtype, 0, 0, R, I, O, g, W, sx ? 0.0 : 1.0, gx);
+    tg_tensor *gW = tg__grad_buf_assign(r->in[1], &sW);
+    if (gW) gemm(g->dtype, 1, 0, O, I, R, g, x, sW ? 0.0 : 1.0, gW);
+    tg_tensor *gb = tg__grad_buf_assign(bias, &sb);
     if (gb) {
         TG_DISPATCH(g->dtype, {
             const T *pg = TG_PTR(g, T);
             T *d = TG_PTR(gb, T);
-            for (int64_t r0 = 0; r0 < R; r0++)
+            int64_t r0 = 0;
+            if (sb) {
+                if (R == 0) memset(d, 0, (size_t)O * sizeof(T));
+                else { memcpy(d, pg, (size_t)O * sizeof(T)); r0 = 1; }
+            }
+            for (; r0 < R; r0++)
                 for (int64_t o = 0; o < O; o++) d[o] += pg[r0 * O + o];
         });
     }
+}
+
+/* y = x·Wᵀ + b:  dx += G·W,  dW += Gᵀ·x,  db += Σ_rows G */
+void tg__linear_backward(tg_record *r, const tg_tensor *g) { linear_grads(r, g, r->nin > 2 ? r->in[2] : NULL); }
+
+/* y = c + x·Wᵀ + b: as linear, and dc += G. dc comes last: it may take G itself (tg__grad_share), after
+ * which G must not be read as the gradient of the other inputs any more. */
+void tg__linear_add_backward(tg_record *r, const tg_tensor *g) {
+    linear_grads(r, g, r->nin > 3 ? r->in[3] : NULL);
+    tg_tensor *c = r->in[2];
+    if (tg__grad_share(r, c, g)) return;
+    bool assign;
+    tg_tensor *gc = tg__grad_buf_assign(c, &assign);
+    if (!gc) return;
+    if (assign) memcpy(tg__ptr(gc), tg__ptr(g), (size_t)g->numel * tg_itemsize(g->dtype));
+    else tg_axpy_(gc, 1.0, g);
 }

@@ -1,6 +1,7 @@
 /* autograd/ops_reduce.c - sum, mean, max along an axis, softmax, log_softmax.
  * An axis is viewed as outer x n x inner over contiguous memory. */
 #include "autograd/ops_common.h"
+#include "tensor/vmath.h"
 
 #include <tgmath.h>
 
@@ -32,6 +33,10 @@ static tg_tensor *sum_impl(const char *fn, const tg_tensor *x, int axis, bool al
         const T *px = TG_PTR(x, T);
         T *po = TG_PTR(out, T);
         for (int64_t o = 0; o < outer; o++) {
+            if (inner == 1) { /* a contiguous run (the whole tensor for sum/mean): blocked pairwise sum */
+                po[o] = (T)(_Generic((T)0, float: tg_vsum_f32, default: tg_vsum_f64)(px + o * n, n) * (T)scale);
+                continue;
+            }
             for (int64_t j = 0; j < inner; j++) po[o * inner + j] = 0;
             for (int64_t i = 0; i < n; i++)
                 for (int64_t j = 0; j < inner; j++) po[o * inner + j] += px[(o * n + i) * inner + j];
@@ -54,7 +59,8 @@ tg_tensor *tg_mean_axis(const tg_tensor *x, int axis, bool keepdim) {
 }
 /* dx[o, i, j] += scale g[o, j]  (scale = 1 for sum, 1/n for mean) */
 void tg__sum_backward(tg_record *r, const tg_tensor *g) {
-    tg_tensor *gx = tg__grad_buf(r->in[0]);
+    bool assign; /* every element of dx receives one value: a new buffer is stored into, not zeroed */
+    tg_tensor *gx = tg__grad_buf_assign(r->in[0], &assign);
     if (!gx) return;
     int64_t outer = 1, n = gx->numel, inner = 1;
     if (r->k[0] >= 0) tg__split_axis(gx, (int)r->k[0], &outer, &n, &inner);
@@ -62,9 +68,23 @@ void tg__sum_backward(tg_record *r, const tg_tensor *g) {
         const T *pg = TG_PTR(g, T);
         T *d = TG_PTR(gx, T);
         const T s = (T)r->f[0];
-        for (int64_t o = 0; o < outer; o++)
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = 0; j < inner; j++) d[(o * n + i) * inner + j] += s * pg[o * inner + j];
+        if (inner == 1) {
+            /* a contiguous run per output (sum/mean of everything): one flat loop that vectorises;
+             * the general loop below would run an inner loop of length 1 per element */
+            for (int64_t o = 0; o < outer; o++) {
+                const T v = s * pg[o];
+                T *restrict dr = d + o * n;
+                if (assign) for (int64_t i = 0; i < n; i++) dr[i] = v;
+                else for (int64_t i = 0; i < n; i++) dr[i] += v;
+            }
+        } else {
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t i = 0; i < n; i++)
+                    if (assign)
+                        for (int64_t j = 0; j < inner; j++) d[(o * n + i) * inner + j] = s * pg[o * inner + j];
+                    else
+                        for (int64_t j = 0; j < inner; j++) d[(o * n + i) * inner + j] += s * pg[o * inner + j];
+        }
     });
 }
 

@@ -74,8 +74,9 @@ tg_tensor *tg_transpose(const tg_tensor *x, int axis0, int axis1) {
 }
 /* dx += transpose(g) */
 void tg__transpose_backward(tg_record *r, const tg_tensor *g) {
-    tg_tensor *gx = tg__grad_buf(r->in[0]);
-    if (gx) transpose_kernel(g->dtype, tg__ptr(gx), tg__ptr(g), g->ndim, g->shape, (int)r->k[0], (int)r->k[1], true);
+    bool assign; /* every element of dx receives one value: a new buffer is stored into, not zeroed */
+    tg_tensor *gx = tg__grad_buf_assign(r->in[0], &assign);
+    if (gx) transpose_kernel(g->dtype, tg__ptr(gx), tg__ptr(g), g->ndim, g->shape, (int)r->k[0], (int)r->k[1], !assign);
 }
 
 /* ---- reshape and select: views ------------------------------------------------------------------ */
@@ -91,8 +92,9 @@ tg_tensor *tg_reshape(const tg_tensor *x, int ndim, const int64_t *shape) {
 }
 /* dx += g (same elements, other shape) */
 void tg__reshape_backward(tg_record *r, const tg_tensor *g) {
-    tg_tensor *gx = tg__grad_buf(r->in[0]);
-    if (gx) copy_rows(g->dtype, tg__ptr(gx), 0, tg__ptr(g), 0, 1, g->numel, true);
+    bool assign;
+    tg_tensor *gx = tg__grad_buf_assign(r->in[0], &assign);
+    if (gx) copy_rows(g->dtype, tg__ptr(gx), 0, tg__ptr(g), 0, 1, g->numel, !assign);
 }
 
 tg_tensor *tg_select(const tg_tensor *x, int64_t index) {
@@ -233,8 +235,9 @@ void tg__concat_backward(tg_record *r, const tg_tensor *g) {
     int64_t at = 0;
     for (int i = 0; i < r->nin; i++) {
         int64_t w = r->in[i]->shape[a] * inner;
-        tg_tensor *gx = tg__grad_buf(r->in[i]);
-        if (gx) copy_rows(g->dtype, tg__ptr(gx), w, (const char *)tg__ptr(g) + (size_t)at * isz, total * inner, outer, w, true);
+        bool assign; /* input i's block covers all of dx_i: a new buffer is copied into */
+        tg_tensor *gx = tg__grad_buf_assign(r->in[i], &assign);
+        if (gx) copy_rows(g->dtype, tg__ptr(gx), w, (const char *)tg__ptr(g) + (size_t)at * isz, total * inner, outer, w, !assign);
         at += w;
     }
 }
@@ -265,8 +268,9 @@ tg_tensor *tg_stack(int n, tg_tensor *const *xs) {
 void tg__stack_backward(tg_record *r, const tg_tensor *g) {
     size_t isz = tg_itemsize(g->dtype);
     for (int i = 0; i < r->nin; i++) {
-        tg_tensor *gx = tg__grad_buf(r->in[i]);
+        bool assign; /* g[i] is all of dx_i: a new buffer is copied into */
+        tg_tensor *gx = tg__grad_buf_assign(r->in[i], &assign);
         int64_t m = r->in[i]->numel;
-        if (gx) copy_rows(g->dtype, tg__ptr(gx), 0, (const char *)tg__ptr(g) + (size_t)(i * m) * isz, 0, 1, m, true);
+        if (gx) copy_rows(g->dtype, tg__ptr(gx), 0, (const char *)tg__ptr(g) + (size_t)(i * m) * isz, 0, 1, m, !assign);
     }
 }

@@ -172,6 +172,25 @@ tg_tensor *tg__grad_buf(tg_tensor *t) {
     return t->grad;
 }
 
+tg_tensor *tg__grad_buf_assign(tg_tensor *t, bool *assign) {
+    *assign = false;
+    if (!t || !t->requires_grad) return NULL;
+    if (!t->grad) {
+        t->grad = tg__alloc(t->dtype, t->ndim, t->shape);
+        *assign = t->grad != NULL;
+    }
+    return t->grad;
+}
+
+bool tg__grad_share(const tg_record *r, tg_tensor *t, const tg_tensor *g) {
+    /* Why: a backward that would copy g whole into a new buffer (add, linear_add) can hand over g
+     * instead; it is garbage the moment this record is done, unless the user asked to keep it. */
+    if (!t || !t->requires_grad || t->grad || r->out->retain_grad || r->out->grad != g) return false;
+    if (t->dtype != g->dtype || !tg_same_shape(t, g)) return false;
+    t->grad = tg_retain((tg_tensor *)g);
+    return true;
+}
+
 tg_tensor *tg_detach(const tg_tensor *t) {
     if (!tg__check("tg_detach", "t", t)) return NULL;
     tg_tensor *d = tg_reshape_view(t, t->ndim, t->shape);

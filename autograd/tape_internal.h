@@ -28,6 +28,7 @@ typedef enum tg_op {
     TG_OP_CLAMP,      /* min(max(x, f[0]), f[1])          */
     TG_OP_MATMUL,     /* op(a)·op(b); k[0] = trans_a, k[1] = trans_b */
     TG_OP_LINEAR,     /* x·Wᵀ + b                         */
+    TG_OP_LINEAR_ADD, /* c + x·Wᵀ + b; in = x, W, c[, b]  */
     TG_OP_TRANSPOSE,  /* swap axes k[0], k[1]             */
     TG_OP_RESHAPE,    /* same data, new shape (a view)    */
     TG_OP_SELECT,     /* x[k[0]] along axis 0 (a view)    */
@@ -41,10 +42,11 @@ typedef enum tg_op {
     TG_OP_GATHER,     /* rows of weight; idx = indices    */
     TG_OP_DROPOUT,    /* x ⊙ mask / (1-p); aux = scaled mask */
     TG_OP_MASK_ROWS,  /* x[b] ⊙ mask[b]; aux = mask       */
+    TG_OP_GATES,      /* per-gate non-linearity, [..,G·H] -> [G,..,H]; k[0] = G, k[1] = 2-bit codes (saves output) */
     TG_OP_COUNT
 } tg_op;
 
-#define TG_REC_INLINE 3
+#define TG_REC_INLINE 4 /* inputs held in the record itself (linear_add has 4); more go to the heap */
 
 typedef struct tg_record {
     tg_op op;
@@ -84,6 +86,16 @@ void tg__autorelease(tg_tensor *t);
 tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const *in);
 /* The gradient buffer of an input, allocated zeroed on first use; NULL if t needs no gradient. */
 tg_tensor *tg__grad_buf(tg_tensor *t);
+/* The same for a backward that writes EVERY element of the gradient: a buffer allocated now is left
+ * uninitialised and *assign is set, so the caller stores (=) instead of adding (+=) into zeros. That
+ * saves a memset and a read of every element for the first contribution, which for most tensors of a
+ * training step is the only one. *assign is false when the buffer already held a gradient. */
+tg_tensor *tg__grad_buf_assign(tg_tensor *t, bool *assign);
+/* Gives t the upstream gradient g itself (a new reference, no copy) when t needs a gradient, has none
+ * yet, has g's shape and dtype, and g is the gradient of r's output that the backward loop drops right
+ * after this record (the output is not retain_grad). Returns true if it did. Only one input of a record
+ * may take g: later contributions are added into t's gradient, which is then g's storage. */
+bool tg__grad_share(const tg_record *r, tg_tensor *t, const tg_tensor *g);
 bool tg__needs_grad(const tg_tensor *t);
 
 /* backward functions, each defined right below its forward */
@@ -105,6 +117,7 @@ void tg__abs_backward(tg_record *r, const tg_tensor *g);
 void tg__clamp_backward(tg_record *r, const tg_tensor *g);
 void tg__matmul_backward(tg_record *r, const tg_tensor *g);
 void tg__linear_backward(tg_record *r, const tg_tensor *g);
+void tg__linear_add_backward(tg_record *r, const tg_tensor *g);
 void tg__transpose_backward(tg_record *r, const tg_tensor *g);
 void tg__reshape_backward(tg_record *r, const tg_tensor *g);
 void tg__select_backward(tg_record *r, const tg_tensor *g);
@@ -118,4 +131,5 @@ void tg__log_softmax_backward(tg_record *r, const tg_tensor *g);
 void tg__gather_backward(tg_record *r, const tg_tensor *g);
 void tg__dropout_backward(tg_record *r, const tg_tensor *g);
 void tg__mask_rows_backward(tg_record *r, const tg_tensor *g);
+void tg__gates_backward(tg_record *r, const tg_tensor *g);
 #endif

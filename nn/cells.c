@@ -33,7 +33,7 @@ static int rnn_tanh_step(const tg_cell *cell, const tg_cell_params *p, const tg_
                          tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
     /* h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) */
-    out[0] = tg_tanh(tg_add(xproj, tg_linear(state[0], p->weight_hh, p->bias_hh)));
+    out[0] = tg_tanh(tg_linear_add(state[0], p->weight_hh, p->bias_hh, xproj)); /* one op: GEMM onto xproj + b */
     return produced(out, 1);
 }
 
@@ -41,7 +41,7 @@ static int rnn_relu_step(const tg_cell *cell, const tg_cell_params *p, const tg_
                          tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
     /* h' = relu(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) */
-    out[0] = tg_relu(tg_add(xproj, tg_linear(state[0], p->weight_hh, p->bias_hh)));
+    out[0] = tg_relu(tg_linear_add(state[0], p->weight_hh, p->bias_hh, xproj));
     return produced(out, 1);
 }
 
@@ -52,16 +52,13 @@ static int lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     (void)cell; (void)x;
     const tg_tensor *h = state[0], *c = state[1];
     /* [a_i | a_f | a_g | a_o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh */
-    tg_tensor *pre[4];
-    if (tg_chunk(tg_add(xproj, tg_linear(h, p->weight_hh, p->bias_hh)), 1, 4, pre)) return -1;
-    /* i = σ(a_i)   input gate */
-    tg_tensor *i = tg_sigmoid(pre[0]);
-    /* f = σ(a_f)   forget gate */
-    tg_tensor *f = tg_sigmoid(pre[1]);
-    /* g = tanh(a_g)   candidate cell */
-    tg_tensor *g = tg_tanh(pre[2]);
-    /* o = σ(a_o)   output gate */
-    tg_tensor *o = tg_sigmoid(pre[3]);
+    tg_tensor *pre = tg_linear_add(h, p->weight_hh, p->bias_hh, xproj); /* one op: the GEMM accumulates onto xproj + b_hh */
+    /* [i; f; g; o] = [σ(a_i); σ(a_f); tanh(a_g); σ(a_o)]: input gate, forget gate, candidate cell,
+     * output gate, in one pass into a gate-major [4,B,H] (the same as tg_chunk + tg_sigmoid/tg_tanh,
+     * without the four copies); each gate is then a zero-copy view */
+    tg_tensor *gates = tg_gates(pre, "ssts");
+    if (!gates) return -1;
+    tg_tensor *i = tg_select(gates, 0), *f = tg_select(gates, 1), *g = tg_select(gates, 2), *o = tg_select(gates, 3);
     /* c' = f ⊙ c + i ⊙ g */
     out[1] = tg_add(tg_mul(f, c), tg_mul(i, g));
     /* h' = o ⊙ tanh(c') */

@@ -312,16 +312,31 @@ static void adam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tens
     const double step_size = o->lr / bias_correction1;
     const double bias_correction2_sqrt = sqrt(bias_correction2);
     int64_t n = tg_numel(p);
+    const bool maximize = o->maximize, wd_on = o->weight_decay != 0;
     OPTIM_DISPATCH(tg_dtype_of(p), {
-        T *pp = PTR(p), *pm = PTR(m), *pv = PTR(v), *pvmax = vmax ? PTR(vmax) : NULL;
-        const T *pg = (const T *)tg_cdata(grad);
+        T *restrict pp = PTR(p), *restrict pm = PTR(m), *restrict pv = PTR(v), *restrict pvmax = vmax ? PTR(vmax) : NULL;
+        const T *restrict pg = (const T *)tg_cdata(grad);
         const T decay = (T)(1.0 - o->lr * o->weight_decay), wd = (T)o->weight_decay;
         const T b1 = (T)o->beta1, one_b1 = (T)(1.0 - o->beta1), b2 = (T)o->beta2, one_b2 = (T)(1.0 - o->beta2);
         const T bc2s = (T)bias_correction2_sqrt, eps = (T)o->eps, neg_step = (T)(-step_size);
+        if (!maximize && !pvmax && (decoupled || !wd_on)) {
+            /* Adam, or AdamW: the same operations as the general loop below, without its per-element
+             * tests, on restrict arrays, so that it vectorises (with -fno-math-errno, see meson.build,
+             * the sqrt too); it was 2 % of an LSTM training step as scalar code. */
+            for (int64_t i = 0; i < n; i++) {
+                const T d = pg[i];
+                const T p0 = decoupled ? pp[i] * decay : pp[i];
+                pm[i] = pm[i] * b1 + one_b1 * d;
+                pv[i] = pv[i] * b2 + one_b2 * d * d;
+                T denom = sqrt(pv[i]) / bc2s + eps;
+                pp[i] = p0 + neg_step * pm[i] / denom;
+            }
+            n = 0; /* done: skip the general loop */
+        }
         for (int64_t i = 0; i < n; i++) {
-            T d = o->maximize ? -pg[i] : pg[i];
+            T d = maximize ? -pg[i] : pg[i];
             if (decoupled) pp[i] = pp[i] * decay;
-            else if (o->weight_decay != 0) d = d + wd * pp[i];
+            else if (wd_on) d = d + wd * pp[i];
             pm[i] = pm[i] * b1 + one_b1 * d;
             pv[i] = pv[i] * b2 + one_b2 * d * d;
             T vv = pv[i];

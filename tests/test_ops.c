@@ -25,6 +25,7 @@ FN(f_mul_scalar, tg_mul_scalar(in[0], -2.0))
 FN(f_rsub, tg_rsub_scalar(1.0, in[0]))
 FN(f_pow, tg_pow_scalar(in[0], 2.5))
 FN(f_pow_neg, tg_pow_scalar(in[0], -1.5))
+FN(f_square, tg_pow_scalar(in[0], 2.0)) /* the fast path for squares (its gradient was once doubled) */
 FN(f_exp, tg_exp(in[0]))
 FN(f_log, tg_log(in[0]))
 FN(f_sqrt, tg_sqrt(in[0]))
@@ -40,6 +41,9 @@ FN(f_matmul_nt, tg_matmul_nt(in[0], in[1]))
 FN(f_matmul_tn, tg_matmul_tn(in[0], in[1]))
 FN(f_linear, tg_linear(in[0], in[1], in[2]))
 FN(f_linear_nobias, tg_linear(in[0], in[1], NULL))
+FN(f_linear_add, tg_linear_add(in[0], in[1], NULL, in[2]))
+/* with a bias, and c computed from the same x and W (fan-out into all three) */
+FN(f_linear_add_b, tg_linear_add(in[0], in[1], in[2], tg_tanh(tg_linear(in[0], in[1], NULL))))
 FN(f_transpose, tg_transpose(in[0], 0, 2))
 FN(f_transpose2, tg_transpose(in[0], -1, -2))
 FN(f_reshape, tg_reshape(in[0], TG_SHAPE(4, -1)))
@@ -78,9 +82,21 @@ static tg_tensor *f_mask_rows(tg_tensor *const *in, int n, void *u) {
     tg_release(mask);
     return y;
 }
+FN(f_gates_lstm, tg_gates(in[0], "ssts"))
+FN(f_gates_all, tg_gates(in[0], "tris"))
+/* the gates read through views, as a cell does: gradients flow back through tg_select */
+static tg_tensor *f_gates_views(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *y = tg_gates(in[0], "stt");
+    return tg_add(tg_mul(tg_select(y, 0), tg_select(y, 2)), tg_mul(tg_select(y, 1), tg_select(y, 1)));
+}
 /* fan-out: one tensor used several times must sum its gradients */
 FN(f_x_plus_x, tg_add(in[0], in[0]))
 FN(f_x_times_x, tg_mul(in[0], in[0]))
+/* the first gradient of an operand is stored, later ones added: both operands one tensor */
+FN(f_x_minus_2x, tg_sub(in[0], tg_mul_scalar(in[0], 2.0)))
+FN(f_x_over_x2, tg_div(in[0], tg_add(in[0], in[0])))
+FN(f_x_minus_x_sq, tg_mul(tg_sub(tg_exp(in[0]), in[0]), in[0]))
 FN(f_xx_times_x, tg_mul(tg_add(in[0], in[0]), in[0]))
 static tg_tensor *f_four_branches(tg_tensor *const *in, int n, void *u) {
     (void)n; (void)u;
@@ -119,6 +135,7 @@ static const row rows[] = {
     {"tg_affine", f_rsub, 1, {1}, {{5}}, -1, 1},
     {"tg_pow_scalar", f_pow, 1, {2}, {{3, 4}}, 0.5, 2},
     {"tg_pow_scalar", f_pow_neg, 1, {2}, {{3, 4}}, 0.5, 2},
+    {"tg_pow_scalar", f_square, 1, {2}, {{3, 4}}, -2, 2},
     {"tg_exp", f_exp, 1, {2}, {{3, 4}}, -2, 2},
     {"tg_log", f_log, 1, {2}, {{3, 4}}, 0.2, 3},
     {"tg_sqrt", f_sqrt, 1, {2}, {{3, 4}}, 0.2, 3},
@@ -135,6 +152,8 @@ static const row rows[] = {
     {"tg_linear", f_linear, 3, {2, 2, 1}, {{3, 5}, {4, 5}, {4}}, -1, 1},
     {"tg_linear", f_linear, 3, {3, 2, 1}, {{2, 3, 5}, {4, 5}, {4}}, -1, 1},
     {"tg_linear", f_linear_nobias, 2, {2, 2}, {{3, 5}, {4, 5}}, -1, 1},
+    {"tg_linear_add", f_linear_add, 3, {2, 2, 2}, {{3, 5}, {4, 5}, {3, 4}}, -1, 1},
+    {"tg_linear_add", f_linear_add_b, 3, {3, 2, 1}, {{2, 3, 5}, {4, 5}, {4}}, -1, 1},
     {"tg_transpose", f_transpose, 1, {3}, {{2, 3, 4}}, -1, 1},
     {"tg_transpose", f_transpose2, 1, {2}, {{3, 5}}, -1, 1},
     {"tg_reshape", f_reshape, 1, {3}, {{2, 3, 4}}, -1, 1},
@@ -160,8 +179,14 @@ static const row rows[] = {
     {"tg_gather_rows", f_embedding, 1, {2}, {{5, 3}}, -1, 1},
     {"tg_dropout", f_dropout, 1, {2}, {{6, 5}}, -1, 1},
     {"tg_mask_rows", f_mask_rows, 1, {3}, {{4, 2, 3}}, -1, 1},
+    {"tg_gates", f_gates_lstm, 1, {2}, {{3, 8}}, -2, 2},
+    {"tg_gates", f_gates_all, 1, {3}, {{2, 3, 12}}, -2, 2},
+    {"tg_gates", f_gates_views, 1, {1}, {{9}}, -2, 2},
     {"fan-out x+x", f_x_plus_x, 1, {2}, {{3, 4}}, -1, 1},
     {"fan-out x*x", f_x_times_x, 1, {2}, {{3, 4}}, -1, 1},
+    {"fan-out x-2x", f_x_minus_2x, 1, {2}, {{3, 4}}, -1, 1},
+    {"fan-out x/(x+x)", f_x_over_x2, 1, {2}, {{3, 4}}, 0.5, 2},
+    {"fan-out (e^x-x)*x", f_x_minus_x_sq, 1, {2}, {{3, 4}}, -1, 1},
     {"fan-out (x+x)*x", f_xx_times_x, 1, {2}, {{3, 4}}, -1, 1},
     {"fan-out four branches", f_four_branches, 1, {2}, {{3, 4}}, -1, 1},
 };
@@ -300,6 +325,102 @@ Test(ops, log_softmax_and_softmax_are_stable_for_huge_inputs) {
     tg_release(x);
     tg_release(xf);
     tg_tape_reset();
+}
+
+/* ---- tg_gates is tg_chunk + the activations, without the copies ----------------------------------- */
+
+Test(ops, gates_equal_chunk_and_activations) {
+    for (int dt = 0; dt < 2; dt++) {
+        tg_tensor *x64 = th_rand(11, TG_SHAPE(5, 3, 16), -3, 3);
+        tg_tensor *x = dt ? tg_to_dtype(x64, TG_F32) : tg_retain(x64);
+        tg_tensor *x2 = tg_copy(x);
+        tg_set_requires_grad(x, true);
+        tg_set_requires_grad(x2, true);
+        const char *acts = "tsri";
+        tg_tensor *y = tg_gates(x, acts), *parts[4];
+        cr_assert_eq(tg_ndim(y), 4);
+        cr_assert_eq(tg_dim(y, 0), 4);
+        cr_assert_eq(tg_dim(y, 1), 5);
+        cr_assert_eq(tg_dim(y, 2), 3);
+        cr_assert_eq(tg_dim(y, 3), 4);
+        cr_assert_eq(tg_chunk(x2, -1, 4, parts), 0);
+        tg_tensor *ref[4] = {tg_tanh(parts[0]), tg_sigmoid(parts[1]), tg_relu(parts[2]), tg_add_scalar(parts[3], 0)};
+        tg_tensor *loss = NULL, *loss2 = NULL;
+        for (int k = 0; k < 4; k++) {
+            tg_tensor *yk = tg_select(y, k);
+            for (int64_t j = 0; j < tg_numel(yk); j++)
+                cr_expect_eq(tg_get(yk, j), tg_get(ref[k], j), "%s gate %d [%lld]", dt ? "F32" : "F64", k, (long long)j);
+            /* a different weight per gate so that every derivative is tested */
+            tg_tensor *a = tg_sum(tg_mul_scalar(tg_mul(yk, yk), k + 1)), *b = tg_sum(tg_mul_scalar(tg_mul(ref[k], ref[k]), k + 1));
+            loss = loss ? tg_add(loss, a) : a;
+            loss2 = loss2 ? tg_add(loss2, b) : b;
+        }
+        cr_assert_eq(tg_backward(loss), 0);
+        cr_assert_eq(tg_backward(loss2), 0);
+        for (int64_t j = 0; j < tg_numel(x); j++)
+            cr_expect_eq(tg_get(tg_grad(x), j), tg_get(tg_grad(x2), j), "%s grad [%lld]", dt ? "F32" : "F64", (long long)j);
+        tg_tape_reset();
+        tg_release(x);
+        tg_release(x2);
+        tg_release(x64);
+    }
+}
+
+Test(ops, gates_reject_bad_arguments) {
+    th_record_errors();
+    tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE(2, 6));
+    th_reset_errors();
+    cr_expect_null(tg_gates(x, "ssts"));
+    cr_expect(strstr(th_last_message(), "tg_gates: x [2,6], 4 gates") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_gates(x, "sx"));
+    cr_expect(strstr(th_last_message(), "letter 'x' of gate 1") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_gates(x, ""));
+    cr_expect(strstr(th_last_message(), "one letter per gate") != NULL, "%s", th_last_message());
+    tg_release(x);
+}
+
+Test(ops, linear_add_checks_c) {
+    th_record_errors();
+    tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE(3, 5)), *W = tg_zeros(TG_F64, TG_SHAPE(4, 5));
+    tg_tensor *c = tg_zeros(TG_F64, TG_SHAPE(4, 3));
+    th_reset_errors();
+    cr_expect_null(tg_linear_add(x, W, NULL, c));
+    cr_expect(strstr(th_last_message(), "tg_linear_add: x [3,5] · W [4,5]ᵀ is [3,4], c [4,3]: c must have the shape") != NULL,
+              "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_linear_add(x, W, NULL, NULL));
+    cr_expect(strstr(th_last_message(), "tg_linear_add: argument c is NULL") != NULL, "%s", th_last_message());
+    tg_release(x);
+    tg_release(W);
+    tg_release(c);
+}
+
+/* A backward may hand its upstream gradient to an input instead of copying it (add, sub, linear_add);
+ * it must not when the output keeps its gradient (retain_grad): the input's later contributions would
+ * then be added into the output's kept gradient. */
+Test(ops, shared_gradient_leaves_retained_grads_alone) {
+    for (int retain = 0; retain < 2; retain++) {
+        tg_tensor *x = th_rand(3, TG_SHAPE(2, 3), -1, 1), *w = th_rand(4, TG_SHAPE(2, 3), -1, 1);
+        tg_set_requires_grad(x, true);
+        tg_set_requires_grad(w, true);
+        tg_tensor *first = tg_sum(tg_mul_scalar(x, 3.0)); /* recorded first: its backward runs last */
+        tg_tensor *o = tg_add(x, w);
+        if (retain) tg_retain_grad(o);
+        tg_tensor *loss = tg_add(tg_sum(tg_mul(o, o)), first);
+        cr_assert_eq(tg_backward(loss), 0);
+        for (int64_t j = 0; j < 6; j++) {
+            double oj = tg_get(o, j);
+            cr_expect_float_eq(tg_get(tg_grad(x), j), 2 * oj + 3, 1e-12, "retain %d: dx[%lld]", retain, (long long)j);
+            cr_expect_float_eq(tg_get(tg_grad(w), j), 2 * oj, 1e-12, "retain %d: dw[%lld]", retain, (long long)j);
+            if (retain) cr_expect_float_eq(tg_get(tg_grad(o), j), 2 * oj, 1e-12, "retained do[%lld]", (long long)j);
+        }
+        if (!retain) cr_expect_null(tg_grad(o));
+        tg_tape_reset();
+        tg_release(x);
+        tg_release(w);
+    }
 }
 
 /* ---- F32 runs the same code: compare with F64 on the same values --------------------------------- */

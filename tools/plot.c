@@ -168,11 +168,23 @@ int plot_svg(const char *path, const plot_opts *o, const plot_series *series, in
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#555\" stroke-width=\"1.5\" "
                    "stroke-dasharray=\"7 5\"/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">baseline %.4g</text>\n",
                 W - RIGHT + 14, W - RIGHT + 40, ly, ly, W - RIGHT + 46, ly + 4, o->baseline);
-        if (o->baseline_label) {
+        /* the label, wrapped at spaces into lines that fit the legend column */
+        const char *rest = o->baseline_label;
+        while (rest && *rest) {
+            size_t len = strlen(rest), cut = len;
+            if (len > 24) {
+                cut = 24;
+                while (cut > 0 && rest[cut] != ' ') cut--;
+                if (cut == 0) cut = 24;
+            }
+            char piece[64];
+            snprintf(piece, sizeof piece, "%.*s", (int)(cut < sizeof piece - 1 ? cut : sizeof piece - 1), rest);
             fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\">", W - RIGHT + 46, ly + 18);
-            xml_text(f, o->baseline_label);
+            xml_text(f, piece);
             fprintf(f, "</text>\n");
             ly += 14;
+            rest += cut;
+            while (*rest == ' ') rest++;
         }
         ly += 24;
     }

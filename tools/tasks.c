@@ -351,9 +351,9 @@ static int eval_copy(task *t, const model *m, bool verbose, task_eval *ev) {
                 }
             }
         for (int64_t i = 0; verbose && i < b.B && shown < 4; i++, shown++) {
-            APPEND(ev, "  remember ");
+            APPEND(ev, "  shown ");
             for (int k = 0; k < COPY_LEN; k++) APPEND(ev, "%lld", (long long)b.labels[(len - COPY_LEN + k) * b.B + i]);
-            APPEND(ev, "  ... %ld blanks ...  recalled ", t->seq);
+            APPEND(ev, ", then %ld blank steps and the delimiter; recalled ", t->seq - 1);
             for (int k = 0; k < COPY_LEN; k++) {
                 int64_t g = row_argmax(p + ((len - COPY_LEN + k) * b.B + i) * t->out, t->out);
                 APPEND(ev, "%c", g < COPY_SYMBOLS ? (char)('0' + g) : '_');
@@ -674,14 +674,14 @@ static const task_def g_tasks[] = {
      eval_pattern},
     {"adding", "the adding problem: the sum of the two marked numbers of a sequence", "sequence length T",
      TASK_LOSS_MSE, false, {50, 32, 32, 2000, 1e-2}, "test MSE", "always predict 1", true, gen_adding, eval_adding},
-    {"copy", "the copy task: recall 10 symbols after T blank steps", "delay T (sequences are T+20 long)",
-     TASK_LOSS_CE, true, {10, 64, 32, 3000, 1e-2}, "test cross-entropy (nats/step)",
+    {"copy", "the copy task: recall 10 symbols after T blank steps", "delay T; sequences are T+20 long",
+     TASK_LOSS_CE, true, {10, 128, 32, 6000, 3e-3}, "test cross-entropy (nats/step)",
      "memoryless: 10 log 8 / (T+20)", true, gen_copy, eval_copy},
     {"binadd", "binary addition bit by bit; tested on numbers 4x longer than trained on", "bits of the training numbers",
      TASK_LOSS_BCE, true, {8, 16, 32, 600, 1e-2}, "test bit error rate", "memoryless: a XOR b, no carry", true,
      gen_binadd, eval_binadd},
     {"charlm", "character-level language model of a text file (--text FILE)", "training window length",
-     TASK_LOSS_CE, true, {64, 128, 32, 2000, 3e-3}, "test nats/char", "unigram character frequencies", true,
+     TASK_LOSS_CE, true, {64, 128, 32, 1000, 3e-3}, "test nats/char", "unigram character frequencies", true,
      gen_charlm, eval_charlm},
 };
 #define N_TASKS (int)(sizeof g_tasks / sizeof g_tasks[0])

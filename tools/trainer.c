@@ -125,6 +125,7 @@ progress_mode progress_auto(void) { return isatty(STDOUT_FILENO) ? PROGRESS_TTY 
 
 static void fmt_time(char *buf, size_t n, double s) {
     if (!isfinite(s) || s < 0) snprintf(buf, n, "?");
+    else if (s < 10) snprintf(buf, n, "%.1fs", s);
     else if (s < 60) snprintf(buf, n, "%.0fs", s);
     else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
     else snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));

@@ -40,6 +40,13 @@ tg_tensor *tg_leaky_relu(const tg_tensor *x, double slope);     /* x > 0 ? x : s
 tg_tensor *tg_softplus(const tg_tensor *x);                     /* log(1 + e^x), stable */
 tg_tensor *tg_abs(const tg_tensor *x);                          /* derivative sign(x), 0 at 0 */
 tg_tensor *tg_clamp(const tg_tensor *x, double lo, double hi);  /* derivative 1 inside [lo, hi] */
+/* The gate non-linearities of a recurrent cell in one pass. x is [..., G·H] with G = strlen(acts);
+ * gate k is the column block x[..., k·H : (k+1)·H] and acts[k] says what to apply to it: 's' sigmoid,
+ * 't' tanh, 'r' relu, 'i' identity (G <= 32). The result is gate-major [G, ..., H], so tg_select(y, k)
+ * is gate k as a zero-copy view. For an LSTM ([B,4H] pre-activations, gates i,f,g,o):
+ *     tg_tensor *y = tg_gates(pre, "ssts");   // i = tg_select(y, 0), ..., o = tg_select(y, 3)
+ * Same values and gradients as tg_chunk + tg_sigmoid/tg_tanh, without the copies of the chunk. */
+tg_tensor *tg_gates(const tg_tensor *x, const char *acts);
 
 /* matrix products (2-D operands; transposes are never materialised) */
 tg_tensor *tg_matmul(const tg_tensor *a, const tg_tensor *b);    /* [M,K]·[K,N] -> [M,N] */
@@ -47,6 +54,10 @@ tg_tensor *tg_matmul_nt(const tg_tensor *a, const tg_tensor *b); /* [M,K]·[N,K]
 tg_tensor *tg_matmul_tn(const tg_tensor *a, const tg_tensor *b); /* [K,M]ᵀ·[K,N] -> [M,N] */
 /* x [..., I] · W[O, I]ᵀ + b[O] -> [..., O] in one op; b may be NULL (no bias) */
 tg_tensor *tg_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b);
+/* c + x·Wᵀ + b, c shaped like the result ([..., O]): a linear layer added to a tensor in one op (the
+ * GEMM accumulates onto c + b), e.g. a recurrent projection onto the precomputed input projection:
+ *     pre = tg_linear_add(h, W_hh, b_hh, xproj_t);   // = tg_add(xproj_t, tg_linear(h, W_hh, b_hh)) */
+tg_tensor *tg_linear_add(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c);
 
 /* shapes */
 tg_tensor *tg_transpose(const tg_tensor *x, int axis0, int axis1);  /* swaps two axes (a copy) */
