@@ -33,7 +33,7 @@ static int rnn_tanh_step(const tg_cell *cell, const tg_cell_params *p, const tg_
                          tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
     /* h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) */
-    out[0] = tg_tanh(tg_linear_add(state[0], p->weight_hh, p->bias_hh, xproj)); /* one op: GEMM onto xproj + b */
+    out[0] = tg_tanh(tg_linear_add(state[0], p->weight_hh, p->bias_hh, xproj)); /* = tg_add(xproj, tg_linear(..)), one op */
     return produced(out, 1);
 }
 
@@ -52,7 +52,7 @@ static int lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     (void)cell; (void)x;
     const tg_tensor *h = state[0], *c = state[1];
     /* [a_i | a_f | a_g | a_o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh */
-    tg_tensor *pre = tg_linear_add(h, p->weight_hh, p->bias_hh, xproj); /* one op: the GEMM accumulates onto xproj + b_hh */
+    tg_tensor *pre = tg_linear_add(h, p->weight_hh, p->bias_hh, xproj); /* = tg_add(xproj, tg_linear(..)), one op */
     /* [i; f; g; o] = [σ(a_i); σ(a_f); tanh(a_g); σ(a_o)]: input gate, forget gate, candidate cell,
      * output gate, in one pass into a gate-major [4,B,H] (the same as tg_chunk + tg_sigmoid/tg_tanh,
      * without the four copies); each gate is then a zero-copy view */

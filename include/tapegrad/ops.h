@@ -54,8 +54,9 @@ tg_tensor *tg_matmul_nt(const tg_tensor *a, const tg_tensor *b); /* [M,K]·[N,K]
 tg_tensor *tg_matmul_tn(const tg_tensor *a, const tg_tensor *b); /* [K,M]ᵀ·[K,N] -> [M,N] */
 /* x [..., I] · W[O, I]ᵀ + b[O] -> [..., O] in one op; b may be NULL (no bias) */
 tg_tensor *tg_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b);
-/* c + x·Wᵀ + b, c shaped like the result ([..., O]): a linear layer added to a tensor in one op (the
- * GEMM accumulates onto c + b), e.g. a recurrent projection onto the precomputed input projection:
+/* c + x·Wᵀ + b, c shaped like the result ([..., O]): a linear layer added to a tensor in one op, with
+ * the same values (bit for bit) as tg_add(c, tg_linear(x, W, b)) but one tensor and one record less,
+ * e.g. a recurrent projection added to the precomputed input projection:
  *     pre = tg_linear_add(h, W_hh, b_hh, xproj_t);   // = tg_add(xproj_t, tg_linear(h, W_hh, b_hh)) */
 tg_tensor *tg_linear_add(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c);
 
