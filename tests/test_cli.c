@@ -368,6 +368,17 @@ Test(cli, compare_writes_svg_and_csv) {
     free(svg);
 }
 
+Test(cli, compare_skips_a_cell_that_cannot_run_the_task) {
+    /* mut1 adds x_t to an H-wide pre-activation, so it needs input size = hidden size (binadd has 2) */
+    run_result r = run("compare --task binadd --cells lstm,mut1 --seeds 1 --steps 20 --plot s.svg --log s.csv");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "mut1") && strstr(r.err, "skipped"), "%s", r.err);
+    cr_expect(strstr(r.out, "(cannot run this task)") != NULL, "%s", r.out);
+    run_free(&r);
+    expect_usage_error("compare --task binadd --cells mut1 --seeds 1 --steps 20 --plot s.svg --log s.csv",
+                       "no cell could be trained", NULL);
+}
+
 /* ---- the main job ---------------------------------------------------------------------------------- */
 
 Test(cli, main_job_passes, .timeout = 120) {

@@ -23,6 +23,7 @@
 
 typedef struct variant {
     char label[80];
+    bool skipped;             /* the model could not be built for this task (message printed) */
     const char *cell;
     bool set_fb;
     double fb;
@@ -161,7 +162,7 @@ int cmd_compare(int argc, char **argv) {
            base.layers, base.layers == 1 ? "" : "s", base.optim, base.lr, base.clip, seed0, seed0 + seeds - 1);
     fflush(stdout);
 
-    int rc = TG_EXIT_OK;
+    int rc = TG_EXIT_OK, n_skipped = 0;
     progress_mode pm = progress_auto();
     for (int v = 0; v < nv && rc == TG_EXIT_OK; v++) {
         variant *V = &vs[v];
@@ -174,8 +175,10 @@ int cmd_compare(int argc, char **argv) {
             cfg.forget_bias = V->fb;
             trainer tr;
             if (trainer_init(&tr, &cfg, NULL, err, sizeof err)) {
-                fprintf(stderr, "tapegrad compare: %s: %s\n", V->label, err);
-                rc = TG_EXIT_USAGE;
+                /* e.g. a cell whose equations need input size = hidden size: skip it, keep the others */
+                fprintf(stderr, "tapegrad compare: %s: %s (skipped)\n", V->label, err);
+                V->skipped = true;
+                n_skipped++;
                 break;
             }
             V->params = model_param_count(tr.model);
@@ -229,6 +232,10 @@ int cmd_compare(int argc, char **argv) {
         }
     }
     fclose(csv);
+    if (rc == TG_EXIT_OK && n_skipped == nv) {
+        fprintf(stderr, "tapegrad compare: no cell could be trained on task %s\n", tname);
+        rc = TG_EXIT_USAGE;
+    }
 
     if (rc == TG_EXIT_OK) {
         const char *unit;
@@ -243,9 +250,14 @@ int cmd_compare(int argc, char **argv) {
             for (int i = 0; i < V->n_ok; i++) shown[i] = metric_display(probe, V->metric[i], &unit);
             char cellv[64];
             if (V->n_ok) snprintf(cellv, sizeof cellv, "%.4g ± %.2g%s", mean_of(shown, V->n_ok), sd_of(shown, V->n_ok), unit);
-            else snprintf(cellv, sizeof cellv, "(diverged)");
-            printf("%-22s %10lld %9.2f   %-26s %d/%ld\n", V->label, (long long)V->params, V->ms_per_step, cellv, V->n_beat,
-                   seeds);
+            else snprintf(cellv, sizeof cellv, V->skipped ? "(cannot run this task)" : "(diverged)");
+            /* "±" is two bytes but one column: pad by display width */
+            int pad = 26 + (strstr(cellv, "±") ? 1 : 0);
+            if (V->skipped)
+                printf("%-22s %10s %9s   %-*s -\n", V->label, "-", "-", pad, cellv);
+            else
+                printf("%-22s %10lld %9.2f   %-*s %d/%ld\n", V->label, (long long)V->params, V->ms_per_step, pad,
+                       cellv, V->n_beat, seeds);
         }
         plot_series *ser = calloc((size_t)nv, sizeof *ser);
         int ns = 0;
