@@ -109,11 +109,25 @@ void tg_tape_reset(void) {
 
 size_t tg_tape_records(void) { return g_tape.n_rec; }
 size_t tg_tape_tensors(void) { return g_tape.n_pool; }
+static int cmp_ptr(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return (x > y) - (x < y);
+}
+/* Bytes of the buffers the tape keeps alive: every distinct storage of a tape-owned tensor or saved
+ * auxiliary tensor, counted once at its allocated size (views share their base's storage). */
 size_t tg_tape_bytes(void) {
-    size_t b = 0;
-    for (size_t i = 0; i < g_tape.n_pool; i++) b += (size_t)g_tape.pool[i]->numel * tg_itemsize(g_tape.pool[i]->dtype);
+    size_t n = 0, cap = g_tape.n_pool + g_tape.n_rec;
+    if (cap == 0) return 0;
+    tg_storage **s = malloc(cap * sizeof *s);
+    if (!s) return 0;
+    for (size_t i = 0; i < g_tape.n_pool; i++) s[n++] = g_tape.pool[i]->storage;
     for (size_t i = 0; i < g_tape.n_rec; i++)
-        if (g_tape.rec[i].aux) b += (size_t)g_tape.rec[i].aux->numel * tg_itemsize(g_tape.rec[i].aux->dtype);
+        if (g_tape.rec[i].aux) s[n++] = g_tape.rec[i].aux->storage;
+    qsort(s, n, sizeof *s, cmp_ptr);
+    size_t b = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || s[i] != s[i - 1]) b += s[i]->capacity;
+    free(s);
     return b;
 }
 

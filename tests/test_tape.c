@@ -226,3 +226,23 @@ Test(tape, threads_have_their_own_tape) {
     tg_tape_reset();
     tg_release(x);
 }
+
+Test(tape, tape_bytes_counts_each_buffer_once_views_included) {
+    tg_tape_reset();
+    cr_expect_eq(tg_tape_bytes(), 0);
+    tg_tensor *w = tg_ones(TG_F64, TG_SHAPE(10, 100));     /* 8000 bytes, user-owned */
+    tg_set_requires_grad(w, true);
+    tg_tensor *y = tg_mul_scalar(w, 2.0);                 /* a new 8000-byte buffer on the tape */
+    size_t one = tg_tape_bytes();
+    cr_expect_geq(one, 8000);
+    cr_expect_lt(one, 2 * 8000, "one buffer, rounded up to its size class at most: %zu", one);
+    for (int t = 0; t < 10; t++) cr_assert_not_null(tg_select(y, t));   /* ten views of y: no new data */
+    cr_expect_eq(tg_tape_bytes(), one);
+    tg_tensor *z = tg_exp(y);                             /* a second buffer (exp saves its output) */
+    cr_assert_not_null(z);
+    cr_expect_geq(tg_tape_bytes(), one + 8000);
+    cr_expect_lt(tg_tape_bytes(), 2 * one + 1);
+    tg_tape_reset();
+    cr_expect_eq(tg_tape_bytes(), 0);
+    tg_release(w);
+}
