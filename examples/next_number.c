@@ -9,7 +9,8 @@
  * dense output). At the end it shows, in the original units,
  *     [0, 1, ..., 9]    -> ~10
  *     [15, 16, ..., 24] -> ~25
- * and a few sequences with other steps. Every forward and backward goes through the tape.
+ * and a few sequences with other steps. Every forward and backward goes through the tape. The exit
+ * status is non-zero if any of these predictions is off by 3 or more.
  *
  * Run: build/examples/next_number [--quick]   (--quick or TG_QUICK=1: 300 steps instead of 2000)
  */
@@ -123,5 +124,6 @@ int main(int argc, char **argv) {
     tg_rnn_free(lstm);
     long live = tg_live_tensors();
     printf("live tensors at the end: %ld\n", live);
-    return live == 0 ? 0 : 1;
+    /* the quick run is within ~1 of every answer; off by 3 or more, the example has failed */
+    return live == 0 && worst < 3.0 ? 0 : 1;
 }
