@@ -16,7 +16,8 @@
  * Writer. Validates every argument first, builds the header in memory (keys in the caller's order,
  * "__metadata__" first as the Python writer does, padded with spaces to a multiple of 8 bytes), writes
  * to "<path>.tmp.XXXXXX" in the same directory, fsyncs, and renames over <path>. On any failure the
- * temporary file is unlinked and <path> is untouched.
+ * temporary file is unlinked and <path> is untouched. A symbolic link is written through (its target
+ * is replaced, the link stays); a device or FIFO is written straight into, never replaced.
  *
  * All errors are data errors: reported with tg_error_quiet (never the abort handler), one line, naming
  * the file, the tensor and the problem. Names and paths are printed with control bytes escaped.
@@ -27,6 +28,7 @@
 #include <tapegrad/safetensors.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -960,13 +962,24 @@ static bool write_data(FILE *fp, const tg_tensor *t) {
     return true;
 }
 
+/* The 8-byte length, the header and every tensor's data, flushed; false after a message. */
+static bool write_all(const st_ctx *c, FILE *fp, const st_buf *hb, int n, tg_tensor *const *tensors) {
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hb->len >> (8 * i));
+    bool ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(hb->p, 1, hb->len, fp) == hb->len;
+    for (int i = 0; ok && i < n; i++) ok = write_data(fp, tensors[i]);
+    ok = ok && fflush(fp) == 0;
+    if (!ok) st_fail(c, "write failed: %s", strerror(errno));
+    return ok;
+}
+
 int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *const *tensors, int nmeta,
                const char *const *meta) {
     st_ctx c = {"tg_st_save", path};
     char nb[ST_NAMEBUF];
     st_buf hb = {0};
     const char **sorted = NULL;
-    char *tmp = NULL;
+    char *tmp = NULL, *resolved = NULL;
     FILE *fp = NULL;
     int fd = -1, rc = -1;
     bool created = false; /* tmp exists on disk and must go unless renamed */
@@ -1035,6 +1048,40 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
     while (!hb.oom && hb.len % 8) buf_str(&hb, " "); /* data starts 8-byte aligned */
     if (hb.oom) { st_fail(&c, "out of memory building the header"); goto done; }
 
+    /* ---- where to write. A regular file (or none yet) is replaced atomically: a temporary in the same
+     * directory, then rename. A symbolic link is written through (its target replaced, the link kept).
+     * A device or FIFO (/dev/null, a pipe from the shell) is written straight into, never renamed over;
+     * a directory is an error. */
+    bool direct = false;
+    struct stat ls, ts;
+    if (lstat(path, &ls) == 0) {
+        if (S_ISLNK(ls.st_mode) && stat(path, &ts) == 0 && S_ISREG(ts.st_mode)) {
+            resolved = realpath(path, NULL);
+            if (!resolved) { st_fail(&c, "cannot resolve the symbolic link: %s", strerror(errno)); goto done; }
+            path = resolved;
+        } else if (S_ISLNK(ls.st_mode) && stat(path, &ts) != 0) {
+            st_fail(&c, "is a symbolic link to a missing file (%s)", strerror(errno));
+            goto done;
+        } else {
+            const struct stat *st = S_ISLNK(ls.st_mode) ? &ts : &ls;
+            if (S_ISDIR(st->st_mode)) { st_fail(&c, "is a directory"); goto done; }
+            direct = !S_ISREG(st->st_mode);
+        }
+    }
+    if (direct) {
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) { st_fail(&c, "cannot open for writing: %s", strerror(errno)); goto done; }
+        fp = fdopen(fd, "wb");
+        if (!fp) { st_fail(&c, "cannot open for writing: %s", strerror(errno)); goto done; }
+        fd = -1;
+        if (!write_all(&c, fp, &hb, n, tensors)) goto done;
+        int close_rc = fclose(fp);
+        fp = NULL;
+        if (close_rc != 0) { st_fail(&c, "write failed: %s", strerror(errno)); goto done; }
+        rc = 0;
+        goto done;
+    }
+
     /* ---- file: temporary in the same directory, then rename */
     size_t plen = strlen(path);
     tmp = malloc(plen + sizeof ".tmp.XXXXXX");
@@ -1049,12 +1096,7 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
     fp = fdopen(fd, "wb");
     if (!fp) { st_fail(&c, "cannot open the temporary file: %s", strerror(errno)); goto done; }
     fd = -1; /* owned by fp now */
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hb.len >> (8 * i));
-    bool ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(hb.p, 1, hb.len, fp) == hb.len;
-    for (int i = 0; ok && i < n; i++) ok = write_data(fp, tensors[i]);
-    ok = ok && fflush(fp) == 0;
-    if (!ok) { st_fail(&c, "write failed: %s", strerror(errno)); goto done; }
+    if (!write_all(&c, fp, &hb, n, tensors)) goto done;
     if (fsync(fileno(fp)) != 0) { st_fail(&c, "fsync failed: %s", strerror(errno)); goto done; }
     int close_rc = fclose(fp);
     fp = NULL;
@@ -1067,6 +1109,7 @@ done:
     if (fd >= 0) close(fd);
     if (created) unlink(tmp);
     free(tmp);
+    free(resolved);
     free(hb.p);
     free(sorted);
     return rc;

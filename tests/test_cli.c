@@ -107,6 +107,22 @@ Test(cli, unknown_option_every_subcommand) {
     expect_usage_error("no-such-command", "unknown command 'no-such-command'", NULL);
 }
 
+/* The conformance command's contract: any bad input is ONE line on stderr, argument mistakes included. */
+Test(cli, grad_argument_errors_are_one_line) {
+    const char *bad[] = {"grad --cell lstm --case c.st --out o.st --bogus", "grad --cell lstm --case c.st --out o.st extra",
+                         "grad --case c.st --out o.st --cell", "grad --cell lstm --case c.st --out o.st --manual=1",
+                         "grad --cell lstm --out o.st", "grad --cell lstm --case c.st"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        run_result r = run("%s", bad[i]);
+        cr_expect_eq(r.status, 2, "'%s' exited %d", bad[i], r.status);
+        size_t lines = 0;
+        for (const char *p = r.err; *p; p++) lines += *p == '\n';
+        cr_expect_eq(lines, 1, "'%s': %zu lines on stderr: %s", bad[i], lines, r.err);
+        cr_expect(strstr(r.err, "tapegrad grad: ") == r.err, "'%s': %s", bad[i], r.err);
+        run_free(&r);
+    }
+}
+
 Test(cli, help_on_every_subcommand) {
     const char *cmds[] = {"train", "sample", "bench", "compare", "demo"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {

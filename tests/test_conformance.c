@@ -19,6 +19,7 @@
 #include "tools/grad.h"
 
 #define CASES TG_TEST_DATA_DIR "/conformance"
+#define EXTRA_CASES TG_TEST_DATA_DIR "/conformance_extra"
 
 static const char *cell_of(const char *name) {
     static const char *cells[] = {"rnn_tanh", "rnn_relu", "lstm", "gru"};
@@ -57,9 +58,9 @@ static double compare(const char *case_name, tg_st_file *out, tg_st_file *ref, b
     return worst;
 }
 
-static void run_all(bool manual) {
-    DIR *d = opendir(CASES);
-    cr_assert_not_null(d, "fixture directory %s", CASES);
+static void run_dir(const char *dir, int min_cases, bool manual) {
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "fixture directory %s", dir);
     int n = 0, passed = 0;
     double worst = 0;
     struct dirent *e;
@@ -73,8 +74,8 @@ static void run_all(bool manual) {
         if (len <= sl || strcmp(e->d_name + len - sl, suffix)) continue;
         char base[256], in[512], refp[512];
         snprintf(base, sizeof base, "%.*s", (int)(len - sl), e->d_name);
-        snprintf(in, sizeof in, "%s/%s", CASES, e->d_name);
-        snprintf(refp, sizeof refp, "%s/%s.ref.safetensors", CASES, base);
+        snprintf(in, sizeof in, "%s/%s", dir, e->d_name);
+        snprintf(refp, sizeof refp, "%s/%s.ref.safetensors", dir, base);
         char err[600];
         n++;
         if (tg_grad_run(cell_of(base), in, out_path, manual, err, sizeof err) != 0) {
@@ -92,10 +93,16 @@ static void run_all(bool manual) {
     }
     closedir(d);
     unlink(out_path);
-    cr_expect_geq(n, 64, "found %d cases", n);
+    cr_expect_geq(n, min_cases, "found %d cases in %s", n, dir);
     cr_expect_eq(passed, n, "%d of %d cases pass", passed, n);
-    cr_log_info("%s: %d/%d cases pass; worst error used %.1f%% of the budget", manual ? "manual" : "tape", passed, n,
-                100 * worst);
+    cr_log_info("%s, %s: %d/%d cases pass; worst error used %.1f%% of the budget", dir, manual ? "manual" : "tape",
+                passed, n, 100 * worst);
+}
+
+/* the shared cases, then our own extra ones (tests/data/conformance_extra: other seeds and sizes) */
+static void run_all(bool manual) {
+    run_dir(CASES, 64, manual);
+    run_dir(EXTRA_CASES, 150, manual);
 }
 
 Test(conformance, every_case_with_the_tape) {
@@ -142,6 +149,24 @@ static const char *variant(const char *name, const char *drop, const char *repla
     return p;
 }
 
+/* The 2-layer LSTM case (T=9 B=2 I=15 H=32, F32) with metadata {cell: lstm, key: value}. */
+static const char *with_meta(const char *name, const char *key, const char *value) {
+    tg_st_file *f = tg_st_load(CASES "/0002_lstm_L2_f32_random.case.safetensors");
+    cr_assert_not_null(f);
+    const char *names[64];
+    tg_tensor *ts[64];
+    int n = tg_st_count(f);
+    for (int i = 0; i < n; i++) {
+        names[i] = tg_st_name_at(f, i);
+        ts[i] = tg_st_tensor_at(f, i);
+    }
+    const char *p = tmp_path(name);
+    const char *meta[] = {"cell", "lstm", key, value};
+    cr_assert_eq(tg_st_save(p, n, names, ts, 2, meta), 0);
+    tg_st_free(f);
+    return p;
+}
+
 static void expect_rejected(const char *cell, const char *in, const char *needle) {
     const char *out = tmp_path("out.safetensors");
     unlink(out);
@@ -175,6 +200,17 @@ Test(conformance, bad_input_is_rejected_with_a_message) {
     expect_rejected("gru", variant("wrongcell", NULL, NULL, NULL, TG_F32), "lstm");
     expect_rejected("conv", variant("unknown", NULL, NULL, NULL, TG_F32), "unknown cell 'conv'");
     tg_release(bad); tg_release(badw); tg_release(f64); tg_release(x2);
+    /* metadata that contradicts the tensors (a file assembled from mismatched parts) */
+    expect_rejected("lstm", with_meta("m_layers", "layers", "3"), "the metadata says layers = 3 but the tensors give layers = 2");
+    expect_rejected("lstm", with_meta("m_T", "T", "10"), "T = 10 but the tensors give T = 9");
+    expect_rejected("lstm", with_meta("m_H", "H", "31"), "H = 31");
+    expect_rejected("lstm", with_meta("m_dtype", "dtype", "F64"), "the metadata says dtype F64 but the tensors are F32");
+    /* ... while consistent or non-numeric metadata is fine */
+    char err[600] = "";
+    const char *ok_out = tmp_path("meta_ok.safetensors");
+    cr_expect_eq(tg_grad_run("lstm", with_meta("m_ok", "layers", "2"), ok_out, false, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(tg_grad_run("lstm", with_meta("m_free", "T", "nine"), ok_out, false, err, sizeof err), 0, "%s", err);
+    unlink(ok_out);
     /* corrupt and truncated files */
     const char *trunc = tmp_path("trunc.safetensors");
     FILE *src = fopen(CASES "/0002_lstm_L2_f32_random.case.safetensors", "rb");

@@ -285,6 +285,53 @@ ST_TEST(save_overwrites_existing_file) {
     tg_release(a); tg_release(b);
 }
 
+ST_TEST(save_writes_through_links_and_into_devices_never_replacing_them) {
+    tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(3));
+    const char *na[] = {"a"};
+    /* a symbolic link: the target gets the data, the link stays a link */
+    char target[256], link[256];
+    snprintf(target, sizeof target, "%s", tmp_path("target.safetensors"));
+    snprintf(link, sizeof link, "%s", tmp_path("link.safetensors"));
+    FILE *f0 = fopen(target, "w");
+    cr_assert_not_null(f0);
+    fclose(f0);
+    cr_assert_eq(symlink(target, link), 0);
+    cr_assert_eq(tg_st_save(link, 1, na, &a, 0, NULL), 0, "%s", tg_last_error());
+    struct stat st;
+    cr_assert_eq(lstat(link, &st), 0);
+    cr_expect(S_ISLNK(st.st_mode), "the link was replaced by a file");
+    tg_st_file *f = tg_st_load(target);
+    cr_assert_not_null(f, "%s", tg_last_error());
+    cr_expect_eq(tg_get(tg_st_get(f, "a"), 2), 1.0);
+    tg_st_free(f);
+    cr_expect_eq(stray_files(NULL), 2, "a temporary was left behind");
+    /* a dangling link and a directory are errors, leaving nothing behind */
+    char dangling[256];
+    snprintf(dangling, sizeof dangling, "%s", tmp_path("dangling.safetensors"));
+    cr_assert_eq(symlink("/nonexistent-dir-tg/x", dangling), 0);
+    cr_expect_eq(tg_st_save(dangling, 1, na, &a, 0, NULL), -1);
+    cr_expect(strstr(tg_last_error(), "symbolic link to a missing file") != NULL, "%s", tg_last_error());
+    tg_clear_error();
+    cr_expect_eq(tg_st_save(g_dir, 1, na, &a, 0, NULL), -1);
+    cr_expect(strstr(tg_last_error(), "is a directory") != NULL, "%s", tg_last_error());
+    tg_clear_error();
+    cr_expect_eq(stray_files(NULL), 3);
+    /* a character device is written into, not renamed over (as root, rename would replace /dev/null) */
+    if (lstat("/dev/null", &st) == 0 && S_ISCHR(st.st_mode)) {
+        cr_expect_eq(tg_st_save("/dev/null", 1, na, &a, 0, NULL), 0, "%s", tg_last_error());
+        cr_assert_eq(lstat("/dev/null", &st), 0);
+        cr_expect(S_ISCHR(st.st_mode), "/dev/null is no longer a device");
+    }
+    if (lstat("/dev/full", &st) == 0 && S_ISCHR(st.st_mode)) {
+        cr_expect_eq(tg_st_save("/dev/full", 1, na, &a, 0, NULL), -1);
+        cr_expect(strstr(tg_last_error(), "write failed") != NULL, "%s", tg_last_error());
+        tg_clear_error();
+        cr_assert_eq(lstat("/dev/full", &st), 0);
+        cr_expect(S_ISCHR(st.st_mode), "/dev/full is no longer a device");
+    }
+    tg_release(a);
+}
+
 /* ---- reading hand-written headers --------------------------------------------------------------- */
 
 ST_TEST(parse_accepts_valid_json_variants) {

@@ -53,9 +53,22 @@ int cli_fail(const cli_cmd *cmd, const char *fmt, ...) {
     return TG_EXIT_USAGE;
 }
 
-static int hint(const cli_cmd *cmd) {
-    cli_usage(cmd, stderr);
-    fprintf(stderr, "try 'tapegrad %s --help' for more information\n", cmd->name);
+/* A command-line mistake: the problem, then how to use the command. Two more lines (usage, --help
+ * hint) normally; for commands whose contract is one line on stderr (grad), all on one line. */
+static int usage_error(const cli_cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const cli_cmd *cmd, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cmd->one_line_errors) {
+        fprintf(stderr, "tapegrad %s: %s (usage: tapegrad %s %s; see --help)\n", cmd->name, msg, cmd->name, cmd->synopsis);
+    } else {
+        fprintf(stderr, "tapegrad %s: %s\n", cmd->name, msg);
+        cli_usage(cmd, stderr);
+        fprintf(stderr, "try 'tapegrad %s --help' for more information\n", cmd->name);
+    }
     return TG_EXIT_USAGE;
 }
 
@@ -69,18 +82,17 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv) {
         for (int k = 0; k < cmd->n_opts; k++)
             if (strlen(cmd->opts[k].name) == len && !strncmp(cmd->opts[k].name, a, len)) o = &cmd->opts[k];
         if (!o) {
-            cli_fail(cmd, a[0] == '-' ? "unknown option '%s'" : "unexpected argument '%s'", a);
-            return hint(cmd);
+            return a[0] == '-' ? usage_error(cmd, "unknown option '%s'", a) : usage_error(cmd, "unexpected argument '%s'", a);
         }
         if (o->kind == CLI_FLAG) {
-            if (eq) { cli_fail(cmd, "option %s takes no value", o->name); return hint(cmd); }
+            if (eq) return usage_error(cmd, "option %s takes no value", o->name);
             *(bool *)o->dest = true;
             continue;
         }
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!v) { cli_fail(cmd, "option %s needs a value", o->name); return hint(cmd); }
+        if (!v) return usage_error(cmd, "option %s needs a value", o->name);
         if (o->kind == CLI_STR) {
-            if (!*v) { cli_fail(cmd, "option %s needs a non-empty value", o->name); return hint(cmd); }
+            if (!*v) return usage_error(cmd, "option %s needs a non-empty value", o->name);
             *(const char **)o->dest = v;
             continue;
         }
@@ -88,12 +100,10 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv) {
         errno = 0;
         double x = o->kind == CLI_INT ? (double)strtol(v, &end, 10) : strtod(v, &end);
         if (end == v || *end || errno || !isfinite(x)) {
-            cli_fail(cmd, "option %s: '%s' is not %s", o->name, v, o->kind == CLI_INT ? "an integer" : "a number");
-            return hint(cmd);
+            return usage_error(cmd, "option %s: '%s' is not %s", o->name, v, o->kind == CLI_INT ? "an integer" : "a number");
         }
         if (x < o->min || x > o->max) {
-            cli_fail(cmd, "option %s: %s is out of range [%g, %g]", o->name, v, o->min, o->max);
-            return hint(cmd);
+            return usage_error(cmd, "option %s: %s is out of range [%g, %g]", o->name, v, o->min, o->max);
         }
         if (o->kind == CLI_INT) *(long *)o->dest = (long)x;
         else *(double *)o->dest = x;

@@ -26,6 +26,7 @@ typedef struct cli_cmd {
     const char *about;    /* paragraph shown by --help */
     const cli_opt *opts;
     int n_opts;
+    bool one_line_errors; /* argument errors on one line (the usage hint appended) */
 } cli_cmd;
 
 /* Parses argv[1..] (argv[0] is the subcommand). Returns 0, 1 when --help was printed (exit 0), or

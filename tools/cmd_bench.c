@@ -111,7 +111,7 @@ int cmd_bench(int argc, char **argv) {
                          "against a fixed random target on every output, BPTT, Adam. Prints a summary and, as\n"
                          "its last line, one JSON object (median/min/max ms, GFLOP/s of the matrix products\n"
                          "3*T*2*B*(I+H)*G*H per step, peak RSS, tape bytes per step).",
-                         opts, (int)(sizeof opts / sizeof opts[0])};
+                         opts, (int)(sizeof opts / sizeof opts[0]), false};
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     bool manual = strcmp(impl, "manual") == 0;

@@ -80,7 +80,7 @@ int cmd_compare(int argc, char **argv) {
                          "Trains every cell with the same budget, data and seeds, then prints the task's test\n"
                          "metric (mean and sd over seeds), the parameter count and the time per step, and\n"
                          "writes all learning curves (mean over seeds) to one SVG and every point to a CSV.",
-                         opts, (int)(sizeof opts / sizeof opts[0])};
+                         opts, (int)(sizeof opts / sizeof opts[0]), false};
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     if (!tname) return cli_fail(&cmd, "--task is required (%s)", task_list());

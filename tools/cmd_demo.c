@@ -59,7 +59,7 @@ int cmd_demo(int argc, char **argv) {
                          "rnn_tanh, lstm and gru, then the adding problem at T = 100: a plain tanh RNN stays at\n"
                          "the 0.167 baseline, a forward-only LSTM with the same data and budget goes far below\n"
                          "it; test MSE and example predictions.",
-                         NULL, 0};
+                         NULL, 0, false};
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     cli_record_errors();

@@ -18,7 +18,7 @@ int cmd_grad(int argc, char **argv) {
                          "Runs the stacked network of the case in its dtype (F32 or F64), takes\n"
                          "loss = sum(y*dy) + sum(hn*dhn) (+ sum(cn*dcn)), back-propagates and writes the\n"
                          "outputs and every gradient. Bad input: one line on stderr, exit status 2.",
-                         opts, (int)(sizeof opts / sizeof opts[0])};
+                         opts, (int)(sizeof opts / sizeof opts[0]), .one_line_errors = true};
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     if (!cell) return cli_fail(&cmd, "--cell is required (rnn_tanh, rnn_relu, lstm or gru)");

@@ -46,7 +46,7 @@ int cmd_gradcheck(int argc, char **argv) {
                          "differences of loss = sum(y*dy) + sum(hn*dhn) (+ sum(cn*dcn)), with random seeded\n"
                          "parameters, inputs, initial states and upstream gradients. Prints max abs / max rel\n"
                          "error per tensor. Exit status 0 when every comparison passes, 1 when one fails.",
-                         opts, (int)(sizeof opts / sizeof opts[0])};
+                         opts, (int)(sizeof opts / sizeof opts[0]), false};
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     char known[512];

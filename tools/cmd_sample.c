@@ -30,7 +30,7 @@ int cmd_sample(int argc, char **argv) {
     const cli_cmd cmd = {"sample", "--model FILE [--length N --temperature X --seed N --prime TEXT]",
                          "Feeds the prime text to a character-level model and then samples one character at a\n"
                          "time from softmax(logits / temperature), printing the prime and the sample.",
-                         opts, (int)(sizeof opts / sizeof opts[0])};
+                         opts, (int)(sizeof opts / sizeof opts[0]), false};
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     if (!path) return cli_fail(&cmd, "--model is required");

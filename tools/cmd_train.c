@@ -82,7 +82,7 @@ int cmd_train(int argc, char **argv) {
                          "Trains a recurrent network (the cell, then a linear head) on a task, shows a progress\n"
                          "line, and ends with the task's test metric against its baseline. Checkpoints resume\n"
                          "bit for bit: --steps N --save a, then --resume a --steps 2N equals --steps 2N.",
-                         opts, (int)(sizeof opts / sizeof opts[0])};
+                         opts, (int)(sizeof opts / sizeof opts[0]), false};
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     if (!task && !resume) return cli_fail(&cmd, "--task is required (%s)", task_list());

@@ -11,6 +11,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <errno.h>
 
 #include <tapegrad/manual.h>
 #include <tapegrad/nn.h>
@@ -123,6 +125,27 @@ static int read_case(const tg_st_file *f, const char *cell_name, grad_case *c, c
         return -1;
     if (c->lstm && (expect_shape(f, "c0", 3, LBH, &c->c0, err, size) || expect_shape(f, "dcn", 3, LBH, &c->dcn, err, size)))
         return -1;
+    /* The tensors define the case; metadata is optional, but metadata that contradicts them means the
+     * file was assembled from mismatched parts, so it is refused rather than silently ignored. Only
+     * values that are plain integers (and dtype names) are compared. */
+    const struct { const char *key; int64_t value; } dims[] = {{"layers", c->L}, {"T", c->T}, {"B", c->B}, {"I", c->I}, {"H", c->H}};
+    for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
+        const char *v = tg_st_meta(f, dims[k].key);
+        if (!v || !*v) continue;
+        char *end;
+        errno = 0;
+        long long m = strtoll(v, &end, 10);
+        if (*end || errno) continue;
+        if (m != dims[k].value)
+            return fail(err, size, "the metadata says %s = %s but the tensors give %s = %lld", dims[k].key, v, dims[k].key,
+                        (long long)dims[k].value);
+    }
+    const char *md = tg_st_meta(f, "dtype");
+    if (md) {
+        bool f32 = !strcasecmp(md, "F32") || !strcasecmp(md, "float32"), f64 = !strcasecmp(md, "F64") || !strcasecmp(md, "float64");
+        if ((f32 && c->dtype != TG_F32) || (f64 && c->dtype != TG_F64))
+            return fail(err, size, "the metadata says dtype %s but the tensors are %s", md, tg_dtype_name(c->dtype));
+    }
     return 0;
 }
 
