@@ -3,8 +3,7 @@
 (see its README): other seeds (777001+) and sizes than the shared cases. References: torch 1.13.1
 (Debian python3-torch) nn.RNN/LSTM/GRU in float64 with autograd, cross-checked against the cell
 equations written out. tests/data/conformance_extra holds 158 cases of one run (every category, the
-smaller files)
-(the full run makes 344 cases, 44 MB; all of them pass in both modes).
+smaller files); the full run makes 344 cases (44 MB), all of which pass in both modes.
 
 usage:
   /usr/bin/python3 tests/data/gen_conformance_extra.py [OUTDIR]           generate (default /tmp/extra/cases)
