@@ -78,15 +78,16 @@ const char *tg_manual_cell_name(tg_manual_cell cell) {
     case TG_MANUAL_RNN_RELU: return "rnn_relu";
     case TG_MANUAL_LSTM: return "lstm";
     case TG_MANUAL_GRU: return "gru";
+    case TG_MANUAL_GRU_RESET_BEFORE: return "gru_reset_before";
     }
     return "?";
 }
 
 int tg_manual_cell_parse(const char *name, tg_manual_cell *cell) {
-    static const tg_manual_cell all[4] = {TG_MANUAL_RNN_TANH, TG_MANUAL_RNN_RELU, TG_MANUAL_LSTM,
-                                          TG_MANUAL_GRU};
+    static const tg_manual_cell all[5] = {TG_MANUAL_RNN_TANH, TG_MANUAL_RNN_RELU, TG_MANUAL_LSTM,
+                                          TG_MANUAL_GRU, TG_MANUAL_GRU_RESET_BEFORE};
     if (!name) return -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (strcmp(name, tg_manual_cell_name(all[i])) == 0) {
             if (cell) *cell = all[i];
             return 0;
@@ -99,18 +100,21 @@ int tg_manual_cell_gates(tg_manual_cell cell) {
     case TG_MANUAL_RNN_TANH:
     case TG_MANUAL_RNN_RELU: return 1;
     case TG_MANUAL_LSTM: return 4;
-    case TG_MANUAL_GRU: return 3;
+    case TG_MANUAL_GRU:
+    case TG_MANUAL_GRU_RESET_BEFORE: return 3;
     }
     return 0;
 }
 
 static int family(tg_manual_cell cell) {
-    return cell == TG_MANUAL_LSTM ? FAM_LSTM : cell == TG_MANUAL_GRU ? FAM_GRU : FAM_RNN;
+    return cell == TG_MANUAL_LSTM                                       ? FAM_LSTM
+           : cell == TG_MANUAL_GRU || cell == TG_MANUAL_GRU_RESET_BEFORE ? FAM_GRU
+                                                                         : FAM_RNN;
 }
 
 static bool cell_valid(tg_manual_cell cell) {
     return cell == TG_MANUAL_RNN_TANH || cell == TG_MANUAL_RNN_RELU || cell == TG_MANUAL_LSTM ||
-           cell == TG_MANUAL_GRU;
+           cell == TG_MANUAL_GRU || cell == TG_MANUAL_GRU_RESET_BEFORE;
 }
 
 void tg_manual_cache_free(tg_manual_cache *c) {
@@ -223,7 +227,7 @@ static bool layer_forward(tg_manual_cache *c, int l, tg_tensor *x, tg_tensor *h0
     const int64_t sh[3] = {T, B, H}, shg[3] = {T, B, GH};
     m->y = tg_empty(c->dtype, 3, sh);
     if (!m->y) return false;
-    if (cell == TG_MANUAL_LSTM || cell == TG_MANUAL_GRU) {
+    if (family(cell) != FAM_RNN) {
         m->gates = tg_empty(c->dtype, 3, shg);
         m->aux = tg_empty(c->dtype, 3, sh);
         if (!m->gates || !m->aux) return false;
@@ -233,7 +237,7 @@ static bool layer_forward(tg_manual_cache *c, int l, tg_tensor *x, tg_tensor *h0
         if (!m->cs) return false;
     }
     void *scratch = NULL;
-    if (cell == TG_MANUAL_GRU) {
+    if (family(cell) == FAM_GRU) {
         scratch = malloc((size_t)(B * GH) * tg_itemsize(c->dtype));
         if (!scratch) {
             tg_error(c->maker, "out of memory");
@@ -272,7 +276,7 @@ static tg_tensor *forward_core(const char *fn, tg_manual_cell cell, int kind, in
     char a[96], b[96], ctx[160], nm[32];
 
     if (!cell_valid(cell)) {
-        tg_error(fn, "unknown cell %d (TG_MANUAL_RNN_TANH, _RNN_RELU, _LSTM or _GRU)", (int)cell);
+        tg_error(fn, "unknown cell %d (TG_MANUAL_RNN_TANH, _RNN_RELU, _LSTM, _GRU or _GRU_RESET_BEFORE)", (int)cell);
         return NULL;
     }
     const bool lstm = cell == TG_MANUAL_LSTM;
@@ -547,7 +551,7 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
     {
         const int64_t G = tg_manual_cell_gates(c->cell), GH = G * H, TB = T * B;
         const size_t isz = tg_itemsize(dt);
-        const size_t wn = (size_t)(TB * GH) * (c->cell == TG_MANUAL_GRU ? 2 : 1) + (size_t)(3 * BH);
+        const size_t wn = (size_t)(TB * GH) * (family(c->cell) == FAM_GRU ? 2 : 1) + (size_t)(3 * BH);
         work = malloc(wn * isz);
         if (L > 1) {
             bufa = malloc((size_t)(TB * H) * isz);

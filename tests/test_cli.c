@@ -159,7 +159,7 @@ Test(cli, out_of_range_and_malformed_values) {
     expect_usage_error("bench --H 0", "--H", "out of range");
     expect_usage_error("bench --impl fast", "--impl must be tape or manual", NULL);
     expect_usage_error("bench --cell nope", "unknown cell 'nope'", NULL);
-    expect_usage_error("bench --cell gru_reset_before --impl manual", "--impl manual exists for", NULL);
+    expect_usage_error("bench --cell mgu --impl manual", "--impl manual exists for", NULL);
     expect_usage_error("compare --task adding --seeds 0", "--seeds", "out of range");
     expect_usage_error("compare --task adding --cells lstm,nope", "unknown cell 'nope'", NULL);
     expect_usage_error("compare --task adding --forget-bias 1,x", "--forget-bias", NULL);

@@ -441,6 +441,30 @@ Test(manual, finite_differences_stack_rnn_tanh) { fd_stack(TG_MANUAL_RNN_TANH, 1
 Test(manual, finite_differences_stack_rnn_relu) { fd_stack(TG_MANUAL_RNN_RELU, 200); }
 Test(manual, finite_differences_stack_lstm) { fd_stack(TG_MANUAL_LSTM, 300); }
 Test(manual, finite_differences_stack_gru) { fd_stack(TG_MANUAL_GRU, 400); }
+Test(manual, finite_differences_stack_gru_reset_before) { fd_stack(TG_MANUAL_GRU_RESET_BEFORE, 450); }
+
+/* The two GRU forms share parameters but not equations: same inputs, different outputs and gradients. */
+Test(manual, reset_before_and_reset_after_gru_differ) {
+    net n;
+    net_make(&n, TG_MANUAL_GRU, 2, 4, 2, 3, 4, 460);
+    tg_tensor *y[2], *dx[2];
+    const tg_manual_cell cells[2] = {TG_MANUAL_GRU, TG_MANUAL_GRU_RESET_BEFORE};
+    for (int k = 0; k < 2; k++) {
+        tg_manual_cache *cache;
+        y[k] = tg_manual_stack_forward(cells[k], 2, n.x, n.h0, NULL, n.p, NULL, NULL, &cache);
+        cr_assert_not_null(y[k], "%s", tg_last_error());
+        cr_assert_eq(tg_manual_stack_backward(cache, n.dy, n.dhn, NULL, NULL, &dx[k], NULL, NULL), 0, "%s",
+                     tg_last_error());
+        tg_manual_cache_free(cache);
+    }
+    double dy_max = 0, dg_max = 0;
+    for (int64_t i = 0; i < tg_numel(y[0]); i++) dy_max = fmax(dy_max, fabs(tg_get(y[0], i) - tg_get(y[1], i)));
+    for (int64_t i = 0; i < tg_numel(dx[0]); i++) dg_max = fmax(dg_max, fabs(tg_get(dx[0], i) - tg_get(dx[1], i)));
+    cr_expect_gt(dy_max, 1e-3, "outputs differ by only %g", dy_max);
+    cr_expect_gt(dg_max, 1e-3, "input gradients differ by only %g", dg_max);
+    for (int k = 0; k < 2; k++) tg_release(y[k]), tg_release(dx[k]);
+    net_free(&n);
+}
 
 /* One step through the cell functions: loss = sum h' * dy[0] (+ sum c' * dcn[0]). */
 static tg_tensor *cell_fwd(tg_manual_cell cell, const tg_tensor *x, const tg_tensor *h, const tg_tensor *c,
@@ -892,6 +916,10 @@ Test(manual, helpers) {
     tg_manual_cell c = TG_MANUAL_RNN_TANH;
     cr_expect_eq(tg_manual_cell_parse("gru", &c), 0);
     cr_expect_eq(c, TG_MANUAL_GRU);
+    cr_expect_eq(tg_manual_cell_parse("gru_reset_before", &c), 0);
+    cr_expect_eq(c, TG_MANUAL_GRU_RESET_BEFORE);
+    cr_expect_eq(tg_manual_cell_gates(c), 3);
+    cr_expect_str_eq(tg_manual_cell_name(c), "gru_reset_before");
     cr_expect_eq(tg_manual_cell_parse("lstm", &c), 0);
     cr_expect_eq(c, TG_MANUAL_LSTM);
     cr_expect_eq(tg_manual_cell_parse("rnn_relu", &c), 0);

@@ -122,7 +122,7 @@ int cmd_bench(int argc, char **argv) {
     if (!tc) return cli_fail(&cmd, "%s", tg_last_error());
     bench_ctx c = {.manual = manual};
     if (manual && tg_manual_cell_parse(cell, &c.mcell))
-        return cli_fail(&cmd, "--impl manual exists for rnn_tanh, rnn_relu, lstm and gru only, not '%s'", cell);
+        return cli_fail(&cmd, "--impl manual exists for rnn_tanh, rnn_relu, lstm, gru and gru_reset_before only, not '%s'", cell);
     tg_dtype dt = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32;
     tg_set_num_threads((int)threads);
 

@@ -42,7 +42,7 @@ int cmd_gradcheck(int argc, char **argv) {
     };
     const cli_cmd cmd = {"gradcheck", "--cell C [--T N --B N --I N --H N --layers N --seed N --max-elems N --eps X]",
                          "Checks the gradients of a stacked network of cell C in F64 three ways: the tape's\n"
-                         "BPTT, the hand-derived BPTT (rnn_tanh, rnn_relu, lstm, gru only) and central finite\n"
+                         "BPTT, the hand-derived BPTT (rnn_tanh, rnn_relu, lstm, gru, gru_reset_before) and central finite\n"
                          "differences of loss = sum(y*dy) + sum(hn*dhn) (+ sum(cn*dcn)), with random seeded\n"
                          "parameters, inputs, initial states and upstream gradients. Prints max abs / max rel\n"
                          "error per tensor. Exit status 0 when every comparison passes, 1 when one fails.",

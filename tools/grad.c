@@ -67,7 +67,7 @@ static int expect_shape(const tg_st_file *f, const char *name, int ndim, const i
 static int read_case(const tg_st_file *f, const char *cell_name, grad_case *c, char *err, size_t size) {
     memset(c, 0, sizeof *c);
     if (tg_manual_cell_parse(cell_name, &c->cell) != 0)
-        return fail(err, size, "unknown cell '%s' (expected rnn_tanh, rnn_relu, lstm or gru)", cell_name);
+        return fail(err, size, "unknown cell '%s' (expected rnn_tanh, rnn_relu, lstm or gru, or gru_reset_before)", cell_name);
     c->lstm = c->cell == TG_MANUAL_LSTM;
     c->G = tg_manual_cell_gates(c->cell);
     const char *meta = tg_st_meta(f, "cell");

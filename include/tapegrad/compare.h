@@ -17,7 +17,7 @@
  * and its gradient with respect to x, every initial state and every parameter is obtained
  *   (a) "tape":   tg_rnn_forward + tg_backward;
  *   (b) "manual": tg_manual_stack_forward / tg_manual_stack_backward, for the cells that have a
- *                 hand-derived reference (rnn_tanh, rnn_relu, lstm, gru; standard parameters only);
+ *                 hand-derived reference (rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; standard parameters only);
  *   (c) "fd":     (loss(v + eps) - loss(v - eps)) / (2 eps) per element, with the loss evaluated by
  *                 tg_rnn_forward under no-grad. With max_elems > 0 at most that many elements of each
  *                 tensor are perturbed, a seeded choice without repetition; the others are not compared

@@ -22,6 +22,8 @@
  *   LSTM (G=4, order i,f,g,o): c' = sigmoid(f) c + sigmoid(i) tanh(g); h' = sigmoid(o) tanh(c')
  *   GRU  (G=3, order r,z,n, "reset-after"): r = sigmoid(W_ir x + b_ir + W_hr h + b_hr), z likewise,
  *        n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); h' = (1 - z) n + z h
+ *   GRU reset-before (Cho et al. 2014, nn's "gru_reset_before"): as GRU but
+ *        n = tanh(W_in x + b_in + W_hn (r * h) + b_hn); through tg_manual_stack_forward / _backward
  * (W x means x @ W^T.) Sequences are time-major: x [T,B,I], outputs y [T,B,H]. Stacked networks
  * ("_stack_" functions) have L layers; layer k > 0 reads layer k-1's outputs (I_k = H), states are
  * [L,B,H], and there is no dropout.
@@ -64,7 +66,8 @@ typedef enum tg_manual_cell {
     TG_MANUAL_RNN_TANH = 0,
     TG_MANUAL_RNN_RELU = 1,
     TG_MANUAL_LSTM = 2,
-    TG_MANUAL_GRU = 3
+    TG_MANUAL_GRU = 3,
+    TG_MANUAL_GRU_RESET_BEFORE = 4 /* Cho et al.'s GRU (nn's "gru_reset_before"); stack API only */
 } tg_manual_cell;
 
 typedef enum tg_manual_act { TG_MANUAL_TANH = 0, TG_MANUAL_RELU = 1 } tg_manual_act;
@@ -83,10 +86,10 @@ typedef struct tg_manual_cache tg_manual_cache;
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
-const char *tg_manual_cell_name(tg_manual_cell cell);  /* "rnn_tanh", "rnn_relu", "lstm", "gru" */
-/* "rnn_tanh" | "rnn_relu" | "lstm" | "gru" -> *cell; returns 0, or -1 (no error reported). */
+const char *tg_manual_cell_name(tg_manual_cell cell);  /* "rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before" */
+/* "rnn_tanh" | "rnn_relu" | "lstm" | "gru" | "gru_reset_before" -> *cell; returns 0, or -1 (no error reported). */
 int tg_manual_cell_parse(const char *name, tg_manual_cell *cell);
-int tg_manual_cell_gates(tg_manual_cell cell);        /* G: 1, 1, 4, 3 */
+int tg_manual_cell_gates(tg_manual_cell cell);        /* G: 1, 1, 4, 3, 3 */
 void tg_manual_cache_free(tg_manual_cache *cache);    /* NULL-safe */
 /* Releases the n layers' tensors and sets the fields to NULL (for gradients the backward allocated). */
 void tg_manual_layer_release(tg_manual_layer *layers, int n);
