@@ -42,6 +42,7 @@ const tg_op_info tg_op_table[] = {
     [TG_OP_DROPOUT] = {"tg_dropout", 1, 0, tg__dropout_backward},
     [TG_OP_MASK_ROWS] = {"tg_mask_rows", 1, 0, tg__mask_rows_backward},
     [TG_OP_GATES] = {"tg_gates", 1, OUT, tg__gates_backward},
+    [TG_OP_GRU_GATES] = {"tg_gru_gates", 2, IN1 | OUT, tg__gru_gates_backward},
 };
 
 _Static_assert(sizeof tg_op_table / sizeof tg_op_table[0] == TG_OP_COUNT,

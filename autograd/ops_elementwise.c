@@ -444,3 +444,89 @@ void tg__gates_backward(tg_record *r, const tg_tensor *g) {
             }
     });
 }
+
+/* ---- gru_gates: the GRU's three gates in one pass ------------------------------------------------ */
+
+/* Why an op: PyTorch's GRU step written with plain ops chunks both projections into three copies
+ * each and runs seven small ops on the pieces; this reads both projections once and writes r, z, n
+ * gate-major, so the cell takes them as views (the same idea as tg_gates). */
+tg_tensor *tg_gru_gates(const tg_tensor *xp, const tg_tensor *hp) {
+    const char *fn = "tg_gru_gates";
+    if (!tg__check(fn, "xp", xp) || !tg__check(fn, "hp", hp)) return NULL;
+    char sa[128], sb[128];
+    if (!tg__same_dtype(fn, xp, hp)) return NULL;
+    if (!tg_same_shape(xp, hp)) {
+        tg_error(fn, "xp %s and hp %s: the two projections must have the same shape [..., 3H]",
+                 tg_shape_str(xp, sa, sizeof sa), tg_shape_str(hp, sb, sizeof sb));
+        return NULL;
+    }
+    if (xp->ndim < 1 || xp->ndim >= TG_MAX_DIMS || xp->shape[xp->ndim - 1] % 3) {
+        tg_error(fn, "xp %s: must have 1..%d dimensions and a last dimension 3H (gates r, z, n)",
+                 tg_shape_str(xp, sa, sizeof sa), TG_MAX_DIMS - 1);
+        return NULL;
+    }
+    const int64_t GH = xp->shape[xp->ndim - 1], H = GH / 3;
+    int64_t R = 1;
+    for (int d = 0; d < xp->ndim - 1; d++) R *= xp->shape[d];
+    int64_t shape[TG_MAX_DIMS];
+    shape[0] = 3;
+    for (int d = 0; d < xp->ndim - 1; d++) shape[d + 1] = xp->shape[d];
+    shape[xp->ndim] = H;
+    tg_tensor *out = tg__result(xp->dtype, xp->ndim + 1, shape);
+    if (!out) return NULL;
+    TG_DISPATCH(xp->dtype, {
+        const T *px = TG_PTR(xp, T), *ph = TG_PTR(hp, T);
+        T *py = TG_PTR(out, T);
+        for (int64_t r0 = 0; r0 < R; r0++) {
+            const T *restrict x = px + r0 * GH, *restrict h = ph + r0 * GH;
+            T *restrict rr = py + r0 * H, *restrict zz = py + (R + r0) * H, *restrict nn = py + (2 * R + r0) * H;
+            for (int64_t j = 0; j < H; j++) {      /* pre-activations first, then vector activations */
+                rr[j] = x[j] + h[j];
+                zz[j] = x[H + j] + h[H + j];
+            }
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(rr, rr, H);
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(zz, zz, H);
+            for (int64_t j = 0; j < H; j++) nn[j] = x[2 * H + j] + rr[j] * h[2 * H + j];
+            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(nn, nn, H);
+        }
+    });
+    const tg_tensor *in[2] = {xp, hp};
+    tg__record(TG_OP_GRU_GATES, out, 2, in);
+    return out;
+}
+
+/* With g = [g_r; g_z; g_n] and y = [r; z; n]:
+ *   n~ = g_n (1 - n²)            dxp_n = n~,   dhp_n = n~ r
+ *   r~ = (g_r + n~ h_n) r (1 - r) dxp_r = dhp_r = r~
+ *   z~ = g_z z (1 - z)            dxp_z = dhp_z = z~ */
+void tg__gru_gates_backward(tg_record *r, const tg_tensor *g) {
+    bool ax = false, ah = false;
+    tg_tensor *gx = tg__grad_buf_assign(r->in[0], &ax), *gh = tg__grad_buf_assign(r->in[1], &ah);
+    if (!gx && !gh) return;
+    const tg_tensor *hp = r->in[1];
+    const int64_t GH = hp->shape[hp->ndim - 1], H = GH / 3;
+    const int64_t R = GH ? hp->numel / GH : 0;
+    TG_DISPATCH(g->dtype, {
+        const T *pg = TG_PTR(g, T), *py = TG_PTR(r->out, T), *ph = TG_PTR(hp, T);
+        T *dx = gx ? TG_PTR(gx, T) : NULL, *dh = gh ? TG_PTR(gh, T) : NULL;
+        for (int64_t r0 = 0; r0 < R; r0++) {
+            const T *gr = pg + r0 * H, *gz = pg + (R + r0) * H, *gn = pg + (2 * R + r0) * H;
+            const T *rr = py + r0 * H, *zz = py + (R + r0) * H, *nn = py + (2 * R + r0) * H;
+            const T *hn = ph + r0 * GH + 2 * H;
+            T *xrow = dx ? dx + r0 * GH : NULL, *hrow = dh ? dh + r0 * GH : NULL;
+            for (int64_t j = 0; j < H; j++) {
+                const T dn = gn[j] * (1 - nn[j] * nn[j]);
+                const T drp = (gr[j] + dn * hn[j]) * (rr[j] * (1 - rr[j]));
+                const T dzp = gz[j] * (zz[j] * (1 - zz[j]));
+                if (xrow) {
+                    if (ax) { xrow[j] = drp; xrow[H + j] = dzp; xrow[2 * H + j] = dn; }
+                    else { xrow[j] += drp; xrow[H + j] += dzp; xrow[2 * H + j] += dn; }
+                }
+                if (hrow) {
+                    if (ah) { hrow[j] = drp; hrow[H + j] = dzp; hrow[2 * H + j] = dn * rr[j]; }
+                    else { hrow[j] += drp; hrow[H + j] += dzp; hrow[2 * H + j] += dn * rr[j]; }
+                }
+            }
+        }
+    });
+}

@@ -43,6 +43,7 @@ typedef enum tg_op {
     TG_OP_DROPOUT,    /* x ⊙ mask / (1-p); aux = scaled mask */
     TG_OP_MASK_ROWS,  /* x[b] ⊙ mask[b]; aux = mask       */
     TG_OP_GATES,      /* per-gate non-linearity, [..,G·H] -> [G,..,H]; k[0] = G, k[1] = 2-bit codes (saves output) */
+    TG_OP_GRU_GATES,  /* GRU r, z, n from the two projections [..,3H] -> [3,..,H] (saves hp and output) */
     TG_OP_COUNT
 } tg_op;
 
@@ -132,4 +133,5 @@ void tg__gather_backward(tg_record *r, const tg_tensor *g);
 void tg__dropout_backward(tg_record *r, const tg_tensor *g);
 void tg__mask_rows_backward(tg_record *r, const tg_tensor *g);
 void tg__gates_backward(tg_record *r, const tg_tensor *g);
+void tg__gru_gates_backward(tg_record *r, const tg_tensor *g);
 #endif

@@ -73,17 +73,16 @@ static int gru_step(const tg_cell *cell, const tg_cell_params *p, const tg_tenso
                     tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
     const tg_tensor *h = state[0];
-    tg_tensor *xg[3], *hg[3];
-    /* [x_r | x_z | x_n] = x W_ihᵀ + b_ih */
-    if (tg_chunk(xproj, 1, 3, xg)) return -1;
-    /* [h_r | h_z | h_n] = h W_hhᵀ + b_hh */
-    if (tg_chunk(tg_linear(h, p->weight_hh, p->bias_hh), 1, 3, hg)) return -1;
-    /* r = σ(x_r + h_r)   reset gate */
-    tg_tensor *r = tg_sigmoid(tg_add(xg[0], hg[0]));
-    /* z = σ(x_z + h_z)   update gate */
-    tg_tensor *z = tg_sigmoid(tg_add(xg[1], hg[1]));
-    /* n = tanh(x_n + r ⊙ (h W_hnᵀ + b_hn))   candidate */
-    tg_tensor *n = tg_tanh(tg_add(xg[2], tg_mul(r, hg[2])));
+    /* [x_r | x_z | x_n] = x W_ihᵀ + b_ih (xproj, all steps at once);  [h_r | h_z | h_n] = h W_hhᵀ + b_hh */
+    tg_tensor *hproj = tg_linear(h, p->weight_hh, p->bias_hh);
+    /* r = σ(x_r + h_r)                reset gate
+     * z = σ(x_z + h_z)                update gate
+     * n = tanh(x_n + r ⊙ h_n)         candidate (h_n = h W_hnᵀ + b_hn)
+     * in one pass into a gate-major [3,B,H] (the same as tg_chunk + tg_add + tg_sigmoid + tg_mul + tg_tanh,
+     * without the six copies); each gate is then a zero-copy view */
+    tg_tensor *gates = tg_gru_gates(xproj, hproj);
+    if (!gates) return -1;
+    tg_tensor *z = tg_select(gates, 1), *n = tg_select(gates, 2);
     /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n) */
     out[0] = tg_add(n, tg_mul(z, tg_sub(h, n)));
     return produced(out, 1);

@@ -90,6 +90,14 @@ static tg_tensor *f_gates_views(tg_tensor *const *in, int n, void *u) {
     tg_tensor *y = tg_gates(in[0], "stt");
     return tg_add(tg_mul(tg_select(y, 0), tg_select(y, 2)), tg_mul(tg_select(y, 1), tg_select(y, 1)));
 }
+FN(f_gru_gates, tg_gru_gates(in[0], in[1]))
+FN(f_gru_gates_same, tg_gru_gates(in[0], in[0])) /* one tensor as both projections: both gradients add */
+/* as the GRU cell reads them: h' = n + z ⊙ (h - n), through views */
+static tg_tensor *f_gru_gates_views(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *y = tg_gru_gates(in[0], in[1]), *nn = tg_select(y, 2);
+    return tg_add(nn, tg_mul(tg_select(y, 1), tg_sub(in[2], nn)));
+}
 /* fan-out: one tensor used several times must sum its gradients */
 FN(f_x_plus_x, tg_add(in[0], in[0]))
 FN(f_x_times_x, tg_mul(in[0], in[0]))
@@ -182,6 +190,10 @@ static const row rows[] = {
     {"tg_gates", f_gates_lstm, 1, {2}, {{3, 8}}, -2, 2},
     {"tg_gates", f_gates_all, 1, {3}, {{2, 3, 12}}, -2, 2},
     {"tg_gates", f_gates_views, 1, {1}, {{9}}, -2, 2},
+    {"tg_gru_gates", f_gru_gates, 2, {2, 2}, {{3, 12}, {3, 12}}, -2, 2},
+    {"tg_gru_gates", f_gru_gates, 2, {3, 3}, {{2, 2, 6}, {2, 2, 6}}, -2, 2},
+    {"tg_gru_gates", f_gru_gates_same, 1, {2}, {{2, 9}}, -2, 2},
+    {"tg_gru_gates", f_gru_gates_views, 3, {2, 2, 2}, {{3, 12}, {3, 12}, {3, 4}}, -2, 2},
     {"fan-out x+x", f_x_plus_x, 1, {2}, {{3, 4}}, -1, 1},
     {"fan-out x*x", f_x_times_x, 1, {2}, {{3, 4}}, -1, 1},
     {"fan-out x-2x", f_x_minus_2x, 1, {2}, {{3, 4}}, -1, 1},
@@ -379,6 +391,62 @@ Test(ops, gates_reject_bad_arguments) {
     cr_expect_null(tg_gates(x, ""));
     cr_expect(strstr(th_last_message(), "one letter per gate") != NULL, "%s", th_last_message());
     tg_release(x);
+}
+
+/* tg_gru_gates is the composition of plain ops the GRU used to be written with: same values in both
+ * dtypes, same gradients (the plain ops are gradchecked separately), and bad shapes are reported. */
+Test(ops, gru_gates_equal_the_plain_ops) {
+    for (int dt = 0; dt < 2; dt++) {
+        tg_tensor *a64 = th_rand(12, TG_SHAPE(4, 15), -3, 3), *b64 = th_rand(13, TG_SHAPE(4, 15), -3, 3);
+        tg_tensor *xa = dt ? tg_to_dtype(a64, TG_F32) : tg_copy(a64), *xb = dt ? tg_to_dtype(b64, TG_F32) : tg_copy(b64);
+        tg_tensor *ya = tg_copy(xa), *yb = tg_copy(xb);
+        tg_tensor *all[4] = {xa, xb, ya, yb};
+        for (int k = 0; k < 4; k++) tg_set_requires_grad(all[k], true);
+        tg_tensor *y = tg_gru_gates(xa, xb), *xg[3], *hg[3];
+        cr_assert_not_null(y);
+        cr_assert_eq(tg_chunk(ya, 1, 3, xg), 0);
+        cr_assert_eq(tg_chunk(yb, 1, 3, hg), 0);
+        tg_tensor *r = tg_sigmoid(tg_add(xg[0], hg[0])), *z = tg_sigmoid(tg_add(xg[1], hg[1]));
+        tg_tensor *n = tg_tanh(tg_add(xg[2], tg_mul(r, hg[2])));
+        tg_tensor *ref[3] = {r, z, n};
+        const double tol = dt ? 1e-6 : 1e-15;
+        tg_tensor *loss = NULL, *loss2 = NULL;
+        for (int k = 0; k < 3; k++) {
+            tg_tensor *yk = tg_select(y, k);
+            for (int64_t j = 0; j < tg_numel(yk); j++)
+                cr_expect_leq(fabs(tg_get(yk, j) - tg_get(ref[k], j)), tol, "%s gate %d [%lld]", dt ? "F32" : "F64", k,
+                              (long long)j);
+            tg_tensor *u = tg_sum(tg_mul_scalar(tg_mul(yk, yk), k + 1)), *v = tg_sum(tg_mul_scalar(tg_mul(ref[k], ref[k]), k + 1));
+            loss = loss ? tg_add(loss, u) : u;
+            loss2 = loss2 ? tg_add(loss2, v) : v;
+        }
+        cr_assert_eq(tg_backward(loss), 0);
+        cr_assert_eq(tg_backward(loss2), 0);
+        for (int k = 0; k < 2; k++)
+            for (int64_t j = 0; j < tg_numel(all[k]); j++)
+                cr_expect_leq(fabs(tg_get(tg_grad(all[k]), j) - tg_get(tg_grad(all[k + 2]), j)), 10 * tol,
+                              "%s grad of input %d [%lld]", dt ? "F32" : "F64", k, (long long)j);
+        tg_tape_reset();
+        for (int k = 0; k < 4; k++) tg_release(all[k]);
+        tg_release(a64);
+        tg_release(b64);
+    }
+    th_record_errors();
+    tg_tensor *p = tg_zeros(TG_F64, TG_SHAPE(2, 6)), *q = tg_zeros(TG_F64, TG_SHAPE(2, 9)), *o = tg_zeros(TG_F64, TG_SHAPE(2, 4));
+    tg_tensor *f = tg_zeros(TG_F32, TG_SHAPE(2, 6));
+    th_reset_errors();
+    cr_expect_null(tg_gru_gates(p, q));
+    cr_expect(strstr(th_last_message(), "tg_gru_gates: xp [2,6] and hp [2,9]") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_gru_gates(o, o));
+    cr_expect(strstr(th_last_message(), "last dimension 3H") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_gru_gates(p, f));
+    cr_expect(strstr(th_last_message(), "tg_gru_gates") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_gru_gates(p, NULL));
+    cr_expect(strstr(th_last_message(), "tg_gru_gates: argument hp is NULL") != NULL, "%s", th_last_message());
+    tg_release(p); tg_release(q); tg_release(o); tg_release(f);
 }
 
 Test(ops, linear_add_checks_c) {

@@ -47,6 +47,12 @@ tg_tensor *tg_clamp(const tg_tensor *x, double lo, double hi);  /* derivative 1 
  *     tg_tensor *y = tg_gates(pre, "ssts");   // i = tg_select(y, 0), ..., o = tg_select(y, 3)
  * Same values and gradients as tg_chunk + tg_sigmoid/tg_tanh, without the copies of the chunk. */
 tg_tensor *tg_gates(const tg_tensor *x, const char *acts);
+/* The three gates of PyTorch's ("reset-after") GRU in one pass, from the input projection xp and the
+ * recurrent projection hp, both [..., 3H] with blocks [r | z | n]:
+ *     r = σ(xp_r + hp_r),  z = σ(xp_z + hp_z),  n = tanh(xp_n + r ⊙ hp_n)
+ * The result is gate-major [3, ..., H] (r, z, n = tg_select(y, 0..2), zero-copy views). Same values and
+ * gradients as tg_chunk + tg_add + tg_sigmoid + tg_mul + tg_tanh, in one op without the copies. */
+tg_tensor *tg_gru_gates(const tg_tensor *xp, const tg_tensor *hp);
 
 /* matrix products (2-D operands; transposes are never materialised) */
 tg_tensor *tg_matmul(const tg_tensor *a, const tg_tensor *b);    /* [M,K]·[K,N] -> [M,N] */
