@@ -4,6 +4,7 @@
  * one reverse loop over it. Op results live in an autorelease pool owned by the tape. */
 #include "autograd/tape_internal.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,7 @@ typedef struct tg_tape {
     size_t n_pool, cap_pool;
     uint64_t epoch;     /* bumped by reset: tensor->creator is only valid in its own epoch */
     int no_grad;        /* nesting depth of tg_no_grad_begin */
+    bool anomaly;       /* tg_set_anomaly_mode: check results and gradients for NaN / inf */
 } tg_tape;
 
 static _Thread_local tg_tape g_tape = {.epoch = 1};
@@ -40,8 +42,52 @@ tg_tensor *tg__result(tg_dtype dtype, int ndim, const int64_t *shape) {
 
 bool tg__needs_grad(const tg_tensor *t) { return t && t->requires_grad; }
 
+/* ---- anomaly mode ------------------------------------------------------------------------------- */
+
+void tg_set_anomaly_mode(bool on) { g_tape.anomaly = on; }
+bool tg_anomaly_mode(void) { return g_tape.anomaly; }
+
+/* Index of the first NaN / inf of t, or -1 when every element is finite (t NULL: -1). */
+static int64_t first_nonfinite(const tg_tensor *t) {
+    if (!t) return -1;
+    TG_DISPATCH(t->dtype, {
+        const T *p = TG_PTR(t, T);
+        for (int64_t i = 0; i < t->numel; i++)
+            if (!isfinite(p[i])) return i;
+    });
+    return -1;
+}
+
+/* "[3,4] 'weight_hh_l0'" or "[3,4]" */
+static const char *describe(const tg_tensor *t, char *buf, size_t size) {
+    char sh[96];
+    tg_shape_str(t, sh, sizeof sh);
+    if (t->name[0]) snprintf(buf, size, "%s '%s'", sh, t->name);
+    else snprintf(buf, size, "%s", sh);
+    return buf;
+}
+
+/* Forward check of a new record's result: a non-finite value that this op produced from finite inputs
+ * (or that came in through a leaf, which no op reports) is reported with the op's name. */
+static void anomaly_forward(tg_op op, const tg_tensor *out, int nin, const tg_tensor *const *in) {
+    int64_t at = first_nonfinite(out);
+    if (at < 0) return;
+    char a[160], b[160];
+    for (int i = 0; i < nin; i++) {
+        if (!in[i] || first_nonfinite(in[i]) < 0) continue;
+        if (in[i]->creator != 0 && in[i]->tape_epoch == g_tape.epoch) return; /* reported where it arose */
+        tg_error(tg_op_table[op].name, "anomaly: input %d %s (not produced on the tape) holds a non-finite value; "
+                 "the result %s has %g at element %lld (record %zu)", i, describe(in[i], a, sizeof a),
+                 describe(out, b, sizeof b), tg_get(out, at), (long long)at, g_tape.n_rec);
+        return;
+    }
+    tg_error(tg_op_table[op].name, "anomaly: the result %s has %g at element %lld although every input is "
+             "finite (record %zu)", describe(out, a, sizeof a), tg_get(out, at), (long long)at, g_tape.n_rec);
+}
+
 tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const *in) {
     if (g_tape.no_grad || !out) return NULL;
+    if (g_tape.anomaly) anomaly_forward(op, out, nin, in);
     bool any = false;
     for (int i = 0; i < nin; i++) any |= tg__needs_grad(in[i]);
     if (!any) return NULL;
@@ -255,6 +301,11 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
                  "(or it ran under no-grad, or the tape was reset)", tg_shape_str(out, b1, sizeof b1));
         return -1;
     }
+    if (g_tape.anomaly && first_nonfinite(grad_out) >= 0) {
+        tg_error("tg_backward", "anomaly: the upstream gradient %s holds a non-finite value",
+                 tg_shape_str(grad_out, b1, sizeof b1));
+        return -1;
+    }
     tg_tensor *g = tg__grad_buf(out);
     if (!g) return -1;
     tg_axpy_(g, 1.0, grad_out);
@@ -271,6 +322,20 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
             status = -1;
         }
         if (status == 0) tg_op_table[r->op].backward(r, o->grad);
+        if (status == 0 && g_tape.anomaly) {
+            for (int k = 0; k < r->nin && status == 0; k++) {
+                const tg_tensor *x = r->in[k];
+                int64_t at = x ? first_nonfinite(x->grad) : -1;
+                if (at < 0) continue;
+                char a[160], b[160];
+                tg_error("tg_backward", "anomaly: the backward of %s (record %zu, output %s) gave input %d %s a "
+                         "gradient with %g at element %lld%s", tg_op_table[r->op].name, i, describe(o, a, sizeof a),
+                         k, describe(x, b, sizeof b), tg_get(x->grad, at), (long long)at,
+                         first_nonfinite(o->grad) >= 0 ? " (its upstream gradient was already non-finite)"
+                                                       : " from a finite upstream gradient");
+                status = -1;
+            }
+        }
         if (!o->retain_grad) { tg_release(o->grad); o->grad = NULL; }
     }
     return status;
@@ -288,4 +353,29 @@ int tg_backward(tg_tensor *loss) {
     int s = tg_backward_with(loss, one);
     tg_release(one);
     return s;
+}
+
+/* ---- tape dump ---------------------------------------------------------------------------------- */
+
+void tg_tape_dump(FILE *f) {
+    if (!f) f = stdout;
+    fprintf(f, "tape: %zu records, %zu tensors, %.1f KB of buffers%s%s\n", g_tape.n_rec, g_tape.n_pool,
+            (double)tg_tape_bytes() / 1024.0, g_tape.no_grad ? ", recording off (no-grad)" : "",
+            g_tape.anomaly ? ", anomaly mode on" : "");
+    char a[160];
+    for (size_t i = 0; i < g_tape.n_rec; i++) {
+        const tg_record *r = &g_tape.rec[i];
+        fprintf(f, "  #%-5zu %-15s (", i, tg_op_table[r->op].name);
+        for (int k = 0; k < r->nin; k++) {
+            const tg_tensor *x = r->in[k];
+            if (k) fputs(", ", f);
+            if (!x) { fputs("-", f); continue; }
+            fputs(describe(x, a, sizeof a), f);
+            if (x->creator != 0 && x->tape_epoch == g_tape.epoch && x->creator <= g_tape.n_rec)
+                fprintf(f, " <- #%llu", (unsigned long long)(x->creator - 1));
+            else fputs(x->requires_grad ? " leaf" : " const", f);
+        }
+        fprintf(f, ") -> %s %s%s\n", describe(r->out, a, sizeof a), tg_dtype_name(r->out->dtype),
+                r->out->grad ? " (has grad)" : "");
+    }
 }

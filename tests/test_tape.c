@@ -246,3 +246,78 @@ Test(tape, tape_bytes_counts_each_buffer_once_views_included) {
     cr_expect_eq(tg_tape_bytes(), 0);
     tg_release(w);
 }
+
+Test(tape, anomaly_mode_names_the_op_that_made_the_first_nan_or_inf) {
+    th_record_errors();
+    tg_tape_reset();
+    const double xv[] = {1.0, 0.0, 4.0};
+    tg_tensor *x = tg_from_array(TG_F64, TG_SHAPE(3), xv);
+    tg_set_requires_grad(x, true);
+    /* off (the default): nothing is checked */
+    cr_expect_not(tg_anomaly_mode());
+    cr_assert_not_null(tg_log(x));
+    cr_expect_eq(th_error_count(), 0);
+    tg_tape_reset();
+
+    tg_set_anomaly_mode(true);
+    cr_expect(tg_anomaly_mode());
+    /* forward: log(0) = -inf from a finite input is reported with the op's name ... */
+    tg_tensor *y = tg_log(x);
+    cr_expect_eq(th_error_count(), 1);
+    cr_expect(strstr(th_last_message(), "tg_log: anomaly: the result [3] has -inf at element 1 although every input is finite"),
+              "%s", th_last_message());
+    /* ... and ops that merely propagate it are not reported again */
+    tg_tensor *z = tg_sum(tg_mul_scalar(y, 2.0));
+    cr_expect_eq(th_error_count(), 1, "%s", th_last_message());
+    (void)z;
+    tg_tape_reset();
+    th_reset_errors();
+
+    /* backward: d sqrt(x)/dx at x = 0 is inf although the forward is finite */
+    const double wv[] = {0.0, 1.0};
+    tg_tensor *w = tg_from_array(TG_F64, TG_SHAPE(2), wv);
+    tg_set_requires_grad(w, true);
+    tg_tensor *loss = tg_sum(tg_sqrt(w));
+    cr_expect_eq(th_error_count(), 0);
+    cr_expect_eq(tg_backward(loss), -1);
+    cr_expect(strstr(th_last_message(), "tg_backward: anomaly: the backward of tg_sqrt") &&
+              strstr(th_last_message(), "from a finite upstream gradient"), "%s", th_last_message());
+    tg_tape_reset();
+    th_reset_errors();
+
+    /* a NaN that comes in through a leaf is reported at the first op that reads it */
+    tg_tensor *bad = tg_full(TG_F64, TG_SHAPE(2), NAN);
+    tg_set_name(bad, "h0");
+    cr_assert_not_null(tg_add(w, bad));
+    cr_expect(strstr(th_last_message(), "tg_add: anomaly: input 1 [2] 'h0' (not produced on the tape)"), "%s",
+              th_last_message());
+    tg_set_anomaly_mode(false);
+    tg_tape_reset();
+    tg_release(x);
+    tg_release(w);
+    tg_release(bad);
+    th_reset_errors();
+    tg_set_error_handler(NULL, NULL);
+}
+
+Test(tape, tape_dump_lists_every_record_with_its_inputs) {
+    tg_tape_reset();
+    tg_tensor *W = tg_ones(TG_F64, TG_SHAPE(4, 3)), *x = tg_ones(TG_F64, TG_SHAPE(2, 4));
+    tg_set_name(W, "weight");
+    tg_set_requires_grad(W, true);
+    tg_tensor *h = tg_tanh(tg_matmul(x, W));
+    cr_assert_not_null(h);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    tg_tape_dump(f);
+    fclose(f);
+    cr_expect(strstr(buf, "tape: 2 records"), "%s", buf);
+    cr_expect(strstr(buf, "#0     tg_matmul       ([2,4] const, [4,3] 'weight' leaf) -> [2,3] F64"), "%s", buf);
+    cr_expect(strstr(buf, "#1     tg_tanh         ([2,3] <- #0) -> [2,3] F64"), "%s", buf);
+    free(buf);
+    tg_tape_reset();
+    tg_release(W);
+    tg_release(x);
+}

@@ -51,6 +51,20 @@ bool tg_grad_enabled(void);
 
 tg_tensor *tg_detach(const tg_tensor *t); /* returns: new ref sharing t's storage, a leaf without grad */
 
+/* ---- debugging a new cell ------------------------------------------------------------------------ */
+
+/* Anomaly mode for this thread (like torch.autograd.detect_anomaly): while on, every recorded op checks
+ * its result and tg_backward checks every gradient it computes, and the first NaN or inf is reported
+ * through the error handler, naming the op, its record index and the tensors (the default handler
+ * aborts there; with a recording handler the forward goes on and tg_backward returns -1). A value
+ * that only propagates an earlier NaN is not reported again. Costs one pass over every result and
+ * gradient, so it is off by default. */
+void tg_set_anomaly_mode(bool on);
+bool tg_anomaly_mode(void);
+/* Prints this thread's tape, one line per record: index, op, inputs (shape, name, which record made
+ * them, or leaf / const), output shape and dtype, and whether it holds a gradient. f NULL = stdout. */
+void tg_tape_dump(FILE *f);
+
 /* ---- gradient checking (like torch.autograd.gradcheck) ------------------------------------------ */
 
 /* A function of n tensors returning one tensor (tape-owned). Non-scalar outputs are reduced with a
