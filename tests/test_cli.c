@@ -254,6 +254,18 @@ Test(cli, resume_refuses_other_settings) {
 
 /* ---- train's log and plot, sample ------------------------------------------------------------------ */
 
+/* A diverging run: without the flag the loss is reported as inf; with it, the op that overflowed. */
+Test(cli, train_detect_anomaly_names_the_op) {
+    run_result r = run("train --task adding --optim sgd --lr 10 --clip 0 --steps 300 --quiet");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect(strstr(r.err, "the loss became inf") != NULL, "%s", r.err);
+    run_free(&r);
+    r = run("train --task adding --optim sgd --lr 10 --clip 0 --steps 300 --quiet --detect-anomaly");
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect(strstr(r.err, "failed: tg_") && strstr(r.err, ": anomaly: the result"), "%s", r.err);
+    run_free(&r);
+}
+
 Test(cli, train_writes_log_and_plot) {
     run_result r = run("train --task binadd --steps 100 --log curve.csv --plot curve.svg --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);

@@ -53,7 +53,7 @@ int cmd_train(int argc, char **argv) {
                *text = NULL, *fb = NULL, *dtype = "f32";
     long hidden = 0, layers = 1, batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1;
     double lr = 0, clip = 1.0;
-    bool quiet = false;
+    bool quiet = false, anomaly = false;
     const cli_opt opts[] = {
         {"--task", CLI_STR, &task, 0, 0, "arith | pattern | adding | copy | binadd | charlm (required)"},
         {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tg_cell_by_name)"},
@@ -77,6 +77,7 @@ int cmd_train(int argc, char **argv) {
         {"--log", CLI_STR, &log, 0, 0, "append the learning curve to a CSV file (step,loss,seconds)"},
         {"--plot", CLI_STR, &plot, 0, 0, "write the learning curve as an SVG file"},
         {"--quiet", CLI_FLAG, &quiet, 0, 0, "no progress display"},
+        {"--detect-anomaly", CLI_FLAG, &anomaly, 0, 0, "stop at the op that makes the first NaN/inf (slower)"},
     };
     const cli_cmd cmd = {"train", "--task T [--cell C --hidden N --steps N --save FILE --resume FILE ...]",
                          "Trains a recurrent network (the cell, then a linear head) on a task, shows a progress\n"
@@ -175,6 +176,7 @@ int cmd_train(int argc, char **argv) {
     print_run_header(stdout, &tr, (int)threads);
     if (resume) printf("resumed from %s at step %lld\n", resume, (long long)tr.step);
     progress pr = {quiet ? PROGRESS_OFF : progress_auto(), NULL};
+    tr.detect_anomaly = anomaly;
     int rc = TG_EXIT_OK;
     if (trainer_run(&tr, tr.cfg.steps, &pr, err, sizeof err)) {
         fprintf(stderr, "tapegrad train: %s\n", err);

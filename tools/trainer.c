@@ -162,14 +162,21 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
     while (tr->step < until) {
         task_batch b;
         if (task_make_batch(tr->task, &tr->data_rng, B, &b)) { snprintf(err, errlen, "out of memory"); return -1; }
+        if (tr->detect_anomaly) { tg_set_anomaly_mode(true); tg_clear_error(); }
         tg_tensor *pred = model_forward(tr->model, b.x, every, NULL);
         tg_tensor *loss = task_loss_of(tr->task, pred, &b);
-        if (!loss || tg_backward(loss)) {
+        bool anomaly = tr->detect_anomaly && tg_error_pending(); /* the forward made a NaN/inf: report it */
+        if (!loss || anomaly || tg_backward(loss)) {
+            tg_set_anomaly_mode(false);
             task_batch_clear(&b);
             tg_tape_reset();
-            lib_err(err, errlen, "training step failed");
+            if (p->mode == PROGRESS_TTY) printf("\n");
+            char what[64];
+            snprintf(what, sizeof what, "training step %lld failed", (long long)tr->step + 1);
+            lib_err(err, errlen, what);
             return -1;
         }
+        tg_set_anomaly_mode(false);
         double lv = tg_item(loss);
         if (tr->cfg.clip > 0) tg_optim_clip_grad_norm(tr->opt, tr->cfg.clip, 2.0, false);
         int s = tg_optim_step(tr->opt);

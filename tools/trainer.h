@@ -63,6 +63,7 @@ typedef struct trainer {
     int64_t window_n;
     double last_loss;
     FILE *csv;               /* borrowed: curve points are appended as they come (may be NULL) */
+    bool detect_anomaly;     /* run the steps in anomaly mode: stop at the op that made the first NaN/inf */
 } trainer;
 
 /* Builds the task, the model (or takes `preloaded`, owning it from then on, even on failure) and the
