@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the test suites under valgrind memcheck (a portable build: valgrind cannot decode every
 # -march=native instruction) and fails on any memory error or any definitely/indirectly lost block.
-# Usage: scripts/valgrind-tests.sh [suite ...]   (default: every suite but the long gemm sweep)
+# Usage: scripts/valgrind-tests.sh [test ...]   (default: every suite but the long gemm sweep, and the
+# examples but char_rnn; names are test names, e.g. tape or binary_addition)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get install -y -q valgrind >/dev/null; }
@@ -11,7 +12,9 @@ ninja -C $dir >/dev/null
 logs=$(mktemp -d)
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  suites=(tensor tape ops safetensors compare nn zoo manual optim loss conformance)
+  suites=(tensor tape ops safetensors compare nn zoo manual optim loss conformance
+          tensor_basics autograd_basics rnn_forward lstm_forward_backward autograd_vs_manual custom_cell
+          next_number classify_sequences train_loop binary_addition)   # examples (char_rnn: ~3 min here)
 fi
 meson test -C $dir --num-processes 2 --timeout-multiplier 10 --print-errorlogs \
   --wrapper "valgrind --trace-children=yes --trace-children-skip=/bin/*,/usr/bin/* --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --log-file=$logs/vg.%p.log" \
