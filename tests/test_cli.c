@@ -243,6 +243,33 @@ Test(cli, resume_is_bit_identical_gru_two_layers_two_threads, .timeout = 120) {
     resume_case("--task copy --seq 3 --cell gru --layers 2 --hidden 16 --threads 2");
 }
 
+/* dropout and zoneout masks come from the saved data generator, so resuming stays exact */
+Test(cli, resume_is_bit_identical_lstm_dropout_zoneout) {
+    resume_case("--task adding --seq 12 --hidden 16 --layers 2 --dropout 0.2 --zoneout 0.1");
+}
+
+Test(cli, zoneout_changes_training_and_is_kept_by_a_checkpoint) {
+    run_result r = run("train --task adding --seq 10 --hidden 8 --steps 20 --save plain.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = run("train --task adding --seq 10 --hidden 8 --steps 20 --zoneout 0.3 --save zo.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "zoneout 0.3 on every state") != NULL, "%s", r.out);
+    run_free(&r);
+    tg_st_file *a = tg_st_load(path_in("plain.safetensors")), *b = tg_st_load(path_in("zo.safetensors"));
+    cr_assert(a && b);
+    cr_expect_str_eq(tg_st_meta(b, "zoneout"), "0.29999999999999999");
+    tg_tensor *wa = tg_st_get(a, "rnn.weight_hh_l0"), *wb = tg_st_get(b, "rnn.weight_hh_l0");
+    cr_assert(wa && wb);
+    cr_expect(memcmp(tg_cdata(wa), tg_cdata(wb), (size_t)tg_numel(wa) * tg_itemsize(tg_dtype_of(wa))) != 0,
+              "zoneout did not change the training");
+    tg_st_free(a);
+    tg_st_free(b);
+    expect_usage_error("train --resume zo.safetensors --zoneout 0.1 --steps 30", "--zoneout 0.1 differs", NULL);
+    expect_usage_error("train --task adding --zoneout 1.5", "--zoneout", "out of range");
+    expect_usage_error("train --task adding --dropout 1", "--dropout", "out of range");
+}
+
 Test(cli, resume_refuses_other_settings) {
     run_result r = run("train --task adding --seq 10 --hidden 8 --steps 5 --save a.safetensors --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);

@@ -54,7 +54,7 @@ int cmd_compare(int argc, char **argv) {
     const char *tname = NULL, *cells_arg = "rnn_tanh,lstm,gru", *optim = "adam", *text = NULL, *fb_arg = NULL,
                *svg = NULL, *csv_path = NULL, *dtype = "f32";
     long seeds = 3, seed0 = 1, steps = 0, hidden = 0, layers = 1, batch = 0, seq = 0, threads = 1;
-    double lr = 0, clip = 1.0;
+    double lr = 0, clip = 1.0, dropout = 0, zoneout = 0;
     const cli_opt opts[] = {
         {"--task", CLI_STR, &tname, 0, 0, "arith | pattern | adding | copy | binadd | charlm (required)"},
         {"--cells", CLI_STR, &cells_arg, 0, 0, "comma-separated cell names (tg_cell_by_name)"},
@@ -70,6 +70,8 @@ int cmd_compare(int argc, char **argv) {
         {"--clip", CLI_REAL, &clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
         {"--forget-bias", CLI_STR, &fb_arg, 0, 0, "comma-separated forget-gate biases: one row per cell with a "
                                                   "forget gate and value (default: PyTorch's init)"},
+        {"--dropout", CLI_REAL, &dropout, 0, 0.99, "dropout between stacked layers while training (every cell)"},
+        {"--zoneout", CLI_REAL, &zoneout, 0, 1, "zoneout on every state (every cell)"},
         {"--threads", CLI_INT, &threads, 1, 64, "GEMM threads"},
         {"--dtype", CLI_STR, &dtype, 0, 0, "f32 | f64"},
         {"--text", CLI_STR, &text, 0, 0, "charlm: a text file"},
@@ -147,7 +149,7 @@ int cmd_compare(int argc, char **argv) {
 
     train_config base = {.task = tname, .text = text, .seq = seq, .hidden = hidden, .layers = layers, .batch = batch,
                          .lr = lr, .optim = optim, .clip = clip, .steps = steps,
-                         .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32};
+                         .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32, .dropout = dropout, .zoneout = zoneout};
     train_config_fill_defaults(&base);
     task *probe = NULL;
     char err[1024];
@@ -160,6 +162,8 @@ int cmd_compare(int argc, char **argv) {
            "clip %g, seeds %ld..%ld\n",
            tname, task_about(probe), task_seq(probe), task_seq_meaning(tname), base.steps, base.batch, base.hidden,
            base.layers, base.layers == 1 ? "" : "s", base.optim, base.lr, base.clip, seed0, seed0 + seeds - 1);
+    if (dropout > 0) printf("  dropout %g between layers%s\n", dropout, base.layers < 2 ? " (no effect with 1 layer)" : "");
+    if (zoneout > 0) printf("  zoneout %g on every state\n", zoneout);
     fflush(stdout);
 
     int rc = TG_EXIT_OK, n_skipped = 0;

@@ -54,6 +54,7 @@ int cmd_train(int argc, char **argv) {
     long hidden = 0, layers = 1, batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1;
     double lr = 0, clip = 1.0;
     bool quiet = false, anomaly = false;
+    double dropout = 0, zoneout = 0;
     const cli_opt opts[] = {
         {"--task", CLI_STR, &task, 0, 0, "arith | pattern | adding | copy | binadd | charlm (required)"},
         {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tg_cell_by_name)"},
@@ -77,6 +78,8 @@ int cmd_train(int argc, char **argv) {
         {"--log", CLI_STR, &log, 0, 0, "append the learning curve to a CSV file (step,loss,seconds)"},
         {"--plot", CLI_STR, &plot, 0, 0, "write the learning curve as an SVG file"},
         {"--quiet", CLI_FLAG, &quiet, 0, 0, "no progress display"},
+        {"--dropout", CLI_REAL, &dropout, 0, 0.99, "dropout between stacked layers while training"},
+        {"--zoneout", CLI_REAL, &zoneout, 0, 1, "zoneout on every state (h, and c for LSTMs): keep each unit's old value with this probability"},
         {"--detect-anomaly", CLI_FLAG, &anomaly, 0, 0, "stop at the op that makes the first NaN/inf (slower)"},
     };
     const cli_cmd cmd = {"train", "--task T [--cell C --hidden N --steps N --save FILE --resume FILE ...]",
@@ -96,7 +99,8 @@ int cmd_train(int argc, char **argv) {
 
     train_config cfg = {.task = task, .cell = cell, .text = text, .seq = seq, .hidden = hidden, .layers = layers,
                         .batch = batch, .lr = lr, .optim = optim, .clip = clip, .steps = steps, .seed = seed,
-                        .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32};
+                        .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32, .dropout = dropout,
+                        .zoneout = zoneout};
     if (fb) {
         char *end;
         cfg.forget_bias = strtod(fb, &end);
@@ -143,6 +147,14 @@ int cmd_train(int argc, char **argv) {
                 trainer_free(&tr);
                 return cli_fail(&cmd, "%s %s differs from the checkpoint's %s (a resumed run keeps its settings)",
                                 nums[i].opt, mine, theirs);
+            }
+        struct { const char *opt; double v, stored; } reals[] = {
+            {"--dropout", dropout, tr.cfg.dropout}, {"--zoneout", zoneout, tr.cfg.zoneout}};
+        for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
+            if (given(argc, argv, reals[i].opt) && reals[i].v != reals[i].stored) {
+                trainer_free(&tr);
+                return cli_fail(&cmd, "%s %g differs from the checkpoint's %g (a resumed run keeps its settings)",
+                                reals[i].opt, reals[i].v, reals[i].stored);
             }
         if (given(argc, argv, "--lr") && lr != tr.cfg.lr) {
             trainer_free(&tr);

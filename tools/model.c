@@ -38,7 +38,7 @@ model *model_new(const model_config *cfg, uint64_t seed, char *err, size_t errle
     tg_rng rng;
     tg_rng_seed(&rng, seed);
     tg_rnn_config rc = {.input_size = cfg->input_size, .hidden_size = cfg->hidden_size,
-                        .num_layers = cfg->layers, .dtype = cfg->dtype};
+                        .num_layers = cfg->layers, .dtype = cfg->dtype, .dropout = cfg->dropout};
     m->rnn = tg_rnn_new(cell, &rc, &rng);
     if (!m->rnn) goto fail;
     if (cfg->set_forget_bias &&
@@ -67,9 +67,11 @@ void model_free(model *m) {
 
 int64_t model_param_count(const model *m) { return tg_params_numel(m->params); }
 
-tg_tensor *model_forward(const model *m, const tg_tensor *x, bool every_step, tg_rnn_carry *carry) {
+tg_tensor *model_forward(const model *m, const tg_tensor *x, bool every_step, tg_rnn_carry *carry, tg_rng *train_rng) {
     tg_rnn_output out;
-    tg_rnn_forward_opts o = {.init = carry && carry->n_states ? carry->state : NULL};
+    tg_rnn_forward_opts o = {.init = carry && carry->n_states ? carry->state : NULL, .train = train_rng != NULL,
+                             .rng = train_rng, .zoneout_h = m->cfg.zoneout,
+                             .zoneout_c = m->cfg.zoneout};
     tg_tensor *y = tg_rnn_forward(m->rnn, x, &o, carry ? &out : NULL); /* [T,B,H] */
     if (!y) return NULL;
     if (carry) {
@@ -116,10 +118,10 @@ static bool rng_from_str(const char *s, tg_rng *r) {
 
 int ckpt_save(const char *path, const model *m, const tg_optim *opt, int64_t step, const tg_rng *rng,
               int nmeta, const char *const *meta, char *err, size_t errlen) {
-    enum { OWN = 11 };
+    enum { OWN = 13 };
     char vals[OWN][160];
     const char *keys[OWN] = {"format", "tapegrad", "cell", "input_size", "hidden_size", "output_size",
-                             "layers", "dtype", "forget_bias", "step", "rng"};
+                             "layers", "dtype", "forget_bias", "step", "rng", "dropout", "zoneout"};
     snprintf(vals[0], sizeof vals[0], "pt");
     snprintf(vals[1], sizeof vals[1], CKPT_FORMAT);
     snprintf(vals[2], sizeof vals[2], "%s", m->cfg.cell);
@@ -133,6 +135,8 @@ int ckpt_save(const char *path, const model *m, const tg_optim *opt, int64_t ste
     snprintf(vals[9], sizeof vals[9], "%lld", (long long)step);
     tg_rng zero = {{0}, 0, 0};
     rng_to_str(rng ? rng : &zero, vals[10], sizeof vals[10]);
+    snprintf(vals[11], sizeof vals[11], "%.17g", m->cfg.dropout);
+    snprintf(vals[12], sizeof vals[12], "%.17g", m->cfg.zoneout);
 
     int n = tg_params_count(m->params), nm = OWN + nmeta;
     const char **names = malloc((size_t)n * sizeof *names);
@@ -202,6 +206,16 @@ model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t er
     if (strcmp(fb, "default") != 0) {
         cfg.set_forget_bias = true;
         cfg.forget_bias = strtod(fb, NULL);
+    }
+    /* absent in checkpoints written before these options existed: off */
+    const char *dr = tg_st_meta(f, "dropout"), *zo = tg_st_meta(f, "zoneout");
+    cfg.dropout = dr ? strtod(dr, NULL) : 0;
+    cfg.zoneout = zo ? strtod(zo, NULL) : 0;
+    if (!(cfg.dropout >= 0 && cfg.dropout < 1) || !(cfg.zoneout >= 0 && cfg.zoneout <= 1)) {
+        snprintf(err, errlen, "%s: the checkpoint's dropout %s / zoneout %s are out of range", path, dr ? dr : "0",
+                 zo ? zo : "0");
+        tg_st_free(f);
+        return NULL;
     }
     model *m = model_new(&cfg, 0, err, errlen);
     if (!m) { tg_st_free(f); return NULL; }

@@ -37,6 +37,8 @@ typedef struct model_config {
     tg_dtype dtype;
     bool set_forget_bias;          /* Jozefowicz et al.: the forget gate's bias_ih block = forget_bias */
     double forget_bias;
+    double dropout;                /* between stacked layers, in training (0: off) */
+    double zoneout;                /* Krueger et al., every state of every layer (0: off) */
 } model_config;
 
 typedef struct model {
@@ -55,8 +57,10 @@ int64_t model_param_count(const model *m);
 
 /* pred = head(rnn(x)): [T·B,O] (every_step, time-major rows) or [B,O] (the last step).
  * carry (may be NULL): the initial state if it holds one, and replaced by the final state
- * (truncated BPTT / evaluation of long streams). returns: tape-owned, NULL after an error. */
-tg_tensor *model_forward(const model *m, const tg_tensor *x, bool every_step, tg_rnn_carry *carry);
+ * (truncated BPTT / evaluation of long streams). train_rng: NULL = evaluation (no dropout, zoneout
+ * by its expectation); else training, dropout and zoneout masks drawn from it (a seeded, saved
+ * generator keeps resumed runs exact). returns: tape-owned, NULL after an error. */
+tg_tensor *model_forward(const model *m, const tg_tensor *x, bool every_step, tg_rnn_carry *carry, tg_rng *train_rng);
 
 /* "<stem>.optim.safetensors" for "<stem>.safetensors" (else path + ".optim.safetensors"). */
 const char *ckpt_optim_path(const char *path, char *buf, size_t size);

@@ -113,7 +113,7 @@ void task_batch_clear(task_batch *b) {
 /* The model's outputs for a batch, as doubles [rows, O] (malloc'd), computed without a tape. */
 static double *predict(const model *m, const task *t, const tg_tensor *x, tg_rnn_carry *carry) {
     tg_no_grad_begin();
-    tg_tensor *p = model_forward(m, x, t->def->every_step, carry);
+    tg_tensor *p = model_forward(m, x, t->def->every_step, carry, NULL);
     double *out = NULL;
     if (p) {
         int64_t n = tg_numel(p);
@@ -542,7 +542,7 @@ int charlm_sample(const model *m, const unsigned char *vocab, int V, const char 
     for (int c = 0; c < length && !rc; c++) {
         tg_no_grad_begin();
         tg_tensor *xt = tg_from_f64(m->cfg.dtype, TG_SHAPE(steps, 1, V), x);
-        tg_tensor *logits = xt ? model_forward(m, xt, true, &carry) : NULL; /* [steps, V] */
+        tg_tensor *logits = xt ? model_forward(m, xt, true, &carry, NULL) : NULL; /* [steps, V] */
         if (logits) {
             double mx = -INFINITY, sum = 0;
             for (int k = 0; k < V; k++) {

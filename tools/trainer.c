@@ -101,7 +101,8 @@ int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *e
         model_config mc = {.input_size = task_input_size(tr->task), .hidden_size = tr->cfg.hidden,
                            .output_size = task_output_size(tr->task), .layers = (int)tr->cfg.layers,
                            .dtype = tr->cfg.dtype, .set_forget_bias = tr->cfg.set_forget_bias,
-                           .forget_bias = tr->cfg.forget_bias};
+                           .forget_bias = tr->cfg.forget_bias, .dropout = tr->cfg.dropout,
+                           .zoneout = tr->cfg.zoneout};
         snprintf(mc.cell, sizeof mc.cell, "%s", tr->cfg.cell);
         tr->model = model_new(&mc, (uint64_t)tr->cfg.seed, err, errlen);
         if (!tr->model) { trainer_free(tr); return -1; }
@@ -163,7 +164,9 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
         task_batch b;
         if (task_make_batch(tr->task, &tr->data_rng, B, &b)) { snprintf(err, errlen, "out of memory"); return -1; }
         if (tr->detect_anomaly) { tg_set_anomaly_mode(true); tg_clear_error(); }
-        tg_tensor *pred = model_forward(tr->model, b.x, every, NULL);
+        /* dropout / zoneout masks come from the data stream's generator, which checkpoints save */
+        tg_rng *masks = tr->cfg.dropout > 0 || tr->cfg.zoneout > 0 ? &tr->data_rng : NULL;
+        tg_tensor *pred = model_forward(tr->model, b.x, every, NULL, masks);
         tg_tensor *loss = task_loss_of(tr->task, pred, &b);
         bool anomaly = tr->detect_anomaly && tg_error_pending(); /* the forward made a NaN/inf: report it */
         if (!loss || anomaly || tg_backward(loss)) {
@@ -273,6 +276,8 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
     cfg.dtype = m->cfg.dtype;
     cfg.set_forget_bias = m->cfg.set_forget_bias;
     cfg.forget_bias = m->cfg.forget_bias;
+    cfg.dropout = m->cfg.dropout;
+    cfg.zoneout = m->cfg.zoneout;
     if ((v = tg_st_meta(f, "seq"))) cfg.seq = atol(v);
     if ((v = tg_st_meta(f, "batch"))) cfg.batch = atol(v);
     if ((v = tg_st_meta(f, "lr"))) cfg.lr = strtod(v, NULL);
@@ -354,6 +359,9 @@ void print_run_header(FILE *f, const trainer *tr, int threads) {
     fprintf(f, "training: %s lr %g, clip %g, batch %ld, %ld steps, seed %ld, %d thread%s\n", tr->cfg.optim, tr->cfg.lr,
             tr->cfg.clip, tr->cfg.batch, tr->cfg.steps, tr->cfg.seed, threads, threads == 1 ? "" : "s");
     if (tr->cfg.set_forget_bias) fprintf(f, "  forget-gate bias set to %g\n", tr->cfg.forget_bias);
+    if (tr->cfg.dropout > 0)
+        fprintf(f, "  dropout %g between layers%s\n", tr->cfg.dropout, tr->cfg.layers < 2 ? " (no effect with 1 layer)" : "");
+    if (tr->cfg.zoneout > 0) fprintf(f, "  zoneout %g on every state (Krueger et al. 2016)\n", tr->cfg.zoneout);
     fflush(f);
 }
 

@@ -35,6 +35,8 @@ typedef struct train_config {
     tg_dtype dtype;
     bool set_forget_bias;
     double forget_bias;
+    double dropout;          /* between stacked layers (0: off) */
+    double zoneout;          /* on every state (0: off) */
 } train_config;
 
 /* Fills the settings the user left at 0 / NULL from the task's defaults (task_defaults_of). */
