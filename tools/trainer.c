@@ -160,17 +160,19 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
     double t0 = cli_now(), last_shown = t0;
     int64_t B = tr->cfg.batch;
     bool every = task_every_step(tr->task);
+    /* dropout / zoneout masks come from the data stream's generator, which checkpoints save */
+    tg_rng *masks = tr->cfg.dropout > 0 || tr->cfg.zoneout > 0 ? &tr->data_rng : NULL;
     while (tr->step < until) {
         task_batch b;
         if (task_make_batch(tr->task, &tr->data_rng, B, &b)) { snprintf(err, errlen, "out of memory"); return -1; }
+        /* anomaly mode covers this step's forward and backward only */
         if (tr->detect_anomaly) { tg_set_anomaly_mode(true); tg_clear_error(); }
-        /* dropout / zoneout masks come from the data stream's generator, which checkpoints save */
-        tg_rng *masks = tr->cfg.dropout > 0 || tr->cfg.zoneout > 0 ? &tr->data_rng : NULL;
         tg_tensor *pred = model_forward(tr->model, b.x, every, NULL, masks);
         tg_tensor *loss = task_loss_of(tr->task, pred, &b);
         bool anomaly = tr->detect_anomaly && tg_error_pending(); /* the forward made a NaN/inf: report it */
-        if (!loss || anomaly || tg_backward(loss)) {
-            tg_set_anomaly_mode(false);
+        bool failed = !loss || anomaly || tg_backward(loss);
+        if (tr->detect_anomaly) tg_set_anomaly_mode(false);
+        if (failed) {
             task_batch_clear(&b);
             tg_tape_reset();
             if (p->mode == PROGRESS_TTY) printf("\n");
@@ -179,7 +181,6 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
             lib_err(err, errlen, what);
             return -1;
         }
-        tg_set_anomaly_mode(false);
         double lv = tg_item(loss);
         if (tr->cfg.clip > 0) tg_optim_clip_grad_norm(tr->opt, tr->cfg.clip, 2.0, false);
         int s = tg_optim_step(tr->opt);
