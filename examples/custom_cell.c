@@ -56,8 +56,11 @@ static int gru_lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_
 
 static const char *const g_state_names[] = {"h", "c"};
 /* name, gates G, states S, state names, forget-bias block (z: its large value keeps c), extras,
- * extra names, needs x_t, make_params (NULL: the standard four tensors), step, user */
-static const tg_cell g_gru_lstm = {"gru_lstm", 4, 2, g_state_names, 1, 0, NULL, false, NULL, gru_lstm_step, NULL};
+ * extra names, needs x_t, make_params (NULL: the standard four tensors), step, user, equations (shown
+ * by tapegrad summary) */
+static const tg_cell g_gru_lstm = {"gru_lstm", 4, 2, g_state_names, 1, 0, NULL, false, NULL, gru_lstm_step, NULL,
+                                   "r = σ(W_xr x + W_hr h), z = σ(W_xz x + W_hz h), o = σ(W_xo x + W_ho h)\n"
+                                   "n = tanh(W_xn x + r⊙(W_hn h)), c' = z⊙c + (1−z)⊙n, h' = o⊙tanh(c')"};
 
 /* ---- helpers ---------------------------------------------------------------------------------------- */
 

@@ -155,13 +155,25 @@ int tg_cell_standard_params(const tg_cell *cell, int64_t input_size, int64_t hid
 static const char *const g_h[] = {"h"};
 static const char *const g_hc[] = {"h", "c"};
 
-/*  name                gates states names forget extra  extra_names needs_input make_params step */
+/* The equations as `tapegrad summary` prints them (W_x· x includes its block of bias_ih, W_h· h its
+ * block of bias_hh; docs/cells.md has the same with references). */
+static const char eq_rnn_tanh[] = "h' = tanh(W_ih x + W_hh h)";
+static const char eq_rnn_relu[] = "h' = relu(W_ih x + W_hh h)";
+static const char eq_lstm[] = "i = σ(W_xi x + W_hi h), f = σ(W_xf x + W_hf h), g = tanh(W_xg x + W_hg h), "
+                              "o = σ(W_xo x + W_ho h)\n"
+                              "c' = f⊙c + i⊙g, h' = o⊙tanh(c')";
+static const char eq_gru[] = "r = σ(W_xr x + W_hr h), z = σ(W_xz x + W_hz h)\n"
+                             "n = tanh(W_xn x + r⊙(W_hn h)), h' = (1−z)⊙n + z⊙h";
+static const char eq_gru_rb[] = "r = σ(W_xr x + W_hr h), z = σ(W_xz x + W_hz h)\n"
+                                "n = tanh(W_xn x + W_hn (r⊙h) + b_hn), h' = (1−z)⊙n + z⊙h";
+
+/*  name                gates states names forget extra  extra_names needs_input make_params step  user  equations */
 static const tg_cell g_builtin[] = {
-    {"rnn_tanh",         1,    1,     g_h,  -1,    0,     NULL,       false,      NULL,       rnn_tanh_step, NULL},
-    {"rnn_relu",         1,    1,     g_h,  -1,    0,     NULL,       false,      NULL,       rnn_relu_step, NULL},
-    {"lstm",             4,    2,     g_hc,  1,    0,     NULL,       false,      NULL,       lstm_step, NULL},
-    {"gru",              3,    1,     g_h,   1,    0,     NULL,       false,      NULL,       gru_step, NULL},
-    {"gru_reset_before", 3,    1,     g_h,   1,    0,     NULL,       false,      NULL,       gru_reset_before_step, NULL},
+    {"rnn_tanh",         1,    1,     g_h,  -1,    0,     NULL,       false,      NULL,       rnn_tanh_step, NULL, eq_rnn_tanh},
+    {"rnn_relu",         1,    1,     g_h,  -1,    0,     NULL,       false,      NULL,       rnn_relu_step, NULL, eq_rnn_relu},
+    {"lstm",             4,    2,     g_hc,  1,    0,     NULL,       false,      NULL,       lstm_step, NULL, eq_lstm},
+    {"gru",              3,    1,     g_h,   1,    0,     NULL,       false,      NULL,       gru_step, NULL, eq_gru},
+    {"gru_reset_before", 3,    1,     g_h,   1,    0,     NULL,       false,      NULL,       gru_reset_before_step, NULL, eq_gru_rb},
 };
 #define N_BUILTIN ((int)(sizeof g_builtin / sizeof g_builtin[0]))
 

@@ -371,26 +371,43 @@ static const char *const x_fgr[] = {"weight_ci", "weight_cf", "weight_co", "weig
 static const char *const x_mut2[] = {"weight_hn"};
 static const char *const x_ln[] = {"ln_ih_weight", "ln_ih_bias", "ln_hh_weight", "ln_hh_bias", "ln_c_weight", "ln_c_bias"};
 
+/* The equations as `tapegrad summary` prints them (docs/cells.md has them with references). */
+static const char eq_lstm_peephole[] = "i = σ(W_xi x + W_hi h + w_ci⊙c), f = σ(W_xf x + W_hf h + w_cf⊙c), g = tanh(W_xg x + W_hg h)\nc' = f⊙c + i⊙g, o = σ(W_xo x + W_ho h + w_co⊙c'), h' = o⊙tanh(c')";
+static const char eq_lstm_nig[] = "as lstm_peephole without the input gate (i = 1): c' = f⊙c + g";
+static const char eq_lstm_nfg[] = "as lstm_peephole without the forget gate (f = 1): c' = c + i⊙g";
+static const char eq_lstm_nog[] = "as lstm_peephole without the output gate (o = 1): h' = tanh(c')";
+static const char eq_lstm_niaf[] = "as lstm_peephole without the input activation: g = W_xg x + W_hg h";
+static const char eq_lstm_noaf[] = "as lstm_peephole without the output activation: h' = o⊙c'";
+static const char eq_lstm_np[] = "as lstm_peephole without peepholes (exactly lstm):\ni = σ(W_xi x + W_hi h), f = σ(W_xf x + W_hf h), g = tanh(W_xg x + W_hg h), o = σ(W_xo x + W_ho h)\nc' = f⊙c + i⊙g, h' = o⊙tanh(c')";
+static const char eq_lstm_cifg[] = "as lstm_peephole with coupled input and forget gates: f = 1 − i, c' = (1−i)⊙c + i⊙g";
+static const char eq_lstm_fgr[] = "as lstm_peephole plus full gate recurrence: [r_i | r_f | r_o] = [i_{t−1} | f_{t−1} | o_{t−1}] W_ggᵀ\nadded inside the σ of i, f and o";
+static const char eq_mgu[] = "f = σ(W_f x + U_f h + b_f), h̃ = tanh(W_h x + U_h (f⊙h) + b_h)\nh' = (1−f)⊙h + f⊙h̃";
+static const char eq_mut1[] = "z = σ(W_xz x + b_z), r = σ(W_xr x + W_hr h + b_r)\nh' = tanh(W_hh (r⊙h) + tanh(x) + b_h)⊙z + h⊙(1−z)";
+static const char eq_mut2[] = "z = σ(W_xz x + W_hz h + b_z), r = σ(x + W_hr h + b_r)\nh' = tanh(W_hh (r⊙h) + W_xh x + b_h)⊙z + h⊙(1−z)";
+static const char eq_mut3[] = "z = σ(W_xz x + W_hz tanh(h) + b_z), r = σ(W_xr x + W_hr h + b_r)\nh' = tanh(W_hh (r⊙h) + W_xh x + b_h)⊙z + h⊙(1−z)";
+static const char eq_indrnn[] = "h' = relu(W_ih x + b_ih + u⊙h + b_hh), u [H] a vector";
+static const char eq_lstm_ln[] = "[a_i | a_f | a_g | a_o] = LN(W_ih x) + LN(W_hh h), per gate block\nc' = σ(a_f)⊙c + σ(a_i)⊙tanh(a_g), h' = σ(a_o)⊙tanh(LN(c'))\nLN(a; α, β) = (a − μ)/√(σ² + 10⁻⁵)⊙α + β";
+
 /* forget: the block tg_rnn_init's forget bias sets, i.e. the gate whose large value keeps the state;
  * -1 where no block does that (NFG, CIFG: f = 1 − i; MGU/MUT: their gate's large value *replaces* the
  * state; LN-LSTM: its shifts are extras, set ln_ih_bias[H:2H] yourself).
- *  name             gates states names       forget extra names    input  make_params      step               user */
+ *  name             gates states names       forget extra names    input  make_params      step               user  equations */
 static const tg_cell g_zoo[] = {
-    {"lstm_peephole", 4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_peephole},
-    {"lstm_nig",      3,   2,     g_hc,        0,    2,    x_fo,    false, peephole_params, lstm_variant_step, &v_nig},
-    {"lstm_nfg",      3,   2,     g_hc,       -1,    2,    x_io,    false, peephole_params, lstm_variant_step, &v_nfg},
-    {"lstm_nog",      3,   2,     g_hc,        1,    2,    x_if,    false, peephole_params, lstm_variant_step, &v_nog},
-    {"lstm_niaf",     4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_niaf},
-    {"lstm_noaf",     4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_noaf},
-    {"lstm_np",       4,   2,     g_hc,        1,    0,    NULL,    false, NULL,            lstm_variant_step, &v_np},
-    {"lstm_cifg",     3,   2,     g_hc,       -1,    2,    x_io,    false, peephole_params, lstm_variant_step, &v_cifg},
-    {"lstm_fgr",      4,   5,     g_hc_gates,  1,    4,    x_fgr,   false, lstm_fgr_params, lstm_fgr_step,     NULL},
-    {"mgu",           2,   1,     g_h,        -1,    0,    NULL,    false, NULL,            mgu_step,          NULL},
-    {"mut1",          2,   1,     g_h,        -1,    0,    NULL,    true,  mut1_params,     mut1_step,         NULL},
-    {"mut2",          2,   1,     g_h,        -1,    1,    x_mut2,  true,  mut2_params,     mut2_step,         NULL},
-    {"mut3",          3,   1,     g_h,        -1,    0,    NULL,    false, NULL,            mut3_step,         NULL},
-    {"indrnn",        1,   1,     g_h,        -1,    0,    NULL,    false, indrnn_params,   indrnn_step,       &k_indrnn},
-    {"lstm_ln",       4,   2,     g_hc,       -1,    6,    x_ln,    false, lstm_ln_params,  lstm_ln_step,      NULL},
+    {"lstm_peephole", 4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_peephole, eq_lstm_peephole},
+    {"lstm_nig",      3,   2,     g_hc,        0,    2,    x_fo,    false, peephole_params, lstm_variant_step, &v_nig, eq_lstm_nig},
+    {"lstm_nfg",      3,   2,     g_hc,       -1,    2,    x_io,    false, peephole_params, lstm_variant_step, &v_nfg, eq_lstm_nfg},
+    {"lstm_nog",      3,   2,     g_hc,        1,    2,    x_if,    false, peephole_params, lstm_variant_step, &v_nog, eq_lstm_nog},
+    {"lstm_niaf",     4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_niaf, eq_lstm_niaf},
+    {"lstm_noaf",     4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_noaf, eq_lstm_noaf},
+    {"lstm_np",       4,   2,     g_hc,        1,    0,    NULL,    false, NULL,            lstm_variant_step, &v_np, eq_lstm_np},
+    {"lstm_cifg",     3,   2,     g_hc,       -1,    2,    x_io,    false, peephole_params, lstm_variant_step, &v_cifg, eq_lstm_cifg},
+    {"lstm_fgr",      4,   5,     g_hc_gates,  1,    4,    x_fgr,   false, lstm_fgr_params, lstm_fgr_step,     NULL, eq_lstm_fgr},
+    {"mgu",           2,   1,     g_h,        -1,    0,    NULL,    false, NULL,            mgu_step,          NULL, eq_mgu},
+    {"mut1",          2,   1,     g_h,        -1,    0,    NULL,    true,  mut1_params,     mut1_step,         NULL, eq_mut1},
+    {"mut2",          2,   1,     g_h,        -1,    1,    x_mut2,  true,  mut2_params,     mut2_step,         NULL, eq_mut2},
+    {"mut3",          3,   1,     g_h,        -1,    0,    NULL,    false, NULL,            mut3_step,         NULL, eq_mut3},
+    {"indrnn",        1,   1,     g_h,        -1,    0,    NULL,    false, indrnn_params,   indrnn_step,       &k_indrnn, eq_indrnn},
+    {"lstm_ln",       4,   2,     g_hc,       -1,    6,    x_ln,    false, lstm_ln_params,  lstm_ln_step,      NULL, eq_lstm_ln},
 };
 #define N_ZOO ((int)(sizeof g_zoo / sizeof g_zoo[0]))
 

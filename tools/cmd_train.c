@@ -12,6 +12,7 @@
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/plot.h"
+#include "tools/summary.h"
 #include "tools/trainer.h"
 
 /* Was option `name` given on the command line (as "--x v" or "--x=v")? */
@@ -186,6 +187,12 @@ int cmd_train(int argc, char **argv) {
     }
 
     print_run_header(stdout, &tr, (int)threads);
+    if (!quiet && model_summary(stdout, tr.model, task_every_step(tr.task))) {
+        trainer_free(&tr);
+        if (csv) fclose(csv);
+        fprintf(stderr, "tapegrad train: out of memory\n");
+        return TG_EXIT_FAIL;
+    }
     if (resume) printf("resumed from %s at step %lld\n", resume, (long long)tr.step);
     progress pr = {quiet ? PROGRESS_OFF : progress_auto(), NULL};
     tr.detect_anomaly = anomaly;

@@ -765,6 +765,10 @@ long task_seq(const task *t) { return t->seq; }
 int64_t task_input_size(const task *t) { return t->in; }
 int64_t task_output_size(const task *t) { return t->out; }
 bool task_every_step(const task *t) { return t->def->every_step; }
+bool task_every_step_of(const char *name) {
+    const task_def *d = find_def(name);
+    return d && d->every_step;
+}
 task_loss task_loss_kind(const task *t) { return t->def->loss; }
 double task_loss_baseline(const task *t) { return t->loss_baseline; }
 const char *task_metric_name(const task *t) { return t->def->metric; }

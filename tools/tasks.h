@@ -85,6 +85,7 @@ const char *task_seq_meaning(const char *name);  /* what --seq means for this ta
 int64_t task_input_size(const task *t);          /* I */
 int64_t task_output_size(const task *t);         /* O */
 bool task_every_step(const task *t);             /* targets at every step (else at the last one) */
+bool task_every_step_of(const char *name);       /* the same by task name (false for an unknown name) */
 task_loss task_loss_kind(const task *t);
 double task_loss_baseline(const task *t);        /* the baseline's loss, in training-loss units */
 const char *task_metric_name(const task *t);     /* "test MSE", "test accuracy", ... */

@@ -157,6 +157,8 @@ struct tg_cell {
     tg_cell_make_params_fn make_params; /* NULL: tg_cell_standard_params */
     tg_cell_step_fn step;
     const void *user;                 /* constants for user cells sharing one step function */
+    const char *equations;            /* the step's equations as text, one per line (shown by tapegrad summary);
+                                         NULL = not given */
 };
 
 /* The built-in cells and any registered ones, by name: "rnn_tanh", "rnn_relu", "lstm", "gru"
