@@ -6,7 +6,7 @@
  *
  * Optimizer file layout (all metadata values are strings; doubles use %.17g, which reads back exactly):
  *   format = tapegrad.optim.v1, kind = adam, groups = G, params = P
- *   group.<g>.size, group.<g>.<hyper-parameter> (every field of tg_optim_opts), group.<g>.initial_lr
+ *   group.<g>.size, group.<g>.<hyper-parameter> (every TG_OPTIM_FIELDS line), group.<g>.initial_lr
  *   param.<i>.shape = [2,3], param.<i>.dtype = F32, param.<i>.step
  *   sched.kind, sched.last_epoch, sched.best, sched.num_bad_epochs, sched.cooldown_counter (optional)
  *   tensors state.<i>.<name> (torch's state keys: exp_avg, momentum_buffer, ...)
@@ -158,23 +158,6 @@ static bool parse_f64(const char *s, double *out) {
     return true;
 }
 
-/* Every field of tg_optim_opts, so that a group's hyper-parameters travel with the checkpoint. */
-typedef struct hp_field {
-    const char *name;
-    size_t offset;
-    bool is_bool;
-} hp_field;
-#define HP_D(f) {#f, offsetof(tg_optim_opts, f), false}
-#define HP_B(f) {#f, offsetof(tg_optim_opts, f), true}
-static const hp_field hp_fields[] = {
-    HP_D(lr), HP_D(weight_decay), HP_D(momentum), HP_D(dampening), HP_B(nesterov), HP_D(beta1), HP_D(beta2),
-    HP_D(eps), HP_B(amsgrad), HP_D(alpha), HP_B(centered), HP_D(lr_decay), HP_D(initial_accumulator_value),
-    HP_B(maximize),
-};
-#define N_HP (int)(sizeof hp_fields / sizeof hp_fields[0])
-
-static const char *const sched_names[TG_SCHED_KIND_COUNT] = {"step", "multistep", "exponential", "cosine",
-                                                             "linear", "plateau"};
 
 /* ---- optimizer state ---------------------------------------------------------------------------- */
 
@@ -191,10 +174,10 @@ int tg_optim_save(const tg_optim *opt, const tg_sched *sched, const char *path) 
         const tg_optim_group_rec *gr = &opt->groups[g];
         snprintf(key, sizeof key, "group.%d.size", g);
         kv_add(&m, key, "%d", gr->count);
-        for (int h = 0; h < N_HP; h++) {
-            const char *field = (const char *)&gr->opts + hp_fields[h].offset;
-            snprintf(key, sizeof key, "group.%d.%s", g, hp_fields[h].name);
-            if (hp_fields[h].is_bool) kv_add(&m, key, "%d", *(const bool *)field ? 1 : 0);
+        for (int h = 0; h < tg__optim_n_fields; h++) {
+            const char *field = (const char *)&gr->opts + tg__optim_fields[h].offset;
+            snprintf(key, sizeof key, "group.%d.%s", g, tg__optim_fields[h].name);
+            if (tg__optim_fields[h].is_bool) kv_add(&m, key, "%d", *(const bool *)field ? 1 : 0);
             else kv_add(&m, key, "%.17g", *(const double *)field);
         }
         snprintf(key, sizeof key, "group.%d.initial_lr", g);
@@ -214,7 +197,7 @@ int tg_optim_save(const tg_optim *opt, const tg_sched *sched, const char *path) 
     if (sched) {
         tg_sched_state st;
         tg__sched_get_state(sched, &st);
-        kv_add(&m, "sched.kind", "%s", sched_names[st.kind]);
+        kv_add(&m, "sched.kind", "%s", tg_sched_kind_name(st.kind));
         kv_add(&m, "sched.last_epoch", "%lld", (long long)st.last_epoch);
         kv_add(&m, "sched.best", "%.17g", st.best);
         kv_add(&m, "sched.num_bad_epochs", "%lld", (long long)st.num_bad_epochs);
@@ -319,10 +302,10 @@ int tg_optim_load(tg_optim *opt, tg_sched *sched, const char *path) {
         if (meta_i64(f, &pr, key, &v) && v != opt->groups[g].count)
             problem(&pr, "group %d has %lld parameters in the checkpoint, %d in the optimizer", g, (long long)v,
                     opt->groups[g].count);
-        for (int h = 0; h < N_HP; h++) {
-            char *field = (char *)&groups[g].opts + hp_fields[h].offset;
-            snprintf(key, sizeof key, "group.%d.%s", g, hp_fields[h].name);
-            if (hp_fields[h].is_bool) {
+        for (int h = 0; h < tg__optim_n_fields; h++) {
+            char *field = (char *)&groups[g].opts + tg__optim_fields[h].offset;
+            snprintf(key, sizeof key, "group.%d.%s", g, tg__optim_fields[h].name);
+            if (tg__optim_fields[h].is_bool) {
                 if (meta_i64(f, &pr, key, &v)) {
                     if (v != 0 && v != 1) problem(&pr, "metadata '%s' = %lld is not 0 or 1", key, (long long)v);
                     *(bool *)field = v == 1;
@@ -373,8 +356,8 @@ int tg_optim_load(tg_optim *opt, tg_sched *sched, const char *path) {
     if (sched) {
         tg__sched_get_state(sched, &st);
         const char *sk = meta_str(f, &pr, "sched.kind");
-        if (sk && strcmp(sk, sched_names[st.kind]) != 0)
-            problem(&pr, "the checkpoint's schedule is %s, the given one is %s", sk, sched_names[st.kind]);
+        if (sk && strcmp(sk, tg_sched_kind_name(st.kind)) != 0)
+            problem(&pr, "the checkpoint's schedule is %s, the given one is %s", sk, tg_sched_kind_name(st.kind));
         meta_i64(f, &pr, "sched.last_epoch", &st.last_epoch);
         meta_f64(f, &pr, "sched.best", &st.best);
         meta_i64(f, &pr, "sched.num_bad_epochs", &st.num_bad_epochs);

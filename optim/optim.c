@@ -12,76 +12,156 @@
 #include <tgmath.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
-/* ---- kinds, defaults, validation ---------------------------------------------------------------- */
+/* ---- the rows: kinds, fields, defaults, validation ----------------------------------------------
+ *
+ * Adding an optimizer (say Adamax, torch.optim.Adamax):
+ *   1. include/tapegrad/optim.h: one line X(ADAMAX, adamax) in TG_OPTIM_KINDS (the enum constant
+ *      and the name "adamax" for --optim and checkpoints), and one line in TG_OPTIM_FIELDS for each
+ *      hyper-parameter no existing optimizer has (checkpoints then carry it, nothing else to do).
+ *   2. This file: its update function and, right below it, its row
+ *          static const tg_optim_row adamax_row = {
+ *              .torch = "torch.optim.Adamax",
+ *              .uses = ALL_KINDS | F(beta1) | F(beta2) | F(eps),   // validated, shown, documented
+ *              .defaults = {.lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
+ *              .state = {"exp_avg", "exp_inf"},                    // torch's state keys, buf[0], buf[1]
+ *              .update = adamax_update,
+ *              .check = NULL,                                      // cross-field rules, if any
+ *          };
+ *   3. tests: its golden trajectories (tests/data/gen_optim_golden.py) and its defaults.
+ * The rows array at the end of this file is made from TG_OPTIM_KINDS, so a missing row or a row
+ * without its line fails the build; tests/test_optim.c walks every kind (names, defaults against
+ * torch, state names, a save/load round trip), so a kind missing there fails a test that names it.
+ * More than TG_OPTIM_NBUF state tensors: raise it in optim_internal.h (the initialiser otherwise
+ * fails the build with "excess elements"). */
 
-static const char *const kind_names[TG_OPTIM_KIND_COUNT] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
+/* bit of field f (a TG_OPTIM_FIELDS name) in a row's .uses */
+enum {
+#define FIELD_INDEX(type, name, rule, meaning) FIELD_##name,
+    TG_OPTIM_FIELDS(FIELD_INDEX)
+#undef FIELD_INDEX
+    N_FIELDS
+};
+_Static_assert(N_FIELDS <= 64, "a row's .uses is a 64-bit mask: widen it for more hyper-parameters");
+#define F(f) (UINT64_C(1) << FIELD_##f)
+#define ALL_KINDS (F(lr) | F(weight_decay) | F(maximize))
 
-static const char *const buf_names[TG_OPTIM_KIND_COUNT][TG_OPTIM_NBUF] = {
-    [TG_OPTIM_SGD] = {"momentum_buffer", NULL, NULL},
-    [TG_OPTIM_ADAM] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-    [TG_OPTIM_ADAMW] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
-    [TG_OPTIM_RMSPROP] = {"square_avg", "momentum_buffer", "grad_avg"},
-    [TG_OPTIM_ADAGRAD] = {"sum", NULL, NULL},
+typedef enum { RULE_GE0, RULE_UNIT, RULE_UNIT_CLOSED, RULE_FINITE, RULE_BOOL } field_rule;
+
+const tg_optim_field tg__optim_fields[] = {
+#define FIELD_ROW(type, name, rule, meaning) \
+    {#name, meaning, offsetof(tg_optim_opts, name), RULE_##rule == RULE_BOOL, (int)RULE_##rule},
+    TG_OPTIM_FIELDS(FIELD_ROW)
+#undef FIELD_ROW
+};
+const int tg__optim_n_fields = N_FIELDS;
+#define FIELD_TYPE_CHECK(type, name, rule, meaning)                                                   \
+    _Static_assert((RULE_##rule == RULE_BOOL) == _Generic(((tg_optim_opts *)0)->name, bool: 1, default: 0), \
+                   "TG_OPTIM_FIELDS: " #name " must be bool exactly when its rule is BOOL");
+TG_OPTIM_FIELDS(FIELD_TYPE_CHECK)
+#undef FIELD_TYPE_CHECK
+
+/* The values of the fields a kind does not use (what tg_optim_defaults of any kind holds there), so
+ * that the defaults of one kind are a valid start for another. */
+static const tg_optim_opts unused_values = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .alpha = 0.99};
+
+static const tg_optim_row *row_of(tg_optim_kind kind); /* NULL when out of range; defined at the end */
+
+static const char *const kind_names[TG_OPTIM_KIND_COUNT] = {
+#define KIND_NAME(K, name) [TG_OPTIM_##K] = #name,
+    TG_OPTIM_KINDS(KIND_NAME)
+#undef KIND_NAME
 };
 
 const char *tg_optim_kind_name(tg_optim_kind kind) {
     return (unsigned)kind < TG_OPTIM_KIND_COUNT ? kind_names[kind] : "unknown";
 }
 
-const char *tg__optim_buf_name(tg_optim_kind kind, int k) {
-    if ((unsigned)kind >= TG_OPTIM_KIND_COUNT || k < 0 || k >= TG_OPTIM_NBUF) return NULL;
-    return buf_names[kind][k];
+const char *tg_optim_kind_torch_name(tg_optim_kind kind) {
+    const tg_optim_row *r = row_of(kind);
+    return r ? r->torch : "unknown";
 }
 
+tg_optim_kind tg_optim_kind_from_name(const char *name) {
+    for (int k = 0; name && k < TG_OPTIM_KIND_COUNT; k++)
+        if (strcmp(name, kind_names[k]) == 0) return (tg_optim_kind)k;
+    return TG_OPTIM_KIND_COUNT;
+}
+
+char *tg_optim_kind_list(char *buf, size_t size, const char *sep) {
+    if (!buf || size == 0) return buf;
+    buf[0] = '\0';
+    size_t len = 0;
+    for (int k = 0; k < TG_OPTIM_KIND_COUNT && len < size; k++) {
+        int w = snprintf(buf + len, size - len, "%s%s", k ? (sep ? sep : "") : "", kind_names[k]);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+    return buf;
+}
+
+int tg_optim_num_fields(void) { return N_FIELDS; }
+const char *tg_optim_field_name(int i) { return i >= 0 && i < N_FIELDS ? tg__optim_fields[i].name : NULL; }
+const char *tg_optim_field_meaning(int i) { return i >= 0 && i < N_FIELDS ? tg__optim_fields[i].meaning : NULL; }
+bool tg_optim_field_is_bool(int i) { return i >= 0 && i < N_FIELDS && tg__optim_fields[i].is_bool; }
+double tg_optim_field_get(const tg_optim_opts *o, int i) {
+    if (!o || i < 0 || i >= N_FIELDS) return NAN;
+    const char *f = (const char *)o + tg__optim_fields[i].offset;
+    return tg__optim_fields[i].is_bool ? (*(const bool *)f ? 1.0 : 0.0) : *(const double *)f;
+}
+bool tg_optim_kind_uses(tg_optim_kind kind, int i) {
+    const tg_optim_row *r = row_of(kind);
+    return r && i >= 0 && i < N_FIELDS && (r->uses >> i & 1u);
+}
+
+const char *tg__optim_buf_name(tg_optim_kind kind, int k) {
+    const tg_optim_row *r = row_of(kind);
+    return r && k >= 0 && k < TG_OPTIM_NBUF ? r->state[k] : NULL;
+}
+
+/* The row's defaults for the fields it uses, unused_values for the others. */
 tg_optim_opts tg_optim_defaults(tg_optim_kind kind) {
-    tg_optim_opts o = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .alpha = 0.99};
-    switch (kind) {
-    case TG_OPTIM_ADAMW: o.weight_decay = 1e-2; break;
-    case TG_OPTIM_RMSPROP: o.lr = 1e-2; break;
-    case TG_OPTIM_ADAGRAD: o.lr = 1e-2; o.eps = 1e-10; break;
-    default: break;
+    tg_optim_opts o = unused_values;
+    const tg_optim_row *r = row_of(kind);
+    if (!r) return o;
+    for (int i = 0; i < N_FIELDS; i++) {
+        if (!(r->uses >> i & 1u)) continue;
+        size_t off = tg__optim_fields[i].offset;
+        memcpy((char *)&o + off, (const char *)&r->defaults + off, tg__optim_fields[i].is_bool ? sizeof(bool) : sizeof(double));
     }
     return o;
 }
 
-/* `!(x >= 0)` also rejects NaN. The wording follows torch's ValueError messages. */
+/* Each used field against its rule, then the row's cross-field check. `!(x >= 0)` also rejects
+ * NaN. The wording follows torch's ValueError messages. */
 bool tg__optim_validate(tg_optim_kind kind, const tg_optim_opts *o, char *msg, size_t size) {
-    if ((unsigned)kind >= TG_OPTIM_KIND_COUNT) { snprintf(msg, size, "unknown optimizer kind %d", (int)kind); return false; }
+    const tg_optim_row *r = row_of(kind);
+    if (!r) { snprintf(msg, size, "unknown optimizer kind %d", (int)kind); return false; }
     const char *k = kind_names[kind];
-#define REQUIRE(cond, ...) do { if (!(cond)) { snprintf(msg, size, __VA_ARGS__); return false; } } while (0)
-    REQUIRE(o->lr >= 0, "%s: invalid learning rate %g (must be >= 0)", k, o->lr);
-    REQUIRE(o->weight_decay >= 0, "%s: invalid weight_decay %g (must be >= 0)", k, o->weight_decay);
-    switch (kind) {
-    case TG_OPTIM_SGD:
-        REQUIRE(o->momentum >= 0, "sgd: invalid momentum %g (must be >= 0)", o->momentum);
-        REQUIRE(isfinite(o->dampening), "sgd: invalid dampening %g", o->dampening);
-        REQUIRE(!o->nesterov || (o->momentum > 0 && o->dampening == 0),
-                "sgd: nesterov momentum requires a momentum > 0 and zero dampening (momentum %g, dampening %g)",
-                o->momentum, o->dampening);
-        break;
-    case TG_OPTIM_ADAM:
-    case TG_OPTIM_ADAMW:
-        REQUIRE(o->eps >= 0, "%s: invalid eps %g (must be >= 0)", k, o->eps);
-        REQUIRE(o->beta1 >= 0 && o->beta1 < 1, "%s: invalid beta1 %g (must be in [0, 1))", k, o->beta1);
-        REQUIRE(o->beta2 >= 0 && o->beta2 < 1, "%s: invalid beta2 %g (must be in [0, 1))", k, o->beta2);
-        break;
-    case TG_OPTIM_RMSPROP:
-        REQUIRE(o->eps >= 0, "rmsprop: invalid eps %g (must be >= 0)", o->eps);
-        REQUIRE(o->momentum >= 0, "rmsprop: invalid momentum %g (must be >= 0)", o->momentum);
-        REQUIRE(o->alpha >= 0, "rmsprop: invalid alpha %g (must be >= 0)", o->alpha);
-        break;
-    case TG_OPTIM_ADAGRAD:
-        REQUIRE(o->eps >= 0, "adagrad: invalid eps %g (must be >= 0)", o->eps);
-        REQUIRE(o->lr_decay >= 0, "adagrad: invalid lr_decay %g (must be >= 0)", o->lr_decay);
-        REQUIRE(o->initial_accumulator_value >= 0, "adagrad: invalid initial_accumulator_value %g (must be >= 0)",
-                o->initial_accumulator_value);
-        break;
-    default: break;
+    for (int i = 0; i < N_FIELDS; i++) {
+        if (!(r->uses >> i & 1u) || tg__optim_fields[i].is_bool) continue;
+        double x = tg_optim_field_get(o, i);
+        const char *name = i == FIELD_lr ? "learning rate" : tg__optim_fields[i].name;
+        switch ((field_rule)tg__optim_fields[i].rule) {
+        case RULE_GE0:
+            if (!(x >= 0)) { snprintf(msg, size, "%s: invalid %s %g (must be >= 0)", k, name, x); return false; }
+            break;
+        case RULE_UNIT:
+            if (!(x >= 0 && x < 1)) { snprintf(msg, size, "%s: invalid %s %g (must be in [0, 1))", k, name, x); return false; }
+            break;
+        case RULE_UNIT_CLOSED:
+            if (!(x >= 0 && x <= 1)) { snprintf(msg, size, "%s: invalid %s %g (must be in [0, 1])", k, name, x); return false; }
+            break;
+        case RULE_FINITE:
+            if (!isfinite(x)) { snprintf(msg, size, "%s: invalid %s %g (must be finite)", k, name, x); return false; }
+            break;
+        case RULE_BOOL: break;
+        }
     }
-#undef REQUIRE
-    return true;
+    return r->check ? r->check(o, msg, size) : true;
 }
 
 static bool check_opts(const char *fn, tg_optim_kind kind, const tg_optim_opts *o) {
@@ -243,7 +323,7 @@ tg_tensor *tg_optim_state(const tg_optim *opt, const tg_tensor *param, const cha
     int i = opt && name ? find_param(opt, param) : -1;
     if (i < 0) return NULL;
     for (int k = 0; k < TG_OPTIM_NBUF; k++) {
-        const char *b = buf_names[opt->kind][k];
+        const char *b = row_of(opt->kind)->state[k];
         if (b && strcmp(b, name) == 0) return opt->params[i].buf[k];
     }
     return NULL;
@@ -298,11 +378,29 @@ static void sgd_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tenso
     if (buf) tg_bump_version(buf);
 }
 
+static bool sgd_check(const tg_optim_opts *o, char *msg, size_t size) {
+    if (o->nesterov && !(o->momentum > 0 && o->dampening == 0)) {
+        snprintf(msg, size, "sgd: nesterov momentum requires a momentum > 0 and zero dampening (momentum %g, dampening %g)",
+                 o->momentum, o->dampening);
+        return false;
+    }
+    return true;
+}
+
+static const tg_optim_row sgd_row = {
+    .torch = "torch.optim.SGD",
+    .uses = ALL_KINDS | F(momentum) | F(dampening) | F(nesterov),
+    .defaults = {.lr = 1e-3}, /* torch >= 2.0; required in 1.x */
+    .state = {"momentum_buffer"},
+    .update = sgd_update,
+    .check = sgd_check,
+};
+
 /* Adam / AdamW. torch: (AdamW: p.mul_(1 - lr·wd)) | grad = grad.add(p, alpha=wd);
  * exp_avg.mul_(β1).add_(grad, alpha=1-β1); exp_avg_sq.mul_(β2).addcmul_(grad, grad, value=1-β2);
  * step_size = lr / (1-β1^t); denom = (v.sqrt() / sqrt(1-β2^t)).add_(eps) (amsgrad: v̂ = max(v̂, v));
  * p.addcdiv_(exp_avg, denom, value=-step_size) */
-static void adam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad, bool decoupled) {
+static void adam_any_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad, bool decoupled) {
     tg_tensor *p = ps->param;
     tg_tensor *m = state_buf(ps, 0, 0.0), *v = state_buf(ps, 1, 0.0);
     tg_tensor *vmax = o->amsgrad ? state_buf(ps, 2, 0.0) : NULL;
@@ -353,6 +451,29 @@ static void adam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tens
     if (vmax) tg_bump_version(vmax);
 }
 
+static void adam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
+    adam_any_update(ps, o, grad, false);
+}
+static void adamw_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
+    adam_any_update(ps, o, grad, true);
+}
+
+static const tg_optim_row adam_row = {
+    .torch = "torch.optim.Adam",
+    .uses = ALL_KINDS | F(beta1) | F(beta2) | F(eps) | F(amsgrad),
+    .defaults = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
+    .state = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+    .update = adam_update,
+};
+
+static const tg_optim_row adamw_row = {
+    .torch = "torch.optim.AdamW",
+    .uses = ALL_KINDS | F(beta1) | F(beta2) | F(eps) | F(amsgrad),
+    .defaults = {.lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
+    .state = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+    .update = adamw_update,
+};
+
 /* RMSprop. torch: grad = grad.add(p, alpha=wd); square_avg.mul_(α).addcmul_(grad, grad, value=1-α);
  * centered: grad_avg.mul_(α).add_(grad, alpha=1-α); avg = square_avg.addcmul(grad_avg, grad_avg,
  * value=-1).sqrt_() | avg = square_avg.sqrt(); avg = avg.add_(eps);
@@ -393,6 +514,14 @@ static void rmsprop_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_t
     if (ga) tg_bump_version(ga);
 }
 
+static const tg_optim_row rmsprop_row = {
+    .torch = "torch.optim.RMSprop",
+    .uses = ALL_KINDS | F(momentum) | F(eps) | F(alpha) | F(centered),
+    .defaults = {.lr = 1e-2, .alpha = 0.99, .eps = 1e-8},
+    .state = {"square_avg", "momentum_buffer", "grad_avg"}, /* grad_avg: centered only */
+    .update = rmsprop_update,
+};
+
 /* Adagrad. torch: grad = grad.add(p, alpha=wd); clr = lr / (1 + (t-1)·lr_decay);
  * state_sum.addcmul_(grad, grad, value=1); std = state_sum.sqrt().add_(eps); p.addcdiv_(grad, std, value=-clr) */
 static void adagrad_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
@@ -415,6 +544,25 @@ static void adagrad_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_t
     tg_bump_version(sum);
 }
 
+static const tg_optim_row adagrad_row = {
+    .torch = "torch.optim.Adagrad",
+    .uses = ALL_KINDS | F(eps) | F(lr_decay) | F(initial_accumulator_value),
+    .defaults = {.lr = 1e-2, .eps = 1e-10},
+    .state = {"sum"},
+    .update = adagrad_update,
+};
+
+/* The rows in enum order, made from TG_OPTIM_KINDS. */
+static const tg_optim_row *const rows[TG_OPTIM_KIND_COUNT] = {
+#define KIND_ROW(K, name) [TG_OPTIM_##K] = &name##_row,
+    TG_OPTIM_KINDS(KIND_ROW)
+#undef KIND_ROW
+};
+
+static const tg_optim_row *row_of(tg_optim_kind kind) {
+    return (unsigned)kind < TG_OPTIM_KIND_COUNT ? rows[kind] : NULL;
+}
+
 int tg_optim_step(tg_optim *opt) {
     const char *fn = "tg_optim_step";
     if (!opt) { tg_error(fn, "optimizer is NULL"); return -1; }
@@ -435,14 +583,7 @@ int tg_optim_step(tg_optim *opt) {
         if (!g) continue;
         const tg_optim_opts *o = &opt->groups[ps->group].opts;
         ps->step++;
-        switch (opt->kind) {
-        case TG_OPTIM_SGD: sgd_update(ps, o, g); break;
-        case TG_OPTIM_ADAM: adam_update(ps, o, g, false); break;
-        case TG_OPTIM_ADAMW: adam_update(ps, o, g, true); break;
-        case TG_OPTIM_RMSPROP: rmsprop_update(ps, o, g); break;
-        case TG_OPTIM_ADAGRAD: adagrad_update(ps, o, g); break;
-        default: break;
-        }
+        rows[opt->kind]->update(ps, o, g);
         tg_bump_version(ps->param);
     }
     tg_no_grad_end();

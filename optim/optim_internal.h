@@ -4,12 +4,8 @@
 #define TG_OPTIM_INTERNAL_H
 #include <tapegrad/optim.h>
 
-/* Per-parameter state, named like torch.optim's state keys (so a checkpoint reads like PyTorch's):
- *   SGD      buf[0] momentum_buffer
- *   Adam(W)  buf[0] exp_avg, buf[1] exp_avg_sq, buf[2] max_exp_avg_sq (amsgrad)
- *   RMSprop  buf[0] square_avg, buf[1] momentum_buffer (momentum > 0), buf[2] grad_avg (centered)
- *   Adagrad  buf[0] sum
- * Buffers have the parameter's shape and dtype and are created on the parameter's first step. */
+/* Per-parameter state, named like torch.optim's state keys (so a checkpoint reads like PyTorch's);
+ * the names of buf[0..] are the .state of the optimizer's row in optim.c. Buffers have the parameter's shape and dtype and are created on the parameter's first step. */
 #define TG_OPTIM_NBUF 3
 
 typedef struct tg_optim_slot {
@@ -33,6 +29,30 @@ struct tg_optim {
     tg_optim_slot *params;   /* [n_params], grouped contiguously in insertion order */
     int n_params;
 };
+
+/* One optimizer: everything about it but its TG_OPTIM_KINDS line (optim.h). Defined as `<name>_row`
+ * beside its update function in optim.c; see the recipe there. */
+typedef void tg_optim_update_fn(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad);
+typedef bool tg_optim_check_fn(const tg_optim_opts *o, char *msg, size_t size);
+typedef struct tg_optim_row {
+    const char *torch;                  /* torch's class, "torch.optim.Adam" */
+    uint64_t uses;                      /* bit i: reads TG_OPTIM_FIELDS field i (validated, documented) */
+    tg_optim_opts defaults;             /* torch's defaults of the fields it uses (the others are ignored) */
+    const char *state[TG_OPTIM_NBUF];   /* torch's state key of buf[k]; NULL past the last */
+    tg_optim_update_fn *update;         /* one step of one parameter (ps->step already counts it) */
+    tg_optim_check_fn *check;           /* rules across fields (false + message); NULL if none */
+} tg_optim_row;
+
+/* The TG_OPTIM_FIELDS lines as data (optim.c), for checkpoints and validation. */
+typedef struct tg_optim_field {
+    const char *name;    /* "beta1": also the checkpoint key group.<g>.<name> */
+    const char *meaning;
+    size_t offset;       /* in tg_optim_opts */
+    bool is_bool;        /* else double */
+    int rule;
+} tg_optim_field;
+extern const tg_optim_field tg__optim_fields[];
+extern const int tg__optim_n_fields;
 
 /* Name of state buffer k for this optimizer kind, or NULL when the kind has no such buffer. */
 const char *tg__optim_buf_name(tg_optim_kind kind, int k);

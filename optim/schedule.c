@@ -28,6 +28,22 @@ struct tg_sched {
     int64_t cooldown_counter; /* PLATEAU */
 };
 
+static const char *const sched_names[TG_SCHED_KIND_COUNT] = {
+#define SCHED_NAME(K, name) [TG_SCHED_##K] = #name,
+    TG_SCHED_KINDS(SCHED_NAME)
+#undef SCHED_NAME
+};
+
+const char *tg_sched_kind_name(tg_sched_kind kind) {
+    return (unsigned)kind < TG_SCHED_KIND_COUNT ? sched_names[kind] : "unknown";
+}
+
+tg_sched_kind tg_sched_kind_from_name(const char *name) {
+    for (int k = 0; name && k < TG_SCHED_KIND_COUNT; k++)
+        if (strcmp(name, sched_names[k]) == 0) return (tg_sched_kind)k;
+    return TG_SCHED_KIND_COUNT;
+}
+
 static double closed_form_lr(const tg_sched *s, double base) {
     const int64_t e = s->last_epoch;
     switch (s->kind) {

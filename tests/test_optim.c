@@ -662,6 +662,68 @@ Test(optim, checkpoint_resume_is_bit_identical) {
     }
 }
 
+/* The optimizer table walked in both directions: every kind (TG_OPTIM_KINDS) has a name that parses
+ * back, torch's class, defaults that tg_optim_new accepts, golden defaults and trajectories from
+ * torch, and a checkpoint round trip that resumes bit for bit, so a new optimizer that misses any of
+ * these fails here with its name. */
+Test(optim, every_kind_is_complete) {
+    char list[256];
+    tg_optim_kind_list(list, sizeof list, ", ");
+    for (int k = 0; k < TG_OPTIM_KIND_COUNT; k++) {
+        const char *name = tg_optim_kind_name((tg_optim_kind)k);
+        cr_expect_neq(strcmp(name, "unknown"), 0, "optimizer kind %d has no name", k);
+        cr_expect_eq(tg_optim_kind_from_name(name), (tg_optim_kind)k, "'%s' does not parse back to kind %d", name, k);
+        cr_expect(strstr(list, name) != NULL, "'%s' missing from tg_optim_kind_list: %s", name, list);
+        cr_expect(strncmp(tg_optim_kind_torch_name((tg_optim_kind)k), "torch.optim.", 12) == 0,
+                  "optimizer '%s' has no torch class in its row (optim/optim.c)", name);
+        bool has_defaults = false, has_trajectory = false;
+        for (size_t i = 0; i < sizeof golden_defaults / sizeof golden_defaults[0]; i++)
+            has_defaults |= golden_defaults[i].kind == (tg_optim_kind)k;
+        for (int c = 0; c < GOLDEN_N_OPTIM_CASES; c++) has_trajectory |= golden_optim_cases[c].kind == (tg_optim_kind)k;
+        cr_expect(has_defaults, "optimizer '%s' has no golden defaults (tests/data/gen_optim_golden.py)", name);
+        cr_expect(has_trajectory, "optimizer '%s' has no golden trajectory (tests/data/gen_optim_golden.py)", name);
+        int uses = 0;
+        for (int i = 0; i < tg_optim_num_fields(); i++) uses += tg_optim_kind_uses((tg_optim_kind)k, i);
+        cr_expect_gt(uses, 0, "optimizer '%s' uses no hyper-parameter (its row's .uses)", name);
+        run_cfg rc = {(tg_optim_kind)k, tg_optim_defaults((tg_optim_kind)k), 0};
+        rc.opts.lr = 0.05;
+        resume_round_trip(&rc, TG_F64);
+    }
+    cr_expect_eq(tg_optim_kind_from_name("adamx"), TG_OPTIM_KIND_COUNT);
+    cr_expect_eq(tg_optim_kind_from_name("Adam"), TG_OPTIM_KIND_COUNT, "names match exactly");
+    cr_expect_eq(tg_optim_kind_from_name(NULL), TG_OPTIM_KIND_COUNT);
+    char tiny[8];
+    cr_expect_str_eq(tg_optim_kind_list(tiny, sizeof tiny, ", "), "sgd, ad", "a short buffer truncates");
+    for (int k = 0; k < TG_SCHED_KIND_COUNT; k++)
+        cr_expect_eq(tg_sched_kind_from_name(tg_sched_kind_name((tg_sched_kind)k)), (tg_sched_kind)k,
+                     "schedule kind %d ('%s') does not parse back", k, tg_sched_kind_name((tg_sched_kind)k));
+    cr_expect_eq(tg_sched_kind_from_name("cos"), TG_SCHED_KIND_COUNT);
+}
+
+/* Every hyper-parameter field (TG_OPTIM_FIELDS) is in the checkpoint, with every digit. */
+Test(optim, checkpoint_carries_every_hyper_parameter) {
+    tiny_model a = tiny_new(TG_F64, 5);
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_SGD);
+    o.lr = 0.1 / 3;
+    tg_optim *opt = tg_optim_new_params(TG_OPTIM_SGD, a.params, &o);
+    cr_assert_not_null(opt);
+    const char *path = tmp_path("hp.safetensors");
+    cr_assert_eq(tg_optim_save(opt, NULL, path), 0, "%s", tg_last_error());
+    tg_st_file *f = tg_st_load(path);
+    cr_assert_not_null(f);
+    for (int i = 0; i < tg_optim_num_fields(); i++) {
+        char key[96];
+        snprintf(key, sizeof key, "group.0.%s", tg_optim_field_name(i));
+        const char *v = tg_st_meta(f, key);
+        cr_expect_not_null(v, "hyper-parameter '%s' is not in the checkpoint", tg_optim_field_name(i));
+        if (v) cr_expect_eq(strtod(v, NULL), tg_optim_field_get(&o, i), "%s = %s", key, v);
+    }
+    tg_st_free(f);
+    tg_optim_free(opt);
+    tg_params_free(a.params);
+    unlink(path);
+}
+
 Test(optim, params_round_trip_keeps_names_and_bits) {
     tiny_model a = tiny_new(TG_F32, 1), b = tiny_new(TG_F32, 2);
     const char *path = tmp_path("p.safetensors");

@@ -55,6 +55,7 @@ int cmd_compare(int argc, char **argv) {
                *svg = NULL, *csv_path = NULL, *dtype = "f32";
     long seeds = 3, seed0 = 1, steps = 0, hidden = 0, layers = 1, batch = 0, seq = 0, threads = 1;
     double lr = 0, clip = 1.0, dropout = 0, zoneout = 0;
+    char optim_help[160];
     const cli_opt opts[] = {
         {"--task", CLI_STR, &tname, 0, 0, "arith | pattern | adding | copy | binadd | charlm (required)"},
         {"--cells", CLI_STR, &cells_arg, 0, 0, "comma-separated cell names (tg_cell_by_name)"},
@@ -66,7 +67,7 @@ int cmd_compare(int argc, char **argv) {
         {"--batch", CLI_INT, &batch, 0, 4096, "sequences per step (0: the task's default)"},
         {"--seq", CLI_INT, &seq, 0, 100000, "the task's length (0: the task's default)"},
         {"--lr", CLI_REAL, &lr, 0, 10, "learning rate (0: the task's default)"},
-        {"--optim", CLI_STR, &optim, 0, 0, "adam | sgd | rmsprop | adagrad | adamw"},
+        {"--optim", CLI_STR, &optim, 0, 0, tg_optim_kind_list(optim_help, sizeof optim_help, " | ")},
         {"--clip", CLI_REAL, &clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
         {"--forget-bias", CLI_STR, &fb_arg, 0, 0, "comma-separated forget-gate biases: one row per cell with a "
                                                   "forget gate and value (default: PyTorch's init)"},
@@ -87,8 +88,8 @@ int cmd_compare(int argc, char **argv) {
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     if (!tname) return cli_fail(&cmd, "--task is required (%s)", task_list());
     if (!task_known(tname)) return cli_fail(&cmd, "unknown task '%s' (known: %s)", tname, task_list());
-    if (optim_kind_parse(optim) < 0)
-        return cli_fail(&cmd, "unknown optimizer '%s' (adam, sgd, rmsprop, adagrad or adamw)", optim);
+    char optim_err[320];
+    if (!optim_name_ok(optim, optim_err, sizeof optim_err)) return cli_fail(&cmd, "%s", optim_err);
     if (strcmp(dtype, "f32") && strcmp(dtype, "f64")) return cli_fail(&cmd, "--dtype must be f32 or f64, not '%s'", dtype);
     cli_record_errors();
 

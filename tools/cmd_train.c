@@ -56,6 +56,7 @@ int cmd_train(int argc, char **argv) {
     double lr = 0, clip = 1.0;
     bool quiet = false, anomaly = false;
     double dropout = 0, zoneout = 0;
+    char optim_help[160];
     const cli_opt opts[] = {
         {"--task", CLI_STR, &task, 0, 0, "arith | pattern | adding | copy | binadd | charlm (required)"},
         {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tg_cell_by_name)"},
@@ -64,7 +65,7 @@ int cmd_train(int argc, char **argv) {
         {"--batch", CLI_INT, &batch, 0, 4096, "sequences per step (0: the task's default)"},
         {"--seq", CLI_INT, &seq, 0, 100000, "the task's length: T, delay, bits, window (0: the task's default)"},
         {"--lr", CLI_REAL, &lr, 0, 10, "learning rate (0: the task's default)"},
-        {"--optim", CLI_STR, &optim, 0, 0, "adam | sgd | rmsprop | adagrad | adamw"},
+        {"--optim", CLI_STR, &optim, 0, 0, tg_optim_kind_list(optim_help, sizeof optim_help, " | ")},
         {"--clip", CLI_REAL, &clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
         {"--epochs", CLI_INT, &epochs, 0, 1000000, "train this many epochs (charlm: passes over the text; "
                                                   "else 10,000 examples)"},
@@ -92,8 +93,8 @@ int cmd_train(int argc, char **argv) {
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     if (!task && !resume) return cli_fail(&cmd, "--task is required (%s)", task_list());
     if (task && !task_known(task)) return cli_fail(&cmd, "unknown task '%s' (known: %s)", task, task_list());
-    if (optim_kind_parse(optim) < 0)
-        return cli_fail(&cmd, "unknown optimizer '%s' (adam, sgd, rmsprop, adagrad or adamw)", optim);
+    char optim_err[320];
+    if (!optim_name_ok(optim, optim_err, sizeof optim_err)) return cli_fail(&cmd, "%s", optim_err);
     if (strcmp(dtype, "f32") && strcmp(dtype, "f64")) return cli_fail(&cmd, "--dtype must be f32 or f64, not '%s'", dtype);
     if (epochs && steps) return cli_fail(&cmd, "give --epochs or --steps, not both");
     cli_record_errors();

@@ -13,14 +13,12 @@
 
 #define DATA_STREAM 0xda7a5eedULL  /* the data generator's seed is seed ^ this */
 
-static const char *const optim_names[] = {"sgd", "adam", "adamw", "rmsprop", "adagrad"};
-static const tg_optim_kind optim_kinds[] = {TG_OPTIM_SGD, TG_OPTIM_ADAM, TG_OPTIM_ADAMW, TG_OPTIM_RMSPROP,
-                                            TG_OPTIM_ADAGRAD};
-
-int optim_kind_parse(const char *name) {
-    for (int i = 0; name && i < 5; i++)
-        if (strcmp(name, optim_names[i]) == 0) return (int)optim_kinds[i];
-    return -1;
+bool optim_name_ok(const char *name, char *err, size_t errlen) {
+    if (tg_optim_kind_from_name(name) != TG_OPTIM_KIND_COUNT) return true;
+    char known[256];
+    snprintf(err, errlen, "unknown optimizer '%s' (known: %s)", name ? name : "(null)",
+             tg_optim_kind_list(known, sizeof known, ", "));
+    return false;
 }
 
 void train_config_fill_defaults(train_config *cfg) {
@@ -67,15 +65,12 @@ static void lib_err(char *err, size_t n, const char *what) {
 }
 
 static int make_optimizer(trainer *tr, char *err, size_t errlen) {
-    int kind = optim_kind_parse(tr->cfg.optim);
-    if (kind < 0) {
-        snprintf(err, errlen, "unknown optimizer '%s' (adam, sgd, rmsprop, adagrad or adamw)", tr->cfg.optim);
-        return -1;
-    }
-    tg_optim_opts o = tg_optim_defaults((tg_optim_kind)kind);
+    if (!optim_name_ok(tr->cfg.optim, err, errlen)) return -1;
+    tg_optim_kind kind = tg_optim_kind_from_name(tr->cfg.optim);
+    tg_optim_opts o = tg_optim_defaults(kind);
     o.lr = tr->cfg.lr;
     tg_clear_error();
-    tr->opt = tg_optim_new_params((tg_optim_kind)kind, tr->model->params, &o);
+    tr->opt = tg_optim_new_params(kind, tr->model->params, &o);
     if (!tr->opt) { lib_err(err, errlen, "cannot create the optimizer"); return -1; }
     return 0;
 }
@@ -256,7 +251,7 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
     train_config cfg = *user;
     const char *task = tg_st_meta(f, "task"), *optim = tg_st_meta(f, "optim"), *text = tg_st_meta(f, "text");
     const char *v;
-    if (!task || !task_known(task) || !optim || optim_kind_parse(optim) < 0) {
+    if (!task || !task_known(task) || tg_optim_kind_from_name(optim) == TG_OPTIM_KIND_COUNT) {
         snprintf(err, errlen, "%s: the checkpoint does not say which task / optimizer it was trained with", path);
         model_free(m);
         tg_st_free(f);

@@ -28,7 +28,7 @@ typedef struct train_config {
     const char *text;        /* charlm: text file, NULL = default corpus */
     long seq, hidden, layers, batch;
     double lr;
-    const char *optim;       /* adam | sgd | rmsprop | adagrad | adamw */
+    const char *optim;       /* an optimizer's name (tg_optim_kind_from_name) */
     double clip;             /* max gradient norm; 0 = no clipping */
     long steps;              /* total steps to reach */
     long seed;
@@ -41,8 +41,9 @@ typedef struct train_config {
 
 /* Fills the settings the user left at 0 / NULL from the task's defaults (task_defaults_of). */
 void train_config_fill_defaults(train_config *cfg);
-/* "adam" -> TG_OPTIM_ADAM; -1 if unknown */
-int optim_kind_parse(const char *name);
+/* true when name is an optimizer's name (tg_optim_kind_from_name); else false with "unknown
+ * optimizer 'x' (known: sgd, adam, ...)" in err. */
+bool optim_name_ok(const char *name, char *err, size_t errlen);
 
 typedef struct train_curve {
     int64_t *step;           /* [n] the step at the end of each window */

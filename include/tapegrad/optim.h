@@ -55,31 +55,55 @@ extern "C" {
 
 /* ---- optimizers --------------------------------------------------------------------------------- */
 
+/* The optimizers, one line each: X(KIND, name) makes the enum constant TG_OPTIM_<KIND> and the
+ * lower-case name that tg_optim_kind_name / tg_optim_kind_from_name, the command line (--optim) and
+ * checkpoints use. Everything else about an optimizer (its torch class, the hyper-parameters it
+ * reads and their defaults, its state tensors, its update function) is its row `<name>_row` in
+ * optim/optim.c; a line here without that row fails the build ("'<name>_row' undeclared"), a row
+ * without a line here fails it too ("'<name>_row' defined but not used"). How to add one: the
+ * recipe at the top of optim/optim.c (and docs/design.md). */
+#define TG_OPTIM_KINDS(X)                           \
+    X(SGD, sgd)         /* torch.optim.SGD     */   \
+    X(ADAM, adam)       /* torch.optim.Adam    */   \
+    X(ADAMW, adamw)     /* torch.optim.AdamW   */   \
+    X(RMSPROP, rmsprop) /* torch.optim.RMSprop */   \
+    X(ADAGRAD, adagrad) /* torch.optim.Adagrad */
+
 typedef enum tg_optim_kind {
-    TG_OPTIM_SGD = 0, /* torch.optim.SGD     */
-    TG_OPTIM_ADAM,    /* torch.optim.Adam    */
-    TG_OPTIM_ADAMW,   /* torch.optim.AdamW   */
-    TG_OPTIM_RMSPROP, /* torch.optim.RMSprop */
-    TG_OPTIM_ADAGRAD, /* torch.optim.Adagrad */
+#define TG__OPTIM_ENUM(K, name) TG_OPTIM_##K,
+    TG_OPTIM_KINDS(TG__OPTIM_ENUM)
+#undef TG__OPTIM_ENUM
     TG_OPTIM_KIND_COUNT
 } tg_optim_kind;
 
-/* Hyper-parameters of one parameter group. One struct serves every kind; fields a kind does not use
- * are ignored (and not validated). */
+/* The hyper-parameters of one parameter group, one line each: X(type, name, rule, meaning). The
+ * struct tg_optim_opts below is made from these lines, and so are the checkpoint's group.<g>.<name>
+ * fields (optim/checkpoint.c) and the validation: for the kinds whose row uses the field,
+ * tg_optim_new checks its rule (GE0: >= 0 and not NaN; UNIT: in [0, 1); UNIT_CLOSED: in [0, 1];
+ * FINITE: finite; BOOL: none; a bool field must have the rule BOOL, the build checks it). A new
+ * hyper-parameter is one line here plus the rows that use it; checkpoints then carry it. */
+#define TG_OPTIM_FIELDS(X)                                                                              \
+    X(double, lr, GE0, "learning rate")                                                                  \
+    X(double, weight_decay, GE0, "L2 term added to g (AdamW: decoupled p *= 1 - lr wd)")                 \
+    X(double, momentum, GE0, "momentum factor")                                                          \
+    X(double, dampening, FINITE, "dampening of the momentum")                                            \
+    X(bool, nesterov, BOOL, "Nesterov momentum; needs momentum > 0 and dampening = 0")                   \
+    X(double, beta1, UNIT, "decay of the running mean of g")                                             \
+    X(double, beta2, UNIT, "decay of the running mean of g^2")                                           \
+    X(double, eps, GE0, "added to the denominator")                                                      \
+    X(bool, amsgrad, BOOL, "use the maximum of the running means of g^2")                                \
+    X(double, alpha, GE0, "smoothing constant of the running mean of g^2")                               \
+    X(bool, centered, BOOL, "divide by the centred second moment")                                       \
+    X(double, lr_decay, GE0, "learning-rate decay: lr / (1 + (t-1) lr_decay)")                           \
+    X(double, initial_accumulator_value, GE0, "start value of the sum of g^2")                           \
+    X(bool, maximize, BOOL, "ascend instead of descend")
+
+/* One struct serves every kind; fields a kind does not use are ignored (and not validated); which
+ * kind uses which field: tg_optim_kind_uses. */
 typedef struct tg_optim_opts {
-    double lr;                        /* all; >= 0 */
-    double weight_decay;              /* all; >= 0. L2 term added to g (AdamW: decoupled p *= 1 - lr wd) */
-    double momentum;                  /* SGD, RMSprop; >= 0 */
-    double dampening;                 /* SGD */
-    bool nesterov;                    /* SGD; needs momentum > 0 and dampening = 0 */
-    double beta1, beta2;              /* Adam, AdamW; each in [0, 1) */
-    double eps;                       /* Adam, AdamW, RMSprop, Adagrad; >= 0 */
-    bool amsgrad;                     /* Adam, AdamW */
-    double alpha;                     /* RMSprop smoothing constant; >= 0 */
-    bool centered;                    /* RMSprop */
-    double lr_decay;                  /* Adagrad; >= 0 */
-    double initial_accumulator_value; /* Adagrad; >= 0 */
-    bool maximize;                    /* all: ascend instead of descend */
+#define TG__OPTIM_FIELD(type, name, rule, meaning) type name;
+    TG_OPTIM_FIELDS(TG__OPTIM_FIELD)
+#undef TG__OPTIM_FIELD
 } tg_optim_opts;
 
 typedef struct tg_optim tg_optim;
@@ -88,7 +112,26 @@ typedef struct tg_optim tg_optim;
  * (0.9, 0.999), eps 1e-8, wd 0; AdamW the same with wd 1e-2; RMSprop lr 1e-2, alpha 0.99, eps 1e-8;
  * Adagrad lr 1e-2, eps 1e-10. */
 tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
-const char *tg_optim_kind_name(tg_optim_kind kind); /* "sgd", "adam", "adamw", "rmsprop", "adagrad" */
+const char *tg_optim_kind_name(tg_optim_kind kind); /* "sgd", "adam", ...; "unknown" out of range */
+/* The kind with exactly this name (as tg_optim_kind_name spells it), or TG_OPTIM_KIND_COUNT when no
+ * optimizer has that name (or name is NULL). */
+tg_optim_kind tg_optim_kind_from_name(const char *name);
+/* Every optimizer's name, in enum order, joined by sep ("sgd, adam, adamw, ..."), written into
+ * buf[size] (truncated if short; always terminated when size > 0). returns: buf. */
+char *tg_optim_kind_list(char *buf, size_t size, const char *sep);
+/* torch's class ("torch.optim.Adam"), or "unknown". returns: a static string. */
+const char *tg_optim_kind_torch_name(tg_optim_kind kind);
+
+/* The hyper-parameter fields of tg_optim_opts (TG_OPTIM_FIELDS order): their number, the name of
+ * field i ("beta1"; NULL out of range), its meaning, whether it is a bool (else a double), and its
+ * value in o as a double (bools as 0 / 1; NAN out of range or o NULL). */
+int tg_optim_num_fields(void);
+const char *tg_optim_field_name(int i);
+const char *tg_optim_field_meaning(int i);
+bool tg_optim_field_is_bool(int i);
+double tg_optim_field_get(const tg_optim_opts *o, int i);
+/* true when optimizers of this kind read field i (and tg_optim_new validates it). */
+bool tg_optim_kind_uses(tg_optim_kind kind, int i);
 
 /* An optimizer with one group holding params[0..n-1] (n may be 0: add groups later) and the given
  * hyper-parameters (NULL = tg_optim_defaults(kind)), which are also the defaults of later groups.
@@ -160,15 +203,25 @@ void tg_optim_clip_grad_value(tg_optim *opt, double clip_value);
  * One schedule drives an optimizer at a time (closed forms set the lr outright, they do not chain).
  * Invalid arguments are reported through tg_error and the constructor returns NULL.
  * All constructors: args: borrowed (opt must outlive the schedule); returns: new object (tg_sched_free). */
+/* The schedules, one line each: X(KIND, name) makes TG_SCHED_<KIND> and the name checkpoints use. */
+#define TG_SCHED_KINDS(X)       \
+    X(STEP, step)               \
+    X(MULTISTEP, multistep)     \
+    X(EXPONENTIAL, exponential) \
+    X(COSINE, cosine)           \
+    X(LINEAR, linear)           \
+    X(PLATEAU, plateau)
+
 typedef enum tg_sched_kind {
-    TG_SCHED_STEP = 0,
-    TG_SCHED_MULTISTEP,
-    TG_SCHED_EXPONENTIAL,
-    TG_SCHED_COSINE,
-    TG_SCHED_LINEAR,
-    TG_SCHED_PLATEAU,
+#define TG__SCHED_ENUM(K, name) TG_SCHED_##K,
+    TG_SCHED_KINDS(TG__SCHED_ENUM)
+#undef TG__SCHED_ENUM
     TG_SCHED_KIND_COUNT
 } tg_sched_kind;
+
+const char *tg_sched_kind_name(tg_sched_kind kind); /* "step", "plateau", ...; "unknown" out of range */
+/* The kind with exactly this name, or TG_SCHED_KIND_COUNT (unknown name or NULL). */
+tg_sched_kind tg_sched_kind_from_name(const char *name);
 
 typedef struct tg_sched tg_sched;
 
