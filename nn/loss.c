@@ -122,13 +122,29 @@ static tg_tensor *nll_from_log_probs(const tg_tensor *logp, const int64_t *targe
         }
     }
     tg_bump_version(mask);
+    if (o->reduction == TG_REDUCE_MEAN && denom == 0.0) {
+        /* Σ w[t_i] = 0 (every target ignored, or only zero-weight classes): torch's loss is 0/0 = NaN,
+         * but its nll backward writes -w[t_i]/0 only into non-ignored rows, so ignored rows get a
+         * gradient of exactly 0 (an all-padding batch does not poison the parameters) and zero-weight
+         * rows get -0/0 = NaN (at the target column; at every column with smoothing, whose term torch also
+         * divides by 0). The mask is scaled by 1/denom here, ignored rows left at 0, and the NaN
+         * of the forward value comes from a constant that has no gradient. */
+        for (int64_t i = 0; i < N; i++) {
+            if (target[i] == o->ignore_index) continue;
+            for (int64_t c = 0; c < C; c++)
+                if (c == target[i] || eps > 0) tg_set(mask, i * C + c, tg_get(mask, i * C + c) / denom);
+        }
+        tg_tensor *mean = tg_add_scalar(tg_neg(tg_sum(tg_mul(logp, mask))), NAN);
+        tg_release(mask);
+        return mean;
+    }
     tg_tensor *per_row = tg_neg(tg_sum_axis(tg_mul(logp, mask), 1, false)); /* [N] */
     tg_release(mask);
     if (o->reduction == TG_REDUCE_NONE) return per_row;
     tg_tensor *total = tg_sum(per_row);
     if (o->reduction == TG_REDUCE_SUM) return total;
     tg_tensor *d = tg_scalar(dt, denom);
-    tg_tensor *mean = tg_div(total, d); /* 0/0 = NaN when every target is ignored, like PyTorch */
+    tg_tensor *mean = tg_div(total, d);
     tg_release(d);
     return mean;
 }

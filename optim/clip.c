@@ -7,18 +7,19 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* The norm_type-norm of one tensor's elements (INFINITY: max |x|). */
+/* The norm_type-norm of one tensor's elements (INFINITY: max |x|, NaN as soon as one element is NaN,
+ * like torch's abs().max(); the loop stops there, since a later element would replace a NaN max). */
 static double tensor_norm(const tg_tensor *g, double p) {
     int64_t n = tg_numel(g);
     double acc = 0;
     if (tg_dtype_of(g) == TG_F32) {
         const float *x = tg_cdata(g);
-        if (isinf(p)) for (int64_t i = 0; i < n; i++) { double a = fabs((double)x[i]); if (!(a <= acc)) acc = a; }
+        if (isinf(p)) for (int64_t i = 0; i < n && !isnan(acc); i++) { double a = fabs((double)x[i]); if (!(a <= acc)) acc = a; }
         else if (p == 2) for (int64_t i = 0; i < n; i++) acc += (double)x[i] * (double)x[i];
         else for (int64_t i = 0; i < n; i++) acc += pow(fabs((double)x[i]), p);
     } else {
         const double *x = tg_cdata(g);
-        if (isinf(p)) for (int64_t i = 0; i < n; i++) { double a = fabs(x[i]); if (!(a <= acc)) acc = a; }
+        if (isinf(p)) for (int64_t i = 0; i < n && !isnan(acc); i++) { double a = fabs(x[i]); if (!(a <= acc)) acc = a; }
         else if (p == 2) for (int64_t i = 0; i < n; i++) acc += x[i] * x[i];
         else for (int64_t i = 0; i < n; i++) acc += pow(fabs(x[i]), p);
     }
@@ -26,10 +27,11 @@ static double tensor_norm(const tg_tensor *g, double p) {
     return p == 2 ? sqrt(acc) : pow(acc, 1.0 / p);
 }
 
-/* total = ‖(‖g_1‖, ‖g_2‖, ...)‖ as in torch: the norm of the per-tensor norms.
- * coefficient = max_norm / (total + 1e-6), applied only when total > max_norm (or total is NaN):
- * a gradient at or below the threshold is left bit-for-bit untouched. (torch applies the coefficient
- * whenever it is < 1, i.e. from max_norm - 1e-6 on; the two differ by at most 1e-6 relative.) */
+/* total = ‖(‖g_1‖, ‖g_2‖, ...)‖ as in torch: the norm of the per-tensor norms (a NaN anywhere makes it
+ * NaN, for every norm_type). Then torch's rule exactly: every gradient is multiplied by
+ *     clip_coef = min(1, max_norm / (total + 1e-6))
+ * always (a factor of exactly 1 leaves the values bit for bit as they are), so gradients are scaled
+ * from total > max_norm - 1e-6 on, and a NaN total scales them all to NaN (torch.clamp keeps NaN). */
 double tg_clip_grad_norm_(tg_tensor *const *params, int n, double max_norm, double norm_type, bool error_if_nonfinite) {
     const char *fn = "tg_clip_grad_norm_";
     if (n < 0 || (n > 0 && !params)) { tg_error(fn, "%d parameters at %p", n, (const void *)params); return NAN; }
@@ -46,7 +48,7 @@ double tg_clip_grad_norm_(tg_tensor *const *params, int n, double max_norm, doub
         if (!g) continue;
         any = true;
         double t = tensor_norm(g, norm_type);
-        if (isinf(norm_type)) { if (!(t <= total)) total = t; }
+        if (isinf(norm_type)) { if (!(t <= total) && !isnan(total)) total = t; } /* NaN sticks, as in torch.max */
         else total += norm_type == 2 ? t * t : pow(t, norm_type);
     }
     if (!any) return 0.0;
@@ -57,11 +59,10 @@ double tg_clip_grad_norm_(tg_tensor *const *params, int n, double max_norm, doub
         return total;
     }
     double coef = max_norm / (total + 1e-6);
-    if (total > max_norm || isnan(total)) {
-        for (int i = 0; i < n; i++) {
-            tg_tensor *g = tg_grad(params[i]);
-            if (g) tg_scale_(g, coef);
-        }
+    if (coef > 1.0) coef = 1.0; /* torch.clamp(coef, max=1.0): NaN stays NaN */
+    for (int i = 0; i < n; i++) {
+        tg_tensor *g = tg_grad(params[i]);
+        if (g) tg_scale_(g, coef);
     }
     return total;
 }

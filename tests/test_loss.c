@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "data/loss_golden.h"
+#include "data/parity_golden.h"
 #include "helpers.h"
 
 static long g_live_at_start;
@@ -217,6 +218,52 @@ Test(loss, ignored_targets_and_weighted_mean) {
     tg_release(x);
     tg_release(cw);
 }
+
+/* ---- every target ignored (tests/data/parity_golden.h) --------------------------------------------- */
+
+/* Equal to torch's value, NaN where torch has NaN, to atol + rtol |r|. */
+static bool close_or_both_nan(double v, double r, double atol, double rtol) {
+    if (isnan(r)) return isnan(v);
+    if (isinf(r)) return v == r;
+    return fabs(v - r) <= atol + rtol * fabs(r);
+}
+
+/* torch: a mean over no (or zero-weight) targets is NaN, yet the ignored rows' gradient is exactly 0,
+ * so a batch that is all padding cannot poison the parameters; zero-weight rows that are not ignored
+ * get NaN, as in torch. Values and gradients in float64 and float32. */
+static void check_ce_edge(tg_dtype dt, double atol, double rtol) {
+    tg_tensor *w = tg_from_f64(dt, TG_SHAPE(PG_CE_C), pg_ce_weight);
+    for (int c = 0; c < PG_N_CE_CASES; c++) {
+        const pg_ce_case *pc = &pg_ce_cases[c];
+        tg_tensor *x = tg_from_f64(dt, TG_SHAPE(PG_CE_N, PG_CE_C), pg_ce_logits);
+        tg_set_requires_grad(x, true);
+        tg_cross_entropy_opts o = tg_cross_entropy_defaults();
+        o.reduction = (tg_reduction)pc->reduction;
+        o.ignore_index = pc->ignore_index;
+        o.weight = pc->weight ? w : NULL;
+        o.label_smoothing = pc->label_smoothing;
+        tg_tensor *y = pc->nll ? tg_nll_loss(x, pc->target, &o) : tg_cross_entropy(x, pc->target, &o);
+        cr_assert_not_null(y, "%s: %s", pc->name, tg_last_error());
+        cr_assert_eq(tg_numel(y), pc->n_out, "%s", pc->name);
+        const double *ro = dt == TG_F64 ? pc->out64 : pc->out32, *rg = dt == TG_F64 ? pc->grad64 : pc->grad32;
+        for (int i = 0; i < pc->n_out; i++)
+            cr_expect(close_or_both_nan(tg_get(y, i), ro[i], atol, rtol), "%s (%s) out[%d] = %.17g, torch %.17g",
+                      pc->name, tg_dtype_name(dt), i, tg_get(y, i), ro[i]);
+        cr_assert_eq(tg_backward(pc->n_out == 1 ? y : tg_sum(y)), 0, "%s", pc->name);
+        for (int i = 0; i < PG_CE_N * PG_CE_C; i++) {
+            double v = tg_get(tg_grad(x), i);
+            cr_expect(close_or_both_nan(v, rg[i], atol, rtol), "%s (%s) grad[%d] = %.17g, torch %.17g", pc->name,
+                      tg_dtype_name(dt), i, v, rg[i]);
+            if (rg[i] == 0.0) cr_expect(v == 0.0, "%s: an ignored row's gradient is exactly 0, not %g", pc->name, v);
+        }
+        tg_tape_reset();
+        tg_release(x);
+    }
+    tg_release(w);
+}
+
+Test(loss, all_ignored_targets_match_torch_f64) { check_ce_edge(TG_F64, 1e-14, 1e-12); }
+Test(loss, all_ignored_targets_match_torch_f32) { check_ce_edge(TG_F32, 1e-6, 1e-5); }
 
 /* ---- misuse ------------------------------------------------------------------------------------- */
 

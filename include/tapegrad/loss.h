@@ -49,7 +49,8 @@ tg_cross_entropy_opts tg_cross_entropy_defaults(void);
 /* Cross-entropy from unnormalised logits [N,C] and N class indices in [0, C) (or ignore_index):
  *   l_i = -w[t_i] log_softmax(logits)_i,t_i   (smoothing: -Σ_c m_ic w_c log_softmax_ic)
  * Stable for logits of ±1e4 (log_softmax subtracts the row maximum). With mean reduction and every
- * target ignored the result is NaN (0/0), as in PyTorch. opts NULL = tg_cross_entropy_defaults(). */
+ * target ignored the result is NaN (0/0) but its gradient is exactly 0, as in PyTorch (an all-padding
+ * batch does not poison the parameters); rows of zero weight that are not ignored get a NaN gradient. opts NULL = tg_cross_entropy_defaults(). */
 tg_tensor *tg_cross_entropy(const tg_tensor *logits, const int64_t *target, const tg_cross_entropy_opts *opts);
 
 /* Negative log-likelihood from log-probabilities [N,C] (e.g. tg_log_softmax output): the same as

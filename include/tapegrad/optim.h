@@ -173,10 +173,14 @@ tg_tensor *tg_optim_state(const tg_optim *opt, const tg_tensor *param, const cha
 
 /* ---- gradient clipping (torch.nn.utils) --------------------------------------------------------- */
 
-/* Like clip_grad_norm_: total = the norm_type-norm (2.0, any p > 0, or INFINITY) of all gradients
- * together (tensors without a gradient are skipped). If max_norm / (total + 1e-6) < 1, every gradient
- * is multiplied by that coefficient (so gradients are untouched while total < max_norm - 1e-6; a NaN
- * total makes them NaN, as in torch). Returns total, the norm before clipping (0 when no gradients).
+/* Exactly torch.nn.utils.clip_grad_norm_: total = the norm_type-norm (2.0, any p > 0, or INFINITY) of
+ * all gradients together (tensors without a gradient are skipped; a NaN element makes total NaN for
+ * every norm_type, INFINITY included). Then every gradient is multiplied by
+ *     clip_coef = min(1, max_norm / (total + 1e-6))
+ * unconditionally, as torch does: a factor of exactly 1 (total <= max_norm - 1e-6, roughly) leaves the
+ * values bit for bit, a total within 1e-6 below max_norm is already scaled (relative change
+ * 1e-6 / (total + 1e-6): 50 % when total = max_norm = 1e-6), and a NaN total makes every gradient NaN.
+ * Returns total, the norm before clipping (0 when no gradients).
  * error_if_nonfinite: a NaN or infinite total is reported through tg_error and nothing is scaled.
  * max_norm must be >= 0. args: borrowed. */
 double tg_clip_grad_norm_(tg_tensor *const *params, int n, double max_norm, double norm_type,
