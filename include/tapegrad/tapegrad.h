@@ -9,6 +9,7 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/ops.h>
 #include <tapegrad/safetensors.h>
+#include <tapegrad/data.h>
 #include <tapegrad/loss.h>
 #include <tapegrad/optim.h>
 #include <tapegrad/nn.h>

@@ -1,0 +1,742 @@
+/* tests/test_data.c - the data API (include/tapegrad/data.h): datasets, readers, split, windows,
+ * normalisation, batching.
+ *
+ * What is checked:
+ *   - tg_dataset_from_tensor round trips (F32/F64, lengths, CLASS/TAG/VALUE labels) and its argument
+ *     errors, each with its message;
+ *   - .npy files written by numpy (tests/data/datasets, made by gen_data_fixtures.py) load with the values
+ *     numpy wrote; files written here round-trip; a table of malformed files is rejected, each with
+ *     its message (file name and byte offset included) and nothing leaked;
+ *   - split (deterministic from the seed, disjoint, covering), subset, windows (targets), normalisation
+ *     (statistics, text round trip, malformed strings);
+ *   - batching: every sequence exactly once per epoch, zero padding past each length, lengths, labels
+ *     (TAG padding = -100), same seed = same batches, restore continues identically.
+ * Every test ends with: no tensor leaked and the error handler was never called (data errors are quiet).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <tapegrad/data.h>
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef TG_TEST_DATA_DIR
+#define TG_TEST_DATA_DIR "tests/data"
+#endif
+#define FIX TG_TEST_DATA_DIR "/datasets/"
+
+/* ---- fixture: temp directory, live-tensor baseline, handler that must stay silent --------------- */
+
+static long g_live0;
+static int g_handler_calls;
+static char g_dir[64];
+static char g_err[512];
+
+static void count_handler(const char *message, void *user) {
+    (void)user;
+    cr_log_error("error handler called: %s", message);
+    g_handler_calls++;
+}
+
+static void setup(void) {
+    g_live0 = tg_live_tensors();
+    g_handler_calls = 0;
+    tg_set_error_handler(count_handler, NULL);
+    tg_clear_error();
+    strcpy(g_dir, "/tmp/tg_data_test_XXXXXX");
+    cr_assert_not_null(mkdtemp(g_dir));
+    g_err[0] = 0;
+}
+
+static void teardown(void) {
+    DIR *d = opendir(g_dir);
+    if (d) {
+        struct dirent *e;
+        char p[600];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
+                unlink(p);
+            }
+        closedir(d);
+        rmdir(g_dir);
+    }
+    cr_expect_eq(tg_live_tensors(), g_live0, "leaked %ld tensors", tg_live_tensors() - g_live0);
+    cr_expect_eq(g_handler_calls, 0, "the abort handler was called for a data error");
+    tg_set_error_handler(NULL, NULL);
+}
+
+TestSuite(data, .init = setup, .fini = teardown);
+
+static const char *tmp_path(const char *name) {
+    static char p[8][600];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
+    return p[k];
+}
+
+static const char *write_file(const char *name, const void *bytes, size_t n) {
+    const char *p = tmp_path(name);
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+    return p;
+}
+
+/* A .npy v1.0 image: header dict `dict` padded to 64 bytes, then `data`. Returns its length. */
+static size_t npy_image(unsigned char *buf, const char *dict, const void *data, size_t n) {
+    size_t dl = strlen(dict), hl = (10 + dl + 1 + 63) / 64 * 64 - 10;
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (unsigned char)(hl & 0xff);
+    buf[9] = (unsigned char)(hl >> 8);
+    memcpy(buf + 10, dict, dl);
+    memset(buf + 10 + dl, ' ', hl - dl - 1);
+    buf[10 + hl - 1] = '\n';
+    memcpy(buf + 10 + hl, data, n);
+    return 10 + hl + n;
+}
+
+static const char *write_npy(const char *name, const char *dict, const void *data, size_t n) {
+    static unsigned char buf[1 << 16];
+    return write_file(name, buf, npy_image(buf, dict, data, n));
+}
+
+#define EXPECT_ERR(cond, ...)                                                                         \
+    do {                                                                                              \
+        cr_expect(cond, __VA_ARGS__);                                                                 \
+    } while (0)
+/* Asserts that err contains every one of the given fragments. */
+static void expect_msg(const char *err, const char *a, const char *b) {
+    cr_expect(strstr(err, a) != NULL, "message \"%s\" lacks \"%s\"", err, a);
+    if (b) cr_expect(strstr(err, b) != NULL, "message \"%s\" lacks \"%s\"", err, b);
+}
+
+/* A [N,T,I] F64 tensor with x[n,t,i] = 100 n + 10 t + i. returns: new ref */
+static tg_tensor *grid(int64_t N, int64_t T, int64_t I) {
+    tg_tensor *x = tg_empty(TG_F64, TG_SHAPE(N, T, I));
+    double *d = tg_f64(x);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t i = 0; i < I; i++) d[(n * T + t) * I + i] = 100.0 * n + 10.0 * t + i;
+    return x;
+}
+
+/* ---- from_tensor and accessors ----------------------------------------------------------------- */
+
+Test(data, from_tensor_round_trip_with_lengths_and_every_label_kind) {
+    tg_tensor *x = grid(3, 4, 2);
+    int64_t len[3] = {4, 2, 3};
+    int64_t cls[3] = {1, 4, 0};
+    int64_t tags[12] = {0, 1, 2, 3, 5, 5, 99, 99, 1, 1, 1, 99}; /* 99s are past the lengths: ignored */
+    double vals[6] = {0.5, -1, 2, 3, 4, 5};
+    for (int kind = TG_LABELS_NONE; kind <= TG_LABELS_VALUE; kind++) {
+        const void *lab = kind == TG_LABELS_CLASS ? (const void *)cls : kind == TG_LABELS_TAG ? (const void *)tags
+                        : kind == TG_LABELS_VALUE ? (const void *)vals : NULL;
+        tg_dataset *ds = tg_dataset_from_tensor(x, len, (tg_label_kind)kind, lab, 2, g_err, sizeof g_err);
+        cr_assert_not_null(ds, "%s", g_err);
+        cr_expect_eq(tg_dataset_size(ds), 3);
+        cr_expect_eq(tg_dataset_features(ds), 2);
+        cr_expect_eq(tg_dataset_max_length(ds), 4);
+        cr_expect_eq(tg_dataset_label_kind(ds), kind);
+        for (int64_t n = 0; n < 3; n++) {
+            cr_expect_eq(tg_dataset_length(ds, n), len[n]);
+            const double *s = tg_dataset_seq(ds, n);
+            for (int64_t t = 0; t < len[n]; t++)
+                for (int64_t i = 0; i < 2; i++) cr_expect_eq(s[t * 2 + i], 100.0 * n + 10.0 * t + i);
+        }
+        cr_expect_str_eq(tg_dataset_feature_name(ds, 1), "x1");
+        if (kind == TG_LABELS_CLASS) {
+            cr_expect_eq(tg_dataset_classes(ds), 5);
+            cr_expect_eq(tg_dataset_label(ds, 1), 4);
+        }
+        if (kind == TG_LABELS_TAG) {
+            cr_expect_eq(tg_dataset_classes(ds), 6, "C = max tag within the lengths + 1 (the 99s are ignored)");
+            cr_expect_eq(tg_dataset_tags(ds, 1)[1], 5);
+            cr_expect_eq(tg_dataset_tags(ds, 2)[2], 1);
+        }
+        if (kind == TG_LABELS_VALUE) {
+            cr_expect_eq(tg_dataset_outputs(ds), 2);
+            cr_expect_eq(tg_dataset_values(ds, 2)[0], 4.0);
+        }
+        tg_dataset_free(ds);
+    }
+    tg_tensor *x32 = tg_to_dtype(x, TG_F32);
+    tg_dataset *ds = tg_dataset_from_tensor(x32, NULL, TG_LABELS_NONE, NULL, 0, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_length(ds, 2), 4);
+    cr_expect_eq(tg_dataset_seq(ds, 2)[7], 231.0);
+    tg_dataset_free(ds);
+    tg_release(x32);
+    tg_release(x);
+    tg_dataset_free(NULL);
+}
+
+Test(data, from_tensor_rejects_bad_arguments_with_a_message) {
+    tg_tensor *x = grid(2, 3, 1), *flat = tg_zeros(TG_F64, TG_SHAPE(6));
+    int64_t bad_len[2] = {3, 4}, zero_len[2] = {0, 3}, neg[2] = {0, -1}, huge[2] = {0, TG_DATA_MAX_CLASSES};
+    struct { const tg_tensor *x; const int64_t *len; tg_label_kind kind; const void *lab; int64_t O; const char *msg; } rows[] = {
+        {NULL, NULL, TG_LABELS_NONE, NULL, 0, "x is NULL"},
+        {flat, NULL, TG_LABELS_NONE, NULL, 0, "must be [N,T,I]"},
+        {x, bad_len, TG_LABELS_NONE, NULL, 0, "lengths[1] = 4 is outside 1..3"},
+        {x, zero_len, TG_LABELS_NONE, NULL, 0, "lengths[0] = 0 is outside 1..3"},
+        {x, NULL, TG_LABELS_CLASS, NULL, 0, "needs labels"},
+        {x, NULL, TG_LABELS_CLASS, neg, 0, "sequence 1: label -1 is outside"},
+        {x, NULL, TG_LABELS_CLASS, huge, 0, "label 1000000 is outside"},
+        {x, NULL, TG_LABELS_VALUE, neg, 0, "n_outputs >= 1"},
+        {x, NULL, (tg_label_kind)9, NULL, 0, "unknown label kind 9"},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+        g_err[0] = 0;
+        tg_dataset *ds = tg_dataset_from_tensor(rows[k].x, rows[k].len, rows[k].kind, rows[k].lab, rows[k].O, g_err, sizeof g_err);
+        cr_expect_null(ds, "row %zu accepted", k);
+        tg_dataset_free(ds);
+        expect_msg(g_err, rows[k].msg, NULL);
+    }
+    tg_set(x, 4, NAN);
+    cr_expect_null(tg_dataset_from_tensor(x, NULL, TG_LABELS_NONE, NULL, 0, g_err, sizeof g_err));
+    expect_msg(g_err, "sequence 1, step 1, feature 0 is nan", "finite");
+    cr_expect_null(tg_dataset_from_tensor(x, NULL, TG_LABELS_NONE, NULL, 0, NULL, 0), "err may be NULL");
+    tg_release(x);
+    tg_release(flat);
+}
+
+/* ---- npy --------------------------------------------------------------------------------------- */
+
+Test(data, npy_files_written_by_numpy_load_with_numpys_values) {
+    /* gen_data_fixtures.py: x = (arange(24).reshape(3,4,2) - 5.5) / 4 */
+    const char *xs[] = {FIX "x_f8.npy", FIX "x_f4.npy"};
+    for (int k = 0; k < 2; k++) {
+        tg_dataset *ds = tg_dataset_load(xs[k], FIX "y_i8.npy", NULL, g_err, sizeof g_err);
+        cr_assert_not_null(ds, "%s", g_err);
+        cr_expect_eq(tg_dataset_size(ds), 3);
+        cr_expect_eq(tg_dataset_max_length(ds), 4);
+        cr_expect_eq(tg_dataset_features(ds), 2);
+        for (int64_t n = 0; n < 3; n++)
+            for (int64_t j = 0; j < 8; j++) cr_expect_eq(tg_dataset_seq(ds, n)[j], ((double)(n * 8 + j) - 5.5) / 4.0);
+        cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_CLASS, "int64 [N] labels = classes");
+        cr_expect_eq(tg_dataset_label(ds, 0), 2);
+        cr_expect_eq(tg_dataset_label(ds, 2), 1);
+        cr_expect_eq(tg_dataset_classes(ds), 3);
+        tg_dataset_free(ds);
+    }
+    tg_dataset *ds = tg_dataset_load(FIX "x_i8.npy", FIX "tags_i8.npy", NULL, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_seq(ds, 2)[7], 16.0, "int64 inputs: arange(24) - 7");
+    cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_TAG, "int64 [N,T] labels = tags");
+    cr_expect_eq(tg_dataset_tags(ds, 1)[1], 2);
+    tg_dataset_free(ds);
+    /* 2-D without labels = one series [T, I] */
+    ds = tg_dataset_load(FIX "series_f8.npy", NULL, NULL, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(ds), 1);
+    cr_expect_eq(tg_dataset_length(ds, 0), 25);
+    cr_expect_eq(tg_dataset_features(ds), 2);
+    cr_expect_float_eq(tg_dataset_seq(ds, 0)[3], sin(3.0 / 5.0), 1e-15);
+    tg_dataset_free(ds);
+    /* forced [N, T] */
+    ds = tg_dataset_load(FIX "series_f8.npy", NULL, &(tg_data_options){.layout2d = TG_2D_NT}, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(ds), 25);
+    cr_expect_eq(tg_dataset_features(ds), 1);
+    tg_dataset_free(ds);
+}
+
+Test(data, npy_written_here_round_trips_every_dtype_and_layout) {
+    double d[6] = {1.5, -2, 3, 4, 5, 6};
+    float f[6] = {1.5f, -2, 3, 4, 5, 6};
+    int64_t q[6] = {1, -2, 3, 4, 5, 6};
+    int32_t w[6] = {1, -2, 3, 4, 5, 6};
+    unsigned char u[6] = {1, 254, 3, 4, 5, 6};
+    struct { const char *dict; const void *data; size_t n; double v1; } rows[] = {
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 1), }", d, sizeof d, -2},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 1), }", f, sizeof f, -2},
+        {"{'descr': '<i8', 'fortran_order': False, 'shape': (2, 3, 1), }", q, sizeof q, -2},
+        {"{'descr': '<i4', 'fortran_order': False, 'shape': (2, 3, 1), }", w, sizeof w, -2},
+        {"{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3, 1), }", u, sizeof u, 254},
+        {"{\"shape\": (2,3,1), \"fortran_order\": False, \"descr\": \"<f8\"}", d, sizeof d, -2}, /* any key order */
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+        const char *p = write_npy("x.npy", rows[k].dict, rows[k].data, rows[k].n);
+        tg_dataset *ds = tg_dataset_load(p, NULL, NULL, g_err, sizeof g_err);
+        cr_assert_not_null(ds, "row %zu: %s", k, g_err);
+        cr_expect_eq(tg_dataset_size(ds), 2);
+        cr_expect_eq(tg_dataset_length(ds, 1), 3);
+        cr_expect_eq(tg_dataset_seq(ds, 0)[1], rows[k].v1, "row %zu", k);
+        cr_expect_eq(tg_dataset_seq(ds, 1)[2], 6.0, "row %zu", k);
+        tg_dataset_free(ds);
+    }
+    /* [T] = one series of one feature; float labels [N] = values; [N,O] values */
+    const char *p = write_npy("t.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (6,), }", d, sizeof d);
+    tg_dataset *ds = tg_dataset_load(p, NULL, NULL, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(ds), 1);
+    cr_expect_eq(tg_dataset_length(ds, 0), 6);
+    tg_dataset_free(ds);
+    const char *xp = write_npy("x2.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", d, sizeof d);
+    const char *yp = write_npy("y2.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", d, sizeof d);
+    ds = tg_dataset_load(xp, yp, NULL, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(ds), 3, "2-D with labels = [N, T]");
+    cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_VALUE);
+    cr_expect_eq(tg_dataset_outputs(ds), 2);
+    cr_expect_eq(tg_dataset_values(ds, 2)[1], 6.0);
+    cr_expect_eq(tg_dataset_values(ds, 0)[0], 1.5);
+    tg_dataset_free(ds);
+}
+
+Test(data, malformed_npy_files_are_rejected_with_file_offset_and_problem) {
+    double d[6] = {1, 2, 3, 4, 5, 6};
+    unsigned char img[4096];
+    size_t n = npy_image(img, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 1), }", d, sizeof d);
+    struct { const char *name; const char *dict; size_t cut; const char *msg1, *msg2; } rows[] = {
+        {"truncated.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 1), }", 8, "byte 128:", "needs 48 bytes but only 40 follow"},
+        {"long.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", 0, "holds 32 bytes", "file has 48"},
+        {"dtype.npy", "{'descr': '<c16', 'fortran_order': False, 'shape': (2, 3, 1), }", 0, "byte 10:", "dtype '<c16' is not supported"},
+        {"big.npy", "{'descr': '>f8', 'fortran_order': False, 'shape': (2, 3, 1), }", 0, "'>f8'", "big-endian"},
+        {"fortran.npy", "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3, 1), }", 0, "fortran_order True", NULL},
+        {"huge.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (100000000000, 28, 28), }", 0,
+         "declared shape (100000000000, 28, 28) of float64 needs", "only 48 follow"},
+        {"overflow.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 2), }", 0, "needs more than", NULL},
+        {"nokey.npy", "{'descr': '<f8', 'shape': (2, 3, 1), }", 0, "missing 'fortran_order'", NULL},
+        {"dupkey.npy", "{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (6,), }", 0, "duplicate key 'descr'", NULL},
+        {"extra.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (6,), 'x': 1}", 0, "unexpected key 'x'", NULL},
+        {"struct.npy", "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (6,), }", 0, "structured dtypes", NULL},
+        {"negshape.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (-6,), }", 0, "non-negative integers", NULL},
+        {"empty0.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (0, 3, 1), }", 0, "", NULL},
+        {"dims5.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1, 1, 1, 6), }", 0, "more than 4 dimensions", NULL},
+        {"dims0.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (), }", 0, "", NULL},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+        unsigned char buf[4096];
+        size_t m = npy_image(buf, rows[k].dict, d, sizeof d) - rows[k].cut;
+        const char *p = write_file(rows[k].name, buf, m);
+        g_err[0] = 0;
+        tg_dataset *ds = tg_dataset_load(p, NULL, NULL, g_err, sizeof g_err);
+        cr_expect_null(ds, "%s accepted", rows[k].name);
+        tg_dataset_free(ds);
+        cr_expect(strstr(g_err, rows[k].name) != NULL, "message \"%s\" does not name the file", g_err);
+        expect_msg(g_err, rows[k].msg1, rows[k].msg2);
+    }
+    /* preamble-level damage */
+    unsigned char bad[4096];
+    memcpy(bad, img, n);
+    bad[1] = 'X';
+    tg_dataset *ds = tg_dataset_load(write_file("magic.npy", bad, n), NULL, NULL, g_err, sizeof g_err);
+    cr_expect_null(ds);
+    expect_msg(g_err, "magic.npy: byte 0: not a .npy file (no \\x93NUMPY magic)", NULL);
+    memcpy(bad, img, n);
+    bad[6] = 9;
+    cr_expect_null(tg_dataset_load(write_file("version.npy", bad, n), NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "version.npy: byte 6: npy format version 9.0", NULL);
+    memcpy(bad, img, n);
+    bad[8] = 0xff, bad[9] = 0xff;
+    cr_expect_null(tg_dataset_load(write_file("hlen.npy", bad, n), NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "header length 65535 exceeds the file", NULL);
+    cr_expect_null(tg_dataset_load(write_file("short.npy", img, 9), NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "short.npy: byte 0: not a .npy file (shorter than the 10-byte preamble)", NULL);
+    cr_expect_null(tg_dataset_load(write_file("empty.npy", img, 0), NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "empty.npy: empty file", NULL);
+    cr_expect_null(tg_dataset_load(tmp_path("missing.npy"), NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "missing.npy: cannot open: No such file", NULL);
+    cr_expect_null(tg_dataset_load(g_dir, NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "not a regular file", NULL);
+    /* a NaN value */
+    double nan6[6] = {1, 2, NAN, 4, 5, 6};
+    cr_expect_null(tg_dataset_load(write_npy("nan.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 1), }", nan6,
+                                             sizeof nan6), NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "nan.npy: sequence 0, step 2, feature 0 is nan", NULL);
+    /* the size limit */
+    cr_expect_null(tg_dataset_load(FIX "x_f8.npy", NULL, &(tg_data_options){.max_bytes = 100}, g_err, sizeof g_err));
+    expect_msg(g_err, "x_f8.npy: 320 bytes is more than the limit of 100", NULL);
+}
+
+Test(data, npy_labels_that_do_not_fit_are_rejected) {
+    double d[6] = {1, 2, 3, 4, 5, 6};
+    int64_t y3[3] = {0, 1, 2}, y2[2] = {0, 5};
+    double frac[2] = {0.5, 1};
+    const char *x = write_npy("x.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 1), }", d, sizeof d);
+    struct { const char *dict; const void *y; size_t n; tg_label_kind kind; const char *msg; } rows[] = {
+        {"{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", y3, sizeof y3, TG_LABELS_NONE, "do not fit class labels for inputs of 2 sequences"},
+        {"{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", y2, sizeof y2, TG_LABELS_TAG, "expected [N,T]"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", frac, sizeof frac, TG_LABELS_CLASS, "label 0 is 0.5, not a class index"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (1, 2), }", frac, sizeof frac, TG_LABELS_VALUE, "expected [N] or [N,O]"},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+        const char *y = write_npy("y.npy", rows[k].dict, rows[k].y, rows[k].n);
+        tg_dataset *ds = tg_dataset_load(x, y, &(tg_data_options){.label_kind = rows[k].kind}, g_err, sizeof g_err);
+        cr_expect_null(ds, "row %zu accepted", k);
+        tg_dataset_free(ds);
+        expect_msg(g_err, "y.npy", rows[k].msg);
+    }
+    /* labels as integers and CLASS from floats that are whole numbers */
+    double whole[2] = {1, 0};
+    const char *y = write_npy("yw.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", whole, sizeof whole);
+    tg_dataset *ds = tg_dataset_load(x, y, &(tg_data_options){.label_kind = TG_LABELS_CLASS}, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_label(ds, 0), 1);
+    tg_dataset_free(ds);
+}
+
+/* ---- split, subset, windows -------------------------------------------------------------------- */
+
+static tg_dataset *class_dataset(int64_t N, int64_t T, int64_t I) {
+    tg_tensor *x = grid(N, T, I);
+    int64_t *len = malloc((size_t)N * sizeof *len), *cls = malloc((size_t)N * sizeof *cls);
+    for (int64_t n = 0; n < N; n++) len[n] = 1 + n % T, cls[n] = n % 3;
+    tg_dataset *ds = tg_dataset_from_tensor(x, len, TG_LABELS_CLASS, cls, 0, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    free(len);
+    free(cls);
+    tg_release(x);
+    return ds;
+}
+
+/* The sequence's identity: x[n,0,0] = 100 n in the grid. */
+static int64_t ident(const tg_dataset *ds, int64_t k) { return (int64_t)(tg_dataset_seq(ds, k)[0] / 100); }
+
+Test(data, split_is_seeded_disjoint_and_covering) {
+    tg_dataset *all = class_dataset(50, 5, 2), *tr, *va, *tr2, *va2;
+    cr_assert_eq(tg_dataset_split(all, 0.2, 7, &tr, &va, g_err, sizeof g_err), 0, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(va), 10);
+    cr_expect_eq(tg_dataset_size(tr), 40);
+    int seen[50] = {0};
+    for (int64_t k = 0; k < 10; k++) seen[ident(va, k)]++;
+    for (int64_t k = 0; k < 40; k++) {
+        int64_t id = ident(tr, k);
+        seen[id]++;
+        cr_expect_eq(tg_dataset_length(tr, k), 1 + id % 5, "lengths travel with their sequence");
+        cr_expect_eq(tg_dataset_label(tr, k), id % 3, "labels travel with their sequence");
+    }
+    for (int k = 0; k < 50; k++) cr_expect_eq(seen[k], 1, "sequence %d seen %d times", k, seen[k]);
+    cr_expect_eq(tg_dataset_classes(va), 3);
+    cr_assert_eq(tg_dataset_split(all, 0.2, 7, &tr2, &va2, g_err, sizeof g_err), 0);
+    bool same = true, moved = false;
+    for (int64_t k = 0; k < 10; k++) same = same && ident(va, k) == ident(va2, k);
+    cr_expect(same, "same seed, same split");
+    tg_dataset_free(tr2);
+    tg_dataset_free(va2);
+    cr_assert_eq(tg_dataset_split(all, 0.2, 8, &tr2, &va2, g_err, sizeof g_err), 0);
+    for (int64_t k = 0; k < 10; k++) moved = moved || ident(va, k) != ident(va2, k);
+    cr_expect(moved, "another seed, another split");
+    tg_dataset_free(tr2);
+    tg_dataset_free(va2);
+    cr_assert_eq(tg_dataset_split(all, 0, 7, &tr2, &va2, g_err, sizeof g_err), 0);
+    cr_expect_null(va2);
+    cr_expect_eq(tg_dataset_size(tr2), 50);
+    tg_dataset_free(tr2);
+    struct { double f; const char *msg; } bad[] = {
+        {0.001, "rounds to none"}, {0.999, "leaves none to train on"}, {1.0, "outside [0, 1)"}, {-0.1, "outside"}, {NAN, "outside"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        tr2 = va2 = (tg_dataset *)1;
+        cr_expect_eq(tg_dataset_split(all, bad[k].f, 7, &tr2, &va2, g_err, sizeof g_err), -1);
+        cr_expect(tr2 == NULL && va2 == NULL, "outputs are NULL on failure");
+        expect_msg(g_err, bad[k].msg, NULL);
+    }
+    tg_dataset_free(tr);
+    tg_dataset_free(va);
+    tg_dataset_free(all);
+}
+
+Test(data, subset_copies_and_checks_indices) {
+    tg_dataset *all = class_dataset(6, 4, 1);
+    int64_t idx[3] = {5, 0, 5};
+    tg_dataset *s = tg_dataset_subset(all, idx, 3, g_err, sizeof g_err);
+    cr_assert_not_null(s, "%s", g_err);
+    cr_expect_eq(ident(s, 0), 5);
+    cr_expect_eq(ident(s, 1), 0);
+    cr_expect_eq(ident(s, 2), 5);
+    cr_expect_eq(tg_dataset_length(s, 0), 2);
+    tg_dataset_free(s);
+    int64_t bad[2] = {1, 6};
+    cr_expect_null(tg_dataset_subset(all, bad, 2, g_err, sizeof g_err));
+    expect_msg(g_err, "index[1] = 6 is outside 0..5", NULL);
+    cr_expect_null(tg_dataset_subset(all, idx, 0, g_err, sizeof g_err));
+    expect_msg(g_err, "n = 0", NULL);
+    tg_dataset_free(all);
+}
+
+Test(data, windows_cut_every_sequence_and_target_the_step_horizon_later) {
+    /* two series: lengths 10 and 6, I = 2, x[n,t,i] = 100 n + 10 t + i */
+    tg_tensor *x = grid(2, 10, 2);
+    int64_t len[2] = {10, 6};
+    tg_dataset *ds = tg_dataset_from_tensor(x, len, TG_LABELS_NONE, NULL, 0, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    tg_dataset *w = tg_dataset_windows(ds, 3, 2, 1, g_err, sizeof g_err);
+    cr_assert_not_null(w, "%s", g_err);
+    /* series 0: starts 0..5 (6 windows), series 1: starts 0..1 (2 windows) */
+    cr_assert_eq(tg_dataset_size(w), 8);
+    cr_expect_eq(tg_dataset_label_kind(w), TG_LABELS_VALUE);
+    cr_expect_eq(tg_dataset_outputs(w), 2);
+    for (int64_t k = 0; k < 8; k++) {
+        int64_t n = k < 6 ? 0 : 1, s = k < 6 ? k : k - 6;
+        cr_expect_eq(tg_dataset_length(w, k), 3);
+        cr_expect_eq(tg_dataset_seq(w, k)[0], 100.0 * n + 10.0 * s);
+        cr_expect_eq(tg_dataset_seq(w, k)[5], 100.0 * n + 10.0 * (s + 2) + 1);
+        cr_expect_eq(tg_dataset_values(w, k)[0], 100.0 * n + 10.0 * (s + 4), "target = step s+window-1+horizon");
+        cr_expect_eq(tg_dataset_values(w, k)[1], 100.0 * n + 10.0 * (s + 4) + 1);
+    }
+    tg_dataset_free(w);
+    w = tg_dataset_windows(ds, 3, 1, 3, g_err, sizeof g_err);
+    cr_assert_not_null(w, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(w), 3 + 1, "stride 3: starts 0,3,6 and 0");
+    tg_dataset_free(w);
+    cr_expect_null(tg_dataset_windows(ds, 8, 3, 1, g_err, sizeof g_err));
+    expect_msg(g_err, "needs 11 steps; the longest has 10", NULL);
+    cr_expect_null(tg_dataset_windows(ds, 0, 1, 1, g_err, sizeof g_err));
+    expect_msg(g_err, "must be >= 1", NULL);
+    tg_dataset_free(ds);
+    tg_release(x);
+}
+
+/* ---- normalisation ----------------------------------------------------------------------------- */
+
+Test(data, norm_fits_every_real_step_and_round_trips_as_text) {
+    tg_tensor *x = grid(2, 3, 2);
+    int64_t len[2] = {3, 1};
+    tg_dataset *ds = tg_dataset_from_tensor(x, len, TG_LABELS_NONE, NULL, 0, g_err, sizeof g_err);
+    /* feature 1 real steps: 1, 11, 21, 101 -> mean 33.5, population std */
+    tg_norm nm = {0};
+    cr_assert_eq(tg_norm_fit(ds, &nm, g_err, sizeof g_err), 0, "%s", g_err);
+    double v[4] = {1, 11, 21, 101}, mean = 33.5, var = 0;
+    for (int k = 0; k < 4; k++) var += (v[k] - mean) * (v[k] - mean) / 4;
+    cr_expect_float_eq(nm.mean[1], mean, 1e-12);
+    cr_expect_float_eq(nm.std[1], sqrt(var), 1e-12);
+    tg_norm_apply(ds, &nm);
+    cr_expect_float_eq(tg_dataset_seq(ds, 1)[1], (101 - mean) / sqrt(var), 1e-12);
+    tg_norm refit = {0};
+    cr_assert_eq(tg_norm_fit(ds, &refit, g_err, sizeof g_err), 0);
+    cr_expect_float_eq(refit.mean[0], 0, 1e-12);
+    cr_expect_float_eq(refit.std[0], 1, 1e-12);
+    tg_norm_clear(&refit);
+    char *s = tg_norm_to_string(&nm);
+    cr_assert_not_null(s);
+    tg_norm back = {0};
+    cr_assert_eq(tg_norm_from_string(s, &back, g_err, sizeof g_err), 0, "%s", g_err);
+    cr_expect_eq(back.features, 2);
+    for (int i = 0; i < 2; i++) {
+        cr_expect_eq(back.mean[i], nm.mean[i], "%%.17g is exact");
+        cr_expect_eq(back.std[i], nm.std[i]);
+    }
+    free(s);
+    tg_norm_clear(&back);
+    tg_norm_clear(&nm);
+    tg_norm_clear(&nm);
+    tg_norm_clear(NULL);
+    /* a constant feature gets std 1 */
+    tg_tensor *c = tg_full(TG_F64, TG_SHAPE(2, 2, 1), 3.0);
+    tg_dataset *cd = tg_dataset_from_tensor(c, NULL, TG_LABELS_NONE, NULL, 0, g_err, sizeof g_err);
+    cr_assert_eq(tg_norm_fit(cd, &nm, g_err, sizeof g_err), 0);
+    cr_expect_eq(nm.std[0], 1.0);
+    cr_expect_eq(nm.mean[0], 3.0);
+    tg_norm_clear(&nm);
+    tg_dataset_free(cd);
+    tg_release(c);
+    const char *bad[][2] = {
+        {"1,2", "one ';'"}, {"1,2;3;4", "one ';'"}, {"1,2;3", "2 means but 1 stds"}, {"1,x;3,4", "mean 1 (at character 2)"},
+        {"1,2;3,0", "std 1 is not positive"}, {"1,2;3,-1", "not positive"}, {"nan;1", "mean 0"}, {"1;inf", "std 0"},
+        {";", "mean 0"}, {"1,;1,2", "mean 1"}, {"1; 2", "std 0"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        tg_norm out = {0};
+        cr_expect_eq(tg_norm_from_string(bad[k][0], &out, g_err, sizeof g_err), -1, "\"%s\" accepted", bad[k][0]);
+        cr_expect_null(out.mean);
+        expect_msg(g_err, bad[k][1], NULL);
+    }
+    tg_dataset_free(ds);
+    tg_release(x);
+}
+
+Test(data, norm_apply_values_scales_forecasting_targets) {
+    tg_tensor *x = grid(1, 12, 2);
+    tg_dataset *ds = tg_dataset_from_tensor(x, NULL, TG_LABELS_NONE, NULL, 0, g_err, sizeof g_err);
+    tg_norm nm = {0};
+    cr_assert_eq(tg_norm_fit(ds, &nm, g_err, sizeof g_err), 0);
+    cr_expect_eq(tg_norm_apply_values(ds, &nm, g_err, sizeof g_err), -1);
+    expect_msg(g_err, "has none labels", NULL);
+    tg_dataset *w = tg_dataset_windows(ds, 4, 1, 1, g_err, sizeof g_err);
+    cr_assert_not_null(w, "%s", g_err);
+    cr_assert_eq(tg_norm_apply_values(w, &nm, g_err, sizeof g_err), 0, "%s", g_err);
+    tg_norm_apply(w, &nm);
+    /* the target of window 0 is step 4, which is the input step 0 of window 1 after both scalings */
+    cr_expect_float_eq(tg_dataset_values(w, 0)[1], tg_dataset_seq(w, 4)[1 + 2 * 0], 1e-12);
+    tg_dataset_free(w);
+    tg_norm_clear(&nm);
+    tg_dataset_free(ds);
+    tg_release(x);
+}
+
+/* ---- batching ---------------------------------------------------------------------------------- */
+
+static void check_batch(const tg_dataset *ds, const tg_batch *b, tg_dtype dt) {
+    const int64_t I = tg_dataset_features(ds);
+    cr_assert_eq(tg_ndim(b->x), 3);
+    cr_expect_eq(tg_dim(b->x, 0), b->T);
+    cr_expect_eq(tg_dim(b->x, 1), b->B);
+    cr_expect_eq(tg_dtype_of(b->x), dt);
+    int64_t maxT = 0;
+    for (int64_t r = 0; r < b->B; r++) {
+        int64_t j = b->index[r], len = tg_dataset_length(ds, j);
+        cr_expect_eq(b->lengths[r], len);
+        if (len > maxT) maxT = len;
+        for (int64_t t = 0; t < b->T; t++)
+            for (int64_t i = 0; i < I; i++) {
+                double v = tg_get(b->x, (t * b->B + r) * I + i);
+                double want = t < len ? tg_dataset_seq(ds, j)[t * I + i] : 0.0;
+                cr_expect_eq(v, want, "x[%lld,%lld,%lld] = %g, want %g", (long long)t, (long long)r, (long long)i, v, want);
+            }
+        if (tg_dataset_label_kind(ds) == TG_LABELS_CLASS) cr_expect_eq(tg_get(b->classes, r), (double)tg_dataset_label(ds, j));
+        if (tg_dataset_label_kind(ds) == TG_LABELS_TAG)
+            for (int64_t t = 0; t < b->T; t++)
+                cr_expect_eq(tg_get(b->classes, t * b->B + r), t < len ? (double)tg_dataset_tags(ds, j)[t] : -100.0);
+    }
+    cr_expect_eq(b->T, maxT, "T is the longest in the batch");
+}
+
+Test(data, batcher_visits_every_sequence_once_per_epoch_padded_with_lengths) {
+    tg_dataset *ds = class_dataset(23, 6, 3);
+    tg_batcher *bt = tg_batcher_new(ds, 5, true, false, 11, TG_F32, g_err, sizeof g_err);
+    cr_assert_not_null(bt, "%s", g_err);
+    cr_expect_eq(tg_batcher_batches_per_epoch(bt), 5);
+    tg_batch b = {0};
+    int64_t first[2][23];
+    for (int e = 0; e < 2; e++) {
+        int seen[23] = {0}, batches = 0, rc;
+        int64_t k = 0;
+        while ((rc = tg_batcher_next(bt, &b, g_err, sizeof g_err)) == 1) {
+            check_batch(ds, &b, TG_F32);
+            cr_expect_eq(b.B, batches < 4 ? 5 : 3, "last batch smaller");
+            for (int64_t r = 0; r < b.B; r++) seen[b.index[r]]++, first[e][k++] = b.index[r];
+            batches++;
+        }
+        cr_assert_eq(rc, 0, "%s", g_err);
+        cr_expect_eq(batches, 5);
+        for (int n = 0; n < 23; n++) cr_expect_eq(seen[n], 1, "epoch %d: sequence %d seen %d times", e, n, seen[n]);
+        cr_expect_eq(tg_batcher_epoch(bt), e + 1);
+    }
+    cr_expect(memcmp(first[0], first[1], sizeof first[0]) != 0, "a new permutation each epoch");
+    tg_batch_clear(&b);
+    tg_batcher_free(bt);
+    /* without shuffle: 0..N-1; drop_last drops the short tail; F64; TAG labels padded with -100 */
+    bt = tg_batcher_new(ds, 5, false, true, 0, TG_F64, g_err, sizeof g_err);
+    int64_t next = 0;
+    while (tg_batcher_next(bt, &b, g_err, sizeof g_err) == 1) {
+        cr_expect_eq(b.B, 5);
+        check_batch(ds, &b, TG_F64);
+        for (int64_t r = 0; r < b.B; r++) cr_expect_eq(b.index[r], next++);
+    }
+    cr_expect_eq(next, 20);
+    tg_batch_clear(&b);
+    tg_batcher_free(bt);
+    tg_tensor *x = grid(4, 5, 1);
+    int64_t len[4] = {5, 2, 3, 1}, tags[20];
+    for (int k = 0; k < 20; k++) tags[k] = k % 4;
+    tg_dataset *td = tg_dataset_from_tensor(x, len, TG_LABELS_TAG, tags, 0, g_err, sizeof g_err);
+    bt = tg_batcher_new(td, 3, true, false, 3, TG_F32, g_err, sizeof g_err);
+    while (tg_batcher_next(bt, &b, g_err, sizeof g_err) == 1) check_batch(td, &b, TG_F32);
+    tg_batch_clear(&b);
+    tg_batcher_free(bt);
+    double vals[4] = {1, 2, 3, 4};
+    tg_dataset *vd = tg_dataset_from_tensor(x, len, TG_LABELS_VALUE, vals, 1, g_err, sizeof g_err);
+    int64_t idx[2] = {3, 0};
+    cr_assert_eq(tg_batch_make(vd, idx, 2, TG_F64, &b, g_err, sizeof g_err), 0, "%s", g_err);
+    check_batch(vd, &b, TG_F64);
+    cr_expect_eq(tg_get(b.values, 0), 4.0);
+    cr_expect_eq(tg_get(b.values, 1), 1.0);
+    tg_batch_clear(&b);
+    tg_dataset_free(vd);
+    tg_dataset_free(td);
+    tg_release(x);
+    tg_dataset_free(ds);
+}
+
+Test(data, same_seed_same_batches_and_restore_continues_identically) {
+    tg_dataset *ds = class_dataset(17, 4, 2);
+    tg_batcher *a = tg_batcher_new(ds, 4, true, false, 99, TG_F32, g_err, sizeof g_err);
+    tg_batcher *c = tg_batcher_new(ds, 4, true, false, 99, TG_F32, g_err, sizeof g_err);
+    tg_batch ba = {0}, bc = {0};
+    char *saved = NULL;
+    /* run 3 epochs (5 batches + end each); save after 7 calls (mid epoch 2) */
+    int64_t seq_a[64], na = 0, calls = 0;
+    for (int step = 0; step < 18; step++) {
+        int ra = tg_batcher_next(a, &ba, g_err, sizeof g_err), rc = tg_batcher_next(c, &bc, g_err, sizeof g_err);
+        cr_assert_eq(ra, rc);
+        if (ra == 1) {
+            cr_expect_eq(memcmp(ba.index, bc.index, (size_t)ba.B * sizeof(int64_t)), 0, "same seed, same batches");
+            if (calls >= 7) for (int64_t r = 0; r < ba.B; r++) seq_a[na++] = ba.index[r];
+        } else if (calls >= 7) {
+            seq_a[na++] = -1;
+        }
+        calls++;
+        if (calls == 7) saved = tg_batcher_state(a);
+    }
+    cr_assert_not_null(saved);
+    /* a fresh batcher with another seed, restored, gives exactly what `a` gave after the save */
+    tg_batcher *r = tg_batcher_new(ds, 4, true, false, 12345, TG_F32, g_err, sizeof g_err);
+    cr_assert_eq(tg_batcher_restore(r, saved, g_err, sizeof g_err), 0, "%s", g_err);
+    cr_expect_eq(tg_batcher_epoch(r), 1);
+    int64_t nr = 0;
+    bool same = true;
+    for (int step = 7; step < 18; step++) {
+        int rr = tg_batcher_next(r, &ba, g_err, sizeof g_err);
+        if (rr == 1) for (int64_t k = 0; k < ba.B; k++) same = same && seq_a[nr++] == ba.index[k];
+        else same = same && seq_a[nr++] == -1;
+    }
+    cr_expect(same && nr == na, "restored batcher diverged");
+    /* a state at an epoch boundary (not drawn yet) restores too */
+    tg_batcher *fresh = tg_batcher_new(ds, 4, true, false, 99, TG_F32, g_err, sizeof g_err);
+    char *s0 = tg_batcher_state(fresh);
+    tg_batcher *r0 = tg_batcher_new(ds, 4, true, false, 1, TG_F32, g_err, sizeof g_err);
+    cr_assert_eq(tg_batcher_restore(r0, s0, g_err, sizeof g_err), 0, "%s", g_err);
+    cr_assert_eq(tg_batcher_next(fresh, &ba, g_err, sizeof g_err), 1);
+    cr_assert_eq(tg_batcher_next(r0, &bc, g_err, sizeof g_err), 1);
+    cr_expect_eq(memcmp(ba.index, bc.index, 4 * sizeof(int64_t)), 0);
+    /* states that do not fit */
+    tg_batcher *other = tg_batcher_new(ds, 5, true, false, 99, TG_F32, g_err, sizeof g_err);
+    cr_expect_eq(tg_batcher_restore(other, saved, g_err, sizeof g_err), -1);
+    expect_msg(g_err, "the state is for 17 sequences in batches of 4", "batches of 5");
+    const char *bad[] = {"", "tg_batcher 2 17 4 1 0 0 0 0 1 1 1 1", "tg_batcher 1 17 4 1 0 0 5 0 1 1 1 1",
+                         "tg_batcher 1 17 4 1 0 0 99 1 1 1 1 1", "tg_batcher 1 17 4 1 0 0 0 0 0 0 0 0",
+                         "tg_batcher 1 17 4 1 0 0 0 0 1 1 1 1 trailing"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        cr_expect_eq(tg_batcher_restore(r, bad[k], g_err, sizeof g_err), -1, "\"%s\" accepted", bad[k]);
+        cr_expect(strstr(g_err, "batcher state") != NULL, "%s", g_err);
+    }
+    free(saved);
+    free(s0);
+    tg_batch_clear(&ba);
+    tg_batch_clear(&bc);
+    tg_batcher_free(a);
+    tg_batcher_free(c);
+    tg_batcher_free(r);
+    tg_batcher_free(r0);
+    tg_batcher_free(fresh);
+    tg_batcher_free(other);
+    tg_dataset_free(ds);
+}
+
+Test(data, batcher_rejects_bad_arguments) {
+    tg_dataset *ds = class_dataset(3, 2, 1);
+    cr_expect_null(tg_batcher_new(ds, 0, true, false, 1, TG_F32, g_err, sizeof g_err));
+    expect_msg(g_err, "batch size 0 < 1", NULL);
+    cr_expect_null(tg_batcher_new(ds, 4, true, true, 1, TG_F32, g_err, sizeof g_err));
+    expect_msg(g_err, "leaves no batch from 3 sequences", NULL);
+    cr_expect_null(tg_batcher_new(ds, 2, true, true, 1, (tg_dtype)7, g_err, sizeof g_err));
+    expect_msg(g_err, "neither F32 nor F64", NULL);
+    cr_expect_null(tg_batcher_new(NULL, 2, true, true, 1, TG_F32, g_err, sizeof g_err));
+    expect_msg(g_err, "dataset is NULL", NULL);
+    tg_batch b = {0};
+    int64_t idx[1] = {3};
+    cr_expect_eq(tg_batch_make(ds, idx, 1, TG_F32, &b, g_err, sizeof g_err), -1);
+    expect_msg(g_err, "index[0] = 3 is outside 0..2", NULL);
+    tg_batcher_free(NULL);
+    tg_batch_clear(NULL);
+    tg_dataset_free(ds);
+}
