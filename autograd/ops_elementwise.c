@@ -283,7 +283,7 @@ tg_tensor *tg_pow_scalar(const tg_tensor *x, double p) {
     UNARY_FORWARD(TG_OP_POW, "tg_pow_scalar", x, p, 0, pow(v, P0));
 }
 /* dx += g p x^(p-1) */
-void tg__pow_backward(tg_record *r, const tg_tensor *g) {
+void tg__pow_scalar_backward(tg_record *r, const tg_tensor *g) {
     if (r->f[0] == 2.0) { /* UNARY_BACKWARD does not return: without this return, squares got 2x the gradient */
         UNARY_BACKWARD(r, g, 2 * v);
         return;

@@ -33,7 +33,7 @@ tg_tensor *tg_gather_rows(const tg_tensor *weight, int64_t n, const int64_t *ind
     return out;
 }
 /* dW[index[i]] += g[i]  (scatter-add: repeated indices accumulate) */
-void tg__gather_backward(tg_record *r, const tg_tensor *g) {
+void tg__gather_rows_backward(tg_record *r, const tg_tensor *g) {
     tg_tensor *gw = tg__grad_buf(r->in[0]);
     if (!gw) return;
     int64_t n = r->k[0], D = gw->shape[1];

@@ -128,7 +128,7 @@ tg_tensor *tg_max_axis(const tg_tensor *x, int axis, bool keepdim) {
     return out;
 }
 /* dx[o, argmax, j] += g[o, j] */
-void tg__max_backward(tg_record *r, const tg_tensor *g) {
+void tg__max_axis_backward(tg_record *r, const tg_tensor *g) {
     tg_tensor *gx = tg__grad_buf(r->in[0]);
     if (!gx) return;
     int64_t outer, n, inner;

@@ -201,6 +201,12 @@ static bool is_live_record(const tg_tensor *t) {
            g_tape.rec[t->creator - 1].out == t;
 }
 
+const tg_record *tg__record_of(const tg_tensor *t) {
+    return t && is_live_record(t) ? &g_tape.rec[t->creator - 1] : NULL;
+}
+
+const tg_record *tg__tape_record(size_t i) { return i < g_tape.n_rec ? &g_tape.rec[i] : NULL; }
+
 void tg_set_requires_grad(tg_tensor *t, bool on) {
     if (!tg__check("tg_set_requires_grad", "t", t)) return;
     if (is_live_record(t)) {

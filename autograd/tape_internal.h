@@ -9,41 +9,58 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/ops.h>
 
+/* The ops, one line each: X(ENUM, name, arity, saves) and the op's meaning in a comment.
+ *   ENUM   the record's op, TG_OP_<ENUM>
+ *   name   the public function tg_<name> (ops.h): the op's name in messages, tape dumps and tests;
+ *          its backward is tg__<name>_backward, defined right below the forward in an ops_*.c file
+ *   arity  number of inputs; -1: variadic (concat, stack) or optional ones (linear's bias)
+ *   saves  what backward reads: IN0, IN1, IN2 (input i), OUT (the output), or 0. These tensors are
+ *          version-checked by backward; tests/test_ops.c (saves_are_all_backward_reads) poisons
+ *          every other input and the output after the forward and requires identical gradients.
+ * The enum, the op table (op_table.c) and the backward prototypes below are made from these lines,
+ * so a missing backward fails the link ("undefined reference to tg__<name>_backward"). An X-macro
+ * rather than a table of designated initialisers because the enum and the prototypes must follow
+ * from the same line, which a C initialiser cannot give. Recipe: docs/design.md, "Adding an op". */
+#define TG_OPS(X) \
+    X(ADD, add, 2, 0)                        /* a + b (broadcast) */                                \
+    X(SUB, sub, 2, 0)                        /* a - b (broadcast) */                                \
+    X(MUL, mul, 2, IN0 | IN1)                /* a ⊙ b (broadcast) */                                \
+    X(DIV, div, 2, IN0 | IN1)                /* a / b (broadcast) */                                \
+    X(AFFINE, affine, 1, 0)                  /* f[0] x + f[1]: neg, add/mul/rsub scalar */          \
+    X(POW, pow_scalar, 1, IN0)               /* x^f[0] */                                           \
+    X(EXP, exp, 1, OUT)                      /* e^x */                                              \
+    X(LOG, log, 1, IN0)                      /* log x */                                            \
+    X(SQRT, sqrt, 1, OUT)                    /* √x */                                               \
+    X(TANH, tanh, 1, OUT)                    /* tanh x */                                           \
+    X(SIGMOID, sigmoid, 1, OUT)              /* σ(x) */                                             \
+    X(RELU, relu, 1, OUT)                    /* max(x, 0) */                                        \
+    X(LEAKY_RELU, leaky_relu, 1, IN0)        /* x>0 ? x : f[0] x */                                 \
+    X(SOFTPLUS, softplus, 1, IN0)            /* log(1+e^x) */                                       \
+    X(ABS, abs, 1, IN0)                      /* |x| */                                              \
+    X(CLAMP, clamp, 1, IN0)                  /* min(max(x, f[0]), f[1]) */                          \
+    X(MATMUL, matmul, 2, IN0 | IN1)          /* op(a)·op(b); k[0] = trans_a, k[1] = trans_b */      \
+    X(LINEAR, linear, -1, IN0 | IN1)         /* x·Wᵀ + b; in = x, W[, b] */                         \
+    X(LINEAR_ADD, linear_add, -1, IN0 | IN1) /* c + x·Wᵀ + b; in = x, W, c[, b] */                  \
+    X(TRANSPOSE, transpose, 1, 0)            /* swap axes k[0], k[1] */                             \
+    X(RESHAPE, reshape, 1, 0)                /* same data, new shape (a view) */                    \
+    X(SELECT, select, 1, 0)                  /* x[k[0]] along axis 0 (a view) */                    \
+    X(SLICE, slice, 1, 0)                    /* x[k[1]:k[2]] along axis k[0] */                     \
+    X(CONCAT, concat, -1, 0)                 /* along axis k[0] */                                  \
+    X(STACK, stack, -1, 0)                   /* along a new axis 0 */                               \
+    X(SUM, sum, 1, 0)                        /* over axis k[0] (-1: all); f[0] = 1 or 1/n (mean) */ \
+    X(MAX, max_axis, 1, 0)                   /* over axis k[0]; aux = argmax (F64 indices) */       \
+    X(SOFTMAX, softmax, 1, OUT)              /* along axis k[0] */                                  \
+    X(LOG_SOFTMAX, log_softmax, 1, OUT)      /* along axis k[0] */                                  \
+    X(GATHER, gather_rows, 1, 0)             /* rows of weight; idx = indices */                    \
+    X(DROPOUT, dropout, 1, 0)                /* x ⊙ mask / (1-p); aux = scaled mask */              \
+    X(MASK_ROWS, mask_rows, 1, 0)            /* x[b] ⊙ mask[b]; aux = mask */                       \
+    X(GATES, gates, 1, OUT)                  /* [..,G·H] -> [G,..,H]; k[0] = G, k[1] = codes */     \
+    X(GRU_GATES, gru_gates, 2, IN1 | OUT)    /* GRU r, z, n: [..,3H] x 2 -> [3,..,H] */
+
 typedef enum tg_op {
-    TG_OP_ADD,        /* a + b (broadcast)                */
-    TG_OP_SUB,        /* a - b (broadcast)                */
-    TG_OP_MUL,        /* a ⊙ b (broadcast)                */
-    TG_OP_DIV,        /* a / b (broadcast)                */
-    TG_OP_AFFINE,     /* f[0] x + f[1]: neg, add/mul/rsub scalar */
-    TG_OP_POW,        /* x^f[0]                           */
-    TG_OP_EXP,        /* e^x (saves output)               */
-    TG_OP_LOG,        /* log x                            */
-    TG_OP_SQRT,       /* √x (saves output)                */
-    TG_OP_TANH,       /* tanh x (saves output)            */
-    TG_OP_SIGMOID,    /* σ(x) (saves output)              */
-    TG_OP_RELU,       /* max(x, 0) (saves output)         */
-    TG_OP_LEAKY_RELU, /* x>0 ? x : f[0] x                 */
-    TG_OP_SOFTPLUS,   /* log(1+e^x)                       */
-    TG_OP_ABS,        /* |x|                              */
-    TG_OP_CLAMP,      /* min(max(x, f[0]), f[1])          */
-    TG_OP_MATMUL,     /* op(a)·op(b); k[0] = trans_a, k[1] = trans_b */
-    TG_OP_LINEAR,     /* x·Wᵀ + b                         */
-    TG_OP_LINEAR_ADD, /* c + x·Wᵀ + b; in = x, W, c[, b]  */
-    TG_OP_TRANSPOSE,  /* swap axes k[0], k[1]             */
-    TG_OP_RESHAPE,    /* same data, new shape (a view)    */
-    TG_OP_SELECT,     /* x[k[0]] along axis 0 (a view)    */
-    TG_OP_SLICE,      /* x[k[1]:k[2]] along axis k[0]     */
-    TG_OP_CONCAT,     /* along axis k[0]                  */
-    TG_OP_STACK,      /* along a new axis 0               */
-    TG_OP_SUM,        /* over axis k[0] (k[0] = -1: all); f[0] = scale (1 or 1/n for mean) */
-    TG_OP_MAX,        /* over axis k[0]; aux = argmax (F64 indices) */
-    TG_OP_SOFTMAX,    /* along axis k[0] (saves output)   */
-    TG_OP_LOG_SOFTMAX,/* along axis k[0] (saves output)   */
-    TG_OP_GATHER,     /* rows of weight; idx = indices    */
-    TG_OP_DROPOUT,    /* x ⊙ mask / (1-p); aux = scaled mask */
-    TG_OP_MASK_ROWS,  /* x[b] ⊙ mask[b]; aux = mask       */
-    TG_OP_GATES,      /* per-gate non-linearity, [..,G·H] -> [G,..,H]; k[0] = G, k[1] = 2-bit codes (saves output) */
-    TG_OP_GRU_GATES,  /* GRU r, z, n from the two projections [..,3H] -> [3,..,H] (saves hp and output) */
+#define TG__OP_ENUM(E, name, arity, saves) TG_OP_##E,
+    TG_OPS(TG__OP_ENUM)
+#undef TG__OP_ENUM
     TG_OP_COUNT
 } tg_op;
 
@@ -66,8 +83,8 @@ typedef struct tg_record {
 
 typedef void (*tg_backward_fn)(tg_record *r, const tg_tensor *gout);
 
-/* One row per op: its name, how many inputs (-1: variadic), which tensors backward reads (bit i =
- * input i, bit 7 = output; they are version-checked), and the backward function. */
+/* One row per op, made from its TG_OPS line: its name, how many inputs (-1: variadic), which tensors
+ * backward reads (bit i = input i, bit 7 = output; they are version-checked), the backward function. */
 typedef struct tg_op_info {
     const char *name;
     int arity;
@@ -98,40 +115,14 @@ tg_tensor *tg__grad_buf_assign(tg_tensor *t, bool *assign);
  * may take g: later contributions are added into t's gradient, which is then g's storage. */
 bool tg__grad_share(const tg_record *r, tg_tensor *t, const tg_tensor *g);
 bool tg__needs_grad(const tg_tensor *t);
+/* The record on the current tape that produced t, or NULL (a leaf, or a result of an older tape).
+ * returns: tape-owned (for tests and tools that inspect the tape). */
+const tg_record *tg__record_of(const tg_tensor *t);
+/* Record i (0 <= i < tg_tape_records()) of the current tape, or NULL. returns: tape-owned. */
+const tg_record *tg__tape_record(size_t i);
 
 /* backward functions, each defined right below its forward */
-void tg__add_backward(tg_record *r, const tg_tensor *g);
-void tg__sub_backward(tg_record *r, const tg_tensor *g);
-void tg__mul_backward(tg_record *r, const tg_tensor *g);
-void tg__div_backward(tg_record *r, const tg_tensor *g);
-void tg__affine_backward(tg_record *r, const tg_tensor *g);
-void tg__pow_backward(tg_record *r, const tg_tensor *g);
-void tg__exp_backward(tg_record *r, const tg_tensor *g);
-void tg__log_backward(tg_record *r, const tg_tensor *g);
-void tg__sqrt_backward(tg_record *r, const tg_tensor *g);
-void tg__tanh_backward(tg_record *r, const tg_tensor *g);
-void tg__sigmoid_backward(tg_record *r, const tg_tensor *g);
-void tg__relu_backward(tg_record *r, const tg_tensor *g);
-void tg__leaky_relu_backward(tg_record *r, const tg_tensor *g);
-void tg__softplus_backward(tg_record *r, const tg_tensor *g);
-void tg__abs_backward(tg_record *r, const tg_tensor *g);
-void tg__clamp_backward(tg_record *r, const tg_tensor *g);
-void tg__matmul_backward(tg_record *r, const tg_tensor *g);
-void tg__linear_backward(tg_record *r, const tg_tensor *g);
-void tg__linear_add_backward(tg_record *r, const tg_tensor *g);
-void tg__transpose_backward(tg_record *r, const tg_tensor *g);
-void tg__reshape_backward(tg_record *r, const tg_tensor *g);
-void tg__select_backward(tg_record *r, const tg_tensor *g);
-void tg__slice_backward(tg_record *r, const tg_tensor *g);
-void tg__concat_backward(tg_record *r, const tg_tensor *g);
-void tg__stack_backward(tg_record *r, const tg_tensor *g);
-void tg__sum_backward(tg_record *r, const tg_tensor *g);
-void tg__max_backward(tg_record *r, const tg_tensor *g);
-void tg__softmax_backward(tg_record *r, const tg_tensor *g);
-void tg__log_softmax_backward(tg_record *r, const tg_tensor *g);
-void tg__gather_backward(tg_record *r, const tg_tensor *g);
-void tg__dropout_backward(tg_record *r, const tg_tensor *g);
-void tg__mask_rows_backward(tg_record *r, const tg_tensor *g);
-void tg__gates_backward(tg_record *r, const tg_tensor *g);
-void tg__gru_gates_backward(tg_record *r, const tg_tensor *g);
+#define TG__OP_BACKWARD_PROTO(E, name, arity, saves) void tg__##name##_backward(tg_record *r, const tg_tensor *g);
+TG_OPS(TG__OP_BACKWARD_PROTO)
+#undef TG__OP_BACKWARD_PROTO
 #endif

@@ -18,6 +18,62 @@ def vals(shape, k, lo=-1.0, hi=1.0):
 
 
 idx = [2, 0, 2, 4, 1, 2]
+M64 = (1 << 64) - 1
+
+
+def tapegrad_uniforms(seed, n):
+    """tapegrad's tg_rng (tensor/rng.c: xoshiro256** seeded by splitmix64), so that a dropout case can
+    use the same mask as tg_dropout(x, p, true, rng seeded with `seed`)."""
+    def splitmix(x):
+        x = (x + 0x9e3779b97f4a7c15) & M64
+        z = x
+        z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+        z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+        return x, z ^ (z >> 31)
+
+    def rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & M64
+
+    s, x = [], seed
+    for _ in range(4):
+        x, z = splitmix(x)
+        s.append(z)
+    out = []
+    for _ in range(n):
+        result = (rotl((s[1] * 5) & M64, 7) * 9) & M64
+        t = (s[1] << 17) & M64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        out.append((result >> 11) * 2.0 ** -53)
+    return out
+
+
+def dropout(a, p=0.3, seed=7):
+    """torch's dropout formula a * mask / (1 - p), with the keep/drop pattern of tapegrad's RNG."""
+    u = torch.tensor(tapegrad_uniforms(seed, a.numel())).reshape(a.shape)
+    return a * torch.where(u < p, torch.zeros_like(u), torch.full_like(u, 1.0 / (1.0 - p)))
+
+
+def gates(acts):
+    f = {"s": torch.sigmoid, "t": torch.tanh, "r": torch.relu, "i": lambda v: v}
+
+    def run(a):
+        H = a.shape[-1] // len(acts)
+        return torch.stack([f[c](a[..., k * H:(k + 1) * H]) for k, c in enumerate(acts)])
+    return run
+
+
+def gru_gates(xp, hp):
+    """PyTorch's GRU (reset-after): r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r ⊙ h_n)"""
+    xr, xz, xn = xp.chunk(3, -1)
+    hr, hz, hn = hp.chunk(3, -1)
+    r = torch.sigmoid(xr + hr)
+    z = torch.sigmoid(xz + hz)
+    return torch.stack([r, z, torch.tanh(xn + r * hn)])
 mask = torch.tensor([1.0, 0.0, 1.0, 0.5])
 CASES = [
     # name (FN in test_ops.c), torch function, input shapes, range
@@ -62,6 +118,11 @@ CASES = [
     ("f_embedding", lambda w: torch.nn.functional.embedding(torch.tensor(idx).reshape(2, 3), w), [(5, 3)], (-1, 1)),
     ("f_mask_rows", lambda a: a * mask.reshape(4, 1, 1), [(4, 2, 3)], (-1, 1)),
     ("f_xx_times_x", lambda a: (a + a) * a, [(3, 4)], (-1, 1)),
+    # added with the check that every op has a case (the earlier cases keep their numbers)
+    ("f_linear_add", lambda x, w, c: c + torch.nn.functional.linear(x, w), [(3, 5), (4, 5), (3, 4)], (-1, 1)),
+    ("f_gates_all", gates("tris"), [(2, 3, 12)], (-2, 2)),
+    ("f_gru_gates", gru_gates, [(3, 12), (3, 12)], (-2, 2)),
+    ("f_dropout", dropout, [(6, 5)], (-1, 1)),
 ]
 
 
