@@ -262,8 +262,7 @@ static int load_image(const char *path, size_t max, loaded *f, char *err, size_t
     if (f->len >= 2 && f->buf[0] == 0x1f && f->buf[1] == 0x8b) {
         unsigned char *out;
         size_t out_len;
-        int rc = tgd_fail(err, errlen, "%s: gzip-compressed input is not supported yet", path);
-        out = NULL, out_len = 0;
+        int rc = tg_gunzip(f->buf, f->len, path, max, &out, &out_len, err, errlen);
         free(f->buf);
         f->buf = NULL;
         if (rc) return -1;
@@ -293,8 +292,14 @@ typedef struct data_format {
 
 static bool probe_npy(const unsigned char *b, size_t n) { return n >= 6 && memcmp(b, "\x93NUMPY", 6) == 0; }
 
+static bool probe_idx(const unsigned char *b, size_t n) {
+    return n >= 4 && b[0] == 0 && b[1] == 0 && (b[2] == 0x08 || b[2] == 0x09 || (b[2] >= 0x0b && b[2] <= 0x0e)) &&
+           b[3] >= 1 && b[3] <= 4;
+}
+
 static const data_format k_formats[] = {
     {"npy", ".npy", probe_npy, false, 0, tgd_npy_parse, NULL},
+    {"idx", "-ubyte", probe_idx, false, 1.0 / 255.0, tgd_idx_parse, NULL},
 };
 enum { N_FORMATS = sizeof k_formats / sizeof *k_formats };
 

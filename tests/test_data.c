@@ -740,3 +740,180 @@ Test(data, batcher_rejects_bad_arguments) {
     tg_batch_clear(NULL);
     tg_dataset_free(ds);
 }
+
+/* ---- gzip (fixtures made by the real gzip, see gen_data_fixtures.py) ---------------------------- */
+
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    cr_assert_eq(fread(b, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void expect_gunzip_equals(const char *gz, const unsigned char *want, size_t want_len) {
+    size_t n, out_len;
+    unsigned char *in = slurp(gz, &n), *out;
+    int rc = tg_gunzip(in, n, gz, 0, &out, &out_len, g_err, sizeof g_err);
+    cr_expect_eq(rc, 0, "%s: %s", gz, g_err);
+    if (rc == 0) {
+        cr_expect_eq(out_len, want_len, "%s: %zu bytes, want %zu", gz, out_len, want_len);
+        cr_expect(out_len == want_len && memcmp(out, want, want_len) == 0, "%s: content differs", gz);
+        free(out);
+    }
+    free(in);
+}
+
+Test(data, crc32_check_value) {
+    cr_expect_eq(tg_crc32(0, "123456789", 9), 0xcbf43926u, "the CRC-32 check value of RFC 3720 / zlib");
+    cr_expect_eq(tg_crc32(tg_crc32(0, "1234", 4), "56789", 5), 0xcbf43926u, "continues from a previous crc");
+}
+
+Test(data, gunzip_matches_gzip_at_every_level_stored_fixed_and_multi_member) {
+    size_t np, nr;
+    unsigned char *payload = slurp(FIX "payload.bin", &np), *rnd = slurp(FIX "random.bin", &nr);
+    for (int level = 1; level <= 9; level++) {
+        char p[256];
+        snprintf(p, sizeof p, FIX "payload.%d.gz", level);
+        expect_gunzip_equals(p, payload, np);
+    }
+    /* the fixtures exercise each block type: check the first block's BTYPE bits */
+    size_t n;
+    unsigned char *b = slurp(FIX "random.gz", &n);
+    cr_expect_eq((b[10] >> 1) & 3, 0, "random.gz starts with a stored block");
+    free(b);
+    b = slurp(FIX "tiny.gz", &n);
+    cr_expect_eq((b[10] >> 1) & 3, 1, "tiny.gz is a fixed-Huffman block");
+    free(b);
+    b = slurp(FIX "payload.6.gz", &n);
+    cr_expect_eq((b[10] >> 1) & 3, 2, "payload.6.gz is a dynamic-Huffman block");
+    free(b);
+    expect_gunzip_equals(FIX "random.gz", rnd, nr);
+    expect_gunzip_equals(FIX "named.gz", rnd, nr);
+    expect_gunzip_equals(FIX "tiny.gz", (const unsigned char *)"hello hello hello", 17);
+    unsigned char *both = malloc(nr + np);
+    memcpy(both, rnd, nr);
+    memcpy(both + nr, payload, np);
+    expect_gunzip_equals(FIX "multi.gz", both, nr + np);
+    free(both);
+    free(payload);
+    free(rnd);
+}
+
+Test(data, corrupt_gzip_is_rejected_with_offset_and_reason) {
+    size_t n;
+    unsigned char *good = slurp(FIX "payload.6.gz", &n), *bad = malloc(n + 16), *out;
+    size_t out_len;
+    struct { const char *what; size_t at; int xor_; size_t len_delta; const char *msg; } rows[] = {
+        {"crc", 0, 0x01, 0, "CRC-32 mismatch"},       /* at = n - 8 below */
+        {"isize", 0, 0x01, 0, "ISIZE mismatch"},       /* at = n - 4 */
+        {"truncated trailer", 0, 0, (size_t)-3, "truncated gzip trailer"},
+        {"truncated data", 0, 0, (size_t)-1000, "unexpected end of the compressed data"},
+        {"method", 2, 0x01, 0, "byte 2: compression method is not deflate"},
+        {"flags", 3, 0x80, 0, "byte 3: reserved header flag bits"},
+        {"magic", 1, 0x01, 0, "byte 0: not a gzip member"},
+        {"trailing", 0, 0, 5, "5 bytes of trailing data after the last gzip member"},
+        {"tiny", 0, 0, (size_t)-(long)(n - 12), "truncated gzip member"},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+        memcpy(bad, good, n);
+        size_t m = n + rows[k].len_delta, at = rows[k].at;
+        if (k == 0) at = n - 8;
+        if (k == 1) at = n - 4;
+        if (rows[k].len_delta == 5) memcpy(bad + n, "junk!", 5);
+        bad[at] ^= (unsigned char)rows[k].xor_;
+        g_err[0] = 0;
+        cr_expect_eq(tg_gunzip(bad, m, "x.gz", 0, &out, &out_len, g_err, sizeof g_err), -1, "%s accepted", rows[k].what);
+        cr_expect_null(out);
+        expect_msg(g_err, "x.gz: byte ", rows[k].msg);
+    }
+    /* a damaged body: whatever the decoder notices first, it fails */
+    memcpy(bad, good, n);
+    bad[n / 2] ^= 0x55;
+    cr_expect_eq(tg_gunzip(bad, n, "x.gz", 0, &out, &out_len, g_err, sizeof g_err), -1);
+    expect_msg(g_err, "x.gz: byte ", NULL);
+    /* a stored block whose NLEN is not ~LEN (random.gz: header 10 bytes, block byte 10, LEN at 11) */
+    size_t sn;
+    unsigned char *st = slurp(FIX "random.gz", &sn);
+    st[13] ^= 0xff;
+    cr_expect_eq(tg_gunzip(st, sn, "s.gz", 0, &out, &out_len, g_err, sizeof g_err), -1);
+    expect_msg(g_err, "s.gz: byte ", "LEN and NLEN do not match");
+    free(st);
+    /* the size limit: a small max_out stops decompression with a message */
+    cr_expect_eq(tg_gunzip(good, n, "x.gz", 1000, &out, &out_len, g_err, sizeof g_err), -1);
+    expect_msg(g_err, "decompresses to more than the limit of 1000 bytes", NULL);
+    cr_expect_eq(tg_gunzip(good, 0, "x.gz", 0, &out, &out_len, g_err, sizeof g_err), -1);
+    expect_msg(g_err, "x.gz: byte 0: empty input", NULL);
+    free(good);
+    free(bad);
+}
+
+/* ---- IDX (MNIST format), raw and gzip'd ------------------------------------------------------- */
+
+Test(data, idx_images_load_as_sequences_of_rows_with_labels_raw_and_gzipped) {
+    const char *img[2] = {FIX "images-idx3-ubyte", FIX "images-idx3-ubyte.gz"};
+    const char *lab[2] = {FIX "labels-idx1-ubyte", FIX "labels-idx1-ubyte.gz"};
+    for (int k = 0; k < 2; k++) {
+        tg_dataset *ds = tg_dataset_load(img[k], lab[k], NULL, g_err, sizeof g_err);
+        cr_assert_not_null(ds, "%s", g_err);
+        cr_expect_eq(tg_dataset_size(ds), 3);
+        cr_expect_eq(tg_dataset_max_length(ds), 4, "R rows = steps");
+        cr_expect_eq(tg_dataset_features(ds), 5, "C columns = features");
+        for (int64_t n = 0; n < 3; n++)
+            for (int64_t j = 0; j < 20; j++)
+                cr_expect_float_eq(tg_dataset_seq(ds, n)[j], (double)((7 * (n * 20 + j)) % 256) / 255.0, 1e-15);
+        cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_CLASS);
+        cr_expect_eq(tg_dataset_label(ds, 2), 9);
+        cr_expect_eq(tg_dataset_classes(ds), 10);
+        tg_dataset_free(ds);
+    }
+    tg_dataset *ds = tg_dataset_load(img[1], NULL, &(tg_data_options){.idx_no_scale = true}, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_seq(ds, 1)[0], (double)(7 * 20));
+    cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_NONE);
+    tg_dataset_free(ds);
+}
+
+Test(data, malformed_idx_files_are_rejected) {
+    unsigned char good[76];
+    size_t n;
+    unsigned char *g = slurp(FIX "images-idx3-ubyte", &n);
+    cr_assert_eq(n, sizeof good);
+    memcpy(good, g, n);
+    free(g);
+    struct { const char *name; int at; unsigned char v; int cut; const char *msg; } rows[] = {
+        {"trunc-ubyte", -1, 0, 1, "byte 16: declared shape (3, 4, 5) of uint8 needs 60 bytes but only 59 follow"},
+        {"type-ubyte", 2, 0x0a, 0, "byte 2: unknown IDX element type 0x0a"},   /* by extension */
+        {"ndim-ubyte", 3, 0, 0, "byte 3: 0 dimensions"},
+        {"huge-ubyte", 4, 0xff, 0, "byte 16: declared shape (4278190083, 4, 5) of uint8 needs 85563801660 bytes but only 60 follow"},
+        {"hdr-ubyte", -1, 0, 70, "byte 4: truncated"},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+        unsigned char b[76];
+        memcpy(b, good, sizeof b);
+        if (rows[k].at >= 0) b[rows[k].at] = rows[k].v;
+        const char *p = write_file(rows[k].name, b, sizeof b - (size_t)rows[k].cut);
+        tg_dataset *ds = tg_dataset_load(p, NULL, NULL, g_err, sizeof g_err);
+        cr_expect_null(ds, "%s accepted", rows[k].name);
+        tg_dataset_free(ds);
+        expect_msg(g_err, rows[k].name, rows[k].msg);
+    }
+    /* labels that do not match the images */
+    unsigned char lab[12] = {0, 0, 8, 1, 0, 0, 0, 4, 1, 2, 3, 4};
+    const char *lp = write_file("lab4-ubyte", lab, sizeof lab);
+    cr_expect_null(tg_dataset_load(FIX "images-idx3-ubyte", lp, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "lab4-ubyte: labels of shape (4,) do not fit class labels for inputs of 3 sequences", NULL);
+    /* a corrupt .gz around IDX names the file */
+    size_t gn;
+    unsigned char *gz = slurp(FIX "images-idx3-ubyte.gz", &gn);
+    gz[gn - 8] ^= 1;
+    const char *gp = write_file("img.gz", gz, gn);
+    free(gz);
+    cr_expect_null(tg_dataset_load(gp, NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "img.gz: byte ", "CRC-32 mismatch");
+}

@@ -194,6 +194,17 @@ int64_t tg_batcher_batches_per_epoch(const tg_batcher *bt);
 char *tg_batcher_state(const tg_batcher *bt);      /* returns: malloc'd (free) */
 int tg_batcher_restore(tg_batcher *bt, const char *state, char *err, size_t errlen); /* 0 or -1 + err */
 
+/* ---- gzip ------------------------------------------------------------------------------------- */
+/* Decompresses a whole gzip file image (RFC 1952; one or more members, each checked against its
+ * CRC-32 and ISIZE) with the project's own inflate (RFC 1951). `name` labels the messages (a path, or
+ * NULL for "gzip data"). The output never exceeds max_out bytes (0 = TG_DATA_MAX_BYTES).
+ * Returns 0 with *out = malloc'd bytes (free) and *out_len, or -1 + err (message with the byte offset
+ * in the compressed data), *out = NULL. */
+int tg_gunzip(const void *in, size_t in_len, const char *name, size_t max_out, unsigned char **out,
+              size_t *out_len, char *err, size_t errlen);
+/* CRC-32 (ISO-HDLC, as gzip and zlib) of len bytes, continuing from crc (start with 0). */
+uint32_t tg_crc32(uint32_t crc, const void *data, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

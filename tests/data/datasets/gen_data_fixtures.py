@@ -27,3 +27,36 @@ np.save(out("series_f8.npy"), np.sin(np.arange(50, dtype=np.float64) / 5.0).resh
 with open(out("VERSIONS.txt"), "w") as f:
     f.write("numpy %s\n" % np.__version__)
     f.write(subprocess.run(["gzip", "--version"], capture_output=True, text=True).stdout.splitlines()[0] + "\n")
+
+# --- gzip (the real gzip program), for tests/test_data.c's inflate tests ---
+import random
+import struct
+
+rng = random.Random(10)
+words = ["tapegrad", "sequence", "gradient", "tape", "lstm", "gru", "batch", "\n", " ", "0.5", "1e-3"]
+text = "".join(rng.choice(words) for _ in range(1500)).encode()
+noise = bytes(rng.randrange(256) for _ in range(1500))
+payload = text + noise + text[:3000]
+with open(out("payload.bin"), "wb") as f:
+    f.write(payload)
+for level in range(1, 10):
+    subprocess.run("gzip -n -%d -c %s > %s" % (level, out("payload.bin"), out("payload.%d.gz" % level)), shell=True, check=True)
+# incompressible data: gzip falls back to stored blocks
+with open(out("random.bin"), "wb") as f:
+    f.write(bytes(rng.randrange(256) for _ in range(3000)))
+subprocess.run("gzip -n -9 -c %s > %s" % (out("random.bin"), out("random.gz")), shell=True, check=True)
+# two members concatenated (gzip -d outputs both)
+subprocess.run("(gzip -n -c %s; gzip -n -1 -c %s) > %s" % (out("random.bin"), out("payload.bin"), out("multi.gz")),
+               shell=True, check=True)
+# a header with FNAME (gzip without -n stores the name)
+subprocess.run("cd %s && gzip -c random.bin > named.gz" % here, shell=True, check=True)
+# IDX images [3, 4, 5] uint8 + labels [3], as Fashion-MNIST ships them (gzip'd)
+img = bytes((7 * k) % 256 for k in range(60))
+with open(out("images-idx3-ubyte"), "wb") as f:
+    f.write(b"\0\0\x08\x03" + struct.pack(">III", 3, 4, 5) + img)
+with open(out("labels-idx1-ubyte"), "wb") as f:
+    f.write(b"\0\0\x08\x01" + struct.pack(">I", 3) + bytes([4, 0, 9]))
+for name in ["images-idx3-ubyte", "labels-idx1-ubyte"]:
+    subprocess.run("gzip -n -9 -c %s > %s.gz" % (out(name), out(name)), shell=True, check=True)
+# a short input: gzip emits one fixed-Huffman block
+subprocess.run("printf 'hello hello hello' | gzip -n -9 > %s" % out("tiny.gz"), shell=True, check=True)
