@@ -55,12 +55,15 @@ static int gru_lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_
 }
 
 static const char *const g_state_names[] = {"h", "c"};
-/* name, gates G, states S, state names, forget-bias block (z: its large value keeps c), extras,
- * extra names, needs x_t, make_params (NULL: the standard four tensors), step, user, equations (shown
- * by tapegrad summary) */
-static const tg_cell g_gru_lstm = {"gru_lstm", 4, 2, g_state_names, 1, 0, NULL, false, NULL, gru_lstm_step, NULL,
-                                   "r = σ(W_xr x + W_hr h), z = σ(W_xz x + W_hz h), o = σ(W_xo x + W_ho h)\n"
-                                   "n = tanh(W_xn x + r⊙(W_hn h)), c' = z⊙c + (1−z)⊙n, h' = o⊙tanh(c')"};
+/* The cell's row, with named fields (nn.h explains each; unnamed ones are 0 / NULL: no extra
+ * parameters, the standard make_params, no x_t). forget_gate 1 = z: its large value keeps c. */
+static const tg_cell g_gru_lstm = {
+    .name = "gru_lstm", .gates = 4, .n_states = 2, .state_names = g_state_names, .forget_gate = 1,
+    .step = gru_lstm_step,
+    .equations = "r = σ(W_xr x + W_hr h), z = σ(W_xz x + W_hz h), o = σ(W_xo x + W_ho h)\n"
+                 "n = tanh(W_xn x + r⊙(W_hn h)), c' = z⊙c + (1−z)⊙n, h' = o⊙tanh(c')",
+    .reference = "examples/custom_cell.c (a GRU-gated LSTM, for illustration)",
+};
 
 /* ---- helpers ---------------------------------------------------------------------------------------- */
 

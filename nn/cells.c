@@ -1,16 +1,15 @@
 /* nn/cells.c - recurrent cells: one time step each, written with public ops only (no backward code:
- * the tape differentiates them), plus the registry that finds a cell by name.
+ * the tape differentiates them), and their table (the registry is nn/cell_registry.c).
  *
  * Dimension letters: B batch, I input size, H hidden size, G gates.
  * Every step receives xproj [B, G·H] = x·W_ihᵀ + b_ih, computed for all time steps at once by the
  * runner, and adds the recurrent projection h·W_hhᵀ + b_hh itself. Gate order and equations follow
  * PyTorch: LSTM i,f,g,o; GRU r,z,n. W_hr, W_hz, W_hn below are the gate blocks of W_hh.
  *
- * Adding a cell: write its step (and make_params if it has extra parameters), add one row to
- * g_builtin at the bottom. Nothing else changes. The variants (peephole LSTM and the LSTM search space
- * of Greff et al., MGU, MUT1-3, IndRNN, LN-LSTM) live in nn/cells_zoo.c, whose table the registry
- * consults right after g_builtin. */
-#include "nn/cells_zoo.h"
+ * The variants (peephole LSTM and the LSTM search space of Greff et al., MGU, MUT1-3, IndRNN, LN-LSTM)
+ * live in nn/cells_zoo.c; adding one is a step function and a row there (recipe: docs/design.md,
+ * "Adding a cell"). */
+#include "nn/cells_internal.h"
 
 #include <tapegrad/autograd.h>
 #include <tapegrad/nn.h>
@@ -20,13 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* 0 when every state output was produced, -1 when an op failed (its message is already pending). */
-static int produced(tg_tensor **state_out, int n) {
-    for (int s = 0; s < n; s++)
-        if (!state_out[s]) return -1;
-    return 0;
-}
-
 /* ---- Elman RNN ----------------------------------------------------------------------------------- */
 
 static int rnn_tanh_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
@@ -34,7 +26,7 @@ static int rnn_tanh_step(const tg_cell *cell, const tg_cell_params *p, const tg_
     (void)cell; (void)x;
     /* h' = tanh(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) */
     out[0] = tg_tanh(tg_linear_add(state[0], p->weight_hh, p->bias_hh, xproj)); /* = tg_add(xproj, tg_linear(..)), one op */
-    return produced(out, 1);
+    return tg__cell_produced(out, 1);
 }
 
 static int rnn_relu_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
@@ -42,7 +34,7 @@ static int rnn_relu_step(const tg_cell *cell, const tg_cell_params *p, const tg_
     (void)cell; (void)x;
     /* h' = relu(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh) */
     out[0] = tg_relu(tg_linear_add(state[0], p->weight_hh, p->bias_hh, xproj));
-    return produced(out, 1);
+    return tg__cell_produced(out, 1);
 }
 
 /* ---- LSTM (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000) -------------- */
@@ -63,7 +55,7 @@ static int lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     out[1] = tg_add(tg_mul(f, c), tg_mul(i, g));
     /* h' = o ⊙ tanh(c') */
     out[0] = tg_mul(o, tg_tanh(out[1]));
-    return produced(out, 2);
+    return tg__cell_produced(out, 2);
 }
 
 /* ---- GRU ------------------------------------------------------------------------------------------ */
@@ -85,14 +77,7 @@ static int gru_step(const tg_cell *cell, const tg_cell_params *p, const tg_tenso
     tg_tensor *z = tg_select(gates, 1), *n = tg_select(gates, 2);
     /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n) */
     out[0] = tg_add(n, tg_mul(z, tg_sub(h, n)));
-    return produced(out, 1);
-}
-
-/* Gate block k ([H, H] or [H]) of a [3H, H] weight or [3H] bias: a zero-copy view on the tape. */
-static tg_tensor *gate_block(const tg_tensor *w, int k, int64_t H) {
-    if (!w) return NULL;
-    return tg_ndim(w) == 2 ? tg_select(tg_reshape(w, TG_SHAPE(3, H, tg_dim(w, 1))), k)
-                           : tg_select(tg_reshape(w, TG_SHAPE(3, H)), k);
+    return tg__cell_produced(out, 1);
 }
 
 /* Cho et al. 2014 ("reset-before"): the reset gate scales h before the recurrent product, so W_hn
@@ -106,14 +91,14 @@ static int gru_reset_before_step(const tg_cell *cell, const tg_cell_params *p, c
     /* [x_r | x_z | x_n] = x W_ihᵀ + b_ih */
     if (tg_chunk(xproj, 1, 3, xg)) return -1;
     /* r = σ(x_r + h W_hrᵀ + b_hr)   reset gate */
-    tg_tensor *r = tg_sigmoid(tg_add(xg[0], tg_linear(h, gate_block(p->weight_hh, 0, H), gate_block(p->bias_hh, 0, H))));
+    tg_tensor *r = tg_sigmoid(tg_add(xg[0], tg_linear(h, tg__cell_block(p->weight_hh, 3, 0, H), tg__cell_block(p->bias_hh, 3, 0, H))));
     /* z = σ(x_z + h W_hzᵀ + b_hz)   update gate */
-    tg_tensor *z = tg_sigmoid(tg_add(xg[1], tg_linear(h, gate_block(p->weight_hh, 1, H), gate_block(p->bias_hh, 1, H))));
+    tg_tensor *z = tg_sigmoid(tg_add(xg[1], tg_linear(h, tg__cell_block(p->weight_hh, 3, 1, H), tg__cell_block(p->bias_hh, 3, 1, H))));
     /* n = tanh(x_n + (r ⊙ h) W_hnᵀ + b_hn)   candidate */
-    tg_tensor *n = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), gate_block(p->weight_hh, 2, H), gate_block(p->bias_hh, 2, H))));
+    tg_tensor *n = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), tg__cell_block(p->weight_hh, 3, 2, H), tg__cell_block(p->bias_hh, 3, 2, H))));
     /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n) */
     out[0] = tg_add(n, tg_mul(z, tg_sub(h, n)));
-    return produced(out, 1);
+    return tg__cell_produced(out, 1);
 }
 
 /* ---- standard parameters ----------------------------------------------------------------------------- */
@@ -150,7 +135,7 @@ int tg_cell_standard_params(const tg_cell *cell, int64_t input_size, int64_t hid
     return 0;
 }
 
-/* ---- the registry ---------------------------------------------------------------------------------- */
+/* ---- the table --------------------------------------------------------------------------------------- */
 
 static const char *const g_h[] = {"h"};
 static const char *const g_hc[] = {"h", "c"};
@@ -167,66 +152,19 @@ static const char eq_gru[] = "r = σ(W_xr x + W_hr h), z = σ(W_xz x + W_hz h)\n
 static const char eq_gru_rb[] = "r = σ(W_xr x + W_hr h), z = σ(W_xz x + W_hz h)\n"
                                 "n = tanh(W_xn x + W_hn (r⊙h) + b_hn), h' = (1−z)⊙n + z⊙h";
 
-/*  name                gates states names forget extra  extra_names needs_input make_params step  user  equations */
-static const tg_cell g_builtin[] = {
-    {"rnn_tanh",         1,    1,     g_h,  -1,    0,     NULL,       false,      NULL,       rnn_tanh_step, NULL, eq_rnn_tanh},
-    {"rnn_relu",         1,    1,     g_h,  -1,    0,     NULL,       false,      NULL,       rnn_relu_step, NULL, eq_rnn_relu},
-    {"lstm",             4,    2,     g_hc,  1,    0,     NULL,       false,      NULL,       lstm_step, NULL, eq_lstm},
-    {"gru",              3,    1,     g_h,   1,    0,     NULL,       false,      NULL,       gru_step, NULL, eq_gru},
-    {"gru_reset_before", 3,    1,     g_h,   1,    0,     NULL,       false,      NULL,       gru_reset_before_step, NULL, eq_gru_rb},
+/* One row per cell, with named fields (nn.h documents each); the registry (nn/cell_registry.c) lists
+ * these first. */
+const tg_cell tg__cells_builtin[] = {
+    {.name = "rnn_tanh", .gates = 1, .n_states = 1, .state_names = g_h, .forget_gate = -1, .step = rnn_tanh_step,
+     .equations = eq_rnn_tanh, .reference = "Elman, \"Finding structure in time\", Cognitive Science 1990"},
+    {.name = "rnn_relu", .gates = 1, .n_states = 1, .state_names = g_h, .forget_gate = -1, .step = rnn_relu_step,
+     .equations = eq_rnn_relu, .reference = "Elman 1990 (PyTorch's nonlinearity='relu')"},
+    {.name = "lstm", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .step = lstm_step,
+     .equations = eq_lstm, .reference = "Hochreiter & Schmidhuber 1997; forget gate: Gers, Schmidhuber & Cummins 2000"},
+    {.name = "gru", .gates = 3, .n_states = 1, .state_names = g_h, .forget_gate = 1, .step = gru_step,
+     .equations = eq_gru, .reference = "Cho et al. 2014, the \"reset-after\" form of cuDNN / PyTorch"},
+    {.name = "gru_reset_before", .gates = 3, .n_states = 1, .state_names = g_h, .forget_gate = 1, .step = gru_reset_before_step,
+     .equations = eq_gru_rb, .reference = "Cho et al., \"Learning phrase representations using RNN encoder-decoder\", 2014"},
 };
-#define N_BUILTIN ((int)(sizeof g_builtin / sizeof g_builtin[0]))
+const int tg__cells_builtin_count = (int)(sizeof tg__cells_builtin / sizeof tg__cells_builtin[0]);
 
-#define MAX_REGISTERED 64
-static const tg_cell *g_registered[MAX_REGISTERED];
-static int g_n_registered;
-
-/* order: g_builtin, then the zoo (nn/cells_zoo.c), then the registered cells */
-int tg_cell_count(void) { return N_BUILTIN + tg__cell_zoo_count() + g_n_registered; }
-
-const tg_cell *tg_cell_at(int i) {
-    int n_zoo = tg__cell_zoo_count();
-    if (i >= 0 && i < N_BUILTIN) return &g_builtin[i];
-    if (i >= N_BUILTIN && i < N_BUILTIN + n_zoo) return tg__cell_zoo_at(i - N_BUILTIN);
-    if (i >= N_BUILTIN + n_zoo && i < N_BUILTIN + n_zoo + g_n_registered) return g_registered[i - N_BUILTIN - n_zoo];
-    return NULL;
-}
-
-static const tg_cell *find(const char *name) {
-    for (int i = 0; i < tg_cell_count(); i++)
-        if (strcmp(tg_cell_at(i)->name, name) == 0) return tg_cell_at(i);
-    return NULL;
-}
-
-const tg_cell *tg_cell_by_name(const char *name) {
-    if (!name) { tg_error("tg_cell_by_name", "name is NULL"); return NULL; }
-    const tg_cell *c = find(name);
-    if (c) return c;
-    char known[512];
-    size_t n = 0;
-    known[0] = 0;
-    for (int i = 0; i < tg_cell_count() && n < sizeof known; i++)
-        n += (size_t)snprintf(known + n, sizeof known - n, "%s%s", i ? ", " : "", tg_cell_at(i)->name);
-    tg_error("tg_cell_by_name", "unknown cell '%s' (known: %s)", name, known);
-    return NULL;
-}
-
-int tg_cell_register(const tg_cell *cell) {
-    const char *fn = "tg_cell_register";
-    if (!cell || !cell->name || !cell->name[0] || !cell->step) {
-        tg_error(fn, "a cell needs a name and a step function");
-        return -1;
-    }
-    if (cell->gates <= 0 || cell->n_states < 1 || cell->n_states > TG_CELL_MAX_STATES || cell->n_extra < 0 ||
-        cell->n_extra > TG_CELL_MAX_EXTRA || (cell->n_extra && !cell->extra_names) ||
-        cell->forget_gate >= cell->gates) {
-        tg_error(fn, "cell '%s': %d gates, %d states (1..%d), %d extra parameters (0..%d, named), forget gate %d",
-                 cell->name, cell->gates, cell->n_states, TG_CELL_MAX_STATES, cell->n_extra, TG_CELL_MAX_EXTRA,
-                 cell->forget_gate);
-        return -1;
-    }
-    if (find(cell->name)) { tg_error(fn, "a cell named '%s' is already registered", cell->name); return -1; }
-    if (g_n_registered == MAX_REGISTERED) { tg_error(fn, "registry full (%d user cells)", MAX_REGISTERED); return -1; }
-    g_registered[g_n_registered++] = cell;
-    return 0;
-}

@@ -1,8 +1,9 @@
 /* nn/cells_zoo.c - the recurrent-architecture zoo: LSTM variants, minimal and evolved gated units,
  * IndRNN and the layer-normalised LSTM. Every cell is one forward time step written with public ops
  * (the tape differentiates it; there is no backward code here), a make_params when it has extra
- * parameters, and one row of g_zoo at the bottom, which nn/cells.c's registry consults after the
- * built-in cells. docs/cells.md tabulates every cell with its equations and reference.
+ * parameters, and one row of tg__cells_zoo at the bottom (named fields, nn.h), which the registry
+ * (nn/cell_registry.c) lists after the built-in cells. `tapegrad cells --markdown` prints the table
+ * docs/cells.md shows, from these rows.
  *
  * Dimension letters: B batch, I input size (of this layer), H hidden size, G gate blocks.
  * As in nn/cells.c, a step receives xproj [B, G·H] = x W_ihᵀ + b_ih (one GEMM for all time steps, made
@@ -12,7 +13,7 @@
  * Parameter layout (per layer k and direction, PyTorch-style names with the suffix _l{k}[_reverse]):
  * weight_ih [G·H, I], weight_hh [G·H, H], bias_ih, bias_hh [G·H], then the cell's extras, all
  * ~ U(±1/√H) like PyTorch unless a row says otherwise. Blocks are listed per cell below. */
-#include "nn/cells_zoo.h"
+#include "nn/cells_internal.h"
 
 #include <tapegrad/autograd.h>
 #include <tapegrad/nn.h>
@@ -20,21 +21,6 @@
 
 #include <math.h>
 #include <string.h>
-
-/* 0 when every state output was produced, -1 when an op failed (its message is already pending). */
-static int produced(tg_tensor **state_out, int n) {
-    for (int s = 0; s < n; s++)
-        if (!state_out[s]) return -1;
-    return 0;
-}
-
-/* Gate block k ([H, C] or [H]) of a weight [G·H, C] or bias [G·H]; NULL (no bias) stays NULL.
- * A zero-copy view recorded on the tape, so the block's gradient lands in the whole tensor. */
-static tg_tensor *block(const tg_tensor *w, int G, int k, int64_t H) {
-    if (!w) return NULL;
-    return tg_ndim(w) == 2 ? tg_select(tg_reshape(w, TG_SHAPE(G, H, tg_dim(w, 1))), k)
-                           : tg_select(tg_reshape(w, TG_SHAPE(G, H)), k);
-}
 
 /* ---- parameters ------------------------------------------------------------------------------------ */
 
@@ -110,7 +96,7 @@ static int lstm_variant_step(const tg_cell *cell, const tg_cell_params *p, const
     /* h' = o ⊙ tanh(c')   NOAF: h' = o ⊙ c' */
     tg_tensor *act = v->linear_output ? out[1] : tg_tanh(out[1]);
     out[0] = v->o < 0 ? act : tg_mul(o, act);
-    return produced(out, 2);
+    return tg__cell_produced(out, 2);
 }
 
 /*                                     i   f   g   o  ci  cf  co coupled lin_in lin_out */
@@ -146,7 +132,7 @@ static int lstm_fgr_step(const tg_cell *cell, const tg_cell_params *p, const tg_
     out[4] = tg_sigmoid(tg_add(peep(a[3], p, 2, out[1]), r[2]));
     /* h' = o ⊙ tanh(c') */
     out[0] = tg_mul(out[4], tg_tanh(out[1]));
-    return produced(out, 5);
+    return tg__cell_produced(out, 5);
 }
 
 /* extras: w_ci, w_cf, w_co [H] and weight_gg [3H, 3H], all ~ U(±1/√H) */
@@ -172,13 +158,13 @@ static int mgu_step(const tg_cell *cell, const tg_cell_params *p, const tg_tenso
     /* [x_f | x_h] = x W_ihᵀ + b_ih */
     if (tg_chunk(xproj, 1, 2, xg)) return -1;
     /* f = σ(W_f x + U_f h + b_f)   the only gate */
-    tg_tensor *f = tg_sigmoid(tg_add(xg[0], tg_linear(h, block(p->weight_hh, 2, 0, H), block(p->bias_hh, 2, 0, H))));
+    tg_tensor *f = tg_sigmoid(tg_add(xg[0], tg_linear(h, tg__cell_block(p->weight_hh, 2, 0, H), tg__cell_block(p->bias_hh, 2, 0, H))));
     /* h̃ = tanh(W_h x + U_h (f ⊙ h) + b_h) */
     tg_tensor *cand = tg_tanh(
-        tg_add(xg[1], tg_linear(tg_mul(f, h), block(p->weight_hh, 2, 1, H), block(p->bias_hh, 2, 1, H))));
+        tg_add(xg[1], tg_linear(tg_mul(f, h), tg__cell_block(p->weight_hh, 2, 1, H), tg__cell_block(p->bias_hh, 2, 1, H))));
     /* h' = (1 − f) ⊙ h + f ⊙ h̃  =  h + f ⊙ (h̃ − h) */
     out[0] = tg_add(h, tg_mul(f, tg_sub(cand, h)));
-    return produced(out, 1);
+    return tg__cell_produced(out, 1);
 }
 
 /* ---- the three evolved architectures of Jozefowicz, Zaremba, Sutskever 2015 -------------------------- */
@@ -212,13 +198,13 @@ static int mut1_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     /* z = sigm(W_xz x_t + b_z) */
     tg_tensor *z = tg_sigmoid(xg[0]);
     /* r = sigm(W_xr x_t + W_hr h_t + b_r) */
-    tg_tensor *r = tg_sigmoid(tg_add(xg[1], tg_linear(h, block(p->weight_hh, 2, 0, H), block(p->bias_hh, 2, 0, H))));
+    tg_tensor *r = tg_sigmoid(tg_add(xg[1], tg_linear(h, tg__cell_block(p->weight_hh, 2, 0, H), tg__cell_block(p->bias_hh, 2, 0, H))));
     /* h̃ = tanh(W_hh (r ⊙ h_t) + tanh(x_t) + b_h) */
     tg_tensor *cand = tg_tanh(
-        tg_add(tg_linear(tg_mul(r, h), block(p->weight_hh, 2, 1, H), block(p->bias_hh, 2, 1, H)), tg_tanh(x)));
+        tg_add(tg_linear(tg_mul(r, h), tg__cell_block(p->weight_hh, 2, 1, H), tg__cell_block(p->bias_hh, 2, 1, H)), tg_tanh(x)));
     /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
     out[0] = tg_add(h, tg_mul(z, tg_sub(cand, h)));
-    return produced(out, 1);
+    return tg__cell_produced(out, 1);
 }
 
 /* MUT2: G = 2; weight_ih blocks (z, h̃), weight_hh blocks (z, r), extra weight_hn [H, H] = the W_hh of
@@ -248,7 +234,7 @@ static int mut2_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     tg_tensor *cand = tg_tanh(tg_add(tg_linear(tg_mul(r, h), p->extra[0], NULL), xg[1]));
     /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
     out[0] = tg_add(h, tg_mul(z, tg_sub(cand, h)));
-    return produced(out, 1);
+    return tg__cell_produced(out, 1);
 }
 
 /* MUT3: G = 3, blocks (z, r, h̃) in both weight_ih and weight_hh. */
@@ -261,14 +247,14 @@ static int mut3_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     /* [x_z | x_r | x_h] = x W_ihᵀ + b_ih */
     if (tg_chunk(xproj, 1, 3, xg)) return -1;
     /* z = sigm(W_xz x_t + W_hz tanh(h_t) + b_z) */
-    tg_tensor *z = tg_sigmoid(tg_add(xg[0], tg_linear(tg_tanh(h), block(p->weight_hh, 3, 0, H), block(p->bias_hh, 3, 0, H))));
+    tg_tensor *z = tg_sigmoid(tg_add(xg[0], tg_linear(tg_tanh(h), tg__cell_block(p->weight_hh, 3, 0, H), tg__cell_block(p->bias_hh, 3, 0, H))));
     /* r = sigm(W_xr x_t + W_hr h_t + b_r) */
-    tg_tensor *r = tg_sigmoid(tg_add(xg[1], tg_linear(h, block(p->weight_hh, 3, 1, H), block(p->bias_hh, 3, 1, H))));
+    tg_tensor *r = tg_sigmoid(tg_add(xg[1], tg_linear(h, tg__cell_block(p->weight_hh, 3, 1, H), tg__cell_block(p->bias_hh, 3, 1, H))));
     /* h̃ = tanh(W_hh (r ⊙ h_t) + W_xh x_t + b_h) */
-    tg_tensor *cand = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), block(p->weight_hh, 3, 2, H), block(p->bias_hh, 3, 2, H))));
+    tg_tensor *cand = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), tg__cell_block(p->weight_hh, 3, 2, H), tg__cell_block(p->bias_hh, 3, 2, H))));
     /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
     out[0] = tg_add(h, tg_mul(z, tg_sub(cand, h)));
-    return produced(out, 1);
+    return tg__cell_produced(out, 1);
 }
 
 /* ---- IndRNN (Li, Li, Cook, Zhu, Gao 2018) ------------------------------------------------------------ */
@@ -298,7 +284,7 @@ static int indrnn_step(const tg_cell *cell, const tg_cell_params *p, const tg_te
     /* h' = relu(W x + b_ih + u ⊙ h + b_hh)   u [H]: unit j only ever sees its own past */
     tg_tensor *rec = tg_mul(p->weight_hh, h);
     out[0] = tg_relu(tg_add(xproj, p->bias_hh ? tg_add(rec, p->bias_hh) : rec));
-    return produced(out, 1);
+    return tg__cell_produced(out, 1);
 }
 
 static const indrnn_consts k_indrnn = {100.0};
@@ -355,7 +341,7 @@ static int lstm_ln_step(const tg_cell *cell, const tg_cell_params *p, const tg_t
     out[1] = tg_add(tg_mul(f, c), tg_mul(i, g));
     /* h' = o ⊙ tanh(LN(c'; α_c, β_c)) */
     out[0] = tg_mul(o, tg_tanh(layer_norm(out[1], 1, ln[4], ln[5])));
-    return produced(out, 2);
+    return tg__cell_produced(out, 2);
 }
 
 /* ---- the table ------------------------------------------------------------------------------------- */
@@ -391,26 +377,51 @@ static const char eq_lstm_ln[] = "[a_i | a_f | a_g | a_o] = LN(W_ih x) + LN(W_hh
 /* forget: the block tg_rnn_init's forget bias sets, i.e. the gate whose large value keeps the state;
  * -1 where no block does that (NFG, CIFG: f = 1 − i; MGU/MUT: their gate's large value *replaces* the
  * state; LN-LSTM: its shifts are extras, set ln_ih_bias[H:2H] yourself).
- *  name             gates states names       forget extra names    input  make_params      step               user  equations */
-static const tg_cell g_zoo[] = {
-    {"lstm_peephole", 4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_peephole, eq_lstm_peephole},
-    {"lstm_nig",      3,   2,     g_hc,        0,    2,    x_fo,    false, peephole_params, lstm_variant_step, &v_nig, eq_lstm_nig},
-    {"lstm_nfg",      3,   2,     g_hc,       -1,    2,    x_io,    false, peephole_params, lstm_variant_step, &v_nfg, eq_lstm_nfg},
-    {"lstm_nog",      3,   2,     g_hc,        1,    2,    x_if,    false, peephole_params, lstm_variant_step, &v_nog, eq_lstm_nog},
-    {"lstm_niaf",     4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_niaf, eq_lstm_niaf},
-    {"lstm_noaf",     4,   2,     g_hc,        1,    3,    x_ifo,   false, peephole_params, lstm_variant_step, &v_noaf, eq_lstm_noaf},
-    {"lstm_np",       4,   2,     g_hc,        1,    0,    NULL,    false, NULL,            lstm_variant_step, &v_np, eq_lstm_np},
-    {"lstm_cifg",     3,   2,     g_hc,       -1,    2,    x_io,    false, peephole_params, lstm_variant_step, &v_cifg, eq_lstm_cifg},
-    {"lstm_fgr",      4,   5,     g_hc_gates,  1,    4,    x_fgr,   false, lstm_fgr_params, lstm_fgr_step,     NULL, eq_lstm_fgr},
-    {"mgu",           2,   1,     g_h,        -1,    0,    NULL,    false, NULL,            mgu_step,          NULL, eq_mgu},
-    {"mut1",          2,   1,     g_h,        -1,    0,    NULL,    true,  mut1_params,     mut1_step,         NULL, eq_mut1},
-    {"mut2",          2,   1,     g_h,        -1,    1,    x_mut2,  true,  mut2_params,     mut2_step,         NULL, eq_mut2},
-    {"mut3",          3,   1,     g_h,        -1,    0,    NULL,    false, NULL,            mut3_step,         NULL, eq_mut3},
-    {"indrnn",        1,   1,     g_h,        -1,    0,    NULL,    false, indrnn_params,   indrnn_step,       &k_indrnn, eq_indrnn},
-    {"lstm_ln",       4,   2,     g_hc,       -1,    6,    x_ln,    false, lstm_ln_params,  lstm_ln_step,      NULL, eq_lstm_ln},
+ * (Rows use named fields; the meaning of each is in nn.h's struct tg_cell.) */
+const tg_cell tg__cells_zoo[] = {
+    {.name = "lstm_peephole", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .n_extra = 3,
+     .extra_names = x_ifo, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_peephole,
+     .equations = eq_lstm_peephole,
+     .reference = "Gers & Schmidhuber 2000 (peepholes); the vanilla LSTM of Greff et al., \"LSTM: A Search Space Odyssey\", 2017"},
+    {.name = "lstm_nig", .gates = 3, .n_states = 2, .state_names = g_hc, .forget_gate = 0, .n_extra = 2,
+     .extra_names = x_fo, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_nig,
+     .equations = eq_lstm_nig, .reference = "Greff et al. 2017 (NIG)"},
+    {.name = "lstm_nfg", .gates = 3, .n_states = 2, .state_names = g_hc, .forget_gate = -1, .n_extra = 2,
+     .extra_names = x_io, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_nfg,
+     .equations = eq_lstm_nfg, .reference = "Greff et al. 2017 (NFG)"},
+    {.name = "lstm_nog", .gates = 3, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .n_extra = 2,
+     .extra_names = x_if, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_nog,
+     .equations = eq_lstm_nog, .reference = "Greff et al. 2017 (NOG)"},
+    {.name = "lstm_niaf", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .n_extra = 3,
+     .extra_names = x_ifo, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_niaf,
+     .equations = eq_lstm_niaf, .reference = "Greff et al. 2017 (NIAF)"},
+    {.name = "lstm_noaf", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .n_extra = 3,
+     .extra_names = x_ifo, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_noaf,
+     .equations = eq_lstm_noaf, .reference = "Greff et al. 2017 (NOAF)"},
+    {.name = "lstm_np", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1,
+     .step = lstm_variant_step, .user = &v_np, .equations = eq_lstm_np, .reference = "Greff et al. 2017 (NP)"},
+    {.name = "lstm_cifg", .gates = 3, .n_states = 2, .state_names = g_hc, .forget_gate = -1, .n_extra = 2,
+     .extra_names = x_io, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_cifg,
+     .equations = eq_lstm_cifg, .reference = "Greff et al. 2017 (CIFG)"},
+    {.name = "lstm_fgr", .gates = 4, .n_states = 5, .state_names = g_hc_gates, .forget_gate = 1, .n_extra = 4,
+     .extra_names = x_fgr, .make_params = lstm_fgr_params, .step = lstm_fgr_step, .equations = eq_lstm_fgr,
+     .reference = "Greff et al. 2017 (FGR)"},
+    {.name = "mgu", .gates = 2, .n_states = 1, .state_names = g_h, .forget_gate = -1, .step = mgu_step,
+     .equations = eq_mgu,
+     .reference = "Zhou, Wu, Zhang & Zhou, \"Minimal gated unit for recurrent neural networks\", 2016"},
+    {.name = "mut1", .gates = 2, .n_states = 1, .state_names = g_h, .forget_gate = -1, .needs_input = true,
+     .make_params = mut1_params, .step = mut1_step, .equations = eq_mut1,
+     .reference = "Jozefowicz, Zaremba & Sutskever, \"An empirical exploration of recurrent network architectures\", ICML 2015 (MUT1)"},
+    {.name = "mut2", .gates = 2, .n_states = 1, .state_names = g_h, .forget_gate = -1, .n_extra = 1,
+     .extra_names = x_mut2, .needs_input = true, .make_params = mut2_params, .step = mut2_step,
+     .equations = eq_mut2, .reference = "Jozefowicz et al. 2015 (MUT2)"},
+    {.name = "mut3", .gates = 3, .n_states = 1, .state_names = g_h, .forget_gate = -1, .step = mut3_step,
+     .equations = eq_mut3, .reference = "Jozefowicz et al. 2015 (MUT3)"},
+    {.name = "indrnn", .gates = 1, .n_states = 1, .state_names = g_h, .forget_gate = -1,
+     .make_params = indrnn_params, .step = indrnn_step, .user = &k_indrnn, .equations = eq_indrnn,
+     .reference = "Li, Li, Cook, Zhu & Gao, \"Independently recurrent neural network (IndRNN)\", CVPR 2018"},
+    {.name = "lstm_ln", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = -1, .n_extra = 6,
+     .extra_names = x_ln, .make_params = lstm_ln_params, .step = lstm_ln_step, .equations = eq_lstm_ln,
+     .reference = "Ba, Kiros & Hinton, \"Layer normalization\", 2016"},
 };
-#define N_ZOO ((int)(sizeof g_zoo / sizeof g_zoo[0]))
-
-int tg__cell_zoo_count(void) { return N_ZOO; }
-
-const tg_cell *tg__cell_zoo_at(int i) { return i >= 0 && i < N_ZOO ? &g_zoo[i] : NULL; }
+const int tg__cells_zoo_count = (int)(sizeof tg__cells_zoo / sizeof tg__cells_zoo[0]);

@@ -107,6 +107,37 @@ Test(cli, unknown_option_every_subcommand) {
     expect_usage_error("no-such-command", "unknown command 'no-such-command'", NULL);
 }
 
+/* ---- docs made from tables ------------------------------------------------------------------------ */
+
+/* docs/cells.md shows `tapegrad cells --markdown` between two marker lines: the documented table is
+ * the registry's, and every cell the registry knows is also named in the README. */
+Test(cli, docs_cells_table_is_the_registrys) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/cells.md", TG_SOURCE_DIR);
+    char *doc = slurp(path);
+    cr_assert_not_null(doc, "cannot read %s", path);
+    const char *begin_mark = "<!-- tapegrad cells --markdown: begin -->\n", *end_mark = "<!-- tapegrad cells --markdown: end -->";
+    char *b = strstr(doc, begin_mark), *e = b ? strstr(b, end_mark) : NULL;
+    cr_assert(b && e, "%s lacks the marker lines around the cells table", path);
+    b += strlen(begin_mark);
+    *e = '\0';
+    run_result r = run("cells --markdown");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(b, r.out, "docs/cells.md's table differs from `tapegrad cells --markdown`: paste the command's "
+                               "output between the markers");
+    snprintf(path, sizeof path, "%s/README.md", TG_SOURCE_DIR);
+    char *readme = slurp(path);
+    cr_assert_not_null(readme, "cannot read %s", path);
+    for (int i = 0; i < tg_cell_count(); i++) {
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "`%s`", tg_cell_at(i)->name);
+        cr_expect(strstr(readme, quoted) != NULL, "README.md does not name the cell %s", quoted);
+    }
+    free(readme);
+    run_free(&r);
+    free(doc);
+}
+
 /* The conformance command's contract: any bad input is ONE line on stderr, argument mistakes included. */
 Test(cli, grad_argument_errors_are_one_line) {
     const char *bad[] = {"grad --cell lstm --case c.st --out o.st --bogus", "grad --cell lstm --case c.st --out o.st extra",

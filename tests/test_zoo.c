@@ -13,6 +13,7 @@
  * Dimension letters: T time, B batch, I input, H hidden, L layers, D directions, S states. */
 #include "helpers.h"
 
+#include <tapegrad/manual.h>
 #include <tapegrad/nn.h>
 
 #include <criterion/criterion.h>
@@ -369,14 +370,38 @@ static void ref_lstm_ln(const ref_layer *r, const double *x, double (*s)[MAXH], 
     for (int64_t j = 0; j < H; j++) o[0][j] = sig(ax[3][j] + ah[3][j]) * tanh(c1[j]);
 }
 
+/* Exact names only, so a future "lstm_x" cannot borrow a family's reference by its prefix. */
 static void ref_step(const ref_layer *r, const char *name, const double *x, double (*s)[MAXH], double (*o)[MAXH]) {
+    static const char *const lstm_family[] = {"lstm_peephole", "lstm_nig", "lstm_nfg", "lstm_nog",
+                                              "lstm_niaf", "lstm_noaf", "lstm_np", "lstm_cifg"};
+    for (size_t k = 0; k < sizeof lstm_family / sizeof lstm_family[0]; k++)
+        if (!strcmp(name, lstm_family[k])) { ref_lstm_family(r, name, x, s, o); return; }
     if (!strcmp(name, "lstm_fgr")) ref_lstm_fgr(r, x, s, o);
-    else if (!strncmp(name, "lstm_ln", 7)) ref_lstm_ln(r, x, s, o);
-    else if (!strncmp(name, "lstm_", 5)) ref_lstm_family(r, name, x, s, o);
+    else if (!strcmp(name, "lstm_ln")) ref_lstm_ln(r, x, s, o);
     else if (!strcmp(name, "mgu")) ref_mgu(r, x, s, o);
-    else if (!strncmp(name, "mut", 3)) ref_mut(r, name[3] - '0', x, s, o);
+    else if (!strcmp(name, "mut1")) ref_mut(r, 1, x, s, o);
+    else if (!strcmp(name, "mut2")) ref_mut(r, 2, x, s, o);
+    else if (!strcmp(name, "mut3")) ref_mut(r, 3, x, s, o);
     else if (!strcmp(name, "indrnn")) ref_indrnn(r, x, s, o);
-    else cr_assert_fail("no reference for %s", name);
+    else cr_assert_fail("cell %s has no reference step in tests/test_zoo.c (ref_step)", name);
+}
+
+/* The registry walked: every cell is checked somewhere, by exact name. A cell with a hand-derived BPTT
+ * (tg_manual_cell_parse) is compared three ways by test_compare; every other one needs its row in
+ * zoo[] above (parameter shapes, gradchecks, its equations in ref_step, learning), and must have its
+ * equations and reference in its row (`tapegrad cells` and docs/cells.md show them). */
+Test(zoo, every_registered_cell_has_its_checks) {
+    for (int i = 0; i < tg_cell_count(); i++) {
+        const tg_cell *c = tg_cell_at(i);
+        cr_expect(c->equations && c->equations[0], "cell %s has no .equations in its row", c->name);
+        cr_expect(c->reference && c->reference[0], "cell %s has no .reference in its row", c->name);
+        tg_manual_cell mc;
+        if (tg_manual_cell_parse(c->name, &mc) == 0) continue;
+        bool found = false;
+        for (int z = 0; z < N_ZOO && !found; z++) found = !strcmp(zoo[z].name, c->name);
+        cr_expect(found, "cell %s has no row in tests/test_zoo.c's zoo[] (and no hand-derived reference)", c->name);
+    }
+    for (int z = 0; z < N_ZOO; z++) cr_expect_not_null(tg_cell_by_name(zoo[z].name), "zoo[] names an unknown cell %s", zoo[z].name);
 }
 
 Test(zoo, one_step_of_every_cell_matches_its_equations) {

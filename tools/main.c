@@ -17,6 +17,7 @@ static const struct {
     {"compare", cmd_compare, "train several cells on one task with the same data and seeds; table + SVG"},
     {"bench", cmd_bench, "time one training step (forward, BPTT, Adam); JSON on the last line"},
     {"summary", cmd_summary, "a checkpoint's model as a table: layers, parameters, shapes, counts, equations"},
+    {"cells", cmd_cells, "every recurrent cell --cell accepts: gates, states, extras, equations, reference"},
     {"gradcheck", cmd_gradcheck, "triple check of a cell: tape vs hand-derived BPTT vs finite differences"},
 };
 

@@ -142,8 +142,9 @@ typedef int (*tg_cell_make_params_fn)(const tg_cell *cell, int64_t input_size, i
 typedef int (*tg_cell_step_fn)(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x_t,
                                const tg_tensor *xproj_t, tg_tensor *const *state_in, tg_tensor **state_out);
 
-/* A cell is a table row: adding a variant is one of these plus its step function (and make_params
- * when it has extra parameters). The runner never changes. */
+/* A cell is a table row: adding a variant is one of these (written with named fields, as in
+ * nn/cells_zoo.c) plus its step function (and make_params when it has extra parameters). The runner
+ * never changes. Recipe and checks: docs/design.md, "Adding a cell". */
 struct tg_cell {
     const char *name;                 /* registry key, e.g. "lstm" */
     int gates;                        /* G: weight_ih has G·H rows */
@@ -159,14 +160,15 @@ struct tg_cell {
     const void *user;                 /* constants for user cells sharing one step function */
     const char *equations;            /* the step's equations as text, one per line (shown by tapegrad summary);
                                          NULL = not given */
+    const char *reference;            /* where the cell comes from (paper, year); shown by `tapegrad cells`;
+                                         NULL = not given */
 };
 
-/* The built-in cells and any registered ones, by name: "rnn_tanh", "rnn_relu", "lstm", "gru"
- * (PyTorch's reset-after), "gru_reset_before" (Cho et al. 2014); the zoo of nn/cells_zoo.c:
- * "lstm_peephole", the Greff et al. 2017 variants "lstm_nig", "lstm_nfg", "lstm_nog", "lstm_niaf",
- * "lstm_noaf", "lstm_np", "lstm_cifg", "lstm_fgr", then "mgu", "mut1", "mut2", "mut3", "indrnn",
- * "lstm_ln" (equations, parameters and references: docs/cells.md). returns: borrowed (static);
- * NULL plus tg_error("tg_cell_by_name", ...) listing the known names when unknown. */
+/* The built-in cells (nn/cells.c: "rnn_tanh", "rnn_relu", "lstm", "gru" (PyTorch's reset-after),
+ * "gru_reset_before"), the zoo (nn/cells_zoo.c) and any registered ones, by exact name; `tapegrad
+ * cells` lists them all with equations and references (the table docs/cells.md shows).
+ * returns: borrowed (static); NULL plus tg_error("tg_cell_by_name", ...) listing the known names
+ * when unknown. */
 const tg_cell *tg_cell_by_name(const char *name);
 /* Makes a user cell findable by name. The struct must outlive its use (usually static). Call before
  * starting threads. args: borrowed. Returns 0, or -1 (invalid cell, name taken, registry full). */

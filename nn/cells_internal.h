@@ -1,0 +1,30 @@
+/* nn/cells_internal.h - what the cell files share (internal, not installed): the two tables of cells,
+ * which the registry (nn/cell_registry.c) lists in this order, and the helpers their steps use.
+ * nn/cells.c and nn/cells_zoo.c know nothing of each other or of the registry. */
+#ifndef TG_CELLS_INTERNAL_H
+#define TG_CELLS_INTERNAL_H
+#include <tapegrad/nn.h>
+#include <tapegrad/ops.h>
+
+#include <string.h>
+
+extern const tg_cell tg__cells_builtin[]; /* nn/cells.c: rnn_tanh, rnn_relu, lstm, gru, gru_reset_before */
+extern const int tg__cells_builtin_count;
+extern const tg_cell tg__cells_zoo[];     /* nn/cells_zoo.c: the variants */
+extern const int tg__cells_zoo_count;
+
+/* 0 when every state output was produced, -1 when an op failed (its message is already pending). */
+static inline int tg__cell_produced(tg_tensor **state_out, int n) {
+    for (int s = 0; s < n; s++)
+        if (!state_out[s]) return -1;
+    return 0;
+}
+
+/* Gate block k ([H, C] or [H]) of a weight [G·H, C] or bias [G·H]; NULL (no bias) stays NULL.
+ * A zero-copy view recorded on the tape, so the block's gradient lands in the whole tensor. */
+static inline tg_tensor *tg__cell_block(const tg_tensor *w, int G, int k, int64_t H) {
+    if (!w) return NULL;
+    return tg_ndim(w) == 2 ? tg_select(tg_reshape(w, TG_SHAPE(G, H, tg_dim(w, 1))), k)
+                           : tg_select(tg_reshape(w, TG_SHAPE(G, H)), k);
+}
+#endif
