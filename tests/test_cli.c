@@ -226,12 +226,55 @@ static void expect_beats(const char *args) {
     run_free(&r);
 }
 
-Test(cli, arith_beats_baseline) { expect_beats("--task arith --steps 400"); }
-Test(cli, pattern_beats_baseline) { expect_beats("--task pattern --seq 16 --steps 300"); }
-Test(cli, adding_beats_baseline) { expect_beats("--task adding --seq 10 --steps 500"); }
-Test(cli, copy_beats_baseline) { expect_beats("--task copy --seq 2 --hidden 32 --steps 1000"); }
-Test(cli, binadd_beats_baseline) { expect_beats("--task binadd --steps 300"); }
-Test(cli, charlm_beats_baseline) { expect_beats("--task charlm --hidden 64 --seq 32 --steps 200"); }
+/* One short run per task (each its own Test, so they run in parallel); every task the table knows
+ * must have one (every_task_has_a_beat_run reads the list from `train --help`, made from the rows). */
+static const struct { const char *task, *args; } beat_runs[] = {
+    {"arith", "--task arith --steps 400"},
+    {"pattern", "--task pattern --seq 16 --steps 300"},
+    {"adding", "--task adding --seq 10 --steps 500"},
+    {"copy", "--task copy --seq 2 --hidden 32 --steps 1000"},
+    {"binadd", "--task binadd --steps 300"},
+    {"charlm", "--task charlm --hidden 64 --seq 32 --steps 200"},
+};
+#define N_BEAT_RUNS (int)(sizeof beat_runs / sizeof beat_runs[0])
+Test(cli, arith_beats_baseline) { expect_beats(beat_runs[0].args); }
+Test(cli, pattern_beats_baseline) { expect_beats(beat_runs[1].args); }
+Test(cli, adding_beats_baseline) { expect_beats(beat_runs[2].args); }
+Test(cli, copy_beats_baseline) { expect_beats(beat_runs[3].args); }
+Test(cli, binadd_beats_baseline) { expect_beats(beat_runs[4].args); }
+Test(cli, charlm_beats_baseline) { expect_beats(beat_runs[5].args); }
+
+Test(cli, every_task_has_a_beat_run) {
+    run_result r = run("train --help");
+    cr_assert_eq(r.status, 0);
+    const char *line = strstr(r.out, "\n  --task ");
+    cr_assert_not_null(line, "train --help has no --task line: %s", r.out);
+    line += 3;
+    char names[512];
+    const char *eol = strchr(line, '\n');
+    size_t n = eol ? (size_t)(eol - line) : strlen(line);
+    snprintf(names, sizeof names, "%.*s", (int)n, line);
+    char *tok = strtok(names + strlen("--task"), " |");
+    int seen = 0;
+    for (; tok; tok = strtok(NULL, " |")) {
+        if (!strcmp(tok, "S")) continue;  /* the option's value letter */
+        if (tok[0] == '(') break;         /* "(default ...)" */
+        bool found = false;
+        for (int i = 0; i < N_BEAT_RUNS && !found; i++) found = !strcmp(beat_runs[i].task, tok);
+        cr_expect(found, "task %s has no short run in tests/test_cli.c's beat_runs[]", tok);
+        seen++;
+    }
+    cr_expect_geq(seen, N_BEAT_RUNS, "read %d task names from: %.*s", seen, (int)n, line);
+    run_free(&r);
+}
+
+/* The margin is a guard that can fail: one step of training "beats" chance by 1.7 points, not by 50 %. */
+Test(cli, one_step_does_not_beat_the_baseline_by_its_margin) {
+    run_result r = run("train --task pattern --steps 1 --quiet");
+    cr_expect(strstr(r.out, "does NOT beat the baseline") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "margin: the error rate (1 - accuracy) at least 50% below") != NULL, "%s", r.out);
+    run_free(&r);
+}
 
 /* ---- checkpoints ----------------------------------------------------------------------------------- */
 

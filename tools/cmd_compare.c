@@ -55,9 +55,9 @@ int cmd_compare(int argc, char **argv) {
                *svg = NULL, *csv_path = NULL, *dtype = "f32";
     long seeds = 3, seed0 = 1, steps = 0, hidden = 0, layers = 1, batch = 0, seq = 0, threads = 1;
     double lr = 0, clip = 1.0, dropout = 0, zoneout = 0;
-    char optim_help[160];
+    char optim_help[160], task_help[256];
     const cli_opt opts[] = {
-        {"--task", CLI_STR, &tname, 0, 0, "arith | pattern | adding | copy | binadd | charlm (required)"},
+        {"--task", CLI_STR, &tname, 0, 0, task_list_sep(task_help, sizeof task_help, " | ")},
         {"--cells", CLI_STR, &cells_arg, 0, 0, "comma-separated cell names (tg_cell_by_name)"},
         {"--seeds", CLI_INT, &seeds, 1, MAX_SEEDS, "seeds per cell: seed, seed+1, ..."},
         {"--seed", CLI_INT, &seed0, 0, 2147483647, "first seed"},

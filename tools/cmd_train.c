@@ -56,9 +56,9 @@ int cmd_train(int argc, char **argv) {
     double lr = 0, clip = 1.0;
     bool quiet = false, anomaly = false;
     double dropout = 0, zoneout = 0;
-    char optim_help[160];
+    char optim_help[160], task_help[256];
     const cli_opt opts[] = {
-        {"--task", CLI_STR, &task, 0, 0, "arith | pattern | adding | copy | binadd | charlm (required)"},
+        {"--task", CLI_STR, &task, 0, 0, task_list_sep(task_help, sizeof task_help, " | ")},
         {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tg_cell_by_name)"},
         {"--hidden", CLI_INT, &hidden, 0, 4096, "hidden units (0: the task's default)"},
         {"--layers", CLI_INT, &layers, 1, 16, "stacked layers"},

@@ -4,13 +4,14 @@
  *     task *t = task_new("adding", &(task_opts){.seq = 50}, err, sizeof err);   // NULL + err on failure
  *     task_batch b;
  *     task_make_batch(t, &rng, 32, &b);               // x [T,B,I], targets; new refs / malloc'd
- *     tg_tensor *pred = model_forward(m, b.x, task_every_step(t), NULL);   // tape-owned
+ *     tg_tensor *pred = model_forward(m, b.x, task_every_step(t), NULL, NULL);   // tape-owned
  *     tg_backward(task_loss_of(t, pred, &b));
  *     task_batch_clear(&b);
  *     ...
  *     task_eval ev;
  *     task_evaluate(t, m, true, &ev);                  // test metric on a fixed held-out set
  *     printf("%s %.4f vs baseline %.4f\n", task_metric_name(t), ev.metric, task_metric_baseline(t));
+ *     // beats_baseline (trainer.h): the error at least task_margin(t) below the baseline's
  *
  * Dimension letters: T time steps, B batch, I input size, O output size, V vocabulary.
  *
@@ -70,7 +71,9 @@ typedef struct task_eval {
     char detail[4096];  /* human-readable extras: example predictions, sampled text, ... */
 } task_eval;
 
-const char *task_list(void);                     /* "arith, pattern, adding, copy, binadd, charlm" */
+const char *task_list(void);                     /* "arith, pattern, ...": every task's name, from the table */
+/* The same joined by sep (" | " for a help text) into buf[size] (truncated if short). returns: buf */
+char *task_list_sep(char *buf, size_t size, const char *sep);
 bool task_known(const char *name);
 /* Sets up a task; charlm reads its text here. Returns NULL with a one-line message in err on a bad
  * name, bad length or unreadable file. */
@@ -91,6 +94,9 @@ double task_loss_baseline(const task *t);        /* the baseline's loss, in trai
 const char *task_metric_name(const task *t);     /* "test MSE", "test accuracy", ... */
 bool task_metric_lower_better(const task *t);
 double task_metric_baseline(const task *t);
+/* How far below the baseline the error (the metric, or 1 - metric for an accuracy) must be to count
+ * as beating it: error <= (1 - margin) · baseline error (beats_baseline in trainer.h). */
+double task_margin(const task *t);
 const char *task_baseline_desc(const task *t);   /* "always predict 1", ... */
 /* An epoch, for --epochs: charlm one pass over the training text, the others 10,000 examples. */
 int64_t task_epoch_steps(const task *t, int64_t batch);

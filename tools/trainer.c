@@ -311,8 +311,11 @@ double metric_display(const task *t, double metric, const char **unit) {
     return pct ? 100 * metric : metric;
 }
 
+/* The error (metric, or 1 - accuracy) at least the task's margin below the baseline's. */
 bool beats_baseline(const task *t, double metric) {
-    return task_metric_lower_better(t) ? metric < task_metric_baseline(t) : metric > task_metric_baseline(t);
+    bool lower = task_metric_lower_better(t);
+    double err = lower ? metric : 1 - metric, base = lower ? task_metric_baseline(t) : 1 - task_metric_baseline(t);
+    return err <= (1 - task_margin(t)) * base;
 }
 
 void format_metric(const task *t, double metric, char *buf, size_t n) {
@@ -321,8 +324,9 @@ void format_metric(const task *t, double metric, char *buf, size_t n) {
     double base = task_metric_baseline(t);
     char rel[64] = "";
     if (task_metric_lower_better(t) && metric > 0 && metric < base) snprintf(rel, sizeof rel, "%.3gx lower, ", base / metric);
-    snprintf(buf, n, "%s %.4g%s vs baseline %.4g%s (%s): %s%s", task_metric_name(t), v, u, b, u, task_baseline_desc(t), rel,
-             beats_baseline(t, metric) ? "beats the baseline" : "does NOT beat the baseline");
+    snprintf(buf, n, "%s %.4g%s vs baseline %.4g%s (%s): %s%s (margin: %s at least %g%% below the baseline's)", task_metric_name(t),
+             v, u, b, u, task_baseline_desc(t), rel, beats_baseline(t, metric) ? "beats the baseline" : "does NOT beat the baseline",
+             task_metric_lower_better(t) ? task_metric_name(t) : "the error rate (1 - accuracy)", 100 * task_margin(t));
 }
 
 const char *loss_name(const task *t) {
