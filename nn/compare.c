@@ -10,6 +10,7 @@
  * The three sets of gradients are then compared element by element. */
 #include <tapegrad/autograd.h>
 #include <tapegrad/compare.h>
+#include <tapegrad/memory.h>
 #include <tapegrad/manual.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/ops.h>
@@ -256,6 +257,21 @@ static bool valid_opts(const tg_compare_opts *o) {
 }
 
 /* Sets up the model, data and the list of checked tensors. Returns 0 or -1. */
+int tg_compare_mem_estimate(const char *cell_name, const tg_compare_opts *opts, tg_mem_estimate *out) {
+    tg_compare_opts o = opts ? *opts : tg_compare_defaults();
+    const tg_cell *cell = tg_cell_by_name(cell_name);
+    if (!cell) return -1;
+    if (!valid_opts(&o)) return -1;
+    tg_rnn_config cfg = {.input_size = o.I, .hidden_size = o.H, .num_layers = o.layers, .dtype = TG_F64};
+    /* two gradient copies besides the tape's (manual, finite differences): the optimizer slots */
+    if (tg_rnn_mem_estimate(cell, &cfg, o.T, o.B, 2, out)) return -1;
+    /* the manual cache is about one more tape; x and dy, the states */
+    out->tape *= 2;
+    out->data += 8.0 * ((double)o.T * (double)o.B * (double)o.H + 4.0 * cell->n_states * o.layers * (double)o.B * (double)o.H);
+    tg_mem_sum(out);
+    return 0;
+}
+
 static int ctx_init(ctx *c, const char *cell_name, const tg_compare_opts *opts) {
     memset(c, 0, sizeof *c);
     tg_compare_opts d = tg_compare_defaults();
@@ -268,6 +284,10 @@ static int ctx_init(ctx *c, const char *cell_name, const tg_compare_opts *opts) 
     c->cell = tg_cell_by_name(cell_name);
     if (!c->cell) return -1;
     c->S = c->cell->n_states;
+    tg_mem_estimate est;
+    char why[512];
+    if (tg_compare_mem_estimate(cell_name, &c->o, &est)) return -1;
+    if (tg_mem_check(&est, 0, why, sizeof why)) { tg_error(FN, "cell '%s': %s", c->cell->name, why); return -1; }
     tg_rng rng;
     tg_rng_seed(&rng, c->o.seed);
     const tg_compare_opts *o = &c->o;

@@ -10,6 +10,7 @@
  * recurrent product h·W_hhᵀ stays inside the cell's step. Every step's result becomes the carried
  * state in one function, advance(), which is where zoneout and length masking happen. */
 #include <tapegrad/autograd.h>
+#include <tapegrad/memory.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/ops.h>
 
@@ -67,6 +68,14 @@ tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
         tg_error(fn, "unknown dtype %d (TG_F32 or TG_F64)", (int)cfg->dtype);
         return NULL;
     }
+    /* parameters that cannot fit are refused before the first one is allocated */
+    tg_mem_estimate est;
+    tg_rnn_config pc = *cfg;
+    if (tg_rnn_mem_estimate(cell, &pc, 0, 0, 0, &est)) return NULL;
+    est.grads = 0; /* the parameters alone: gradients come later, if ever */
+    tg_mem_sum(&est);
+    char why[320];
+    if (tg_mem_check(&est, 0, why, sizeof why)) { tg_error(fn, "cell '%s': %s", cell->name, why); return NULL; }
     tg_rnn *m = calloc(1, sizeof *m);
     if (!m) { tg_error(fn, "out of memory"); return NULL; }
     m->cell = cell;

@@ -8,6 +8,8 @@
  */
 #include "tensor/internal.h"
 
+#include <tapegrad/memory.h>
+
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -150,6 +152,14 @@ static tg_tensor *header_new(void) {
     return t;
 }
 
+/* Returns a header that never became a tensor (its storage failed) to the pool, uncounted. */
+static void header_free(tg_tensor *t) {
+    t->magic = TG_DEAD;
+    t->storage = (tg_storage *)(void *)g_tensor_free;
+    g_tensor_free = t;
+    atomic_fetch_sub(&g_live, 1);
+}
+
 long tg_live_tensors(void) { return atomic_load(&g_live); }
 
 /* ---- shapes ------------------------------------------------------------------------------------- */
@@ -207,10 +217,29 @@ bool tg__check(const char *fn, const char *argname, const tg_tensor *t) {
 tg_tensor *tg__alloc(tg_dtype dtype, int ndim, const int64_t *shape) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
+    size_t bytes = (size_t)n * tg_itemsize(dtype);
+    /* Refuse what cannot fit before asking for it: with overcommit, a huge buffer may be granted and
+     * the process killed when it is touched. Checked only for large buffers (reads /proc). */
+    if (bytes > ((size_t)1 << 30)) {
+        char src[32], need[24], have[24], sh[128];
+        double avail = tg_mem_available(src, sizeof src);
+        if ((double)bytes > avail) {
+            tg_error("tg_empty", "%s %s needs %s, more than the %s available (%s)", tg__shape_fmt(ndim, shape, sh, sizeof sh),
+                     tg_dtype_name(dtype), tg_mem_format((double)bytes, need, sizeof need),
+                     tg_mem_format(avail, have, sizeof have), src);
+            return NULL;
+        }
+    }
     tg_tensor *t = header_new();
-    if (!t) return NULL;
-    t->storage = storage_new((size_t)n * tg_itemsize(dtype));
-    if (!t->storage) { tg_error("tg_empty", "out of memory"); t->magic = TG_DEAD; return NULL; }
+    if (!t) { tg_error("tg_empty", "out of memory for a tensor header"); return NULL; }
+    t->storage = storage_new(bytes);
+    if (!t->storage) {
+        char need[24], sh[128];
+        tg_error("tg_empty", "out of memory for %s %s (%s)", tg__shape_fmt(ndim, shape, sh, sizeof sh), tg_dtype_name(dtype),
+                 tg_mem_format((double)bytes, need, sizeof need));
+        header_free(t);
+        return NULL;
+    }
     t->dtype = dtype;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];

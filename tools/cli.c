@@ -10,6 +10,11 @@
 
 #include <tapegrad/tapegrad.h>
 
+double cli_max_memory;
+
+/* --max-memory is accepted by every command (parsed here, declared once) */
+#define MAX_MEMORY_HELP "refuse to start when the estimate exceeds this (4G, 500M, ...; default: what the machine has)"
+
 void cli_usage(const cli_cmd *cmd, FILE *f) {
     fprintf(f, "usage: tapegrad %s %s\n", cmd->name, cmd->synopsis);
 }
@@ -40,6 +45,7 @@ static void print_help(const cli_cmd *cmd) {
         snprintf(left, sizeof left, "%s%s", o->name, arg);
         printf("  %-22s %s%s\n", left, o->help, def);
     }
+    printf("  %-22s %s\n", "--max-memory SIZE", MAX_MEMORY_HELP);
     printf("  %-22s %s\n", "--help", "show this help");
 }
 
@@ -78,6 +84,13 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { print_help(cmd); return 1; }
         const char *eq = strchr(a, '=');
         size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        if (len == strlen("--max-memory") && !strncmp(a, "--max-memory", len)) {
+            const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) return usage_error(cmd, "option --max-memory needs a value");
+            if (tg_mem_parse(v, &cli_max_memory))
+                return usage_error(cmd, "option --max-memory: '%s' is not a size (e.g. 4G, 500M, 1.5T)", v);
+            continue;
+        }
         const cli_opt *o = NULL;
         for (int k = 0; k < cmd->n_opts; k++)
             if (strlen(cmd->opts[k].name) == len && !strncmp(cmd->opts[k].name, a, len)) o = &cmd->opts[k];
@@ -126,4 +139,10 @@ double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_mem_guard(const cli_cmd *cmd, const tg_mem_estimate *e) {
+    char msg[512];
+    if (tg_mem_check(e, cli_max_memory, msg, sizeof msg) == 0) return 0;
+    return cli_fail(cmd, "%s", msg);
 }

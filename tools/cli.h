@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <tapegrad/memory.h>
+
 #define TG_EXIT_OK 0
 #define TG_EXIT_FAIL 1  /* the computation ran but a check failed */
 #define TG_EXIT_USAGE 2 /* bad arguments or bad input data */
@@ -39,6 +41,11 @@ int cli_fail(const cli_cmd *cmd, const char *fmt, ...) __attribute__((format(pri
 void cli_record_errors(void);
 /* Parses a comma-separated list into at most max entries (pointers into a static copy). */
 int cli_split_list(const char *s, const char **out, int max);
+/* --max-memory SIZE, accepted by every command: 0 = the machine's available memory */
+extern double cli_max_memory;
+/* 0 when the estimate fits (--max-memory, else what the machine has); otherwise prints
+ * "tapegrad <cmd>: needs ~X: <why> (...), more than the Y available (...)" and returns TG_EXIT_USAGE. */
+int cli_mem_guard(const cli_cmd *cmd, const tg_mem_estimate *e);
 /* monotonic seconds */
 double cli_now(void);
 #endif

@@ -126,9 +126,16 @@ int cmd_bench(int argc, char **argv) {
     tg_dtype dt = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32;
     tg_set_num_threads((int)threads);
 
+    tg_rnn_config rc = {.input_size = I, .hidden_size = H, .num_layers = 1, .dtype = dt};
+    /* parameters, Adam's two slots, the tape (or the manual cache, about as large), x and the target */
+    tg_mem_estimate est;
+    if (tg_rnn_mem_estimate(tc, &rc, T, B, 2, &est)) return cli_fail(&cmd, "%s", tg_last_error());
+    est.data += (double)T * (double)B * (double)H * (double)tg_itemsize(dt);
+    tg_mem_sum(&est);
+    if (cli_mem_guard(&cmd, &est)) return TG_EXIT_USAGE;
+
     tg_rng rng;
     tg_rng_seed(&rng, (uint64_t)seed);
-    tg_rnn_config rc = {.input_size = I, .hidden_size = H, .num_layers = 1, .dtype = dt};
     c.rnn = tg_rnn_new(tc, &rc, &rng);
     c.x = tg_rand_normal(&rng, dt, TG_SHAPE(T, B, I), 0, 1);
     c.target = tg_rand_normal(&rng, dt, TG_SHAPE(T, B, H), 0, 0.5);
@@ -177,9 +184,9 @@ int cmd_bench(int argc, char **argv) {
     printf("{\"cell\": \"%s\", \"impl\": \"%s\", \"dtype\": \"%s\", \"I\": %ld, \"H\": %ld, \"B\": %ld, \"T\": %ld, "
            "\"threads\": %ld, \"steps\": %ld, \"warmup\": %ld, \"median_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, "
            "\"gflops\": %.4f, \"tokens_per_s\": %.1f, \"peak_rss_mb\": %.2f, \"tape_bytes_per_step\": %zu, "
-           "\"params\": %lld, \"loss_first\": %.6g, \"loss_last\": %.6g}\n",
+           "\"params\": %lld, \"loss_first\": %.6g, \"loss_last\": %.6g, \"estimate_bytes\": %.0f}\n",
            cell, impl, tg_dtype_name(dt), I, H, B, T, threads, steps, warmup, median, ms[0], ms[steps - 1], gflops, tokens,
-           rss, manual ? (size_t)0 : c.tape_bytes, (long long)nparams, loss0, c.loss);
+           rss, manual ? (size_t)0 : c.tape_bytes, (long long)nparams, loss0, c.loss, est.total);
 done:
     free(ms);
     tg_optim_free(c.opt);

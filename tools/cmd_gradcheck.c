@@ -71,6 +71,11 @@ int cmd_gradcheck(int argc, char **argv) {
     o.max_elems = max_elems;
     o.eps = eps;
     cli_record_errors();
+    for (int i = 0; i < n; i++) {
+        tg_mem_estimate est;
+        if (tg_compare_mem_estimate(list[i], &o, &est)) return cli_fail(&cmd, "%s: %s", list[i], tg_last_error());
+        if (cli_mem_guard(&cmd, &est)) return TG_EXIT_USAGE;
+    }
     /* a cell that cannot run at these sizes (e.g. one that needs I == H) is a usage problem (2), but a
      * failed comparison anywhere (1) is the more important news */
     bool failed = false, unrunnable = false;

@@ -175,6 +175,62 @@ static bool meta_long(const tg_st_file *f, const char *key, long long *out) {
     return end != v && !*end;
 }
 
+/* The metadata describes the model; the tensors are the model. Before anything is built from the
+ * metadata, check it against the tensors' dtypes and shapes (which the reader has already checked
+ * against the file's size), so a header saying hidden_size=1000000 over tensors of hidden 32 is
+ * named as the contradiction it is instead of failing as an allocation. 0, or -1 with the key and the
+ * tensor in err. */
+static int ckpt_check_tensors(const char *path, const tg_st_file *f, const model_config *cfg, char *err,
+                              size_t errlen) {
+    char sh[64];
+    for (int i = 0; i < tg_st_count(f); i++) {
+        const tg_tensor *t = tg_st_tensor_at(f, i);
+        if (tg_dtype_of(t) != cfg->dtype) {
+            snprintf(err, errlen, "%s: metadata dtype=%s contradicts tensor '%s' (%s)", path, tg_dtype_name(cfg->dtype),
+                     tg_st_name_at(f, i), tg_dtype_name(tg_dtype_of(t)));
+            return -1;
+        }
+    }
+    const tg_cell *cell = tg_cell_by_name(cfg->cell);
+    if (!cell) { set_err(err, errlen, "unknown cell"); return -1; }
+    const char *need[] = {"head.weight", "rnn.weight_ih_l0"};
+    for (int i = 0; i < 2; i++)
+        if (!tg_st_get(f, need[i]) || tg_ndim(tg_st_get(f, need[i])) != 2) {
+            snprintf(err, errlen, "%s: tensor '%s' is missing or not a matrix", path, need[i]);
+            return -1;
+        }
+    const tg_tensor *hw = tg_st_get(f, "head.weight"), *w0 = tg_st_get(f, "rnn.weight_ih_l0");
+    struct { const char *key; long long meta, actual; const char *tensor; const tg_tensor *t; } chk[] = {
+        {"hidden_size", cfg->hidden_size, tg_dim(hw, 1), "head.weight", hw},
+        {"output_size", cfg->output_size, tg_dim(hw, 0), "head.weight", hw},
+        {"input_size", cfg->input_size, tg_dim(w0, 1), "rnn.weight_ih_l0", w0},
+        {"hidden_size", (long long)cell->gates * cfg->hidden_size, tg_dim(w0, 0), "rnn.weight_ih_l0", w0},
+    };
+    for (size_t i = 0; i < sizeof chk / sizeof chk[0]; i++)
+        if (chk[i].meta != chk[i].actual) {
+            long long v = i == 3 ? (long long)cfg->hidden_size : chk[i].meta;
+            snprintf(err, errlen, "%s: metadata %s=%lld contradicts tensor '%s' %s%s", path, chk[i].key, v,
+                     chk[i].tensor, tg_shape_str(chk[i].t, sh, sizeof sh),
+                     i == 3 ? " (gates x hidden rows)" : "");
+            return -1;
+        }
+    char name[64];
+    snprintf(name, sizeof name, "rnn.weight_ih_l%d", cfg->layers - 1);
+    bool last = tg_st_get(f, name) != NULL;
+    snprintf(name, sizeof name, "rnn.weight_ih_l%d", cfg->layers);
+    if (!last || tg_st_get(f, name)) {
+        int k = 0;
+        for (;; k++) {
+            snprintf(name, sizeof name, "rnn.weight_ih_l%d", k);
+            if (!tg_st_get(f, name)) break;
+        }
+        snprintf(err, errlen, "%s: metadata layers=%d contradicts the tensors (rnn.weight_ih_l0 .. rnn.weight_ih_l%d: %d layers)",
+                 path, cfg->layers, k - 1, k);
+        return -1;
+    }
+    return 0;
+}
+
 model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t errlen) {
     tg_clear_error();
     if (file) *file = NULL;
@@ -217,6 +273,7 @@ model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t er
         tg_st_free(f);
         return NULL;
     }
+    if (ckpt_check_tensors(path, f, &cfg, err, errlen)) { tg_st_free(f); return NULL; }
     model *m = model_new(&cfg, 0, err, errlen);
     if (!m) { tg_st_free(f); return NULL; }
     if (tg_params_load(m->params, path)) {

@@ -75,6 +75,35 @@ static int make_optimizer(trainer *tr, char *err, size_t errlen) {
     return 0;
 }
 
+/* The estimate of a training step (memory.h): the recurrent stack, the head, the optimizer's state
+ * (two slots per parameter: Adam's m and v, the most any built-in optimizer keeps), the tape over the
+ * task's T steps (read from one batch of one sequence) and the batch itself. Refuses, before the
+ * model exists, what does not fit in --max-memory or the machine. */
+static int trainer_mem_check(trainer *tr, char *err, size_t errlen) {
+    task_batch one;
+    tg_rng r;
+    tg_rng_seed(&r, 1);
+    if (task_make_batch(tr->task, &r, 1, &one)) { snprintf(err, errlen, "out of memory making a batch"); return -1; }
+    int64_t T = tg_dim(one.x, 0), B = tr->cfg.batch;
+    double per_seq = (double)tg_numel(one.x) + (one.target ? (double)tg_numel(one.target) : (double)T);
+    task_batch_clear(&one);
+    const tg_cell *cell = tg_cell_by_name(tr->cfg.cell);
+    if (!cell) { lib_err(err, errlen, "unknown cell"); return -1; }
+    double item = (double)tg_itemsize(tr->cfg.dtype), H = (double)tr->cfg.hidden, O = (double)task_output_size(tr->task);
+    tg_rnn_config rc = {.input_size = task_input_size(tr->task), .hidden_size = tr->cfg.hidden,
+                        .num_layers = (int)tr->cfg.layers, .dtype = tr->cfg.dtype};
+    tg_mem_estimate e;
+    if (tg_rnn_mem_estimate(cell, &rc, T, B, 2, &e)) { lib_err(err, errlen, "bad sizes"); return -1; }
+    double head = O * (H + 1) * item;
+    e.params += head;
+    e.grads += head;
+    e.optim += 2 * head;
+    e.tape += 3.0 * (double)T * (double)B * O * item; /* the head's output, the loss's saved tensors */
+    e.data = per_seq * (double)B * item;
+    tg_mem_sum(&e);
+    return tg_mem_check(&e, cli_max_memory, err, errlen);
+}
+
 int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *err, size_t errlen) {
     memset(tr, 0, sizeof *tr);
     tr->cfg = *cfg;
@@ -82,6 +111,7 @@ int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *e
     tr->task = task_new(tr->cfg.task, &(task_opts){.seq = tr->cfg.seq, .text = tr->cfg.text, .dtype = tr->cfg.dtype},
                         err, errlen);
     if (!tr->task) { model_free(preloaded); return -1; }
+    if (trainer_mem_check(tr, err, errlen)) { model_free(preloaded); trainer_free(tr); return -1; }
     if (preloaded) {
         tr->model = preloaded;
         if (preloaded->cfg.input_size != task_input_size(tr->task) ||

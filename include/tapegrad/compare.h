@@ -90,6 +90,10 @@ typedef struct tg_compare_report {
     double seconds;             /* wall time of the whole check */
 } tg_compare_report;
 
+/* What tg_compare_cell needs for these sizes (<tapegrad/memory.h>); tg_compare_cell refuses, with that
+ * message, what the machine cannot hold. Returns 0, or -1 after tg_error (unknown cell, bad opts). */
+struct tg_mem_estimate;
+int tg_compare_mem_estimate(const char *cell, const tg_compare_opts *opts, struct tg_mem_estimate *out);
 /* Runs the triple check of one registered cell (tg_cell_by_name). opts NULL = tg_compare_defaults();
  * zero eps / tolerances are replaced by the defaults. returns: new object, or NULL after tg_error. */
 tg_compare_report *tg_compare_cell(const char *cell, const tg_compare_opts *opts);

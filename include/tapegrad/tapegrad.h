@@ -15,4 +15,5 @@
 #include <tapegrad/nn.h>
 #include <tapegrad/manual.h>
 #include <tapegrad/compare.h>
+#include <tapegrad/memory.h>
 #endif
