@@ -63,5 +63,7 @@ tg_dataset *tgd_from_arrays(const tgd_array *x, const tgd_array *lengths, const 
 
 /* ---- readers: each parses a whole file image (what = the name for messages) --------------------- */
 int tgd_npy_parse(const unsigned char *buf, size_t len, const char *what, tgd_array *out, char *err, size_t errlen);
+tg_dataset *tgd_csv_parse(const unsigned char *buf, size_t len, const char *what, const tgd_array *labels,
+                          const tg_data_options *opt, char *err, size_t errlen);
 int tgd_idx_parse(const unsigned char *buf, size_t len, const char *what, tgd_array *out, char *err, size_t errlen);
 #endif

@@ -300,6 +300,7 @@ static bool probe_idx(const unsigned char *b, size_t n) {
 static const data_format k_formats[] = {
     {"npy", ".npy", probe_npy, false, 0, tgd_npy_parse, NULL},
     {"idx", "-ubyte", probe_idx, false, 1.0 / 255.0, tgd_idx_parse, NULL},
+    {"csv", ".csv", NULL, true, 0, NULL, tgd_csv_parse},
 };
 enum { N_FORMATS = sizeof k_formats / sizeof *k_formats };
 

@@ -917,3 +917,123 @@ Test(data, malformed_idx_files_are_rejected) {
     cr_expect_null(tg_dataset_load(gp, NULL, NULL, g_err, sizeof g_err));
     expect_msg(g_err, "img.gz: byte ", "CRC-32 mismatch");
 }
+
+/* ---- CSV --------------------------------------------------------------------------------------- */
+
+static const char *write_text(const char *name, const char *text) { return write_file(name, text, strlen(text)); }
+
+Test(data, csv_sequences_labels_and_features_round_trip) {
+    /* CRLF, a BOM, a quoted header name with a comma, a skipped date column, spaces around numbers,
+     * a trailing blank line */
+    const char *p = write_text("walks.csv", "\xef\xbb\xbf" "date,walk,\"speed, m/s\",temp,label\r\n"
+                                            "2024-01-01,a, 1.5 ,20,1\r\n"
+                                            "2024-01-02,a,2.5,21,1\r\n"
+                                            "2024-01-03,\"b\",-3,22e-1,0\r\n"
+                                            "\r\n");
+    tg_dataset *ds = tg_dataset_load(p, NULL, &(tg_data_options){.seq_column = "walk", .label_column = "label",
+                                                                 .label_kind = TG_LABELS_CLASS}, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(ds), 2);
+    cr_expect_eq(tg_dataset_features(ds), 2, "date skipped (not a number), walk and label are not features");
+    cr_expect_str_eq(tg_dataset_feature_name(ds, 0), "speed, m/s");
+    cr_expect_str_eq(tg_dataset_feature_name(ds, 1), "temp");
+    cr_expect_eq(tg_dataset_length(ds, 0), 2);
+    cr_expect_eq(tg_dataset_length(ds, 1), 1);
+    cr_expect_eq(tg_dataset_seq(ds, 0)[2], 2.5);
+    cr_expect_eq(tg_dataset_seq(ds, 1)[1], 2.2);
+    cr_expect_eq(tg_dataset_label(ds, 0), 1);
+    cr_expect_eq(tg_dataset_label(ds, 1), 0);
+    tg_dataset_free(ds);
+    /* label kind inferred: constant integers per sequence = CLASS */
+    ds = tg_dataset_load(p, NULL, &(tg_data_options){.seq_column = "walk", .label_column = "label"}, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_CLASS);
+    tg_dataset_free(ds);
+    /* the same column as per-step tags, and as values; explicit feature list */
+    ds = tg_dataset_load(p, NULL, &(tg_data_options){.seq_column = "walk", .label_column = "label",
+                                                     .label_kind = TG_LABELS_TAG}, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_tags(ds, 0)[1], 1);
+    tg_dataset_free(ds);
+    ds = tg_dataset_load(p, NULL, &(tg_data_options){.seq_column = "walk", .label_column = "temp", .label_kind = TG_LABELS_TAG,
+                                                     .feature_columns = (const char *const[]){"label", NULL}}, g_err, sizeof g_err);
+    cr_expect_null(ds, "temp 2.2 is not a class index");
+    expect_msg(g_err, "walks.csv: line 4, column 'temp': label 2.2 is not a class index", NULL);
+    ds = tg_dataset_load(p, NULL, &(tg_data_options){.label_column = "speed, m/s",
+                                                     .feature_columns = (const char *const[]){"temp", NULL}}, g_err, sizeof g_err);
+    cr_expect_null(ds, "real labels that vary along the one series are not one value per sequence");
+    expect_msg(g_err, "line 3, column 'speed, m/s': label 2.5 differs from 1.5 at line 2", "(value labels are one per sequence)");
+    ds = tg_dataset_load(p, NULL, &(tg_data_options){.label_column = "label",
+                                                     .feature_columns = (const char *const[]){"temp", NULL}}, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(ds), 1, "no seq column: one long series");
+    cr_expect_eq(tg_dataset_length(ds, 0), 3);
+    cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_TAG, "integer labels without a seq column = per-step tags");
+    cr_expect_eq(tg_dataset_tags(ds, 0)[2], 0);
+    tg_dataset_free(ds);
+}
+
+Test(data, csv_one_long_series_for_forecasting) {
+    char text[4096] = "YEAR,SUNACTIVITY\n";
+    for (int k = 0; k < 100; k++) snprintf(text + strlen(text), sizeof text - strlen(text), "%d.0,%.17g\n", 1700 + k, 50 + 40 * sin(k / 3.0));
+    const char *p = write_text("sun.csv", text);
+    tg_dataset *ds = tg_dataset_load(p, NULL, &(tg_data_options){.feature_columns = (const char *const[]){"SUNACTIVITY", NULL}},
+                                     g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(ds), 1);
+    cr_expect_eq(tg_dataset_length(ds, 0), 100);
+    cr_expect_eq(tg_dataset_features(ds), 1);
+    cr_expect_eq(tg_dataset_seq(ds, 0)[10], 50 + 40 * sin(10 / 3.0), "%.17g round-trips");
+    tg_dataset *w = tg_dataset_windows(ds, 12, 1, 1, g_err, sizeof g_err);
+    cr_assert_not_null(w, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(w), 88);
+    tg_dataset_free(w);
+    tg_dataset_free(ds);
+}
+
+Test(data, malformed_csv_is_rejected_with_line_and_column) {
+    struct { const char *text; tg_data_options opt; const char *msg; } rows[] = {
+        {"a,b\n1,2\n3\n", {0}, "line 3: 1 fields, the header has 2"},
+        {"a,b\n1,2\n3,4,5\n", {0}, "line 3: 3 fields, the header has 2"},
+        {"a,b\n1,2\n3,x\n", {0}, "line 3, column 'b': 'x' is not a number"},
+        {"a,b\n1,2\n3,\n", {0}, "line 3, column 'b': missing value"},
+        {"a,b\n1,2\nnan,4\n", {0}, "line 3, column 'a': 'nan' is not a finite number"},
+        {"a,b\n1,2\n1e999,4\n", {0}, "line 3, column 'a': '1e999' is not a finite number"},
+        {"a,b\n1,2\n-inf,4\n", {0}, "is not a finite number"},
+        {"a,b\n1,2\n\n3,4\n", {0}, "line 3: empty line in the middle"},
+        {"", {0}, "empty file"},
+        {"\n", {0}, "line 1: no header row"},
+        {"a,b\n", {0}, "no data rows after the header"},
+        {"a,,b\n1,2,3\n", {0}, "line 1: column 2 has no name"},
+        {"a,b,a\n1,2,3\n", {0}, "column name 'a' appears twice"},
+        {"a,b\n1,2\n", {.seq_column = "id"}, "no column 'id' (seq_column not found; the header has: a, b)"},
+        {"a,b\n1,2\n", {.label_column = "y"}, "no column 'y'"},
+        {"a,b\n1,2\n", {.feature_columns = (const char *const[]){"c", NULL}}, "no feature column 'c'"},
+        {"a,b\n1,2\n", {.label_column = "a", .feature_columns = (const char *const[]){"a", NULL}}, "both a feature and the label column"},
+        {"s,a,y\nu,1,0\nu,2,1\n", {.seq_column = "s", .label_column = "y", .label_kind = TG_LABELS_CLASS},
+         "line 3, column 'y': label 1 differs from 0 at line 2 of the same sequence 'u'"},
+        {"s,a\nu,1\nv,2\nu,3\n", {.seq_column = "s"}, "line 4: sequence 'u' resumes after other rows (it started at line 2"},
+        {"s,a,y\nu,1,-1\n", {.seq_column = "s", .label_column = "y", .label_kind = TG_LABELS_CLASS}, "label -1 is not a class index"},
+        {"s,a,y\nu,1,2000000\n", {.seq_column = "s", .label_column = "y", .label_kind = TG_LABELS_TAG}, "label 2e+06 is not a class index"},
+        {"s,a,y\nu,1,\n", {.seq_column = "s", .label_column = "y"}, "line 2, column 'y': label missing"},
+        {"s,t\nu,v\n", {.seq_column = "s"}, "line 2: no numeric feature column"},
+        {"a,b\n\"1,2\n", {0}, "line 2: a quoted field is not closed"},
+        {"a,b\n\"1\"x,2\n", {0}, "line 2: text after a closing quote"},
+        {"a,b\n1\"2,3\n", {0}, "line 2: a quote inside an unquoted field"},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+        const char *p = write_text("bad.csv", rows[k].text);
+        g_err[0] = 0;
+        tg_dataset *ds = tg_dataset_load(p, NULL, &rows[k].opt, g_err, sizeof g_err);
+        cr_expect_null(ds, "row %zu accepted: %s", k, rows[k].text);
+        tg_dataset_free(ds);
+        expect_msg(g_err, "bad.csv", rows[k].msg);
+    }
+    /* quoted fields may hold newlines: line numbers count physical lines */
+    const char *p = write_text("q.csv", "s,a\n\"x\ny\",1\n\"x\ny\",2\nz,oops\n");
+    cr_expect_null(tg_dataset_load(p, NULL, &(tg_data_options){.seq_column = "s"}, g_err, sizeof g_err));
+    expect_msg(g_err, "q.csv: line 6, column 'a': 'oops' is not a number", NULL);
+    /* a CSV cannot take a labels file */
+    cr_expect_null(tg_dataset_load(write_text("ok.csv", "a\n1\n"), FIX "y_i8.npy", NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "label column", NULL);
+}
