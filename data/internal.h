@@ -47,6 +47,7 @@ typedef struct tgd_array {
     const unsigned char *data;   /* borrowed: numel * itemsize bytes */
     const char *what;            /* "x.npy" / "train.safetensors: tensor 'y'" for messages */
     int64_t base_offset;         /* byte offset of data in its file, for messages */
+    bool ints;                   /* every value is an integer (safetensors integers converted to F64) */
 } tgd_array;
 size_t tgd_elem_size(tgd_elem e);
 const char *tgd_elem_name(tgd_elem e);
@@ -65,5 +66,7 @@ tg_dataset *tgd_from_arrays(const tgd_array *x, const tgd_array *lengths, const 
 int tgd_npy_parse(const unsigned char *buf, size_t len, const char *what, tgd_array *out, char *err, size_t errlen);
 tg_dataset *tgd_csv_parse(const unsigned char *buf, size_t len, const char *what, const tgd_array *labels,
                           const tg_data_options *opt, char *err, size_t errlen);
+tg_dataset *tgd_st_parse(const unsigned char *buf, size_t len, const char *what, const tgd_array *labels,
+                         const tg_data_options *opt, char *err, size_t errlen);
 int tgd_idx_parse(const unsigned char *buf, size_t len, const char *what, tgd_array *out, char *err, size_t errlen);
 #endif

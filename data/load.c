@@ -105,7 +105,7 @@ int tgd_array_numel(tgd_array *a, uint64_t limit, char *err, size_t errlen) {
 
 /* Checks that every label is a whole number (integer types always are). */
 static int labels_integral(const tgd_array *y, char *err, size_t errlen) {
-    if (tgd_elem_integer(y->elem)) return 0;
+    if (tgd_elem_integer(y->elem) || y->ints) return 0;
     for (int64_t k = 0; k < y->numel; k++) {
         double v = tgd_array_get(y, k);
         if (!(v == floor(v)) || fabs(v) > 9e15)
@@ -134,7 +134,6 @@ tg_dataset *tgd_from_arrays(const tgd_array *x, const tgd_array *lengths, const 
         return NULL;
     }
     if (N < 1 || T < 1 || I < 1) { tgd_fail(err, errlen, "%s: shape %s has an empty dimension", x->what, sb); return NULL; }
-    if (!tgd_elem_integer(x->elem) || true) { /* all element types are read as doubles */ }
 
     int64_t *len = malloc((size_t)N * sizeof *len);
     if (!len) { tgd_fail(err, errlen, "out of memory"); return NULL; }
@@ -144,7 +143,7 @@ tg_dataset *tgd_from_arrays(const tgd_array *x, const tgd_array *lengths, const 
     if (lengths) {
         char lb[160];
         shape_fmt(lengths, lb, sizeof lb);
-        if (lengths->ndim != 1 || lengths->shape[0] != N || !tgd_elem_integer(lengths->elem)) {
+        if (lengths->ndim != 1 || lengths->shape[0] != N || !(tgd_elem_integer(lengths->elem) || lengths->ints)) {
             tgd_fail(err, errlen, "%s: shape %s of %s must be [N] = (%" PRId64 ",) integers", lengths->what, lb,
                      tgd_elem_name(lengths->elem), N);
             goto fail;
@@ -165,7 +164,7 @@ tg_dataset *tgd_from_arrays(const tgd_array *x, const tgd_array *lengths, const 
     if (y) {
         char yb[160];
         shape_fmt(y, yb, sizeof yb);
-        bool integer = tgd_elem_integer(y->elem);
+        bool integer = tgd_elem_integer(y->elem) || y->ints;
         kind = opt->label_kind;
         if (kind == TG_LABELS_NONE)
             kind = !integer ? TG_LABELS_VALUE : y->ndim == 2 && !(y->shape[1] == 1 && T != 1) ? TG_LABELS_TAG : TG_LABELS_CLASS;
@@ -297,9 +296,16 @@ static bool probe_idx(const unsigned char *b, size_t n) {
            b[3] >= 1 && b[3] <= 4;
 }
 
+static bool probe_st(const unsigned char *b, size_t n) {
+    if (n < 10) return false;
+    uint64_t h = load_bytes(b, 8, false);
+    return h >= 2 && h <= n - 8 && b[8] == '{';
+}
+
 static const data_format k_formats[] = {
     {"npy", ".npy", probe_npy, false, 0, tgd_npy_parse, NULL},
     {"idx", "-ubyte", probe_idx, false, 1.0 / 255.0, tgd_idx_parse, NULL},
+    {"safetensors", ".safetensors", probe_st, false, 0, NULL, tgd_st_parse},
     {"csv", ".csv", NULL, true, 0, NULL, tgd_csv_parse},
 };
 enum { N_FORMATS = sizeof k_formats / sizeof *k_formats };

@@ -191,6 +191,7 @@ const char *tg_st_meta(const tg_st_file *f, const char *key) {
 typedef struct st_ctx {
     const char *fn;   /* "tg_st_load" / "tg_st_parse" */
     const char *file; /* shown before the problem; NULL when parsing memory */
+    unsigned flags;   /* TG_ST_* */
 } st_ctx;
 
 static void st_fail(const st_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -644,6 +645,24 @@ static const char *const k_known_dtypes[] = {
     "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",
 };
 
+/* Integer dtypes loaded as F64 with TG_ST_INTEGERS_AS_F64 (little-endian, two's complement). */
+static const struct { const char *name; size_t size; bool is_signed; } k_int_dtypes[] = {
+    {"BOOL", 1, false}, {"U8", 1, false}, {"I8", 1, true}, {"U16", 2, false}, {"I16", 2, true},
+    {"U32", 4, false}, {"I32", 4, true}, {"U64", 8, false}, {"I64", 8, true},
+};
+static int int_dtype(const char *dtype) {
+    for (int k = 0; k < (int)(sizeof k_int_dtypes / sizeof *k_int_dtypes); k++)
+        if (strcmp(dtype, k_int_dtypes[k].name) == 0) return k;
+    return -1;
+}
+/* Item size of an accepted dtype, 0 if it is not loaded under these flags. */
+static size_t loaded_itemsize(const char *dtype, unsigned flags) {
+    if (strcmp(dtype, "F32") == 0) return 4;
+    if (strcmp(dtype, "F64") == 0) return 8;
+    int k = flags & TG_ST_INTEGERS_AS_F64 ? int_dtype(dtype) : -1;
+    return k >= 0 ? k_int_dtypes[k].size : 0;
+}
+
 static int cmp_strptr(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -699,11 +718,12 @@ static bool validate(const st_ctx *c, tg_st_file *f, uint64_t data_size, int *or
             st_fail(c, "tensor '%s': unknown dtype '%s'", nb, printable(db, sizeof db, e->dtype));
             goto done;
         }
-        if (strcmp(e->dtype, "F32") != 0 && strcmp(e->dtype, "F64") != 0) {
-            st_fail(c, "tensor '%s': dtype %s is not supported (tapegrad loads F32 and F64)", nb, e->dtype);
+        size_t itemsize = loaded_itemsize(e->dtype, c->flags);
+        if (!itemsize) {
+            st_fail(c, "tensor '%s': dtype %s is not supported (tapegrad loads F32 and F64%s)", nb, e->dtype,
+                    c->flags & TG_ST_INTEGERS_AS_F64 ? " and integers" : "");
             goto done;
         }
-        size_t itemsize = tg_itemsize(strcmp(e->dtype, "F64") == 0 ? TG_F64 : TG_F32);
         tg__shape_fmt(e->ndim, e->shape, sb, sizeof sb);
         /* Same bound as tg_empty (product of the non-zero dims x 16 fits in int64), so the allocation
          * below cannot fail its shape check; the numel of the zero-dim case is 0. */
@@ -767,6 +787,35 @@ done:
 
 /* ---- decoding ----------------------------------------------------------------------------------- */
 
+/* Converts little-endian integers `raw` into e's F64 tensor; values beyond 2^53 in magnitude (not exact
+ * as doubles) are rejected by name. */
+static bool ints_to_f64(const st_ctx *c, st_entry *e, size_t size, bool is_signed, const unsigned char *raw) {
+    double *out = tg_data(e->tensor);
+    int64_t n = tg_numel(e->tensor);
+    for (int64_t k = 0; k < n; k++) {
+        uint64_t v = 0;
+        for (size_t b = 0; b < size; b++) v |= (uint64_t)raw[(size_t)k * size + b] << (8 * b);
+        double d;
+        if (is_signed && size < 8 && (v >> (8 * size - 1)) & 1) v |= ~0ull << (8 * size); /* sign-extend */
+        if (is_signed) {
+            int64_t sv = (int64_t)v;
+            if (sv > (1ll << 53) || sv < -(1ll << 53)) goto inexact;
+            d = (double)sv;
+        } else {
+            if (v > (1ull << 53)) goto inexact;
+            d = (double)v;
+        }
+        out[k] = d;
+        continue;
+    inexact:;
+        char nb[ST_NAMEBUF];
+        st_fail(c, "tensor '%s': element %lld of dtype %s does not fit a double exactly (|v| > 2^53)",
+                printable(nb, sizeof nb, e->name), (long long)k, e->dtype);
+        return false;
+    }
+    return true;
+}
+
 /* Parses and validates the header, then allocates the tensors and fills them from `mem` (the data area
  * in memory) or, if mem is NULL, by reading `fp` (positioned at the start of the data area). */
 static tg_st_file *st_decode(const st_ctx *c, const unsigned char *hdr, size_t hlen, uint64_t data_size,
@@ -782,7 +831,7 @@ static tg_st_file *st_decode(const st_ctx *c, const unsigned char *hdr, size_t h
 
     for (int i = 0; i < f->count; i++) {
         st_entry *e = &f->entries[i];
-        e->tensor = tg_empty(strcmp(e->dtype, "F64") == 0 ? TG_F64 : TG_F32, e->ndim, e->shape);
+        e->tensor = tg_empty(strcmp(e->dtype, "F32") == 0 ? TG_F32 : TG_F64, e->ndim, e->shape);
         if (!e->tensor) { st_fail(c, "out of memory for tensor of %lld bytes", (long long)(e->end - e->begin)); goto fail; }
         tg_set_name(e->tensor, e->name);
     }
@@ -791,14 +840,24 @@ static tg_st_file *st_decode(const st_ctx *c, const unsigned char *hdr, size_t h
         st_entry *e = &f->entries[order[k]];
         size_t bytes = (size_t)(e->end - e->begin);
         if (!bytes) continue;
-        unsigned char *dst = tg_data(e->tensor);
+        int ik = int_dtype(e->dtype);
+        /* integers: the raw bytes go to a temporary first (never larger than the file), then convert */
+        unsigned char *dst = ik < 0 ? tg_data(e->tensor) : malloc(bytes);
+        if (!dst) { st_fail(c, "out of memory for tensor of %zu bytes", bytes); goto fail; }
         if (mem) {
             memcpy(dst, mem + e->begin, bytes);
         } else if (fread(dst, 1, bytes, fp) != bytes) {
             char nb[ST_NAMEBUF];
             st_fail(c, "tensor '%s': %s while reading its data", printable(nb, sizeof nb, e->name),
                     ferror(fp) ? strerror(errno) : "unexpected end of file");
+            if (ik >= 0) free(dst);
             goto fail;
+        }
+        if (ik >= 0) {
+            bool ok = ints_to_f64(c, e, k_int_dtypes[ik].size, k_int_dtypes[ik].is_signed, dst);
+            free(dst);
+            if (!ok) goto fail;
+            continue;
         }
         if (!host_is_little_endian()) swap_items(dst, (size_t)tg_numel(e->tensor), tg_itemsize(tg_dtype_of(e->tensor)));
     }
@@ -831,8 +890,15 @@ static bool check_header_length(const st_ctx *c, uint64_t n, uint64_t total) {
     return true;
 }
 
-tg_st_file *tg_st_parse(const void *bytes, size_t size) {
-    const st_ctx c = {"tg_st_parse", NULL};
+tg_st_file *tg_st_parse(const void *bytes, size_t size) { return tg_st_parse_flags(bytes, size, 0); }
+tg_st_file *tg_st_load(const char *path) { return tg_st_load_flags(path, 0); }
+
+const char *tg_st_dtype_at(const tg_st_file *f, int i) {
+    return f && i >= 0 && i < f->count ? f->entries[i].dtype : NULL;
+}
+
+tg_st_file *tg_st_parse_flags(const void *bytes, size_t size, unsigned flags) {
+    const st_ctx c = {"tg_st_parse", NULL, flags};
     const unsigned char *b = bytes;
     if (!b && size) { st_fail(&c, "bytes is NULL"); return NULL; }
     if (size < 8) { st_fail(&c, "%zu bytes is shorter than the 8-byte header length", size); return NULL; }
@@ -841,8 +907,8 @@ tg_st_file *tg_st_parse(const void *bytes, size_t size) {
     return st_decode(&c, b + 8, (size_t)n, size - 8 - n, b + 8 + n, NULL);
 }
 
-tg_st_file *tg_st_load(const char *path) {
-    st_ctx c = {"tg_st_load", path};
+tg_st_file *tg_st_load_flags(const char *path, unsigned flags) {
+    st_ctx c = {"tg_st_load", path, flags};
     if (!path) { c.file = NULL; st_fail(&c, "path is NULL"); return NULL; }
     unsigned char len8[8], *hdr = NULL;
     tg_st_file *f = NULL;
@@ -975,7 +1041,7 @@ static bool write_all(const st_ctx *c, FILE *fp, const st_buf *hb, int n, tg_ten
 
 int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *const *tensors, int nmeta,
                const char *const *meta) {
-    st_ctx c = {"tg_st_save", path};
+    st_ctx c = {"tg_st_save", path, 0};
     char nb[ST_NAMEBUF];
     st_buf hb = {0};
     const char **sorted = NULL;

@@ -1037,3 +1037,85 @@ Test(data, malformed_csv_is_rejected_with_line_and_column) {
     cr_expect_null(tg_dataset_load(write_text("ok.csv", "a\n1\n"), FIX "y_i8.npy", NULL, g_err, sizeof g_err));
     expect_msg(g_err, "label column", NULL);
 }
+
+/* ---- safetensors data files -------------------------------------------------------------------- */
+
+/* A safetensors image from a JSON header and raw data. */
+static const char *write_st(const char *name, const char *json, const void *data, size_t n) {
+    static unsigned char buf[1 << 14];
+    size_t h = strlen(json);
+    uint64_t hl = h;
+    for (int k = 0; k < 8; k++) buf[k] = (unsigned char)(hl >> (8 * k));
+    memcpy(buf + 8, json, h);
+    memcpy(buf + 8 + h, data, n);
+    return write_file(name, buf, 8 + h + n);
+}
+
+Test(data, safetensors_with_int64_labels_and_lengths_as_pytorch_writes_them) {
+    tg_dataset *ds = tg_dataset_load(FIX "seqs.safetensors", NULL, NULL, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(ds), 3);
+    cr_expect_eq(tg_dataset_length(ds, 0), 4);
+    cr_expect_eq(tg_dataset_length(ds, 1), 2);
+    cr_expect_eq(tg_dataset_length(ds, 2), 3);
+    cr_expect_eq(tg_dataset_seq(ds, 2)[5], ((double)(2 * 8 + 5) - 5.5) / 4.0);
+    cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_CLASS);
+    cr_expect_eq(tg_dataset_label(ds, 0), 2);
+    cr_expect_eq(tg_dataset_classes(ds), 3);
+    tg_dataset_free(ds);
+    /* tags [N,T] as I64, x as F64 written by tg_st_save's format */
+    double xs[4] = {1, 2, 3, 4};
+    int64_t tags[4] = {0, 3, 1, 1};
+    unsigned char data[64];
+    memcpy(data, xs, 32);
+    memcpy(data + 32, tags, 32);
+    const char *p = write_st("tags.safetensors", "{\"x\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[0,32]},"
+                             "\"y\":{\"dtype\":\"I64\",\"shape\":[2,2],\"data_offsets\":[32,64]}}", data, 64);
+    ds = tg_dataset_load(p, NULL, NULL, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_size(ds), 2, "2-D x with labels = [N, T]");
+    cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_TAG);
+    cr_expect_eq(tg_dataset_tags(ds, 0)[1], 3);
+    cr_expect_eq(tg_dataset_classes(ds), 4);
+    tg_dataset_free(ds);
+}
+
+Test(data, malformed_safetensors_data_files_are_rejected) {
+    double xs[4] = {1, 2, 3, 4};
+    int64_t big[2] = {(int64_t)1 << 60, 0}, len_bad[2] = {1, 3};
+    unsigned char d[64];
+    struct { const char *json; const void *a; size_t na; const void *b; size_t nb; const char *msg; } rows[] = {
+        {"{\"z\":{\"dtype\":\"F64\",\"shape\":[4],\"data_offsets\":[0,32]}}", xs, 32, NULL, 0, "unexpected tensor 'z'"},
+        {"{\"y\":{\"dtype\":\"F64\",\"shape\":[4],\"data_offsets\":[0,32]}}", xs, 32, NULL, 0, "no tensor 'x'"},
+        {"{\"x\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[0,32]},\"y\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[32,48]}}",
+         xs, 32, big, 16, "tensor 'y': element 0 of dtype I64 does not fit a double exactly"},
+        {"{\"x\":{\"dtype\":\"F64\",\"shape\":[2,2,1],\"data_offsets\":[0,32]},\"lengths\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[32,48]}}",
+         xs, 32, len_bad, 16, "tensor 'lengths': length 3 of sequence 1 is outside 1..2"},
+        {"{\"x\":{\"dtype\":\"F64\",\"shape\":[2,2,1],\"data_offsets\":[0,32]},\"lengths\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[32,48]}}",
+         xs, 32, xs, 16, "tensor 'lengths': shape (2,) of float64 must be [N] = (2,) integers"},
+        {"{\"x\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[0,40]}}", xs, 32, xs, 8, "data_offsets span 40"},
+        {"{\"x\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", xs, 4, NULL, 0, "dtype F16 is not supported"},
+        {"{\"x\":{\"dtype\":\"F64\",\"shape\":[100000000000],\"data_offsets\":[0,800000000000]}}", xs, 32, NULL, 0, "extend past the end"},
+    };
+    for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
+        memcpy(d, rows[k].a, rows[k].na);
+        if (rows[k].b) memcpy(d + rows[k].na, rows[k].b, rows[k].nb);
+        const char *p = write_st("bad.safetensors", rows[k].json, d, rows[k].na + rows[k].nb);
+        g_err[0] = 0;
+        tg_dataset *ds = tg_dataset_load(p, NULL, NULL, g_err, sizeof g_err);
+        cr_expect_null(ds, "row %zu accepted", k);
+        tg_dataset_free(ds);
+        expect_msg(g_err, "bad.safetensors", rows[k].msg);
+        cr_expect_str_eq(tg_last_error(), "", "no pending library error is left behind");
+    }
+    /* truncated: the header length points past the end */
+    size_t n;
+    unsigned char *b = slurp(FIX "seqs.safetensors", &n);
+    const char *p = write_file("cut.safetensors", b, 40);
+    free(b);
+    cr_expect_null(tg_dataset_load(p, NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "cut.safetensors", NULL);
+    /* y in the file and a labels file too */
+    cr_expect_null(tg_dataset_load(FIX "seqs.safetensors", FIX "y_i8.npy", NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "labels file was given too", NULL);
+}

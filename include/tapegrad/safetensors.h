@@ -11,7 +11,8 @@
  * then the raw little-endian data. The reader validates everything: header length against the file
  * size, JSON syntax (strict: no trailing garbage, no duplicate keys), dtype, shape x itemsize equal to
  * the offset span, offsets inside the data area, non-overlapping, covering it without holes. Tensors of
- * dtype F32 and F64 are loaded; other valid dtypes (F16, BF16, I64, ...) are rejected by name.
+ * dtype F32 and F64 are loaded; other valid dtypes (F16, BF16, I64, ...) are rejected by name, unless
+ * the _flags loaders are asked to convert integers (TG_ST_INTEGERS_AS_F64).
  *
  * Errors here are data errors: functions return NULL / -1 and record a one-line message readable with
  * tg_last_error() (they never call the abort handler), free everything they allocated, and never write
@@ -34,6 +35,13 @@ int tg_st_count(const tg_st_file *f);                       /* number of tensors
 const char *tg_st_name_at(const tg_st_file *f, int i);      /* returns: borrowed; in file order */
 tg_tensor *tg_st_tensor_at(const tg_st_file *f, int i);     /* returns: borrowed */
 tg_tensor *tg_st_get(const tg_st_file *f, const char *name);/* returns: borrowed, NULL if absent (no error) */
+/* The same with options: TG_ST_INTEGERS_AS_F64 also loads integer tensors (BOOL, U8..U64, I8..I64),
+ * converted to F64 (values beyond 2^53 in magnitude are rejected); tg_st_dtype_at tells the dtype
+ * written in the file. Used by the data readers (labels, lengths). */
+#define TG_ST_INTEGERS_AS_F64 1u
+tg_st_file *tg_st_load_flags(const char *path, unsigned flags);              /* returns: new object or NULL */
+tg_st_file *tg_st_parse_flags(const void *bytes, size_t size, unsigned flags); /* returns: new object or NULL */
+const char *tg_st_dtype_at(const tg_st_file *f, int i);     /* returns: borrowed, as in the file ("I64") */
 int tg_st_meta_count(const tg_st_file *f);
 const char *tg_st_meta_key(const tg_st_file *f, int i);     /* returns: borrowed */
 const char *tg_st_meta_value(const tg_st_file *f, int i);   /* returns: borrowed */

@@ -60,3 +60,24 @@ for name in ["images-idx3-ubyte", "labels-idx1-ubyte"]:
     subprocess.run("gzip -n -9 -c %s > %s.gz" % (out(name), out(name)), shell=True, check=True)
 # a short input: gzip emits one fixed-Huffman block
 subprocess.run("printf 'hello hello hello' | gzip -n -9 > %s" % out("tiny.gz"), shell=True, check=True)
+# safetensors data file as PyTorch users make one: x float32 [3,4,2], y int64 [3], lengths int64 [3]
+# (written with json + struct, which is the whole format; torch tensors give the bytes)
+import json
+import torch
+
+def save_st(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        b = t.contiguous().numpy().tobytes()
+        header[name] = {"dtype": {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}[t.dtype],
+                        "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+save_st(out("seqs.safetensors"), {"x": torch.from_numpy(x.astype(np.float32)),
+                                  "y": torch.tensor([2, 0, 1], dtype=torch.int64),
+                                  "lengths": torch.tensor([4, 2, 3], dtype=torch.int64)})
