@@ -16,4 +16,5 @@
 #include <tapegrad/manual.h>
 #include <tapegrad/compare.h>
 #include <tapegrad/memory.h>
+#include <tapegrad/cell_lang.h>
 #endif
