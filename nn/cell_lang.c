@@ -1462,6 +1462,7 @@ tg_cell_def *tg_cell_def_parse(const char *name, const char *src, char *err, siz
     d->cell.make_params = typed_params;
     d->cell.step = typed_step;
     d->cell.user = d;
+    d->cell.equations = d->source;  /* shown by tapegrad summary */
     return d;
 }
 

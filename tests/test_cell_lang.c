@@ -55,7 +55,8 @@ static int janet_step(const tg_cell *cell, const tg_cell_params *p, const tg_ten
     return out[0] ? 0 : -1;
 }
 static const char *const hc[] = {"h", "c"};
-static const tg_cell janet_c = {"janet_c", 2, 2, hc, 0, 0, NULL, false, NULL, janet_step, NULL};
+static const tg_cell janet_c = {.name = "janet_c", .gates = 2, .n_states = 2, .state_names = hc, .forget_gate = 0,
+                                .step = janet_step};
 
 /* ---- equality with the C cells ---------------------------------------------------------------------- */
 
