@@ -517,3 +517,63 @@ Test(cli, main_job_passes, .timeout = 120) {
     cr_expect(strstr(r.out, "beats the baseline") != NULL, "%s", r.out);
     run_free(&r);
 }
+
+/* ---- typed cells (the cell language: --cell @FILE, --cells a,@FILE, --cell-def) ----------------------- */
+
+#define JANET_CELL TG_TEST_DATA_DIR "/../../docs/cells/janet.cell"
+
+/* train + save, then resume WITHOUT any cell flag (the checkpoint carries the definition), equals the
+ * straight run bit for bit; summary of the checkpoint shows the typed definition */
+Test(cli, typed_cell_resumes_bit_identical_without_the_flag) {
+    const char *args = "--task adding --seq 12 --hidden 8";
+    run_result r = run("train %s --cell-def '%s' --steps 20 --save half.safetensors --quiet", args, JANET_CELL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = run("train %s --resume half.safetensors --steps 40 --save resumed.safetensors --quiet", args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "resumed from half.safetensors at step 20") != NULL, "%s", r.out);
+    run_free(&r);
+    r = run("train %s --cell @'%s' --steps 40 --save straight.safetensors --quiet", args, JANET_CELL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    expect_same_tensors("resumed.safetensors", "straight.safetensors");
+    expect_same_tensors("resumed.optim.safetensors", "straight.optim.safetensors");
+    tg_st_file *f = tg_st_load(path_in("resumed.safetensors"));
+    cr_assert_not_null(f);
+    cr_expect_str_eq(tg_st_meta(f, "cell"), "@janet");
+    cr_expect(tg_st_meta(f, "cell_def") && strstr(tg_st_meta(f, "cell_def"), "c' = f * c + (1 - f) * tanh(x.c + h.c)"));
+    tg_st_free(f);
+    r = run("summary --model resumed.safetensors");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "@janet") && strstr(r.out, "tanh(x.c + h.c)"), "%s", r.out);
+    run_free(&r);
+}
+
+Test(cli, typed_cells_in_compare_and_gradcheck) {
+    run_result r = run("compare --task adding --seq 10 --hidden 8 --steps 20 --seeds 1 --cells lstm,@'%s'", JANET_CELL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "@janet") != NULL, "%s", r.out);
+    run_free(&r);
+    FILE *f = fopen(path_in("inline.txt"), "w");
+    cr_assert_not_null(f);
+    fputs("gates a\nh' = tanh(x.a + h.a) * sigmoid(x.a)\n", f);
+    fclose(f);
+    r = run("gradcheck --cell-def \"$(cat inline.txt)\" --T 3 --B 2 --I 2 --H 3");
+    cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "@inline: PASS") != NULL, "%s", r.out);
+    run_free(&r);
+}
+
+Test(cli, typed_cell_errors) {
+    FILE *f = fopen(path_in("inline.txt"), "w");
+    cr_assert_not_null(f);
+    fputs("gates a\nh' = tanh(x.a + h.q)\n", f);
+    fclose(f);
+    expect_usage_error("gradcheck --cell-def \"$(cat inline.txt)\"", "<--cell-def>:2:19: unknown gate block 'q' (gates: a)", NULL);
+    expect_usage_error("train --task adding --cell @/nonexistent/x.cell", "/nonexistent/x.cell: cannot open the cell definition", NULL);
+    f = fopen(path_in("bad.cell"), "w");
+    cr_assert_not_null(f);
+    fputs("gates a\nh' = tanh(x.a + q)\n", f);
+    fclose(f);
+    expect_usage_error("compare --task adding --cells lstm,@bad.cell", "bad.cell:2:17: unknown name 'q'", NULL);
+}

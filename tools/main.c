@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tools/celldef.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 
@@ -27,7 +28,9 @@ static void usage(FILE *f) {
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].about);
-    fprintf(f, "\n'tapegrad COMMAND --help' describes each command's options.\n");
+    fprintf(f, "\n'tapegrad COMMAND --help' describes each command's options.\n"
+               "Typed cells (docs/cell_lang.md): --cell @FILE, --cells lstm,@FILE or --cell-def FILE|'SOURCE'\n"
+               "wherever a command takes --cell; checkpoints keep the definition.\n");
 }
 
 int main(int argc, char **argv) {
@@ -35,6 +38,11 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;
+    }
+    char err[512];
+    if (celldef_rewrite_args(argc, argv, err, sizeof err)) {
+        fprintf(stderr, "tapegrad %s: %s\n", argv[1], err);
+        return TG_EXIT_USAGE;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);

@@ -1,6 +1,7 @@
 /* tools/model.c - the recurrent stack + linear head that the tapegrad command trains, and its
  * checkpoints (see model.h). Dimension letters: T time, B batch, I input, H hidden, O output. */
 #include "tools/model.h"
+#include "tools/celldef.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -138,7 +139,8 @@ int ckpt_save(const char *path, const model *m, const tg_optim *opt, int64_t ste
     snprintf(vals[11], sizeof vals[11], "%.17g", m->cfg.dropout);
     snprintf(vals[12], sizeof vals[12], "%.17g", m->cfg.zoneout);
 
-    int n = tg_params_count(m->params), nm = OWN + nmeta;
+    const char *def = celldef_source(m->cfg.cell); /* a typed cell: its definition travels with the model */
+    int n = tg_params_count(m->params), nm = OWN + nmeta + (def ? 1 : 0);
     const char **names = malloc((size_t)n * sizeof *names);
     tg_tensor **tensors = malloc((size_t)n * sizeof *tensors);
     const char **kv = malloc((size_t)nm * 2 * sizeof *kv);
@@ -150,6 +152,7 @@ int ckpt_save(const char *path, const model *m, const tg_optim *opt, int64_t ste
     }
     for (int i = 0; i < OWN; i++) { kv[2 * i] = keys[i]; kv[2 * i + 1] = vals[i]; }
     for (int i = 0; i < nmeta; i++) { kv[2 * (OWN + i)] = meta[2 * i]; kv[2 * (OWN + i) + 1] = meta[2 * i + 1]; }
+    if (def) { kv[2 * (nm - 1)] = "cell_def"; kv[2 * (nm - 1) + 1] = def; }
     tg_clear_error();
     if (tg_st_save(path, n, names, tensors, nm, kv)) { set_err(err, errlen, "could not write the checkpoint"); goto done; }
     if (opt) {
@@ -254,6 +257,11 @@ model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t er
         return NULL;
     }
     snprintf(cfg.cell, sizeof cfg.cell, "%s", cell);
+    const char *def = tg_st_meta(f, "cell_def");
+    if (def && celldef_register(cell, def, path, err, errlen)) {
+        tg_st_free(f);
+        return NULL;
+    }
     cfg.input_size = in;
     cfg.hidden_size = hid;
     cfg.output_size = outs;
