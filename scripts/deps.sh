@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing tapegrad needs on Debian/Ubuntu, only when it is missing:
-# a C compiler, meson, ninja, pkg-config and Criterion. Uses sudo when not root.
+# a C compiler, meson, ninja, pkg-config and Criterion (cmake too with TG_NEED_CMAKE=1). Uses sudo when not root.
 set -euo pipefail
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
@@ -9,6 +9,10 @@ command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 if [ "${TG_NEED_CRITERION:-1}" = 1 ] && ! pkg-config --exists criterion 2>/dev/null; then
   missing+=(libcriterion-dev)
+fi
+# cmake only for scripts/ci-consumers.sh (the CMake package check): TG_NEED_CMAKE=1
+if [ "${TG_NEED_CMAKE:-0}" = 1 ] && ! command -v cmake >/dev/null 2>&1; then
+  missing+=(cmake)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tapegrad: installing ${missing[*]} with apt-get" >&2

@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <tapegrad/tapegrad.h>
+
 #include "tools/celldef.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
@@ -24,7 +26,8 @@ static const struct {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: tapegrad [COMMAND] [OPTIONS]\n\n"
-               "With no command: the main job (gradient triple check, then an LSTM trained on a task).\n\n"
+               "With no command: the main job (gradient triple check, then an LSTM trained on a task).\n"
+               "'tapegrad --version' prints the version.\n\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].about);
@@ -37,6 +40,11 @@ int main(int argc, char **argv) {
     if (argc < 2) return cmd_demo(argc, argv);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        /* the command's own version (its headers) and the library it runs with */
+        printf("tapegrad %s (library %s)\n", TG_VERSION_STRING, tg_version_string());
         return 0;
     }
     char err[512];

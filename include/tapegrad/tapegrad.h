@@ -5,6 +5,7 @@
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
+#include <tapegrad/version.h>
 #include <tapegrad/tensor.h>
 #include <tapegrad/autograd.h>
 #include <tapegrad/ops.h>

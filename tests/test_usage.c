@@ -1,0 +1,97 @@
+/* tests/test_usage.c - what a new user of the `tapegrad` command meets first (issue 18): --version,
+ * sizes of 0 refused, messages without internal names, "did you mean" for typos, compare --csv,
+ * train --init from tapegrad's and PyTorch's weights, bounded evaluation memory, and the clean-up of
+ * temporaries a killed save left behind. Each test runs the built binary (TG_TAPEGRAD_EXE) in its own
+ * temporary directory. */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <tapegrad/tapegrad.h>
+
+#ifndef TG_TAPEGRAD_EXE
+#error "TG_TAPEGRAD_EXE must name the built tapegrad binary"
+#endif
+
+static char g_dir[64];
+
+static void make_dir(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/tg_usage_XXXXXX");
+    cr_assert(mkdtemp(g_dir) != NULL);
+}
+
+static void remove_dir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (system(cmd) != 0) { /* best effort */ }
+}
+
+TestSuite(usage, .init = make_dir, .fini = remove_dir);
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = 0;
+    fclose(f);
+    return s;
+}
+
+static const char *path_in(const char *name) {
+    static char buf[4][256];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+    return buf[k];
+}
+
+typedef struct run_result {
+    int status; /* exit status, or -1 if it did not exit normally */
+    char *out;  /* stdout (malloc'd) */
+    char *err;  /* stderr (malloc'd) */
+} run_result;
+
+/* Runs `PREFIX tapegrad ARGS` in the test's directory; prefix is a shell fragment ("" or e.g.
+ * "ulimit -v 400000;"), args a shell-quoted argument string. */
+static run_result run_with(const char *prefix, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static run_result run_with(const char *prefix, const char *fmt, ...) {
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s </dev/null >stdout.txt 2>stderr.txt", g_dir, prefix,
+             TG_TAPEGRAD_EXE, args);
+    int s = system(cmd);
+    run_result r = {WIFEXITED(s) ? WEXITSTATUS(s) : -1, slurp(path_in("stdout.txt")), slurp(path_in("stderr.txt"))};
+    return r;
+}
+#define run(...) run_with("", __VA_ARGS__)
+
+static void run_free(run_result *r) {
+    free(r->out);
+    free(r->err);
+}
+
+/* ---- --version ----------------------------------------------------------------------------------- */
+
+Test(usage, version_names_the_project_version) {
+    run_result r = run("--version");
+    char want[128];
+    snprintf(want, sizeof want, "tapegrad %s (library %s)", TG_VERSION_STRING, tg_version_string());
+    cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.out, want) == r.out, "--version printed '%s', want it to start with '%s'", r.out, want);
+    char num[32];
+    snprintf(num, sizeof num, "%d.%d.%d", TG_VERSION_MAJOR, TG_VERSION_MINOR, TG_VERSION_PATCH);
+    cr_expect_str_eq(num, TG_VERSION_STRING);
+    cr_expect_eq(TG_VERSION_NUMBER, TG_VERSION_MAJOR * 10000 + TG_VERSION_MINOR * 100 + TG_VERSION_PATCH);
+    run_free(&r);
+}
