@@ -1,6 +1,6 @@
 /* optim/checkpoint.c - model parameters and optimizer state to and from safetensors files.
  *
- * Both loaders follow DESIGN.md section 6 for data errors: read and validate the whole file first,
+ * Both loaders follow docs/design.md §6 for data errors: read and validate the whole file first,
  * and only when nothing is wrong change the model / optimizer, so a bad file never half-overwrites
  * anything. Messages go through tg_error_quiet (readable with tg_last_error); nothing aborts.
  *

@@ -1,4 +1,4 @@
-/* tensor/safetensors.c - read and write the safetensors format (DESIGN.md section 9).
+/* tensor/safetensors.c - read and write the safetensors format (docs/design.md §9).
  *
  * Layout: u64 little-endian N | N bytes of JSON header | data area (little-endian, no alignment).
  *

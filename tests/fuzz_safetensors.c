@@ -1,4 +1,4 @@
-/* tests/fuzz_safetensors.c - libFuzzer target for the safetensors reader (DESIGN.md section 9).
+/* tests/fuzz_safetensors.c - libFuzzer target for the safetensors reader (docs/design.md §9).
  *
  *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I. \
  *         tensor/[a-z]*.c tests/fuzz_safetensors.c -lm -lpthread -o fuzz_safetensors

@@ -1,4 +1,4 @@
-/* tests/test_safetensors.c - safetensors reader and writer (DESIGN.md section 9).
+/* tests/test_safetensors.c - safetensors reader and writer (docs/design.md §9).
  *
  * What is checked:
  *   - round trips of F32/F64, views (non-zero storage offset), 0-d scalars, zero-size dimensions,

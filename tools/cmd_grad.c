@@ -1,4 +1,4 @@
-/* tools/cmd_grad.c - `tapegrad grad`: the conformance command (DESIGN.md section 8). */
+/* tools/cmd_grad.c - `tapegrad grad`: the conformance command (docs/design.md §8). */
 #include <tapegrad/tapegrad.h>
 
 #include "tools/cli.h"

@@ -1,4 +1,4 @@
-/* tools/grad.c - the conformance computation behind `tapegrad grad` (DESIGN.md section 8).
+/* tools/grad.c - the conformance computation behind `tapegrad grad` (docs/design.md §8).
  *
  * IN holds x [T,B,I], h0 [L,B,H], c0 [L,B,H] (lstm), per layer k weight_ih_l{k} [G·H, I_k],
  * weight_hh_l{k} [G·H, H], bias_ih_l{k} [G·H], bias_hh_l{k} [G·H], and upstream gradients

@@ -1,4 +1,4 @@
-/* tools/grad.h - the conformance computation (DESIGN.md section 8), shared by `tapegrad grad` and the
+/* tools/grad.h - the conformance computation (docs/design.md §8), shared by `tapegrad grad` and the
  * conformance tests. */
 #ifndef TG_TOOLS_GRAD_H
 #define TG_TOOLS_GRAD_H

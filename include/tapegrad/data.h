@@ -22,13 +22,13 @@
  *     tg_batch_clear(&b); tg_batcher_free(bt); tg_norm_clear(&norm);
  *     tg_dataset_free(train); tg_dataset_free(val); tg_dataset_free(all);
  *
- * Floor: data/ sits above tensor/ and below nn/ (DESIGN.md section 2). Readers and batching need
+ * Floor: data/ sits above tensor/ and below nn/ (docs/design.md §2). Readers and batching need
  * tensors (a batch is tensors, safetensors files are read by tensor/'s reader) but no tape, no
  * parameters and no cells, so nothing here records or differentiates; nn/ and above may use it.
  *
  * Dimension letters: N sequences, T time steps, I features, B batch, O regression outputs, C classes.
  *
- * Ownership vocabulary (DESIGN.md section 3), on every prototype:
+ * Ownership vocabulary (docs/design.md §3), on every prototype:
  *   returns: new object - free with the matching _free / _clear function
  *   returns: new ref    - release with tg_release
  *   returns: borrowed   - owned by the argument; valid while it lives

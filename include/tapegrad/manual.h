@@ -3,7 +3,7 @@
  * These functions compute forward passes and their exact gradients by explicit, hand-derived formulas,
  * in the classic step-by-step decomposition (rnn_cell_forward / rnn_cell_backward / rnn_forward /
  * rnn_backward / lstm_cell_forward / ... ). They never touch the tape: they exist to check it, and to
- * serve `tapegrad grad --manual` (DESIGN.md section 8).
+ * serve `tapegrad grad --manual` (docs/design.md §8).
  *
  *     tg_manual_layer p = { w_ih, w_hh, b_ih, b_hh };        // borrowed PyTorch-layout parameters
  *     tg_manual_cache *cache;
@@ -16,7 +16,7 @@
  *     tg_manual_layer_release(&g, 1); tg_manual_cache_free(cache);
  *     tg_release(y); tg_release(hT); tg_release(cT); tg_release(dx); tg_release(dh0); tg_release(dc0);
  *
- * Parameters follow PyTorch exactly (DESIGN.md section 7), G gates of size H stacked along dim 0:
+ * Parameters follow PyTorch exactly (docs/design.md §7), G gates of size H stacked along dim 0:
  *   weight_ih [G*H, I], weight_hh [G*H, H], bias_ih [G*H], bias_hh [G*H]
  *   RNN  (G=1): h' = act(W_ih x + b_ih + W_hh h + b_hh), act = tanh or relu (relu'(0) = 0)
  *   LSTM (G=4, order i,f,g,o): c' = sigmoid(f) c + sigmoid(i) tanh(g); h' = sigmoid(o) tanh(c')
@@ -31,7 +31,7 @@
  * Dtypes: every tensor of one call shares one dtype, F32 or F64, and the computation runs in it
  * (F64 results agree with PyTorch's float64 to ~1e-12 relative).
  *
- * Ownership (DESIGN.md section 3): tensor arguments are borrowed. Returned tensors and tensors
+ * Ownership (docs/design.md §3): tensor arguments are borrowed. Returned tensors and tensors
  * written through `tg_tensor **` out-parameters are new references (tg_release). Caches are new
  * objects (tg_manual_cache_free). Every out-parameter may be NULL when the result is not wanted; on
  * failure every requested out-parameter is set to NULL.
@@ -48,7 +48,7 @@
  * Upstream gradients (dy, dh_*, dc_*) may be NULL, meaning zero; but a NULL given while an error is
  * pending is taken for the result of a failed call and fails quietly (the first message is kept).
  *
- * Errors (DESIGN.md section 6): a NULL or released argument, a shape mismatch, mixed dtypes, a cache
+ * Errors (docs/design.md §6): a NULL or released argument, a shape mismatch, mixed dtypes, a cache
  * of the wrong kind or a stale cache are programming errors, reported through tg_error with one
  * message naming the function and the shapes, e.g.
  *   "tg_manual_lstm_forward: weight_hh [128,31] does not match [4*H,H] = [128,32] (H = 32)"

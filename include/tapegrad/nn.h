@@ -26,7 +26,7 @@
  * Dimension letters: T time steps, B batch, I input size, H hidden size, G gates of a cell, S state
  * tensors of a cell (1 for h, 2 for LSTM's h and c), L layers, D directions (1 or 2).
  *
- * Ownership vocabulary (DESIGN.md section 3), on every prototype:
+ * Ownership vocabulary (docs/design.md §3), on every prototype:
  *   returns: new ref    - release with tg_release
  *   returns: new object - free with the matching _free function
  *   returns: tape-owned - valid until tg_tape_reset
@@ -35,7 +35,7 @@
  * Errors (NULL, bad shapes, unknown names) go through tg_error with the function's name and the
  * operand shapes; the function then returns NULL / -1 and frees what it allocated. Nothing exits.
  *
- * Parameter names, shapes and equations follow PyTorch (DESIGN.md section 7): per layer k and
+ * Parameter names, shapes and equations follow PyTorch (docs/design.md §7): per layer k and
  * direction, weight_ih_l{k} [G·H, I_k], weight_hh_l{k} [G·H, H], bias_ih_l{k} [G·H],
  * bias_hh_l{k} [G·H], with the suffix _reverse for the backward direction. Gate order: LSTM i,f,g,o;
  * GRU r,z,n.

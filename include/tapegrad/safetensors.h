@@ -1,4 +1,4 @@
-/* tapegrad/safetensors.h - read and write the safetensors format (DESIGN.md section 9).
+/* tapegrad/safetensors.h - read and write the safetensors format (docs/design.md §9).
  *
  *     tg_st_file *f = tg_st_load("case.safetensors");      // returns: new object or NULL
  *     if (!f) { fprintf(stderr, "%s\n", tg_last_error()); return 2; }

@@ -8,7 +8,7 @@
  *     tg_print(row);                                      // tensor([3., 4., 5.], dtype=f64)
  *     tg_release(row); tg_release(m); tg_release(x);      // any order: storage lives until the last view
  *
- * Ownership vocabulary used on every prototype (DESIGN.md section 3):
+ * Ownership vocabulary used on every prototype (docs/design.md §3):
  *   returns: new ref    - the caller owns one reference and releases it with tg_release
  *   returns: tape-owned - the current thread's tape owns it until tg_tape_reset (tg_retain to keep it)
  *   returns: borrowed   - valid while the argument is alive; do not release
@@ -43,7 +43,7 @@ typedef struct tg_tensor tg_tensor;
 #define TG_SHAPE(...) \
     (int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
 
-/* ---- errors (DESIGN.md section 6) ------------------------------------------------------------- */
+/* ---- errors (docs/design.md §6) ------------------------------------------------------------- */
 
 /* Called once per programming error with the full message, e.g.
  * "tg_matmul: [3,4] @ [5,2]: inner dimensions differ". The default handler prints the message to
