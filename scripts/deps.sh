@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing tapegrad needs on Debian/Ubuntu, only when it is missing:
-# a C compiler, meson, ninja, pkg-config and Criterion (cmake too with TG_NEED_CMAKE=1). Uses sudo when not root.
+# a C compiler, meson, ninja, pkg-config, Criterion (cmake too with TG_NEED_CMAKE=1) and Open MPI (for the
+# data-parallel build and its tests; TG_NEED_MPI=0 skips it, and tapegrad then builds without MPI). Uses sudo when not root.
 set -euo pipefail
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
@@ -13,6 +14,9 @@ fi
 # cmake only for scripts/ci-consumers.sh (the CMake package check): TG_NEED_CMAKE=1
 if [ "${TG_NEED_CMAKE:-0}" = 1 ] && ! command -v cmake >/dev/null 2>&1; then
   missing+=(cmake)
+fi
+if [ "${TG_NEED_MPI:-1}" = 1 ] && { ! command -v mpirun >/dev/null 2>&1 || ! pkg-config --exists ompi-c 2>/dev/null; }; then
+  missing+=(libopenmpi-dev openmpi-bin)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tapegrad: installing ${missing[*]} with apt-get" >&2

@@ -13,6 +13,7 @@
 #include "tools/commands.h"
 #include "tools/plot.h"
 #include "tools/summary.h"
+#include "tools/train_dist.h"
 #include "tools/trainer.h"
 
 /* Was option `name` given on the command line (as "--x v" or "--x=v")? */
@@ -49,12 +50,12 @@ static int read_csv_curve(const char *path, double **xs, double **ys) {
     return n;
 }
 
-int cmd_train(int argc, char **argv) {
+static int train_body(int argc, char **argv, tg_dist *dist) {
     const char *task = NULL, *cell = "lstm", *optim = "adam", *save = NULL, *resume = NULL, *log = NULL, *plot = NULL,
                *text = NULL, *fb = NULL, *dtype = "f32";
     long hidden = 0, layers = 1, batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1;
     double lr = 0, clip = 1.0;
-    bool quiet = false, anomaly = false;
+    bool quiet = false, anomaly = false, check = false;
     double dropout = 0, zoneout = 0;
     char optim_help[160], task_help[256];
     const cli_opt opts[] = {
@@ -83,6 +84,8 @@ int cmd_train(int argc, char **argv) {
         {"--dropout", CLI_REAL, &dropout, 0, 0.99, "dropout between stacked layers while training"},
         {"--zoneout", CLI_REAL, &zoneout, 0, 1, "zoneout on every state (h, and c for LSTMs): keep each unit's old value with this probability"},
         {"--detect-anomaly", CLI_FLAG, &anomaly, 0, 0, "stop at the op that makes the first NaN/inf (slower)"},
+        {"--check", CLI_FLAG, &check, 0, 0, "print the parameters' hash at the end; under mpirun, check that every "
+                                            "rank holds bit-identical parameters (after the broadcast and at the end)"},
     };
     const cli_cmd cmd = {"train", "--task T [--cell C --hidden N --steps N --save FILE --resume FILE ...]",
                          "Trains a recurrent network (the cell, then a linear head) on a task, shows a progress\n"
@@ -114,6 +117,7 @@ int cmd_train(int argc, char **argv) {
         cli_fail(&cmd, "%s", tg_last_error());
         return TG_EXIT_USAGE;
     }
+    if (tg_dist_rank(dist) != 0) save = plot = log = NULL; /* rank 0 writes the files */
     const char *outs[3] = {save, plot, log};
     for (int i = 0; i < 3; i++)
         if (outs[i] && !writable_path(outs[i]))
@@ -195,10 +199,26 @@ int cmd_train(int argc, char **argv) {
         return TG_EXIT_FAIL;
     }
     if (resume) printf("resumed from %s at step %lld\n", resume, (long long)tr.step);
+    tr.dist = dist;
+    double comm0 = 0;
+    int64_t bytes0 = 0;
+    if (dist) {
+        if (train_dist_prepare(&tr, dist, check, err, sizeof err)) {
+            if (csv) fclose(csv);
+            trainer_free(&tr);
+            fprintf(stderr, "tapegrad train: %s\n", err);
+            return TG_EXIT_FAIL;
+        }
+        tg_dist_stats(dist, &comm0, &bytes0, NULL);
+    }
+    int64_t step0 = tr.step;
     progress pr = {quiet ? PROGRESS_OFF : progress_auto(), NULL};
     tr.detect_anomaly = anomaly;
     int rc = TG_EXIT_OK;
     if (trainer_run(&tr, tr.cfg.steps, &pr, err, sizeof err)) {
+        fprintf(stderr, "tapegrad train: %s\n", err);
+        rc = TG_EXIT_FAIL;
+    } else if (train_dist_report(&tr, dist, check, (int)threads, tr.step - step0, comm0, bytes0, err, sizeof err)) {
         fprintf(stderr, "tapegrad train: %s\n", err);
         rc = TG_EXIT_FAIL;
     }
@@ -212,7 +232,7 @@ int cmd_train(int argc, char **argv) {
             printf("saved checkpoint %s (optimizer state: %s)\n", save, ckpt_optim_path(save, op, sizeof op));
         }
     }
-    if (rc == TG_EXIT_OK) {
+    if (rc == TG_EXIT_OK && tg_dist_rank(dist) == 0) {
         task_eval ev;
         if (task_evaluate(tr.task, tr.model, true, &ev)) {
             fprintf(stderr, "tapegrad train: evaluation failed: %s\n", tg_last_error());
@@ -244,4 +264,12 @@ int cmd_train(int argc, char **argv) {
     if (log && rc == TG_EXIT_OK) printf("wrote %s\n", log);
     trainer_free(&tr);
     return rc;
+}
+
+/* Under mpirun each rank runs this; train_dist.h says who does what. */
+int cmd_train(int argc, char **argv) {
+    tg_dist *dist;
+    int rc = train_dist_begin(&dist, "train", &argc, &argv);
+    if (rc == 0) rc = train_body(argc, argv, dist);
+    return train_dist_end(dist, "train", rc);
 }

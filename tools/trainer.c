@@ -10,6 +10,7 @@
 #include <tapegrad/ops.h>
 
 #include "tools/cli.h"
+#include "tools/train_dist.h"
 
 #define DATA_STREAM 0xda7a5eedULL  /* the data generator's seed is seed ^ this */
 
@@ -189,7 +190,11 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
     tg_rng *masks = tr->cfg.dropout > 0 || tr->cfg.zoneout > 0 ? &tr->data_rng : NULL;
     while (tr->step < until) {
         task_batch b;
-        if (task_make_batch(tr->task, &tr->data_rng, B, &b)) { snprintf(err, errlen, "out of memory"); return -1; }
+        double share = 1; /* MPI: this rank's rows of the global batch, and their share of the loss */
+        if (task_make_batch(tr->task, &tr->data_rng, B, &b) || (tr->dist && train_dist_slice(tr->dist, &b, every, &share))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
         /* anomaly mode covers this step's forward and backward only */
         if (tr->detect_anomaly) { tg_set_anomaly_mode(true); tg_clear_error(); }
         tg_tensor *pred = model_forward(tr->model, b.x, every, NULL, masks);
@@ -207,6 +212,12 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
             return -1;
         }
         double lv = tg_item(loss);
+        if (tr->dist && tg_dist_allreduce_grads(tr->dist, tr->model->params, share, &lv)) { /* lv: the global loss */
+            task_batch_clear(&b);
+            tg_tape_reset();
+            lib_err(err, errlen, "gradient all-reduce failed");
+            return -1;
+        }
         if (tr->cfg.clip > 0) tg_optim_clip_grad_norm(tr->opt, tr->cfg.clip, 2.0, false);
         int s = tg_optim_step(tr->opt);
         tg_optim_zero_grad(tr->opt);

@@ -67,6 +67,7 @@ typedef struct trainer {
     double last_loss;
     FILE *csv;               /* borrowed: curve points are appended as they come (may be NULL) */
     bool detect_anomaly;     /* run the steps in anomaly mode: stop at the op that made the first NaN/inf */
+    struct tg_dist *dist;    /* borrowed: data parallel over MPI (tools/train_dist.h); NULL = one process */
 } trainer;
 
 /* Builds the task, the model (or takes `preloaded`, owning it from then on, even on failure) and the
