@@ -419,8 +419,8 @@ void tg_norm_apply(tg_dataset *ds, const tg_norm *norm) {
 }
 
 int tg_norm_apply_values(tg_dataset *ds, const tg_norm *norm, char *err, size_t errlen) {
-    char buf[8];
-    if (!norm_fits(ds, norm, "tg_norm_apply_values", err ? err : buf, err ? errlen : sizeof buf)) return -1;
+    if (!ds || !norm || !norm->mean || !norm->std)
+        return tgd_fail(err, errlen, "tg_norm_apply_values: %s", !ds ? "dataset is NULL" : "norm is NULL or empty");
     if (ds->kind != TG_LABELS_VALUE || ds->outputs != norm->features)
         return tgd_fail(err, errlen, "tg_norm_apply_values: the dataset has %s labels%s, not %" PRId64 " values per sequence",
                         tg_label_kind_name(ds->kind), ds->kind == TG_LABELS_VALUE ? " of another width" : "", norm->features);

@@ -14,7 +14,7 @@ suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
   suites=(tensor tape ops safetensors compare nn zoo manual optim loss conformance data cell_lang dist
           tensor_basics autograd_basics rnn_forward lstm_forward_backward autograd_vs_manual custom_cell
-          next_number classify_sequences train_loop binary_addition your_lstm_backward)   # examples (char_rnn: ~3 min here)
+          next_number classify_sequences train_loop binary_addition your_lstm_backward own_data)   # examples (char_rnn: ~3 min here)
 fi
 meson test -C $dir --num-processes 2 --timeout-multiplier 10 --print-errorlogs \
   --wrapper "valgrind --trace-children=yes --trace-children-skip=/bin/*,/usr/bin/* --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --log-file=$logs/vg.%p.log" \

@@ -151,8 +151,9 @@ int tg_norm_fit(const tg_dataset *ds, tg_norm *out, char *err, size_t errlen);
 /* In place: (x - mean) / std; VALUE labels untouched. A norm of other width than ds is a programming
  * error (tg_error, nothing changed). */
 void tg_norm_apply(tg_dataset *ds, const tg_norm *norm);
-/* In place on VALUE labels whose O equals the norm's I (forecasting targets are future inputs):
- * (y - mean) / std. Returns 0, or -1 + err if the dataset has no such labels. */
+/* In place on VALUE labels: (y - mean) / std per output, for a norm of width O: the inputs' norm when
+ * the targets are future inputs (windows, O = I), or one fitted to the targets (a tg_norm may be filled
+ * by hand). Returns 0, or -1 + err if the dataset has no VALUE labels of that width. */
 int tg_norm_apply_values(tg_dataset *ds, const tg_norm *norm, char *err, size_t errlen);
 void tg_norm_clear(tg_norm *norm);                        /* NULL-safe, zeroes */
 /* As text for checkpoint metadata ("mean0,mean1,...;std0,std1,..." with %.17g) and back. */
