@@ -1119,3 +1119,71 @@ Test(data, malformed_safetensors_data_files_are_rejected) {
     cr_expect_null(tg_dataset_load(FIX "seqs.safetensors", FIX "y_i8.npy", NULL, g_err, sizeof g_err));
     expect_msg(g_err, "labels file was given too", NULL);
 }
+
+/* ---- damaged files: every fixture, mutated, is read or refused with a message, never a crash ---- */
+
+Test(data, mutated_fixtures_are_loaded_or_refused_with_a_message) {
+    /* a small seeded mutation sweep (bit flips, byte overwrites, truncation, all three); memory errors
+     * would show under ASan/valgrind, which run this suite too */
+    const char *files[][2] = {
+        {"x_f8.npy", NULL}, {"tags_i8.npy", NULL}, {"images-idx3-ubyte", NULL}, {"images-idx3-ubyte.gz", NULL},
+        {"seqs.safetensors", NULL}, {"payload.1.gz", "gz"}, {"payload.9.gz", "gz"}, {"random.gz", "gz"}, {"tiny.gz", "gz"},
+        {"multi.gz", "gz"},
+    };
+    const char *csv = "walk,a,b,label\nx,1,2,0\nx,3,\"4\",0\ny,5,6e-1,1\n";
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    int refused = 0, total = 0, rounds = getenv("TG_VALGRIND") ? 8 : 40; /* valgrind: fewer rounds */
+    for (size_t f = 0; f <= sizeof files / sizeof *files; f++) {
+        size_t n;
+        unsigned char *orig;
+        char name[64];
+        if (f < sizeof files / sizeof *files) {
+            char p[512];
+            snprintf(p, sizeof p, FIX "%s", files[f][0]);
+            orig = slurp(p, &n);
+            snprintf(name, sizeof name, "m_%s", files[f][0]);
+        } else {
+            n = strlen(csv);
+            orig = malloc(n);
+            memcpy(orig, csv, n);
+            snprintf(name, sizeof name, "m.csv");
+        }
+        unsigned char *b = malloc(n);
+        for (int k = 0; k < rounds; k++) {
+            memcpy(b, orig, n);
+            size_t m = n;
+            int how = (int)tg_rng_below(&rng, 4);
+            if (how == 0 || how == 3) b[tg_rng_below(&rng, n)] ^= (unsigned char)(1u << tg_rng_below(&rng, 8));
+            if (how == 1 || how == 3) b[tg_rng_below(&rng, n)] = (unsigned char)tg_rng_below(&rng, 256);
+            if (how == 2 || how == 3) m = (size_t)tg_rng_below(&rng, n);
+            g_err[0] = 0;
+            total++;
+            if (files[f < sizeof files / sizeof *files ? f : 0][1] && f < sizeof files / sizeof *files) {
+                unsigned char *out = NULL;
+                size_t out_len;
+                int rc = tg_gunzip(b, m, name, 1 << 20, &out, &out_len, g_err, sizeof g_err);
+                if (rc) {
+                    refused++;
+                    cr_expect(strstr(g_err, name) != NULL, "message \"%s\" lacks the name", g_err);
+                    cr_expect_null(out);
+                }
+                free(out);
+                continue;
+            }
+            const char *p = write_file(name, b, m);
+            tg_dataset *ds = tg_dataset_load(p, NULL, f == sizeof files / sizeof *files ?
+                                             &(tg_data_options){.seq_column = "walk", .label_column = "label"} : NULL,
+                                             g_err, sizeof g_err);
+            if (!ds) {
+                refused++;
+                cr_expect(g_err[0] != 0 && strstr(g_err, name) != NULL, "refused without naming the file: \"%s\"", g_err);
+            }
+            tg_dataset_free(ds);
+        }
+        free(b);
+        free(orig);
+    }
+    cr_expect_gt(refused, total / 4, "most damage is noticed (%d of %d refused)", refused, total);
+    cr_log_info("%d of %d mutated files refused", refused, total);
+}
