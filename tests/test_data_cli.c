@@ -146,3 +146,286 @@ Test(data_cli, every_cell_has_equations) {
         cr_expect(c->equations && strstr(c->equations, "="), "cell %s gives no equations", c->name);
     }
 }
+
+/* ---- data files the tests write ------------------------------------------------------------------- */
+
+/* A C-order little-endian .npy file: descr "<f8" or "<i8". */
+static void write_npy(const char *name, const char *descr, const void *data, size_t elem, int ndim, const int64_t *shape) {
+    char dims[128] = "", header[256];
+    size_t used = 0, n = 1;
+    for (int d = 0; d < ndim; d++) {
+        used += (size_t)snprintf(dims + used, sizeof dims - used, "%lld,%s", (long long)shape[d], d + 1 < ndim ? " " : "");
+        n *= (size_t)shape[d];
+    }
+    if (ndim > 1) dims[used - 1] = 0;
+    int hl = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
+    int pad = (64 - (10 + hl + 1) % 64) % 64;
+    FILE *f = fopen(path_in(name), "wb");
+    cr_assert(f);
+    unsigned short len = (unsigned short)(hl + pad + 1);
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff), (unsigned char)(len >> 8)};
+    fwrite(pre, 1, 10, f);
+    fwrite(header, 1, (size_t)hl, f);
+    for (int k = 0; k < pad; k++) fputc(' ', f);
+    fputc('\n', f);
+    fwrite(data, elem, n, f);
+    fclose(f);
+}
+
+#define N_SEQ 240
+#define T_SEQ 10
+#define I_SEQ 2
+
+/* x [N,T,I] ~ N(0,1) from a fixed seed, and labels of each kind that need memory of the sequence:
+ *   class:  1 if x[0][0] > 0 (the first step decides: remembered over T-1 steps), else 0;
+ *   tag:    1 at step t if the running sum of feature 0 up to t is > 0;
+ *   value:  3·Σ_t x[t][0] + 10 (the sum over the whole sequence). */
+static void write_sequence_files(void) {
+    static double x[N_SEQ * T_SEQ * I_SEQ], v[N_SEQ];
+    static int64_t cls[N_SEQ], tags[N_SEQ * T_SEQ];
+    tg_rng rng;
+    tg_rng_seed(&rng, 77);
+    for (int n = 0; n < N_SEQ; n++) {
+        double run = 0;
+        for (int t = 0; t < T_SEQ; t++) {
+            for (int i = 0; i < I_SEQ; i++) x[(n * T_SEQ + t) * I_SEQ + i] = tg_rng_normal(&rng);
+            run += x[(n * T_SEQ + t) * I_SEQ];
+            tags[n * T_SEQ + t] = run > 0;
+        }
+        cls[n] = x[n * T_SEQ * I_SEQ] > 0;
+        v[n] = 3 * run + 10;
+    }
+    write_npy("x.npy", "<f8", x, sizeof x[0], 3, (int64_t[]){N_SEQ, T_SEQ, I_SEQ});
+    write_npy("class.npy", "<i8", cls, sizeof cls[0], 1, (int64_t[]){N_SEQ});
+    write_npy("tags.npy", "<i8", tags, sizeof tags[0], 2, (int64_t[]){N_SEQ, T_SEQ});
+    write_npy("value.npy", "<f8", v, sizeof v[0], 1, (int64_t[]){N_SEQ});
+    /* the same sequences with one more feature (predict must refuse them) */
+    static double x3[N_SEQ * T_SEQ * 3];
+    for (int k = 0; k < N_SEQ * T_SEQ; k++) x3[3 * k] = x[2 * k], x3[3 * k + 1] = x[2 * k + 1], x3[3 * k + 2] = 1;
+    write_npy("x3.npy", "<f8", x3, sizeof x3[0], 3, (int64_t[]){N_SEQ, T_SEQ, 3});
+}
+
+/* One long series: two sines and noise (persistence is a poor forecast of it). */
+static void write_series_file(void) {
+    static double s[1500];
+    tg_rng rng;
+    tg_rng_seed(&rng, 78);
+    for (int t = 0; t < 1500; t++) s[t] = sin(0.3 * t) + 0.5 * sin(0.11 * t) + 0.05 * tg_rng_normal(&rng);
+    write_npy("series.npy", "<f8", s, sizeof s[0], 1, (int64_t[]){1500});
+}
+
+/* The number after `key` in text (the last occurrence when last), NAN if absent. */
+static double number_after(const char *text, const char *key, bool last) {
+    const char *p = strstr(text, key), *q;
+    if (!p) return NAN;
+    while (last && (q = strstr(p + 1, key))) p = q;
+    return strtod(p + strlen(key), NULL);
+}
+
+/* The last value of CSV column `col` (0-based) of a train --log file. */
+static double last_csv_column(const char *name, int col) {
+    char *s = slurp(path_in(name));
+    char *line = NULL;
+    for (char *l = strtok(s, "\n"); l; l = strtok(NULL, "\n")) line = l;
+    double v = NAN;
+    for (int c = 0; line && c <= col; c++) {
+        v = strtod(line, &line);
+        if (*line == ',') line++;
+    }
+    free(s);
+    return v;
+}
+
+/* train --data ... must beat the target's baseline by a margin: accuracy by `margin` points (absolute),
+ * MSE by a factor `margin`. Returns the metric. */
+static double expect_beats_by(const char *args, bool lower, double margin) {
+    run_result r = run("train %s --quiet", args);
+    cr_assert_eq(r.status, 0, "train %s exited %d: %s\n%s", args, r.status, r.err, r.out);
+    /* the final line: "val <metric> M vs baseline B (...)" */
+    const char *vs = strstr(r.out, " vs baseline ");
+    cr_assert(vs, "train %s: no metric line:\n%s", args, r.out);
+    const char *num = vs;
+    while (num > r.out && num[-1] != ' ') num--;
+    double metric = strtod(num, NULL), base = strtod(vs + strlen(" vs baseline "), NULL);
+    cr_assert(isfinite(metric) && isfinite(base), "train %s: unparsable metric line:\n%s", args, r.out);
+    if (lower)
+        cr_expect(metric * margin < base, "train %s: MSE %g is not %gx below the baseline %g\n%s", args, metric, margin, base, r.out);
+    else
+        cr_expect(metric > base + margin, "train %s: accuracy %g%% is not %g points above the baseline %g%%\n%s", args,
+                  metric, margin, base, r.out);
+    run_free(&r);
+    return metric;
+}
+
+Test(data_cli, class_beats_the_majority_class) {
+    write_sequence_files();
+    expect_beats_by("--data x.npy --labels class.npy --target class --val 0.25 --hidden 16 --epochs 12 --lr 0.01",
+                    false, 25);
+}
+
+Test(data_cli, tag_beats_the_per_step_majority) {
+    write_sequence_files();
+    expect_beats_by("--data x.npy --labels tags.npy --target tag --val 0.25 --hidden 16 --epochs 8 --lr 0.01", false, 25);
+}
+
+Test(data_cli, value_beats_the_mean) {
+    write_sequence_files();
+    expect_beats_by("--data x.npy --labels value.npy --target value --val 0.25 --hidden 16 --epochs 10 --lr 0.01",
+                    true, 5);
+}
+
+Test(data_cli, next_beats_persistence) {
+    write_series_file();
+    expect_beats_by("--data series.npy --target next --seq 12 --val 0.2 --hidden 16 --epochs 3 --lr 0.01", true, 2);
+}
+
+/* predict --split val re-makes the training run's split and normalisation: its metric and loss are the
+ * validation figures of the run's last epoch (the CSV log), to the printed digits. */
+Test(data_cli, predict_reproduces_the_validation_metric) {
+    write_sequence_files();
+    run_result r = run("train --data x.npy --labels class.npy --target class --val 0.25 --hidden 8 --epochs 3 --lr 0.01 --quiet "
+                       "--log c.csv --save c.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    double val_loss = last_csv_column("c.csv", 5), val_acc = last_csv_column("c.csv", 6);
+    r = run("predict --model c.safetensors --split val --out p.csv");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    double acc = number_after(r.out, "accuracy ", false), loss = number_after(r.out, "(loss ", false);
+    cr_expect(fabs(acc / 100 - val_acc) < 1e-8, "predict accuracy %.10g%% vs train's %.10g\n%s", acc, val_acc, r.out);
+    cr_expect(fabs(loss - val_loss) < 1e-8 * fabs(val_loss), "predict loss %.10g vs train's %.10g", loss, val_loss);
+    cr_expect(strstr(r.out, "predicted 60 sequences") != NULL, "%s", r.out); /* 25% of 240 */
+    run_free(&r);
+    /* the CSV: a header and one row per sequence, probabilities summing to 1 */
+    char *csv = slurp(path_in("p.csv"));
+    cr_expect(strncmp(csv, "index,predicted,p0,p1,label\n", 28) == 0, "%.80s", csv);
+    int rows = 0;
+    for (char *p = csv; *p; p++) rows += *p == '\n';
+    cr_expect_eq(rows, 61, "%d lines in p.csv", rows);
+    long idx, pred, label;
+    double p0, p1;
+    cr_assert_eq(sscanf(strchr(csv, '\n') + 1, "%ld,%ld,%lf,%lf,%ld", &idx, &pred, &p0, &p1, &label), 5);
+    cr_expect(fabs(p0 + p1 - 1) < 1e-5 && pred == (p1 > p0), "p0 %g p1 %g predicted %ld", p0, p1, pred);
+    free(csv);
+    /* the whole file, as .npy probabilities [N, C] */
+    r = run("predict --model c.safetensors --data x.npy --out p.npy");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "predicted 240 sequences") != NULL && strstr(r.out, "no labels") != NULL, "%s", r.out);
+    run_free(&r);
+    char *npy = slurp(path_in("p.npy"));
+    cr_expect(strncmp(npy, "\x93NUMPY", 6) == 0 && strstr(npy + 10, "'shape': (240, 2)") != NULL, "%.100s", npy + 10);
+    free(npy);
+}
+
+static void expect_same_files(const char *a, const char *b) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", path_in(a), path_in(b));
+    cr_expect_eq(system(cmd), 0, "%s and %s differ", a, b);
+}
+
+/* --epochs 2 --save, then --resume --epochs 4 gives the files of --epochs 4 in one go (the batcher's
+ * position, the epoch's running metric and the optimizer are in the checkpoint); also from the middle of
+ * an epoch, with dropout and zoneout on a 2-layer GRU. */
+Test(data_cli, resume_is_bit_identical_with_data_files) {
+    write_sequence_files();
+    const char *common = "--data x.npy --labels tags.npy --target tag --hidden 8 --quiet";
+    run_result r = run("train %s --epochs 2 --save a.safetensors", common);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = run("train --resume a.safetensors --epochs 4 --save b.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = run("train %s --epochs 4 --save c.safetensors", common);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    expect_same_files("b.safetensors", "c.safetensors");
+    expect_same_files("b.optim.safetensors", "c.optim.safetensors");
+    const char *gru = "--data x.npy --labels value.npy --target value --cell gru --layers 2 --hidden 8 --dropout 0.2 "
+                      "--zoneout 0.1 --batch 16 --quiet";
+    r = run("train %s --steps 17 --save d.safetensors", gru); /* 180 / 16: 12 steps per epoch */
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = run("train --resume d.safetensors --steps 40 --save e.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = run("train %s --steps 40 --save f.safetensors", gru);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    expect_same_files("e.safetensors", "f.safetensors");
+    expect_same_files("e.optim.safetensors", "f.optim.safetensors");
+}
+
+/* --early-stop P: training stops after P epochs without a better validation metric, and the model kept
+ * (and saved) is the best epoch's: predict on the validation split gives that epoch's CSV figures. */
+Test(data_cli, early_stop_keeps_the_best_epoch) {
+    write_sequence_files();
+    /* lr 0.05 on a tiny model: the validation MSE soon stops improving */
+    run_result r = run("train --data x.npy --labels value.npy --target value --hidden 8 --epochs 60 --lr 0.05 "
+                       "--early-stop 2 --log e.csv --save best.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "early stop: no better val_mse for 2 epochs") != NULL, "did not stop early:\n%s", r.out);
+    long best = (long)number_after(r.out, "the best was epoch ", false);
+    cr_expect(strstr(r.out, "kept the model of the best epoch") != NULL, "%s", r.out);
+    run_free(&r);
+    /* the best epoch's row of the CSV */
+    char *csv = slurp(path_in("e.csv"));
+    double best_val = NAN;
+    int rows = 0;
+    for (char *l = strtok(csv, "\n"); l; l = strtok(NULL, "\n")) {
+        char *end;
+        long e = strtol(l, &end, 10);
+        if (end == l) continue;
+        rows++;
+        if (e == best) {
+            for (int c = 0; c < 6; c++) l = strchr(l, ',') + 1;
+            best_val = strtod(l, NULL);
+        }
+    }
+    free(csv);
+    cr_expect_eq(rows, best + 2, "%d epochs logged, best %ld, patience 2", rows, best);
+    r = run("predict --model best.safetensors --split val");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    double mse = number_after(r.out, "MSE ", false);
+    cr_expect(fabs(mse - best_val) < 1e-7 * best_val, "predict MSE %.10g vs the best epoch's %.10g", mse, best_val);
+    run_free(&r);
+}
+
+Test(data_cli, data_argument_errors) {
+    write_sequence_files();
+    expect_usage_error("train --data x.npy --labels class.npy", "--data needs --target", "next, class, tag, value");
+    expect_usage_error("train --data x.npy --target klass", "unknown --target 'klass'", NULL);
+    expect_usage_error("train --task adding --labels class.npy", "--labels applies to --data only", NULL);
+    expect_usage_error("train --task adding --data x.npy --target class", "give --task or --data, not both", NULL);
+    expect_usage_error("train --data x.npy --labels class.npy --target class --val 0 --early-stop 2",
+                       "--early-stop needs a validation split", NULL);
+    expect_usage_error("train --data x.npy --labels class.npy --target class --val 0.95", "--val", "out of range");
+    expect_usage_error("train --data x.npy --labels tags.npy --target class", "tags.npy", "class labels");
+    expect_usage_error("train --data x.npy --target value", "--target value needs value labels", "--labels");
+    expect_usage_error("train --data /nonexistent/x.npy --target next", "/nonexistent/x.npy", NULL);
+    FILE *f = fopen(path_in("bad.npy"), "wb");
+    cr_assert(f);
+    fputs("\x93NUMPY garbage", f);
+    fclose(f);
+    expect_usage_error("train --data bad.npy --target next", "bad.npy", NULL);
+    expect_usage_error("train --data x.npy --labels class.npy --target class --test-labels class.npy",
+                       "--test-labels needs --test-data", NULL);
+}
+
+Test(data_cli, predict_errors) {
+    write_sequence_files();
+    run_result r = run("train --data x.npy --labels class.npy --target class --hidden 4 --steps 2 --quiet --save m.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    r = run("train --task adding --seq 5 --hidden 4 --steps 2 --quiet --save adding.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    expect_usage_error("predict", "--model is required", NULL);
+    expect_usage_error("predict --model m.safetensors --data x3.npy", "x3.npy has 3 features",
+                       "the model was trained on 2");
+    expect_usage_error("predict --model adding.safetensors --data x.npy", "trained on task adding",
+                       "predict needs a model from 'train --data'");
+    expect_usage_error("predict --model m.safetensors --out p.txt", "--out must end in .csv or .npy", NULL);
+    expect_usage_error("predict --model m.safetensors --split middle", "--split must be all, val, train or test", NULL);
+    expect_usage_error("predict --model m.safetensors --split test", "trained without --test-data", NULL);
+    expect_usage_error("predict --model m.safetensors --data /nonexistent.npy", "cannot read data '/nonexistent.npy'", NULL);
+    expect_usage_error("predict --model m.safetensors --split val --data x.npy", "leave out --data", NULL);
+}

@@ -11,6 +11,7 @@
 
 #include "tools/cli.h"
 #include "tools/commands.h"
+#include "tools/datatask.h"
 #include "tools/plot.h"
 #include "tools/summary.h"
 #include "tools/train_dist.h"
@@ -50,14 +51,62 @@ static int read_csv_curve(const char *path, double **xs, double **ys) {
     return n;
 }
 
+/* Data tasks: the train and validation metric per epoch, read back from the CSV log when there is one
+ * (a resumed run plots its whole history), else from this run's epochs. Returns 0 or -1 + err. */
+static int plot_epochs(const char *path, const trainer *tr, const char *log, char *err, size_t errlen) {
+    const data_src *d = task_data(tr->task);
+    int cap = tr->epochs.n + 1, n = 0;
+    FILE *f = log ? fopen(log, "r") : NULL;
+    char line[512];
+    if (f) {
+        cap = 0;
+        while (fgets(line, sizeof line, f)) cap++;
+        rewind(f);
+    }
+    double *x = malloc((size_t)(cap + 1) * sizeof *x), *ytr = malloc((size_t)(cap + 1) * sizeof *ytr),
+           *yva = malloc((size_t)(cap + 1) * sizeof *yva);
+    int rc = -1;
+    if (!x || !ytr || !yva) { snprintf(err, errlen, "out of memory"); goto done; }
+    double k = data_metric_percent(d) ? 100 : 1;
+    if (f) {
+        while (n < cap && fgets(line, sizeof line, f)) {
+            double e, st, sec, tl, tm, vl, vm;
+            if (sscanf(line, "%lf,%lf,%lf,%lf,%lf,%lf,%lf", &e, &st, &sec, &tl, &tm, &vl, &vm) != 7) continue;
+            x[n] = e, ytr[n] = k * tm, yva[n++] = k * vm;
+        }
+    } else {
+        for (int i = 0; i < tr->epochs.n; i++, n++)
+            x[n] = (double)tr->epochs.epoch[i], ytr[n] = k * tr->epochs.train_metric[i], yva[n] = k * tr->epochs.val_metric[i];
+    }
+    char title[256], tl[160], vl[160], ylabel[128];
+    snprintf(title, sizeof title, "tapegrad train --data: target %s, %s %ld x %ld", data_target_name(d), tr->cfg.cell,
+             tr->cfg.layers, tr->cfg.hidden);
+    snprintf(tl, sizeof tl, "train (running mean over the epoch)");
+    snprintf(vl, sizeof vl, "validation");
+    snprintf(ylabel, sizeof ylabel, "%s%s", data_metric_short(d), data_metric_percent(d) ? " (%)" : "");
+    plot_series s[2] = {{tl, x, ytr, n}, {vl, x, yva, data_size(d, DATA_VAL) ? n : 0}};
+    plot_opts po = {title, "epoch", ylabel, true, k * data_baseline(d, DATA_VAL), data_baseline_desc(d)};
+    po.has_baseline = isfinite(po.baseline);
+    rc = plot_svg(path, &po, s, data_size(d, DATA_VAL) ? 2 : 1, err, errlen);
+done:
+    if (f) fclose(f);
+    free(x);
+    free(ytr);
+    free(yva);
+    return rc;
+}
+
 static int train_body(int argc, char **argv, tg_dist *dist) {
     const char *task = NULL, *cell = "lstm", *optim = "adam", *save = NULL, *resume = NULL, *log = NULL, *plot = NULL,
                *text = NULL, *fb = NULL, *dtype = "f32";
     long hidden = 0, layers = 1, batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1;
     double lr = 0, clip = 1.0;
-    bool quiet = false, anomaly = false, check = false;
-    double dropout = 0, zoneout = 0;
+    bool quiet = false, anomaly = false, check = false, idx_raw = false;
+    double dropout = 0, zoneout = 0, val = 0.1;
     char optim_help[160], task_help[256];
+    const char *data = NULL, *labels = NULL, *target = NULL, *test_data = NULL, *test_labels = NULL,
+               *seq_column = NULL, *label_column = NULL, *features = NULL;
+    long horizon = 1, patience = 0;
     const cli_opt opts[] = {
         {"--task", CLI_STR, &task, 0, 0, task_list_sep(task_help, sizeof task_help, " | ")},
         {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tg_cell_by_name)"},
@@ -86,6 +135,19 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         {"--detect-anomaly", CLI_FLAG, &anomaly, 0, 0, "stop at the op that makes the first NaN/inf (slower)"},
         {"--check", CLI_FLAG, &check, 0, 0, "print the parameters' hash at the end; under mpirun, check that every "
                                             "rank holds bit-identical parameters (after the broadcast and at the end)"},
+        {"--data", CLI_STR, &data, 0, 0, "train on your sequences: .csv, .npy, .safetensors or IDX (.gz) (task data)"},
+        {"--labels", CLI_STR, &labels, 0, 0, "data: the labels file (.npy [N] or [N,T], IDX), if not inside --data"},
+        {"--target", CLI_STR, &target, 0, 0, "data: next | class | tag | value (required with --data)"},
+        {"--horizon", CLI_INT, &horizon, 1, 100000, "next: predict this many steps after each window of --seq steps"},
+        {"--val", CLI_REAL, &val, 0, 0.9, "data: fraction held out for validation (next: the last windows)"},
+        {"--early-stop", CLI_INT, &patience, 0, 1000000, "data: stop after N epochs without a better validation "
+                                                        "metric; --save keeps the best epoch's checkpoint"},
+        {"--test-data", CLI_STR, &test_data, 0, 0, "data: a test set, scored at the end (with --test-labels)"},
+        {"--test-labels", CLI_STR, &test_labels, 0, 0, "data: the test set's labels file"},
+        {"--seq-column", CLI_STR, &seq_column, 0, 0, "CSV: the column naming each row's sequence (default: one series)"},
+        {"--label-column", CLI_STR, &label_column, 0, 0, "CSV: the column holding the labels"},
+        {"--features", CLI_STR, &features, 0, 0, "CSV: comma-separated feature columns (default: every other numeric one)"},
+        {"--idx-raw", CLI_FLAG, &idx_raw, 0, 0, "IDX images: keep pixels 0..255 (default: divided by 255)"},
     };
     const cli_cmd cmd = {"train", "--task T [--cell C --hidden N --steps N --save FILE --resume FILE ...]",
                          "Trains a recurrent network (the cell, then a linear head) on a task, shows a progress\n"
@@ -94,7 +156,23 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
                          opts, (int)(sizeof opts / sizeof opts[0]), false};
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
-    if (!task && !resume) return cli_fail(&cmd, "--task is required (%s)", task_list());
+    if (data && task && strcmp(task, "data") != 0) return cli_fail(&cmd, "give --task or --data, not both");
+    if (data) task = "data";
+    if (task && strcmp(task, "data") == 0 && !resume) {
+        if (!data) return cli_fail(&cmd, "task data needs --data FILE");
+        if (!target) return cli_fail(&cmd, "--data needs --target (%s)", data_target_list());
+    }
+    if (target && !data_target_known(target))
+        return cli_fail(&cmd, "unknown --target '%s' (known: %s)", target, data_target_list());
+    if (!data && !resume) {
+        const char *only[] = {"--labels", "--target", "--horizon", "--val", "--early-stop", "--test-data", "--test-labels",
+                              "--seq-column", "--label-column", "--features", "--idx-raw"};
+        for (size_t i = 0; i < sizeof only / sizeof only[0]; i++)
+            if (given(argc, argv, only[i])) return cli_fail(&cmd, "%s applies to --data only", only[i]);
+    }
+    if (test_labels && !test_data) return cli_fail(&cmd, "--test-labels needs --test-data");
+    if (patience && val == 0 && !resume) return cli_fail(&cmd, "--early-stop needs a validation split (--val > 0)");
+    if (!task && !resume) return cli_fail(&cmd, "--task is required (%s), or --data FILE", task_list());
     if (task && !task_known(task)) return cli_fail(&cmd, "unknown task '%s' (known: %s)", task, task_list());
     char optim_err[320];
     if (!optim_name_ok(optim, optim_err, sizeof optim_err)) return cli_fail(&cmd, "%s", optim_err);
@@ -102,10 +180,16 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
     if (epochs && steps) return cli_fail(&cmd, "give --epochs or --steps, not both");
     cli_record_errors();
 
+    data_opts dopt = {.path = data, .labels = labels, .test_path = test_data, .test_labels = test_labels,
+                      .target = target, .window = seq, .horizon = horizon, .val = val, .seed = (uint64_t)seed,
+                      .seq_column = seq_column, .label_column = label_column, .feature_columns = features,
+                      .idx_no_scale = idx_raw, .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32};
+    if (resume && data) return cli_fail(&cmd, "--resume takes its data files from the checkpoint; leave out --data");
     train_config cfg = {.task = task, .cell = cell, .text = text, .seq = seq, .hidden = hidden, .layers = layers,
                         .batch = batch, .lr = lr, .optim = optim, .clip = clip, .steps = steps, .seed = seed,
                         .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32, .dropout = dropout,
-                        .zoneout = zoneout};
+                        .zoneout = zoneout, .data = data ? &dopt : NULL, .patience = patience,
+                        .best_path = patience ? save : NULL};
     if (fb) {
         char *end;
         cfg.forget_bias = strtod(fb, &end);
@@ -187,7 +271,11 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
             trainer_free(&tr);
             return cli_fail(&cmd, "cannot write '%s': %s", log, strerror(errno));
         }
-        if (fresh) fprintf(csv, "step,loss,seconds\n");
+        if (fresh && task_data(tr.task))
+            fprintf(csv, "epoch,step,seconds,train_loss,train_%s,val_loss,val_%s\n", data_metric_short(task_data(tr.task)),
+                    data_metric_short(task_data(tr.task)));
+        else if (fresh)
+            fprintf(csv, "step,loss,seconds\n");
         tr.csv = csv;
     }
 
@@ -223,7 +311,13 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         rc = TG_EXIT_FAIL;
     }
     if (csv) fclose(csv);
-    if (rc == TG_EXIT_OK && save) {
+    bool best_saved = false;
+    if (rc == TG_EXIT_OK && patience > 0 && trainer_restore_best(&tr)) {
+        printf("kept the model of the best epoch, %lld%s%s\n", (long long)tr.best_epoch, save ? ", saved as " : "",
+               save ? save : "");
+        best_saved = save != NULL;
+    }
+    if (rc == TG_EXIT_OK && save && !best_saved) {
         if (trainer_save(&tr, save, err, sizeof err)) {
             fprintf(stderr, "tapegrad train: %s\n", err);
             rc = TG_EXIT_FAIL;
@@ -235,13 +329,17 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
     if (rc == TG_EXIT_OK && tg_dist_rank(dist) == 0) {
         task_eval ev;
         if (task_evaluate(tr.task, tr.model, true, &ev)) {
-            fprintf(stderr, "tapegrad train: evaluation failed: %s\n", tg_last_error());
+            fprintf(stderr, "tapegrad train: evaluation failed: %s\n",
+                    *task_error(tr.task) ? task_error(tr.task) : tg_last_error());
             rc = TG_EXIT_FAIL;
         } else {
             print_eval(stdout, tr.task, &ev);
         }
     }
-    if (plot) {
+    if (plot && task_data(tr.task)) {
+        if (plot_epochs(plot, &tr, log, err, sizeof err) == 0) printf("wrote %s\n", plot);
+        else { fprintf(stderr, "tapegrad train: %s\n", err); rc = TG_EXIT_FAIL; }
+    } else if (plot) {
         double *xs = NULL, *ys = NULL;
         int n = log ? read_csv_curve(log, &xs, &ys) : -1;
         if (n < 0) {

@@ -12,8 +12,9 @@ int cmd_train(int argc, char **argv);     /* tools/cmd_train.c */
 int cmd_sample(int argc, char **argv);    /* tools/cmd_sample.c */
 int cmd_bench(int argc, char **argv);     /* tools/cmd_bench.c */
 int cmd_compare(int argc, char **argv);   /* tools/cmd_compare.c */
-int cmd_summary(int argc, char **argv);
-int cmd_cells(int argc, char **argv);     /* tools/cmd_cells.c: the table of the cell registry */   /* tools/cmd_summary.c: the table of a checkpoint's model */
+int cmd_predict(int argc, char **argv);   /* tools/cmd_predict.c: a train --data model on a data file */
+int cmd_summary(int argc, char **argv);   /* tools/cmd_summary.c: the table of a checkpoint's model */
+int cmd_cells(int argc, char **argv);     /* tools/cmd_cells.c: the table of the cell registry */
 
 /* tools/triple.c: prints the gradient triple-check table (tape vs hand-derived BPTT vs finite
  * differences, worst error per tensor) for the given cells at small seeded sizes in F64.

@@ -19,6 +19,7 @@ static const struct {
     {"sample", cmd_sample, "generate text from a character model saved by train --task charlm"},
     {"compare", cmd_compare, "train several cells on one task with the same data and seeds; table + SVG"},
     {"bench", cmd_bench, "time one training step (forward, BPTT, Adam); JSON on the last line"},
+    {"predict", cmd_predict, "predictions (and class probabilities) of a train --data model for a data file"},
     {"summary", cmd_summary, "a checkpoint's model as a table: layers, parameters, shapes, counts, equations"},
     {"cells", cmd_cells, "every recurrent cell --cell accepts: gates, states, extras, equations, reference"},
     {"gradcheck", cmd_gradcheck, "triple check of a cell: tape vs hand-derived BPTT vs finite differences"},

@@ -69,21 +69,30 @@ void model_free(model *m) {
 int64_t model_param_count(const model *m) { return tg_params_numel(m->params); }
 
 tg_tensor *model_forward(const model *m, const tg_tensor *x, bool every_step, tg_rnn_carry *carry, tg_rng *train_rng) {
+    return model_forward_len(m, x, NULL, every_step, carry, train_rng);
+}
+
+tg_tensor *model_forward_len(const model *m, const tg_tensor *x, const int64_t *lengths, bool every_step,
+                             tg_rnn_carry *carry, tg_rng *train_rng) {
     tg_rnn_output out;
-    tg_rnn_forward_opts o = {.init = carry && carry->n_states ? carry->state : NULL, .train = train_rng != NULL,
-                             .rng = train_rng, .zoneout_h = m->cfg.zoneout,
+    /* the last real step of each sequence is the final state h_n of the last layer (packed semantics) */
+    bool need_out = carry || (lengths && !every_step);
+    tg_rnn_forward_opts o = {.lengths = lengths, .init = carry && carry->n_states ? carry->state : NULL,
+                             .train = train_rng != NULL, .rng = train_rng, .zoneout_h = m->cfg.zoneout,
                              .zoneout_c = m->cfg.zoneout};
-    tg_tensor *y = tg_rnn_forward(m->rnn, x, &o, carry ? &out : NULL); /* [T,B,H] */
+    tg_tensor *y = tg_rnn_forward(m->rnn, x, &o, need_out ? &out : NULL); /* [T,B,H] */
     if (!y) return NULL;
+    tg_tensor *last = need_out && lengths ? tg_select(out.h_n, m->cfg.layers - 1) : NULL; /* [B,H] */
     if (carry) {
         int s = tg_rnn_carry_update(carry, &out);
-        tg_rnn_output_clear(&out);
-        if (s) return NULL;
+        if (s) { tg_rnn_output_clear(&out); return NULL; }
     }
+    if (need_out) tg_rnn_output_clear(&out);
     int64_t T = tg_dim(y, 0), B = tg_dim(y, 1), H = tg_dim(y, 2);
     tg_tensor *h = every_step ? tg_reshape(y, TG_SHAPE(T * B, H)) /* [T·B,H] */
-                              : tg_select(y, T - 1);                /* [B,H] */
-    return tg_linear_layer_forward(m->head, h);                     /* [T·B,O] or [B,O] */
+                   : last     ? last                              /* [B,H] at each sequence's last step */
+                              : tg_select(y, T - 1);              /* [B,H] */
+    return tg_linear_layer_forward(m->head, h);                   /* [T·B,O] or [B,O] */
 }
 
 /* ---- checkpoints ---------------------------------------------------------------------------------- */

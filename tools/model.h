@@ -61,6 +61,11 @@ int64_t model_param_count(const model *m);
  * by its expectation); else training, dropout and zoneout masks drawn from it (a seeded, saved
  * generator keeps resumed runs exact). returns: tape-owned, NULL after an error. */
 tg_tensor *model_forward(const model *m, const tg_tensor *x, bool every_step, tg_rnn_carry *carry, tg_rng *train_rng);
+/* The same over padded sequences: lengths [B] (each 1..T) or NULL (all T). Outputs past a sequence's
+ * end are the head of a zero state (ignore them); the last-step prediction is taken at each sequence's
+ * own last step. returns: tape-owned, NULL after an error. */
+tg_tensor *model_forward_len(const model *m, const tg_tensor *x, const int64_t *lengths, bool every_step,
+                             tg_rnn_carry *carry, tg_rng *train_rng);
 
 /* "<stem>.optim.safetensors" for "<stem>.safetensors" (else path + ".optim.safetensors"). */
 const char *ckpt_optim_path(const char *path, char *buf, size_t size);

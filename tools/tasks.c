@@ -6,6 +6,8 @@
  * examples; the training stream comes from the caller's generator, whose state a checkpoint saves. */
 #include "tools/tasks.h"
 
+#include "tools/datatask.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -39,6 +41,10 @@ struct task {
     unsigned char vocab[256];
     int V;
     int index[256];              /* byte -> vocabulary index, -1 if absent */
+    /* data */
+    data_src *data;              /* owned */
+    const data_opts *data_opts;  /* borrowed, for the setup */
+    char err[512];               /* the last failed batch */
 };
 
 /* Fills b for T_param (the task's length parameter). */
@@ -123,6 +129,7 @@ void task_batch_clear(task_batch *b) {
     tg_release(b->x);
     tg_release(b->target);
     free(b->labels);
+    free(b->lengths);
     memset(b, 0, sizeof *b);
 }
 
@@ -721,6 +728,56 @@ static int setup_binadd(task *t, const char *text, char *err, size_t errlen) {
     return 0;
 }
 
+/* ---- data: the user's files (tools/datatask.c) ------------------------------------------------------ */
+
+static int gen_data(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
+    (void)rng, (void)T; /* the batcher has its own seeded generator, saved in checkpoints */
+    return data_next_batch(t->data, B, b, t->err, sizeof t->err);
+}
+
+static int eval_data(task *t, const model *m, bool verbose, task_eval *ev) {
+    data_part part = data_size(t->data, DATA_TEST) ? DATA_TEST : DATA_VAL;
+    data_eval de;
+    if (!data_size(t->data, part)) {
+        snprintf(t->err, sizeof t->err, "no validation data (--val 0 and no --test-data)");
+        return -1;
+    }
+    if (data_evaluate(t->data, m, part, &de, t->err, sizeof t->err)) return -1;
+    ev->metric = de.metric;
+    ev->loss = de.loss;
+    if (verbose) {
+        APPEND(ev, "  on %lld %s %s; loss %.5g (%s)\n", (long long)de.n, part == DATA_TEST ? "test" : "validation",
+               strcmp(data_target_name(t->data), "next") == 0 ? "windows" : "sequences", de.loss,
+               data_loss_kind(t->data) == TASK_LOSS_CE ? "cross-entropy" : "MSE in standard units");
+        if (part == DATA_TEST && data_size(t->data, DATA_VAL)) {
+            data_eval dv;
+            if (data_evaluate(t->data, m, DATA_VAL, &dv, t->err, sizeof t->err) == 0)
+                APPEND(ev, "  validation %s %.5g%s (baseline %.5g%s)\n", data_metric_short(t->data),
+                       data_metric_percent(t->data) ? 100 * dv.metric : dv.metric, data_metric_percent(t->data) ? "%" : "",
+                       data_metric_percent(t->data) ? 100 * data_baseline(t->data, DATA_VAL) : data_baseline(t->data, DATA_VAL),
+                       data_metric_percent(t->data) ? "%" : "");
+        }
+    }
+    return 0;
+}
+
+static int setup_data(task *t, const char *text, char *err, size_t errlen) {
+    (void)text;
+    if (!t->data_opts) {
+        snprintf(err, errlen, "task data needs --data FILE and --target (%s)", data_target_list());
+        return -1;
+    }
+    t->data = data_src_new(t->data_opts, err, errlen);
+    if (!t->data) return -1;
+    t->in = data_inputs(t->data);
+    t->out = data_outputs(t->data);
+    t->seq = strcmp(data_target_name(t->data), "next") == 0 ? t->seq : 0;
+    t->loss_baseline = data_loss_baseline(t->data);
+    t->metric_baseline = data_baseline(t->data, data_size(t->data, DATA_TEST) ? DATA_TEST : DATA_VAL);
+    snprintf(t->data_desc, sizeof t->data_desc, "%s", data_desc(t->data));
+    return 0;
+}
+
 /* ---- the table ---------------------------------------------------------------------------------------- */
 
 static const task_def g_tasks[] = {
@@ -752,6 +809,10 @@ static const task_def g_tasks[] = {
      .every_step = true, .defaults = {64, 128, 32, 1000, 3e-3}, .metric = "test nats/char",
      .baseline_desc = "unigram character frequencies", .lower_better = true, .margin = 0.1, .setup = setup_charlm,
      .gen = gen_charlm, .eval = eval_charlm},
+    {.name = "data", .about = "the user's sequences (--data FILE --target next|class|tag|value)",
+     .seq_meaning = "next: window length", .min_seq = 1, .max_seq = 100000, .loss = TASK_LOSS_MSE,
+     .every_step = false, .defaults = {20, 64, 32, 0, 1e-3}, .metric = "val metric", .baseline_desc = "see the target",
+     .lower_better = true, .margin = 0.05, .setup = setup_data, .gen = gen_data, .eval = eval_data},
 };
 #define N_TASKS (int)(sizeof g_tasks / sizeof g_tasks[0])
 
@@ -808,33 +869,37 @@ task *task_new(const char *name, const task_opts *opts, char *err, size_t errlen
         return NULL;
     }
     snprintf(t->data_desc, sizeof t->data_desc, "generated from the seed");
+    t->data_opts = opts ? opts->data : NULL;
     if (d->setup(t, opts ? opts->text : NULL, err, errlen)) { task_free(t); return NULL; }
     return t;
 }
 
 void task_free(task *t) {
     if (!t) return;
+    data_src_free(t->data);
     free(t->text);
     free(t);
 }
 
 const char *task_name(const task *t) { return t->def->name; }
-const char *task_about(const task *t) { return t->def->about; }
+const char *task_about(const task *t) { return t->data ? data_target_about(t->data) : t->def->about; }
 long task_seq(const task *t) { return t->seq; }
 int64_t task_input_size(const task *t) { return t->in; }
 int64_t task_output_size(const task *t) { return t->out; }
-bool task_every_step(const task *t) { return t->def->every_step; }
+bool task_every_step(const task *t) { return t->data ? data_every_step(t->data) : t->def->every_step; }
 bool task_every_step_of(const char *name) {
     const task_def *d = find_def(name);
     return d && d->every_step;
 }
-task_loss task_loss_kind(const task *t) { return t->def->loss; }
+task_loss task_loss_kind(const task *t) { return t->data ? data_loss_kind(t->data) : t->def->loss; }
 double task_loss_baseline(const task *t) { return t->loss_baseline; }
-const char *task_metric_name(const task *t) { return t->def->metric; }
-bool task_metric_lower_better(const task *t) { return t->def->lower_better; }
+const char *task_metric_name(const task *t) { return t->data ? data_metric_name(t->data) : t->def->metric; }
+bool task_metric_lower_better(const task *t) { return t->data ? data_lower_better(t->data) : t->def->lower_better; }
 double task_metric_baseline(const task *t) { return t->metric_baseline; }
-const char *task_baseline_desc(const task *t) { return t->def->baseline_desc; }
+const char *task_baseline_desc(const task *t) { return t->data ? data_baseline_desc(t->data) : t->def->baseline_desc; }
 const char *task_data_desc(const task *t) { return t->data_desc; }
+struct data_src *task_data(const task *t) { return t->data; }
+const char *task_error(const task *t) { return t->err; }
 
 const unsigned char *task_vocab(const task *t, int *V) {
     if (t->def->gen != gen_charlm) return NULL;
@@ -843,6 +908,7 @@ const unsigned char *task_vocab(const task *t, int *V) {
 }
 
 int64_t task_epoch_steps(const task *t, int64_t batch) {
+    if (t->data) return data_epoch_steps(t->data, batch);
     int64_t examples = t->def->gen == gen_charlm ? (int64_t)t->n_train / t->seq : 10000;
     int64_t s = (examples + batch - 1) / batch;
     return s > 0 ? s : 1;
@@ -851,7 +917,7 @@ int64_t task_epoch_steps(const task *t, int64_t batch) {
 int task_make_batch(task *t, tg_rng *rng, int64_t B, task_batch *b) { return t->def->gen(t, rng, B, t->seq, b); }
 
 tg_tensor *task_loss_of(const task *t, const tg_tensor *pred, const task_batch *b) {
-    switch (t->def->loss) {
+    switch (task_loss_kind(t)) {
     case TASK_LOSS_MSE: return tg_mse_loss(pred, b->target, TG_REDUCE_MEAN);
     case TASK_LOSS_CE: return tg_cross_entropy(pred, b->labels, NULL);
     case TASK_LOSS_BCE: return tg_bce_with_logits(pred, b->target, NULL);

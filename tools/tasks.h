@@ -44,10 +44,14 @@ typedef enum task_loss {
     TASK_LOSS_BCE  /* 0/1 targets, binary cross-entropy from logits */
 } task_loss;
 
+struct data_opts;      /* tools/datatask.h */
+struct data_src;
+
 typedef struct task_opts {
     long seq;          /* the task's length parameter (see task_seq_meaning); 0 = its default */
     const char *text;  /* charlm: a text file; NULL = /usr/share/common-licenses/GPL-3 or a built corpus */
     tg_dtype dtype;    /* of the tensors the batches hold (the model's dtype) */
+    const struct data_opts *data; /* task "data": the user's files and target (tools/datatask.h) */
 } task_opts;
 
 /* Suggested settings that train well in a short run (used when the user does not give them). */
@@ -62,7 +66,8 @@ typedef struct task_batch {
     int64_t T, B;
     tg_tensor *x;       /* [T,B,I] new ref */
     tg_tensor *target;  /* MSE/BCE: [T·B,O] (every step, time-major) or [B,O]; new ref. CE: NULL */
-    int64_t *labels;    /* CE: [T·B] (every step, time-major) or [B]; malloc'd. Else NULL */
+    int64_t *labels;    /* CE: [T·B] (every step, time-major) or [B]; malloc'd (-100: a padding step). Else NULL */
+    int64_t *lengths;   /* [B] real steps of each sequence (malloc'd), or NULL: all T */
 } task_batch;
 
 typedef struct task_eval {
@@ -109,6 +114,11 @@ tg_tensor *task_loss_of(const task *t, const tg_tensor *pred, const task_batch *
 /* The test metric and loss on the task's fixed test set (no tape is recorded). verbose fills
  * ev->detail with a few examples. Returns 0 or -1. */
 int task_evaluate(task *t, const model *m, bool verbose, task_eval *ev);
+
+/* task "data": the data source (borrowed), else NULL */
+struct data_src *task_data(const task *t);
+/* The message of the last failed task_make_batch ("" if none). borrowed */
+const char *task_error(const task *t);
 
 /* charlm only: the vocabulary (sorted distinct bytes of the text). NULL for other tasks. */
 const unsigned char *task_vocab(const task *t, int *V);

@@ -11,6 +11,7 @@
 
 #include "tools/cli.h"
 #include "tools/train_dist.h"
+#include "tools/datatask.h"
 
 #define DATA_STREAM 0xda7a5eedULL  /* the data generator's seed is seed ^ this */
 
@@ -109,7 +110,8 @@ int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *e
     memset(tr, 0, sizeof *tr);
     tr->cfg = *cfg;
     train_config_fill_defaults(&tr->cfg);
-    tr->task = task_new(tr->cfg.task, &(task_opts){.seq = tr->cfg.seq, .text = tr->cfg.text, .dtype = tr->cfg.dtype},
+    tr->task = task_new(tr->cfg.task, &(task_opts){.seq = tr->cfg.seq, .text = tr->cfg.text, .dtype = tr->cfg.dtype,
+                                                    .data = tr->cfg.data},
                         err, errlen);
     if (!tr->task) { model_free(preloaded); return -1; }
     if (trainer_mem_check(tr, err, errlen)) { model_free(preloaded); trainer_free(tr); return -1; }
@@ -135,12 +137,56 @@ int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *e
     }
     if (make_optimizer(tr, err, errlen)) { trainer_free(tr); return -1; }
     tg_rng_seed(&tr->data_rng, (uint64_t)tr->cfg.seed ^ DATA_STREAM);
+    if (tr->cfg.steps <= 0) tr->cfg.steps = 10 * task_epoch_steps(tr->task, tr->cfg.batch); /* data: 10 epochs */
     tr->log_every = tr->cfg.steps / 200 > 1 ? tr->cfg.steps / 200 : 1;
+    tr->best_metric = NAN;
     return 0;
+}
+
+static void epochs_free(epoch_curve *c) {
+    free(c->epoch);
+    free(c->train_loss);
+    free(c->train_metric);
+    free(c->val_loss);
+    free(c->val_metric);
+    memset(c, 0, sizeof *c);
+}
+
+static int epochs_push(epoch_curve *c, int64_t epoch, double tl, double tm, double vl, double vm) {
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 64;
+        int64_t *e = realloc(c->epoch, (size_t)cap * sizeof *e);
+        if (e) c->epoch = e;
+        double **cols[4] = {&c->train_loss, &c->train_metric, &c->val_loss, &c->val_metric};
+        bool ok = e != NULL;
+        for (int k = 0; k < 4; k++) {
+            double *v = realloc(*cols[k], (size_t)cap * sizeof *v);
+            if (v) *cols[k] = v;
+            else ok = false;
+        }
+        if (!ok) return -1;
+        c->cap = cap;
+    }
+    c->epoch[c->n] = epoch;
+    c->train_loss[c->n] = tl;
+    c->train_metric[c->n] = tm;
+    c->val_loss[c->n] = vl;
+    c->val_metric[c->n] = vm;
+    c->n++;
+    return 0;
+}
+
+static void best_free(trainer *tr) {
+    if (!tr->best_params) return;
+    for (int i = 0; i < tg_params_count(tr->model->params); i++) free(tr->best_params[i]);
+    free(tr->best_params);
+    tr->best_params = NULL;
 }
 
 void trainer_free(trainer *tr) {
     if (!tr) return;
+    if (tr->model) best_free(tr);
+    epochs_free(&tr->epochs);
     tg_optim_free(tr->opt);
     model_free(tr->model);
     task_free(tr->task);
@@ -178,6 +224,77 @@ static void show_progress(const trainer *tr, const progress *p, int64_t until, i
     fflush(stdout);
 }
 
+/* Keeps (copies of) the parameters' values: the model of the best epoch. */
+static int best_keep(trainer *tr) {
+    int n = tg_params_count(tr->model->params);
+    if (!tr->best_params && !(tr->best_params = calloc((size_t)n, sizeof *tr->best_params))) return -1;
+    for (int i = 0; i < n; i++) {
+        tg_tensor *t = tg_params_at(tr->model->params, i);
+        size_t bytes = (size_t)tg_numel(t) * tg_itemsize(tg_dtype_of(t));
+        if (!tr->best_params[i] && !(tr->best_params[i] = malloc(bytes))) return -1;
+        memcpy(tr->best_params[i], tg_data(t), bytes);
+    }
+    return 0;
+}
+
+int trainer_restore_best(trainer *tr) {
+    if (!tr->best_params) return 0;
+    for (int i = 0; i < tg_params_count(tr->model->params); i++) {
+        tg_tensor *t = tg_params_at(tr->model->params, i);
+        memcpy(tg_data(t), tr->best_params[i], (size_t)tg_numel(t) * tg_itemsize(tg_dtype_of(t)));
+    }
+    return 1;
+}
+
+/* The end of an epoch of a data task: validation metric, the epoch's line, CSV row, early stopping. */
+static int epoch_end(trainer *tr, const progress *p, int64_t until, double seconds, char *err, size_t errlen) {
+    data_src *d = task_data(tr->task);
+    int64_t per = task_epoch_steps(tr->task, tr->cfg.batch), epoch = tr->step / per, epochs = (until + per - 1) / per;
+    double tl = tr->ep_n > 0 ? tr->ep_loss / tr->ep_n : NAN, tm = tr->ep_den > 0 ? tr->ep_num / tr->ep_den : NAN;
+    data_eval ve = {NAN, NAN, 0};
+    bool has_val = data_size(d, DATA_VAL) > 0;
+    if (has_val && data_evaluate(d, tr->model, DATA_VAL, &ve, err, errlen)) return -1;
+    tr->ep_loss = tr->ep_n = tr->ep_num = tr->ep_den = 0;
+    if (epochs_push(&tr->epochs, epoch, tl, tm, ve.loss, ve.metric)) { snprintf(err, errlen, "out of memory"); return -1; }
+    bool pct = data_metric_percent(d), lower = data_lower_better(d);
+    bool better = has_val && (isnan(tr->best_metric) || (lower ? ve.metric < tr->best_metric : ve.metric > tr->best_metric));
+    if (better) {
+        tr->best_metric = ve.metric;
+        tr->best_epoch = epoch;
+        tr->bad_epochs = 0;
+        if (tr->cfg.patience > 0) {
+            if (best_keep(tr)) { snprintf(err, errlen, "out of memory"); return -1; }
+            if (tr->cfg.best_path && trainer_save(tr, tr->cfg.best_path, err, errlen)) return -1;
+        }
+    } else if (has_val) {
+        tr->bad_epochs++;
+    }
+    const char *m = data_metric_short(d);
+    double k = pct ? 100 : 1;
+    if (tr->csv)
+        fprintf(tr->csv, "%lld,%lld,%.4f,%.9g,%.9g,%.9g,%.9g\n", (long long)epoch, (long long)tr->step, seconds, tl, tm,
+                ve.loss, ve.metric);
+    if (p->mode != PROGRESS_OFF) {
+        char line[320];
+        int w = 1;
+        for (int64_t u = epochs; u >= 10; u /= 10) w++;
+        int n = snprintf(line, sizeof line, "epoch %*lld/%lld  loss %.4g  %s %.4g%s", w, (long long)epoch,
+                         (long long)epochs, tl, m, k * tm, pct ? "%" : "");
+        if (has_val && n > 0 && (size_t)n < sizeof line)
+            snprintf(line + n, sizeof line - (size_t)n, "  val_loss %.4g  val_%s %.4g%s%s", ve.loss, m, k * ve.metric,
+                     pct ? "%" : "", better ? "  (best)" : "");
+        printf("%s%-78s\n", p->mode == PROGRESS_TTY ? "\r" : "", line);
+    }
+    if (tr->cfg.patience > 0 && tr->bad_epochs >= tr->cfg.patience) {
+        tr->stopped = true;
+        if (p->mode != PROGRESS_OFF)
+            printf("early stop: no better val_%s for %ld epochs; the best was epoch %lld (val_%s %.4g%s)\n", m,
+                   tr->cfg.patience, (long long)tr->best_epoch, m, k * tr->best_metric, pct ? "%" : "");
+    }
+    fflush(stdout);
+    return 0;
+}
+
 int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t errlen) {
     progress none = {PROGRESS_OFF, NULL};
     if (!p) p = &none;
@@ -186,18 +303,20 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
     double t0 = cli_now(), last_shown = t0;
     int64_t B = tr->cfg.batch;
     bool every = task_every_step(tr->task);
+    data_src *data = task_data(tr->task);
+    int64_t epoch_steps = task_epoch_steps(tr->task, B);
     /* dropout / zoneout masks come from the data stream's generator, which checkpoints save */
     tg_rng *masks = tr->cfg.dropout > 0 || tr->cfg.zoneout > 0 ? &tr->data_rng : NULL;
-    while (tr->step < until) {
+    while (tr->step < until && !tr->stopped) {
         task_batch b;
         double share = 1; /* MPI: this rank's rows of the global batch, and their share of the loss */
         if (task_make_batch(tr->task, &tr->data_rng, B, &b) || (tr->dist && train_dist_slice(tr->dist, &b, every, &share))) {
-            snprintf(err, errlen, "out of memory");
+            snprintf(err, errlen, "%s", *task_error(tr->task) ? task_error(tr->task) : "out of memory");
             return -1;
         }
         /* anomaly mode covers this step's forward and backward only */
         if (tr->detect_anomaly) { tg_set_anomaly_mode(true); tg_clear_error(); }
-        tg_tensor *pred = model_forward(tr->model, b.x, every, NULL, masks);
+        tg_tensor *pred = model_forward_len(tr->model, b.x, b.lengths, every, NULL, masks);
         tg_tensor *loss = task_loss_of(tr->task, pred, &b);
         bool anomaly = tr->detect_anomaly && tg_error_pending(); /* the forward made a NaN/inf: report it */
         bool failed = !loss || anomaly || tg_backward(loss);
@@ -218,6 +337,7 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
             lib_err(err, errlen, "gradient all-reduce failed");
             return -1;
         }
+        if (data) data_batch_score(data, pred, &b, &tr->ep_num, &tr->ep_den);
         if (tr->cfg.clip > 0) tg_optim_clip_grad_norm(tr->opt, tr->cfg.clip, 2.0, false);
         int s = tg_optim_step(tr->opt);
         tg_optim_zero_grad(tr->opt);
@@ -234,14 +354,24 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
         }
         tr->window_sum += lv;
         tr->window_n++;
+        tr->ep_loss += lv;
+        tr->ep_n += 1;
         double now = cli_now();
+        if (data && tr->step % epoch_steps == 0) {
+            if (epoch_end(tr, p, until, tr->seconds + (now - t0), err, errlen)) return -1;
+            now = cli_now();
+            if (tr->stopped) {
+                until = tr->step;
+                if (p->mode == PROGRESS_TTY) last_shown = 0;
+            }
+        }
         if (tr->step % tr->log_every == 0) {
             double mean = tr->window_sum / (double)tr->window_n;
             if (curve_push(&tr->curve, tr->step, mean, tr->seconds + (now - t0))) {
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
-            if (tr->csv) fprintf(tr->csv, "%lld,%.9g,%.4f\n", (long long)tr->step, mean, tr->seconds + (now - t0));
+            if (tr->csv && !data) fprintf(tr->csv, "%lld,%.9g,%.4f\n", (long long)tr->step, mean, tr->seconds + (now - t0));
             tr->window_sum = 0;
             tr->window_n = 0;
         }
@@ -262,9 +392,10 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
 /* ---- checkpoints ---------------------------------------------------------------------------------- */
 
 int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) {
-    char vals[11][600];
-    const char *keys[11] = {"task", "seq", "batch", "optim", "lr", "clip", "seed", "steps", "log_every", "text",
-                            "vocab"};
+    enum { OWN = 11, DATA_MAX = 24, EXTRA = 4 };
+    char vals[OWN][600];
+    const char *keys[OWN] = {"task", "seq", "batch", "optim", "lr", "clip", "seed", "steps", "log_every", "text",
+                             "vocab"};
     snprintf(vals[0], sizeof vals[0], "%s", tr->cfg.task);
     snprintf(vals[1], sizeof vals[1], "%ld", task_seq(tr->task));
     snprintf(vals[2], sizeof vals[2], "%ld", tr->cfg.batch);
@@ -279,9 +410,28 @@ int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) 
     const unsigned char *vocab = task_vocab(tr->task, &V);
     vals[10][0] = 0;
     for (int k = 0; vocab && k < V; k++) snprintf(vals[10] + 2 * k, 3, "%02x", vocab[k]);
-    const char *meta[22];
-    for (int i = 0; i < 11; i++) { meta[2 * i] = keys[i]; meta[2 * i + 1] = vals[i]; }
-    return ckpt_save(path, tr->model, tr->opt, tr->step, &tr->data_rng, 11, meta, err, errlen);
+    const char *meta[2 * (OWN + DATA_MAX + EXTRA)];
+    int n = 0;
+    for (int i = 0; i < OWN; i++, n++) { meta[2 * n] = keys[i]; meta[2 * n + 1] = vals[i]; }
+    /* data tasks: the source's options and statistics, the batcher's position, the epoch in progress and
+     * early stopping, so that a resumed run continues exactly */
+    data_src *d = task_data(tr->task);
+    char *bstate = NULL, epoch_acc[200], early[120], patience[32];
+    if (d) {
+        n += data_meta(d, meta + 2 * n, DATA_MAX);
+        bstate = data_batcher_state(d);
+        if (!bstate) { snprintf(err, errlen, "out of memory"); return -1; }
+        snprintf(epoch_acc, sizeof epoch_acc, "%.17g %.17g %.17g %.17g", tr->ep_loss, tr->ep_n, tr->ep_num, tr->ep_den);
+        snprintf(early, sizeof early, "%.17g %lld %lld", tr->best_metric, (long long)tr->best_epoch,
+                 (long long)tr->bad_epochs);
+        snprintf(patience, sizeof patience, "%ld", tr->cfg.patience);
+        const char *ek[EXTRA] = {"batcher", "epoch_acc", "early", "patience"};
+        const char *ev[EXTRA] = {bstate, epoch_acc, early, patience};
+        for (int i = 0; i < EXTRA; i++, n++) { meta[2 * n] = ek[i]; meta[2 * n + 1] = ev[i]; }
+    }
+    int rc = ckpt_save(path, tr->model, tr->opt, tr->step, &tr->data_rng, n, meta, err, errlen);
+    free(bstate);
+    return rc;
 }
 
 int trainer_resume(trainer *tr, const train_config *user, const char *path, char *err, size_t errlen) {
@@ -321,7 +471,51 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
     if ((v = tg_st_meta(f, "clip"))) cfg.clip = strtod(v, NULL);
     if ((v = tg_st_meta(f, "seed"))) cfg.seed = atol(v);
     int64_t log_every = (v = tg_st_meta(f, "log_every")) ? atoll(v) : 0;
+    /* data tasks: the files, columns and statistics the checkpoint was trained with */
+    static char dstr[12][4096];
+    static data_opts dopt;
+    if (strcmp(task_s, "data") == 0) {
+        const char *dk[12] = {"target", "data", "labels", "test_data", "test_labels", "seq_column", "label_column",
+                              "feature_columns", "norm", "ynorm", "val", "window"};
+        for (int k = 0; k < 12; k++) {
+            const char *mv = tg_st_meta(f, dk[k]);
+            if (!mv || strlen(mv) >= sizeof dstr[k]) {
+                snprintf(err, errlen, "%s: the checkpoint's data description ('%s') is missing or too long", path, dk[k]);
+                model_free(m);
+                tg_st_free(f);
+                return -1;
+            }
+            snprintf(dstr[k], sizeof dstr[k], "%s", mv);
+        }
+        const char *hz = tg_st_meta(f, "horizon"), *ns = tg_st_meta(f, "idx_no_scale"), *pa = tg_st_meta(f, "patience"),
+                   *nc = tg_st_meta(f, "classes");
+        dopt = (data_opts){.target = dstr[0], .path = dstr[1], .labels = dstr[2][0] ? dstr[2] : NULL,
+                           .test_path = dstr[3][0] ? dstr[3] : NULL, .test_labels = dstr[4][0] ? dstr[4] : NULL,
+                           .seq_column = dstr[5][0] ? dstr[5] : NULL, .label_column = dstr[6][0] ? dstr[6] : NULL,
+                           .feature_columns = dstr[7][0] ? dstr[7] : NULL, .norm = dstr[8][0] ? dstr[8] : NULL,
+                           .ynorm = dstr[9][0] ? dstr[9] : NULL, .val = strtod(dstr[10], NULL),
+                           .window = atol(dstr[11]), .horizon = hz ? atol(hz) : 1,
+                           .idx_no_scale = ns && strcmp(ns, "1") == 0, .seed = (uint64_t)cfg.seed,
+                           .classes = nc ? atoll(nc) : 0,
+                           .dtype = m->cfg.dtype};
+        cfg.data = &dopt;
+        if (pa && !user->patience) cfg.patience = atol(pa);
+    }
     if (trainer_init(tr, &cfg, m, err, errlen)) { tg_st_free(f); return -1; }
+    if (task_data(tr->task)) {
+        const char *acc = tg_st_meta(f, "epoch_acc"), *early = tg_st_meta(f, "early");
+        long long be = 0, bad = 0;
+        if (!acc || sscanf(acc, "%lf %lf %lf %lf", &tr->ep_loss, &tr->ep_n, &tr->ep_num, &tr->ep_den) != 4 || !early ||
+            sscanf(early, "%lf %lld %lld", &tr->best_metric, &be, &bad) != 3 ||
+            data_batcher_restore(task_data(tr->task), tr->cfg.batch, tg_st_meta(f, "batcher"), err, errlen)) {
+            if (!*err) snprintf(err, errlen, "%s: the checkpoint's training position (batcher, epoch) is invalid", path);
+            tg_st_free(f);
+            trainer_free(tr);
+            return -1;
+        }
+        tr->best_epoch = be;
+        tr->bad_epochs = bad;
+    }
     if (log_every > 0) tr->log_every = log_every;
     /* charlm: the text must still give the vocabulary the model was trained on */
     int V = 0;
@@ -347,7 +541,8 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
 
 double metric_display(const task *t, double metric, const char **unit) {
     const char *name = task_name(t);
-    bool pct = strcmp(name, "pattern") == 0 || strcmp(name, "binadd") == 0;
+    bool pct = task_data(t) ? data_metric_percent(task_data(t))
+                            : strcmp(name, "pattern") == 0 || strcmp(name, "binadd") == 0;
     if (unit) *unit = pct ? "%" : "";
     return pct ? 100 * metric : metric;
 }
@@ -393,8 +588,16 @@ static void group_digits(char *buf, size_t n, int64_t v) {
 void print_run_header(FILE *f, const trainer *tr, int threads) {
     char np[32];
     group_digits(np, sizeof np, model_param_count(tr->model));
-    fprintf(f, "task %s: %s\n  --seq %ld (%s); data: %s\n", tr->cfg.task, task_about(tr->task), task_seq(tr->task),
-            task_seq_meaning(tr->cfg.task), task_data_desc(tr->task));
+    data_src *d = task_data(tr->task);
+    if (d) {
+        const char *u;
+        double b = metric_display(tr->task, task_metric_baseline(tr->task), &u);
+        fprintf(f, "data, target %s: %s\n  %s\n  baseline: %s, %s %.4g%s\n", data_target_name(d),
+                task_about(tr->task), task_data_desc(tr->task), data_baseline_desc(d), task_metric_name(tr->task), b, u);
+    }
+    else
+        fprintf(f, "task %s: %s\n  --seq %ld (%s); data: %s\n", tr->cfg.task, task_about(tr->task), task_seq(tr->task),
+                task_seq_meaning(tr->cfg.task), task_data_desc(tr->task));
     fprintf(f, "model: %s, %ld layer%s x %ld hidden + linear head, %s parameters, %s\n", tr->cfg.cell, tr->cfg.layers,
             tr->cfg.layers == 1 ? "" : "s", tr->cfg.hidden, np, tg_dtype_name(tr->cfg.dtype));
     fprintf(f, "training: %s lr %g, clip %g, batch %ld, %ld steps, seed %ld, %d thread%s\n", tr->cfg.optim, tr->cfg.lr,

@@ -37,6 +37,9 @@ typedef struct train_config {
     double forget_bias;
     double dropout;          /* between stacked layers (0: off) */
     double zoneout;          /* on every state (0: off) */
+    const struct data_opts *data; /* task "data": the user's files (tools/datatask.h), else NULL */
+    long patience;           /* data: stop after this many epochs without a better validation metric (0: never) */
+    const char *best_path;   /* data with patience: the checkpoint written at each new best epoch (may be NULL) */
 } train_config;
 
 /* Fills the settings the user left at 0 / NULL from the task's defaults (task_defaults_of). */
@@ -51,6 +54,13 @@ typedef struct train_curve {
     double *seconds;         /* [n] training time so far */
     int n, cap;
 } train_curve;
+
+/* Per-epoch figures of a data task (train: running means over the epoch's batches). */
+typedef struct epoch_curve {
+    int64_t *epoch;
+    double *train_loss, *train_metric, *val_loss, *val_metric;
+    int n, cap;
+} epoch_curve;
 
 typedef struct trainer {
     train_config cfg;
@@ -68,6 +78,13 @@ typedef struct trainer {
     FILE *csv;               /* borrowed: curve points are appended as they come (may be NULL) */
     bool detect_anomaly;     /* run the steps in anomaly mode: stop at the op that made the first NaN/inf */
     struct tg_dist *dist;    /* borrowed: data parallel over MPI (tools/train_dist.h); NULL = one process */
+    /* data tasks: the epoch in progress, the per-epoch curve and early stopping */
+    double ep_loss, ep_n, ep_num, ep_den; /* sums over the epoch's batches (loss, and the metric's parts) */
+    epoch_curve epochs;
+    double best_metric;      /* best validation metric so far (NAN: none yet) */
+    int64_t best_epoch, bad_epochs;
+    void **best_params;      /* the parameters at the best epoch (raw copies), when patience is set */
+    bool stopped;            /* early stopping ended the run */
 } trainer;
 
 /* Builds the task, the model (or takes `preloaded`, owning it from then on, even on failure) and the
@@ -95,6 +112,9 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
 /* "test MSE 0.0012 vs baseline 0.1667 (always predict 1): 139x lower, beats the baseline" */
 void format_metric(const task *t, double metric, char *buf, size_t n);
 bool beats_baseline(const task *t, double metric);
+/* Was the model of the best epoch put back after early stopping (trainer_restore_best)? Returns 1
+ * if restored, 0 if there was nothing to restore. */
+int trainer_restore_best(trainer *tr);
 /* Values shown as percentages (accuracy, bit error rate) */
 double metric_display(const task *t, double metric, const char **unit);
 
