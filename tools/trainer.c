@@ -82,13 +82,21 @@ static int make_optimizer(trainer *tr, char *err, size_t errlen) {
  * task's T steps (read from one batch of one sequence) and the batch itself. Refuses, before the
  * model exists, what does not fit in --max-memory or the machine. */
 static int trainer_mem_check(trainer *tr, char *err, size_t errlen) {
-    task_batch one;
-    tg_rng r;
-    tg_rng_seed(&r, 1);
-    if (task_make_batch(tr->task, &r, 1, &one)) { snprintf(err, errlen, "out of memory making a batch"); return -1; }
-    int64_t T = tg_dim(one.x, 0), B = tr->cfg.batch;
-    double per_seq = (double)tg_numel(one.x) + (one.target ? (double)tg_numel(one.target) : (double)T);
-    task_batch_clear(&one);
+    int64_t T, B = tr->cfg.batch;
+    double per_seq;
+    const data_src *d = task_data(tr->task);
+    if (d) { /* the user's data: its longest sequence (a probe batch would move the saved batcher) */
+        T = tg_dataset_max_length(data_part_set(d, DATA_TRAIN));
+        per_seq = (double)(T * data_inputs(d)) + (double)(data_loss_kind(d) == TASK_LOSS_CE ? T : data_outputs(d));
+    } else {
+        task_batch one;
+        tg_rng r;
+        tg_rng_seed(&r, 1);
+        if (task_make_batch(tr->task, &r, 1, &one)) { snprintf(err, errlen, "out of memory making a batch"); return -1; }
+        T = tg_dim(one.x, 0);
+        per_seq = (double)tg_numel(one.x) + (one.target ? (double)tg_numel(one.target) : (double)T);
+        task_batch_clear(&one);
+    }
     const tg_cell *cell = tg_cell_by_name(tr->cfg.cell);
     if (!cell) { lib_err(err, errlen, "unknown cell"); return -1; }
     double item = (double)tg_itemsize(tr->cfg.dtype), H = (double)tr->cfg.hidden, O = (double)task_output_size(tr->task);
