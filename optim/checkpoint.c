@@ -202,6 +202,24 @@ int tg_optim_save(const tg_optim *opt, const tg_sched *sched, const char *path) 
         kv_add(&m, "sched.best", "%.17g", st.best);
         kv_add(&m, "sched.num_bad_epochs", "%lld", (long long)st.num_bad_epochs);
         kv_add(&m, "sched.cooldown_counter", "%lld", (long long)st.cooldown_counter);
+        if (st.kind == TG_SCHED_WARM_RESTARTS) {
+            kv_add(&m, "sched.T_cur", "%lld", (long long)st.T_cur);
+            kv_add(&m, "sched.T_i", "%lld", (long long)st.T_i);
+        }
+        if (st.n_members) kv_add(&m, "sched.members", "%d", st.n_members);
+        for (int k = 0; k < st.n_members; k++) {
+            const tg_sched_member_state *ms = &st.members[k];
+            snprintf(key, sizeof key, "sched.%d.kind", k);
+            kv_add(&m, key, "%s", tg_sched_kind_name(ms->kind));
+            snprintf(key, sizeof key, "sched.%d.last_epoch", k);
+            kv_add(&m, key, "%lld", (long long)ms->last_epoch);
+            if (ms->kind == TG_SCHED_WARM_RESTARTS) {
+                snprintf(key, sizeof key, "sched.%d.T_cur", k);
+                kv_add(&m, key, "%lld", (long long)ms->T_cur);
+                snprintf(key, sizeof key, "sched.%d.T_i", k);
+                kv_add(&m, key, "%lld", (long long)ms->T_i);
+            }
+        }
     }
     char **names = calloc((size_t)n_state + 1, sizeof *names);
     tg_tensor **tensors = malloc(((size_t)n_state + 1) * sizeof *tensors);
@@ -362,6 +380,32 @@ int tg_optim_load(tg_optim *opt, tg_sched *sched, const char *path) {
         meta_f64(f, &pr, "sched.best", &st.best);
         meta_i64(f, &pr, "sched.num_bad_epochs", &st.num_bad_epochs);
         meta_i64(f, &pr, "sched.cooldown_counter", &st.cooldown_counter);
+        if (st.kind == TG_SCHED_WARM_RESTARTS) {
+            meta_i64(f, &pr, "sched.T_cur", &st.T_cur);
+            meta_i64(f, &pr, "sched.T_i", &st.T_i);
+        }
+        int64_t nm = 0;
+        if (st.n_members && meta_i64(f, &pr, "sched.members", &nm) && nm != st.n_members)
+            problem(&pr, "the checkpoint's schedule has %lld members, the given one %d", (long long)nm, st.n_members);
+        for (int k = 0; k < st.n_members && nm == st.n_members; k++) {
+            tg_sched_member_state *ms = &st.members[k];
+            snprintf(key, sizeof key, "sched.%d.kind", k);
+            const char *mk = meta_str(f, &pr, key);
+            if (mk && strcmp(mk, tg_sched_kind_name(ms->kind)) != 0)
+                problem(&pr, "the checkpoint's schedule member %d is %s, the given one is %s", k, mk,
+                        tg_sched_kind_name(ms->kind));
+            snprintf(key, sizeof key, "sched.%d.last_epoch", k);
+            meta_i64(f, &pr, key, &ms->last_epoch);
+            if (ms->kind == TG_SCHED_WARM_RESTARTS) {
+                snprintf(key, sizeof key, "sched.%d.T_cur", k);
+                meta_i64(f, &pr, key, &ms->T_cur);
+                snprintf(key, sizeof key, "sched.%d.T_i", k);
+                if (meta_i64(f, &pr, key, &ms->T_i) && ms->T_i <= 0)
+                    problem(&pr, "metadata '%s' = %lld must be > 0", key, (long long)ms->T_i);
+            }
+        }
+        if (st.kind == TG_SCHED_WARM_RESTARTS && st.T_i <= 0)
+            problem(&pr, "metadata 'sched.T_i' = %lld must be > 0", (long long)st.T_i);
     }
     if (pr.count) goto fail;
 

@@ -60,12 +60,20 @@ const char *tg__optim_buf_name(tg_optim_kind kind, int k);
 bool tg__optim_validate(tg_optim_kind kind, const tg_optim_opts *o, char *msg, size_t size);
 
 /* Schedule state carried by an optimizer checkpoint (checkpoint.c <-> schedule.c). */
+typedef struct tg_sched_member_state {
+    tg_sched_kind kind;
+    int64_t last_epoch;
+    int64_t T_cur, T_i;      /* warm restarts */
+} tg_sched_member_state;
 typedef struct tg_sched_state {
     tg_sched_kind kind;
     int64_t last_epoch;
     double best;             /* plateau */
     int64_t num_bad_epochs;  /* plateau */
     int64_t cooldown_counter;/* plateau */
+    int64_t T_cur, T_i;      /* warm restarts */
+    int n_members;           /* sequential, chained */
+    tg_sched_member_state members[TG_SCHED_MAX_MEMBERS];
 } tg_sched_state;
 void tg__sched_get_state(const tg_sched *s, tg_sched_state *st);
 void tg__sched_set_state(tg_sched *s, const tg_sched_state *st);

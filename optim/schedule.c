@@ -1,9 +1,13 @@
 /* optim/schedule.c - learning-rate schedules (torch.optim.lr_scheduler): StepLR, MultiStepLR,
- * ExponentialLR, CosineAnnealingLR, LinearLR and ReduceLROnPlateau.
+ * ExponentialLR, CosineAnnealingLR, LinearLR, ReduceLROnPlateau, LambdaLR, MultiplicativeLR,
+ * OneCycleLR, CyclicLR, CosineAnnealingWarmRestarts, SequentialLR and ChainedScheduler.
  *
- * Epoch schedules use torch's closed forms (`_get_closed_form_lr`) from the group's initial_lr, so the
- * lr at epoch e depends only on e: a schedule restored from a checkpoint continues exactly. torch's
- * default step() uses the equivalent recursive ("chainable") forms, which agree to rounding. */
+ * tg_sched_step is torch's step(): epoch + 1, then get_lr(), which for the chainable schedules is the
+ * recursive form on the group's current lr (so ChainedScheduler composes them as torch does);
+ * step_to_epoch is torch's step(epoch) (used by SequentialLR at its milestones): the closed form
+ * (_get_closed_form_lr) where torch has one, else get_lr(). Everything a schedule reads is its
+ * counters, its constructor arguments and the optimizer's groups (lr, initial_lr, momentum), all of
+ * which a checkpoint restores bit for bit, so a resumed run continues exactly. */
 #include "optim/optim_internal.h"
 
 #include <math.h>
@@ -14,18 +18,32 @@ struct tg_sched {
     tg_sched_kind kind;
     tg_optim *opt;            /* borrowed */
     int64_t last_epoch;       /* torch's last_epoch: 0 after construction */
+    double *base;             /* [n_base] torch's base_lrs: the groups' initial_lr at construction */
+    int n_base;               /* groups when created (later groups keep their lr) */
     int64_t step_size;        /* STEP */
     double gamma;             /* STEP, MULTISTEP, EXPONENTIAL */
-    int64_t *milestones;      /* MULTISTEP, sorted, [n_milestones] (duplicates count twice, like torch) */
+    int64_t *milestones;      /* MULTISTEP (sorted; duplicates count twice, like torch), SEQUENTIAL */
     int n_milestones;
     int64_t T_max;            /* COSINE */
-    double eta_min;           /* COSINE */
+    double eta_min;           /* COSINE, WARM_RESTARTS */
     double start_factor, end_factor; /* LINEAR */
     int64_t total_iters;      /* LINEAR */
-    tg_plateau_opts plateau;  /* PLATEAU */
+    tg_plateau_opts plateau;  /* PLATEAU (plateau.min_lrs is NULL: see min_lrs) */
+    double *min_lrs;          /* PLATEAU [n_base] */
     double best;              /* PLATEAU: best metric so far */
     int64_t num_bad_epochs;   /* PLATEAU */
     int64_t cooldown_counter; /* PLATEAU */
+    tg_lr_lambda *lambda;     /* LAMBDA, MULTIPLICATIVE */
+    void *lambda_user;
+    tg_onecycle_opts onecycle;/* ONECYCLE (its max_lrs is NULL: see hi) */
+    tg_cyclic_opts cyclic;    /* CYCLIC (base_lrs/max_lrs NULL: see base, hi) */
+    double *hi;               /* ONECYCLE: max_lr, CYCLIC: max_lr, [n_base] */
+    double *base_momentum;    /* CYCLIC: the groups' momentum at construction [n_base] */
+    int momentum_field;       /* ONECYCLE, CYCLIC: index of the field cycled (momentum or beta1), -1 none */
+    double total_size, step_ratio; /* CYCLIC */
+    int64_t T_0, T_mult, T_cur, T_i; /* WARM_RESTARTS */
+    tg_sched *members[TG_SCHED_MAX_MEMBERS]; /* SEQUENTIAL, CHAINED (borrowed) */
+    int n_members;
 };
 
 static const char *const sched_names[TG_SCHED_KIND_COUNT] = {
@@ -44,6 +62,112 @@ tg_sched_kind tg_sched_kind_from_name(const char *name) {
     return TG_SCHED_KIND_COUNT;
 }
 
+/* Python's a % b for b > 0 (never negative). */
+static int64_t py_mod(int64_t a, int64_t b) { int64_t r = a % b; return r < 0 ? r + b : r; }
+
+static double *field_ptr(tg_optim_opts *o, int field) {
+    return (double *)(void *)((char *)o + tg__optim_fields[field].offset);
+}
+
+/* OneCycleLR's anneal_func */
+static double anneal(const tg_sched *s, double start, double end, double pct) {
+    if (s->onecycle.anneal_linear) return (end - start) * pct + start;
+    double cos_out = cos(M_PI * pct) + 1;
+    return end + (start - end) / 2.0 * cos_out;
+}
+
+/* OneCycleLR.get_lr for one group (also sets its momentum when cycled). */
+static double onecycle_lr(tg_sched *s, int g) {
+    const tg_onecycle_opts *o = &s->onecycle;
+    tg_optim_group_rec *gr = &s->opt->groups[g];
+    double T = (double)o->total_steps, initial = gr->initial_lr, max_lr = s->hi[g];
+    double min_lr = initial / o->final_div_factor;
+    /* phases: end step, start lr, end lr, start momentum, end momentum (torch's _schedule_phases) */
+    double ph[3][5];
+    int n;
+    if (o->three_phase) {
+        n = 3;
+        double a[3][5] = {{o->pct_start * T - 1, initial, max_lr, o->max_momentum, o->base_momentum},
+                          {2 * o->pct_start * T - 2, max_lr, initial, o->base_momentum, o->max_momentum},
+                          {T - 1, initial, min_lr, o->max_momentum, o->max_momentum}};
+        memcpy(ph, a, sizeof a);
+    } else {
+        n = 2;
+        double a[2][5] = {{o->pct_start * T - 1, initial, max_lr, o->max_momentum, o->base_momentum},
+                          {T - 1, max_lr, min_lr, o->base_momentum, o->max_momentum}};
+        memcpy(ph, a, sizeof a);
+    }
+    double step_num = (double)s->last_epoch, start_step = 0, lr = gr->opts.lr;
+    for (int i = 0; i < n; i++) {
+        double end_step = ph[i][0];
+        if (step_num <= end_step || i == n - 1) {
+            double pct = (step_num - start_step) / (end_step - start_step);
+            lr = anneal(s, ph[i][1], ph[i][2], pct);
+            if (s->momentum_field >= 0) *field_ptr(&gr->opts, s->momentum_field) = anneal(s, ph[i][3], ph[i][4], pct);
+            break;
+        }
+        start_step = end_step;
+    }
+    return lr;
+}
+
+/* CyclicLR.get_lr for one group (also sets its momentum when cycled). */
+static double cyclic_lr(tg_sched *s, int g) {
+    const tg_cyclic_opts *o = &s->cyclic;
+    double e = (double)s->last_epoch;
+    double cycle = floor(1 + e / s->total_size);
+    double x = 1. + e / s->total_size - cycle;
+    double scale_factor = x <= s->step_ratio ? x / s->step_ratio : (x - 1) / (s->step_ratio - 1);
+    double scale = o->mode == TG_CYCLIC_TRIANGULAR ? 1.0
+                   : o->mode == TG_CYCLIC_TRIANGULAR2 ? 1 / pow(2., cycle - 1)
+                                                       : pow(o->gamma, e); /* exp_range: scale_mode "iterations" */
+    double base_height = (s->hi[g] - s->base[g]) * scale_factor;
+    double lr = s->base[g] + base_height * scale;
+    if (s->momentum_field >= 0) {
+        double mh = (o->max_momentum - s->base_momentum[g]) * scale_factor;
+        *field_ptr(&s->opt->groups[g].opts, s->momentum_field) = o->max_momentum - mh * scale;
+    }
+    return lr;
+}
+
+/* torch's get_lr() for group g, lr = the group's current lr. */
+static double get_lr(tg_sched *s, int g, double lr) {
+    const int64_t e = s->last_epoch;
+    const double base = s->base[g];
+    switch (s->kind) {
+    case TG_SCHED_STEP: return e == 0 || e % s->step_size != 0 ? lr : lr * s->gamma;
+    case TG_SCHED_MULTISTEP: {
+        int count = 0; /* milestones[e] of torch's Counter */
+        for (int i = 0; i < s->n_milestones; i++) count += s->milestones[i] == e;
+        return count == 0 ? lr : lr * pow(s->gamma, (double)count);
+    }
+    case TG_SCHED_EXPONENTIAL: return e == 0 ? lr : lr * s->gamma;
+    case TG_SCHED_COSINE: {
+        double T = (double)s->T_max;
+        if (e == 0) return lr;
+        if (py_mod(e - 1 - s->T_max, 2 * s->T_max) == 0) return lr + (base - s->eta_min) * (1 - cos(M_PI / T)) / 2;
+        return (1 + cos(M_PI * (double)e / T)) / (1 + cos(M_PI * (double)(e - 1) / T)) * (lr - s->eta_min) + s->eta_min;
+    }
+    case TG_SCHED_LINEAR:
+        if (e == 0) return lr * s->start_factor;
+        if (e > s->total_iters) return lr;
+        return lr * (1. + (s->end_factor - s->start_factor) /
+                              ((double)s->total_iters * s->start_factor + (double)(e - 1) * (s->end_factor - s->start_factor)));
+    case TG_SCHED_LAMBDA: return base * s->lambda(e, g, s->lambda_user);
+    case TG_SCHED_MULTIPLICATIVE: return e > 0 ? lr * s->lambda(e, g, s->lambda_user) : lr;
+    case TG_SCHED_ONECYCLE: return onecycle_lr(s, g);
+    case TG_SCHED_CYCLIC: return cyclic_lr(s, g);
+    case TG_SCHED_WARM_RESTARTS:
+        return s->eta_min + (base - s->eta_min) * (1 + cos(M_PI * (double)s->T_cur / (double)s->T_i)) / 2;
+    default: return lr;
+    }
+}
+
+/* torch's _get_closed_form_lr, for the schedules that have one. */
+static bool has_closed_form(tg_sched_kind k) {
+    return k == TG_SCHED_STEP || k == TG_SCHED_MULTISTEP || k == TG_SCHED_EXPONENTIAL || k == TG_SCHED_COSINE ||
+           k == TG_SCHED_LINEAR;
+}
 static double closed_form_lr(const tg_sched *s, double base) {
     const int64_t e = s->last_epoch;
     switch (s->kind) {
@@ -56,19 +180,48 @@ static double closed_form_lr(const tg_sched *s, double base) {
     case TG_SCHED_EXPONENTIAL: return base * pow(s->gamma, (double)e);
     case TG_SCHED_COSINE:
         return s->eta_min + (base - s->eta_min) * (1 + cos(M_PI * (double)e / (double)s->T_max)) / 2;
-    case TG_SCHED_LINEAR: {
+    default: { /* LINEAR */
         int64_t k = e < s->total_iters ? e : s->total_iters;
         return base * (s->start_factor + (s->end_factor - s->start_factor) * (double)k / (double)s->total_iters);
     }
-    default: return base;
     }
 }
 
-static void apply(tg_sched *s) {
-    for (int g = 0; g < s->opt->n_groups; g++) {
-        double lr = closed_form_lr(s, s->opt->groups[g].initial_lr);
+/* Writes the lr of every group the schedule knows. */
+static void apply(tg_sched *s, bool closed) {
+    int n = s->n_base < s->opt->n_groups ? s->n_base : s->opt->n_groups;
+    for (int g = 0; g < n; g++) {
+        double lr = s->opt->groups[g].opts.lr;
+        lr = closed ? closed_form_lr(s, s->base[g]) : get_lr(s, g, lr);
         s->opt->groups[g].opts.lr = lr > 0 ? lr : 0.0; /* never negative (e.g. base < eta_min rounding) */
     }
+}
+
+/* torch's CosineAnnealingWarmRestarts.step(epoch) with an integer epoch (torch's float logarithm,
+ * replaced by integer arithmetic; SequentialLR only ever restarts at 0). */
+static void warm_restarts_to(tg_sched *s, int64_t epoch) {
+    if (epoch >= s->T_0) {
+        if (s->T_mult == 1) {
+            s->T_cur = epoch % s->T_0;
+        } else { /* the restart in which epoch falls */
+            int64_t start = 0, len = s->T_0;
+            while (epoch - start >= len) { start += len; len *= s->T_mult; }
+            s->T_cur = epoch - start;
+            s->T_i = len;
+        }
+    } else {
+        s->T_i = s->T_0;
+        s->T_cur = epoch;
+    }
+    s->last_epoch = epoch;
+    apply(s, false);
+}
+
+/* torch's step(epoch): SequentialLR's restart of a member at epoch 0. */
+static void step_to_epoch(tg_sched *s, int64_t epoch) {
+    if (s->kind == TG_SCHED_WARM_RESTARTS) { warm_restarts_to(s, epoch); return; }
+    s->last_epoch = epoch;
+    apply(s, has_closed_form(s->kind));
 }
 
 static tg_sched *sched_new(const char *fn, tg_optim *opt, tg_sched_kind kind) {
@@ -78,13 +231,35 @@ static tg_sched *sched_new(const char *fn, tg_optim *opt, tg_sched_kind kind) {
     s->kind = kind;
     s->opt = opt;
     s->last_epoch = -1;
+    s->momentum_field = -1;
+    s->n_base = opt->n_groups;
+    s->base = calloc((size_t)(s->n_base ? s->n_base : 1), sizeof *s->base);
+    if (!s->base) { tg_error(fn, "out of memory"); free(s); return NULL; }
     return s;
 }
 
-/* torch's LRScheduler.__init__: initial_lr = lr where not set yet, then one step to epoch 0. */
+/* A per-group array: values[g] when values is given, else v for every group (torch's _format_param).
+ * returns: malloc'd [n_base], or NULL after tg_error. */
+static double *per_group(const char *fn, const tg_sched *s, const char *what, const double *values, double v) {
+    double *a = malloc((size_t)(s->n_base ? s->n_base : 1) * sizeof *a);
+    if (!a) { tg_error(fn, "out of memory"); return NULL; }
+    for (int g = 0; g < s->n_base; g++) {
+        a[g] = values ? values[g] : v;
+        if (!(a[g] >= 0 && isfinite(a[g]))) {
+            tg_error(fn, "%s %g (group %d) must be finite and >= 0", what, a[g], g);
+            free(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* torch's LRScheduler.__init__: initial_lr = lr where not set yet, base_lrs = initial_lr, then one
+ * step to epoch 0. */
 static tg_sched *start(tg_sched *s) {
     for (int g = 0; g < s->opt->n_groups; g++)
         if (isnan(s->opt->groups[g].initial_lr)) s->opt->groups[g].initial_lr = s->opt->groups[g].opts.lr;
+    for (int g = 0; g < s->n_base; g++) s->base[g] = s->opt->groups[g].initial_lr;
     tg_sched_step(s);
     return s;
 }
@@ -175,6 +350,8 @@ tg_sched *tg_sched_plateau(tg_optim *opt, const tg_plateau_opts *opts) {
     }
     tg_sched *s = sched_new(fn, opt, TG_SCHED_PLATEAU);
     if (!s) return NULL;
+    if (!(s->min_lrs = per_group(fn, s, "min_lr", o.min_lrs, o.min_lr))) { tg_sched_free(s); return NULL; }
+    o.min_lrs = NULL; /* not kept: the copy is s->min_lrs */
     s->plateau = o;
     s->last_epoch = 0;
     s->best = o.mode_max ? -INFINITY : INFINITY;
@@ -183,12 +360,42 @@ tg_sched *tg_sched_plateau(tg_optim *opt, const tg_plateau_opts *opts) {
 
 void tg_sched_step(tg_sched *s) {
     if (!s) { tg_error("tg_sched_step", "schedule is NULL"); return; }
-    if (s->kind == TG_SCHED_PLATEAU) {
+    switch (s->kind) {
+    case TG_SCHED_PLATEAU:
         tg_error("tg_sched_step", "a plateau schedule needs the metric: use tg_sched_step_metric");
         return;
+    case TG_SCHED_CHAINED:
+        for (int k = 0; k < s->n_members; k++) tg_sched_step(s->members[k]);
+        s->last_epoch++;
+        return;
+    case TG_SCHED_SEQUENTIAL: {
+        s->last_epoch++;
+        int idx = 0; /* bisect_right(milestones, last_epoch) */
+        while (idx < s->n_milestones && s->milestones[idx] <= s->last_epoch) idx++;
+        if (idx > 0 && s->milestones[idx - 1] == s->last_epoch) step_to_epoch(s->members[idx], 0);
+        else tg_sched_step(s->members[idx]);
+        return;
+    }
+    case TG_SCHED_WARM_RESTARTS:
+        if (s->last_epoch < 0) { warm_restarts_to(s, 0); return; }
+        s->last_epoch++;
+        if (++s->T_cur >= s->T_i) {
+            s->T_cur -= s->T_i;
+            s->T_i *= s->T_mult;
+        }
+        apply(s, false);
+        return;
+    case TG_SCHED_ONECYCLE:
+        if (s->last_epoch + 1 > s->onecycle.total_steps) {
+            tg_error("tg_sched_step", "one-cycle schedule: tried to step %lld times, total_steps is %lld",
+                     (long long)(s->last_epoch + 2), (long long)s->onecycle.total_steps);
+            return;
+        }
+        break;
+    default: break;
     }
     s->last_epoch++;
-    apply(s);
+    apply(s, false);
 }
 
 /* torch's ReduceLROnPlateau.is_better */
@@ -213,9 +420,10 @@ void tg_sched_step_metric(tg_sched *s, double metric) {
         s->num_bad_epochs = 0;
     }
     if (s->num_bad_epochs > o->patience) {
-        for (int g = 0; g < s->opt->n_groups; g++) {
+        int n = s->n_base < s->opt->n_groups ? s->n_base : s->opt->n_groups;
+        for (int g = 0; g < n; g++) {
             double old_lr = s->opt->groups[g].opts.lr;
-            double new_lr = fmax(old_lr * o->factor, o->min_lr);
+            double new_lr = fmax(old_lr * o->factor, s->min_lrs[g]);
             if (old_lr - new_lr > o->eps) s->opt->groups[g].opts.lr = new_lr;
         }
         s->cooldown_counter = o->cooldown;
@@ -229,12 +437,227 @@ tg_sched_kind tg_sched_kind_of(const tg_sched *s) { return s ? s->kind : TG_SCHE
 void tg_sched_free(tg_sched *s) {
     if (!s) return;
     free(s->milestones);
+    free(s->base);
+    free(s->hi);
+    free(s->base_momentum);
+    free(s->min_lrs);
     free(s);
 }
 
+/* ---- LambdaLR, MultiplicativeLR --------------------------------------------------------------- */
+
+static tg_sched *lambda_new(const char *fn, tg_optim *opt, tg_sched_kind kind, tg_lr_lambda *f, void *user) {
+    if (!f) { tg_error(fn, "the lambda is NULL"); return NULL; }
+    tg_sched *s = sched_new(fn, opt, kind);
+    if (!s) return NULL;
+    s->lambda = f;
+    s->lambda_user = user;
+    return start(s);
+}
+tg_sched *tg_sched_lambda(tg_optim *opt, tg_lr_lambda *f, void *user) {
+    return lambda_new("tg_sched_lambda", opt, TG_SCHED_LAMBDA, f, user);
+}
+tg_sched *tg_sched_multiplicative(tg_optim *opt, tg_lr_lambda *f, void *user) {
+    return lambda_new("tg_sched_multiplicative", opt, TG_SCHED_MULTIPLICATIVE, f, user);
+}
+
+/* ---- OneCycleLR, CyclicLR ---------------------------------------------------------------------- */
+
+/* The field a cycling schedule moves: beta1 when the optimizer has betas (torch's use_beta1) and
+ * that is allowed, else momentum; -1 when it has neither. */
+static int momentum_field_of(const tg_optim *opt, bool allow_beta1) {
+    int beta1 = -1, momentum = -1;
+    for (int i = 0; i < tg_optim_num_fields(); i++) {
+        if (!tg_optim_kind_uses(opt->kind, i)) continue;
+        if (strcmp(tg_optim_field_name(i), "beta1") == 0) beta1 = i;
+        if (strcmp(tg_optim_field_name(i), "momentum") == 0) momentum = i;
+    }
+    return allow_beta1 && beta1 >= 0 ? beta1 : momentum;
+}
+
+tg_onecycle_opts tg_onecycle_defaults(double max_lr, int64_t total_steps) {
+    return (tg_onecycle_opts){.max_lr = max_lr, .total_steps = total_steps, .pct_start = 0.3, .cycle_momentum = true,
+                              .base_momentum = 0.85, .max_momentum = 0.95, .div_factor = 25., .final_div_factor = 1e4};
+}
+
+tg_sched *tg_sched_onecycle(tg_optim *opt, const tg_onecycle_opts *opts) {
+    const char *fn = "tg_sched_onecycle";
+    if (!opts) { tg_error(fn, "opts is NULL (start from tg_onecycle_defaults)"); return NULL; }
+    tg_onecycle_opts o = *opts;
+    if (o.total_steps <= 0) { tg_error(fn, "total_steps %lld must be > 0", (long long)o.total_steps); return NULL; }
+    if (!(o.pct_start >= 0 && o.pct_start <= 1)) { tg_error(fn, "pct_start %g must be in [0, 1]", o.pct_start); return NULL; }
+    if (!(o.div_factor > 0 && isfinite(o.div_factor)) || !(o.final_div_factor > 0 && isfinite(o.final_div_factor))) {
+        tg_error(fn, "div_factor %g and final_div_factor %g must be finite and > 0", o.div_factor, o.final_div_factor);
+        return NULL;
+    }
+    if (!isfinite(o.base_momentum) || !isfinite(o.max_momentum)) {
+        tg_error(fn, "base_momentum %g and max_momentum %g must be finite", o.base_momentum, o.max_momentum);
+        return NULL;
+    }
+    tg_sched *s = sched_new(fn, opt, TG_SCHED_ONECYCLE);
+    if (!s) return NULL;
+    if (o.cycle_momentum && (s->momentum_field = momentum_field_of(opt, true)) < 0) {
+        tg_error(fn, "a %s optimizer has no momentum or beta1 to cycle: set cycle_momentum = false",
+                 tg_optim_kind_name(opt->kind));
+        tg_sched_free(s);
+        return NULL;
+    }
+    if (!(s->hi = per_group(fn, s, "max_lr", o.max_lrs, o.max_lr))) { tg_sched_free(s); return NULL; }
+    o.max_lrs = NULL; /* the copy is s->hi */
+    s->onecycle = o;
+    for (int g = 0; g < s->n_base; g++) { /* torch: initial_lr = max_lr / div_factor, momentum = max_momentum */
+        tg_optim_group_rec *gr = &opt->groups[g];
+        gr->initial_lr = s->hi[g] / o.div_factor;
+        if (s->momentum_field >= 0) *field_ptr(&gr->opts, s->momentum_field) = o.max_momentum;
+    }
+    return start(s);
+}
+
+tg_cyclic_opts tg_cyclic_defaults(double base_lr, double max_lr) {
+    return (tg_cyclic_opts){.base_lr = base_lr, .max_lr = max_lr, .step_size_up = 2000, .mode = TG_CYCLIC_TRIANGULAR,
+                            .gamma = 1.0, .cycle_momentum = true, .base_momentum = 0.8, .max_momentum = 0.9};
+}
+
+tg_sched *tg_sched_cyclic(tg_optim *opt, const tg_cyclic_opts *opts) {
+    const char *fn = "tg_sched_cyclic";
+    if (!opts) { tg_error(fn, "opts is NULL (start from tg_cyclic_defaults)"); return NULL; }
+    tg_cyclic_opts o = *opts;
+    if (o.step_size_up <= 0 || o.step_size_down < 0) {
+        tg_error(fn, "step_size_up %lld must be > 0 and step_size_down %lld >= 0 (0: = step_size_up)",
+                 (long long)o.step_size_up, (long long)o.step_size_down);
+        return NULL;
+    }
+    if ((unsigned)o.mode > TG_CYCLIC_EXP_RANGE) { tg_error(fn, "mode %d is not a tg_cyclic_mode", (int)o.mode); return NULL; }
+    if (!(o.gamma > 0 && isfinite(o.gamma))) { tg_error(fn, "gamma %g must be finite and > 0", o.gamma); return NULL; }
+    if (!isfinite(o.base_momentum) || !isfinite(o.max_momentum)) {
+        tg_error(fn, "base_momentum %g and max_momentum %g must be finite", o.base_momentum, o.max_momentum);
+        return NULL;
+    }
+    tg_sched *s = sched_new(fn, opt, TG_SCHED_CYCLIC);
+    if (!s) return NULL;
+    /* torch 1.13's CyclicLR cycles 'momentum' only (not Adam's betas) */
+    if (o.cycle_momentum && (s->momentum_field = momentum_field_of(opt, false)) < 0) {
+        tg_error(fn, "a %s optimizer has no momentum to cycle: set cycle_momentum = false",
+                 tg_optim_kind_name(opt->kind));
+        tg_sched_free(s);
+        return NULL;
+    }
+    double *base = per_group(fn, s, "base_lr", o.base_lrs, o.base_lr);
+    if (!base || !(s->hi = per_group(fn, s, "max_lr", o.max_lrs, o.max_lr)) ||
+        (s->momentum_field >= 0 && !(s->base_momentum = per_group(fn, s, "base_momentum", NULL, o.base_momentum)))) {
+        free(base);
+        tg_sched_free(s);
+        return NULL;
+    }
+    o.base_lrs = o.max_lrs = NULL;
+    s->cyclic = o;
+    double up = (double)o.step_size_up, down = o.step_size_down ? (double)o.step_size_down : up;
+    s->total_size = up + down;
+    s->step_ratio = up / s->total_size;
+    for (int g = 0; g < s->n_base; g++) { /* torch: lr = base_lr, momentum = base_momentum at once */
+        opt->groups[g].opts.lr = base[g];
+        if (s->momentum_field >= 0) *field_ptr(&opt->groups[g].opts, s->momentum_field) = s->base_momentum[g];
+    }
+    /* torch: super().__init__ (initial_lr where unset, one step), then base_lrs = base_lr; the first
+     * step only reads base_lrs through the values below, so they are put in place before it */
+    for (int g = 0; g < opt->n_groups; g++)
+        if (isnan(opt->groups[g].initial_lr)) opt->groups[g].initial_lr = opt->groups[g].opts.lr;
+    memcpy(s->base, base, (size_t)s->n_base * sizeof *base);
+    free(base);
+    tg_sched_step(s);
+    return s;
+}
+
+/* ---- CosineAnnealingWarmRestarts ---------------------------------------------------------------- */
+
+tg_sched *tg_sched_warm_restarts(tg_optim *opt, int64_t T_0, int64_t T_mult, double eta_min) {
+    const char *fn = "tg_sched_warm_restarts";
+    if (T_0 <= 0 || T_mult < 1) {
+        tg_error(fn, "T_0 %lld must be > 0 and T_mult %lld >= 1", (long long)T_0, (long long)T_mult);
+        return NULL;
+    }
+    if (!(eta_min >= 0 && isfinite(eta_min))) { tg_error(fn, "eta_min %g must be finite and >= 0", eta_min); return NULL; }
+    tg_sched *s = sched_new(fn, opt, TG_SCHED_WARM_RESTARTS);
+    if (!s) return NULL;
+    s->T_0 = s->T_i = T_0;
+    s->T_mult = T_mult;
+    s->eta_min = eta_min;
+    s->T_cur = -1;
+    return start(s);
+}
+
+/* ---- SequentialLR, ChainedScheduler ------------------------------------------------------------- */
+
+static bool members_ok(const char *fn, const tg_optim *opt, int n, tg_sched *const *members) {
+    if (n < 1 || n > TG_SCHED_MAX_MEMBERS || !members) {
+        tg_error(fn, "%d schedules at %p: between 1 and %d are needed", n, (const void *)members, TG_SCHED_MAX_MEMBERS);
+        return false;
+    }
+    for (int k = 0; k < n; k++) {
+        const tg_sched *m = members[k];
+        if (!m) { tg_error(fn, "schedule %d is NULL", k); return false; }
+        if (m->kind == TG_SCHED_PLATEAU || m->kind == TG_SCHED_SEQUENTIAL || m->kind == TG_SCHED_CHAINED) {
+            tg_error(fn, "schedule %d is a %s schedule, which cannot be a member", k, tg_sched_kind_name(m->kind));
+            return false;
+        }
+        if (m->opt != (opt ? opt : members[0]->opt)) {
+            tg_error(fn, "schedule %d belongs to another optimizer", k);
+            return false;
+        }
+        for (int j = 0; j < k; j++)
+            if (members[j] == m) { tg_error(fn, "schedule %d is also schedule %d", k, j); return false; }
+    }
+    return true;
+}
+
+tg_sched *tg_sched_sequential(tg_optim *opt, int n, tg_sched *const *members, const int64_t *milestones) {
+    const char *fn = "tg_sched_sequential";
+    if (!opt) { tg_error(fn, "optimizer is NULL"); return NULL; }
+    if (!members_ok(fn, opt, n, members)) return NULL;
+    if (n > 1 && !milestones) { tg_error(fn, "%d schedules need %d milestones, got NULL", n, n - 1); return NULL; }
+    for (int k = 1; k + 1 < n; k++)
+        if (milestones[k] <= milestones[k - 1]) {
+            tg_error(fn, "milestones must increase: milestone %d = %lld after %lld", k, (long long)milestones[k],
+                     (long long)milestones[k - 1]);
+            return NULL;
+        }
+    tg_sched *s = sched_new(fn, opt, TG_SCHED_SEQUENTIAL);
+    if (!s) return NULL;
+    s->milestones = malloc((size_t)(n > 1 ? n - 1 : 1) * sizeof *s->milestones);
+    if (!s->milestones) { tg_error(fn, "out of memory"); tg_sched_free(s); return NULL; }
+    if (n > 1) memcpy(s->milestones, milestones, (size_t)(n - 1) * sizeof *milestones);
+    s->n_milestones = n - 1;
+    s->n_members = n;
+    memcpy(s->members, members, (size_t)n * sizeof *members);
+    s->last_epoch = 0;
+    /* torch: reset lr to initial_lr, undo the members' initial steps, the first one's initial step */
+    for (int g = 0; g < opt->n_groups; g++) opt->groups[g].opts.lr = opt->groups[g].initial_lr;
+    for (int k = 0; k < n; k++) members[k]->last_epoch--;
+    tg_sched_step(members[0]); /* (a warm-restarts member at last_epoch -1 restarts at 0, as in torch) */
+    return s;
+}
+
+tg_sched *tg_sched_chained(int n, tg_sched *const *members) {
+    const char *fn = "tg_sched_chained";
+    if (!members_ok(fn, NULL, n, members)) return NULL;
+    tg_sched *s = sched_new(fn, members[0]->opt, TG_SCHED_CHAINED);
+    if (!s) return NULL;
+    s->n_members = n;
+    memcpy(s->members, members, (size_t)n * sizeof *members);
+    s->last_epoch = 0;
+    return s;
+}
+
+
 void tg__sched_get_state(const tg_sched *s, tg_sched_state *st) {
     *st = (tg_sched_state){.kind = s->kind, .last_epoch = s->last_epoch, .best = s->best,
-                           .num_bad_epochs = s->num_bad_epochs, .cooldown_counter = s->cooldown_counter};
+                           .num_bad_epochs = s->num_bad_epochs, .cooldown_counter = s->cooldown_counter,
+                           .T_cur = s->T_cur, .T_i = s->T_i, .n_members = s->n_members};
+    for (int k = 0; k < s->n_members; k++) {
+        const tg_sched *m = s->members[k];
+        st->members[k] = (tg_sched_member_state){.kind = m->kind, .last_epoch = m->last_epoch, .T_cur = m->T_cur,
+                                                 .T_i = m->T_i};
+    }
 }
 
 void tg__sched_set_state(tg_sched *s, const tg_sched_state *st) {
@@ -242,4 +665,11 @@ void tg__sched_set_state(tg_sched *s, const tg_sched_state *st) {
     s->best = st->best;
     s->num_bad_epochs = st->num_bad_epochs;
     s->cooldown_counter = st->cooldown_counter;
+    s->T_cur = st->T_cur;
+    s->T_i = st->T_i;
+    for (int k = 0; k < s->n_members && k < st->n_members; k++) {
+        s->members[k]->last_epoch = st->members[k].last_epoch;
+        s->members[k]->T_cur = st->members[k].T_cur;
+        s->members[k]->T_i = st->members[k].T_i;
+    }
 }

@@ -510,9 +510,12 @@ Test(optim, schedules_keep_the_first_base_lr_and_reject_bad_arguments) {
     tg_sched_step(s);
     cr_expect_float_eq(tg_optim_lr(opt, 0), 0.025, 1e-15);
     tg_sched_free(s);
-    /* like torch's group.setdefault('initial_lr'): a second schedule starts from the original lr */
+    /* like torch (checked with torch 1.13): a second schedule's base is initial_lr (group.setdefault),
+     * but its steps continue from the current lr: StepLR(10, 0.1) keeps 0.025, then 0.0025 at epoch 10 */
     s = tg_sched_step_lr(opt, 10, 0.1);
-    cr_expect_eq(tg_optim_lr(opt, 0), golden_sched_base_lr[0]);
+    cr_expect_eq(tg_optim_lr(opt, 0), 0.025);
+    for (int e = 0; e < 10; e++) tg_sched_step(s);
+    cr_expect_float_eq(tg_optim_lr(opt, 0), 0.0025, 1e-17);
     tg_sched_free(s);
     struct { tg_sched *s; const char *needle; } bad[] = {
         {NULL, "step_size"}, {NULL, "gamma"}, {NULL, "T_max"}, {NULL, "start_factor"}, {NULL, "end_factor"},

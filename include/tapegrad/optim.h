@@ -193,28 +193,51 @@ void tg_optim_clip_grad_value(tg_optim *opt, double clip_value);
 
 /* ---- learning-rate schedules (torch.optim.lr_scheduler) ----------------------------------------- */
 
-/* A schedule sets every group's lr from the group's base lr (initial_lr: the group's lr when the first
- * schedule was attached, like torch) and its epoch counter. Creating one applies epoch 0 at once (as
- * torch's constructor does); each tg_sched_step advances one epoch. Closed forms, base = initial_lr:
+/* A schedule sets every group's lr from the group's base lr (base: the group's initial_lr when the
+ * schedule was created; initial_lr is the group's lr when the first schedule was attached, like torch)
+ * and its epoch counter e. Creating one applies epoch 0 at once (as torch's constructor does); each
+ * tg_sched_step advances one epoch and computes the new lr exactly as torch's step() does: from the
+ * group's current lr by torch's recursive ("chainable") get_lr where torch has one (STEP: lr·γ at
+ * multiples of step_size, EXPONENTIAL: lr·γ, ...), so schedules compose like torch's (CHAINED) and an
+ * lr set by hand is carried on. The values, base = the schedule's base lr:
  *   STEP         base · γ^⌊e / step_size⌋
  *   MULTISTEP    base · γ^(number of milestones <= e)
  *   EXPONENTIAL  base · γ^e
  *   COSINE       eta_min + (base - eta_min)(1 + cos(π e / T_max)) / 2   (CosineAnnealingLR)
  *   LINEAR       base · (start + (end - start) · min(e, total_iters) / total_iters)   (LinearLR warm-up)
+ *   LAMBDA       base · f(e, group)                      (LambdaLR, f a C callback)
+ *   MULTIPLICATIVE  lr · f(e, group) for e > 0          (MultiplicativeLR)
+ *   ONECYCLE     OneCycleLR: from max_lr/div_factor up to max_lr over pct_start·total_steps steps, then
+ *                down to initial/final_div_factor (three_phase: up, down to the start, then to the
+ *                minimum), cosine or linear; momentum (or Adam's β1) cycled the other way
+ *   CYCLIC       CyclicLR: between base_lr and max_lr in cycles of step_size_up + step_size_down
+ *                steps, amplitude ·1 (triangular), ·2^-(cycle-1) (triangular2), ·γ^e (exp_range);
+ *                momentum cycled the other way
+ *   WARM_RESTARTS  CosineAnnealingWarmRestarts: cosine from base to eta_min over T_i epochs, then a
+ *                restart with T_i ·= T_mult
+ *   SEQUENTIAL   SequentialLR: member k drives epochs [milestone k-1, milestone k), restarted at 0 there
+ *   CHAINED      ChainedScheduler: every member steps in turn, each on the lr the previous one left
+ *                (StepLR(2, 0.5) + ExponentialLR(0.9) at epoch 4 from lr 0.1: 0.1·0.5²·0.9⁴ = 0.0164025)
  *   PLATEAU      ReduceLROnPlateau: driven by tg_sched_step_metric; after more than `patience` epochs
- *                without improvement lr = max(lr · factor, min_lr) (skipped if the change <= eps),
- *                then `cooldown` epochs during which bad epochs are not counted.
- * One schedule drives an optimizer at a time (closed forms set the lr outright, they do not chain).
+ *                without improvement lr = max(lr · factor, min_lr of the group) (skipped if the change
+ *                <= eps), then `cooldown` epochs during which bad epochs are not counted.
  * Invalid arguments are reported through tg_error and the constructor returns NULL.
  * All constructors: args: borrowed (opt must outlive the schedule); returns: new object (tg_sched_free). */
 /* The schedules, one line each: X(KIND, name) makes TG_SCHED_<KIND> and the name checkpoints use. */
-#define TG_SCHED_KINDS(X)       \
-    X(STEP, step)               \
-    X(MULTISTEP, multistep)     \
-    X(EXPONENTIAL, exponential) \
-    X(COSINE, cosine)           \
-    X(LINEAR, linear)           \
-    X(PLATEAU, plateau)
+#define TG_SCHED_KINDS(X)            \
+    X(STEP, step)                    \
+    X(MULTISTEP, multistep)          \
+    X(EXPONENTIAL, exponential)      \
+    X(COSINE, cosine)                \
+    X(LINEAR, linear)                \
+    X(PLATEAU, plateau)              \
+    X(LAMBDA, lambda)                \
+    X(MULTIPLICATIVE, multiplicative) \
+    X(ONECYCLE, onecycle)            \
+    X(CYCLIC, cyclic)                \
+    X(WARM_RESTARTS, warm_restarts)  \
+    X(SEQUENTIAL, sequential)        \
+    X(CHAINED, chained)
 
 typedef enum tg_sched_kind {
 #define TG__SCHED_ENUM(K, name) TG_SCHED_##K,
@@ -244,11 +267,61 @@ typedef struct tg_plateau_opts {
     double threshold;    /* >= 0 (1e-4) */
     bool threshold_abs;  /* false: "rel" (best·(1 ∓ threshold)), true: "abs" (best ∓ threshold) */
     int64_t cooldown;    /* >= 0 (0) */
-    double min_lr;       /* >= 0 (0), for every group */
+    double min_lr;       /* >= 0 (0), for every group without its own */
+    const double *min_lrs; /* NULL, or one min_lr >= 0 per group ([number of groups when the schedule
+                            * is created], copied; torch's min_lr list) (NULL) */
     double eps;          /* minimal change of lr (1e-8) */
 } tg_plateau_opts;
 tg_plateau_opts tg_plateau_defaults(void);
 tg_sched *tg_sched_plateau(tg_optim *opt, const tg_plateau_opts *opts); /* opts NULL = defaults */
+
+/* The factor of LAMBDA (lr = base · f) and MULTIPLICATIVE (lr = lr · f) at epoch e for group g;
+ * user is the pointer given to the constructor. Called with e = 0 by LAMBDA's constructor. */
+typedef double tg_lr_lambda(int64_t epoch, int group, void *user);
+tg_sched *tg_sched_lambda(tg_optim *opt, tg_lr_lambda *f, void *user);
+tg_sched *tg_sched_multiplicative(tg_optim *opt, tg_lr_lambda *f, void *user);
+
+typedef struct tg_onecycle_opts {
+    double max_lr;          /* > 0, every group without its own */
+    const double *max_lrs;  /* NULL or one per group (copied) */
+    int64_t total_steps;    /* > 0: tg_sched_step may be called total_steps times, no more */
+    double pct_start;       /* in [0, 1] (0.3) */
+    bool anneal_linear;     /* false: cosine ("cos"), true: "linear" */
+    bool cycle_momentum;    /* true: momentum (SGD, RMSprop) or β1 (Adam family) from max_momentum
+                             * down to base_momentum and back; needs an optimizer that has one */
+    double base_momentum, max_momentum; /* 0.85, 0.95 */
+    double div_factor;      /* initial lr = max_lr / div_factor (25) */
+    double final_div_factor;/* min lr = initial lr / final_div_factor (1e4) */
+    bool three_phase;       /* false */
+} tg_onecycle_opts;
+tg_onecycle_opts tg_onecycle_defaults(double max_lr, int64_t total_steps); /* torch's defaults */
+/* Sets every group's initial_lr to max_lr / div_factor (like torch). */
+tg_sched *tg_sched_onecycle(tg_optim *opt, const tg_onecycle_opts *opts);
+
+typedef enum tg_cyclic_mode { TG_CYCLIC_TRIANGULAR = 0, TG_CYCLIC_TRIANGULAR2, TG_CYCLIC_EXP_RANGE } tg_cyclic_mode;
+typedef struct tg_cyclic_opts {
+    double base_lr, max_lr;            /* >= 0, every group (sets the groups' lr to base_lr at once) */
+    const double *base_lrs, *max_lrs;  /* NULL or one per group (copied) */
+    int64_t step_size_up;              /* > 0 (2000) */
+    int64_t step_size_down;            /* > 0, or 0 = step_size_up (0) */
+    tg_cyclic_mode mode;               /* TG_CYCLIC_TRIANGULAR */
+    double gamma;                      /* exp_range: amplitude · gamma^e (1.0) */
+    bool cycle_momentum;               /* true (needs an optimizer with momentum: SGD, RMSprop) */
+    double base_momentum, max_momentum;/* 0.8, 0.9 */
+} tg_cyclic_opts;
+tg_cyclic_opts tg_cyclic_defaults(double base_lr, double max_lr); /* torch's defaults */
+tg_sched *tg_sched_cyclic(tg_optim *opt, const tg_cyclic_opts *opts);
+
+/* T_0 > 0, T_mult >= 1, eta_min >= 0 */
+tg_sched *tg_sched_warm_restarts(tg_optim *opt, int64_t T_0, int64_t T_mult, double eta_min);
+
+/* SequentialLR / ChainedScheduler over n >= 1 schedules created on opt, in order (members: borrowed;
+ * they must outlive the container and be stepped only through it; PLATEAU, SEQUENTIAL and CHAINED
+ * cannot be members; at most TG_SCHED_MAX_MEMBERS). SEQUENTIAL takes n - 1 increasing milestones and,
+ * like torch, resets every group's lr to its initial_lr and restarts the first member at epoch 0. */
+#define TG_SCHED_MAX_MEMBERS 8
+tg_sched *tg_sched_sequential(tg_optim *opt, int n, tg_sched *const *members, const int64_t *milestones);
+tg_sched *tg_sched_chained(int n, tg_sched *const *members);
 
 void tg_sched_step(tg_sched *s);                      /* epoch schedules (PLATEAU: an error, it needs the metric) */
 /* PLATEAU; the epoch schedules accept it too and ignore the metric, so a loop can treat all alike. */

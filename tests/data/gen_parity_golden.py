@@ -4,7 +4,9 @@
 Writes (next to this script):
   parity_golden.h  edge cases of cross-entropy / NLL (every target ignored), of clip_grad_norm_ (NaN
                    and inf gradients for every norm type, norms at and around the threshold), in
-                   float64 and float32
+                   float64 and float32; LR schedules (LambdaLR, MultiplicativeLR, OneCycleLR, CyclicLR,
+                   CosineAnnealingWarmRestarts, SequentialLR, ChainedScheduler, per-group min_lr of
+                   ReduceLROnPlateau): both groups' lr and momentum over 30 epochs
 
 Run: /usr/bin/python3 tests/data/gen_parity_golden.py   (Debian's python3-torch; the version used is
 written into the header). The tests only read the header: no Python is needed at test time.
@@ -186,14 +188,150 @@ def clip_section(out):
     out.append("")
 
 
+# ---- LR schedules -----------------------------------------------------------------------------------
+
+SCHED_EPOCHS = 30
+SCHED_BASE = (0.1, 0.05)
+PLATEAU_METRICS = [1.0, 0.9, 0.95, 0.91, 0.92, 0.93, 0.85, 0.86, 0.87, 0.88, 0.89, 0.849, 0.8, 0.8, 0.8,
+                   0.8, 0.8, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+LS = torch.optim.lr_scheduler
+
+
+def lam0(e):
+    return 1.0 / (1.0 + e)
+
+
+def lam1(e):
+    return 0.9 ** e
+
+
+def mul0(e):
+    return 0.95
+
+
+def mul1(e):
+    return 1.0 - 0.01 * e
+
+
+# name, optimizer ("sgd": SGD momentum 0.9, "adam": Adam), C body building the schedule into m[] and
+# returning it (members first, in order: each constructor steps the lr, like torch's), torch builder
+SCHED_CASES = [
+    ("lambda", "sgd", "return tg_sched_lambda(opt, pg_lambda, NULL);",
+     lambda o: LS.LambdaLR(o, [lam0, lam1])),
+    ("multiplicative", "sgd", "return tg_sched_multiplicative(opt, pg_mult, NULL);",
+     lambda o: LS.MultiplicativeLR(o, [mul0, mul1])),
+    ("onecycle_cos", "sgd", "tg_onecycle_opts o = tg_onecycle_defaults(1.0, 30); return tg_sched_onecycle(opt, &o);",
+     lambda o: LS.OneCycleLR(o, max_lr=1.0, total_steps=30)),
+    ("onecycle_linear_three_phase_adam", "adam",
+     "tg_onecycle_opts o = tg_onecycle_defaults(0.5, 40); o.anneal_linear = true; o.three_phase = true; "
+     "o.pct_start = 0.25; return tg_sched_onecycle(opt, &o);",
+     lambda o: LS.OneCycleLR(o, max_lr=0.5, total_steps=40, anneal_strategy="linear", three_phase=True,
+                             pct_start=0.25)),
+    ("onecycle_groups_no_momentum", "sgd",
+     "tg_onecycle_opts o = tg_onecycle_defaults(0, 31); o.max_lrs = (const double[]){1.0, 0.5}; "
+     "o.cycle_momentum = false; o.div_factor = 10; o.final_div_factor = 100; o.pct_start = 0.4; "
+     "return tg_sched_onecycle(opt, &o);",
+     lambda o: LS.OneCycleLR(o, max_lr=[1.0, 0.5], total_steps=31, cycle_momentum=False, div_factor=10,
+                             final_div_factor=100, pct_start=0.4)),
+    ("cyclic_triangular", "sgd",
+     "tg_cyclic_opts o = tg_cyclic_defaults(0.01, 0.1); o.step_size_up = 4; o.step_size_down = 3; "
+     "return tg_sched_cyclic(opt, &o);",
+     lambda o: LS.CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=4, step_size_down=3)),
+    ("cyclic_triangular2", "sgd",
+     "tg_cyclic_opts o = tg_cyclic_defaults(0.01, 0.1); o.step_size_up = 3; o.mode = TG_CYCLIC_TRIANGULAR2; "
+     "o.base_lrs = (const double[]){0.01, 0.02}; return tg_sched_cyclic(opt, &o);",
+     lambda o: LS.CyclicLR(o, base_lr=[0.01, 0.02], max_lr=0.1, step_size_up=3, mode="triangular2")),
+    ("cyclic_exp_range", "sgd",
+     "tg_cyclic_opts o = tg_cyclic_defaults(0.001, 0.2); o.step_size_up = 2; o.step_size_down = 4; "
+     "o.mode = TG_CYCLIC_EXP_RANGE; o.gamma = 0.9; o.cycle_momentum = false; return tg_sched_cyclic(opt, &o);",
+     lambda o: LS.CyclicLR(o, base_lr=0.001, max_lr=0.2, step_size_up=2, step_size_down=4, mode="exp_range",
+                           gamma=0.9, cycle_momentum=False)),
+    ("warm_restarts", "sgd", "return tg_sched_warm_restarts(opt, 5, 1, 0.001);",
+     lambda o: LS.CosineAnnealingWarmRestarts(o, T_0=5, T_mult=1, eta_min=0.001)),
+    ("warm_restarts_mult2", "sgd", "return tg_sched_warm_restarts(opt, 3, 2, 0.0);",
+     lambda o: LS.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2)),
+    ("sequential_warmup_cosine", "sgd",
+     "m[0] = tg_sched_linear(opt, 0.1, 1.0, 5); m[1] = tg_sched_cosine(opt, 10, 0.001); "
+     "return tg_sched_sequential(opt, 2, m, (const int64_t[]){5});",
+     lambda o: LS.SequentialLR(o, [LS.LinearLR(o, 0.1, 1.0, 5), LS.CosineAnnealingLR(o, 10, 0.001)], [5])),
+    ("sequential_three", "sgd",
+     "m[0] = tg_sched_exponential(opt, 0.9); m[1] = tg_sched_step_lr(opt, 3, 0.5); "
+     "m[2] = tg_sched_warm_restarts(opt, 4, 2, 0.0); return tg_sched_sequential(opt, 3, m, (const int64_t[]){4, 10});",
+     lambda o: LS.SequentialLR(o, [LS.ExponentialLR(o, 0.9), LS.StepLR(o, 3, 0.5),
+                                   LS.CosineAnnealingWarmRestarts(o, 4, 2)], [4, 10])),
+    ("chained_step_exponential", "sgd",
+     "m[0] = tg_sched_step_lr(opt, 2, 0.5); m[1] = tg_sched_exponential(opt, 0.9); return tg_sched_chained(2, m);",
+     lambda o: LS.ChainedScheduler([LS.StepLR(o, 2, 0.5), LS.ExponentialLR(o, 0.9)])),
+    ("chained_linear_cosine_multistep", "sgd",
+     "m[0] = tg_sched_linear(opt, 0.5, 1.0, 4); m[1] = tg_sched_cosine(opt, 8, 0.0); "
+     "m[2] = tg_sched_multistep(opt, 2, (const int64_t[]){6, 12}, 0.3); return tg_sched_chained(3, m);",
+     lambda o: LS.ChainedScheduler([LS.LinearLR(o, 0.5, 1.0, 4), LS.CosineAnnealingLR(o, 8, 0.0),
+                                    LS.MultiStepLR(o, [6, 12], 0.3)])),
+    ("plateau_group_min_lr", "sgd",
+     "tg_plateau_opts o = tg_plateau_defaults(); o.factor = 0.5; o.patience = 1; "
+     "o.min_lrs = (const double[]){0.02, 0.03}; return tg_sched_plateau(opt, &o);",
+     lambda o: LS.ReduceLROnPlateau(o, factor=0.5, patience=1, min_lr=[0.02, 0.03])),
+]
+
+
+def sched_section(out):
+    out.append("#define PG_SCHED_EPOCHS %d" % SCHED_EPOCHS)
+    out.append("static const double pg_sched_base_lr[2] = %s;" % c_array(SCHED_BASE))
+    out.append("static const double pg_plateau_metrics[PG_SCHED_EPOCHS] = %s;" % c_array(PLATEAU_METRICS))
+    out.append("typedef struct pg_sched_case {")
+    out.append("    const char *name;")
+    out.append("    bool adam;                            /* Adam (betas 0.9, 0.999), else SGD momentum 0.9 */")
+    out.append("    double lr[PG_SCHED_EPOCHS][2];        /* both groups' lr at epochs 0 (creation) .. EPOCHS-1 */")
+    out.append("    double momentum[PG_SCHED_EPOCHS][2];  /* SGD's momentum / Adam's beta1 */")
+    out.append("} pg_sched_case;")
+    out.append("/* plateau cases are stepped with pg_plateau_metrics[e - 1] */")
+    out.append("static const pg_sched_case pg_sched_cases[] = {")
+    makers = []
+    for name, kind, body, make in SCHED_CASES:
+        w = torch.zeros(1, requires_grad=True)
+        v = torch.zeros(1, requires_grad=True)
+        groups = [dict(params=[w], lr=SCHED_BASE[0]), dict(params=[v], lr=SCHED_BASE[1])]
+        opt = torch.optim.Adam(groups) if kind == "adam" else torch.optim.SGD(groups, momentum=0.9)
+
+        def mom():
+            return [g["betas"][0] if kind == "adam" else g["momentum"] for g in opt.param_groups]
+        sch = make(opt)
+        lrs, moms = [[g["lr"] for g in opt.param_groups]], [mom()]
+        for e in range(1, SCHED_EPOCHS):
+            opt.step()
+            if name.startswith("plateau"):
+                sch.step(PLATEAU_METRICS[e - 1])
+            else:
+                sch.step()
+            lrs.append([g["lr"] for g in opt.param_groups])
+            moms.append(mom())
+        pair = lambda rows: ", ".join("{%s, %s}" % (c_double(a), c_double(b)) for a, b in rows)
+        out.append("    {\"%s\", %s,\n     {%s},\n     {%s}}," % (name, "true" if kind == "adam" else "false",
+                                                             pair(lrs), pair(moms)))
+        makers.append("    if (strcmp(name, \"%s\") == 0) { %s }" % (name, body))
+    out.append("};")
+    out.append("#define PG_N_SCHED_CASES (int)(sizeof pg_sched_cases / sizeof pg_sched_cases[0])")
+    out.append("/* The lambdas of the lambda / multiplicative cases, as torch's lists [f0, f1] (one per group). */")
+    out.append("static inline double pg_lambda(int64_t e, int g, void *u) { (void)u; return g == 0 ? 1.0 / (1.0 + (double)e) : pow(0.9, (double)e); }")
+    out.append("static inline double pg_mult(int64_t e, int g, void *u) { (void)u; return g == 0 ? 0.95 : 1.0 - 0.01 * (double)e; }")
+    out.append("/* The tapegrad schedule of each case; members of a container go to m[] (freed by the caller). */")
+    out.append("static inline tg_sched *pg_make_sched(const char *name, tg_optim *opt, tg_sched **m) {")
+    out.extend(makers)
+    out.append("    return NULL;")
+    out.append("}")
+    out.append("")
+
+
 def main():
     torch.set_num_threads(1)
     out = ["/* tests/data/parity_golden.h - generated by gen_parity_golden.py with torch %s; do not edit." % TORCH,
-           " * PyTorch-parity edge cases: cross-entropy with every target ignored, clip_grad_norm_ */",
+           " * PyTorch-parity cases: cross-entropy with every target ignored, clip_grad_norm_, LR schedules */",
            "#ifndef TG_PARITY_GOLDEN_H", "#define TG_PARITY_GOLDEN_H", "#include <math.h>", "#include <stdbool.h>",
-           "#include <stdint.h>", "#define PG_TORCH_VERSION \"%s\"" % TORCH, ""]
+           "#include <stdint.h>", "#include <string.h>", "#include <tapegrad/optim.h>",
+           "#define PG_TORCH_VERSION \"%s\"" % TORCH, ""]
     ce_section(out)
     clip_section(out)
+    sched_section(out)
     out.append("#endif")
     with open(os.path.join(HERE, "parity_golden.h"), "w") as f:
         f.write("\n".join(out) + "\n")
