@@ -4,6 +4,8 @@
 #include "autograd/ops_common.h"
 #include "tensor/gemm.h"
 
+#include <stdlib.h>
+
 static void gemm(tg_dtype dt, int ta, int tb, int64_t M, int64_t N, int64_t K, const tg_tensor *A,
                  const tg_tensor *B, double beta, tg_tensor *C) {
     int64_t lda = ta ? M : K, ldb = tb ? K : N;
@@ -11,6 +13,84 @@ static void gemm(tg_dtype dt, int ta, int tb, int64_t M, int64_t N, int64_t K, c
         tg_gemm_f32(ta, tb, M, N, K, TG_PTR(A, float), lda, TG_PTR(B, float), ldb, (float)beta, TG_PTR(C, float), N);
     else
         tg_gemm_f64(ta, tb, M, N, K, TG_PTR(A, double), lda, TG_PTR(B, double), ldb, beta, TG_PTR(C, double), N);
+}
+
+/* ---- packed weights --------------------------------------------------------------------------
+ * Inside a pack scope (tg__pack_scope_begin/end: the runner's loop over the time steps of one layer
+ * and direction, and one tg_backward), a matrix met a second time as the B operand of a linear
+ * product (W of x·Wᵀ forward, W of G·W backward: the recurrent weight at every time step) is packed
+ * once (tensor/gemm.h, tg_gemm_pack_b_*) and the later products read the packed copy: bit-identical
+ * results, without re-packing W_hh 2T times per training step. An entry holds a reference to its
+ * tensor (so the key cannot be reused by another tensor) and the storage version it was packed at;
+ * a write through an op bumps the version and the next use repacks. Everything is freed when the
+ * outermost scope ends, so nothing packed outlives a forward or a backward (an optimizer step, or a
+ * raw write through tg_data() between two passes, can never meet a stale copy). */
+#define TG_PACK_SLOTS 4
+typedef struct pack_entry {
+    tg_tensor *W;      /* owned reference, or NULL: free slot */
+    uint64_t version;  /* W's storage version when met / packed */
+    int tb;
+    void *packed;      /* NULL: met once so far */
+} pack_entry;
+static _Thread_local struct {
+    int depth, next;
+    pack_entry e[TG_PACK_SLOTS];
+} g_pack;
+
+static void pack_entry_clear(pack_entry *e) {
+    tg_release(e->W);
+    free(e->packed);
+    memset(e, 0, sizeof *e);
+}
+
+void tg__pack_scope_begin(void) { g_pack.depth++; }
+
+void tg__pack_scope_end(void) {
+    if (g_pack.depth > 0 && --g_pack.depth == 0)
+        for (int i = 0; i < TG_PACK_SLOTS; i++) pack_entry_clear(&g_pack.e[i]);
+}
+
+/* The packed op(W) for a product C[M,N] = op(A)·op(W) with inner dimension K, or NULL (no scope, the
+ * GEMM would not pack, W met for the first time, or out of memory: the caller runs the plain GEMM). */
+static const void *packed_weight(const tg_tensor *W, int tb, int64_t M, int64_t N, int64_t K) {
+    if (!g_pack.depth || !tg_gemm_packs(tb, M, N, K)) return NULL;
+    uint64_t ver = W->storage->version;
+    for (int i = 0; i < TG_PACK_SLOTS; i++) {
+        pack_entry *e = &g_pack.e[i];
+        if (e->W != W || e->tb != tb) continue;
+        if (e->version != ver || !e->packed) {
+            free(e->packed);
+            e->packed = NULL;
+            e->version = ver;
+            size_t bytes = W->dtype == TG_F32 ? tg_gemm_packed_b_size_f32(N, K) : tg_gemm_packed_b_size_f64(N, K);
+            e->packed = bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+            if (!e->packed) return NULL;
+            if (W->dtype == TG_F32) tg_gemm_pack_b_f32(tb, N, K, TG_PTR(W, float), tb ? K : N, e->packed);
+            else tg_gemm_pack_b_f64(tb, N, K, TG_PTR(W, double), tb ? K : N, e->packed);
+        }
+        return e->packed;
+    }
+    pack_entry *e = &g_pack.e[g_pack.next];
+    g_pack.next = (g_pack.next + 1) % TG_PACK_SLOTS;
+    pack_entry_clear(e);
+    e->W = tg_retain((tg_tensor *)W);
+    e->version = ver;
+    e->tb = tb;
+    return NULL;
+}
+
+/* gemm() with B = W, a weight that may be met again in this pack scope */
+static void gemm_w(tg_dtype dt, int ta, int tb, int64_t M, int64_t N, int64_t K, const tg_tensor *A,
+                   const tg_tensor *W, double beta, tg_tensor *C) {
+    const void *Wp = packed_weight(W, tb, M, N, K);
+    if (!Wp) { gemm(dt, ta, tb, M, N, K, A, W, beta, C); return; }
+    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    if (dt == TG_F32)
+        tg_gemm_prepacked_f32(ta, tb, M, N, K, TG_PTR(A, float), lda, TG_PTR(W, float), ldb, Wp, (float)beta,
+                              TG_PTR(C, float), N);
+    else
+        tg_gemm_prepacked_f64(ta, tb, M, N, K, TG_PTR(A, double), lda, TG_PTR(W, double), ldb, Wp, beta,
+                              TG_PTR(C, double), N);
 }
 
 static tg_tensor *matmul(const char *fn, const tg_tensor *a, const tg_tensor *b, int ta, int tb) {
@@ -113,7 +193,7 @@ static tg_tensor *linear_impl(const char *fn, const tg_tensor *x, const tg_tenso
             for (int64_t r0 = 0; r0 < R; r0++) memcpy(po + r0 * O, pb, (size_t)O * sizeof(T));
         }
     });
-    gemm(x->dtype, 0, 1, R, O, I, x, W, b ? 1.0 : 0.0, out);
+    gemm_w(x->dtype, 0, 1, R, O, I, x, W, b ? 1.0 : 0.0, out);
     if (add)
         TG_DISPATCH(x->dtype, {
             T *restrict po = TG_PTR(out, T);
@@ -146,7 +226,7 @@ static void linear_grads(const tg_record *r, const tg_tensor *g, tg_tensor *bias
      * buffer is fetched right before its use, so an input passed twice adds to what was stored */
     bool sx, sW, sb;
     tg_tensor *gx = tg__grad_buf_assign(r->in[0], &sx);
-    if (gx) gemm(g->dtype, 0, 0, R, I, O, g, W, sx ? 0.0 : 1.0, gx);
+    if (gx) gemm_w(g->dtype, 0, 0, R, I, O, g, W, sx ? 0.0 : 1.0, gx);
     tg_tensor *gW = tg__grad_buf_assign(r->in[1], &sW);
     if (gW) gemm(g->dtype, 1, 0, O, I, R, g, x, sW ? 0.0 : 1.0, gW);
     tg_tensor *gb = tg__grad_buf_assign(bias, &sb);

@@ -319,6 +319,7 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
 
     int status = 0;
     char msg[512];
+    tg__pack_scope_begin(); /* W_hh is packed once for all time steps (ops_matrix.c) */
     for (size_t i = out->creator; i-- > 0;) {
         tg_record *r = &g_tape.rec[i];
         tg_tensor *o = r->out;
@@ -344,6 +345,7 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
         }
         if (!o->retain_grad) { tg_release(o->grad); o->grad = NULL; }
     }
+    tg__pack_scope_end();
     return status;
 }
 

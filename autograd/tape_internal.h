@@ -115,6 +115,12 @@ tg_tensor *tg__grad_buf_assign(tg_tensor *t, bool *assign);
  * may take g: later contributions are added into t's gradient, which is then g's storage. */
 bool tg__grad_share(const tg_record *r, tg_tensor *t, const tg_tensor *g);
 bool tg__needs_grad(const tg_tensor *t);
+/* A pack scope (autograd/ops_matrix.c): inside it, a weight used again as the B operand of linear /
+ * linear_add is packed once and reused; everything packed is freed when the outermost scope ends.
+ * The runner opens one around the time loop of each layer and direction, tg_backward one per pass.
+ * Calls nest; every begin needs its end. */
+void tg__pack_scope_begin(void);
+void tg__pack_scope_end(void);
 /* The record on the current tape that produced t, or NULL (a leaf, or a result of an older tape).
  * returns: tape-owned (for tests and tools that inspect the tape). */
 const tg_record *tg__record_of(const tg_tensor *t);

@@ -9,6 +9,8 @@
  * [T·B, I_k]; the loop then takes step t of it with tg_select (a zero-copy view), and only the
  * recurrent product h·W_hhᵀ stays inside the cell's step. Every step's result becomes the carried
  * state in one function, advance(), which is where zoneout and length masking happen. */
+#include "autograd/tape_internal.h"
+
 #include <tapegrad/autograd.h>
 #include <tapegrad/memory.h>
 #include <tapegrad/nn.h>
@@ -233,15 +235,28 @@ static int produced_ok(const run_ctx *c, const tg_cell *cell, tg_tensor *const *
 
 /* Runs layer/direction k over input [T,B,I_k]: outputs[t] [B,H], state[] in (initial) and out (final);
  * keep[s] (if not NULL) receives the state after every step. Returns 0 or -1. */
+static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params *p, bool reverse,
+                     const tg_tensor *input, const tg_tensor *proj, tg_tensor **outputs, tg_tensor **state,
+                     tg_tensor ***keep);
+
 static int run_direction(const run_ctx *c, int k, bool reverse, const tg_tensor *input, tg_tensor **outputs,
                          tg_tensor **state, tg_tensor ***keep) {
     const tg_rnn *m = c->m;
     const tg_cell *cell = m->cell;
     const tg_cell_params *p = &m->layers[k];
-    int S = cell->n_states;
     /* x·W_ihᵀ + b_ih for every step at once: [T,B,I_k] -> [T,B,G·H] */
     tg_tensor *proj = tg_linear(input, p->weight_ih, p->bias_ih);
     if (!proj) return -1;
+    tg__pack_scope_begin(); /* W_hh is packed once for all T steps, not at every step */
+    int rc = time_loop(c, cell, p, reverse, input, proj, outputs, state, keep);
+    tg__pack_scope_end();
+    return rc;
+}
+
+static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params *p, bool reverse,
+                     const tg_tensor *input, const tg_tensor *proj, tg_tensor **outputs, tg_tensor **state,
+                     tg_tensor ***keep) {
+    int S = cell->n_states;
     for (int64_t i = 0; i < c->T; i++) {
         int64_t t = reverse ? c->T - 1 - i : i;
         if (c->n_active[t] == 0) { /* every sequence has ended (or, in reverse, not yet begun) */

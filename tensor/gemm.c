@@ -355,6 +355,12 @@ static int tg_pool_run(int n, tg_task_fn fn, void *arg)
 #define TG_GEMM_SMALL_MACS_NT ((int64_t)2048)
 #endif
 
+int tg_gemm_packs(int trans_b, int64_t M, int64_t N, int64_t K)
+{
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    return !(M <= TG_GEMM_DIRECT_M || M * N * K < (trans_b ? TG_GEMM_SMALL_MACS_NT : TG_GEMM_SMALL_MACS));
+}
+
 /* ---- reference ---------------------------------------------------------------------------- */
 
 void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
@@ -845,22 +851,42 @@ static size_t FN(tg_ws_elems)(int64_t M, int64_t N, int64_t K)
     return (size_t)(a_elems + kc * nc);
 }
 
+/* Elements of the whole op(B) [K,N] packed block by block in the order tg_gemm_packed visits the
+ * blocks (jc outer, pc inner), each block kc x nc rounded up to NR columns. */
+static size_t FN(tg_packed_b_elems)(int64_t N, int64_t K)
+{
+    size_t n = 0;
+    for (int64_t jc = 0; jc < N; jc += TG_NC) {
+        const int64_t ncr = (tg_min64(TG_NC, N - jc) + NR - 1) / NR * NR;
+        for (int64_t pc = 0; pc < K; pc += TG_KC) n += (size_t)(tg_min64(TG_KC, K - pc) * ncr);
+    }
+    return n;
+}
+
+/* Bpre: NULL, or all of op(B) packed by tg_gemm_pack_b (then ws needs only the A part, and the
+ * products are bit-identical to packing each block here: the arithmetic is the same). */
 static void FN(tg_gemm_packed)(int ta, int tb, int64_t M, int64_t N, int64_t K,
                                const T *A, int64_t lda, const T *B, int64_t ldb,
-                               T beta, T *C, int64_t ldc, T *ws)
+                               T beta, T *C, int64_t ldc, T *ws, const T *Bpre)
 {
     const int64_t kcmax = tg_min64(K, TG_KC);
     const int64_t mcmax = (tg_min64(M, TG_MC) + MR - 1) / MR * MR;
     const int64_t a_elems = (mcmax * kcmax * (int64_t)sizeof(T) + 63) / 64 * 64 / (int64_t)sizeof(T);
     T *Ap = ws;
     T *Bp = ws + a_elems;
+    size_t boff = 0;
 
     for (int64_t jc = 0; jc < N; jc += TG_NC) {
         const int64_t nc = tg_min64(TG_NC, N - jc);
         for (int64_t pc = 0; pc < K; pc += TG_KC) {
             const int64_t kc = tg_min64(TG_KC, K - pc);
             const T b = pc == 0 ? beta : (T)1;
-            FN(tg_pack_b)(tb, B, ldb, pc, jc, kc, nc, Bp);
+            if (Bpre) {
+                Bp = (T *)Bpre + boff;
+                boff += (size_t)(kc * ((nc + NR - 1) / NR * NR));
+            } else {
+                FN(tg_pack_b)(tb, B, ldb, pc, jc, kc, nc, Bp);
+            }
             for (int64_t ic = 0; ic < M; ic += TG_MC) {
                 const int64_t mc = tg_min64(TG_MC, M - ic);
                 FN(tg_pack_a)(ta, A, lda, ic, pc, mc, kc, Ap);
@@ -880,15 +906,16 @@ static void FN(tg_gemm_packed)(int ta, int tb, int64_t M, int64_t N, int64_t K,
 /* Single-thread dispatch: trivial cases, direct path, or packed path. */
 static void FN(tg_gemm_serial)(int ta, int tb, int64_t M, int64_t N, int64_t K,
                                const T *A, int64_t lda, const T *B, int64_t ldb,
-                               T beta, T *C, int64_t ldc)
+                               T beta, T *C, int64_t ldc, const T *Bpre)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         FN(tg_scale_c)(M, N, beta, C, ldc);
         return;
     }
-    const int64_t macs = M * N * K;
-    if (M <= TG_GEMM_DIRECT_M || macs < (tb ? TG_GEMM_SMALL_MACS_NT : TG_GEMM_SMALL_MACS)) {
+    /* with Bpre the whole problem packs (tg_gemm_prepacked checked it): a thread's chunk of a few
+     * rows stays on the packed path, so its results do not depend on the split */
+    if (!Bpre && !tg_gemm_packs(tb, M, N, K)) {
         FN(tg_gemm_direct)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -897,7 +924,7 @@ static void FN(tg_gemm_serial)(int ta, int tb, int64_t M, int64_t N, int64_t K,
         FN(tg_gemm_direct)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    FN(tg_gemm_packed)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, ws);
+    FN(tg_gemm_packed)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, ws, Bpre);
 }
 
 /* Multi-threaded GEMM: one dimension (N or M) is cut into tile-aligned chunks that the threads
@@ -916,6 +943,7 @@ typedef struct {
     T beta;
     T *C;
     int64_t ldc;
+    const T *Bpre;    /* all of op(B) pre-packed (then split_n is 0), or NULL */
     int split_n;      /* 1: chunks of columns of C, 0: chunks of rows */
     int64_t chunk;    /* chunk length along the split dimension */
     int64_t nchunks;
@@ -933,24 +961,25 @@ static void FN(tg_gemm_mt_run)(void *p)
             const int64_t len = tg_min64(t->chunk, t->N - start);
             FN(tg_gemm_serial)(t->ta, t->tb, t->M, len, t->K, t->A, t->lda,
                                t->tb ? t->B + start * t->ldb : t->B + start, t->ldb, t->beta, t->C + start,
-                               t->ldc);
+                               t->ldc, NULL);
         } else {
             const int64_t len = tg_min64(t->chunk, t->M - start);
             FN(tg_gemm_serial)(t->ta, t->tb, len, t->N, t->K, t->ta ? t->A + start : t->A + start * t->lda,
-                               t->lda, t->B, t->ldb, t->beta, t->C + start * t->ldc, t->ldc);
+                               t->lda, t->B, t->ldb, t->beta, t->C + start * t->ldc, t->ldc, t->Bpre);
         }
     }
 }
 
-void FN(tg_gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                 const T *A, int64_t lda, const T *B, int64_t ldb,
-                 T beta, T *C, int64_t ldc)
+static void FN(tg_gemm_any)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                            const T *A, int64_t lda, const T *B, int64_t ldb,
+                            T beta, T *C, int64_t ldc, const T *Bpre)
 {
     if (M <= 0 || N <= 0) return;
     int nt = tg_get_num_threads();
     if (nt > 1 && K > 0 && M * N * K >= TG_GEMM_MT_MIN_MACS_F32 * 4 / TG_ESIZE) {
-        /* Split the larger dimension (either choice repacks the same amount per chunk). */
-        const int split_n = N >= M;
+        /* Split the larger dimension (either choice repacks the same amount per chunk); with a
+         * pre-packed op(B), the rows, so that every chunk reads the one shared packed op(B). */
+        const int split_n = !Bpre && N >= M;
         const int64_t dim = split_n ? N : M, unit = split_n ? NR : MR;
         const int64_t target = (dim + 4 * nt - 1) / (4 * nt);           /* ~4 chunks per thread */
         const int64_t even = (dim + nt - 1) / nt;                         /* 1 chunk per thread */
@@ -959,12 +988,44 @@ void FN(tg_gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
         const int64_t nchunks = (dim + chunk - 1) / chunk;
         if (nchunks >= 2) {
             if (nt > nchunks) nt = (int)nchunks;
-            FN(tg_gemm_mt) task = {trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc,
+            FN(tg_gemm_mt) task = {trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, Bpre,
                                    split_n, chunk, nchunks, 0};
             if (tg_pool_run(nt, FN(tg_gemm_mt_run), &task)) return;
         }
     }
-    FN(tg_gemm_serial)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    FN(tg_gemm_serial)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, Bpre);
+}
+
+void FN(tg_gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                 const T *A, int64_t lda, const T *B, int64_t ldb,
+                 T beta, T *C, int64_t ldc)
+{
+    FN(tg_gemm_any)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL);
+}
+
+size_t FN(tg_gemm_packed_b_size)(int64_t N, int64_t K)
+{
+    return N > 0 && K > 0 ? FN(tg_packed_b_elems)(N, K) * sizeof(T) : 0;
+}
+
+void FN(tg_gemm_pack_b)(int trans_b, int64_t N, int64_t K, const T *B, int64_t ldb, T *Bp)
+{
+    for (int64_t jc = 0; jc < N; jc += TG_NC) {
+        const int64_t nc = tg_min64(TG_NC, N - jc);
+        for (int64_t pc = 0; pc < K; pc += TG_KC) {
+            const int64_t kc = tg_min64(TG_KC, K - pc);
+            FN(tg_pack_b)(trans_b, B, ldb, pc, jc, kc, nc, Bp);
+            Bp += kc * ((nc + NR - 1) / NR * NR);
+        }
+    }
+}
+
+void FN(tg_gemm_prepacked)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                           const T *A, int64_t lda, const T *B, int64_t ldb, const T *Bp,
+                           T beta, T *C, int64_t ldc)
+{
+    FN(tg_gemm_any)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc,
+                    tg_gemm_packs(trans_b, M, N, K) ? Bp : NULL);
 }
 
 #undef FN

@@ -15,6 +15,7 @@
  */
 #ifndef TG_GEMM_H
 #define TG_GEMM_H
+#include <stddef.h>
 #include <stdint.h>
 
 void tg_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
@@ -23,6 +24,23 @@ void tg_gemm_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 void tg_gemm_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                  const double *A, int64_t lda, const double *B, int64_t ldb,
                  double beta, double *C, int64_t ldc);
+/* Pre-packed op(B), for a B used in many products (a recurrent weight over the time steps):
+ * tg_gemm_pack_b_* packs all of op(B) [K,N] into Bp (64-byte aligned, tg_gemm_packed_b_size_*
+ * bytes), and tg_gemm_prepacked_* is tg_gemm_* reading the packed blocks from Bp instead of packing
+ * them again. Results are bit-identical to tg_gemm_* on the same B (the same arithmetic in the same
+ * order). B itself is still passed: the paths that do not pack (tg_gemm_packs false) read it. The
+ * caller keeps Bp in step with B. tg_gemm_packs: whether tg_gemm packs op(B) for this problem. */
+int tg_gemm_packs(int trans_b, int64_t M, int64_t N, int64_t K);
+size_t tg_gemm_packed_b_size_f32(int64_t N, int64_t K);
+size_t tg_gemm_packed_b_size_f64(int64_t N, int64_t K);
+void tg_gemm_pack_b_f32(int trans_b, int64_t N, int64_t K, const float *B, int64_t ldb, float *Bp);
+void tg_gemm_pack_b_f64(int trans_b, int64_t N, int64_t K, const double *B, int64_t ldb, double *Bp);
+void tg_gemm_prepacked_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                           const float *A, int64_t lda, const float *B, int64_t ldb, const float *Bp,
+                           float beta, float *C, int64_t ldc);
+void tg_gemm_prepacked_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                           const double *A, int64_t lda, const double *B, int64_t ldb, const double *Bp,
+                           double beta, double *C, int64_t ldc);
 /* Straightforward triple loop with the same contract: the reference the tests compare against. */
 void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                      const double *A, int64_t lda, const double *B, int64_t ldb,

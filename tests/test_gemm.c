@@ -300,3 +300,47 @@ Test(gemm, recurrent_shapes)
         run_case(prec, 1, 0, 512, 128, 1, 0, 1.0);
     }
 }
+
+/* tg_gemm_prepacked_* reads op(B) packed once by tg_gemm_pack_b_* (the recurrent weight over the time
+ * steps): every element must equal tg_gemm_*'s bit for bit, also with several K blocks (K > KC), several
+ * N blocks (N > NC in f64), the unpacked direct path (tiny M: Bp is not read) and two threads (row split
+ * over one shared packed op(B)). */
+#define PP_CASE(TY, SFX)                                                                                      \
+    static void prepacked_case_##SFX(int ta, int tb, int64_t M, int64_t N, int64_t K, TY beta)              \
+    {                                                                                                         \
+        const int64_t lda = ta ? M : K, ldb = tb ? K : N;                                                     \
+        TY *A = malloc((size_t)(M * K) * sizeof(TY)), *B = malloc((size_t)(N * K) * sizeof(TY));              \
+        TY *C1 = malloc((size_t)(M * N) * sizeof(TY)), *C2 = malloc((size_t)(M * N) * sizeof(TY));            \
+        TY *Bp = aligned_alloc(64, (tg_gemm_packed_b_size_##SFX(N, K) + 63) / 64 * 64);                         \
+        cr_assert(A && B && C1 && C2 && Bp);                                                                  \
+        for (int64_t i = 0; i < M * K; i++) A[i] = (TY)lcg_uniform();                                        \
+        for (int64_t i = 0; i < N * K; i++) B[i] = (TY)lcg_uniform();                                        \
+        for (int64_t i = 0; i < M * N; i++) C1[i] = C2[i] = (TY)lcg_uniform();                               \
+        tg_gemm_pack_b_##SFX(tb, N, K, B, ldb, Bp);                                                           \
+        tg_gemm_##SFX(ta, tb, M, N, K, A, lda, B, ldb, beta, C1, N);                                          \
+        tg_gemm_prepacked_##SFX(ta, tb, M, N, K, A, lda, B, ldb, Bp, beta, C2, N);                            \
+        cr_assert(memcmp(C1, C2, (size_t)(M * N) * sizeof(TY)) == 0,                                          \
+                  #SFX " ta=%d tb=%d %ldx%ldx%ld beta=%g: prepacked differs from tg_gemm", ta, tb, (long)M,   \
+                  (long)N, (long)K, (double)beta);                                                            \
+        free(A); free(B); free(C1); free(C2); free(Bp);                                                       \
+    }
+PP_CASE(float, f32)
+PP_CASE(double, f64)
+
+Test(gemm, prepacked_bit_identical, .timeout = 120)
+{
+    static const shape3 shapes[] = {{32, 1024, 256}, {32, 256, 1024}, {9, 2100, 300}, {3, 512, 128},
+                                    {67, 45, 90},    {200, 40, 513}};
+    for (int nt = 1; nt <= 2; nt++) {
+        tg_set_num_threads(nt);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    const shape3 c = shapes[s];
+                    prepacked_case_f32(ta, tb, c.M, c.N, c.K, (float)(tb ^ ta));
+                    prepacked_case_f64(ta, tb, c.M, c.N, c.K, (double)(tb & ta));
+                }
+    }
+    tg_set_num_threads(1);
+    cr_assert(tg_gemm_packs(1, 32, 1024, 256) && !tg_gemm_packs(1, 1, 1024, 256) && !tg_gemm_packs(0, 8, 8, 8));
+}

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "autograd/tape_internal.h"
 #include "helpers.h"
 
 Test(tape, leaf_gradients_accumulate_until_zeroed) {
@@ -320,4 +321,31 @@ Test(tape, tape_dump_lists_every_record_with_its_inputs) {
     tg_tape_reset();
     tg_release(W);
     tg_release(x);
+}
+
+/* Inside a pack scope a weight used again is packed once (autograd/ops_matrix.c); the packed copy must
+ * give exactly the unpacked result and must follow writes to the weight (its storage version). */
+Test(tape, packed_weights_are_exact_and_follow_writes) {
+    long live = tg_live_tensors();
+    tg_rng rng;
+    tg_rng_seed(&rng, 7);
+    tg_tensor *x = tg_rand_normal(&rng, TG_F32, TG_SHAPE(32, 256), 0, 1);
+    tg_tensor *W = tg_rand_normal(&rng, TG_F32, TG_SHAPE(1024, 256), 0, 1);
+    tg_tensor *ref = tg_detach(tg_linear(x, W, NULL)); /* no scope: plain GEMM */
+    tg__pack_scope_begin();
+    for (int k = 0; k < 3; k++) { /* met, packed, read from the packed copy */
+        tg_tensor *y = tg_linear(x, W, NULL);
+        cr_assert(memcmp(tg_data(y), tg_data(ref), (size_t)tg_numel(ref) * sizeof(float)) == 0,
+                  "use %d inside the scope differs", k);
+    }
+    tg_scale_(W, 2.0); /* a write between two uses inside one scope */
+    tg_tensor *twice = tg_linear(x, W, NULL);
+    for (int64_t i = 0; i < tg_numel(ref); i++)
+        cr_assert_eq(tg_get(twice, i), 2 * tg_get(ref, i), "element %lld after the write", (long long)i);
+    tg__pack_scope_end();
+    tg_tape_reset();
+    tg_release(ref);
+    tg_release(x);
+    tg_release(W);
+    cr_expect_eq(tg_live_tensors(), live);
 }
