@@ -530,3 +530,140 @@ void tg__gru_gates_backward(tg_record *r, const tg_tensor *g) {
         }
     });
 }
+
+/* ---- lstm_state: the LSTM state update in one op ------------------------------------------------- */
+
+/* Why an op: c' = f ⊙ c + i ⊙ g and h' = o ⊙ tanh(c') written with plain ops are five records and five
+ * [B,H] results on the tape (f⊙c, i⊙g, c', tanh c', h'); this is one record and one [2,B,H] result
+ * (h', c' as views), and the backward recomputes tanh(c') instead of keeping it. The arithmetic is
+ * that of the plain ops in the same order (no contraction in this file), so values and gradients are
+ * bit-identical to them. */
+static bool lstm_state_shapes(const char *fn, const tg_tensor *gates, const tg_tensor *c) {
+    char s1[128], s2[128];
+    bool ok = gates->ndim == c->ndim + 1 && gates->shape[0] == 4;
+    for (int d = 0; ok && d < c->ndim; d++) ok = gates->shape[d + 1] == c->shape[d];
+    if (!ok)
+        tg_error(fn, "gates %s, c %s: gates must be [4, ...] with ... the shape of c (i, f, g, o gate-major, "
+                 "as tg_gates gives them)", tg_shape_str(gates, s1, sizeof s1), tg_shape_str(c, s2, sizeof s2));
+    return ok;
+}
+
+tg_tensor *tg_lstm_state(const tg_tensor *gates, const tg_tensor *c) {
+    const char *fn = "tg_lstm_state";
+    if (!tg__check(fn, "gates", gates) || !tg__check(fn, "c", c)) return NULL;
+    if (!tg__same_dtype(fn, gates, c) || !lstm_state_shapes(fn, gates, c)) return NULL;
+    int64_t shape[TG_MAX_DIMS];
+    memcpy(shape, gates->shape, sizeof shape);
+    shape[0] = 2;
+    tg_tensor *out = tg__result(c->dtype, gates->ndim, shape);
+    if (!out) return NULL;
+    const int64_t n = c->numel;
+    TG_DISPATCH(c->dtype, {
+        const T *restrict pg = TG_PTR(gates, T), *restrict pc = TG_PTR(c, T);
+        const T *restrict i = pg, *restrict f = pg + n, *restrict g = pg + 2 * n, *restrict o = pg + 3 * n;
+        T *restrict h2 = TG_PTR(out, T), *restrict c2 = h2 + n;
+        for (int64_t j = 0; j < n; j++) c2[j] = f[j] * pc[j] + i[j] * g[j];
+        _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(h2, c2, n);
+        for (int64_t j = 0; j < n; j++) h2[j] = o[j] * h2[j];
+    });
+    const tg_tensor *in[2] = {gates, c};
+    tg__record(TG_OP_LSTM_STATE, out, 2, in);
+    return out;
+}
+
+/* With g = [g_h; g_c], τ = tanh(c'):
+ *   dc' = g_c + (g_h o)(1 − τ²)      (the plain ops' order: g_c first, then tanh's backward adds)
+ *   di = dc' g,  df = dc' c,  dg = dc' i,  do = g_h τ,  dc = dc' f */
+#define LSTM_STATE_CHUNK 256
+void tg__lstm_state_backward(tg_record *r, const tg_tensor *g) {
+    bool ag, ac;
+    tg_tensor *gG = tg__grad_buf_assign(r->in[0], &ag);
+    tg_tensor *gc = tg__grad_buf_assign(r->in[1], &ac);
+    if (!gG && !gc) return;
+    const int64_t n = r->in[1]->numel;
+    TG_DISPATCH(g->dtype, {
+        const T *pg = TG_PTR(r->in[0], T), *pc = TG_PTR(r->in[1], T), *c2 = TG_PTR(r->out, T) + n;
+        const T *i = pg, *f = pg + n, *gg = pg + 2 * n, *o = pg + 3 * n;
+        const T *gh = TG_PTR(g, T), *gcv = gh + n;
+        T *dG = gG ? TG_PTR(gG, T) : NULL, *dc = gc ? TG_PTR(gc, T) : NULL;
+        T tau[LSTM_STATE_CHUNK], dc2[LSTM_STATE_CHUNK];
+        for (int64_t j0 = 0; j0 < n; j0 += LSTM_STATE_CHUNK) {
+            const int64_t m = n - j0 < LSTM_STATE_CHUNK ? n - j0 : LSTM_STATE_CHUNK;
+            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(tau, c2 + j0, m);
+            for (int64_t k = 0; k < m; k++) {
+                const int64_t j = j0 + k;
+                dc2[k] = gcv[j] + gh[j] * o[j] * (1 - tau[k] * tau[k]);
+            }
+            if (dG) {
+                T *di = dG + j0, *df = dG + n + j0, *dg = dG + 2 * n + j0, *dO = dG + 3 * n + j0;
+                if (ag)
+                    for (int64_t k = 0; k < m; k++) {
+                        const int64_t j = j0 + k;
+                        di[k] = dc2[k] * gg[j], df[k] = dc2[k] * pc[j], dg[k] = dc2[k] * i[j], dO[k] = gh[j] * tau[k];
+                    }
+                else
+                    for (int64_t k = 0; k < m; k++) {
+                        const int64_t j = j0 + k;
+                        di[k] += dc2[k] * gg[j], df[k] += dc2[k] * pc[j], dg[k] += dc2[k] * i[j], dO[k] += gh[j] * tau[k];
+                    }
+            }
+            if (dc) {
+                if (ac) for (int64_t k = 0; k < m; k++) dc[j0 + k] = dc2[k] * f[j0 + k];
+                else for (int64_t k = 0; k < m; k++) dc[j0 + k] += dc2[k] * f[j0 + k];
+            }
+        }
+    });
+}
+
+/* ---- lerp: a + w ⊙ (b − a) --------------------------------------------------------------------------- */
+
+/* Why an op: the GRU and its relatives (MGU, MUT1-3) end with h' = n + z ⊙ (h − n) (or h + f ⊙ (h̃ − h)):
+ * three records and three results with plain ops, one here; same rounding as tg_add(a, tg_mul(w,
+ * tg_sub(b, a))), so values and gradients are bit-identical to them. */
+tg_tensor *tg_lerp(const tg_tensor *a, const tg_tensor *b, const tg_tensor *w) {
+    const char *fn = "tg_lerp";
+    if (!tg__check(fn, "a", a) || !tg__check(fn, "b", b) || !tg__check(fn, "w", w)) return NULL;
+    if (!tg__same_dtype(fn, a, b) || !tg__same_dtype(fn, a, w)) return NULL;
+    if (!tg_same_shape(a, b) || !tg_same_shape(a, w)) {
+        char s1[128], s2[128], s3[128];
+        tg_error(fn, "a %s, b %s, w %s: the three must have one shape (no broadcasting)", tg_shape_str(a, s1, sizeof s1),
+                 tg_shape_str(b, s2, sizeof s2), tg_shape_str(w, s3, sizeof s3));
+        return NULL;
+    }
+    tg_tensor *out = tg__result(a->dtype, a->ndim, a->shape);
+    if (!out) return NULL;
+    TG_DISPATCH(a->dtype, {
+        const T *restrict pa = TG_PTR(a, T), *restrict pb = TG_PTR(b, T), *restrict pw = TG_PTR(w, T);
+        T *restrict po = TG_PTR(out, T);
+        for (int64_t j = 0; j < a->numel; j++) po[j] = pa[j] + pw[j] * (pb[j] - pa[j]);
+    });
+    const tg_tensor *in[3] = {a, b, w};
+    tg__record(TG_OP_LERP, out, 3, in);
+    return out;
+}
+
+/* da += g − g w (as add then sub: (da + g) − g w),  db += g w,  dw += g (b − a). Each gradient buffer is
+ * fetched right before its pass, so an input given twice adds to what the first pass stored. */
+void tg__lerp_backward(tg_record *r, const tg_tensor *g) {
+    const int64_t n = g->numel;
+    bool s;
+    tg_tensor *d;
+    TG_DISPATCH(g->dtype, {
+        const T *pa = TG_PTR(r->in[0], T), *pb = TG_PTR(r->in[1], T), *pw = TG_PTR(r->in[2], T), *pg = TG_PTR(g, T);
+        if ((d = tg__grad_buf_assign(r->in[0], &s))) {
+            T *dd = TG_PTR(d, T);
+            if (s) for (int64_t j = 0; j < n; j++) dd[j] = pg[j] - pg[j] * pw[j];
+            else for (int64_t j = 0; j < n; j++) dd[j] = (dd[j] + pg[j]) - pg[j] * pw[j];
+        }
+        if ((d = tg__grad_buf_assign(r->in[1], &s))) {
+            T *dd = TG_PTR(d, T);
+            if (s) for (int64_t j = 0; j < n; j++) dd[j] = pg[j] * pw[j];
+            else for (int64_t j = 0; j < n; j++) dd[j] += pg[j] * pw[j];
+        }
+        if ((d = tg__grad_buf_assign(r->in[2], &s))) {
+            T *dd = TG_PTR(d, T);
+            if (s) for (int64_t j = 0; j < n; j++) dd[j] = pg[j] * (pb[j] - pa[j]);
+            else for (int64_t j = 0; j < n; j++) dd[j] += pg[j] * (pb[j] - pa[j]);
+        }
+    });
+}

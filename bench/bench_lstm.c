@@ -7,7 +7,8 @@
  * medians jump by 30-50 %; the thread CPU time of a single-threaded step is far steadier and is what
  * docs/speed.md compares before/after. Dimension letters: T time, B batch, I input, H hidden.
  *
- * usage: ./build/bench/bench_lstm [I H B T [steps [f32|f64]]]     (default 128 256 32 100 20 f32) */
+ * usage: ./build/bench/bench_lstm [I H B T [steps [f32|f64 [cell]]]]   (default 128 256 32 100 20 f32 lstm)
+ * (cell: any registered cell, e.g. gru or lstm_ln; the line names it) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,15 +37,17 @@ int main(int argc, char **argv) {
     long B = argc > 3 ? atol(argv[3]) : 32, T = argc > 4 ? atol(argv[4]) : 100;
     int steps = argc > 5 ? atoi(argv[5]) : 20, warmup = 3;
     tg_dtype dt = argc > 6 && strcmp(argv[6], "f64") == 0 ? TG_F64 : TG_F32;
-    if (I < 1 || H < 1 || B < 1 || T < 1 || steps < 1) {
-        fprintf(stderr, "usage: bench_lstm [I H B T [steps [f32|f64]]]\n");
+    const char *cell_name = argc > 7 ? argv[7] : "lstm";
+    const tg_cell *cell = tg_cell_by_name(cell_name);
+    if (I < 1 || H < 1 || B < 1 || T < 1 || steps < 1 || !cell) {
+        fprintf(stderr, "usage: bench_lstm [I H B T [steps [f32|f64 [cell]]]]\n");
         return 2;
     }
     tg_set_num_threads(1);
     tg_rng rng;
     tg_rng_seed(&rng, 1);
     tg_rnn_config rc = {.input_size = I, .hidden_size = H, .num_layers = 1, .dtype = dt};
-    tg_rnn *rnn = tg_rnn_new(tg_cell_by_name("lstm"), &rc, &rng);
+    tg_rnn *rnn = tg_rnn_new(cell, &rc, &rng);
     tg_tensor *x = tg_rand_normal(&rng, dt, TG_SHAPE(T, B, I), 0, 1);
     tg_tensor *target = tg_rand_normal(&rng, dt, TG_SHAPE(T, B, H), 0, 0.5);
     tg_optim_opts oo = tg_optim_defaults(TG_OPTIM_ADAM);
@@ -64,9 +67,9 @@ int main(int argc, char **argv) {
         if (i >= warmup) { wall[i - warmup] = 1e3 * (w1 - w0); cpu[i - warmup] = 1e3 * (c1 - c0); }
     }
     double mw = median(wall, steps), mc = median(cpu, steps);
-    printf("bench_lstm %s I=%ld H=%ld B=%ld T=%ld: wall median %.2f ms (min %.2f), cpu median %.2f ms (min %.2f), "
+    printf("bench_lstm %s %s I=%ld H=%ld B=%ld T=%ld: wall median %.2f ms (min %.2f), cpu median %.2f ms (min %.2f), "
            "%d steps; loss %.5f -> %.5f\n",
-           tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc, cpu[0], steps, loss0, loss);
+           cell_name, tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc, cpu[0], steps, loss0, loss);
     free(wall);
     free(cpu);
     tg_optim_free(opt);

@@ -50,11 +50,11 @@ static int lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
      * without the four copies); each gate is then a zero-copy view */
     tg_tensor *gates = tg_gates(pre, "ssts");
     if (!gates) return -1;
-    tg_tensor *i = tg_select(gates, 0), *f = tg_select(gates, 1), *g = tg_select(gates, 2), *o = tg_select(gates, 3);
-    /* c' = f ⊙ c + i ⊙ g */
-    out[1] = tg_add(tg_mul(f, c), tg_mul(i, g));
-    /* h' = o ⊙ tanh(c') */
-    out[0] = tg_mul(o, tg_tanh(out[1]));
+    /* c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c')   in one op (= tg_add(tg_mul(f, c), tg_mul(i, g)) and
+     * tg_mul(o, tg_tanh(c')) on the gate views, bit for bit), h' and c' as views of its [2,B,H] */
+    tg_tensor *hc = tg_lstm_state(gates, c);
+    out[0] = tg_select(hc, 0);
+    out[1] = tg_select(hc, 1);
     return tg__cell_produced(out, 2);
 }
 
@@ -75,8 +75,8 @@ static int gru_step(const tg_cell *cell, const tg_cell_params *p, const tg_tenso
     tg_tensor *gates = tg_gru_gates(xproj, hproj);
     if (!gates) return -1;
     tg_tensor *z = tg_select(gates, 1), *n = tg_select(gates, 2);
-    /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n) */
-    out[0] = tg_add(n, tg_mul(z, tg_sub(h, n)));
+    /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n)   (one op) */
+    out[0] = tg_lerp(n, h, z);
     return tg__cell_produced(out, 1);
 }
 
@@ -96,8 +96,8 @@ static int gru_reset_before_step(const tg_cell *cell, const tg_cell_params *p, c
     tg_tensor *z = tg_sigmoid(tg_add(xg[1], tg_linear(h, tg__cell_block(p->weight_hh, 3, 1, H), tg__cell_block(p->bias_hh, 3, 1, H))));
     /* n = tanh(x_n + (r ⊙ h) W_hnᵀ + b_hn)   candidate */
     tg_tensor *n = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), tg__cell_block(p->weight_hh, 3, 2, H), tg__cell_block(p->bias_hh, 3, 2, H))));
-    /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n) */
-    out[0] = tg_add(n, tg_mul(z, tg_sub(h, n)));
+    /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n)   (one op) */
+    out[0] = tg_lerp(n, h, z);
     return tg__cell_produced(out, 1);
 }
 

@@ -163,7 +163,7 @@ static int mgu_step(const tg_cell *cell, const tg_cell_params *p, const tg_tenso
     tg_tensor *cand = tg_tanh(
         tg_add(xg[1], tg_linear(tg_mul(f, h), tg__cell_block(p->weight_hh, 2, 1, H), tg__cell_block(p->bias_hh, 2, 1, H))));
     /* h' = (1 − f) ⊙ h + f ⊙ h̃  =  h + f ⊙ (h̃ − h) */
-    out[0] = tg_add(h, tg_mul(f, tg_sub(cand, h)));
+    out[0] = tg_lerp(h, cand, f); /* h + f ⊙ (h̃ − h) in one op */
     return tg__cell_produced(out, 1);
 }
 
@@ -203,7 +203,7 @@ static int mut1_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     tg_tensor *cand = tg_tanh(
         tg_add(tg_linear(tg_mul(r, h), tg__cell_block(p->weight_hh, 2, 1, H), tg__cell_block(p->bias_hh, 2, 1, H)), tg_tanh(x)));
     /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
-    out[0] = tg_add(h, tg_mul(z, tg_sub(cand, h)));
+    out[0] = tg_lerp(h, cand, z);
     return tg__cell_produced(out, 1);
 }
 
@@ -233,7 +233,7 @@ static int mut2_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     /* h̃ = tanh(W_hh (r ⊙ h_t) + W_xh x_t + b_h) */
     tg_tensor *cand = tg_tanh(tg_add(tg_linear(tg_mul(r, h), p->extra[0], NULL), xg[1]));
     /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
-    out[0] = tg_add(h, tg_mul(z, tg_sub(cand, h)));
+    out[0] = tg_lerp(h, cand, z);
     return tg__cell_produced(out, 1);
 }
 
@@ -253,7 +253,7 @@ static int mut3_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     /* h̃ = tanh(W_hh (r ⊙ h_t) + W_xh x_t + b_h) */
     tg_tensor *cand = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), tg__cell_block(p->weight_hh, 3, 2, H), tg__cell_block(p->bias_hh, 3, 2, H))));
     /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
-    out[0] = tg_add(h, tg_mul(z, tg_sub(cand, h)));
+    out[0] = tg_lerp(h, cand, z);
     return tg__cell_produced(out, 1);
 }
 

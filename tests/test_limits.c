@@ -153,12 +153,12 @@ static run_result run(const char *fmt, ...) {
 Test(limits_cli, issue_commands_refused_quickly_with_the_size) {
     struct { const char *args, *want; } cases[] = {
         {"train --task adding --hidden 4096 --batch 4096 --seq 100000 --steps 1",
-         "tapegrad train: needs ~145 TB: hidden 4096 x batch 4096 x seq 100000 (tape 145 TB"},
+         "tapegrad train: needs ~120 TB: hidden 4096 x batch 4096 x seq 100000 (tape 120 TB"},
         {"train --task adding --hidden 4096 --layers 16",
-         "tapegrad train: needs ~42 GB: 2080931840 parameters: hidden 4096 x (input 2 + hidden 4096) x 4 gates x 16 layers"},
+         "tapegrad train: needs ~41 GB: 2080931840 parameters: hidden 4096 x (input 2 + hidden 4096) x 4 gates x 16 layers"},
         {"gradcheck --cell lstm --T 10000 --H 4096 --B 4096 --I 4096",
-         "tapegrad gradcheck: needs ~122 TB: hidden 4096 x batch 4096 x seq 10000 x 2 layers"},
-        {"bench --I 65536 --H 65536 --B 65536 --T 100000", "tapegrad bench: needs ~43 PB: hidden 65536 x batch 65536 x seq 100000"},
+         "tapegrad gradcheck: needs ~102 TB: hidden 4096 x batch 4096 x seq 10000 x 2 layers"},
+        {"bench --I 65536 --H 65536 --B 65536 --T 100000", "tapegrad bench: needs ~36 PB: hidden 65536 x batch 65536 x seq 100000"},
     };
     double limit = getenv("TG_VALGRIND") ? 20.0 : 1.0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -90,6 +90,15 @@ static tg_tensor *f_gates_views(tg_tensor *const *in, int n, void *u) {
     tg_tensor *y = tg_gates(in[0], "stt");
     return tg_add(tg_mul(tg_select(y, 0), tg_select(y, 2)), tg_mul(tg_select(y, 1), tg_select(y, 1)));
 }
+FN(f_lstm_state, tg_lstm_state(in[0], in[1]))
+/* as the LSTM cell reads it: gates from tg_gates, h' and c' through views */
+static tg_tensor *f_lstm_state_views(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *y = tg_lstm_state(tg_gates(in[0], "ssts"), in[1]);
+    return tg_add(tg_select(y, 0), tg_mul(tg_select(y, 1), tg_select(y, 1)));
+}
+FN(f_lerp, tg_lerp(in[0], in[1], in[2]))
+FN(f_lerp_same, tg_lerp(in[0], in[0], in[1])) /* a = b: both gradients land in one buffer */
 FN(f_gru_gates, tg_gru_gates(in[0], in[1]))
 FN(f_gru_gates_same, tg_gru_gates(in[0], in[0])) /* one tensor as both projections: both gradients add */
 /* as the GRU cell reads them: h' = n + z ⊙ (h - n), through views */
@@ -190,6 +199,10 @@ static const row rows[] = {
     {"tg_gates", f_gates_lstm, 1, {2}, {{3, 8}}, -2, 2},
     {"tg_gates", f_gates_all, 1, {3}, {{2, 3, 12}}, -2, 2},
     {"tg_gates", f_gates_views, 1, {1}, {{9}}, -2, 2},
+    {"tg_lstm_state", f_lstm_state, 2, {3, 2}, {{4, 3, 5}, {3, 5}}, -2, 2},
+    {"tg_lstm_state", f_lstm_state_views, 2, {2, 2}, {{3, 20}, {3, 5}}, -2, 2},
+    {"tg_lerp", f_lerp, 3, {2, 2, 2}, {{3, 4}, {3, 4}, {3, 4}}, -1, 1},
+    {"tg_lerp", f_lerp_same, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
     {"tg_gru_gates", f_gru_gates, 2, {2, 2}, {{3, 12}, {3, 12}}, -2, 2},
     {"tg_gru_gates", f_gru_gates, 2, {3, 3}, {{2, 2, 6}, {2, 2, 6}}, -2, 2},
     {"tg_gru_gates", f_gru_gates_same, 1, {2}, {{2, 9}}, -2, 2},
@@ -464,6 +477,74 @@ Test(ops, gates_equal_chunk_and_activations) {
         tg_release(x2);
         tg_release(x64);
     }
+}
+
+/* ---- tg_lstm_state and tg_lerp are the plain ops, bit for bit ---------------------------------------- */
+
+/* Three LSTM steps (tg_lstm_state against f⊙c + i⊙g, o⊙tanh(c')) and a GRU-style blend (tg_lerp against
+ * a + w⊙(b − a)), F64 and F32: every value and every gradient equal, not just close (the cells switched
+ * to these ops without changing any result). */
+static tg_tensor *state_chain(bool fused, tg_tensor *x, tg_tensor *c0, tg_tensor **h_out, tg_tensor **c_out) {
+    tg_tensor *c = c0, *h = NULL;
+    for (int t = 0; t < 3; t++) {
+        tg_tensor *G = tg_gates(tg_add_scalar(x, 0.25 * t), "ssts");
+        if (fused) {
+            tg_tensor *hc = tg_lstm_state(G, c);
+            h = tg_select(hc, 0), c = tg_select(hc, 1);
+        } else {
+            c = tg_add(tg_mul(tg_select(G, 1), c), tg_mul(tg_select(G, 0), tg_select(G, 2)));
+            h = tg_mul(tg_select(G, 3), tg_tanh(c));
+        }
+    }
+    tg_tensor *z = tg_sigmoid(h);
+    tg_tensor *blend = fused ? tg_lerp(h, c, z) : tg_add(h, tg_mul(z, tg_sub(c, h)));
+    *h_out = h, *c_out = c;
+    return blend;
+}
+
+Test(ops, lstm_state_and_lerp_equal_the_plain_ops) {
+    for (int dt = 0; dt < 2; dt++) {
+        tg_tensor *x64 = th_rand(21, TG_SHAPE(5, 24), -3, 3), *c64 = th_rand(22, TG_SHAPE(5, 6), -2, 2);
+        tg_tensor *x[2], *c0[2], *h[2], *c[2], *y[2];
+        for (int k = 0; k < 2; k++) {
+            x[k] = dt ? tg_to_dtype(x64, TG_F32) : tg_copy(x64);
+            c0[k] = dt ? tg_to_dtype(c64, TG_F32) : tg_copy(c64);
+            tg_set_requires_grad(x[k], true);
+            tg_set_requires_grad(c0[k], true);
+            y[k] = state_chain(k == 1, x[k], c0[k], &h[k], &c[k]);
+            tg_tensor *loss = tg_add(tg_sum(tg_mul(y[k], y[k])), tg_add(tg_sum(tg_mul_scalar(c[k], 0.5)), tg_sum(tg_mul(h[k], c[k]))));
+            cr_assert_eq(tg_backward(loss), 0);
+        }
+        const char *D = dt ? "F32" : "F64";
+        for (int64_t j = 0; j < tg_numel(y[0]); j++) {
+            cr_expect_eq(tg_get(h[1], j), tg_get(h[0], j), "%s h' [%lld]", D, (long long)j);
+            cr_expect_eq(tg_get(c[1], j), tg_get(c[0], j), "%s c' [%lld]", D, (long long)j);
+            cr_expect_eq(tg_get(y[1], j), tg_get(y[0], j), "%s lerp [%lld]", D, (long long)j);
+            cr_expect_eq(tg_get(tg_grad(c0[1]), j), tg_get(tg_grad(c0[0]), j), "%s dc0 [%lld]", D, (long long)j);
+        }
+        for (int64_t j = 0; j < tg_numel(x[0]); j++)
+            cr_expect_eq(tg_get(tg_grad(x[1]), j), tg_get(tg_grad(x[0]), j), "%s dx [%lld]", D, (long long)j);
+        tg_tape_reset();
+        for (int k = 0; k < 2; k++) tg_release(x[k]), tg_release(c0[k]);
+        tg_release(x64);
+        tg_release(c64);
+    }
+}
+
+Test(ops, lstm_state_and_lerp_reject_bad_arguments) {
+    th_record_errors();
+    tg_tensor *g = tg_zeros(TG_F64, TG_SHAPE(3, 2, 5)), *c = tg_zeros(TG_F64, TG_SHAPE(2, 5)), *w = tg_zeros(TG_F64, TG_SHAPE(2, 4));
+    cr_expect_null(tg_lstm_state(g, c));
+    cr_expect(strstr(th_last_message(), "tg_lstm_state: gates [3,2,5], c [2,5]: gates must be [4, ...]") != NULL, "%s",
+              th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_lerp(c, c, w));
+    cr_expect(strstr(th_last_message(), "tg_lerp: a [2,5], b [2,5], w [2,4]: the three must have one shape") != NULL, "%s",
+              th_last_message());
+    tg_release(g);
+    tg_release(c);
+    tg_release(w);
+    tg_set_error_handler(NULL, NULL);
 }
 
 Test(ops, gates_reject_bad_arguments) {

@@ -74,6 +74,13 @@ def gru_gates(xp, hp):
     r = torch.sigmoid(xr + hr)
     z = torch.sigmoid(xz + hz)
     return torch.stack([r, z, torch.tanh(xn + r * hn)])
+def lstm_state(gates, c):
+    """c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c') from gate-major gates [4, ..., H]; the result [h'; c']"""
+    i, f, g, o = gates
+    c2 = f * c + i * g
+    return torch.stack([o * torch.tanh(c2), c2])
+
+
 mask = torch.tensor([1.0, 0.0, 1.0, 0.5])
 CASES = [
     # name (FN in test_ops.c), torch function, input shapes, range
@@ -123,6 +130,8 @@ CASES = [
     ("f_gates_all", gates("tris"), [(2, 3, 12)], (-2, 2)),
     ("f_gru_gates", gru_gates, [(3, 12), (3, 12)], (-2, 2)),
     ("f_dropout", dropout, [(6, 5)], (-1, 1)),
+    ("f_lstm_state", lstm_state, [(4, 3, 5), (3, 5)], (-1, 1)),
+    ("f_lerp", torch.lerp, [(3, 4), (3, 4), (3, 4)], (-1, 1)),
 ]
 
 
