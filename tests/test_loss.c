@@ -1,7 +1,9 @@
 /* tests/test_loss.c - MSE, cross-entropy, NLL and BCE-with-logits.
  *
  * Values and input gradients are compared with PyTorch's (tests/data/loss_golden.h, written by
- * tests/data/gen_optim_golden.py; torch's version is in its first line), every loss passes
+ * tests/data/gen_optim_golden.py; torch's version is in its first line; L1, smooth L1, Huber, KL,
+ * BCE on probabilities, CE with probability targets and on [N,C,d1,d2]: tests/data/loss_extra_golden.h
+ * from gen_loss_extra_golden.py, NaN edge cases included), every loss passes
  * tg_gradcheck in float64, logits of ±1e4 give finite, correct values in float32 and float64, and
  * misuse is reported with a message naming the function. Every test checks that the live tensor count
  * returns to its starting value. */
@@ -9,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "data/loss_extra_golden.h"
 #include "data/loss_golden.h"
 #include "data/parity_golden.h"
 #include "helpers.h"
@@ -284,7 +287,9 @@ Test(loss, misuse_is_reported_with_the_function_and_shapes) {
     expect_error(tg_mse_loss(a, b, TG_REDUCE_MEAN), "tg_mse_loss", "[2,3] F64 and target [3,2]");
     expect_error(tg_mse_loss(a, af, TG_REDUCE_MEAN), "tg_mse_loss", "F32");
     expect_error(tg_mse_loss(a, a, (tg_reduction)7), "tg_mse_loss", "reduction 7");
-    expect_error(tg_cross_entropy(x3, t_ok, NULL), "tg_cross_entropy", "[2,3,1] must be 2-D");
+    tg_tensor *x1 = tg_zeros(TG_F64, TG_SHAPE(3));
+    expect_error(tg_cross_entropy(x1, t_ok, NULL), "tg_cross_entropy", "[3] must be [N,C] or [N,C,d1,...]");
+    tg_release(x1);
     expect_error(tg_cross_entropy(a, t_big, NULL), "tg_cross_entropy", "target[1] = 3 is outside [0, 3)");
     expect_error(tg_cross_entropy(a, t_neg, NULL), "tg_cross_entropy", "target[0] = -1");
     expect_error(tg_cross_entropy(a, NULL, NULL), "tg_cross_entropy", "target is NULL");
@@ -313,5 +318,154 @@ Test(loss, misuse_is_reported_with_the_function_and_shapes) {
     th_reset_errors();
     tg_tape_reset();
     tg_tensor *all[] = {a, b, af, x3, w2, w3, w23};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tg_release(all[i]);
+}
+
+/* ---- L1, smooth L1, Huber, KL, BCE on probabilities, CE with probabilities and on [N,C,d] ------- */
+
+/* The tapegrad call of a golden_extra_loss case (same arguments as the generator's torch call). */
+static tg_tensor *extra_call(const golden_extra_loss *gc, const tg_tensor *x, const tg_tensor *y, const tg_tensor *w) {
+    const char *f = gc->fn;
+    tg_cross_entropy_opts ce = tg_cross_entropy_defaults();
+    ce.reduction = gc->reduction;
+    ce.weight = w;
+    ce.label_smoothing = gc->param;
+    if (!strcmp(f, "l1")) return tg_l1_loss(x, y, gc->reduction);
+    if (!strcmp(f, "smooth_l1")) return tg_smooth_l1_loss(x, y, gc->reduction, gc->param);
+    if (!strcmp(f, "huber")) return tg_huber_loss(x, y, gc->reduction, gc->param);
+    if (!strcmp(f, "kl")) return tg_kl_div(x, y, gc->reduction, false);
+    if (!strcmp(f, "kl_log")) return tg_kl_div(x, y, gc->reduction, true);
+    if (!strcmp(f, "bce")) return tg_binary_cross_entropy(x, y, &(tg_bce_opts){.reduction = gc->reduction, .weight = w});
+    if (!strcmp(f, "ce_probs")) return tg_cross_entropy_probs(x, y, &ce);
+    if (!strcmp(f, "ce_idx")) return tg_cross_entropy(x, gc->target, &ce);
+    if (!strcmp(f, "nll_idx")) return tg_nll_loss(x, gc->target, &ce);
+    cr_assert_fail("golden case %s: unknown function %s", gc->name, f);
+    return NULL;
+}
+
+/* v equals torch's r: both NaN, equal infinities, or within atol + rtol |r|. */
+static bool same_as_torch(double v, double r, double atol, double rtol) {
+    if (isnan(r)) return isnan(v);
+    if (isinf(r)) return v == r;
+    return fabs(v - r) <= atol + rtol * fabs(r);
+}
+
+static void check_extra(tg_dtype dt, double atol, double rtol, const char *skip) {
+    for (int c = 0; c < GOLDEN_N_EXTRA_LOSSES; c++) {
+        const golden_extra_loss *gc = &golden_extra_losses[c];
+        if (skip && strstr(gc->name, skip)) continue;
+        int64_t n = 1, C_ = gc->shape[1];
+        for (int d = 0; d < gc->ndim; d++) n *= gc->shape[d];
+        tg_tensor *x = tg_from_f64(dt, gc->ndim, gc->shape, gc->x);
+        tg_tensor *y = gc->target ? NULL : tg_from_f64(dt, gc->ndim, gc->shape, gc->y);
+        tg_tensor *w = gc->weight ? tg_from_f64(dt, TG_SHAPE(C_), gc->weight) : NULL;
+        tg_set_requires_grad(x, true);
+        if (y && gc->gy) tg_set_requires_grad(y, true);
+        tg_tensor *out = extra_call(gc, x, y, w);
+        cr_assert_not_null(out, "%s: %s", gc->name, tg_last_error());
+        cr_assert_eq(tg_numel(out), gc->n_out, "%s: %lld outputs, torch %d", gc->name, (long long)tg_numel(out), gc->n_out);
+        cr_expect_eq(tg_ndim(out), gc->out_ndim, "%s: rank %d, torch %d", gc->name, tg_ndim(out), gc->out_ndim);
+        for (int i = 0; i < gc->n_out; i++)
+            cr_expect(same_as_torch(tg_get(out, i), gc->out[i], atol, rtol), "%s (%s) out[%d] = %.17g, torch %.17g",
+                      gc->name, tg_dtype_name(dt), i, tg_get(out, i), gc->out[i]);
+        cr_assert_eq(tg_backward(gc->n_out == 1 && gc->out_ndim == 0 ? out : tg_sum(out)), 0, "%s", gc->name);
+        for (int64_t i = 0; i < n; i++) {
+            double v = tg_grad(x) ? tg_get(tg_grad(x), i) : 0.0;
+            cr_expect(same_as_torch(v, gc->gx[i], atol, rtol), "%s (%s) d input[%lld] = %.17g, torch %.17g", gc->name,
+                      tg_dtype_name(dt), (long long)i, v, gc->gx[i]);
+            if (!gc->gy) continue;
+            v = tg_grad(y) ? tg_get(tg_grad(y), i) : 0.0;
+            cr_expect(same_as_torch(v, gc->gy[i], atol, rtol), "%s (%s) d target[%lld] = %.17g, torch %.17g", gc->name,
+                      tg_dtype_name(dt), (long long)i, v, gc->gy[i]);
+        }
+        tg_tape_reset();
+        tg_release(x);
+        tg_release(y);
+        tg_release(w);
+    }
+}
+
+Test(loss, new_losses_match_torch_f64) { check_extra(TG_F64, 1e-14, 1e-12, NULL); }
+
+/* float32: torch's float64 values, to float32 accuracy (BCE's 1e-30 probability and 1 - 1e-15 round
+ * to 0 and 1 in float32, where torch's float64 run keeps them apart: those cases are float64 only). */
+Test(loss, new_losses_match_torch_f32) { check_extra(TG_F32, 1e-5, 1e-5, "bce_edge"); }
+
+/* central differences in float64 on smooth points of each new loss, every reduction, both inputs */
+typedef struct gc_extra { int which; tg_reduction red; const tg_tensor *w; } gc_extra;
+static tg_tensor *gc_extra_fn(tg_tensor *const *in, int n, void *user) {
+    const gc_extra *e = user;
+    (void)n;
+    tg_cross_entropy_opts ce = tg_cross_entropy_defaults();
+    ce.reduction = e->red;
+    ce.weight = e->w;
+    switch (e->which) {
+    case 0: return tg_l1_loss(in[0], in[1], e->red);
+    case 1: return tg_smooth_l1_loss(in[0], in[1], e->red, 0.7);
+    case 2: return tg_huber_loss(in[0], in[1], e->red, 0.4);
+    case 3: return tg_kl_div(tg_log_softmax(in[0], 1), tg_softmax(in[1], 1), e->red, false);
+    case 4: return tg_kl_div(tg_log_softmax(in[0], 1), tg_log_softmax(in[1], 1), e->red, true);
+    case 5: return tg_binary_cross_entropy(tg_sigmoid(in[0]), tg_sigmoid(in[1]), &(tg_bce_opts){.reduction = e->red, .weight = e->w});
+    default:
+        ce.label_smoothing = 0.25;
+        return tg_cross_entropy_probs(in[0], tg_softmax(in[1], 1), &ce);
+    }
+}
+
+Test(loss, new_losses_pass_gradcheck) {
+    tg_tensor *x = tg_from_f64(TG_F64, TG_SHAPE(N, C), golden_logits);
+    tg_tensor *y = th_rand(11, TG_SHAPE(N, C), -3, 3); /* |x - y| stays away from 0, β and δ below */
+    tg_tensor *x4 = th_rand(12, TG_SHAPE(2, 3, 2, 2), -2, 2), *y4 = th_rand(13, TG_SHAPE(2, 3, 2, 2), -2, 2);
+    tg_tensor *w = tg_from_f64(TG_F64, TG_SHAPE(C), golden_bce_weight);
+    tg_tensor *w3 = th_rand(14, TG_SHAPE(3), 0.5, 1.5);
+    for (int64_t i = 0; i < N * C; i++) {
+        double d = tg_get(x, i) - tg_get(y, i), a = fabs(d);
+        if (a < 0.05 || fabs(a - 0.7) < 0.05 || fabs(a - 0.4) < 0.05) tg_set(y, i, tg_get(y, i) + 0.13);
+    }
+    tg_tensor *in[2] = {x, y}, *in4[2] = {x4, y4};
+    for (int i = 0; i < 2; i++) { tg_set_requires_grad(in[i], true); tg_set_requires_grad(in4[i], true); }
+    const tg_reduction reds[4] = {TG_REDUCE_MEAN, TG_REDUCE_SUM, TG_REDUCE_NONE, TG_REDUCE_BATCHMEAN};
+    int checked = 0;
+    for (int which = 0; which <= 6; which++)
+        for (int r = 0; r < 4; r++) {
+            if (r == 3 && which != 3 && which != 4) continue;
+            tg_gradcheck_input rep[2];
+            gc_extra e = {which, reds[r], which == 5 ? w : NULL};
+            cr_expect(tg_gradcheck(gc_extra_fn, &e, in, 2, NULL, rep), "loss %d reduction %d: err %g / %g", which, r,
+                      rep[0].max_abs_err, rep[1].max_abs_err);
+            checked++;
+            if (which == 6) { /* [N,C,d1,d2] with class weights */
+                e.w = w3;
+                cr_expect(tg_gradcheck(gc_extra_fn, &e, in4, 2, NULL, rep), "ce_probs 4-D reduction %d", r);
+                checked++;
+            }
+        }
+    cr_expect_eq(checked, 7 * 3 + 2 + 3);
+    tg_release(x); tg_release(y); tg_release(x4); tg_release(y4); tg_release(w); tg_release(w3);
+}
+
+Test(loss, new_losses_report_misuse) {
+    th_record_errors();
+    tg_tensor *a = tg_full(TG_F64, TG_SHAPE(2, 3), 0.5), *b = tg_zeros(TG_F64, TG_SHAPE(3, 2));
+    tg_tensor *p = tg_from_f64(TG_F64, TG_SHAPE(2, 3), (const double[]){0.1, 0.2, 1.5, 0.3, 0.4, 0.5});
+    tg_tensor *pn = tg_from_f64(TG_F64, TG_SHAPE(2, 3), (const double[]){0.1, NAN, 0.5, 0.3, 0.4, 0.5});
+    tg_tensor *w2 = tg_ones(TG_F64, TG_SHAPE(2)), *x1 = tg_zeros(TG_F64, TG_SHAPE(3));
+    expect_error(tg_l1_loss(a, b, TG_REDUCE_MEAN), "tg_l1_loss", "input [2,3] F64 and target [3,2]");
+    expect_error(tg_l1_loss(a, a, TG_REDUCE_BATCHMEAN), "tg_l1_loss", "only for tg_kl_div");
+    expect_error(tg_smooth_l1_loss(a, a, TG_REDUCE_MEAN, -1), "tg_smooth_l1_loss", "beta -1");
+    expect_error(tg_huber_loss(a, a, TG_REDUCE_MEAN, 0), "tg_huber_loss", "delta 0 must be finite and > 0");
+    expect_error(tg_kl_div(a, b, TG_REDUCE_SUM, true), "tg_kl_div", "[3,2]");
+    expect_error(tg_binary_cross_entropy(p, a, NULL), "tg_pointwise_loss", "element 2 is 1.5; all elements of input should be between 0 and 1");
+    expect_error(tg_binary_cross_entropy(pn, a, NULL), "tg_pointwise_loss", "element 1 is nan");
+    expect_error(tg_binary_cross_entropy(a, a, &(tg_bce_opts){.pos_weight = a}), "tg_binary_cross_entropy", "pos_weight");
+    expect_error(tg_binary_cross_entropy(a, a, &(tg_bce_opts){.weight = w2}), "tg_binary_cross_entropy", "weight [2] F64 does not broadcast");
+    expect_error(tg_cross_entropy_probs(a, b, NULL), "tg_cross_entropy_probs", "[3,2]");
+    expect_error(tg_cross_entropy_probs(x1, x1, NULL), "tg_cross_entropy_probs", "[3] must be [N,C]");
+    expect_error(tg_cross_entropy_probs(a, a, &(tg_cross_entropy_opts){.weight = w2}), "tg_cross_entropy_probs", "class weights [2]");
+    expect_error(tg_pointwise_loss(a, a, TG_PWL_COUNT, 0), "tg_pointwise_loss", "unknown loss kind");
+    cr_expect_eq(th_error_count(), 0);
+    th_reset_errors();
+    tg_tape_reset();
+    tg_tensor *all[] = {a, b, p, pn, w2, x1};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tg_release(all[i]);
 }

@@ -108,6 +108,12 @@ static tg_tensor *f_gru_gates_views(tg_tensor *const *in, int n, void *u) {
     return tg_add(nn, tg_mul(tg_select(y, 1), tg_sub(in[2], nn)));
 }
 /* fan-out: one tensor used several times must sum its gradients */
+FN(f_pwl_l1, tg_pointwise_loss(in[0], in[1], TG_PWL_L1, 0))
+FN(f_pwl_smooth, tg_pointwise_loss(in[0], in[1], TG_PWL_SMOOTH_L1, 0.6))
+FN(f_pwl_huber, tg_pointwise_loss(in[0], in[1], TG_PWL_HUBER, 0.4))
+FN(f_pwl_kl, tg_pointwise_loss(in[0], in[1], TG_PWL_KL, 0))
+FN(f_pwl_kl_log, tg_pointwise_loss(in[0], in[1], TG_PWL_KL_LOG_TARGET, 0))
+FN(f_pwl_bce, tg_pointwise_loss(in[0], in[1], TG_PWL_BCE, 0))
 FN(f_x_plus_x, tg_add(in[0], in[0]))
 FN(f_x_times_x, tg_mul(in[0], in[0]))
 /* the first gradient of an operand is stored, later ones added: both operands one tensor */
@@ -207,6 +213,12 @@ static const row rows[] = {
     {"tg_gru_gates", f_gru_gates, 2, {3, 3}, {{2, 2, 6}, {2, 2, 6}}, -2, 2},
     {"tg_gru_gates", f_gru_gates_same, 1, {2}, {{2, 9}}, -2, 2},
     {"tg_gru_gates", f_gru_gates_views, 3, {2, 2, 2}, {{3, 12}, {3, 12}, {3, 4}}, -2, 2},
+    {"tg_pointwise_loss", f_pwl_l1, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
+    {"tg_pointwise_loss", f_pwl_smooth, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
+    {"tg_pointwise_loss", f_pwl_huber, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
+    {"tg_pointwise_loss", f_pwl_kl, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.1, 0.9},
+    {"tg_pointwise_loss", f_pwl_kl_log, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
+    {"tg_pointwise_loss", f_pwl_bce, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.1, 0.9},
     {"fan-out x+x", f_x_plus_x, 1, {2}, {{3, 4}}, -1, 1},
     {"fan-out x*x", f_x_times_x, 1, {2}, {{3, 4}}, -1, 1},
     {"fan-out x-2x", f_x_minus_2x, 1, {2}, {{3, 4}}, -1, 1},

@@ -28,7 +28,8 @@ extern "C" {
 typedef enum tg_reduction {
     TG_REDUCE_MEAN = 0, /* 0-d mean (the default, like PyTorch) */
     TG_REDUCE_SUM,      /* 0-d sum                              */
-    TG_REDUCE_NONE      /* one loss per element / row           */
+    TG_REDUCE_NONE,     /* one loss per element / row           */
+    TG_REDUCE_BATCHMEAN /* sum / N (the input's first dimension): tg_kl_div only, torch's 'batchmean' */
 } tg_reduction;
 
 /* Mean squared error: (input - target)², reduced. input and target: same shape and dtype (PyTorch
@@ -46,16 +47,43 @@ typedef struct tg_cross_entropy_opts {
 /* The defaults above: mean, ignore_index -100, no weights, no smoothing. */
 tg_cross_entropy_opts tg_cross_entropy_defaults(void);
 
-/* Cross-entropy from unnormalised logits [N,C] and N class indices in [0, C) (or ignore_index):
+/* Cross-entropy from unnormalised logits [N,C] and N class indices in [0, C) (or ignore_index), or
+ * from logits [N,C,d1,...] (classes on axis 1, like torch) and N·d1·... indices laid out as [N,d1,...]
+ * (TG_REDUCE_NONE then gives [N,d1,...]):
  *   l_i = -w[t_i] log_softmax(logits)_i,t_i   (smoothing: -Σ_c m_ic w_c log_softmax_ic)
  * Stable for logits of ±1e4 (log_softmax subtracts the row maximum). With mean reduction and every
  * target ignored the result is NaN (0/0) but its gradient is exactly 0, as in PyTorch (an all-padding
  * batch does not poison the parameters); rows of zero weight that are not ignored get a NaN gradient. opts NULL = tg_cross_entropy_defaults(). */
 tg_tensor *tg_cross_entropy(const tg_tensor *logits, const int64_t *target, const tg_cross_entropy_opts *opts);
 
-/* Negative log-likelihood from log-probabilities [N,C] (e.g. tg_log_softmax output): the same as
- * tg_cross_entropy without the log_softmax. */
+/* Negative log-likelihood from log-probabilities [N,C] or [N,C,d1,...] (e.g. tg_log_softmax output):
+ * the same as tg_cross_entropy without the log_softmax. */
 tg_tensor *tg_nll_loss(const tg_tensor *log_probs, const int64_t *target, const tg_cross_entropy_opts *opts);
+
+/* Cross-entropy with class probabilities as targets (torch's cross_entropy with a float target of
+ * the input's shape): logits and target [N,C] or [N,C,d1,...], same dtype;
+ *   l_n = -Σ_c w_c t'_nc log_softmax(logits)_nc,   t' = (1-ε) t + ε/C  (ε = label_smoothing)
+ * mean = Σ_n l_n / (numel / C) (the weights are not in the denominator, as in torch); NONE gives
+ * [N] or [N,d1,...]. opts: reduction, weight, label_smoothing (ignore_index is not used). Both logits
+ * and target may require grad. */
+tg_tensor *tg_cross_entropy_probs(const tg_tensor *logits, const tg_tensor *target, const tg_cross_entropy_opts *opts);
+
+/* L1: |input - target| reduced (gradient sgn(input - target), 0 where they are equal). Same shape
+ * and dtype; both may require grad. */
+tg_tensor *tg_l1_loss(const tg_tensor *input, const tg_tensor *target, tg_reduction reduction);
+/* Smooth L1 with d = input - target: |d| < β ? d²/(2β) : |d| - β/2 (torch's default β = 1); β < 0
+ * is an error. β = 0 gives |d| with torch's gradient: sgn(d), but -1 at d = 0 (not tg_l1_loss's 0). */
+tg_tensor *tg_smooth_l1_loss(const tg_tensor *input, const tg_tensor *target, tg_reduction reduction, double beta);
+/* Huber: |d| < δ ? d²/2 : δ (|d| - δ/2) (torch's default δ = 1); δ must be > 0. For β > 0,
+ * huber(δ = β) = β · smooth_l1(β). */
+tg_tensor *tg_huber_loss(const tg_tensor *input, const tg_tensor *target, tg_reduction reduction, double delta);
+/* Kullback-Leibler divergence of input x (log-probabilities) from target y, per element:
+ *   log_target false: y (log y - x), 0 where y = 0 (torch's xlogy(y, y) - y x)
+ *   log_target true:  e^y (y - x)    (y log-probabilities)
+ * Reductions: TG_REDUCE_BATCHMEAN (Σ / N, the mathematically correct KL of a batch, torch's
+ * 'batchmean'), TG_REDUCE_MEAN (Σ / numel, torch's default, which torch warns about), SUM, NONE.
+ * The target's gradient follows torch's (NaN where y = 0 with log_target false). */
+tg_tensor *tg_kl_div(const tg_tensor *input, const tg_tensor *target, tg_reduction reduction, bool log_target);
 
 typedef struct tg_bce_opts {
     tg_reduction reduction;      /* default TG_REDUCE_MEAN */
@@ -69,6 +97,14 @@ typedef struct tg_bce_opts {
  * then multiplied by weight. softplus is evaluated stably, so logits of ±1e4 give finite, exact losses.
  * opts NULL = mean, no weights. */
 tg_tensor *tg_bce_with_logits(const tg_tensor *logits, const tg_tensor *target, const tg_bce_opts *opts);
+
+/* Binary cross-entropy on probabilities x in [0, 1] (torch's binary_cross_entropy; an element outside
+ * [0, 1] or NaN is an error naming it), targets y of the same shape:
+ *   l = -w [y max(log x, -100) + (1-y) max(log(1-x), -100)]
+ * with torch's gradient w (x - y) / max(x (1-x), 1e-12), finite at x = 0 and 1. opts: reduction and
+ * weight (pos_weight is only for tg_bce_with_logits); NULL = mean, no weight. Prefer
+ * tg_bce_with_logits on logits: it is exact where σ(x) rounds to 0 or 1. */
+tg_tensor *tg_binary_cross_entropy(const tg_tensor *input, const tg_tensor *target, const tg_bce_opts *opts);
 
 #ifdef __cplusplus
 }

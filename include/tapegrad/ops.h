@@ -105,6 +105,21 @@ tg_tensor *tg_dropout(const tg_tensor *x, double p, bool train, tg_rng *rng);
 /* x [B, ...] with row b multiplied by mask[b] (mask [B], not differentiated): zeroes padded steps */
 tg_tensor *tg_mask_rows(const tg_tensor *x, const tg_tensor *mask);
 
+/* fused losses (autograd/ops_loss.c; <tapegrad/loss.h> builds the reduced losses on them) */
+typedef enum tg_pointwise_kind {
+    TG_PWL_L1,            /* |x - y|                                                        */
+    TG_PWL_SMOOTH_L1,     /* |d| < β ? d²/(2β) : |d| - β/2, param β >= 0                    */
+    TG_PWL_HUBER,         /* |d| < δ ? d²/2 : δ(|d| - δ/2), param δ > 0                     */
+    TG_PWL_KL,            /* xlogy(y, y) - y x   (x log-probabilities, y probabilities)     */
+    TG_PWL_KL_LOG_TARGET, /* e^y (y - x)         (y log-probabilities)                      */
+    TG_PWL_BCE,           /* (y-1) max(log(1-x), -100) - y max(log x, -100), x in [0, 1]    */
+    TG_PWL_COUNT
+} tg_pointwise_kind;
+/* The unreduced per-element loss of input x and target y (same shape and dtype), with torch's
+ * forward and backward kernels (BCE's gradient (x-y)/max(x(1-x), 1e-12); NaN propagates as in torch).
+ * Both inputs may require grad. */
+tg_tensor *tg_pointwise_loss(const tg_tensor *x, const tg_tensor *y, tg_pointwise_kind kind, double param);
+
 #ifdef __cplusplus
 }
 #endif

@@ -132,6 +132,15 @@ CASES = [
     ("f_dropout", dropout, [(6, 5)], (-1, 1)),
     ("f_lstm_state", lstm_state, [(4, 3, 5), (3, 5)], (-1, 1)),
     ("f_lerp", torch.lerp, [(3, 4), (3, 4), (3, 4)], (-1, 1)),
+    # the fused per-element losses (autograd/ops_loss.c), unreduced
+    ("f_pwl_l1", lambda a, b: torch.nn.functional.l1_loss(a, b, reduction="none"), [(6,), (6,)], (-1, 1)),
+    ("f_pwl_smooth", lambda a, b: torch.nn.functional.smooth_l1_loss(a, b, reduction="none", beta=0.6),
+     [(6,), (6,)], (-1, 1)),
+    ("f_pwl_huber", lambda a, b: torch.nn.functional.huber_loss(a, b, reduction="none", delta=0.4), [(6,), (6,)], (-1, 1)),
+    ("f_pwl_kl", lambda a, b: torch.nn.functional.kl_div(a, b, reduction="none"), [(6,), (6,)], (0.1, 0.9)),
+    ("f_pwl_kl_log", lambda a, b: torch.nn.functional.kl_div(a, b, reduction="none", log_target=True),
+     [(6,), (6,)], (-1, 1)),
+    ("f_pwl_bce", lambda a, b: torch.nn.functional.binary_cross_entropy(a, b, reduction="none"), [(6,), (6,)], (0.1, 0.9)),
 ]
 
 
