@@ -58,7 +58,8 @@
     X(GRU_GATES, gru_gates, 2, IN1 | OUT)    /* GRU r, z, n: [..,3H] x 2 -> [3,..,H] */     \
     X(LSTM_STATE, lstm_state, 2, IN0 | IN1 | OUT) /* (h', c') of gates [4,..,H] and c: [2,..,H] */ \
     X(LERP, lerp, 3, IN0 | IN1 | IN2)        /* a + w ⊙ (b - a) */                                  \
-    X(POINTWISE_LOSS, pointwise_loss, 2, IN0 | IN1) /* loss(x, y) per element; k[0] kind, f[0] β/δ */
+    X(POINTWISE_LOSS, pointwise_loss, 2, IN0 | IN1) /* loss(x, y) per element; k[0] kind, f[0] β/δ */ \
+    X(CTC, ctc_nll, 1, IN0)                  /* CTC -log p per sequence; aux = α, nll; idx = lengths, targets */
 
 typedef enum tg_op {
 #define TG__OP_ENUM(E, name, arity, saves) TG_OP_##E,

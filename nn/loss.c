@@ -13,6 +13,7 @@
 #include <tapegrad/ops.h>
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool arg_ok(const char *fn, const char *name, const tg_tensor *t) {
@@ -310,4 +311,81 @@ tg_tensor *tg_cross_entropy_probs(const tg_tensor *logits, const tg_tensor *targ
     tg_tensor *total = tg_sum(per);
     if (o.reduction == TG_REDUCE_SUM) return total;
     return div_by(total, C ? (double)(tg_numel(logits) / C) : 0.0); /* no elements: 0/0 = NaN, like torch */
+}
+
+/* ---- CTC ---------------------------------------------------------------------------------------- */
+
+tg_tensor *tg_ctc_loss(const tg_tensor *log_probs, const int64_t *targets, int64_t target_stride,
+                       const int64_t *input_lengths, const int64_t *target_lengths, const tg_ctc_opts *opts) {
+    const char *fn = "tg_ctc_loss";
+    tg_ctc_opts o = opts ? *opts : (tg_ctc_opts){.blank = 0, .reduction = TG_REDUCE_MEAN};
+    if (!arg_ok(fn, "log_probs", log_probs) || !reduction_ok(fn, o.reduction)) return NULL;
+    char s[128];
+    const int nd = tg_ndim(log_probs);
+    if (nd != 2 && nd != 3) {
+        tg_error(fn, "log_probs %s must be [T,N,C] or [T,C] (one sequence)", tg_shape_str(log_probs, s, sizeof s));
+        return NULL;
+    }
+    const tg_tensor *lp3 = nd == 3 ? log_probs : tg_reshape(log_probs, 3, (int64_t[]){tg_dim(log_probs, 0), 1, tg_dim(log_probs, 1)});
+    tg_tensor *nll = tg_ctc_nll(lp3, targets, target_stride, input_lengths, target_lengths, o.blank, o.zero_infinity);
+    if (!nll) return NULL;
+    if (o.reduction == TG_REDUCE_NONE) return nd == 3 ? nll : tg_reshape(nll, 0, NULL);
+    if (o.reduction == TG_REDUCE_SUM) return tg_sum(nll);
+    const int64_t N = tg_dim(lp3, 1);
+    tg_tensor *len = tg_zeros(tg_dtype_of(log_probs), 1, &N); /* max(target_length, 1), a constant */
+    if (!len) return NULL;
+    for (int64_t n = 0; n < N; n++) tg_set(len, n, (double)(target_lengths[n] > 1 ? target_lengths[n] : 1));
+    tg_tensor *mean = tg_mean(tg_div(nll, len));
+    tg_release(len);
+    return mean;
+}
+
+int64_t tg_ctc_greedy_decode(const tg_tensor *log_probs, int64_t n, int64_t length, int64_t blank, int64_t *out,
+                             int64_t cap) {
+    const char *fn = "tg_ctc_greedy_decode";
+    if (!arg_ok(fn, "log_probs", log_probs)) return -1;
+    char s[128];
+    if (tg_ndim(log_probs) != 3 || n < 0 || n >= tg_dim(log_probs, 1) || length < 0 || length > tg_dim(log_probs, 0) ||
+        blank < 0 || blank >= tg_dim(log_probs, 2) || cap < 0 || (cap > 0 && !out)) {
+        tg_error(fn, "log_probs %s (must be [T,N,C]): sequence %lld, length %lld, blank %lld or output of %lld labels out of range",
+                 tg_shape_str(log_probs, s, sizeof s), (long long)n, (long long)length, (long long)blank, (long long)cap);
+        return -1;
+    }
+    const int64_t N = tg_dim(log_probs, 1), C = tg_dim(log_probs, 2);
+    int64_t count = 0, prev = -1;
+    for (int64_t t = 0; t < length; t++) {
+        int64_t best = 0;
+        double bv = -INFINITY;
+        for (int64_t c = 0; c < C; c++) {
+            double v = tg_get(log_probs, (t * N + n) * C + c);
+            if (v > bv) { bv = v; best = c; }
+        }
+        if (best != blank && best != prev) {
+            if (count < cap) out[count] = best;
+            count++;
+        }
+        prev = best;
+    }
+    return count;
+}
+
+int64_t tg_edit_distance(const int64_t *a, int64_t na, const int64_t *b, int64_t nb) {
+    if (na < 0 || nb < 0 || (na > 0 && !a) || (nb > 0 && !b)) return -1;
+    int64_t *row = malloc((size_t)(nb + 1) * sizeof *row); /* one row of the DP table */
+    if (!row) return -1;
+    for (int64_t j = 0; j <= nb; j++) row[j] = j;
+    for (int64_t i = 1; i <= na; i++) {
+        int64_t diag = row[0];
+        row[0] = i;
+        for (int64_t j = 1; j <= nb; j++) {
+            int64_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    int64_t d = row[nb];
+    free(row);
+    return d;
 }

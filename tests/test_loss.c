@@ -3,7 +3,8 @@
  * Values and input gradients are compared with PyTorch's (tests/data/loss_golden.h, written by
  * tests/data/gen_optim_golden.py; torch's version is in its first line; L1, smooth L1, Huber, KL,
  * BCE on probabilities, CE with probability targets and on [N,C,d1,d2]: tests/data/loss_extra_golden.h
- * from gen_loss_extra_golden.py, NaN edge cases included), every loss passes
+ * from gen_loss_extra_golden.py, NaN edge cases included; CTC: tests/data/ctc_golden.h from
+ * gen_ctc_golden.py, impossible alignments included), every loss passes
  * tg_gradcheck in float64, logits of ±1e4 give finite, correct values in float32 and float64, and
  * misuse is reported with a message naming the function. Every test checks that the live tensor count
  * returns to its starting value. */
@@ -11,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "data/ctc_golden.h"
 #include "data/loss_extra_golden.h"
 #include "data/loss_golden.h"
 #include "data/parity_golden.h"
@@ -468,4 +470,143 @@ Test(loss, new_losses_report_misuse) {
     tg_tape_reset();
     tg_tensor *all[] = {a, b, p, pn, w2, x1};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tg_release(all[i]);
+}
+
+/* ---- CTC ---------------------------------------------------------------------------------------- */
+
+static void check_ctc(tg_dtype dt, double atol, double rtol, const char *skip) {
+    for (int c = 0; c < GOLDEN_N_CTC_CASES; c++) {
+        const golden_ctc_case *gc = &golden_ctc_cases[c];
+        if (skip && strstr(gc->name, skip)) continue;
+        tg_tensor *x = tg_from_f64(dt, gc->ndim, gc->shape, gc->logits);
+        tg_set_requires_grad(x, true);
+        tg_ctc_opts o = {.blank = gc->blank, .reduction = gc->reduction, .zero_infinity = gc->zero_infinity};
+        tg_tensor *loss = tg_ctc_loss(tg_log_softmax(x, -1), gc->targets, gc->stride, gc->input_lengths,
+                                      gc->target_lengths, &o);
+        cr_assert_not_null(loss, "%s: %s", gc->name, tg_last_error());
+        cr_assert_eq(tg_numel(loss), gc->n_out, "%s", gc->name);
+        cr_expect_eq(tg_ndim(loss), gc->reduction == TG_REDUCE_NONE && gc->ndim == 3 ? 1 : 0, "%s: rank", gc->name);
+        for (int i = 0; i < gc->n_out; i++)
+            cr_expect(same_as_torch(tg_get(loss, i), gc->out[i], atol, rtol), "%s (%s) loss[%d] = %.17g, torch %.17g",
+                      gc->name, tg_dtype_name(dt), i, tg_get(loss, i), gc->out[i]);
+        cr_assert_eq(tg_backward(tg_ndim(loss) == 0 ? loss : tg_sum(loss)), 0, "%s", gc->name);
+        for (int64_t i = 0; i < tg_numel(x); i++) {
+            double v = tg_get(tg_grad(x), i);
+            cr_expect(same_as_torch(v, gc->grad[i], atol, rtol), "%s (%s) d logits[%lld] = %.17g, torch %.17g", gc->name,
+                      tg_dtype_name(dt), (long long)i, v, gc->grad[i]);
+        }
+        tg_tape_reset();
+        tg_release(x);
+    }
+}
+
+Test(loss, ctc_matches_torch_f64) { check_ctc(TG_F64, 1e-13, 1e-12, NULL); }
+/* float32 against torch's float64: the sharp case's log-likelihoods of ~-800 carry an absolute float32
+ * error of ~5e-5, which e^(lcab + nll - lp) turns into a relative error of the gradient of that size,
+ * so it is float64 only. */
+Test(loss, ctc_matches_torch_f32) { check_ctc(TG_F32, 1e-5, 2e-5, "sharp"); }
+
+/* The op's gradient is the exact derivative with respect to log_probs (central differences), also
+ * with a zero-length target and padded targets; through log_softmax too. */
+typedef struct ctc_gc { const int64_t *targets, *il, *tl; int64_t stride, blank; bool log_softmax; tg_reduction red; } ctc_gc;
+static tg_tensor *ctc_gc_fn(tg_tensor *const *in, int n, void *user) {
+    const ctc_gc *c = user;
+    (void)n;
+    const tg_tensor *lp = c->log_softmax ? tg_log_softmax(in[0], 2) : in[0];
+    return tg_ctc_loss(lp, c->targets, c->stride, c->il, c->tl,
+                       &(tg_ctc_opts){.blank = c->blank, .reduction = c->red});
+}
+
+Test(loss, ctc_passes_gradcheck) {
+    tg_tensor *x = th_rand(21, TG_SHAPE(6, 3, 4), -2, 1);
+    tg_set_requires_grad(x, true);
+    static const int64_t padded[] = {1, 2, 2, 3, 3, 3, 0, 0, 0}, il[] = {6, 5, 4}, tl[] = {3, 2, 0};
+    static const int64_t padded_b3[] = {0, 1, 1, 2, 0, 0, 0, 0, 0};
+    int checked = 0;
+    const tg_reduction reds[3] = {TG_REDUCE_MEAN, TG_REDUCE_SUM, TG_REDUCE_NONE};
+    for (int r = 0; r < 3; r++)
+        for (int ls = 0; ls < 2; ls++) {
+            ctc_gc c = {padded, il, tl, 3, 0, ls, reds[r]};
+            tg_gradcheck_input rep[1];
+            cr_expect(tg_gradcheck(ctc_gc_fn, &c, &x, 1, NULL, rep), "ctc reduction %d log_softmax %d: err %g", r, ls,
+                      rep[0].max_abs_err);
+            c.targets = padded_b3;
+            c.blank = 3;
+            cr_expect(tg_gradcheck(ctc_gc_fn, &c, &x, 1, NULL, rep), "ctc blank 3 reduction %d log_softmax %d", r, ls);
+            checked += 2;
+        }
+    cr_expect_eq(checked, 12);
+    tg_release(x);
+}
+
+/* Hand-checkable values: one step, one label: -log p(label); an empty target: -Σ_t log p_t(blank);
+ * input length 0 with an empty target: 0, with a label: inf. */
+Test(loss, ctc_small_cases_by_hand) {
+    const double p[] = {0.2, 0.5, 0.3, 0.6, 0.1, 0.3};
+    tg_tensor *pr = tg_from_f64(TG_F64, TG_SHAPE(2, 1, 3), p);
+    tg_tensor *lp = tg_log(pr);
+    const int64_t one[] = {1}, il2[] = {2}, il1[] = {1}, il0[] = {0}, tl1[] = {1}, tl0[] = {0};
+    tg_ctc_opts none = {.reduction = TG_REDUCE_NONE};
+    /* T=1: only the path "1" */
+    cr_expect_float_eq(tg_item(tg_ctc_loss(lp, one, 0, il1, tl1, &none)), -log(0.5), 1e-15);
+    /* T=2, label 1: paths 11, b1, 1b -> 0.5·0.1 + 0.2·0.1 + 0.5·0.6 */
+    cr_expect_float_eq(tg_item(tg_ctc_loss(lp, one, 0, il2, tl1, &none)), -log(0.05 + 0.02 + 0.3), 1e-15);
+    cr_expect_float_eq(tg_item(tg_ctc_loss(lp, one, 0, il2, tl0, &none)), -log(0.2 * 0.6), 1e-15);
+    cr_expect_eq(tg_item(tg_ctc_loss(lp, one, 0, il0, tl0, &none)), 0.0);
+    cr_expect(isinf(tg_item(tg_ctc_loss(lp, one, 0, il0, tl1, &none))));
+    /* mean divides by the target length, at least 1 */
+    const int64_t two[] = {1, 2};
+    const int64_t tl2[] = {2};
+    double s = tg_item(tg_ctc_loss(lp, two, 0, il2, tl2, &(tg_ctc_opts){.reduction = TG_REDUCE_SUM}));
+    cr_expect_float_eq(s, -log(0.5 * 0.3), 1e-15);
+    cr_expect_float_eq(tg_item(tg_ctc_loss(lp, two, 0, il2, tl2, NULL)), s / 2, 1e-15);
+    tg_tape_reset();
+    tg_release(pr);
+}
+
+Test(loss, ctc_decoding_and_edit_distance) {
+    /* best path b 1 1 b 2 2 b 1 -> 1 2 1 */
+    const int64_t path[] = {0, 1, 1, 0, 2, 2, 0, 1};
+    tg_tensor *lp = tg_full(TG_F64, TG_SHAPE(8, 1, 3), -5.0);
+    for (int t = 0; t < 8; t++) tg_set(lp, t * 3 + path[t], -0.1);
+    int64_t out[8];
+    cr_assert_eq(tg_ctc_greedy_decode(lp, 0, 8, 0, out, 8), 3);
+    cr_expect(out[0] == 1 && out[1] == 2 && out[2] == 1);
+    cr_expect_eq(tg_ctc_greedy_decode(lp, 0, 3, 0, out, 8), 1, "length 3 stops after 'b 1 1'");
+    cr_expect_eq(tg_ctc_greedy_decode(lp, 0, 8, 0, out, 1), 3, "the count even when cap is short");
+    const int64_t a[] = {1, 2, 3, 4}, b[] = {1, 3, 4, 5, 6};
+    cr_expect_eq(tg_edit_distance(a, 4, b, 5), 3); /* delete 2, insert 5 6 */
+    cr_expect_eq(tg_edit_distance(a, 4, a, 4), 0);
+    cr_expect_eq(tg_edit_distance(a, 0, b, 5), 5);
+    cr_expect_eq(tg_edit_distance(a, -1, b, 5), -1);
+    th_record_errors();
+    cr_expect_eq(tg_ctc_greedy_decode(lp, 1, 8, 0, out, 8), -1);
+    cr_expect(strstr(th_last_message(), "tg_ctc_greedy_decode") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    tg_release(lp);
+}
+
+Test(loss, ctc_misuse_is_reported) {
+    th_record_errors();
+    tg_tensor *lp = tg_zeros(TG_F64, TG_SHAPE(4, 2, 3)), *x4 = tg_zeros(TG_F64, TG_SHAPE(4, 2, 3, 1));
+    const int64_t t[] = {1, 2, 1, 2}, il[] = {4, 4}, il_big[] = {4, 5}, tl[] = {2, 2}, tl_big[] = {2, 3};
+    const int64_t t_blank[] = {1, 0, 1, 2}, t_big[] = {1, 3, 1, 2};
+    expect_error(tg_ctc_loss(x4, t, 2, il, tl, NULL), "tg_ctc_loss", "[4,2,3,1] must be [T,N,C] or [T,C]");
+    expect_error(tg_ctc_loss(lp, t, 2, il_big, tl, NULL), "tg_ctc_nll", "input_lengths[1] = 5 is outside [0, 4]");
+    expect_error(tg_ctc_loss(lp, t, 2, il, tl_big, NULL), "tg_ctc_nll", "target_lengths[1] = 3 is outside [0, 2]");
+    expect_error(tg_ctc_loss(lp, t_blank, 2, il, tl, NULL), "tg_ctc_nll", "target 1 of sequence 0 is 0");
+    expect_error(tg_ctc_loss(lp, t_big, 0, il, tl, NULL), "tg_ctc_nll", "is 3: labels must be in [0, 3)");
+    expect_error(tg_ctc_loss(lp, t, 2, il, tl, &(tg_ctc_opts){.blank = 3}), "tg_ctc_nll", "blank 3 is outside [0, 3)");
+    expect_error(tg_ctc_loss(lp, NULL, 2, il, tl, NULL), "tg_ctc_nll", "targets is NULL");
+    expect_error(tg_ctc_loss(lp, t, 2, NULL, tl, NULL), "tg_ctc_nll", "input_lengths or target_lengths is NULL");
+    expect_error(tg_ctc_loss(lp, t, 2, il, tl, &(tg_ctc_opts){.reduction = TG_REDUCE_BATCHMEAN}), "tg_ctc_loss", "reduction");
+    const int64_t tl_huge[] = {1, INT64_C(1) << 40};
+    expect_error(tg_ctc_loss(lp, t, 0, il, tl_huge, NULL), "tg_ctc_nll", "absurdly large");
+    const int64_t tl_many[] = {1, INT64_C(1) << 25};
+    expect_error(tg_ctc_loss(lp, t, 0, il, tl_many, NULL), "tg_ctc_nll", "alignment states is too many");
+    cr_expect_eq(th_error_count(), 0);
+    th_reset_errors();
+    tg_tape_reset();
+    tg_release(lp);
+    tg_release(x4);
 }

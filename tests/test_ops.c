@@ -114,6 +114,10 @@ FN(f_pwl_huber, tg_pointwise_loss(in[0], in[1], TG_PWL_HUBER, 0.4))
 FN(f_pwl_kl, tg_pointwise_loss(in[0], in[1], TG_PWL_KL, 0))
 FN(f_pwl_kl_log, tg_pointwise_loss(in[0], in[1], TG_PWL_KL_LOG_TARGET, 0))
 FN(f_pwl_bce, tg_pointwise_loss(in[0], in[1], TG_PWL_BCE, 0))
+/* CTC over [T=5, N=2, C=4]: a repeated label (needs the blank between) and an input shorter than T */
+static const int64_t ctc_targets[] = {1, 1, 3, 2, 1}, ctc_il[] = {5, 4}, ctc_tl[] = {2, 3};
+FN(f_ctc, tg_ctc_nll(in[0], ctc_targets, 0, ctc_il, ctc_tl, 0, false))
+FN(f_ctc_log_softmax, tg_ctc_nll(tg_log_softmax(in[0], 2), ctc_targets, 0, ctc_il, ctc_tl, 0, false))
 FN(f_x_plus_x, tg_add(in[0], in[0]))
 FN(f_x_times_x, tg_mul(in[0], in[0]))
 /* the first gradient of an operand is stored, later ones added: both operands one tensor */
@@ -219,6 +223,8 @@ static const row rows[] = {
     {"tg_pointwise_loss", f_pwl_kl, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.1, 0.9},
     {"tg_pointwise_loss", f_pwl_kl_log, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
     {"tg_pointwise_loss", f_pwl_bce, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.1, 0.9},
+    {"tg_ctc_nll", f_ctc, 1, {3}, {{5, 2, 4}}, -2, 0},
+    {"tg_ctc_nll", f_ctc_log_softmax, 1, {3}, {{5, 2, 4}}, -2, 2},
     {"fan-out x+x", f_x_plus_x, 1, {2}, {{3, 4}}, -1, 1},
     {"fan-out x*x", f_x_times_x, 1, {2}, {{3, 4}}, -1, 1},
     {"fan-out x-2x", f_x_minus_2x, 1, {2}, {{3, 4}}, -1, 1},

@@ -106,6 +106,39 @@ tg_tensor *tg_bce_with_logits(const tg_tensor *logits, const tg_tensor *target, 
  * tg_bce_with_logits on logits: it is exact where σ(x) rounds to 0 or 1. */
 tg_tensor *tg_binary_cross_entropy(const tg_tensor *input, const tg_tensor *target, const tg_bce_opts *opts);
 
+typedef struct tg_ctc_opts {
+    int64_t blank;          /* the blank class (0, like torch) */
+    tg_reduction reduction; /* MEAN (default): mean over sequences of nll_n / max(target_length_n, 1) */
+    bool zero_infinity;     /* impossible alignments (nll = inf) give 0 and a 0 gradient (false) */
+} tg_ctc_opts;
+
+/* Connectionist temporal classification (torch.nn.CTCLoss): log_probs [T,N,C] (log_softmax output
+ * over C classes, blank included; or [T,C], one sequence, whose NONE result is 0-d), targets either
+ * padded [N,S] (target_stride = S) or concatenated (target_stride = 0: sequence n's labels follow
+ * sequence n-1's), input_lengths[n] <= T, target_lengths[n] (<= S when padded; 0 allowed). Computed
+ * in log space (alpha-beta recursions, a fused op with torch's backward). Reductions: MEAN divides
+ * each sequence's loss by its target length (at least 1) and averages over N; SUM; NONE gives [N].
+ * An alignment that cannot exist (input too short for the labels and the blanks between repeats) has
+ * loss +inf and a NaN gradient, as in torch; zero_infinity makes both 0. The gradient sent to
+ * log_probs is the exact derivative; torch's differs from it by e^lp (it is the gradient of the
+ * logits of a log_softmax, a known torch issue), so with tg_log_softmax in front, as torch requires,
+ * the logits get torch's gradient. An input length of 0 gives 0 for an empty target and
+ * +inf otherwise (torch reads uninitialised memory there). opts NULL = blank 0, mean, no
+ * zero_infinity. */
+tg_tensor *tg_ctc_loss(const tg_tensor *log_probs, const int64_t *targets, int64_t target_stride,
+                       const int64_t *input_lengths, const int64_t *target_lengths, const tg_ctc_opts *opts);
+
+/* Greedy (best-path) CTC decoding of one sequence: the most likely class at each of its `length`
+ * steps of log_probs [T,N,C] (column n), repeats merged, blanks dropped. Writes at most `cap` labels
+ * to out and returns how many there are (which may exceed cap), or -1 after tg_error. */
+int64_t tg_ctc_greedy_decode(const tg_tensor *log_probs, int64_t n, int64_t length, int64_t blank, int64_t *out,
+                             int64_t cap);
+
+/* Levenshtein distance between two label sequences (insertions, deletions, substitutions cost 1), the
+ * usual CTC metric (edit distance / reference length = label error rate). -1 if a length is negative
+ * or an array NULL with a positive length, or when out of memory. */
+int64_t tg_edit_distance(const int64_t *a, int64_t na, const int64_t *b, int64_t nb);
+
 #ifdef __cplusplus
 }
 #endif

@@ -119,6 +119,14 @@ typedef enum tg_pointwise_kind {
  * forward and backward kernels (BCE's gradient (x-y)/max(x(1-x), 1e-12); NaN propagates as in torch).
  * Both inputs may require grad. */
 tg_tensor *tg_pointwise_loss(const tg_tensor *x, const tg_tensor *y, tg_pointwise_kind kind, double param);
+/* CTC negative log-likelihood per sequence -> [N] (torch's _ctc_loss; tg_ctc_loss in <tapegrad/loss.h>
+ * adds the reductions). log_probs [T,N,C]; sequence n has input_lengths[n] <= T steps and
+ * target_lengths[n] labels in [0, C), none the blank, read from targets + n·target_stride (padded
+ * [N,S]: target_stride = S) or, with target_stride 0, one after another (concatenated). An
+ * impossible alignment gives +inf (0 with zero_infinity, with a 0 gradient). The gradient is the
+ * exact one (torch's differs by e^lp, see autograd/ops_loss.c; both agree through a log_softmax). */
+tg_tensor *tg_ctc_nll(const tg_tensor *log_probs, const int64_t *targets, int64_t target_stride,
+                      const int64_t *input_lengths, const int64_t *target_lengths, int64_t blank, bool zero_infinity);
 
 #ifdef __cplusplus
 }

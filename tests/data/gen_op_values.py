@@ -141,6 +141,10 @@ CASES = [
     ("f_pwl_kl_log", lambda a, b: torch.nn.functional.kl_div(a, b, reduction="none", log_target=True),
      [(6,), (6,)], (-1, 1)),
     ("f_pwl_bce", lambda a, b: torch.nn.functional.binary_cross_entropy(a, b, reduction="none"), [(6,), (6,)], (0.1, 0.9)),
+    # CTC behind log_softmax: torch's backward returns the logits' gradient (pytorch/pytorch#52241)
+    ("f_ctc_log_softmax", lambda a: torch.nn.functional.ctc_loss(
+        torch.log_softmax(a, 2), torch.tensor([1, 1, 3, 2, 1]), torch.tensor([5, 4]), torch.tensor([2, 3]),
+        reduction="none"), [(5, 2, 4)], (-2, 2)),
 ]
 
 
