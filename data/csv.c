@@ -106,7 +106,8 @@ static int read_row(csv_reader *r, int64_t *line) {
     for (size_t k = 0; k < r->nf; k++)
         if (r->f[k].len & mark) {
             r->f[k].len &= ~mark;
-            r->f[k].p = r->scratch + (size_t)(uintptr_t)r->f[k].p;
+            /* an empty quoted field ("") may leave scratch unallocated: NULL + 0 is UB */
+            r->f[k].p = r->scratch ? r->scratch + (size_t)(uintptr_t)r->f[k].p : "";
         }
     return 1;
 oom:
