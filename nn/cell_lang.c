@@ -80,6 +80,8 @@ typedef enum op {
     N_RDIVS,   /* v / a */
     N_FN,      /* g_funcs[k](a) */
     N_LN,      /* layernorm(a; gain b, shift c) */
+    N_CAT,     /* concat(a, b[, c]) along the last axis */
+    N_PART,    /* part(a, k, v): block k of v equal blocks of a's last axis (a view) */
     N_XPROJ,   /* the whole xproj [B, G·H] */
     N_HPROJ,   /* a·W_hhᵀ + b_hh [B, G·H] */
     N_PRE,     /* xproj + a·W_hhᵀ + b_hh [B, G·H], one tg_linear_add */
@@ -125,8 +127,9 @@ static const func g_funcs[] = {
     {"softplus", tg_softplus, softplus_d, 0},
 };
 #define N_FUNCS ((int)(sizeof g_funcs / sizeof g_funcs[0]))
-/* the two functions with their own rule (not elementwise) */
-static const char *const g_special[] = {"linear", "layernorm"};
+/* the functions with their own rule (not elementwise) */
+static const char *const g_special[] = {"linear", "layernorm", "concat", "part"};
+#define N_SPECIAL ((int)(sizeof g_special / sizeof g_special[0]))
 
 /* ---- the definition ----------------------------------------------------------------------------------- */
 
@@ -614,10 +617,54 @@ static int call(parser *ps, const token *name) {
         n.w = E.w;
         return add_node(ps, n);
     }
+    if (strcmp(name->text, "concat") == 0) {
+        if (n_args < 2 || n_args > 3) { FAIL(ps, *name, "concat takes 2 or 3 arguments, got %d", n_args); return -1; }
+        dim w = {0, 0};
+        for (int i = 0; i < n_args; i++) {
+            node A = nd[args[i]];
+            if (A.kind != K_ROW) { FAIL(ps, at[i], "concat: each argument must be [B, w], this is %s", type_str(&A, s1, sizeof s1)); return -1; }
+            if (i > 0 && A.w.sym != w.sym) {
+                FAIL(ps, at[i], "concat: widths %s and %s cannot be added (use one size letter)", dim_str(w, s1, sizeof s1),
+                     dim_str(A.w, s2, sizeof s2));
+                return -1;
+            }
+            w.sym = A.w.sym;
+            w.n += A.w.n;
+        }
+        node n = mk(N_CAT, K_ROW, name->line, name->col);
+        n.a = args[0];
+        n.b = args[1];
+        n.c = n_args == 3 ? args[2] : -1;
+        n.w = w;
+        return add_node(ps, n);
+    }
+    if (strcmp(name->text, "part") == 0) {
+        if (n_args != 3) { FAIL(ps, *name, "part takes 3 arguments (E, k, n), got %d", n_args); return -1; }
+        node E = nd[args[0]], K = nd[args[1]], P = nd[args[2]];
+        if (E.kind != K_ROW) { FAIL(ps, at[0], "part: E must be [B, w], this is %s", type_str(&E, s1, sizeof s1)); return -1; }
+        for (int i = 1; i < 3; i++) {
+            node A = nd[args[i]];
+            if (A.kind != K_SCALAR || A.v != floor(A.v) || A.v < 0 || A.v > 1024) {
+                FAIL(ps, at[i], "part: %s must be a whole number in 0..1024", i == 1 ? "k" : "n");
+                return -1;
+            }
+        }
+        if (P.v < 1 || K.v >= P.v) { FAIL(ps, at[1], "part: k = %g must be below n = %g", K.v, P.v); return -1; }
+        if (E.w.n % (int64_t)P.v != 0) {
+            FAIL(ps, at[2], "part: %s does not split into %g equal blocks", dim_str(E.w, s1, sizeof s1), P.v);
+            return -1;
+        }
+        node n = mk(N_PART, K_ROW, name->line, name->col);
+        n.a = args[0];
+        n.k = (int)K.v;
+        n.v = P.v;
+        n.w = (dim){E.w.n / (int64_t)P.v, E.w.sym};
+        return add_node(ps, n);
+    }
     char list[300];
     size_t o = 0;
     for (int f = 0; f < N_FUNCS; f++) o += (size_t)snprintf(list + o, sizeof list - o, "%s, ", g_funcs[f].name);
-    snprintf(list + o, sizeof list - o, "%s, %s", g_special[0], g_special[1]);
+    for (int f = 0; f < N_SPECIAL; f++) o += (size_t)snprintf(list + o, sizeof list - o, f ? ", %s" : "%s", g_special[f]);
     FAIL(ps, *name, "unknown function '%s' (functions: %s)", name->text, list);
     return -1;
 }
@@ -742,8 +789,9 @@ static bool reserved(const char *name) {
         if (strcmp(name, g_keywords[i]) == 0) return true;
     for (int f = 0; f < N_FUNCS; f++)
         if (strcmp(name, g_funcs[f].name) == 0) return true;
-    return strcmp(name, "x") == 0 || strcmp(name, "linear") == 0 || strcmp(name, "layernorm") == 0 ||
-           strcmp(name, "none") == 0 || strcmp(name, "if") == 0;
+    for (int f = 0; f < N_SPECIAL; f++)
+        if (strcmp(name, g_special[f]) == 0) return true;
+    return strcmp(name, "x") == 0 || strcmp(name, "none") == 0 || strcmp(name, "if") == 0;
 }
 
 static bool end_of_statement(parser *ps) {
@@ -1247,6 +1295,19 @@ static int typed_step(const tg_cell *cell, const tg_cell_params *p, const tg_ten
         case N_RDIVS: r = a == ZERO ? absent_here(d, n) : tg_mul_scalar(tg_pow_scalar(a, -1.0), n->v); break;
         case N_FN: r = a == ZERO ? absent_here(d, n) : g_funcs[n->k].op(a); break;
         case N_LN: r = a == ZERO || b == ZERO ? absent_here(d, n) : layer_norm(a, b, c == ZERO ? NULL : c); break;
+        case N_CAT: {
+            tg_tensor *parts[3] = {a, b, c};
+            int np = c ? 3 : 2;
+            bool zero = false;
+            for (int q = 0; q < np; q++) zero |= parts[q] == ZERO;
+            r = zero ? absent_here(d, n) : tg_concat(np, parts, 1);
+            break;
+        }
+        case N_PART: {
+            int64_t w = a == ZERO ? 0 : tg_dim(a, 1) / (int64_t)n->v;
+            r = a == ZERO ? ZERO : tg_slice(a, 1, n->k * w, (n->k + 1) * w);
+            break;
+        }
         case N_HPROJ: r = tg_linear(a, p->weight_hh, p->bias_hh); break;
         case N_PRE: r = tg_linear_add(a, p->weight_hh, p->bias_hh, xproj); break;
         case N_GATES: r = tg_gates(a, n->acts); break;
@@ -1483,7 +1544,8 @@ void tg_cell_def_print(FILE *f, const tg_cell_def *d) {
         [N_STATE] = "state", [N_XRAW] = "x", [N_PARAM] = "param", [N_PBLOCK] = "block", [N_LINEAR] = "tg_linear",
         [N_ADD] = "tg_add", [N_SUB] = "tg_sub", [N_MUL] = "tg_mul", [N_DIV] = "tg_div", [N_NEG] = "tg_neg",
         [N_ADDS] = "tg_add_scalar", [N_MULS] = "tg_mul_scalar", [N_RSUBS] = "tg_rsub_scalar",
-        [N_RDIVS] = "reciprocal·", [N_FN] = "fn", [N_LN] = "layernorm", [N_XPROJ] = "xproj",
+        [N_RDIVS] = "reciprocal·", [N_FN] = "fn", [N_LN] = "layernorm",
+        [N_CAT] = "tg_concat", [N_PART] = "tg_slice", [N_XPROJ] = "xproj",
         [N_HPROJ] = "tg_linear(W_hh)", [N_PRE] = "tg_linear_add(W_hh, xproj)", [N_GATES] = "tg_gates",
         [N_SEL] = "tg_select", [N_ALIAS] = "=",
     };
@@ -1502,6 +1564,7 @@ void tg_cell_def_print(FILE *f, const tg_cell_def *d) {
         case N_GATES: fprintf(f, "tg_gates(%%%d, \"%s\")", n->a, n->acts); break;
         case N_PBLOCK: case N_SEL: fprintf(f, "%s(%%%d, %s)", nm, n->a, d->gate_names[n->k]); break;
         case N_ADDS: case N_MULS: fprintf(f, "%s(%%%d, %g)", nm, n->a, n->v); break;
+        case N_PART: fprintf(f, "%s(%%%d, block %d of %g)", nm, n->a, n->k, n->v); break;
         case N_RSUBS: fprintf(f, "%s(%g, %%%d)", nm, n->v, n->a); break;
         case N_RDIVS: fprintf(f, "%g / %%%d", n->v, n->a); break;
         case N_XPROJ: fprintf(f, "xproj (x·W_ihᵀ + b_ih, all steps at once)"); break;

@@ -2,7 +2,7 @@
  *
  * - Every definition in docs/cells/ equals its C cell (nn/cells.c, nn/cells_zoo.c) on the same
  *   parameters: outputs, final states and every gradient (x, initial states, each parameter) to 1e-12
- *   in F64, two layers, both directions, ragged lengths; with and without biases where the cell has them.
+ *   in F64, two layers, both directions (one for MUT1/MUT2, which need I = H), ragged lengths; with and without biases where the cell has them.
  *   The parameter lists (names and shapes) are the same. JANET, which has no C cell in the library,
  *   is compared with one written here in C from public ops.
  * - Typed cells pass the triple check's tape vs finite differences (tg_compare_cell), including a
@@ -68,6 +68,8 @@ static const pair pairs[] = {
     {"lstm_nfg.cell", "lstm_nfg"},    {"lstm_nog.cell", "lstm_nog"},   {"lstm_niaf.cell", "lstm_niaf"},
     {"lstm_noaf.cell", "lstm_noaf"},  {"lstm.cell", "lstm_np"},        {"mgu.cell", "mgu"},
     {"indrnn.cell", "indrnn"},        {"lstm_ln.cell", "lstm_ln"},     {"janet.cell", "janet_c"},
+    {"mut1.cell", "mut1"},            {"mut2.cell", "mut2"},           {"mut3.cell", "mut3"},
+    {"lstm_fgr.cell", "lstm_fgr"},
 };
 #define N_PAIRS ((int)(sizeof pairs / sizeof pairs[0]))
 
@@ -136,9 +138,11 @@ static void check_pair(const pair *pc, bool bias) {
     cr_assert_eq(t_cell->n_states, c_cell->n_states, "%s: states", pc->file);
     cr_assert_eq(t_cell->gates, c_cell->gates, "%s: gates", pc->file);
     cr_assert_eq(t_cell->forget_gate, c_cell->forget_gate, "%s: forget gate", pc->file);
-    int64_t T = 5, B = 3, I = 4, H = 5;
-    int L = 2, D = 2;
-    tg_rnn_config cfg = {.input_size = I, .hidden_size = H, .num_layers = L, .bidirectional = true, .no_bias = !bias,
+    /* a cell that reads the raw x (MUT1, MUT2) adds it to an H-wide value: I = H in every layer, so one direction */
+    bool square = c_cell->needs_input;
+    int64_t T = 5, B = 3, I = square ? 5 : 4, H = 5;
+    int L = 2, D = square ? 1 : 2;
+    tg_rnn_config cfg = {.input_size = I, .hidden_size = H, .num_layers = L, .bidirectional = D == 2, .no_bias = !bias,
                          .dtype = TG_F64};
     tg_rng r1, r2;
     tg_rng_seed(&r1, 1);
@@ -343,7 +347,7 @@ static const bad bads[] = {
     {"gates a, a", "1:10: gate 'a' named twice"},
     {"gates a\nh' = tanh(x.b)", "2:13: unknown gate block 'b' (gates: a)"},
     {"gates a\nh' = tanh(x.a + h.)", "2:19: expected a gate block name after '.', found ')'"},
-    {"gates a\nh' = sigmoidd(x.a)", "2:6: unknown function 'sigmoidd' (functions: sigmoid, tanh, relu, exp, log, sqrt, abs, softplus, linear, layernorm)"},
+    {"gates a\nh' = sigmoidd(x.a)", "2:6: unknown function 'sigmoidd' (functions: sigmoid, tanh, relu, exp, log, sqrt, abs, softplus, linear, layernorm, concat, part)"},
     {"gates a\nh' = tanh(x.a, h)", "2:6: tanh takes 1 argument, got 2"},
     {"gates a\nh' = linear(h)", "2:6: linear takes 2 or 3 arguments (E, W[, b]), got 1"},
     {"gates a\nparam w [H]\nh' = linear(h, w)", "3:16: linear: W must be a matrix parameter, this is [H]"},
@@ -377,6 +381,13 @@ static const bad bads[] = {
     {"gates a\nsigmoid = x.a", "2:1: 'sigmoid' is a reserved word"},
     {"gates a\nh' = x.a\nparam w [H]", "3:1: parameters must be declared before the equations"},
     {"gates a\nh' = x.a + 1e999", "2:12: number out of range"},
+    {"gates a\nh' = part(concat(h, x), 0, 2)", "2:21: concat: widths H and I cannot be added (use one size letter)"},
+    {"gates a\nh' = concat(h)", "2:6: concat takes 2 or 3 arguments, got 1"},
+    {"gates a\nparam w [H]\nh' = part(concat(h, w), 0, 2)", "3:21: concat: each argument must be [B, w], this is [H]"},
+    {"gates a\nh' = part(h, 0)", "2:6: part takes 3 arguments (E, k, n), got 2"},
+    {"gates a\nh' = part(concat(h, h), 2, 2)", "2:25: part: k = 2 must be below n = 2"},
+    {"gates a\nh' = part(concat(h, h), 0.5, 2)", "2:25: part: k must be a whole number in 0..1024"},
+    {"gates a\nh' = part(concat(h, h, h), 0, 2)", "2:31: part: 3H does not split into 2 equal blocks"},
 };
 #define N_BAD ((int)(sizeof bads / sizeof bads[0]))
 
