@@ -239,7 +239,8 @@ void tg__div_backward(tg_record *r, const tg_tensor *g) {
     } while (0)
 
 /* Backward of a unary op: dx[i] += g[i] * DERIV, where DERIV may read v = x[i], y = out[i], P0, P1
- * (dx[i] = ... when dx is new: see tg__grad_buf_assign). */
+ * (dx[i] = ... when dx is new: see tg__grad_buf_assign). Returns from the backward function, as
+ * UNARY_FORWARD returns from the forward one. */
 #define UNARY_BACKWARD(r, g, DERIV)                                               \
     do {                                                                          \
         bool assign_;                                                             \
@@ -265,6 +266,7 @@ void tg__div_backward(tg_record *r, const tg_tensor *g) {
                     d[i] += pg[i] * (DERIV);                                      \
                 }                                                                 \
         });                                                                       \
+        return;                                                                   \
     } while (0)
 
 tg_tensor *tg_affine(const tg_tensor *x, double alpha, double beta) {
@@ -284,10 +286,7 @@ tg_tensor *tg_pow_scalar(const tg_tensor *x, double p) {
 }
 /* dx += g p x^(p-1) */
 void tg__pow_scalar_backward(tg_record *r, const tg_tensor *g) {
-    if (r->f[0] == 2.0) { /* UNARY_BACKWARD does not return: without this return, squares got 2x the gradient */
-        UNARY_BACKWARD(r, g, 2 * v);
-        return;
-    }
+    if (r->f[0] == 2.0) UNARY_BACKWARD(r, g, 2 * v); /* returns */
     UNARY_BACKWARD(r, g, P0 == 0 ? (T)0 : P0 * pow(v, P0 - 1));
 }
 

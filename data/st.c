@@ -1,6 +1,6 @@
 /* data/st.c - safetensors data files: "x" (inputs, [N,T,I] or the 2-D/1-D forms of data.h), optional
  * "y" (labels: integers [N] = classes, [N,T] = tags; reals [N] or [N,O] = values) and optional
- * "lengths" [N] (integers, each 1..T). The file is parsed and validated by tensor/'s reader (DESIGN.md
+ * "lengths" [N] (integers, each 1..T). The file is parsed and validated by tensor/'s reader (docs/design.md
  * section 9), asked to convert integer tensors (I64 labels, as PyTorch writes them) to exact doubles;
  * any other tensor name is refused so that a typo ("label") is not silently ignored.
  */

@@ -6,6 +6,7 @@
  * F64 trajectories agree with PyTorch's to rounding. The state tensors are created on a parameter's
  * first step and are plain tensors outside the tape. */
 #include "optim/optim_internal.h"
+#include "tensor/internal.h"
 
 #include <tapegrad/autograd.h>
 
@@ -336,12 +337,7 @@ void tg_optim_zero_grad(tg_optim *opt) {
 
 /* ---- update kernels ----------------------------------------------------------------------------- */
 
-/* Runs the block with T = float or double. */
-#define OPTIM_DISPATCH(dt, ...)                                     \
-    do {                                                            \
-        if ((dt) == TG_F32) { typedef float T; __VA_ARGS__ }        \
-        else { typedef double T; __VA_ARGS__ }                      \
-    } while (0)
+/* TG_DISPATCH (tensor/internal.h) runs a block with T = float or double, as the ops do. */
 #define PTR(t) ((T *)tg_data(t))
 
 /* The state buffer k of a parameter, created with the given fill value on first use. */
@@ -360,7 +356,7 @@ static void sgd_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tenso
     bool first = ps->buf[0] == NULL;
     tg_tensor *buf = o->momentum != 0 ? state_buf(ps, 0, 0.0) : NULL;
     int64_t n = tg_numel(p);
-    OPTIM_DISPATCH(tg_dtype_of(p), {
+    TG_DISPATCH(tg_dtype_of(p), {
         T *pp = PTR(p);
         const T *pg = (const T *)tg_cdata(grad);
         T *pb = buf ? PTR(buf) : NULL;
@@ -411,7 +407,7 @@ static void adam_any_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_
     const double bias_correction2_sqrt = sqrt(bias_correction2);
     int64_t n = tg_numel(p);
     const bool maximize = o->maximize, wd_on = o->weight_decay != 0;
-    OPTIM_DISPATCH(tg_dtype_of(p), {
+    TG_DISPATCH(tg_dtype_of(p), {
         T *restrict pp = PTR(p), *restrict pm = PTR(m), *restrict pv = PTR(v), *restrict pvmax = vmax ? PTR(vmax) : NULL;
         const T *restrict pg = (const T *)tg_cdata(grad);
         const T decay = (T)(1.0 - o->lr * o->weight_decay), wd = (T)o->weight_decay;
@@ -484,7 +480,7 @@ static void rmsprop_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_t
     tg_tensor *buf = o->momentum > 0 ? state_buf(ps, 1, 0.0) : NULL;
     tg_tensor *ga = o->centered ? state_buf(ps, 2, 0.0) : NULL;
     int64_t n = tg_numel(p);
-    OPTIM_DISPATCH(tg_dtype_of(p), {
+    TG_DISPATCH(tg_dtype_of(p), {
         T *pp = PTR(p), *psq = PTR(sq), *pb = buf ? PTR(buf) : NULL, *pga = ga ? PTR(ga) : NULL;
         const T *pg = (const T *)tg_cdata(grad);
         const T wd = (T)o->weight_decay, alpha = (T)o->alpha, one_alpha = (T)(1.0 - o->alpha);
@@ -529,7 +525,7 @@ static void adagrad_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_t
     tg_tensor *sum = state_buf(ps, 0, o->initial_accumulator_value);
     const double clr = o->lr / (1 + (double)(ps->step - 1) * o->lr_decay);
     int64_t n = tg_numel(p);
-    OPTIM_DISPATCH(tg_dtype_of(p), {
+    TG_DISPATCH(tg_dtype_of(p), {
         T *pp = PTR(p), *ps_ = PTR(sum);
         const T *pg = (const T *)tg_cdata(grad);
         const T wd = (T)o->weight_decay, eps = (T)o->eps, neg_clr = (T)(-clr), one = (T)1;

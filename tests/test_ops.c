@@ -754,9 +754,16 @@ Test(ops, errors_name_the_op_and_shapes) {
     tg_set_error_handler(NULL, NULL);
 }
 
-Test(ops, default_handler_aborts_with_the_message, .signal = SIGABRT) {
+static void bad_matmul(void) {
     tg_tensor *a = tg_zeros(TG_F64, TG_SHAPE(3, 4)), *b = tg_zeros(TG_F64, TG_SHAPE(5, 2));
     tg_matmul(a, b);
+}
+/* With no handler installed, a shape error prints its message on stderr and aborts. */
+Test(ops, default_handler_aborts_with_the_message) {
+    char err[512];
+    int sig = th_child_stderr(bad_matmul, err, sizeof err);
+    cr_expect_eq(sig, SIGABRT, "the child ended with signal %d, not SIGABRT; stderr: %s", sig, err);
+    cr_expect_str_eq(err, "tapegrad error: tg_matmul: [3,4] @ [5,2]: inner dimensions differ\n");
 }
 
 Test(ops, dropout_semantics) {
