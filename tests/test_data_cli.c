@@ -3,6 +3,8 @@
  *   - summary: the table of a checkpoint (every parameter with its shape and count, the totals, the
  *     cell's equations) for any cell, and its errors;
  *   - every built-in and zoo cell gives summary some equations.
+ *   - train --data from .npy, CSV (one series; sequences with a label column) and gzip'd IDX beats each
+ *     target's baseline by a stated margin; predict, resume, early stopping and argument errors.
  * The data files the tests train on are written by the tests themselves. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -277,6 +279,97 @@ Test(data_cli, value_beats_the_mean) {
 Test(data_cli, next_beats_persistence) {
     write_series_file();
     expect_beats_by("--data series.npy --target next --seq 12 --val 0.2 --hidden 16 --epochs 3 --lr 0.01", true, 2);
+}
+
+/* The series of write_series_file as a CSV a user would have: a header, a time column and the value
+ * (--features picks the value; the time column would otherwise be a feature too). */
+static void write_series_csv(void) {
+    tg_rng rng;
+    tg_rng_seed(&rng, 78);
+    FILE *f = fopen(path_in("series.csv"), "w");
+    cr_assert(f);
+    fputs("\"time\",\"value\"\n", f);
+    for (int t = 0; t < 1500; t++) fprintf(f, "%d,%.6f\n", t, sin(0.3 * t) + 0.5 * sin(0.11 * t) + 0.05 * tg_rng_normal(&rng));
+    fclose(f);
+}
+
+Test(data_cli, next_beats_persistence_from_csv) {
+    write_series_csv();
+    expect_beats_by("--data series.csv --features value --target next --seq 12 --val 0.2 --hidden 16 --epochs 3 --lr 0.01",
+                    true, 2);
+}
+
+/* Sequences in one CSV: a column names each row's sequence, another its class (the sign of the first
+ * step's feature a, as class.npy: remembered over the whole sequence). */
+Test(data_cli, class_beats_the_majority_class_from_csv) {
+    write_sequence_files();
+    tg_rng rng;
+    tg_rng_seed(&rng, 77);
+    FILE *f = fopen(path_in("seqs.csv"), "w");
+    cr_assert(f);
+    fputs("recording,a,b,label\n", f);
+    for (int n = 0; n < N_SEQ; n++) {
+        double x[T_SEQ][I_SEQ];
+        for (int t = 0; t < T_SEQ; t++)
+            for (int i = 0; i < I_SEQ; i++) x[t][i] = tg_rng_normal(&rng);
+        for (int t = 0; t < T_SEQ; t++) fprintf(f, "r%d,%.9g,%.9g,%d\n", n, x[t][0], x[t][1], x[0][0] > 0);
+    }
+    fclose(f);
+    expect_beats_by("--data seqs.csv --seq-column recording --label-column label --target class --val 0.25 --hidden 16 "
+                    "--epochs 12 --lr 0.01", false, 25);
+}
+
+/* An IDX file as MNIST's (big-endian sizes, u8 pixels), gzip-compressed by gzip itself: N images of
+ * R rows x C columns, read as R steps of C features; class 1 when the first row is bright (so the
+ * network must remember row 0 over the other R-1 rows), pixels elsewhere uniform noise. */
+static void write_idx_images(const char *name, int n_img, uint64_t seed) {
+    enum { R = 8, C = 6 };
+    static unsigned char img[400][R][C], lab[400];
+    cr_assert(n_img <= 400);
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    for (int n = 0; n < n_img; n++) {
+        lab[n] = tg_rng_uniform(&rng) < 0.5;
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++) {
+                double u = tg_rng_uniform(&rng);
+                img[n][r][c] = (unsigned char)(r == 0 ? (lab[n] ? 128 + 127 * u : 127 * u) : 255 * u);
+            }
+    }
+    char file[64];
+    snprintf(file, sizeof file, "%s-images", name);
+    FILE *f = fopen(path_in(file), "wb");
+    cr_assert(f);
+    unsigned char head[16] = {0, 0, 0x08, 3, (unsigned char)(n_img >> 24), (unsigned char)(n_img >> 16), (unsigned char)(n_img >> 8),
+                              (unsigned char)n_img, 0, 0, 0, R, 0, 0, 0, C};
+    fwrite(head, 1, 16, f);
+    fwrite(img, 1, (size_t)n_img * R * C, f);
+    fclose(f);
+    snprintf(file, sizeof file, "%s-labels", name);
+    f = fopen(path_in(file), "wb");
+    cr_assert(f);
+    fwrite((unsigned char[]){0, 0, 0x08, 1}, 1, 4, f);
+    fwrite(head + 4, 1, 4, f);
+    fwrite(lab, 1, (size_t)n_img, f);
+    fclose(f);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gzip -9 %s-images %s-labels", g_dir, name, name);
+    cr_assert_eq(system(cmd), 0, "gzip failed: %s", cmd);
+}
+
+Test(data_cli, class_beats_the_majority_class_from_idx_gz) {
+    write_idx_images("train", 400, 91);
+    write_idx_images("t10k", 200, 92);
+    expect_beats_by("--data train-images.gz --labels train-labels.gz --target class --val 0.2 "
+                                 "--test-data t10k-images.gz --test-labels t10k-labels.gz --hidden 16 --epochs 10 --lr 0.01",
+                                 false, 30);
+    /* the final metric is the test set's: 200 images */
+    run_result r = run("train --data train-images.gz --labels train-labels.gz --target class --test-data t10k-images.gz "
+                       "--test-labels t10k-labels.gz --hidden 4 --steps 2 --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "on 200 test sequences") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "400 sequences (train 360, val 40, test 200), 6 features, 8 steps, 2 classes") != NULL, "%s", r.out);
+    run_free(&r);
 }
 
 /* predict --split val re-makes the training run's split and normalisation: its metric and loss are the
