@@ -2,6 +2,10 @@
 # Installs what building and testing tapegrad needs on Debian/Ubuntu, only when it is missing:
 # a C compiler, meson, ninja, pkg-config, Criterion (cmake too with TG_NEED_CMAKE=1) and Open MPI (for the
 # data-parallel build and its tests; TG_NEED_MPI=0 skips it, and tapegrad then builds without MPI). Uses sudo when not root.
+# Opt-in, for the benchmarks only (the tests never need them): TG_NEED_DATA=1 installs dataset-fashion-mnist
+# (bench/fashion_mnist.sh) and copies the yearly sunspot numbers out of Debian's python3-statsmodels package
+# (apt-get download + dpkg-deb, without installing it and its ~90 dependencies) to bench-out/data/sunspots.csv
+# (bench/sunspots.sh).
 set -euo pipefail
 missing=()
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
@@ -18,6 +22,9 @@ fi
 if [ "${TG_NEED_MPI:-1}" = 1 ] && { ! command -v mpirun >/dev/null 2>&1 || ! pkg-config --exists ompi-c 2>/dev/null; }; then
   missing+=(libopenmpi-dev openmpi-bin)
 fi
+if [ "${TG_NEED_DATA:-0}" = 1 ] && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  missing+=(dataset-fashion-mnist)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tapegrad: installing ${missing[*]} with apt-get" >&2
   sudo=""
@@ -25,4 +32,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -q >/dev/null
   $sudo apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+sunspots="$(cd "$(dirname "$0")/.." && pwd)/bench-out/data/sunspots.csv"
+if [ "${TG_NEED_DATA:-0}" = 1 ] && [ ! -f "$sunspots" ]; then
+  mkdir -p "$(dirname "$sunspots")"
+  inside=usr/lib/python3/dist-packages/statsmodels/datasets/sunspots/sunspots.csv
+  if [ -f "/$inside" ]; then
+    cp "/$inside" "$sunspots"
+  else
+    echo "tapegrad: copying sunspots.csv out of python3-statsmodels (apt-get download, not installed)" >&2
+    tmp=$(mktemp -d)
+    (cd "$tmp" && apt-get download -q python3-statsmodels >/dev/null 2>&1 && dpkg-deb -x python3-statsmodels_*.deb x)
+    cp "$tmp/x/$inside" "$sunspots"
+    rm -rf "$tmp"
+  fi
 fi

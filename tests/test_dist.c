@@ -4,6 +4,7 @@
  *     same global batch (an odd batch of 9, so the ranks' shares are 5 and 4), 100 steps of Adam with
  *     gradient clipping that is active (the unclipped run ends elsewhere), LSTM and GRU: F64 within
  *     1e-12, F32 within 1e-5;
+ *   - the same with --data (a CSV of sequences and class labels): parameters and validation metric;
  *   - a checkpoint written by 2 ranks resumes in one process and the other way round, both ending where
  *     an uninterrupted single run ends; the CSV log is written once (rank 0), not once per rank;
  *   - a rank that fails ends the whole job with its message (no hang: a watchdog kills after 120 s),
@@ -218,6 +219,42 @@ Test(dist, lstm_f64_two_ranks_equal_one_process, .timeout = 240) { check_equival
 Test(dist, gru_f64_two_ranks_equal_one_process, .timeout = 240) { check_equivalence("gru", "f64", 1e-12); }
 Test(dist, lstm_f32_two_ranks_equal_one_process, .timeout = 240) { check_equivalence("lstm", "f32", 1e-5); }
 Test(dist, gru_f32_two_ranks_equal_one_process, .timeout = 240) { check_equivalence("gru", "f32", 1e-5); }
+
+/* `mpirun -np 2 tapegrad train --data FILE`: a CSV of 90 sequences (6 steps of 2 features, a class
+ * per sequence), odd batches of 9 over the 72 training sequences; 2 ranks end where one process ends
+ * (F64 within 1e-12) and print the same validation metric, computed by rank 0 alone. */
+Test(dist, data_files_two_ranks_equal_one_process, .timeout = 240) {
+    need_mpi();
+    FILE *f = fopen(path_in("seqs.csv"), "w");
+    cr_assert(f);
+    fputs("id,a,b,label\n", f);
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    for (int n = 0; n < 90; n++) {
+        double a0 = tg_rng_normal(&rng);
+        for (int t = 0; t < 6; t++)
+            fprintf(f, "s%d,%.9g,%.9g,%d\n", n, t ? tg_rng_normal(&rng) : a0, tg_rng_normal(&rng), a0 > 0);
+    }
+    fclose(f);
+#define DATA_TRAIN "train --data seqs.csv --seq-column id --label-column label --target class --val 0.2 --hidden 8 " \
+                   "--batch 9 --optim adam --lr 0.01 --dtype f64 --quiet"
+    int epochs = under_valgrind() ? 1 : 5; /* 8 steps per epoch */
+    run_result one = run_tapegrad(0, DATA_TRAIN " --epochs %d --save one.safetensors", epochs);
+    cr_assert_eq(one.status, 0, "one process: %s", one.err);
+    run_result two = run_tapegrad(2, DATA_TRAIN " --epochs %d --save two.safetensors --check", epochs);
+    cr_assert_eq(two.status, 0, "2 ranks: %s%s", two.out, two.err);
+    cr_assert(strstr(two.out, "data parallel over MPI: 2 ranks; rank 0 takes sequences 0..4 of each batch of 9"),
+              "%s", two.out);
+    cr_assert(strstr(two.out, "(identical on every rank)"), "%s", two.out);
+    double d = max_diff(path_in("one.safetensors"), path_in("two.safetensors"));
+    cr_assert(d <= 1e-12, "--data: 2 ranks end %.3g away from one process", d);
+    const char *m1 = strstr(one.out, "val accuracy "), *m2 = strstr(two.out, "val accuracy ");
+    cr_assert(m1 && m2, "no metric line:\n%s\n%s", one.out, two.out);
+    cr_expect(strncmp(m1, m2, (size_t)(strchr(m1, '\n') - m1)) == 0, "metric lines differ:\n%s\n%s", m1, m2);
+#undef DATA_TRAIN
+    run_free(&one);
+    run_free(&two);
+}
 
 Test(dist, checkpoint_resumes_with_another_number_of_ranks, .timeout = 240) {
     need_mpi();
