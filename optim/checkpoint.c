@@ -323,6 +323,9 @@ int tg_optim_load(tg_optim *opt, tg_sched *sched, const char *path) {
         for (int h = 0; h < tg__optim_n_fields; h++) {
             char *field = (char *)&groups[g].opts + tg__optim_fields[h].offset;
             snprintf(key, sizeof key, "group.%d.%s", g, tg__optim_fields[h].name);
+            /* a field this kind does not read may be absent (a file written before the field
+             * existed): the group keeps its value */
+            if (!tg_st_meta(f, key) && !tg_optim_kind_uses(opt->kind, h)) continue;
             if (tg__optim_fields[h].is_bool) {
                 if (meta_i64(f, &pr, key, &v)) {
                     if (v != 0 && v != 1) problem(&pr, "metadata '%s' = %lld is not 0 or 1", key, (long long)v);
@@ -364,8 +367,13 @@ int tg_optim_load(tg_optim *opt, tg_sched *sched, const char *path) {
             continue;
         }
         const tg_tensor *p = opt->params[i].param;
-        if (!tg_same_shape(t, p) || tg_dtype_of(t) != tg_dtype_of(p)) {
-            char s1[128];
+        char s1[128];
+        if (tg__optim_buf_is_scalar(opt->kind, k)) {
+            if (tg_ndim(t) != 0 || tg_dtype_of(t) != tg_dtype_of(p))
+                problem(&pr, "state tensor '%s' is %s %s, expected a 0-d %s tensor (the dtype of its parameter '%s')",
+                        name, tg_shape_str(t, s1, sizeof s1), tg_dtype_name(tg_dtype_of(t)),
+                        tg_dtype_name(tg_dtype_of(p)), tg_name(p));
+        } else if (!tg_same_shape(t, p) || tg_dtype_of(t) != tg_dtype_of(p)) {
             problem(&pr, "state tensor '%s' is %s %s, its parameter '%s' is %s %s", name, tg_shape_str(t, s1, sizeof s1),
                     tg_dtype_name(tg_dtype_of(t)), tg_name(p), tg_shape_str(p, shape, sizeof shape),
                     tg_dtype_name(tg_dtype_of(p)));

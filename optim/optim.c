@@ -1,4 +1,5 @@
-/* optim/optim.c - SGD, Adam, AdamW, RMSprop, Adagrad with torch.optim's single-tensor algorithms.
+/* optim/optim.c - SGD, Adam, AdamW, RMSprop, Adagrad, NAdam, RAdam, Adamax, Adadelta with
+ * torch.optim's single-tensor algorithms (torch 1.13).
  *
  * Each update is one loop over the elements of a parameter, written in the parameter's dtype T with
  * the hyper-parameters rounded to T, and evaluating every torch tensor op of the reference algorithm
@@ -19,7 +20,7 @@
 
 /* ---- the rows: kinds, fields, defaults, validation ----------------------------------------------
  *
- * Adding an optimizer (say Adamax, torch.optim.Adamax):
+ * Adding an optimizer (Adamax, torch.optim.Adamax, was added this way; its row is below):
  *   1. include/tapegrad/optim.h: one line X(ADAMAX, adamax) in TG_OPTIM_KINDS (the enum constant
  *      and the name "adamax" for --optim and checkpoints), and one line in TG_OPTIM_FIELDS for each
  *      hyper-parameter no existing optimizer has (checkpoints then carry it, nothing else to do).
@@ -29,6 +30,7 @@
  *              .uses = ALL_KINDS | F(beta1) | F(beta2) | F(eps),   // validated, shown, documented
  *              .defaults = {.lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
  *              .state = {"exp_avg", "exp_inf"},                    // torch's state keys, buf[0], buf[1]
+ *              .scalar = 0,                                        // bit k: buf[k] is 0-d (state_scalar)
  *              .update = adamax_update,
  *              .check = NULL,                                      // cross-field rules, if any
  *          };
@@ -67,7 +69,8 @@ TG_OPTIM_FIELDS(FIELD_TYPE_CHECK)
 
 /* The values of the fields a kind does not use (what tg_optim_defaults of any kind holds there), so
  * that the defaults of one kind are a valid start for another. */
-static const tg_optim_opts unused_values = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .alpha = 0.99};
+static const tg_optim_opts unused_values = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .alpha = 0.99,
+                                            .momentum_decay = 4e-3, .rho = 0.9};
 
 static const tg_optim_row *row_of(tg_optim_kind kind); /* NULL when out of range; defined at the end */
 
@@ -121,6 +124,11 @@ bool tg_optim_kind_uses(tg_optim_kind kind, int i) {
 const char *tg__optim_buf_name(tg_optim_kind kind, int k) {
     const tg_optim_row *r = row_of(kind);
     return r && k >= 0 && k < TG_OPTIM_NBUF ? r->state[k] : NULL;
+}
+
+bool tg__optim_buf_is_scalar(tg_optim_kind kind, int k) {
+    const tg_optim_row *r = row_of(kind);
+    return r && k >= 0 && k < TG_OPTIM_NBUF && (r->scalar >> k & 1u);
 }
 
 /* The row's defaults for the fields it uses, unused_values for the others. */
@@ -340,12 +348,18 @@ void tg_optim_zero_grad(tg_optim *opt) {
 /* TG_DISPATCH (tensor/internal.h) runs a block with T = float or double, as the ops do. */
 #define PTR(t) ((T *)tg_data(t))
 
-/* The state buffer k of a parameter, created with the given fill value on first use. */
+/* The state buffer k of a parameter, [param's shape] and created with the given fill value on first use. */
 static tg_tensor *state_buf(tg_optim_slot *ps, int k, double fill) {
     if (!ps->buf[k]) {
         tg_tensor *p = ps->param;
         ps->buf[k] = tg_full(tg_dtype_of(p), tg_ndim(p), tg_shape(p), fill);
     }
+    return ps->buf[k];
+}
+
+/* A 0-d state buffer k in the parameter's dtype (a row's .scalar bit k), created as fill. */
+static tg_tensor *state_scalar(tg_optim_slot *ps, int k, double fill) {
+    if (!ps->buf[k]) ps->buf[k] = tg_full(tg_dtype_of(ps->param), 0, NULL, fill);
     return ps->buf[k];
 }
 
@@ -546,6 +560,176 @@ static const tg_optim_row adagrad_row = {
     .defaults = {.lr = 1e-2, .eps = 1e-10},
     .state = {"sum"},
     .update = adagrad_update,
+};
+
+/* NAdam (torch 1.13). torch: g = g.add(p, alpha=wd) (decoupled: p.mul_(1 - lr·wd) instead);
+ * μ_t = β1 (1 - 0.5·0.96^(t·ψ)), μ_{t+1} likewise (ψ = momentum_decay); mu_product *= μ_t (a 0-d
+ * tensor); mu_product_next = mu_product · μ_t · μ_{t+1} (sic: torch 1.13 multiplies μ_t in a second
+ * time; torch >= 2.0 dropped it, pytorch/pytorch#92699); m, v as Adam;
+ * denom = (v / (1-β2^t)).sqrt() + eps; p.addcdiv_(g, denom, value=-lr(1-μ_t)/(1-mu_product));
+ * p.addcdiv_(m, denom, value=-lr·μ_{t+1}/(1-mu_product_next)) */
+static void nadam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
+    tg_tensor *p = ps->param;
+    tg_tensor *m = state_buf(ps, 0, 0.0), *v = state_buf(ps, 1, 0.0), *mu_prod = state_scalar(ps, 2, 1.0);
+    const double t = (double)ps->step;
+    const double bias_correction2 = 1 - pow(o->beta2, t);
+    const double mu = o->beta1 * (1. - 0.5 * pow(0.96, t * o->momentum_decay));
+    const double mu_next = o->beta1 * (1. - 0.5 * pow(0.96, (t + 1) * o->momentum_decay));
+    const bool decoupled = o->decoupled_weight_decay && o->weight_decay != 0;
+    const bool l2 = !o->decoupled_weight_decay && o->weight_decay != 0;
+    int64_t n = tg_numel(p);
+    TG_DISPATCH(tg_dtype_of(p), {
+        T *pmp = PTR(mu_prod);
+        *pmp = *pmp * (T)mu;                             /* in the state's dtype, as torch's tensor op */
+        const T mu_product_next = *pmp * (T)mu * (T)mu_next;
+        const T v1 = (T)(-o->lr * (1. - mu) / (1. - (double)*pmp));
+        const T v2 = (T)(-o->lr * mu_next / (1. - (double)mu_product_next));
+        T *pp = PTR(p), *pm = PTR(m), *pv = PTR(v);
+        const T *pg = (const T *)tg_cdata(grad);
+        const T decay = (T)(1.0 - o->lr * o->weight_decay), wd = (T)o->weight_decay;
+        const T b1 = (T)o->beta1, one_b1 = (T)(1.0 - o->beta1), b2 = (T)o->beta2, one_b2 = (T)(1.0 - o->beta2);
+        const T bc2 = (T)bias_correction2, eps = (T)o->eps;
+        for (int64_t i = 0; i < n; i++) {
+            T d = o->maximize ? -pg[i] : pg[i];
+            if (decoupled) pp[i] = pp[i] * decay;
+            else if (l2) d = d + wd * pp[i];
+            pm[i] = pm[i] * b1 + one_b1 * d;
+            pv[i] = pv[i] * b2 + one_b2 * d * d;
+            const T denom = sqrt(pv[i] / bc2) + eps;
+            pp[i] = pp[i] + v1 * d / denom;
+            pp[i] = pp[i] + v2 * pm[i] / denom;
+        }
+    });
+    tg_bump_version(m);
+    tg_bump_version(v);
+    tg_bump_version(mu_prod);
+}
+
+static const tg_optim_row nadam_row = {
+    .torch = "torch.optim.NAdam",
+    .uses = ALL_KINDS | F(beta1) | F(beta2) | F(eps) | F(momentum_decay) | F(decoupled_weight_decay),
+    .defaults = {.lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .momentum_decay = 4e-3},
+    .state = {"exp_avg", "exp_avg_sq", "mu_product"},
+    .scalar = 1u << 2,
+    .update = nadam_update,
+};
+
+/* RAdam (torch 1.13). torch: g += wd p (decoupled: p.mul_(1 - lr·wd) instead); m, v as Adam;
+ * m̂ = m / (1-β1^t); ρ∞ = 2/(1-β2) - 1; ρ_t = ρ∞ - 2t·β2^t/(1-β2^t);
+ * ρ_t > 5: r = √((ρ_t-4)(ρ_t-2)ρ∞ / ((ρ∞-4)(ρ∞-2)ρ_t)), a = (√v + eps).reciprocal() · √(1-β2^t)
+ * (torch's scalar / tensor), p.add_(m̂ · lr · a · r, alpha=-1); else p.add_(m̂ · lr, alpha=-1) */
+static void radam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
+    tg_tensor *p = ps->param;
+    tg_tensor *m = state_buf(ps, 0, 0.0), *v = state_buf(ps, 1, 0.0);
+    const double t = (double)ps->step;
+    const double bias_correction1 = 1 - pow(o->beta1, t);
+    const double bias_correction2 = 1 - pow(o->beta2, t);
+    const double rho_inf = 2 / (1 - o->beta2) - 1;
+    const double rho_t = rho_inf - 2 * t * pow(o->beta2, t) / bias_correction2;
+    const bool rectify = rho_t > 5.;
+    const double rect = rectify ? sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) : 0;
+    const bool decoupled = o->decoupled_weight_decay && o->weight_decay != 0;
+    const bool l2 = !o->decoupled_weight_decay && o->weight_decay != 0;
+    int64_t n = tg_numel(p);
+    TG_DISPATCH(tg_dtype_of(p), {
+        T *pp = PTR(p), *pm = PTR(m), *pv = PTR(v);
+        const T *pg = (const T *)tg_cdata(grad);
+        const T decay = (T)(1.0 - o->lr * o->weight_decay), wd = (T)o->weight_decay;
+        const T b1 = (T)o->beta1, one_b1 = (T)(1.0 - o->beta1), b2 = (T)o->beta2, one_b2 = (T)(1.0 - o->beta2);
+        const T bc1 = (T)bias_correction1, bc2_sqrt = (T)sqrt(bias_correction2), eps = (T)o->eps;
+        const T lr = (T)o->lr, r = (T)rect, one = (T)1, minus_one = (T)-1;
+        for (int64_t i = 0; i < n; i++) {
+            T d = o->maximize ? -pg[i] : pg[i];
+            if (decoupled) pp[i] = pp[i] * decay;
+            else if (l2) d = d + wd * pp[i];
+            pm[i] = pm[i] * b1 + one_b1 * d;
+            pv[i] = pv[i] * b2 + one_b2 * d * d;
+            const T m_hat = pm[i] / bc1;
+            if (rectify) {
+                const T adaptive_lr = one / (sqrt(pv[i]) + eps) * bc2_sqrt;
+                pp[i] = pp[i] + minus_one * (m_hat * lr * adaptive_lr * r);
+            } else {
+                pp[i] = pp[i] + minus_one * (m_hat * lr);
+            }
+        }
+    });
+    tg_bump_version(m);
+    tg_bump_version(v);
+}
+
+static const tg_optim_row radam_row = {
+    .torch = "torch.optim.RAdam",
+    .uses = ALL_KINDS | F(beta1) | F(beta2) | F(eps) | F(decoupled_weight_decay),
+    .defaults = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
+    .state = {"exp_avg", "exp_avg_sq"},
+    .update = radam_update,
+};
+
+/* Adamax. torch: g += wd p; exp_avg.mul_(β1).add_(g, alpha=1-β1);
+ * exp_inf = amax(exp_inf·β2, |g| + eps) (NaN propagates); p.addcdiv_(exp_avg, exp_inf, value=-lr/(1-β1^t)) */
+static void adamax_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
+    tg_tensor *p = ps->param;
+    tg_tensor *m = state_buf(ps, 0, 0.0), *u = state_buf(ps, 1, 0.0);
+    const double clr = o->lr / (1 - pow(o->beta1, (double)ps->step));
+    int64_t n = tg_numel(p);
+    TG_DISPATCH(tg_dtype_of(p), {
+        T *pp = PTR(p), *pm = PTR(m), *pu = PTR(u);
+        const T *pg = (const T *)tg_cdata(grad);
+        const T wd = (T)o->weight_decay, b1 = (T)o->beta1, one_b1 = (T)(1.0 - o->beta1), b2 = (T)o->beta2;
+        const T eps = (T)o->eps, neg_clr = (T)(-clr);
+        for (int64_t i = 0; i < n; i++) {
+            T d = o->maximize ? -pg[i] : pg[i];
+            if (o->weight_decay != 0) d = d + wd * pp[i];
+            pm[i] = pm[i] * b1 + one_b1 * d;
+            const T a = pu[i] * b2, b = fabs(d) + eps;
+            pu[i] = a != a ? a : b != b ? b : a > b ? a : b; /* torch.amax propagates NaN */
+            pp[i] = pp[i] + neg_clr * pm[i] / pu[i];
+        }
+    });
+    tg_bump_version(m);
+    tg_bump_version(u);
+}
+
+static const tg_optim_row adamax_row = {
+    .torch = "torch.optim.Adamax",
+    .uses = ALL_KINDS | F(beta1) | F(beta2) | F(eps),
+    .defaults = {.lr = 2e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
+    .state = {"exp_avg", "exp_inf"},
+    .update = adamax_update,
+};
+
+/* Adadelta. torch: g += wd p; square_avg.mul_(ρ).addcmul_(g, g, value=1-ρ);
+ * std = square_avg.add(eps).sqrt_(); delta = acc_delta.add(eps).sqrt_().div_(std).mul_(g);
+ * acc_delta.mul_(ρ).addcmul_(delta, delta, value=1-ρ); p.add_(delta, alpha=-lr) */
+static void adadelta_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
+    tg_tensor *p = ps->param;
+    tg_tensor *sq = state_buf(ps, 0, 0.0), *acc = state_buf(ps, 1, 0.0);
+    int64_t n = tg_numel(p);
+    TG_DISPATCH(tg_dtype_of(p), {
+        T *pp = PTR(p), *psq = PTR(sq), *pacc = PTR(acc);
+        const T *pg = (const T *)tg_cdata(grad);
+        const T wd = (T)o->weight_decay, rho = (T)o->rho, one_rho = (T)(1.0 - o->rho);
+        const T eps = (T)o->eps, neg_lr = (T)(-o->lr);
+        for (int64_t i = 0; i < n; i++) {
+            T d = o->maximize ? -pg[i] : pg[i];
+            if (o->weight_decay != 0) d = d + wd * pp[i];
+            psq[i] = psq[i] * rho + one_rho * d * d;
+            const T std_ = sqrt(psq[i] + eps);
+            const T delta = sqrt(pacc[i] + eps) / std_ * d;
+            pacc[i] = pacc[i] * rho + one_rho * delta * delta;
+            pp[i] = pp[i] + neg_lr * delta;
+        }
+    });
+    tg_bump_version(sq);
+    tg_bump_version(acc);
+}
+
+static const tg_optim_row adadelta_row = {
+    .torch = "torch.optim.Adadelta",
+    .uses = ALL_KINDS | F(rho) | F(eps),
+    .defaults = {.lr = 1.0, .rho = 0.9, .eps = 1e-6},
+    .state = {"square_avg", "acc_delta"},
+    .update = adadelta_update,
 };
 
 /* The rows in enum order, made from TG_OPTIM_KINDS. */

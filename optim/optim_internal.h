@@ -5,7 +5,8 @@
 #include <tapegrad/optim.h>
 
 /* Per-parameter state, named like torch.optim's state keys (so a checkpoint reads like PyTorch's);
- * the names of buf[0..] are the .state of the optimizer's row in optim.c. Buffers have the parameter's shape and dtype and are created on the parameter's first step. */
+ * the names of buf[0..] are the .state of the optimizer's row in optim.c. Buffers have the parameter's
+ * dtype and shape (or are 0-d where the row's .scalar says so) and are created on its first step. */
 #define TG_OPTIM_NBUF 3
 
 typedef struct tg_optim_slot {
@@ -39,6 +40,7 @@ typedef struct tg_optim_row {
     uint64_t uses;                      /* bit i: reads TG_OPTIM_FIELDS field i (validated, documented) */
     tg_optim_opts defaults;             /* torch's defaults of the fields it uses (the others are ignored) */
     const char *state[TG_OPTIM_NBUF];   /* torch's state key of buf[k]; NULL past the last */
+    unsigned scalar;                    /* bit k: buf[k] is a 0-d tensor (NAdam's mu_product), not [param's shape] */
     tg_optim_update_fn *update;         /* one step of one parameter (ps->step already counts it) */
     tg_optim_check_fn *check;           /* rules across fields (false + message); NULL if none */
 } tg_optim_row;
@@ -56,6 +58,8 @@ extern const int tg__optim_n_fields;
 
 /* Name of state buffer k for this optimizer kind, or NULL when the kind has no such buffer. */
 const char *tg__optim_buf_name(tg_optim_kind kind, int k);
+/* true when state buffer k of this kind is a 0-d tensor rather than one of the parameter's shape. */
+bool tg__optim_buf_is_scalar(tg_optim_kind kind, int k);
 /* Validates hyper-parameters: false with the reason written to msg. */
 bool tg__optim_validate(tg_optim_kind kind, const tg_optim_opts *o, char *msg, size_t size);
 

@@ -118,30 +118,16 @@ Test(optim, trajectories_match_torch_f32) {
 }
 
 Test(optim, defaults_are_torchs) {
+    /* every field a kind reads has torch's default (golden_defaults: torch's param_groups[0]; a field
+     * torch 1.13 lacks, maximize of NAdam/RAdam and decoupled_weight_decay, is false there) */
     for (size_t i = 0; i < sizeof golden_defaults / sizeof golden_defaults[0]; i++) {
         tg_optim_kind k = golden_defaults[i].kind;
-        const tg_optim_opts *t = &golden_defaults[i].opts;
         tg_optim_opts o = tg_optim_defaults(k);
-        cr_expect_eq(o.lr, t->lr, "%s lr", tg_optim_kind_name(k));
-        cr_expect_eq(o.weight_decay, t->weight_decay, "%s weight_decay", tg_optim_kind_name(k));
-        cr_expect_eq(o.momentum, t->momentum, "%s momentum", tg_optim_kind_name(k));
-        cr_expect_eq(o.dampening, t->dampening);
-        cr_expect_eq(o.nesterov, t->nesterov);
-        cr_expect_eq(o.maximize, t->maximize);
-        if (k == TG_OPTIM_ADAM || k == TG_OPTIM_ADAMW) {
-            cr_expect_eq(o.beta1, t->beta1);
-            cr_expect_eq(o.beta2, t->beta2);
-            cr_expect_eq(o.amsgrad, t->amsgrad);
-        }
-        if (k != TG_OPTIM_SGD) cr_expect_eq(o.eps, t->eps, "%s eps", tg_optim_kind_name(k));
-        if (k == TG_OPTIM_RMSPROP) {
-            cr_expect_eq(o.alpha, t->alpha);
-            cr_expect_eq(o.centered, t->centered);
-        }
-        if (k == TG_OPTIM_ADAGRAD) {
-            cr_expect_eq(o.lr_decay, t->lr_decay);
-            cr_expect_eq(o.initial_accumulator_value, t->initial_accumulator_value);
-        }
+        for (int f = 0; f < tg_optim_num_fields(); f++)
+            if (tg_optim_kind_uses(k, f))
+                cr_expect_eq(tg_optim_field_get(&o, f), tg_optim_field_get(&golden_defaults[i].opts, f), "%s %s: %g, torch %g",
+                             tg_optim_kind_name(k), tg_optim_field_name(f), tg_optim_field_get(&o, f),
+                             tg_optim_field_get(&golden_defaults[i].opts, f));
     }
 }
 
@@ -259,6 +245,15 @@ Test(optim, invalid_hyper_parameters_are_rejected) {
         {TG_OPTIM_ADAGRAD, "lr_decay", -0.1, false, "lr_decay"},
         {TG_OPTIM_ADAGRAD, "initial_accumulator_value", -0.1, false, "initial_accumulator_value"},
         {TG_OPTIM_ADAGRAD, "eps", -1e-10, false, "eps"},
+        {TG_OPTIM_NADAM, "momentum_decay", -4e-3, false, "momentum_decay"},
+        {TG_OPTIM_NADAM, "beta1", 1.0, false, "beta1"},
+        {TG_OPTIM_RADAM, "beta2", 1.0, false, "beta2"},
+        {TG_OPTIM_RADAM, "eps", -1e-8, false, "eps"},
+        {TG_OPTIM_ADAMAX, "beta2", -0.5, false, "beta2"},
+        {TG_OPTIM_ADAMAX, "weight_decay", NAN, false, "weight_decay"},
+        {TG_OPTIM_ADADELTA, "rho", 1.5, false, "rho"},
+        {TG_OPTIM_ADADELTA, "rho", NAN, false, "rho"},
+        {TG_OPTIM_ADADELTA, "lr", -1.0, false, "learning rate"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         tg_optim_opts o = tg_optim_defaults(bad[i].kind);
@@ -267,7 +262,8 @@ Test(optim, invalid_hyper_parameters_are_rejected) {
                   : !strcmp(bad[i].field, "weight_decay") ? &o.weight_decay : !strcmp(bad[i].field, "dampening") ? &o.dampening
                   : !strcmp(bad[i].field, "beta1") ? &o.beta1 : !strcmp(bad[i].field, "beta2") ? &o.beta2
                   : !strcmp(bad[i].field, "eps") ? &o.eps : !strcmp(bad[i].field, "alpha") ? &o.alpha
-                  : !strcmp(bad[i].field, "lr_decay") ? &o.lr_decay : &o.initial_accumulator_value;
+                  : !strcmp(bad[i].field, "lr_decay") ? &o.lr_decay : !strcmp(bad[i].field, "rho") ? &o.rho
+                  : !strcmp(bad[i].field, "momentum_decay") ? &o.momentum_decay : &o.initial_accumulator_value;
         *f = bad[i].value;
         th_reset_errors();
         cr_expect_null(tg_optim_new(bad[i].kind, &w, 1, &o), "case %zu", i);
@@ -679,7 +675,7 @@ static void resume_round_trip(const run_cfg *rc, tg_dtype dt) {
 }
 
 Test(optim, checkpoint_resume_is_bit_identical) {
-    run_cfg cfgs[6];
+    run_cfg cfgs[10];
     cfgs[0] = (run_cfg){TG_OPTIM_ADAM, tg_optim_defaults(TG_OPTIM_ADAM), 1};
     cfgs[0].opts.lr = 0.05;
     cfgs[0].opts.amsgrad = true;
@@ -698,7 +694,18 @@ Test(optim, checkpoint_resume_is_bit_identical) {
     cfgs[4].opts.lr = 0.05;
     cfgs[5] = (run_cfg){TG_OPTIM_SGD, tg_optim_defaults(TG_OPTIM_SGD), 1};
     cfgs[5].opts.lr = 0.5;
-    for (int i = 0; i < 6; i++) {
+    cfgs[6] = (run_cfg){TG_OPTIM_NADAM, tg_optim_defaults(TG_OPTIM_NADAM), 1};
+    cfgs[6].opts.lr = 0.05;
+    cfgs[6].opts.weight_decay = 0.1;
+    cfgs[6].opts.decoupled_weight_decay = true;
+    cfgs[7] = (run_cfg){TG_OPTIM_RADAM, tg_optim_defaults(TG_OPTIM_RADAM), 3}; /* rectified from step 6 */
+    cfgs[7].opts.lr = 0.05;
+    cfgs[7].opts.weight_decay = 0.01;
+    cfgs[8] = (run_cfg){TG_OPTIM_ADAMAX, tg_optim_defaults(TG_OPTIM_ADAMAX), 2};
+    cfgs[8].opts.weight_decay = 0.01;
+    cfgs[9] = (run_cfg){TG_OPTIM_ADADELTA, tg_optim_defaults(TG_OPTIM_ADADELTA), 1};
+    cfgs[9].opts.rho = 0.8;
+    for (int i = 0; i < 10; i++) {
         resume_round_trip(&cfgs[i], TG_F32);
         resume_round_trip(&cfgs[i], TG_F64);
     }
@@ -711,6 +718,7 @@ Test(optim, checkpoint_resume_is_bit_identical) {
 Test(optim, every_kind_is_complete) {
     char list[256];
     tg_optim_kind_list(list, sizeof list, ", ");
+    cr_expect_str_eq(list, "sgd, adam, adamw, rmsprop, adagrad, nadam, radam, adamax, adadelta");
     for (int k = 0; k < TG_OPTIM_KIND_COUNT; k++) {
         const char *name = tg_optim_kind_name((tg_optim_kind)k);
         cr_expect_neq(strcmp(name, "unknown"), 0, "optimizer kind %d has no name", k);
@@ -983,4 +991,124 @@ Test(optim, checkpoint_without_state_or_schedule) {
     tg_optim_free(opt);
     tg_params_free(m.params);
     unlink(path);
+}
+
+/* NAdam's mu_product is a 0-d state tensor (torch's state['mu_product']) holding ∏ μ_t, saved and
+ * checked as one; Adamax's exp_inf is torch.amax's, so a NaN gradient element stays NaN there. */
+Test(optim, nadam_mu_product_is_a_scalar_state) {
+    th_record_errors();
+    tiny_model m = tiny_new(TG_F64, 3);
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_NADAM);
+    o.momentum_decay = 0.05;
+    tg_optim *opt = tg_optim_new_params(TG_OPTIM_NADAM, m.params, &o);
+    for (int i = 0; i < 3; i++) train_step(&m, opt, NULL, i);
+    tg_tensor *p0 = tg_optim_param(opt, 0), *mp = tg_optim_state(opt, p0, "mu_product");
+    cr_assert_not_null(mp);
+    cr_expect_eq(tg_ndim(mp), 0);
+    double prod = 1;
+    for (int t = 1; t <= 3; t++) prod *= 0.9 * (1 - 0.5 * pow(0.96, t * 0.05));
+    cr_expect(fabs(tg_item(mp) - prod) <= 1e-15, "mu_product %.17g, expected %.17g", tg_item(mp), prod);
+    cr_expect_not_null(tg_optim_state(opt, p0, "exp_avg_sq"));
+
+    char good[512], bad[512];
+    snprintf(good, sizeof good, "%s", tmp_path("nadam.safetensors"));
+    snprintf(bad, sizeof bad, "%s", tmp_path("nadam_bad.safetensors"));
+    cr_assert_eq(tg_optim_save(opt, NULL, good), 0, "%s", tg_last_error());
+    /* state.0.mu_product [4,3] instead of 0-d: refused, state untouched */
+    tg_st_file *f = tg_st_load(good);
+    cr_assert_not_null(f);
+    cr_assert_str_eq(tg_st_name_at(f, 0), "state.0.exp_avg");
+    tg_st_free(f);
+    tg_tensor *wrong = tg_zeros(TG_F64, TG_SHAPE(4, 3));
+    rewrite(good, bad, NULL, NULL, NULL, NULL);
+    {
+        /* rename: put a [4,3] tensor under the mu_product name */
+        tg_st_file *g = tg_st_load(bad);
+        int n = tg_st_count(g), nm = tg_st_meta_count(g);
+        const char **names = calloc((size_t)n, sizeof *names), **meta = calloc(2 * (size_t)nm, sizeof *meta);
+        tg_tensor **ts = calloc((size_t)n, sizeof *ts);
+        for (int i = 0; i < n; i++) {
+            names[i] = tg_st_name_at(g, i);
+            ts[i] = strcmp(names[i], "state.0.mu_product") == 0 ? wrong : tg_st_tensor_at(g, i);
+        }
+        for (int i = 0; i < nm; i++) { meta[2 * i] = tg_st_meta_key(g, i); meta[2 * i + 1] = tg_st_meta_value(g, i); }
+        cr_assert_eq(tg_st_save(bad, n, names, ts, nm, meta), 0, "%s", tg_last_error());
+        free(names);
+        free(meta);
+        free(ts);
+        tg_st_free(g);
+    }
+    double before = tg_item(mp);
+    train_step(&m, opt, NULL, 3);
+    double after = tg_item(tg_optim_state(opt, p0, "mu_product"));
+    cr_expect_neq(before, after);
+    th_reset_errors();
+    cr_expect_eq(tg_optim_load(opt, NULL, bad), -1);
+    cr_expect(strstr(tg_last_error(), "'state.0.mu_product' is [4,3] F64, expected a 0-d F64") != NULL, "%s",
+              tg_last_error());
+    cr_expect_eq(tg_item(tg_optim_state(opt, p0, "mu_product")), after);
+    cr_expect_eq(tg_optim_load(opt, NULL, good), 0, "%s", tg_last_error());
+    cr_expect_eq(tg_item(tg_optim_state(opt, p0, "mu_product")), before);
+    cr_expect_eq(th_error_count(), 0);
+    tg_release(wrong);
+    tg_optim_free(opt);
+    tg_params_free(m.params);
+    unlink(good);
+    unlink(bad);
+}
+
+/* A file written before a hyper-parameter existed lacks its key: fine for a kind that does not read
+ * it, an error for one that does. */
+Test(optim, checkpoint_without_a_field_the_kind_does_not_read) {
+    th_record_errors();
+    tiny_model m = tiny_new(TG_F32, 3);
+    tg_optim *opt = tg_optim_new_params(TG_OPTIM_ADAM, m.params, NULL);
+    train_step(&m, opt, NULL, 0);
+    char good[512], old[512];
+    snprintf(good, sizeof good, "%s", tmp_path("adam.safetensors"));
+    snprintf(old, sizeof old, "%s", tmp_path("adam_old.safetensors"));
+    cr_assert_eq(tg_optim_save(opt, NULL, good), 0, "%s", tg_last_error());
+    rewrite(good, old, "group.0.rho", NULL, NULL, NULL);
+    cr_expect_eq(tg_optim_load(opt, NULL, old), 0, "%s", tg_last_error());
+    rewrite(good, old, "group.0.beta2", NULL, NULL, NULL);
+    cr_expect_eq(tg_optim_load(opt, NULL, old), -1);
+    cr_expect(strstr(tg_last_error(), "'group.0.beta2' is missing") != NULL, "%s", tg_last_error());
+    tg_optim_free(opt);
+    opt = tg_optim_new_params(TG_OPTIM_ADADELTA, m.params, NULL);
+    train_step(&m, opt, NULL, 0);
+    cr_assert_eq(tg_optim_save(opt, NULL, good), 0, "%s", tg_last_error());
+    rewrite(good, old, "group.0.rho", NULL, NULL, NULL);
+    cr_expect_eq(tg_optim_load(opt, NULL, old), -1);
+    cr_expect(strstr(tg_last_error(), "'group.0.rho' is missing") != NULL, "%s", tg_last_error());
+    cr_expect_eq(th_error_count(), 0);
+    tg_optim_free(opt);
+    tg_params_free(m.params);
+    unlink(good);
+    unlink(old);
+}
+
+/* torch 1.13: Adamax([p], lr=0.1) with gradient [1, nan, -2], then [1, 1, -2]:
+ * exp_inf [1+1e-8, nan, 2+1e-8] after both, p [-0.1, nan, 0.1] then [-0.2, nan, 0.2] */
+Test(optim, adamax_nan_gradient_stays_in_exp_inf_like_torch_amax) {
+    tg_tensor *p = tg_zeros(TG_F64, TG_SHAPE(3));
+    tg_set_requires_grad(p, true);
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_ADAMAX);
+    o.lr = 0.1;
+    tg_optim *opt = tg_optim_new(TG_OPTIM_ADAMAX, &p, 1, &o);
+    const double g[2][3] = {{1, NAN, -2}, {1, 1, -2}};
+    for (int s = 0; s < 2; s++) {
+        tg_tensor *w = tg_from_f64(TG_F64, 1, (int64_t[]){3}, g[s]);
+        tg_backward(tg_sum(tg_mul(p, w)));
+        tg_release(w);
+        cr_assert_eq(tg_optim_step(opt), 0);
+        tg_optim_zero_grad(opt);
+        tg_tape_reset();
+        tg_tensor *u = tg_optim_state(opt, p, "exp_inf");
+        cr_expect(isnan(tg_get(u, 1)), "step %d: exp_inf[1] = %g, torch nan", s + 1, tg_get(u, 1));
+        cr_expect(isnan(tg_get(p, 1)));
+        cr_expect(fabs(tg_get(p, 0) + 0.1 * (s + 1)) < 1e-8 && fabs(tg_get(p, 2) - 0.1 * (s + 1)) < 1e-8, /* eps in exp_inf */
+                  "step %d: p %g %g", s + 1, tg_get(p, 0), tg_get(p, 2));
+    }
+    tg_optim_free(opt);
+    tg_release(p);
 }

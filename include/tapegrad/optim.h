@@ -33,6 +33,19 @@
  *            else p -= lr g/d
  *   Adagrad  g += wd p;  clr = lr / (1 + (t-1) lr_decay);  S += g² (S starts at
  *            initial_accumulator_value);  p -= clr g / (√S + eps)
+ *   NAdam    g += wd p (decoupled_weight_decay: p *= 1 - lr wd instead);  m, v as Adam;
+ *            μ_t = β1 (1 - ½ 0.96^(t·momentum_decay));  Π = Π·μ_t (state mu_product, 0-d, from 1);
+ *            Π' = Π·μ_t·μ_{t+1} (torch 1.13's formula; torch >= 2.0 uses Π·μ_{t+1}, pytorch#92699);
+ *            d = √(v/(1-β2^t)) + eps;  p -= lr(1-μ_t)/(1-Π) · g/d;  p -= lr μ_{t+1}/(1-Π') · m/d
+ *   RAdam    g += wd p (or decoupled as NAdam);  m, v as Adam;  ρ∞ = 2/(1-β2) - 1,
+ *            ρ_t = ρ∞ - 2t β2^t/(1-β2^t);  ρ_t > 5: r = √((ρ_t-4)(ρ_t-2)ρ∞ / ((ρ∞-4)(ρ∞-2)ρ_t)),
+ *            p -= m/(1-β1^t) · lr · √(1-β2^t)/(√v + eps) · r;  else p -= m/(1-β1^t) · lr
+ *   Adamax   g += wd p;  m = β1 m + (1-β1) g;  u = max(β2 u, |g| + eps) (NaN propagates);
+ *            p -= lr/(1-β1^t) · m/u
+ *   Adadelta g += wd p;  s = ρ s + (1-ρ) g²;  δ = √(a + eps)/√(s + eps) · g;  a = ρ a + (1-ρ) δ²;
+ *            p -= lr δ
+ * maximize and decoupled_weight_decay of NAdam and RAdam are torch >= 2.1's options (torch 1.13 has
+ * neither); every other rule and option is torch 1.13's.
  * A parameter without a gradient (tg_grad NULL) is skipped and its step count does not advance.
  *
  * Ownership: the optimizer keeps its own reference to every parameter (args: borrowed) and owns its
@@ -67,7 +80,11 @@ extern "C" {
     X(ADAM, adam)       /* torch.optim.Adam    */   \
     X(ADAMW, adamw)     /* torch.optim.AdamW   */   \
     X(RMSPROP, rmsprop) /* torch.optim.RMSprop */   \
-    X(ADAGRAD, adagrad) /* torch.optim.Adagrad */
+    X(ADAGRAD, adagrad) /* torch.optim.Adagrad */   \
+    X(NADAM, nadam)     /* torch.optim.NAdam   */   \
+    X(RADAM, radam)     /* torch.optim.RAdam   */   \
+    X(ADAMAX, adamax)   /* torch.optim.Adamax  */   \
+    X(ADADELTA, adadelta) /* torch.optim.Adadelta */
 
 typedef enum tg_optim_kind {
 #define TG__OPTIM_ENUM(K, name) TG_OPTIM_##K,
@@ -96,6 +113,9 @@ typedef enum tg_optim_kind {
     X(bool, centered, BOOL, "divide by the centred second moment")                                       \
     X(double, lr_decay, GE0, "learning-rate decay: lr / (1 + (t-1) lr_decay)")                           \
     X(double, initial_accumulator_value, GE0, "start value of the sum of g^2")                           \
+    X(double, momentum_decay, GE0, "NAdam: mu_t = beta1 (1 - 0.5 * 0.96^(t momentum_decay))")            \
+    X(bool, decoupled_weight_decay, BOOL, "NAdam, RAdam: p *= 1 - lr wd instead of g += wd p")           \
+    X(double, rho, UNIT_CLOSED, "Adadelta: decay of the running means of g^2 and of the update^2")       \
     X(bool, maximize, BOOL, "ascend instead of descend")
 
 /* One struct serves every kind; fields a kind does not use are ignored (and not validated); which
@@ -110,7 +130,9 @@ typedef struct tg_optim tg_optim;
 
 /* torch's defaults: SGD lr 1e-3 (torch >= 2.0; required in 1.x), momentum 0; Adam lr 1e-3, betas
  * (0.9, 0.999), eps 1e-8, wd 0; AdamW the same with wd 1e-2; RMSprop lr 1e-2, alpha 0.99, eps 1e-8;
- * Adagrad lr 1e-2, eps 1e-10. */
+ * Adagrad lr 1e-2, eps 1e-10; NAdam lr 2e-3, betas (0.9, 0.999), eps 1e-8, momentum_decay 4e-3;
+ * RAdam lr 1e-3, betas (0.9, 0.999), eps 1e-8; Adamax lr 2e-3, betas (0.9, 0.999), eps 1e-8;
+ * Adadelta lr 1.0, rho 0.9, eps 1e-6. */
 tg_optim_opts tg_optim_defaults(tg_optim_kind kind);
 const char *tg_optim_kind_name(tg_optim_kind kind); /* "sgd", "adam", ...; "unknown" out of range */
 /* The kind with exactly this name (as tg_optim_kind_name spells it), or TG_OPTIM_KIND_COUNT when no
@@ -167,7 +189,8 @@ void tg_optim_set_lr(tg_optim *opt, int group, double lr); /* lr >= 0 */
 /* The parameter's step count, or -1 if param is not in this optimizer. */
 int64_t tg_optim_step_count(const tg_optim *opt, const tg_tensor *param);
 /* The parameter's state tensor by torch's name ("momentum_buffer", "exp_avg", "exp_avg_sq",
- * "max_exp_avg_sq", "square_avg", "grad_avg", "sum"), or NULL if not created (yet).
+ * "max_exp_avg_sq", "square_avg", "grad_avg", "sum", "mu_product" (NAdam; 0-d, in the parameter's
+ * dtype, where torch's is in the default dtype), "exp_inf", "acc_delta"), or NULL if not created (yet).
  * returns: borrowed. */
 tg_tensor *tg_optim_state(const tg_optim *opt, const tg_tensor *param, const char *name);
 

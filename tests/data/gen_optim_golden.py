@@ -2,8 +2,8 @@
 """Golden values for tests/test_optim.c and tests/test_loss.c, computed by PyTorch.
 
 Writes (next to this script):
-  optim_golden.h  optimizer trajectories (SGD, Adam, AdamW, RMSprop, Adagrad in several configurations,
-                  float64 and float32), LR-schedule values, gradient-clipping results
+  optim_golden.h  optimizer trajectories (SGD, Adam, AdamW, RMSprop, Adagrad, NAdam, RAdam, Adamax,
+                  Adadelta in several configurations, float64 and float32), LR-schedule values, gradient-clipping results
   loss_golden.h   MSE / cross-entropy / NLL / BCE-with-logits values and input gradients
 
 Run: /usr/bin/python3 tests/data/gen_optim_golden.py   (Debian's python3-torch; the version used is
@@ -109,13 +109,46 @@ OPTIM_CASES = [
     ("adagrad", torch.optim.Adagrad, "TG_OPTIM_ADAGRAD", dict(lr=0.1), None),
     ("adagrad_decay_init_wd", torch.optim.Adagrad, "TG_OPTIM_ADAGRAD",
      dict(lr=0.1, lr_decay=0.05, initial_accumulator_value=0.1, weight_decay=0.01, eps=1e-6), None),
+    ("nadam_default", torch.optim.NAdam, "TG_OPTIM_NADAM", dict(lr=0.05), None),
+    ("nadam_wd_betas_momentum_decay", torch.optim.NAdam, "TG_OPTIM_NADAM",
+     dict(lr=0.02, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01, eps=1e-6), None),
+    ("nadam_groups", torch.optim.NAdam, "TG_OPTIM_NADAM", dict(lr=0.03), dict(lr=0.01, weight_decay=0.05)),
+    ("nadam_decoupled", torch.optim.NAdam, "TG_OPTIM_NADAM", dict(lr=0.05, decoupled_weight_decay=0.1), None),
+    ("nadam_maximize", torch.optim.NAdam, "TG_OPTIM_NADAM", dict(lr=0.01, maximize=True), None),
+    ("radam_default", torch.optim.RAdam, "TG_OPTIM_RADAM", dict(lr=0.05), None),
+    ("radam_wd_betas_eps", torch.optim.RAdam, "TG_OPTIM_RADAM",
+     dict(lr=0.02, betas=(0.7, 0.9), weight_decay=0.05, eps=1e-6), None),
+    ("radam_groups", torch.optim.RAdam, "TG_OPTIM_RADAM", dict(lr=0.05, betas=(0.9, 0.95)),
+     dict(lr=0.01, betas=(0.9, 0.95), weight_decay=0.1)),
+    ("radam_decoupled", torch.optim.RAdam, "TG_OPTIM_RADAM",
+     dict(lr=0.05, betas=(0.9, 0.95), decoupled_weight_decay=0.2), None),
+    ("radam_maximize", torch.optim.RAdam, "TG_OPTIM_RADAM", dict(lr=0.01, betas=(0.9, 0.9), maximize=True), None),
+    ("adamax_default", torch.optim.Adamax, "TG_OPTIM_ADAMAX", dict(lr=0.05), None),
+    ("adamax_wd_betas_eps", torch.optim.Adamax, "TG_OPTIM_ADAMAX",
+     dict(lr=0.02, betas=(0.8, 0.95), weight_decay=0.1, eps=1e-3), None),
+    ("adamax_groups_maximize", torch.optim.Adamax, "TG_OPTIM_ADAMAX", dict(lr=0.01, maximize=True),
+     dict(lr=0.003, weight_decay=0.02, maximize=True)),
+    ("adadelta_default", torch.optim.Adadelta, "TG_OPTIM_ADADELTA", dict(), None),
+    ("adadelta_rho_eps_wd", torch.optim.Adadelta, "TG_OPTIM_ADADELTA",
+     dict(lr=0.5, rho=0.6, eps=1e-4, weight_decay=0.05), None),
+    ("adadelta_groups_maximize", torch.optim.Adadelta, "TG_OPTIM_ADADELTA", dict(lr=0.1, maximize=True),
+     dict(lr=0.2, rho=0.95, maximize=True)),
+    ("adadelta_rho_0_and_1", torch.optim.Adadelta, "TG_OPTIM_ADADELTA", dict(lr=0.3, rho=0.0),
+     dict(lr=0.05, rho=1.0)),
 ]
+
+# Options torch 1.13 lacks, emulated around its step (tapegrad follows torch >= 2.1's definition):
+#   maximize (NAdam, RAdam): the step on the negated gradient;
+#   decoupled_weight_decay=wd (NAdam, RAdam): p.mul_(1 - lr wd) before a step with weight_decay 0.
+EMULATED = {torch.optim.NAdam: ("maximize", "decoupled_weight_decay"),
+            torch.optim.RAdam: ("maximize", "decoupled_weight_decay")}
 
 # torch name -> tg_optim_opts field
 FIELD = {"lr": "lr", "momentum": "momentum", "dampening": "dampening", "nesterov": "nesterov",
          "weight_decay": "weight_decay", "eps": "eps", "amsgrad": "amsgrad", "alpha": "alpha",
          "centered": "centered", "lr_decay": "lr_decay", "initial_accumulator_value": "initial_accumulator_value",
-         "maximize": "maximize"}
+         "maximize": "maximize", "momentum_decay": "momentum_decay", "rho": "rho",
+         "decoupled_weight_decay": "decoupled_weight_decay"}
 
 
 def c_group(group):
@@ -130,21 +163,49 @@ def c_group(group):
     return "{" + ", ".join(parts) + "}"
 
 
+def split_emulated(cls, opts):
+    """(options for torch's constructor, the emulated ones) of a group."""
+    emu = {k: opts[k] for k in EMULATED.get(cls, ()) if k in opts}
+    return {k: v for k, v in opts.items() if k not in emu}, emu
+
+
 def run_case(cls, g0, g1, dt):
+    # NAdam's mu_product and the step counters are created in the default dtype: the run's
+    torch.set_default_dtype(dt)
     p1 = P1_0.to(dt).clone().requires_grad_(True)
     p2 = P2_0.to(dt).clone().requires_grad_(True)
     p3 = P3_0.to(dt).clone().requires_grad_(True)
-    if g1 is None:
-        opt = cls([p1, p2, p3], foreach=False, **g0)
+    specs = [(g0, [p1, p2, p3])] if g1 is None else [(g0, [p1]), (g1, [p2, p3])]
+    emus = [split_emulated(cls, g)[1] for g, _ in specs]
+    if g1 is None:  # as constructor arguments: Adagrad reads initial_accumulator_value only from there
+        opt = cls([p1, p2, p3], foreach=False, **split_emulated(cls, g0)[0])
     else:
-        opt = cls([dict(params=[p1], **g0), dict(params=[p2, p3], **g1)], foreach=False)
-    groups = [c_group(grp) for grp in opt.param_groups]
+        opt = cls([dict(params=ps, **split_emulated(cls, g)[0]) for g, ps in specs], foreach=False)
+    groups = []
+    for grp, emu in zip(opt.param_groups, emus):
+        grp = dict(grp)
+        if emu.get("maximize"):
+            grp["maximize"] = True
+        if "decoupled_weight_decay" in emu:
+            grp["weight_decay"] = emu["decoupled_weight_decay"]
+            grp["decoupled_weight_decay"] = True
+        groups.append(c_group(grp))
     traj = []
     for s in range(STEPS):
         opt.zero_grad(set_to_none=True)
         loss_fn(p1, p2, p3, s, dt).backward()
+        with torch.no_grad():
+            for grp, emu in zip(opt.param_groups, emus):
+                for p in grp["params"]:
+                    if p.grad is None:
+                        continue
+                    if emu.get("maximize"):
+                        p.grad.neg_()
+                    if "decoupled_weight_decay" in emu:
+                        p.mul_(1 - grp["lr"] * emu["decoupled_weight_decay"])
         opt.step()
         traj.append(flat(p1) + flat(p2) + flat(p3))
+    torch.set_default_dtype(torch.float32)
     return groups, traj
 
 
@@ -181,7 +242,11 @@ def optim_section(out):
                        ("TG_OPTIM_ADAM", lambda: torch.optim.Adam([w])),
                        ("TG_OPTIM_ADAMW", lambda: torch.optim.AdamW([w])),
                        ("TG_OPTIM_RMSPROP", lambda: torch.optim.RMSprop([w])),
-                       ("TG_OPTIM_ADAGRAD", lambda: torch.optim.Adagrad([w]))):
+                       ("TG_OPTIM_ADAGRAD", lambda: torch.optim.Adagrad([w])),
+                       ("TG_OPTIM_NADAM", lambda: torch.optim.NAdam([w])),
+                       ("TG_OPTIM_RADAM", lambda: torch.optim.RAdam([w])),
+                       ("TG_OPTIM_ADAMAX", lambda: torch.optim.Adamax([w])),
+                       ("TG_OPTIM_ADADELTA", lambda: torch.optim.Adadelta([w]))):
         out.append("    {%s, %s}," % (kind, c_group(make().param_groups[0])))
     out.append("};")
     out.append("")
