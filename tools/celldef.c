@@ -3,48 +3,11 @@
 
 #include <tapegrad/cell_lang.h>
 #include <tapegrad/nn.h>
+#include <tapegrad/train.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_DEFS 32
-/* registered definitions: never freed (the registry keeps pointers to their cells until exit) */
-static tg_cell_def *g_defs[MAX_DEFS];
-static int g_n_defs;
-
-const char *celldef_source(const char *cell_name) {
-    for (int i = 0; cell_name && i < g_n_defs; i++)
-        if (strcmp(tg_cell_def_cell(g_defs[i])->name, cell_name) == 0) return tg_cell_def_source(g_defs[i]);
-    return NULL;
-}
-
-int celldef_register(const char *name, const char *src, const char *where, char *err, size_t errlen) {
-    const char *have = celldef_source(name);
-    if (have) {
-        if (strcmp(have, src) == 0) return 0;
-        snprintf(err, errlen, "%s: a different definition is already named '%s'", where, name);
-        return -1;
-    }
-    tg_clear_error();
-    for (int i = 0; i < tg_cell_count(); i++)
-        if (strcmp(tg_cell_at(i)->name, name) == 0) {
-            snprintf(err, errlen, "%s: '%s' is the name of a built-in cell", where, name);
-            return -1;
-        }
-    if (g_n_defs == MAX_DEFS) { snprintf(err, errlen, "%s: more than %d typed cells", where, MAX_DEFS); return -1; }
-    char msg[256];
-    tg_cell_def *d = tg_cell_def_parse(name, src, msg, sizeof msg);
-    if (!d) { snprintf(err, errlen, "%s:%s", where, msg); return -1; }
-    if (tg_cell_register(tg_cell_def_cell(d))) {
-        snprintf(err, errlen, "%s: %s", where, tg_last_error());
-        tg_clear_error();
-        tg_cell_def_free(d);
-        return -1;
-    }
-    g_defs[g_n_defs++] = d;
-    return 0;
-}
 
 /* "@path/to/janet.cell" -> "@janet" */
 static void name_of_file(const char *path, char *name, size_t n) {
@@ -64,7 +27,7 @@ static int resolve(const char *spec, bool def_flag, char *name, size_t n, char *
     const char *path = spec[0] == '@' ? spec + 1 : spec;
     if (def_flag && spec[0] != '@' && looks_inline(spec)) {
         snprintf(name, n, "@inline");
-        return celldef_register(name, spec, "<--cell-def>", err, errlen);
+        return tg_cell_register_source(name, spec, "<--cell-def>", err, errlen);
     }
     FILE *f = fopen(path, "rb");
     if (!f) { snprintf(err, errlen, "%s: cannot open the cell definition", path); return -1; }
@@ -80,7 +43,7 @@ static int resolve(const char *spec, bool def_flag, char *name, size_t n, char *
     buf[len] = 0;
     if (strlen(buf) != len) { snprintf(err, errlen, "%s: contains a NUL byte (not a text file)", path); free(buf); return -1; }
     name_of_file(path, name, n);
-    int rc = celldef_register(name, buf, path, err, errlen);
+    int rc = tg_cell_register_source(name, buf, path, err, errlen);
     free(buf);
     return rc;
 }

@@ -12,9 +12,5 @@
 /* Rewrites the cell arguments of argv in place (strings it allocates live until exit). 0, or -1 with
  * the definition's "FILE:LINE:COL: message" in err. */
 int celldef_rewrite_args(int argc, char **argv, char *err, size_t errlen);
-/* The definition of a typed cell registered here, or NULL for a C cell. returns: borrowed */
-const char *celldef_source(const char *cell_name);
-/* Registers `src` under `name` (a checkpoint's cell) unless a cell of that name exists with the same
- * source. 0, or -1 with a message (bad definition, or the name taken by another definition). */
-int celldef_register(const char *name, const char *src, const char *where, char *err, size_t errlen);
+/* The definitions live in the library: tg_cell_register_source / tg_cell_source (<tapegrad/train.h>). */
 #endif

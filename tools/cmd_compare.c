@@ -186,7 +186,7 @@ int cmd_compare(int argc, char **argv) {
                 n_skipped++;
                 break;
             }
-            V->params = model_param_count(tr.model);
+            V->params = tg_model_param_count(tr.model);
             char label[128];
             snprintf(label, sizeof label, "%s seed %ld", V->label, cfg.seed);
             progress pr = {pm == PROGRESS_TTY ? PROGRESS_TTY : PROGRESS_OFF, label};

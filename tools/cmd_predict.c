@@ -15,7 +15,7 @@
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/datatask.h"
-#include "tools/model.h"
+#include <tapegrad/train.h>
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
@@ -164,7 +164,7 @@ int cmd_predict(int argc, char **argv) {
 
     char err[1024];
     tg_st_file *f = NULL;
-    model *m = ckpt_load_model(path, &f, err, sizeof err);
+    tg_model *m = tg_ckpt_load_model(path, &f, err, sizeof err);
     if (!m) return cli_fail(&cmd, "%s", err);
     int rc = TG_EXIT_USAGE;
     data_src *d = NULL;
@@ -245,6 +245,6 @@ done:
     data_pred_clear(&o);
     data_src_free(d);
     tg_st_free(f);
-    model_free(m);
+    tg_model_free(m);
     return rc;
 }

@@ -9,7 +9,7 @@
 
 #include "tools/cli.h"
 #include "tools/commands.h"
-#include "tools/model.h"
+#include <tapegrad/train.h>
 #include "tools/tasks.h"
 
 static int hexval(char c) {
@@ -39,7 +39,7 @@ int cmd_sample(int argc, char **argv) {
 
     char err[1024];
     tg_st_file *f = NULL;
-    model *m = ckpt_load_model(path, &f, err, sizeof err);
+    tg_model *m = tg_ckpt_load_model(path, &f, err, sizeof err);
     if (!m) return cli_fail(&cmd, "%s", err);
     const char *hex = tg_st_meta(f, "vocab"), *task = tg_st_meta(f, "task");
     unsigned char vocab[256];
@@ -52,7 +52,7 @@ int cmd_sample(int argc, char **argv) {
     }
     if (!ok || V != m->cfg.input_size || V != m->cfg.output_size) {
         cli_fail(&cmd, "'%s' is not a character model (it was trained on task %s)", path, task ? task : "?");
-        model_free(m);
+        tg_model_free(m);
         tg_st_free(f);
         return TG_EXIT_USAGE;
     }
@@ -60,7 +60,7 @@ int cmd_sample(int argc, char **argv) {
     if (!prime) prime = memchr(vocab, '\n', (size_t)V) ? "\n" : first;
     for (const char *c = prime; *c; c++)
         if (!memchr(vocab, (unsigned char)*c, (size_t)V)) {
-            model_free(m);
+            tg_model_free(m);
             tg_st_free(f);
             unsigned char ch = (unsigned char)*c;
             if (ch >= 0x20 && ch < 0x7f)
@@ -78,7 +78,7 @@ int cmd_sample(int argc, char **argv) {
         fputc('\n', stdout);
     }
     free(out);
-    model_free(m);
+    tg_model_free(m);
     tg_st_free(f);
     return rc;
 }

@@ -8,7 +8,7 @@
 
 #include "tools/cli.h"
 #include "tools/commands.h"
-#include "tools/model.h"
+#include <tapegrad/train.h>
 #include "tools/summary.h"
 #include "tools/tasks.h"
 
@@ -29,7 +29,7 @@ int cmd_summary(int argc, char **argv) {
     cli_record_errors();
     char err[1024];
     tg_st_file *f = NULL;
-    model *m = ckpt_load_model(path, &f, err, sizeof err);
+    tg_model *m = tg_ckpt_load_model(path, &f, err, sizeof err);
     if (!m) return cli_fail(&cmd, "%s", err);
     const char *task = tg_st_meta(f, "task");
     bool every = task && task_known(task) && task_every_step_of(task);
@@ -44,6 +44,6 @@ int cmd_summary(int argc, char **argv) {
     }
     printf("\n");
     tg_st_free(f);
-    model_free(m);
+    tg_model_free(m);
     return rc;
 }

@@ -323,7 +323,7 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
             rc = TG_EXIT_FAIL;
         } else {
             char op[4096];
-            printf("saved checkpoint %s (optimizer state: %s)\n", save, ckpt_optim_path(save, op, sizeof op));
+            printf("saved checkpoint %s (optimizer state: %s)\n", save, tg_ckpt_optim_path(save, op, sizeof op));
         }
     }
     if (rc == TG_EXIT_OK && tg_dist_rank(dist) == 0) {

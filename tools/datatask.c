@@ -609,7 +609,7 @@ void data_pred_clear(data_pred *o) {
     memset(o, 0, sizeof *o);
 }
 
-int data_predict(const data_src *d, const model *m, data_part part, data_pred *out, char *err, size_t errlen) {
+int data_predict(const data_src *d, const tg_model *m, data_part part, data_pred *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     const tg_dataset *ds = d->part[part];
     if (!ds) { snprintf(err, errlen, "no %s data", part == DATA_TEST ? "test" : part == DATA_VAL ? "validation" : "training"); return -1; }
@@ -631,7 +631,7 @@ int data_predict(const data_src *d, const model *m, data_part part, data_pred *o
         tg_batch bb = {0};
         if (tg_batch_make(ds, idx, B, d->dtype, &bb, err, errlen)) { rc = -1; break; }
         tg_no_grad_begin();
-        tg_tensor *pred = model_forward_len(m, bb.x, bb.lengths, every, NULL, NULL);
+        tg_tensor *pred = tg_model_forward_len(m, bb.x, bb.lengths, every, NULL, NULL);
         tg_tensor *p = pred ? tg_to_dtype(pred, TG_F64) : NULL;
         if (!p) {
             snprintf(err, errlen, "the model failed on the data: %s", tg_error_pending() ? tg_last_error() : "?");
@@ -715,7 +715,7 @@ int data_score(const data_src *d, data_part part, const data_pred *o, data_eval 
     return 0;
 }
 
-int data_evaluate(const data_src *d, const model *m, data_part part, data_eval *ev, char *err, size_t errlen) {
+int data_evaluate(const data_src *d, const tg_model *m, data_part part, data_eval *ev, char *err, size_t errlen) {
     data_pred o;
     if (data_predict(d, m, part, &o, err, errlen)) return -1;
     int rc = data_score(d, part, &o, ev);

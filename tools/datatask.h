@@ -28,7 +28,7 @@
 #include <tapegrad/data.h>
 #include <tapegrad/tensor.h>
 
-#include "tools/model.h"
+#include <tapegrad/train.h>
 #include "tools/tasks.h"
 
 typedef struct data_opts {
@@ -81,7 +81,7 @@ int data_next_batch(data_src *d, int64_t B, task_batch *b, char *err, size_t err
 char *data_batcher_state(const data_src *d);
 int data_batcher_restore(data_src *d, int64_t B, const char *state, char *err, size_t errlen);
 
-/* Adds one training batch's predictions (model_forward output) to a running metric: *num += the
+/* Adds one training batch's predictions (tg_model_forward output) to a running metric: *num += the
  * metric's sum over the batch (correct answers, or squared errors in data units), *den += its count. */
 void data_batch_score(const data_src *d, const tg_tensor *pred, const task_batch *b, double *num, double *den);
 
@@ -92,7 +92,7 @@ typedef struct data_pred {
     int64_t *offset;         /* [n+1] first row of sequence k (class, value: k) */
     double *v;               /* [offset[n], width] */
 } data_pred;
-int data_predict(const data_src *d, const model *m, data_part part, data_pred *out, char *err, size_t errlen);
+int data_predict(const data_src *d, const tg_model *m, data_part part, data_pred *out, char *err, size_t errlen);
 void data_pred_clear(data_pred *o);
 
 typedef struct data_eval {
@@ -103,7 +103,7 @@ typedef struct data_eval {
 /* The metric and loss of outputs against the part's labels. 0, or -1 if the part has no labels. */
 int data_score(const data_src *d, data_part part, const data_pred *o, data_eval *ev);
 /* data_predict + data_score. */
-int data_evaluate(const data_src *d, const model *m, data_part part, data_eval *ev, char *err, size_t errlen);
+int data_evaluate(const data_src *d, const tg_model *m, data_part part, data_eval *ev, char *err, size_t errlen);
 
 /* Checkpoint metadata: the options that rebuild this data source (target, files, columns, window,
  * horizon, val, the statistics, the features' names, C). Writes up to max key/value pairs into kv

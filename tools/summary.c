@@ -51,7 +51,7 @@ typedef struct row {
     int64_t numel;
 } row;
 
-int model_summary(FILE *f, const model *m, bool every_step) {
+int model_summary(FILE *f, const tg_model *m, bool every_step) {
     int np = tg_params_count(m->params);
     row *rows = calloc((size_t)np + 1, sizeof *rows);
     if (!rows) return -1;

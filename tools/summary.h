@@ -12,9 +12,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "tools/model.h"
+#include <tapegrad/train.h>
 
 /* every_step: the head runs on every step ([T·B, O]) rather than on the last one ([B, O]).
  * Returns 0, or -1 (out of memory; nothing printed). */
-int model_summary(FILE *f, const model *m, bool every_step);
+int model_summary(FILE *f, const tg_model *m, bool every_step);
 #endif

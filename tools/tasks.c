@@ -49,7 +49,7 @@ struct task {
 
 /* Fills b for T_param (the task's length parameter). */
 typedef int (*gen_fn)(task *t, tg_rng *rng, int64_t B, long T_param, task_batch *b);
-typedef int (*eval_fn)(task *t, const model *m, bool verbose, task_eval *ev);
+typedef int (*eval_fn)(task *t, const tg_model *m, bool verbose, task_eval *ev);
 
 /* Sets what depends on the length parameter t->seq (already range-checked): t->in, t->out and the
  * baselines; charlm reads its text here. Returns 0, or -1 with a one-line message in err. */
@@ -134,9 +134,9 @@ void task_batch_clear(task_batch *b) {
 }
 
 /* The model's outputs for a batch, as doubles [rows, O] (malloc'd), computed without a tape. */
-static double *predict(const model *m, const task *t, const tg_tensor *x, tg_rnn_carry *carry) {
+static double *predict(const tg_model *m, const task *t, const tg_tensor *x, tg_rnn_carry *carry) {
     tg_no_grad_begin();
-    tg_tensor *p = model_forward(m, x, t->def->every_step, carry, NULL);
+    tg_tensor *p = tg_model_forward(m, x, t->def->every_step, carry, NULL);
     double *out = NULL;
     if (p) {
         int64_t n = tg_numel(p);
@@ -195,7 +195,7 @@ static int gen_arith(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
     return raw_finish(t, &r, b);
 }
 
-static int eval_arith(task *t, const model *m, bool verbose, task_eval *ev) {
+static int eval_arith(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     tg_rng rng;
     tg_rng_seed(&rng, TEST_SEED);
     double se = 0;
@@ -246,7 +246,7 @@ static int gen_pattern(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
     return raw_finish(t, &r, b);
 }
 
-static int eval_pattern(task *t, const model *m, bool verbose, task_eval *ev) {
+static int eval_pattern(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     tg_rng rng;
     tg_rng_seed(&rng, TEST_SEED);
     int64_t confusion[PATTERN_CLASSES][PATTERN_CLASSES] = {{0}}, n = 0, right = 0;
@@ -300,7 +300,7 @@ static int gen_adding(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
     return raw_finish(t, &r, b);
 }
 
-static int eval_adding(task *t, const model *m, bool verbose, task_eval *ev) {
+static int eval_adding(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     tg_rng rng;
     tg_rng_seed(&rng, TEST_SEED);
     double se = 0;
@@ -352,7 +352,7 @@ static int gen_copy(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
     return raw_finish(t, &r, b);
 }
 
-static int eval_copy(task *t, const model *m, bool verbose, task_eval *ev) {
+static int eval_copy(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     tg_rng rng;
     tg_rng_seed(&rng, TEST_SEED);
     double ce = 0;
@@ -419,7 +419,7 @@ static long binadd_test_bits(const task *t) { return 4 * t->seq; }
 
 /* The test set: numbers 4x longer than trained on. The memoryless baseline predicts a XOR b (right
  * whenever no carry comes in); its error rate is measured on the same test set. */
-static int eval_binadd_set(task *t, const model *m, bool verbose, task_eval *ev, double *xor_err) {
+static int eval_binadd_set(task *t, const tg_model *m, bool verbose, task_eval *ev, double *xor_err) {
     tg_rng rng;
     tg_rng_seed(&rng, TEST_SEED);
     long nb = binadd_test_bits(t);
@@ -478,7 +478,7 @@ static int eval_binadd_set(task *t, const model *m, bool verbose, task_eval *ev,
     return 0;
 }
 
-static int eval_binadd(task *t, const model *m, bool verbose, task_eval *ev) {
+static int eval_binadd(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     return eval_binadd_set(t, m, verbose, ev, NULL);
 }
 
@@ -503,7 +503,7 @@ static int gen_charlm(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
 #define CHARLM_TEST_MAX 20000
 #define CHARLM_STREAMS 8
 
-static int eval_charlm(task *t, const model *m, bool verbose, task_eval *ev) {
+static int eval_charlm(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     const unsigned char *test = t->text + t->n_train;
     size_t n_test = t->n_text - t->n_train;
     if (n_test > CHARLM_TEST_MAX) n_test = CHARLM_TEST_MAX;
@@ -541,7 +541,7 @@ static int eval_charlm(task *t, const model *m, bool verbose, task_eval *ev) {
     return 0;
 }
 
-int charlm_sample(const model *m, const unsigned char *vocab, int V, const char *prime, int length,
+int charlm_sample(const tg_model *m, const unsigned char *vocab, int V, const char *prime, int length,
                   double temperature, uint64_t seed, char *out, size_t size) {
     int index[256];
     for (int k = 0; k < 256; k++) index[k] = -1;
@@ -565,7 +565,7 @@ int charlm_sample(const model *m, const unsigned char *vocab, int V, const char 
     for (int c = 0; c < length && !rc; c++) {
         tg_no_grad_begin();
         tg_tensor *xt = tg_from_f64(m->cfg.dtype, TG_SHAPE(steps, 1, V), x);
-        tg_tensor *logits = xt ? model_forward(m, xt, true, &carry, NULL) : NULL; /* [steps, V] */
+        tg_tensor *logits = xt ? tg_model_forward(m, xt, true, &carry, NULL) : NULL; /* [steps, V] */
         if (logits) {
             double mx = -INFINITY, sum = 0;
             for (int k = 0; k < V; k++) {
@@ -735,7 +735,7 @@ static int gen_data(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
     return data_next_batch(t->data, B, b, t->err, sizeof t->err);
 }
 
-static int eval_data(task *t, const model *m, bool verbose, task_eval *ev) {
+static int eval_data(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     data_part part = data_size(t->data, DATA_TEST) ? DATA_TEST : DATA_VAL;
     data_eval de;
     if (!data_size(t->data, part)) {
@@ -925,7 +925,7 @@ tg_tensor *task_loss_of(const task *t, const tg_tensor *pred, const task_batch *
     return NULL;
 }
 
-int task_evaluate(task *t, const model *m, bool verbose, task_eval *ev) {
+int task_evaluate(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     memset(ev, 0, sizeof *ev);
     return t->def->eval(t, m, verbose, ev);
 }

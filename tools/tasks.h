@@ -4,7 +4,7 @@
  *     task *t = task_new("adding", &(task_opts){.seq = 50}, err, sizeof err);   // NULL + err on failure
  *     task_batch b;
  *     task_make_batch(t, &rng, 32, &b);               // x [T,B,I], targets; new refs / malloc'd
- *     tg_tensor *pred = model_forward(m, b.x, task_every_step(t), NULL, NULL);   // tape-owned
+ *     tg_tensor *pred = tg_tg_model_forward(m, b.x, task_every_step(t), NULL, NULL);   // tape-owned
  *     tg_backward(task_loss_of(t, pred, &b));
  *     task_batch_clear(&b);
  *     ...
@@ -36,7 +36,7 @@
 
 #include <tapegrad/tensor.h>
 
-#include "tools/model.h"
+#include <tapegrad/train.h>
 
 typedef enum task_loss {
     TASK_LOSS_MSE, /* real targets, mean squared error */
@@ -109,11 +109,11 @@ int64_t task_epoch_steps(const task *t, int64_t batch);
 /* A training batch of B examples drawn with rng. Returns 0, or -1 (out of memory). */
 int task_make_batch(task *t, tg_rng *rng, int64_t B, task_batch *b);
 void task_batch_clear(task_batch *b);            /* releases / frees and zeroes */
-/* The training loss of the model's predictions (model_forward with task_every_step). tape-owned. */
+/* The training loss of the model's predictions (tg_model_forward with task_every_step). tape-owned. */
 tg_tensor *task_loss_of(const task *t, const tg_tensor *pred, const task_batch *b);
 /* The test metric and loss on the task's fixed test set (no tape is recorded). verbose fills
  * ev->detail with a few examples. Returns 0 or -1. */
-int task_evaluate(task *t, const model *m, bool verbose, task_eval *ev);
+int task_evaluate(task *t, const tg_model *m, bool verbose, task_eval *ev);
 
 /* task "data": the data source (borrowed), else NULL */
 struct data_src *task_data(const task *t);
@@ -125,7 +125,7 @@ const unsigned char *task_vocab(const task *t, int *V);
 /* Samples `length` characters from a character model (input and output size V), after feeding it the
  * prime text (every character must be in vocab). Writes prime + sample to out (NUL-terminated,
  * truncated to size). Returns 0, or -1 (a prime character outside the vocabulary, or an error). */
-int charlm_sample(const model *m, const unsigned char *vocab, int V, const char *prime, int length,
+int charlm_sample(const tg_model *m, const unsigned char *vocab, int V, const char *prime, int length,
                   double temperature, uint64_t seed, char *out, size_t size);
 /* "abc" style description of the text source ("GPL-3 (35149 chars)") for reports. */
 const char *task_data_desc(const task *t);

@@ -114,15 +114,15 @@ static int trainer_mem_check(trainer *tr, char *err, size_t errlen) {
     return tg_mem_check(&e, cli_max_memory, err, errlen);
 }
 
-int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *err, size_t errlen) {
+int trainer_init(trainer *tr, const train_config *cfg, tg_model *preloaded, char *err, size_t errlen) {
     memset(tr, 0, sizeof *tr);
     tr->cfg = *cfg;
     train_config_fill_defaults(&tr->cfg);
     tr->task = task_new(tr->cfg.task, &(task_opts){.seq = tr->cfg.seq, .text = tr->cfg.text, .dtype = tr->cfg.dtype,
                                                     .data = tr->cfg.data},
                         err, errlen);
-    if (!tr->task) { model_free(preloaded); return -1; }
-    if (trainer_mem_check(tr, err, errlen)) { model_free(preloaded); trainer_free(tr); return -1; }
+    if (!tr->task) { tg_model_free(preloaded); return -1; }
+    if (trainer_mem_check(tr, err, errlen)) { tg_model_free(preloaded); trainer_free(tr); return -1; }
     if (preloaded) {
         tr->model = preloaded;
         if (preloaded->cfg.input_size != task_input_size(tr->task) ||
@@ -134,13 +134,13 @@ int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *e
             return -1;
         }
     } else {
-        model_config mc = {.input_size = task_input_size(tr->task), .hidden_size = tr->cfg.hidden,
+        tg_model_config mc = {.input_size = task_input_size(tr->task), .hidden_size = tr->cfg.hidden,
                            .output_size = task_output_size(tr->task), .layers = (int)tr->cfg.layers,
                            .dtype = tr->cfg.dtype, .set_forget_bias = tr->cfg.set_forget_bias,
                            .forget_bias = tr->cfg.forget_bias, .dropout = tr->cfg.dropout,
                            .zoneout = tr->cfg.zoneout};
         snprintf(mc.cell, sizeof mc.cell, "%s", tr->cfg.cell);
-        tr->model = model_new(&mc, (uint64_t)tr->cfg.seed, err, errlen);
+        tr->model = tg_model_new(&mc, (uint64_t)tr->cfg.seed, err, errlen);
         if (!tr->model) { trainer_free(tr); return -1; }
     }
     if (make_optimizer(tr, err, errlen)) { trainer_free(tr); return -1; }
@@ -196,7 +196,7 @@ void trainer_free(trainer *tr) {
     if (tr->model) best_free(tr);
     epochs_free(&tr->epochs);
     tg_optim_free(tr->opt);
-    model_free(tr->model);
+    tg_model_free(tr->model);
     task_free(tr->task);
     curve_free(&tr->curve);
     memset(tr, 0, sizeof *tr);
@@ -324,7 +324,7 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
         }
         /* anomaly mode covers this step's forward and backward only */
         if (tr->detect_anomaly) { tg_set_anomaly_mode(true); tg_clear_error(); }
-        tg_tensor *pred = model_forward_len(tr->model, b.x, b.lengths, every, NULL, masks);
+        tg_tensor *pred = tg_model_forward_len(tr->model, b.x, b.lengths, every, NULL, masks);
         tg_tensor *loss = task_loss_of(tr->task, pred, &b);
         bool anomaly = tr->detect_anomaly && tg_error_pending(); /* the forward made a NaN/inf: report it */
         bool failed = !loss || anomaly || tg_backward(loss);
@@ -437,7 +437,7 @@ int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) 
         const char *ev[EXTRA] = {bstate, epoch_acc, early, patience};
         for (int i = 0; i < EXTRA; i++, n++) { meta[2 * n] = ek[i]; meta[2 * n + 1] = ev[i]; }
     }
-    int rc = ckpt_save(path, tr->model, tr->opt, tr->step, &tr->data_rng, n, meta, err, errlen);
+    int rc = tg_ckpt_save(path, tr->model, tr->opt, tr->step, &tr->data_rng, n, meta, err, errlen);
     free(bstate);
     return rc;
 }
@@ -445,14 +445,14 @@ int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) 
 int trainer_resume(trainer *tr, const train_config *user, const char *path, char *err, size_t errlen) {
     memset(tr, 0, sizeof *tr);
     tg_st_file *f = NULL;
-    model *m = ckpt_load_model(path, &f, err, errlen);
+    tg_model *m = tg_ckpt_load_model(path, &f, err, errlen);
     if (!m) return -1;
     train_config cfg = *user;
     const char *task = tg_st_meta(f, "task"), *optim = tg_st_meta(f, "optim"), *text = tg_st_meta(f, "text");
     const char *v;
     if (!task || !task_known(task) || tg_optim_kind_from_name(optim) == TG_OPTIM_KIND_COUNT) {
         snprintf(err, errlen, "%s: the checkpoint does not say which task / optimizer it was trained with", path);
-        model_free(m);
+        tg_model_free(m);
         tg_st_free(f);
         return -1;
     }
@@ -489,7 +489,7 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
             const char *mv = tg_st_meta(f, dk[k]);
             if (!mv || strlen(mv) >= sizeof dstr[k]) {
                 snprintf(err, errlen, "%s: the checkpoint's data description ('%s') is missing or too long", path, dk[k]);
-                model_free(m);
+                tg_model_free(m);
                 tg_st_free(f);
                 return -1;
             }
@@ -539,7 +539,7 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
             return -1;
         }
     }
-    int rc = ckpt_load_train_state(path, f, tr->opt, &tr->step, &tr->data_rng, err, errlen);
+    int rc = tg_ckpt_load_train_state(path, f, tr->opt, &tr->step, &tr->data_rng, err, errlen);
     tg_st_free(f);
     if (rc) trainer_free(tr);
     return rc;
@@ -595,7 +595,7 @@ static void group_digits(char *buf, size_t n, int64_t v) {
 
 void print_run_header(FILE *f, const trainer *tr, int threads) {
     char np[32];
-    group_digits(np, sizeof np, model_param_count(tr->model));
+    group_digits(np, sizeof np, tg_model_param_count(tr->model));
     data_src *d = task_data(tr->task);
     if (d) {
         const char *u;

@@ -19,7 +19,7 @@
 
 #include <tapegrad/optim.h>
 
-#include "tools/model.h"
+#include <tapegrad/train.h>
 #include "tools/tasks.h"
 
 typedef struct train_config {
@@ -65,7 +65,7 @@ typedef struct epoch_curve {
 typedef struct trainer {
     train_config cfg;
     task *task;              /* owned */
-    model *model;            /* owned */
+    tg_model *model;            /* owned */
     tg_optim *opt;           /* owned */
     tg_rng data_rng;         /* the training batches */
     int64_t step;            /* steps done */
@@ -89,7 +89,7 @@ typedef struct trainer {
 
 /* Builds the task, the model (or takes `preloaded`, owning it from then on, even on failure) and the
  * optimizer. Returns 0, or -1 with a message in err. */
-int trainer_init(trainer *tr, const train_config *cfg, model *preloaded, char *err, size_t errlen);
+int trainer_init(trainer *tr, const train_config *cfg, tg_model *preloaded, char *err, size_t errlen);
 void trainer_free(trainer *tr);
 
 typedef enum { PROGRESS_OFF, PROGRESS_TTY, PROGRESS_LINES } progress_mode;

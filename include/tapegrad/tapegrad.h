@@ -18,4 +18,5 @@
 #include <tapegrad/compare.h>
 #include <tapegrad/memory.h>
 #include <tapegrad/cell_lang.h>
+#include <tapegrad/train.h>
 #endif

@@ -1,7 +1,7 @@
-/* tools/model.c - the recurrent stack + linear head that the tapegrad command trains, and its
- * checkpoints (see model.h). Dimension letters: T time, B batch, I input, H hidden, O output. */
-#include "tools/model.h"
-#include "tools/celldef.h"
+/* nn/model.c - the recurrent stack + linear head of <tapegrad/train.h> and its checkpoints (see
+ * train.h). Dimension letters: T time, B batch, I input, H hidden, O output. */
+#include <tapegrad/train.h>
+#include <tapegrad/cell_lang.h>
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,6 +11,8 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/ops.h>
 
+#include <stdbool.h>
+
 #define CKPT_FORMAT "tapegrad-checkpoint-1"
 
 static void set_err(char *err, size_t n, const char *fallback) {
@@ -19,7 +21,50 @@ static void set_err(char *err, size_t n, const char *fallback) {
     tg_clear_error();
 }
 
-model *model_new(const model_config *cfg, uint64_t seed, char *err, size_t errlen) {
+/* ---- typed cells in checkpoints --------------------------------------------------------------------- */
+
+#define MAX_DEFS 32
+/* registered definitions: never freed (the registry keeps pointers to their cells until exit) */
+static tg_cell_def *g_defs[MAX_DEFS];
+static int g_n_defs;
+
+const char *tg_cell_source(const char *cell_name) {
+    for (int i = 0; cell_name && i < g_n_defs; i++)
+        if (strcmp(tg_cell_def_cell(g_defs[i])->name, cell_name) == 0) return tg_cell_def_source(g_defs[i]);
+    return NULL;
+}
+
+int tg_cell_register_source(const char *name, const char *src, const char *where, char *err, size_t errlen) {
+    if (!name || !src || !where) { snprintf(err, errlen, "tg_cell_register_source: NULL argument"); return -1; }
+    const char *have = tg_cell_source(name);
+    if (have) {
+        if (strcmp(have, src) == 0) return 0;
+        snprintf(err, errlen, "%s: a different definition is already named '%s'", where, name);
+        return -1;
+    }
+    tg_clear_error();
+    for (int i = 0; i < tg_cell_count(); i++)
+        if (strcmp(tg_cell_at(i)->name, name) == 0) {
+            snprintf(err, errlen, "%s: '%s' is the name of a built-in cell", where, name);
+            return -1;
+        }
+    if (g_n_defs == MAX_DEFS) { snprintf(err, errlen, "%s: more than %d typed cells", where, MAX_DEFS); return -1; }
+    char msg[256];
+    tg_cell_def *d = tg_cell_def_parse(name, src, msg, sizeof msg);
+    if (!d) { snprintf(err, errlen, "%s:%s", where, msg); return -1; }
+    if (tg_cell_register(tg_cell_def_cell(d))) {
+        snprintf(err, errlen, "%s: %s", where, tg_last_error());
+        tg_clear_error();
+        tg_cell_def_free(d);
+        return -1;
+    }
+    g_defs[g_n_defs++] = d;
+    return 0;
+}
+
+/* ---- the model ------------------------------------------------------------------------------------ */
+
+tg_model *tg_model_new(const tg_model_config *cfg, uint64_t seed, char *err, size_t errlen) {
     tg_clear_error();
     const tg_cell *cell = tg_cell_by_name(cfg->cell);
     if (!cell) { set_err(err, errlen, "unknown cell"); return NULL; }
@@ -32,7 +77,7 @@ model *model_new(const model_config *cfg, uint64_t seed, char *err, size_t errle
                  (long long)cfg->input_size, (long long)cfg->hidden_size, (long long)cfg->output_size, cfg->layers);
         return NULL;
     }
-    model *m = calloc(1, sizeof *m);
+    tg_model *m = calloc(1, sizeof *m);
     if (!m) { snprintf(err, errlen, "out of memory"); return NULL; }
     m->cfg = *cfg;
     m->cell = cell;
@@ -54,11 +99,11 @@ model *model_new(const model_config *cfg, uint64_t seed, char *err, size_t errle
     return m;
 fail:
     set_err(err, errlen, "could not build the model");
-    model_free(m);
+    tg_model_free(m);
     return NULL;
 }
 
-void model_free(model *m) {
+void tg_model_free(tg_model *m) {
     if (!m) return;
     tg_params_free(m->params);
     tg_linear_layer_free(m->head);
@@ -66,13 +111,13 @@ void model_free(model *m) {
     free(m);
 }
 
-int64_t model_param_count(const model *m) { return tg_params_numel(m->params); }
+int64_t tg_model_param_count(const tg_model *m) { return tg_params_numel(m->params); }
 
-tg_tensor *model_forward(const model *m, const tg_tensor *x, bool every_step, tg_rnn_carry *carry, tg_rng *train_rng) {
-    return model_forward_len(m, x, NULL, every_step, carry, train_rng);
+tg_tensor *tg_model_forward(const tg_model *m, const tg_tensor *x, bool every_step, tg_rnn_carry *carry, tg_rng *train_rng) {
+    return tg_model_forward_len(m, x, NULL, every_step, carry, train_rng);
 }
 
-tg_tensor *model_forward_len(const model *m, const tg_tensor *x, const int64_t *lengths, bool every_step,
+tg_tensor *tg_model_forward_len(const tg_model *m, const tg_tensor *x, const int64_t *lengths, bool every_step,
                              tg_rnn_carry *carry, tg_rng *train_rng) {
     tg_rnn_output out;
     /* the last real step of each sequence is the final state h_n of the last layer (packed semantics) */
@@ -97,7 +142,7 @@ tg_tensor *model_forward_len(const model *m, const tg_tensor *x, const int64_t *
 
 /* ---- checkpoints ---------------------------------------------------------------------------------- */
 
-const char *ckpt_optim_path(const char *path, char *buf, size_t size) {
+const char *tg_ckpt_optim_path(const char *path, char *buf, size_t size) {
     const char *suffix = ".safetensors";
     size_t n = strlen(path), k = strlen(suffix);
     if (n > k && strcmp(path + n - k, suffix) == 0)
@@ -126,7 +171,7 @@ static bool rng_from_str(const char *s, tg_rng *r) {
     return true;
 }
 
-int ckpt_save(const char *path, const model *m, const tg_optim *opt, int64_t step, const tg_rng *rng,
+int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64_t step, const tg_rng *rng,
               int nmeta, const char *const *meta, char *err, size_t errlen) {
     enum { OWN = 13 };
     char vals[OWN][160];
@@ -148,7 +193,7 @@ int ckpt_save(const char *path, const model *m, const tg_optim *opt, int64_t ste
     snprintf(vals[11], sizeof vals[11], "%.17g", m->cfg.dropout);
     snprintf(vals[12], sizeof vals[12], "%.17g", m->cfg.zoneout);
 
-    const char *def = celldef_source(m->cfg.cell); /* a typed cell: its definition travels with the model */
+    const char *def = tg_cell_source(m->cfg.cell); /* a typed cell: its definition travels with the model */
     int n = tg_params_count(m->params), nm = OWN + nmeta + (def ? 1 : 0);
     const char **names = malloc((size_t)n * sizeof *names);
     tg_tensor **tensors = malloc((size_t)n * sizeof *tensors);
@@ -166,7 +211,7 @@ int ckpt_save(const char *path, const model *m, const tg_optim *opt, int64_t ste
     if (tg_st_save(path, n, names, tensors, nm, kv)) { set_err(err, errlen, "could not write the checkpoint"); goto done; }
     if (opt) {
         char op[4096];
-        if (tg_optim_save(opt, NULL, ckpt_optim_path(path, op, sizeof op))) {
+        if (tg_optim_save(opt, NULL, tg_ckpt_optim_path(path, op, sizeof op))) {
             set_err(err, errlen, "could not write the optimizer state");
             goto done;
         }
@@ -192,7 +237,7 @@ static bool meta_long(const tg_st_file *f, const char *key, long long *out) {
  * against the file's size), so a header saying hidden_size=1000000 over tensors of hidden 32 is
  * named as the contradiction it is instead of failing as an allocation. 0, or -1 with the key and the
  * tensor in err. */
-static int ckpt_check_tensors(const char *path, const tg_st_file *f, const model_config *cfg, char *err,
+static int ckpt_check_tensors(const char *path, const tg_st_file *f, const tg_model_config *cfg, char *err,
                               size_t errlen) {
     char sh[64];
     for (int i = 0; i < tg_st_count(f); i++) {
@@ -243,7 +288,7 @@ static int ckpt_check_tensors(const char *path, const tg_st_file *f, const model
     return 0;
 }
 
-model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t errlen) {
+tg_model *tg_ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t errlen) {
     tg_clear_error();
     if (file) *file = NULL;
     tg_st_file *f = tg_st_load(path);
@@ -255,7 +300,7 @@ model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t er
         tg_st_free(f);
         return NULL;
     }
-    model_config cfg = {0};
+    tg_model_config cfg = {0};
     long long in, hid, outs, layers;
     const char *cell = tg_st_meta(f, "cell"), *dt = tg_st_meta(f, "dtype"), *fb = tg_st_meta(f, "forget_bias");
     if (!cell || !dt || !fb || !meta_long(f, "input_size", &in) || !meta_long(f, "hidden_size", &hid) ||
@@ -267,7 +312,7 @@ model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t er
     }
     snprintf(cfg.cell, sizeof cfg.cell, "%s", cell);
     const char *def = tg_st_meta(f, "cell_def");
-    if (def && celldef_register(cell, def, path, err, errlen)) {
+    if (def && tg_cell_register_source(cell, def, path, err, errlen)) {
         tg_st_free(f);
         return NULL;
     }
@@ -291,11 +336,11 @@ model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t er
         return NULL;
     }
     if (ckpt_check_tensors(path, f, &cfg, err, errlen)) { tg_st_free(f); return NULL; }
-    model *m = model_new(&cfg, 0, err, errlen);
+    tg_model *m = tg_model_new(&cfg, 0, err, errlen);
     if (!m) { tg_st_free(f); return NULL; }
     if (tg_params_load(m->params, path)) {
         set_err(err, errlen, "cannot load the checkpoint's parameters");
-        model_free(m);
+        tg_model_free(m);
         tg_st_free(f);
         return NULL;
     }
@@ -304,7 +349,7 @@ model *ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t er
     return m;
 }
 
-int ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim *opt, int64_t *step, tg_rng *rng,
+int tg_ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim *opt, int64_t *step, tg_rng *rng,
                           char *err, size_t errlen) {
     long long s;
     tg_rng r;
@@ -314,7 +359,7 @@ int ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim *op
     }
     char op[4096];
     tg_clear_error();
-    if (opt && tg_optim_load(opt, NULL, ckpt_optim_path(path, op, sizeof op))) {
+    if (opt && tg_optim_load(opt, NULL, tg_ckpt_optim_path(path, op, sizeof op))) {
         set_err(err, errlen, "cannot load the optimizer state");
         return -1;
     }
