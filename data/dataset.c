@@ -16,10 +16,24 @@
 
 int tgd_fail(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
+        /* Messages quote the file (a column name, a key): its control bytes are escaped, so the
+         * message stays one printable line whatever the file holds (found by tests/fuzz/fuzz_csv.c). */
+        char raw[1024];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
+        vsnprintf(raw, sizeof raw, fmt, ap);
         va_end(ap);
+        size_t n = 0;
+        for (const unsigned char *c = (const unsigned char *)raw; *c && n + 1 < errlen; c++) {
+            if (*c >= 0x20 && *c != 0x7f) { err[n++] = (char)*c; continue; }
+            char esc[5];
+            int k = *c == '\n' ? snprintf(esc, sizeof esc, "\\n") : *c == '\r' ? snprintf(esc, sizeof esc, "\\r")
+                  : *c == '\t' ? snprintf(esc, sizeof esc, "\\t") : snprintf(esc, sizeof esc, "\\x%02x", *c);
+            if (n + (size_t)k + 1 > errlen) break;
+            memcpy(err + n, esc, (size_t)k);
+            n += (size_t)k;
+        }
+        err[n] = 0;
     }
     return -1;
 }

@@ -236,7 +236,7 @@ static int stored(inflater *s) {
     }
     if (len > s->in_len - s->pos) return fail(s, "stored block runs past the end of the data");
     if (out_reserve(s, len)) return -1;
-    memcpy(s->out + s->out_len, s->in + s->pos, len);
+    if (len) memcpy(s->out + s->out_len, s->in + s->pos, len); /* an empty block: out may still be NULL */
     s->out_len += len;
     s->pos += len;
     return 0;
@@ -366,7 +366,7 @@ static int member(inflater *s) {
     if (inflate_stream(s)) return -1;
     if (s->in_len - s->pos < 8) return fail_at(s, s->pos, "truncated gzip trailer (CRC-32 and ISIZE)");
     uint32_t crc = le32(in + s->pos), isize = le32(in + s->pos + 4);
-    uint32_t got = tg_crc32(0, s->out + out0, s->out_len - out0);
+    uint32_t got = s->out_len > out0 ? tg_crc32(0, s->out + out0, s->out_len - out0) : 0; /* out NULL when empty */
     if (got != crc) {
         char m[160];
         snprintf(m, sizeof m, "CRC-32 mismatch: the trailer says %08" PRIx32 ", the data gives %08" PRIx32, crc, got);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing tapegrad needs on Debian/Ubuntu, only when it is missing:
-# a C compiler, meson, ninja, pkg-config, Criterion (cmake too with TG_NEED_CMAKE=1) and Open MPI (for the
+# a C compiler, meson, ninja, pkg-config, Criterion (cmake too with TG_NEED_CMAKE=1, clang and libFuzzer with TG_NEED_FUZZ=1) and Open MPI (for the
 # data-parallel build and its tests; TG_NEED_MPI=0 skips it, and tapegrad then builds without MPI). Uses sudo when not root.
 # Opt-in, for the benchmarks only (the tests never need them): TG_NEED_DATA=1 installs dataset-fashion-mnist
 # (bench/fashion_mnist.sh) and copies the yearly sunspot numbers out of Debian's python3-statsmodels package
@@ -24,6 +24,11 @@ if [ "${TG_NEED_MPI:-1}" = 1 ] && { ! command -v mpirun >/dev/null 2>&1 || ! pkg
 fi
 if [ "${TG_NEED_DATA:-0}" = 1 ] && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   missing+=(dataset-fashion-mnist)
+fi
+# clang with libFuzzer for scripts/fuzz.sh (the fuzz stage of .ci/run): TG_NEED_FUZZ=1
+if [ "${TG_NEED_FUZZ:-0}" = 1 ]; then
+  command -v clang >/dev/null 2>&1 || missing+=(clang)
+  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || missing+=(libclang-rt-dev)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tapegrad: installing ${missing[*]} with apt-get" >&2

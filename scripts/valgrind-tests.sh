@@ -15,6 +15,8 @@ if [ ${#suites[@]} -eq 0 ]; then
   suites=(tensor tape ops safetensors compare nn zoo manual optim loss sched conformance data cell_lang dist
           tensor_basics autograd_basics rnn_forward lstm_forward_backward autograd_vs_manual custom_cell
           next_number classify_sequences train_loop binary_addition your_lstm_backward own_data)   # examples (char_rnn: ~3 min here)
+  # and every fuzz target over its seeds and regression inputs (tests/fuzz/meson.build names them)
+  mapfile -t -O ${#suites[@]} suites < <(meson test -C $dir --list --suite fuzz 2>/dev/null | grep ' / ' | sed 's|.* / ||')
 fi
 meson test -C $dir --num-processes 2 --timeout-multiplier 10 --print-errorlogs \
   --wrapper "valgrind --trace-children=yes --trace-children-skip=/bin/*,/usr/bin/* --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect --log-file=$logs/vg.%p.log" \

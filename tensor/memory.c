@@ -90,6 +90,7 @@ int tg_mem_parse(const char *s, double *bytes) {
     }
     if (*end == 'B') end++;
     if (*end) return -1;
+    if (!isfinite(v * mult) || v * mult < 1) return -1; /* "1e308T" overflows; under a byte is no size */
     *bytes = v * mult;
     return 0;
 }

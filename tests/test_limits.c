@@ -94,6 +94,8 @@ Test(limits, sizes_format_and_parse) {
     cr_expect(tg_mem_parse("500k", &v) == 0 && v == 5e5);
     cr_expect(tg_mem_parse("0", &v) != 0);
     cr_expect(tg_mem_parse("-3G", &v) != 0);
+    cr_expect(tg_mem_parse("0.4e308T", &v) != 0); /* overflowed to infinity (found by tests/fuzz/fuzz_cli.c) */
+    cr_expect(tg_mem_parse("1e-9", &v) != 0);
     cr_expect(tg_mem_parse("4Q", &v) != 0);
     cr_expect(tg_mem_parse("", &v) != 0);
     tg_mem_estimate e = {.tape = 2e9, .params = 1e6};

@@ -61,7 +61,7 @@ char *tg_mem_format(double bytes, char *buf, size_t n);
  * "needs ~X: <why> (tape X, parameters X, ...), more than the Y available (<source>)". */
 int tg_mem_check(const tg_mem_estimate *e, double limit, char *err, size_t errlen);
 /* Parses "4G", "500M", "1.5T", "100000" (bytes; k/K, M, G, T, P decimal, optional trailing B) into *bytes.
- * Returns 0, or -1 when s is not a positive size. */
+ * Returns 0, or -1 when s is not a size of at least one byte (or overflows a double: 1e308T). */
 int tg_mem_parse(const char *s, double *bytes);
 
 #ifdef __cplusplus
