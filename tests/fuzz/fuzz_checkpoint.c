@@ -1,8 +1,8 @@
-/* tests/fuzz/fuzz_checkpoint.c - libFuzzer target for loading a checkpoint (tools/model.c, what
+/* tests/fuzz/fuzz_checkpoint.c - libFuzzer target for loading a checkpoint (nn/model.c, what
  * `tapegrad train --resume`, sample, predict and summary do) and an optimizer state (optim/checkpoint.c,
  * tg_optim_load). Byte 0 picks what the rest is:
- *   even: a model file, loaded with ckpt_load_model (metadata checked against the tensors before any
- *         model is built) and then its training state (step, rng) with ckpt_load_train_state;
+ *   even: a model file, loaded with tg_ckpt_load_model (metadata checked against the tensors before any
+ *         model is built) and then its training state (step, rng) with tg_ckpt_load_train_state;
  *   odd:  an optimizer file, loaded by tg_optim_load into an optimizer of kind (byte0 >> 1) % kinds over
  *         a fixed model (lstm, input 2, hidden 3, output 1, F32: what `tapegrad train --task adding
  *         --hidden 3` builds, the model of the seeds).
@@ -12,7 +12,7 @@
  * Beyond fuzz.h: a refusal has a message, and after any load, accepted or refused, the optimizer is
  * whole: it saves its state and loads that file back. */
 #include "fuzz.h"
-#include "tools/model.h"
+#include <tapegrad/train.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +34,7 @@ static void cleanup(void) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static model *fixed;
+    static tg_model *fixed;
     if (!g_dir[0]) {
         snprintf(g_dir, sizeof g_dir, "%s/tg_fuzz_ckpt_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
         if (!mkdtemp(g_dir)) abort();
@@ -42,9 +42,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         snprintf(g_opt_path, sizeof g_opt_path, "%s/m.optim.safetensors", g_dir);
         atexit(cleanup);
         char err[256];
-        model_config cfg = {.cell = "lstm", .input_size = 2, .hidden_size = 3, .output_size = 1, .layers = 1,
+        tg_model_config cfg = {.cell = "lstm", .input_size = 2, .hidden_size = 3, .output_size = 1, .layers = 1,
                             .dtype = TG_F32};
-        fixed = model_new(&cfg, 1, err, sizeof err);
+        fixed = tg_model_new(&cfg, 1, err, sizeof err);
         if (!fixed) abort();
     }
     if (size < 1) return 0;
@@ -54,14 +54,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         write_file(g_path, data + 1, size - 1);
         unlink(g_opt_path);
         tg_st_file *f = NULL;
-        model *m = ckpt_load_model(g_path, &f, err, sizeof err);
+        tg_model *m = tg_ckpt_load_model(g_path, &f, err, sizeof err);
         if (m) {
             FZ_CHECK(f != NULL);
             int64_t step;
             tg_rng rng;
-            if (ckpt_load_train_state(g_path, f, NULL, &step, &rng, err, sizeof err)) fz_check_message(err);
+            if (tg_ckpt_load_train_state(g_path, f, NULL, &step, &rng, err, sizeof err)) fz_check_message(err);
             else FZ_CHECK(step >= 0);
-            model_free(m);
+            tg_model_free(m);
             tg_st_free(f);
         } else {
             FZ_CHECK(f == NULL);
