@@ -19,4 +19,5 @@
 #include <tapegrad/memory.h>
 #include <tapegrad/cell_lang.h>
 #include <tapegrad/train.h>
+#include <tapegrad/trainer.h>
 #endif

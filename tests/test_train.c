@@ -1,0 +1,326 @@
+/* tests/test_train.c - the library's training loop and checkpoints (<tapegrad/trainer.h>): a resumed run
+ * equals an uninterrupted one bit for bit, bad checkpoints are refused with a message and change
+ * nothing, early stopping keeps the best parameters, and failures name what failed. */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <tapegrad/tapegrad.h>
+
+#include "helpers.h"
+
+enum { T = 6, B = 8 };
+
+/* The model of these tests: an LSTM (with dropout masks from the data stream) + a linear head that
+ * predicts the mean of a sequence of numbers. */
+typedef struct net {
+    tg_rnn *rnn;
+    tg_linear_layer *head;
+    tg_params *params;
+    tg_optim *opt;
+    tg_sched *sched;
+    tg_tensor *val_x, *val_y; /* a fixed validation batch */
+    double *metrics;          /* evaluate: a scripted metric per epoch (NULL: the validation MSE) */
+    int n_evals;
+    bool nan_loss;            /* the loss hook returns NaN */
+    double w_at[16];          /* after_epoch: head.weight[0] at the end of each epoch */
+    double epoch_train_loss;  /* after_epoch: the sum of the epochs' mean training losses */
+} net;
+
+static tg_tensor *predict(const net *m, const tg_tensor *x, tg_rng *masks) {
+    tg_tensor *y = tg_rnn_forward(m->rnn, x, &(tg_rnn_forward_opts){.train = masks != NULL, .rng = masks}, NULL);
+    return tg_linear_layer_forward(m->head, tg_select(y, T - 1));
+}
+
+static tg_tensor *batch_loss(tg_trainer *tr, tg_rng *rng, void *user) {
+    (void)tr;
+    net *m = user;
+    tg_tensor *x = tg_rand_uniform(rng, TG_F64, TG_SHAPE(T, B, 1), -1, 1);
+    tg_tensor *loss = tg_mse_loss(predict(m, x, rng), tg_mean_axis(x, 0, false), TG_REDUCE_MEAN);
+    tg_release(x);
+    return m->nan_loss ? tg_mul_scalar(loss, NAN) : loss;
+}
+
+static int evaluate(tg_trainer *tr, double *metric, void *user) {
+    (void)tr;
+    net *m = user;
+    if (m->metrics) {
+        *metric = m->metrics[m->n_evals++];
+        return 0;
+    }
+    tg_no_grad_begin();
+    tg_tensor *l = tg_mse_loss(predict(m, m->val_x, NULL), m->val_y, TG_REDUCE_MEAN);
+    *metric = l ? tg_item(l) : NAN;
+    tg_no_grad_end();
+    tg_tape_reset();
+    return l ? 0 : -1;
+}
+
+/* seed: the initial parameters (a resumed run starts from other ones: the checkpoint replaces them). */
+static void net_new(net *m, uint64_t seed, int64_t hidden) {
+    memset(m, 0, sizeof *m);
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    m->rnn = tg_rnn_new(tg_cell_by_name("lstm"),
+                        &(tg_rnn_config){.input_size = 1, .hidden_size = hidden, .num_layers = 2, .dropout = 0.2,
+                                         .dtype = TG_F64},
+                        &rng);
+    m->head = tg_linear_layer_new(hidden, 1, true, TG_F64, &rng);
+    m->params = tg_params_new();
+    tg_params_extend(m->params, "rnn.", m->rnn->params);
+    tg_params_extend(m->params, "head.", m->head->params);
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_ADAM);
+    o.lr = 1e-2;
+    m->opt = tg_optim_new_params(TG_OPTIM_ADAM, m->params, &o);
+    m->sched = tg_sched_cosine(m->opt, 40, 1e-4);
+    m->val_x = tg_rand_uniform(&rng, TG_F64, TG_SHAPE(T, 16, 1), -1, 1);
+    m->val_y = tg_retain(tg_mean_axis(m->val_x, 0, false)); /* kept past tg_tape_reset */
+    cr_assert(m->rnn && m->head && m->opt && m->sched && m->val_y);
+}
+
+static void net_free(net *m) {
+    tg_release(m->val_x);
+    tg_release(m->val_y);
+    tg_sched_free(m->sched);
+    tg_optim_free(m->opt);
+    tg_params_free(m->params);
+    tg_linear_layer_free(m->head);
+    tg_rnn_free(m->rnn);
+}
+
+static tg_train_opts opts_of(net *m) {
+    return (tg_train_opts){.clip = 0.5, .sched = m->sched, .epoch_steps = 7, .patience = 50, .keep_best = true, .seed = 3};
+}
+
+static int record_epoch(tg_trainer *tr, const tg_epoch_report *r, void *user) {
+    (void)tr;
+    ((net *)user)->epoch_train_loss += r->train_loss; /* over the epochs this process ran */
+    return 0;
+}
+
+static void trainer_new(tg_trainer *tr, net *m, const tg_train_opts *o) {
+    cr_assert_eq(tg_trainer_init(tr, m->params, m->opt, o,
+                                 &(tg_train_hooks){.loss = batch_loss, .evaluate = evaluate,
+                                                   .after_epoch = record_epoch, .user = m}),
+                 0, "%s", tg_last_error());
+}
+
+static void tmp_path(char *buf, size_t n, const char *name) {
+    snprintf(buf, n, "/tmp/tg_train_%d_%s.safetensors", (int)getpid(), name);
+}
+
+static void remove_ckpt(const char *path) {
+    char op[4096];
+    remove(path);
+    remove(tg_checkpoint_optim_path(path, op, sizeof op));
+}
+
+static void expect_same_params(const tg_params *a, const tg_params *b) {
+    cr_assert_eq(tg_params_count(a), tg_params_count(b));
+    for (int i = 0; i < tg_params_count(a); i++) {
+        const tg_tensor *x = tg_params_at(a, i), *y = tg_params_at(b, i);
+        cr_expect_eq(memcmp(tg_cdata(x), tg_cdata(y), (size_t)tg_numel(x) * sizeof(double)), 0,
+                     "parameter %s differs between the resumed and the uninterrupted run", tg_params_name_at(a, i));
+    }
+}
+
+Test(train, resume_is_bit_identical) {
+    th_record_errors();
+    char path[256];
+    tmp_path(path, sizeof path, "resume");
+    net a, b;
+    tg_trainer ta, tb;
+    tg_train_opts oa, ob;
+    /* uninterrupted: 40 steps */
+    net_new(&a, 1, 8);
+    oa = opts_of(&a);
+    trainer_new(&ta, &a, &oa);
+    cr_assert_eq(tg_trainer_run(&ta, 40), 0, "%s", tg_last_error());
+    /* interrupted at step 17 (inside epoch 3), saved, everything freed, rebuilt from another seed */
+    net_new(&b, 1, 8);
+    ob = opts_of(&b);
+    trainer_new(&tb, &b, &ob);
+    cr_assert_eq(tg_trainer_run(&tb, 17), 0, "%s", tg_last_error());
+    const char *meta[] = {"note", "mine"};
+    cr_assert_eq(tg_trainer_save(&tb, path, 1, meta), 0, "%s", tg_last_error());
+    double best = tb.best_metric, b_epochs = b.epoch_train_loss;
+    tg_trainer_free(&tb);
+    net_free(&b);
+    net_new(&b, 99, 8);
+    b.epoch_train_loss = b_epochs;
+    ob = opts_of(&b);
+    trainer_new(&tb, &b, &ob);
+    tg_st_file *f = NULL;
+    cr_assert_eq(tg_trainer_load(&tb, path, &f), 0, "%s", tg_last_error());
+    cr_expect_str_eq(tg_st_meta(f, "note"), "mine");
+    tg_st_free(f);
+    cr_expect_eq(tb.step, 17);
+    cr_expect_eq(tb.best_metric, best);
+    cr_expect_eq(tb.epoch_batches, 3);
+    cr_assert_eq(tg_trainer_run(&tb, 40), 0, "%s", tg_last_error());
+    cr_expect_eq(tb.step, 40);
+    expect_same_params(ta.params, tb.params);
+    cr_expect_eq(ta.last_loss, tb.last_loss);
+    cr_expect_eq(ta.best_epoch, tb.best_epoch);
+    cr_expect_eq(a.epoch_train_loss, b.epoch_train_loss, "the epochs' training losses differ: %.17g vs %.17g",
+                 a.epoch_train_loss, b.epoch_train_loss);
+    cr_expect_eq(tg_optim_lr(a.opt, 0), tg_optim_lr(b.opt, 0), "the schedule's lr differs: %.17g vs %.17g",
+                 tg_optim_lr(a.opt, 0), tg_optim_lr(b.opt, 0));
+    cr_expect_eq(th_error_count(), 0, "%s", th_last_message());
+    tg_trainer_free(&ta);
+    tg_trainer_free(&tb);
+    net_free(&a);
+    net_free(&b);
+    remove_ckpt(path);
+}
+
+/* Every refusal names the file and the problem and leaves the trainer, parameters and optimizer as
+ * they were. */
+static void expect_refused(tg_trainer *tr, net *m, const char *path, const char *named, const char *part) {
+    tg_tensor *w = tg_params_find(m->params, "head.weight");
+    double before = ((const double *)tg_cdata(w))[0];
+    int64_t step = tr->step;
+    th_reset_errors();
+    cr_expect_eq(tg_trainer_load(tr, path, NULL), -1, "a bad checkpoint (%s) was accepted", part);
+    cr_expect(strstr(tg_last_error(), part) != NULL, "the message '%s' does not say '%s'", tg_last_error(), part);
+    cr_expect(strstr(tg_last_error(), named) != NULL, "the message '%s' does not name %s", tg_last_error(), named);
+    cr_expect_eq(((const double *)tg_cdata(w))[0], before, "the parameters changed on a refused load");
+    cr_expect_eq(tr->step, step);
+    tg_clear_error();
+}
+
+Test(train, bad_checkpoints_are_refused_with_a_message) {
+    th_record_errors();
+    char good[256], plain[256], other[256], meta[256];
+    tmp_path(good, sizeof good, "good");
+    tmp_path(plain, sizeof plain, "plain");
+    tmp_path(other, sizeof other, "other");
+    tmp_path(meta, sizeof meta, "meta");
+    net m, o;
+    tg_trainer tr, to;
+    tg_train_opts oo;
+    net_new(&m, 1, 8);
+    oo = opts_of(&m);
+    trainer_new(&tr, &m, &oo);
+    cr_assert_eq(tg_trainer_run(&tr, 3), 0);
+    cr_assert_eq(tg_trainer_save(&tr, good, 0, NULL), 0, "%s", tg_last_error());
+    /* parameters only (tg_params_save): not a training checkpoint */
+    cr_assert_eq(tg_params_save(m.params, plain), 0);
+    expect_refused(&tr, &m, plain, plain, "not a training checkpoint");
+    /* another model (hidden 4): a parameter of another shape */
+    net_new(&o, 1, 4);
+    tg_train_opts o2 = opts_of(&o);
+    trainer_new(&to, &o, &o2);
+    cr_assert_eq(tg_trainer_save(&to, other, 0, NULL), 0, "%s", tg_last_error());
+    expect_refused(&tr, &m, other, other, "parameter 'rnn.weight_ih_l0' is F64 [16,1] in the file, F64 [32,1] in the model");
+    /* a training state that does not parse */
+    tg_tensor *ts[64];
+    const char *names[64];
+    int n = tg_params_count(m.params);
+    for (int i = 0; i < n; i++) { ts[i] = tg_params_at(m.params, i); names[i] = tg_params_name_at(m.params, i); }
+    const char *kv[] = {"tapegrad.train", "1", "step", "12x", "rng", "0 0 0 0 0 0", "epoch_acc", "0 0", "early", "nan 0 0"};
+    cr_assert_eq(tg_st_save(meta, n, names, ts, 5, kv), 0);
+    expect_refused(&tr, &m, meta, meta, "the training state (metadata step, rng, epoch_acc, early) is missing or invalid");
+    /* the optimizer file is missing */
+    char op[4096];
+    remove(tg_checkpoint_optim_path(good, op, sizeof op));
+    expect_refused(&tr, &m, good, op, "cannot open");
+    /* a file that is not there */
+    remove(good);
+    expect_refused(&tr, &m, good, good, "cannot open");
+    /* the trainer's own metadata keys are refused on save */
+    const char *mine[] = {"step", "5"};
+    cr_expect_eq(tg_trainer_save(&tr, good, 1, mine), -1);
+    cr_expect(strstr(tg_last_error(), "metadata key 'step' is the trainer's own") != NULL, "%s", tg_last_error());
+    cr_expect_eq(access(good, F_OK), -1, "a refused save wrote a file");
+    tg_trainer_free(&tr);
+    tg_trainer_free(&to);
+    net_free(&m);
+    net_free(&o);
+    remove_ckpt(plain);
+    remove_ckpt(other);
+    remove_ckpt(meta);
+}
+
+static int snapshot_epoch(tg_trainer *tr, const tg_epoch_report *r, void *user) {
+    net *m = user;
+    if (r->epoch < 16) m->w_at[r->epoch] = ((const double *)tg_cdata(tg_params_find(tr->params, "head.weight")))[0];
+    return 0;
+}
+
+Test(train, early_stopping_keeps_the_best_epoch) {
+    th_record_errors();
+    net m;
+    net_new(&m, 1, 8);
+    double metrics[] = {0.5, 0.3, 0.4, 0.35, 0.31, 0.9, 0.1};
+    m.metrics = metrics;
+    tg_trainer tr;
+    tg_train_opts o = {.epoch_steps = 2, .patience = 3, .keep_best = true, .seed = 1};
+    tg_train_hooks h = {.loss = batch_loss, .evaluate = evaluate, .after_epoch = snapshot_epoch, .user = &m};
+    cr_assert_eq(tg_trainer_init(&tr, m.params, m.opt, &o, &h), 0);
+    cr_assert_eq(tg_trainer_run(&tr, 100), 0, "%s", tg_last_error());
+    cr_expect(tr.stopped);
+    cr_expect_eq(tr.step, 10, "stopped at step %lld, not after epoch 5 (3 epochs without a better metric)", (long long)tr.step);
+    cr_expect_eq(tr.best_epoch, 2);
+    cr_expect_eq(tr.best_metric, 0.3);
+    cr_expect_eq(tr.bad_epochs, 3);
+    cr_expect_eq(tg_trainer_run(&tr, 100), 0);
+    cr_expect_eq(tr.step, 10, "a stopped trainer went on");
+    const double *w = tg_cdata(tg_params_find(m.params, "head.weight"));
+    cr_expect_neq(w[0], m.w_at[2]);
+    cr_expect(tg_trainer_restore_best(&tr));
+    cr_expect_eq(w[0], m.w_at[2], "restore_best did not bring back the parameters of epoch 2");
+    tg_trainer_free(&tr);
+    net_free(&m);
+}
+
+Test(train, higher_is_better_and_per_epoch_schedule) {
+    th_record_errors();
+    net m;
+    net_new(&m, 1, 8);
+    double metrics[] = {0.5, 0.6, 0.55};
+    m.metrics = metrics;
+    tg_plateau_opts po = tg_plateau_defaults();
+    po.mode_max = true;
+    po.patience = 0;
+    po.factor = 0.5;
+    tg_sched *plateau = tg_sched_plateau(m.opt, &po);
+    cr_assert(plateau, "%s", tg_last_error());
+    tg_trainer tr;
+    tg_train_opts o = {.epoch_steps = 1, .higher_is_better = true, .sched = plateau, .sched_per_epoch = true};
+    cr_assert_eq(tg_trainer_init(&tr, m.params, m.opt, &o, &(tg_train_hooks){.loss = batch_loss, .evaluate = evaluate, .user = &m}), 0);
+    double lr0 = tg_optim_lr(m.opt, 0);
+    cr_assert_eq(tg_trainer_run(&tr, 3), 0, "%s", tg_last_error());
+    cr_expect_eq(tr.best_epoch, 2);
+    cr_expect_eq(tr.best_metric, 0.6);
+    cr_expect_eq(tg_optim_lr(m.opt, 0), lr0 / 2, "the plateau schedule did not see the worse metric of epoch 3");
+    tg_trainer_free(&tr);
+    tg_sched_free(plateau);
+    net_free(&m);
+}
+
+Test(train, failures_name_what_failed) {
+    th_record_errors();
+    net m;
+    net_new(&m, 1, 8);
+    tg_trainer tr;
+    cr_expect_eq(tg_trainer_init(&tr, m.params, m.opt, NULL, &(tg_train_hooks){.user = &m}), -1);
+    cr_expect_str_eq(tg_last_error(), "tg_trainer_init: hooks->loss is NULL");
+    cr_expect_eq(tg_trainer_init(&tr, m.params, m.opt, &(tg_train_opts){.patience = 2},
+                                 &(tg_train_hooks){.loss = batch_loss, .user = &m}),
+                 -1);
+    cr_expect_str_eq(tg_last_error(), "tg_trainer_init: patience 2 needs epochs (epoch_steps > 0)");
+    m.nan_loss = true;
+    cr_assert_eq(tg_trainer_init(&tr, m.params, m.opt, NULL, &(tg_train_hooks){.loss = batch_loss, .user = &m}), 0);
+    cr_expect_eq(tg_trainer_run(&tr, 5), -1);
+    cr_expect_str_eq(tg_last_error(), "tg_trainer_step: the loss became nan at step 1");
+    cr_expect(isnan(tr.last_loss));
+    tg_trainer_free(&tr);
+    cr_expect_eq(tg_trainer_step(NULL), -1);
+    cr_expect_str_eq(tg_last_error(), "tg_trainer_step: the trainer is not set up (tg_trainer_init)");
+    net_free(&m);
+    tg_clear_error();
+}
