@@ -130,7 +130,7 @@ int main(int argc, char **argv) {
     model_free(&c);
     char op[4096];
     remove(ckpt);
-    remove(tg_checkpoint_optim_path(ckpt, op, sizeof op));
+    remove(tg_ckpt_optim_path(ckpt, op, sizeof op));
     return same && learned && tg_live_tensors() == 0 ? 0 : 1;
 fail:
     fprintf(stderr, "train_resume: %s\n", tg_last_error());

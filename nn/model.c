@@ -1,6 +1,7 @@
 /* nn/model.c - the recurrent stack + linear head of <tapegrad/train.h> and its checkpoints (see
  * train.h). Dimension letters: T time, B batch, I input, H hidden, O output. */
 #include <tapegrad/train.h>
+#include "nn/rng_text.h"
 #include <tapegrad/cell_lang.h>
 
 #include <inttypes.h>
@@ -152,14 +153,14 @@ const char *tg_ckpt_optim_path(const char *path, char *buf, size_t size) {
     return buf;
 }
 
-static void rng_to_str(const tg_rng *r, char *buf, size_t n) {
+void tg__rng_to_str(const tg_rng *r, char *buf, size_t n) {
     uint64_t spare;
     memcpy(&spare, &r->spare, sizeof spare);
     snprintf(buf, n, "%016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %d %016" PRIx64, r->s[0], r->s[1],
              r->s[2], r->s[3], r->has_spare ? 1 : 0, spare);
 }
 
-static bool rng_from_str(const char *s, tg_rng *r) {
+bool tg__rng_from_str(const char *s, tg_rng *r) {
     uint64_t v[5];
     int has;
     if (!s || sscanf(s, "%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %d %" SCNx64, &v[0], &v[1], &v[2], &v[3],
@@ -189,7 +190,7 @@ int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64
     else snprintf(vals[8], sizeof vals[8], "default");
     snprintf(vals[9], sizeof vals[9], "%lld", (long long)step);
     tg_rng zero = {{0}, 0, 0};
-    rng_to_str(rng ? rng : &zero, vals[10], sizeof vals[10]);
+    tg__rng_to_str(rng ? rng : &zero, vals[10], sizeof vals[10]);
     snprintf(vals[11], sizeof vals[11], "%.17g", m->cfg.dropout);
     snprintf(vals[12], sizeof vals[12], "%.17g", m->cfg.zoneout);
 
@@ -353,7 +354,7 @@ int tg_ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim 
                           char *err, size_t errlen) {
     long long s;
     tg_rng r;
-    if (!meta_long(file, "step", &s) || s < 0 || !rng_from_str(tg_st_meta(file, "rng"), &r)) {
+    if (!meta_long(file, "step", &s) || s < 0 || !tg__rng_from_str(tg_st_meta(file, "rng"), &r)) {
         snprintf(err, errlen, "%s: the checkpoint has no valid 'step' / 'rng' metadata", path);
         return -1;
     }

@@ -1,13 +1,15 @@
 /* nn/trainer.c - the training loop and its checkpoints (see <tapegrad/trainer.h>). */
 #include <tapegrad/trainer.h>
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <tapegrad/autograd.h>
+#include <tapegrad/train.h>
+
+#include "nn/rng_text.h"
 
 #define FN_STEP "tg_trainer_step"
 #define CKPT_MARK "tapegrad.train" /* metadata key naming a trainer checkpoint */
@@ -165,34 +167,6 @@ int tg_trainer_run(tg_trainer *tr, int64_t until) {
 
 /* ---- checkpoints --------------------------------------------------------------------------------- */
 
-const char *tg_checkpoint_optim_path(const char *path, char *buf, size_t size) {
-    const char *suffix = ".safetensors";
-    size_t n = strlen(path), k = strlen(suffix);
-    int w = n > k && strcmp(path + n - k, suffix) == 0 ? snprintf(buf, size, "%.*s.optim.safetensors", (int)(n - k), path)
-                                                       : snprintf(buf, size, "%s.optim.safetensors", path);
-    if (w < 0 || (size_t)w >= size) buf[0] = 0;
-    return buf;
-}
-
-static void rng_to_str(const tg_rng *r, char *buf, size_t n) {
-    uint64_t spare;
-    memcpy(&spare, &r->spare, sizeof spare);
-    snprintf(buf, n, "%016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %016" PRIx64 " %d %016" PRIx64, r->s[0], r->s[1],
-             r->s[2], r->s[3], r->has_spare ? 1 : 0, spare);
-}
-
-static bool rng_from_str(const char *s, tg_rng *r) {
-    uint64_t v[5];
-    int has, used = 0;
-    if (!s || sscanf(s, "%" SCNx64 " %" SCNx64 " %" SCNx64 " %" SCNx64 " %d %" SCNx64 "%n", &v[0], &v[1], &v[2], &v[3],
-                     &has, &v[4], &used) != 6 || s[used])
-        return false;
-    for (int i = 0; i < 4; i++) r->s[i] = v[i];
-    r->has_spare = has != 0;
-    memcpy(&r->spare, &v[4], sizeof r->spare);
-    return true;
-}
-
 /* The metadata keys the trainer writes itself. */
 static const char *const own_keys[] = {"format", CKPT_MARK, "step", "rng", "epoch_acc", "early"};
 enum { N_OWN = sizeof own_keys / sizeof own_keys[0] };
@@ -204,7 +178,8 @@ int tg_trainer_save(const tg_trainer *tr, const char *path, int nmeta, const cha
         return -1;
     }
     char op[4096];
-    if (!tg_checkpoint_optim_path(path, op, sizeof op)[0]) { tg_error_quiet(fn, "%s: path too long", path); return -1; }
+    if (strlen(path) + sizeof ".optim.safetensors" > sizeof op) { tg_error_quiet(fn, "%s: path too long", path); return -1; }
+    tg_ckpt_optim_path(path, op, sizeof op);
     for (int i = 0; i < nmeta; i++) {
         if (!meta[2 * i] || !meta[2 * i + 1]) { tg_error_quiet(fn, "meta pair %d has a NULL key or value", i); return -1; }
         for (int k = 0; k < N_OWN; k++)
@@ -217,7 +192,7 @@ int tg_trainer_save(const tg_trainer *tr, const char *path, int nmeta, const cha
     snprintf(vals[0], sizeof vals[0], "pt");
     snprintf(vals[1], sizeof vals[1], "1");
     snprintf(vals[2], sizeof vals[2], "%lld", (long long)tr->step);
-    rng_to_str(&tr->rng, vals[3], sizeof vals[3]);
+    tg__rng_to_str(&tr->rng, vals[3], sizeof vals[3]);
     snprintf(vals[4], sizeof vals[4], "%.17g %lld", tr->epoch_loss, (long long)tr->epoch_batches);
     snprintf(vals[5], sizeof vals[5], "%.17g %lld %lld", tr->best_metric, (long long)tr->best_epoch,
              (long long)tr->bad_epochs);
@@ -274,7 +249,8 @@ int tg_trainer_load(tg_trainer *tr, const char *path, tg_st_file **meta) {
         return -1;
     }
     char op[4096];
-    if (!tg_checkpoint_optim_path(path, op, sizeof op)[0]) { tg_error_quiet(fn, "%s: path too long", path); return -1; }
+    if (strlen(path) + sizeof ".optim.safetensors" > sizeof op) { tg_error_quiet(fn, "%s: path too long", path); return -1; }
+    tg_ckpt_optim_path(path, op, sizeof op);
     tg_clear_error();
     tg_st_file *f = tg_st_load(path);
     if (!f) return -1;
@@ -288,7 +264,7 @@ int tg_trainer_load(tg_trainer *tr, const char *path, tg_st_file **meta) {
         tg_error_quiet(fn, "%s: not a training checkpoint (metadata '" CKPT_MARK "' is %s)", path, mark ? mark : "missing");
         goto fail;
     }
-    if (!st || sscanf(st, "%lld%n", &step, &used) != 1 || st[used] || step < 0 || !rng_from_str(tg_st_meta(f, "rng"), &r) ||
+    if (!st || sscanf(st, "%lld%n", &step, &used) != 1 || st[used] || step < 0 || !tg__rng_from_str(tg_st_meta(f, "rng"), &r) ||
         !acc || sscanf(acc, "%lf %lld", &el, &eb) != 2 || eb < 0 || !early ||
         sscanf(early, "%lf %lld %lld", &bm, &be, &bad) != 3 || be < 0 || bad < 0) {
         tg_error_quiet(fn, "%s: the training state (metadata step, rng, epoch_acc, early) is missing or invalid", path);

@@ -115,7 +115,7 @@ static void tmp_path(char *buf, size_t n, const char *name) {
 static void remove_ckpt(const char *path) {
     char op[4096];
     remove(path);
-    remove(tg_checkpoint_optim_path(path, op, sizeof op));
+    remove(tg_ckpt_optim_path(path, op, sizeof op));
 }
 
 static void expect_same_params(const tg_params *a, const tg_params *b) {
@@ -226,7 +226,7 @@ Test(train, bad_checkpoints_are_refused_with_a_message) {
     expect_refused(&tr, &m, meta, meta, "the training state (metadata step, rng, epoch_acc, early) is missing or invalid");
     /* the optimizer file is missing */
     char op[4096];
-    remove(tg_checkpoint_optim_path(good, op, sizeof op));
+    remove(tg_ckpt_optim_path(good, op, sizeof op));
     expect_refused(&tr, &m, good, op, "cannot open");
     /* a file that is not there */
     remove(good);

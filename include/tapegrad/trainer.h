@@ -122,7 +122,7 @@ bool tg_trainer_restore_best(tg_trainer *tr);
  * PyTorch's safetensors reads it) with the trainer's state as metadata ("format"="pt",
  * "tapegrad.train"="1", "step", "rng", "epoch_acc", "early") and nmeta extra (key, value) pairs of
  * yours (meta[2i], meta[2i+1]; these keys are refused); "<stem>.optim.safetensors"
- * (tg_checkpoint_optim_path) holds the optimizer and schedule state (tg_optim_save). Each file is
+ * (tg_ckpt_optim_path, <tapegrad/train.h>) holds the optimizer and schedule state (tg_optim_save). Each file is
  * replaced atomically: a failed save keeps the previous one. Returns 0, or -1 with a message. */
 int tg_trainer_save(const tg_trainer *tr, const char *path, int nmeta, const char *const *meta);
 /* Restores a checkpoint written by tg_trainer_save into a trainer set up the same way (parameters of
@@ -131,9 +131,6 @@ int tg_trainer_save(const tg_trainer *tr, const char *path, int nmeta, const cha
  * and the trainer, parameters and optimizer are left as they were. meta (may be NULL): on success the
  * opened parameter file, for your own metadata keys (tg_st_meta; tg_st_free it). */
 int tg_trainer_load(tg_trainer *tr, const char *path, tg_st_file **meta);
-/* "<stem>.optim.safetensors" for "<stem>.safetensors", else path + ".optim.safetensors", in buf.
- * returns: buf ("" if it does not fit). */
-const char *tg_checkpoint_optim_path(const char *path, char *buf, size_t size);
 
 #ifdef __cplusplus
 }
