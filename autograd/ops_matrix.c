@@ -93,6 +93,89 @@ static void gemm_w(tg_dtype dt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                               TG_PTR(C, double), N);
 }
 
+/* ---- deferred weight gradients ------------------------------------------------------------------
+ * Backward through the T recurrent products h_t·W_hhᵀ gives dW_hh = Σ_t G_tᵀ·h_t: T GEMMs with inner
+ * dimension K = B (32 or 1), each of which reads and writes the whole [O,I] gradient for only 2·O·I·B
+ * flops. Inside a defer scope (tg__defer_scope_begin/end: one tg_backward pass), a linear's dW with
+ * few rows is instead staged: its G rows and x rows are copied into two buffers, and one GEMM with
+ * K = all staged rows adds them into W's gradient when the buffers are full, when the backward loop
+ * reaches the record that produced W (tg__defer_flush_for), and at the end of the pass. Results equal
+ * the per-step sum up to the order of the additions (a GEMM over K sums in its own order). */
+#define TG_DEFER_SLOTS 4
+#define TG_DEFER_MAX_ROWS 128 /* a product with more rows is efficient on its own */
+#define TG_DEFER_CAP_ROWS 512 /* staged rows per weight (2 K blocks of the F32 GEMM) */
+typedef struct defer_entry {
+    tg_tensor *W;       /* owned reference, or NULL: free slot */
+    void *G, *X;        /* [cap, O] and [cap, I] staged rows */
+    int64_t rows, cap;
+} defer_entry;
+static _Thread_local struct {
+    int depth, next;
+    defer_entry e[TG_DEFER_SLOTS];
+} g_defer;
+
+/* Adds the staged rows of e into its weight's gradient and empties e (the buffers stay). */
+static void defer_flush(defer_entry *e) {
+    if (!e->W || e->rows == 0) return;
+    tg_tensor *W = e->W;
+    int64_t O = W->shape[0], I = W->shape[1];
+    bool s;
+    tg_tensor *gW = tg__grad_buf_assign(W, &s);
+    if (gW) {
+        if (W->dtype == TG_F32)
+            tg_gemm_f32(1, 0, O, I, e->rows, e->G, O, e->X, I, s ? 0.0f : 1.0f, TG_PTR(gW, float), I);
+        else
+            tg_gemm_f64(1, 0, O, I, e->rows, e->G, O, e->X, I, s ? 0.0 : 1.0, TG_PTR(gW, double), I);
+    }
+    e->rows = 0;
+}
+
+static void defer_clear(defer_entry *e) {
+    defer_flush(e);
+    tg_release(e->W);
+    free(e->G);
+    free(e->X);
+    memset(e, 0, sizeof *e);
+}
+
+void tg__defer_scope_begin(void) { g_defer.depth++; }
+
+void tg__defer_scope_end(void) {
+    if (g_defer.depth > 0 && --g_defer.depth == 0)
+        for (int i = 0; i < TG_DEFER_SLOTS; i++) defer_clear(&g_defer.e[i]);
+}
+
+void tg__defer_flush_for(const tg_tensor *t) {
+    for (int i = 0; g_defer.depth && i < TG_DEFER_SLOTS; i++)
+        if (g_defer.e[i].W == t) defer_flush(&g_defer.e[i]);
+}
+
+/* Stages dW += Gᵀ·x (G [R,O], x [R,I], both contiguous) for later; false: the caller runs the GEMM now
+ * (no scope, too many rows, or out of memory). */
+static bool defer_weight_grad(tg_tensor *W, const tg_tensor *g, const tg_tensor *x, int64_t R) {
+    if (!g_defer.depth || R > TG_DEFER_MAX_ROWS || R == 0 || tg_anomaly_mode()) return false;
+    int64_t O = W->shape[0], I = W->shape[1];
+    size_t item = tg_itemsize(W->dtype);
+    defer_entry *e = NULL;
+    for (int i = 0; i < TG_DEFER_SLOTS && !e; i++)
+        if (g_defer.e[i].W == W) e = &g_defer.e[i];
+    if (!e) {
+        e = &g_defer.e[g_defer.next];
+        g_defer.next = (g_defer.next + 1) % TG_DEFER_SLOTS;
+        defer_clear(e);
+        e->cap = TG_DEFER_CAP_ROWS;
+        e->G = malloc((size_t)(e->cap * O) * item);
+        e->X = malloc((size_t)(e->cap * I) * item);
+        if (!e->G || !e->X) { free(e->G); free(e->X); memset(e, 0, sizeof *e); return false; }
+        e->W = tg_retain(W);
+    }
+    if (e->rows + R > e->cap) defer_flush(e);
+    memcpy((char *)e->G + (size_t)(e->rows * O) * item, tg__ptr(g), (size_t)(R * O) * item);
+    memcpy((char *)e->X + (size_t)(e->rows * I) * item, tg__ptr(x), (size_t)(R * I) * item);
+    e->rows += R;
+    return true;
+}
+
 static tg_tensor *matmul(const char *fn, const tg_tensor *a, const tg_tensor *b, int ta, int tb) {
     if (!tg__check(fn, "a", a) || !tg__check(fn, "b", b)) return NULL;
     char s1[128], s2[128];
@@ -227,8 +310,10 @@ static void linear_grads(const tg_record *r, const tg_tensor *g, tg_tensor *bias
     bool sx, sW, sb;
     tg_tensor *gx = tg__grad_buf_assign(r->in[0], &sx);
     if (gx) gemm_w(g->dtype, 0, 0, R, I, O, g, W, sx ? 0.0 : 1.0, gx);
-    tg_tensor *gW = tg__grad_buf_assign(r->in[1], &sW);
-    if (gW) gemm(g->dtype, 1, 0, O, I, R, g, x, sW ? 0.0 : 1.0, gW);
+    if (tg__needs_grad(r->in[1]) && !defer_weight_grad(r->in[1], g, x, R)) {
+        tg_tensor *gW = tg__grad_buf_assign(r->in[1], &sW);
+        if (gW) gemm(g->dtype, 1, 0, O, I, R, g, x, sW ? 0.0 : 1.0, gW);
+    }
     tg_tensor *gb = tg__grad_buf_assign(bias, &sb);
     if (gb) {
         TG_DISPATCH(g->dtype, {

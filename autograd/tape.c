@@ -320,9 +320,11 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
     int status = 0;
     char msg[512];
     tg__pack_scope_begin(); /* W_hh is packed once for all time steps (ops_matrix.c) */
+    tg__defer_scope_begin(); /* and dW_hh is one GEMM over many time steps */
     for (size_t i = out->creator; i-- > 0;) {
         tg_record *r = &g_tape.rec[i];
         tg_tensor *o = r->out;
+        tg__defer_flush_for(o); /* a non-leaf weight's staged dW is complete before its own backward */
         if (!o->grad) continue;
         if (status == 0 && stale(r, msg, sizeof msg)) {
             tg_error("tg_backward", "%s", msg);
@@ -345,6 +347,7 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
         }
         if (!o->retain_grad) { tg_release(o->grad); o->grad = NULL; }
     }
+    tg__defer_scope_end();
     tg__pack_scope_end();
     return status;
 }

@@ -125,6 +125,13 @@ bool tg__needs_grad(const tg_tensor *t);
  * Calls nest; every begin needs its end. */
 void tg__pack_scope_begin(void);
 void tg__pack_scope_end(void);
+/* A defer scope (autograd/ops_matrix.c): inside it, the weight gradient dW += Gᵀ·x of a linear /
+ * linear_add with few rows (a recurrent step) is staged and added with one GEMM over many steps: when
+ * the staging buffer is full, at tg__defer_flush_for(W), and when the outermost scope ends. tg_backward
+ * opens one per pass and flushes before the backward of the record that produced a staged weight. */
+void tg__defer_scope_begin(void);
+void tg__defer_scope_end(void);
+void tg__defer_flush_for(const tg_tensor *t);
 /* The record on the current tape that produced t, or NULL (a leaf, or a result of an older tape).
  * returns: tape-owned (for tests and tools that inspect the tape). */
 const tg_record *tg__record_of(const tg_tensor *t);
