@@ -839,8 +839,7 @@ static tg_tensor *predict(const tg_rnn *m, const tg_linear_layer *readout, const
     return tg_linear_layer_forward(readout, h);
 }
 
-/* the timeout guards against a hang only: under valgrind on a loaded machine this test took 121 s */
-Test(zoo, every_cell_learns_the_mean_of_a_short_sequence, .timeout = 900) {
+Test(zoo, every_cell_learns_the_mean_of_a_short_sequence, .timeout = 120) {
     const int64_t T = 6, B = 32, I = 8, H = 8; /* I = H: MUT1 and MUT2 need it */
     const int steps = 300;
     long base = tg_live_tensors();
