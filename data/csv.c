@@ -286,8 +286,13 @@ tg_dataset *tgd_csv_parse(const unsigned char *ubuf, size_t len, const char *wha
             const csv_field *fd = &r.f[seq_col];
             if (!cur_seq || fd->len != cur_seq_len || memcmp(fd->p, cur_seq, cur_seq_len) != 0) {
                 if (!grow((void **)&runs, &caprun, (size_t)nruns + 1, sizeof *runs)) goto oom;
-                runs[nruns] = (seq_run){rows, line, strndup(fd->p, fd->len)};
-                if (!runs[nruns].name) goto oom;
+                /* not strndup: a NUL byte inside the field would make the copy shorter than
+                   cur_seq_len, and the memcmp above would read past it */
+                char *name = malloc(fd->len + 1);
+                if (!name) goto oom;
+                memcpy(name, fd->p, fd->len);
+                name[fd->len] = 0;
+                runs[nruns] = (seq_run){rows, line, name};
                 cur_seq = runs[nruns].name;
                 cur_seq_len = fd->len;
                 nruns++;

@@ -65,10 +65,23 @@ int tg_cell_register_source(const char *name, const char *src, const char *where
 
 /* ---- the model ------------------------------------------------------------------------------------ */
 
+/* The registered cell of that name, or NULL with "unknown cell 'x' (known: ...)" in err: a name read
+ * from a file is data, so it must not reach tg_cell_by_name's error handler (which may abort). */
+static const tg_cell *find_cell(const char *name, char *err, size_t errlen) {
+    for (int i = 0; name && i < tg_cell_count(); i++)
+        if (strcmp(tg_cell_at(i)->name, name) == 0) return tg_cell_at(i);
+    int n = snprintf(err, errlen, "unknown cell '%s' (known:", name ? name : "(null)");
+    for (int i = 0; i < tg_cell_count() && n >= 0 && (size_t)n < errlen; i++)
+        n += snprintf(err + n, errlen - (size_t)n, "%s %s", i ? "," : "", tg_cell_at(i)->name);
+    if (n >= 0 && (size_t)n < errlen) snprintf(err + n, errlen - (size_t)n, ")");
+    return NULL;
+}
+
 tg_model *tg_model_new(const tg_model_config *cfg, uint64_t seed, char *err, size_t errlen) {
+    if (!cfg) { snprintf(err, errlen, "tg_model_new: NULL config"); return NULL; }
     tg_clear_error();
-    const tg_cell *cell = tg_cell_by_name(cfg->cell);
-    if (!cell) { set_err(err, errlen, "unknown cell"); return NULL; }
+    const tg_cell *cell = find_cell(cfg->cell, err, errlen);
+    if (!cell) return NULL;
     if (cfg->set_forget_bias && cell->forget_gate < 0) {
         snprintf(err, errlen, "cell '%s' has no forget gate: --forget-bias does not apply to it", cfg->cell);
         return NULL;
@@ -249,8 +262,9 @@ static int ckpt_check_tensors(const char *path, const tg_st_file *f, const tg_mo
             return -1;
         }
     }
-    const tg_cell *cell = tg_cell_by_name(cfg->cell);
-    if (!cell) { set_err(err, errlen, "unknown cell"); return -1; }
+    char why[512];
+    const tg_cell *cell = find_cell(cfg->cell, why, sizeof why);
+    if (!cell) { snprintf(err, errlen, "%s: metadata cell: %s", path, why); return -1; }
     const char *need[] = {"head.weight", "rnn.weight_ih_l0"};
     for (int i = 0; i < 2; i++)
         if (!tg_st_get(f, need[i]) || tg_ndim(tg_st_get(f, need[i])) != 2) {
@@ -290,6 +304,7 @@ static int ckpt_check_tensors(const char *path, const tg_st_file *f, const tg_mo
 }
 
 tg_model *tg_ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t errlen) {
+    if (!path) { snprintf(err, errlen, "tg_ckpt_load_model: NULL path"); return NULL; }
     tg_clear_error();
     if (file) *file = NULL;
     tg_st_file *f = tg_st_load(path);
