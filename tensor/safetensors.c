@@ -15,7 +15,8 @@
  *
  * Writer. Validates every argument first, builds the header in memory (keys in the caller's order,
  * "__metadata__" first as the Python writer does, padded with spaces to a multiple of 8 bytes), writes
- * to "<path>.tmp.XXXXXX" in the same directory, fsyncs, and renames over <path>. On any failure the
+ * to "<path>.tmp.XXXXXX" in the same directory, fsyncs, renames over <path> and fsyncs the directory
+ * (so a power loss keeps the old or the new file under the name: tests/test_crashsafe.c). On any failure the
  * temporary file is unlinked and <path> is untouched. A symbolic link is written through (its target
  * is replaced, the link stays); a device or FIFO is written straight into, never replaced.
  *
@@ -1039,6 +1040,20 @@ static bool write_all(const st_ctx *c, FILE *fp, const st_buf *hb, int n, tg_ten
     return ok;
 }
 
+/* After the rename: fsync the directory, so the new name (not only the data) survives a power loss.
+ * Best effort: some file systems refuse fsync on a directory, and the data is already safe. */
+static void sync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir) return;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    free(dir);
+}
+
 int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *const *tensors, int nmeta,
                const char *const *meta) {
     st_ctx c = {"tg_st_save", path, 0};
@@ -1169,6 +1184,7 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
     if (close_rc != 0) { st_fail(&c, "close failed: %s", strerror(errno)); goto done; }
     if (rename(tmp, path) != 0) { st_fail(&c, "cannot rename the temporary file into place: %s", strerror(errno)); goto done; }
     created = false; /* renamed: nothing to unlink */
+    sync_parent_dir(path);
     rc = 0;
 done:
     if (fp) fclose(fp);
