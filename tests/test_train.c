@@ -324,3 +324,160 @@ Test(train, failures_name_what_failed) {
     net_free(&m);
     tg_clear_error();
 }
+
+/* ---- the model and its checkpoints (<tapegrad/train.h>: tg_model, tg_ckpt_*) -------------------------- */
+
+static char m_path[128];
+static void m_make_path(void) { snprintf(m_path, sizeof m_path, "/tmp/tg_train_model_%ld.safetensors", (long)getpid()); }
+static void m_remove_files(void) {
+    char op[256];
+    remove(m_path);
+    remove(tg_ckpt_optim_path(m_path, op, sizeof op));
+}
+TestSuite(train_model, .init = m_make_path, .fini = m_remove_files);
+
+
+static const tg_model_config mcfg = {.cell = "gru", .input_size = 2, .hidden_size = 5, .output_size = 2,
+                                    .layers = 2, .dtype = TG_F64, .dropout = 0.2, .zoneout = 0.1};
+
+static tg_optim *m_adam(tg_model *m) {
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_ADAM);
+    o.lr = 1e-2;
+    return tg_optim_new_params(TG_OPTIM_ADAM, m->params, &o);
+}
+
+/* Steps from *step to until on batches and masks drawn from rng (predict the sequence's last input). */
+static void m_train(tg_model *m, tg_optim *opt, tg_rng *rng, int64_t *step, int64_t until) {
+    while (*step < until) {
+        tg_tensor *x = tg_rand_uniform(rng, TG_F64, TG_SHAPE(T, B, 2), -1, 1);
+        tg_tensor *pred = tg_model_forward(m, x, false, NULL, rng);
+        cr_assert_not_null(pred);
+        cr_assert_eq(tg_backward(tg_mse_loss(pred, tg_select(x, T - 1), TG_REDUCE_MEAN)), 0);
+        tg_optim_clip_grad_norm(opt, 0.5, 2.0, false);
+        cr_assert_eq(tg_optim_step(opt), 0);
+        tg_optim_zero_grad(opt);
+        tg_tape_reset();
+        tg_release(x);
+        ++*step;
+    }
+}
+
+static void m_expect_same(const tg_model *a, const tg_model *c) {
+    cr_assert_eq(tg_params_count(a->params), tg_params_count(c->params));
+    for (int i = 0; i < tg_params_count(a->params); i++) {
+        tg_tensor *p = tg_params_at(a->params, i), *q = tg_params_find(c->params, tg_params_name_at(a->params, i));
+        cr_assert_not_null(q, "%s missing after loading", tg_params_name_at(a->params, i));
+        cr_expect(memcmp(tg_data(p), tg_data(q), (size_t)tg_numel(p) * sizeof(double)) == 0, "%s differs",
+                  tg_params_name_at(a->params, i));
+    }
+}
+
+Test(train_model, resume_gives_bit_identical_parameters) {
+    char err[512];
+    tg_model *a = tg_model_new(&mcfg, 3, err, sizeof err), *b = tg_model_new(&mcfg, 3, err, sizeof err);
+    cr_assert(a && b, "%s", err);
+    tg_optim *oa = m_adam(a), *ob = m_adam(b);
+    tg_rng ra, rb;
+    tg_rng_seed(&ra, 5);
+    tg_rng_seed(&rb, 5);
+    int64_t sa = 0, sb = 0;
+    m_train(a, oa, &ra, &sa, 30);
+    m_train(b, ob, &rb, &sb, 13);
+    cr_assert_eq(tg_ckpt_save(m_path, b, ob, sb, &rb, 0, NULL, err, sizeof err), 0, "%s", err);
+    tg_optim_free(ob);
+    tg_model_free(b);
+
+    tg_st_file *f;
+    tg_model *c = tg_ckpt_load_model(m_path, &f, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    cr_expect_str_eq(c->cfg.cell, "gru");
+    cr_expect_eq(c->cfg.layers, 2);
+    cr_expect_eq(c->cfg.dropout, 0.2);
+    tg_optim *oc = m_adam(c);
+    tg_rng rc;
+    int64_t sc = -1;
+    cr_assert_eq(tg_ckpt_load_train_state(m_path, f, oc, &sc, &rc, err, sizeof err), 0, "%s", err);
+    tg_st_free(f);
+    cr_expect_eq(sc, 13);
+    m_train(c, oc, &rc, &sc, 30);
+    m_expect_same(a, c);
+    cr_expect(memcmp(ra.s, rc.s, sizeof ra.s) == 0, "the generators' states differ");
+    tg_optim_free(oa);
+    tg_optim_free(oc);
+    tg_model_free(a);
+    tg_model_free(c);
+}
+
+/* Writes m_path with the tensors of m and the metadata of a real checkpoint, key `key` set to `value`
+ * (NULL: removed). */
+static void m_write_with_meta(const tg_model *m, const char *key, const char *value) {
+    char err[256];
+    cr_assert_eq(tg_ckpt_save(m_path, m, NULL, 0, NULL, 0, NULL, err, sizeof err), 0, "%s", err);
+    tg_st_file *f = tg_st_load(m_path);
+    cr_assert_not_null(f);
+    const char *kv[64];
+    int n = 0;
+    for (int i = 0; i < tg_st_meta_count(f) && n < 32; i++) {
+        const char *k = tg_st_meta_key(f, i);
+        if (strcmp(k, key) == 0 && !value) continue;
+        kv[2 * n] = k;
+        kv[2 * n + 1] = strcmp(k, key) == 0 ? value : tg_st_meta(f, k);
+        n++;
+    }
+    int nt = tg_params_count(m->params);
+    const char *names[16];
+    tg_tensor *ts[16];
+    for (int i = 0; i < nt; i++) { names[i] = tg_params_name_at(m->params, i); ts[i] = tg_params_at(m->params, i); }
+    cr_assert_eq(tg_st_save(m_path, nt, names, ts, n, kv), 0, "%s", tg_last_error());
+    tg_st_free(f);
+}
+
+static void m_expect_refused(const char *needle) {
+    char err[512] = "";
+    tg_model *m = tg_ckpt_load_model(m_path, NULL, err, sizeof err);
+    cr_expect_null(m, "a checkpoint that should be refused (%s) loaded", needle);
+    tg_model_free(m);
+    cr_expect(strstr(err, needle) != NULL, "the message lacks '%s': %s", needle, err);
+}
+
+Test(train_model, bad_checkpoints_are_refused_with_a_message) {
+    char err[512];
+    tg_model *m = tg_model_new(&mcfg, 1, err, sizeof err);
+    cr_assert_not_null(m, "%s", err);
+    m_write_with_meta(m, "hidden_size", "1000000");
+    m_expect_refused("metadata hidden_size=1000000 contradicts tensor 'head.weight'");
+    m_write_with_meta(m, "layers", "3");
+    m_expect_refused("metadata layers=3 contradicts the tensors");
+    m_write_with_meta(m, "tapegrad", NULL);
+    m_expect_refused("not a tapegrad checkpoint (metadata 'tapegrad' is missing)");
+    m_write_with_meta(m, "cell", "no_such_cell");
+    m_expect_refused("no_such_cell");
+    m_write_with_meta(m, "rng", "12 zz");
+    tg_st_file *f;
+    tg_model *back = tg_ckpt_load_model(m_path, &f, err, sizeof err);
+    cr_assert_not_null(back, "%s", err);
+    int64_t step = 7;
+    tg_rng r;
+    cr_expect_eq(tg_ckpt_load_train_state(m_path, f, NULL, &step, &r, err, sizeof err), -1);
+    cr_expect(strstr(err, "no valid 'step' / 'rng' metadata") != NULL, "%s", err);
+    cr_expect_eq(step, 7, "a refused state changed the step");
+    tg_st_free(f);
+    /* the optimizer file is missing */
+    tg_optim *opt = m_adam(back);
+    cr_assert_eq(tg_ckpt_save(m_path, back, NULL, 3, NULL, 0, NULL, err, sizeof err), 0, "%s", err);
+    tg_model *again = tg_ckpt_load_model(m_path, &f, err, sizeof err);
+    cr_assert_not_null(again, "%s", err);
+    cr_expect_eq(tg_ckpt_load_train_state(m_path, f, opt, &step, &r, err, sizeof err), -1);
+    cr_expect(strstr(err, ".optim.safetensors: cannot open") != NULL, "%s", err);
+    tg_st_free(f);
+    tg_model_free(again);
+    /* truncated */
+    cr_assert_eq(truncate(m_path, 40), 0);
+    m_expect_refused(m_path);
+    cr_expect_null(tg_ckpt_load_model("/nonexistent/dir/x.safetensors", NULL, err, sizeof err));
+    cr_expect(strstr(err, "/nonexistent/dir/x.safetensors") != NULL, "%s", err);
+    tg_optim_free(opt);
+    tg_model_free(back);
+    tg_model_free(m);
+}
+
