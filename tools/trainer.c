@@ -15,6 +15,9 @@
 
 #define DATA_STREAM 0xda7a5eedULL  /* the data generator's seed is seed ^ this */
 
+static tg_tensor *step_loss(tg_trainer *lt, tg_rng *rng, void *user);
+static int step_scored(tg_trainer *lt, double *loss, void *user);
+
 bool optim_name_ok(const char *name, char *err, size_t errlen) {
     if (tg_optim_kind_from_name(name) != TG_OPTIM_KIND_COUNT) return true;
     char known[256];
@@ -144,7 +147,14 @@ int trainer_init(trainer *tr, const train_config *cfg, tg_model *preloaded, char
         if (!tr->model) { trainer_free(tr); return -1; }
     }
     if (make_optimizer(tr, err, errlen)) { trainer_free(tr); return -1; }
-    tg_rng_seed(&tr->data_rng, (uint64_t)tr->cfg.seed ^ DATA_STREAM);
+    /* the step itself is the library's; hooks.user is set by trainer_run */
+    tg_train_opts lo = {.clip = tr->cfg.clip, .seed = (uint64_t)tr->cfg.seed ^ DATA_STREAM};
+    if (tg_trainer_init(&tr->loop, tr->model->params, tr->opt, &lo,
+                        &(tg_train_hooks){.loss = step_loss, .after_backward = step_scored})) {
+        lib_err(err, errlen, "cannot set up the training loop");
+        trainer_free(tr);
+        return -1;
+    }
     if (tr->cfg.steps <= 0) tr->cfg.steps = 10 * task_epoch_steps(tr->task, tr->cfg.batch); /* data: 10 epochs */
     tr->log_every = tr->cfg.steps / 200 > 1 ? tr->cfg.steps / 200 : 1;
     tr->best_metric = NAN;
@@ -195,6 +205,7 @@ void trainer_free(trainer *tr) {
     if (!tr) return;
     if (tr->model) best_free(tr);
     epochs_free(&tr->epochs);
+    tg_trainer_free(&tr->loop);
     tg_optim_free(tr->opt);
     tg_model_free(tr->model);
     task_free(tr->task);
@@ -303,6 +314,49 @@ static int epoch_end(trainer *tr, const progress *p, int64_t until, double secon
     return 0;
 }
 
+/* What the library loop's hooks need during trainer_run. */
+typedef struct run_ctx {
+    trainer *tr;
+    bool every, masks;        /* a prediction at every step; dropout/zoneout masks from the data stream */
+    task_batch b;             /* the step's batch, cleared after the step */
+    tg_tensor *pred;          /* its prediction (tape-owned) */
+    bool have_batch;
+    double share;             /* MPI: this rank's rows of the global batch, and their share of the loss */
+    char *err;                /* the first error of a hook (else the library's message is used) */
+    size_t errlen;
+} run_ctx;
+
+static tg_tensor *step_loss(tg_trainer *lt, tg_rng *rng, void *user) {
+    (void)lt;
+    run_ctx *c = user;
+    trainer *tr = c->tr;
+    c->share = 1;
+    if (task_make_batch(tr->task, rng, tr->cfg.batch, &c->b)) {
+        snprintf(c->err, c->errlen, "%s", *task_error(tr->task) ? task_error(tr->task) : "out of memory");
+        return NULL;
+    }
+    c->have_batch = true;
+    if (tr->dist && train_dist_slice(tr->dist, &c->b, c->every, &c->share)) {
+        snprintf(c->err, c->errlen, "%s", *task_error(tr->task) ? task_error(tr->task) : "out of memory");
+        return NULL;
+    }
+    c->pred = tg_model_forward_len(tr->model, c->b.x, c->b.lengths, c->every, NULL, c->masks ? rng : NULL);
+    return task_loss_of(tr->task, c->pred, &c->b);
+}
+
+static int step_scored(tg_trainer *lt, double *loss, void *user) {
+    (void)lt;
+    run_ctx *c = user;
+    trainer *tr = c->tr;
+    if (tr->dist && tg_dist_allreduce_grads(tr->dist, tr->model->params, c->share, loss)) { /* loss: the global one */
+        lib_err(c->err, c->errlen, "gradient all-reduce failed");
+        return -1;
+    }
+    data_src *data = task_data(tr->task);
+    if (data) data_batch_score(data, c->pred, &c->b, &tr->ep_num, &tr->ep_den);
+    return 0;
+}
+
 int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t errlen) {
     progress none = {PROGRESS_OFF, NULL};
     if (!p) p = &none;
@@ -313,48 +367,31 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
     bool every = task_every_step(tr->task);
     data_src *data = task_data(tr->task);
     int64_t epoch_steps = task_epoch_steps(tr->task, B);
+    run_ctx ctx = {.tr = tr, .every = every, .err = err, .errlen = errlen};
     /* dropout / zoneout masks come from the data stream's generator, which checkpoints save */
-    tg_rng *masks = tr->cfg.dropout > 0 || tr->cfg.zoneout > 0 ? &tr->data_rng : NULL;
+    ctx.masks = tr->cfg.dropout > 0 || tr->cfg.zoneout > 0;
+    tr->loop.hooks.user = &ctx;
+    tr->loop.opts.detect_anomaly = tr->detect_anomaly;
+    tr->loop.step = tr->step;
+    err[0] = 0;
     while (tr->step < until && !tr->stopped) {
-        task_batch b;
-        double share = 1; /* MPI: this rank's rows of the global batch, and their share of the loss */
-        if (task_make_batch(tr->task, &tr->data_rng, B, &b) || (tr->dist && train_dist_slice(tr->dist, &b, every, &share))) {
-            snprintf(err, errlen, "%s", *task_error(tr->task) ? task_error(tr->task) : "out of memory");
-            return -1;
-        }
-        /* anomaly mode covers this step's forward and backward only */
-        if (tr->detect_anomaly) { tg_set_anomaly_mode(true); tg_clear_error(); }
-        tg_tensor *pred = tg_model_forward_len(tr->model, b.x, b.lengths, every, NULL, masks);
-        tg_tensor *loss = task_loss_of(tr->task, pred, &b);
-        bool anomaly = tr->detect_anomaly && tg_error_pending(); /* the forward made a NaN/inf: report it */
-        bool failed = !loss || anomaly || tg_backward(loss);
-        if (tr->detect_anomaly) tg_set_anomaly_mode(false);
-        if (failed) {
-            task_batch_clear(&b);
-            tg_tape_reset();
+        /* one step of the library's loop (<tapegrad/trainer.h>): the hooks below make the batch and score it */
+        int rc = tg_trainer_step(&tr->loop);
+        if (ctx.have_batch) task_batch_clear(&ctx.b);
+        ctx.have_batch = false;
+        if (rc && tr->loop.step == tr->step) { /* the step did not complete */
             if (p->mode == PROGRESS_TTY) printf("\n");
-            char what[64];
-            snprintf(what, sizeof what, "training step %lld failed", (long long)tr->step + 1);
-            lib_err(err, errlen, what);
+            if (!err[0]) {
+                char what[64];
+                snprintf(what, sizeof what, "training step %lld failed", (long long)tr->step + 1);
+                lib_err(err, errlen, what);
+            }
             return -1;
         }
-        double lv = tg_item(loss);
-        if (tr->dist && tg_dist_allreduce_grads(tr->dist, tr->model->params, share, &lv)) { /* lv: the global loss */
-            task_batch_clear(&b);
-            tg_tape_reset();
-            lib_err(err, errlen, "gradient all-reduce failed");
-            return -1;
-        }
-        if (data) data_batch_score(data, pred, &b, &tr->ep_num, &tr->ep_den);
-        if (tr->cfg.clip > 0) tg_optim_clip_grad_norm(tr->opt, tr->cfg.clip, 2.0, false);
-        int s = tg_optim_step(tr->opt);
-        tg_optim_zero_grad(tr->opt);
-        tg_tape_reset();
-        task_batch_clear(&b);
-        if (s) { lib_err(err, errlen, "optimizer step failed"); return -1; }
-        tr->step++;
-        tr->last_loss = lv;
-        if (!isfinite(lv)) {
+        tr->step = tr->loop.step;
+        double lv = tr->last_loss = tr->loop.last_loss;
+        if (rc) { /* completed with a loss that is not finite */
+            tg_clear_error();
             if (p->mode == PROGRESS_TTY) printf("\n");
             snprintf(err, errlen, "the loss became %g at step %lld (try a smaller --lr or --clip 1)", lv,
                      (long long)tr->step);
@@ -437,7 +474,7 @@ int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) 
         const char *ev[EXTRA] = {bstate, epoch_acc, early, patience};
         for (int i = 0; i < EXTRA; i++, n++) { meta[2 * n] = ek[i]; meta[2 * n + 1] = ev[i]; }
     }
-    int rc = tg_ckpt_save(path, tr->model, tr->opt, tr->step, &tr->data_rng, n, meta, err, errlen);
+    int rc = tg_ckpt_save(path, tr->model, tr->opt, tr->step, &tr->loop.rng, n, meta, err, errlen);
     free(bstate);
     return rc;
 }
@@ -539,7 +576,7 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
             return -1;
         }
     }
-    int rc = tg_ckpt_load_train_state(path, f, tr->opt, &tr->step, &tr->data_rng, err, errlen);
+    int rc = tg_ckpt_load_train_state(path, f, tr->opt, &tr->step, &tr->loop.rng, err, errlen);
     tg_st_free(f);
     if (rc) trainer_free(tr);
     return rc;

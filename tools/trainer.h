@@ -1,7 +1,10 @@
 /* tools/trainer.h - the training loop shared by `tapegrad train`, `compare` and the main job: batches
  * from a task, forward through the model, loss, backward (the tape), gradient clipping, an optimizer
  * step; a learning curve; a live progress line; checkpoints that resume bit for bit.
- *
+
+ * Each step is the library's tg_trainer_step (<tapegrad/trainer.h>), given hooks that draw the task's
+ * batch (and slice it per MPI rank) and score it; this file adds the task, curves, progress lines, the
+ * data tasks' epochs and early stopping, and the command's checkpoint metadata (tg_ckpt_save, train.h). *
  *     trainer tr;
  *     if (trainer_init(&tr, &cfg, NULL, err, sizeof err)) ...          // builds task, model, optimizer
  *     trainer_run(&tr, cfg.steps, &(progress){.mode = progress_auto()}, err, sizeof err);
@@ -18,6 +21,7 @@
 #include <stdio.h>
 
 #include <tapegrad/optim.h>
+#include <tapegrad/trainer.h>
 
 #include <tapegrad/train.h>
 #include "tools/tasks.h"
@@ -67,7 +71,7 @@ typedef struct trainer {
     task *task;              /* owned */
     tg_model *model;            /* owned */
     tg_optim *opt;           /* owned */
-    tg_rng data_rng;         /* the training batches */
+    tg_trainer loop;         /* the library's step (<tapegrad/trainer.h>): its rng is the data stream (batches, masks) */
     int64_t step;            /* steps done */
     int64_t log_every;       /* steps per curve point */
     train_curve curve;
