@@ -1,10 +1,10 @@
 /* tools/trainer.h - the training loop shared by `tapegrad train`, `compare` and the main job: batches
  * from a task, forward through the model, loss, backward (the tape), gradient clipping, an optimizer
  * step; a learning curve; a live progress line; checkpoints that resume bit for bit.
-
  * Each step is the library's tg_trainer_step (<tapegrad/trainer.h>), given hooks that draw the task's
  * batch (and slice it per MPI rank) and score it; this file adds the task, curves, progress lines, the
- * data tasks' epochs and early stopping, and the command's checkpoint metadata (tg_ckpt_save, train.h). *
+ * data tasks' epochs and early stopping, and the command's checkpoint metadata (tg_ckpt_save, train.h).
+ *
  *     trainer tr;
  *     if (trainer_init(&tr, &cfg, NULL, err, sizeof err)) ...          // builds task, model, optimizer
  *     trainer_run(&tr, cfg.steps, &(progress){.mode = progress_auto()}, err, sizeof err);
