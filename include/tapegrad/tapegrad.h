@@ -14,6 +14,7 @@
 #include <tapegrad/loss.h>
 #include <tapegrad/optim.h>
 #include <tapegrad/nn.h>
+#include <tapegrad/pack.h>
 #include <tapegrad/manual.h>
 #include <tapegrad/compare.h>
 #include <tapegrad/memory.h>
