@@ -100,9 +100,37 @@ static int find_param(const ctx *c, const char *name) {
 
 static void diff_update(tg_compare_diff *d, const tg_tensor *a, const tg_tensor *b, double *ref_max);
 
+/* The forward outputs of (a) and (b), all together: the scale is the largest |output| of any of them. */
+static void diff_forward(const ctx *c, tg_compare_diff *fwd, tg_tensor *const *outs, int n) {
+    double ref_max = 0;
+    *fwd = (tg_compare_diff){.done = true, .worst_index = -1};
+    for (int s = 0; s < n; s++) diff_update(fwd, c->out_tape[s], outs[s], &ref_max);
+    fwd->max_rel = fwd->max_abs / fmax(1.0, ref_max);
+    fwd->pass = fwd->max_rel <= c->o.manual_tol;
+}
+
+/* (b) with the cell's own hook (cell->manual): tg_cell_manual_bptt on the same model and data. */
+static int run_hook(ctx *c, tg_compare_diff *fwd) {
+    tg_cell_manual_result res;
+    if (tg_cell_manual_bptt(c->m, c->x, c->init, c->dy, c->dfinal, &res)) return -1;
+    tg_tensor *outs[1 + TG_CELL_MAX_STATES] = {res.y};
+    for (int s = 0; s < c->S; s++) outs[1 + s] = res.final[s];
+    diff_forward(c, fwd, outs, 1 + c->S);
+    c->g_manual[0] = res.dx;
+    res.dx = NULL;
+    for (int s = 0; s < c->S; s++) { c->g_manual[1 + s] = res.dinit[s]; res.dinit[s] = NULL; }
+    for (int i = 1 + c->S; i < c->n; i++) {
+        tg_tensor *g = tg_params_find(res.grads, tg_params_name_at(c->m->params, i - 1 - c->S));
+        c->g_manual[i] = g ? tg_copy(g) : NULL; /* a parameter the hook gave no gradient: not compared */
+    }
+    tg_cell_manual_result_clear(&res);
+    return 0;
+}
+
 /* (b) the hand-derived reference, on the model's own parameter tensors. Fills g_manual and compares
  * the forward outputs into *fwd. Returns 1 when the cell has no reference, 0 when done, -1 on error. */
 static int run_manual(ctx *c, tg_compare_diff *fwd) {
+    if (c->cell->manual) return run_hook(c, fwd);
     tg_manual_cell mc;
     if (tg_manual_cell_parse(c->cell->name, &mc) != 0 || c->cell->n_extra != 0 || !c->m->bias) return 1;
     int L = c->o.layers;
@@ -120,13 +148,8 @@ static int run_manual(ctx *c, tg_compare_diff *fwd) {
     int status = -1;
     if (y && tg_manual_stack_backward(cache, c->dy, c->dfinal[0], lstm ? c->dfinal[1] : NULL, grads, &dx, &dh0,
                                       lstm ? &dc0 : NULL) == 0) {
-        /* forward outputs, all together: the scale is the largest |output| of any of them */
-        double ref_max = 0;
         tg_tensor *outs[3] = {y, hn, cn};
-        *fwd = (tg_compare_diff){.done = true, .worst_index = -1};
-        for (int s = 0; s < (lstm ? 3 : 2); s++) diff_update(fwd, c->out_tape[s], outs[s], &ref_max);
-        fwd->max_rel = fwd->max_abs / fmax(1.0, ref_max);
-        fwd->pass = fwd->max_rel <= c->o.manual_tol;
+        diff_forward(c, fwd, outs, lstm ? 3 : 2);
         c->g_manual[0] = dx; dx = NULL;
         c->g_manual[1] = dh0; dh0 = NULL;
         if (lstm) { c->g_manual[2] = dc0; dc0 = NULL; }
@@ -346,6 +369,7 @@ tg_compare_report *tg_compare_cell(const char *cell, const tg_compare_opts *opts
     int m = run_manual(&c, &r->forward);
     if (m < 0) goto fail;
     r->has_manual = m == 0;
+    r->manual_hook = r->has_manual && c.cell->manual;
     for (int i = 0; i < c.n; i++)
         if (run_fd(&c, i) != 0) goto fail;
     for (int i = 0; i < c.n; i++) {
@@ -423,6 +447,7 @@ void tg_compare_report_print(FILE *f, const tg_compare_report *r) {
     fprintf(f, "  pass: tape~manual  max|a-b|/max(1,max|ref|) <= %g;  vs FD  |a-n| <= %g + %g|n| per element\n",
             o->manual_tol, o->fd_atol, o->fd_rtol);
     if (!r->has_manual) fprintf(f, "  (no hand-derived reference for '%s': tape vs FD only)\n", r->cell);
+    if (r->manual_hook) fprintf(f, "  manual = the cell's own hand-derived step backward (its tg_cell_manual hook)\n");
     fprintf(f, "\n%-24s %-10s %9s %9s | %-19s | %-19s | %-19s | %s\n", "", "", "FD", "", "   tape vs manual",
             "     tape vs FD", "    manual vs FD", "");
     fprintf(f, "%-24s %-10s %9s %9s | %9s %9s | %9s %9s | %9s %9s | %s\n", "tensor", "shape", "elements", "max|grad|",

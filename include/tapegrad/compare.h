@@ -16,7 +16,9 @@
  *     loss = Σ y⊙dy + Σ hn⊙dhn (+ Σ cn⊙dcn, + one term per further state)
  * and its gradient with respect to x, every initial state and every parameter is obtained
  *   (a) "tape":   tg_rnn_forward + tg_backward;
- *   (b) "manual": tg_manual_stack_forward / tg_manual_stack_backward, for the cells that have a
+ *   (b) "manual": the cell's own hook (cell->manual, a tg_cell_manual below: the user's hand-derived
+ *                 step forward and backward, run over T steps and L layers by tg_cell_manual_bptt), or
+ *                 else tg_manual_stack_forward / tg_manual_stack_backward for the cells that have a
  *                 hand-derived reference (rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; standard parameters only);
  *   (c) "fd":     (loss(v + eps) - loss(v - eps)) / (2 eps) per element, with the loss evaluated by
  *                 tg_rnn_forward under no-grad. With max_elems > 0 at most that many elements of each
@@ -38,11 +40,50 @@
  */
 #ifndef TAPEGRAD_COMPARE_H
 #define TAPEGRAD_COMPARE_H
-#include <tapegrad/tensor.h>
+#include <tapegrad/nn.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---- the user's own hand-derived backward, as a hook on tg_cell ------------------------------------- */
+
+/* Set cell->manual to one of these (examples/your_lstm_backward.c does it for the classic LSTM
+ * exercise). Both functions see plain tensors (contiguous, the model's dtype) and must not use the tape
+ * for their results; write them with loops over tg_data()/tg_f64() as on paper.
+ *   forward:  x_t [B, I_k] and state_in[0..S-1] [B, H] -> state_out[0..S-1] [B, H] (new refs) and *cache
+ *             (anything the backward needs; freed with free_cache). Returns 0, or -1 after tg_error.
+ *   backward: d_out[0..S-1] = ∂loss/∂state_out [B, H] -> *dx [B, I_k] and d_in[0..S-1] = ∂loss/∂state_in
+ *             (new refs), and the step's parameter gradients ADDED (+=) into grads (zero-filled tensors
+ *             shaped like p's; NULL where p has none, e.g. biases of a model without them).
+ * The cell's `step` (tape ops) stays what the runner trains with; the hook is what it is checked against. */
+typedef struct tg_cell_manual {
+    int (*forward)(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x_t, tg_tensor *const *state_in,
+                   tg_tensor **state_out, void **cache);
+    int (*backward)(const tg_cell *cell, const tg_cell_params *p, void *cache, tg_tensor *const *d_out,
+                    tg_tensor **dx, tg_tensor **d_in, tg_cell_params *grads);
+    void (*free_cache)(void *cache); /* NULL: free() */
+} tg_cell_manual;
+
+/* What tg_cell_manual_bptt computes (every tensor a new ref; tg_cell_manual_result_clear). */
+typedef struct tg_cell_manual_result {
+    tg_tensor *y;                            /* [T,B,H] outputs of the last layer */
+    tg_tensor *final[TG_CELL_MAX_STATES];    /* [L,B,H] final states */
+    tg_tensor *dx;                           /* [T,B,I] */
+    tg_tensor *dinit[TG_CELL_MAX_STATES];    /* [L,B,H] gradients of the initial states */
+    tg_params *grads;                        /* owned: the parameter gradients under m->params' names */
+} tg_cell_manual_result;
+
+/* Forward and BPTT of model m (one direction, time-major, no dropout) with m->cell->manual instead of
+ * the tape: x [T,B,I], init[s] [L,B,H] (NULL entries or init NULL: zeros), upstream dy [T,B,H] and
+ * dfinal[s] [L,B,H] (NULL: zero). The loss the gradients belong to is Σ y⊙dy + Σ_s final_s⊙dfinal_s.
+ * args: borrowed. Returns 0, or -1 after tg_error (no hook, bidirectional model, shapes, a hook that
+ * failed or returned a wrong shape: named with layer and step); out is then cleared. */
+int tg_cell_manual_bptt(const tg_rnn *m, const tg_tensor *x, tg_tensor *const *init, const tg_tensor *dy,
+                        tg_tensor *const *dfinal, tg_cell_manual_result *out);
+void tg_cell_manual_result_clear(tg_cell_manual_result *r); /* releases everything; NULL-safe */
+
+/* ---- the triple check -------------------------------------------------------------------------------- */
 
 typedef struct tg_compare_opts {
     int64_t T, B, I, H;   /* time steps, batch, input size, hidden size (each >= 1) */
@@ -81,6 +122,7 @@ typedef struct tg_compare_report {
     tg_compare_opts opts;       /* as used (defaults filled in) */
     int n_states;               /* S: rows 1..S are the initial states grad.<state>0 */
     bool has_manual;            /* a hand-derived reference exists for this cell */
+    bool manual_hook;           /* ... and it is the cell's own hook (cell->manual) */
     tg_compare_diff forward;    /* y, hn (, cn): tape vs manual, all outputs together */
     int n_rows;
     tg_compare_row *rows;       /* owned: x, the initial states, then every parameter in tg_params order */

@@ -162,6 +162,8 @@ struct tg_cell {
                                          NULL = not given */
     const char *reference;            /* where the cell comes from (paper, year); shown by `tapegrad cells`;
                                          NULL = not given */
+    const struct tg_cell_manual *manual; /* optional: the user's own hand-derived step forward + backward
+                                         (<tapegrad/compare.h>); tg_compare_cell checks it as "manual" */
 };
 
 /* The built-in cells (nn/cells.c: "rnn_tanh", "rnn_relu", "lstm", "gru" (PyTorch's reset-after),
