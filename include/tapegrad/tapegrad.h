@@ -21,4 +21,5 @@
 #include <tapegrad/cell_lang.h>
 #include <tapegrad/train.h>
 #include <tapegrad/trainer.h>
+#include <tapegrad/stream.h>
 #endif
