@@ -68,8 +68,8 @@ int main(int argc, char **argv) {
     }
     double mw = median(wall, steps), mc = median(cpu, steps);
     printf("bench_lstm %s %s I=%ld H=%ld B=%ld T=%ld: wall median %.2f ms (min %.2f), cpu median %.2f ms (min %.2f), "
-           "%d steps; loss %.5f -> %.5f\n",
-           cell_name, tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc, cpu[0], steps, loss0, loss);
+           "%d steps; loss %.5f -> %.5f; kernels %s\n",
+           cell_name, tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc, cpu[0], steps, loss0, loss, tg_kernel_target());
     free(wall);
     free(cpu);
     tg_optim_free(opt);

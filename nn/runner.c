@@ -202,7 +202,7 @@ static tg_tensor *zoneout(const run_ctx *c, double z, tg_tensor *prev, tg_tensor
  * semantics (the final state is the state at the last real step). */
 static void advance(const run_ctx *c, int S, int64_t t, tg_tensor **state, tg_tensor *const *next_raw,
                     tg_tensor **output) {
-    tg_tensor *next[TG_CELL_MAX_STATES];
+    tg_tensor *next[TG_CELL_MAX_STATES] = {0}; /* (gcc -O3 without -march=native cannot see S <= the bound) */
     for (int s = 0; s < S; s++)
         next[s] = c->zoneout[s] > 0 ? zoneout(c, c->zoneout[s], state[s], next_raw[s]) : next_raw[s];
     if (!c->keep_mask || c->n_active[t] == c->B) {

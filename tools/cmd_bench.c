@@ -170,8 +170,8 @@ int cmd_bench(int argc, char **argv) {
     double tokens = (double)B * (double)T / (median * 1e-3);
     int64_t nparams = tg_params_numel(c.rnn->params);
 
-    printf("tapegrad bench: %s  I=%ld H=%ld B=%ld T=%ld  %s  %ld thread%s  impl %s\n", cell, I, H, B, T,
-           tg_dtype_name(dt), threads, threads == 1 ? "" : "s", impl);
+    printf("tapegrad bench: %s  I=%ld H=%ld B=%ld T=%ld  %s  %ld thread%s  impl %s  kernels %s\n", cell, I, H, B, T,
+           tg_dtype_name(dt), threads, threads == 1 ? "" : "s", impl, tg_kernel_target());
     printf("  one training step = forward over T, MSE on every output, BPTT, Adam (%lld parameters)\n",
            (long long)nparams);
     printf("  median %.3f ms   min %.3f   max %.3f   over %ld steps after %ld warm-up\n", median, ms[0], ms[steps - 1],
@@ -184,9 +184,9 @@ int cmd_bench(int argc, char **argv) {
     printf("{\"cell\": \"%s\", \"impl\": \"%s\", \"dtype\": \"%s\", \"I\": %ld, \"H\": %ld, \"B\": %ld, \"T\": %ld, "
            "\"threads\": %ld, \"steps\": %ld, \"warmup\": %ld, \"median_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, "
            "\"gflops\": %.4f, \"tokens_per_s\": %.1f, \"peak_rss_mb\": %.2f, \"tape_bytes_per_step\": %zu, "
-           "\"params\": %lld, \"loss_first\": %.6g, \"loss_last\": %.6g, \"estimate_bytes\": %.0f}\n",
+           "\"params\": %lld, \"loss_first\": %.6g, \"loss_last\": %.6g, \"estimate_bytes\": %.0f, \"kernels\": \"%s\"}\n",
            cell, impl, tg_dtype_name(dt), I, H, B, T, threads, steps, warmup, median, ms[0], ms[steps - 1], gflops, tokens,
-           rss, manual ? (size_t)0 : c.tape_bytes, (long long)nparams, loss0, c.loss, est.total);
+           rss, manual ? (size_t)0 : c.tape_bytes, (long long)nparams, loss0, c.loss, est.total, tg_kernel_target());
 done:
     free(ms);
     tg_optim_free(c.opt);

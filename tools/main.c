@@ -46,6 +46,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) {
         /* the command's own version (its headers) and the library it runs with */
         printf("tapegrad %s (library %s)\n", TG_VERSION_STRING, tg_version_string());
+        /* the CPU kernels chosen at start-up (TAPEGRAD_CPU forces one) and those this build has */
+        printf("kernels: %s (built: %s; TAPEGRAD_CPU=<name> forces one)\n", tg_kernel_target(), tg_kernel_targets());
         return 0;
     }
     char err[512];

@@ -151,6 +151,17 @@ void tg_normal_(tg_rng *rng, tg_tensor *t, double mean, double std);
 void tg_set_num_threads(int n); /* GEMM worker threads (1 = single-threaded, default 1) */
 int tg_get_num_threads(void);
 
+/* ---- CPU kernels ------------------------------------------------------------------------------- */
+
+/* The hot kernels (GEMM, exp/tanh/sigmoid, sums) are built for several CPU targets and the best one
+ * this CPU runs is chosen at the first use; the environment variable TAPEGRAD_CPU=generic|avx2|avx512
+ * forces one (a target the CPU cannot run falls back, with a message on stderr).
+ * tg_kernel_target: the chosen one, "avx512", "avx2", "generic" (or "native" in a -Dnative=true build).
+ * tg_kernel_targets: the targets this build has, space-separated, best first.
+ * returns: borrowed (static strings) */
+const char *tg_kernel_target(void);
+const char *tg_kernel_targets(void);
+
 #ifdef __cplusplus
 }
 #endif

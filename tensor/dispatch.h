@@ -1,0 +1,68 @@
+/* tensor/dispatch.h - run-time choice of the CPU target for the hot kernels (internal).
+ *
+ * The kernel sources (tensor/gemm.c, tensor/vmath.c) are compiled once per CPU target from the same
+ * source (meson.build: one static library per target with that target's -m flags, the functions
+ * renamed by tensor/ktarget.h): on x86-64 "avx512" (AVX-512 F/BW/DQ/VL + AVX2 + FMA), "avx2"
+ * (AVX2 + FMA) and "generic" (the compiler's baseline, SSE2 on x86-64); elsewhere "generic" only.
+ * The first kernel call picks the best target the CPU reports (__builtin_cpu_supports, which also
+ * checks that the OS saves the wide registers); TAPEGRAD_CPU=generic|avx2|avx512 forces one, and a
+ * forced target this CPU cannot run falls back to the best one it can, with a message on stderr.
+ * The choice is made once per process and never changes (packed GEMM operands are laid out for the
+ * target that packed them). tg_kernel_target() (<tapegrad/tensor.h>) names it.
+ *
+ * The unsuffixed kernel names of gemm.h / vmath.h are defined by tensor/dispatch.c and call the
+ * chosen target's build through one table of function pointers. The thread pool (tensor/pool.c) is
+ * compiled once and shared by all targets. */
+#ifndef TG_TENSOR_DISPATCH_H
+#define TG_TENSOR_DISPATCH_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every dispatched kernel: V(name, parameters, arguments) for void ones, R(type, name, ...) for the
+ * others. Also listed (as renames) in tensor/ktarget.h. */
+#define TG_GEMM_PARAMS(T)                                                                              \
+    (int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const T *A, int64_t lda, const T *B,  \
+     int64_t ldb, T beta, T *C, int64_t ldc)
+#define TG_GEMM_ARGS (trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc)
+#define TG_PREPACKED_PARAMS(T)                                                                         \
+    (int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const T *A, int64_t lda, const T *B,  \
+     int64_t ldb, const T *Bp, T beta, T *C, int64_t ldc)
+#define TG_PREPACKED_ARGS (trans_a, trans_b, M, N, K, A, lda, B, ldb, Bp, beta, C, ldc)
+#define TG_KERNELS(V, R)                                                                               \
+    V(tg_gemm_f32, TG_GEMM_PARAMS(float), TG_GEMM_ARGS)                                                \
+    V(tg_gemm_f64, TG_GEMM_PARAMS(double), TG_GEMM_ARGS)                                               \
+    V(tg_gemm_ref_f64, TG_GEMM_PARAMS(double), TG_GEMM_ARGS)                                           \
+    R(int, tg_gemm_packs, (int trans_b, int64_t M, int64_t N, int64_t K), (trans_b, M, N, K))          \
+    R(size_t, tg_gemm_packed_b_size_f32, (int64_t N, int64_t K), (N, K))                               \
+    R(size_t, tg_gemm_packed_b_size_f64, (int64_t N, int64_t K), (N, K))                               \
+    V(tg_gemm_pack_b_f32, (int trans_b, int64_t N, int64_t K, const float *B, int64_t ldb, float *Bp), \
+      (trans_b, N, K, B, ldb, Bp))                                                                     \
+    V(tg_gemm_pack_b_f64, (int trans_b, int64_t N, int64_t K, const double *B, int64_t ldb, double *Bp), \
+      (trans_b, N, K, B, ldb, Bp))                                                                     \
+    V(tg_gemm_prepacked_f32, TG_PREPACKED_PARAMS(float), TG_PREPACKED_ARGS)                            \
+    V(tg_gemm_prepacked_f64, TG_PREPACKED_PARAMS(double), TG_PREPACKED_ARGS)                           \
+    V(tg_vexp_f32, (float *y, const float *x, int64_t n), (y, x, n))                                   \
+    V(tg_vtanh_f32, (float *y, const float *x, int64_t n), (y, x, n))                                  \
+    V(tg_vsigmoid_f32, (float *y, const float *x, int64_t n), (y, x, n))                               \
+    V(tg_vexp_f64, (double *y, const double *x, int64_t n), (y, x, n))                                 \
+    V(tg_vtanh_f64, (double *y, const double *x, int64_t n), (y, x, n))                                \
+    V(tg_vsigmoid_f64, (double *y, const double *x, int64_t n), (y, x, n))                             \
+    R(float, tg_vsum_f32, (const float *x, int64_t n), (x, n))                                         \
+    R(double, tg_vsum_f64, (const double *x, int64_t n), (x, n))
+
+/* One target's build of every kernel. */
+#define TG_KFIELD_V(name, params, args) void(*name) params;
+#define TG_KFIELD_R(type, name, params, args) type(*name) params;
+typedef struct tg_kernels {
+    const char *name; /* "avx512", "avx2", "generic" */
+    TG_KERNELS(TG_KFIELD_V, TG_KFIELD_R)
+} tg_kernels;
+#undef TG_KFIELD_V
+#undef TG_KFIELD_R
+
+/* The chosen target's kernels (chosen on the first call, thread-safe). */
+const tg_kernels *tg__kernels(void);
+/* A target's kernels by name if it was built and this CPU can run it, else NULL (tests compare
+ * every such target with "generic"). */
+const tg_kernels *tg__kernels_named(const char *name);
+#endif
