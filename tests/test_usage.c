@@ -95,3 +95,34 @@ Test(usage, version_names_the_project_version) {
     cr_expect_eq(TG_VERSION_NUMBER, TG_VERSION_MAJOR * 10000 + TG_VERSION_MINOR * 100 + TG_VERSION_PATCH);
     run_free(&r);
 }
+
+/* Typos get the nearest name; a far-off word gets no guess; library function names stay out. */
+Test(usage, typos_get_a_suggestion) {
+    static const struct { const char *args, *want; } cases[] = {
+        {"trian --task adding", "unknown command 'trian' (did you mean 'train'?)"},
+        {"train --task adding --hiden 8", "unknown option '--hiden' (did you mean '--hidden'?)"},
+        {"train --task addng --steps 1", "unknown task 'addng' (did you mean 'adding'?)"},
+        {"train --task adding --cell lstmm --steps 1", "unknown cell 'lstmm' (did you mean 'lstm'?)"},
+        {"compare --task adding --cells lstm,grux --steps 1", "unknown cell 'grux' (did you mean 'gru'?)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_result r = run("%s", cases[i].args);
+        cr_expect_eq(r.status, 2, "%s: exit %d", cases[i].args, r.status);
+        cr_expect(strstr(r.err, cases[i].want) != NULL, "%s: stderr '%s' lacks \"%s\"", cases[i].args, r.err, cases[i].want);
+        cr_expect(strstr(r.err, "tg_cell_by_name") == NULL, "%s: internal name in '%s'", cases[i].args, r.err);
+        run_free(&r);
+    }
+    run_result r = run("train --task adding --zzzzzz 1");
+    cr_expect(strstr(r.err, "unknown option '--zzzzzz'\n") != NULL, "no guess expected: %s", r.err);
+    run_free(&r);
+}
+
+/* --version names the CPU kernels chosen at start-up, and TAPEGRAD_CPU changes them. */
+Test(usage, version_names_the_cpu_kernels) {
+    run_result r = run_with("TAPEGRAD_CPU=generic", "--version");
+    cr_expect(strstr(r.out, "kernels: generic (built: ") != NULL, "%s", r.out);
+    run_free(&r);
+    r = run_with("TAPEGRAD_CPU=nosuch", "--version");
+    cr_expect(strstr(r.err, "TAPEGRAD_CPU=nosuch: unknown (this build has: ") != NULL, "%s", r.err);
+    run_free(&r);
+}

@@ -1,6 +1,7 @@
 /* tools/cli.c - argument parsing shared by the tapegrad subcommands. */
 #include "tools/cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -78,6 +79,71 @@ static int usage_error(const cli_cmd *cmd, const char *fmt, ...) {
     return TG_EXIT_USAGE;
 }
 
+/* Optimal string alignment distance: insertions, deletions, substitutions and swaps of two
+ * neighbours ("trian" -> "train") cost 1; letters compared case-insensitively. */
+static size_t edit_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64) return (size_t)-1;
+    size_t d[65][65];
+    for (size_t i = 0; i <= la; i++) d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int ai = tolower((unsigned char)a[i - 1]), bj = tolower((unsigned char)b[j - 1]);
+            size_t v = d[i - 1][j - 1] + (ai != bj);
+            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && ai == tolower((unsigned char)b[j - 2]) && tolower((unsigned char)a[i - 2]) == bj &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+const char *cli_suggest(const char *word, const char *const *cands, int n) {
+    if (!word) return NULL;
+    size_t len = strlen(word), limit = len <= 4 ? 1 : len / 3 > 1 ? len / 3 : 1, best = (size_t)-1;
+    const char *pick = NULL;
+    for (int i = 0; i < n; i++) {
+        size_t d = edit_distance(word, cands[i]);
+        if (d <= limit && d < best) best = d, pick = cands[i];
+    }
+    return pick;
+}
+
+const char *cli_suggest_in(const char *word, const char *list) {
+    static char buf[4096];
+    const char *tok[512];
+    int n = 0;
+    snprintf(buf, sizeof buf, "%s", list ? list : "");
+    for (char *t = strtok(buf, ", "); t && n < 512; t = strtok(NULL, ", ")) tok[n++] = t;
+    return cli_suggest(word, tok, n);
+}
+
+const char *cli_did_you_mean(const char *suggestion) {
+    static char buf[160];
+    if (!suggestion) return "";
+    snprintf(buf, sizeof buf, " (did you mean '%s'?)", suggestion);
+    return buf;
+}
+
+void cli_unknown_cell(char *buf, size_t n, const char *name) {
+    tg_clear_error();
+    char known[1024];
+    size_t k = 0;
+    known[0] = 0;
+    for (int i = 0; i < tg_cell_count() && k < sizeof known; i++)
+        k += (size_t)snprintf(known + k, sizeof known - k, "%s%s", i ? ", " : "", tg_cell_at(i)->name);
+    snprintf(buf, n, "unknown cell '%s'%s (known: %s)", name, cli_did_you_mean(cli_suggest_in(name, known)), known);
+}
+
+int cli_fail_unknown_cell(const cli_cmd *cmd, const char *name) {
+    char msg[1400];
+    cli_unknown_cell(msg, sizeof msg, name);
+    return cli_fail(cmd, "%s", msg);
+}
+
 int cli_parse(const cli_cmd *cmd, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -95,7 +161,15 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv) {
         for (int k = 0; k < cmd->n_opts; k++)
             if (strlen(cmd->opts[k].name) == len && !strncmp(cmd->opts[k].name, a, len)) o = &cmd->opts[k];
         if (!o) {
-            return a[0] == '-' ? usage_error(cmd, "unknown option '%s'", a) : usage_error(cmd, "unexpected argument '%s'", a);
+            if (a[0] != '-') return usage_error(cmd, "unexpected argument '%s'", a);
+            const char *names[130];
+            int n = 0;
+            for (int k = 0; k < cmd->n_opts && n < 128; k++) names[n++] = cmd->opts[k].name;
+            names[n++] = "--max-memory";
+            names[n++] = "--help";
+            char opt[128];
+            snprintf(opt, sizeof opt, "%.*s", (int)(len < sizeof opt ? len : sizeof opt - 1), a);
+            return usage_error(cmd, "unknown option '%s'%s", a, cli_did_you_mean(cli_suggest(opt, names, n)));
         }
         if (o->kind == CLI_FLAG) {
             if (eq) return usage_error(cmd, "option %s takes no value", o->name);

@@ -46,6 +46,19 @@ extern double cli_max_memory;
 /* 0 when the estimate fits (--max-memory, else what the machine has); otherwise prints
  * "tapegrad <cmd>: needs ~X: <why> (...), more than the Y available (...)" and returns TG_EXIT_USAGE. */
 int cli_mem_guard(const cli_cmd *cmd, const tg_mem_estimate *e);
+/* "Did you mean": the candidate closest to word (edit distance, case-insensitive) if it is close
+ * enough to be a typo (at most 1 edit for short words, a third of the length for longer ones), else
+ * NULL. cli_suggest_in takes the candidates as one list separated by commas and/or spaces ("a, b c")
+ * and returns a pointer to a static copy of the chosen one. */
+const char *cli_suggest(const char *word, const char *const *cands, int n);
+const char *cli_suggest_in(const char *word, const char *list);
+/* " (did you mean 'x'?)" or "" - for appending to an "unknown ..." message */
+const char *cli_did_you_mean(const char *suggestion);
+/* "unknown cell 'x' (did you mean 'y'?) (known: ...)" into buf, and the library's pending error
+ * (tg_cell_by_name's, which names the function) cleared */
+void cli_unknown_cell(char *buf, size_t n, const char *name);
+/* cli_fail with that message; returns TG_EXIT_USAGE */
+int cli_fail_unknown_cell(const cli_cmd *cmd, const char *name);
 /* monotonic seconds */
 double cli_now(void);
 #endif

@@ -119,7 +119,7 @@ int cmd_bench(int argc, char **argv) {
     if (strcmp(dtype, "f32") && strcmp(dtype, "f64")) return cli_fail(&cmd, "--dtype must be f32 or f64, not '%s'", dtype);
     cli_record_errors();
     const tg_cell *tc = tg_cell_by_name(cell);
-    if (!tc) return cli_fail(&cmd, "%s", tg_last_error());
+    if (!tc) return cli_fail_unknown_cell(&cmd, cell);
     bench_ctx c = {.manual = manual};
     if (manual && tg_manual_cell_parse(cell, &c.mcell))
         return cli_fail(&cmd, "--impl manual exists for rnn_tanh, rnn_relu, lstm, gru and gru_reset_before only, not '%s'", cell);

@@ -58,7 +58,7 @@ int cmd_compare(int argc, char **argv) {
     char optim_help[160], task_help[256];
     const cli_opt opts[] = {
         {"--task", CLI_STR, &tname, 0, 0, task_list_sep(task_help, sizeof task_help, " | ")},
-        {"--cells", CLI_STR, &cells_arg, 0, 0, "comma-separated cell names (tg_cell_by_name)"},
+        {"--cells", CLI_STR, &cells_arg, 0, 0, "comma-separated cell names (tapegrad cells lists them)"},
         {"--seeds", CLI_INT, &seeds, 1, MAX_SEEDS, "seeds per cell: seed, seed+1, ..."},
         {"--seed", CLI_INT, &seed0, 0, 2147483647, "first seed"},
         {"--steps", CLI_INT, &steps, 0, 100000000, "training steps per run (0: the task's default)"},
@@ -87,7 +87,7 @@ int cmd_compare(int argc, char **argv) {
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
     if (!tname) return cli_fail(&cmd, "--task is required (%s)", task_list());
-    if (!task_known(tname)) return cli_fail(&cmd, "unknown task '%s' (known: %s)", tname, task_list());
+    if (!task_known(tname)) return cli_fail(&cmd, "unknown task '%s'%s (known: %s)", tname, cli_did_you_mean(cli_suggest_in(tname, task_list())), task_list());
     char optim_err[320];
     if (!optim_name_ok(optim, optim_err, sizeof optim_err)) return cli_fail(&cmd, "%s", optim_err);
     if (strcmp(dtype, "f32") && strcmp(dtype, "f64")) return cli_fail(&cmd, "--dtype must be f32 or f64, not '%s'", dtype);
@@ -101,7 +101,7 @@ int cmd_compare(int argc, char **argv) {
     for (int i = 0; i < n_cells; i++) {
         snprintf(cell_copy[i], sizeof cell_copy[i], "%s", cells[i]);
         cells[i] = cell_copy[i];
-        if (!tg_cell_by_name(cells[i])) return cli_fail(&cmd, "%s", tg_last_error());
+        if (!tg_cell_by_name(cells[i])) return cli_fail_unknown_cell(&cmd, cells[i]);
     }
     double fbs[MAX_FB];
     int n_fb = 0;

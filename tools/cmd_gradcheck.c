@@ -61,7 +61,7 @@ int cmd_gradcheck(int argc, char **argv) {
         n = cli_split_list(cells, list, MAX_CELLS);
         if (n == 0) return cli_fail(&cmd, "--cell: no cell named");
         for (int i = 0; i < n; i++)
-            if (!known_cell(list[i])) return cli_fail(&cmd, "unknown cell '%s' (known: %s)", list[i], known);
+            if (!known_cell(list[i])) return cli_fail(&cmd, "unknown cell '%s'%s (known: %s)", list[i], cli_did_you_mean(cli_suggest_in(list[i], known)), known);
     }
 
     tg_compare_opts o = d;

@@ -109,7 +109,7 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
     long horizon = 1, patience = 0;
     const cli_opt opts[] = {
         {"--task", CLI_STR, &task, 0, 0, task_list_sep(task_help, sizeof task_help, " | ")},
-        {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tg_cell_by_name)"},
+        {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tapegrad cells lists them)"},
         {"--hidden", CLI_INT, &hidden, 0, 4096, "hidden units (0: the task's default)"},
         {"--layers", CLI_INT, &layers, 1, 16, "stacked layers"},
         {"--batch", CLI_INT, &batch, 0, 4096, "sequences per step (0: the task's default)"},
@@ -173,7 +173,7 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
     if (test_labels && !test_data) return cli_fail(&cmd, "--test-labels needs --test-data");
     if (patience && val == 0 && !resume) return cli_fail(&cmd, "--early-stop needs a validation split (--val > 0)");
     if (!task && !resume) return cli_fail(&cmd, "--task is required (%s), or --data FILE", task_list());
-    if (task && !task_known(task)) return cli_fail(&cmd, "unknown task '%s' (known: %s)", task, task_list());
+    if (task && !task_known(task)) return cli_fail(&cmd, "unknown task '%s'%s (known: %s)", task, cli_did_you_mean(cli_suggest_in(task, task_list())), task_list());
     char optim_err[320];
     if (!optim_name_ok(optim, optim_err, sizeof optim_err)) return cli_fail(&cmd, "%s", optim_err);
     if (strcmp(dtype, "f32") && strcmp(dtype, "f64")) return cli_fail(&cmd, "--dtype must be f32 or f64, not '%s'", dtype);
@@ -197,10 +197,7 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
             return cli_fail(&cmd, "option --forget-bias: '%s' is not a number in [-100, 100]", fb);
         cfg.set_forget_bias = true;
     }
-    if (!resume && !tg_cell_by_name(cell)) {
-        cli_fail(&cmd, "%s", tg_last_error());
-        return TG_EXIT_USAGE;
-    }
+    if (!resume && !tg_cell_by_name(cell)) return cli_fail_unknown_cell(&cmd, cell);
     if (tg_dist_rank(dist) != 0) save = plot = log = NULL; /* rank 0 writes the files */
     const char *outs[3] = {save, plot, log};
     for (int i = 0; i < 3; i++)

@@ -57,7 +57,10 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "tapegrad: unknown command '%s'\n", argv[1]);
+    const char *names[sizeof commands / sizeof commands[0]];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) names[i] = commands[i].name;
+    fprintf(stderr, "tapegrad: unknown command '%s'%s\n", argv[1],
+            cli_did_you_mean(cli_suggest(argv[1], names, (int)(sizeof names / sizeof names[0]))));
     usage(stderr);
     return TG_EXIT_USAGE;
 }

@@ -101,7 +101,7 @@ static int trainer_mem_check(trainer *tr, char *err, size_t errlen) {
         task_batch_clear(&one);
     }
     const tg_cell *cell = tg_cell_by_name(tr->cfg.cell);
-    if (!cell) { lib_err(err, errlen, "unknown cell"); return -1; }
+    if (!cell) { cli_unknown_cell(err, errlen, tr->cfg.cell); return -1; }
     double item = (double)tg_itemsize(tr->cfg.dtype), H = (double)tr->cfg.hidden, O = (double)task_output_size(tr->task);
     tg_rnn_config rc = {.input_size = task_input_size(tr->task), .hidden_size = tr->cfg.hidden,
                         .num_layers = (int)tr->cfg.layers, .dtype = tr->cfg.dtype};
