@@ -126,3 +126,68 @@ Test(usage, version_names_the_cpu_kernels) {
     cr_expect(strstr(r.err, "TAPEGRAD_CPU=nosuch: unknown (this build has: ") != NULL, "%s", r.err);
     run_free(&r);
 }
+
+/* ---- sizes of 0 ------------------------------------------------------------------------------------ */
+
+/* A size of 0 is refused with the option and its range (from 1); leaving the option out is the task's
+ * default, which --help shows. */
+Test(usage, size_zero_is_refused) {
+    static const struct { const char *args, *want; } cases[] = {
+        {"train --task adding --hidden 0 --steps 1", "option --hidden: 0 is out of range [1, 4096]"},
+        {"train --task adding --batch 0 --steps 1", "option --batch: 0 is out of range [1, 4096]"},
+        {"train --task adding --seq 0 --steps 1", "option --seq: 0 is out of range [1, 100000]"},
+        {"train --task adding --steps 0", "option --steps: 0 is out of range [1, 100000000]"},
+        {"train --task adding --epochs 0", "option --epochs: 0 is out of range [1, 1000000]"},
+        {"compare --task adding --hidden 0 --steps 1", "option --hidden: 0 is out of range [1, 4096]"},
+        {"compare --task adding --batch=0 --steps 1", "option --batch: 0 is out of range [1, 4096]"},
+        {"compare --task adding --seq 0 --steps 1", "option --seq: 0 is out of range [1, 100000]"},
+        {"compare --task adding --steps 0", "option --steps: 0 is out of range [1, 100000000]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_result r = run("%s", cases[i].args);
+        cr_expect_eq(r.status, 2, "%s: exit %d", cases[i].args, r.status);
+        cr_expect(strstr(r.err, cases[i].want) != NULL, "%s: stderr '%s' lacks \"%s\"", cases[i].args, r.err, cases[i].want);
+        run_free(&r);
+    }
+    static const char *const helps[] = {"train --help", "compare --help"};
+    for (size_t i = 0; i < 2; i++) {
+        run_result r = run("%s", helps[i]);
+        cr_expect_eq(r.status, 0, "%s: exit %d", helps[i], r.status);
+        cr_expect(strstr(r.out, "hidden units (default: the task's: arith 32, pattern 32, adding 32, copy 128, binadd 16,") != NULL,
+                  "%s: %s", helps[i], r.out);
+        cr_expect(strstr(r.out, "sequences per step (default: the task's, 32 for every task)") != NULL, "%s: %s", helps[i], r.out);
+        cr_expect(strstr(r.out, "adding 2000") != NULL && strstr(r.out, "data 10 epochs") != NULL, "%s: %s", helps[i], r.out);
+        static const char *const sizes[] = {"  --hidden N", "  --batch N", "  --seq N", "  --steps N", "  --epochs N"};
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            const char *line = strstr(r.out, sizes[k]);
+            if (!line) continue; /* compare has no --epochs */
+            const char *end = strchr(line, '\n');
+            size_t n = end ? (size_t)(end - line) : strlen(line);
+            char one[512];
+            snprintf(one, sizeof one, "%.*s", (int)n, line);
+            cr_expect(strstr(one, "(default 0)") == NULL, "%s: %s", helps[i], one);
+        }
+        run_free(&r);
+    }
+}
+
+/* ---- compare --csv ------------------------------------------------------------------------------- */
+
+/* --csv FILE names the CSV (--log is its older name); without it, compare_TASK.csv and .svg. */
+Test(usage, compare_csv_names_the_file) {
+    run_result r = run("compare --task binadd --cells lstm --seeds 1 --steps 5 --csv mine.csv --plot mine.svg");
+    cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.out, "wrote mine.svg and mine.csv") != NULL, "%s", r.out);
+    char *csv = slurp(path_in("mine.csv"));
+    cr_expect(strncmp(csv, "variant,cell,forget_bias,seed,step,loss,seconds\n", 48) == 0, "mine.csv: '%.80s'", csv);
+    free(csv);
+    run_free(&r);
+    r = run("compare --task binadd --cells lstm --seeds 1 --steps 5");
+    cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.out, "wrote compare_binadd.svg and compare_binadd.csv") != NULL, "%s", r.out);
+    cr_expect(access(path_in("compare_binadd.csv"), R_OK) == 0 && access(path_in("compare_binadd.svg"), R_OK) == 0);
+    run_free(&r);
+    r = run("compare --help");
+    cr_expect(strstr(r.out, "--csv S") != NULL && strstr(r.out, "(default compare_TASK.csv)") != NULL, "%s", r.out);
+    run_free(&r);
+}

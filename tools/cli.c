@@ -31,7 +31,9 @@ static void print_help(const cli_cmd *cmd) {
         case CLI_FLAG: break;
         case CLI_INT:
             snprintf(arg, sizeof arg, " N");
-            snprintf(def, sizeof def, " (default %ld)", *(long *)o->dest);
+            /* a starting value outside the range means "not given": the help text says what then */
+            if (*(long *)o->dest >= o->min && *(long *)o->dest <= o->max)
+                snprintf(def, sizeof def, " (default %ld)", *(long *)o->dest);
             break;
         case CLI_REAL:
             snprintf(arg, sizeof arg, " X");
@@ -190,6 +192,9 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv) {
             return usage_error(cmd, "option %s: '%s' is not %s", o->name, v, o->kind == CLI_INT ? "an integer" : "a number");
         }
         if (x < o->min || x > o->max) {
+            /* integers in full (1e+08 is not how a user writes 100000000) */
+            if (o->kind == CLI_INT)
+                return usage_error(cmd, "option %s: %s is out of range [%.0f, %.0f]", o->name, v, o->min, o->max);
             return usage_error(cmd, "option %s: %s is out of range [%g, %g]", o->name, v, o->min, o->max);
         }
         if (o->kind == CLI_INT) *(long *)o->dest = (long)x;

@@ -19,7 +19,9 @@ typedef struct cli_opt {
     cli_kind kind;
     void *dest;         /* bool*, long*, double*, const char** */
     double min, max;    /* range for CLI_INT / CLI_REAL (inclusive) */
-    const char *help;   /* one line; "(default ...)" is appended from the current value */
+    const char *help;   /* one line; "(default ...)" is appended from the current value, except for a
+                         * CLI_INT whose current value is outside [min, max] ("not given": the help
+                         * then states the default itself) */
 } cli_opt;
 
 typedef struct cli_cmd {

@@ -55,17 +55,21 @@ int cmd_compare(int argc, char **argv) {
                *svg = NULL, *csv_path = NULL, *dtype = "f32";
     long seeds = 3, seed0 = 1, steps = 0, hidden = 0, layers = 1, batch = 0, seq = 0, threads = 1;
     double lr = 0, clip = 1.0, dropout = 0, zoneout = 0;
-    char optim_help[160], task_help[256];
+    char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240];
+    task_defaults_help(hidden_help, sizeof hidden_help, "hidden units", 'h');
+    task_defaults_help(batch_help, sizeof batch_help, "sequences per step", 'b');
+    task_defaults_help(seq_help, sizeof seq_help, "the task's length", 's');
+    task_defaults_help(steps_help, sizeof steps_help, "training steps per run", 't');
     const cli_opt opts[] = {
         {"--task", CLI_STR, &tname, 0, 0, task_list_sep(task_help, sizeof task_help, " | ")},
         {"--cells", CLI_STR, &cells_arg, 0, 0, "comma-separated cell names (tapegrad cells lists them)"},
         {"--seeds", CLI_INT, &seeds, 1, MAX_SEEDS, "seeds per cell: seed, seed+1, ..."},
         {"--seed", CLI_INT, &seed0, 0, 2147483647, "first seed"},
-        {"--steps", CLI_INT, &steps, 0, 100000000, "training steps per run (0: the task's default)"},
-        {"--hidden", CLI_INT, &hidden, 0, 4096, "hidden units (0: the task's default)"},
+        {"--steps", CLI_INT, &steps, 1, 100000000, steps_help},
+        {"--hidden", CLI_INT, &hidden, 1, 4096, hidden_help},
         {"--layers", CLI_INT, &layers, 1, 16, "stacked layers"},
-        {"--batch", CLI_INT, &batch, 0, 4096, "sequences per step (0: the task's default)"},
-        {"--seq", CLI_INT, &seq, 0, 100000, "the task's length (0: the task's default)"},
+        {"--batch", CLI_INT, &batch, 1, 4096, batch_help},
+        {"--seq", CLI_INT, &seq, 1, 100000, seq_help},
         {"--lr", CLI_REAL, &lr, 0, 10, "learning rate (0: the task's default)"},
         {"--optim", CLI_STR, &optim, 0, 0, tg_optim_kind_list(optim_help, sizeof optim_help, " | ")},
         {"--clip", CLI_REAL, &clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
@@ -77,7 +81,8 @@ int cmd_compare(int argc, char **argv) {
         {"--dtype", CLI_STR, &dtype, 0, 0, "f32 | f64"},
         {"--text", CLI_STR, &text, 0, 0, "charlm: a text file"},
         {"--plot", CLI_STR, &svg, 0, 0, "SVG of every learning curve (default compare_TASK.svg)"},
-        {"--log", CLI_STR, &csv_path, 0, 0, "CSV of every curve point (default compare_TASK.csv)"},
+        {"--csv", CLI_STR, &csv_path, 0, 0, "CSV of every curve point (default compare_TASK.csv)"},
+        {"--log", CLI_STR, &csv_path, 0, 0, "the same as --csv (its older name)"},
     };
     const cli_cmd cmd = {"compare", "--task T [--cells a,b,c --seeds K --steps N --hidden N --forget-bias 0,1 ...]",
                          "Trains every cell with the same budget, data and seeds, then prints the task's test\n"

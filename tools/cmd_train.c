@@ -103,23 +103,27 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
     double lr = 0, clip = 1.0;
     bool quiet = false, anomaly = false, check = false, idx_raw = false;
     double dropout = 0, zoneout = 0, val = 0.1;
-    char optim_help[160], task_help[256];
+    char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240];
+    task_defaults_help(hidden_help, sizeof hidden_help, "hidden units", 'h');
+    task_defaults_help(batch_help, sizeof batch_help, "sequences per step", 'b');
+    task_defaults_help(seq_help, sizeof seq_help, "the task's length: T, delay, bits, window", 's');
+    task_defaults_help(steps_help, sizeof steps_help, "total optimizer steps", 't');
     const char *data = NULL, *labels = NULL, *target = NULL, *test_data = NULL, *test_labels = NULL,
                *seq_column = NULL, *label_column = NULL, *features = NULL;
     long horizon = 1, patience = 0;
     const cli_opt opts[] = {
         {"--task", CLI_STR, &task, 0, 0, task_list_sep(task_help, sizeof task_help, " | ")},
         {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tapegrad cells lists them)"},
-        {"--hidden", CLI_INT, &hidden, 0, 4096, "hidden units (0: the task's default)"},
+        {"--hidden", CLI_INT, &hidden, 1, 4096, hidden_help},
         {"--layers", CLI_INT, &layers, 1, 16, "stacked layers"},
-        {"--batch", CLI_INT, &batch, 0, 4096, "sequences per step (0: the task's default)"},
-        {"--seq", CLI_INT, &seq, 0, 100000, "the task's length: T, delay, bits, window (0: the task's default)"},
+        {"--batch", CLI_INT, &batch, 1, 4096, batch_help},
+        {"--seq", CLI_INT, &seq, 1, 100000, seq_help},
         {"--lr", CLI_REAL, &lr, 0, 10, "learning rate (0: the task's default)"},
         {"--optim", CLI_STR, &optim, 0, 0, tg_optim_kind_list(optim_help, sizeof optim_help, " | ")},
         {"--clip", CLI_REAL, &clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
-        {"--epochs", CLI_INT, &epochs, 0, 1000000, "train this many epochs (charlm: passes over the text; "
-                                                  "else 10,000 examples)"},
-        {"--steps", CLI_INT, &steps, 0, 100000000, "total optimizer steps (0: the task's default)"},
+        {"--epochs", CLI_INT, &epochs, 1, 1000000, "train this many epochs (charlm: passes over the text; "
+                                                  "else 10,000 examples; default: --steps)"},
+        {"--steps", CLI_INT, &steps, 1, 100000000, steps_help},
         {"--seed", CLI_INT, &seed, 0, 2147483647, "seed of the initial weights and of the data stream"},
         {"--threads", CLI_INT, &threads, 1, 64, "GEMM threads"},
         {"--dtype", CLI_STR, &dtype, 0, 0, "f32 | f64"},
