@@ -19,6 +19,8 @@
 
 #include <tapegrad/tapegrad.h>
 
+#include "tools/tasks.h"
+
 #ifndef TG_TAPEGRAD_EXE
 #error "TG_TAPEGRAD_EXE must name the built tapegrad binary"
 #endif
@@ -267,6 +269,24 @@ Test(cli, every_task_has_a_beat_run) {
     }
     cr_expect_geq(seen, N_BEAT_RUNS, "read %d task names from: %.*s", seen, (int)n, line);
     run_free(&r);
+}
+
+/* A row left without a field gets 0 / NULL silently: a margin of 0 makes train's "beats the baseline"
+ * mean "no worse than it" ("at least 0% below the baseline's"). Every row must say all of them. */
+Test(cli, every_task_row_has_its_mandatory_fields) {
+    int n = task_row_count();
+    cr_assert_geq(n, N_BEAT_RUNS, "the table has %d rows, beat_runs[] %d", n, N_BEAT_RUNS);
+    for (int i = 0; i < n; i++) {
+        task_row_view r = task_row_at(i);
+        cr_assert(r.name && r.name[0], "tools/tasks.c g_tasks[%d] has no .name", i);
+        cr_expect(r.margin > 0 && r.margin < 1, "task %s: .margin = %g, must be > 0 and < 1 (tools/tasks.c)",
+                  r.name, r.margin);
+        cr_expect(r.setup, "task %s has no .setup (tools/tasks.c)", r.name);
+        cr_expect(r.gen, "task %s has no .gen (tools/tasks.c)", r.name);
+        cr_expect(r.eval, "task %s has no .eval (tools/tasks.c)", r.name);
+        cr_expect(r.baseline_desc && r.baseline_desc[0], "task %s has no .baseline_desc (tools/tasks.c)", r.name);
+        cr_expect(r.metric && r.metric[0], "task %s has no .metric (tools/tasks.c)", r.name);
+    }
 }
 
 /* The margin is a guard that can fail: one step of training "beats" chance by 1.7 points, not by 50 %. */

@@ -840,6 +840,13 @@ const char *task_list(void) {
     return list;
 }
 double task_margin(const task *t) { return t->def->margin; }
+int task_row_count(void) { return N_TASKS; }
+task_row_view task_row_at(int i) {
+    const task_def *d = &g_tasks[i];
+    return (task_row_view){.name = d->name, .metric = d->metric, .baseline_desc = d->baseline_desc,
+                           .margin = d->margin, .setup = d->setup != NULL, .gen = d->gen != NULL,
+                           .eval = d->eval != NULL};
+}
 bool task_known(const char *name) { return find_def(name) != NULL; }
 
 task_defaults task_defaults_of(const char *name) {

@@ -4,7 +4,7 @@
  *     task *t = task_new("adding", &(task_opts){.seq = 50}, err, sizeof err);   // NULL + err on failure
  *     task_batch b;
  *     task_make_batch(t, &rng, 32, &b);               // x [T,B,I], targets; new refs / malloc'd
- *     tg_tensor *pred = tg_tg_model_forward(m, b.x, task_every_step(t), NULL, NULL);   // tape-owned
+ *     tg_tensor *pred = tg_model_forward(m, b.x, task_every_step(t), NULL, NULL);   // tape-owned
  *     tg_backward(task_loss_of(t, pred, &b));
  *     task_batch_clear(&b);
  *     ...
@@ -106,6 +106,15 @@ double task_metric_baseline(const task *t);
 /* How far below the baseline the error (the metric, or 1 - metric for an accuracy) must be to count
  * as beating it: error <= (1 - margin) · baseline error (beats_baseline in trainer.h). */
 double task_margin(const task *t);
+/* The table's rows as the registry checks of tests/test_cli.c see them (task_rows_check_all): row i of
+ * task_row_count(), its mandatory fields; setup/gen/eval say whether the row has the function. */
+typedef struct task_row_view {
+    const char *name, *metric, *baseline_desc;
+    double margin;
+    bool setup, gen, eval;
+} task_row_view;
+int task_row_count(void);
+task_row_view task_row_at(int i);                /* i in [0, task_row_count()) */
 const char *task_baseline_desc(const task *t);   /* "always predict 1", ... */
 /* An epoch, for --epochs: charlm one pass over the training text, the others 10,000 examples. */
 int64_t task_epoch_steps(const task *t, int64_t batch);
