@@ -18,6 +18,8 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -839,11 +841,20 @@ static tg_tensor *predict(const tg_rnn *m, const tg_linear_layer *readout, const
     return tg_linear_layer_forward(readout, h);
 }
 
+/* valgrind (scripts/valgrind-tests.sh) runs this suite ~50x slower: there the training below takes
+ * every third cell only (the other cells' code runs under valgrind in this suite's other tests), so
+ * it stays inside the hang guard; the normal and sanitizer builds train every cell */
+static bool under_valgrind(void) {
+    const char *p = getenv("LD_PRELOAD");
+    return p && strstr(p, "vgpreload");
+}
+
 Test(zoo, every_cell_learns_the_mean_of_a_short_sequence, .timeout = 120) {
     const int64_t T = 6, B = 32, I = 8, H = 8; /* I = H: MUT1 and MUT2 need it */
     const int steps = 300;
     long base = tg_live_tensors();
-    for (int z = 0; z < N_ZOO; z++) {
+    const int stride = under_valgrind() ? 3 : 1;
+    for (int z = 0; z < N_ZOO; z += stride) {
         clock_t t0 = clock();
         tg_rng rng;
         tg_rng_seed(&rng, 800 + (uint64_t)z);
