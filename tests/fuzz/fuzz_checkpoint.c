@@ -1,4 +1,4 @@
-/* tests/fuzz/fuzz_checkpoint.c - libFuzzer target for loading a checkpoint (nn/model.c, what
+/* tests/fuzz/fuzz_checkpoint.c - libFuzzer target for loading a checkpoint (train/model.c, what
  * `tapegrad train --resume`, sample, predict and summary do) and an optimizer state (optim/checkpoint.c,
  * tg_optim_load). Byte 0 picks what the rest is:
  *   even: a model file, loaded with tg_ckpt_load_model (metadata checked against the tensors before any

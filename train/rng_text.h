@@ -1,7 +1,7 @@
-/* nn/rng_text.h - a generator's state as checkpoint metadata text (internal: nn/model.c, nn/trainer.c).
+/* train/rng_text.h - a generator's state as checkpoint metadata text (internal: train/model.c, train/trainer.c).
  * "s0 s1 s2 s3 has_spare spare" in hex, so a resumed run draws the same numbers bit for bit. */
-#ifndef TG_NN_RNG_TEXT_H
-#define TG_NN_RNG_TEXT_H
+#ifndef TG_TRAIN_RNG_TEXT_H
+#define TG_TRAIN_RNG_TEXT_H
 #include <stdbool.h>
 #include <stddef.h>
 

@@ -1,7 +1,7 @@
-/* nn/model.c - the recurrent stack + linear head of <tapegrad/train.h> and its checkpoints (see
+/* train/model.c - the recurrent stack + linear head of <tapegrad/train.h> and its checkpoints (see
  * train.h). Dimension letters: T time, B batch, I input, H hidden, O output. */
 #include <tapegrad/train.h>
-#include "nn/rng_text.h"
+#include "train/rng_text.h"
 #include <tapegrad/cell_lang.h>
 
 #include <inttypes.h>

@@ -1,4 +1,4 @@
-/* nn/trainer.c - the training loop and its checkpoints (see <tapegrad/trainer.h>). */
+/* train/trainer.c - the training loop and its checkpoints (see <tapegrad/trainer.h>). */
 #include <tapegrad/trainer.h>
 
 #include <math.h>
@@ -9,7 +9,7 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/train.h>
 
-#include "nn/rng_text.h"
+#include "train/rng_text.h"
 
 #define FN_STEP "tg_trainer_step"
 #define CKPT_MARK "tapegrad.train" /* metadata key naming a trainer checkpoint */
