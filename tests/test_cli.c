@@ -19,83 +19,10 @@
 
 #include <tapegrad/tapegrad.h>
 
+#include "helpers.h"
 #include "tools/tasks.h"
 
-#ifndef TG_TAPEGRAD_EXE
-#error "TG_TAPEGRAD_EXE must name the built tapegrad binary"
-#endif
-
-/* ---- running the binary ------------------------------------------------------------------------- */
-
-typedef struct run_result {
-    int status;   /* exit status, or -1 if it did not exit normally */
-    char *out;    /* stdout (malloc'd) */
-    char *err;    /* stderr (malloc'd) */
-} run_result;
-
-static char g_dir[64];
-
-static void make_dir(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/tg_cli_XXXXXX");
-    cr_assert(mkdtemp(g_dir) != NULL);
-}
-
-static void remove_dir(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) { /* best effort */ }
-}
-
-TestSuite(cli, .init = make_dir, .fini = remove_dir);
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
-static char *path_in(const char *name) {
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-/* Runs `tapegrad ARGS` (a shell-quoted argument string) in the test's directory. */
-static run_result run(const char *fmt, ...) {
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s </dev/null >stdout.txt 2>stderr.txt", g_dir, TG_TAPEGRAD_EXE, args);
-    int s = system(cmd);
-    run_result r = {WIFEXITED(s) ? WEXITSTATUS(s) : -1, slurp(path_in("stdout.txt")), slurp(path_in("stderr.txt"))};
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
-
-/* Bad usage: exit status 2, and stderr names the problem (each needle must appear). */
-static void expect_usage_error(const char *args, const char *needle1, const char *needle2) {
-    run_result r = run("%s", args);
-    cr_expect_eq(r.status, 2, "'tapegrad %s' exited %d, expected 2; stderr: %s", args, r.status, r.err);
-    cr_expect(strstr(r.err, needle1) != NULL, "'tapegrad %s': stderr lacks '%s': %s", args, needle1, r.err);
-    if (needle2) cr_expect(strstr(r.err, needle2) != NULL, "'tapegrad %s': stderr lacks '%s': %s", args, needle2, r.err);
-    cr_expect(strchr(r.err, '\n') != NULL, "'tapegrad %s': no message", args);
-    run_free(&r);
-}
+TestSuite(cli, .init = th_dir_make, .fini = th_dir_remove);
 
 /* ---- bad arguments ------------------------------------------------------------------------------- */
 
@@ -104,9 +31,9 @@ Test(cli, unknown_option_every_subcommand) {
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char args[128];
         snprintf(args, sizeof args, "%s --bogus-option 1", cmds[i]);
-        expect_usage_error(args, "unknown option '--bogus-option'", "usage: tapegrad");
+        th_expect_usage_error(args, "unknown option '--bogus-option'", "usage: tapegrad");
     }
-    expect_usage_error("no-such-command", "unknown command 'no-such-command'", NULL);
+    th_expect_usage_error("no-such-command", "unknown command 'no-such-command'", NULL);
 }
 
 /* ---- docs made from tables ------------------------------------------------------------------------ */
@@ -116,19 +43,19 @@ Test(cli, unknown_option_every_subcommand) {
 Test(cli, docs_cells_table_is_the_registrys) {
     char path[1024];
     snprintf(path, sizeof path, "%s/docs/cells.md", TG_SOURCE_DIR);
-    char *doc = slurp(path);
+    char *doc = th_slurp(path);
     cr_assert_not_null(doc, "cannot read %s", path);
     const char *begin_mark = "<!-- tapegrad cells --markdown: begin -->\n", *end_mark = "<!-- tapegrad cells --markdown: end -->";
     char *b = strstr(doc, begin_mark), *e = b ? strstr(b, end_mark) : NULL;
     cr_assert(b && e, "%s lacks the marker lines around the cells table", path);
     b += strlen(begin_mark);
     *e = '\0';
-    run_result r = run("cells --markdown");
+    th_run_result r = th_run("cells --markdown");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect_str_eq(b, r.out, "docs/cells.md's table differs from `tapegrad cells --markdown`: paste the command's "
                                "output between the markers");
     snprintf(path, sizeof path, "%s/README.md", TG_SOURCE_DIR);
-    char *readme = slurp(path);
+    char *readme = th_slurp(path);
     cr_assert_not_null(readme, "cannot read %s", path);
     for (int i = 0; i < tg_cell_count(); i++) {
         char quoted[64];
@@ -136,7 +63,7 @@ Test(cli, docs_cells_table_is_the_registrys) {
         cr_expect(strstr(readme, quoted) != NULL, "README.md does not name the cell %s", quoted);
     }
     free(readme);
-    run_free(&r);
+    th_run_free(&r);
     free(doc);
 }
 
@@ -146,86 +73,86 @@ Test(cli, grad_argument_errors_are_one_line) {
                          "grad --case c.st --out o.st --cell", "grad --cell lstm --case c.st --out o.st --manual=1",
                          "grad --cell lstm --out o.st", "grad --cell lstm --case c.st"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        run_result r = run("%s", bad[i]);
+        th_run_result r = th_run("%s", bad[i]);
         cr_expect_eq(r.status, 2, "'%s' exited %d", bad[i], r.status);
         size_t lines = 0;
         for (const char *p = r.err; *p; p++) lines += *p == '\n';
         cr_expect_eq(lines, 1, "'%s': %zu lines on stderr: %s", bad[i], lines, r.err);
         cr_expect(strstr(r.err, "tapegrad grad: ") == r.err, "'%s': %s", bad[i], r.err);
-        run_free(&r);
+        th_run_free(&r);
     }
 }
 
 Test(cli, help_on_every_subcommand) {
     const char *cmds[] = {"train", "sample", "bench", "compare", "demo"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        run_result r = run("%s --help", cmds[i]);
+        th_run_result r = th_run("%s --help", cmds[i]);
         cr_expect_eq(r.status, 0, "%s --help exited %d", cmds[i], r.status);
         cr_expect(strstr(r.out, "usage: tapegrad") != NULL, "%s --help: %s", cmds[i], r.out);
-        run_free(&r);
+        th_run_free(&r);
     }
 }
 
 Test(cli, missing_values) {
-    expect_usage_error("train --task", "option --task needs a value", NULL);
-    expect_usage_error("train --task adding --steps", "option --steps needs a value", NULL);
-    expect_usage_error("sample --model", "option --model needs a value", NULL);
-    expect_usage_error("bench --H", "option --H needs a value", NULL);
-    expect_usage_error("compare --task adding --cells", "option --cells needs a value", NULL);
-    expect_usage_error("train", "--task is required", NULL);
-    expect_usage_error("sample", "--model is required", NULL);
-    expect_usage_error("compare", "--task is required", NULL);
+    th_expect_usage_error("train --task", "option --task needs a value", NULL);
+    th_expect_usage_error("train --task adding --steps", "option --steps needs a value", NULL);
+    th_expect_usage_error("sample --model", "option --model needs a value", NULL);
+    th_expect_usage_error("bench --H", "option --H needs a value", NULL);
+    th_expect_usage_error("compare --task adding --cells", "option --cells needs a value", NULL);
+    th_expect_usage_error("train", "--task is required", NULL);
+    th_expect_usage_error("sample", "--model is required", NULL);
+    th_expect_usage_error("compare", "--task is required", NULL);
 }
 
 Test(cli, out_of_range_and_malformed_values) {
-    expect_usage_error("train --task adding --layers 0", "--layers", "out of range");
-    expect_usage_error("train --task adding --lr -1", "--lr", "out of range");
-    expect_usage_error("train --task adding --hidden abc", "--hidden", "not an integer");
-    expect_usage_error("train --task adding --forget-bias x", "--forget-bias", "not a number");
-    expect_usage_error("train --task adding --optim adamx", "unknown optimizer 'adamx'", NULL);
-    expect_usage_error("train --task adding --dtype f16", "--dtype", NULL);
-    expect_usage_error("train --task adding --seq 1", "--seq 1 is out of range", NULL);
-    expect_usage_error("train --task nope", "unknown task 'nope'", NULL);
-    expect_usage_error("train --task adding --cell nope", "unknown cell 'nope'", NULL);
-    expect_usage_error("train --task adding --cell rnn_tanh --forget-bias 1", "no forget gate", NULL);
-    expect_usage_error("sample --model x --temperature 0", "--temperature", "out of range");
-    expect_usage_error("bench --H 0", "--H", "out of range");
-    expect_usage_error("bench --impl fast", "--impl must be tape or manual", NULL);
-    expect_usage_error("bench --cell nope", "unknown cell 'nope'", NULL);
-    expect_usage_error("bench --cell mgu --impl manual", "--impl manual exists for", NULL);
-    expect_usage_error("compare --task adding --seeds 0", "--seeds", "out of range");
-    expect_usage_error("compare --task adding --cells lstm,nope", "unknown cell 'nope'", NULL);
-    expect_usage_error("compare --task adding --forget-bias 1,x", "--forget-bias", NULL);
-    expect_usage_error("compare --task nope", "unknown task 'nope'", NULL);
+    th_expect_usage_error("train --task adding --layers 0", "--layers", "out of range");
+    th_expect_usage_error("train --task adding --lr -1", "--lr", "out of range");
+    th_expect_usage_error("train --task adding --hidden abc", "--hidden", "not an integer");
+    th_expect_usage_error("train --task adding --forget-bias x", "--forget-bias", "not a number");
+    th_expect_usage_error("train --task adding --optim adamx", "unknown optimizer 'adamx'", NULL);
+    th_expect_usage_error("train --task adding --dtype f16", "--dtype", NULL);
+    th_expect_usage_error("train --task adding --seq 1", "--seq 1 is out of range", NULL);
+    th_expect_usage_error("train --task nope", "unknown task 'nope'", NULL);
+    th_expect_usage_error("train --task adding --cell nope", "unknown cell 'nope'", NULL);
+    th_expect_usage_error("train --task adding --cell rnn_tanh --forget-bias 1", "no forget gate", NULL);
+    th_expect_usage_error("sample --model x --temperature 0", "--temperature", "out of range");
+    th_expect_usage_error("bench --H 0", "--H", "out of range");
+    th_expect_usage_error("bench --impl fast", "--impl must be tape or manual", NULL);
+    th_expect_usage_error("bench --cell nope", "unknown cell 'nope'", NULL);
+    th_expect_usage_error("bench --cell mgu --impl manual", "--impl manual exists for", NULL);
+    th_expect_usage_error("compare --task adding --seeds 0", "--seeds", "out of range");
+    th_expect_usage_error("compare --task adding --cells lstm,nope", "unknown cell 'nope'", NULL);
+    th_expect_usage_error("compare --task adding --forget-bias 1,x", "--forget-bias", NULL);
+    th_expect_usage_error("compare --task nope", "unknown task 'nope'", NULL);
 }
 
 Test(cli, unreadable_and_corrupt_files) {
-    expect_usage_error("train --task adding --resume /nonexistent/ckpt.safetensors", "cannot read checkpoint",
-                       "/nonexistent/ckpt.safetensors");
-    expect_usage_error("sample --model /nonexistent/m.safetensors", "cannot read model", "/nonexistent/m.safetensors");
-    expect_usage_error("train --task charlm --text /nonexistent/t.txt", "cannot read text file", "/nonexistent/t.txt");
-    expect_usage_error("compare --task charlm --text /nonexistent/t.txt", "cannot read text file", NULL);
-    expect_usage_error("train --task adding --save /nonexistent/dir/a.safetensors", "cannot write", NULL);
-    expect_usage_error("train --task adding --log /nonexistent/dir/a.csv", "cannot write", NULL);
-    FILE *f = fopen(path_in("garbage.safetensors"), "wb");
+    th_expect_usage_error("train --task adding --resume /nonexistent/ckpt.safetensors", "cannot read checkpoint",
+                          "/nonexistent/ckpt.safetensors");
+    th_expect_usage_error("sample --model /nonexistent/m.safetensors", "cannot read model", "/nonexistent/m.safetensors");
+    th_expect_usage_error("train --task charlm --text /nonexistent/t.txt", "cannot read text file", "/nonexistent/t.txt");
+    th_expect_usage_error("compare --task charlm --text /nonexistent/t.txt", "cannot read text file", NULL);
+    th_expect_usage_error("train --task adding --save /nonexistent/dir/a.safetensors", "cannot write", NULL);
+    th_expect_usage_error("train --task adding --log /nonexistent/dir/a.csv", "cannot write", NULL);
+    FILE *f = fopen(th_path_in("garbage.safetensors"), "wb");
     cr_assert(f);
     fputs("this is not a safetensors file at all", f);
     fclose(f);
-    expect_usage_error("sample --model garbage.safetensors", "garbage.safetensors", NULL);
-    expect_usage_error("train --resume garbage.safetensors", "garbage.safetensors", NULL);
-    f = fopen(path_in("tiny.txt"), "wb");
+    th_expect_usage_error("sample --model garbage.safetensors", "garbage.safetensors", NULL);
+    th_expect_usage_error("train --resume garbage.safetensors", "garbage.safetensors", NULL);
+    f = fopen(th_path_in("tiny.txt"), "wb");
     fputs("too short", f);
     fclose(f);
-    expect_usage_error("train --task charlm --text tiny.txt", "too short", NULL);
+    th_expect_usage_error("train --task charlm --text tiny.txt", "too short", NULL);
 }
 
 /* ---- every task beats its baseline in a short run ------------------------------------------------- */
 
 static void expect_beats(const char *args) {
-    run_result r = run("train %s --quiet", args);
+    th_run_result r = th_run("train %s --quiet", args);
     cr_expect_eq(r.status, 0, "train %s exited %d: %s", args, r.status, r.err);
     cr_expect(strstr(r.out, "beats the baseline") != NULL, "train %s did not beat its baseline:\n%s", args, r.out);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 /* One short run per task (each its own Test, so they run in parallel); every task the table knows
@@ -247,7 +174,7 @@ Test(cli, binadd_beats_baseline) { expect_beats(beat_runs[4].args); }
 Test(cli, charlm_beats_baseline) { expect_beats(beat_runs[5].args); }
 
 Test(cli, every_task_has_a_beat_run) {
-    run_result r = run("train --help");
+    th_run_result r = th_run("train --help");
     cr_assert_eq(r.status, 0);
     const char *line = strstr(r.out, "\n  --task ");
     cr_assert_not_null(line, "train --help has no --task line: %s", r.out);
@@ -268,7 +195,7 @@ Test(cli, every_task_has_a_beat_run) {
         seen++;
     }
     cr_expect_geq(seen, N_BEAT_RUNS, "read %d task names from: %.*s", seen, (int)n, line);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 /* A row left without a field gets 0 / NULL silently: a margin of 0 makes train's "beats the baseline"
@@ -291,16 +218,16 @@ Test(cli, every_task_row_has_its_mandatory_fields) {
 
 /* The margin is a guard that can fail: one step of training "beats" chance by 1.7 points, not by 50 %. */
 Test(cli, one_step_does_not_beat_the_baseline_by_its_margin) {
-    run_result r = run("train --task pattern --steps 1 --quiet");
+    th_run_result r = th_run("train --task pattern --steps 1 --quiet");
     cr_expect(strstr(r.out, "does NOT beat the baseline") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "margin: the error rate (1 - accuracy) at least 50% below") != NULL, "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 /* ---- checkpoints ----------------------------------------------------------------------------------- */
 
 static void expect_same_tensors(const char *a, const char *b) {
-    tg_st_file *fa = tg_st_load(path_in(a)), *fb = tg_st_load(path_in(b));
+    tg_st_file *fa = tg_st_load(th_path_in(a)), *fb = tg_st_load(th_path_in(b));
     cr_assert(fa && fb, "cannot load %s / %s: %s", a, b, tg_last_error());
     cr_assert_eq(tg_st_count(fa), tg_st_count(fb));
     for (int i = 0; i < tg_st_count(fa); i++) {
@@ -316,16 +243,16 @@ static void expect_same_tensors(const char *a, const char *b) {
 }
 
 static void resume_case(const char *task_args) {
-    run_result r = run("train %s --steps 30 --save half.safetensors --quiet", task_args);
+    th_run_result r = th_run("train %s --steps 30 --save half.safetensors --quiet", task_args);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("train %s --resume half.safetensors --steps 60 --save resumed.safetensors --quiet", task_args);
+    th_run_free(&r);
+    r = th_run("train %s --resume half.safetensors --steps 60 --save resumed.safetensors --quiet", task_args);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "resumed from half.safetensors at step 30") != NULL, "%s", r.out);
-    run_free(&r);
-    r = run("train %s --steps 60 --save straight.safetensors --quiet", task_args);
+    th_run_free(&r);
+    r = th_run("train %s --steps 60 --save straight.safetensors --quiet", task_args);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    th_run_free(&r);
     expect_same_tensors("resumed.safetensors", "straight.safetensors");
     expect_same_tensors("resumed.optim.safetensors", "straight.optim.safetensors");
 }
@@ -344,14 +271,14 @@ Test(cli, resume_is_bit_identical_lstm_dropout_zoneout) {
 }
 
 Test(cli, zoneout_changes_training_and_is_kept_by_a_checkpoint) {
-    run_result r = run("train --task adding --seq 10 --hidden 8 --steps 20 --save plain.safetensors --quiet");
+    th_run_result r = th_run("train --task adding --seq 10 --hidden 8 --steps 20 --save plain.safetensors --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("train --task adding --seq 10 --hidden 8 --steps 20 --zoneout 0.3 --save zo.safetensors --quiet");
+    th_run_free(&r);
+    r = th_run("train --task adding --seq 10 --hidden 8 --steps 20 --zoneout 0.3 --save zo.safetensors --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "zoneout 0.3 on every state") != NULL, "%s", r.out);
-    run_free(&r);
-    tg_st_file *a = tg_st_load(path_in("plain.safetensors")), *b = tg_st_load(path_in("zo.safetensors"));
+    th_run_free(&r);
+    tg_st_file *a = tg_st_load(th_path_in("plain.safetensors")), *b = tg_st_load(th_path_in("zo.safetensors"));
     cr_assert(a && b);
     cr_expect_str_eq(tg_st_meta(b, "zoneout"), "0.29999999999999999");
     tg_tensor *wa = tg_st_get(a, "rnn.weight_hh_l0"), *wb = tg_st_get(b, "rnn.weight_hh_l0");
@@ -360,39 +287,39 @@ Test(cli, zoneout_changes_training_and_is_kept_by_a_checkpoint) {
               "zoneout did not change the training");
     tg_st_free(a);
     tg_st_free(b);
-    expect_usage_error("train --resume zo.safetensors --zoneout 0.1 --steps 30", "--zoneout 0.1 differs", NULL);
-    expect_usage_error("train --task adding --zoneout 1.5", "--zoneout", "out of range");
-    expect_usage_error("train --task adding --dropout 1", "--dropout", "out of range");
+    th_expect_usage_error("train --resume zo.safetensors --zoneout 0.1 --steps 30", "--zoneout 0.1 differs", NULL);
+    th_expect_usage_error("train --task adding --zoneout 1.5", "--zoneout", "out of range");
+    th_expect_usage_error("train --task adding --dropout 1", "--dropout", "out of range");
 }
 
 Test(cli, resume_refuses_other_settings) {
-    run_result r = run("train --task adding --seq 10 --hidden 8 --steps 5 --save a.safetensors --quiet");
+    th_run_result r = th_run("train --task adding --seq 10 --hidden 8 --steps 5 --save a.safetensors --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    expect_usage_error("train --resume a.safetensors --cell gru --steps 10", "--cell gru differs", NULL);
-    expect_usage_error("train --resume a.safetensors --hidden 9 --steps 10", "--hidden 9 differs", NULL);
-    expect_usage_error("train --resume a.safetensors --steps 3", "already at step 5", NULL);
+    th_run_free(&r);
+    th_expect_usage_error("train --resume a.safetensors --cell gru --steps 10", "--cell gru differs", NULL);
+    th_expect_usage_error("train --resume a.safetensors --hidden 9 --steps 10", "--hidden 9 differs", NULL);
+    th_expect_usage_error("train --resume a.safetensors --steps 3", "already at step 5", NULL);
 }
 
 /* ---- train's log and plot, sample ------------------------------------------------------------------ */
 
 /* A diverging run: without the flag the loss is reported as inf; with it, the op that overflowed. */
 Test(cli, train_detect_anomaly_names_the_op) {
-    run_result r = run("train --task adding --optim sgd --lr 10 --clip 0 --steps 300 --quiet");
+    th_run_result r = th_run("train --task adding --optim sgd --lr 10 --clip 0 --steps 300 --quiet");
     cr_expect_eq(r.status, 1, "%s", r.err);
     cr_expect(strstr(r.err, "the loss became inf") != NULL, "%s", r.err);
-    run_free(&r);
-    r = run("train --task adding --optim sgd --lr 10 --clip 0 --steps 300 --quiet --detect-anomaly");
+    th_run_free(&r);
+    r = th_run("train --task adding --optim sgd --lr 10 --clip 0 --steps 300 --quiet --detect-anomaly");
     cr_expect_eq(r.status, 1, "%s", r.err);
     cr_expect(strstr(r.err, "failed: tg_") && strstr(r.err, ": anomaly: the result"), "%s", r.err);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 Test(cli, train_writes_log_and_plot) {
-    run_result r = run("train --task binadd --steps 100 --log curve.csv --plot curve.svg --quiet");
+    th_run_result r = th_run("train --task binadd --steps 100 --log curve.csv --plot curve.svg --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    char *csv = slurp(path_in("curve.csv")), *svg = slurp(path_in("curve.svg"));
+    th_run_free(&r);
+    char *csv = th_slurp(th_path_in("curve.csv")), *svg = th_slurp(th_path_in("curve.svg"));
     cr_expect(strncmp(csv, "step,loss,seconds\n", 18) == 0, "%s", csv);
     int lines = 0;
     for (char *c = csv; *c; c++) lines += *c == '\n';
@@ -404,17 +331,17 @@ Test(cli, train_writes_log_and_plot) {
 }
 
 Test(cli, sample_prints_text_from_a_char_model) {
-    run_result r = run("train --task charlm --hidden 32 --seq 16 --steps 20 --save lm.safetensors --quiet");
+    th_run_result r = th_run("train --task charlm --hidden 32 --seq 16 --steps 20 --save lm.safetensors --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("sample --model lm.safetensors --length 50 --prime 'The '");
+    th_run_free(&r);
+    r = th_run("sample --model lm.safetensors --length 50 --prime 'The '");
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "The ", 4) == 0 && strlen(r.out) == 4 + 50 + 1, "[%s]", r.out);
-    run_free(&r);
-    expect_usage_error("sample --model lm.safetensors --prime \"$(printf '\\001')\"", "not in the model's vocabulary", NULL);
-    r = run("train --task adding --steps 2 --save add.safetensors --quiet");
-    run_free(&r);
-    expect_usage_error("sample --model add.safetensors", "not a character model", NULL);
+    th_run_free(&r);
+    th_expect_usage_error("sample --model lm.safetensors --prime \"$(printf '\\001')\"", "not in the model's vocabulary", NULL);
+    r = th_run("train --task adding --steps 2 --save add.safetensors --quiet");
+    th_run_free(&r);
+    th_expect_usage_error("sample --model add.safetensors", "not a character model", NULL);
 }
 
 /* ---- bench: the last line is a JSON object with every field -------------------------------------- */
@@ -463,7 +390,7 @@ static double json_number(const char *s, const char *key) {
 }
 
 static void bench_case(const char *args) {
-    run_result r = run("bench %s", args);
+    th_run_result r = th_run("bench %s", args);
     cr_assert_eq(r.status, 0, "bench %s: %s", args, r.err);
     size_t n = strlen(r.out);
     cr_assert(n > 2 && r.out[n - 1] == '\n');
@@ -483,7 +410,7 @@ static void bench_case(const char *args) {
     cr_expect(json_number(last, "gflops") > 0);
     cr_expect(json_number(last, "peak_rss_mb") > 0);
     cr_expect(json_number(last, "loss_last") < json_number(last, "loss_first"), "the loss did not fall: %s", last);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 Test(cli, bench_tape_json) {
@@ -498,13 +425,13 @@ Test(cli, bench_manual_json) {
 /* ---- compare --------------------------------------------------------------------------------------- */
 
 Test(cli, compare_writes_svg_and_csv) {
-    run_result r = run("compare --task binadd --cells lstm,gru --seeds 2 --steps 60 --forget-bias 0,1 "
+    th_run_result r = th_run("compare --task binadd --cells lstm,gru --seeds 2 --steps 60 --forget-bias 0,1 "
                        "--plot cmp.svg --log cmp.csv");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "lstm fb=0") && strstr(r.out, "lstm fb=1") && strstr(r.out, "gru fb=1"), "%s", r.out);
     cr_expect(strstr(r.out, "params") && strstr(r.out, "ms/step"), "no table: %s", r.out);
-    run_free(&r);
-    char *csv = slurp(path_in("cmp.csv")), *svg = slurp(path_in("cmp.svg"));
+    th_run_free(&r);
+    char *csv = th_slurp(th_path_in("cmp.csv")), *svg = th_slurp(th_path_in("cmp.svg"));
     const char *header = "variant,cell,forget_bias,seed,step,loss,seconds\n";
     cr_expect(strncmp(csv, header, strlen(header)) == 0, "%.80s", csv);
     int lines = 0;
@@ -520,23 +447,23 @@ Test(cli, compare_writes_svg_and_csv) {
 
 Test(cli, compare_skips_a_cell_that_cannot_run_the_task) {
     /* mut1 adds x_t to an H-wide pre-activation, so it needs input size = hidden size (binadd has 2) */
-    run_result r = run("compare --task binadd --cells lstm,mut1 --seeds 1 --steps 20 --plot s.svg --log s.csv");
+    th_run_result r = th_run("compare --task binadd --cells lstm,mut1 --seeds 1 --steps 20 --plot s.svg --log s.csv");
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.err, "mut1") && strstr(r.err, "skipped"), "%s", r.err);
     cr_expect(strstr(r.out, "(cannot run this task)") != NULL, "%s", r.out);
-    run_free(&r);
-    expect_usage_error("compare --task binadd --cells mut1 --seeds 1 --steps 20 --plot s.svg --log s.csv",
-                       "no cell could be trained", NULL);
+    th_run_free(&r);
+    th_expect_usage_error("compare --task binadd --cells mut1 --seeds 1 --steps 20 --plot s.svg --log s.csv",
+                          "no cell could be trained", NULL);
 }
 
 /* ---- the main job ---------------------------------------------------------------------------------- */
 
 Test(cli, main_job_passes, .timeout = 120) {
-    run_result r = run("");
+    th_run_result r = th_run("%s", "");
     cr_expect_eq(r.status, 0, "tapegrad exited %d: %s", r.status, r.err);
     cr_expect(strstr(r.out, "gradients: PASS") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "beats the baseline") != NULL, "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 /* ---- typed cells (the cell language: --cell @FILE, --cells a,@FILE, --cell-def) ----------------------- */
@@ -547,54 +474,54 @@ Test(cli, main_job_passes, .timeout = 120) {
  * straight run bit for bit; summary of the checkpoint shows the typed definition */
 Test(cli, typed_cell_resumes_bit_identical_without_the_flag) {
     const char *args = "--task adding --seq 12 --hidden 8";
-    run_result r = run("train %s --cell-def '%s' --steps 20 --save half.safetensors --quiet", args, JANET_CELL);
+    th_run_result r = th_run("train %s --cell-def '%s' --steps 20 --save half.safetensors --quiet", args, JANET_CELL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("train %s --resume half.safetensors --steps 40 --save resumed.safetensors --quiet", args);
+    th_run_free(&r);
+    r = th_run("train %s --resume half.safetensors --steps 40 --save resumed.safetensors --quiet", args);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "resumed from half.safetensors at step 20") != NULL, "%s", r.out);
-    run_free(&r);
-    r = run("train %s --cell @'%s' --steps 40 --save straight.safetensors --quiet", args, JANET_CELL);
+    th_run_free(&r);
+    r = th_run("train %s --cell @'%s' --steps 40 --save straight.safetensors --quiet", args, JANET_CELL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    th_run_free(&r);
     expect_same_tensors("resumed.safetensors", "straight.safetensors");
     expect_same_tensors("resumed.optim.safetensors", "straight.optim.safetensors");
-    tg_st_file *f = tg_st_load(path_in("resumed.safetensors"));
+    tg_st_file *f = tg_st_load(th_path_in("resumed.safetensors"));
     cr_assert_not_null(f);
     cr_expect_str_eq(tg_st_meta(f, "cell"), "@janet");
     cr_expect(tg_st_meta(f, "cell_def") && strstr(tg_st_meta(f, "cell_def"), "c' = f * c + (1 - f) * tanh(x.c + h.c)"));
     tg_st_free(f);
-    r = run("summary --model resumed.safetensors");
+    r = th_run("summary --model resumed.safetensors");
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "@janet") && strstr(r.out, "tanh(x.c + h.c)"), "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 Test(cli, typed_cells_in_compare_and_gradcheck) {
-    run_result r = run("compare --task adding --seq 10 --hidden 8 --steps 20 --seeds 1 --cells lstm,@'%s'", JANET_CELL);
+    th_run_result r = th_run("compare --task adding --seq 10 --hidden 8 --steps 20 --seeds 1 --cells lstm,@'%s'", JANET_CELL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "@janet") != NULL, "%s", r.out);
-    run_free(&r);
-    FILE *f = fopen(path_in("inline.txt"), "w");
+    th_run_free(&r);
+    FILE *f = fopen(th_path_in("inline.txt"), "w");
     cr_assert_not_null(f);
     fputs("gates a\nh' = tanh(x.a + h.a) * sigmoid(x.a)\n", f);
     fclose(f);
-    r = run("gradcheck --cell-def \"$(cat inline.txt)\" --T 3 --B 2 --I 2 --H 3");
+    r = th_run("gradcheck --cell-def \"$(cat inline.txt)\" --T 3 --B 2 --I 2 --H 3");
     cr_expect_eq(r.status, 0, "%s%s", r.out, r.err);
     cr_expect(strstr(r.out, "@inline: PASS") != NULL, "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 Test(cli, typed_cell_errors) {
-    FILE *f = fopen(path_in("inline.txt"), "w");
+    FILE *f = fopen(th_path_in("inline.txt"), "w");
     cr_assert_not_null(f);
     fputs("gates a\nh' = tanh(x.a + h.q)\n", f);
     fclose(f);
-    expect_usage_error("gradcheck --cell-def \"$(cat inline.txt)\"", "<--cell-def>:2:19: unknown gate block 'q' (gates: a)", NULL);
-    expect_usage_error("train --task adding --cell @/nonexistent/x.cell", "/nonexistent/x.cell: cannot open the cell definition", NULL);
-    f = fopen(path_in("bad.cell"), "w");
+    th_expect_usage_error("gradcheck --cell-def \"$(cat inline.txt)\"", "<--cell-def>:2:19: unknown gate block 'q' (gates: a)", NULL);
+    th_expect_usage_error("train --task adding --cell @/nonexistent/x.cell", "/nonexistent/x.cell: cannot open the cell definition", NULL);
+    f = fopen(th_path_in("bad.cell"), "w");
     cr_assert_not_null(f);
     fputs("gates a\nh' = tanh(x.a + q)\n", f);
     fclose(f);
-    expect_usage_error("compare --task adding --cells lstm,@bad.cell", "bad.cell:2:17: unknown name 'q'", NULL);
+    th_expect_usage_error("compare --task adding --cells lstm,@bad.cell", "bad.cell:2:17: unknown name 'q'", NULL);
 }

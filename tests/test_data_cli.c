@@ -18,81 +18,9 @@
 
 #include <tapegrad/tapegrad.h>
 
-#ifndef TG_TAPEGRAD_EXE
-#error "TG_TAPEGRAD_EXE must name the built tapegrad binary"
-#endif
+#include "helpers.h"
 
-/* ---- running the binary ------------------------------------------------------------------------- */
-
-typedef struct run_result {
-    int status;   /* exit status, or -1 if it did not exit normally */
-    char *out;    /* stdout (malloc'd) */
-    char *err;    /* stderr (malloc'd) */
-} run_result;
-
-static char g_dir[64];
-
-static void make_dir(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/tg_dcli_XXXXXX");
-    cr_assert(mkdtemp(g_dir) != NULL);
-}
-
-static void remove_dir(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) { /* best effort */ }
-}
-
-TestSuite(data_cli, .init = make_dir, .fini = remove_dir);
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
-static char *path_in(const char *name) {
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-/* Runs `tapegrad ARGS` (a shell-quoted argument string) in the test's directory. */
-static run_result run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static run_result run(const char *fmt, ...) {
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s </dev/null >stdout.txt 2>stderr.txt", g_dir, TG_TAPEGRAD_EXE, args);
-    int s = system(cmd);
-    run_result r = {WIFEXITED(s) ? WEXITSTATUS(s) : -1, slurp(path_in("stdout.txt")), slurp(path_in("stderr.txt"))};
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
-
-/* Bad usage: exit status 2, and stderr names the problem (each needle must appear). */
-static void expect_usage_error(const char *args, const char *needle1, const char *needle2) {
-    run_result r = run("%s", args);
-    cr_expect_eq(r.status, 2, "'tapegrad %s' exited %d, expected 2; stderr: %s", args, r.status, r.err);
-    cr_expect(strstr(r.err, needle1) != NULL, "'tapegrad %s': stderr lacks '%s': %s", args, needle1, r.err);
-    if (needle2) cr_expect(strstr(r.err, needle2) != NULL, "'tapegrad %s': stderr lacks '%s': %s", args, needle2, r.err);
-    run_free(&r);
-}
+TestSuite(data_cli, .init = th_dir_make, .fini = th_dir_remove);
 
 /* ---- summary -------------------------------------------------------------------------------------- */
 
@@ -110,10 +38,10 @@ static void expect_param_row(const char *out, const char *name, const char *shap
 }
 
 Test(data_cli, summary_of_a_two_layer_gru) {
-    run_result r = run("train --task adding --seq 5 --cell gru --layers 2 --hidden 8 --steps 2 --quiet --save m.safetensors");
+    th_run_result r = th_run("train --task adding --seq 5 --cell gru --layers 2 --hidden 8 --steps 2 --quiet --save m.safetensors");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("summary --model m.safetensors");
+    th_run_free(&r);
+    r = th_run("summary --model m.safetensors");
     cr_assert_eq(r.status, 0, "%s", r.err);
     /* GRU: G = 3 blocks of H = 8; layer 0 sees I = 2, layer 1 sees H */
     expect_param_row(r.out, "rnn.weight_ih_l0", "[24, 2]", "48");
@@ -127,18 +55,18 @@ Test(data_cli, summary_of_a_two_layer_gru) {
     cr_expect(strstr(r.out, "rnn layer 1 (gru)") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "n = tanh(W_xn x + r⊙(W_hn h))") != NULL, "no GRU equations:\n%s", r.out);
     cr_expect(strstr(r.out, "task adding") != NULL && strstr(r.out, "step 2") != NULL, "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 Test(data_cli, summary_errors) {
-    expect_usage_error("summary", "--model is required", NULL);
-    expect_usage_error("summary --model /nonexistent/m.safetensors", "cannot read model", "/nonexistent/m.safetensors");
-    FILE *f = fopen(path_in("junk.safetensors"), "wb");
+    th_expect_usage_error("summary", "--model is required", NULL);
+    th_expect_usage_error("summary --model /nonexistent/m.safetensors", "cannot read model", "/nonexistent/m.safetensors");
+    FILE *f = fopen(th_path_in("junk.safetensors"), "wb");
     cr_assert(f);
     fputs("not a checkpoint", f);
     fclose(f);
-    expect_usage_error("summary --model junk.safetensors", "junk.safetensors", NULL);
-    expect_usage_error("summary --model a --bogus", "unknown option '--bogus'", NULL);
+    th_expect_usage_error("summary --model junk.safetensors", "junk.safetensors", NULL);
+    th_expect_usage_error("summary --model a --bogus", "unknown option '--bogus'", NULL);
 }
 
 /* Every cell (built-in and zoo) states its equations, so summary never prints an empty cell section. */
@@ -162,7 +90,7 @@ static void write_npy(const char *name, const char *descr, const void *data, siz
     if (ndim > 1) dims[used - 1] = 0;
     int hl = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
     int pad = (64 - (10 + hl + 1) % 64) % 64;
-    FILE *f = fopen(path_in(name), "wb");
+    FILE *f = fopen(th_path_in(name), "wb");
     cr_assert(f);
     unsigned short len = (unsigned short)(hl + pad + 1);
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff), (unsigned char)(len >> 8)};
@@ -226,7 +154,7 @@ static double number_after(const char *text, const char *key, bool last) {
 
 /* The last value of CSV column `col` (0-based) of a train --log file. */
 static double last_csv_column(const char *name, int col) {
-    char *s = slurp(path_in(name));
+    char *s = th_slurp(th_path_in(name));
     char *line = NULL;
     for (char *l = strtok(s, "\n"); l; l = strtok(NULL, "\n")) line = l;
     double v = NAN;
@@ -241,7 +169,7 @@ static double last_csv_column(const char *name, int col) {
 /* train --data ... must beat the target's baseline by a margin: accuracy by `margin` points (absolute),
  * MSE by a factor `margin`. Returns the metric. */
 static double expect_beats_by(const char *args, bool lower, double margin) {
-    run_result r = run("train %s --quiet", args);
+    th_run_result r = th_run("train %s --quiet", args);
     cr_assert_eq(r.status, 0, "train %s exited %d: %s\n%s", args, r.status, r.err, r.out);
     /* the final line: "val <metric> M vs baseline B (...)" */
     const char *vs = strstr(r.out, " vs baseline ");
@@ -255,7 +183,7 @@ static double expect_beats_by(const char *args, bool lower, double margin) {
     else
         cr_expect(metric > base + margin, "train %s: accuracy %g%% is not %g points above the baseline %g%%\n%s", args,
                   metric, margin, base, r.out);
-    run_free(&r);
+    th_run_free(&r);
     return metric;
 }
 
@@ -286,7 +214,7 @@ Test(data_cli, next_beats_persistence) {
 static void write_series_csv(void) {
     tg_rng rng;
     tg_rng_seed(&rng, 78);
-    FILE *f = fopen(path_in("series.csv"), "w");
+    FILE *f = fopen(th_path_in("series.csv"), "w");
     cr_assert(f);
     fputs("\"time\",\"value\"\n", f);
     for (int t = 0; t < 1500; t++) fprintf(f, "%d,%.6f\n", t, sin(0.3 * t) + 0.5 * sin(0.11 * t) + 0.05 * tg_rng_normal(&rng));
@@ -305,7 +233,7 @@ Test(data_cli, class_beats_the_majority_class_from_csv) {
     write_sequence_files();
     tg_rng rng;
     tg_rng_seed(&rng, 77);
-    FILE *f = fopen(path_in("seqs.csv"), "w");
+    FILE *f = fopen(th_path_in("seqs.csv"), "w");
     cr_assert(f);
     fputs("recording,a,b,label\n", f);
     for (int n = 0; n < N_SEQ; n++) {
@@ -338,7 +266,7 @@ static void write_idx_images(const char *name, int n_img, uint64_t seed) {
     }
     char file[64];
     snprintf(file, sizeof file, "%s-images", name);
-    FILE *f = fopen(path_in(file), "wb");
+    FILE *f = fopen(th_path_in(file), "wb");
     cr_assert(f);
     unsigned char head[16] = {0, 0, 0x08, 3, (unsigned char)(n_img >> 24), (unsigned char)(n_img >> 16), (unsigned char)(n_img >> 8),
                               (unsigned char)n_img, 0, 0, 0, R, 0, 0, 0, C};
@@ -346,14 +274,14 @@ static void write_idx_images(const char *name, int n_img, uint64_t seed) {
     fwrite(img, 1, (size_t)n_img * R * C, f);
     fclose(f);
     snprintf(file, sizeof file, "%s-labels", name);
-    f = fopen(path_in(file), "wb");
+    f = fopen(th_path_in(file), "wb");
     cr_assert(f);
     fwrite((unsigned char[]){0, 0, 0x08, 1}, 1, 4, f);
     fwrite(head + 4, 1, 4, f);
     fwrite(lab, 1, (size_t)n_img, f);
     fclose(f);
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "cd '%s' && gzip -9 %s-images %s-labels", g_dir, name, name);
+    snprintf(cmd, sizeof cmd, "cd '%s' && gzip -9 %s-images %s-labels", th_dir(), name, name);
     cr_assert_eq(system(cmd), 0, "gzip failed: %s", cmd);
 }
 
@@ -364,32 +292,32 @@ Test(data_cli, class_beats_the_majority_class_from_idx_gz) {
                                  "--test-data t10k-images.gz --test-labels t10k-labels.gz --hidden 16 --epochs 10 --lr 0.01",
                                  false, 30);
     /* the final metric is the test set's: 200 images */
-    run_result r = run("train --data train-images.gz --labels train-labels.gz --target class --test-data t10k-images.gz "
+    th_run_result r = th_run("train --data train-images.gz --labels train-labels.gz --target class --test-data t10k-images.gz "
                        "--test-labels t10k-labels.gz --hidden 4 --steps 2 --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "on 200 test sequences") != NULL, "%s", r.out);
     cr_expect(strstr(r.out, "400 sequences (train 360, val 40, test 200), 6 features, 8 steps, 2 classes") != NULL, "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 /* predict --split val re-makes the training run's split and normalisation: its metric and loss are the
  * validation figures of the run's last epoch (the CSV log), to the printed digits. */
 Test(data_cli, predict_reproduces_the_validation_metric) {
     write_sequence_files();
-    run_result r = run("train --data x.npy --labels class.npy --target class --val 0.25 --hidden 8 --epochs 3 --lr 0.01 --quiet "
+    th_run_result r = th_run("train --data x.npy --labels class.npy --target class --val 0.25 --hidden 8 --epochs 3 --lr 0.01 --quiet "
                        "--log c.csv --save c.safetensors");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    th_run_free(&r);
     double val_loss = last_csv_column("c.csv", 5), val_acc = last_csv_column("c.csv", 6);
-    r = run("predict --model c.safetensors --split val --out p.csv");
+    r = th_run("predict --model c.safetensors --split val --out p.csv");
     cr_assert_eq(r.status, 0, "%s", r.err);
     double acc = number_after(r.out, "accuracy ", false), loss = number_after(r.out, "(loss ", false);
     cr_expect(fabs(acc / 100 - val_acc) < 1e-8, "predict accuracy %.10g%% vs train's %.10g\n%s", acc, val_acc, r.out);
     cr_expect(fabs(loss - val_loss) < 1e-8 * fabs(val_loss), "predict loss %.10g vs train's %.10g", loss, val_loss);
     cr_expect(strstr(r.out, "predicted 60 sequences") != NULL, "%s", r.out); /* 25% of 240 */
-    run_free(&r);
+    th_run_free(&r);
     /* the CSV: a header and one row per sequence, probabilities summing to 1 */
-    char *csv = slurp(path_in("p.csv"));
+    char *csv = th_slurp(th_path_in("p.csv"));
     cr_expect(strncmp(csv, "index,predicted,p0,p1,label\n", 28) == 0, "%.80s", csv);
     int rows = 0;
     for (char *p = csv; *p; p++) rows += *p == '\n';
@@ -400,18 +328,18 @@ Test(data_cli, predict_reproduces_the_validation_metric) {
     cr_expect(fabs(p0 + p1 - 1) < 1e-5 && pred == (p1 > p0), "p0 %g p1 %g predicted %ld", p0, p1, pred);
     free(csv);
     /* the whole file, as .npy probabilities [N, C] */
-    r = run("predict --model c.safetensors --data x.npy --out p.npy");
+    r = th_run("predict --model c.safetensors --data x.npy --out p.npy");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "predicted 240 sequences") != NULL && strstr(r.out, "no labels") != NULL, "%s", r.out);
-    run_free(&r);
-    char *npy = slurp(path_in("p.npy"));
+    th_run_free(&r);
+    char *npy = th_slurp(th_path_in("p.npy"));
     cr_expect(strncmp(npy, "\x93NUMPY", 6) == 0 && strstr(npy + 10, "'shape': (240, 2)") != NULL, "%.100s", npy + 10);
     free(npy);
 }
 
 static void expect_same_files(const char *a, const char *b) {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", path_in(a), path_in(b));
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", th_path_in(a), th_path_in(b));
     cr_expect_eq(system(cmd), 0, "%s and %s differ", a, b);
 }
 
@@ -421,28 +349,28 @@ static void expect_same_files(const char *a, const char *b) {
 Test(data_cli, resume_is_bit_identical_with_data_files) {
     write_sequence_files();
     const char *common = "--data x.npy --labels tags.npy --target tag --hidden 8 --quiet";
-    run_result r = run("train %s --epochs 2 --save a.safetensors", common);
+    th_run_result r = th_run("train %s --epochs 2 --save a.safetensors", common);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("train --resume a.safetensors --epochs 4 --save b.safetensors --quiet");
+    th_run_free(&r);
+    r = th_run("train --resume a.safetensors --epochs 4 --save b.safetensors --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("train %s --epochs 4 --save c.safetensors", common);
+    th_run_free(&r);
+    r = th_run("train %s --epochs 4 --save c.safetensors", common);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    th_run_free(&r);
     expect_same_files("b.safetensors", "c.safetensors");
     expect_same_files("b.optim.safetensors", "c.optim.safetensors");
     const char *gru = "--data x.npy --labels value.npy --target value --cell gru --layers 2 --hidden 8 --dropout 0.2 "
                       "--zoneout 0.1 --batch 16 --quiet";
-    r = run("train %s --steps 17 --save d.safetensors", gru); /* 180 / 16: 12 steps per epoch */
+    r = th_run("train %s --steps 17 --save d.safetensors", gru); /* 180 / 16: 12 steps per epoch */
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("train --resume d.safetensors --steps 40 --save e.safetensors --quiet");
+    th_run_free(&r);
+    r = th_run("train --resume d.safetensors --steps 40 --save e.safetensors --quiet");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("train %s --steps 40 --save f.safetensors", gru);
+    th_run_free(&r);
+    r = th_run("train %s --steps 40 --save f.safetensors", gru);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    th_run_free(&r);
     expect_same_files("e.safetensors", "f.safetensors");
     expect_same_files("e.optim.safetensors", "f.optim.safetensors");
 }
@@ -452,15 +380,15 @@ Test(data_cli, resume_is_bit_identical_with_data_files) {
 Test(data_cli, early_stop_keeps_the_best_epoch) {
     write_sequence_files();
     /* lr 0.05 on a tiny model: the validation MSE soon stops improving */
-    run_result r = run("train --data x.npy --labels value.npy --target value --hidden 8 --epochs 60 --lr 0.05 "
+    th_run_result r = th_run("train --data x.npy --labels value.npy --target value --hidden 8 --epochs 60 --lr 0.05 "
                        "--early-stop 2 --log e.csv --save best.safetensors");
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert(strstr(r.out, "early stop: no better val_mse for 2 epochs") != NULL, "did not stop early:\n%s", r.out);
     long best = (long)number_after(r.out, "the best was epoch ", false);
     cr_expect(strstr(r.out, "kept the model of the best epoch") != NULL, "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
     /* the best epoch's row of the CSV */
-    char *csv = slurp(path_in("e.csv"));
+    char *csv = th_slurp(th_path_in("e.csv"));
     double best_val = NAN;
     int rows = 0;
     for (char *l = strtok(csv, "\n"); l; l = strtok(NULL, "\n")) {
@@ -475,50 +403,50 @@ Test(data_cli, early_stop_keeps_the_best_epoch) {
     }
     free(csv);
     cr_expect_eq(rows, best + 2, "%d epochs logged, best %ld, patience 2", rows, best);
-    r = run("predict --model best.safetensors --split val");
+    r = th_run("predict --model best.safetensors --split val");
     cr_assert_eq(r.status, 0, "%s", r.err);
     double mse = number_after(r.out, "MSE ", false);
     cr_expect(fabs(mse - best_val) < 1e-7 * best_val, "predict MSE %.10g vs the best epoch's %.10g", mse, best_val);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 Test(data_cli, data_argument_errors) {
     write_sequence_files();
-    expect_usage_error("train --data x.npy --labels class.npy", "--data needs --target", "next, class, tag, value");
-    expect_usage_error("train --data x.npy --target klass", "unknown --target 'klass'", NULL);
-    expect_usage_error("train --task adding --labels class.npy", "--labels applies to --data only", NULL);
-    expect_usage_error("train --task adding --data x.npy --target class", "give --task or --data, not both", NULL);
-    expect_usage_error("train --data x.npy --labels class.npy --target class --val 0 --early-stop 2",
-                       "--early-stop needs a validation split", NULL);
-    expect_usage_error("train --data x.npy --labels class.npy --target class --val 0.95", "--val", "out of range");
-    expect_usage_error("train --data x.npy --labels tags.npy --target class", "tags.npy", "class labels");
-    expect_usage_error("train --data x.npy --target value", "--target value needs value labels", "--labels");
-    expect_usage_error("train --data /nonexistent/x.npy --target next", "/nonexistent/x.npy", NULL);
-    FILE *f = fopen(path_in("bad.npy"), "wb");
+    th_expect_usage_error("train --data x.npy --labels class.npy", "--data needs --target", "next, class, tag, value");
+    th_expect_usage_error("train --data x.npy --target klass", "unknown --target 'klass'", NULL);
+    th_expect_usage_error("train --task adding --labels class.npy", "--labels applies to --data only", NULL);
+    th_expect_usage_error("train --task adding --data x.npy --target class", "give --task or --data, not both", NULL);
+    th_expect_usage_error("train --data x.npy --labels class.npy --target class --val 0 --early-stop 2",
+                          "--early-stop needs a validation split", NULL);
+    th_expect_usage_error("train --data x.npy --labels class.npy --target class --val 0.95", "--val", "out of range");
+    th_expect_usage_error("train --data x.npy --labels tags.npy --target class", "tags.npy", "class labels");
+    th_expect_usage_error("train --data x.npy --target value", "--target value needs value labels", "--labels");
+    th_expect_usage_error("train --data /nonexistent/x.npy --target next", "/nonexistent/x.npy", NULL);
+    FILE *f = fopen(th_path_in("bad.npy"), "wb");
     cr_assert(f);
     fputs("\x93NUMPY garbage", f);
     fclose(f);
-    expect_usage_error("train --data bad.npy --target next", "bad.npy", NULL);
-    expect_usage_error("train --data x.npy --labels class.npy --target class --test-labels class.npy",
-                       "--test-labels needs --test-data", NULL);
+    th_expect_usage_error("train --data bad.npy --target next", "bad.npy", NULL);
+    th_expect_usage_error("train --data x.npy --labels class.npy --target class --test-labels class.npy",
+                          "--test-labels needs --test-data", NULL);
 }
 
 Test(data_cli, predict_errors) {
     write_sequence_files();
-    run_result r = run("train --data x.npy --labels class.npy --target class --hidden 4 --steps 2 --quiet --save m.safetensors");
+    th_run_result r = th_run("train --data x.npy --labels class.npy --target class --hidden 4 --steps 2 --quiet --save m.safetensors");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = run("train --task adding --seq 5 --hidden 4 --steps 2 --quiet --save adding.safetensors");
+    th_run_free(&r);
+    r = th_run("train --task adding --seq 5 --hidden 4 --steps 2 --quiet --save adding.safetensors");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    expect_usage_error("predict", "--model is required", NULL);
-    expect_usage_error("predict --model m.safetensors --data x3.npy", "x3.npy has 3 features",
-                       "the model was trained on 2");
-    expect_usage_error("predict --model adding.safetensors --data x.npy", "trained on task adding",
-                       "predict needs a model from 'train --data'");
-    expect_usage_error("predict --model m.safetensors --out p.txt", "--out must end in .csv or .npy", NULL);
-    expect_usage_error("predict --model m.safetensors --split middle", "--split must be all, val, train or test", NULL);
-    expect_usage_error("predict --model m.safetensors --split test", "trained without --test-data", NULL);
-    expect_usage_error("predict --model m.safetensors --data /nonexistent.npy", "cannot read data '/nonexistent.npy'", NULL);
-    expect_usage_error("predict --model m.safetensors --split val --data x.npy", "leave out --data", NULL);
+    th_run_free(&r);
+    th_expect_usage_error("predict", "--model is required", NULL);
+    th_expect_usage_error("predict --model m.safetensors --data x3.npy", "x3.npy has 3 features",
+                          "the model was trained on 2");
+    th_expect_usage_error("predict --model adding.safetensors --data x.npy", "trained on task adding",
+                          "predict needs a model from 'train --data'");
+    th_expect_usage_error("predict --model m.safetensors --out p.txt", "--out must end in .csv or .npy", NULL);
+    th_expect_usage_error("predict --model m.safetensors --split middle", "--split must be all, val, train or test", NULL);
+    th_expect_usage_error("predict --model m.safetensors --split test", "trained without --test-data", NULL);
+    th_expect_usage_error("predict --model m.safetensors --data /nonexistent.npy", "cannot read data '/nonexistent.npy'", NULL);
+    th_expect_usage_error("predict --model m.safetensors --split val --data x.npy", "leave out --data", NULL);
 }

@@ -28,47 +28,11 @@
 #include <tapegrad/dist.h>
 #include <tapegrad/tapegrad.h>
 
-#ifndef TG_TAPEGRAD_EXE
-#error "TG_TAPEGRAD_EXE must name the built tapegrad binary"
-#endif
+#include "helpers.h"
 
 #define WATCHDOG_SECONDS 120
 
-static char g_dir[64];
-
-static void make_dir(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/tg_dist_XXXXXX");
-    cr_assert(mkdtemp(g_dir) != NULL);
-}
-
-static void remove_dir(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) { /* best effort */ }
-}
-
-TestSuite(dist, .init = make_dir, .fini = remove_dir);
-
-static char *path_in(const char *name) {
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
+TestSuite(dist, .init = th_dir_make, .fini = th_dir_remove);
 
 static bool under_valgrind(void) {
     const char *p = getenv("LD_PRELOAD");
@@ -84,27 +48,16 @@ static void need_mpi(void) {
     if (!have_mpirun()) cr_skip_test("skipped: no mpirun on PATH (apt-get install openmpi-bin)");
 }
 
-typedef struct run_result {
-    int status;     /* exit status; -1: killed (by the watchdog or a signal) */
-    double seconds;
-    char *out, *err;
-} run_result;
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
-
 /* Runs argv (NULL-terminated) in the test's directory, stdout/stderr to files; kills the whole process
  * group after WATCHDOG_SECONDS. */
-static run_result run_argv_once(char *const *argv) {
+static th_run_result run_argv_once(char *const *argv) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
         setpgid(0, 0);
-        if (chdir(g_dir) != 0) _exit(126);
+        if (chdir(th_dir()) != 0) _exit(126);
         int in = open("/dev/null", O_RDONLY), out = open("stdout.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644),
             err = open("stderr.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (in < 0 || out < 0 || err < 0) _exit(126);
@@ -135,9 +88,9 @@ static run_result run_argv_once(char *const *argv) {
         usleep(20000);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    run_result r = {WIFEXITED(st) && !killed ? WEXITSTATUS(st) : -1,
+    th_run_result r = {WIFEXITED(st) && !killed ? WEXITSTATUS(st) : -1,
                     (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec),
-                    slurp(path_in("stdout.txt")), slurp(path_in("stderr.txt"))};
+                    th_slurp(th_path_in("stdout.txt")), th_slurp(th_path_in("stderr.txt"))};
     return r;
 }
 
@@ -145,19 +98,19 @@ static run_result run_argv_once(char *const *argv) {
  * path after a rank called MPI_Abort (seen on a loaded 2-core machine: mpirun segfaults in
  * orte_rml_oob_send_buffer_nb under pmix_server_log_fn after every rank printed its message). Only
  * that backtrace is retried; any other signal or status is returned as it is. */
-static run_result run_argv(char *const *argv) {
-    run_result r = run_argv_once(argv);
+static th_run_result run_argv(char *const *argv) {
+    th_run_result r = run_argv_once(argv);
     for (int k = 0; k < 2 && r.status == -1 && r.seconds < WATCHDOG_SECONDS && r.err &&
                     strstr(r.err, "pmix_server_log");
          k++) {
-        run_free(&r);
+        th_run_free(&r);
         r = run_argv_once(argv);
     }
     return r;
 }
 
 /* `tapegrad ARGS` in one process (ranks 0) or under `mpirun -np ranks`; ARGS split at spaces. */
-static run_result run_tapegrad(int ranks, const char *fmt, ...) {
+static th_run_result run_tapegrad(int ranks, const char *fmt, ...) {
     static char line[2048];
     va_list ap;
     va_start(ap, fmt);
@@ -208,26 +161,26 @@ static double max_diff(const char *a, const char *b) {
 static void check_equivalence(const char *cell, const char *dtype, double tol) {
     need_mpi();
     int steps = under_valgrind() ? 10 : 100; /* valgrind traces the single-process runs */
-    run_result one = run_tapegrad(0, TRAIN " --cell %s --dtype %s --clip 0.05 --steps %d --save one.safetensors", cell,
-                                  dtype, steps);
+    th_run_result one = run_tapegrad(0, TRAIN " --cell %s --dtype %s --clip 0.05 --steps %d --save one.safetensors", cell,
+                                     dtype, steps);
     cr_assert_eq(one.status, 0, "one process: %s", one.err);
-    run_result two = run_tapegrad(2, TRAIN " --cell %s --dtype %s --clip 0.05 --steps %d --save two.safetensors --check",
-                                  cell, dtype, steps);
+    th_run_result two = run_tapegrad(2, TRAIN " --cell %s --dtype %s --clip 0.05 --steps %d --save two.safetensors --check",
+                                     cell, dtype, steps);
     cr_assert_eq(two.status, 0, "2 ranks: %s%s", two.out, two.err);
     cr_assert(strstr(two.out, "data parallel over MPI: 2 ranks; rank 0 takes sequences 0..4 of each batch of 9"),
               "%s", two.out);
     cr_assert(strstr(two.out, "(identical on every rank)"), "%s", two.out);
-    double d = max_diff(path_in("one.safetensors"), path_in("two.safetensors"));
+    double d = max_diff(th_path_in("one.safetensors"), th_path_in("two.safetensors"));
     cr_assert(d <= tol, "%s %s: 2 ranks end %.3g away from one process (tolerance %g)", cell, dtype, d, tol);
     /* the clip was active: without it the run ends elsewhere */
-    run_result free_run = run_tapegrad(0, TRAIN " --cell %s --dtype %s --clip 0 --steps %d --save noclip.safetensors",
-                                       cell, dtype, steps);
+    th_run_result free_run = run_tapegrad(0, TRAIN " --cell %s --dtype %s --clip 0 --steps %d --save noclip.safetensors",
+                                          cell, dtype, steps);
     cr_assert_eq(free_run.status, 0, "%s", free_run.err);
-    double c = max_diff(path_in("one.safetensors"), path_in("noclip.safetensors"));
+    double c = max_diff(th_path_in("one.safetensors"), th_path_in("noclip.safetensors"));
     cr_assert(c > 100 * tol && c > 1e-4, "clipping at 0.05 changed nothing (%.3g): the test would not see it", c);
-    run_free(&one);
-    run_free(&two);
-    run_free(&free_run);
+    th_run_free(&one);
+    th_run_free(&two);
+    th_run_free(&free_run);
 }
 
 Test(dist, lstm_f64_two_ranks_equal_one_process, .timeout = 240) { check_equivalence("lstm", "f64", 1e-12); }
@@ -255,7 +208,7 @@ Test(dist, gru_f32_two_ranks_equal_one_process, .timeout = 240) { check_equivale
  * (F64 within 1e-12) and print the same validation metric, computed by rank 0 alone. */
 Test(dist, data_files_two_ranks_equal_one_process, .timeout = 240) {
     need_mpi();
-    FILE *f = fopen(path_in("seqs.csv"), "w");
+    FILE *f = fopen(th_path_in("seqs.csv"), "w");
     cr_assert(f);
     fputs("id,a,b,label\n", f);
     tg_rng rng;
@@ -269,63 +222,63 @@ Test(dist, data_files_two_ranks_equal_one_process, .timeout = 240) {
 #define DATA_TRAIN "train --data seqs.csv --seq-column id --label-column label --target class --val 0.2 --hidden 8 " \
                    "--batch 9 --optim adam --lr 0.01 --dtype f64 --quiet"
     int epochs = under_valgrind() ? 1 : 5; /* 8 steps per epoch */
-    run_result one = run_tapegrad(0, DATA_TRAIN " --epochs %d --save one.safetensors", epochs);
+    th_run_result one = run_tapegrad(0, DATA_TRAIN " --epochs %d --save one.safetensors", epochs);
     cr_assert_eq(one.status, 0, "one process: %s", one.err);
-    run_result two = run_tapegrad(2, DATA_TRAIN " --epochs %d --save two.safetensors --check", epochs);
+    th_run_result two = run_tapegrad(2, DATA_TRAIN " --epochs %d --save two.safetensors --check", epochs);
     cr_assert_eq(two.status, 0, "2 ranks: %s%s", two.out, two.err);
     cr_assert(strstr(two.out, "data parallel over MPI: 2 ranks; rank 0 takes sequences 0..4 of each batch of 9"),
               "%s", two.out);
     cr_assert(strstr(two.out, "(identical on every rank)"), "%s", two.out);
-    double d = max_diff(path_in("one.safetensors"), path_in("two.safetensors"));
+    double d = max_diff(th_path_in("one.safetensors"), th_path_in("two.safetensors"));
     cr_assert(d <= 1e-12, "--data: 2 ranks end %.3g away from one process", d);
     const char *m1 = strstr(one.out, "val accuracy "), *m2 = strstr(two.out, "val accuracy ");
     cr_assert(m1 && m2, "no metric line:\n%s\n%s", one.out, two.out);
     cr_expect(strncmp(m1, m2, (size_t)(strchr(m1, '\n') - m1)) == 0, "metric lines differ:\n%s\n%s", m1, m2);
 #undef DATA_TRAIN
-    run_free(&one);
-    run_free(&two);
+    th_run_free(&one);
+    th_run_free(&two);
 }
 
 Test(dist, checkpoint_resumes_with_another_number_of_ranks, .timeout = 240) {
     need_mpi();
     int half = under_valgrind() ? 3 : 30;
-    run_result ref = run_tapegrad(0, TRAIN " --cell lstm --dtype f64 --steps %d --save ref.safetensors", 2 * half);
+    th_run_result ref = run_tapegrad(0, TRAIN " --cell lstm --dtype f64 --steps %d --save ref.safetensors", 2 * half);
     cr_assert_eq(ref.status, 0, "%s", ref.err);
     /* 2 ranks -> 1 process */
-    run_result a = run_tapegrad(2, TRAIN " --cell lstm --dtype f64 --steps %d --save half2.safetensors --log log.csv", half);
+    th_run_result a = run_tapegrad(2, TRAIN " --cell lstm --dtype f64 --steps %d --save half2.safetensors --log log.csv", half);
     cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
-    char *csv = slurp(path_in("log.csv"));
+    char *csv = th_slurp(th_path_in("log.csv"));
     int lines = 0, headers = 0;
     for (char *p = csv; *p; p++) lines += *p == '\n';
     for (char *p = strstr(csv, "step,loss"); p; p = strstr(p + 1, "step,loss")) headers++;
     cr_assert(headers == 1 && lines == half + 1, "the CSV log has %d headers and %d lines (rank 0 alone writes it):\n%s",
               headers, lines, csv);
     free(csv);
-    run_result b = run_tapegrad(0, "train --resume half2.safetensors --steps %d --quiet --save end1.safetensors", 2 * half);
+    th_run_result b = run_tapegrad(0, "train --resume half2.safetensors --steps %d --quiet --save end1.safetensors", 2 * half);
     cr_assert_eq(b.status, 0, "%s", b.err);
-    double d1 = max_diff(path_in("ref.safetensors"), path_in("end1.safetensors"));
+    double d1 = max_diff(th_path_in("ref.safetensors"), th_path_in("end1.safetensors"));
     cr_assert(d1 <= 1e-12, "2 ranks then 1 process: %.3g from the uninterrupted run", d1);
     /* 1 process -> 2 ranks */
-    run_result c = run_tapegrad(0, TRAIN " --cell lstm --dtype f64 --steps %d --save half1.safetensors", half);
+    th_run_result c = run_tapegrad(0, TRAIN " --cell lstm --dtype f64 --steps %d --save half1.safetensors", half);
     cr_assert_eq(c.status, 0, "%s", c.err);
-    run_result e = run_tapegrad(2, "train --resume half1.safetensors --steps %d --quiet --save end2.safetensors", 2 * half);
+    th_run_result e = run_tapegrad(2, "train --resume half1.safetensors --steps %d --quiet --save end2.safetensors", 2 * half);
     cr_assert_eq(e.status, 0, "%s%s", e.out, e.err);
     char want[64];
     snprintf(want, sizeof want, "resumed from half1.safetensors at step %d", half);
     cr_assert(strstr(e.out, want), "%s", e.out);
-    double d2 = max_diff(path_in("ref.safetensors"), path_in("end2.safetensors"));
+    double d2 = max_diff(th_path_in("ref.safetensors"), th_path_in("end2.safetensors"));
     cr_assert(d2 <= 1e-12, "1 process then 2 ranks: %.3g from the uninterrupted run", d2);
-    run_free(&ref);
-    run_free(&a);
-    run_free(&b);
-    run_free(&c);
-    run_free(&e);
+    th_run_free(&ref);
+    th_run_free(&a);
+    th_run_free(&b);
+    th_run_free(&c);
+    th_run_free(&e);
 }
 
 /* rank 1 gets a text file that does not exist; rank 0 is then waiting for it in the broadcast */
 Test(dist, a_failing_rank_ends_the_job_with_its_message, .timeout = 240) {
     need_mpi();
-    FILE *f = fopen(path_in("corpus.txt"), "w");
+    FILE *f = fopen(th_path_in("corpus.txt"), "w");
     cr_assert(f);
     for (int i = 0; i < 50; i++) fprintf(f, "the quick brown fox jumps over the lazy dog %d\n", i);
     fclose(f);
@@ -335,13 +288,13 @@ Test(dist, a_failing_rank_ends_the_job_with_its_message, .timeout = 240) {
              "exec '%s' train --task charlm --text \"$t\" --steps 100000 --quiet",
              TG_TAPEGRAD_EXE);
     char *argv[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", "sh", "-c", script, NULL};
-    run_result r = run_argv(argv);
+    th_run_result r = run_argv(argv);
     cr_assert_neq(r.status, -1, "the job hung: killed after %d s\n%s", WATCHDOG_SECONDS, r.err);
     cr_assert_neq(r.status, 0, "the job succeeded:\n%s", r.out);
     cr_assert(strstr(r.err, "missing-on-rank-1.txt"), "rank 1's message is missing:\n%s", r.err);
     cr_assert(strstr(r.err, "rank 1 of 2 failed"), "no 'rank 1 of 2 failed' line:\n%s", r.err);
     cr_assert_lt(r.seconds, 60, "took %.0f s to end", r.seconds);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 Test(dist, ranks_with_different_options_are_refused, .timeout = 240) {
@@ -351,21 +304,21 @@ Test(dist, ranks_with_different_options_are_refused, .timeout = 240) {
              "h=10; [ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && h=11; "
              "exec '%s' train --task adding --seq 12 --hidden $h --steps 5 --quiet", TG_TAPEGRAD_EXE);
     char *argv[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", "sh", "-c", script, NULL};
-    run_result r = run_argv(argv);
+    th_run_result r = run_argv(argv);
     cr_assert(r.status != 0 && r.status != -1, "status %d\n%s", r.status, r.err);
     cr_assert(strstr(r.err, "rank 1 holds other parameters than rank 0"), "%s", r.err);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 Test(dist, two_rank_refusals_name_the_problem, .timeout = 240) {
     need_mpi();
-    run_result a = run_tapegrad(2, "train --task adding --seq 12 --batch 1 --steps 5 --quiet");
+    th_run_result a = run_tapegrad(2, "train --task adding --seq 12 --batch 1 --steps 5 --quiet");
     cr_assert(a.status != 0 && strstr(a.err, "--batch 1 is smaller than the 2 ranks"), "%d %s", a.status, a.err);
-    run_result b = run_tapegrad(2, "train --task adding --seq 12 --layers 2 --dropout 0.2 --steps 5 --quiet");
+    th_run_result b = run_tapegrad(2, "train --task adding --seq 12 --layers 2 --dropout 0.2 --steps 5 --quiet");
     cr_assert(b.status != 0 && strstr(b.err, "--dropout and --zoneout do not run on more than one rank"), "%d %s",
               b.status, b.err);
-    run_free(&a);
-    run_free(&b);
+    th_run_free(&a);
+    th_run_free(&b);
 }
 
 static void run_worker(int ranks) {
@@ -374,10 +327,10 @@ static void run_worker(int ranks) {
     char np[8];
     snprintf(np, sizeof np, "%d", ranks);
     char *argv[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", np, TG_DIST_WORKER, NULL};
-    run_result r = run_argv(argv);
+    th_run_result r = run_argv(argv);
     cr_assert_eq(r.status, 0, "dist_worker on %d ranks:\n%s%s", ranks, r.out, r.err);
     cr_assert(strstr(r.out, "0 on all ranks"), "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
 #else
     (void)ranks;
     cr_assert_fail("MPI found but the worker was not built");
@@ -424,9 +377,9 @@ Test(dist, one_process_is_rank_0_of_1) {
 
 /* The single-process command path with --check (traced by valgrind in CI's valgrind stage). */
 Test(dist, one_process_check_prints_the_hash, .timeout = 240) {
-    run_result r = run_tapegrad(0, TRAIN " --cell gru --steps %d --check", under_valgrind() ? 3 : 20);
+    th_run_result r = run_tapegrad(0, TRAIN " --cell gru --steps %d --check", under_valgrind() ? 3 : 20);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert(strstr(r.out, "parameters hash "), "%s", r.out);
     cr_assert_null(strstr(r.out, "identical on every rank"), "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
 }

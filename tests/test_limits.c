@@ -21,10 +21,6 @@
 
 #include "helpers.h"
 
-#ifndef TG_TAPEGRAD_EXE
-#error "TG_TAPEGRAD_EXE must name the built tapegrad binary"
-#endif
-
 /* ---- the estimate against what the tape holds ----------------------------------------------------- */
 
 /* The tape term without the backward allowance (the 1.25 of memory.h) vs tg_tape_bytes after a
@@ -110,45 +106,7 @@ Test(limits, sizes_format_and_parse) {
 
 /* ---- the commands ------------------------------------------------------------------------------- */
 
-typedef struct run_result { int status; double seconds; char *err; } run_result;
-static char g_dir[64];
-static void make_dir(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/tg_limits_XXXXXX");
-    cr_assert(mkdtemp(g_dir) != NULL);
-}
-static void remove_dir(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) { /* best effort */ }
-}
-TestSuite(limits_cli, .init = make_dir, .fini = remove_dir);
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static run_result run(const char *fmt, ...) {
-    char args[2048], cmd[4096], path[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s </dev/null >stdout.txt 2>stderr.txt", g_dir, TG_TAPEGRAD_EXE, args);
-    double t0 = now();
-    int s = system(cmd);
-    run_result r = {WIFEXITED(s) ? WEXITSTATUS(s) : -1, now() - t0, NULL};
-    snprintf(path, sizeof path, "%s/stderr.txt", g_dir);
-    FILE *f = fopen(path, "rb");
-    r.err = calloc(1, 8192);
-    if (f) {
-        size_t n = fread(r.err, 1, 8191, f);
-        r.err[n] = 0;
-        fclose(f);
-    }
-    return r;
-}
+TestSuite(limits_cli, .init = th_dir_make, .fini = th_dir_remove);
 
 /* The four commands of the issue: refused in well under a second (valgrind runs get more time),
  * exit status 2, one line naming the need, the sizes and what is available. */
@@ -164,35 +122,35 @@ Test(limits_cli, issue_commands_refused_quickly_with_the_size) {
     };
     double limit = getenv("TG_VALGRIND") ? 20.0 : 1.0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        run_result r = run("%s --max-memory 16G", cases[i].args);
+        th_run_result r = th_run("%s --max-memory 16G", cases[i].args);
         cr_expect_eq(r.status, 2, "%s: status %d", cases[i].args, r.status);
         cr_expect(strstr(r.err, cases[i].want) != NULL, "%s:\n%s", cases[i].args, r.err);
         cr_expect(strstr(r.err, "more than the ") != NULL && strchr(r.err, '\n') == r.err + strlen(r.err) - 1,
                   "one line: %s", r.err);
         cr_expect(r.seconds < limit, "%s took %.2f s", cases[i].args, r.seconds);
-        free(r.err);
+        th_run_free(&r);
     }
 }
 
 Test(limits_cli, max_memory_is_honoured_and_validated) {
-    run_result r = run("train --task adding --steps 2 --quiet --max-memory 1M");
+    th_run_result r = th_run("train --task adding --steps 2 --quiet --max-memory 1M");
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "more than the 1.0 MB available (--max-memory)") != NULL, "%s", r.err);
-    free(r.err);
-    r = run("train --task adding --steps 2 --quiet --max-memory 2G");
+    th_run_free(&r);
+    r = th_run("train --task adding --steps 2 --quiet --max-memory 2G");
     cr_expect_eq(r.status, 0, "%s", r.err);
-    free(r.err);
-    r = run("bench --T 2 --steps 1 --warmup 0 --max-memory=lots");
+    th_run_free(&r);
+    r = th_run("bench --T 2 --steps 1 --warmup 0 --max-memory=lots");
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "option --max-memory: 'lots' is not a size") != NULL, "%s", r.err);
-    free(r.err);
+    th_run_free(&r);
     const char *cmds[] = {"compare --task adding --cells lstm --steps 2", "gradcheck --cell gru",
                           "bench --T 2 --steps 1 --warmup 0"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        r = run("%s --max-memory 10k", cmds[i]);
+        r = th_run("%s --max-memory 10k", cmds[i]);
         cr_expect_neq(r.status, 0, "%s", cmds[i]);
         cr_expect(strstr(r.err, "available (--max-memory)") != NULL, "%s: %s", cmds[i], r.err);
-        free(r.err);
+        th_run_free(&r);
     }
 }
 
@@ -218,14 +176,14 @@ static void rewrite_meta(const char *src, const char *dst, const char *key, cons
 }
 
 Test(limits_cli, checkpoint_metadata_contradicting_tensors_is_named) {
-    run_result r = run("train --task adding --hidden 32 --steps 2 --quiet --save a.safetensors");
+    th_run_result r = th_run("train --task adding --hidden 32 --steps 2 --quiet --save a.safetensors");
     cr_assert_eq(r.status, 0, "%s", r.err);
-    free(r.err);
+    th_run_free(&r);
     char a[128], b[128], ao[160], bo[512];
-    snprintf(a, sizeof a, "%s/a.safetensors", g_dir);
-    snprintf(b, sizeof b, "%s/b.safetensors", g_dir);
-    snprintf(ao, sizeof ao, "%s/a.optim.safetensors", g_dir);
-    snprintf(bo, sizeof bo, "cp '%s' '%s/b.optim.safetensors'", ao, g_dir);
+    snprintf(a, sizeof a, "%s/a.safetensors", th_dir());
+    snprintf(b, sizeof b, "%s/b.safetensors", th_dir());
+    snprintf(ao, sizeof ao, "%s/a.optim.safetensors", th_dir());
+    snprintf(bo, sizeof bo, "cp '%s' '%s/b.optim.safetensors'", ao, th_dir());
     cr_assert_eq(system(bo), 0);
     struct { const char *key, *value, *want; } cases[] = {
         {"hidden_size", "1000000", "metadata hidden_size=1000000 contradicts tensor 'head.weight' [1,32]"},
@@ -240,11 +198,11 @@ Test(limits_cli, checkpoint_metadata_contradicting_tensors_is_named) {
         const char *cmds[] = {"train --resume b.safetensors --steps 4 --quiet", "sample --model b.safetensors"};
         for (int k = 0; k < 2; k++) {
             if (k == 1 && strcmp(cases[i].key, "hidden_size")) continue;
-            r = run("%s", cmds[k]);
+            r = th_run("%s", cmds[k]);
             cr_expect_eq(r.status, 2, "%s %s: %d", cases[i].key, cmds[k], r.status);
             cr_expect(strstr(r.err, cases[i].want) != NULL, "%s: %s", cases[i].key, r.err);
             cr_expect(strstr(r.err, "out of memory") == NULL, "%s", r.err);
-            free(r.err);
+            th_run_free(&r);
         }
     }
 }

@@ -18,14 +18,7 @@
 #include "data/parity_golden.h"
 #include "helpers.h"
 
-static long g_live_at_start;
-static void live_start(void) { g_live_at_start = tg_live_tensors(); }
-static void live_check(void) {
-    tg_tape_reset();
-    cr_expect_eq(tg_live_tensors(), g_live_at_start, "live tensors: %ld at start, %ld at the end",
-                 g_live_at_start, tg_live_tensors());
-}
-TestSuite(loss, .init = live_start, .fini = live_check);
+TestSuite(loss, .init = th_live_start, .fini = th_live_check);
 
 #define N GOLDEN_LN
 #define C GOLDEN_LC

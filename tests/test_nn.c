@@ -17,79 +17,6 @@
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 
-static tg_rnn *make_rnn(const char *cell, int64_t I, int64_t H, int L, bool bidir, uint64_t seed) {
-    tg_rng rng;
-    tg_rng_seed(&rng, seed);
-    tg_rnn_config cfg = {.input_size = I, .hidden_size = H, .num_layers = L, .bidirectional = bidir, .dtype = TG_F64};
-    tg_rnn *m = tg_rnn_new(tg_cell_by_name(cell), &cfg, &rng);
-    cr_assert_not_null(m, "tg_rnn_new(%s): %s", cell, tg_last_error());
-    return m;
-}
-
-/* Flattens each part to 1-D and concatenates: one output for gradcheck covering output and states. */
-static tg_tensor *cat_flat(int n, tg_tensor *const *parts) {
-    tg_tensor *flat[1 + TG_CELL_MAX_STATES];
-    for (int i = 0; i < n; i++) flat[i] = tg_reshape(parts[i], TG_SHAPE(-1));
-    return tg_concat(n, flat, 0);
-}
-
-typedef struct rnn_case {
-    tg_rnn *m;
-    tg_rnn_forward_opts opts;
-    int n_init;          /* initial states given as inputs[1 .. n_init] */
-    bool dropout;        /* train with a freshly seeded generator on every call (same mask each time) */
-} rnn_case;
-
-/* inputs[0] = x, inputs[1..n_init] = initial states, the rest are the model's own parameters. */
-static tg_tensor *rnn_case_fn(tg_tensor *const *in, int n, void *user) {
-    (void)n;
-    rnn_case *rc = user;
-    tg_rnn_forward_opts o = rc->opts;
-    tg_tensor *init[TG_CELL_MAX_STATES] = {0};
-    for (int s = 0; s < rc->n_init; s++) init[s] = in[1 + s];
-    if (rc->n_init) o.init = init;
-    tg_rng rng;
-    if (rc->dropout) {
-        tg_rng_seed(&rng, 7);
-        o.rng = &rng;
-        o.train = true;
-    }
-    tg_rnn_output out;
-    if (!tg_rnn_forward(rc->m, in[0], &o, &out)) return NULL;
-    tg_tensor *parts[1 + TG_CELL_MAX_STATES] = {out.output};
-    for (int s = 0; s < out.n_states; s++) parts[1 + s] = out.final[s];
-    tg_tensor *r = cat_flat(1 + out.n_states, parts);
-    tg_rnn_output_clear(&out);
-    return r;
-}
-
-/* Gradcheck w.r.t. x, every given initial state and every parameter of the model. */
-static void check_grads(rnn_case *rc, tg_tensor *x, tg_tensor *const *init, const char *what) {
-    tg_tensor *inputs[80];
-    int n = 0;
-    inputs[n++] = x;
-    tg_set_name(x, "x");
-    for (int s = 0; s < rc->n_init; s++) inputs[n++] = init[s];
-    for (int i = 0; i < tg_params_count(rc->m->params); i++) inputs[n++] = tg_params_at(rc->m->params, i);
-    cr_assert(n <= 80);
-    for (int i = 0; i < n; i++) tg_set_requires_grad(inputs[i], true);
-    tg_gradcheck_input rep[80];
-    bool ok = tg_gradcheck(rnn_case_fn, rc, inputs, n, NULL, rep);
-    for (int i = 0; i < n; i++)
-        if (!rep[i].pass)
-            cr_log_error("%s: input %d '%s' worst [%lld] analytic %.12g numeric %.12g", what, i, tg_name(inputs[i]),
-                         (long long)rep[i].worst_index, rep[i].analytic, rep[i].numeric);
-    cr_assert(ok, "%s: gradcheck failed %s", what, tg_last_error());
-}
-
-/* max |a - b| over all elements (shapes must match) */
-static double max_diff(const tg_tensor *a, const tg_tensor *b) {
-    cr_assert(tg_same_shape(a, b));
-    double m = 0;
-    for (int64_t i = 0; i < tg_numel(a); i++) m = fmax(m, fabs(tg_get(a, i) - tg_get(b, i)));
-    return m;
-}
-
 static double at3(const tg_tensor *t, int64_t i, int64_t j, int64_t k) {
     return tg_get(t, (i * tg_dim(t, 1) + j) * tg_dim(t, 2) + k);
 }
@@ -142,7 +69,7 @@ Test(nn, params_add_find_count_iterate) {
 }
 
 Test(nn, rnn_param_names_and_shapes_follow_pytorch) {
-    tg_rnn *m = make_rnn("lstm", 5, 3, 2, true, 1);
+    tg_rnn *m = th_make_rnn("lstm", 5, 3, 2, true, 1);
     const char *expect[] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
                             "weight_ih_l0_reverse", "weight_hh_l0_reverse", "bias_ih_l0_reverse", "bias_hh_l0_reverse",
                             "weight_ih_l1", "weight_hh_l1", "bias_ih_l1", "bias_hh_l1",
@@ -173,7 +100,7 @@ Test(nn, rnn_param_names_and_shapes_follow_pytorch) {
 /* ---- init schemes ------------------------------------------------------------------------------ */
 
 Test(nn, default_init_is_uniform_within_one_over_sqrt_h) {
-    tg_rnn *m = make_rnn("gru", 7, 16, 1, false, 3);
+    tg_rnn *m = th_make_rnn("gru", 7, 16, 1, false, 3);
     for (int i = 0; i < tg_params_count(m->params); i++) {
         tg_tensor *t = tg_params_at(m->params, i);
         double lo = 1, hi = -1;
@@ -181,8 +108,8 @@ Test(nn, default_init_is_uniform_within_one_over_sqrt_h) {
         cr_assert(lo >= -0.25 && hi <= 0.25 && hi - lo > 0.4, "%s in [%g, %g]", tg_params_name_at(m->params, i), lo, hi);
     }
     /* same seed, same weights */
-    tg_rnn *m2 = make_rnn("gru", 7, 16, 1, false, 3);
-    cr_assert_eq(max_diff(tg_params_at(m->params, 1), tg_params_at(m2->params, 1)), 0);
+    tg_rnn *m2 = th_make_rnn("gru", 7, 16, 1, false, 3);
+    cr_assert_eq(th_max_diff(tg_params_at(m->params, 1), tg_params_at(m2->params, 1)), 0);
     tg_rnn_free(m);
     tg_rnn_free(m2);
 }
@@ -215,7 +142,7 @@ Test(nn, orthogonal_blocks_are_orthonormal) {
 }
 
 Test(nn, rnn_init_xavier_orthogonal_forget_bias) {
-    tg_rnn *m = make_rnn("lstm", 5, 4, 1, false, 2);
+    tg_rnn *m = th_make_rnn("lstm", 5, 4, 1, false, 2);
     tg_rng rng;
     tg_rng_seed(&rng, 5);
     tg_rnn_init_opts o = {.weight_ih = TG_INIT_XAVIER_UNIFORM, .weight_hh = TG_INIT_ORTHOGONAL,
@@ -353,7 +280,7 @@ static void rnn_relu_ref(const tg_cell_params *p, const double *x, const double 
 
 static void check_one_step(const char *cell, step_ref_fn ref) {
     const int64_t B = 3, I = 4, H = 5;
-    tg_rnn *m = make_rnn(cell, I, H, 1, false, 21);
+    tg_rnn *m = th_make_rnn(cell, I, H, 1, false, 21);
     int S = m->cell->n_states;
     tg_tensor *x = th_rand(1, TG_SHAPE(1, B, I), -2, 2);
     tg_tensor *init[2] = {th_rand(2, TG_SHAPE(1, B, H), -1, 1), th_rand(3, TG_SHAPE(1, B, H), -1, 1)};
@@ -392,14 +319,14 @@ Test(nn, rnn_one_step_matches_equations) {
 /* Every cell over a 4-step sequence: d/dx, d/dh0 (d/dc0) and every parameter. */
 Test(nn, gradcheck_every_cell_single_layer) {
     for (int c = 0; c < N_CELLS; c++) {
-        tg_rnn *m = make_rnn(all_cells[c], 3, 4, 1, false, 100 + c);
+        tg_rnn *m = th_make_rnn(all_cells[c], 3, 4, 1, false, 100 + c);
         int S = m->cell->n_states;
         tg_tensor *x = th_rand(10, TG_SHAPE(4, 2, 3), -1.5, 1.5);
         tg_tensor *init[2] = {th_rand(11, TG_SHAPE(1, 2, 4), -1, 1), th_rand(12, TG_SHAPE(1, 2, 4), -1, 1)};
         tg_set_name(init[0], "h0");
         tg_set_name(init[1], "c0");
-        rnn_case rc = {.m = m, .n_init = S};
-        check_grads(&rc, x, init, all_cells[c]);
+        th_rnn_case rc = {.m = m, .n_init = S};
+        th_check_grads(&rc, x, init, all_cells[c]);
         tg_release(x);
         tg_release(init[0]);
         tg_release(init[1]);
@@ -411,12 +338,12 @@ Test(nn, gradcheck_every_cell_single_layer) {
 Test(nn, gradcheck_every_cell_two_layers_bidirectional_lengths) {
     int64_t lengths[3] = {5, 2, 4};
     for (int c = 0; c < N_CELLS; c++) {
-        tg_rnn *m = make_rnn(all_cells[c], 3, 2, 2, true, 200 + c);
+        tg_rnn *m = th_make_rnn(all_cells[c], 3, 2, 2, true, 200 + c);
         int S = m->cell->n_states;
         tg_tensor *x = th_rand(20, TG_SHAPE(5, 3, 3), -1.5, 1.5);
         tg_tensor *init[2] = {th_rand(21, TG_SHAPE(4, 3, 2), -1, 1), th_rand(22, TG_SHAPE(4, 3, 2), -1, 1)};
-        rnn_case rc = {.m = m, .n_init = S, .opts = {.lengths = lengths}};
-        check_grads(&rc, x, init, all_cells[c]);
+        th_rnn_case rc = {.m = m, .n_init = S, .opts = {.lengths = lengths}};
+        th_check_grads(&rc, x, init, all_cells[c]);
         tg_release(x);
         tg_release(init[0]);
         tg_release(init[1]);
@@ -434,8 +361,8 @@ Test(nn, gradcheck_learned_init_batch_first_no_bias_dropout) {
     tg_uniform_(&rng, m->init[0], -1, 1);
     tg_uniform_(&rng, m->init[1], -1, 1);
     tg_tensor *x = th_rand(30, TG_SHAPE(2, 4, 3), -1, 1); /* [B,T,I] */
-    rnn_case rc = {.m = m, .dropout = true};
-    check_grads(&rc, x, NULL, "lstm learned-init batch-first no-bias dropout");
+    th_rnn_case rc = {.m = m, .mask_seed = 7};
+    th_check_grads(&rc, x, NULL, "lstm learned-init batch-first no-bias dropout");
     tg_release(x);
     tg_rnn_free(m);
 }
@@ -444,7 +371,7 @@ Test(nn, gradcheck_learned_init_batch_first_no_bias_dropout) {
 
 Test(nn, state_shapes_and_step_states) {
     for (int c = 0; c < N_CELLS; c++) {
-        tg_rnn *m = make_rnn(all_cells[c], 3, 4, 3, true, 300);
+        tg_rnn *m = th_make_rnn(all_cells[c], 3, 4, 3, true, 300);
         int S = m->cell->n_states;
         tg_tensor *x = th_rand(1, TG_SHAPE(6, 2, 3), -1, 1);
         tg_rnn_output out;
@@ -499,7 +426,7 @@ Test(nn, variable_lengths_match_sequences_run_alone) {
     const int64_t T = 6, B = 4, I = 3, H = 3, lengths[4] = {6, 2, 1, 4};
     const char *cells[2] = {"lstm", "gru"};
     for (int c = 0; c < 2; c++) {
-        tg_rnn *m = make_rnn(cells[c], I, H, 2, true, 400);
+        tg_rnn *m = th_make_rnn(cells[c], I, H, 2, true, 400);
         int S = m->cell->n_states;
         tg_tensor *x = th_rand(40, TG_SHAPE(T, B, I), -1, 1);
         tg_tensor *init[2] = {th_rand(41, TG_SHAPE(4, B, H), -1, 1), th_rand(42, TG_SHAPE(4, B, H), -1, 1)};
@@ -539,7 +466,7 @@ Test(nn, variable_lengths_match_sequences_run_alone) {
 }
 
 Test(nn, batch_first_equals_time_major_on_transposed_input) {
-    tg_rnn *tm = make_rnn("gru", 3, 4, 2, true, 500);
+    tg_rnn *tm = th_make_rnn("gru", 3, 4, 2, true, 500);
     tg_rnn_config cfg = {.input_size = 3, .hidden_size = 4, .num_layers = 2, .bidirectional = true,
                          .batch_first = true, .dtype = TG_F64};
     tg_rng rng;
@@ -552,8 +479,8 @@ Test(nn, batch_first_equals_time_major_on_transposed_input) {
     tg_tensor *ya = tg_rnn_forward(tm, x, &(tg_rnn_forward_opts){.lengths = lengths}, &a);
     tg_tensor *yb = tg_rnn_forward(bf, xt, &(tg_rnn_forward_opts){.lengths = lengths}, &b);
     cr_assert(tg_dim(yb, 0) == 2 && tg_dim(yb, 1) == 5 && tg_dim(yb, 2) == 8);
-    cr_assert_eq(max_diff(tg_transpose(yb, 0, 1), ya), 0);
-    cr_assert_eq(max_diff(a.h_n, b.h_n), 0);
+    cr_assert_eq(th_max_diff(tg_transpose(yb, 0, 1), ya), 0);
+    cr_assert_eq(th_max_diff(a.h_n, b.h_n), 0);
     tg_rnn_output_clear(&a);
     tg_rnn_output_clear(&b);
     tg_tape_reset();
@@ -564,20 +491,20 @@ Test(nn, batch_first_equals_time_major_on_transposed_input) {
 
 /* Reset-before and reset-after differ on the same weights, and agree when r = 1 (a huge r bias). */
 Test(nn, gru_reset_before_vs_after) {
-    tg_rnn *after = make_rnn("gru", 3, 4, 1, false, 600);
-    tg_rnn *before = make_rnn("gru_reset_before", 3, 4, 1, false, 601);
+    tg_rnn *after = th_make_rnn("gru", 3, 4, 1, false, 600);
+    tg_rnn *before = th_make_rnn("gru_reset_before", 3, 4, 1, false, 601);
     for (int i = 0; i < tg_params_count(after->params); i++)
         tg_copy_(tg_params_at(before->params, i), tg_params_at(after->params, i));
     tg_tensor *x = th_rand(60, TG_SHAPE(5, 2, 3), -1, 1);
     tg_tensor *h0[1] = {th_rand(61, TG_SHAPE(1, 2, 4), -1, 1)};
     tg_rnn_forward_opts o = {.init = h0};
-    double d = max_diff(tg_rnn_forward(after, x, &o, NULL), tg_rnn_forward(before, x, &o, NULL));
+    double d = th_max_diff(tg_rnn_forward(after, x, &o, NULL), tg_rnn_forward(before, x, &o, NULL));
     cr_assert(d > 1e-3, "reset-before and reset-after should differ, max diff %g", d);
     for (int64_t j = 0; j < 4; j++) { /* r block of b_ih: σ(1000) = 1 exactly in double */
         tg_set(tg_rnn_layer(after, 0, 0)->bias_ih, j, 1000.0);
         tg_set(tg_rnn_layer(before, 0, 0)->bias_ih, j, 1000.0);
     }
-    d = max_diff(tg_rnn_forward(after, x, &o, NULL), tg_rnn_forward(before, x, &o, NULL));
+    d = th_max_diff(tg_rnn_forward(after, x, &o, NULL), tg_rnn_forward(before, x, &o, NULL));
     cr_assert(d < 1e-14, "with r = 1 both GRUs are the same function, max diff %g", d);
     tg_tape_reset();
     tg_release(x);
@@ -595,14 +522,14 @@ Test(nn, dropout_only_between_layers_and_only_in_training) {
     cfg.dropout = 0;
     tg_rnn *plain = tg_rnn_new(tg_cell_by_name("lstm"), &cfg, &r2);
     tg_tensor *x = th_rand(70, TG_SHAPE(4, 2, 3), -1, 1);
-    cr_assert_eq(max_diff(tg_rnn_forward(m, x, NULL, NULL), tg_rnn_forward(plain, x, NULL, NULL)), 0);
+    cr_assert_eq(th_max_diff(tg_rnn_forward(m, x, NULL, NULL), tg_rnn_forward(plain, x, NULL, NULL)), 0);
     tg_rng d1, d2;
     tg_rng_seed(&d1, 1);
     tg_rng_seed(&d2, 1);
     tg_tensor *t1 = tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.train = true, .rng = &d1}, NULL);
     tg_tensor *t2 = tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.train = true, .rng = &d2}, NULL);
-    cr_assert_eq(max_diff(t1, t2), 0);                                     /* seeded: reproducible */
-    cr_assert(max_diff(t1, tg_rnn_forward(plain, x, NULL, NULL)) > 1e-6); /* and actually dropping */
+    cr_assert_eq(th_max_diff(t1, t2), 0);                                     /* seeded: reproducible */
+    cr_assert(th_max_diff(t1, tg_rnn_forward(plain, x, NULL, NULL)) > 1e-6); /* and actually dropping */
     tg_tape_reset();
     tg_release(x);
     tg_rnn_free(m);
@@ -622,7 +549,7 @@ Test(nn, tbptt_carry_reproduces_the_unchunked_forward) {
     long base = tg_live_tensors();
     const int64_t T = 7, B = 3;
     int64_t lengths[3] = {7, 7, 7};
-    tg_rnn *m = make_rnn("lstm", 3, 4, 2, false, 700);
+    tg_rnn *m = th_make_rnn("lstm", 3, 4, 2, false, 700);
     tg_tensor *x = th_rand(71, TG_SHAPE(T, B, 3), -1, 1);
     tg_rnn_output full;
     tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.lengths = lengths}, &full);
@@ -648,8 +575,8 @@ Test(nn, tbptt_carry_reproduces_the_unchunked_forward) {
         cr_assert_eq(carry.n_states, 2);
         cr_assert(!tg_requires_grad(carry.state[0]) && tg_is_leaf(carry.state[0]));
     }
-    cr_assert_eq(max_diff(carry.state[0], h_full), 0);
-    cr_assert_eq(max_diff(carry.state[1], c_full), 0);
+    cr_assert_eq(th_max_diff(carry.state[0], h_full), 0);
+    cr_assert_eq(th_max_diff(carry.state[1], c_full), 0);
     tg_rnn_carry_clear(&carry);
     tg_release(x);
     tg_release(y_full);
@@ -674,7 +601,7 @@ static tg_tensor *two_chunks_fn(tg_tensor *const *in, int n, void *user) {
     if (!tg_rnn_forward(cc->m, in[1], &(tg_rnn_forward_opts){.init = cc->carried}, &o2)) return NULL;
     tg_tensor *parts[4] = {y1, o2.output, o2.final[0], o2.final[1]};
     tg_rnn_output_clear(&o2);
-    return cat_flat(4, parts);
+    return th_cat_flat(4, parts);
 }
 
 /* Sum of (proj ⊙ y) losses backwarded chunk by chunk: the accumulated parameter gradients (new refs). */
@@ -699,7 +626,7 @@ static void chunked_grads(tg_rnn *m, tg_tensor *x1, tg_tensor *x2, tg_tensor **g
 
 Test(nn, tbptt_gradcheck_of_a_chunked_run) {
     long base = tg_live_tensors();
-    tg_rnn *m = make_rnn("lstm", 3, 3, 1, false, 800);
+    tg_rnn *m = th_make_rnn("lstm", 3, 3, 1, false, 800);
     tg_tensor *x1 = th_rand(81, TG_SHAPE(3, 2, 3), -1, 1), *x2 = th_rand(82, TG_SHAPE(4, 2, 3), -1, 1);
     tg_rnn_carry carry = {0};
     tg_rnn_output o1;
@@ -728,7 +655,7 @@ Test(nn, tbptt_gradcheck_of_a_chunked_run) {
     tg_rnn_output_clear(&o2);
     cr_assert_eq(tg_backward(loss), 0);
     for (int i = 0; i < tg_params_count(m->params); i++) {
-        cr_assert(max_diff(tb[i], tg_grad(tg_params_at(m->params, i))) < 1e-12, "%s",
+        cr_assert(th_max_diff(tb[i], tg_grad(tg_params_at(m->params, i))) < 1e-12, "%s",
                   tg_params_name_at(m->params, i));
         tg_release(tb[i]);
     }
@@ -773,14 +700,14 @@ Test(nn, user_cell_registers_and_runs_without_touching_the_runner) {
     cr_assert_eq(tg_cell_register(&leaky_cell), 0);
     cr_assert_eq(tg_cell_count(), before + 1);
     cr_assert_eq(tg_cell_by_name("leaky_skip"), &leaky_cell);
-    tg_rnn *m = make_rnn("leaky_skip", 3, 3, 2, false, 900);
+    tg_rnn *m = th_make_rnn("leaky_skip", 3, 3, 2, false, 900);
     cr_assert_not_null(tg_params_find(m->params, "leak_l1"));
     cr_assert_eq(tg_rnn_layer(m, 1, 0)->extra[0], tg_params_find(m->params, "leak_l1"));
     tg_tensor *x = th_rand(90, TG_SHAPE(4, 2, 3), -1, 1);
     tg_tensor *h0[1] = {th_rand(91, TG_SHAPE(2, 2, 3), -1, 1)};
     int64_t lengths[2] = {4, 2};
-    rnn_case rc = {.m = m, .n_init = 1, .opts = {.lengths = lengths}};
-    check_grads(&rc, x, h0, "user cell");
+    th_rnn_case rc = {.m = m, .n_init = 1, .opts = {.lengths = lengths}};
+    th_check_grads(&rc, x, h0, "user cell");
     tg_release(x);
     tg_release(h0[0]);
     tg_rnn_free(m);
@@ -791,7 +718,7 @@ Test(nn, user_cell_registers_and_runs_without_touching_the_runner) {
 Test(nn, errors_name_the_function_and_leak_nothing) {
     long base = tg_live_tensors();
     th_record_errors();
-    tg_rnn *m = make_rnn("lstm", 8, 4, 1, false, 1);
+    tg_rnn *m = th_make_rnn("lstm", 8, 4, 1, false, 1);
     tg_tensor *x = th_rand(1, TG_SHAPE(5, 3, 7), -1, 1);
 
     cr_assert_null(tg_rnn_forward(m, x, NULL, NULL));
@@ -837,7 +764,7 @@ Test(nn, errors_name_the_function_and_leak_nothing) {
     th_reset_errors();
 
     cr_assert_eq(tg_rnn_init(m, &(tg_rnn_init_opts){.set_forget_bias = true, .forget_bias = 1}, NULL), 0);
-    tg_rnn *rnn = make_rnn("rnn_tanh", 2, 2, 1, false, 1);
+    tg_rnn *rnn = th_make_rnn("rnn_tanh", 2, 2, 1, false, 1);
     cr_assert_eq(tg_rnn_init(rnn, &(tg_rnn_init_opts){.set_forget_bias = true, .forget_bias = 1}, NULL), -1);
     cr_assert(strstr(th_last_message(), "tg_rnn_init") && strstr(th_last_message(), "rnn_tanh"), "%s",
               th_last_message());
@@ -869,7 +796,7 @@ Test(nn, errors_name_the_function_and_leak_nothing) {
 }
 
 Test(nn, bad_input_aborts_with_the_default_handler, .signal = SIGABRT) {
-    tg_rnn *m = make_rnn("gru", 8, 4, 1, false, 1);
+    tg_rnn *m = th_make_rnn("gru", 8, 4, 1, false, 1);
     tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE(5, 3, 7));
     tg_rnn_forward(m, x, NULL, NULL);
 }

@@ -12,14 +12,7 @@
 
 #include <tapegrad/tapegrad.h>
 
-static long g_live_at_start;
-static void live_start(void) { g_live_at_start = tg_live_tensors(); }
-static void live_check(void) {
-    tg_tape_reset();
-    cr_expect_eq(tg_live_tensors(), g_live_at_start, "live tensors: %ld at start, %ld at the end",
-                 g_live_at_start, tg_live_tensors());
-}
-TestSuite(pack, .init = live_start, .fini = live_check);
+TestSuite(pack, .init = th_live_start, .fini = th_live_check);
 
 /* The golden sequences [L_i, 2, 3], F64, requires_grad; new refs. */
 static void make_seqs(tg_tensor **s) {

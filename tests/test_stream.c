@@ -68,15 +68,6 @@ static tg_cell_def *typed(const char *file) {
     return d;
 }
 
-static double scaled_diff(const tg_tensor *a, const tg_tensor *b) {
-    cr_assert(a && b && tg_numel(a) == tg_numel(b));
-    double m = 0, scale = 1;
-    for (int64_t i = 0; i < tg_numel(a); i++) {
-        m = fmax(m, fabs(tg_get(a, i) - tg_get(b, i)));
-        scale = fmax(scale, fabs(tg_get(b, i)));
-    }
-    return m / scale;
-}
 
 /* x[t] as a new [B, I] tensor */
 static tg_tensor *row_at(const tg_tensor *x, int64_t t) {
@@ -115,12 +106,12 @@ static double stream_vs_forward(const tg_cell *cell, tg_dtype dtype, bool learn_
         const tg_tensor *got = tg_rnn_stream_step(st, xt);
         cr_assert_not_null(got, "%s step %lld: %s", cell->name, (long long)t, tg_last_error());
         cr_assert_eq(tg_tape_records() + tg_tape_tensors(), 0, "%s: the step left the tape non-empty", cell->name);
-        worst = fmax(worst, scaled_diff(got, want));
+        worst = fmax(worst, th_scaled_diff(got, want));
         tg_release(xt);
         tg_release(want);
     }
     for (int s = 0; s < cell->n_states; s++) {
-        worst = fmax(worst, scaled_diff(tg_rnn_stream_state(st, s), finals[s]));
+        worst = fmax(worst, th_scaled_diff(tg_rnn_stream_state(st, s), finals[s]));
         tg_release(finals[s]);
     }
     cr_assert_eq(tg_rnn_stream_steps(st), T);
@@ -197,13 +188,13 @@ Test(stream, reset_and_per_row_reset) {
     worst = 0;
     for (int64_t t = 0; t < T; t++) {
         tg_tensor *xt = row_at(b, t), *fresh = row_at(y_b, t);
-        worst = fmax(worst, scaled_diff(tg_rnn_stream_step(st, xt), fresh));
+        worst = fmax(worst, th_scaled_diff(tg_rnn_stream_step(st, xt), fresh));
         tg_release(xt); tg_release(fresh);
     }
     cr_expect_leq(worst, 1e-12, "after reset: %g", worst);
     /* without the reset, the stream differs (the check can fail) */
     tg_tensor *xt = row_at(b, 0), *fresh = row_at(y_b, 0);
-    cr_expect_gt(scaled_diff(tg_rnn_stream_step(st, xt), fresh), 1e-3);
+    cr_expect_gt(th_scaled_diff(tg_rnn_stream_step(st, xt), fresh), 1e-3);
     tg_release(xt); tg_release(fresh);
     tg_rnn_stream_free(st);
     tg_release(a); tg_release(b); tg_release(ab); tg_release(y_ab); tg_release(y_b);

@@ -13,78 +13,14 @@
 
 #include <tapegrad/tapegrad.h>
 
-#ifndef TG_TAPEGRAD_EXE
-#error "TG_TAPEGRAD_EXE must name the built tapegrad binary"
-#endif
+#include "helpers.h"
 
-static char g_dir[64];
-
-static void make_dir(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/tg_usage_XXXXXX");
-    cr_assert(mkdtemp(g_dir) != NULL);
-}
-
-static void remove_dir(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) { /* best effort */ }
-}
-
-TestSuite(usage, .init = make_dir, .fini = remove_dir);
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
-static const char *path_in(const char *name) {
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-typedef struct run_result {
-    int status; /* exit status, or -1 if it did not exit normally */
-    char *out;  /* stdout (malloc'd) */
-    char *err;  /* stderr (malloc'd) */
-} run_result;
-
-/* Runs `PREFIX tapegrad ARGS` in the test's directory; prefix is a shell fragment ("" or e.g.
- * "ulimit -v 400000;"), args a shell-quoted argument string. */
-static run_result run_with(const char *prefix, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static run_result run_with(const char *prefix, const char *fmt, ...) {
-    char args[2048], cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s </dev/null >stdout.txt 2>stderr.txt", g_dir, prefix,
-             TG_TAPEGRAD_EXE, args);
-    int s = system(cmd);
-    run_result r = {WIFEXITED(s) ? WEXITSTATUS(s) : -1, slurp(path_in("stdout.txt")), slurp(path_in("stderr.txt"))};
-    return r;
-}
-#define run(...) run_with("", __VA_ARGS__)
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
+TestSuite(usage, .init = th_dir_make, .fini = th_dir_remove);
 
 /* ---- --version ----------------------------------------------------------------------------------- */
 
 Test(usage, version_names_the_project_version) {
-    run_result r = run("--version");
+    th_run_result r = th_run("--version");
     char want[128];
     snprintf(want, sizeof want, "tapegrad %s (library %s)", TG_VERSION_STRING, tg_version_string());
     cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
@@ -93,7 +29,7 @@ Test(usage, version_names_the_project_version) {
     snprintf(num, sizeof num, "%d.%d.%d", TG_VERSION_MAJOR, TG_VERSION_MINOR, TG_VERSION_PATCH);
     cr_expect_str_eq(num, TG_VERSION_STRING);
     cr_expect_eq(TG_VERSION_NUMBER, TG_VERSION_MAJOR * 10000 + TG_VERSION_MINOR * 100 + TG_VERSION_PATCH);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 /* Typos get the nearest name; a far-off word gets no guess; library function names stay out. */
@@ -106,25 +42,25 @@ Test(usage, typos_get_a_suggestion) {
         {"compare --task adding --cells lstm,grux --steps 1", "unknown cell 'grux' (did you mean 'gru'?)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        run_result r = run("%s", cases[i].args);
+        th_run_result r = th_run("%s", cases[i].args);
         cr_expect_eq(r.status, 2, "%s: exit %d", cases[i].args, r.status);
         cr_expect(strstr(r.err, cases[i].want) != NULL, "%s: stderr '%s' lacks \"%s\"", cases[i].args, r.err, cases[i].want);
         cr_expect(strstr(r.err, "tg_cell_by_name") == NULL, "%s: internal name in '%s'", cases[i].args, r.err);
-        run_free(&r);
+        th_run_free(&r);
     }
-    run_result r = run("train --task adding --zzzzzz 1");
+    th_run_result r = th_run("train --task adding --zzzzzz 1");
     cr_expect(strstr(r.err, "unknown option '--zzzzzz'\n") != NULL, "no guess expected: %s", r.err);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 /* --version names the CPU kernels chosen at start-up, and TAPEGRAD_CPU changes them. */
 Test(usage, version_names_the_cpu_kernels) {
-    run_result r = run_with("TAPEGRAD_CPU=generic", "--version");
+    th_run_result r = th_run_with("TAPEGRAD_CPU=generic", "--version");
     cr_expect(strstr(r.out, "kernels: generic (built: ") != NULL, "%s", r.out);
-    run_free(&r);
-    r = run_with("TAPEGRAD_CPU=nosuch", "--version");
+    th_run_free(&r);
+    r = th_run_with("TAPEGRAD_CPU=nosuch", "--version");
     cr_expect(strstr(r.err, "TAPEGRAD_CPU=nosuch: unknown (this build has: ") != NULL, "%s", r.err);
-    run_free(&r);
+    th_run_free(&r);
 }
 
 /* ---- sizes of 0 ------------------------------------------------------------------------------------ */
@@ -144,14 +80,14 @@ Test(usage, size_zero_is_refused) {
         {"compare --task adding --steps 0", "option --steps: 0 is out of range [1, 100000000]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        run_result r = run("%s", cases[i].args);
+        th_run_result r = th_run("%s", cases[i].args);
         cr_expect_eq(r.status, 2, "%s: exit %d", cases[i].args, r.status);
         cr_expect(strstr(r.err, cases[i].want) != NULL, "%s: stderr '%s' lacks \"%s\"", cases[i].args, r.err, cases[i].want);
-        run_free(&r);
+        th_run_free(&r);
     }
     static const char *const helps[] = {"train --help", "compare --help"};
     for (size_t i = 0; i < 2; i++) {
-        run_result r = run("%s", helps[i]);
+        th_run_result r = th_run("%s", helps[i]);
         cr_expect_eq(r.status, 0, "%s: exit %d", helps[i], r.status);
         cr_expect(strstr(r.out, "hidden units (default: the task's: arith 32, pattern 32, adding 32, copy 128, binadd 16,") != NULL,
                   "%s: %s", helps[i], r.out);
@@ -167,7 +103,7 @@ Test(usage, size_zero_is_refused) {
             snprintf(one, sizeof one, "%.*s", (int)n, line);
             cr_expect(strstr(one, "(default 0)") == NULL, "%s: %s", helps[i], one);
         }
-        run_free(&r);
+        th_run_free(&r);
     }
 }
 
@@ -175,19 +111,19 @@ Test(usage, size_zero_is_refused) {
 
 /* --csv FILE names the CSV (--log is its older name); without it, compare_TASK.csv and .svg. */
 Test(usage, compare_csv_names_the_file) {
-    run_result r = run("compare --task binadd --cells lstm --seeds 1 --steps 5 --csv mine.csv --plot mine.svg");
+    th_run_result r = th_run("compare --task binadd --cells lstm --seeds 1 --steps 5 --csv mine.csv --plot mine.svg");
     cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
     cr_expect(strstr(r.out, "wrote mine.svg and mine.csv") != NULL, "%s", r.out);
-    char *csv = slurp(path_in("mine.csv"));
+    char *csv = th_slurp(th_path_in("mine.csv"));
     cr_expect(strncmp(csv, "variant,cell,forget_bias,seed,step,loss,seconds\n", 48) == 0, "mine.csv: '%.80s'", csv);
     free(csv);
-    run_free(&r);
-    r = run("compare --task binadd --cells lstm --seeds 1 --steps 5");
+    th_run_free(&r);
+    r = th_run("compare --task binadd --cells lstm --seeds 1 --steps 5");
     cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
     cr_expect(strstr(r.out, "wrote compare_binadd.svg and compare_binadd.csv") != NULL, "%s", r.out);
-    cr_expect(access(path_in("compare_binadd.csv"), R_OK) == 0 && access(path_in("compare_binadd.svg"), R_OK) == 0);
-    run_free(&r);
-    r = run("compare --help");
+    cr_expect(access(th_path_in("compare_binadd.csv"), R_OK) == 0 && access(th_path_in("compare_binadd.svg"), R_OK) == 0);
+    th_run_free(&r);
+    r = th_run("compare --help");
     cr_expect(strstr(r.out, "--csv S") != NULL && strstr(r.out, "(default compare_TASK.csv)") != NULL, "%s", r.out);
-    run_free(&r);
+    th_run_free(&r);
 }

@@ -66,15 +66,6 @@ static const zoo_case zoo[] = {
 
 /* ---- helpers --------------------------------------------------------------------------------------- */
 
-static tg_rnn *make_rnn(const char *cell, int64_t I, int64_t H, int L, bool bidir, uint64_t seed) {
-    tg_rng rng;
-    tg_rng_seed(&rng, seed);
-    tg_rnn_config cfg = {.input_size = I, .hidden_size = H, .num_layers = L, .bidirectional = bidir, .dtype = TG_F64};
-    tg_rnn *m = tg_rnn_new(tg_cell_by_name(cell), &cfg, &rng);
-    cr_assert_not_null(m, "tg_rnn_new(%s): %s", cell, tg_last_error());
-    return m;
-}
-
 /* Moves every parameter to U(lo, hi), so that no gain sits at 1 and no shift at 0. */
 static void randomise(tg_rnn *m, uint64_t seed, double lo, double hi) {
     tg_rng rng;
@@ -93,64 +84,6 @@ static void copy_params(tg_rnn *dst, const tg_rnn *src, bool common_only) {
     }
 }
 
-/* Flattens each part to 1-D and concatenates: one output for gradcheck covering output and states. */
-static tg_tensor *cat_flat(int n, tg_tensor *const *parts) {
-    tg_tensor *flat[1 + TG_CELL_MAX_STATES];
-    for (int i = 0; i < n; i++) flat[i] = tg_reshape(parts[i], TG_SHAPE(-1));
-    return tg_concat(n, flat, 0);
-}
-
-typedef struct rnn_case {
-    tg_rnn *m;
-    tg_rnn_forward_opts opts;
-    int n_init;          /* initial states given as inputs[1 .. n_init] */
-    uint64_t mask_seed;  /* != 0: train, with a generator seeded afresh on every call (same masks each time) */
-} rnn_case;
-
-/* inputs[0] = x, inputs[1..n_init] = initial states, the rest are the model's own parameters. */
-static tg_tensor *rnn_case_fn(tg_tensor *const *in, int n, void *user) {
-    (void)n;
-    rnn_case *rc = user;
-    tg_rnn_forward_opts o = rc->opts;
-    tg_tensor *init[TG_CELL_MAX_STATES] = {0};
-    for (int s = 0; s < rc->n_init; s++) init[s] = in[1 + s];
-    if (rc->n_init) o.init = init;
-    tg_rng rng;
-    if (rc->mask_seed) {
-        tg_rng_seed(&rng, rc->mask_seed);
-        o.rng = &rng;
-        o.train = true;
-    }
-    tg_rnn_output out;
-    if (!tg_rnn_forward(rc->m, in[0], &o, &out)) return NULL;
-    tg_tensor *parts[1 + TG_CELL_MAX_STATES] = {out.output};
-    for (int s = 0; s < out.n_states; s++) parts[1 + s] = out.final[s];
-    tg_tensor *r = cat_flat(1 + out.n_states, parts);
-    tg_rnn_output_clear(&out);
-    return r;
-}
-
-/* Gradcheck w.r.t. x, every given initial state and every parameter of the model. */
-static void check_grads(rnn_case *rc, tg_tensor *x, tg_tensor *const *init, const char *what) {
-    enum { MAX_IN = 96 };
-    tg_tensor *inputs[MAX_IN];
-    int n = 0;
-    inputs[n++] = x;
-    tg_set_name(x, "x");
-    for (int s = 0; s < rc->n_init; s++) inputs[n++] = init[s];
-    cr_assert(n + tg_params_count(rc->m->params) <= MAX_IN);
-    for (int i = 0; i < tg_params_count(rc->m->params); i++) inputs[n++] = tg_params_at(rc->m->params, i);
-    for (int i = 0; i < n; i++) tg_set_requires_grad(inputs[i], true);
-    tg_gradcheck_input rep[MAX_IN];
-    bool ok = tg_gradcheck(rnn_case_fn, rc, inputs, n, NULL, rep);
-    for (int i = 0; i < n; i++)
-        if (!rep[i].pass)
-            cr_log_error("%s: input %d '%s' worst [%lld] analytic %.12g numeric %.12g", what, i,
-                         i < 1 + rc->n_init ? tg_name(inputs[i]) : tg_params_name_at(rc->m->params, i - 1 - rc->n_init),
-                         (long long)rep[i].worst_index, rep[i].analytic, rep[i].numeric);
-    cr_assert(ok, "%s: gradcheck failed %s", what, tg_last_error());
-}
-
 /* S random initial states [L·D, B, H] (new refs) named h0, c0, s20, ... */
 static void random_init(tg_tensor **init, int S, int64_t LD, int64_t B, int64_t H, uint64_t seed) {
     static const char *const names[] = {"h0", "c0", "i0", "f0", "o0"};
@@ -162,14 +95,6 @@ static void random_init(tg_tensor **init, int S, int64_t LD, int64_t B, int64_t 
 
 static void release_all(tg_tensor **t, int n) {
     for (int i = 0; i < n; i++) tg_release(t[i]);
-}
-
-/* max |a - b| over all elements (shapes must match) */
-static double max_diff(const tg_tensor *a, const tg_tensor *b) {
-    cr_assert(tg_same_shape(a, b));
-    double m = 0;
-    for (int64_t i = 0; i < tg_numel(a); i++) m = fmax(m, fabs(tg_get(a, i) - tg_get(b, i)));
-    return m;
 }
 
 static bool shape_is(const tg_tensor *t, int64_t d0, int64_t d1, int64_t d2) {
@@ -191,7 +116,7 @@ Test(zoo, every_cell_is_found_by_name_with_its_parameter_names_and_shapes) {
         int64_t I = zc->same_width ? 4 : 3, H = 4;
         bool bidir = !zc->same_width;
         int L = 2, D = bidir ? 2 : 1, n_per_layer = 0;
-        tg_rnn *m = make_rnn(zc->name, I, H, L, bidir, 10 + (uint64_t)z);
+        tg_rnn *m = th_make_rnn(zc->name, I, H, L, bidir, 10 + (uint64_t)z);
         for (const pshape *ps = zc->params; ps->name; ps++) n_per_layer++;
         cr_assert_eq(tg_params_count(m->params), n_per_layer * L * D, "%s: %d parameters", zc->name,
                      tg_params_count(m->params));
@@ -411,7 +336,7 @@ Test(zoo, one_step_of_every_cell_matches_its_equations) {
     for (int z = 0; z < N_ZOO; z++) {
         const char *name = zoo[z].name;
         int S = zoo[z].states;
-        tg_rnn *m = make_rnn(name, I, H, 1, false, 40 + (uint64_t)z);
+        tg_rnn *m = th_make_rnn(name, I, H, 1, false, 40 + (uint64_t)z);
         randomise(m, 50 + (uint64_t)z, -0.9, 0.9);
         tg_tensor *x = th_rand(60, TG_SHAPE(1, B, I), -1.5, 1.5), *init[TG_CELL_MAX_STATES];
         random_init(init, S, 1, B, H, 61);
@@ -445,12 +370,12 @@ Test(zoo, gradcheck_every_cell_single_layer, .timeout = 120) {
     for (int z = 0; z < N_ZOO; z++) {
         int S = zoo[z].states;
         int64_t I = zoo[z].same_width ? 3 : 2, H = 3;
-        tg_rnn *m = make_rnn(zoo[z].name, I, H, 1, false, 100 + (uint64_t)z);
+        tg_rnn *m = th_make_rnn(zoo[z].name, I, H, 1, false, 100 + (uint64_t)z);
         randomise(m, 150 + (uint64_t)z, -0.8, 0.8); /* gains and shifts off 1 and 0 too */
         tg_tensor *x = th_rand(10, TG_SHAPE(4, 2, I), -1.5, 1.5), *init[TG_CELL_MAX_STATES];
         random_init(init, S, 1, 2, H, 11);
-        rnn_case rc = {.m = m, .n_init = S};
-        check_grads(&rc, x, init, zoo[z].name);
+        th_rnn_case rc = {.m = m, .n_init = S};
+        th_check_grads(&rc, x, init, zoo[z].name);
         tg_release(x);
         release_all(init, S);
         tg_rnn_free(m);
@@ -464,13 +389,13 @@ Test(zoo, gradcheck_every_cell_two_layers_lengths, .timeout = 300) {
         int S = zoo[z].states;
         bool bidir = !zoo[z].same_width;
         int64_t H = 2, I = zoo[z].same_width ? H : 3, LD = bidir ? 4 : 2;
-        tg_rnn *m = make_rnn(zoo[z].name, I, H, 2, bidir, 200 + (uint64_t)z);
+        tg_rnn *m = th_make_rnn(zoo[z].name, I, H, 2, bidir, 200 + (uint64_t)z);
         tg_tensor *x = th_rand(20, TG_SHAPE(5, 3, I), -1.5, 1.5), *init[TG_CELL_MAX_STATES];
         random_init(init, S, LD, 3, H, 21);
-        rnn_case rc = {.m = m, .n_init = S, .opts = {.lengths = lengths}};
+        th_rnn_case rc = {.m = m, .n_init = S, .opts = {.lengths = lengths}};
         char what[64];
         snprintf(what, sizeof what, "%s 2 layers%s", zoo[z].name, bidir ? " bidirectional" : "");
-        check_grads(&rc, x, init, what);
+        th_check_grads(&rc, x, init, what);
         tg_release(x);
         release_all(init, S);
         tg_rnn_free(m);
@@ -484,7 +409,7 @@ Test(zoo, every_state_has_its_shape_and_the_step_states_end_at_the_final_state) 
         bool bidir = !zoo[z].same_width;
         int64_t H = 4, I = zoo[z].same_width ? H : 3, T = 6, B = 2;
         int L = 2, D = bidir ? 2 : 1, S = zoo[z].states;
-        tg_rnn *m = make_rnn(zoo[z].name, I, H, L, bidir, 300);
+        tg_rnn *m = th_make_rnn(zoo[z].name, I, H, L, bidir, 300);
         tg_tensor *x = th_rand(1, TG_SHAPE(T, B, I), -1, 1);
         tg_rnn_output out;
         tg_tensor *y = tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.keep_step_states = true}, &out);
@@ -518,15 +443,15 @@ static tg_tensor *run_flat(const tg_rnn *m, const tg_tensor *x, tg_tensor *const
     cr_assert_not_null(tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = init}, &out), "%s", tg_last_error());
     tg_tensor *parts[1 + TG_CELL_MAX_STATES] = {out.output};
     for (int s = 0; s < S; s++) parts[1 + s] = out.final[s];
-    tg_tensor *r = cat_flat(1 + S, parts);
+    tg_tensor *r = th_cat_flat(1 + S, parts);
     tg_rnn_output_clear(&out);
     return r;
 }
 
 Test(zoo, lstm_np_and_a_peephole_lstm_with_zero_peepholes_equal_lstm) {
-    tg_rnn *lstm = make_rnn("lstm", 3, 4, 2, true, 400);
-    tg_rnn *np = make_rnn("lstm_np", 3, 4, 2, true, 401);
-    tg_rnn *peep = make_rnn("lstm_peephole", 3, 4, 2, true, 402);
+    tg_rnn *lstm = th_make_rnn("lstm", 3, 4, 2, true, 400);
+    tg_rnn *np = th_make_rnn("lstm_np", 3, 4, 2, true, 401);
+    tg_rnn *peep = th_make_rnn("lstm_peephole", 3, 4, 2, true, 402);
     copy_params(np, lstm, false);
     copy_params(peep, lstm, false);
     for (int i = 0; i < tg_params_count(peep->params); i++)
@@ -534,13 +459,13 @@ Test(zoo, lstm_np_and_a_peephole_lstm_with_zero_peepholes_equal_lstm) {
     tg_tensor *x = th_rand(41, TG_SHAPE(5, 3, 3), -2, 2), *init[2];
     random_init(init, 2, 4, 3, 4, 42);
     tg_tensor *ref = run_flat(lstm, x, init, 2);
-    cr_assert_eq(max_diff(run_flat(np, x, init, 2), ref), 0.0, "lstm_np differs from lstm");
-    cr_assert_eq(max_diff(run_flat(peep, x, init, 2), ref), 0.0, "zero-peephole lstm differs from lstm");
+    cr_assert_eq(th_max_diff(run_flat(np, x, init, 2), ref), 0.0, "lstm_np differs from lstm");
+    cr_assert_eq(th_max_diff(run_flat(peep, x, init, 2), ref), 0.0, "zero-peephole lstm differs from lstm");
     /* and the peepholes do matter once they are not zero */
     randomise(peep, 43, -0.5, 0.5);
     copy_params(lstm, peep, true); /* the standard tensors only: lstm has no peepholes */
     cr_assert_null(tg_params_find(lstm->params, "weight_ci_l0"));
-    cr_assert(max_diff(run_flat(peep, x, init, 2), run_flat(lstm, x, init, 2)) > 1e-3);
+    cr_assert(th_max_diff(run_flat(peep, x, init, 2), run_flat(lstm, x, init, 2)) > 1e-3);
     tg_tape_reset();
     tg_release(x);
     release_all(init, 2);
@@ -592,13 +517,13 @@ Test(zoo, cifg_has_f_equal_one_minus_i_and_nig_nfg_nog_fix_their_gate_at_one) {
         {"lstm_nog", {0, 1, 2}, 3, false, 0.0},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        tg_rnn *var = make_rnn(cases[c].name, 3, 4, 2, false, 500 + c);
+        tg_rnn *var = th_make_rnn(cases[c].name, 3, 4, 2, false, 500 + c);
         randomise(var, 510 + c, -0.8, 0.8);
-        tg_rnn *peep = make_rnn("lstm_peephole", 3, 4, 2, false, 520);
+        tg_rnn *peep = th_make_rnn("lstm_peephole", 3, 4, 2, false, 520);
         equivalent_peephole(peep, var, cases[c].to, cases[c].gone, 1000.0, cases[c].coupled);
         tg_tensor *x = th_rand(53, TG_SHAPE(5, 2, 3), -2, 2), *init[2];
         random_init(init, 2, 2, 2, 4, 54);
-        double d = max_diff(run_flat(var, x, init, 2), run_flat(peep, x, init, 2));
+        double d = th_max_diff(run_flat(var, x, init, 2), run_flat(peep, x, init, 2));
         cr_assert(d <= cases[c].tol, "%s differs from its peephole equivalent by %g", cases[c].name, d);
         tg_tape_reset();
         tg_release(x);
@@ -609,7 +534,7 @@ Test(zoo, cifg_has_f_equal_one_minus_i_and_nig_nfg_nog_fix_their_gate_at_one) {
 }
 
 Test(zoo, indrnn_recurrent_weight_is_a_vector_initialised_in_0_to_2_pow_1_over_100) {
-    tg_rnn *m = make_rnn("indrnn", 3, 64, 1, false, 600);
+    tg_rnn *m = th_make_rnn("indrnn", 3, 64, 1, false, 600);
     tg_tensor *u = tg_params_find(m->params, "weight_hh_l0");
     double lo = 1e9, hi = -1e9;
     for (int64_t j = 0; j < 64; j++) lo = fmin(lo, tg_get(u, j)), hi = fmax(hi, tg_get(u, j));
@@ -640,19 +565,19 @@ Test(zoo, misuse_is_reported_and_leaks_nothing) {
     /* no gate whose positive bias keeps the state */
     const char *no_forget[] = {"lstm_cifg", "lstm_nfg", "mgu", "mut1", "indrnn", "lstm_ln"};
     for (int i = 0; i < 6; i++) {
-        tg_rnn *m = make_rnn(no_forget[i], 4, 4, 1, false, 1);
+        tg_rnn *m = th_make_rnn(no_forget[i], 4, 4, 1, false, 1);
         cr_assert_eq(tg_rnn_init(m, &(tg_rnn_init_opts){.set_forget_bias = true, .forget_bias = 1}, NULL), -1);
         cr_assert(strstr(th_last_message(), no_forget[i]), "%s", th_last_message());
         th_reset_errors();
         tg_rnn_free(m);
     }
     /* the forget bias lands in the f block, wherever the variant put it */
-    tg_rnn *nig = make_rnn("lstm_nig", 3, 2, 1, false, 2);
+    tg_rnn *nig = th_make_rnn("lstm_nig", 3, 2, 1, false, 2);
     cr_assert_eq(tg_rnn_init(nig, &(tg_rnn_init_opts){.set_forget_bias = true, .forget_bias = 1.5}, NULL), 0);
     cr_assert_eq(tg_get(tg_params_find(nig->params, "bias_ih_l0"), 0), 1.5); /* blocks f, g, o */
     tg_rnn_free(nig);
     /* zoneout outside [0, 1] */
-    tg_rnn *m = make_rnn("lstm", 2, 2, 1, false, 3);
+    tg_rnn *m = th_make_rnn("lstm", 2, 2, 1, false, 3);
     tg_tensor *x = th_rand(1, TG_SHAPE(2, 1, 2), -1, 1);
     cr_assert_null(tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.zoneout_c = 1.5}, NULL));
     cr_assert(strstr(th_last_message(), "tg_rnn_forward") && strstr(th_last_message(), "zoneout_c 1.5"), "%s",
@@ -674,7 +599,7 @@ Test(zoo, zoneout_zero_is_the_plain_run_and_one_freezes_the_state) {
     const char *cells[] = {"lstm", "gru", "lstm_fgr"};
     int64_t lengths[3] = {5, 3, 5};
     for (int c = 0; c < 3; c++) {
-        tg_rnn *m = make_rnn(cells[c], 3, 4, 2, true, 700 + (uint64_t)c);
+        tg_rnn *m = th_make_rnn(cells[c], 3, 4, 2, true, 700 + (uint64_t)c);
         int S = m->cell->n_states;
         tg_tensor *x = th_rand(70, TG_SHAPE(5, 3, 3), -1, 1), *init[TG_CELL_MAX_STATES];
         random_init(init, S, 4, 3, 4, 71);
@@ -685,15 +610,15 @@ Test(zoo, zoneout_zero_is_the_plain_run_and_one_freezes_the_state) {
         tg_rnn_forward(m, x,
                        &(tg_rnn_forward_opts){.init = init, .lengths = lengths, .train = true, .rng = &rng},
                        &zero);
-        cr_assert_eq(max_diff(zero.output, plain.output), 0.0, "%s", cells[c]);
-        for (int s = 0; s < S; s++) cr_assert_eq(max_diff(zero.final[s], plain.final[s]), 0.0);
+        cr_assert_eq(th_max_diff(zero.output, plain.output), 0.0, "%s", cells[c]);
+        for (int s = 0; s < S; s++) cr_assert_eq(th_max_diff(zero.final[s], plain.final[s]), 0.0);
         /* z = 1 for h and c in training: every step returns the initial state */
         tg_rnn_forward(m, x,
                        &(tg_rnn_forward_opts){.init = init, .lengths = lengths, .train = true, .rng = &rng,
                                               .zoneout_h = 1, .zoneout_c = 1, .keep_step_states = true},
                        &frozen);
         for (int s = 0; s < S && s < 2; s++) {
-            cr_assert_eq(max_diff(frozen.final[s], init[s]), 0.0, "%s state %d moved", cells[c], s);
+            cr_assert_eq(th_max_diff(frozen.final[s], init[s]), 0.0, "%s state %d moved", cells[c], s);
             for (int k = 0; k < 4; k++) {
                 tg_tensor *st = tg_rnn_step_state(&frozen, m, k / 2, k % 2, s);
                 for (int64_t t = 0; t < 5; t++)
@@ -702,7 +627,7 @@ Test(zoo, zoneout_zero_is_the_plain_run_and_one_freezes_the_state) {
             }
         }
         if (S > 2) /* lstm_fgr's gate states are never zoned out */
-            cr_assert(max_diff(frozen.final[2], init[2]) > 1e-3);
+            cr_assert(th_max_diff(frozen.final[2], init[2]) > 1e-3);
         tg_rnn_output_clear(&plain);
         tg_rnn_output_clear(&zero);
         tg_rnn_output_clear(&frozen);
@@ -714,7 +639,7 @@ Test(zoo, zoneout_zero_is_the_plain_run_and_one_freezes_the_state) {
 }
 
 Test(zoo, zoneout_in_evaluation_is_the_expectation) {
-    tg_rnn *m = make_rnn("lstm", 3, 4, 1, false, 710);
+    tg_rnn *m = th_make_rnn("lstm", 3, 4, 1, false, 710);
     tg_tensor *x = th_rand(72, TG_SHAPE(1, 2, 3), -1, 1), *init[2];
     random_init(init, 2, 1, 2, 4, 73);
     tg_rnn_output plain, zoned;
@@ -726,7 +651,7 @@ Test(zoo, zoneout_in_evaluation_is_the_expectation) {
             double want = z[s] * tg_get(init[s], j) + (1 - z[s]) * tg_get(plain.final[s], j);
             cr_assert(fabs(tg_get(zoned.final[s], j) - want) < 1e-15, "state %d [%lld]", s, (long long)j);
         }
-    cr_assert_eq(max_diff(zoned.output, tg_reshape(zoned.h_n, TG_SHAPE(1, 2, 4))), 0.0); /* output = zoned h */
+    cr_assert_eq(th_max_diff(zoned.output, tg_reshape(zoned.h_n, TG_SHAPE(1, 2, 4))), 0.0); /* output = zoned h */
     tg_rnn_output_clear(&plain);
     tg_rnn_output_clear(&zoned);
     tg_tape_reset();
@@ -749,7 +674,7 @@ static double kept_fraction(const tg_tensor *steps, const tg_tensor *init0, int6
 
 Test(zoo, zoneout_masks_keep_a_fraction_z_and_repeat_with_the_seed) {
     const int64_t T = 10, B = 20, H = 50;
-    tg_rnn *m = make_rnn("lstm", 3, H, 1, false, 720);
+    tg_rnn *m = th_make_rnn("lstm", 3, H, 1, false, 720);
     tg_tensor *x = th_rand(74, TG_SHAPE(T, B, 3), -1, 1), *init[2];
     random_init(init, 2, 1, B, H, 75);
     tg_rnn_output a, b, c;
@@ -763,10 +688,10 @@ Test(zoo, zoneout_masks_keep_a_fraction_z_and_repeat_with_the_seed) {
     cr_assert(fabs(fh - 0.2) < 0.02 && fabs(fc - 0.5) < 0.02, "kept h %g (z 0.2), c %g (z 0.5)", fh, fc);
     tg_rng_seed(&rng, 9);
     tg_rnn_forward(m, x, &o, &b);
-    cr_assert_eq(max_diff(a.output, b.output), 0.0, "same seed, same masks");
+    cr_assert_eq(th_max_diff(a.output, b.output), 0.0, "same seed, same masks");
     tg_rng_seed(&rng, 10);
     tg_rnn_forward(m, x, &o, &c);
-    cr_assert(max_diff(a.output, c.output) > 1e-3, "another seed, other masks");
+    cr_assert(th_max_diff(a.output, c.output) > 1e-3, "another seed, other masks");
     tg_rnn_output_clear(&a);
     tg_rnn_output_clear(&b);
     tg_rnn_output_clear(&c);
@@ -802,17 +727,17 @@ Test(zoo, zoneout_gradcheck_with_a_fixed_mask_seed) {
     const char *cells[] = {"lstm", "gru", "lstm_peephole"};
     int64_t lengths[2] = {4, 2};
     for (int c = 0; c < 3; c++) {
-        tg_rnn *m = make_rnn(cells[c], 2, 3, 2, c == 0, 730 + (uint64_t)c);
+        tg_rnn *m = th_make_rnn(cells[c], 2, 3, 2, c == 0, 730 + (uint64_t)c);
         int S = m->cell->n_states;
         int64_t LD = c == 0 ? 4 : 2;
         tg_tensor *x = th_rand(76, TG_SHAPE(4, 2, 2), -1.5, 1.5), *init[TG_CELL_MAX_STATES];
         random_init(init, S, LD, 2, 3, 77);
-        rnn_case rc = {.m = m, .n_init = S, .mask_seed = 11,
+        th_rnn_case rc = {.m = m, .n_init = S, .mask_seed = 11,
                        .opts = {.lengths = lengths, .zoneout_h = 0.4, .zoneout_c = 0.3}};
-        check_grads(&rc, x, init, cells[c]);
+        th_check_grads(&rc, x, init, cells[c]);
         /* evaluation (the expectation) is differentiable too */
         rc.mask_seed = 0;
-        check_grads(&rc, x, init, cells[c]);
+        th_check_grads(&rc, x, init, cells[c]);
         tg_release(x);
         release_all(init, S);
         tg_rnn_free(m);
