@@ -65,8 +65,27 @@ static long g_live_at_start;
 void th_live_start(void) { g_live_at_start = tg_live_tensors(); }
 void th_live_check(void) {
     tg_tape_reset();
-    cr_expect_eq(tg_live_tensors(), g_live_at_start, "live tensors: %ld at start, %ld at the end",
+    cr_assert_eq(tg_live_tensors(), g_live_at_start, "live tensors: %ld at start, %ld at the end",
                  g_live_at_start, tg_live_tensors());
+}
+
+static int g_quiet_calls;
+static void quiet_handler(const char *message, void *user) {
+    (void)user;
+    cr_log_error("error handler called: %s", message);
+    g_quiet_calls++;
+}
+void th_quiet_handler(void) { tg_set_error_handler(quiet_handler, NULL); }
+void th_quiet_start(void) {
+    th_live_start();
+    g_quiet_calls = 0;
+    th_quiet_handler();
+    tg_clear_error();
+}
+void th_quiet_check(void) {
+    cr_assert_eq(tg_live_tensors(), g_live_at_start, "live tensors: %ld at start, %ld at the end",
+                 g_live_at_start, tg_live_tensors());
+    cr_assert_eq(g_quiet_calls, 0, "the error handler was called %d times (messages above)", g_quiet_calls);
 }
 
 /* ---- tensors ------------------------------------------------------------------------------------ */

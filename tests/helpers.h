@@ -23,10 +23,26 @@ void th_reset_errors(void);
  * (NUL-terminated, truncated). returns: the signal that ended the child (SIGABRT for the default
  * handler), or 0 if it exited (normally, or -1 when the fork or pipe failed). */
 int th_child_stderr(void (*fn)(void), char *buf, size_t size);
-/* A suite's .init / .fini pair: th_live_start remembers tg_live_tensors(); th_live_check resets the tape
- * and expects the same count again ("live tensors: N at start, M at the end"). */
+/* th_live_start (a suite's .init) remembers tg_live_tensors(); th_live_check resets the tape and
+ * requires the same count again ("live tensors: N at start, M at the end"). Run it inside the test with
+ * TH_TEST: Criterion reports an assertion in a suite's .fini but does not fail the test for it. */
 void th_live_start(void);
 void th_live_check(void);
+/* For suites whose library calls must not fail: th_quiet_start (in .init) is th_live_start plus a handler
+ * that logs every message and counts it (th_quiet_handler installs it again after a test changed it);
+ * th_quiet_check requires no leak (without resetting the tape) and no message. */
+void th_quiet_start(void);
+void th_quiet_handler(void);
+void th_quiet_check(void);
+/* Test(suite, name) whose body is followed by check() inside the test, so that a failed check fails
+ * the test (Criterion 2.4 ignores assertions and even crashes in a suite's .fini). */
+#define TH_TEST(suite, name, check)            \
+    static void th_body_##suite##_##name(void); \
+    Test(suite, name) {                         \
+        th_body_##suite##_##name();             \
+        check();                                \
+    }                                           \
+    static void th_body_##suite##_##name(void)
 
 /* ---- tensors ------------------------------------------------------------------------------------ */
 

@@ -25,40 +25,35 @@
 #include <time.h>
 #include <unistd.h>
 
-static char g_dir[64];
+#include "helpers.h"
+
 static char g_path[128];
 
 static void quiet(const char *message, void *user) { (void)message; (void)user; }
 
 static void setup(void) {
     tg_set_error_handler(quiet, NULL);
-    strcpy(g_dir, "/tmp/tg_crashsafe_XXXXXX");
-    cr_assert_not_null(mkdtemp(g_dir));
-    snprintf(g_path, sizeof g_path, "%s/m.safetensors", g_dir);
+    th_dir_make();
+    snprintf(g_path, sizeof g_path, "%s/m.safetensors", th_dir());
 }
 
 /* Files in the directory whose name contains `part`, removed when `remove` is set. */
 static int count_files(const char *part, bool remove) {
-    DIR *d = opendir(g_dir);
+    DIR *d = opendir(th_dir());
     if (!d) return -1;
     int n = 0;
     char p[400];
     for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.' || !strstr(e->d_name, part)) continue;
         n++;
-        snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
+        snprintf(p, sizeof p, "%s/%s", th_dir(), e->d_name);
         if (remove) unlink(p);
     }
     closedir(d);
     return n;
 }
 
-static void teardown(void) {
-    count_files("", true);
-    rmdir(g_dir);
-}
-
-TestSuite(crashsafe, .init = setup, .fini = teardown);
+TestSuite(crashsafe, .init = setup, .fini = th_dir_remove);
 
 enum { NUMEL = 1 << 18 }; /* 1 MiB of F32: a save takes long enough to be killed inside it */
 

@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "helpers.h"
+
 #ifndef TG_TEST_DATA_DIR
 #define TG_TEST_DATA_DIR "tests/data"
 #endif
@@ -32,57 +34,23 @@
 
 /* ---- fixture: temp directory, live-tensor baseline, handler that must stay silent --------------- */
 
-static long g_live0;
-static int g_handler_calls;
-static char g_dir[64];
 static char g_err[512];
 
-static void count_handler(const char *message, void *user) {
-    (void)user;
-    cr_log_error("error handler called: %s", message);
-    g_handler_calls++;
-}
-
 static void setup(void) {
-    g_live0 = tg_live_tensors();
-    g_handler_calls = 0;
-    tg_set_error_handler(count_handler, NULL);
-    tg_clear_error();
-    strcpy(g_dir, "/tmp/tg_data_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(g_dir));
+    th_quiet_start();
+    th_dir_make();
     g_err[0] = 0;
 }
 
 static void teardown(void) {
-    DIR *d = opendir(g_dir);
-    if (d) {
-        struct dirent *e;
-        char p[600];
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-                unlink(p);
-            }
-        closedir(d);
-        rmdir(g_dir);
-    }
-    cr_expect_eq(tg_live_tensors(), g_live0, "leaked %ld tensors", tg_live_tensors() - g_live0);
-    cr_expect_eq(g_handler_calls, 0, "the abort handler was called for a data error");
+    th_dir_remove();
     tg_set_error_handler(NULL, NULL);
 }
 
 TestSuite(data, .init = setup, .fini = teardown);
 
-static const char *tmp_path(const char *name) {
-    static char p[8][600];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
-    return p[k];
-}
-
 static const char *write_file(const char *name, const void *bytes, size_t n) {
-    const char *p = tmp_path(name);
+    const char *p = th_path_in(name);
     FILE *f = fopen(p, "wb");
     cr_assert_not_null(f);
     cr_assert_eq(fwrite(bytes, 1, n, f), n);
@@ -130,7 +98,7 @@ static tg_tensor *grid(int64_t N, int64_t T, int64_t I) {
 
 /* ---- from_tensor and accessors ----------------------------------------------------------------- */
 
-Test(data, from_tensor_round_trip_with_lengths_and_every_label_kind) {
+TH_TEST(data, from_tensor_round_trip_with_lengths_and_every_label_kind, th_quiet_check) {
     tg_tensor *x = grid(3, 4, 2);
     int64_t len[3] = {4, 2, 3};
     int64_t cls[3] = {1, 4, 0};
@@ -178,7 +146,7 @@ Test(data, from_tensor_round_trip_with_lengths_and_every_label_kind) {
     tg_dataset_free(NULL);
 }
 
-Test(data, from_tensor_rejects_bad_arguments_with_a_message) {
+TH_TEST(data, from_tensor_rejects_bad_arguments_with_a_message, th_quiet_check) {
     tg_tensor *x = grid(2, 3, 1), *flat = tg_zeros(TG_F64, TG_SHAPE(6));
     int64_t bad_len[2] = {3, 4}, zero_len[2] = {0, 3}, neg[2] = {0, -1}, huge[2] = {0, TG_DATA_MAX_CLASSES};
     struct { const tg_tensor *x; const int64_t *len; tg_label_kind kind; const void *lab; int64_t O; const char *msg; } rows[] = {
@@ -209,7 +177,7 @@ Test(data, from_tensor_rejects_bad_arguments_with_a_message) {
 
 /* ---- npy --------------------------------------------------------------------------------------- */
 
-Test(data, npy_files_written_by_numpy_load_with_numpys_values) {
+TH_TEST(data, npy_files_written_by_numpy_load_with_numpys_values, th_quiet_check) {
     /* gen_data_fixtures.py: x = (arange(24).reshape(3,4,2) - 5.5) / 4 */
     const char *xs[] = {FIX "x_f8.npy", FIX "x_f4.npy"};
     for (int k = 0; k < 2; k++) {
@@ -248,7 +216,7 @@ Test(data, npy_files_written_by_numpy_load_with_numpys_values) {
     tg_dataset_free(ds);
 }
 
-Test(data, npy_written_here_round_trips_every_dtype_and_layout) {
+TH_TEST(data, npy_written_here_round_trips_every_dtype_and_layout, th_quiet_check) {
     double d[6] = {1.5, -2, 3, 4, 5, 6};
     float f[6] = {1.5f, -2, 3, 4, 5, 6};
     int64_t q[6] = {1, -2, 3, 4, 5, 6};
@@ -291,7 +259,7 @@ Test(data, npy_written_here_round_trips_every_dtype_and_layout) {
     tg_dataset_free(ds);
 }
 
-Test(data, malformed_npy_files_are_rejected_with_file_offset_and_problem) {
+TH_TEST(data, malformed_npy_files_are_rejected_with_file_offset_and_problem, th_quiet_check) {
     double d[6] = {1, 2, 3, 4, 5, 6};
     unsigned char img[4096];
     size_t n = npy_image(img, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 1), }", d, sizeof d);
@@ -343,9 +311,9 @@ Test(data, malformed_npy_files_are_rejected_with_file_offset_and_problem) {
     expect_msg(g_err, "short.npy: byte 0: not a .npy file (shorter than the 10-byte preamble)", NULL);
     cr_expect_null(tg_dataset_load(write_file("empty.npy", img, 0), NULL, NULL, g_err, sizeof g_err));
     expect_msg(g_err, "empty.npy: empty file", NULL);
-    cr_expect_null(tg_dataset_load(tmp_path("missing.npy"), NULL, NULL, g_err, sizeof g_err));
+    cr_expect_null(tg_dataset_load(th_path_in("missing.npy"), NULL, NULL, g_err, sizeof g_err));
     expect_msg(g_err, "missing.npy: cannot open: No such file", NULL);
-    cr_expect_null(tg_dataset_load(g_dir, NULL, NULL, g_err, sizeof g_err));
+    cr_expect_null(tg_dataset_load(th_dir(), NULL, NULL, g_err, sizeof g_err));
     expect_msg(g_err, "not a regular file", NULL);
     /* a NaN value */
     double nan6[6] = {1, 2, NAN, 4, 5, 6};
@@ -357,7 +325,7 @@ Test(data, malformed_npy_files_are_rejected_with_file_offset_and_problem) {
     expect_msg(g_err, "x_f8.npy: 320 bytes is more than the limit of 100", NULL);
 }
 
-Test(data, npy_labels_that_do_not_fit_are_rejected) {
+TH_TEST(data, npy_labels_that_do_not_fit_are_rejected, th_quiet_check) {
     double d[6] = {1, 2, 3, 4, 5, 6};
     int64_t y3[3] = {0, 1, 2}, y2[2] = {0, 5};
     double frac[2] = {0.5, 1};
@@ -401,7 +369,7 @@ static tg_dataset *class_dataset(int64_t N, int64_t T, int64_t I) {
 /* The sequence's identity: x[n,0,0] = 100 n in the grid. */
 static int64_t ident(const tg_dataset *ds, int64_t k) { return (int64_t)(tg_dataset_seq(ds, k)[0] / 100); }
 
-Test(data, split_is_seeded_disjoint_and_covering) {
+TH_TEST(data, split_is_seeded_disjoint_and_covering, th_quiet_check) {
     tg_dataset *all = class_dataset(50, 5, 2), *tr, *va, *tr2, *va2;
     cr_assert_eq(tg_dataset_split(all, 0.2, 7, &tr, &va, g_err, sizeof g_err), 0, "%s", g_err);
     cr_expect_eq(tg_dataset_size(va), 10);
@@ -445,7 +413,7 @@ Test(data, split_is_seeded_disjoint_and_covering) {
     tg_dataset_free(all);
 }
 
-Test(data, subset_copies_and_checks_indices) {
+TH_TEST(data, subset_copies_and_checks_indices, th_quiet_check) {
     tg_dataset *all = class_dataset(6, 4, 1);
     int64_t idx[3] = {5, 0, 5};
     tg_dataset *s = tg_dataset_subset(all, idx, 3, g_err, sizeof g_err);
@@ -463,7 +431,7 @@ Test(data, subset_copies_and_checks_indices) {
     tg_dataset_free(all);
 }
 
-Test(data, windows_cut_every_sequence_and_target_the_step_horizon_later) {
+TH_TEST(data, windows_cut_every_sequence_and_target_the_step_horizon_later, th_quiet_check) {
     /* two series: lengths 10 and 6, I = 2, x[n,t,i] = 100 n + 10 t + i */
     tg_tensor *x = grid(2, 10, 2);
     int64_t len[2] = {10, 6};
@@ -498,7 +466,7 @@ Test(data, windows_cut_every_sequence_and_target_the_step_horizon_later) {
 
 /* ---- normalisation ----------------------------------------------------------------------------- */
 
-Test(data, norm_fits_every_real_step_and_round_trips_as_text) {
+TH_TEST(data, norm_fits_every_real_step_and_round_trips_as_text, th_quiet_check) {
     tg_tensor *x = grid(2, 3, 2);
     int64_t len[2] = {3, 1};
     tg_dataset *ds = tg_dataset_from_tensor(x, len, TG_LABELS_NONE, NULL, 0, g_err, sizeof g_err);
@@ -554,7 +522,7 @@ Test(data, norm_fits_every_real_step_and_round_trips_as_text) {
     tg_release(x);
 }
 
-Test(data, norm_apply_values_scales_forecasting_targets) {
+TH_TEST(data, norm_apply_values_scales_forecasting_targets, th_quiet_check) {
     tg_tensor *x = grid(1, 12, 2);
     tg_dataset *ds = tg_dataset_from_tensor(x, NULL, TG_LABELS_NONE, NULL, 0, g_err, sizeof g_err);
     tg_norm nm = {0};
@@ -600,7 +568,7 @@ static void check_batch(const tg_dataset *ds, const tg_batch *b, tg_dtype dt) {
     cr_expect_eq(b->T, maxT, "T is the longest in the batch");
 }
 
-Test(data, batcher_visits_every_sequence_once_per_epoch_padded_with_lengths) {
+TH_TEST(data, batcher_visits_every_sequence_once_per_epoch_padded_with_lengths, th_quiet_check) {
     tg_dataset *ds = class_dataset(23, 6, 3);
     tg_batcher *bt = tg_batcher_new(ds, 5, true, false, 11, TG_F32, g_err, sizeof g_err);
     cr_assert_not_null(bt, "%s", g_err);
@@ -657,7 +625,7 @@ Test(data, batcher_visits_every_sequence_once_per_epoch_padded_with_lengths) {
     tg_dataset_free(ds);
 }
 
-Test(data, same_seed_same_batches_and_restore_continues_identically) {
+TH_TEST(data, same_seed_same_batches_and_restore_continues_identically, th_quiet_check) {
     tg_dataset *ds = class_dataset(17, 4, 2);
     tg_batcher *a = tg_batcher_new(ds, 4, true, false, 99, TG_F32, g_err, sizeof g_err);
     tg_batcher *c = tg_batcher_new(ds, 4, true, false, 99, TG_F32, g_err, sizeof g_err);
@@ -722,7 +690,7 @@ Test(data, same_seed_same_batches_and_restore_continues_identically) {
     tg_dataset_free(ds);
 }
 
-Test(data, batcher_rejects_bad_arguments) {
+TH_TEST(data, batcher_rejects_bad_arguments, th_quiet_check) {
     tg_dataset *ds = class_dataset(3, 2, 1);
     cr_expect_null(tg_batcher_new(ds, 0, true, false, 1, TG_F32, g_err, sizeof g_err));
     expect_msg(g_err, "batch size 0 < 1", NULL);
@@ -769,12 +737,12 @@ static void expect_gunzip_equals(const char *gz, const unsigned char *want, size
     free(in);
 }
 
-Test(data, crc32_check_value) {
+TH_TEST(data, crc32_check_value, th_quiet_check) {
     cr_expect_eq(tg_crc32(0, "123456789", 9), 0xcbf43926u, "the CRC-32 check value of RFC 3720 / zlib");
     cr_expect_eq(tg_crc32(tg_crc32(0, "1234", 4), "56789", 5), 0xcbf43926u, "continues from a previous crc");
 }
 
-Test(data, gunzip_matches_gzip_at_every_level_stored_fixed_and_multi_member) {
+TH_TEST(data, gunzip_matches_gzip_at_every_level_stored_fixed_and_multi_member, th_quiet_check) {
     size_t np, nr;
     unsigned char *payload = slurp(FIX "payload.bin", &np), *rnd = slurp(FIX "random.bin", &nr);
     for (int level = 1; level <= 9; level++) {
@@ -805,7 +773,7 @@ Test(data, gunzip_matches_gzip_at_every_level_stored_fixed_and_multi_member) {
     free(rnd);
 }
 
-Test(data, corrupt_gzip_is_rejected_with_offset_and_reason) {
+TH_TEST(data, corrupt_gzip_is_rejected_with_offset_and_reason, th_quiet_check) {
     size_t n;
     unsigned char *good = slurp(FIX "payload.6.gz", &n), *bad = malloc(n + 16), *out;
     size_t out_len;
@@ -855,7 +823,7 @@ Test(data, corrupt_gzip_is_rejected_with_offset_and_reason) {
 
 /* ---- IDX (MNIST format), raw and gzip'd ------------------------------------------------------- */
 
-Test(data, idx_images_load_as_sequences_of_rows_with_labels_raw_and_gzipped) {
+TH_TEST(data, idx_images_load_as_sequences_of_rows_with_labels_raw_and_gzipped, th_quiet_check) {
     const char *img[2] = {FIX "images-idx3-ubyte", FIX "images-idx3-ubyte.gz"};
     const char *lab[2] = {FIX "labels-idx1-ubyte", FIX "labels-idx1-ubyte.gz"};
     for (int k = 0; k < 2; k++) {
@@ -879,7 +847,7 @@ Test(data, idx_images_load_as_sequences_of_rows_with_labels_raw_and_gzipped) {
     tg_dataset_free(ds);
 }
 
-Test(data, malformed_idx_files_are_rejected) {
+TH_TEST(data, malformed_idx_files_are_rejected, th_quiet_check) {
     unsigned char good[76];
     size_t n;
     unsigned char *g = slurp(FIX "images-idx3-ubyte", &n);
@@ -922,7 +890,7 @@ Test(data, malformed_idx_files_are_rejected) {
 
 static const char *write_text(const char *name, const char *text) { return write_file(name, text, strlen(text)); }
 
-Test(data, csv_sequences_labels_and_features_round_trip) {
+TH_TEST(data, csv_sequences_labels_and_features_round_trip, th_quiet_check) {
     /* CRLF, a BOM, a quoted header name with a comma, a skipped date column, spaces around numbers,
      * a trailing blank line */
     const char *p = write_text("walks.csv", "\xef\xbb\xbf" "date,walk,\"speed, m/s\",temp,label\r\n"
@@ -973,7 +941,7 @@ Test(data, csv_sequences_labels_and_features_round_trip) {
     tg_dataset_free(ds);
 }
 
-Test(data, csv_one_long_series_for_forecasting) {
+TH_TEST(data, csv_one_long_series_for_forecasting, th_quiet_check) {
     char text[4096] = "YEAR,SUNACTIVITY\n";
     for (int k = 0; k < 100; k++) snprintf(text + strlen(text), sizeof text - strlen(text), "%d.0,%.17g\n", 1700 + k, 50 + 40 * sin(k / 3.0));
     const char *p = write_text("sun.csv", text);
@@ -991,7 +959,7 @@ Test(data, csv_one_long_series_for_forecasting) {
     tg_dataset_free(ds);
 }
 
-Test(data, malformed_csv_is_rejected_with_line_and_column) {
+TH_TEST(data, malformed_csv_is_rejected_with_line_and_column, th_quiet_check) {
     struct { const char *text; tg_data_options opt; const char *msg; } rows[] = {
         {"a,b\n1,2\n3\n", {0}, "line 3: 1 fields, the header has 2"},
         {"a,b\n1,2\n3,4,5\n", {0}, "line 3: 3 fields, the header has 2"},
@@ -1058,7 +1026,7 @@ static const char *write_st(const char *name, const char *json, const void *data
     return write_file(name, buf, 8 + h + n);
 }
 
-Test(data, safetensors_with_int64_labels_and_lengths_as_pytorch_writes_them) {
+TH_TEST(data, safetensors_with_int64_labels_and_lengths_as_pytorch_writes_them, th_quiet_check) {
     tg_dataset *ds = tg_dataset_load(FIX "seqs.safetensors", NULL, NULL, g_err, sizeof g_err);
     cr_assert_not_null(ds, "%s", g_err);
     cr_expect_eq(tg_dataset_size(ds), 3);
@@ -1087,7 +1055,7 @@ Test(data, safetensors_with_int64_labels_and_lengths_as_pytorch_writes_them) {
     tg_dataset_free(ds);
 }
 
-Test(data, malformed_safetensors_data_files_are_rejected) {
+TH_TEST(data, malformed_safetensors_data_files_are_rejected, th_quiet_check) {
     double xs[4] = {1, 2, 3, 4};
     int64_t big[2] = {(int64_t)1 << 60, 0}, len_bad[2] = {1, 3};
     unsigned char d[64];
@@ -1129,7 +1097,7 @@ Test(data, malformed_safetensors_data_files_are_rejected) {
 
 /* ---- damaged files: every fixture, mutated, is read or refused with a message, never a crash ---- */
 
-Test(data, mutated_fixtures_are_loaded_or_refused_with_a_message) {
+TH_TEST(data, mutated_fixtures_are_loaded_or_refused_with_a_message, th_quiet_check) {
     /* a small seeded mutation sweep (bit flips, byte overwrites, truncation, all three); memory errors
      * would show under ASan/valgrind, which run this suite too */
     const char *files[][2] = {

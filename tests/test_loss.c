@@ -18,7 +18,7 @@
 #include "data/parity_golden.h"
 #include "helpers.h"
 
-TestSuite(loss, .init = th_live_start, .fini = th_live_check);
+TestSuite(loss, .init = th_live_start);
 
 #define N GOLDEN_LN
 #define C GOLDEN_LC
@@ -104,12 +104,12 @@ static void check_golden(tg_dtype dt, double atol, double rtol, bool extremes_on
     consts_free(&k);
 }
 
-Test(loss, values_and_gradients_match_torch_f64) { check_golden(TG_F64, 1e-14, 1e-12, false); }
+TH_TEST(loss, values_and_gradients_match_torch_f64, th_live_check) { check_golden(TG_F64, 1e-14, 1e-12, false); }
 
-Test(loss, values_and_gradients_match_torch_f32) { check_golden(TG_F32, 1e-6, 1e-5, false); }
+TH_TEST(loss, values_and_gradients_match_torch_f32, th_live_check) { check_golden(TG_F32, 1e-6, 1e-5, false); }
 
 /* Logits of ±1e4: exp would overflow, yet every value and gradient is finite and right. */
-Test(loss, extreme_logits_are_finite_and_exact) {
+TH_TEST(loss, extreme_logits_are_finite_and_exact, th_live_check) {
     check_golden(TG_F64, 1e-13, 1e-13, true);
     check_golden(TG_F32, 1e-6, 1e-6, true);
     /* the certain cases are exactly 0 */
@@ -146,7 +146,7 @@ static tg_tensor *gc_fn(tg_tensor *const *in, int n, void *user) {
     }
 }
 
-Test(loss, every_loss_passes_gradcheck) {
+TH_TEST(loss, every_loss_passes_gradcheck, th_live_check) {
     tg_tensor *x = tg_from_f64(TG_F64, TG_SHAPE(N, C), golden_logits);
     tg_tensor *y = tg_from_f64(TG_F64, TG_SHAPE(N, C), golden_bce_target);
     tg_tensor *w = tg_from_f64(TG_F64, TG_SHAPE(C), golden_bce_weight);
@@ -188,7 +188,7 @@ Test(loss, every_loss_passes_gradcheck) {
 
 /* ---- semantics ---------------------------------------------------------------------------------- */
 
-Test(loss, ignored_targets_and_weighted_mean) {
+TH_TEST(loss, ignored_targets_and_weighted_mean, th_live_check) {
     tg_tensor *x = tg_from_f64(TG_F64, TG_SHAPE(N, C), golden_logits);
     tg_tensor *cw = tg_from_f64(TG_F64, TG_SHAPE(C), golden_class_weight);
     tg_cross_entropy_opts o = tg_cross_entropy_defaults();
@@ -260,8 +260,8 @@ static void check_ce_edge(tg_dtype dt, double atol, double rtol) {
     tg_release(w);
 }
 
-Test(loss, all_ignored_targets_match_torch_f64) { check_ce_edge(TG_F64, 1e-14, 1e-12); }
-Test(loss, all_ignored_targets_match_torch_f32) { check_ce_edge(TG_F32, 1e-6, 1e-5); }
+TH_TEST(loss, all_ignored_targets_match_torch_f64, th_live_check) { check_ce_edge(TG_F64, 1e-14, 1e-12); }
+TH_TEST(loss, all_ignored_targets_match_torch_f32, th_live_check) { check_ce_edge(TG_F32, 1e-6, 1e-5); }
 
 /* ---- misuse ------------------------------------------------------------------------------------- */
 
@@ -273,7 +273,7 @@ static void expect_error(tg_tensor *result, const char *fn, const char *needle) 
     th_reset_errors();
 }
 
-Test(loss, misuse_is_reported_with_the_function_and_shapes) {
+TH_TEST(loss, misuse_is_reported_with_the_function_and_shapes, th_live_check) {
     th_record_errors();
     tg_tensor *a = tg_zeros(TG_F64, TG_SHAPE(2, 3)), *b = tg_zeros(TG_F64, TG_SHAPE(3, 2));
     tg_tensor *af = tg_zeros(TG_F32, TG_SHAPE(2, 3)), *x3 = tg_zeros(TG_F64, TG_SHAPE(2, 3, 1));
@@ -380,11 +380,11 @@ static void check_extra(tg_dtype dt, double atol, double rtol, const char *skip)
     }
 }
 
-Test(loss, new_losses_match_torch_f64) { check_extra(TG_F64, 1e-14, 1e-12, NULL); }
+TH_TEST(loss, new_losses_match_torch_f64, th_live_check) { check_extra(TG_F64, 1e-14, 1e-12, NULL); }
 
 /* float32: torch's float64 values, to float32 accuracy (BCE's 1e-30 probability and 1 - 1e-15 round
  * to 0 and 1 in float32, where torch's float64 run keeps them apart: those cases are float64 only). */
-Test(loss, new_losses_match_torch_f32) { check_extra(TG_F32, 1e-5, 1e-5, "bce_edge"); }
+TH_TEST(loss, new_losses_match_torch_f32, th_live_check) { check_extra(TG_F32, 1e-5, 1e-5, "bce_edge"); }
 
 /* central differences in float64 on smooth points of each new loss, every reduction, both inputs */
 typedef struct gc_extra { int which; tg_reduction red; const tg_tensor *w; } gc_extra;
@@ -407,7 +407,7 @@ static tg_tensor *gc_extra_fn(tg_tensor *const *in, int n, void *user) {
     }
 }
 
-Test(loss, new_losses_pass_gradcheck) {
+TH_TEST(loss, new_losses_pass_gradcheck, th_live_check) {
     tg_tensor *x = tg_from_f64(TG_F64, TG_SHAPE(N, C), golden_logits);
     tg_tensor *y = th_rand(11, TG_SHAPE(N, C), -3, 3); /* |x - y| stays away from 0, β and δ below */
     tg_tensor *x4 = th_rand(12, TG_SHAPE(2, 3, 2, 2), -2, 2), *y4 = th_rand(13, TG_SHAPE(2, 3, 2, 2), -2, 2);
@@ -439,7 +439,7 @@ Test(loss, new_losses_pass_gradcheck) {
     tg_release(x); tg_release(y); tg_release(x4); tg_release(y4); tg_release(w); tg_release(w3);
 }
 
-Test(loss, new_losses_report_misuse) {
+TH_TEST(loss, new_losses_report_misuse, th_live_check) {
     th_record_errors();
     tg_tensor *a = tg_full(TG_F64, TG_SHAPE(2, 3), 0.5), *b = tg_zeros(TG_F64, TG_SHAPE(3, 2));
     tg_tensor *p = tg_from_f64(TG_F64, TG_SHAPE(2, 3), (const double[]){0.1, 0.2, 1.5, 0.3, 0.4, 0.5});
@@ -493,11 +493,11 @@ static void check_ctc(tg_dtype dt, double atol, double rtol, const char *skip) {
     }
 }
 
-Test(loss, ctc_matches_torch_f64) { check_ctc(TG_F64, 1e-13, 1e-12, NULL); }
+TH_TEST(loss, ctc_matches_torch_f64, th_live_check) { check_ctc(TG_F64, 1e-13, 1e-12, NULL); }
 /* float32 against torch's float64: the sharp case's log-likelihoods of ~-800 carry an absolute float32
  * error of ~5e-5, which e^(lcab + nll - lp) turns into a relative error of the gradient of that size,
  * so it is float64 only. */
-Test(loss, ctc_matches_torch_f32) { check_ctc(TG_F32, 1e-5, 2e-5, "sharp"); }
+TH_TEST(loss, ctc_matches_torch_f32, th_live_check) { check_ctc(TG_F32, 1e-5, 2e-5, "sharp"); }
 
 /* The op's gradient is the exact derivative with respect to log_probs (central differences), also
  * with a zero-length target and padded targets; through log_softmax too. */
@@ -510,7 +510,7 @@ static tg_tensor *ctc_gc_fn(tg_tensor *const *in, int n, void *user) {
                        &(tg_ctc_opts){.blank = c->blank, .reduction = c->red});
 }
 
-Test(loss, ctc_passes_gradcheck) {
+TH_TEST(loss, ctc_passes_gradcheck, th_live_check) {
     tg_tensor *x = th_rand(21, TG_SHAPE(6, 3, 4), -2, 1);
     tg_set_requires_grad(x, true);
     static const int64_t padded[] = {1, 2, 2, 3, 3, 3, 0, 0, 0}, il[] = {6, 5, 4}, tl[] = {3, 2, 0};
@@ -534,7 +534,7 @@ Test(loss, ctc_passes_gradcheck) {
 
 /* Hand-checkable values: one step, one label: -log p(label); an empty target: -Σ_t log p_t(blank);
  * input length 0 with an empty target: 0, with a label: inf. */
-Test(loss, ctc_small_cases_by_hand) {
+TH_TEST(loss, ctc_small_cases_by_hand, th_live_check) {
     const double p[] = {0.2, 0.5, 0.3, 0.6, 0.1, 0.3};
     tg_tensor *pr = tg_from_f64(TG_F64, TG_SHAPE(2, 1, 3), p);
     tg_tensor *lp = tg_log(pr);
@@ -557,7 +557,7 @@ Test(loss, ctc_small_cases_by_hand) {
     tg_release(pr);
 }
 
-Test(loss, ctc_decoding_and_edit_distance) {
+TH_TEST(loss, ctc_decoding_and_edit_distance, th_live_check) {
     /* best path b 1 1 b 2 2 b 1 -> 1 2 1 */
     const int64_t path[] = {0, 1, 1, 0, 2, 2, 0, 1};
     tg_tensor *lp = tg_full(TG_F64, TG_SHAPE(8, 1, 3), -5.0);
@@ -579,7 +579,7 @@ Test(loss, ctc_decoding_and_edit_distance) {
     tg_release(lp);
 }
 
-Test(loss, ctc_misuse_is_reported) {
+TH_TEST(loss, ctc_misuse_is_reported, th_live_check) {
     th_record_errors();
     tg_tensor *lp = tg_zeros(TG_F64, TG_SHAPE(4, 2, 3)), *x4 = tg_zeros(TG_F64, TG_SHAPE(4, 2, 3, 1));
     const int64_t t[] = {1, 2, 1, 2}, il[] = {4, 4}, il_big[] = {4, 5}, tl[] = {2, 2}, tl_big[] = {2, 3};

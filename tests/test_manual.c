@@ -29,26 +29,8 @@
 
 #define CONF_DIR TG_TEST_DATA_DIR "/conformance"
 
-static long g_live0;
-static int g_handler_calls;
-
-static void fail_handler(const char *message, void *user) {
-    (void)user;
-    cr_log_error("error handler called: %s", message);
-    g_handler_calls++;
-}
-static void setup(void) {
-    g_live0 = tg_live_tensors();
-    g_handler_calls = 0;
-    tg_set_error_handler(fail_handler, NULL);
-    tg_clear_error();
-}
-static void teardown(void) {
-    cr_expect_eq(tg_live_tensors(), g_live0, "tensors leaked: %ld", tg_live_tensors() - g_live0);
-    cr_expect_eq(g_handler_calls, 0, "unexpected errors");
-    tg_set_error_handler(NULL, NULL);
-}
-TestSuite(manual, .init = setup, .fini = teardown);
+static void teardown(void) { tg_set_error_handler(NULL, NULL); }
+TestSuite(manual, .init = th_quiet_start, .fini = teardown);
 
 static const char *const PN[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
 static tg_tensor **pfield(tg_manual_layer *p, int i) {
@@ -315,11 +297,11 @@ static int run_conformance(const char *cellname, bool layerwise) {
     return ran;
 }
 
-Test(manual, conformance_rnn_tanh) { cr_expect_gt(run_conformance("rnn_tanh", false), 0); }
-Test(manual, conformance_rnn_relu) { cr_expect_gt(run_conformance("rnn_relu", false), 0); }
-Test(manual, conformance_lstm) { cr_expect_gt(run_conformance("lstm", false), 0); }
-Test(manual, conformance_gru) { cr_expect_gt(run_conformance("gru", false), 0); }
-Test(manual, conformance_layerwise) {
+TH_TEST(manual, conformance_rnn_tanh, th_quiet_check) { cr_expect_gt(run_conformance("rnn_tanh", false), 0); }
+TH_TEST(manual, conformance_rnn_relu, th_quiet_check) { cr_expect_gt(run_conformance("rnn_relu", false), 0); }
+TH_TEST(manual, conformance_lstm, th_quiet_check) { cr_expect_gt(run_conformance("lstm", false), 0); }
+TH_TEST(manual, conformance_gru, th_quiet_check) { cr_expect_gt(run_conformance("gru", false), 0); }
+TH_TEST(manual, conformance_layerwise, th_quiet_check) {
     cr_expect_geq(run_conformance(NULL, true), 64, "expected the 64 shipped conformance cases");
 }
 
@@ -437,14 +419,14 @@ static void fd_stack(tg_manual_cell cell, uint64_t seed) {
     net_free(&n);
 }
 
-Test(manual, finite_differences_stack_rnn_tanh) { fd_stack(TG_MANUAL_RNN_TANH, 100); }
-Test(manual, finite_differences_stack_rnn_relu) { fd_stack(TG_MANUAL_RNN_RELU, 200); }
-Test(manual, finite_differences_stack_lstm) { fd_stack(TG_MANUAL_LSTM, 300); }
-Test(manual, finite_differences_stack_gru) { fd_stack(TG_MANUAL_GRU, 400); }
-Test(manual, finite_differences_stack_gru_reset_before) { fd_stack(TG_MANUAL_GRU_RESET_BEFORE, 450); }
+TH_TEST(manual, finite_differences_stack_rnn_tanh, th_quiet_check) { fd_stack(TG_MANUAL_RNN_TANH, 100); }
+TH_TEST(manual, finite_differences_stack_rnn_relu, th_quiet_check) { fd_stack(TG_MANUAL_RNN_RELU, 200); }
+TH_TEST(manual, finite_differences_stack_lstm, th_quiet_check) { fd_stack(TG_MANUAL_LSTM, 300); }
+TH_TEST(manual, finite_differences_stack_gru, th_quiet_check) { fd_stack(TG_MANUAL_GRU, 400); }
+TH_TEST(manual, finite_differences_stack_gru_reset_before, th_quiet_check) { fd_stack(TG_MANUAL_GRU_RESET_BEFORE, 450); }
 
 /* The two GRU forms share parameters but not equations: same inputs, different outputs and gradients. */
-Test(manual, reset_before_and_reset_after_gru_differ) {
+TH_TEST(manual, reset_before_and_reset_after_gru_differ, th_quiet_check) {
     net n;
     net_make(&n, TG_MANUAL_GRU, 2, 4, 2, 3, 4, 460);
     tg_tensor *y[2], *dx[2];
@@ -550,10 +532,10 @@ static void fd_step(tg_manual_cell cell, uint64_t seed) {
     net_free(&n);
 }
 
-Test(manual, finite_differences_step_rnn_tanh) { fd_step(TG_MANUAL_RNN_TANH, 500); }
-Test(manual, finite_differences_step_rnn_relu) { fd_step(TG_MANUAL_RNN_RELU, 600); }
-Test(manual, finite_differences_step_lstm) { fd_step(TG_MANUAL_LSTM, 700); }
-Test(manual, finite_differences_step_gru) { fd_step(TG_MANUAL_GRU, 800); }
+TH_TEST(manual, finite_differences_step_rnn_tanh, th_quiet_check) { fd_step(TG_MANUAL_RNN_TANH, 500); }
+TH_TEST(manual, finite_differences_step_rnn_relu, th_quiet_check) { fd_step(TG_MANUAL_RNN_RELU, 600); }
+TH_TEST(manual, finite_differences_step_lstm, th_quiet_check) { fd_step(TG_MANUAL_LSTM, 700); }
+TH_TEST(manual, finite_differences_step_gru, th_quiet_check) { fd_step(TG_MANUAL_GRU, 800); }
 
 /* ---- (c) one step vs sequence -------------------------------------------------------------------- */
 
@@ -611,10 +593,10 @@ static void step_equals_seq(tg_manual_cell cell, uint64_t seed) {
     net_free(&n);
 }
 
-Test(manual, step_equals_sequence_T1_rnn_tanh) { step_equals_seq(TG_MANUAL_RNN_TANH, 900); }
-Test(manual, step_equals_sequence_T1_rnn_relu) { step_equals_seq(TG_MANUAL_RNN_RELU, 910); }
-Test(manual, step_equals_sequence_T1_lstm) { step_equals_seq(TG_MANUAL_LSTM, 920); }
-Test(manual, step_equals_sequence_T1_gru) { step_equals_seq(TG_MANUAL_GRU, 930); }
+TH_TEST(manual, step_equals_sequence_T1_rnn_tanh, th_quiet_check) { step_equals_seq(TG_MANUAL_RNN_TANH, 900); }
+TH_TEST(manual, step_equals_sequence_T1_rnn_relu, th_quiet_check) { step_equals_seq(TG_MANUAL_RNN_RELU, 910); }
+TH_TEST(manual, step_equals_sequence_T1_lstm, th_quiet_check) { step_equals_seq(TG_MANUAL_LSTM, 920); }
+TH_TEST(manual, step_equals_sequence_T1_gru, th_quiet_check) { step_equals_seq(TG_MANUAL_GRU, 930); }
 
 /* T steps of cell_forward, then T cell_backwards from the last step down (accumulating the parameter
  * gradients in one tg_manual_layer) equal the sequence forward / backward. */
@@ -677,13 +659,13 @@ static void chain_equals_seq(tg_manual_cell cell, uint64_t seed) {
     net_free(&n);
 }
 
-Test(manual, step_chain_equals_sequence_rnn_tanh) { chain_equals_seq(TG_MANUAL_RNN_TANH, 1000); }
-Test(manual, step_chain_equals_sequence_rnn_relu) { chain_equals_seq(TG_MANUAL_RNN_RELU, 1010); }
-Test(manual, step_chain_equals_sequence_lstm) { chain_equals_seq(TG_MANUAL_LSTM, 1020); }
-Test(manual, step_chain_equals_sequence_gru) { chain_equals_seq(TG_MANUAL_GRU, 1030); }
+TH_TEST(manual, step_chain_equals_sequence_rnn_tanh, th_quiet_check) { chain_equals_seq(TG_MANUAL_RNN_TANH, 1000); }
+TH_TEST(manual, step_chain_equals_sequence_rnn_relu, th_quiet_check) { chain_equals_seq(TG_MANUAL_RNN_RELU, 1010); }
+TH_TEST(manual, step_chain_equals_sequence_lstm, th_quiet_check) { chain_equals_seq(TG_MANUAL_LSTM, 1020); }
+TH_TEST(manual, step_chain_equals_sequence_gru, th_quiet_check) { chain_equals_seq(TG_MANUAL_GRU, 1030); }
 
 /* The per-cell stack functions agree with the generic ones; F32 runs in float and stays close to F64. */
-Test(manual, per_cell_stack_and_f32) {
+TH_TEST(manual, per_cell_stack_and_f32, th_quiet_check) {
     const tg_manual_cell cells[4] = {TG_MANUAL_RNN_TANH, TG_MANUAL_RNN_RELU, TG_MANUAL_LSTM, TG_MANUAL_GRU};
     for (int ci = 0; ci < 4; ci++) {
         const tg_manual_cell cell = cells[ci];
@@ -750,7 +732,7 @@ Test(manual, per_cell_stack_and_f32) {
 
 /* ---- (d) accumulation, errors ------------------------------------------------------------------- */
 
-Test(manual, gradients_accumulate_and_null_upstream_is_zero) {
+TH_TEST(manual, gradients_accumulate_and_null_upstream_is_zero, th_quiet_check) {
     net n;
     net_make(&n, TG_MANUAL_GRU, 1, 3, 2, 3, 4, 1200);
     tg_tensor *h0 = tg_view_at(n.h0, 0);
@@ -799,7 +781,7 @@ static void expect_msg(const char *fn, const char *part1, const char *part2) {
     th_reset_errors();
 }
 
-Test(manual, bad_input_is_reported_and_nothing_leaks) {
+TH_TEST(manual, bad_input_is_reported_and_nothing_leaks, th_quiet_check) {
     th_record_errors();
     net n;
     net_make(&n, TG_MANUAL_LSTM, 2, 3, 2, 3, 4, 1300);
@@ -908,11 +890,11 @@ Test(manual, bad_input_is_reported_and_nothing_leaks) {
 
     tg_release(h0), tg_release(c0);
     net_free(&n);
-    tg_set_error_handler(fail_handler, NULL);
+    th_quiet_handler();
     th_reset_errors();
 }
 
-Test(manual, helpers) {
+TH_TEST(manual, helpers, th_quiet_check) {
     tg_manual_cell c = TG_MANUAL_RNN_TANH;
     cr_expect_eq(tg_manual_cell_parse("gru", &c), 0);
     cr_expect_eq(c, TG_MANUAL_GRU);

@@ -17,7 +17,11 @@
 #include "data/parity_golden.h"
 #include "helpers.h"
 
-TestSuite(optim, .init = th_live_start, .fini = th_live_check);
+static void setup(void) {
+    th_live_start();
+    th_dir_make();
+}
+TestSuite(optim, .init = setup, .fini = th_dir_remove);
 
 /* ---- the golden problem ------------------------------------------------------------------------- */
 
@@ -100,17 +104,17 @@ static double run_golden(const golden_optim_case *gc, tg_dtype dt, double atol, 
     return worst;
 }
 
-Test(optim, trajectories_match_torch_f64) {
+TH_TEST(optim, trajectories_match_torch_f64, th_live_check) {
     /* measured: worst relative difference 1.5e-13 (adagrad with lr_decay), most cases < 1e-14 */
     for (int c = 0; c < GOLDEN_N_OPTIM_CASES; c++) run_golden(&golden_optim_cases[c], TG_F64, 1e-15, 1e-12);
 }
 
-Test(optim, trajectories_match_torch_f32) {
+TH_TEST(optim, trajectories_match_torch_f32, th_live_check) {
     /* float32 rounding accumulates over 25 steps (torch's kernels use FMA, ours do not) */
     for (int c = 0; c < GOLDEN_N_OPTIM_CASES; c++) run_golden(&golden_optim_cases[c], TG_F32, 2e-6, 2e-5);
 }
 
-Test(optim, defaults_are_torchs) {
+TH_TEST(optim, defaults_are_torchs, th_live_check) {
     /* every field a kind reads has torch's default (golden_defaults: torch's param_groups[0]; a field
      * torch 1.13 lacks, maximize of NAdam/RAdam and decoupled_weight_decay, is false there) */
     for (size_t i = 0; i < sizeof golden_defaults / sizeof golden_defaults[0]; i++) {
@@ -126,7 +130,7 @@ Test(optim, defaults_are_torchs) {
 
 /* ---- behaviour ---------------------------------------------------------------------------------- */
 
-Test(optim, step_bumps_versions_and_catches_stale_saved_parameters) {
+TH_TEST(optim, step_bumps_versions_and_catches_stale_saved_parameters, th_live_check) {
     th_record_errors();
     tg_tensor *w = tg_full(TG_F64, TG_SHAPE(3), 0.5);
     tg_set_requires_grad(w, true);
@@ -150,7 +154,7 @@ Test(optim, step_bumps_versions_and_catches_stale_saved_parameters) {
     tg_release(w);
 }
 
-Test(optim, zero_grad_drops_gradients_and_gradless_parameters_are_skipped) {
+TH_TEST(optim, zero_grad_drops_gradients_and_gradless_parameters_are_skipped, th_live_check) {
     tg_tensor *a = tg_full(TG_F32, TG_SHAPE(2), 1.0), *b = tg_full(TG_F32, TG_SHAPE(2), 1.0);
     tg_set_requires_grad(a, true);
     tg_set_requires_grad(b, true);
@@ -174,7 +178,7 @@ Test(optim, zero_grad_drops_gradients_and_gradless_parameters_are_skipped) {
     tg_release(b);
 }
 
-Test(optim, groups_and_lr_accessors) {
+TH_TEST(optim, groups_and_lr_accessors, th_live_check) {
     tg_tensor *a = tg_zeros(TG_F64, TG_SHAPE(2)), *b = tg_zeros(TG_F64, TG_SHAPE(3));
     tg_tensor *ps[2] = {a, b};
     tg_optim *opt = tg_optim_new(TG_OPTIM_SGD, ps, 1, NULL);
@@ -196,7 +200,7 @@ Test(optim, groups_and_lr_accessors) {
     tg_release(b);
 }
 
-Test(optim, params_set_constructors) {
+TH_TEST(optim, params_set_constructors, th_live_check) {
     tg_params *ps = tg_params_new();
     tg_tensor *w = tg_zeros(TG_F32, TG_SHAPE(2, 2)), *b = tg_zeros(TG_F32, TG_SHAPE(2));
     tg_params_add(ps, "weight", w);
@@ -217,7 +221,7 @@ Test(optim, params_set_constructors) {
 }
 
 /* Every invalid configuration is refused with a message through the error handler. */
-Test(optim, invalid_hyper_parameters_are_rejected) {
+TH_TEST(optim, invalid_hyper_parameters_are_rejected, th_live_check) {
     th_record_errors();
     tg_tensor *w = tg_zeros(TG_F64, TG_SHAPE(2));
     struct { tg_optim_kind kind; const char *field; double value; bool nesterov; const char *needle; } bad[] = {
@@ -281,7 +285,7 @@ Test(optim, invalid_hyper_parameters_are_rejected) {
     tg_release(w);
 }
 
-Test(optim, non_leaf_and_duplicate_parameters_are_rejected) {
+TH_TEST(optim, non_leaf_and_duplicate_parameters_are_rejected, th_live_check) {
     th_record_errors();
     tg_tensor *w = tg_zeros(TG_F64, TG_SHAPE(2));
     tg_set_requires_grad(w, true);
@@ -315,7 +319,7 @@ static void set_grads(tg_tensor *a, tg_tensor *b, const double *ga, const double
     tg_release(cb);
 }
 
-Test(optim, clip_grad_norm_matches_torch) {
+TH_TEST(optim, clip_grad_norm_matches_torch, th_live_check) {
     tg_tensor *a = tg_zeros(TG_F64, TG_SHAPE(2, 3)), *b = tg_zeros(TG_F64, TG_SHAPE(4));
     tg_set_requires_grad(a, true);
     tg_set_requires_grad(b, true);
@@ -343,7 +347,7 @@ Test(optim, clip_grad_norm_matches_torch) {
     tg_release(b);
 }
 
-Test(optim, clip_grad_norm_non_finite) {
+TH_TEST(optim, clip_grad_norm_non_finite, th_live_check) {
     th_record_errors();
     tg_tensor *a = tg_zeros(TG_F32, TG_SHAPE(3)), *b = tg_zeros(TG_F32, TG_SHAPE(2));
     tg_set_requires_grad(a, true);
@@ -414,10 +418,10 @@ static void check_clip_edge(tg_dtype dt, double rtol) {
     tg_release(b);
 }
 
-Test(optim, clip_grad_norm_edges_match_torch_f64) { check_clip_edge(TG_F64, 1e-15); }
-Test(optim, clip_grad_norm_edges_match_torch_f32) { check_clip_edge(TG_F32, 1e-6); }
+TH_TEST(optim, clip_grad_norm_edges_match_torch_f64, th_live_check) { check_clip_edge(TG_F64, 1e-15); }
+TH_TEST(optim, clip_grad_norm_edges_match_torch_f32, th_live_check) { check_clip_edge(TG_F32, 1e-6); }
 
-Test(optim, clip_grad_value_and_optimizer_versions) {
+TH_TEST(optim, clip_grad_value_and_optimizer_versions, th_live_check) {
     tg_tensor *a = tg_zeros(TG_F64, TG_SHAPE(3)), *b = tg_zeros(TG_F64, TG_SHAPE(2)), *c = tg_zeros(TG_F64, TG_SHAPE(1));
     tg_set_requires_grad(a, true);
     tg_set_requires_grad(b, true);
@@ -463,7 +467,7 @@ static tg_optim *two_group_sgd(tg_tensor **w) {
     return opt;
 }
 
-Test(optim, schedules_match_torch) {
+TH_TEST(optim, schedules_match_torch, th_live_check) {
     for (int c = 0; c < GOLDEN_N_SCHED_CASES; c++) {
         const golden_sched_case *gc = &golden_sched_cases[c];
         tg_tensor *w[2];
@@ -490,7 +494,7 @@ Test(optim, schedules_match_torch) {
     }
 }
 
-Test(optim, schedules_keep_the_first_base_lr_and_reject_bad_arguments) {
+TH_TEST(optim, schedules_keep_the_first_base_lr_and_reject_bad_arguments, th_live_check) {
     th_record_errors();
     tg_tensor *w[2];
     tg_optim *opt = two_group_sgd(w);
@@ -537,17 +541,6 @@ Test(optim, schedules_keep_the_first_base_lr_and_reject_bad_arguments) {
 }
 
 /* ---- checkpoints -------------------------------------------------------------------------------- */
-
-static char g_dir[256];
-static const char *tmp_path(const char *name) {
-    static char path[512];
-    if (!g_dir[0]) {
-        snprintf(g_dir, sizeof g_dir, "/tmp/tg_test_optim_XXXXXX");
-        cr_assert_not_null(mkdtemp(g_dir));
-    }
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    return path;
-}
 
 /* A tiny recurrent model from raw tensors: h_t = tanh(x_t W_xᵀ + h_{t-1} W_hᵀ + b), logits = h_T V ᵀ. */
 typedef struct tiny_model {
@@ -629,8 +622,8 @@ static void snapshot(const tiny_model *m, double *out) {
 static void resume_round_trip(const run_cfg *rc, tg_dtype dt) {
     enum { N = 6, M = 7, NP = 12 + 16 + 4 + 8 };
     char pfile[512], ofile[512];
-    snprintf(pfile, sizeof pfile, "%s", tmp_path("model.safetensors"));
-    snprintf(ofile, sizeof ofile, "%s", tmp_path("optim.safetensors"));
+    snprintf(pfile, sizeof pfile, "%s", th_path_in("model.safetensors"));
+    snprintf(ofile, sizeof ofile, "%s", th_path_in("optim.safetensors"));
 
     tiny_model a = tiny_new(dt, 5);
     tg_optim *oa = tg_optim_new_params(rc->kind, a.params, &rc->opts);
@@ -667,7 +660,7 @@ static void resume_round_trip(const run_cfg *rc, tg_dtype dt) {
     unlink(ofile);
 }
 
-Test(optim, checkpoint_resume_is_bit_identical) {
+TH_TEST(optim, checkpoint_resume_is_bit_identical, th_live_check) {
     run_cfg cfgs[10];
     cfgs[0] = (run_cfg){TG_OPTIM_ADAM, tg_optim_defaults(TG_OPTIM_ADAM), 1};
     cfgs[0].opts.lr = 0.05;
@@ -708,7 +701,7 @@ Test(optim, checkpoint_resume_is_bit_identical) {
  * back, torch's class, defaults that tg_optim_new accepts, golden defaults and trajectories from
  * torch, and a checkpoint round trip that resumes bit for bit, so a new optimizer that misses any of
  * these fails here with its name. */
-Test(optim, every_kind_is_complete) {
+TH_TEST(optim, every_kind_is_complete, th_live_check) {
     char list[256];
     tg_optim_kind_list(list, sizeof list, ", ");
     cr_expect_str_eq(list, "sgd, adam, adamw, rmsprop, adagrad, nadam, radam, adamax, adadelta");
@@ -744,13 +737,13 @@ Test(optim, every_kind_is_complete) {
 }
 
 /* Every hyper-parameter field (TG_OPTIM_FIELDS) is in the checkpoint, with every digit. */
-Test(optim, checkpoint_carries_every_hyper_parameter) {
+TH_TEST(optim, checkpoint_carries_every_hyper_parameter, th_live_check) {
     tiny_model a = tiny_new(TG_F64, 5);
     tg_optim_opts o = tg_optim_defaults(TG_OPTIM_SGD);
     o.lr = 0.1 / 3;
     tg_optim *opt = tg_optim_new_params(TG_OPTIM_SGD, a.params, &o);
     cr_assert_not_null(opt);
-    const char *path = tmp_path("hp.safetensors");
+    const char *path = th_path_in("hp.safetensors");
     cr_assert_eq(tg_optim_save(opt, NULL, path), 0, "%s", tg_last_error());
     tg_st_file *f = tg_st_load(path);
     cr_assert_not_null(f);
@@ -767,9 +760,9 @@ Test(optim, checkpoint_carries_every_hyper_parameter) {
     unlink(path);
 }
 
-Test(optim, params_round_trip_keeps_names_and_bits) {
+TH_TEST(optim, params_round_trip_keeps_names_and_bits, th_live_check) {
     tiny_model a = tiny_new(TG_F32, 1), b = tiny_new(TG_F32, 2);
-    const char *path = tmp_path("p.safetensors");
+    const char *path = th_path_in("p.safetensors");
     cr_assert_eq(tg_params_save(a.params, path), 0);
     tg_st_file *f = tg_st_load(path);
     cr_assert_not_null(f);
@@ -799,10 +792,10 @@ static void expect_untouched(const tiny_model *m, const tiny_model *ref, const c
     }
 }
 
-Test(optim, malformed_params_checkpoint_is_rejected_and_model_untouched) {
+TH_TEST(optim, malformed_params_checkpoint_is_rejected_and_model_untouched, th_live_check) {
     th_record_errors();
     tiny_model m = tiny_new(TG_F32, 3), ref = tiny_new(TG_F32, 3);
-    const char *path = tmp_path("bad.safetensors");
+    const char *path = th_path_in("bad.safetensors");
     struct { const char *what; const char *needle; } cases[] = {
         {"missing", "missing tensor 'out.weight'"},
         {"extra", "unexpected tensor 'extra.bias'"},
@@ -852,7 +845,7 @@ Test(optim, malformed_params_checkpoint_is_rejected_and_model_untouched) {
         tg_params_free(other.params);
     }
     th_reset_errors();
-    cr_expect_eq(tg_params_load(m.params, tmp_path("does_not_exist.safetensors")), -1);
+    cr_expect_eq(tg_params_load(m.params, th_path_in("does_not_exist.safetensors")), -1);
     cr_expect(tg_last_error()[0] != 0);
     tg_params_free(m.params);
     tg_params_free(ref.params);
@@ -892,7 +885,7 @@ static void rewrite(const char *src, const char *dst, const char *meta_key, cons
     tg_st_free(f);
 }
 
-Test(optim, malformed_optimizer_checkpoint_is_rejected_and_state_untouched) {
+TH_TEST(optim, malformed_optimizer_checkpoint_is_rejected_and_state_untouched, th_live_check) {
     th_record_errors();
     tiny_model m = tiny_new(TG_F64, 3);
     tg_optim_opts o = tg_optim_defaults(TG_OPTIM_ADAM);
@@ -901,8 +894,8 @@ Test(optim, malformed_optimizer_checkpoint_is_rejected_and_state_untouched) {
     tg_sched *s = tg_sched_cosine(opt, 10, 0.0);
     for (int i = 0; i < 3; i++) { train_step(&m, opt, s, i); }
     char good[512], bad[512];
-    snprintf(good, sizeof good, "%s", tmp_path("good.safetensors"));
-    snprintf(bad, sizeof bad, "%s", tmp_path("bad_optim.safetensors"));
+    snprintf(good, sizeof good, "%s", th_path_in("good.safetensors"));
+    snprintf(bad, sizeof bad, "%s", th_path_in("bad_optim.safetensors"));
     cr_assert_eq(tg_optim_save(opt, s, good), 0);
     for (int i = 3; i < 5; i++) train_step(&m, opt, s, i); /* state now differs from the file */
 
@@ -962,10 +955,10 @@ Test(optim, malformed_optimizer_checkpoint_is_rejected_and_state_untouched) {
     unlink(bad);
 }
 
-Test(optim, checkpoint_without_state_or_schedule) {
+TH_TEST(optim, checkpoint_without_state_or_schedule, th_live_check) {
     tiny_model m = tiny_new(TG_F32, 3);
     tg_optim *opt = tg_optim_new_params(TG_OPTIM_SGD, m.params, NULL);
-    const char *path = tmp_path("empty.safetensors");
+    const char *path = th_path_in("empty.safetensors");
     cr_assert_eq(tg_optim_save(opt, NULL, path), 0, "%s", tg_last_error()); /* no state tensors yet */
     tg_optim_free(opt);
     opt = tg_optim_new_params(TG_OPTIM_SGD, m.params, NULL);
@@ -988,7 +981,7 @@ Test(optim, checkpoint_without_state_or_schedule) {
 
 /* NAdam's mu_product is a 0-d state tensor (torch's state['mu_product']) holding ∏ μ_t, saved and
  * checked as one; Adamax's exp_inf is torch.amax's, so a NaN gradient element stays NaN there. */
-Test(optim, nadam_mu_product_is_a_scalar_state) {
+TH_TEST(optim, nadam_mu_product_is_a_scalar_state, th_live_check) {
     th_record_errors();
     tiny_model m = tiny_new(TG_F64, 3);
     tg_optim_opts o = tg_optim_defaults(TG_OPTIM_NADAM);
@@ -1004,8 +997,8 @@ Test(optim, nadam_mu_product_is_a_scalar_state) {
     cr_expect_not_null(tg_optim_state(opt, p0, "exp_avg_sq"));
 
     char good[512], bad[512];
-    snprintf(good, sizeof good, "%s", tmp_path("nadam.safetensors"));
-    snprintf(bad, sizeof bad, "%s", tmp_path("nadam_bad.safetensors"));
+    snprintf(good, sizeof good, "%s", th_path_in("nadam.safetensors"));
+    snprintf(bad, sizeof bad, "%s", th_path_in("nadam_bad.safetensors"));
     cr_assert_eq(tg_optim_save(opt, NULL, good), 0, "%s", tg_last_error());
     /* state.0.mu_product [4,3] instead of 0-d: refused, state untouched */
     tg_st_file *f = tg_st_load(good);
@@ -1052,14 +1045,14 @@ Test(optim, nadam_mu_product_is_a_scalar_state) {
 
 /* A file written before a hyper-parameter existed lacks its key: fine for a kind that does not read
  * it, an error for one that does. */
-Test(optim, checkpoint_without_a_field_the_kind_does_not_read) {
+TH_TEST(optim, checkpoint_without_a_field_the_kind_does_not_read, th_live_check) {
     th_record_errors();
     tiny_model m = tiny_new(TG_F32, 3);
     tg_optim *opt = tg_optim_new_params(TG_OPTIM_ADAM, m.params, NULL);
     train_step(&m, opt, NULL, 0);
     char good[512], old[512];
-    snprintf(good, sizeof good, "%s", tmp_path("adam.safetensors"));
-    snprintf(old, sizeof old, "%s", tmp_path("adam_old.safetensors"));
+    snprintf(good, sizeof good, "%s", th_path_in("adam.safetensors"));
+    snprintf(old, sizeof old, "%s", th_path_in("adam_old.safetensors"));
     cr_assert_eq(tg_optim_save(opt, NULL, good), 0, "%s", tg_last_error());
     rewrite(good, old, "group.0.rho", NULL, NULL, NULL);
     cr_expect_eq(tg_optim_load(opt, NULL, old), 0, "%s", tg_last_error());
@@ -1082,7 +1075,7 @@ Test(optim, checkpoint_without_a_field_the_kind_does_not_read) {
 
 /* torch 1.13: Adamax([p], lr=0.1) with gradient [1, nan, -2], then [1, 1, -2]:
  * exp_inf [1+1e-8, nan, 2+1e-8] after both, p [-0.1, nan, 0.1] then [-0.2, nan, 0.2] */
-Test(optim, adamax_nan_gradient_stays_in_exp_inf_like_torch_amax) {
+TH_TEST(optim, adamax_nan_gradient_stays_in_exp_inf_like_torch_amax, th_live_check) {
     tg_tensor *p = tg_zeros(TG_F64, TG_SHAPE(3));
     tg_set_requires_grad(p, true);
     tg_optim_opts o = tg_optim_defaults(TG_OPTIM_ADAMAX);

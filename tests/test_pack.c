@@ -12,7 +12,7 @@
 
 #include <tapegrad/tapegrad.h>
 
-TestSuite(pack, .init = th_live_start, .fini = th_live_check);
+TestSuite(pack, .init = th_live_start);
 
 /* The golden sequences [L_i, 2, 3], F64, requires_grad; new refs. */
 static void make_seqs(tg_tensor **s) {
@@ -34,7 +34,7 @@ static void expect_values(const tg_tensor *t, const double *ref, int64_t n, doub
         cr_assert(fabs(tg_get(t, i) - ref[i]) <= tol, "%s[%lld] = %.17g, torch %.17g", what, (long long)i, tg_get(t, i), ref[i]);
 }
 
-Test(pack, pad_sequence_matches_torch) {
+TH_TEST(pack, pad_sequence_matches_torch, th_live_check) {
     tg_tensor *s[PG_B];
     make_seqs(s);
     tg_tensor *x = tg_pad_sequence(PG_B, s, false, 0.25);
@@ -47,7 +47,7 @@ Test(pack, pad_sequence_matches_torch) {
     free_seqs(s);
 }
 
-Test(pack, pack_and_pad_round_trip_matches_torch_with_gradients) {
+TH_TEST(pack, pack_and_pad_round_trip_matches_torch_with_gradients, th_live_check) {
     tg_tensor *s[PG_B];
     make_seqs(s);
     tg_packed_sequence p;
@@ -79,7 +79,7 @@ Test(pack, pack_and_pad_round_trip_matches_torch_with_gradients) {
     free_seqs(s);
 }
 
-Test(pack, enforce_sorted_batch_first_and_pack_sequence) {
+TH_TEST(pack, enforce_sorted_batch_first_and_pack_sequence, th_live_check) {
     tg_tensor *x = tg_from_f64(TG_F64, 3, (int64_t[]){4, 4, 3}, pg_sorted_x);
     tg_packed_sequence p;
     cr_assert_eq(tg_pack_padded_sequence(x, 4, pg_sorted_lengths, true, true, &p), 0);
@@ -104,7 +104,7 @@ Test(pack, enforce_sorted_batch_first_and_pack_sequence) {
     tg_release(x);
 }
 
-Test(pack, ties_are_ordered_like_torch_sort) {
+TH_TEST(pack, ties_are_ordered_like_torch_sort, th_live_check) {
     tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE(3, 40, 1));
     tg_packed_sequence p;
     cr_assert_eq(tg_pack_padded_sequence(x, 40, pg_tie_lengths, false, false, &p), 0);
@@ -113,7 +113,7 @@ Test(pack, ties_are_ordered_like_torch_sort) {
     tg_release(x);
 }
 
-Test(pack, lstm_on_a_packed_sequence_matches_torch) {
+TH_TEST(pack, lstm_on_a_packed_sequence_matches_torch, th_live_check) {
     tg_rng rng;
     tg_rng_seed(&rng, 1);
     tg_rnn *m = tg_rnn_new(tg_cell_by_name("lstm"), &(tg_rnn_config){.input_size = 6, .hidden_size = 4, .num_layers = 2,
@@ -145,7 +145,7 @@ Test(pack, lstm_on_a_packed_sequence_matches_torch) {
     tg_rnn_free(m);
 }
 
-Test(pack, padding_does_not_reach_the_gradient) {
+TH_TEST(pack, padding_does_not_reach_the_gradient, th_live_check) {
     tg_tensor *s[PG_B];
     make_seqs(s);
     tg_tape_reset();
@@ -161,7 +161,7 @@ Test(pack, padding_does_not_reach_the_gradient) {
     free_seqs(s);
 }
 
-Test(pack, bad_arguments_are_refused_with_torchs_messages) {
+TH_TEST(pack, bad_arguments_are_refused_with_torchs_messages, th_live_check) {
     th_record_errors();
     tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE(4, 3, 2));
     tg_packed_sequence p;

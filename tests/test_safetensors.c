@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "helpers.h"
+
 #ifndef TG_TEST_DATA_DIR
 #define TG_TEST_DATA_DIR "tests/data"
 #endif
@@ -30,61 +32,17 @@
 
 /* ---- fixture: temp directory, live-tensor baseline, handler that must stay silent --------------- */
 
-static long g_live0;
-static int g_handler_calls;
-static char g_dir[64];
-
-static void count_handler(const char *message, void *user) {
-    (void)user;
-    cr_log_error("error handler called: %s", message);
-    g_handler_calls++;
-}
-
 static void setup(void) {
-    g_live0 = tg_live_tensors();
-    g_handler_calls = 0;
-    tg_set_error_handler(count_handler, NULL);
-    tg_clear_error();
-    strcpy(g_dir, "/tmp/tg_st_test_XXXXXX");
-    cr_assert_not_null(mkdtemp(g_dir));
+    th_quiet_start();
+    th_dir_make();
 }
 
 static void teardown(void) {
-    DIR *d = opendir(g_dir);
-    if (d) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-                unlink(p);
-            }
-        closedir(d);
-    }
-    rmdir(g_dir);
+    th_dir_remove();
     tg_set_error_handler(NULL, NULL);
 }
 
-static void check_clean(void) {
-    cr_assert_eq(tg_live_tensors(), g_live0, "leaked %ld tensors", tg_live_tensors() - g_live0);
-    cr_assert_eq(g_handler_calls, 0, "the error handler was called");
-}
-
-/* A test whose body is followed by the leak/handler check (Criterion does not fail a test on
- * assertions in .fini, so the check runs inside the test). */
-#define ST_TEST(name)                                                               \
-    static void name##_body(void);                                                  \
-    Test(safetensors, name, .init = setup, .fini = teardown) {                      \
-        name##_body();                                                              \
-        check_clean();                                                              \
-    }                                                                               \
-    static void name##_body(void)
-
-static const char *tmp_path(const char *name) {
-    static char p[256];
-    snprintf(p, sizeof p, "%s/%s", g_dir, name);
-    return p;
-}
+TestSuite(safetensors, .init = setup, .fini = teardown);
 
 static unsigned char *read_file(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");
@@ -102,7 +60,7 @@ static unsigned char *read_file(const char *path, size_t *size) {
 /* Files in the temp directory other than `keep` (finds left-over temporaries). */
 static int stray_files(const char *keep) {
     int n = 0;
-    DIR *d = opendir(g_dir);
+    DIR *d = opendir(th_dir());
     struct dirent *e;
     while ((e = readdir(d)))
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && (!keep || strcmp(e->d_name, keep))) n++;
@@ -131,7 +89,7 @@ static void assert_same_tensor(const tg_tensor *a, const tg_tensor *b, const cha
 
 /* Saves n tensors, loads them back, compares; returns the loaded file (caller frees). */
 static tg_st_file *round_trip(int n, const char *const *names, tg_tensor *const *ts, int nmeta, const char *const *meta) {
-    const char *path = tmp_path("rt.safetensors");
+    const char *path = th_path_in("rt.safetensors");
     cr_assert_eq(tg_st_save(path, n, names, ts, nmeta, meta), 0, "save: %s", tg_last_error());
     tg_st_file *f = tg_st_load(path);
     cr_assert_not_null(f, "load: %s", tg_last_error());
@@ -161,7 +119,7 @@ static tg_st_file *round_trip(int n, const char *const *names, tg_tensor *const 
 
 /* ---- round trips ---------------------------------------------------------------------------------- */
 
-ST_TEST(round_trip_f32) {
+TH_TEST(safetensors, round_trip_f32, th_quiet_check) {
     tg_rng rng;
     tg_rng_seed(&rng, 7);
     tg_tensor *a = tg_rand_normal(&rng, TG_F32, TG_SHAPE(2, 3), 0, 1);
@@ -173,7 +131,7 @@ ST_TEST(round_trip_f32) {
     tg_release(a); tg_release(b); tg_release(c);
 }
 
-ST_TEST(round_trip_f64_and_views) {
+TH_TEST(safetensors, round_trip_f64_and_views, th_quiet_check) {
     tg_tensor *base = tg_arange(TG_F64, 0, 12, 1);
     tg_tensor *m = tg_reshape_view(base, TG_SHAPE(4, 3));
     tg_tensor *row = tg_view_at(m, 2);          /* storage offset 6: {6, 7, 8} */
@@ -191,7 +149,7 @@ ST_TEST(round_trip_f64_and_views) {
     tg_release(tiny); tg_release(rows); tg_release(row); tg_release(m); tg_release(base);
 }
 
-ST_TEST(round_trip_scalars) {
+TH_TEST(safetensors, round_trip_scalars, th_quiet_check) {
     tg_tensor *s32 = tg_scalar(TG_F32, 2.5), *s64 = tg_scalar(TG_F64, -1.0 / 3.0);
     const char *names[] = {"s32", "s64"};
     tg_tensor *ts[] = {s32, s64};
@@ -202,7 +160,7 @@ ST_TEST(round_trip_scalars) {
     tg_release(s32); tg_release(s64);
 }
 
-ST_TEST(round_trip_zero_size_dims) {
+TH_TEST(safetensors, round_trip_zero_size_dims, th_quiet_check) {
     tg_tensor *a = tg_empty(TG_F32, TG_SHAPE(0));
     tg_tensor *b = tg_empty(TG_F64, TG_SHAPE(3, 0, 2));
     tg_tensor *c = tg_ones(TG_F32, TG_SHAPE(2));
@@ -216,7 +174,7 @@ ST_TEST(round_trip_zero_size_dims) {
     tg_release(a); tg_release(b); tg_release(c); tg_release(d);
 }
 
-ST_TEST(round_trip_metadata) {
+TH_TEST(safetensors, round_trip_metadata, th_quiet_check) {
     tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(1));
     const char *names[] = {"a"};
     tg_tensor *ts[] = {a};
@@ -228,7 +186,7 @@ ST_TEST(round_trip_metadata) {
     tg_release(a);
 }
 
-ST_TEST(round_trip_names_needing_escapes) {
+TH_TEST(safetensors, round_trip_names_needing_escapes, th_quiet_check) {
     const char *names[] = {"q\"uote", "back\\slash", "new\nline\r\t\b\f", "ctl\x01\x1f", "sl/ash",
                            "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "__metadata", " "};
     tg_tensor *ts[8];
@@ -244,13 +202,13 @@ ST_TEST(round_trip_names_needing_escapes) {
 }
 
 /* The exact bytes, so that Python/Rust readers (and diff-based tests) see the usual layout. */
-ST_TEST(save_writes_expected_bytes) {
+TH_TEST(safetensors, save_writes_expected_bytes, th_quiet_check) {
     tg_tensor *a = tg_from_array(TG_F32, TG_SHAPE(2), (const float[]){1.5f, -2.0f});
     tg_tensor *s = tg_scalar(TG_F64, 1.0);
     const char *names[] = {"a\"b", "s"};
     tg_tensor *ts[] = {a, s};
     const char *meta[] = {"k", "v\n"};
-    const char *path = tmp_path("exact.safetensors");
+    const char *path = th_path_in("exact.safetensors");
     cr_assert_eq(tg_st_save(path, 2, names, ts, 1, meta), 0, "%s", tg_last_error());
     const char *json = "{\"__metadata__\":{\"k\":\"v\\n\"},"
                        "\"a\\\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
@@ -270,8 +228,8 @@ ST_TEST(save_writes_expected_bytes) {
     tg_release(a); tg_release(s);
 }
 
-ST_TEST(save_overwrites_existing_file) {
-    const char *path = tmp_path("w.safetensors");
+TH_TEST(safetensors, save_overwrites_existing_file, th_quiet_check) {
+    const char *path = th_path_in("w.safetensors");
     tg_tensor *a = tg_zeros(TG_F32, TG_SHAPE(3)), *b = tg_ones(TG_F64, TG_SHAPE(2, 2));
     const char *na[] = {"a"}, *nb[] = {"b"};
     cr_assert_eq(tg_st_save(path, 1, na, &a, 0, NULL), 0);
@@ -285,13 +243,13 @@ ST_TEST(save_overwrites_existing_file) {
     tg_release(a); tg_release(b);
 }
 
-ST_TEST(save_writes_through_links_and_into_devices_never_replacing_them) {
+TH_TEST(safetensors, save_writes_through_links_and_into_devices_never_replacing_them, th_quiet_check) {
     tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(3));
     const char *na[] = {"a"};
     /* a symbolic link: the target gets the data, the link stays a link */
     char target[256], link[256];
-    snprintf(target, sizeof target, "%s", tmp_path("target.safetensors"));
-    snprintf(link, sizeof link, "%s", tmp_path("link.safetensors"));
+    snprintf(target, sizeof target, "%s", th_path_in("target.safetensors"));
+    snprintf(link, sizeof link, "%s", th_path_in("link.safetensors"));
     FILE *f0 = fopen(target, "w");
     cr_assert_not_null(f0);
     fclose(f0);
@@ -307,12 +265,12 @@ ST_TEST(save_writes_through_links_and_into_devices_never_replacing_them) {
     cr_expect_eq(stray_files(NULL), 2, "a temporary was left behind");
     /* a dangling link and a directory are errors, leaving nothing behind */
     char dangling[256];
-    snprintf(dangling, sizeof dangling, "%s", tmp_path("dangling.safetensors"));
+    snprintf(dangling, sizeof dangling, "%s", th_path_in("dangling.safetensors"));
     cr_assert_eq(symlink("/nonexistent-dir-tg/x", dangling), 0);
     cr_expect_eq(tg_st_save(dangling, 1, na, &a, 0, NULL), -1);
     cr_expect(strstr(tg_last_error(), "symbolic link to a missing file") != NULL, "%s", tg_last_error());
     tg_clear_error();
-    cr_expect_eq(tg_st_save(g_dir, 1, na, &a, 0, NULL), -1);
+    cr_expect_eq(tg_st_save(th_dir(), 1, na, &a, 0, NULL), -1);
     cr_expect(strstr(tg_last_error(), "is a directory") != NULL, "%s", tg_last_error());
     tg_clear_error();
     cr_expect_eq(stray_files(NULL), 3);
@@ -334,7 +292,7 @@ ST_TEST(save_writes_through_links_and_into_devices_never_replacing_them) {
 
 /* ---- reading hand-written headers --------------------------------------------------------------- */
 
-ST_TEST(parse_accepts_valid_json_variants) {
+TH_TEST(safetensors, parse_accepts_valid_json_variants, th_quiet_check) {
     /* whitespace everywhere, keys in any order, metadata in the middle, escapes (\u00e9 = é, surrogate
      * pair = U+1F600), tensor order = header order (not offset order), zero-size tensors sharing an
      * offset, trailing padding of all JSON whitespace kinds. */
@@ -488,7 +446,7 @@ static const bad_case k_bad[] = {
      "tensor 'a\\x01': dtype F16 is not supported"},
 };
 
-ST_TEST(parse_rejects_malformed_files) {
+TH_TEST(safetensors, parse_rejects_malformed_files, th_quiet_check) {
     int n = (int)(sizeof k_bad / sizeof *k_bad);
     cr_assert_geq(n, 25);
     for (int i = 0; i < n; i++) {
@@ -522,7 +480,7 @@ ST_TEST(parse_rejects_malformed_files) {
 }
 
 /* The limit applies before anything is read: the buffer is not even touched beyond the length. */
-ST_TEST(parse_rejects_huge_header_length) {
+TH_TEST(safetensors, parse_rejects_huge_header_length, th_quiet_check) {
     size_t size = 100000000 + 64;
     unsigned char *b = malloc(size);
     cr_assert_not_null(b);
@@ -535,11 +493,11 @@ ST_TEST(parse_rejects_huge_header_length) {
 }
 
 /* Every strict prefix of a valid file is rejected (and none leaks or crashes). */
-ST_TEST(parse_rejects_every_truncation) {
+TH_TEST(safetensors, parse_rejects_every_truncation, th_quiet_check) {
     tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(2, 2)), *s = tg_scalar(TG_F64, 3);
     const char *names[] = {"a", "s"}, *meta[] = {"k", "v"};
     tg_tensor *ts[] = {a, s};
-    const char *path = tmp_path("t.safetensors");
+    const char *path = th_path_in("t.safetensors");
     cr_assert_eq(tg_st_save(path, 2, names, ts, 1, meta), 0);
     size_t size;
     unsigned char *raw = read_file(path, &size);
@@ -564,22 +522,22 @@ ST_TEST(parse_rejects_every_truncation) {
     tg_release(a); tg_release(s);
 }
 
-ST_TEST(load_reports_file_errors) {
-    const char *missing = tmp_path("missing.safetensors");
+TH_TEST(safetensors, load_reports_file_errors, th_quiet_check) {
+    const char *missing = th_path_in("missing.safetensors");
     cr_assert_null(tg_st_load(missing));
     cr_assert(strstr(tg_last_error(), "missing.safetensors: cannot open: No such file") != NULL, "%s", tg_last_error());
     tg_clear_error();
-    cr_assert_null(tg_st_load(g_dir));
+    cr_assert_null(tg_st_load(th_dir()));
     cr_assert(strstr(tg_last_error(), "not a regular file") != NULL, "%s", tg_last_error());
     tg_clear_error();
-    const char *empty = tmp_path("empty.safetensors");
+    const char *empty = th_path_in("empty.safetensors");
     fclose(fopen(empty, "wb"));
     cr_assert_null(tg_st_load(empty));
     cr_assert(strstr(tg_last_error(), "empty.safetensors: file is 0 bytes, shorter than the 8-byte header length") != NULL,
               "%s", tg_last_error());
     tg_clear_error();
     /* a bad header names the file and the tensor */
-    const char *bad = tmp_path("case.safetensors");
+    const char *bad = th_path_in("case.safetensors");
     size_t size;
     unsigned char *b = build(SPAN_MISMATCH, strlen(SPAN_MISMATCH), 20, &size);
     FILE *out = fopen(bad, "wb");
@@ -597,8 +555,8 @@ ST_TEST(load_reports_file_errors) {
 
 /* ---- save argument errors ------------------------------------------------------------------------ */
 
-ST_TEST(save_rejects_bad_arguments) {
-    const char *path = tmp_path("out.safetensors");
+TH_TEST(safetensors, save_rejects_bad_arguments, th_quiet_check) {
+    const char *path = th_path_in("out.safetensors");
     tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(2)), *b = tg_zeros(TG_F64, TG_SHAPE(1));
     tg_tensor *dead = tg_ones(TG_F32, TG_SHAPE(1));
     tg_release(dead); /* headers are pooled, so a released one is still readable (magic == dead) */
@@ -658,7 +616,7 @@ ST_TEST(save_rejects_bad_arguments) {
 
 /* ---- conformance fixture written by PyTorch tooling ----------------------------------------------- */
 
-ST_TEST(load_conformance_case) {
+TH_TEST(safetensors, load_conformance_case, th_quiet_check) {
     tg_st_file *f = tg_st_load(CASE_0002);
     cr_assert_not_null(f, "%s (TG_TEST_DATA_DIR = %s)", tg_last_error(), TG_TEST_DATA_DIR);
     static const char *const order[] = {"x", "h0", "c0", "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
@@ -703,7 +661,7 @@ ST_TEST(load_conformance_case) {
 }
 
 /* The reference file's header is padded with spaces by its writer. */
-ST_TEST(load_conformance_ref_with_padding) {
+TH_TEST(safetensors, load_conformance_ref_with_padding, th_quiet_check) {
     tg_st_file *f = tg_st_load(REF_0002);
     cr_assert_not_null(f, "%s", tg_last_error());
     char b[64];
@@ -714,7 +672,7 @@ ST_TEST(load_conformance_ref_with_padding) {
 }
 
 /* Every fixture in the conformance directory loads (F32 and F64 cases, all four cells). */
-ST_TEST(load_all_conformance_files) {
+TH_TEST(safetensors, load_all_conformance_files, th_quiet_check) {
     DIR *d = opendir(TG_TEST_DATA_DIR "/conformance");
     cr_assert_not_null(d, "no directory %s/conformance", TG_TEST_DATA_DIR);
     int loaded = 0;
