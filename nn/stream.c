@@ -27,6 +27,7 @@ struct tg_rnn_stream {
     tg_tensor **view;                                 /* [L·S] views [B, H] of state[s] layer k, at k·S + s */
     tg_tensor *out;                                   /* [B, O] or [B, H], owned */
     int64_t steps;
+    double zoneout[TG_CELL_MAX_STATES];               /* evaluation zoneout per state (0: off) */
 };
 
 void tg_rnn_stream_free(tg_rnn_stream *s) {
@@ -84,6 +85,19 @@ tg_tensor *tg_rnn_stream_state(const tg_rnn_stream *s, int state) {
 
 int64_t tg_rnn_stream_steps(const tg_rnn_stream *s) { return s ? s->steps : 0; }
 
+static int warm_up(tg_rnn_stream *s);
+
+int tg_rnn_stream_set_zoneout(tg_rnn_stream *s, double zoneout_h, double zoneout_c) {
+    if (!s || !(zoneout_h >= 0 && zoneout_h <= 1 && zoneout_c >= 0 && zoneout_c <= 1)) {
+        if (!s) tg_error("tg_rnn_stream_set_zoneout", "stream is NULL");
+        else tg_error("tg_rnn_stream_set_zoneout", "zoneout_h %g, zoneout_c %g: each must be in [0, 1]", zoneout_h, zoneout_c);
+        return -1;
+    }
+    s->zoneout[0] = zoneout_h;
+    if (s->S > 1) s->zoneout[1] = zoneout_c;
+    return warm_up(s);
+}
+
 /* The step proper, on the tape (no-grad); the caller resets the tape. Returns the output (tape-owned). */
 static const tg_tensor *step_layers(tg_rnn_stream *s, const tg_tensor *x_t) {
     const tg_rnn *m = s->m;
@@ -108,6 +122,11 @@ static const tg_tensor *step_layers(tg_rnn_stream *s, const tg_tensor *x_t) {
                          (long long)s->B, (long long)m->hidden_size);
                 return NULL;
             }
+        /* zoneout in evaluation, as the runner's: s' = z s + (1 - z) s~ (the zoned h is the output too) */
+        for (int st = 0; st < s->S; st++)
+            if (s->zoneout[st] > 0 &&
+                !(next[st] = tg_add(tg_mul_scalar(state[st], s->zoneout[st]), tg_mul_scalar(next[st], 1.0 - s->zoneout[st]))))
+                return NULL;
         for (int st = 0; st < s->S; st++)
             if (tg_copy_(state[st], next[st])) return NULL;
         in = next[0];
@@ -141,6 +160,14 @@ const tg_tensor *tg_rnn_stream_step(tg_rnn_stream *s, const tg_tensor *x_t) {
     if (rc) return NULL;
     s->steps++;
     return s->out;
+}
+
+/* One step on zeros fills this thread's pools with what a step needs, then every row starts over. */
+static int warm_up(tg_rnn_stream *s) {
+    tg_tensor *x0 = tg_zeros(s->m->dtype, TG_SHAPE(s->B, s->m->input_size));
+    bool ok = x0 && reset_rows(s, 0, s->B) == 0 && tg_rnn_stream_step(s, x0) != NULL && tg_rnn_stream_reset(s) == 0;
+    tg_release(x0);
+    return ok ? 0 : -1;
 }
 
 tg_rnn_stream *tg_rnn_stream_new(const tg_rnn *m, const tg_linear_layer *head, int64_t B) {
@@ -179,12 +206,7 @@ tg_rnn_stream *tg_rnn_stream_new(const tg_rnn *m, const tg_linear_layer *head, i
         for (int k = 0; k < s->L; k++)
             if (!(s->view[k * s->S + st] = tg_view_at(s->state[st], k))) goto fail;
     }
-    /* one warm-up step on zeros fills this thread's pools with what a step needs, then the real start */
-    tg_tensor *x0 = tg_zeros(m->dtype, TG_SHAPE(B, m->input_size));
-    if (!x0) goto fail;
-    bool ok = reset_rows(s, 0, B) == 0 && tg_rnn_stream_step(s, x0) != NULL && tg_rnn_stream_reset(s) == 0;
-    tg_release(x0);
-    if (!ok) goto fail;
+    if (warm_up(s)) goto fail;
     return s;
 fail:
     if (!tg_error_pending()) tg_error(fn, "out of memory for B = %lld, H = %lld", (long long)B, (long long)H);

@@ -19,6 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "tools/datatask.h"
+#include "tools/tasks.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define COUNT_MALLOC 0
@@ -50,6 +54,18 @@ int posix_memalign(void **out, size_t al, size_t n) {
     return *out ? 0 : 12;
 }
 void free(void *p) { __libc_free(p); }
+
+/* The interposed counter counts only where this executable's malloc is the one called: valgrind
+ * replaces malloc everywhere (its preload is in LD_PRELOAD); AddressSanitizer does at build time. */
+static bool counter_works(void) {
+    const char *pre = getenv("LD_PRELOAD");
+    return !(pre && strstr(pre, "vgpreload"));
+}
+#define COUNTED(n, ...) do { g_mallocs = 0; g_counting = true; __VA_ARGS__; g_counting = false; (n) = g_mallocs; } while (0)
+#define SKIP_UNLESS_COUNTING() \
+    do { if (!counter_works()) cr_skip_test("malloc is valgrind's here (its LD_PRELOAD): allocations not counted"); } while (0)
+#else
+#define SKIP_UNLESS_COUNTING() cr_skip_test("malloc is AddressSanitizer's here: allocations not counted")
 #endif
 
 #define CELLS_DIR TG_TEST_DATA_DIR "/../../docs/cells"
@@ -202,6 +218,7 @@ Test(stream, reset_and_per_row_reset) {
 }
 
 Test(stream, no_allocation_after_creation) {
+    SKIP_UNLESS_COUNTING();
 #if COUNT_MALLOC
     /* the counter does count: a tensor of a size never made before is seen */
     g_mallocs = 0;
@@ -234,8 +251,6 @@ Test(stream, no_allocation_after_creation) {
         tg_rnn_free(m);
     }
     tg_cell_def_free(janet);
-#else
-    cr_skip_test("malloc is AddressSanitizer's here");
 #endif
 }
 
@@ -285,4 +300,251 @@ Test(stream, bad_use_gets_messages) {
     tg_release(w);
     tg_rnn_free(m);
     cr_assert_eq(tg_live_tensors(), live, "tensors leaked");
+}
+
+/* ---- the commands' streams: tg_model_stream_new, `tapegrad sample` and `predict` (tools/) -------- */
+
+/* A tg_model (2 layers, zoneout: the stream must apply its expectation) of I inputs, O outputs. */
+static tg_model *small_model(const char *cell, int64_t I, int64_t O, tg_dtype dtype, double zoneout) {
+    char err[256];
+    tg_model_config cfg = {.input_size = I, .hidden_size = 8, .output_size = O, .layers = 2, .dtype = dtype,
+                           .zoneout = zoneout};
+    snprintf(cfg.cell, sizeof cfg.cell, "%s", cell);
+    tg_model *m = tg_model_new(&cfg, 3, err, sizeof err);
+    cr_assert_not_null(m, "%s", err);
+    return m;
+}
+
+Test(stream, model_stream_equals_the_evaluation_forward_with_zoneout) {
+    long live = tg_live_tensors();
+    const char *cells[] = {"lstm", "gru", "rnn_tanh"};
+    for (int c = 0; c < 3; c++)
+        for (int f = 0; f < 2; f++) {
+            tg_dtype dt = f ? TG_F32 : TG_F64;
+            int64_t T = 6, B = 3, I = 4, O = 3;
+            tg_model *m = small_model(cells[c], I, O, dt, 0.3);
+            tg_tensor *x = th_rand(7, TG_SHAPE(T, B, I), -1, 1), *xd = tg_to_dtype(x, dt);
+            tg_no_grad_begin();
+            tg_tensor *ref = tg_copy(tg_model_forward(m, xd, true, NULL, NULL)); /* [T·B, O] */
+            tg_no_grad_end();
+            tg_tape_reset();
+            tg_rnn_stream *st = tg_model_stream_new(m, B), *plain = tg_rnn_stream_new(m->rnn, m->head, B);
+            cr_assert(st && plain, "%s", tg_last_error());
+            double worst = 0, without = 0;
+            for (int64_t t = 0; t < T; t++) {
+                tg_tensor *xt = row_at(xd, t), *want = tg_view_range(ref, t * B, (t + 1) * B);
+                worst = fmax(worst, th_scaled_diff(tg_rnn_stream_step(st, xt), want));
+                without = fmax(without, th_scaled_diff(tg_rnn_stream_step(plain, xt), want));
+                tg_release(xt);
+                tg_release(want);
+            }
+            cr_expect_leq(worst, f ? 1e-6 : 1e-12, "%s %s: %g", cells[c], tg_dtype_name(dt), worst);
+            cr_expect_gt(without, 1e-3, "%s: without zoneout the stream must differ (%g)", cells[c], without);
+            tg_rnn_stream_free(st);
+            tg_rnn_stream_free(plain);
+            tg_release(ref);
+            tg_release(x);
+            tg_release(xd);
+            tg_model_free(m);
+        }
+    th_record_errors();
+    cr_expect_null(tg_model_stream_new(NULL, 1));
+    cr_expect(strstr(th_last_message(), "model is NULL"), "%s", th_last_message());
+    tg_model *m = small_model("gru", 2, 2, TG_F64, 0);
+    tg_rnn_stream *st = tg_model_stream_new(m, 1);
+    th_reset_errors();
+    cr_expect_eq(tg_rnn_stream_set_zoneout(st, 1.5, 0), -1);
+    cr_expect(strstr(th_last_message(), "zoneout_h 1.5, zoneout_c 0: each must be in [0, 1]"), "%s", th_last_message());
+    tg_rnn_stream_free(st);
+    tg_model_free(m);
+    cr_assert_eq(tg_live_tensors(), live, "tensors leaked");
+}
+
+/* `tapegrad sample` before it streamed: the whole prime through tg_model_forward, then one character
+ * per forward with the state carried (tg_rnn_carry), the tape reset after each. */
+static void sample_with_the_runner(const tg_model *m, const unsigned char *vocab, int V, const char *prime,
+                                   int length, double temperature, uint64_t seed, char *out) {
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    tg_rnn_carry carry = {0};
+    size_t np = strlen(prime), used = 0;
+    double *x = calloc(np * (size_t)V, sizeof *x), prob[64];
+    for (size_t k = 0; k < np; k++) {
+        x[k * (size_t)V + (size_t)((const unsigned char *)memchr(vocab, prime[k], (size_t)V) - vocab)] = 1;
+        out[used++] = prime[k];
+    }
+    int64_t steps = (int64_t)np;
+    for (int c = 0; c < length; c++) {
+        tg_no_grad_begin();
+        tg_tensor *xt = tg_from_f64(m->cfg.dtype, TG_SHAPE(steps, 1, V), x);
+        tg_tensor *logits = tg_model_forward(m, xt, true, &carry, NULL);
+        cr_assert_not_null(logits, "%s", tg_last_error());
+        double mx = -INFINITY, sum = 0;
+        for (int k = 0; k < V; k++) mx = fmax(mx, prob[k] = tg_get(logits, (steps - 1) * V + k) / temperature);
+        for (int k = 0; k < V; k++) sum += (prob[k] = exp(prob[k] - mx));
+        double u = tg_rng_uniform(&rng) * sum;
+        int pick = V - 1;
+        for (int k = 0; k < V; k++) {
+            if (u < prob[k]) { pick = k; break; }
+            u -= prob[k];
+        }
+        out[used++] = (char)vocab[pick];
+        memset(x, 0, (size_t)V * sizeof *x);
+        x[pick] = 1;
+        steps = 1;
+        tg_release(xt);
+        tg_no_grad_end();
+        tg_tape_reset();
+    }
+    out[used] = 0;
+    tg_rnn_carry_clear(&carry);
+    free(x);
+}
+
+
+Test(stream, sample_streams_the_runners_text) {
+    long live = tg_live_tensors();
+    const unsigned char vocab[] = "\n .Tabcdeghilmnorstw";
+    int V = (int)sizeof vocab - 1;
+    for (int f = 0; f < 2; f++) {
+        tg_model *m = small_model(f ? "lstm" : "gru", V, V, f ? TG_F32 : TG_F64, 0.1);
+        for (int len = 40; len <= 400; len *= 10) {
+            char got[512], want[512];
+            cr_assert_eq(charlm_sample(m, vocab, V, "The cat", len, 0.8, 3, got, sizeof got), 0, "%s", tg_last_error());
+            sample_with_the_runner(m, vocab, V, "The cat", len, 0.8, 3, want);
+            cr_expect_str_eq(got, want, "%s: the streamed sample differs from the runner's", m->cfg.cell);
+        }
+        tg_model_free(m);
+    }
+    cr_assert_eq(tg_live_tensors(), live, "tensors leaked");
+}
+
+Test(stream, sample_allocates_nothing_per_character) {
+    SKIP_UNLESS_COUNTING();
+#if COUNT_MALLOC
+    const unsigned char vocab[] = "\n .Tabcdeghilmnorstw";
+    int V = (int)sizeof vocab - 1;
+    tg_model *m = small_model("lstm", V, V, TG_F32, 0.1);
+    char *buf = malloc(4096);
+    long short_run, long_run, runner_short, runner_long;
+    /* after one run has filled the pools, the allocations are those of setting the stream up: as many
+     * for 2000 characters as for 20 (the taped runner's grow with the length: the check can fail) */
+    charlm_sample(m, vocab, V, "The", 20, 0.8, 1, buf, 4096);
+    COUNTED(short_run, charlm_sample(m, vocab, V, "The", 20, 0.8, 1, buf, 4096));
+    COUNTED(long_run, charlm_sample(m, vocab, V, "The", 2000, 0.8, 1, buf, 4096));
+    cr_expect_eq(long_run, short_run, "%ld allocations for 2000 characters, %ld for 20", long_run, short_run);
+    cr_expect_gt(short_run, 0, "the counter saw the stream's set-up");
+    sample_with_the_runner(m, vocab, V, "The", 20, 0.8, 1, buf);
+    COUNTED(runner_short, sample_with_the_runner(m, vocab, V, "The", 20, 0.8, 1, buf));
+    COUNTED(runner_long, sample_with_the_runner(m, vocab, V, "The", 2000, 0.8, 1, buf));
+    cr_expect_gt(runner_long, runner_short + 1000, "the runner: %ld allocations for 2000, %ld for 20", runner_long, runner_short);
+    free(buf);
+    tg_model_free(m);
+#endif
+}
+
+/* N sequences of lengths 3 + (n·7 mod span) as CSV (seq,a,b,label): label = n mod 2 at every row;
+ * half of them validate (data_src's split). */
+static void write_ragged_csv(const char *path, int N, int span) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fprintf(f, "seq,a,b,label\n");
+    tg_rng rng;
+    tg_rng_seed(&rng, 11);
+    for (int n = 0; n < N; n++)
+        for (int t = 0; t < 3 + (n * 7) % span; t++)
+            fprintf(f, "%d,%.6f,%.6f,%d\n", n, tg_rng_uniform(&rng) + 0.3 * (n % 2), tg_rng_uniform(&rng), n % 2);
+    cr_assert_eq(fclose(f), 0);
+}
+
+static data_src *ragged_src(const char *path, const char *target, tg_dtype dtype) {
+    char err[256];
+    data_src *d = data_src_new(&(data_opts){.path = path, .target = target, .seq_column = "seq", .label_column = "label",
+                                            .val = 0.5, .classes = 2, .dtype = dtype, .seed = 1},
+                               err, sizeof err);
+    cr_assert_not_null(d, "%s", err);
+    return d;
+}
+
+Test(stream, predict_streams_ragged_sequences_like_the_runner) {
+    long live = tg_live_tensors();
+    char path[64], path_long[64];
+    snprintf(path, sizeof path, "/tmp/tg_stream_%d.csv", (int)getpid());
+    snprintf(path_long, sizeof path_long, "/tmp/tg_stream_long_%d.csv", (int)getpid());
+    write_ragged_csv(path, 40, 15);
+    write_ragged_csv(path_long, 40, 600);
+    const char *targets[] = {"class", "tag"};
+    for (int k = 0; k < 4; k++) {
+        tg_dtype dt = k % 2 ? TG_F32 : TG_F64;
+        bool every = k >= 2;
+        tg_model *m = small_model("lstm", 2, 2, dt, 0.2);
+        data_src *d = ragged_src(path, targets[every], dt);
+        char err[256];
+        data_pred o;
+        cr_assert_eq(data_predict(d, m, DATA_VAL, &o, err, sizeof err), 0, "%s", err);
+        /* reference: the runner over the padded batch, each sequence's last step (or every real step) */
+        const tg_dataset *ds = data_part_set(d, DATA_VAL);
+        int64_t N = tg_dataset_size(ds), idx[64];
+        cr_assert(N >= 15 && N <= 25, "%lld validation sequences", (long long)N);
+        for (int64_t n = 0; n < N; n++) idx[n] = n;
+        tg_batch bb = {0};
+        cr_assert_eq(tg_batch_make(ds, idx, N, dt, &bb, err, sizeof err), 0, "%s", err);
+        tg_no_grad_begin();
+        tg_tensor *ref = tg_copy(tg_model_forward_len(m, bb.x, bb.lengths, every, NULL, NULL));
+        tg_no_grad_end();
+        tg_tape_reset();
+        double worst = 0, scale = 1;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t t = 0; t < (every ? bb.lengths[n] : 1); t++)
+                for (int64_t j = 0; j < 2; j++) {
+                    double want = tg_get(ref, ((every ? t * N : 0) + n) * 2 + j);
+                    worst = fmax(worst, fabs(o.v[(o.offset[n] + t) * 2 + j] - want));
+                    scale = fmax(scale, fabs(want));
+                }
+        cr_expect_leq(worst / scale, dt == TG_F64 ? 1e-12 : 1e-6, "%s %s: %g", targets[every], tg_dtype_name(dt), worst);
+        int64_t rows = 0;
+        for (int64_t n = 0; n < N; n++) rows += every ? bb.lengths[n] : 1;
+        cr_expect_eq(o.offset[N], rows);
+        tg_release(ref);
+        tg_batch_clear(&bb);
+        data_pred_clear(&o);
+        data_src_free(d);
+        tg_model_free(m);
+    }
+    remove(path);
+    remove(path_long);
+    cr_assert_eq(tg_live_tensors(), live, "tensors leaked");
+}
+
+Test(stream, predict_allocates_nothing_per_step) {
+    SKIP_UNLESS_COUNTING();
+#if COUNT_MALLOC
+    char path[64], path_long[64], err[256];
+    snprintf(path, sizeof path, "/tmp/tg_stream_short_%d.csv", (int)getpid());
+    snprintf(path_long, sizeof path_long, "/tmp/tg_stream_long_%d.csv", (int)getpid());
+    write_ragged_csv(path, 40, 15);
+    write_ragged_csv(path_long, 40, 600); /* n·7 mod 600 for n < 40: up to 276 steps */
+    const char *targets[] = {"class", "tag"};
+    for (int every = 0; every < 2; every++) {
+        tg_model *m = small_model("lstm", 2, 2, TG_F32, 0.2);
+        data_src *d = ragged_src(path, targets[every], TG_F32), *dl = ragged_src(path_long, targets[every], TG_F32);
+        data_pred o;
+        long short_run, long_run;
+        /* sequences of up to 17 steps, then up to 276: the allocations do not grow with the length (the
+         * taped runner's do: 1672 then 23580 for class, 1044 then 14798 for tag, measured; the pools start empty) */
+        tg_pool_trim();
+        COUNTED(short_run, data_predict(d, m, DATA_VAL, &o, err, sizeof err));
+        data_pred_clear(&o);
+        COUNTED(long_run, data_predict(dl, m, DATA_VAL, &o, err, sizeof err));
+        data_pred_clear(&o);
+        cr_expect_leq(long_run, short_run, "%s: %ld allocations for sequences up to 276 steps, %ld up to 17",
+                      targets[every], long_run, short_run);
+        cr_expect_gt(short_run, 0, "the counter saw the set-up");
+        data_src_free(dl);
+        data_src_free(d);
+        tg_model_free(m);
+    }
+    remove(path);
+    remove(path_long);
+#endif
 }

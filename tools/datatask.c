@@ -609,6 +609,35 @@ void data_pred_clear(data_pred *o) {
     memset(o, 0, sizeof *o);
 }
 
+/* Runs the model over one chunk of B padded sequences (bb.x [T,B,I], bb.lengths) through a stream of
+ * B rows, one step at a time, without the tape; keeps each row's output at every step of its sequence
+ * (every) or at its own last step (then the row starts over), target units. Returns 0 or -1 (tg_error). */
+static int stream_chunk(const data_src *d, const tg_model *m, const tg_batch *bb, int64_t start, bool every, data_pred *out) {
+    int64_t T = tg_dim(bb->x, 0), B = tg_dim(bb->x, 1), W = out->width;
+    tg_rnn_stream *s = tg_model_stream_new(m, B);
+    int rc = s ? 0 : -1;
+    for (int64_t t = 0; t < T && rc == 0; t++) {
+        tg_tensor *xt = tg_view_at(bb->x, t);
+        const tg_tensor *y = xt ? tg_rnn_stream_step(s, xt) : NULL; /* [B, W] */
+        tg_release(xt);
+        if (!y) { rc = -1; break; }
+        for (int64_t k = 0; k < B && rc == 0; k++) {
+            int64_t n = start + k, len = bb->lengths ? bb->lengths[k] : T;
+            if (every && t < len) {
+                for (int64_t j = 0; j < W; j++) out->v[(out->offset[n] + t) * W + j] = tg_get(y, k * W + j);
+            } else if (!every && t == len - 1) {
+                for (int64_t j = 0; j < W; j++) {
+                    double v = tg_get(y, k * W + j);
+                    out->v[n * W + j] = d->def->loss == TASK_LOSS_CE ? v : v * d->ynorm.std[j] + d->ynorm.mean[j];
+                }
+                rc = tg_rnn_stream_reset_row(s, k); /* padding after its end: keep the row bounded */
+            }
+        }
+    }
+    tg_rnn_stream_free(s);
+    return rc;
+}
+
 int data_predict(const data_src *d, const tg_model *m, data_part part, data_pred *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     const tg_dataset *ds = d->part[part];
@@ -630,31 +659,11 @@ int data_predict(const data_src *d, const tg_model *m, data_part part, data_pred
         for (int64_t k = 0; k < B; k++) idx[k] = start + k;
         tg_batch bb = {0};
         if (tg_batch_make(ds, idx, B, d->dtype, &bb, err, errlen)) { rc = -1; break; }
-        tg_no_grad_begin();
-        tg_tensor *pred = tg_model_forward_len(m, bb.x, bb.lengths, every, NULL, NULL);
-        tg_tensor *p = pred ? tg_to_dtype(pred, TG_F64) : NULL;
-        if (!p) {
+        if (stream_chunk(d, m, &bb, start, every, out)) {
             snprintf(err, errlen, "the model failed on the data: %s", tg_error_pending() ? tg_last_error() : "?");
             tg_clear_error();
             rc = -1;
-        } else {
-            const double *v = tg_f64(p);
-            for (int64_t k = 0; k < B; k++) {
-                int64_t n = start + k;
-                if (every) {
-                    for (int64_t t = 0; t < bb.lengths[k]; t++)
-                        memcpy(out->v + (out->offset[n] + t) * W, v + (t * B + k) * W, (size_t)W * sizeof *v);
-                } else if (d->def->loss == TASK_LOSS_CE) {
-                    memcpy(out->v + n * W, v + k * W, (size_t)W * sizeof *v);
-                } else {
-                    for (int64_t j = 0; j < W; j++)
-                        out->v[n * W + j] = v[k * W + j] * d->ynorm.std[j] + d->ynorm.mean[j];
-                }
-            }
         }
-        tg_release(p);
-        tg_no_grad_end();
-        tg_tape_reset();
         tg_batch_clear(&bb);
     }
     free(idx);

@@ -85,7 +85,8 @@ int data_batcher_restore(data_src *d, int64_t B, const char *state, char *err, s
  * metric's sum over the batch (correct answers, or squared errors in data units), *den += its count. */
 void data_batch_score(const data_src *d, const tg_tensor *pred, const task_batch *b, double *num, double *den);
 
-/* The model's outputs for every sequence of a part, computed without a tape in chunks of 256:
+/* The model's outputs for every sequence of a part, computed without a tape in chunks of 256 (each
+ * chunk streamed one step at a time through tg_model_stream_new: no allocation per step):
  * class C logits; tag T_n rows of C logits; value / next O values in data units. */
 typedef struct data_pred {
     int64_t n, width;        /* sequences, values per row */

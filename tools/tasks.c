@@ -552,47 +552,42 @@ int charlm_sample(const tg_model *m, const unsigned char *vocab, int V, const ch
         if (index[(unsigned char)prime[k]] < 0) return -1;
     tg_rng rng;
     tg_rng_seed(&rng, seed);
-    tg_rnn_carry carry = {0};
     size_t used = 0;
-    int rc = 0;
-    double *x = calloc(np * (size_t)V, sizeof *x), *prob = malloc((size_t)V * sizeof *prob);
-    if (!x || !prob) rc = -1;
+    /* one row streamed one character at a time (no tape): the prime, then each pick fed back */
+    tg_rnn_stream *st = tg_model_stream_new(m, 1);
+    tg_tensor *x = tg_zeros(m->cfg.dtype, TG_SHAPE(1, V));
+    double *prob = malloc((size_t)V * sizeof *prob);
+    const tg_tensor *logits = NULL; /* [1, V] */
+    int rc = st && x && prob ? 0 : -1;
     for (size_t k = 0; k < np && !rc; k++) {
-        x[k * (size_t)V + (size_t)index[(unsigned char)prime[k]]] = 1;
+        tg_fill_(x, 0);
+        tg_set(x, index[(unsigned char)prime[k]], 1);
+        if (!(logits = tg_rnn_stream_step(st, x))) rc = -1;
         if (used + 1 < size) out[used++] = prime[k];
     }
-    int64_t steps = (int64_t)np;
     for (int c = 0; c < length && !rc; c++) {
-        tg_no_grad_begin();
-        tg_tensor *xt = tg_from_f64(m->cfg.dtype, TG_SHAPE(steps, 1, V), x);
-        tg_tensor *logits = xt ? tg_model_forward(m, xt, true, &carry, NULL) : NULL; /* [steps, V] */
-        if (logits) {
-            double mx = -INFINITY, sum = 0;
-            for (int k = 0; k < V; k++) {
-                prob[k] = tg_get(logits, (steps - 1) * V + k) / temperature;
-                mx = prob[k] > mx ? prob[k] : mx;
-            }
-            for (int k = 0; k < V; k++) sum += (prob[k] = exp(prob[k] - mx));
-            double u = tg_rng_uniform(&rng) * sum;
-            int pick = V - 1;
-            for (int k = 0; k < V; k++) {
-                if (u < prob[k]) { pick = k; break; }
-                u -= prob[k];
-            }
-            if (used + 1 < size) out[used++] = (char)vocab[pick];
-            memset(x, 0, (size_t)V * sizeof *x);
-            x[pick] = 1;
-            steps = 1;
-        } else {
-            rc = -1;
+        double mx = -INFINITY, sum = 0;
+        for (int k = 0; k < V; k++) {
+            prob[k] = tg_get(logits, k) / temperature;
+            mx = prob[k] > mx ? prob[k] : mx;
         }
-        tg_release(xt);
-        tg_no_grad_end();
-        tg_tape_reset();
+        for (int k = 0; k < V; k++) sum += (prob[k] = exp(prob[k] - mx));
+        double u = tg_rng_uniform(&rng) * sum;
+        int pick = V - 1;
+        for (int k = 0; k < V; k++) {
+            if (u < prob[k]) { pick = k; break; }
+            u -= prob[k];
+        }
+        if (used + 1 < size) out[used++] = (char)vocab[pick];
+        if (c + 1 < length) {
+            tg_fill_(x, 0);
+            tg_set(x, pick, 1);
+            if (!(logits = tg_rnn_stream_step(st, x))) rc = -1;
+        }
     }
     if (size) out[used < size ? used : size - 1] = 0;
-    tg_rnn_carry_clear(&carry);
-    free(x);
+    tg_rnn_stream_free(st);
+    tg_release(x);
     free(prob);
     return rc;
 }

@@ -136,7 +136,8 @@ const char *task_error(const task *t);
 /* charlm only: the vocabulary (sorted distinct bytes of the text). NULL for other tasks. */
 const unsigned char *task_vocab(const task *t, int *V);
 /* Samples `length` characters from a character model (input and output size V), after feeding it the
- * prime text (every character must be in vocab). Writes prime + sample to out (NUL-terminated,
+ * prime text (every character must be in vocab), through a one-row tg_model_stream_new (no tape; no
+ * allocation per character). Writes prime + sample to out (NUL-terminated,
  * truncated to size). Returns 0, or -1 (a prime character outside the vocabulary, or an error). */
 int charlm_sample(const tg_model *m, const unsigned char *vocab, int V, const char *prime, int length,
                   double temperature, uint64_t seed, char *out, size_t size);

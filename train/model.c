@@ -154,6 +154,19 @@ tg_tensor *tg_model_forward_len(const tg_model *m, const tg_tensor *x, const int
     return tg_linear_layer_forward(m->head, h);                   /* [T·B,O] or [B,O] */
 }
 
+tg_rnn_stream *tg_model_stream_new(const tg_model *m, int64_t B) {
+    if (!m) {
+        tg_error("tg_model_stream_new", "model is NULL");
+        return NULL;
+    }
+    tg_rnn_stream *s = tg_rnn_stream_new(m->rnn, m->head, B);
+    if (s && m->cfg.zoneout > 0 && tg_rnn_stream_set_zoneout(s, m->cfg.zoneout, m->cfg.zoneout)) {
+        tg_rnn_stream_free(s);
+        return NULL;
+    }
+    return s;
+}
+
 /* ---- checkpoints ---------------------------------------------------------------------------------- */
 
 const char *tg_ckpt_optim_path(const char *path, char *buf, size_t size) {

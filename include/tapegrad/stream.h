@@ -29,7 +29,7 @@
  * Not thread-safe per stream; different streams on different threads are fine.
  *
  * Limits: one direction only (a bidirectional layer needs the future); no dropout or zoneout masks
- * (evaluation). Errors go through tg_error naming the function and the shapes; functions return
+ * (evaluation; zoneout's expectation with tg_rnn_stream_set_zoneout). Errors go through tg_error naming the function and the shapes; functions return
  * NULL / -1.
  */
 #ifndef TAPEGRAD_STREAM_H
@@ -59,6 +59,12 @@ int tg_rnn_stream_reset_row(tg_rnn_stream *s, int64_t b);
  * own tensor: writing it with tg_copy_ sets the state), NULL out of range. */
 tg_tensor *tg_rnn_stream_state(const tg_rnn_stream *s, int state);
 int64_t tg_rnn_stream_steps(const tg_rnn_stream *s); /* steps since creation or the last full reset */
+/* Zoneout as tg_rnn_forward applies it in evaluation (tg_rnn_forward_opts.zoneout_h/_c, train off):
+ * state' = z·state + (1 − z)·new for h (state 0) and c (state 1; ignored by one-state cells). A model
+ * trained with zoneout (tg_model_config.zoneout) streams equal to its evaluation only with this set.
+ * Each in [0, 1]; 0 = off (the default). Like creation it runs one warm-up step and resets every row
+ * (call it before the first step). Returns 0 or -1. */
+int tg_rnn_stream_set_zoneout(tg_rnn_stream *s, double zoneout_h, double zoneout_c);
 
 #ifdef __cplusplus
 }

@@ -37,6 +37,7 @@
 #include <tapegrad/nn.h>
 #include <tapegrad/optim.h>
 #include <tapegrad/safetensors.h>
+#include <tapegrad/stream.h>
 
 typedef struct tg_model_config {
     char cell[48];                 /* registry name, e.g. "lstm" (tg_cell_by_name) */
@@ -78,6 +79,12 @@ tg_tensor *tg_model_forward(const tg_model *m, const tg_tensor *x, bool every_st
  * own last step. returns: tape-owned, NULL after an error. */
 tg_tensor *tg_model_forward_len(const tg_model *m, const tg_tensor *x, const int64_t *lengths, bool every_step,
                                 tg_rnn_carry *carry, tg_rng *train_rng);
+
+/* Streaming inference over the model (<tapegrad/stream.h>): B rows, one time step at a time, no tape;
+ * step t's output [B,O] equals tg_model_forward(m, x, true, NULL, NULL)'s rows of step t (evaluation:
+ * the head on h, zoneout by its expectation, no dropout). returns: new object (tg_rnn_stream_free; m
+ * must outlive it), or NULL after tg_error. */
+tg_rnn_stream *tg_model_stream_new(const tg_model *m, int64_t B);
 
 /* "<stem>.optim.safetensors" for "<stem>.safetensors" (else path + ".optim.safetensors"). returns: buf */
 const char *tg_ckpt_optim_path(const char *path, char *buf, size_t size);
