@@ -17,7 +17,9 @@
  * "__metadata__" first as the Python writer does, padded with spaces to a multiple of 8 bytes), writes
  * to "<path>.tmp.XXXXXX" in the same directory, fsyncs, renames over <path> and fsyncs the directory
  * (so a power loss keeps the old or the new file under the name: tests/test_crashsafe.c). On any failure the
- * temporary file is unlinked and <path> is untouched. A symbolic link is written through (its target
+ * temporary file is unlinked and <path> is untouched. A save holds an exclusive flock on its temporary
+ * until the rename; the next save into <path> removes the temporaries of saves into <path> that were
+ * killed (the kernel drops a dead process's locks), and nothing else (remove_stale_temporaries). A symbolic link is written through (its target
  * is replaced, the link stays); a device or FIFO is written straight into, never replaced.
  *
  * All errors are data errors: reported with tg_error_quiet (never the abort handler), one line, naming
@@ -28,12 +30,14 @@
 
 #include <tapegrad/safetensors.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1054,6 +1058,65 @@ static void sync_parent_dir(const char *path) {
     free(dir);
 }
 
+/* "<base>.tmp.XXXXXX" exactly: the six characters mkstemp puts in place of the X's ([A-Za-z0-9]). */
+static bool is_temporary_of(const char *entry, const char *base, size_t blen) {
+    static const char tag[] = ".tmp.";
+    if (strncmp(entry, base, blen) != 0 || strncmp(entry + blen, tag, sizeof tag - 1) != 0) return false;
+    const char *x = entry + blen + sizeof tag - 1;
+    for (int i = 0; i < 6; i++) {
+        char ch = x[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))) return false;
+    }
+    return x[6] == 0;
+}
+
+/* Removes what killed saves into `path` left behind: entries of its directory named as our temporaries
+ * of the same target (is_temporary_of), regular files of this user that no process holds locked (a live
+ * save holds its lock until the rename; a killed one lost it with its process). Another program's files,
+ * other targets' temporaries, links and directories are left alone. Best effort: errors are ignored. */
+static void remove_stale_temporaries(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    DIR *d = dir ? opendir(dir) : NULL;
+    free(dir);
+    if (!d) return;
+    size_t blen = strlen(base);
+    int dfd = dirfd(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!is_temporary_of(e->d_name, base, blen)) continue;
+        struct stat st, now;
+        if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue; /* never open a device */
+        int fd = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) continue;
+        /* locked by us, and still the file under that name: unlink it while the lock keeps a new save
+         * from taking it (tg_st_save re-checks its temporary's name after taking the lock) */
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            fstatat(dfd, e->d_name, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev)
+            (void)unlinkat(dfd, e->d_name, 0);
+        close(fd);
+    }
+    closedir(d);
+}
+
+/* Creates and locks "<path>.tmp.XXXXXX" (its name in tmp[plen + 12]). Returns the descriptor, or -1 with
+ * errno. A cleaner that locked the new file first (remove_stale_temporaries of a concurrent save) has
+ * unlinked it by the time we hold the lock: then the name no longer leads to our file, and we retry. */
+static int create_locked_temporary(char *tmp, size_t plen) {
+    for (int attempt = 0; attempt < 8; attempt++) {
+        memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+        int fd = mkstemp(tmp);
+        if (fd < 0) return -1;
+        if (flock(fd, LOCK_EX) != 0) return fd; /* a file system without locks: an unlocked temporary */
+        struct stat mine, named;
+        if (fstat(fd, &mine) != 0) return fd;
+        if (stat(tmp, &named) == 0 && mine.st_ino == named.st_ino && mine.st_dev == named.st_dev) return fd;
+        close(fd); /* unlinked under us: take another name */
+    }
+    errno = EEXIST;
+    return -1;
+}
+
 int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *const *tensors, int nmeta,
                const char *const *meta) {
     st_ctx c = {"tg_st_save", path, 0};
@@ -1062,7 +1125,7 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
     const char **sorted = NULL;
     char *tmp = NULL, *resolved = NULL;
     FILE *fp = NULL;
-    int fd = -1, rc = -1;
+    int fd = -1, lock_fd = -1, rc = -1;
     bool created = false; /* tmp exists on disk and must go unless renamed */
 
     /* ---- arguments */
@@ -1087,11 +1150,11 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
     sorted = malloc(((size_t)(n > nmeta ? n : nmeta) + 1) * sizeof *sorted);
     if (!sorted) { st_fail(&c, "out of memory"); return -1; }
     if (n) memcpy(sorted, names, (size_t)n * sizeof *sorted);
-    const char *dup = find_duplicate(sorted, n);
-    if (dup) { st_fail(&c, "duplicate tensor name '%s'", printable(nb, sizeof nb, dup)); goto done; }
+    const char *dupname = find_duplicate(sorted, n);
+    if (dupname) { st_fail(&c, "duplicate tensor name '%s'", printable(nb, sizeof nb, dupname)); goto done; }
     for (int i = 0; i < nmeta; i++) sorted[i] = meta[2 * i];
-    dup = find_duplicate(sorted, nmeta);
-    if (dup) { st_fail(&c, "duplicate metadata key '%s'", printable(nb, sizeof nb, dup)); goto done; }
+    dupname = find_duplicate(sorted, nmeta);
+    if (dupname) { st_fail(&c, "duplicate metadata key '%s'", printable(nb, sizeof nb, dupname)); goto done; }
 
     /* ---- header */
     buf_str(&hb, "{");
@@ -1168,11 +1231,12 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
     tmp = malloc(plen + sizeof ".tmp.XXXXXX");
     if (!tmp) { st_fail(&c, "out of memory"); goto done; }
     memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
     mode_t mode = new_file_mode(path);
-    fd = mkstemp(tmp);
+    remove_stale_temporaries(path);
+    fd = create_locked_temporary(tmp, plen);
     if (fd < 0) { st_fail(&c, "cannot create a temporary file: %s", strerror(errno)); goto done; }
     created = true;
+    lock_fd = dup(fd); /* keeps the lock (one open file) from fclose until after the rename */
     if (fchmod(fd, mode) != 0) { st_fail(&c, "cannot set permissions: %s", strerror(errno)); goto done; }
     fp = fdopen(fd, "wb");
     if (!fp) { st_fail(&c, "cannot open the temporary file: %s", strerror(errno)); goto done; }
@@ -1190,6 +1254,7 @@ done:
     if (fp) fclose(fp);
     if (fd >= 0) close(fd);
     if (created) unlink(tmp);
+    if (lock_fd >= 0) close(lock_fd);
     free(tmp);
     free(resolved);
     free(hb.p);

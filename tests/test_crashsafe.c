@@ -9,7 +9,9 @@
  *     progressed, so it cannot pass by killing an idle process);
  *   - a write that fails half way (a file-size limit, RLIMIT_FSIZE: the kernel's EFBIG as on a full
  *     disk) reports "write failed", leaves the previous file loadable with its old contents and leaves
- *     no temporary behind. /dev/full itself is in tests/test_safetensors.c.
+ *     no temporary behind. /dev/full itself is in tests/test_safetensors.c;
+ *   - the temporary a killed save leaves is removed by the next save into the same file (issue 18.7;
+ *     which names count as ours is in tests/test_safetensors.c).
  * Each test works in its own temporary directory. */
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
@@ -149,4 +151,31 @@ Test(crashsafe, write_failure_keeps_the_previous_file) {
     cr_expect(strstr(msg, "write failed") && strstr(msg, g_path), "%s", msg);
     cr_expect_eq(load_generation(), 7, "the previous file was not kept whole");
     cr_expect_eq(count_files(".tmp.", false), 0, "a temporary file was left behind");
+}
+
+Test(crashsafe, the_next_save_removes_what_a_killed_save_left) {
+    cr_assert_eq(save_generation(0), 0);
+    srand(18);
+    int left = 0, k;
+    for (k = 0; k < 300 && left < 4; k++) {
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+            for (long g = 1;; g++)
+                if (save_generation(g)) _exit(3);
+        }
+        struct timespec ts = {0, (long)(rand() % 20000) * 1000}; /* 0 .. 20 ms */
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        int status;
+        cr_assert_eq(waitpid(pid, &status, 0), pid);
+        int n = count_files(".tmp.", false);
+        if (n == 0) continue; /* killed outside the write */
+        left++;
+        cr_assert_eq(save_generation(1000 + k), 0, "%s", tg_last_error());
+        cr_expect_eq(count_files(".tmp.", false), 0, "kill %d: %d temporaries were still there after the next save", k, n);
+        cr_expect_eq(load_generation(), 1000 + k);
+    }
+    printf("crashsafe: %d of %d kills left a temporary; the next save removed it each time\n", left, k);
+    cr_expect(left >= 2, "only %d of %d kills left a temporary: the test did not test the clean-up", left, k);
 }

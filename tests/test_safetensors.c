@@ -7,6 +7,8 @@
  *   - a hand-written header exercising whitespace, key order, escapes and padding;
  *   - a table of malformed files, each rejected by tg_st_parse with the expected message;
  *   - argument errors of tg_st_save, which leave no file behind and an existing file untouched;
+ *   - a save removes the temporaries that killed saves into the same file left (named exactly
+ *     "<file>.tmp.XXXXXX", regular, not locked by a live save) and nothing else;
  *   - a PyTorch-written conformance case (known values read with Python's struct module:
  *     python3 -c "import struct,json; b=open(F,'rb').read(); n=struct.unpack('<Q',b[:8])[0]; ...").
  * Every test ends with the same check: no tensor leaked (tg_live_tensors back to its starting value) and
@@ -17,9 +19,12 @@
 #include <tapegrad/safetensors.h>
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -241,6 +246,73 @@ TH_TEST(safetensors, save_overwrites_existing_file, th_quiet_check) {
     tg_st_free(f);
     cr_assert_eq(stray_files("w.safetensors"), 0);
     tg_release(a); tg_release(b);
+}
+
+static void touch(const char *name) {
+    FILE *f = fopen(th_path_in(name), "w");
+    cr_assert_not_null(f, "cannot create %s", name);
+    fputs("left by someone", f);
+    fclose(f);
+}
+
+static bool exists(const char *name) {
+    struct stat st;
+    return lstat(th_path_in(name), &st) == 0;
+}
+
+TH_TEST(safetensors, save_removes_only_the_stale_temporaries_of_the_same_file, th_quiet_check) {
+    /* what killed saves into m.safetensors leave (mkstemp's six characters), and look-alikes that are
+     * not ours: other lengths and characters, another target, a directory, a link */
+    const char *stale[] = {"m.safetensors.tmp.Ab3xYz", "m.safetensors.tmp.000000", "m.safetensors.tmp.zzZZ99"};
+    const char *kept[] = {"m.safetensors.tmp.Ab3xY", "m.safetensors.tmp.Ab3xYz1", "m.safetensors.tmp.Ab-xYz",
+                          "m.safetensors.tmp.Ab3xYz.keep", "m.safetensors.tmpAb3xYz", "n.safetensors.tmp.Ab3xYz",
+                          "xm.safetensors.tmp.Ab3xYz", "m.safetensors.tmp.", "m.safetensors.TMP.Ab3xYz"};
+    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) touch(stale[i]);
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) touch(kept[i]);
+    char dir[256], link[256], held[256];
+    snprintf(dir, sizeof dir, "%s", th_path_in("m.safetensors.tmp.Dir123"));
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    snprintf(link, sizeof link, "%s", th_path_in("m.safetensors.tmp.Lnk123"));
+    cr_assert_eq(symlink(th_path_in(kept[0]), link), 0);
+    /* a live save's temporary: a process holds the lock on it, as tg_st_save does until its rename */
+    snprintf(held, sizeof held, "%s", th_path_in("m.safetensors.tmp.Live12"));
+    int go[2];
+    cr_assert_eq(pipe(go), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(held, O_CREAT | O_RDWR, 0600);
+        if (fd < 0 || flock(fd, LOCK_EX) != 0 || write(go[1], "l", 1) != 1) _exit(3);
+        pause(); /* until killed */
+        _exit(0);
+    }
+    char ch;
+    cr_assert_eq(read(go[0], &ch, 1), 1, "the child could not lock its file");
+    close(go[0]);
+    close(go[1]);
+
+    tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(4));
+    const char *na[] = {"a"};
+    cr_assert_eq(tg_st_save(th_path_in("m.safetensors"), 1, na, &a, 0, NULL), 0, "%s", tg_last_error());
+    for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) cr_expect(!exists(stale[i]), "%s was left", stale[i]);
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) cr_expect(exists(kept[i]), "%s was removed", kept[i]);
+    struct stat st;
+    cr_expect(stat(dir, &st) == 0 && S_ISDIR(st.st_mode), "the directory was removed");
+    cr_expect(lstat(link, &st) == 0 && S_ISLNK(st.st_mode), "the link was removed");
+    cr_expect(exists("m.safetensors.tmp.Live12"), "a live save's temporary (locked) was removed");
+    /* once its process is dead the lock is gone: the next save takes it away */
+    kill(pid, SIGKILL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert_eq(tg_st_save(th_path_in("m.safetensors"), 1, na, &a, 0, NULL), 0, "%s", tg_last_error());
+    cr_expect(!exists("m.safetensors.tmp.Live12"), "the dead save's temporary was left");
+    /* saves into another file of the directory touch none of these */
+    cr_assert_eq(tg_st_save(th_path_in("o.safetensors"), 1, na, &a, 0, NULL), 0, "%s", tg_last_error());
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) cr_expect(exists(kept[i]), "%s was removed", kept[i]);
+    tg_st_file *f = tg_st_load(th_path_in("m.safetensors"));
+    cr_assert_not_null(f, "%s", tg_last_error());
+    tg_st_free(f);
+    tg_release(a);
 }
 
 TH_TEST(safetensors, save_writes_through_links_and_into_devices_never_replacing_them, th_quiet_check) {
