@@ -99,7 +99,7 @@ done:
 static int train_body(int argc, char **argv, tg_dist *dist) {
     const char *task = NULL, *cell = "lstm", *optim = "adam", *save = NULL, *resume = NULL, *log = NULL, *plot = NULL,
                *text = NULL, *fb = NULL, *dtype = "f32";
-    long hidden = 0, layers = 1, batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1;
+    long hidden = 0, layers = 1, batch = 0, eval_batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1;
     double lr = 0, clip = 1.0;
     bool quiet = false, anomaly = false, check = false, idx_raw = false;
     double dropout = 0, zoneout = 0, val = 0.1;
@@ -117,6 +117,8 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         {"--hidden", CLI_INT, &hidden, 1, 4096, hidden_help},
         {"--layers", CLI_INT, &layers, 1, 16, "stacked layers"},
         {"--batch", CLI_INT, &batch, 1, 4096, batch_help},
+        {"--eval-batch", CLI_INT, &eval_batch, 1, 100000, "sequences per forward in the final evaluation, which records no "
+                                                          "tape and runs 256 steps at a time (default: --batch)"},
         {"--seq", CLI_INT, &seq, 1, 100000, seq_help},
         {"--lr", CLI_REAL, &lr, 0, 10, "learning rate (0: the task's default)"},
         {"--optim", CLI_STR, &optim, 0, 0, tg_optim_kind_list(optim_help, sizeof optim_help, " | ")},
@@ -190,7 +192,7 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
                       .idx_no_scale = idx_raw, .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32};
     if (resume && data) return cli_fail(&cmd, "--resume takes its data files from the checkpoint; leave out --data");
     train_config cfg = {.task = task, .cell = cell, .text = text, .seq = seq, .hidden = hidden, .layers = layers,
-                        .batch = batch, .lr = lr, .optim = optim, .clip = clip, .steps = steps, .seed = seed,
+                        .batch = batch, .eval_batch = eval_batch, .lr = lr, .optim = optim, .clip = clip, .steps = steps, .seed = seed,
                         .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32, .dropout = dropout,
                         .zoneout = zoneout, .data = data ? &dopt : NULL, .patience = patience,
                         .best_path = patience ? save : NULL};

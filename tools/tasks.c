@@ -18,7 +18,6 @@
 #include <tapegrad/loss.h>
 #include <tapegrad/ops.h>
 
-#define TEST_SEED 0x7e57da7aULL
 #define DEFAULT_TEXT "/usr/share/common-licenses/GPL-3"
 #define COPY_SYMBOLS 8   /* data symbols 0..7 */
 #define COPY_BLANK 8
@@ -31,6 +30,7 @@ typedef struct task_def task_def;
 struct task {
     const task_def *def;
     long seq;                    /* the length parameter */
+    int64_t eval_batch;          /* sequences per forward in evaluation (0: a whole test batch) */
     tg_dtype dtype;
     int64_t in, out;             /* I, O */
     double loss_baseline, metric_baseline;
@@ -133,21 +133,69 @@ void task_batch_clear(task_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
-/* The model's outputs for a batch, as doubles [rows, O] (malloc'd), computed without a tape. */
+/* Steps per forward call in evaluation: the state is carried from one window to the next. */
+#define EVAL_WINDOW 256
+
+/* The model's outputs for x [T,B,I] as doubles into out (rows time-major (t·B + b) for every-step
+ * tasks, else b), computed with no tape (no-grad) in pieces of at most t->eval_batch sequences (0: all
+ * B) and EVAL_WINDOW steps, the state carried across windows and every piece's results released
+ * (tg_tape_reset) before the next: memory is bounded by eval_batch x EVAL_WINDOW, not by B x T. The
+ * per-element arithmetic is the one of a single whole forward. Returns 0 or -1. */
+static int predict_pieces(const tg_model *m, const task *t, const tg_tensor *x, double *out) {
+    int64_t T = tg_dim(x, 0), B = tg_dim(x, 1), I = tg_dim(x, 2), O = t->out;
+    int64_t per = t->eval_batch > 0 && t->eval_batch < B ? t->eval_batch : B;
+    size_t item = tg_itemsize(tg_dtype_of(x));
+    const unsigned char *src = tg_cdata(x);
+    bool every = t->def->every_step;
+    int rc = 0;
+    for (int64_t b0 = 0; b0 < B && rc == 0; b0 += per) {
+        int64_t nb = B - b0 < per ? B - b0 : per;
+        tg_rnn_carry carry = {0};
+        for (int64_t t0 = 0; t0 < T && rc == 0; t0 += EVAL_WINDOW) {
+            int64_t nt = T - t0 < EVAL_WINDOW ? T - t0 : EVAL_WINDOW;
+            tg_tensor *xc = tg_empty(tg_dtype_of(x), TG_SHAPE(nt, nb, I)); /* x[t0:t0+nt, b0:b0+nb, :] */
+            if (xc) {
+                unsigned char *dst = tg_data(xc);
+                for (int64_t s = 0; s < nt; s++)
+                    memcpy(dst + (size_t)(s * nb * I) * item, src + (size_t)(((t0 + s) * B + b0) * I) * item,
+                           (size_t)(nb * I) * item);
+            }
+            tg_no_grad_begin();
+            tg_tensor *p = xc ? tg_model_forward(m, xc, every, &carry, NULL) : NULL; /* [nt·nb,O] or [nb,O] */
+            tg_tensor *d = p ? tg_to_dtype(p, TG_F64) : NULL;
+            tg_no_grad_end();
+            if (!d) rc = -1;
+            else if (every)
+                for (int64_t s = 0; s < nt; s++)
+                    memcpy(out + ((t0 + s) * B + b0) * O, tg_f64(d) + s * nb * O, (size_t)(nb * O) * sizeof *out);
+            else if (t0 + nt == T)
+                memcpy(out + b0 * O, tg_f64(d), (size_t)(nb * O) * sizeof *out);
+            tg_release(d);
+            tg_release(xc);
+            tg_tape_reset();
+        }
+        tg_rnn_carry_clear(&carry);
+    }
+    return rc;
+}
+
+/* The model's outputs for a batch, as doubles [rows, O] (malloc'd), computed without a tape: with the
+ * caller's carry (a stream continued across calls) in one forward, else by predict_pieces. */
 static double *predict(const tg_model *m, const task *t, const tg_tensor *x, tg_rnn_carry *carry) {
+    int64_t rows = (t->def->every_step ? tg_dim(x, 0) : 1) * tg_dim(x, 1);
+    double *out = malloc((size_t)(rows * t->out) * sizeof *out);
+    if (!out) return NULL;
+    if (!carry) {
+        if (predict_pieces(m, t, x, out) == 0) return out;
+        free(out);
+        return NULL;
+    }
     tg_no_grad_begin();
     tg_tensor *p = tg_model_forward(m, x, t->def->every_step, carry, NULL);
-    double *out = NULL;
-    if (p) {
-        int64_t n = tg_numel(p);
-        out = malloc((size_t)n * sizeof *out);
-        if (out) {
-            tg_tensor *d = tg_to_dtype(p, TG_F64);
-            if (d) memcpy(out, tg_f64(d), (size_t)n * sizeof *out);
-            else { free(out); out = NULL; }
-            tg_release(d);
-        }
-    }
+    tg_tensor *d = p ? tg_to_dtype(p, TG_F64) : NULL;
+    if (d) memcpy(out, tg_f64(d), (size_t)(rows * t->out) * sizeof *out);
+    else { free(out); out = NULL; }
+    tg_release(d);
     tg_no_grad_end();
     tg_tape_reset();
     return out;
@@ -197,7 +245,7 @@ static int gen_arith(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
 
 static int eval_arith(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     tg_rng rng;
-    tg_rng_seed(&rng, TEST_SEED);
+    tg_rng_seed(&rng, TASK_TEST_SEED);
     double se = 0;
     int64_t n = 0;
     for (int rep = 0; rep < 8; rep++) {
@@ -248,7 +296,7 @@ static int gen_pattern(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
 
 static int eval_pattern(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     tg_rng rng;
-    tg_rng_seed(&rng, TEST_SEED);
+    tg_rng_seed(&rng, TASK_TEST_SEED);
     int64_t confusion[PATTERN_CLASSES][PATTERN_CLASSES] = {{0}}, n = 0, right = 0;
     double ce = 0;
     for (int rep = 0; rep < 8; rep++) {
@@ -302,7 +350,7 @@ static int gen_adding(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
 
 static int eval_adding(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     tg_rng rng;
-    tg_rng_seed(&rng, TEST_SEED);
+    tg_rng_seed(&rng, TASK_TEST_SEED);
     double se = 0;
     int64_t n = 0;
     for (int rep = 0; rep < 8; rep++) {
@@ -354,7 +402,7 @@ static int gen_copy(task *t, tg_rng *rng, int64_t B, long T, task_batch *b) {
 
 static int eval_copy(task *t, const tg_model *m, bool verbose, task_eval *ev) {
     tg_rng rng;
-    tg_rng_seed(&rng, TEST_SEED);
+    tg_rng_seed(&rng, TASK_TEST_SEED);
     double ce = 0;
     int64_t n = 0, recalled = 0, n_recall = 0, shown = 0;
     for (int rep = 0; rep < 4; rep++) {
@@ -421,7 +469,7 @@ static long binadd_test_bits(const task *t) { return 4 * t->seq; }
  * whenever no carry comes in); its error rate is measured on the same test set. */
 static int eval_binadd_set(task *t, const tg_model *m, bool verbose, task_eval *ev, double *xor_err) {
     tg_rng rng;
-    tg_rng_seed(&rng, TEST_SEED);
+    tg_rng_seed(&rng, TASK_TEST_SEED);
     long nb = binadd_test_bits(t);
     int64_t wrong = 0, xor_wrong = 0, bits = 0, sums_right = 0, sums = 0, shown = 0;
     double loss = 0;
@@ -889,6 +937,7 @@ task *task_new(const char *name, const task_opts *opts, char *err, size_t errlen
     t->def = d;
     t->seq = opts && opts->seq > 0 ? opts->seq : d->defaults.seq;
     t->dtype = opts ? opts->dtype : TG_F32;
+    t->eval_batch = opts && opts->eval_batch > 0 ? opts->eval_batch : 0;
     if (t->seq < d->min_seq || t->seq > d->max_seq) {
         snprintf(err, errlen, "task %s: --seq %ld is out of range [%ld, %ld]", name, t->seq, d->min_seq, d->max_seq);
         free(t);

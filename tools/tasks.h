@@ -38,6 +38,9 @@
 
 #include <tapegrad/train.h>
 
+/* The seed of every generated task's fixed test set (task_evaluate draws its batches from it). */
+#define TASK_TEST_SEED 0x7e57da7aULL
+
 typedef enum task_loss {
     TASK_LOSS_MSE, /* real targets, mean squared error */
     TASK_LOSS_CE,  /* class indices, cross-entropy from logits */
@@ -51,6 +54,7 @@ typedef struct task_opts {
     long seq;          /* the task's length parameter (see task_seq_meaning); 0 = its default */
     const char *text;  /* charlm: a text file; NULL = /usr/share/common-licenses/GPL-3 or a built corpus */
     tg_dtype dtype;    /* of the tensors the batches hold (the model's dtype) */
+    int64_t eval_batch;/* task_evaluate: sequences per forward (0: a whole test batch, 250 or 8 streams) */
     const struct data_opts *data; /* task "data": the user's files and target (tools/datatask.h) */
 } task_opts;
 

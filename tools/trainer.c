@@ -31,6 +31,7 @@ void train_config_fill_defaults(train_config *cfg) {
     if (cfg->seq <= 0) cfg->seq = d.seq;
     if (cfg->hidden <= 0) cfg->hidden = d.hidden;
     if (cfg->batch <= 0) cfg->batch = d.batch;
+    if (cfg->eval_batch <= 0) cfg->eval_batch = cfg->batch;
     if (cfg->steps <= 0) cfg->steps = d.steps;
     if (cfg->lr <= 0) cfg->lr = d.lr;
     if (cfg->layers <= 0) cfg->layers = 1;
@@ -122,7 +123,7 @@ int trainer_init(trainer *tr, const train_config *cfg, tg_model *preloaded, char
     tr->cfg = *cfg;
     train_config_fill_defaults(&tr->cfg);
     tr->task = task_new(tr->cfg.task, &(task_opts){.seq = tr->cfg.seq, .text = tr->cfg.text, .dtype = tr->cfg.dtype,
-                                                    .data = tr->cfg.data},
+                                                    .eval_batch = tr->cfg.eval_batch, .data = tr->cfg.data},
                         err, errlen);
     if (!tr->task) { tg_model_free(preloaded); return -1; }
     if (trainer_mem_check(tr, err, errlen)) { tg_model_free(preloaded); trainer_free(tr); return -1; }

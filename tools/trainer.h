@@ -31,6 +31,7 @@ typedef struct train_config {
     const char *cell;        /* cell name */
     const char *text;        /* charlm: text file, NULL = default corpus */
     long seq, hidden, layers, batch;
+    long eval_batch;         /* sequences per forward in task_evaluate (0: batch) */
     double lr;
     const char *optim;       /* an optimizer's name (tg_optim_kind_from_name) */
     double clip;             /* max gradient norm; 0 = no clipping */
