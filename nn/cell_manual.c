@@ -61,6 +61,11 @@ static bool check_args(const tg_rnn *m, const tg_tensor *x, tg_tensor *const *in
         tg_error(FN, "cell '%s' has no manual hook (cell->manual with forward and backward)", m->cell->name);
         return false;
     }
+    if (m->proj_size) {
+        tg_error(FN, "cell '%s': a manual hook sees [B,H] states; a model with proj_size %lld is checked against "
+                 "tg_manual_stack_* instead", m->cell->name, (long long)m->proj_size);
+        return false;
+    }
     if (m->num_directions != 1 || m->batch_first) {
         tg_error(FN, "cell '%s': only one direction, time-major (the model is %s%s)", m->cell->name,
                  m->num_directions == 2 ? "bidirectional" : "", m->batch_first ? " batch-first" : "");

@@ -55,6 +55,8 @@ static int lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     tg_tensor *hc = tg_lstm_state(gates, c);
     out[0] = tg_select(hc, 0);
     out[1] = tg_select(hc, 1);
+    /* with projections (proj_size P, Sak et al. 2014): h' = (o ⊙ tanh(c')) W_hrᵀ, [B,H] -> [B,P] */
+    if (p->weight_hr) out[0] = tg_linear(out[0], p->weight_hr, NULL);
     return tg__cell_produced(out, 2);
 }
 
@@ -103,36 +105,46 @@ static int gru_reset_before_step(const tg_cell *cell, const tg_cell_params *p, c
 
 /* ---- standard parameters ----------------------------------------------------------------------------- */
 
-int tg_cell_standard_params(const tg_cell *cell, int64_t input_size, int64_t hidden_size, bool bias,
-                            tg_dtype dtype, tg_rng *rng, tg_cell_params *out) {
+int tg__cell_standard_params_proj(const tg_cell *cell, int64_t input_size, int64_t hidden_size, int64_t proj_size,
+                                  bool bias, tg_dtype dtype, tg_rng *rng, tg_cell_params *out) {
     const char *fn = "tg_cell_standard_params";
     if (!cell || !out) { tg_error(fn, "%s is NULL", !cell ? "cell" : "out"); return -1; }
     memset(out, 0, sizeof *out);
-    if (input_size <= 0 || hidden_size <= 0 || cell->gates <= 0) {
-        tg_error(fn, "cell '%s': input size %lld, hidden size %lld, %d gates must all be positive", cell->name,
-                 (long long)input_size, (long long)hidden_size, cell->gates);
+    if (input_size <= 0 || hidden_size <= 0 || cell->gates <= 0 || proj_size < 0 || proj_size >= hidden_size) {
+        tg_error(fn, "cell '%s': input size %lld, hidden size %lld, %d gates must all be positive (proj size %lld: "
+                 "0 or below the hidden size)", cell->name, (long long)input_size, (long long)hidden_size, cell->gates,
+                 (long long)proj_size);
         return -1;
     }
     if (!rng) rng = tg_default_rng();
-    int64_t GH = cell->gates * hidden_size;
-    double k = 1.0 / sqrt((double)hidden_size); /* PyTorch: every parameter ~ U(-k, k) */
+    int64_t GH = cell->gates * hidden_size, R = proj_size ? proj_size : hidden_size; /* the width of h */
+    double k = 1.0 / sqrt((double)hidden_size); /* PyTorch: every parameter ~ U(-k, k), weight_hr too */
     out->input_size = input_size;
     out->hidden_size = hidden_size;
+    out->proj_size = proj_size;
     out->weight_ih = tg_rand_uniform(rng, dtype, TG_SHAPE(GH, input_size), -k, k);
-    out->weight_hh = tg_rand_uniform(rng, dtype, TG_SHAPE(GH, hidden_size), -k, k);
+    out->weight_hh = tg_rand_uniform(rng, dtype, TG_SHAPE(GH, R), -k, k);
     if (bias) {
         out->bias_ih = tg_rand_uniform(rng, dtype, TG_SHAPE(GH), -k, k);
         out->bias_hh = tg_rand_uniform(rng, dtype, TG_SHAPE(GH), -k, k);
     }
-    if (!out->weight_ih || !out->weight_hh || (bias && (!out->bias_ih || !out->bias_hh))) {
+    if (proj_size) out->weight_hr = tg_rand_uniform(rng, dtype, TG_SHAPE(proj_size, hidden_size), -k, k);
+    if (!out->weight_ih || !out->weight_hh || (bias && (!out->bias_ih || !out->bias_hh)) ||
+        (proj_size && !out->weight_hr)) {
         tg_release(out->weight_ih);
         tg_release(out->weight_hh);
         tg_release(out->bias_ih);
         tg_release(out->bias_hh);
+        tg_release(out->weight_hr);
         memset(out, 0, sizeof *out);
         return -1;
     }
     return 0;
+}
+
+int tg_cell_standard_params(const tg_cell *cell, int64_t input_size, int64_t hidden_size, bool bias,
+                            tg_dtype dtype, tg_rng *rng, tg_cell_params *out) {
+    return tg__cell_standard_params_proj(cell, input_size, hidden_size, 0, bias, dtype, rng, out);
 }
 
 /* ---- the table --------------------------------------------------------------------------------------- */
@@ -159,7 +171,7 @@ const tg_cell tg__cells_builtin[] = {
      .equations = eq_rnn_tanh, .reference = "Elman, \"Finding structure in time\", Cognitive Science 1990"},
     {.name = "rnn_relu", .gates = 1, .n_states = 1, .state_names = g_h, .forget_gate = -1, .step = rnn_relu_step,
      .equations = eq_rnn_relu, .reference = "Elman 1990 (PyTorch's nonlinearity='relu')"},
-    {.name = "lstm", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .step = lstm_step,
+    {.name = "lstm", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .step = lstm_step, .proj = true,
      .equations = eq_lstm, .reference = "Hochreiter & Schmidhuber 1997; forget gate: Gers, Schmidhuber & Cummins 2000"},
     {.name = "gru", .gates = 3, .n_states = 1, .state_names = g_h, .forget_gate = 1, .step = gru_step,
      .equations = eq_gru, .reference = "Cho et al. 2014, the \"reset-after\" form of cuDNN / PyTorch"},

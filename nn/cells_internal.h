@@ -13,6 +13,11 @@ extern const int tg__cells_builtin_count;
 extern const tg_cell tg__cells_zoo[];     /* nn/cells_zoo.c: the variants */
 extern const int tg__cells_zoo_count;
 
+/* tg_cell_standard_params with projections (proj_size P > 0, LSTM): weight_hh [G·H, P] and weight_hr
+ * [P, H] ~ U(±1/√H) as well; P = 0 is tg_cell_standard_params. Returns 0 or -1 (nothing allocated). */
+int tg__cell_standard_params_proj(const tg_cell *cell, int64_t input_size, int64_t hidden_size, int64_t proj_size,
+                                  bool bias, tg_dtype dtype, tg_rng *rng, tg_cell_params *out);
+
 /* 0 when every state output was produced, -1 when an op failed (its message is already pending). */
 static inline int tg__cell_produced(tg_tensor **state_out, int n) {
     for (int s = 0; s < n; s++)

@@ -142,8 +142,10 @@ int tg_rnn_init(tg_rnn *m, const tg_rnn_init_opts *opts, tg_rng *rng) {
     }
     for (int k = 0; k < m->num_layers * m->num_directions; k++) {
         tg_cell_params *p = &m->layers[k];
+        /* a projection weight_hr [P, H] (NULL without) is one block under weight_hh's scheme */
         if (init_weight(p->weight_ih, o.weight_ih, G, gain, bound, rng) ||
-            init_weight(p->weight_hh, o.weight_hh, G, gain, bound, rng))
+            init_weight(p->weight_hh, o.weight_hh, G, gain, bound, rng) ||
+            init_weight(p->weight_hr, o.weight_hh, 1, gain, bound, rng))
             return -1;
         tg_tensor *biases[2] = {p->bias_ih, p->bias_hh};
         for (int i = 0; i < 2; i++) {

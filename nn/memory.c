@@ -104,10 +104,10 @@ int tg_rnn_mem_estimate(const tg_cell *cell, const tg_rnn_config *cfg, int64_t T
     int L = cfg->num_layers ? cfg->num_layers : 1, D = cfg->bidirectional ? 2 : 1;
     /* weight_ih [G·H, I_k] + weight_hh [G·H, H] + two biases [G·H]; extras (peepholes, gains) are
      * vectors or per-gate blocks: counted as G·H each */
-    double n = 0;
+    double n = 0, P = cfg->proj_size > 0 ? (double)cfg->proj_size : 0, R = P > 0 ? P : H; /* R: the width of h */
     for (int l = 0; l < L; l++) {
-        double Ik = l == 0 ? I : D * H;
-        n += D * (G * H * (Ik + H) + (cfg->no_bias ? 0 : 2 * G * H) + cell->n_extra * G * H);
+        double Ik = l == 0 ? I : D * R;
+        n += D * (G * H * (Ik + R) + P * H + (cfg->no_bias ? 0 : 2 * G * H) + cell->n_extra * G * H);
     }
     if (cfg->learn_init) n += cell->n_states * L * D * H;
     out->params = n * item;

@@ -2,7 +2,8 @@
  * dropout between layers, per-sequence lengths, batch-first input, and the state carry of truncated
  * BPTT. Public ops only; the tape does backprop-through-time.
  *
- * Dimension letters: T time steps, B batch, I input size (I_k of layer k: I, then D·H), H hidden size,
+ * Dimension letters: T time steps, B batch, I input size (I_k of layer k: I, then D·R), H hidden size,
+ * R the width of h and of each direction's output (R = P with projections, proj_size, else H),
  * G gates, S state tensors of the cell, L layers, D directions.
  *
  * Per layer and direction the input projection x·W_ihᵀ + b_ih of all T steps is ONE tg_linear over
@@ -10,6 +11,7 @@
  * recurrent product h·W_hhᵀ stays inside the cell's step. Every step's result becomes the carried
  * state in one function, advance(), which is where zoneout and length masking happen. */
 #include "autograd/tape_internal.h"
+#include "nn/cells_internal.h"
 
 #include <tapegrad/autograd.h>
 #include <tapegrad/memory.h>
@@ -49,6 +51,32 @@ static bool valid_cell(const char *fn, const tg_cell *cell) {
     return true;
 }
 
+/* proj_size as torch.nn.LSTM checks it (its messages, then ours naming the values). */
+static bool proj_ok(const char *fn, const tg_cell *cell, const tg_rnn_config *cfg) {
+    if (cfg->proj_size == 0) return true;
+    if (!cell->proj) {
+        tg_error(fn, "proj_size argument is only supported for LSTM, not RNN or GRU (cell '%s', proj_size %lld)",
+                 cell->name, (long long)cfg->proj_size);
+        return false;
+    }
+    if (cfg->proj_size < 0) {
+        tg_error(fn, "proj_size should be a positive integer or zero to disable projections (proj_size %lld)",
+                 (long long)cfg->proj_size);
+        return false;
+    }
+    if (cfg->proj_size >= cfg->hidden_size) {
+        tg_error(fn, "proj_size has to be smaller than hidden_size (proj_size %lld, hidden_size %lld)",
+                 (long long)cfg->proj_size, (long long)cfg->hidden_size);
+        return false;
+    }
+    if (cell->make_params || cell->n_extra) {
+        tg_error(fn, "cell '%s' is marked .proj but has its own parameters (make_params or extras): a projected "
+                 "cell uses the standard ones", cell->name);
+        return false;
+    }
+    return true;
+}
+
 tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
     const char *fn = "tg_rnn_new";
     if (!cell || !cfg) {
@@ -70,6 +98,7 @@ tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
         tg_error(fn, "unknown dtype %d (TG_F32 or TG_F64)", (int)cfg->dtype);
         return NULL;
     }
+    if (!proj_ok(fn, cell, cfg)) return NULL;
     /* parameters that cannot fit are refused before the first one is allocated */
     tg_mem_estimate est;
     tg_rnn_config pc = *cfg;
@@ -90,6 +119,7 @@ tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
     m->learn_init = cfg->learn_init;
     m->dropout = cfg->dropout;
     m->dtype = cfg->dtype;
+    m->proj_size = cfg->proj_size;
     m->params = tg_params_new();
     m->layers = calloc((size_t)(L * D), sizeof *m->layers);
     if (!m->params || !m->layers) {
@@ -99,14 +129,18 @@ tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
     }
     if (!rng) rng = tg_default_rng();
     tg_cell_make_params_fn make = cell->make_params ? cell->make_params : tg_cell_standard_params;
+    int64_t R = m->proj_size ? m->proj_size : m->hidden_size; /* the width of h and of each direction's output */
     for (int l = 0; l < L; l++) {
         for (int d = 0; d < D; d++) {
             char suffix[64];
             snprintf(suffix, sizeof suffix, "_l%d%s", l, d ? "_reverse" : "");
-            int64_t I_k = l == 0 ? m->input_size : D * m->hidden_size;
+            int64_t I_k = l == 0 ? m->input_size : D * R;
             tg_cell_params fresh;
             memset(&fresh, 0, sizeof fresh);
-            if (make(cell, I_k, m->hidden_size, m->bias, m->dtype, rng, &fresh)) {
+            int made = m->proj_size ? tg__cell_standard_params_proj(cell, I_k, m->hidden_size, m->proj_size, m->bias,
+                                                                     m->dtype, rng, &fresh)
+                                    : make(cell, I_k, m->hidden_size, m->bias, m->dtype, rng, &fresh);
+            if (made) {
                 if (!tg_error_pending()) tg_error(fn, "cell '%s': make_params failed for layer %d", cell->name, l);
                 tg_rnn_free(m);
                 return NULL;
@@ -121,6 +155,9 @@ tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
             p->bias_ih = file_param(m->params, "bias_ih", suffix, fresh.bias_ih);
             p->bias_hh = file_param(m->params, "bias_hh", suffix, fresh.bias_hh);
             ok &= !fresh.bias_ih == !p->bias_ih && !fresh.bias_hh == !p->bias_hh;
+            p->proj_size = m->proj_size; /* torch's order: weight_hr after the biases */
+            p->weight_hr = file_param(m->params, "weight_hr", suffix, fresh.weight_hr);
+            ok &= !fresh.weight_hr == !p->weight_hr;
             for (int e = 0; e < cell->n_extra; e++) {
                 p->extra[e] = file_param(m->params, cell->extra_names[e], suffix, fresh.extra[e]);
                 ok &= !fresh.extra[e] == !p->extra[e];
@@ -136,7 +173,7 @@ tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
         for (int s = 0; s < cell->n_states; s++) {
             char name[64];
             snprintf(name, sizeof name, "%s0", state_name(cell, s));
-            m->init[s] = file_param(m->params, name, "", tg_zeros(m->dtype, TG_SHAPE(L * D, m->hidden_size)));
+            m->init[s] = file_param(m->params, name, "", tg_zeros(m->dtype, TG_SHAPE(L * D, s ? m->hidden_size : R)));
             if (!m->init[s]) { tg_rnn_free(m); return NULL; }
         }
     }
@@ -165,7 +202,8 @@ const tg_cell_params *tg_rnn_layer(const tg_rnn *m, int layer, int direction) {
 typedef struct run_ctx {
     const tg_rnn *m;
     int64_t T, B;
-    tg_tensor *zeros;        /* [B,H] tape-owned: the default initial state and padded outputs */
+    tg_tensor *zeros;        /* [B,H] tape-owned: the default initial state of c, s2, ... */
+    tg_tensor *zeros_h;      /* [B,R] tape-owned: the default h0 and padded outputs (= zeros without proj) */
     tg_tensor **keep_mask;   /* [T] of [B] new refs: 1 where step t is inside sequence b; NULL: all are */
     tg_tensor **hold_mask;   /* [T] of [B] new refs: 1 - keep_mask[t] */
     int64_t *n_active;       /* [T]: sequences still running at step t */
@@ -233,7 +271,7 @@ static int produced_ok(const run_ctx *c, const tg_cell *cell, tg_tensor *const *
     return 0;
 }
 
-/* Runs layer/direction k over input [T,B,I_k]: outputs[t] [B,H], state[] in (initial) and out (final);
+/* Runs layer/direction k over input [T,B,I_k]: outputs[t] [B,R], state[] in (initial) and out (final);
  * keep[s] (if not NULL) receives the state after every step. Returns 0 or -1. */
 static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params *p, bool reverse,
                      const tg_tensor *input, const tg_tensor *proj, tg_tensor **outputs, tg_tensor **state,
@@ -260,7 +298,7 @@ static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params
     for (int64_t i = 0; i < c->T; i++) {
         int64_t t = reverse ? c->T - 1 - i : i;
         if (c->n_active[t] == 0) { /* every sequence has ended (or, in reverse, not yet begun) */
-            outputs[t] = c->zeros;
+            outputs[t] = c->zeros_h;
         } else {
             tg_tensor *next[TG_CELL_MAX_STATES] = {0};
             const tg_tensor *x_t = cell->needs_input ? tg_select(input, t) : NULL;
@@ -328,22 +366,26 @@ static bool check_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forw
     for (int s = 0; o->init && s < m->cell->n_states; s++) {
         const tg_tensor *h0 = o->init[s];
         if (!h0) continue;
-        if (tg_ndim(h0) != 3 || tg_dim(h0, 0) != LD || tg_dim(h0, 1) != B || tg_dim(h0, 2) != m->hidden_size ||
+        int64_t W = s == 0 && m->proj_size ? m->proj_size : m->hidden_size;
+        if (tg_ndim(h0) != 3 || tg_dim(h0, 0) != LD || tg_dim(h0, 1) != B || tg_dim(h0, 2) != W ||
             tg_dtype_of(h0) != m->dtype) {
-            tg_error(fn, "initial state %s0 %s %s: expected [%d,%lld,%lld] %s (layers x directions, batch, hidden)",
+            tg_error(fn, "initial state %s0 %s %s: expected [%d,%lld,%lld] %s (layers x directions, batch, %s)",
                      state_name(m->cell, s), tg_shape_str(h0, b2, sizeof b2), tg_dtype_name(tg_dtype_of(h0)), LD,
-                     (long long)B, (long long)m->hidden_size, tg_dtype_name(m->dtype));
+                     (long long)B, (long long)W, tg_dtype_name(m->dtype),
+                     W == m->hidden_size ? "hidden" : "proj_size");
             return false;
         }
     }
     return true;
 }
 
-/* The initial value of state s for layer/direction k: given > learned > zeros. [B,H], tape-owned. */
+/* The initial value of state s for layer/direction k: given > learned > zeros. [B,R] (h) or [B,H],
+ * tape-owned. */
 static tg_tensor *initial_state(const run_ctx *c, const tg_rnn_forward_opts *o, int s, int k) {
+    tg_tensor *zeros = s == 0 ? c->zeros_h : c->zeros;
     if (o->init && o->init[s]) return tg_select(o->init[s], k);
-    if (c->m->init[s]) return tg_add(c->zeros, tg_select(c->m->init[s], k)); /* [H] broadcast over B */
-    return c->zeros;
+    if (c->m->init[s]) return tg_add(zeros, tg_select(c->m->init[s], k)); /* [R] or [H] broadcast over B */
+    return zeros;
 }
 
 /* Builds the per-step masks when some sequence is shorter than T. Returns 0 or -1. */
@@ -411,12 +453,14 @@ tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forw
         if (!out->step_states) { tg_error(fn, "out of memory"); goto fail; }
         out->n_step_states = L * D * S;
     }
-    {
-        tg_tensor *z = tg_zeros(m->dtype, TG_SHAPE(c.B, H));
-        c.zeros = tg_add_scalar(z, 0.0); /* a tape-owned copy: may be returned as a state or output */
+    for (int w = 0; w < (m->proj_size ? 2 : 1); w++) {
+        tg_tensor *z = tg_zeros(m->dtype, TG_SHAPE(c.B, w ? m->proj_size : H));
+        tg_tensor *zt = tg_add_scalar(z, 0.0); /* a tape-owned copy: may be returned as a state or output */
         tg_release(z);
-        if (!c.zeros) goto fail;
+        if (!zt) goto fail;
+        *(w ? &c.zeros_h : &c.zeros) = zt;
     }
+    if (!m->proj_size) c.zeros_h = c.zeros;
 
     /* time-major from here on */
     const tg_tensor *input = m->batch_first ? tg_transpose(x, 0, 1) : x;
@@ -431,11 +475,11 @@ tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forw
             for (int s = 0; keep && s < S; s++) keep_rows[s] = kept + (size_t)((k * S + s) * c.T);
             if (run_direction(&c, k, d == 1, input, step_out + d * c.T, state, keep ? keep_rows : NULL)) goto fail;
             for (int s = 0; s < S; s++) finals[s * L * D + k] = state[s];
-            if (!(dir_out[d] = tg_stack((int)c.T, step_out + d * c.T))) goto fail;                    /* [T,B,H] */
+            if (!(dir_out[d] = tg_stack((int)c.T, step_out + d * c.T))) goto fail;                    /* [T,B,R] */
             for (int s = 0; keep && s < S; s++)
                 if (!(out->step_states[k * S + s] = tg_stack((int)c.T, keep_rows[s]))) goto fail;   /* [T,B,H] */
         }
-        layer_out = D == 2 ? tg_concat(2, dir_out, 2) : dir_out[0];                                    /* [T,B,D·H] */
+        layer_out = D == 2 ? tg_concat(2, dir_out, 2) : dir_out[0];                                    /* [T,B,D·R] */
         if (!layer_out) goto fail;
         /* dropout between layers, as PyTorch: on every layer's output but the last */
         input = l + 1 < L && m->dropout > 0 ? tg_dropout(layer_out, m->dropout, o.train, o.rng) : layer_out;

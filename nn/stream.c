@@ -119,7 +119,7 @@ static const tg_tensor *step_layers(tg_rnn_stream *s, const tg_tensor *x_t) {
                 if (!next[st] && tg_error_pending()) return NULL;
                 tg_error("tg_rnn_stream_step", "cell '%s' returned state %d as %s at layer %d, expected [%lld,%lld]",
                          cell->name, st, next[st] ? tg_shape_str(next[st], b1, sizeof b1) : "NULL", k,
-                         (long long)s->B, (long long)m->hidden_size);
+                         (long long)s->B, (long long)tg_dim(state[st], 1));
                 return NULL;
             }
         /* zoneout in evaluation, as the runner's: s' = z s + (1 - z) s~ (the zoned h is the output too) */
@@ -184,9 +184,10 @@ tg_rnn_stream *tg_rnn_stream_new(const tg_rnn *m, const tg_linear_layer *head, i
         tg_error(fn, "B = %lld rows: must be in 1..%lld", (long long)B, (long long)1 << 24);
         return NULL;
     }
-    if (head && (head->in_features != m->hidden_size || tg_dtype_of(head->weight) != m->dtype)) {
+    int64_t H = m->hidden_size, R = m->proj_size ? m->proj_size : H; /* R: the width of h (proj_size) */
+    if (head && (head->in_features != R || tg_dtype_of(head->weight) != m->dtype)) {
         tg_error(fn, "head [%lld -> %lld] %s does not take the model's h [B, %lld] %s", (long long)head->in_features,
-                 (long long)head->out_features, tg_dtype_name(tg_dtype_of(head->weight)), (long long)m->hidden_size,
+                 (long long)head->out_features, tg_dtype_name(tg_dtype_of(head->weight)), (long long)R,
                  tg_dtype_name(m->dtype));
         return NULL;
     }
@@ -197,12 +198,11 @@ tg_rnn_stream *tg_rnn_stream_new(const tg_rnn *m, const tg_linear_layer *head, i
     s->B = B;
     s->L = m->num_layers;
     s->S = m->cell->n_states;
-    int64_t H = m->hidden_size;
     s->view = calloc((size_t)(s->L * s->S), sizeof *s->view);
-    s->out = tg_zeros(m->dtype, TG_SHAPE(B, head ? head->out_features : H));
+    s->out = tg_zeros(m->dtype, TG_SHAPE(B, head ? head->out_features : R));
     if (!s->view || !s->out) goto fail;
     for (int st = 0; st < s->S; st++) {
-        if (!(s->state[st] = tg_zeros(m->dtype, TG_SHAPE(s->L, B, H)))) goto fail;
+        if (!(s->state[st] = tg_zeros(m->dtype, TG_SHAPE(s->L, B, st ? H : R)))) goto fail;
         for (int k = 0; k < s->L; k++)
             if (!(s->view[k * s->S + st] = tg_view_at(s->state[st], k))) goto fail;
     }

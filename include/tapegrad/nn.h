@@ -38,7 +38,8 @@
  * Parameter names, shapes and equations follow PyTorch (docs/design.md §7): per layer k and
  * direction, weight_ih_l{k} [G·H, I_k], weight_hh_l{k} [G·H, H], bias_ih_l{k} [G·H],
  * bias_hh_l{k} [G·H], with the suffix _reverse for the backward direction. Gate order: LSTM i,f,g,o;
- * GRU r,z,n.
+ * GRU r,z,n. An LSTM with proj_size P also has weight_hr_l{k} [P, H] after the biases, and its
+ * weight_hh_l{k} is [4H, P], as torch.nn.LSTM(proj_size=P).
  */
 #ifndef TAPEGRAD_NN_H
 #define TAPEGRAD_NN_H
@@ -126,6 +127,10 @@ typedef struct tg_cell_params {
     tg_tensor *bias_ih;                   /* [G·H], NULL when the model has bias = false */
     tg_tensor *bias_hh;                   /* [G·H], NULL when bias = false */
     tg_tensor *extra[TG_CELL_MAX_EXTRA];  /* cell->n_extra entries */
+    /* LSTM with projections (Sak et al. 2014; torch.nn.LSTM(proj_size=P)): h' = W_hr (o ⊙ tanh(c')), so
+     * state 0 (h) is [B,P], weight_hh is [G·H, P]; only cells with .proj set ever see these non-zero */
+    int64_t proj_size;                    /* P, or 0: no projection */
+    tg_tensor *weight_hr;                 /* [P, H] ("weight_hr_l{k}"), NULL when proj_size = 0 */
 } tg_cell_params;
 
 typedef struct tg_cell tg_cell;
@@ -164,6 +169,9 @@ struct tg_cell {
                                          NULL = not given */
     const struct tg_cell_manual *manual; /* optional: the user's own hand-derived step forward + backward
                                          (<tapegrad/compare.h>); tg_compare_cell checks it as "manual" */
+    bool proj;                        /* accepts tg_rnn_config.proj_size: its step multiplies the new h by
+                                         p->weight_hr when that is set (only "lstm"); such a cell uses the
+                                         standard parameters (make_params NULL, no extras) */
 };
 
 /* The built-in cells (nn/cells.c: "rnn_tanh", "rnn_relu", "lstm", "gru" (PyTorch's reset-after),
@@ -192,8 +200,11 @@ typedef struct tg_rnn_config {
     bool batch_first;     /* x and output are [B,T,...] (states stay [L·D,B,H]) */
     bool no_bias;         /* PyTorch bias=False: no bias_ih / bias_hh */
     double dropout;       /* on the outputs of every layer but the last, when training */
-    bool learn_init;      /* learned initial states: params "h0" (and "c0") [L·D, H] */
+    bool learn_init;      /* learned initial states: params "h0" [L·D, P or H] (and "c0" [L·D, H]) */
     tg_dtype dtype;       /* TG_F32 (0) or TG_F64 */
+    int64_t proj_size;    /* P: LSTM with projections, 0 < P < H (torch.nn.LSTM(proj_size=P)); 0 = none.
+                             Adds weight_hr_l{k}[_reverse] [P, H]; weight_hh is [4H, P]; h, h0, h_n and each
+                             direction's output are P wide (layer k > 0 reads D·P), c stays H wide */
 } tg_rnn_config;
 
 typedef struct tg_rnn {
@@ -206,6 +217,7 @@ typedef struct tg_rnn {
     tg_params *params;                /* owned: PyTorch names, layer by layer, forward then _reverse */
     tg_cell_params *layers;           /* [L·D], index l·D + d; tensors borrowed from params */
     tg_tensor *init[TG_CELL_MAX_STATES]; /* learned initial states [L·D, H] (borrowed from params) or NULL */
+    int64_t proj_size;                /* P (0 = none): see tg_rnn_config */
 } tg_rnn;
 
 /* Creates the parameters of every layer and direction with cell->make_params (PyTorch default init
@@ -231,7 +243,8 @@ typedef struct tg_rnn_init_opts {   /* {0} = PyTorch's default for everything */
     double forget_bias;             /*   bias_ih of cell->forget_gate's block = forget_bias, bias_hh's = 0 */
 } tg_rnn_init_opts;
 
-/* Re-initialises the four standard tensors of every layer (extras are the cell's business) in place.
+/* Re-initialises the four standard tensors of every layer, and weight_hr with weight_hh's scheme (as one
+ * block), in place (extras are the cell's business).
  * opts NULL = PyTorch default. Returns 0 or -1 (e.g. forget bias on a cell without a forget gate). */
 int tg_rnn_init(tg_rnn *m, const tg_rnn_init_opts *opts, tg_rng *rng);
 
@@ -239,8 +252,9 @@ typedef struct tg_rnn_forward_opts { /* {0} or NULL: zeros initial state, all le
     const int64_t *lengths;          /* [B] or NULL; each in 1..T. Steps past a sequence's end give zero
                                         output and leave its state as it was (packed-sequence semantics;
                                         the reverse direction starts at each sequence's own last step) */
-    tg_tensor *const *init;          /* NULL, or S entries [L·D,B,H] (h0, c0); a NULL entry uses the
-                                        default (learned if cfg.learn_init, else zeros) */
+    tg_tensor *const *init;          /* NULL, or S entries [L·D,B,H] (h0, c0; h0 is [L·D,B,P] with
+                                        proj_size P); a NULL entry uses the default (learned if
+                                        cfg.learn_init, else zeros) */
     bool train;                      /* dropout between layers is active */
     tg_rng *rng;                     /* dropout's and zoneout's generator; NULL = the thread's default */
     bool keep_step_states;           /* fill out->step_states */
@@ -254,8 +268,9 @@ typedef struct tg_rnn_forward_opts { /* {0} or NULL: zeros initial state, all le
 } tg_rnn_forward_opts;
 
 typedef struct tg_rnn_output {       /* every tensor here: tape-owned */
-    tg_tensor *output;               /* [T,B,D·H] ([B,T,D·H] when batch_first) */
-    tg_tensor *final[TG_CELL_MAX_STATES]; /* [L·D,B,H] each: the state at each sequence's last real step */
+    tg_tensor *output;               /* [T,B,D·H] ([B,T,D·H] when batch_first); D·P with proj_size P */
+    tg_tensor *final[TG_CELL_MAX_STATES]; /* [L·D,B,H] each: the state at each sequence's last real step
+                                        (h_n: [L·D,B,P] with proj_size P) */
     tg_tensor *h_n, *c_n;            /* final[0], final[1] (c_n NULL for one-state cells) */
     int n_states;                    /* S */
     /* keep_step_states: the carried state after every step, [T,B,H] (time-major, time order for both

@@ -21,7 +21,7 @@
  * registered cell and typed definitions). The initial state is the model's learned one (learn_init)
  * or zeros; to start from another (tg_rnn_forward_opts.init), tg_copy_ it into tg_rnn_stream_state.
  *
- * Memory: the stream owns its states [L,B,H] and output [B,O]; a step runs the cell under no-grad and
+ * Memory: the stream owns its states [L,B,H] (h: [L,B,P] with proj_size P) and output [B,O]; a step runs the cell under no-grad and
  * returns every intermediate to the thread's tensor pools before it returns, so after creation (which
  * runs one warm-up step and resets) a step on the same thread never calls malloc (counted in the test).
  * Because it clears the thread's tape after each step, a step refuses to run while the tape holds

@@ -1,0 +1,213 @@
+/* tests/test_proj.c - the LSTM with projections (proj_size, issue 12.2) against torch.nn.LSTM(proj_size=P)
+ * (tests/data/proj_golden.h from gen_proj_golden.py, torch 1.13): one and two layers, bidirectional,
+ * per-sequence lengths, batch_first, bias=False; y, h_n, c_n and the gradients of x, h0, c0 and every
+ * parameter in F64 (1e-12) and F32; parameter names, order and shapes as torch's state_dict; torch's
+ * constructor messages; learned initial states, streaming and tg_rnn_init with a projection. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "data/proj_golden.h"
+#include "helpers.h"
+
+#include <tapegrad/tapegrad.h>
+
+static long g_live_at_start;
+static void live_start(void) { g_live_at_start = tg_live_tensors(); }
+static void live_check(void) {
+    tg_tape_reset();
+    cr_expect_eq(tg_live_tensors(), g_live_at_start, "live tensors: %ld at start, %ld at the end", g_live_at_start,
+                 tg_live_tensors());
+}
+TestSuite(proj, .init = live_start, .fini = live_check);
+
+/* |a - ref| <= tol · max(1, |ref|) element by element */
+static void expect_close(const tg_tensor *t, const double *ref, int64_t n, double tol, const char *what, const char *cs) {
+    cr_assert_not_null(t, "%s: %s is NULL", cs, what);
+    cr_assert_eq(tg_numel(t), n, "%s: %s has %lld elements, torch %lld", cs, what, (long long)tg_numel(t), (long long)n);
+    for (int64_t i = 0; i < n; i++)
+        cr_assert(fabs(tg_get(t, i) - ref[i]) <= tol * fmax(1.0, fabs(ref[i])), "%s: %s[%lld] = %.17g, torch %.17g", cs,
+                  what, (long long)i, tg_get(t, i), ref[i]);
+}
+
+static tg_rnn *model_of(const pj_case *c, tg_dtype dt) {
+    tg_rnn_config cfg = {.input_size = c->I, .hidden_size = c->H, .num_layers = c->L, .bidirectional = c->bidirectional,
+                         .batch_first = c->batch_first, .no_bias = !c->bias, .dtype = dt, .proj_size = c->P};
+    tg_rnn *m = tg_rnn_new(tg_cell_by_name("lstm"), &cfg, NULL);
+    cr_assert_not_null(m, "%s: %s", c->name, tg_last_error());
+    /* torch's state_dict: the same names in the same order */
+    cr_assert_eq(tg_params_count(m->params), c->n_params, "%s: %d parameters, torch %d", c->name,
+                 tg_params_count(m->params), c->n_params);
+    for (int i = 0; i < c->n_params; i++) {
+        cr_assert_str_eq(tg_params_name_at(m->params, i), c->params[i].name, "%s: parameter %d", c->name, i);
+        tg_tensor *p = tg_params_at(m->params, i);
+        cr_assert_eq(tg_numel(p), c->params[i].n, "%s: %s", c->name, c->params[i].name);
+        for (int j = 0; j < c->params[i].n; j++) tg_set(p, j, c->params[i].v[j]);
+    }
+    return m;
+}
+
+static void run_case(const pj_case *c, tg_dtype dt, const pj_result *want, double tol) {
+    tg_rnn *m = model_of(c, dt);
+    int D = c->bidirectional ? 2 : 1, LD = c->L * D;
+    int64_t xs[3] = {c->T, c->B, c->I}, ys[3] = {c->T, c->B, D * c->P};
+    if (c->batch_first) xs[0] = ys[0] = c->B, xs[1] = ys[1] = c->T;
+    tg_tensor *x = tg_from_f64(dt, 3, xs, c->x), *h0 = tg_from_f64(dt, TG_SHAPE(LD, c->B, c->P), c->h0);
+    tg_tensor *c0 = tg_from_f64(dt, TG_SHAPE(LD, c->B, c->H), c->c0);
+    tg_tensor *dy = tg_from_f64(dt, 3, ys, c->dy), *dhn = tg_from_f64(dt, TG_SHAPE(LD, c->B, c->P), c->dhn);
+    tg_tensor *dcn = tg_from_f64(dt, TG_SHAPE(LD, c->B, c->H), c->dcn);
+    tg_set_requires_grad(x, true);
+    tg_set_requires_grad(h0, true);
+    tg_set_requires_grad(c0, true);
+    tg_tensor *init[2] = {h0, c0};
+    tg_rnn_output out;
+    tg_tensor *y = tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = init, .lengths = c->lengths}, &out);
+    cr_assert_not_null(y, "%s: %s", c->name, tg_last_error());
+    const char *cs = c->name;
+    expect_close(y, want->y, tg_numel(dy), tol, "y", cs);
+    expect_close(out.h_n, want->hn, LD * c->B * c->P, tol, "h_n", cs);
+    expect_close(out.c_n, want->cn, LD * c->B * c->H, tol, "c_n", cs);
+    tg_tensor *loss = tg_add(tg_add(tg_sum(tg_mul(y, dy)), tg_sum(tg_mul(out.h_n, dhn))), tg_sum(tg_mul(out.c_n, dcn)));
+    cr_assert_eq(tg_backward(loss), 0, "%s: %s", cs, tg_last_error());
+    expect_close(tg_grad(x), want->grad_x, tg_numel(x), tol, "grad.x", cs);
+    expect_close(tg_grad(h0), want->grad_h0, tg_numel(h0), tol, "grad.h0", cs);
+    expect_close(tg_grad(c0), want->grad_c0, tg_numel(c0), tol, "grad.c0", cs);
+    for (int i = 0; i < c->n_params; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "grad.%s", want->grads[i].name);
+        expect_close(tg_grad(tg_params_find(m->params, want->grads[i].name)), want->grads[i].v, want->grads[i].n, tol,
+                     what, cs);
+    }
+    tg_rnn_output_clear(&out);
+    tg_tape_reset();
+    tg_release(x); tg_release(h0); tg_release(c0); tg_release(dy); tg_release(dhn); tg_release(dcn);
+    tg_rnn_free(m);
+}
+
+Test(proj, values_and_gradients_match_torch_f64) {
+    for (int i = 0; i < PJ_N_CASES; i++) run_case(&pj_cases[i], TG_F64, &pj_cases[i].f64, 1e-12);
+}
+
+/* torch's float32 run from the same values rounded to float32; other summation orders: 2e-5 */
+Test(proj, values_and_gradients_match_torch_f32) {
+    for (int i = 0; i < PJ_N_CASES; i++) run_case(&pj_cases[i], TG_F32, &pj_cases[i].f32, 2e-5);
+}
+
+Test(proj, torch_messages_for_bad_proj_size) {
+    th_record_errors();
+    for (size_t i = 0; i < sizeof pj_errors / sizeof pj_errors[0]; i++) {
+        th_reset_errors();
+        tg_rnn *m = tg_rnn_new(tg_cell_by_name(pj_errors[i].cell),
+                               &(tg_rnn_config){.input_size = 3, .hidden_size = 5, .proj_size = pj_errors[i].proj_size},
+                               NULL);
+        cr_expect_null(m, "%s proj_size %d accepted", pj_errors[i].cell, pj_errors[i].proj_size);
+        tg_rnn_free(m);
+        cr_expect(strstr(th_last_message(), pj_errors[i].message) != NULL, "%s proj_size %d: '%s' lacks torch's '%s'",
+                  pj_errors[i].cell, pj_errors[i].proj_size, th_last_message(), pj_errors[i].message);
+    }
+    /* every zoo cell but lstm refuses it too */
+    for (int i = 0; i < tg_cell_count(); i++) {
+        const tg_cell *cell = tg_cell_at(i);
+        if (!strcmp(cell->name, "lstm")) continue;
+        th_reset_errors();
+        tg_rnn *m = tg_rnn_new(cell, &(tg_rnn_config){.input_size = 3, .hidden_size = 5, .proj_size = 2}, NULL);
+        cr_expect_null(m, "cell %s accepted proj_size", cell->name);
+        tg_rnn_free(m);
+        cr_expect(strstr(th_last_message(), "only supported for LSTM") != NULL, "%s: %s", cell->name, th_last_message());
+    }
+}
+
+Test(proj, initial_states_of_the_wrong_width_are_refused) {
+    th_record_errors();
+    tg_rnn *m = tg_rnn_new(tg_cell_by_name("lstm"),
+                           &(tg_rnn_config){.input_size = 2, .hidden_size = 5, .proj_size = 3, .dtype = TG_F64}, NULL);
+    cr_assert_not_null(m);
+    tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE(4, 2, 2));
+    tg_tensor *h_wide = tg_zeros(TG_F64, TG_SHAPE(1, 2, 5)), *c_narrow = tg_zeros(TG_F64, TG_SHAPE(1, 2, 3));
+    tg_tensor *init1[2] = {h_wide, NULL}, *init2[2] = {NULL, c_narrow};
+    cr_expect_null(tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = init1}, NULL));
+    cr_expect(strstr(th_last_message(), "h0 [1,2,5]") && strstr(th_last_message(), "expected [1,2,3]") &&
+                  strstr(th_last_message(), "proj_size"), "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = init2}, NULL));
+    cr_expect(strstr(th_last_message(), "c0 [1,2,3]") && strstr(th_last_message(), "expected [1,2,5]"), "%s",
+              th_last_message());
+    tg_release(x); tg_release(h_wide); tg_release(c_narrow);
+    tg_rnn_free(m);
+}
+
+/* learned h0 is [L·D, P], c0 [L·D, H]; a 2-layer bidirectional model's next layer reads 2P */
+Test(proj, shapes_with_learned_init_and_two_directions) {
+    tg_rnn_config cfg = {.input_size = 3, .hidden_size = 6, .proj_size = 2, .num_layers = 2, .bidirectional = true,
+                         .learn_init = true, .dtype = TG_F64};
+    tg_rnn *m = tg_rnn_new(tg_cell_by_name("lstm"), &cfg, NULL);
+    cr_assert_not_null(m, "%s", tg_last_error());
+    struct { const char *name; int64_t r, c; } want[] = {
+        {"weight_ih_l0", 24, 3}, {"weight_hh_l0", 24, 2}, {"weight_hr_l0", 2, 6}, {"weight_hr_l0_reverse", 2, 6},
+        {"weight_ih_l1", 24, 4}, {"weight_hh_l1_reverse", 24, 2}, {"h0", 4, 2}, {"c0", 4, 6}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        tg_tensor *p = tg_params_find(m->params, want[i].name);
+        cr_assert_not_null(p, "%s", want[i].name);
+        cr_expect(tg_ndim(p) == 2 && tg_dim(p, 0) == want[i].r && tg_dim(p, 1) == want[i].c, "%s", want[i].name);
+    }
+    tg_tensor *x = th_rand(3, TG_SHAPE(5, 2, 3), -1, 1);
+    tg_rnn_output out;
+    tg_tensor *y = tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.lengths = (int64_t[]){5, 3}}, &out);
+    cr_assert_not_null(y, "%s", tg_last_error());
+    cr_expect(tg_dim(y, 2) == 4 && tg_dim(out.h_n, 2) == 2 && tg_dim(out.c_n, 2) == 6);
+    /* past its length a sequence's output is 0 (both directions) */
+    for (int64_t t = 3; t < 5; t++)
+        for (int64_t j = 0; j < 4; j++) cr_expect_eq(tg_get(y, (t * 2 + 1) * 4 + j), 0.0);
+    tg_backward(tg_sum(tg_mul(y, y)));
+    cr_expect_not_null(tg_grad(tg_params_find(m->params, "h0")));
+    cr_expect_not_null(tg_grad(tg_params_find(m->params, "weight_hr_l1_reverse")));
+    tg_rnn_output_clear(&out);
+    tg_tape_reset();
+    tg_release(x);
+    tg_rnn_free(m);
+}
+
+/* tg_rnn_init reaches weight_hr (orthogonal: rows of W_hr [P, H] orthonormal) */
+Test(proj, init_schemes_reach_weight_hr) {
+    tg_rnn *m = tg_rnn_new(tg_cell_by_name("lstm"),
+                           &(tg_rnn_config){.input_size = 3, .hidden_size = 6, .proj_size = 2, .dtype = TG_F64}, NULL);
+    cr_assert_not_null(m);
+    cr_assert_eq(tg_rnn_init(m, &(tg_rnn_init_opts){.weight_hh = TG_INIT_ORTHOGONAL}, NULL), 0, "%s", tg_last_error());
+    const tg_tensor *w = tg_params_find(m->params, "weight_hr_l0");
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            double d = 0;
+            for (int j = 0; j < 6; j++) d += tg_get(w, a * 6 + j) * tg_get(w, b * 6 + j);
+            cr_expect(fabs(d - (a == b)) < 1e-12, "W_hr W_hrᵀ[%d][%d] = %g", a, b, d);
+        }
+    tg_rnn_free(m);
+}
+
+/* one step at a time without the tape = the whole sequence on it */
+Test(proj, streaming_equals_the_runner) {
+    tg_rnn *m = tg_rnn_new(tg_cell_by_name("lstm"),
+                           &(tg_rnn_config){.input_size = 3, .hidden_size = 5, .proj_size = 2, .num_layers = 2,
+                                            .dtype = TG_F64}, NULL);
+    cr_assert_not_null(m);
+    tg_tensor *x = th_rand(9, TG_SHAPE(6, 2, 3), -1, 1);
+    tg_rnn_stream *s = tg_rnn_stream_new(m, NULL, 2);
+    cr_assert_not_null(s, "%s", tg_last_error());
+    tg_tensor *y = tg_rnn_forward(m, x, NULL, NULL);
+    tg_tensor *yc = tg_copy(y);
+    tg_tape_reset();
+    for (int64_t t = 0; t < 6; t++) {
+        tg_tensor *xt = tg_view_at(x, t), *xc = tg_copy(xt);
+        const tg_tensor *h = tg_rnn_stream_step(s, xc);
+        cr_assert_not_null(h, "%s", tg_last_error());
+        cr_assert_eq(tg_dim(h, 1), 2);
+        for (int j = 0; j < 4; j++) cr_expect(fabs(tg_get(h, j) - tg_get(yc, t * 4 + j)) < 1e-12, "t %lld", (long long)t);
+        tg_release(xt);
+        tg_release(xc);
+    }
+    cr_expect_eq(tg_dim(tg_rnn_stream_state(s, 0), 2), 2);
+    cr_expect_eq(tg_dim(tg_rnn_stream_state(s, 1), 2), 5);
+    tg_rnn_stream_free(s);
+    tg_release(yc);
+    tg_release(x);
+    tg_rnn_free(m);
+}
