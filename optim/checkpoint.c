@@ -12,6 +12,7 @@
  *   tensors state.<i>.<name> (torch's state keys: exp_avg, momentum_buffer, ...)
  */
 #include "optim/optim_internal.h"
+#include "optim/checkpoint.h"
 
 #include <tapegrad/safetensors.h>
 
@@ -162,6 +163,10 @@ static bool parse_f64(const char *s, double *out) {
 /* ---- optimizer state ---------------------------------------------------------------------------- */
 
 int tg_optim_save(const tg_optim *opt, const tg_sched *sched, const char *path) {
+    return tg__optim_save_kv(opt, sched, path, 0, NULL);
+}
+
+int tg__optim_save_kv(const tg_optim *opt, const tg_sched *sched, const char *path, int nkv, const char *const *kv) {
     const char *fn = "tg_optim_save";
     if (!opt || !path) { tg_error_quiet(fn, "%s is NULL", !opt ? "the optimizer" : "path"); return -1; }
     kv_list m = {0};
@@ -221,6 +226,7 @@ int tg_optim_save(const tg_optim *opt, const tg_sched *sched, const char *path) 
             }
         }
     }
+    for (int i = 0; i < nkv; i++) kv_add(&m, kv[2 * i], "%s", kv[2 * i + 1]);
     char **names = calloc((size_t)n_state + 1, sizeof *names);
     tg_tensor **tensors = malloc(((size_t)n_state + 1) * sizeof *tensors);
     int rc = -1, j = 0;
@@ -280,10 +286,16 @@ static bool parse_state_name(const char *name, tg_optim_kind kind, int n_params,
 }
 
 int tg_optim_load(tg_optim *opt, tg_sched *sched, const char *path) {
-    const char *fn = "tg_optim_load";
-    if (!opt || !path) { tg_error_quiet(fn, "%s is NULL", !opt ? "the optimizer" : "path"); return -1; }
+    if (!opt || !path) { tg_error_quiet("tg_optim_load", "%s is NULL", !opt ? "the optimizer" : "path"); return -1; }
     tg_st_file *f = tg_st_load(path);
     if (!f) return -1;
+    int rc = tg__optim_load_file(opt, sched, f, path);
+    tg_st_free(f);
+    return rc;
+}
+
+int tg__optim_load_file(tg_optim *opt, tg_sched *sched, const tg_st_file *f, const char *path) {
+    const char *fn = "tg_optim_load";
     problems pr = {.count = 0};
     char key[96], shape[128];
     int64_t v;
@@ -438,7 +450,6 @@ int tg_optim_load(tg_optim *opt, tg_sched *sched, const char *path) {
     free(groups);
     free(steps);
     free(bufs);
-    tg_st_free(f);
     return 0;
 
 fail:
@@ -446,6 +457,5 @@ fail:
     free(groups);
     free(steps);
     free(bufs);
-    tg_st_free(f);
     return report(fn, path, &pr);
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <tapegrad/tapegrad.h>
@@ -481,3 +482,227 @@ Test(train_model, bad_checkpoints_are_refused_with_a_message) {
     tg_model_free(m);
 }
 
+
+/* ---- the two files of one checkpoint (train/checkpoint.c): one writer, a pairing id, the previous
+ * pair kept while a save replaces them ---------------------------------------------------------------- */
+
+static char p_a[128], p_b[128];
+static char *p_opt(const char *path, char *buf, size_t n) { return (char *)tg_ckpt_optim_path(path, buf, n); }
+static char *p_prev(const char *path, char *buf, size_t n) {
+    char op[256];
+    snprintf(buf, n, "%s.prev", p_opt(path, op, sizeof op));
+    return buf;
+}
+static void p_make_paths(void) {
+    snprintf(p_a, sizeof p_a, "/tmp/tg_pair_%ld_a.safetensors", (long)getpid());
+    snprintf(p_b, sizeof p_b, "/tmp/tg_pair_%ld_b.safetensors", (long)getpid());
+}
+static void p_remove_files(void) {
+    char buf[256];
+    const char *paths[] = {p_a, p_b};
+    for (int i = 0; i < 2; i++) {
+        rmdir(paths[i]);
+        remove(paths[i]);
+        remove(p_opt(paths[i], buf, sizeof buf));
+        remove(p_prev(paths[i], buf, sizeof buf));
+    }
+}
+TestSuite(train_pair, .init = p_make_paths, .fini = p_remove_files);
+
+static void p_copy(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    cr_assert(in && out, "cannot copy %s to %s", from, to);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) cr_assert_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    cr_assert_eq(fclose(out), 0);
+}
+
+static bool p_same_bytes(const char *x, const char *y) {
+    FILE *a = fopen(x, "rb"), *b = fopen(y, "rb");
+    bool same = a && b;
+    for (int c; same && (c = fgetc(a)) != EOF;) same = c == fgetc(b);
+    same = same && fgetc(b) == EOF;
+    if (a) fclose(a);
+    if (b) fclose(b);
+    return same;
+}
+
+/* One run: pair A (step 4) in p_a, pair B (the same run at step 7) in p_b; *run holds the run at 7. */
+static void p_save_two_pairs(tg_model **run) {
+    char err[512];
+    tg_model *m = tg_model_new(&mcfg, 3, err, sizeof err);
+    cr_assert_not_null(m, "%s", err);
+    tg_optim *o = m_adam(m);
+    tg_rng r;
+    tg_rng_seed(&r, 5);
+    int64_t s = 0;
+    m_train(m, o, &r, &s, 4);
+    cr_assert_eq(tg_ckpt_save(p_a, m, o, s, &r, 0, NULL, err, sizeof err), 0, "%s", err);
+    m_train(m, o, &r, &s, 7);
+    cr_assert_eq(tg_ckpt_save(p_b, m, o, s, &r, 0, NULL, err, sizeof err), 0, "%s", err);
+    tg_optim_free(o);
+    *run = m;
+}
+
+/* Loads the checkpoint at path with an Adam optimizer: 0 and *out, *opt, *step, *rng, or -1 and err. */
+static int p_load(const char *path, tg_model **out, tg_optim **opt, int64_t *step, tg_rng *rng, char *err, size_t n) {
+    tg_st_file *f;
+    *out = tg_ckpt_load_model(path, &f, err, n);
+    cr_assert_not_null(*out, "%s", err);
+    *opt = m_adam(*out);
+    int rc = tg_ckpt_load_train_state(path, f, *opt, step, rng, err, n);
+    tg_st_free(f);
+    return rc;
+}
+
+Test(train_pair, another_saves_optimizer_file_is_refused_naming_both_files) {
+    tg_model *run, *m;
+    tg_optim *o;
+    p_save_two_pairs(&run);
+    char err[1024], opa[256], opb[256];
+    p_opt(p_a, opa, sizeof opa);
+    p_opt(p_b, opb, sizeof opb);
+    /* pair A, then only the model half of pair B written over it */
+    p_copy(p_b, p_a);
+    int64_t step = 99;
+    tg_rng r;
+    cr_expect_eq(p_load(p_a, &m, &o, &step, &r, err, sizeof err), -1, "model B + optimizer A loaded");
+    cr_expect(strstr(err, p_a) && strstr(err, opa) && strstr(err, "are not one checkpoint"), "%s", err);
+    cr_expect_eq(step, 99, "a refused pair changed the step");
+    cr_expect_null(tg_optim_state(o, tg_params_at(m->params, 0), "exp_avg"), "a refused pair changed the optimizer");
+    tg_optim_free(o);
+    tg_model_free(m);
+    /* the other way round: model A, the optimizer file of B */
+    tg_model_free(run);
+    p_save_two_pairs(&run);
+    p_copy(opb, opa);
+    cr_expect_eq(p_load(p_a, &m, &o, &step, &r, err, sizeof err), -1, "model A + optimizer B loaded");
+    cr_expect(strstr(err, p_a) && strstr(err, opa) && strstr(err, "are not one checkpoint"), "%s", err);
+    tg_optim_free(o);
+    tg_model_free(m);
+    /* the library's trainer checks the same pairing (tg_trainer_load) */
+    net n1, n2;
+    net_new(&n1, 1, 6);
+    net_new(&n2, 2, 6);
+    tg_trainer t1, t2;
+    tg_train_opts o1 = opts_of(&n1), o2 = opts_of(&n2);
+    trainer_new(&t1, &n1, &o1);
+    trainer_new(&t2, &n2, &o2);
+    cr_assert_eq(tg_trainer_run(&t1, 3), 0, "%s", tg_last_error());
+    cr_assert_eq(tg_trainer_save(&t1, p_a, 0, NULL), 0, "%s", tg_last_error());
+    cr_assert_eq(tg_trainer_run(&t1, 5), 0, "%s", tg_last_error());
+    cr_assert_eq(tg_trainer_save(&t1, p_b, 0, NULL), 0, "%s", tg_last_error());
+    p_copy(p_b, p_a);
+    cr_expect_eq(tg_trainer_load(&t2, p_a, NULL), -1, "a trainer loaded model B + optimizer A");
+    cr_expect(strstr(tg_last_error(), p_a) && strstr(tg_last_error(), opa) &&
+                  strstr(tg_last_error(), "are not one checkpoint"), "%s", tg_last_error());
+    cr_expect_eq(t2.step, 0);
+    tg_clear_error();
+    cr_expect_eq(tg_trainer_load(&t2, p_b, NULL), 0, "%s", tg_last_error());
+    cr_expect_eq(t2.step, 5);
+    tg_trainer_free(&t1);
+    tg_trainer_free(&t2);
+    net_free(&n1);
+    net_free(&n2);
+    tg_model_free(run);
+}
+
+Test(train_pair, a_save_interrupted_between_the_two_files_loads_the_previous_pair) {
+    tg_model *run, *m;
+    tg_optim *o;
+    p_save_two_pairs(&run);
+    char err[1024], opa[256], opb[256], prev[256];
+    p_opt(p_a, opa, sizeof opa);
+    p_opt(p_b, opb, sizeof opb);
+    p_prev(p_a, prev, sizeof prev);
+    /* what a save of B over A leaves when killed after the optimizer file's rename: model A, the
+     * optimizer file of B, and A's optimizer file kept as .prev */
+    cr_assert_eq(rename(opa, prev), 0);
+    p_copy(opb, opa);
+    int64_t step = -1;
+    tg_rng r;
+    cr_assert_eq(p_load(p_a, &m, &o, &step, &r, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(step, 4);
+    /* A's optimizer state it is: 3 more steps give run's parameters (step 7) bit for bit */
+    m_train(m, o, &r, &step, 7);
+    m_expect_same(run, m);
+    /* the next save replaces the interrupted pair and removes .prev */
+    cr_assert_eq(tg_ckpt_save(p_a, m, o, step, &r, 0, NULL, err, sizeof err), 0, "%s", err);
+    cr_expect_neq(access(prev, F_OK), 0, "%s is left after a complete save", prev);
+    cr_expect(p_same_bytes(p_a, p_b) && p_same_bytes(opa, opb), "the same state saved twice differs");
+    tg_optim_free(o);
+    tg_model_free(m);
+    tg_model_free(run);
+}
+
+Test(train_pair, a_failed_model_write_keeps_the_previous_pair) {
+    tg_model *run, *m;
+    tg_optim *o;
+    p_save_two_pairs(&run);
+    char err[1024], opa[256], prev[256], keep[160];
+    p_opt(p_a, opa, sizeof opa);
+    p_prev(p_a, prev, sizeof prev);
+    snprintf(keep, sizeof keep, "%s.keep", p_a);
+    /* the model file cannot be replaced (a directory stands at its path); the optimizer file can */
+    char a_opt_bytes[160]; /* a copy of A's optimizer file to compare with */
+    snprintf(a_opt_bytes, sizeof a_opt_bytes, "%s.optkeep", p_a);
+    p_copy(p_a, keep);
+    p_copy(opa, a_opt_bytes);
+    cr_assert_eq(remove(p_a), 0);
+    cr_assert_eq(mkdir(p_a, 0700), 0);
+    tg_optim *ob = m_adam(run);
+    cr_expect_eq(tg_ckpt_save(p_a, run, ob, 7, NULL, 0, NULL, err, sizeof err), -1, "a save onto a directory succeeded");
+    cr_expect(strstr(err, p_a) != NULL, "%s", err);
+    cr_expect(p_same_bytes(opa, a_opt_bytes), "a failed save left another optimizer file than the previous one");
+    cr_expect_neq(access(prev, F_OK), 0, "%s is left after a failed save", prev);
+    cr_assert_eq(rmdir(p_a), 0);
+    cr_assert_eq(rename(keep, p_a), 0);
+    int64_t step = -1;
+    tg_rng r;
+    cr_expect_eq(p_load(p_a, &m, &o, &step, &r, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(step, 4);
+    tg_optim_free(o);
+    tg_model_free(m);
+    /* a first save that fails leaves no optimizer file behind */
+    remove(a_opt_bytes);
+    remove(p_a);
+    remove(opa);
+    cr_assert_eq(mkdir(p_a, 0700), 0);
+    cr_expect_eq(tg_ckpt_save(p_a, run, ob, 7, NULL, 0, NULL, err, sizeof err), -1);
+    cr_expect_neq(access(opa, F_OK), 0, "a failed first save left %s", opa);
+    tg_optim_free(ob);
+    tg_model_free(run);
+}
+
+Test(train_pair, the_pairing_id_is_in_both_files_and_required) {
+    tg_model *run, *m;
+    tg_optim *o;
+    p_save_two_pairs(&run);
+    char err[1024], opa[256];
+    tg_st_file *fm = tg_st_load(p_a), *fo = tg_st_load(p_opt(p_a, opa, sizeof opa));
+    cr_assert(fm && fo, "%s", tg_last_error());
+    const char *id = tg_st_meta(fm, "pair_id");
+    cr_assert_not_null(id);
+    cr_expect_eq(strlen(id), 16, "pair_id '%s' is not 16 hex digits", id);
+    cr_expect_str_eq(tg_st_meta(fo, "pair_id"), id);
+    tg_st_free(fm);
+    tg_st_free(fo);
+    /* a model file without one (the tests' rewrite drops the key) matches no optimizer file */
+    snprintf(m_path, sizeof m_path, "%s", p_a);
+    m_write_with_meta(run, "pair_id", NULL);
+    tg_optim *ob = m_adam(run);
+    int64_t step;
+    tg_rng r;
+    cr_expect_eq(p_load(p_a, &m, &o, &step, &r, err, sizeof err), -1);
+    cr_expect(strstr(err, "no pairing id") != NULL, "%s", err);
+    tg_optim_free(o);
+    tg_model_free(m);
+    /* the key is the checkpoint's own */
+    const char *meta[] = {"pair_id", "0123456789abcdef"};
+    cr_expect_eq(tg_ckpt_save(p_a, run, ob, 7, NULL, 1, meta, err, sizeof err), -1);
+    cr_expect(strstr(err, "'pair_id' is the checkpoint's own") != NULL, "%s", err);
+    tg_optim_free(ob);
+    tg_model_free(run);
+}

@@ -1,6 +1,7 @@
 /* train/model.c - the recurrent stack + linear head of <tapegrad/train.h> and its checkpoints (see
  * train.h). Dimension letters: T time, B batch, I input, H hidden, O output. */
 #include <tapegrad/train.h>
+#include "train/checkpoint.h"
 #include "train/rng_text.h"
 #include <tapegrad/cell_lang.h>
 
@@ -169,16 +170,6 @@ tg_rnn_stream *tg_model_stream_new(const tg_model *m, int64_t B) {
 
 /* ---- checkpoints ---------------------------------------------------------------------------------- */
 
-const char *tg_ckpt_optim_path(const char *path, char *buf, size_t size) {
-    const char *suffix = ".safetensors";
-    size_t n = strlen(path), k = strlen(suffix);
-    if (n > k && strcmp(path + n - k, suffix) == 0)
-        snprintf(buf, size, "%.*s.optim.safetensors", (int)(n - k), path);
-    else
-        snprintf(buf, size, "%s.optim.safetensors", path);
-    return buf;
-}
-
 void tg__rng_to_str(const tg_rng *r, char *buf, size_t n) {
     uint64_t spare;
     memcpy(&spare, &r->spare, sizeof spare);
@@ -221,32 +212,15 @@ int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64
     snprintf(vals[12], sizeof vals[12], "%.17g", m->cfg.zoneout);
 
     const char *def = tg_cell_source(m->cfg.cell); /* a typed cell: its definition travels with the model */
-    int n = tg_params_count(m->params), nm = OWN + nmeta + (def ? 1 : 0);
-    const char **names = malloc((size_t)n * sizeof *names);
-    tg_tensor **tensors = malloc((size_t)n * sizeof *tensors);
+    int nm = OWN + nmeta + (def ? 1 : 0);
     const char **kv = malloc((size_t)nm * 2 * sizeof *kv);
-    int rc = -1;
-    if (!names || !tensors || !kv) { snprintf(err, errlen, "%s: out of memory", path); goto done; }
-    for (int i = 0; i < n; i++) {
-        names[i] = tg_params_name_at(m->params, i);
-        tensors[i] = tg_params_at(m->params, i);
-    }
+    if (!kv) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
     for (int i = 0; i < OWN; i++) { kv[2 * i] = keys[i]; kv[2 * i + 1] = vals[i]; }
     for (int i = 0; i < nmeta; i++) { kv[2 * (OWN + i)] = meta[2 * i]; kv[2 * (OWN + i) + 1] = meta[2 * i + 1]; }
     if (def) { kv[2 * (nm - 1)] = "cell_def"; kv[2 * (nm - 1) + 1] = def; }
     tg_clear_error();
-    if (tg_st_save(path, n, names, tensors, nm, kv)) { set_err(err, errlen, "could not write the checkpoint"); goto done; }
-    if (opt) {
-        char op[4096];
-        if (tg_optim_save(opt, NULL, tg_ckpt_optim_path(path, op, sizeof op))) {
-            set_err(err, errlen, "could not write the optimizer state");
-            goto done;
-        }
-    }
-    rc = 0;
-done:
-    free(names);
-    free(tensors);
+    int rc = tg__ckpt_write("tg_ckpt_save", path, m->params, opt, NULL, nm, kv);
+    if (rc) set_err(err, errlen, "could not write the checkpoint");
     free(kv);
     return rc;
 }
@@ -386,9 +360,8 @@ int tg_ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim 
         snprintf(err, errlen, "%s: the checkpoint has no valid 'step' / 'rng' metadata", path);
         return -1;
     }
-    char op[4096];
     tg_clear_error();
-    if (opt && tg_optim_load(opt, NULL, tg_ckpt_optim_path(path, op, sizeof op))) {
+    if (opt && tg__ckpt_read_optim("tg_ckpt_load_train_state", path, file, opt, NULL)) {
         set_err(err, errlen, "cannot load the optimizer state");
         return -1;
     }

@@ -9,6 +9,7 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/train.h>
 
+#include "train/checkpoint.h"
 #include "train/rng_text.h"
 
 #define FN_STEP "tg_trainer_step"
@@ -177,9 +178,6 @@ int tg_trainer_save(const tg_trainer *tr, const char *path, int nmeta, const cha
         tg_error_quiet(fn, "%s", !tr || !tr->params ? "the trainer is not set up" : !path ? "path is NULL" : "bad meta arguments");
         return -1;
     }
-    char op[4096];
-    if (strlen(path) + sizeof ".optim.safetensors" > sizeof op) { tg_error_quiet(fn, "%s: path too long", path); return -1; }
-    tg_ckpt_optim_path(path, op, sizeof op);
     for (int i = 0; i < nmeta; i++) {
         if (!meta[2 * i] || !meta[2 * i + 1]) { tg_error_quiet(fn, "meta pair %d has a NULL key or value", i); return -1; }
         for (int k = 0; k < N_OWN; k++)
@@ -196,25 +194,13 @@ int tg_trainer_save(const tg_trainer *tr, const char *path, int nmeta, const cha
     snprintf(vals[4], sizeof vals[4], "%.17g %lld", tr->epoch_loss, (long long)tr->epoch_batches);
     snprintf(vals[5], sizeof vals[5], "%.17g %lld %lld", tr->best_metric, (long long)tr->best_epoch,
              (long long)tr->bad_epochs);
-    int n = tg_params_count(tr->params), nm = N_OWN + nmeta;
-    const char **names = malloc((size_t)(n ? n : 1) * sizeof *names);
-    tg_tensor **tensors = malloc((size_t)(n ? n : 1) * sizeof *tensors);
+    int nm = N_OWN + nmeta;
     const char **kv = malloc((size_t)nm * 2 * sizeof *kv);
-    int rc = -1;
-    if (!names || !tensors || !kv) { tg_error_quiet(fn, "%s: out of memory", path); goto done; }
-    for (int i = 0; i < n; i++) {
-        names[i] = tg_params_name_at(tr->params, i);
-        tensors[i] = tg_params_at(tr->params, i);
-    }
+    if (!kv) { tg_error_quiet(fn, "%s: out of memory", path); return -1; }
     for (int i = 0; i < N_OWN; i++) { kv[2 * i] = own_keys[i]; kv[2 * i + 1] = vals[i]; }
     for (int i = 0; i < 2 * nmeta; i++) kv[2 * N_OWN + i] = meta[i];
     tg_clear_error();
-    /* the optimizer file first: a failure there leaves both previous files in place */
-    if (tg_optim_save(tr->opt, tr->opts.sched, op) || tg_st_save(path, n, names, tensors, nm, kv)) goto done;
-    rc = 0;
-done:
-    free(names);
-    free(tensors);
+    int rc = tg__ckpt_write(fn, path, tr->params, tr->opt, tr->opts.sched, nm, kv);
     free(kv);
     return rc;
 }
@@ -248,9 +234,6 @@ int tg_trainer_load(tg_trainer *tr, const char *path, tg_st_file **meta) {
         tg_error_quiet(fn, "%s", !path ? "path is NULL" : "the trainer is not set up");
         return -1;
     }
-    char op[4096];
-    if (strlen(path) + sizeof ".optim.safetensors" > sizeof op) { tg_error_quiet(fn, "%s: path too long", path); return -1; }
-    tg_ckpt_optim_path(path, op, sizeof op);
     tg_clear_error();
     tg_st_file *f = tg_st_load(path);
     if (!f) return -1;
@@ -273,7 +256,7 @@ int tg_trainer_load(tg_trainer *tr, const char *path, tg_st_file **meta) {
     if (check_params(tr, f, path)) goto fail;
     /* validated in full by each call before it changes anything: the optimizer (and schedule), then
      * the parameters (checked above, so this copy cannot fail on a mismatch) */
-    if (tg_optim_load(tr->opt, tr->opts.sched, op) || tg_params_load(tr->params, path)) goto fail;
+    if (tg__ckpt_read_optim(fn, path, f, tr->opt, tr->opts.sched) || tg_params_load(tr->params, path)) goto fail;
     tr->step = step;
     tr->rng = r;
     tr->epoch_loss = el;

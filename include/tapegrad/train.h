@@ -22,8 +22,11 @@
  *                             metadata, the model config, the step reached, a generator's state, the
  *                             caller's own key/value pairs and (a typed cell) the cell's definition;
  *   FILE minus ".safetensors" + ".optim.safetensors"
- *                             the optimizer state, written by tg_optim_save (optim.h).
- * Loading checks the metadata against the tensors before building anything, so a corrupt or hostile
+ *                             the optimizer state (tg_optim_save's layout, optim.h).
+ * Both carry the same metadata "pair_id" (a hash of the model file), and the optimizer file is loaded
+ * only with its own model file: a save interrupted between the two files resumes the previous pair
+ * (kept as FILE's optimizer file + ".prev" while a save runs), any other mix is refused naming both
+ * files (README, Hardening, "One pair"). Loading checks the metadata against the tensors before building anything, so a corrupt or hostile
  * file is refused with a message naming the key and the tensor. Errors go to err (never abort).
  *
  * Dimension letters: T time steps, B batch, I input size, H hidden size, O output size.
@@ -89,7 +92,8 @@ tg_rnn_stream *tg_model_stream_new(const tg_model *m, int64_t B);
 /* "<stem>.optim.safetensors" for "<stem>.safetensors" (else path + ".optim.safetensors"). returns: buf */
 const char *tg_ckpt_optim_path(const char *path, char *buf, size_t size);
 
-/* Writes the checkpoint (both files; each replaces its previous version only once fully written).
+/* Writes the checkpoint (both files, with their pairing id; the previous pair stays loadable until the
+ * new one is complete, and is what loads after a failure).
  * meta: nmeta extra key/value pairs (meta[2i], meta[2i+1]) stored in FILE's metadata; opt may be NULL
  * (no optimizer file), rng may be NULL (an all-zero state is stored). Returns 0, or -1 with a message. */
 int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64_t step, const tg_rng *rng,
@@ -100,8 +104,9 @@ int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64
  * receives the opened file for the caller's metadata (tg_st_meta; tg_st_free it). returns: new object,
  * or NULL with a message in err (unreadable, not a tapegrad checkpoint, a contradiction). */
 tg_model *tg_ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t errlen);
-/* Restores the optimizer (from the .optim file; opt may be NULL), the step and the generator state
- * stored by tg_ckpt_save. Returns 0, or -1 with a message (nothing is changed then). */
+/* Restores the optimizer (from the .optim file paired with `file`; opt may be NULL), the step and the
+ * generator state stored by tg_ckpt_save. Returns 0, or -1 with a message (nothing is changed then;
+ * "A and B are not one checkpoint: ..." for an optimizer file of another save or run). */
 int tg_ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim *opt, int64_t *step, tg_rng *rng,
                              char *err, size_t errlen);
 

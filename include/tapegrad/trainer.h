@@ -122,12 +122,15 @@ bool tg_trainer_restore_best(tg_trainer *tr);
  * PyTorch's safetensors reads it) with the trainer's state as metadata ("format"="pt",
  * "tapegrad.train"="1", "step", "rng", "epoch_acc", "early") and nmeta extra (key, value) pairs of
  * yours (meta[2i], meta[2i+1]; these keys are refused); "<stem>.optim.safetensors"
- * (tg_ckpt_optim_path, <tapegrad/train.h>) holds the optimizer and schedule state (tg_optim_save). Each file is
- * replaced atomically: a failed save keeps the previous one. Returns 0, or -1 with a message. */
+ * (tg_ckpt_optim_path, <tapegrad/train.h>) holds the optimizer and schedule state (tg_optim_save's
+ * layout). Both files carry the same "pair_id" (refused as a key of yours). Each file is replaced
+ * atomically and the previous pair stays loadable until both are: a failed or interrupted save leaves
+ * the previous checkpoint (train.h). Returns 0, or -1 with a message. */
 int tg_trainer_save(const tg_trainer *tr, const char *path, int nmeta, const char *const *meta);
 /* Restores a checkpoint written by tg_trainer_save into a trainer set up the same way (parameters of
  * the same names, shapes and dtypes; same optimizer kind and groups; same schedule kind). Everything
- * is validated before anything changes: on failure -1 with a message naming the file and the problem,
+ * is validated before anything changes, the optimizer file's pairing id with the model file's among it:
+ * on failure -1 with a message naming the file (both files for a mismatched pair) and the problem,
  * and the trainer, parameters and optimizer are left as they were. meta (may be NULL): on success the
  * opened parameter file, for your own metadata keys (tg_st_meta; tg_st_free it). */
 int tg_trainer_load(tg_trainer *tr, const char *path, tg_st_file **meta);
