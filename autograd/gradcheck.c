@@ -1,6 +1,7 @@
 /* autograd/gradcheck.c - compare the tape's gradients with central finite differences, element by
  * element, signs included (a check that compares magnitudes only would pass a sign error). */
 #include "autograd/tape_internal.h"
+#include "tensor/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -60,7 +61,7 @@ bool tg_gradcheck(tg_gradcheck_fn fn, void *user, tg_tensor *const *inputs, int 
     tg_tape_reset();
     tg_tensor *proj = NULL;
     int status = 0;
-    tg_tensor **analytic = calloc((size_t)n, sizeof *analytic);
+    tg_tensor **analytic = tg_calloc((size_t)n, sizeof *analytic);
     if (!analytic) { tg_error("tg_gradcheck", "out of memory"); return false; }
     for (int i = 0; i < n; i++) tg_zero_grad(inputs[i]);
     eval_loss(fn, user, inputs, n, &proj, o.seed, true, &status);

@@ -8,6 +8,7 @@
  * give a NaN gradient for a NaN difference (a clamp would give 0); L1's gradient is torch's sgn(x - y), 0
  * for NaN. Writing torch's kernels here makes every such case follow torch exactly. */
 #include "autograd/ops_common.h"
+#include "tensor/alloc.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -180,7 +181,7 @@ tg_tensor *tg_ctc_nll(const tg_tensor *log_probs, const int64_t *targets, int64_
     }
     if (total > 0 && !targets) { tg_error(fn, "targets is NULL"); return NULL; }
     /* idx: input lengths | target lengths | offsets | the targets of each sequence, concatenated */
-    int64_t *idx = malloc((size_t)(3 * N + total + 1) * sizeof *idx);
+    int64_t *idx = tg_malloc((size_t)(3 * N + total + 1) * sizeof *idx);
     if (!idx) { tg_error(fn, "out of memory"); return NULL; }
     int64_t off = 0;
     for (int64_t n = 0; n < N; n++) {

@@ -3,6 +3,7 @@
  * R = rows of x (all leading dimensions flattened), I inputs, O outputs. */
 #include "autograd/ops_common.h"
 #include "tensor/gemm.h"
+#include "tensor/alloc.h"
 
 #include <stdlib.h>
 
@@ -63,7 +64,7 @@ static const void *packed_weight(const tg_tensor *W, int tb, int64_t M, int64_t 
             e->packed = NULL;
             e->version = ver;
             size_t bytes = W->dtype == TG_F32 ? tg_gemm_packed_b_size_f32(N, K) : tg_gemm_packed_b_size_f64(N, K);
-            e->packed = bytes ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
+            e->packed = bytes ? tg_aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
             if (!e->packed) return NULL;
             if (W->dtype == TG_F32) tg_gemm_pack_b_f32(tb, N, K, TG_PTR(W, float), tb ? K : N, e->packed);
             else tg_gemm_pack_b_f64(tb, N, K, TG_PTR(W, double), tb ? K : N, e->packed);
@@ -164,8 +165,8 @@ static bool defer_weight_grad(tg_tensor *W, const tg_tensor *g, const tg_tensor 
         g_defer.next = (g_defer.next + 1) % TG_DEFER_SLOTS;
         defer_clear(e);
         e->cap = TG_DEFER_CAP_ROWS;
-        e->G = malloc((size_t)(e->cap * O) * item);
-        e->X = malloc((size_t)(e->cap * I) * item);
+        e->G = tg_malloc((size_t)(e->cap * O) * item);
+        e->X = tg_malloc((size_t)(e->cap * I) * item);
         if (!e->G || !e->X) { free(e->G); free(e->X); memset(e, 0, sizeof *e); return false; }
         e->W = tg_retain(W);
     }

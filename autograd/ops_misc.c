@@ -1,6 +1,7 @@
 /* autograd/ops_misc.c - row gather / embedding lookup, dropout, row masks for padded sequences.
  * Dimension letters: V vocabulary rows, D row width, B batch rows. */
 #include "autograd/ops_common.h"
+#include "tensor/alloc.h"
 
 #include <stdlib.h>
 
@@ -25,7 +26,7 @@ tg_tensor *tg_gather_rows(const tg_tensor *weight, int64_t n, const int64_t *ind
     const tg_tensor *in[1] = {weight};
     tg_record *r = tg__record(TG_OP_GATHER, out, 1, in);
     if (r) {
-        r->idx = malloc((size_t)(n ? n : 1) * sizeof *r->idx);
+        r->idx = tg_malloc((size_t)(n ? n : 1) * sizeof *r->idx);
         if (!r->idx) { tg_error(fn, "out of memory saving %lld indices", (long long)n); return NULL; }
         if (n) memcpy(r->idx, index, (size_t)n * sizeof *r->idx);
         r->k[0] = n;

@@ -3,6 +3,7 @@
  * The tape is an append-only array of records; forward order is a topological order, so backward is
  * one reverse loop over it. Op results live in an autorelease pool owned by the tape. */
 #include "autograd/tape_internal.h"
+#include "tensor/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@ void tg__autorelease(tg_tensor *t) {
     if (!t) return;
     if (g_tape.n_pool == g_tape.cap_pool) {
         size_t cap = g_tape.cap_pool ? 2 * g_tape.cap_pool : 256;
-        tg_tensor **p = realloc(g_tape.pool, cap * sizeof *p);
+        tg_tensor **p = tg_realloc(g_tape.pool, cap * sizeof *p);
         if (!p) { tg_error("tapegrad", "out of memory growing the tape"); tg_release(t); return; }
         g_tape.pool = p;
         g_tape.cap_pool = cap;
@@ -93,7 +94,7 @@ tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const 
     if (!any) return NULL;
     if (g_tape.n_rec == g_tape.cap_rec) {
         size_t cap = g_tape.cap_rec ? 2 * g_tape.cap_rec : 256;
-        tg_record *p = realloc(g_tape.rec, cap * sizeof *p);
+        tg_record *p = tg_realloc(g_tape.rec, cap * sizeof *p);
         if (!p) { tg_error(tg_op_table[op].name, "out of memory growing the tape"); return NULL; }
         /* Records with few inputs point into themselves (in = in_inline); realloc moved them, so
          * re-aim those pointers at the new copies (the old block is freed). */
@@ -110,8 +111,8 @@ tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const 
         r->in = r->in_inline;
         r->in_version = r->ver_inline;
     } else {
-        r->in = malloc((size_t)nin * sizeof *r->in);
-        r->in_version = malloc((size_t)nin * sizeof *r->in_version);
+        r->in = tg_malloc((size_t)nin * sizeof *r->in);
+        r->in_version = tg_malloc((size_t)nin * sizeof *r->in_version);
         if (!r->in || !r->in_version) {
             free(r->in); free(r->in_version);
             tg_error(tg_op_table[op].name, "out of memory recording %d inputs", nin);
@@ -164,7 +165,7 @@ static int cmp_ptr(const void *a, const void *b) {
 size_t tg_tape_bytes(void) {
     size_t n = 0, cap = g_tape.n_pool + g_tape.n_rec;
     if (cap == 0) return 0;
-    tg_storage **s = malloc(cap * sizeof *s);
+    tg_storage **s = tg_malloc(cap * sizeof *s);
     if (!s) return 0;
     for (size_t i = 0; i < g_tape.n_pool; i++) s[n++] = g_tape.pool[i]->storage;
     for (size_t i = 0; i < g_tape.n_rec; i++)

@@ -8,6 +8,7 @@
  * Dimension letters: N sequences, B batch, T longest length in the batch, I features, O outputs.
  */
 #include "data/internal.h"
+#include "tensor/alloc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -52,8 +53,8 @@ int tg_batch_make(const tg_dataset *ds, const int64_t *index, int64_t B, tg_dtyp
         if (len > T) T = len;
     }
     const int64_t I = ds->features, O = ds->outputs;
-    b->lengths = malloc((size_t)B * sizeof *b->lengths);
-    b->index = malloc((size_t)B * sizeof *b->index);
+    b->lengths = tg_malloc((size_t)B * sizeof *b->lengths);
+    b->index = tg_malloc((size_t)B * sizeof *b->index);
     b->x = tg_zeros(dtype, TG_SHAPE(T, B, I));
     if (ds->kind == TG_LABELS_CLASS) b->classes = tg_empty(dtype, TG_SHAPE(B));
     if (ds->kind == TG_LABELS_TAG) b->classes = tg_full(dtype, TG_SHAPE(T * B), TG_IGNORE_INDEX);
@@ -105,8 +106,8 @@ tg_batcher *tg_batcher_new(const tg_dataset *ds, int64_t B, bool shuffle, bool d
         tgd_fail(err, errlen, "%s: batch size %" PRId64 " with drop_last leaves no batch from %" PRId64 " sequences", fn, B, ds->n);
         return NULL;
     }
-    tg_batcher *bt = calloc(1, sizeof *bt);
-    if (bt) bt->perm = malloc((size_t)ds->n * sizeof *bt->perm);
+    tg_batcher *bt = tg_calloc(1, sizeof *bt);
+    if (bt) bt->perm = tg_malloc((size_t)ds->n * sizeof *bt->perm);
     if (!bt || !bt->perm) {
         free(bt);
         tgd_fail(err, errlen, "%s: out of memory", fn);
@@ -172,7 +173,7 @@ int tg_batcher_next(tg_batcher *bt, tg_batch *b, char *err, size_t errlen) {
 char *tg_batcher_state(const tg_batcher *bt) {
     if (!bt) return NULL;
     const tg_rng *r = bt->drawn ? &bt->rng_epoch : &bt->rng;
-    char *s = malloc(256);
+    char *s = tg_malloc(256);
     if (!s) return NULL;
     snprintf(s, 256, STATE_FMT, bt->ds->n, bt->B, (int)bt->shuffle, (int)bt->drop_last, bt->epoch, bt->pos,
              (int)bt->drawn, r->s[0], r->s[1], r->s[2], r->s[3]);

@@ -14,6 +14,7 @@
  * Messages: "<file>: line <L>[, column '<name>']: <problem>", L the physical line where the row starts.
  */
 #include "data/internal.h"
+#include "tensor/alloc.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -42,7 +43,7 @@ static bool grow(void **p, size_t *cap, size_t need, size_t item) {
         if (c > SIZE_MAX / 2 / item) return false;
         c *= 2;
     }
-    void *q = realloc(*p, c * item);
+    void *q = tg_realloc(*p, c * item);
     if (!q) return false;
     *p = q;
     *cap = c;
@@ -177,7 +178,7 @@ tg_dataset *tgd_csv_parse(const unsigned char *ubuf, size_t len, const char *wha
     if (rc < 0) goto fail;
     if (rc == 0 || row_blank(&r)) { tgd_fail(err, errlen, "%s: line 1: no header row", what); goto fail; }
     ncols = (int64_t)r.nf;
-    names = calloc((size_t)ncols, sizeof *names);
+    names = tg_calloc((size_t)ncols, sizeof *names);
     if (!names) goto oom;
     for (int64_t c = 0; c < ncols; c++) {
         csv_field *fd = &r.f[c];
@@ -185,7 +186,7 @@ tg_dataset *tgd_csv_parse(const unsigned char *ubuf, size_t len, const char *wha
         while (a < b && fd->p[a] == ' ') a++;
         while (b > a && fd->p[b - 1] == ' ') b--;
         if (a == b) { tgd_fail(err, errlen, "%s: line 1: column %" PRId64 " has no name", what, c + 1); goto fail; }
-        if (!(names[c] = strndup(fd->p + a, b - a))) goto oom;
+        if (!(names[c] = tg_strndup(fd->p + a, b - a))) goto oom;
         for (int64_t d = 0; d < c; d++)
             if (strcmp(names[d], names[c]) == 0) {
                 tgd_fail(err, errlen, "%s: line 1: column name '%.40s' appears twice", what, names[c]);
@@ -209,7 +210,7 @@ tg_dataset *tgd_csv_parse(const unsigned char *ubuf, size_t len, const char *wha
         }
     }
     if (seq_col >= 0 && seq_col == lab_col) { tgd_fail(err, errlen, "%s: the sequence and label columns are the same", what); goto fail; }
-    if (!(feat = malloc((size_t)ncols * sizeof *feat))) goto oom;
+    if (!(feat = tg_malloc((size_t)ncols * sizeof *feat))) goto oom;
     if (opt->feature_columns) {
         for (const char *const *fc = opt->feature_columns; *fc; fc++) {
             int64_t c = -1;
@@ -288,7 +289,7 @@ tg_dataset *tgd_csv_parse(const unsigned char *ubuf, size_t len, const char *wha
                 if (!grow((void **)&runs, &caprun, (size_t)nruns + 1, sizeof *runs)) goto oom;
                 /* not strndup: a NUL byte inside the field would make the copy shorter than
                    cur_seq_len, and the memcmp above would read past it */
-                char *name = malloc(fd->len + 1);
+                char *name = tg_malloc(fd->len + 1);
                 if (!name) goto oom;
                 memcpy(name, fd->p, fd->len);
                 name[fd->len] = 0;
@@ -299,7 +300,7 @@ tg_dataset *tgd_csv_parse(const unsigned char *ubuf, size_t len, const char *wha
             }
         } else if (nruns == 0) {
             if (!grow((void **)&runs, &caprun, 1, sizeof *runs)) goto oom;
-            runs[0] = (seq_run){0, line, strdup("")};
+            runs[0] = (seq_run){0, line, tg_strdup("")};
             if (!runs[0].name) goto oom;
             nruns = 1;
         }
@@ -308,7 +309,7 @@ tg_dataset *tgd_csv_parse(const unsigned char *ubuf, size_t len, const char *wha
     if (rows == 0) { tgd_fail(err, errlen, "%s: no data rows after the header", what); goto fail; }
     /* a sequence may not resume after another one */
     {
-        seq_run *sorted = malloc((size_t)nruns * sizeof *sorted);
+        seq_run *sorted = tg_malloc((size_t)nruns * sizeof *sorted);
         if (!sorted) goto oom;
         memcpy(sorted, runs, (size_t)nruns * sizeof *sorted);
         qsort(sorted, (size_t)nruns, sizeof *sorted, cmp_run);
@@ -363,9 +364,9 @@ tg_dataset *tgd_csv_parse(const unsigned char *ubuf, size_t len, const char *wha
     }
     if (kind == TG_LABELS_TAG)
         for (int64_t k = 0; k < rows; k++) ds->labels[k] = (int64_t)lab[k];
-    if (!(ds->names = calloc((size_t)nfeat, sizeof *ds->names))) goto oom;
+    if (!(ds->names = tg_calloc((size_t)nfeat, sizeof *ds->names))) goto oom;
     for (int64_t k = 0; k < nfeat; k++)
-        if (!(ds->names[k] = strdup(names[feat[k]]))) goto oom;
+        if (!(ds->names[k] = tg_strdup(names[feat[k]]))) goto oom;
     if (tgd_finish(ds, what, err, errlen)) goto fail;
     goto done;
 oom:

@@ -7,6 +7,7 @@
  * O regression outputs, C classes.
  */
 #include "data/internal.h"
+#include "tensor/alloc.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -47,7 +48,7 @@ static int64_t mul_ok(int64_t a, int64_t b) {
 
 static void *alloc_array(int64_t count, size_t item) {
     if (count < 0 || (uint64_t)count > SIZE_MAX / item / 2) return NULL;
-    return malloc(count ? (size_t)count * item : 1);
+    return tg_malloc(count ? (size_t)count * item : 1);
 }
 
 void tg_dataset_free(tg_dataset *ds) {
@@ -73,7 +74,7 @@ tg_dataset *tgd_alloc(int64_t n, int64_t features, int64_t steps, tg_label_kind 
         tgd_fail(err, errlen, "dataset of %" PRId64 " steps x %" PRId64 " features is too large", steps, features);
         return NULL;
     }
-    tg_dataset *ds = calloc(1, sizeof *ds);
+    tg_dataset *ds = tg_calloc(1, sizeof *ds);
     if (!ds) goto oom;
     ds->n = n;
     ds->features = features;
@@ -98,21 +99,21 @@ oom:
 }
 
 int tgd_default_names(tg_dataset *ds, char *err, size_t errlen) {
-    ds->names = calloc((size_t)ds->features, sizeof *ds->names);
+    ds->names = tg_calloc((size_t)ds->features, sizeof *ds->names);
     if (!ds->names) return tgd_fail(err, errlen, "out of memory");
     for (int64_t i = 0; i < ds->features; i++) {
         char b[32];
         snprintf(b, sizeof b, "x%" PRId64, i);
-        if (!(ds->names[i] = strdup(b))) return tgd_fail(err, errlen, "out of memory");
+        if (!(ds->names[i] = tg_strdup(b))) return tgd_fail(err, errlen, "out of memory");
     }
     return 0;
 }
 
 static int copy_names(tg_dataset *dst, const tg_dataset *src, char *err, size_t errlen) {
-    dst->names = calloc((size_t)dst->features, sizeof *dst->names);
+    dst->names = tg_calloc((size_t)dst->features, sizeof *dst->names);
     if (!dst->names) return tgd_fail(err, errlen, "out of memory");
     for (int64_t i = 0; i < dst->features; i++)
-        if (!(dst->names[i] = strdup(src->names[i]))) return tgd_fail(err, errlen, "out of memory");
+        if (!(dst->names[i] = tg_strdup(src->names[i]))) return tgd_fail(err, errlen, "out of memory");
     return 0;
 }
 
@@ -447,7 +448,7 @@ int tg_norm_apply_values(tg_dataset *ds, const tg_norm *norm, char *err, size_t 
 char *tg_norm_to_string(const tg_norm *norm) {
     if (!norm || norm->features < 1 || !norm->mean || !norm->std || norm->features > INT64_MAX / 64) return NULL;
     size_t cap = (size_t)norm->features * 2 * 26 + 2, len = 0;
-    char *s = malloc(cap);
+    char *s = tg_malloc(cap);
     if (!s) return NULL;
     for (int part = 0; part < 2; part++)
         for (int64_t i = 0; i < norm->features; i++) {

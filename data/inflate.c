@@ -14,6 +14,7 @@
  * Messages: "<name>: byte <offset>: <problem>", the offset into the compressed file.
  */
 #include "data/internal.h"
+#include "tensor/alloc.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -107,7 +108,7 @@ static int out_reserve(inflater *s, size_t more) {
     size_t cap = s->out_cap ? s->out_cap : 65536;
     while (cap < s->out_len + more) cap = cap > s->max_out / 2 ? s->max_out : cap * 2;
     if (cap > s->max_out) cap = s->max_out; /* out_len + more <= max_out was checked above */
-    unsigned char *p = realloc(s->out, cap);
+    unsigned char *p = tg_realloc(s->out, cap);
     if (!p) return fail(s, "out of memory for the decompressed data");
     s->out = p;
     s->out_cap = cap;
@@ -407,7 +408,7 @@ int tg_gunzip(const void *in, size_t in_len, const char *name, size_t max_out, u
             goto fail;
         }
     } while (s.pos < s.in_len);
-    *out = s.out ? s.out : malloc(1);
+    *out = s.out ? s.out : tg_malloc(1);
     if (!*out) return tgd_fail(err, errlen, "%s: out of memory", name);
     *out_len = s.out_len;
     return 0;

@@ -3,6 +3,7 @@
  * of data.h. Also the typed-array helpers the binary readers share.
  */
 #include "data/internal.h"
+#include "tensor/alloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -135,7 +136,7 @@ tg_dataset *tgd_from_arrays(const tgd_array *x, const tgd_array *lengths, const 
     }
     if (N < 1 || T < 1 || I < 1) { tgd_fail(err, errlen, "%s: shape %s has an empty dimension", x->what, sb); return NULL; }
 
-    int64_t *len = malloc((size_t)N * sizeof *len);
+    int64_t *len = tg_malloc((size_t)N * sizeof *len);
     if (!len) { tgd_fail(err, errlen, "out of memory"); return NULL; }
     int64_t steps = 0;
     tg_dataset *ds = NULL;
@@ -220,7 +221,7 @@ int tgd_read_file(const char *path, size_t max, unsigned char **buf, size_t *len
         goto done;
     }
     size_t n = (size_t)st.st_size;
-    unsigned char *b = malloc(n + 1);
+    unsigned char *b = tg_malloc(n + 1);
     if (!b) { tgd_fail(err, errlen, "%s: out of memory for %zu bytes", path, n); goto done; }
     if (fread(b, 1, n, fp) != n) {
         tgd_fail(err, errlen, "%s: %s while reading", path, ferror(fp) ? strerror(errno) : "unexpected end of file");

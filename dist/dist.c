@@ -9,6 +9,7 @@
 #include <tapegrad/tensor.h>
 
 #include "autograd/tape_internal.h" /* tg__grad_buf: a rank without a gradient gets a zero one */
+#include "tensor/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,7 +150,7 @@ static int mpi_fail(const char *fn, const char *what, int rc) {
 }
 
 static tg_dist *dist_new(MPI_Comm comm, bool owns_init, const char *fn) {
-    tg_dist *d = calloc(1, sizeof *d);
+    tg_dist *d = tg_calloc(1, sizeof *d);
     if (!d) { tg_error_quiet(fn, "out of memory"); return NULL; }
     int rc = MPI_Comm_dup(comm, &d->comm);
     if (rc != MPI_SUCCESS) { free(d); mpi_fail(fn, "MPI_Comm_dup", rc); return NULL; }
@@ -208,7 +209,7 @@ int tg_dist_abort(tg_dist *d, int code) {
 
 static bool ensure_buf(tg_dist *d, size_t bytes, const char *fn) {
     if (bytes <= d->cap) return true;
-    unsigned char *b = realloc(d->buf, bytes);
+    unsigned char *b = tg_realloc(d->buf, bytes);
     if (!b) { tg_error_quiet(fn, "out of memory (a bucket of %zu bytes)", bytes); return false; }
     d->buf = b;
     d->cap = bytes;
@@ -220,7 +221,7 @@ static MPI_Datatype mpi_type(tg_dtype dt) { return dt == TG_F64 ? MPI_DOUBLE : M
 /* Every rank learns every rank's layout hash; returns the first rank whose hash differs from rank 0's,
  * or -1 when all agree (-2 on an MPI failure, message set). */
 static int layout_mismatch(tg_dist *d, uint64_t mine, const char *fn) {
-    uint64_t *all = malloc((size_t)d->size * sizeof *all);
+    uint64_t *all = tg_malloc((size_t)d->size * sizeof *all);
     if (!all) { tg_error_quiet(fn, "out of memory"); return -2; }
     double t0 = MPI_Wtime();
     int rc = MPI_Allgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, d->comm);
@@ -336,7 +337,7 @@ int tg_dist_allreduce_grads(tg_dist *d, tg_params *params, double weight, double
      * gradient" count per parameter and the scalar. */
     int first_dt = -1;
     for (int k = 0; k < n && first_dt < 0; k++) first_dt = (int)tg_dtype_of(tg_params_at(params, k));
-    char *has = calloc((size_t)(n ? n : 1), 1); /* has[k]: some rank had a gradient for parameter k */
+    char *has = tg_calloc((size_t)(n ? n : 1), 1); /* has[k]: some rank had a gradient for parameter k */
     if (!has) { tg_error_quiet(fn, "out of memory"); return -1; }
     bool extras_done = first_dt < 0;
     int status = 0;

@@ -20,6 +20,7 @@
 #include <tapegrad/cell_lang.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/ops.h>
+#include "tensor/alloc.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -1076,7 +1077,7 @@ static bool only_in_sum_with_x(const tg_cell_def *d, const graph_info *g, int p,
 }
 
 static int lower(tg_cell_def *d) {
-    graph_info *g = malloc(sizeof *g);
+    graph_info *g = tg_malloc(sizeof *g);
     if (!g) return -1;
     int G = d->G, xproj = -1, whh = -1, bhh = -1;
     node tmpl = mk(N_XPROJ, K_ROW, 0, 0);
@@ -1204,9 +1205,9 @@ fail:
 /* The live nodes in dependency order (operands first): an iterative post-order walk from the states. */
 static int schedule(tg_cell_def *d) {
     int n = d->n_nodes;
-    char *state = calloc((size_t)n, 1); /* 0 new, 1 on the stack, 2 scheduled */
-    int *stack = malloc(sizeof(int) * (size_t)(n + 1) * 4);
-    d->sched = malloc(sizeof(int) * (size_t)n);
+    char *state = tg_calloc((size_t)n, 1); /* 0 new, 1 on the stack, 2 scheduled */
+    int *stack = tg_malloc(sizeof(int) * (size_t)(n + 1) * 4);
+    d->sched = tg_malloc(sizeof(int) * (size_t)n);
     if (!state || !stack || !d->sched) { free(state); free(stack); return -1; }
     d->n_sched = 0;
     for (int s = 0; s < d->n_states; s++) {
@@ -1489,9 +1490,9 @@ tg_cell_def *tg_cell_def_parse(const char *name, const char *src, char *err, siz
         if (err && errlen) snprintf(err, errlen, "1:1: definition longer than %d bytes", TG_CELL_DEF_MAX_SOURCE);
         return NULL;
     }
-    tg_cell_def *d = calloc(1, sizeof *d);
-    parser *ps = calloc(1, sizeof *ps);
-    if (!d || !ps || !(d->nodes = calloc(MAX_EVAL, sizeof *d->nodes)) || !(d->source = malloc(len + 1))) {
+    tg_cell_def *d = tg_calloc(1, sizeof *d);
+    parser *ps = tg_calloc(1, sizeof *ps);
+    if (!d || !ps || !(d->nodes = tg_calloc(MAX_EVAL, sizeof *d->nodes)) || !(d->source = tg_malloc(len + 1))) {
         if (err && errlen) snprintf(err, errlen, "1:1: out of memory");
         if (d) { free(d->nodes); free(d); }
         free(ps);

@@ -11,6 +11,7 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/compare.h>
 #include <tapegrad/nn.h>
+#include "tensor/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -158,8 +159,8 @@ int tg_cell_manual_bptt(const tg_rnn *m, const tg_tensor *x, tg_tensor *const *i
     int64_t T = tg_dim(x, 0), B = tg_dim(x, 1), H = m->hidden_size;
     int64_t widths[TG_CELL_MAX_STATES];
     for (int s = 0; s < S; s++) widths[s] = H;
-    void **caches = calloc((size_t)(L * T), sizeof *caches);
-    tg_tensor **ys = calloc((size_t)L, sizeof *ys); /* [T,B,H] outputs per layer */
+    void **caches = tg_calloc((size_t)(L * T), sizeof *caches);
+    tg_tensor **ys = tg_calloc((size_t)L, sizeof *ys); /* [T,B,H] outputs per layer */
     tg_tensor *state[TG_CELL_MAX_STATES] = {0}, *next[TG_CELL_MAX_STATES] = {0}, *x_t = NULL, *dx_t = NULL;
     tg_tensor *d_below = NULL; /* dx of the layer being differentiated: dy of the layer below */
     tg_cell_params g;

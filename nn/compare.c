@@ -14,6 +14,7 @@
 #include <tapegrad/manual.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/ops.h>
+#include "tensor/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -135,7 +136,7 @@ static int run_manual(ctx *c, tg_compare_diff *fwd) {
     if (tg_manual_cell_parse(c->cell->name, &mc) != 0 || c->cell->n_extra != 0 || !c->m->bias) return 1;
     int L = c->o.layers;
     bool lstm = mc == TG_MANUAL_LSTM;
-    tg_manual_layer *params = calloc((size_t)L, sizeof *params), *grads = calloc((size_t)L, sizeof *grads);
+    tg_manual_layer *params = tg_calloc((size_t)L, sizeof *params), *grads = tg_calloc((size_t)L, sizeof *grads);
     if (!params || !grads) { free(params); free(grads); tg_error(FN, "out of memory"); return -1; }
     for (int k = 0; k < L; k++) {
         const tg_cell_params *p = tg_rnn_layer(c->m, k, 0);
@@ -186,7 +187,7 @@ static int run_fd(ctx *c, int i) {
     tg_tensor *t = c->inputs[i];
     int64_t numel = tg_numel(t);
     c->g_fd[i] = tg_full(TG_F64, tg_ndim(t), tg_shape(t), NAN);
-    int64_t *order = malloc((size_t)numel * sizeof *order);
+    int64_t *order = tg_malloc((size_t)numel * sizeof *order);
     if (!c->g_fd[i] || !order) { free(order); tg_error(FN, "out of memory"); return -1; }
     for (int64_t j = 0; j < numel; j++) order[j] = j;
     int64_t count = numel;
@@ -327,11 +328,11 @@ static int ctx_init(ctx *c, const char *cell_name, const tg_compare_opts *opts) 
     }
     int P = tg_params_count(c->m->params);
     c->n = 1 + c->S + P;
-    c->inputs = calloc((size_t)c->n, sizeof *c->inputs);
-    c->g_tape = calloc((size_t)c->n, sizeof *c->g_tape);
-    c->g_manual = calloc((size_t)c->n, sizeof *c->g_manual);
-    c->g_fd = calloc((size_t)c->n, sizeof *c->g_fd);
-    c->fd_count = calloc((size_t)c->n, sizeof *c->fd_count);
+    c->inputs = tg_calloc((size_t)c->n, sizeof *c->inputs);
+    c->g_tape = tg_calloc((size_t)c->n, sizeof *c->g_tape);
+    c->g_manual = tg_calloc((size_t)c->n, sizeof *c->g_manual);
+    c->g_fd = tg_calloc((size_t)c->n, sizeof *c->g_fd);
+    c->fd_count = tg_calloc((size_t)c->n, sizeof *c->fd_count);
     if (!c->inputs || !c->g_tape || !c->g_manual || !c->g_fd || !c->fd_count) {
         tg_error(FN, "out of memory");
         return -1;
@@ -358,8 +359,8 @@ tg_compare_report *tg_compare_cell(const char *cell, const tg_compare_opts *opts
     ctx c;
     tg_compare_report *r = NULL;
     if (ctx_init(&c, cell, opts) != 0) goto fail;
-    r = calloc(1, sizeof *r);
-    if (r) r->rows = calloc((size_t)c.n, sizeof *r->rows);
+    r = tg_calloc(1, sizeof *r);
+    if (r) r->rows = tg_calloc((size_t)c.n, sizeof *r->rows);
     if (!r || !r->rows) { tg_error(FN, "out of memory"); goto fail; }
     snprintf(r->cell, sizeof r->cell, "%s", c.cell->name);
     r->opts = c.o;

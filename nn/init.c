@@ -3,6 +3,7 @@
  * model's re-initialisation with per-gate blocks and the forget-gate bias.
  * Dimension letters: G gates, H hidden size, R rows and C columns of one block. */
 #include <tapegrad/nn.h>
+#include "tensor/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -82,7 +83,7 @@ int tg_init_orthogonal_(tg_tensor *t, int blocks, tg_rng *rng, double gain) {
     if (R * C == 0) return 0;
     /* n vectors of length m: rows when R <= C, else columns (orthonormal columns) */
     int64_t n = R <= C ? R : C, m = R <= C ? C : R;
-    double *v = malloc((size_t)(R * C) * sizeof *v), *block = malloc((size_t)(R * C) * sizeof *block);
+    double *v = tg_malloc((size_t)(R * C) * sizeof *v), *block = tg_malloc((size_t)(R * C) * sizeof *block);
     if (!v || !block) {
         free(v);
         free(block);

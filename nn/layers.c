@@ -3,6 +3,7 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/ops.h>
+#include "tensor/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ tg_linear_layer *tg_linear_layer_new(int64_t in_features, int64_t out_features, 
                  (long long)out_features);
         return NULL;
     }
-    tg_linear_layer *l = calloc(1, sizeof *l);
+    tg_linear_layer *l = tg_calloc(1, sizeof *l);
     if (!l) { tg_error(fn, "out of memory"); return NULL; }
     l->in_features = in_features;
     l->out_features = out_features;
@@ -64,7 +65,7 @@ tg_embedding_layer *tg_embedding_layer_new(int64_t num_embeddings, int64_t embed
                  (long long)embedding_dim);
         return NULL;
     }
-    tg_embedding_layer *e = calloc(1, sizeof *e);
+    tg_embedding_layer *e = tg_calloc(1, sizeof *e);
     if (!e) { tg_error(fn, "out of memory"); return NULL; }
     e->num_embeddings = num_embeddings;
     e->embedding_dim = embedding_dim;

@@ -11,6 +11,7 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/loss.h>
 #include <tapegrad/ops.h>
+#include "tensor/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -371,7 +372,7 @@ int64_t tg_ctc_greedy_decode(const tg_tensor *log_probs, int64_t n, int64_t leng
 
 int64_t tg_edit_distance(const int64_t *a, int64_t na, const int64_t *b, int64_t nb) {
     if (na < 0 || nb < 0 || (na > 0 && !a) || (nb > 0 && !b)) return -1;
-    int64_t *row = malloc((size_t)(nb + 1) * sizeof *row); /* one row of the DP table */
+    int64_t *row = tg_malloc((size_t)(nb + 1) * sizeof *row); /* one row of the DP table */
     if (!row) return -1;
     for (int64_t j = 0; j <= nb; j++) row[j] = j;
     for (int64_t i = 1; i <= na; i++) {

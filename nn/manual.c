@@ -10,6 +10,7 @@
  */
 #include "tensor/internal.h"
 #include "tensor/gemm.h"
+#include "tensor/alloc.h"
 
 #include <tapegrad/manual.h>
 
@@ -238,7 +239,7 @@ static bool layer_forward(tg_manual_cache *c, int l, tg_tensor *x, tg_tensor *h0
     }
     void *scratch = NULL;
     if (family(cell) == FAM_GRU) {
-        scratch = malloc((size_t)(B * GH) * tg_itemsize(c->dtype));
+        scratch = tg_malloc((size_t)(B * GH) * tg_itemsize(c->dtype));
         if (!scratch) {
             tg_error(c->maker, "out of memory");
             return false;
@@ -348,7 +349,7 @@ static tg_tensor *forward_core(const char *fn, tg_manual_cell cell, int kind, in
         }
     }
 
-    tg_manual_cache *c = calloc(1, sizeof *c + (size_t)L * sizeof(mlayer));
+    tg_manual_cache *c = tg_calloc(1, sizeof *c + (size_t)L * sizeof(mlayer));
     if (!c) {
         tg_error(fn, "out of memory");
         return NULL;
@@ -521,7 +522,7 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
             }
         }
     }
-    bool *made = grads ? calloc((size_t)L * 4, sizeof(bool)) : NULL;
+    bool *made = grads ? tg_calloc((size_t)L * 4, sizeof(bool)) : NULL;
     int rc = -1;
     tg_tensor *dx = NULL, *dh0 = NULL, *dc0 = NULL;
     void *work = NULL, *bufa = NULL, *bufb = NULL;
@@ -552,10 +553,10 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
         const int64_t G = tg_manual_cell_gates(c->cell), GH = G * H, TB = T * B;
         const size_t isz = tg_itemsize(dt);
         const size_t wn = (size_t)(TB * GH) * (family(c->cell) == FAM_GRU ? 2 : 1) + (size_t)(3 * BH);
-        work = malloc(wn * isz);
+        work = tg_malloc(wn * isz);
         if (L > 1) {
-            bufa = malloc((size_t)(TB * H) * isz);
-            bufb = malloc((size_t)(TB * H) * isz);
+            bufa = tg_malloc((size_t)(TB * H) * isz);
+            bufb = tg_malloc((size_t)(TB * H) * isz);
         }
         if (!work || (L > 1 && (!bufa || !bufb))) {
             tg_error(fn, "out of memory");

@@ -9,6 +9,7 @@
 
 #include <tapegrad/autograd.h>
 #include <tapegrad/ops.h>
+#include "tensor/alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,8 +69,8 @@ tg_tensor *tg_pad_sequence(int n, tg_tensor *const *seqs, bool batch_first, doub
     }
     if (T == 0) { tg_error(fn, "all %d sequences are empty (length 0)", n); return NULL; }
     /* the non-empty sequences' rows one after the other, then the padding row */
-    tg_tensor **parts = malloc((size_t)(n + 1) * sizeof *parts);
-    int64_t *start = malloc((size_t)n * sizeof *start), *idx = malloc((size_t)(T * n + 1) * sizeof *idx);
+    tg_tensor **parts = tg_malloc((size_t)(n + 1) * sizeof *parts);
+    int64_t *start = tg_malloc((size_t)n * sizeof *start), *idx = tg_malloc((size_t)(T * n + 1) * sizeof *idx);
     tg_tensor *out = NULL;
     if (!parts || !start || !idx) { tg_error(fn, "out of memory"); goto done; }
     int np = 0;
@@ -114,8 +115,8 @@ static void drop_indices(tg_packed_sequence *p) {
 static int pack_ordered(const char *fn, const tg_tensor *input, int64_t B, const int64_t *lengths, bool batch_first,
                         const int64_t *order, tg_packed_sequence *out) {
     const int64_t T = tg_shape(input)[batch_first ? 1 : 0];
-    int64_t *sorted = malloc((size_t)B * sizeof *sorted), *inv = malloc((size_t)B * sizeof *inv);
-    int64_t *bs = calloc((size_t)T, sizeof *bs);
+    int64_t *sorted = tg_malloc((size_t)B * sizeof *sorted), *inv = tg_malloc((size_t)B * sizeof *inv);
+    int64_t *bs = tg_calloc((size_t)T, sizeof *bs);
     int64_t *idx = NULL, total = 0;
     if (!sorted || !inv || !bs) goto oom;
     for (int64_t k = 0; k < B; k++) {
@@ -124,7 +125,7 @@ static int pack_ordered(const char *fn, const tg_tensor *input, int64_t B, const
         total += lengths[order[k]];
         for (int64_t t = 0; t < lengths[order[k]]; t++) bs[t]++;
     }
-    if (!(idx = malloc((size_t)total * sizeof *idx))) goto oom;
+    if (!(idx = tg_malloc((size_t)total * sizeof *idx))) goto oom;
     int64_t n = 0;
     for (int64_t t = 0; t < T && bs[t]; t++)
         for (int64_t k = 0; k < bs[t]; k++) idx[n++] = batch_first ? order[k] * T + t : t * B + order[k];
@@ -224,7 +225,7 @@ int tg_pack_padded_sequence(const tg_tensor *input, int64_t batch, const int64_t
             return -1;
         }
     }
-    int64_t *order = malloc((size_t)B * sizeof *order);
+    int64_t *order = tg_malloc((size_t)B * sizeof *order);
     if (!order) { tg_error(fn, "out of memory"); return -1; }
     for (int64_t b = 0; b < B; b++) order[b] = b;
     sort_by_length(order, B, lengths);
@@ -240,7 +241,7 @@ int tg_pack_sequence(int n, tg_tensor *const *seqs, bool enforce_sorted, tg_pack
     memset(out, 0, sizeof *out);
     tg_tensor *x = tg_pad_sequence(n, seqs, false, 0.0);
     if (!x) return -1;
-    int64_t *lengths = malloc((size_t)n * sizeof *lengths);
+    int64_t *lengths = tg_malloc((size_t)n * sizeof *lengths);
     if (!lengths) { tg_error(fn, "out of memory"); return -1; }
     for (int i = 0; i < n; i++) lengths[i] = tg_shape(seqs[i])[0];
     int rc = tg_pack_padded_sequence(x, n, lengths, false, enforce_sorted, out);
@@ -291,7 +292,7 @@ tg_tensor *tg_pad_packed_sequence(const tg_packed_sequence *p, bool batch_first,
         return NULL;
     }
     const int64_t B = p->batch, T = total_length, N = tg_shape(p->data)[0];
-    int64_t *offset = malloc((size_t)p->max_len * sizeof *offset), *idx = malloc((size_t)(T * B) * sizeof *idx);
+    int64_t *offset = tg_malloc((size_t)p->max_len * sizeof *offset), *idx = tg_malloc((size_t)(T * B) * sizeof *idx);
     tg_tensor *out = NULL;
     if (!offset || !idx) { tg_error(fn, "out of memory"); goto done; }
     for (int64_t t = 0, o = 0; t < p->max_len; o += p->batch_sizes[t], t++) offset[t] = o;
@@ -317,7 +318,7 @@ int tg_rnn_forward_packed(const tg_rnn *m, const tg_packed_sequence *x, const tg
     memset(y, 0, sizeof *y);
     if (!m) { tg_error(fn, "the model is NULL"); return -1; }
     if (!packed_ok(fn, x)) return -1;
-    int64_t *lengths = malloc((size_t)x->batch * sizeof *lengths);
+    int64_t *lengths = tg_malloc((size_t)x->batch * sizeof *lengths);
     if (!lengths) { tg_error(fn, "out of memory"); return -1; }
     int rc = -1;
     tg_tensor *padded = tg_pad_packed_sequence(x, m->batch_first, 0.0, 0, lengths);
@@ -326,7 +327,7 @@ int tg_rnn_forward_packed(const tg_rnn *m, const tg_packed_sequence *x, const tg
     tg_tensor *h = padded ? tg_rnn_forward(m, padded, &o, out) : NULL;
     if (h) {
         int64_t *order = x->sorted_indices;
-        if (!order && (order = malloc((size_t)x->batch * sizeof *order)))
+        if (!order && (order = tg_malloc((size_t)x->batch * sizeof *order)))
             for (int64_t b = 0; b < x->batch; b++) order[b] = b;
         if (!order) tg_error(fn, "out of memory");
         else rc = pack_ordered(fn, h, x->batch, lengths, m->batch_first, order, y);

@@ -3,6 +3,7 @@
  * order of creation, like PyTorch's named_parameters) is what optimizers and checkpoints rely on. */
 #include <tapegrad/autograd.h>
 #include <tapegrad/nn.h>
+#include "tensor/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ struct tg_params {
 };
 
 tg_params *tg_params_new(void) {
-    tg_params *p = calloc(1, sizeof *p);
+    tg_params *p = tg_calloc(1, sizeof *p);
     if (!p) tg_error("tg_params_new", "out of memory");
     return p;
 }
@@ -49,13 +50,13 @@ int tg_params_add(tg_params *p, const char *name, tg_tensor *t) {
     }
     if (p->count == p->capacity) {
         int cap = p->capacity ? 2 * p->capacity : 16;
-        tg_param_entry *e = realloc(p->entries, (size_t)cap * sizeof *e);
+        tg_param_entry *e = tg_realloc(p->entries, (size_t)cap * sizeof *e);
         if (!e) { tg_error(fn, "out of memory adding '%s'", name); return -1; }
         p->entries = e;
         p->capacity = cap;
     }
     size_t len = strlen(name);
-    char *copy = malloc(len + 1);
+    char *copy = tg_malloc(len + 1);
     if (!copy) { tg_error(fn, "out of memory adding '%s'", name); return -1; }
     memcpy(copy, name, len + 1);
     if (!tg_retain(t)) { free(copy); return -1; } /* a released tensor: tg_retain reported it */
@@ -69,7 +70,7 @@ int tg_params_extend(tg_params *dst, const char *prefix, const tg_params *src) {
     if (!prefix) prefix = "";
     for (int i = 0; i < src->count; i++) {
         size_t n = strlen(prefix) + strlen(src->entries[i].name) + 1;
-        char *full = malloc(n);
+        char *full = tg_malloc(n);
         if (!full) { tg_error("tg_params_extend", "out of memory"); return -1; }
         snprintf(full, n, "%s%s", prefix, src->entries[i].name);
         int s = tg_params_add(dst, full, src->entries[i].value);

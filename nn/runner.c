@@ -12,6 +12,7 @@
  * state in one function, advance(), which is where zoneout and length masking happen. */
 #include "autograd/tape_internal.h"
 #include "nn/cells_internal.h"
+#include "tensor/alloc.h"
 
 #include <tapegrad/autograd.h>
 #include <tapegrad/memory.h>
@@ -107,7 +108,7 @@ tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
     tg_mem_sum(&est);
     char why[320];
     if (tg_mem_check(&est, 0, why, sizeof why)) { tg_error(fn, "cell '%s': %s", cell->name, why); return NULL; }
-    tg_rnn *m = calloc(1, sizeof *m);
+    tg_rnn *m = tg_calloc(1, sizeof *m);
     if (!m) { tg_error(fn, "out of memory"); return NULL; }
     m->cell = cell;
     m->input_size = cfg->input_size;
@@ -121,7 +122,7 @@ tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
     m->dtype = cfg->dtype;
     m->proj_size = cfg->proj_size;
     m->params = tg_params_new();
-    m->layers = calloc((size_t)(L * D), sizeof *m->layers);
+    m->layers = tg_calloc((size_t)(L * D), sizeof *m->layers);
     if (!m->params || !m->layers) {
         if (!tg_error_pending()) tg_error(fn, "out of memory");
         tg_rnn_free(m);
@@ -390,7 +391,7 @@ static tg_tensor *initial_state(const run_ctx *c, const tg_rnn_forward_opts *o, 
 
 /* Builds the per-step masks when some sequence is shorter than T. Returns 0 or -1. */
 static int make_masks(run_ctx *c, const int64_t *lengths) {
-    c->n_active = malloc((size_t)c->T * sizeof *c->n_active);
+    c->n_active = tg_malloc((size_t)c->T * sizeof *c->n_active);
     if (!c->n_active) return -1;
     bool ragged = false;
     for (int64_t t = 0; t < c->T; t++) {
@@ -399,8 +400,8 @@ static int make_masks(run_ctx *c, const int64_t *lengths) {
         ragged |= c->n_active[t] != c->B;
     }
     if (!ragged) return 0;
-    c->keep_mask = calloc((size_t)c->T, sizeof *c->keep_mask);
-    c->hold_mask = calloc((size_t)c->T, sizeof *c->hold_mask);
+    c->keep_mask = tg_calloc((size_t)c->T, sizeof *c->keep_mask);
+    c->hold_mask = tg_calloc((size_t)c->T, sizeof *c->hold_mask);
     if (!c->keep_mask || !c->hold_mask) return -1;
     for (int64_t t = 0; t < c->T; t++) {
         c->keep_mask[t] = tg_zeros(c->m->dtype, TG_SHAPE(c->B));
@@ -441,15 +442,15 @@ tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forw
 
     /* scratch: per-direction step outputs [D][T], final states [S][L·D], kept states [L·D·S][T] */
     size_t n_scratch = (size_t)(D * c.T + S * L * D + (keep ? L * D * S * c.T : 0));
-    tg_tensor **scratch = calloc(n_scratch, sizeof *scratch);
-    tg_tensor ***keep_rows = keep ? calloc((size_t)S, sizeof *keep_rows) : NULL;
+    tg_tensor **scratch = tg_calloc(n_scratch, sizeof *scratch);
+    tg_tensor ***keep_rows = keep ? tg_calloc((size_t)S, sizeof *keep_rows) : NULL;
     if (!scratch || (keep && !keep_rows) || make_masks(&c, o.lengths)) {
         if (!tg_error_pending()) tg_error(fn, "out of memory for T = %lld", (long long)c.T);
         goto fail;
     }
     tg_tensor **step_out = scratch, **finals = scratch + D * c.T, **kept = finals + S * L * D;
     if (keep) {
-        out->step_states = calloc((size_t)(L * D * S), sizeof *out->step_states);
+        out->step_states = tg_calloc((size_t)(L * D * S), sizeof *out->step_states);
         if (!out->step_states) { tg_error(fn, "out of memory"); goto fail; }
         out->n_step_states = L * D * S;
     }

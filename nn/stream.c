@@ -14,6 +14,7 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/ops.h>
 #include <tapegrad/stream.h>
+#include "tensor/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -191,14 +192,14 @@ tg_rnn_stream *tg_rnn_stream_new(const tg_rnn *m, const tg_linear_layer *head, i
                  tg_dtype_name(m->dtype));
         return NULL;
     }
-    tg_rnn_stream *s = calloc(1, sizeof *s);
+    tg_rnn_stream *s = tg_calloc(1, sizeof *s);
     if (!s) { tg_error(fn, "out of memory"); return NULL; }
     s->m = m;
     s->head = head;
     s->B = B;
     s->L = m->num_layers;
     s->S = m->cell->n_states;
-    s->view = calloc((size_t)(s->L * s->S), sizeof *s->view);
+    s->view = tg_calloc((size_t)(s->L * s->S), sizeof *s->view);
     s->out = tg_zeros(m->dtype, TG_SHAPE(B, head ? head->out_features : R));
     if (!s->view || !s->out) goto fail;
     for (int st = 0; st < s->S; st++) {

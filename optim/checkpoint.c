@@ -13,6 +13,7 @@
  */
 #include "optim/optim_internal.h"
 #include "optim/checkpoint.h"
+#include "tensor/alloc.h"
 
 #include <tapegrad/safetensors.h>
 
@@ -32,8 +33,8 @@ int tg_params_save(const tg_params *params, const char *path) {
     const char *fn = "tg_params_save";
     if (!params || !path) { tg_error_quiet(fn, "%s is NULL", !params ? "the parameter set" : "path"); return -1; }
     int n = tg_params_count(params);
-    const char **names = malloc((size_t)(n ? n : 1) * sizeof *names);
-    tg_tensor **tensors = malloc((size_t)(n ? n : 1) * sizeof *tensors);
+    const char **names = tg_malloc((size_t)(n ? n : 1) * sizeof *names);
+    tg_tensor **tensors = tg_malloc((size_t)(n ? n : 1) * sizeof *tensors);
     int rc = -1;
     if (!names || !tensors) {
         tg_error_quiet(fn, "%s: out of memory", path);
@@ -119,7 +120,7 @@ static void kv_add(kv_list *m, const char *key, const char *fmt, ...) {
     if (m->oom) return;
     if (m->n + 2 > m->cap) {
         int cap = m->cap ? 2 * m->cap : 64;
-        char **p = realloc(m->items, (size_t)cap * sizeof *p);
+        char **p = tg_realloc(m->items, (size_t)cap * sizeof *p);
         if (!p) { m->oom = true; return; }
         m->items = p;
         m->cap = cap;
@@ -129,7 +130,7 @@ static void kv_add(kv_list *m, const char *key, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(value, sizeof value, fmt, ap);
     va_end(ap);
-    char *k = strdup(key), *v = strdup(value);
+    char *k = tg_strdup(key), *v = tg_strdup(value);
     if (!k || !v) { free(k); free(v); m->oom = true; return; }
     m->items[m->n++] = k;
     m->items[m->n++] = v;
@@ -227,8 +228,8 @@ int tg__optim_save_kv(const tg_optim *opt, const tg_sched *sched, const char *pa
         }
     }
     for (int i = 0; i < nkv; i++) kv_add(&m, kv[2 * i], "%s", kv[2 * i + 1]);
-    char **names = calloc((size_t)n_state + 1, sizeof *names);
-    tg_tensor **tensors = malloc(((size_t)n_state + 1) * sizeof *tensors);
+    char **names = tg_calloc((size_t)n_state + 1, sizeof *names);
+    tg_tensor **tensors = tg_malloc(((size_t)n_state + 1) * sizeof *tensors);
     int rc = -1, j = 0;
     if (m.oom || !names || !tensors) {
         tg_error_quiet(fn, "%s: out of memory", path);
@@ -238,7 +239,7 @@ int tg__optim_save_kv(const tg_optim *opt, const tg_sched *sched, const char *pa
         for (int k = 0; k < TG_OPTIM_NBUF; k++) {
             if (!opt->params[i].buf[k]) continue;
             snprintf(key, sizeof key, "state.%d.%s", i, tg__optim_buf_name(opt->kind, k));
-            if (!(names[j] = strdup(key))) { tg_error_quiet(fn, "%s: out of memory", path); goto done; }
+            if (!(names[j] = tg_strdup(key))) { tg_error_quiet(fn, "%s: out of memory", path); goto done; }
             tensors[j++] = opt->params[i].buf[k];
         }
     rc = tg_st_save(path, n_state, (const char *const *)names, tensors, m.n / 2, (const char *const *)m.items);
@@ -321,9 +322,9 @@ int tg__optim_load_file(tg_optim *opt, tg_sched *sched, const tg_st_file *f, con
         problem(&pr, "the checkpoint has %lld parameters, the optimizer %d", (long long)v, P);
     if (pr.count) goto fail;
 
-    groups = malloc((size_t)(opt->n_groups ? opt->n_groups : 1) * sizeof *groups);
-    steps = malloc((size_t)(P ? P : 1) * sizeof *steps);
-    bufs = calloc((size_t)(P ? P : 1) * TG_OPTIM_NBUF, sizeof *bufs);
+    groups = tg_malloc((size_t)(opt->n_groups ? opt->n_groups : 1) * sizeof *groups);
+    steps = tg_malloc((size_t)(P ? P : 1) * sizeof *steps);
+    bufs = tg_calloc((size_t)(P ? P : 1) * TG_OPTIM_NBUF, sizeof *bufs);
     if (!groups || !steps || !bufs) { problem(&pr, "out of memory"); goto fail; }
 
     for (int g = 0; g < opt->n_groups; g++) {

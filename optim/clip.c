@@ -1,6 +1,7 @@
 /* optim/clip.c - gradient clipping by global norm and by value (torch.nn.utils.clip_grad_norm_ /
  * clip_grad_value_). Norms are accumulated in double whatever the gradients' dtype. */
 #include "optim/optim_internal.h"
+#include "tensor/alloc.h"
 
 #include <tapegrad/autograd.h>
 
@@ -93,7 +94,7 @@ void tg_clip_grad_value_(tg_tensor *const *params, int n, double clip_value) {
 
 /* The optimizer's parameters are contiguous in opt->params but not as a tg_tensor* array. */
 static tg_tensor **param_array(const tg_optim *opt) {
-    tg_tensor **a = malloc((size_t)(opt->n_params ? opt->n_params : 1) * sizeof *a);
+    tg_tensor **a = tg_malloc((size_t)(opt->n_params ? opt->n_params : 1) * sizeof *a);
     if (a) for (int i = 0; i < opt->n_params; i++) a[i] = opt->params[i].param;
     return a;
 }

@@ -8,6 +8,7 @@
  * first step and are plain tensors outside the tape. */
 #include "optim/optim_internal.h"
 #include "tensor/internal.h"
+#include "tensor/alloc.h"
 
 #include <tapegrad/autograd.h>
 
@@ -186,7 +187,7 @@ tg_optim *tg_optim_new(tg_optim_kind kind, tg_tensor *const *params, int n, cons
     const char *fn = "tg_optim_new";
     tg_optim_opts o = opts ? *opts : tg_optim_defaults(kind);
     if (!check_opts(fn, kind, &o)) return NULL;
-    tg_optim *opt = calloc(1, sizeof *opt);
+    tg_optim *opt = tg_calloc(1, sizeof *opt);
     if (!opt) { tg_error(fn, "out of memory"); return NULL; }
     opt->kind = kind;
     opt->defaults = o;
@@ -228,10 +229,10 @@ int tg_optim_add_group(tg_optim *opt, tg_tensor *const *params, int n, const tg_
             return -1;
         }
     }
-    tg_optim_group_rec *g = realloc(opt->groups, (size_t)(opt->n_groups + 1) * sizeof *g);
+    tg_optim_group_rec *g = tg_realloc(opt->groups, (size_t)(opt->n_groups + 1) * sizeof *g);
     if (!g) { tg_error(fn, "out of memory"); return -1; }
     opt->groups = g;
-    tg_optim_slot *p = realloc(opt->params, (size_t)(opt->n_params + n + 1) * sizeof *p);
+    tg_optim_slot *p = tg_realloc(opt->params, (size_t)(opt->n_params + n + 1) * sizeof *p);
     if (!p) { tg_error(fn, "out of memory"); return -1; }
     opt->params = p;
     int gi = opt->n_groups++;
@@ -244,7 +245,7 @@ int tg_optim_add_group(tg_optim *opt, tg_tensor *const *params, int n, const tg_
 /* The tensors of a parameter set as an array (malloc'd; borrowed pointers). */
 static tg_tensor **params_array(const char *fn, const tg_params *ps, int *n) {
     *n = tg_params_count(ps);
-    tg_tensor **a = malloc((size_t)(*n ? *n : 1) * sizeof *a);
+    tg_tensor **a = tg_malloc((size_t)(*n ? *n : 1) * sizeof *a);
     if (!a) { tg_error(fn, "out of memory"); return NULL; }
     for (int i = 0; i < *n; i++) a[i] = tg_params_at(ps, i);
     return a;

@@ -9,6 +9,7 @@
  * counters, its constructor arguments and the optimizer's groups (lr, initial_lr, momentum), all of
  * which a checkpoint restores bit for bit, so a resumed run continues exactly. */
 #include "optim/optim_internal.h"
+#include "tensor/alloc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -226,14 +227,14 @@ static void step_to_epoch(tg_sched *s, int64_t epoch) {
 
 static tg_sched *sched_new(const char *fn, tg_optim *opt, tg_sched_kind kind) {
     if (!opt) { tg_error(fn, "optimizer is NULL"); return NULL; }
-    tg_sched *s = calloc(1, sizeof *s);
+    tg_sched *s = tg_calloc(1, sizeof *s);
     if (!s) { tg_error(fn, "out of memory"); return NULL; }
     s->kind = kind;
     s->opt = opt;
     s->last_epoch = -1;
     s->momentum_field = -1;
     s->n_base = opt->n_groups;
-    s->base = calloc((size_t)(s->n_base ? s->n_base : 1), sizeof *s->base);
+    s->base = tg_calloc((size_t)(s->n_base ? s->n_base : 1), sizeof *s->base);
     if (!s->base) { tg_error(fn, "out of memory"); free(s); return NULL; }
     return s;
 }
@@ -241,7 +242,7 @@ static tg_sched *sched_new(const char *fn, tg_optim *opt, tg_sched_kind kind) {
 /* A per-group array: values[g] when values is given, else v for every group (torch's _format_param).
  * returns: malloc'd [n_base], or NULL after tg_error. */
 static double *per_group(const char *fn, const tg_sched *s, const char *what, const double *values, double v) {
-    double *a = malloc((size_t)(s->n_base ? s->n_base : 1) * sizeof *a);
+    double *a = tg_malloc((size_t)(s->n_base ? s->n_base : 1) * sizeof *a);
     if (!a) { tg_error(fn, "out of memory"); return NULL; }
     for (int g = 0; g < s->n_base; g++) {
         a[g] = values ? values[g] : v;
@@ -286,7 +287,7 @@ tg_sched *tg_sched_multistep(tg_optim *opt, int n, const int64_t *milestones, do
     if (!(gamma >= 0 && isfinite(gamma))) { tg_error(fn, "gamma %g must be finite and >= 0", gamma); return NULL; }
     tg_sched *s = sched_new(fn, opt, TG_SCHED_MULTISTEP);
     if (!s) return NULL;
-    s->milestones = malloc((size_t)(n ? n : 1) * sizeof *s->milestones);
+    s->milestones = tg_malloc((size_t)(n ? n : 1) * sizeof *s->milestones);
     if (!s->milestones) { tg_error(fn, "out of memory"); free(s); return NULL; }
     if (n) memcpy(s->milestones, milestones, (size_t)n * sizeof *milestones);
     qsort(s->milestones, (size_t)n, sizeof *s->milestones, cmp_i64);
@@ -623,7 +624,7 @@ tg_sched *tg_sched_sequential(tg_optim *opt, int n, tg_sched *const *members, co
         }
     tg_sched *s = sched_new(fn, opt, TG_SCHED_SEQUENTIAL);
     if (!s) return NULL;
-    s->milestones = malloc((size_t)(n > 1 ? n - 1 : 1) * sizeof *s->milestones);
+    s->milestones = tg_malloc((size_t)(n > 1 ? n - 1 : 1) * sizeof *s->milestones);
     if (!s->milestones) { tg_error(fn, "out of memory"); tg_sched_free(s); return NULL; }
     if (n > 1) memcpy(s->milestones, milestones, (size_t)(n - 1) * sizeof *milestones);
     s->n_milestones = n - 1;

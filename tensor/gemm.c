@@ -29,6 +29,7 @@
 
 #include "tensor/gemm.h"
 #include "tensor/pool.h"
+#include "tensor/alloc.h"
 
 #include <tapegrad/tensor.h>
 
@@ -148,7 +149,7 @@ static void *tg_ws_get(size_t bytes)
     pthread_once(&tg_ws_once, tg_ws_make_key);
     free(tg_ws_ptr);
     size_t sz = (bytes + 63) & ~(size_t)63;
-    tg_ws_ptr = aligned_alloc(64, sz);
+    tg_ws_ptr = tg_aligned_alloc(64, sz);
     tg_ws_size = tg_ws_ptr ? sz : 0;
     if (tg_ws_key_ok) pthread_setspecific(tg_ws_key, tg_ws_ptr);
     return tg_ws_ptr;

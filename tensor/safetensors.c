@@ -27,6 +27,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "tensor/internal.h"
+#include "tensor/alloc.h"
 
 #include <tapegrad/safetensors.h>
 
@@ -316,7 +317,7 @@ static char *lex_string(st_lex *l, const char *what) {
         return NULL;
     }
     /* Escapes never expand: \uXXXX (6 bytes) gives at most 3, a surrogate pair (12) gives 4. */
-    unsigned char *out = malloc((size_t)(q - start) + 1), *o = out;
+    unsigned char *out = tg_malloc((size_t)(q - start) + 1), *o = out;
     if (!out) { st_fail(l->c, "out of memory"); return NULL; }
     for (const unsigned char *p = start; p < q;) {
         size_t at = (size_t)(p - l->begin);
@@ -445,10 +446,10 @@ static int lex_int_array(st_lex *l, const char *what, int64_t *out, int maxn, co
 static bool meta_push(tg_st_file *f, char *key, char *value) {
     if (f->nmeta == f->meta_cap) {
         int cap = f->meta_cap ? 2 * f->meta_cap : 8;
-        char **k = realloc(f->meta_keys, (size_t)cap * sizeof *k);
+        char **k = tg_realloc(f->meta_keys, (size_t)cap * sizeof *k);
         if (!k) return false;
         f->meta_keys = k;
-        char **v = realloc(f->meta_values, (size_t)cap * sizeof *v);
+        char **v = tg_realloc(f->meta_values, (size_t)cap * sizeof *v);
         if (!v) return false;
         f->meta_values = v;
         f->meta_cap = cap;
@@ -583,7 +584,7 @@ static st_entry *entry_push(tg_st_file *f, char *name) {
     if (f->count == f->cap) {
         if (f->cap > INT_MAX / 2) return NULL;
         int cap = f->cap ? 2 * f->cap : 16;
-        st_entry *e = realloc(f->entries, (size_t)cap * sizeof *e);
+        st_entry *e = tg_realloc(f->entries, (size_t)cap * sizeof *e);
         if (!e) return NULL;
         f->entries = e;
         f->cap = cap;
@@ -701,8 +702,8 @@ static void sort_by_offset(const st_entry *e, int *idx, int *tmp, int n) {
 /* Checks the entries as a set; on success fills order[] with entry indices sorted by data offset. */
 static bool validate(const st_ctx *c, tg_st_file *f, uint64_t data_size, int *order) {
     char nb[ST_NAMEBUF], db[ST_NAMEBUF], sb[160];
-    const char **names = malloc(((size_t)(f->count > f->nmeta ? f->count : f->nmeta) + 1) * sizeof *names);
-    int *tmp = malloc(((size_t)f->count + 1) * sizeof *tmp);
+    const char **names = tg_malloc(((size_t)(f->count > f->nmeta ? f->count : f->nmeta) + 1) * sizeof *names);
+    int *tmp = tg_malloc(((size_t)f->count + 1) * sizeof *tmp);
     bool ok = false;
     if (!names || !tmp) { st_fail(c, "out of memory"); goto done; }
 
@@ -825,12 +826,12 @@ static bool ints_to_f64(const st_ctx *c, st_entry *e, size_t size, bool is_signe
  * in memory) or, if mem is NULL, by reading `fp` (positioned at the start of the data area). */
 static tg_st_file *st_decode(const st_ctx *c, const unsigned char *hdr, size_t hlen, uint64_t data_size,
                              const unsigned char *mem, FILE *fp) {
-    tg_st_file *f = calloc(1, sizeof *f);
+    tg_st_file *f = tg_calloc(1, sizeof *f);
     int *order = NULL;
     if (!f) { st_fail(c, "out of memory"); return NULL; }
     st_lex lex = {hdr, hdr, hdr + hlen, c};
     if (!parse_header(&lex, f)) goto fail;
-    order = malloc(((size_t)f->count + 1) * sizeof *order);
+    order = tg_malloc(((size_t)f->count + 1) * sizeof *order);
     if (!order) { st_fail(c, "out of memory"); goto fail; }
     if (!validate(c, f, data_size, order)) goto fail;
 
@@ -847,7 +848,7 @@ static tg_st_file *st_decode(const st_ctx *c, const unsigned char *hdr, size_t h
         if (!bytes) continue;
         int ik = int_dtype(e->dtype);
         /* integers: the raw bytes go to a temporary first (never larger than the file), then convert */
-        unsigned char *dst = ik < 0 ? tg_data(e->tensor) : malloc(bytes);
+        unsigned char *dst = ik < 0 ? tg_data(e->tensor) : tg_malloc(bytes);
         if (!dst) { st_fail(c, "out of memory for tensor of %zu bytes", bytes); goto fail; }
         if (mem) {
             memcpy(dst, mem + e->begin, bytes);
@@ -930,7 +931,7 @@ tg_st_file *tg_st_load_flags(const char *path, unsigned flags) {
     if (fread(len8, 1, 8, fp) != 8) { st_fail(&c, "cannot read the header length"); goto done; }
     uint64_t n = read_le64(len8);
     if (!check_header_length(&c, n, total)) goto done;
-    hdr = malloc((size_t)n);
+    hdr = tg_malloc((size_t)n);
     if (!hdr) { st_fail(&c, "out of memory for a header of %llu bytes", (unsigned long long)n); goto done; }
     if (fread(hdr, 1, (size_t)n, fp) != (size_t)n) {
         st_fail(&c, "%s while reading the header", ferror(fp) ? strerror(errno) : "unexpected end of file");
@@ -952,7 +953,7 @@ static void buf_add(st_buf *b, const char *s, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
+        char *p = tg_realloc(b->p, cap);
         if (!p) { b->oom = true; return; }
         b->p = p;
         b->cap = cap;
@@ -1048,7 +1049,7 @@ static bool write_all(const st_ctx *c, FILE *fp, const st_buf *hb, int n, tg_ten
  * Best effort: some file systems refuse fsync on a directory, and the data is already safe. */
 static void sync_parent_dir(const char *path) {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *dir = slash ? tg_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : tg_strdup(".");
     if (!dir) return;
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
@@ -1077,7 +1078,7 @@ static bool is_temporary_of(const char *entry, const char *base, size_t blen) {
 static void remove_stale_temporaries(const char *path) {
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    char *dir = slash ? tg_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : tg_strdup(".");
     DIR *d = dir ? opendir(dir) : NULL;
     free(dir);
     if (!d) return;
@@ -1147,7 +1148,7 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
         if (t->magic != TG_ALIVE) { st_fail(&c, "tensor '%s' was released", nb); return -1; }
         if (t->dtype != TG_F32 && t->dtype != TG_F64) { st_fail(&c, "tensor '%s' has an unknown dtype", nb); return -1; }
     }
-    sorted = malloc(((size_t)(n > nmeta ? n : nmeta) + 1) * sizeof *sorted);
+    sorted = tg_malloc(((size_t)(n > nmeta ? n : nmeta) + 1) * sizeof *sorted);
     if (!sorted) { st_fail(&c, "out of memory"); return -1; }
     if (n) memcpy(sorted, names, (size_t)n * sizeof *sorted);
     const char *dupname = find_duplicate(sorted, n);
@@ -1200,7 +1201,7 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
     struct stat ls, ts;
     if (lstat(path, &ls) == 0) {
         if (S_ISLNK(ls.st_mode) && stat(path, &ts) == 0 && S_ISREG(ts.st_mode)) {
-            resolved = realpath(path, NULL);
+            resolved = tg_realpath(path);
             if (!resolved) { st_fail(&c, "cannot resolve the symbolic link: %s", strerror(errno)); goto done; }
             path = resolved;
         } else if (S_ISLNK(ls.st_mode) && stat(path, &ts) != 0) {
@@ -1228,7 +1229,7 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
 
     /* ---- file: temporary in the same directory, then rename */
     size_t plen = strlen(path);
-    tmp = malloc(plen + sizeof ".tmp.XXXXXX");
+    tmp = tg_malloc(plen + sizeof ".tmp.XXXXXX");
     if (!tmp) { st_fail(&c, "out of memory"); goto done; }
     memcpy(tmp, path, plen);
     mode_t mode = new_file_mode(path);

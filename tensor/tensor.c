@@ -7,6 +7,7 @@
  * released" check (magic == TG_DEAD) safe to perform.
  */
 #include "tensor/internal.h"
+#include "tensor/alloc.h"
 
 #include <tapegrad/memory.h>
 
@@ -102,7 +103,7 @@ static void *buf_get(size_t bytes, size_t *cap) {
         g_buf_free[k] = n->next;
         return n;
     }
-    return aligned_alloc(64, *cap);
+    return tg_aligned_alloc(64, *cap);
 }
 static void buf_put(void *p, size_t cap) {
     size_t c2;
@@ -124,7 +125,7 @@ void tg_pool_trim(void) {
 static tg_storage *storage_new(size_t bytes) {
     tg_storage *s;
     if (g_storage_free) { s = (tg_storage *)(void *)g_storage_free; g_storage_free = g_storage_free->next; }
-    else s = malloc(sizeof *s);
+    else s = tg_malloc(sizeof *s);
     if (!s) return NULL;
     s->data = buf_get(bytes ? bytes : 1, &s->capacity);
     if (!s->data) { free(s); return NULL; }
@@ -143,7 +144,7 @@ static void storage_release(tg_storage *s) {
 static tg_tensor *header_new(void) {
     tg_tensor *t;
     if (g_tensor_free) { t = g_tensor_free; g_tensor_free = (tg_tensor *)(void *)t->storage; }
-    else t = malloc(sizeof *t);
+    else t = tg_malloc(sizeof *t);
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
     t->magic = TG_ALIVE;

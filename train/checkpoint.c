@@ -4,6 +4,7 @@
 #include "train/checkpoint.h"
 
 #include "optim/checkpoint.h"
+#include "tensor/alloc.h"
 #include <tapegrad/train.h>
 
 #include <inttypes.h>
@@ -99,9 +100,9 @@ int tg__ckpt_write(const char *fn, const char *path, tg_params *params, const tg
             return -1;
         }
     int n = tg_params_count(params);
-    const char **names = malloc((size_t)(n ? n : 1) * sizeof *names);
-    tg_tensor **tensors = malloc((size_t)(n ? n : 1) * sizeof *tensors);
-    const char **all = malloc((size_t)(nkv + 1) * 2 * sizeof *all);
+    const char **names = tg_malloc((size_t)(n ? n : 1) * sizeof *names);
+    tg_tensor **tensors = tg_malloc((size_t)(n ? n : 1) * sizeof *tensors);
+    const char **all = tg_malloc((size_t)(nkv + 1) * 2 * sizeof *all);
     int rc = -1;
     if (!names || !tensors || !all) { tg_error_quiet(fn, "%s: out of memory", path); goto done; }
     for (int i = 0; i < n; i++) {

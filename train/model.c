@@ -3,6 +3,7 @@
 #include <tapegrad/train.h>
 #include "train/checkpoint.h"
 #include "train/rng_text.h"
+#include "tensor/alloc.h"
 #include <tapegrad/cell_lang.h>
 
 #include <inttypes.h>
@@ -92,7 +93,7 @@ tg_model *tg_model_new(const tg_model_config *cfg, uint64_t seed, char *err, siz
                  (long long)cfg->input_size, (long long)cfg->hidden_size, (long long)cfg->output_size, cfg->layers);
         return NULL;
     }
-    tg_model *m = calloc(1, sizeof *m);
+    tg_model *m = tg_calloc(1, sizeof *m);
     if (!m) { snprintf(err, errlen, "out of memory"); return NULL; }
     m->cfg = *cfg;
     m->cell = cell;
@@ -213,7 +214,7 @@ int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64
 
     const char *def = tg_cell_source(m->cfg.cell); /* a typed cell: its definition travels with the model */
     int nm = OWN + nmeta + (def ? 1 : 0);
-    const char **kv = malloc((size_t)nm * 2 * sizeof *kv);
+    const char **kv = tg_malloc((size_t)nm * 2 * sizeof *kv);
     if (!kv) { snprintf(err, errlen, "%s: out of memory", path); return -1; }
     for (int i = 0; i < OWN; i++) { kv[2 * i] = keys[i]; kv[2 * i + 1] = vals[i]; }
     for (int i = 0; i < nmeta; i++) { kv[2 * (OWN + i)] = meta[2 * i]; kv[2 * (OWN + i) + 1] = meta[2 * i + 1]; }

@@ -1,5 +1,6 @@
 /* train/trainer.c - the training loop and its checkpoints (see <tapegrad/trainer.h>). */
 #include <tapegrad/trainer.h>
+#include "tensor/alloc.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -59,10 +60,10 @@ static size_t param_bytes(const tg_tensor *t) { return (size_t)tg_numel(t) * tg_
 /* Keeps (copies of) the parameters' values: the model of the best epoch. */
 static int best_keep(tg_trainer *tr) {
     int n = tg_params_count(tr->params);
-    if (!tr->best_values && !(tr->best_values = calloc((size_t)n, sizeof *tr->best_values))) return -1;
+    if (!tr->best_values && !(tr->best_values = tg_calloc((size_t)n, sizeof *tr->best_values))) return -1;
     for (int i = 0; i < n; i++) {
         tg_tensor *t = tg_params_at(tr->params, i);
-        if (!tr->best_values[i] && !(tr->best_values[i] = malloc(param_bytes(t)))) return -1;
+        if (!tr->best_values[i] && !(tr->best_values[i] = tg_malloc(param_bytes(t)))) return -1;
         memcpy(tr->best_values[i], tg_data(t), param_bytes(t));
     }
     return 0;
@@ -195,7 +196,7 @@ int tg_trainer_save(const tg_trainer *tr, const char *path, int nmeta, const cha
     snprintf(vals[5], sizeof vals[5], "%.17g %lld %lld", tr->best_metric, (long long)tr->best_epoch,
              (long long)tr->bad_epochs);
     int nm = N_OWN + nmeta;
-    const char **kv = malloc((size_t)nm * 2 * sizeof *kv);
+    const char **kv = tg_malloc((size_t)nm * 2 * sizeof *kv);
     if (!kv) { tg_error_quiet(fn, "%s: out of memory", path); return -1; }
     for (int i = 0; i < N_OWN; i++) { kv[2 * i] = own_keys[i]; kv[2 * i + 1] = vals[i]; }
     for (int i = 0; i < 2 * nmeta; i++) kv[2 * N_OWN + i] = meta[i];
