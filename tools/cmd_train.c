@@ -12,6 +12,7 @@
 #include "tools/cli.h"
 #include "tools/commands.h"
 #include "tools/datatask.h"
+#include "tools/initweights.h"
 #include "tools/plot.h"
 #include "tools/summary.h"
 #include "tools/train_dist.h"
@@ -98,7 +99,7 @@ done:
 
 static int train_body(int argc, char **argv, tg_dist *dist) {
     const char *task = NULL, *cell = "lstm", *optim = "adam", *save = NULL, *resume = NULL, *log = NULL, *plot = NULL,
-               *text = NULL, *fb = NULL, *dtype = "f32";
+               *text = NULL, *fb = NULL, *dtype = "f32", *init = NULL;
     long hidden = 0, layers = 1, batch = 0, eval_batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1;
     double lr = 0, clip = 1.0;
     bool quiet = false, anomaly = false, check = false, idx_raw = false;
@@ -133,6 +134,9 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         {"--text", CLI_STR, &text, 0, 0, "charlm: a text file (default: " "/usr/share/common-licenses/GPL-3)"},
         {"--save", CLI_STR, &save, 0, 0, "write a checkpoint (FILE and FILE's .optim.safetensors)"},
         {"--resume", CLI_STR, &resume, 0, 0, "continue from a checkpoint, up to --steps in total"},
+        {"--init", CLI_STR, &init, 0, 0, "start from the weights of a safetensors file whose names and shapes fit the "
+                                         "model: a checkpoint, or a PyTorch state_dict (with or without the rnn./head. "
+                                         "prefixes; F32 or F64)"},
         {"--log", CLI_STR, &log, 0, 0, "append the learning curve to a CSV file (step,loss,seconds)"},
         {"--plot", CLI_STR, &plot, 0, 0, "write the learning curve as an SVG file"},
         {"--quiet", CLI_FLAG, &quiet, 0, 0, "no progress display"},
@@ -155,7 +159,7 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         {"--features", CLI_STR, &features, 0, 0, "CSV: comma-separated feature columns (default: every other numeric one)"},
         {"--idx-raw", CLI_FLAG, &idx_raw, 0, 0, "IDX images: keep pixels 0..255 (default: divided by 255)"},
     };
-    const cli_cmd cmd = {"train", "--task T [--cell C --hidden N --steps N --save FILE --resume FILE ...]",
+    const cli_cmd cmd = {"train", "--task T [--cell C --hidden N --steps N --save FILE --resume FILE --init FILE ...]",
                          "Trains a recurrent network (the cell, then a linear head) on a task, shows a progress\n"
                          "line, and ends with the task's test metric against its baseline. Checkpoints resume\n"
                          "bit for bit: --steps N --save a, then --resume a --steps 2N equals --steps 2N.",
@@ -191,6 +195,11 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
                       .seq_column = seq_column, .label_column = label_column, .feature_columns = features,
                       .idx_no_scale = idx_raw, .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32};
     if (resume && data) return cli_fail(&cmd, "--resume takes its data files from the checkpoint; leave out --data");
+    if (init && resume)
+        return cli_fail(&cmd, "give --init or --resume, not both (--resume continues a run with its optimizer state; "
+                              "--init starts a new run from the file's weights)");
+    if (init && fb) return cli_fail(&cmd, "--forget-bias sets an initial weight; with --init every weight comes from %s", init);
+    if (init && access(init, R_OK) != 0) return cli_fail(&cmd, "cannot read --init file '%s': %s", init, strerror(errno));
     train_config cfg = {.task = task, .cell = cell, .text = text, .seq = seq, .hidden = hidden, .layers = layers,
                         .batch = batch, .eval_batch = eval_batch, .lr = lr, .optim = optim, .clip = clip, .steps = steps, .seed = seed,
                         .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32, .dropout = dropout,
@@ -258,6 +267,15 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
     } else {
         if (trainer_init(&tr, &cfg, NULL, err, sizeof err)) return cli_fail(&cmd, "%s", err);
     }
+    int init_converted = 0;
+    if (init && init_weights_load(tr.model->params, init, &init_converted, err, sizeof err)) {
+        const tg_model_config *mc = &tr.model->cfg;
+        cli_fail(&cmd, "--init %s (the model: --cell %s --hidden %lld --layers %d, %lld inputs, %lld outputs, %s)", err,
+                 mc->cell, (long long)mc->hidden_size, mc->layers, (long long)mc->input_size,
+                 (long long)mc->output_size, tg_dtype_name(mc->dtype));
+        trainer_free(&tr);
+        return TG_EXIT_USAGE;
+    }
     if (epochs) tr.cfg.steps = epochs * task_epoch_steps(tr.task, tr.cfg.batch);
     else if (steps) tr.cfg.steps = steps;
     if (resume && tr.cfg.steps < tr.step) {
@@ -290,6 +308,9 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         return TG_EXIT_FAIL;
     }
     if (resume) printf("resumed from %s at step %lld\n", resume, (long long)tr.step);
+    if (init)
+        printf("initial weights from %s: %d tensors%s%s\n", init, tg_params_count(tr.model->params),
+               init_converted ? ", converted to " : "", init_converted ? tg_dtype_name(tr.model->cfg.dtype) : "");
     tr.dist = dist;
     double comm0 = 0;
     int64_t bytes0 = 0;
