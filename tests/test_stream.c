@@ -6,7 +6,10 @@
  *   learned initial states are used.
  * - reset and per-row reset: a reset row equals a fresh run, the other rows go on as one long sequence.
  * - After creation a step calls malloc zero times (malloc/calloc/realloc/aligned_alloc counted by
- *   interposing them in this executable, on this thread; not under AddressSanitizer, which owns them).
+ *   interposing them in this executable, on this thread); `tapegrad sample`'s and `predict`'s code
+ *   (tools/tasks.c, tools/datatask.c) allocates no more for long inputs than for short ones. The counts
+ *   are skipped, with a message, where malloc is not this executable's: under AddressSanitizer (build
+ *   time) and valgrind (run time, from LD_PRELOAD); every other test runs there too.
  * - No tape records or tensors are left by a step; a non-empty tape, a bidirectional model, bad shapes
  *   and rows are refused with messages; nothing leaks.
  * Dimension letters: T time, B rows, I input, H hidden, L layers, O head outputs. */
