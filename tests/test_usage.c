@@ -127,3 +127,30 @@ Test(usage, compare_csv_names_the_file) {
     cr_expect(strstr(r.out, "--csv S") != NULL && strstr(r.out, "(default compare_TASK.csv)") != NULL, "%s", r.out);
     th_run_free(&r);
 }
+
+/* --lr 0 used to mean "the task's default" silently; now a rate is above 0, and leaving it out gives
+ * the task's default, which --help lists per task. */
+Test(usage, lr_zero_is_refused_and_the_default_listed) {
+    static const char *const cmds[] = {"train --task adding --steps 1 --lr 0", "compare --task adding --steps 1 --lr=0",
+                                       "train --task adding --steps 1 --lr -0.1"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        th_run_result r = th_run("%s", cmds[i]);
+        cr_expect_eq(r.status, 2, "%s: exit %d", cmds[i], r.status);
+        cr_expect(strstr(r.err, "option --lr: ") && strstr(r.err, "is out of range (0, 10]"), "%s: %s", cmds[i], r.err);
+        th_run_free(&r);
+    }
+    static const char *const helps[] = {"train --help", "compare --help"};
+    for (size_t i = 0; i < 2; i++) {
+        th_run_result r = th_run("%s", helps[i]);
+        const char *line = strstr(r.out, "  --lr X");
+        cr_assert_not_null(line, "%s: %s", helps[i], r.out);
+        const char *end = strchr(line, '\n');
+        cr_expect(strstr(line, "learning rate, above 0 (default: the task's: arith 0.01, pattern 0.01, adding 0.01, copy 0.003,") == line + 25,
+                  "%s: %.*s", helps[i], (int)(end - line), line);
+        cr_expect(!strstr(line, "(default 0)") || strstr(line, "(default 0)") > end, "%s still says default 0", helps[i]);
+        th_run_free(&r);
+    }
+    th_run_result r = th_run("train --task copy --steps 1 --quiet");
+    cr_expect(strstr(r.out, "training: adam lr 0.003,") != NULL, "copy's default lr: %s", r.out);
+    th_run_free(&r);
+}

@@ -36,9 +36,13 @@ static void print_help(const cli_cmd *cmd) {
                 snprintf(def, sizeof def, " (default %ld)", *(long *)o->dest);
             break;
         case CLI_REAL:
+        case CLI_RATE: {
             snprintf(arg, sizeof arg, " X");
-            snprintf(def, sizeof def, " (default %g)", *(double *)o->dest);
+            double v = *(double *)o->dest;
+            if ((o->kind == CLI_RATE ? v > o->min : v >= o->min) && v <= o->max)
+                snprintf(def, sizeof def, " (default %g)", v);
             break;
+        }
         case CLI_STR:
             snprintf(arg, sizeof arg, " S");
             if (*(const char **)o->dest) snprintf(def, sizeof def, " (default %s)", *(const char **)o->dest);
@@ -191,11 +195,13 @@ int cli_parse(const cli_cmd *cmd, int argc, char **argv) {
         if (end == v || *end || errno || !isfinite(x)) {
             return usage_error(cmd, "option %s: '%s' is not %s", o->name, v, o->kind == CLI_INT ? "an integer" : "a number");
         }
-        if (x < o->min || x > o->max) {
+        bool rate = o->kind == CLI_RATE;
+        if (x < o->min || x > o->max || (rate && x == o->min)) {
             /* integers in full (1e+08 is not how a user writes 100000000) */
             if (o->kind == CLI_INT)
                 return usage_error(cmd, "option %s: %s is out of range [%.0f, %.0f]", o->name, v, o->min, o->max);
-            return usage_error(cmd, "option %s: %s is out of range [%g, %g]", o->name, v, o->min, o->max);
+            return usage_error(cmd, "option %s: %s is out of range %c%g, %g]", o->name, v, rate ? '(' : '[', o->min,
+                               o->max);
         }
         if (o->kind == CLI_INT) *(long *)o->dest = (long)x;
         else *(double *)o->dest = x;

@@ -12,16 +12,17 @@
 #define TG_EXIT_FAIL 1  /* the computation ran but a check failed */
 #define TG_EXIT_USAGE 2 /* bad arguments or bad input data */
 
-typedef enum { CLI_FLAG, CLI_INT, CLI_REAL, CLI_STR } cli_kind;
+/* CLI_RATE: a real that must be above min, not equal to it (a learning rate of 0 is refused). */
+typedef enum { CLI_FLAG, CLI_INT, CLI_REAL, CLI_RATE, CLI_STR } cli_kind;
 
 typedef struct cli_opt {
     const char *name;   /* "--hidden" */
     cli_kind kind;
-    void *dest;         /* bool*, long*, double*, const char** */
-    double min, max;    /* range for CLI_INT / CLI_REAL (inclusive) */
+    void *dest;         /* bool*, long*, double* (REAL, RATE), const char** */
+    double min, max;    /* range for CLI_INT / CLI_REAL (inclusive), CLI_RATE (min, max] */
     const char *help;   /* one line; "(default ...)" is appended from the current value, except for a
-                         * CLI_INT whose current value is outside [min, max] ("not given": the help
-                         * then states the default itself) */
+                         * CLI_INT or CLI_RATE whose current value is outside its range ("not given":
+                         * the help then states the default itself) */
 } cli_opt;
 
 typedef struct cli_cmd {

@@ -55,10 +55,11 @@ int cmd_compare(int argc, char **argv) {
                *svg = NULL, *csv_path = NULL, *dtype = "f32";
     long seeds = 3, seed0 = 1, steps = 0, hidden = 0, layers = 1, batch = 0, seq = 0, threads = 1;
     double lr = 0, clip = 1.0, dropout = 0, zoneout = 0;
-    char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240];
+    char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240], lr_help[240];
     task_defaults_help(hidden_help, sizeof hidden_help, "hidden units", 'h');
     task_defaults_help(batch_help, sizeof batch_help, "sequences per step", 'b');
     task_defaults_help(seq_help, sizeof seq_help, "the task's length", 's');
+    task_defaults_help(lr_help, sizeof lr_help, "learning rate, above 0", 'l');
     task_defaults_help(steps_help, sizeof steps_help, "training steps per run", 't');
     const cli_opt opts[] = {
         {"--task", CLI_STR, &tname, 0, 0, task_list_sep(task_help, sizeof task_help, " | ")},
@@ -70,7 +71,7 @@ int cmd_compare(int argc, char **argv) {
         {"--layers", CLI_INT, &layers, 1, 16, "stacked layers"},
         {"--batch", CLI_INT, &batch, 1, 4096, batch_help},
         {"--seq", CLI_INT, &seq, 1, 100000, seq_help},
-        {"--lr", CLI_REAL, &lr, 0, 10, "learning rate (0: the task's default)"},
+        {"--lr", CLI_RATE, &lr, 0, 10, lr_help},
         {"--optim", CLI_STR, &optim, 0, 0, tg_optim_kind_list(optim_help, sizeof optim_help, " | ")},
         {"--clip", CLI_REAL, &clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
         {"--forget-bias", CLI_STR, &fb_arg, 0, 0, "comma-separated forget-gate biases: one row per cell with a "

@@ -104,10 +104,11 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
     double lr = 0, clip = 1.0;
     bool quiet = false, anomaly = false, check = false, idx_raw = false;
     double dropout = 0, zoneout = 0, val = 0.1;
-    char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240];
+    char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240], lr_help[240];
     task_defaults_help(hidden_help, sizeof hidden_help, "hidden units", 'h');
     task_defaults_help(batch_help, sizeof batch_help, "sequences per step", 'b');
     task_defaults_help(seq_help, sizeof seq_help, "the task's length: T, delay, bits, window", 's');
+    task_defaults_help(lr_help, sizeof lr_help, "learning rate, above 0", 'l');
     task_defaults_help(steps_help, sizeof steps_help, "total optimizer steps", 't');
     const char *data = NULL, *labels = NULL, *target = NULL, *test_data = NULL, *test_labels = NULL,
                *seq_column = NULL, *label_column = NULL, *features = NULL;
@@ -121,7 +122,7 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         {"--eval-batch", CLI_INT, &eval_batch, 1, 100000, "sequences per forward in the final evaluation, which records no "
                                                           "tape and runs 256 steps at a time (default: --batch)"},
         {"--seq", CLI_INT, &seq, 1, 100000, seq_help},
-        {"--lr", CLI_REAL, &lr, 0, 10, "learning rate (0: the task's default)"},
+        {"--lr", CLI_RATE, &lr, 0, 10, lr_help},
         {"--optim", CLI_STR, &optim, 0, 0, tg_optim_kind_list(optim_help, sizeof optim_help, " | ")},
         {"--clip", CLI_REAL, &clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
         {"--epochs", CLI_INT, &epochs, 1, 1000000, "train this many epochs (charlm: passes over the text; "

@@ -899,20 +899,21 @@ task_defaults task_defaults_of(const char *name) {
 
 char *task_defaults_help(char *buf, size_t size, const char *what, char which) {
     if (!buf || size == 0) return buf;
-    long v[N_TASKS];
+    double v[N_TASKS];
     bool same = true;
     for (int i = 0; i < N_TASKS; i++) {
         const task_defaults *d = &g_tasks[i].defaults;
-        v[i] = which == 's' ? d->seq : which == 'h' ? d->hidden : which == 'b' ? d->batch : d->steps;
+        v[i] = which == 's' ? (double)d->seq : which == 'h' ? (double)d->hidden : which == 'b' ? (double)d->batch
+             : which == 'l' ? d->lr : (double)d->steps;
         same = same && v[i] == v[0];
     }
     if (same) {
-        snprintf(buf, size, "%s (default: the task's, %ld for every task)", what, v[0]);
+        snprintf(buf, size, "%s (default: the task's, %.10g for every task)", what, v[0]);
         return buf;
     }
     size_t len = (size_t)snprintf(buf, size, "%s (default: the task's:", what);
     for (int i = 0; i < N_TASKS && len < size; i++) {
-        int w = v[i] > 0 ? snprintf(buf + len, size - len, "%s %s %ld", i ? "," : "", g_tasks[i].name, v[i])
+        int w = v[i] > 0 ? snprintf(buf + len, size - len, "%s %s %.10g", i ? "," : "", g_tasks[i].name, v[i])
                          : snprintf(buf + len, size - len, "%s %s 10 epochs", i ? "," : "", g_tasks[i].name);
         if (w < 0) break;
         len += (size_t)w;

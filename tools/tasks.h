@@ -93,8 +93,8 @@ const char *task_name(const task *t);
 const char *task_about(const task *t);           /* one line */
 task_defaults task_defaults_of(const char *name);/* zeros for an unknown name */
 /* "(default: the task's: arith 32, ..., data 64)" or "(default: the task's, 32 for every task)" for
- * the --help line of a size option; which is 's' (seq), 'h' (hidden), 'b' (batch) or 't' (steps;
- * data's is "10 epochs"). Writes into buf and returns it. */
+ * the --help line of a size option; which is 's' (seq), 'h' (hidden), 'b' (batch), 'l' (lr) or 't'
+ * (steps; data's is "10 epochs"). Writes into buf and returns it. */
 char *task_defaults_help(char *buf, size_t size, const char *what, char which);
 long task_seq(const task *t);                    /* the length parameter in force */
 const char *task_seq_meaning(const char *name);  /* what --seq means for this task */
