@@ -302,6 +302,7 @@ int tg__optim_load_file(tg_optim *opt, tg_sched *sched, const tg_st_file *f, con
     int64_t v;
     tg_optim_group_rec *groups = NULL;
     int64_t *steps = NULL;
+    unsigned *present = NULL; /* [n_params]: bit k set when the file holds state.<i>.<buf k> */
     tg_tensor **bufs = NULL; /* [n_params · NBUF] new refs, the state to install */
     tg_sched_state st = {0};
     int P = opt->n_params;
@@ -323,9 +324,10 @@ int tg__optim_load_file(tg_optim *opt, tg_sched *sched, const tg_st_file *f, con
     if (pr.count) goto fail;
 
     groups = tg_malloc((size_t)(opt->n_groups ? opt->n_groups : 1) * sizeof *groups);
-    steps = tg_malloc((size_t)(P ? P : 1) * sizeof *steps);
+    steps = tg_calloc((size_t)(P ? P : 1), sizeof *steps);
+    present = tg_calloc((size_t)(P ? P : 1), sizeof *present);
     bufs = tg_calloc((size_t)(P ? P : 1) * TG_OPTIM_NBUF, sizeof *bufs);
-    if (!groups || !steps || !bufs) { problem(&pr, "out of memory"); goto fail; }
+    if (!groups || !steps || !present || !bufs) { problem(&pr, "out of memory"); goto fail; }
 
     for (int g = 0; g < opt->n_groups; g++) {
         groups[g] = opt->groups[g];
@@ -381,6 +383,7 @@ int tg__optim_load_file(tg_optim *opt, tg_sched *sched, const tg_st_file *f, con
         }
         const tg_tensor *p = opt->params[i].param;
         char s1[128];
+        present[i] |= 1u << k;
         if (tg__optim_buf_is_scalar(opt->kind, k)) {
             if (tg_ndim(t) != 0 || tg_dtype_of(t) != tg_dtype_of(p))
                 problem(&pr, "state tensor '%s' is %s %s, expected a 0-d %s tensor (the dtype of its parameter '%s')",
@@ -391,6 +394,16 @@ int tg__optim_load_file(tg_optim *opt, tg_sched *sched, const tg_st_file *f, con
                     tg_dtype_name(tg_dtype_of(t)), tg_name(p), tg_shape_str(p, shape, sizeof shape),
                     tg_dtype_name(tg_dtype_of(p)));
         }
+    }
+    /* a parameter that has taken steps needs its state back: recreating it (zeros, or 1 for
+     * mu_product) would silently restart its moments */
+    for (int i = 0; i < P; i++) {
+        if (steps[i] <= 0) continue;
+        unsigned missing = tg__optim_bufs_needed(opt->kind, &groups[opt->params[i].group].opts) & ~present[i];
+        for (int k = 0; k < TG_OPTIM_NBUF; k++)
+            if (missing >> k & 1u)
+                problem(&pr, "parameter %d '%s' has taken %lld steps but the checkpoint has no state tensor 'state.%d.%s'",
+                        i, tg_name(opt->params[i].param), (long long)steps[i], i, tg__optim_buf_name(opt->kind, k));
     }
     if (sched) {
         tg__sched_get_state(sched, &st);
@@ -450,6 +463,7 @@ int tg__optim_load_file(tg_optim *opt, tg_sched *sched, const tg_st_file *f, con
     if (sched) tg__sched_set_state(sched, &st);
     free(groups);
     free(steps);
+    free(present);
     free(bufs);
     return 0;
 
@@ -457,6 +471,7 @@ fail:
     for (int i = 0; bufs && i < P * TG_OPTIM_NBUF; i++) tg_release(bufs[i]);
     free(groups);
     free(steps);
+    free(present);
     free(bufs);
     return report(fn, path, &pr);
 }

@@ -34,6 +34,8 @@
  *              .scalar = 0,                                        // bit k: buf[k] is 0-d (state_scalar)
  *              .update = adamax_update,
  *              .check = NULL,                                      // cross-field rules, if any
+ *              .needs = NULL,              // buffers the options use (NULL: all of .state); checkpoints
+ *                                          // of a parameter with step > 0 must hold each of them
  *          };
  *   3. tests: its golden trajectories (tests/data/gen_optim_golden.py) and its defaults.
  * The rows array at the end of this file is made from TG_OPTIM_KINDS, so a missing row or a row
@@ -127,9 +129,25 @@ const char *tg__optim_buf_name(tg_optim_kind kind, int k) {
     return r && k >= 0 && k < TG_OPTIM_NBUF ? r->state[k] : NULL;
 }
 
+unsigned tg__optim_bufs_needed(tg_optim_kind kind, const tg_optim_opts *o) {
+    const tg_optim_row *r = row_of(kind);
+    if (!r) return 0;
+    if (r->needs) return r->needs(o);
+    unsigned all = 0;
+    for (int k = 0; k < TG_OPTIM_NBUF; k++)
+        if (r->state[k]) all |= 1u << k;
+    return all;
+}
+
 bool tg__optim_buf_is_scalar(tg_optim_kind kind, int k) {
     const tg_optim_row *r = row_of(kind);
     return r && k >= 0 && k < TG_OPTIM_NBUF && (r->scalar >> k & 1u);
+}
+
+/* dst's field i = src's */
+static void copy_field(tg_optim_opts *dst, const tg_optim_opts *src, int i) {
+    size_t off = tg__optim_fields[i].offset;
+    memcpy((char *)dst + off, (const char *)src + off, tg__optim_fields[i].is_bool ? sizeof(bool) : sizeof(double));
 }
 
 /* The row's defaults for the fields it uses, unused_values for the others. */
@@ -138,9 +156,7 @@ tg_optim_opts tg_optim_defaults(tg_optim_kind kind) {
     const tg_optim_row *r = row_of(kind);
     if (!r) return o;
     for (int i = 0; i < N_FIELDS; i++) {
-        if (!(r->uses >> i & 1u)) continue;
-        size_t off = tg__optim_fields[i].offset;
-        memcpy((char *)&o + off, (const char *)&r->defaults + off, tg__optim_fields[i].is_bool ? sizeof(bool) : sizeof(double));
+        if (r->uses >> i & 1u) copy_field(&o, &r->defaults, i);
     }
     return o;
 }
@@ -398,9 +414,13 @@ static bool sgd_check(const tg_optim_opts *o, char *msg, size_t size) {
     return true;
 }
 
+/* momentum_buffer only with momentum (torch: None without) */
+static unsigned sgd_needs(const tg_optim_opts *o) { return o->momentum != 0 ? 1u : 0u; }
+
 static const tg_optim_row sgd_row = {
     .torch = "torch.optim.SGD",
     .uses = ALL_KINDS | F(momentum) | F(dampening) | F(nesterov),
+    .needs = sgd_needs,
     .defaults = {.lr = 1e-3}, /* torch >= 2.0; required in 1.x */
     .state = {"momentum_buffer"},
     .update = sgd_update,
@@ -469,11 +489,15 @@ static void adamw_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_ten
     adam_any_update(ps, o, grad, true);
 }
 
+/* exp_avg, exp_avg_sq (+ max_exp_avg_sq with amsgrad) */
+static unsigned adam_needs(const tg_optim_opts *o) { return o->amsgrad ? 7u : 3u; }
+
 static const tg_optim_row adam_row = {
     .torch = "torch.optim.Adam",
     .uses = ALL_KINDS | F(beta1) | F(beta2) | F(eps) | F(amsgrad),
     .defaults = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
     .state = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+    .needs = adam_needs,
     .update = adam_update,
 };
 
@@ -482,6 +506,7 @@ static const tg_optim_row adamw_row = {
     .uses = ALL_KINDS | F(beta1) | F(beta2) | F(eps) | F(amsgrad),
     .defaults = {.lr = 1e-3, .weight_decay = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8},
     .state = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"},
+    .needs = adam_needs,
     .update = adamw_update,
 };
 
@@ -525,11 +550,17 @@ static void rmsprop_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_t
     if (ga) tg_bump_version(ga);
 }
 
+/* square_avg, momentum_buffer with momentum > 0, grad_avg when centered */
+static unsigned rmsprop_needs(const tg_optim_opts *o) {
+    return 1u | (o->momentum > 0 ? 2u : 0u) | (o->centered ? 4u : 0u);
+}
+
 static const tg_optim_row rmsprop_row = {
     .torch = "torch.optim.RMSprop",
     .uses = ALL_KINDS | F(momentum) | F(eps) | F(alpha) | F(centered),
     .defaults = {.lr = 1e-2, .alpha = 0.99, .eps = 1e-8},
-    .state = {"square_avg", "momentum_buffer", "grad_avg"}, /* grad_avg: centered only */
+    .state = {"square_avg", "momentum_buffer", "grad_avg"},
+    .needs = rmsprop_needs,
     .update = rmsprop_update,
 };
 
@@ -558,6 +589,7 @@ static void adagrad_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_t
 static const tg_optim_row adagrad_row = {
     .torch = "torch.optim.Adagrad",
     .uses = ALL_KINDS | F(eps) | F(lr_decay) | F(initial_accumulator_value),
+    .from_constructor = F(initial_accumulator_value), /* a group's own value is ignored, as in torch 1.13 */
     .defaults = {.lr = 1e-2, .eps = 1e-10},
     .state = {"sum"},
     .update = adagrad_update,
@@ -757,14 +789,17 @@ int tg_optim_step(tg_optim *opt) {
             return -1;
         }
     }
+    const tg_optim_row *row = rows[opt->kind];
     tg_no_grad_begin();
     for (int i = 0; i < opt->n_params; i++) {
         tg_optim_slot *ps = &opt->params[i];
         tg_tensor *g = tg_grad(ps->param);
         if (!g) continue;
-        const tg_optim_opts *o = &opt->groups[ps->group].opts;
+        tg_optim_opts o = opt->groups[ps->group].opts;
+        for (int f = 0; row->from_constructor && f < N_FIELDS; f++) /* the group's value does not count */
+            if (row->from_constructor >> f & 1u) copy_field(&o, &opt->defaults, f);
         ps->step++;
-        rows[opt->kind]->update(ps, o, g);
+        row->update(ps, &o, g);
         tg_bump_version(ps->param);
     }
     tg_no_grad_end();

@@ -35,6 +35,8 @@ struct tg_optim {
  * beside its update function in optim.c; see the recipe there. */
 typedef void tg_optim_update_fn(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad);
 typedef bool tg_optim_check_fn(const tg_optim_opts *o, char *msg, size_t size);
+/* The state buffers a step with these options reads back (bit k: buf[k]). */
+typedef unsigned tg_optim_needs_fn(const tg_optim_opts *o);
 typedef struct tg_optim_row {
     const char *torch;                  /* torch's class, "torch.optim.Adam" */
     uint64_t uses;                      /* bit i: reads TG_OPTIM_FIELDS field i (validated, documented) */
@@ -43,6 +45,11 @@ typedef struct tg_optim_row {
     unsigned scalar;                    /* bit k: buf[k] is a 0-d tensor (NAdam's mu_product), not [param's shape] */
     tg_optim_update_fn *update;         /* one step of one parameter (ps->step already counts it) */
     tg_optim_check_fn *check;           /* rules across fields (false + message); NULL if none */
+    tg_optim_needs_fn *needs;           /* which buffers the options use (SGD without momentum: none);
+                                           NULL: every buffer of .state */
+    uint64_t from_constructor;          /* bits of fields read from the optimizer's construction options
+                                           (tg_optim_new), not the group's: torch 1.13's Adagrad fills its
+                                           state with initial_accumulator_value in __init__ */
 } tg_optim_row;
 
 /* The TG_OPTIM_FIELDS lines as data (optim.c), for checkpoints and validation. */
@@ -60,6 +67,9 @@ extern const int tg__optim_n_fields;
 const char *tg__optim_buf_name(tg_optim_kind kind, int k);
 /* true when state buffer k of this kind is a 0-d tensor rather than one of the parameter's shape. */
 bool tg__optim_buf_is_scalar(tg_optim_kind kind, int k);
+/* The state buffers (bit k: buf[k]) that a parameter of this kind holds once it has taken a step
+ * with these options; a checkpoint of a parameter with step > 0 must carry each of them. */
+unsigned tg__optim_bufs_needed(tg_optim_kind kind, const tg_optim_opts *o);
 /* Validates hyper-parameters: false with the reason written to msg. */
 bool tg__optim_validate(tg_optim_kind kind, const tg_optim_opts *o, char *msg, size_t size);
 

@@ -1098,3 +1098,115 @@ TH_TEST(optim, adamax_nan_gradient_stays_in_exp_inf_like_torch_amax, th_live_che
     tg_optim_free(opt);
     tg_release(p);
 }
+
+/* ---- a checkpoint must carry the state of every parameter that has taken steps --------------------- */
+
+/* A copy of src without tensor `drop`. */
+static void drop_tensor(const char *src, const char *dst, const char *drop) {
+    tg_st_file *f = tg_st_load(src);
+    cr_assert_not_null(f, "%s", tg_last_error());
+    int n = tg_st_count(f), nm = tg_st_meta_count(f), k = 0;
+    const char **names = calloc((size_t)n + 1, sizeof *names), **meta = calloc(2 * (size_t)nm + 2, sizeof *meta);
+    tg_tensor **ts = calloc((size_t)n + 1, sizeof *ts);
+    for (int i = 0; i < n; i++)
+        if (strcmp(tg_st_name_at(f, i), drop) != 0) names[k] = tg_st_name_at(f, i), ts[k++] = tg_st_tensor_at(f, i);
+    cr_assert_eq(k, n - 1, "%s has no tensor '%s'", src, drop);
+    for (int i = 0; i < nm; i++) meta[2 * i] = tg_st_meta_key(f, i), meta[2 * i + 1] = tg_st_meta_value(f, i);
+    cr_assert_eq(tg_st_save(dst, k, names, ts, nm, meta), 0, "%s", tg_last_error());
+    free(names);
+    free(meta);
+    free(ts);
+    tg_st_free(f);
+}
+
+/* torch's state keys of each kind (optim.h, tg_optim_state) */
+static const struct { tg_optim_kind kind; const char *states[3]; } g_state_names[] = {
+    {TG_OPTIM_SGD, {"momentum_buffer"}},
+    {TG_OPTIM_ADAM, {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}},
+    {TG_OPTIM_ADAMW, {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}},
+    {TG_OPTIM_RMSPROP, {"square_avg", "momentum_buffer", "grad_avg"}},
+    {TG_OPTIM_ADAGRAD, {"sum"}},
+    {TG_OPTIM_NADAM, {"exp_avg", "exp_avg_sq", "mu_product"}},
+    {TG_OPTIM_RADAM, {"exp_avg", "exp_avg_sq"}},
+    {TG_OPTIM_ADAMAX, {"exp_avg", "exp_inf"}},
+    {TG_OPTIM_ADADELTA, {"square_avg", "acc_delta"}},
+};
+
+/* Walks one configuration both ways: each state tensor the optimizer holds after 3 steps is required
+ * (the file without it is refused, naming the parameter and the tensor, and the optimizer keeps its
+ * state), and nothing it does not hold is (the whole file loads). Returns the number of states held. */
+static int check_required_states(tg_optim_kind kind, const tg_optim_opts *o) {
+    size_t row = 0;
+    while (row < sizeof g_state_names / sizeof g_state_names[0] && g_state_names[row].kind != kind) row++;
+    cr_assert_lt(row, sizeof g_state_names / sizeof g_state_names[0], "kind '%s' has no row in g_state_names",
+                 tg_optim_kind_name(kind));
+    tiny_model m = tiny_new(TG_F64, 3);
+    tg_optim *opt = tg_optim_new_params(kind, m.params, o);
+    cr_assert_not_null(opt);
+    for (int s = 0; s < 3; s++) train_step(&m, opt, NULL, s);
+    char good[512], bad[512], key[64];
+    snprintf(good, sizeof good, "%s", th_path_in("states.safetensors"));
+    snprintf(bad, sizeof bad, "%s", th_path_in("states_missing.safetensors"));
+    cr_assert_eq(tg_optim_save(opt, NULL, good), 0, "%s", tg_last_error());
+    th_reset_errors();
+    cr_expect_eq(tg_optim_load(opt, NULL, good), 0, "%s: %s", tg_optim_kind_name(kind), tg_last_error());
+    tg_tensor *p0 = tg_optim_param(opt, 0);
+    int held = 0;
+    for (int k = 0; k < 3 && g_state_names[row].states[k]; k++) {
+        const char *name = g_state_names[row].states[k];
+        tg_tensor *st = tg_optim_state(opt, p0, name);
+        if (!st) continue;
+        held++;
+        tg_tensor *before = tg_copy(st);
+        train_step(&m, opt, NULL, 3); /* the optimizer now differs from the file */
+        tg_tensor *now = tg_copy(tg_optim_state(opt, p0, name));
+        snprintf(key, sizeof key, "state.0.%s", name);
+        drop_tensor(good, bad, key);
+        th_reset_errors();
+        cr_expect_eq(tg_optim_load(opt, NULL, bad), -1, "%s without '%s' loaded", tg_optim_kind_name(kind), key);
+        char want[160];
+        snprintf(want, sizeof want, "parameter 0 '%s' has taken 3 steps but the checkpoint has no state tensor '%s'",
+                 tg_name(p0), key);
+        cr_expect(strstr(tg_last_error(), want) != NULL, "%s: %s", tg_optim_kind_name(kind), tg_last_error());
+        cr_expect_eq(th_error_count(), 0);
+        cr_expect_eq(tg_optim_step_count(opt, p0), 4, "a refused load changed the step count");
+        tg_tensor *kept = tg_optim_state(opt, p0, name);
+        cr_assert_not_null(kept, "%s: the load dropped '%s'", tg_optim_kind_name(kind), name);
+        cr_expect(memcmp(tg_cdata(kept), tg_cdata(now), (size_t)tg_numel(now) * 8) == 0,
+                  "%s: a refused load changed '%s'", tg_optim_kind_name(kind), name);
+        cr_expect_eq(tg_optim_load(opt, NULL, good), 0, "%s", tg_last_error());
+        cr_expect(memcmp(tg_cdata(tg_optim_state(opt, p0, name)), tg_cdata(before), (size_t)tg_numel(before) * 8) == 0);
+        tg_release(before);
+        tg_release(now);
+    }
+    tg_optim_free(opt);
+    tg_params_free(m.params);
+    unlink(good);
+    unlink(bad);
+    return held;
+}
+
+TH_TEST(optim, checkpoint_missing_state_of_a_stepped_parameter_is_refused, th_live_check) {
+    th_record_errors();
+    for (int k = 0; k < TG_OPTIM_KIND_COUNT; k++) {
+        tg_optim_opts o = tg_optim_defaults((tg_optim_kind)k);
+        o.momentum = 0.5; /* every state a kind can have: SGD's and RMSprop's momentum_buffer */
+        o.amsgrad = true;
+        o.centered = true;
+        int held = check_required_states((tg_optim_kind)k, &o);
+        int names = 0;
+        for (size_t r = 0; r < sizeof g_state_names / sizeof g_state_names[0]; r++)
+            if (g_state_names[r].kind == (tg_optim_kind)k)
+                while (names < 3 && g_state_names[r].states[names]) names++;
+        cr_expect_eq(held, names, "%s holds %d of its %d states", tg_optim_kind_name((tg_optim_kind)k), held, names);
+    }
+    /* options that use fewer: nothing more is asked for */
+    tg_optim_opts o = tg_optim_defaults(TG_OPTIM_SGD);
+    cr_expect_eq(check_required_states(TG_OPTIM_SGD, &o), 0);
+    o = tg_optim_defaults(TG_OPTIM_ADAM);
+    cr_expect_eq(check_required_states(TG_OPTIM_ADAM, &o), 2);
+    o = tg_optim_defaults(TG_OPTIM_RMSPROP);
+    cr_expect_eq(check_required_states(TG_OPTIM_RMSPROP, &o), 1);
+    o.centered = true;
+    cr_expect_eq(check_required_states(TG_OPTIM_RMSPROP, &o), 2);
+}

@@ -31,8 +31,10 @@
  *   RMSprop  g += wd p;  s = α s + (1-α) g²;  centered: a = α a + (1-α) g, d = √(s - a²) + eps,
  *            else d = √s + eps (eps outside the root);  momentum: b = μ b + g/d, p -= lr b;
  *            else p -= lr g/d
- *   Adagrad  g += wd p;  clr = lr / (1 + (t-1) lr_decay);  S += g² (S starts at
- *            initial_accumulator_value);  p -= clr g / (√S + eps)
+ *   Adagrad  g += wd p;  clr = lr / (1 + (t-1) lr_decay);  S += g² (S starts at the
+ *            initial_accumulator_value given to tg_optim_new, for every group: torch 1.13 fills the
+ *            sums in its constructor, so a group's own value is kept but never read);
+ *            p -= clr g / (√S + eps)
  *   NAdam    g += wd p (decoupled_weight_decay: p *= 1 - lr wd instead);  m, v as Adam;
  *            μ_t = β1 (1 - ½ 0.96^(t·momentum_decay));  Π = Π·μ_t (state mu_product, 0-d, from 1);
  *            Π' = Π·μ_t·μ_{t+1} (torch 1.13's formula; torch >= 2.0 uses Π·μ_{t+1}, pytorch#92699);
@@ -380,8 +382,10 @@ int tg_optim_save(const tg_optim *opt, const tg_sched *sched, const char *path);
  * the same sizes over parameters of the same shapes and dtypes) and, when sched is not NULL, into a
  * schedule of the same kind created on it beforehand. Everything is validated before anything is
  * changed: on any problem (unreadable file, other kind, group or parameter mismatch, unknown or
- * mis-shaped state tensor, bad metadata) it returns -1 with a message naming it and leaves opt and
- * sched untouched. With the parameters restored too (tg_params_load), training then continues bit for
+ * mis-shaped state tensor, bad metadata, a parameter with step > 0 whose state tensor the file
+ * lacks: "parameter 3 'rnn.bias' has taken 6 steps but the checkpoint has no state tensor
+ * 'state.3.exp_avg'"; which tensors a step needs depends on the options, e.g. SGD's momentum_buffer
+ * only with momentum) it returns -1 with a message naming it and leaves opt and sched untouched. With the parameters restored too (tg_params_load), training then continues bit for
  * bit as if it had never stopped. */
 int tg_optim_load(tg_optim *opt, tg_sched *sched, const char *path);
 

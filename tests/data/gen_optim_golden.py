@@ -109,6 +109,10 @@ OPTIM_CASES = [
     ("adagrad", torch.optim.Adagrad, "TG_OPTIM_ADAGRAD", dict(lr=0.1), None),
     ("adagrad_decay_init_wd", torch.optim.Adagrad, "TG_OPTIM_ADAGRAD",
      dict(lr=0.1, lr_decay=0.05, initial_accumulator_value=0.1, weight_decay=0.01, eps=1e-6), None),
+    # torch 1.13 fills every sum with the constructor's initial_accumulator_value (0.5) in __init__:
+    # group 1's own 3.0 is kept in its param_group but never read
+    ("adagrad_groups_initial_accumulator", torch.optim.Adagrad, "TG_OPTIM_ADAGRAD",
+     dict(lr=0.1, initial_accumulator_value=0.5), dict(lr=0.05, lr_decay=0.02, initial_accumulator_value=3.0)),
     ("nadam_default", torch.optim.NAdam, "TG_OPTIM_NADAM", dict(lr=0.05), None),
     ("nadam_wd_betas_momentum_decay", torch.optim.NAdam, "TG_OPTIM_NADAM",
      dict(lr=0.02, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01, eps=1e-6), None),
@@ -177,10 +181,13 @@ def run_case(cls, g0, g1, dt):
     p3 = P3_0.to(dt).clone().requires_grad_(True)
     specs = [(g0, [p1, p2, p3])] if g1 is None else [(g0, [p1]), (g1, [p2, p3])]
     emus = [split_emulated(cls, g)[1] for g, _ in specs]
-    if g1 is None:  # as constructor arguments: Adagrad reads initial_accumulator_value only from there
+    # group 0's options are also the constructor's (tg_optim_new's): Adagrad reads
+    # initial_accumulator_value only from there; every group 1 names the options group 0 sets
+    if g1 is None:
         opt = cls([p1, p2, p3], foreach=False, **split_emulated(cls, g0)[0])
     else:
-        opt = cls([dict(params=ps, **split_emulated(cls, g)[0]) for g, ps in specs], foreach=False)
+        opt = cls([dict(params=ps, **split_emulated(cls, g)[0]) for g, ps in specs], foreach=False,
+                  **split_emulated(cls, g0)[0])
     groups = []
     for grp, emu in zip(opt.param_groups, emus):
         grp = dict(grp)
