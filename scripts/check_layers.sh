@@ -17,7 +17,7 @@ declare -A header_layer=(
   [config.h]=tensor [version.h]=tensor [tensor.h]=tensor [safetensors.h]=tensor
   [data.h]=data
   [autograd.h]=autograd [ops.h]=autograd
-  [nn.h]=nn [loss.h]=nn [pack.h]=nn [manual.h]=nn [compare.h]=nn [memory.h]=nn [cell_lang.h]=nn [stream.h]=nn
+  [nn.h]=nn [loss.h]=nn [pack.h]=nn [manual.h]=nn [compare.h]=nn [memory.h]=nn [cell_lang.h]=nn [stream.h]=nn [cellmod.h]=nn
   [optim.h]=optim
   [train.h]=train [trainer.h]=train
   [dist.h]=dist

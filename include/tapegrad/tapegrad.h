@@ -15,6 +15,7 @@
 #include <tapegrad/optim.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/pack.h>
+#include <tapegrad/cellmod.h>
 #include <tapegrad/manual.h>
 #include <tapegrad/compare.h>
 #include <tapegrad/memory.h>

@@ -1,0 +1,332 @@
+/* tests/test_cellmod.c - cell modules (<tapegrad/cellmod.h>) against torch.nn.RNNCell / LSTMCell /
+ * GRUCell (tests/data/cellmod_golden.h from gen_cellmod_golden.py, torch 1.13): T chained steps,
+ * batched and unbatched, hx given or zeros, bias or not; the values of every h_t (c_t) and the
+ * gradients of x, hx and every parameter, F64 to 1e-12 and F32. Also: torch's init range and names,
+ * a save/load round trip, torch's shape rules and messages, and every registered cell stepping like
+ * one step of tg_rnn_forward. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "data/cellmod_golden.h"
+#include "helpers.h"
+
+#include <tapegrad/tapegrad.h>
+
+static void setup(void) {
+    th_live_start();
+    th_dir_make();
+}
+TestSuite(cellmod, .init = setup, .fini = th_dir_remove);
+
+static const char *const g_param_names[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+
+/* |t - ref| <= atol + rtol |ref| elementwise */
+static void expect_close(const tg_tensor *t, const double *ref, double atol, double rtol, const char *what,
+                         const char *name) {
+    cr_assert_not_null(t, "%s: %s is NULL", name, what);
+    for (int64_t i = 0; i < tg_numel(t); i++)
+        cr_assert(fabs(tg_get(t, i) - ref[i]) <= atol + rtol * fabs(ref[i]), "%s: %s[%lld] = %.17g, torch %.17g", name,
+                  what, (long long)i, tg_get(t, i), ref[i]);
+}
+
+static tg_tensor *leaf(tg_dtype dt, int ndim, const int64_t *shape, const double *v, bool grad) {
+    tg_tensor *t = tg_from_f64(dt, ndim, shape, v);
+    tg_set_requires_grad(t, grad);
+    return t;
+}
+
+/* One golden case in dtype dt; returns after checking everything. */
+static void run_case(const cm_case *c, tg_dtype dt, double atol, double rtol) {
+    tg_cellmod *m = tg_cellmod_new(tg_cell_by_name(c->cell),
+                                   &(tg_cellmod_config){.input_size = CM_I, .hidden_size = CM_H, .no_bias = !c->bias,
+                                                        .dtype = dt}, NULL);
+    cr_assert_not_null(m, "%s", c->name);
+    cr_assert_eq(tg_params_count(m->params), c->bias ? 4 : 2, "%s", c->name);
+    for (int i = 0; i < 4; i++) {
+        tg_tensor *p = tg_params_find(m->params, g_param_names[i]);
+        cr_assert_eq(p != NULL, c->param[i] != NULL, "%s: %s", c->name, g_param_names[i]);
+        if (!p) continue;
+        tg_tensor *src = tg_from_f64(dt, tg_ndim(p), tg_shape(p), c->param[i]);
+        tg_copy_(p, src);
+        tg_release(src);
+    }
+    int S = c->n_states;
+    int nd = c->batched ? 2 : 1;                 /* a step's x [B,I] | [I], h [B,H] | [H] */
+    int64_t xs[3] = {CM_T, CM_B, CM_I}, hs[2] = {CM_B, CM_H};
+    if (!c->batched) xs[1] = CM_I;
+    tg_tensor *x = leaf(dt, nd + 1, xs, c->x, true);
+    tg_tensor *hx[2] = {NULL, NULL}, *w[2] = {NULL, NULL};
+    int64_t ws[3] = {CM_T, CM_B, CM_H};
+    if (!c->batched) ws[1] = CM_H;
+    for (int s = 0; s < S; s++) {
+        if (c->has_hx) hx[s] = leaf(dt, nd, c->batched ? hs : hs + 1, c->hx[s], true);
+        w[s] = leaf(dt, nd + 1, ws, c->w[s], false);
+    }
+    tg_tensor *state[2] = {hx[0], hx[1]}, *outs[2][CM_T];
+    tg_tensor *loss = NULL;
+    for (int t = 0; t < CM_T; t++) {
+        cr_assert_eq(tg_cellmod_forward(m, tg_select(x, t), c->has_hx || t ? state : NULL, state), 0, "%s step %d",
+                     c->name, t);
+        for (int s = 0; s < S; s++) {
+            cr_assert_eq(tg_ndim(state[s]), nd, "%s: state %d has %d dims", c->name, s, tg_ndim(state[s]));
+            outs[s][t] = state[s];
+            tg_tensor *term = tg_sum(tg_mul(state[s], tg_select(w[s], t)));
+            loss = loss ? tg_add(loss, term) : term;
+        }
+    }
+    cr_assert_eq(tg_backward(loss), 0);
+    for (int s = 0; s < S; s++) {
+        char what[32];
+        snprintf(what, sizeof what, "state %d", s);
+        expect_close(tg_stack(CM_T, outs[s]), c->out[s], atol, rtol, what, c->name);
+        if (c->has_hx) {
+            snprintf(what, sizeof what, "grad hx[%d]", s);
+            expect_close(tg_grad(hx[s]), c->grad_hx[s], atol, rtol, what, c->name);
+        }
+    }
+    expect_close(tg_grad(x), c->grad_x, atol, rtol, "grad x", c->name);
+    for (int i = 0; i < 4; i++)
+        if (c->param[i])
+            expect_close(tg_grad(tg_params_find(m->params, g_param_names[i])), c->grad_param[i], atol, rtol,
+                         g_param_names[i], c->name);
+    tg_tape_reset();
+    for (int s = 0; s < 2; s++) {
+        tg_release(hx[s]);
+        tg_release(w[s]);
+    }
+    tg_release(x);
+    tg_cellmod_free(m);
+}
+
+TH_TEST(cellmod, chained_steps_match_torch_f64, th_live_check) {
+    /* measured: every value within 1e-15 + 1e-14 |torch| (e.g. 6.4e-16 on a weight gradient of 0.026) */
+    for (int c = 0; c < CM_N_CASES; c++) run_case(&cm_cases[c], TG_F64, 1e-14, 1e-12);
+}
+
+TH_TEST(cellmod, chained_steps_match_torch_f32, th_live_check) {
+    for (int c = 0; c < CM_N_CASES; c++) run_case(&cm_cases[c], TG_F32, 2e-6, 2e-5);
+}
+
+/* The golden table walks every torch class with both layouts, with and without hx and bias. */
+TH_TEST(cellmod, golden_cases_cover_every_torch_cell, th_live_check) {
+    const char *cells[] = {"rnn_tanh", "rnn_relu", "lstm", "gru"};
+    for (size_t k = 0; k < sizeof cells / sizeof cells[0]; k++) {
+        int seen = 0;
+        for (int c = 0; c < CM_N_CASES; c++)
+            if (strcmp(cm_cases[c].cell, cells[k]) == 0) seen |= 1 << (cm_cases[c].batched * 2 + cm_cases[c].has_hx) | (!cm_cases[c].bias) << 4;
+        cr_expect_eq(seen & 0xf, 0xf, "%s: batched x hx combinations %#x", cells[k], seen);
+        cr_expect(seen & 0x10, "%s: no case without bias", cells[k]);
+    }
+}
+
+/* torch's reset_parameters: every parameter ~ U(-1/√H, 1/√H); names and shapes of its state_dict. */
+TH_TEST(cellmod, init_is_torchs_uniform_with_torchs_names, th_live_check) {
+    const struct { const char *cell; int G; } cells[] = {{"rnn_tanh", 1}, {"rnn_relu", 1}, {"lstm", 4}, {"gru", 3}};
+    for (size_t k = 0; k < sizeof cells / sizeof cells[0]; k++) {
+        tg_rng rng;
+        tg_rng_seed(&rng, 7);
+        tg_cellmod *m = tg_cellmod_new(tg_cell_by_name(cells[k].cell),
+                                       &(tg_cellmod_config){.input_size = 40, .hidden_size = 25}, &rng);
+        cr_assert_not_null(m);
+        cr_expect_eq(m->dtype, TG_F32);
+        cr_expect_eq(tg_params_count(m->params), 4);
+        const int64_t rows = cells[k].G * 25, cols[4] = {40, 25, 0, 0};
+        for (int i = 0; i < 4; i++) {
+            tg_tensor *p = tg_params_at(m->params, i);
+            cr_expect_str_eq(tg_params_name_at(m->params, i), g_param_names[i]);
+            cr_expect_eq(tg_ndim(p), i < 2 ? 2 : 1, "%s %s", cells[k].cell, g_param_names[i]);
+            cr_expect_eq(tg_dim(p, 0), rows);
+            if (i < 2) cr_expect_eq(tg_dim(p, 1), cols[i]);
+            cr_expect(tg_requires_grad(p));
+            double lo = 1, hi = -1;
+            for (int64_t j = 0; j < tg_numel(p); j++) {
+                double v = tg_get(p, j);
+                lo = fmin(lo, v);
+                hi = fmax(hi, v);
+            }
+            /* k = 1/√25 = 0.2; the extremes of >= 25 uniform draws come close to it */
+            cr_expect(lo >= -0.2 && hi <= 0.2, "%s %s: [%g, %g] outside ±0.2", cells[k].cell, g_param_names[i], lo, hi);
+            cr_expect(lo < -0.15 && hi > 0.15, "%s %s: [%g, %g] is not U(±0.2)", cells[k].cell, g_param_names[i], lo, hi);
+        }
+        /* the same seed gives the same parameters */
+        tg_rng_seed(&rng, 7);
+        tg_cellmod *again = tg_cellmod_new(tg_cell_by_name(cells[k].cell),
+                                           &(tg_cellmod_config){.input_size = 40, .hidden_size = 25}, &rng);
+        for (int i = 0; i < 4; i++)
+            cr_expect(memcmp(tg_cdata(tg_params_at(m->params, i)), tg_cdata(tg_params_at(again->params, i)),
+                             (size_t)tg_numel(tg_params_at(m->params, i)) * 4) == 0);
+        tg_cellmod_free(again);
+        tg_cellmod_free(m);
+    }
+    tg_cellmod *nb = tg_cellmod_new(tg_cell_by_name("gru"),
+                                    &(tg_cellmod_config){.input_size = 2, .hidden_size = 3, .no_bias = true}, NULL);
+    cr_expect_eq(tg_params_count(nb->params), 2);
+    cr_expect_null(nb->p.bias_ih);
+    cr_expect_null(tg_params_find(nb->params, "bias_hh"));
+    tg_cellmod_free(nb);
+}
+
+/* tg_params_save writes torch's names; another module loads them and steps identically; a file of
+ * another shape is refused and leaves the module as it was. */
+TH_TEST(cellmod, save_and_load_round_trip, th_live_check) {
+    th_record_errors();
+    tg_cellmod_config cfg = {.input_size = 3, .hidden_size = 4, .dtype = TG_F64};
+    tg_rng rng;
+    tg_rng_seed(&rng, 1);
+    tg_cellmod *a = tg_cellmod_new(tg_cell_by_name("lstm"), &cfg, &rng), *b = tg_cellmod_new(tg_cell_by_name("lstm"), &cfg, &rng);
+    const char *path = th_path_in("cell.safetensors");
+    cr_assert_eq(tg_params_save(a->params, path), 0, "%s", tg_last_error());
+    tg_st_file *f = tg_st_load(path);
+    cr_assert_not_null(f, "%s", tg_last_error());
+    cr_expect_eq(tg_st_count(f), 4);
+    for (int i = 0; i < 4; i++) cr_expect_not_null(tg_st_get(f, g_param_names[i]), "no '%s' in the file", g_param_names[i]);
+    tg_st_free(f);
+    cr_assert_eq(tg_params_load(b->params, path), 0, "%s", tg_last_error());
+    tg_tensor *x = th_rand(3, TG_SHAPE(2, 3), -1, 1);
+    tg_tensor *ha[2], *hb[2];
+    cr_assert_eq(tg_cellmod_forward(a, x, NULL, ha), 0);
+    cr_assert_eq(tg_cellmod_forward(b, x, NULL, hb), 0);
+    for (int s = 0; s < 2; s++)
+        cr_expect(memcmp(tg_cdata(ha[s]), tg_cdata(hb[s]), 8 * 8) == 0, "state %d differs after loading", s);
+    /* a GRUCell's file into the LSTMCell: refused, nothing changed */
+    tg_cellmod *g = tg_cellmod_new(tg_cell_by_name("gru"), &cfg, &rng);
+    cr_assert_eq(tg_params_save(g->params, path), 0);
+    tg_tensor *before = tg_copy(b->p.weight_ih);
+    th_reset_errors();
+    cr_expect_eq(tg_params_load(b->params, path), -1);
+    cr_expect(strstr(tg_last_error(), "'weight_ih' has shape [12,3] in the file, the model expects [16,3]") != NULL, "%s",
+              tg_last_error());
+    cr_expect(memcmp(tg_cdata(before), tg_cdata(b->p.weight_ih), 48 * 8) == 0);
+    cr_expect_eq(th_error_count(), 0);
+    tg_tape_reset();
+    tg_release(before);
+    tg_release(x);
+    tg_cellmod_free(a);
+    tg_cellmod_free(b);
+    tg_cellmod_free(g);
+}
+
+/* torch's checks and their messages (cellmod.h lists them); the call returns -1 and writes nothing. */
+TH_TEST(cellmod, shape_rules_and_messages_are_torchs, th_live_check) {
+    th_record_errors();
+    tg_cellmod_config cfg = {.input_size = 4, .hidden_size = 3};
+    tg_cellmod *rnn = tg_cellmod_new(tg_cell_by_name("rnn_relu"), &cfg, NULL);
+    tg_cellmod *lstm = tg_cellmod_new(tg_cell_by_name("lstm"), &cfg, NULL);
+    tg_cellmod *gru = tg_cellmod_new(tg_cell_by_name("gru"), &cfg, NULL);
+    tg_tensor *x3 = tg_zeros(TG_F32, TG_SHAPE(2, 2, 4)), *x0 = tg_zeros(TG_F32, 0, NULL);
+    tg_tensor *x2 = tg_zeros(TG_F32, TG_SHAPE(2, 4)), *x1 = tg_zeros(TG_F32, TG_SHAPE(4));
+    tg_tensor *x5 = tg_zeros(TG_F32, TG_SHAPE(2, 5)), *x15 = tg_zeros(TG_F32, TG_SHAPE(5));
+    tg_tensor *xd = tg_zeros(TG_F64, TG_SHAPE(2, 4)), *xe = tg_zeros(TG_F32, TG_SHAPE(0, 4));
+    tg_tensor *h23 = tg_zeros(TG_F32, TG_SHAPE(2, 3)), *h33 = tg_zeros(TG_F32, TG_SHAPE(3, 3));
+    tg_tensor *h22 = tg_zeros(TG_F32, TG_SHAPE(2, 2)), *h3 = tg_zeros(TG_F32, TG_SHAPE(3));
+    tg_tensor *h13 = tg_zeros(TG_F32, TG_SHAPE(1, 3)), *h123 = tg_zeros(TG_F32, TG_SHAPE(1, 2, 3));
+    tg_tensor *h2 = tg_zeros(TG_F32, TG_SHAPE(2)), *hd = tg_zeros(TG_F64, TG_SHAPE(2, 3));
+    const struct {
+        const tg_cellmod *m;
+        tg_tensor *x, *h, *c;
+        const char *msg;
+    } cases[] = {
+        {rnn, x3, NULL, NULL, "RNNCell: Expected input to be 1-D or 2-D but received 3-D tensor"},
+        {lstm, x3, NULL, NULL, "LSTMCell: Expected input to be 1-D or 2-D but received 3-D tensor"},
+        {gru, x0, NULL, NULL, "GRUCell: Expected input to be 1-D or 2-D but received 0-D tensor"},
+        {rnn, x5, NULL, NULL, "input has inconsistent input_size: got 5 expected 4"},
+        {lstm, x15, NULL, NULL, "input has inconsistent input_size: got 5 expected 4"},
+        {gru, x2, h33, NULL, "Input batch size 2 doesn't match hidden0 batch size 3"},
+        {lstm, x2, h33, h33, "Input batch size 2 doesn't match hidden0 batch size 3"},
+        {lstm, x2, h23, h33, "Input batch size 2 doesn't match hidden1 batch size 3"},
+        {rnn, x2, h22, NULL, "hidden0 has inconsistent hidden_size: got 2, expected 3"},
+        {lstm, x2, h23, h22, "hidden1 has inconsistent hidden_size: got 2, expected 3"},
+        {lstm, x1, h3, h2, "hidden1 has inconsistent hidden_size: got 2, expected 3"},
+        {rnn, x1, h13, NULL, "RNNCell: Expected hidden to be 1D (unbatched input), got 2D instead"},
+        {gru, x2, h3, NULL, "GRUCell: Expected hidden to be 2D (batched input), got 1D instead"},
+        {gru, x2, h123, NULL, "GRUCell: Expected hidden to be 2D (batched input), got 3D instead"},
+        {lstm, x1, h3, h13, "LSTMCell: Expected hx[1] to be 1D (unbatched input), got 2D instead"},
+        {lstm, x2, h3, h3, "LSTMCell: Expected hx[0] to be 2D (batched input), got 1D instead"},
+        {rnn, xd, NULL, NULL, "x is F64 but the cell is F32"},
+        {lstm, x2, hd, NULL, "hx[0] is F64 but the cell is F32"},
+        {gru, xe, NULL, NULL, "GRUCell: x [0,4] is an empty batch"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tg_tensor *hx[2] = {cases[i].h, cases[i].c}, *out[2] = {x0, x0};
+        th_reset_errors();
+        cr_expect_eq(tg_cellmod_forward(cases[i].m, cases[i].x, hx, out), -1, "case %zu: %s", i, cases[i].msg);
+        cr_expect_eq(th_error_count(), 1);
+        cr_expect(strstr(th_last_message(), cases[i].msg) != NULL, "case %zu: got '%s', want '%s'", i, th_last_message(),
+                  cases[i].msg);
+        cr_expect(strncmp(th_last_message(), "tg_cellmod_forward", 18) == 0, "%s", th_last_message());
+        cr_expect(out[0] == x0 && out[1] == x0, "case %zu: out written on failure", i);
+    }
+    /* what torch accepts: an unbatched step with hx [H], hx entries left NULL (zeros) */
+    tg_tensor *out[2];
+    th_reset_errors();
+    cr_expect_eq(tg_cellmod_forward(lstm, x1, (tg_tensor *[]){h3, NULL}, out), 0, "%s", th_last_message());
+    cr_expect(tg_ndim(out[0]) == 1 && tg_dim(out[0], 0) == 3 && tg_ndim(out[1]) == 1);
+    cr_expect_eq(tg_cellmod_forward(gru, x2, NULL, out), 0);
+    cr_expect(tg_ndim(out[0]) == 2 && tg_dim(out[0], 0) == 2 && tg_dim(out[0], 1) == 3);
+    /* NULL arguments and a bad config */
+    th_reset_errors();
+    cr_expect_eq(tg_cellmod_forward(NULL, x2, NULL, out), -1);
+    cr_expect(strstr(th_last_message(), "the cell module is NULL") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_cellmod_new(tg_cell_by_name("lstm"), &(tg_cellmod_config){.input_size = 0, .hidden_size = 3}, NULL));
+    cr_expect(strstr(th_last_message(), "LSTMCell: input size 0, hidden size 3: both must be positive") != NULL, "%s",
+              th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_cellmod_new(tg_cell_by_name("nope"), &cfg, NULL));
+    cr_expect_eq(th_error_count(), 1, "only tg_cell_by_name's message");
+    cr_expect(strstr(th_last_message(), "nope") != NULL, "%s", th_last_message());
+    tg_cellmod_free(NULL);
+    tg_tape_reset();
+    tg_tensor *all[] = {x3, x0, x2, x1, x5, x15, xd, xe, h23, h33, h22, h3, h13, h123, h2, hd};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tg_release(all[i]);
+    tg_cellmod_free(rnn);
+    tg_cellmod_free(lstm);
+    tg_cellmod_free(gru);
+}
+
+/* Every registered cell (built-in, zoo, ...): one module step equals one step of tg_rnn_forward on
+ * the same parameters (the runner's layer 0, names without the _l0 suffix), batched and unbatched. */
+TH_TEST(cellmod, every_cell_steps_like_the_runner, th_live_check) {
+    for (int k = 0; k < tg_cell_count(); k++) {
+        const tg_cell *cell = tg_cell_at(k);
+        tg_rng rng;
+        tg_rng_seed(&rng, 11 + (uint64_t)k);
+        /* I = H: MUT1 adds x_t to an H-wide pre-activation */
+        tg_rnn *r = tg_rnn_new(cell, &(tg_rnn_config){.input_size = 5, .hidden_size = 5, .dtype = TG_F64}, &rng);
+        tg_cellmod *m = tg_cellmod_new(cell, &(tg_cellmod_config){.input_size = 5, .hidden_size = 5, .dtype = TG_F64}, &rng);
+        cr_assert(r && m, "%s", cell->name);
+        cr_assert_eq(tg_params_count(m->params), tg_params_count(r->params), "%s", cell->name);
+        for (int i = 0; i < tg_params_count(m->params); i++) {
+            char name[96];
+            snprintf(name, sizeof name, "%s_l0", tg_params_name_at(m->params, i));
+            tg_tensor *src = tg_params_find(r->params, name);
+            cr_assert_not_null(src, "%s: the runner has no '%s'", cell->name, name);
+            tg_copy_(tg_params_at(m->params, i), src);
+        }
+        tg_tensor *x = th_rand(5 + (uint64_t)k, TG_SHAPE(1, 2, 5), -1, 1); /* [T=1, B=2, I=5] */
+        tg_rnn_output out;
+        cr_assert_not_null(tg_rnn_forward(r, x, NULL, &out), "%s", cell->name);
+        tg_tensor *next[TG_CELL_MAX_STATES];
+        cr_assert_eq(tg_cellmod_forward(m, tg_select(x, 0), NULL, next), 0, "%s", cell->name);
+        for (int s = 0; s < cell->n_states; s++) {
+            tg_tensor *want = tg_select(out.final[s], 0); /* [B,H] */
+            for (int64_t j = 0; j < tg_numel(want); j++)
+                cr_expect(fabs(tg_get(next[s], j) - tg_get(want, j)) <= 1e-12, "%s state %d [%lld]: %.17g, runner %.17g",
+                          cell->name, s, (long long)j, tg_get(next[s], j), tg_get(want, j));
+        }
+        /* unbatched: row 1 alone */
+        tg_tensor *row = tg_select(tg_select(x, 0), 1);
+        cr_assert_eq(tg_cellmod_forward(m, row, NULL, next), 0, "%s", cell->name);
+        tg_tensor *want = tg_select(tg_select(out.final[0], 0), 1);
+        cr_expect_eq(tg_ndim(next[0]), 1);
+        for (int64_t j = 0; j < 5; j++)
+            cr_expect(fabs(tg_get(next[0], j) - tg_get(want, j)) <= 1e-12, "%s unbatched [%lld]", cell->name, (long long)j);
+        tg_rnn_output_clear(&out);
+        tg_tape_reset();
+        tg_release(x);
+        tg_cellmod_free(m);
+        tg_rnn_free(r);
+    }
+}
