@@ -62,7 +62,7 @@ static void compare(const char *cell_name, tg_dtype dtype, tg_rng *rng, double *
     memset(grads, 0, sizeof grads);
     for (int k = 0; k < L; k++) {
         const tg_cell_params *p = tg_rnn_layer(m, k, 0);
-        params[k] = (tg_manual_layer){p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh};
+        params[k] = (tg_manual_layer){p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh, NULL};
     }
     tg_manual_cache *cache = NULL;
     tg_tensor *hn = NULL, *cn = NULL, *dx = NULL, *dh0 = NULL, *dc0 = NULL;

@@ -61,7 +61,7 @@ int main(void) {
     tg_rnn *lstm = tg_rnn_new(tg_cell_by_name("lstm"),
                               &(tg_rnn_config){.input_size = I, .hidden_size = H, .dtype = TG_F64}, &rng);
     const tg_cell_params *cp = tg_rnn_layer(lstm, 0, 0);
-    tg_manual_layer p = {cp->weight_ih, cp->weight_hh, cp->bias_ih, cp->bias_hh}; /* borrowed */
+    tg_manual_layer p = {cp->weight_ih, cp->weight_hh, cp->bias_ih, cp->bias_hh, NULL}; /* borrowed; no projection */
     tg_tensor *x = tg_rand_normal(&rng, TG_F64, TG_SHAPE(T, B, I), 0, 1);
     tg_tensor *a0 = tg_rand_normal(&rng, TG_F64, TG_SHAPE(B, H), 0, 1);
     tg_tensor *c0 = tg_zeros(TG_F64, TG_SHAPE(B, H)); /* the course starts from c = 0 */

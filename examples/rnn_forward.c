@@ -53,7 +53,7 @@ int main(void) {
                              &(tg_rnn_config){.input_size = I, .hidden_size = H, .dtype = TG_F64}, &rng);
     tg_linear_layer *out = tg_linear_layer_new(H, NY, true, TG_F64, &rng);
     const tg_cell_params *cp = tg_rnn_layer(rnn, 0, 0);
-    tg_manual_layer p = {cp->weight_ih, cp->weight_hh, cp->bias_ih, cp->bias_hh}; /* borrowed */
+    tg_manual_layer p = {cp->weight_ih, cp->weight_hh, cp->bias_ih, cp->bias_hh, NULL}; /* borrowed; no projection */
     tg_tensor *x = tg_rand_normal(&rng, TG_F64, TG_SHAPE(T, B, I), 0, 1);
     tg_tensor *a0 = tg_rand_normal(&rng, TG_F64, TG_SHAPE(B, H), 0, 1);
     printf("Wax = weight_ih_l0 %s, Waa = weight_hh_l0 %s, ba = bias_ih_l0 + bias_hh_l0 %s, Wya %s\n\n",

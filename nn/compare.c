@@ -23,7 +23,7 @@
 
 #define FN "tg_compare_cell"
 
-static const char *const g_param_base[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+static const char *const g_param_base[5] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"};
 
 tg_compare_opts tg_compare_defaults(void) {
     return (tg_compare_opts){.T = 5, .B = 3, .I = 4, .H = 6, .layers = 2, .seed = 1, .max_elems = 0,
@@ -140,7 +140,7 @@ static int run_manual(ctx *c, tg_compare_diff *fwd) {
     if (!params || !grads) { free(params); free(grads); tg_error(FN, "out of memory"); return -1; }
     for (int k = 0; k < L; k++) {
         const tg_cell_params *p = tg_rnn_layer(c->m, k, 0);
-        params[k] = (tg_manual_layer){p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh};
+        params[k] = (tg_manual_layer){p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh, p->weight_hr};
     }
     tg_tensor *hn = NULL, *cn = NULL, *dx = NULL, *dh0 = NULL, *dc0 = NULL;
     tg_manual_cache *cache = NULL;
@@ -156,8 +156,9 @@ static int run_manual(ctx *c, tg_compare_diff *fwd) {
         if (lstm) { c->g_manual[2] = dc0; dc0 = NULL; }
         char name[64];
         for (int k = 0; k < L; k++) {
-            tg_tensor **g[4] = {&grads[k].weight_ih, &grads[k].weight_hh, &grads[k].bias_ih, &grads[k].bias_hh};
-            for (int p = 0; p < 4; p++) {
+            tg_tensor **g[5] = {&grads[k].weight_ih, &grads[k].weight_hh, &grads[k].bias_ih, &grads[k].bias_hh,
+                                &grads[k].weight_hr};
+            for (int p = 0; p < 5; p++) {
                 snprintf(name, sizeof name, "%s_l%d", g_param_base[p], k);
                 int row = find_param(c, name);
                 if (row >= 0) { c->g_manual[row] = *g[p]; *g[p] = NULL; }
@@ -270,6 +271,10 @@ static tg_compare_diff diff_fd(const ctx *c, const tg_tensor *a, const tg_tensor
 }
 
 static bool valid_opts(const tg_compare_opts *o) {
+    if (o->proj_size < 0 || o->proj_size >= o->H) {
+        tg_error(FN, "proj_size %lld: 0 (none) or in 1..H-1 = %lld", (long long)o->proj_size, (long long)o->H - 1);
+        return false;
+    }
     if (o->T < 1 || o->B < 1 || o->I < 1 || o->H < 1 || o->layers < 1 || o->max_elems < 0 || !(o->eps > 0) ||
         !(o->manual_tol >= 0) || !(o->fd_atol >= 0) || !(o->fd_rtol >= 0)) {
         tg_error(FN, "T %lld, B %lld, I %lld, H %lld, layers %d must be >= 1, max_elems %lld >= 0, eps %g > 0, "
@@ -286,7 +291,8 @@ int tg_compare_mem_estimate(const char *cell_name, const tg_compare_opts *opts, 
     const tg_cell *cell = tg_cell_by_name(cell_name);
     if (!cell) return -1;
     if (!valid_opts(&o)) return -1;
-    tg_rnn_config cfg = {.input_size = o.I, .hidden_size = o.H, .num_layers = o.layers, .dtype = TG_F64};
+    tg_rnn_config cfg = {.input_size = o.I, .hidden_size = o.H, .num_layers = o.layers, .dtype = TG_F64,
+                         .proj_size = o.proj_size};
     /* two gradient copies besides the tape's (manual, finite differences): the optimizer slots */
     if (tg_rnn_mem_estimate(cell, &cfg, o.T, o.B, 2, out)) return -1;
     /* the manual cache is about one more tape; x and dy, the states */
@@ -315,15 +321,18 @@ static int ctx_init(ctx *c, const char *cell_name, const tg_compare_opts *opts) 
     tg_rng rng;
     tg_rng_seed(&rng, c->o.seed);
     const tg_compare_opts *o = &c->o;
-    tg_rnn_config cfg = {.input_size = o->I, .hidden_size = o->H, .num_layers = o->layers, .dtype = TG_F64};
+    tg_rnn_config cfg = {.input_size = o->I, .hidden_size = o->H, .num_layers = o->layers, .dtype = TG_F64,
+                         .proj_size = o->proj_size};
     c->m = tg_rnn_new(c->cell, &cfg, &rng);
     if (!c->m) return -1;
     c->x = tg_rand_normal(&rng, TG_F64, TG_SHAPE(o->T, o->B, o->I), 0, 1);
-    c->dy = tg_rand_normal(&rng, TG_F64, TG_SHAPE(o->T, o->B, o->H), 0, 1);
+    int64_t Rw = o->proj_size ? o->proj_size : o->H; /* the width of h (and y) */
+    c->dy = tg_rand_normal(&rng, TG_F64, TG_SHAPE(o->T, o->B, Rw), 0, 1);
     if (!c->x || !c->dy) return -1;
     for (int s = 0; s < c->S; s++) {
-        c->init[s] = tg_rand_uniform(&rng, TG_F64, TG_SHAPE(o->layers, o->B, o->H), -1, 1);
-        c->dfinal[s] = tg_rand_normal(&rng, TG_F64, TG_SHAPE(o->layers, o->B, o->H), 0, 1);
+        int64_t w = s ? o->H : Rw;
+        c->init[s] = tg_rand_uniform(&rng, TG_F64, TG_SHAPE(o->layers, o->B, w), -1, 1);
+        c->dfinal[s] = tg_rand_normal(&rng, TG_F64, TG_SHAPE(o->layers, o->B, w), 0, 1);
         if (!c->init[s] || !c->dfinal[s]) return -1;
     }
     int P = tg_params_count(c->m->params);
@@ -432,9 +441,10 @@ void tg_compare_report_print(FILE *f, const tg_compare_report *r) {
     if (!f) f = stdout;
     if (!r) { fprintf(f, "(no report)\n"); return; }
     const tg_compare_opts *o = &r->opts;
-    fprintf(f, "triple check of '%s' in F64: T=%lld B=%lld I=%lld H=%lld layers=%d seed=%llu\n", r->cell,
-            (long long)o->T, (long long)o->B, (long long)o->I, (long long)o->H, o->layers,
-            (unsigned long long)o->seed);
+    fprintf(f, "triple check of '%s' in F64: T=%lld B=%lld I=%lld H=%lld", r->cell, (long long)o->T, (long long)o->B,
+            (long long)o->I, (long long)o->H);
+    if (o->proj_size) fprintf(f, " proj_size=%lld", (long long)o->proj_size);
+    fprintf(f, " layers=%d seed=%llu\n", o->layers, (unsigned long long)o->seed);
     fprintf(f, "  loss = sum(y*dy)");
     for (int s = 1; s <= r->n_states && s < r->n_rows; s++) { /* row "grad.h0" -> " + sum(hn*dhn)" */
         const char *st = r->rows[s].name + 5;

@@ -52,12 +52,15 @@ enum { FAM_RNN = 0, FAM_LSTM = 1, FAM_GRU = 2 };
 #define CACHE_MAGIC 0x6d616e75u  /* "manu" */
 #define CACHE_DEAD 0x64656164u
 
+#define NPARAM 5 /* weight_ih, weight_hh, bias_ih, bias_hh, weight_hr (projections only) */
+
 typedef struct mlayer {
     int64_t I;                        /* input size of this layer */
     tg_tensor *x, *h0, *c0;           /* references: inputs (x of layer k > 0 is layer k-1's y) */
-    tg_tensor *p[4];                  /* references: weight_ih, weight_hh, bias_ih, bias_hh */
-    uint64_t vx, vh0, vc0, vp[4], vy; /* their version counters after the forward */
+    tg_tensor *p[NPARAM];             /* references: weight_ih, weight_hh, bias_ih, bias_hh, weight_hr (or NULL) */
+    uint64_t vx, vh0, vc0, vp[NPARAM], vy; /* their version counters after the forward */
     tg_tensor *y, *gates, *cs, *aux;  /* owned: what the backward needs (see manual_kernels.inc) */
+    tg_tensor *mh;                    /* owned, projections only: o ⊙ tanh(c) [T,B,H] before W_hr */
 } mlayer;
 
 struct tg_manual_cache {
@@ -67,11 +70,18 @@ struct tg_manual_cache {
     const char *maker; /* name of the forward function, for messages */
     int layers;
     int64_t T, B, I, H;
+    int64_t P;         /* LSTM projections: h is P wide (0: none, h is H wide) */
     tg_dtype dtype;
     mlayer lay[];
 };
 
-static const char *const PNAME[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+static const char *const PNAME[NPARAM] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"};
+
+/* The parameter slots of one layer in PNAME order (a NULL weight_hr: no projection). */
+static void layer_slots(tg_manual_layer *l, tg_tensor **slot[NPARAM]) {
+    slot[0] = &l->weight_ih, slot[1] = &l->weight_hh, slot[2] = &l->bias_ih, slot[3] = &l->bias_hh;
+    slot[4] = &l->weight_hr;
+}
 
 const char *tg_manual_cell_name(tg_manual_cell cell) {
     switch (cell) {
@@ -125,11 +135,12 @@ void tg_manual_cache_free(tg_manual_cache *c) {
         tg_release(m->x);
         tg_release(m->h0);
         tg_release(m->c0);
-        for (int i = 0; i < 4; i++) tg_release(m->p[i]);
+        for (int i = 0; i < NPARAM; i++) tg_release(m->p[i]);
         tg_release(m->y);
         tg_release(m->gates);
         tg_release(m->cs);
         tg_release(m->aux);
+        tg_release(m->mh);
     }
     c->magic = CACHE_DEAD;
     free(c);
@@ -138,11 +149,12 @@ void tg_manual_cache_free(tg_manual_cache *c) {
 void tg_manual_layer_release(tg_manual_layer *layers, int n) {
     if (!layers) return;
     for (int l = 0; l < n; l++) {
-        tg_release(layers[l].weight_ih);
-        tg_release(layers[l].weight_hh);
-        tg_release(layers[l].bias_ih);
-        tg_release(layers[l].bias_hh);
-        layers[l].weight_ih = layers[l].weight_hh = layers[l].bias_ih = layers[l].bias_hh = NULL;
+        tg_tensor **slot[NPARAM];
+        layer_slots(&layers[l], slot);
+        for (int i = 0; i < NPARAM; i++) {
+            tg_release(*slot[i]);
+            *slot[i] = NULL;
+        }
     }
 }
 
@@ -213,21 +225,57 @@ static tg_tensor *slice_copy(const tg_tensor *src, int64_t offset_elems, int nd,
 
 /* ---- forward ------------------------------------------------------------------------------------ */
 
+static void save_versions(mlayer *m) {
+    m->vx = tg_version(m->x);
+    m->vh0 = tg_version(m->h0);
+    m->vc0 = m->c0 ? tg_version(m->c0) : 0;
+    for (int i = 0; i < NPARAM; i++) m->vp[i] = m->p[i] ? tg_version(m->p[i]) : 0;
+    m->vy = tg_version(m->y);
+}
+
+#define CD(t, R) ((t) ? (const R *)tg_cdata(t) : NULL)
+#define DD(t, R) ((t) ? (R *)tg_data(t) : NULL)
+
+/* One layer of the LSTM with projections (c->P > 0): m->y [T,B,P] is allocated, pp holds the five
+ * parameters. Allocates what the backward needs and runs lstm_proj_fwd. */
+static bool proj_layer_forward(tg_manual_cache *c, mlayer *m, tg_tensor *const *pp) {
+    const int64_t sh[3] = {c->T, c->B, c->H}, shg[3] = {c->T, c->B, 4 * c->H};
+    m->gates = tg_empty(c->dtype, 3, shg);
+    m->cs = tg_empty(c->dtype, 3, sh);
+    m->aux = tg_empty(c->dtype, 3, sh);
+    m->mh = tg_empty(c->dtype, 3, sh);
+    if (!m->gates || !m->cs || !m->aux || !m->mh) return false;
+    if (c->dtype == TG_F32)
+        lstm_proj_fwd_f32(c->T, c->B, m->I, c->H, c->P, CD(m->x, float), CD(m->h0, float), CD(m->c0, float),
+                          CD(pp[0], float), CD(pp[1], float), CD(pp[2], float), CD(pp[3], float), CD(pp[4], float),
+                          DD(m->y, float), DD(m->gates, float), DD(m->cs, float), DD(m->aux, float),
+                          DD(m->mh, float));
+    else
+        lstm_proj_fwd_f64(c->T, c->B, m->I, c->H, c->P, CD(m->x, double), CD(m->h0, double), CD(m->c0, double),
+                          CD(pp[0], double), CD(pp[1], double), CD(pp[2], double), CD(pp[3], double),
+                          CD(pp[4], double), DD(m->y, double), DD(m->gates, double), DD(m->cs, double),
+                          DD(m->aux, double), DD(m->mh, double));
+    save_versions(m);
+    return true;
+}
+
 static bool layer_forward(tg_manual_cache *c, int l, tg_tensor *x, tg_tensor *h0, tg_tensor *c0,
                           const tg_manual_layer *p) {
     mlayer *m = &c->lay[l];
     const tg_manual_cell cell = c->cell;
     const int64_t T = c->T, B = c->B, H = c->H, G = tg_manual_cell_gates(cell), GH = G * H;
-    m->I = l ? H : c->I;
+    const int64_t Rw = c->P ? c->P : H; /* the width of h */
+    m->I = l ? Rw : c->I;
     m->x = tg_retain(x);
     m->h0 = h0; /* already a new reference */
     m->c0 = c0;
-    tg_tensor *pp[4] = {p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh};
-    for (int i = 0; i < 4; i++) m->p[i] = tg_retain(pp[i]);
+    tg_tensor *pp[NPARAM] = {p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh, c->P ? p->weight_hr : NULL};
+    for (int i = 0; i < NPARAM; i++) m->p[i] = pp[i] ? tg_retain(pp[i]) : NULL;
 
-    const int64_t sh[3] = {T, B, H}, shg[3] = {T, B, GH};
-    m->y = tg_empty(c->dtype, 3, sh);
+    const int64_t sh[3] = {T, B, H}, shg[3] = {T, B, GH}, shy[3] = {T, B, Rw};
+    m->y = tg_empty(c->dtype, 3, shy);
     if (!m->y) return false;
+    if (c->P) return proj_layer_forward(c, m, pp);
     if (family(cell) != FAM_RNN) {
         m->gates = tg_empty(c->dtype, 3, shg);
         m->aux = tg_empty(c->dtype, 3, sh);
@@ -245,8 +293,6 @@ static bool layer_forward(tg_manual_cache *c, int l, tg_tensor *x, tg_tensor *h0
             return false;
         }
     }
-#define CD(t, R) ((t) ? (const R *)tg_cdata(t) : NULL)
-#define DD(t, R) ((t) ? (R *)tg_data(t) : NULL)
     if (c->dtype == TG_F32)
         layer_fwd_f32(cell, T, B, m->I, H, CD(x, float), CD(h0, float), CD(c0, float), CD(pp[0], float),
                       CD(pp[1], float), CD(pp[2], float), CD(pp[3], float), DD(m->y, float),
@@ -257,11 +303,7 @@ static bool layer_forward(tg_manual_cache *c, int l, tg_tensor *x, tg_tensor *h0
                       DD(m->y, double), DD(m->gates, double), DD(m->cs, double), DD(m->aux, double),
                       scratch);
     free(scratch);
-    m->vx = tg_version(m->x);
-    m->vh0 = tg_version(m->h0);
-    m->vc0 = m->c0 ? tg_version(m->c0) : 0;
-    for (int i = 0; i < 4; i++) m->vp[i] = tg_version(m->p[i]);
-    m->vy = tg_version(m->y);
+    save_versions(m);
     return true;
 }
 
@@ -285,6 +327,13 @@ static tg_tensor *forward_core(const char *fn, tg_manual_cell cell, int kind, in
         tg_error(fn, "layers = %d; need at least 1", L);
         return NULL;
     }
+    /* projections (weight_hr on the layers): h is P wide, P from h0, H from c0 */
+    const bool proj = params && params[0].weight_hr;
+    if (proj && (!lstm || kind != K_STACK)) {
+        tg_error(fn, "weight_hr (projections, proj_size) is for the LSTM stack functions only, not %s",
+                 lstm ? "one step or one sequence" : tg_manual_cell_name(cell));
+        return NULL;
+    }
     if (!need(fn, "x", x)) return NULL;
     const int xnd = kind == K_STEP ? 2 : 3;
     if (tg_ndim(x) != xnd) {
@@ -304,7 +353,7 @@ static tg_tensor *forward_core(const char *fn, tg_manual_cell cell, int kind, in
         tg_error(fn, "h0 is %s; expected %s", shp(h0, a, sizeof a), kind == K_STACK ? "[L,B,H]" : "[B,H]");
         return NULL;
     }
-    const int64_t H = tg_dim(h0, -1);
+    int64_t H = tg_dim(h0, -1), P = 0;
     if (H < 1) {
         tg_error(fn, "h0 %s is empty (H must be at least 1)", shp(h0, a, sizeof a));
         return NULL;
@@ -321,7 +370,15 @@ static tg_tensor *forward_core(const char *fn, tg_manual_cell cell, int kind, in
     }
     if (lstm) {
         if (!need(fn, "c0", c0) || !expect_dtype(fn, "c0", c0, dt, "x")) return NULL;
-        if (!tg_same_shape(c0, h0)) {
+        if (proj) {
+            if (tg_ndim(c0) != 3 || tg_dim(c0, 0) != L || tg_dim(c0, 1) != B || tg_dim(c0, 2) <= H) {
+                tg_error(fn, "c0 %s: expected [L,B,H] with L = %d, B = %" PRId64 " and H above P = %" PRId64
+                         " (h0 %s, projections)", shp(c0, a, sizeof a), L, B, H, shp(h0, b, sizeof b));
+                return NULL;
+            }
+            P = H;
+            H = tg_dim(c0, 2);
+        } else if (!tg_same_shape(c0, h0)) {
             tg_error(fn, "c0 %s does not match h0 %s", shp(c0, a, sizeof a), shp(h0, b, sizeof b));
             return NULL;
         }
@@ -330,22 +387,32 @@ static tg_tensor *forward_core(const char *fn, tg_manual_cell cell, int kind, in
         if (!tg_error_pending()) tg_error(fn, "params is NULL");
         return NULL;
     }
-    const int64_t G = tg_manual_cell_gates(cell), GH = G * H;
+    const int64_t G = tg_manual_cell_gates(cell), GH = G * H, Rw = P ? P : H; /* Rw: the width of h */
     for (int l = 0; l < L; l++) {
         const tg_manual_layer *p = &params[l];
-        const tg_tensor *pp[4] = {p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh};
-        const int64_t Il = l ? H : I;
-        for (int i = 0; i < 4; i++) {
+        const tg_tensor *pp[NPARAM] = {p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh, p->weight_hr};
+        const int64_t Il = l ? Rw : I;
+        if (!proj && p->weight_hr) {
+            tg_error(fn, "weight_hr_l%d is set but weight_hr_l0 is not (projections on every layer or none)", l);
+            return NULL;
+        }
+        for (int i = 0; i < (proj ? NPARAM : 4); i++) {
             pname(nm, sizeof nm, i, l, kind == K_STACK);
             if (!need(fn, nm, pp[i]) || !expect_dtype(fn, nm, pp[i], dt, "x")) return NULL;
-            snprintf(ctx, sizeof ctx, "%s, H = %" PRId64 " from h0 %s, %s = %" PRId64,
-                     tg_manual_cell_name(cell), H, shp(h0, a, sizeof a), l ? "input H" : "I", Il);
-            int64_t d[2] = {GH, i == 0 ? Il : H};
+            if (proj)
+                snprintf(ctx, sizeof ctx, "lstm, P = %" PRId64 " from h0 %s, H = %" PRId64 " from c0 %s, %s = %" PRId64,
+                         P, shp(h0, a, sizeof a), H, shp(c0, b, sizeof b), l ? "input P" : "I", Il);
+            else
+                snprintf(ctx, sizeof ctx, "%s, H = %" PRId64 " from h0 %s, %s = %" PRId64,
+                         tg_manual_cell_name(cell), H, shp(h0, a, sizeof a), l ? "input H" : "I", Il);
+            const char *hw = proj ? "P" : "H";
+            int64_t d[2] = {GH, i == 0 ? Il : Rw};
             char sym[40], gh[16] = "H";
             if (G > 1) snprintf(gh, sizeof gh, "%d*H", (int)G);
-            if (i < 2) snprintf(sym, sizeof sym, "[%s,%s]", gh, i == 0 ? "I" : "H");
+            if (i == 4) d[0] = P, d[1] = H, snprintf(sym, sizeof sym, "[P,H]");
+            else if (i < 2) snprintf(sym, sizeof sym, "[%s,%s]", gh, i == 0 ? (l ? hw : "I") : hw);
             else snprintf(sym, sizeof sym, "[%s]", gh);
-            if (!expect_shape(fn, nm, pp[i], i < 2 ? 2 : 1, d, sym, ctx)) return NULL;
+            if (!expect_shape(fn, nm, pp[i], i < 2 || i == 4 ? 2 : 1, d, sym, ctx)) return NULL;
         }
     }
 
@@ -359,7 +426,7 @@ static tg_tensor *forward_core(const char *fn, tg_manual_cell cell, int kind, in
     c->kind = kind;
     c->maker = fn;
     c->layers = L;
-    c->T = T, c->B = B, c->I = I, c->H = H;
+    c->T = T, c->B = B, c->I = I, c->H = H, c->P = P;
     c->dtype = dt;
     bool ok = true;
     for (int l = 0; l < L && ok; l++) {
@@ -385,13 +452,13 @@ static tg_tensor *forward_core(const char *fn, tg_manual_cell cell, int kind, in
                 if (h_out) ho = slice_copy(top->y, (T - 1) * BH, 2, bh);
                 if (c_out && lstm) co = slice_copy(top->cs, (T - 1) * BH, 2, bh);
             } else {
-                const int64_t lbh[3] = {L, B, H};
+                const int64_t lbh[3] = {L, B, H}, lbr[3] = {L, B, Rw}, BR = B * Rw;
                 size_t isz = tg_itemsize(dt);
-                if (h_out && (ho = tg_empty(dt, 3, lbh)))
+                if (h_out && (ho = tg_empty(dt, 3, lbr)))
                     for (int l = 0; l < L; l++)
-                        memcpy((char *)tg_data(ho) + (size_t)(l * BH) * isz,
-                               (const char *)tg_cdata(c->lay[l].y) + (size_t)((T - 1) * BH) * isz,
-                               (size_t)BH * isz);
+                        memcpy((char *)tg_data(ho) + (size_t)(l * BR) * isz,
+                               (const char *)tg_cdata(c->lay[l].y) + (size_t)((T - 1) * BR) * isz,
+                               (size_t)BR * isz);
                 if (c_out && lstm && (co = tg_empty(dt, 3, lbh)))
                     for (int l = 0; l < L; l++)
                         memcpy((char *)tg_data(co) + (size_t)(l * BH) * isz,
@@ -441,6 +508,24 @@ static bool check_version(const char *fn, const char *what, const tg_tensor *t, 
     return true;
 }
 
+/* One layer of the LSTM with projections backward (lstm_proj_bwd); arguments as layer_bwd's, gw the
+ * five gradients (all NULL or all set). */
+static void proj_layer_backward(const tg_manual_cache *c, const mlayer *m, const void *dy, const void *dhT,
+                                const void *dcT, tg_tensor *const *gw, void *dx, void *dh0, void *dc0, void *work) {
+    if (c->dtype == TG_F32)
+        lstm_proj_bwd_f32(c->T, c->B, m->I, c->H, c->P, CD(m->x, float), CD(m->h0, float), CD(m->c0, float),
+                          CD(m->p[0], float), CD(m->p[1], float), CD(m->p[4], float), CD(m->y, float),
+                          CD(m->gates, float), CD(m->cs, float), CD(m->aux, float), CD(m->mh, float), dy, dhT, dcT,
+                          DD(gw[0], float), DD(gw[1], float), DD(gw[2], float), DD(gw[3], float), DD(gw[4], float),
+                          dx, dh0, dc0, work);
+    else
+        lstm_proj_bwd_f64(c->T, c->B, m->I, c->H, c->P, CD(m->x, double), CD(m->h0, double), CD(m->c0, double),
+                          CD(m->p[0], double), CD(m->p[1], double), CD(m->p[4], double), CD(m->y, double),
+                          CD(m->gates, double), CD(m->cs, double), CD(m->aux, double), CD(m->mh, double), dy, dhT,
+                          dcT, DD(gw[0], double), DD(gw[1], double), DD(gw[2], double), DD(gw[3], double),
+                          DD(gw[4], double), dx, dh0, dc0, work);
+}
+
 /* want_family < 0: any cell. */
 static int backward_core(const char *fn, int want_family, int want_kind, const char *want_maker,
                          const tg_manual_cache *c, const tg_tensor *dy, const tg_tensor *dh,
@@ -465,6 +550,7 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
     }
     const int L = c->layers;
     const int64_t T = c->T, B = c->B, I = c->I, H = c->H, BH = B * H;
+    const int64_t Rw = c->P ? c->P : H, BR = B * Rw; /* the width of h (P with projections) */
     const tg_dtype dt = c->dtype;
     const bool lstm = c->cell == TG_MANUAL_LSTM;
     const bool stacked = c->kind == K_STACK;
@@ -477,7 +563,7 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
         ok = ok && check_version(fn, nm, m->h0, m->vh0);
         snprintf(nm, sizeof nm, stacked ? "c0 (layer %d)" : "c0", l);
         ok = ok && check_version(fn, nm, m->c0, m->vc0);
-        for (int i = 0; ok && i < 4; i++) {
+        for (int i = 0; ok && i < NPARAM; i++) {
             pname(nm, sizeof nm, i, l, stacked);
             ok = check_version(fn, nm, m->p[i], m->vp[i]);
         }
@@ -490,13 +576,17 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
 
     /* upstream gradients */
     bool fail = false;
-    const int64_t tbh[3] = {T, B, H}, lbh[3] = {L, B, H}, bh[2] = {B, H};
-    snprintf(ctx, sizeof ctx, "T = %" PRId64 ", B = %" PRId64 ", H = %" PRId64 " from the forward", T, B, H);
+    const int64_t tbr[3] = {T, B, Rw}, lbr[3] = {L, B, Rw}, lbh[3] = {L, B, H}, bh[2] = {B, H};
+    if (c->P)
+        snprintf(ctx, sizeof ctx, "T = %" PRId64 ", B = %" PRId64 ", P = %" PRId64 ", H = %" PRId64 " from the forward",
+                 T, B, c->P, H);
+    else
+        snprintf(ctx, sizeof ctx, "T = %" PRId64 ", B = %" PRId64 ", H = %" PRId64 " from the forward", T, B, H);
     const char *hname = c->kind == K_STEP ? "dh_next" : stacked ? "dhn" : "dh_last";
     const char *cname = c->kind == K_STEP ? "dc_next" : stacked ? "dcn" : "dc_last";
-    if (c->kind != K_STEP) upstream(fn, "dy", dy, dt, 3, tbh, "[T,B,H]", ctx, &fail);
+    if (c->kind != K_STEP) upstream(fn, "dy", dy, dt, 3, tbr, c->P ? "[T,B,P]" : "[T,B,H]", ctx, &fail);
     else dy = NULL;
-    if (stacked) upstream(fn, hname, dh, dt, 3, lbh, "[L,B,H]", ctx, &fail);
+    if (stacked) upstream(fn, hname, dh, dt, 3, lbr, c->P ? "[L,B,P]" : "[L,B,H]", ctx, &fail);
     else upstream(fn, hname, dh, dt, 2, bh, "[B,H]", ctx, &fail);
     if (lstm) {
         if (stacked) upstream(fn, cname, dcell, dt, 3, lbh, "[L,B,H]", ctx, &fail);
@@ -509,20 +599,21 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
     /* parameter gradients: check the given ones, then allocate the missing ones */
     if (grads) {
         for (int l = 0; l < L; l++) {
-            tg_tensor *g[4] = {grads[l].weight_ih, grads[l].weight_hh, grads[l].bias_ih, grads[l].bias_hh};
-            for (int i = 0; i < 4; i++) {
-                if (!g[i]) continue;
+            tg_tensor **g[NPARAM];
+            layer_slots(&grads[l], g);
+            for (int i = 0; i < NPARAM; i++) {
+                const tg_tensor *p = c->lay[l].p[i];
+                if (!*g[i] || !p) continue; /* (no weight_hr without projections) */
                 pname(nm, sizeof nm, i, l, stacked);
                 char gn[64];
                 snprintf(gn, sizeof gn, "grads %s", nm);
-                const tg_tensor *p = c->lay[l].p[i];
-                if (!need(fn, gn, g[i]) || !expect_dtype(fn, gn, g[i], dt, "the cache") ||
-                    !expect_shape(fn, gn, g[i], tg_ndim(p), tg_shape(p), "the parameter's shape", nm))
+                if (!need(fn, gn, *g[i]) || !expect_dtype(fn, gn, *g[i], dt, "the cache") ||
+                    !expect_shape(fn, gn, *g[i], tg_ndim(p), tg_shape(p), "the parameter's shape", nm))
                     return -1;
             }
         }
     }
-    bool *made = grads ? tg_calloc((size_t)L * 4, sizeof(bool)) : NULL;
+    bool *made = grads ? tg_calloc((size_t)L * NPARAM, sizeof(bool)) : NULL;
     int rc = -1;
     tg_tensor *dx = NULL, *dh0 = NULL, *dc0 = NULL;
     void *work = NULL, *bufa = NULL, *bufb = NULL;
@@ -532,12 +623,13 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
     }
     if (grads) {
         for (int l = 0; l < L; l++) {
-            tg_tensor **g[4] = {&grads[l].weight_ih, &grads[l].weight_hh, &grads[l].bias_ih, &grads[l].bias_hh};
-            for (int i = 0; i < 4; i++) {
-                if (*g[i]) continue;
+            tg_tensor **g[NPARAM];
+            layer_slots(&grads[l], g);
+            for (int i = 0; i < NPARAM; i++) {
                 const tg_tensor *p = c->lay[l].p[i];
+                if (*g[i] || !p) continue;
                 if (!(*g[i] = tg_zeros(dt, tg_ndim(p), tg_shape(p)))) goto done;
-                made[l * 4 + i] = true;
+                made[l * NPARAM + i] = true;
             }
         }
     }
@@ -546,17 +638,18 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
         const int64_t xs3[3] = {T, B, I}, xs2[2] = {B, I};
         if (!(dx = c->kind == K_STEP ? tg_empty(dt, 2, xs2) : tg_empty(dt, 3, xs3))) goto done;
     }
-    if (dh0_out && !(dh0 = stacked ? tg_empty(dt, 3, lbh) : tg_empty(dt, 2, bh))) goto done;
+    if (dh0_out && !(dh0 = stacked ? tg_empty(dt, 3, lbr) : tg_empty(dt, 2, bh))) goto done;
     if (dc0_out && lstm && !(dc0 = stacked ? tg_empty(dt, 3, lbh) : tg_empty(dt, 2, bh))) goto done;
 
     {
         const int64_t G = tg_manual_cell_gates(c->cell), GH = G * H, TB = T * B;
         const size_t isz = tg_itemsize(dt);
-        const size_t wn = (size_t)(TB * GH) * (family(c->cell) == FAM_GRU ? 2 : 1) + (size_t)(3 * BH);
+        const size_t wn = c->P ? (size_t)(TB * (GH + c->P) + 2 * BH + 2 * BR) /* lstm_proj_bwd */
+                               : (size_t)(TB * GH) * (family(c->cell) == FAM_GRU ? 2 : 1) + (size_t)(3 * BH);
         work = tg_malloc(wn * isz);
         if (L > 1) {
-            bufa = tg_malloc((size_t)(TB * H) * isz);
-            bufb = tg_malloc((size_t)(TB * H) * isz);
+            bufa = tg_malloc((size_t)(TB * Rw) * isz);
+            bufb = tg_malloc((size_t)(TB * Rw) * isz);
         }
         if (!work || (L > 1 && (!bufa || !bufb))) {
             tg_error(fn, "out of memory");
@@ -566,16 +659,19 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
         for (int l = L - 1; l >= 0; l--) {
             const mlayer *m = &c->lay[l];
             void *dxl = l ? bufa : (dx ? tg_data(dx) : NULL);
-            const char *dhT = dh ? (const char *)tg_cdata(dh) + (size_t)(l * BH) * isz : NULL;
+            const char *dhT = dh ? (const char *)tg_cdata(dh) + (size_t)(l * BR) * isz : NULL;
             const char *dcT = dcell ? (const char *)tg_cdata(dcell) + (size_t)(l * BH) * isz : NULL;
-            char *dh0l = dh0 ? (char *)tg_data(dh0) + (size_t)(l * BH) * isz : NULL;
+            char *dh0l = dh0 ? (char *)tg_data(dh0) + (size_t)(l * BR) * isz : NULL;
             char *dc0l = dc0 ? (char *)tg_data(dc0) + (size_t)(l * BH) * isz : NULL;
-            tg_tensor *gw[4] = {NULL, NULL, NULL, NULL};
+            tg_tensor *gw[NPARAM] = {NULL, NULL, NULL, NULL, NULL};
             if (grads) {
                 gw[0] = grads[l].weight_ih, gw[1] = grads[l].weight_hh;
                 gw[2] = grads[l].bias_ih, gw[3] = grads[l].bias_hh;
+                gw[4] = c->P ? grads[l].weight_hr : NULL;
             }
-            if (dt == TG_F32)
+            if (c->P)
+                proj_layer_backward(c, m, dyl, dhT, dcT, gw, dxl, dh0l, dc0l, work);
+            else if (dt == TG_F32)
                 layer_bwd_f32(c->cell, T, B, m->I, H, CD(m->x, float), CD(m->h0, float), CD(m->c0, float),
                               CD(m->p[0], float), CD(m->p[1], float), CD(m->y, float), CD(m->gates, float),
                               CD(m->cs, float), CD(m->aux, float), dyl, (const float *)dhT,
@@ -588,7 +684,7 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
                               (const double *)dhT, (const double *)dcT, DD(gw[0], double),
                               DD(gw[1], double), DD(gw[2], double), DD(gw[3], double), dxl,
                               (double *)dh0l, (double *)dc0l, work);
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < NPARAM; i++)
                 if (gw[i]) tg_bump_version(gw[i]);
             if (l) { /* this layer's dx is the next (lower) layer's dy */
                 dyl = bufa;
@@ -609,10 +705,10 @@ done:
         tg_release(dc0);
         if (grads)
             for (int l = 0; l < L; l++) {
-                tg_tensor **g[4] = {&grads[l].weight_ih, &grads[l].weight_hh, &grads[l].bias_ih,
-                                    &grads[l].bias_hh};
-                for (int i = 0; i < 4; i++)
-                    if (made[l * 4 + i]) {
+                tg_tensor **g[NPARAM];
+                layer_slots(&grads[l], g);
+                for (int i = 0; i < NPARAM; i++)
+                    if (made[l * NPARAM + i]) {
                         tg_release(*g[i]);
                         *g[i] = NULL;
                     }

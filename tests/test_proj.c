@@ -211,3 +211,126 @@ Test(proj, streaming_equals_the_runner) {
     tg_release(x);
     tg_rnn_free(m);
 }
+
+/* ---- the hand-derived BPTT with projections (tg_manual_stack_*) ---------------------------------------- */
+
+#include <tapegrad/compare.h>
+#include <tapegrad/manual.h>
+
+/* the one-direction, time-major cases with biases straight against torch, without the tape */
+static void manual_case(const pj_case *c, tg_dtype dt, const pj_result *want, double tol) {
+    tg_tensor *params[2 * 5] = {0};
+    tg_manual_layer lay[2] = {{0}}, grads[2] = {{0}};
+    for (int i = 0; i < c->n_params; i++) {
+        int k = c->params[i].name[strlen(c->params[i].name) - 1] - '0';
+        const char *n = c->params[i].name;
+        int64_t G4H = 4 * c->H, Ik = k ? c->P : c->I;
+        tg_tensor *t = !strncmp(n, "weight_ih", 9) ? tg_from_f64(dt, TG_SHAPE(G4H, Ik), c->params[i].v)
+                       : !strncmp(n, "weight_hh", 9) ? tg_from_f64(dt, TG_SHAPE(G4H, c->P), c->params[i].v)
+                       : !strncmp(n, "weight_hr", 9) ? tg_from_f64(dt, TG_SHAPE(c->P, c->H), c->params[i].v)
+                                                     : tg_from_f64(dt, TG_SHAPE(G4H), c->params[i].v);
+        params[i] = t;
+        if (!strncmp(n, "weight_ih", 9)) lay[k].weight_ih = t;
+        else if (!strncmp(n, "weight_hh", 9)) lay[k].weight_hh = t;
+        else if (!strncmp(n, "weight_hr", 9)) lay[k].weight_hr = t;
+        else if (!strncmp(n, "bias_ih", 7)) lay[k].bias_ih = t;
+        else lay[k].bias_hh = t;
+    }
+    tg_tensor *x = tg_from_f64(dt, TG_SHAPE(c->T, c->B, c->I), c->x);
+    tg_tensor *h0 = tg_from_f64(dt, TG_SHAPE(c->L, c->B, c->P), c->h0), *c0 = tg_from_f64(dt, TG_SHAPE(c->L, c->B, c->H), c->c0);
+    tg_tensor *dy = tg_from_f64(dt, TG_SHAPE(c->T, c->B, c->P), c->dy);
+    tg_tensor *dhn = tg_from_f64(dt, TG_SHAPE(c->L, c->B, c->P), c->dhn), *dcn = tg_from_f64(dt, TG_SHAPE(c->L, c->B, c->H), c->dcn);
+    tg_tensor *hn, *cn, *dx, *dh0, *dc0;
+    tg_manual_cache *cache;
+    tg_tensor *y = tg_manual_lstm_stack_forward(c->L, x, h0, c0, lay, &hn, &cn, &cache);
+    cr_assert_not_null(y, "%s: %s", c->name, tg_last_error());
+    expect_close(y, want->y, c->T * c->B * c->P, tol, "manual y", c->name);
+    expect_close(hn, want->hn, c->L * c->B * c->P, tol, "manual h_n", c->name);
+    expect_close(cn, want->cn, c->L * c->B * c->H, tol, "manual c_n", c->name);
+    cr_assert_eq(tg_manual_lstm_stack_backward(cache, dy, dhn, dcn, grads, &dx, &dh0, &dc0), 0, "%s", tg_last_error());
+    expect_close(dx, want->grad_x, c->T * c->B * c->I, tol, "manual grad.x", c->name);
+    expect_close(dh0, want->grad_h0, c->L * c->B * c->P, tol, "manual grad.h0", c->name);
+    expect_close(dc0, want->grad_c0, c->L * c->B * c->H, tol, "manual grad.c0", c->name);
+    for (int i = 0; i < c->n_params; i++) {
+        const char *n = want->grads[i].name;
+        int k = n[strlen(n) - 1] - '0';
+        tg_tensor *g = !strncmp(n, "weight_ih", 9) ? grads[k].weight_ih : !strncmp(n, "weight_hh", 9) ? grads[k].weight_hh
+                       : !strncmp(n, "weight_hr", 9) ? grads[k].weight_hr : !strncmp(n, "bias_ih", 7) ? grads[k].bias_ih
+                                                                                                 : grads[k].bias_hh;
+        expect_close(g, want->grads[i].v, want->grads[i].n, tol, n, c->name);
+    }
+    tg_manual_layer_release(grads, c->L);
+    tg_manual_cache_free(cache);
+    tg_release(y); tg_release(hn); tg_release(cn); tg_release(dx); tg_release(dh0); tg_release(dc0);
+    tg_release(x); tg_release(h0); tg_release(c0); tg_release(dy); tg_release(dhn); tg_release(dcn);
+    for (int i = 0; i < c->n_params; i++) tg_release(params[i]);
+}
+
+Test(proj, manual_bptt_matches_torch) {
+    int done = 0;
+    for (int i = 0; i < PJ_N_CASES; i++) {
+        const pj_case *c = &pj_cases[i];
+        if (c->bidirectional || c->batch_first || c->lengths || !c->bias) continue;
+        manual_case(c, TG_F64, &c->f64, 1e-12);
+        manual_case(c, TG_F32, &c->f32, 2e-5);
+        done++;
+    }
+    cr_expect_eq(done, 2, "the one- and two-layer cases");
+}
+
+/* tape vs hand-derived BPTT vs central differences, weight_hr_l{k} included */
+Test(proj, triple_check_passes) {
+    tg_compare_opts o = tg_compare_defaults();
+    o.proj_size = 3;
+    tg_compare_report *r = tg_compare_cell("lstm", &o);
+    cr_assert_not_null(r, "%s", tg_last_error());
+    cr_expect(r->has_manual && r->forward.done);
+    int hr = 0;
+    for (int i = 0; i < r->n_rows; i++) {
+        hr += strstr(r->rows[i].name, "weight_hr") != NULL;
+        cr_expect(r->rows[i].tape_manual.done, "%s", r->rows[i].name);
+    }
+    cr_expect_eq(hr, 2, "weight_hr of both layers checked");
+    if (!r->pass) tg_compare_report_print(stderr, r);
+    cr_expect(r->pass, "%d failed comparisons", r->n_fail);
+    tg_compare_report_free(r);
+}
+
+Test(proj, manual_refusals_name_the_problem) {
+    th_record_errors();
+    tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE(3, 2, 4)), *h0 = tg_zeros(TG_F64, TG_SHAPE(1, 2, 2));
+    tg_tensor *c0 = tg_zeros(TG_F64, TG_SHAPE(1, 2, 5)), *c0bad = tg_zeros(TG_F64, TG_SHAPE(1, 2, 2));
+    tg_tensor *wih = tg_zeros(TG_F64, TG_SHAPE(20, 4)), *whh = tg_zeros(TG_F64, TG_SHAPE(20, 2));
+    tg_tensor *b = tg_zeros(TG_F64, TG_SHAPE(20)), *whr = tg_zeros(TG_F64, TG_SHAPE(2, 5)), *whr_bad = tg_zeros(TG_F64, TG_SHAPE(5, 2));
+    tg_manual_layer ok = {wih, whh, b, b, whr}, bad = {wih, whh, b, b, whr_bad};
+    struct { const char *what; tg_tensor *y; const char *msg; } cases[3];
+    th_reset_errors();
+    cases[0].y = tg_manual_lstm_stack_forward(1, x, h0, c0, &bad, NULL, NULL, NULL);
+    cases[0].what = "weight_hr transposed", cases[0].msg = "weight_hr_l0 [5,2] does not match [P,H] = [2,5]";
+    char m0[256];
+    snprintf(m0, sizeof m0, "%s", th_last_message());
+    th_reset_errors();
+    cases[1].y = tg_manual_lstm_stack_forward(1, x, h0, c0bad, &ok, NULL, NULL, NULL);
+    cases[1].what = "c0 as narrow as h0", cases[1].msg = "H above P = 2";
+    char m1[256];
+    snprintf(m1, sizeof m1, "%s", th_last_message());
+    th_reset_errors();
+    tg_tensor *h0s = tg_zeros(TG_F64, TG_SHAPE(2, 2)), *c0s = tg_zeros(TG_F64, TG_SHAPE(2, 5));
+    cases[2].y = tg_manual_lstm_forward(x, h0s, c0s, &ok, NULL, NULL, NULL);
+    cases[2].what = "one sequence", cases[2].msg = "stack functions only";
+    char m2[256];
+    snprintf(m2, sizeof m2, "%s", th_last_message());
+    const char *msgs[3] = {m0, m1, m2};
+    for (int i = 0; i < 3; i++) {
+        cr_expect_null(cases[i].y, "%s accepted", cases[i].what);
+        tg_release(cases[i].y);
+        cr_expect(strstr(msgs[i], cases[i].msg) != NULL, "%s: '%s' lacks '%s'", cases[i].what, msgs[i], cases[i].msg);
+    }
+    /* weight_hr on a GRU */
+    th_reset_errors();
+    tg_tensor *y = tg_manual_stack_forward(TG_MANUAL_GRU, 1, x, h0, NULL, &ok, NULL, NULL, NULL);
+    cr_expect_null(y);
+    cr_expect(strstr(th_last_message(), "not gru") != NULL, "%s", th_last_message());
+    tg_release(x); tg_release(h0); tg_release(c0); tg_release(c0bad); tg_release(wih); tg_release(whh); tg_release(b);
+    tg_release(whr); tg_release(whr_bad); tg_release(h0s); tg_release(c0s);
+}

@@ -58,7 +58,7 @@ static int step_tape(bench_ctx *c) {
 
 static int step_manual(bench_ctx *c) {
     const tg_cell_params *p = tg_rnn_layer(c->rnn, 0, 0);
-    tg_manual_layer layer = {p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh};
+    tg_manual_layer layer = {p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh, NULL};
     tg_manual_cache *cache = NULL;
     tg_tensor *y = tg_manual_stack_forward(c->mcell, 1, c->x, c->h0, c->c0, &layer, NULL, NULL, &cache);
     if (!y) return -1;

@@ -27,7 +27,7 @@ static void known_list(char *buf, size_t size) {
 int cmd_gradcheck(int argc, char **argv) {
     tg_compare_opts d = tg_compare_defaults();
     const char *cells = NULL;
-    long T = d.T, B = d.B, I = d.I, H = d.H, layers = d.layers, seed = (long)d.seed, max_elems = 256;
+    long T = d.T, B = d.B, I = d.I, H = d.H, layers = d.layers, seed = (long)d.seed, max_elems = 256, proj = 0;
     double eps = d.eps;
     const cli_opt opts[] = {
         {"--cell", CLI_STR, &cells, 0, 0, "cell name, or a comma-separated list, or 'all'"},
@@ -36,6 +36,7 @@ int cmd_gradcheck(int argc, char **argv) {
         {"--I", CLI_INT, &I, 1, 4096, "input size"},
         {"--H", CLI_INT, &H, 1, 4096, "hidden size"},
         {"--layers", CLI_INT, &layers, 1, 64, "stacked layers"},
+        {"--proj", CLI_INT, &proj, 0, 4095, "lstm with projections: proj_size P < H (0 = none)"},
         {"--seed", CLI_INT, &seed, 0, 9.2e18, "seed of parameters, inputs, upstream gradients, FD subsample"},
         {"--max-elems", CLI_INT, &max_elems, 0, 1e12, "finite differences on at most N elements per tensor, a seeded choice (0 = all)"},
         {"--eps", CLI_REAL, &eps, 1e-12, 1e-1, "central-difference step"},
@@ -67,6 +68,7 @@ int cmd_gradcheck(int argc, char **argv) {
     tg_compare_opts o = d;
     o.T = T; o.B = B; o.I = I; o.H = H;
     o.layers = (int)layers;
+    o.proj_size = proj;
     o.seed = (uint64_t)seed;
     o.max_elems = max_elems;
     o.eps = eps;

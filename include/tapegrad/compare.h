@@ -19,7 +19,8 @@
  *   (b) "manual": the cell's own hook (cell->manual, a tg_cell_manual below: the user's hand-derived
  *                 step forward and backward, run over T steps and L layers by tg_cell_manual_bptt), or
  *                 else tg_manual_stack_forward / tg_manual_stack_backward for the cells that have a
- *                 hand-derived reference (rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; standard parameters only);
+ *                 hand-derived reference (rnn_tanh, rnn_relu, lstm, gru, gru_reset_before; standard parameters only;
+ *                 lstm also with proj_size);
  *   (c) "fd":     (loss(v + eps) - loss(v - eps)) / (2 eps) per element, with the loss evaluated by
  *                 tg_rnn_forward under no-grad. With max_elems > 0 at most that many elements of each
  *                 tensor are perturbed, a seeded choice without repetition; the others are not compared
@@ -94,6 +95,8 @@ typedef struct tg_compare_opts {
     double manual_tol;    /* tape vs manual: max scaled relative error (1e-10) */
     double fd_atol;       /* vs FD: per element |a - n| <= fd_atol + fd_rtol |n| (1e-6) */
     double fd_rtol;       /* (1e-5) */
+    int64_t proj_size;    /* P: an LSTM with projections (0 < P < H; weight_hr_l{k} is checked too, and h0,
+                             dhn, dy are P wide); 0 = none */
 } tg_compare_opts;
 
 /* T=5 B=3 I=4 H=6 L=2, seed 1, max_elems 0 (all), eps 1e-6, tolerances as above. */

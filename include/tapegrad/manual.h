@@ -5,7 +5,7 @@
  * rnn_backward / lstm_cell_forward / ... ). They never touch the tape: they exist to check it, and to
  * serve `tapegrad grad --manual` (docs/design.md §8).
  *
- *     tg_manual_layer p = { w_ih, w_hh, b_ih, b_hh };        // borrowed PyTorch-layout parameters
+ *     tg_manual_layer p = { w_ih, w_hh, b_ih, b_hh, NULL };  // borrowed PyTorch-layout parameters
  *     tg_manual_cache *cache;
  *     tg_tensor *hT, *cT;
  *     tg_tensor *y = tg_manual_lstm_forward(x, h0, c0, &p, &hT, &cT, &cache);   // y [T,B,H]: new ref
@@ -27,6 +27,12 @@
  * (W x means x @ W^T.) Sequences are time-major: x [T,B,I], outputs y [T,B,H]. Stacked networks
  * ("_stack_" functions) have L layers; layer k > 0 reads layer k-1's outputs (I_k = H), states are
  * [L,B,H], and there is no dropout.
+ *
+ * Projections (LSTM with proj_size P, Sak et al. 2014, torch.nn.LSTM(proj_size=P)): the stack functions
+ * (tg_manual_lstm_stack_* and tg_manual_stack_* with TG_MANUAL_LSTM) take params[k].weight_hr [P, H] on
+ * every layer (all or none): h_t = W_hr (o ⊙ tanh(c_t)), so h0, hn, dh* and y are P wide ([L,B,P],
+ * [T,B,P]), c0, cn, dc* stay [L,B,H], weight_hh is [4H, P] and layer k > 0 reads I_k = P; the gradient
+ * comes back in grads[k].weight_hr. The one-step and one-sequence functions refuse a weight_hr.
  *
  * Dtypes: every tensor of one call shares one dtype, F32 or F64, and the computation runs in it
  * (F64 results agree with PyTorch's float64 to ~1e-12 relative).
@@ -79,6 +85,7 @@ typedef struct tg_manual_layer {
     tg_tensor *weight_hh; /* [G*H, H] */
     tg_tensor *bias_ih;   /* [G*H] */
     tg_tensor *bias_hh;   /* [G*H] */
+    tg_tensor *weight_hr; /* LSTM with projections only: [P, H], or NULL (see "Projections" above) */
 } tg_manual_layer;
 
 /* What a forward pass saved for its backward (one step, one sequence, or a stack). Opaque. */
