@@ -91,4 +91,6 @@ typedef struct tg_sched_state {
 } tg_sched_state;
 void tg__sched_get_state(const tg_sched *s, tg_sched_state *st);
 void tg__sched_set_state(tg_sched *s, const tg_sched_state *st);
+/* Has the kind a row with a step rule in optim/schedule.c's sched_rows[]? (test_sched checks every kind) */
+bool tg__sched_has_row(tg_sched_kind kind);
 #endif

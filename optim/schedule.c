@@ -131,73 +131,146 @@ static double cyclic_lr(tg_sched *s, int g) {
     return lr;
 }
 
-/* torch's get_lr() for group g, lr = the group's current lr. */
-static double get_lr(tg_sched *s, int g, double lr) {
-    const int64_t e = s->last_epoch;
-    const double base = s->base[g];
-    switch (s->kind) {
-    case TG_SCHED_STEP: return e == 0 || e % s->step_size != 0 ? lr : lr * s->gamma;
-    case TG_SCHED_MULTISTEP: {
-        int count = 0; /* milestones[e] of torch's Counter */
-        for (int i = 0; i < s->n_milestones; i++) count += s->milestones[i] == e;
-        return count == 0 ? lr : lr * pow(s->gamma, (double)count);
-    }
-    case TG_SCHED_EXPONENTIAL: return e == 0 ? lr : lr * s->gamma;
-    case TG_SCHED_COSINE: {
-        double T = (double)s->T_max;
-        if (e == 0) return lr;
-        if (py_mod(e - 1 - s->T_max, 2 * s->T_max) == 0) return lr + (base - s->eta_min) * (1 - cos(M_PI / T)) / 2;
-        return (1 + cos(M_PI * (double)e / T)) / (1 + cos(M_PI * (double)(e - 1) / T)) * (lr - s->eta_min) + s->eta_min;
-    }
-    case TG_SCHED_LINEAR:
-        if (e == 0) return lr * s->start_factor;
-        if (e > s->total_iters) return lr;
-        return lr * (1. + (s->end_factor - s->start_factor) /
-                              ((double)s->total_iters * s->start_factor + (double)(e - 1) * (s->end_factor - s->start_factor)));
-    case TG_SCHED_LAMBDA: return base * s->lambda(e, g, s->lambda_user);
-    case TG_SCHED_MULTIPLICATIVE: return e > 0 ? lr * s->lambda(e, g, s->lambda_user) : lr;
-    case TG_SCHED_ONECYCLE: return onecycle_lr(s, g);
-    case TG_SCHED_CYCLIC: return cyclic_lr(s, g);
-    case TG_SCHED_WARM_RESTARTS:
-        return s->eta_min + (base - s->eta_min) * (1 + cos(M_PI * (double)s->T_cur / (double)s->T_i)) / 2;
-    default: return lr;
-    }
-}
+/* ---- one row per schedule --------------------------------------------------------------------
+ * Each kind of TG_SCHED_KINDS (include/tapegrad/optim.h) has a row `row_<name>` below its functions,
+ * and sched_rows[] takes every row's address through the same X-macro: a kind without a row fails the
+ * build ("'row_<name>' undeclared"), one whose row lacks a step rule fails test_sched's
+ * every_kind_has_a_row naming it. A new schedule touches its TG_SCHED_KINDS line, its constructor with
+ * its row here, and its golden case. */
+typedef struct sched_row {
+    /* torch's get_lr() for group g, lr = the group's current lr (the chainable, recursive form) */
+    double (*get_lr)(tg_sched *s, int g, double lr);
+    /* torch's _get_closed_form_lr, used by step(epoch); NULL where torch has none (get_lr is used) */
+    double (*closed_form)(const tg_sched *s, double base);
+    /* step() when it is not "last_epoch + 1, then get_lr for every group"; NULL: that */
+    void (*step)(tg_sched *s);
+    /* step(epoch) when it is not "last_epoch = epoch, then the closed form"; NULL: that */
+    void (*step_to)(tg_sched *s, int64_t epoch);
+    bool needs_metric; /* stepped by tg_sched_step_metric only (plateau) */
+    bool composite;    /* made of other schedules (sequential, chained) */
+} sched_row;
 
-/* torch's _get_closed_form_lr, for the schedules that have one. */
-static bool has_closed_form(tg_sched_kind k) {
-    return k == TG_SCHED_STEP || k == TG_SCHED_MULTISTEP || k == TG_SCHED_EXPONENTIAL || k == TG_SCHED_COSINE ||
-           k == TG_SCHED_LINEAR;
-}
-static double closed_form_lr(const tg_sched *s, double base) {
-    const int64_t e = s->last_epoch;
-    switch (s->kind) {
-    case TG_SCHED_STEP: return base * pow(s->gamma, (double)(e / s->step_size));
-    case TG_SCHED_MULTISTEP: {
-        int passed = 0; /* bisect_right(milestones, e) */
-        while (passed < s->n_milestones && s->milestones[passed] <= e) passed++;
-        return base * pow(s->gamma, (double)passed);
-    }
-    case TG_SCHED_EXPONENTIAL: return base * pow(s->gamma, (double)e);
-    case TG_SCHED_COSINE:
-        return s->eta_min + (base - s->eta_min) * (1 + cos(M_PI * (double)e / (double)s->T_max)) / 2;
-    default: { /* LINEAR */
-        int64_t k = e < s->total_iters ? e : s->total_iters;
-        return base * (s->start_factor + (s->end_factor - s->start_factor) * (double)k / (double)s->total_iters);
-    }
-    }
-}
+static const sched_row *row_of(tg_sched_kind kind);
+static void step_to_epoch(tg_sched *s, int64_t epoch);
 
 /* Writes the lr of every group the schedule knows. */
 static void apply(tg_sched *s, bool closed) {
+    const sched_row *r = row_of(s->kind);
     int n = s->n_base < s->opt->n_groups ? s->n_base : s->opt->n_groups;
     for (int g = 0; g < n; g++) {
         double lr = s->opt->groups[g].opts.lr;
-        lr = closed ? closed_form_lr(s, s->base[g]) : get_lr(s, g, lr);
+        lr = closed ? r->closed_form(s, s->base[g]) : r->get_lr(s, g, lr);
         s->opt->groups[g].opts.lr = lr > 0 ? lr : 0.0; /* never negative (e.g. base < eta_min rounding) */
     }
 }
 
+/* StepLR */
+static double step_get_lr(tg_sched *s, int g, double lr) {
+    (void)g;
+    const int64_t e = s->last_epoch;
+    return e == 0 || e % s->step_size != 0 ? lr : lr * s->gamma;
+}
+static double step_closed(const tg_sched *s, double base) {
+    return base * pow(s->gamma, (double)(s->last_epoch / s->step_size));
+}
+static const sched_row row_step = {.get_lr = step_get_lr, .closed_form = step_closed};
+
+/* MultiStepLR */
+static double multistep_get_lr(tg_sched *s, int g, double lr) {
+    (void)g;
+    int count = 0; /* milestones[e] of torch's Counter */
+    for (int i = 0; i < s->n_milestones; i++) count += s->milestones[i] == s->last_epoch;
+    return count == 0 ? lr : lr * pow(s->gamma, (double)count);
+}
+static double multistep_closed(const tg_sched *s, double base) {
+    int passed = 0; /* bisect_right(milestones, e) */
+    while (passed < s->n_milestones && s->milestones[passed] <= s->last_epoch) passed++;
+    return base * pow(s->gamma, (double)passed);
+}
+static const sched_row row_multistep = {.get_lr = multistep_get_lr, .closed_form = multistep_closed};
+
+/* ExponentialLR */
+static double exponential_get_lr(tg_sched *s, int g, double lr) {
+    (void)g;
+    return s->last_epoch == 0 ? lr : lr * s->gamma;
+}
+static double exponential_closed(const tg_sched *s, double base) { return base * pow(s->gamma, (double)s->last_epoch); }
+static const sched_row row_exponential = {.get_lr = exponential_get_lr, .closed_form = exponential_closed};
+
+/* CosineAnnealingLR */
+static double cosine_get_lr(tg_sched *s, int g, double lr) {
+    const int64_t e = s->last_epoch;
+    const double T = (double)s->T_max, base = s->base[g];
+    if (e == 0) return lr;
+    if (py_mod(e - 1 - s->T_max, 2 * s->T_max) == 0) return lr + (base - s->eta_min) * (1 - cos(M_PI / T)) / 2;
+    return (1 + cos(M_PI * (double)e / T)) / (1 + cos(M_PI * (double)(e - 1) / T)) * (lr - s->eta_min) + s->eta_min;
+}
+static double cosine_closed(const tg_sched *s, double base) {
+    return s->eta_min + (base - s->eta_min) * (1 + cos(M_PI * (double)s->last_epoch / (double)s->T_max)) / 2;
+}
+static const sched_row row_cosine = {.get_lr = cosine_get_lr, .closed_form = cosine_closed};
+
+/* LinearLR */
+static double linear_get_lr(tg_sched *s, int g, double lr) {
+    (void)g;
+    const int64_t e = s->last_epoch;
+    if (e == 0) return lr * s->start_factor;
+    if (e > s->total_iters) return lr;
+    return lr * (1. + (s->end_factor - s->start_factor) /
+                          ((double)s->total_iters * s->start_factor + (double)(e - 1) * (s->end_factor - s->start_factor)));
+}
+static double linear_closed(const tg_sched *s, double base) {
+    const int64_t e = s->last_epoch, k = e < s->total_iters ? e : s->total_iters;
+    return base * (s->start_factor + (s->end_factor - s->start_factor) * (double)k / (double)s->total_iters);
+}
+static const sched_row row_linear = {.get_lr = linear_get_lr, .closed_form = linear_closed};
+
+/* ReduceLROnPlateau: tg_sched_step_metric below */
+static void plateau_step(tg_sched *s) {
+    (void)s;
+    tg_error("tg_sched_step", "a plateau schedule needs the metric: use tg_sched_step_metric");
+}
+static const sched_row row_plateau = {.step = plateau_step, .needs_metric = true};
+
+/* LambdaLR, MultiplicativeLR */
+static double lambda_get_lr(tg_sched *s, int g, double lr) {
+    (void)lr;
+    return s->base[g] * s->lambda(s->last_epoch, g, s->lambda_user);
+}
+static const sched_row row_lambda = {.get_lr = lambda_get_lr};
+static double multiplicative_get_lr(tg_sched *s, int g, double lr) {
+    return s->last_epoch > 0 ? lr * s->lambda(s->last_epoch, g, s->lambda_user) : lr;
+}
+static const sched_row row_multiplicative = {.get_lr = multiplicative_get_lr};
+
+/* OneCycleLR */
+static double onecycle_get_lr(tg_sched *s, int g, double lr) {
+    (void)lr;
+    return onecycle_lr(s, g);
+}
+static void onecycle_step(tg_sched *s) {
+    if (s->last_epoch + 1 > s->onecycle.total_steps) {
+        tg_error("tg_sched_step", "one-cycle schedule: tried to step %lld times, total_steps is %lld",
+                 (long long)(s->last_epoch + 2), (long long)s->onecycle.total_steps);
+        return;
+    }
+    s->last_epoch++;
+    apply(s, false);
+}
+static const sched_row row_onecycle = {.get_lr = onecycle_get_lr, .step = onecycle_step};
+
+/* CyclicLR */
+static double cyclic_get_lr(tg_sched *s, int g, double lr) {
+    (void)lr;
+    return cyclic_lr(s, g);
+}
+static const sched_row row_cyclic = {.get_lr = cyclic_get_lr};
+
+/* CosineAnnealingWarmRestarts */
+static double warm_restarts_get_lr(tg_sched *s, int g, double lr) {
+    (void)lr;
+    return s->eta_min + (s->base[g] - s->eta_min) * (1 + cos(M_PI * (double)s->T_cur / (double)s->T_i)) / 2;
+}
 /* torch's CosineAnnealingWarmRestarts.step(epoch) with an integer epoch (torch's float logarithm,
  * replaced by integer arithmetic; SequentialLR only ever restarts at 0). */
 static void warm_restarts_to(tg_sched *s, int64_t epoch) {
@@ -217,12 +290,55 @@ static void warm_restarts_to(tg_sched *s, int64_t epoch) {
     s->last_epoch = epoch;
     apply(s, false);
 }
+static void warm_restarts_step(tg_sched *s) {
+    if (s->last_epoch < 0) { warm_restarts_to(s, 0); return; }
+    s->last_epoch++;
+    if (++s->T_cur >= s->T_i) {
+        s->T_cur -= s->T_i;
+        s->T_i *= s->T_mult;
+    }
+    apply(s, false);
+}
+static const sched_row row_warm_restarts = {.get_lr = warm_restarts_get_lr, .step = warm_restarts_step,
+                                            .step_to = warm_restarts_to};
+
+/* SequentialLR */
+static void sequential_step(tg_sched *s) {
+    s->last_epoch++;
+    int idx = 0; /* bisect_right(milestones, last_epoch) */
+    while (idx < s->n_milestones && s->milestones[idx] <= s->last_epoch) idx++;
+    if (idx > 0 && s->milestones[idx - 1] == s->last_epoch) step_to_epoch(s->members[idx], 0);
+    else tg_sched_step(s->members[idx]);
+}
+static const sched_row row_sequential = {.step = sequential_step, .composite = true};
+
+/* ChainedScheduler */
+static void chained_step(tg_sched *s) {
+    for (int k = 0; k < s->n_members; k++) tg_sched_step(s->members[k]);
+    s->last_epoch++;
+}
+static const sched_row row_chained = {.step = chained_step, .composite = true};
+
+static const sched_row *const sched_rows[TG_SCHED_KIND_COUNT] = {
+#define SCHED_ROW(K, name) [TG_SCHED_##K] = &row_##name,
+    TG_SCHED_KINDS(SCHED_ROW)
+#undef SCHED_ROW
+};
+
+static const sched_row *row_of(tg_sched_kind kind) { return sched_rows[kind]; }
+
+/* (optim_internal.h) */
+bool tg__sched_has_row(tg_sched_kind kind) {
+    const sched_row *r = (unsigned)kind < TG_SCHED_KIND_COUNT ? sched_rows[kind] : NULL;
+    return r && (r->get_lr || r->step);
+}
 
 /* torch's step(epoch): SequentialLR's restart of a member at epoch 0. */
 static void step_to_epoch(tg_sched *s, int64_t epoch) {
-    if (s->kind == TG_SCHED_WARM_RESTARTS) { warm_restarts_to(s, epoch); return; }
+    const sched_row *r = row_of(s->kind);
+    if (r->step_to) { r->step_to(s, epoch); return; }
     s->last_epoch = epoch;
-    apply(s, has_closed_form(s->kind));
+    apply(s, r->closed_form != NULL);
 }
 
 static tg_sched *sched_new(const char *fn, tg_optim *opt, tg_sched_kind kind) {
@@ -361,40 +477,8 @@ tg_sched *tg_sched_plateau(tg_optim *opt, const tg_plateau_opts *opts) {
 
 void tg_sched_step(tg_sched *s) {
     if (!s) { tg_error("tg_sched_step", "schedule is NULL"); return; }
-    switch (s->kind) {
-    case TG_SCHED_PLATEAU:
-        tg_error("tg_sched_step", "a plateau schedule needs the metric: use tg_sched_step_metric");
-        return;
-    case TG_SCHED_CHAINED:
-        for (int k = 0; k < s->n_members; k++) tg_sched_step(s->members[k]);
-        s->last_epoch++;
-        return;
-    case TG_SCHED_SEQUENTIAL: {
-        s->last_epoch++;
-        int idx = 0; /* bisect_right(milestones, last_epoch) */
-        while (idx < s->n_milestones && s->milestones[idx] <= s->last_epoch) idx++;
-        if (idx > 0 && s->milestones[idx - 1] == s->last_epoch) step_to_epoch(s->members[idx], 0);
-        else tg_sched_step(s->members[idx]);
-        return;
-    }
-    case TG_SCHED_WARM_RESTARTS:
-        if (s->last_epoch < 0) { warm_restarts_to(s, 0); return; }
-        s->last_epoch++;
-        if (++s->T_cur >= s->T_i) {
-            s->T_cur -= s->T_i;
-            s->T_i *= s->T_mult;
-        }
-        apply(s, false);
-        return;
-    case TG_SCHED_ONECYCLE:
-        if (s->last_epoch + 1 > s->onecycle.total_steps) {
-            tg_error("tg_sched_step", "one-cycle schedule: tried to step %lld times, total_steps is %lld",
-                     (long long)(s->last_epoch + 2), (long long)s->onecycle.total_steps);
-            return;
-        }
-        break;
-    default: break;
-    }
+    const sched_row *r = row_of(s->kind);
+    if (r->step) { r->step(s); return; }
     s->last_epoch++;
     apply(s, false);
 }
@@ -407,7 +491,7 @@ static bool is_better(const tg_plateau_opts *o, double a, double best) {
 
 void tg_sched_step_metric(tg_sched *s, double metric) {
     if (!s) { tg_error("tg_sched_step_metric", "schedule is NULL"); return; }
-    if (s->kind != TG_SCHED_PLATEAU) { tg_sched_step(s); return; } /* epoch schedules ignore the metric */
+    if (!row_of(s->kind)->needs_metric) { tg_sched_step(s); return; } /* epoch schedules ignore the metric */
     const tg_plateau_opts *o = &s->plateau;
     s->last_epoch++;
     if (is_better(o, metric, s->best)) {
@@ -597,7 +681,7 @@ static bool members_ok(const char *fn, const tg_optim *opt, int n, tg_sched *con
     for (int k = 0; k < n; k++) {
         const tg_sched *m = members[k];
         if (!m) { tg_error(fn, "schedule %d is NULL", k); return false; }
-        if (m->kind == TG_SCHED_PLATEAU || m->kind == TG_SCHED_SEQUENTIAL || m->kind == TG_SCHED_CHAINED) {
+        if (row_of(m->kind)->composite || row_of(m->kind)->needs_metric) {
             tg_error(fn, "schedule %d is a %s schedule, which cannot be a member", k, tg_sched_kind_name(m->kind));
             return false;
         }

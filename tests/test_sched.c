@@ -15,6 +15,7 @@
 
 #include "data/parity_golden.h"
 #include "helpers.h"
+#include "optim/optim_internal.h"
 
 /* Two groups of one parameter each with lrs 0.1 and 0.05, SGD momentum 0.9 or Adam (torch's setup). */
 static tg_optim *two_groups(bool adam, tg_tensor **w) {
@@ -115,6 +116,16 @@ Test(sched, every_new_kind_has_a_golden_case) {
     }
     for (int k = 0; k < TG_SCHED_KIND_COUNT; k++)
         cr_expect(seen[k], "schedule kind '%s' has no golden case", tg_sched_kind_name((tg_sched_kind)k));
+}
+
+/* Every kind of TG_SCHED_KINDS has a row with its step rule in optim/schedule.c (a kind without a
+ * row does not build; a row without get_lr or step fails here, naming the kind). */
+Test(sched, every_kind_has_a_row) {
+    for (int k = 0; k < TG_SCHED_KIND_COUNT; k++)
+        cr_expect(tg__sched_has_row((tg_sched_kind)k), "schedule kind '%s' has no step rule in optim/schedule.c's "
+                  "sched_rows[] (row_%s: .get_lr or .step)", tg_sched_kind_name((tg_sched_kind)k),
+                  tg_sched_kind_name((tg_sched_kind)k));
+    cr_expect(!tg__sched_has_row(TG_SCHED_KIND_COUNT));
 }
 
 /* Save at epoch 11 (optimizer + schedule, members included), rebuild everything, load, continue:
