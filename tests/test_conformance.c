@@ -20,6 +20,7 @@
 
 #define CASES TG_TEST_DATA_DIR "/conformance"
 #define EXTRA_CASES TG_TEST_DATA_DIR "/conformance_extra"
+#define PROJ_CASES TG_TEST_DATA_DIR "/conformance_proj" /* LSTM with weight_hr_l{k} (gen_conformance_proj.py) */
 
 static const char *cell_of(const char *name) {
     static const char *cells[] = {"rnn_tanh", "rnn_relu", "lstm", "gru"};
@@ -103,6 +104,7 @@ static void run_dir(const char *dir, int min_cases, bool manual) {
 static void run_all(bool manual) {
     run_dir(CASES, 64, manual);
     run_dir(EXTRA_CASES, 150, manual);
+    run_dir(PROJ_CASES, 8, manual);
 }
 
 Test(conformance, every_case_with_the_tape) {
@@ -127,9 +129,11 @@ static const char *tmp_path(const char *name) {
     return buf[k];
 }
 
-/* Writes a modified copy of the 2-layer LSTM case: drop `drop`, or replace `replace` by `with`. */
-static const char *variant(const char *name, const char *drop, const char *replace, tg_tensor *with, tg_dtype all) {
-    tg_st_file *f = tg_st_load(CASES "/0002_lstm_L2_f32_random.case.safetensors");
+/* src's tensors without `drop`, `replace` swapped for `with`, all in dtype `all`, saved under name, with
+ * the metadata {cell: lstm} when cell_meta. */
+static const char *variant_of(const char *src, const char *name, const char *drop, const char *replace,
+                              tg_tensor *with, tg_dtype all, bool cell_meta) {
+    tg_st_file *f = tg_st_load(src);
     cr_assert_not_null(f);
     const char *names[64];
     tg_tensor *ts[64];
@@ -143,10 +147,15 @@ static const char *variant(const char *name, const char *drop, const char *repla
     }
     const char *p = tmp_path(name);
     const char *meta[] = {"cell", "lstm"};
-    cr_assert_eq(tg_st_save(p, n, names, ts, 1, meta), 0);
+    cr_assert_eq(tg_st_save(p, n, names, ts, cell_meta ? 1 : 0, meta), 0);
     for (int i = 0; i < n; i++) tg_release(ts[i]);
     tg_st_free(f);
     return p;
+}
+
+/* A modified copy of the 2-layer LSTM case: drop `drop`, or replace `replace` by `with`. */
+static const char *variant(const char *name, const char *drop, const char *replace, tg_tensor *with, tg_dtype all) {
+    return variant_of(CASES "/0002_lstm_L2_f32_random.case.safetensors", name, drop, replace, with, all, true);
 }
 
 /* The 2-layer LSTM case (T=9 B=2 I=15 H=32, F32) with metadata {cell: lstm, key: value}. */
@@ -262,4 +271,25 @@ Test(conformance, command_exit_status_and_one_line_on_stderr) {
     cr_expect_eq(run_exe("grad --bogus", err, sizeof err), 2);
     cr_expect(strstr(err, "unknown option '--bogus'") != NULL, "%s", err);
     cr_expect_eq(run_exe("grad --help", err, sizeof err), 0);
+}
+
+/* The 2-layer projected LSTM case (T=5 B=2 I=3 H=7 P=4, F64, no metadata) without `drop` / with
+ * `replace` = with. */
+static const char *proj_variant(const char *name, const char *drop, const char *replace, tg_tensor *with) {
+    return variant_of(PROJ_CASES "/p0002_lstm_L2_f64_proj4.case.safetensors", name, drop, replace, with, TG_F64, false);
+}
+
+Test(conformance, bad_projection_cases_are_rejected_with_a_message) {
+    th_record_errors();
+    long live = tg_live_tensors();
+    expect_rejected("lstm", proj_variant("nohr1", "weight_hr_l1", NULL, NULL), "missing tensor 'weight_hr_l1'");
+    tg_tensor *t = tg_zeros(TG_F64, TG_SHAPE(7, 4));
+    expect_rejected("lstm", proj_variant("hrT", NULL, "weight_hr_l0", t), "'weight_hr_l0' has shape [7,4], expected [P,H]");
+    tg_tensor *h = tg_zeros(TG_F64, TG_SHAPE(2, 2, 7));
+    expect_rejected("lstm", proj_variant("h0wide", NULL, "h0", h), "'h0' has shape [2,2,7], expected [2,2,4]");
+    expect_rejected("gru", proj_variant("gru", NULL, NULL, NULL), "for cell lstm only");
+    tg_release(t);
+    tg_release(h);
+    tg_tape_reset();
+    cr_expect_eq(tg_live_tensors(), live);
 }

@@ -10,7 +10,7 @@ int cmd_grad(int argc, char **argv) {
     bool manual = false;
     const cli_opt opts[] = {
         {"--cell", CLI_STR, &cell, 0, 0, "rnn_tanh | rnn_relu | lstm | gru"},
-        {"--case", CLI_STR, &in, 0, 0, "input case (safetensors: x, h0, [c0], weights, dy, dhn, [dcn])"},
+        {"--case", CLI_STR, &in, 0, 0, "input case (safetensors: x, h0, [c0], weights [+ weight_hr_l{k}: lstm with projections], dy, dhn, [dcn])"},
         {"--out", CLI_STR, &out, 0, 0, "output file (safetensors: y, hn, [cn], grad.*)"},
         {"--manual", CLI_FLAG, &manual, 0, 0, "use the hand-derived BPTT instead of the tape"},
     };

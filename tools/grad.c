@@ -5,7 +5,10 @@
  * dy [T,B,H], dhn [L,B,H], dcn [L,B,H] (lstm). We run the stacked network in the input's dtype,
  * take loss = Σ y⊙dy + Σ hn⊙dhn (+ Σ cn⊙dcn), back-propagate (with the tape, or the hand-derived
  * BPTT for --manual) and write y, hn, cn, grad.x, grad.h0, grad.c0, grad.<param>.
- * Dimension letters: T time, B batch, I input size, H hidden size, G gates, L layers. */
+ * An LSTM case holding weight_hr_l{k} [P, H] (torch.nn.LSTM(proj_size=P)) has projections: weight_hh
+ * is [4H, P], h0 / hn / dhn are [L,B,P], dy [T,B,P], layer k > 0 reads P, and grad.weight_hr_l{k} is
+ * written too.
+ * Dimension letters: T time, B batch, I input size, H hidden size, P projection size, G gates, L layers. */
 #include "tools/grad.h"
 
 #include <stdarg.h>
@@ -19,15 +22,18 @@
 #include <tapegrad/tapegrad.h>
 
 #define MAX_LAYERS 64
-#define MAX_OUT (8 + 4 * MAX_LAYERS)
+#define NP_MAX 5 /* weight_ih, weight_hh, bias_ih, bias_hh, weight_hr (projections) */
+#define MAX_OUT (8 + NP_MAX * MAX_LAYERS)
 
-static const char *const param_base[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+static const char *const param_base[NP_MAX] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"};
 
 typedef struct grad_case {
     tg_manual_cell cell;
     bool lstm;
     int L;
     int64_t T, B, I, H, G;
+    int64_t P;                              /* proj_size (weight_hr_l0 present), else 0 */
+    int np;                                 /* parameters per layer: 4, or 5 with weight_hr */
     tg_dtype dtype;
     tg_tensor *x, *h0, *c0, *dy, *dhn, *dcn; /* borrowed from the file */
     tg_manual_layer layer[MAX_LAYERS];      /* borrowed from the file */
@@ -96,7 +102,7 @@ static int read_case(const tg_st_file *f, const char *cell_name, grad_case *c, c
     if (c->L == 0) return fail(err, size, "missing tensor 'weight_ih_l0' (no layers)");
     for (int i = 0; i < tg_st_count(f); i++) {
         const char *n = tg_st_name_at(f, i);
-        for (int p = 0; p < 4; p++) {
+        for (int p = 0; p < NP_MAX; p++) {
             size_t bl = strlen(param_base[p]);
             if (!strncmp(n, param_base[p], bl) && !strncmp(n + bl, "_l", 2)) {
                 long k = strtol(n + bl + 2, NULL, 10);
@@ -109,26 +115,41 @@ static int read_case(const tg_st_file *f, const char *cell_name, grad_case *c, c
     if (tg_ndim(whh0) != 2) return fail(err, size, "tensor 'weight_hh_l0' has shape %s, expected [G*H,H]", tg_shape_str(whh0, got, sizeof got));
     c->H = tg_shape(whh0)[1];
     if (c->H < 1) return fail(err, size, "tensor 'weight_hh_l0' has shape %s: H must be at least 1", tg_shape_str(whh0, got, sizeof got));
-    int64_t GH = c->G * c->H;
-    for (int k = 0; k < c->L; k++) {
-        int64_t Ik = k == 0 ? c->I : c->H;
-        tg_tensor **slot[4] = {&c->layer[k].weight_ih, &c->layer[k].weight_hh, &c->layer[k].bias_ih, &c->layer[k].bias_hh};
-        int64_t shapes[4][2] = {{GH, Ik}, {GH, c->H}, {GH, 0}, {GH, 0}};
-        for (int p = 0; p < 4; p++) {
-            snprintf(name, sizeof name, "%s_l%d", param_base[p], k);
-            if (expect_shape(f, name, p < 2 ? 2 : 1, shapes[p], slot[p], err, size)) return -1;
-        }
+    tg_tensor *whr0 = tg_st_get(f, "weight_hr_l0");
+    c->np = 4;
+    if (whr0) { /* projections: weight_hh_l0 [4H, P], weight_hr_l0 [P, H] */
+        if (!c->lstm) return fail(err, size, "tensor 'weight_hr_l0' (projections, proj_size) is for cell lstm only, not '%s'", cell_name);
+        if (tg_ndim(whr0) != 2 || tg_shape(whr0)[0] != c->H || tg_shape(whr0)[1] <= c->H)
+            return fail(err, size, "tensor 'weight_hr_l0' has shape %s, expected [P,H] with P = %lld (weight_hh_l0's columns) < H",
+                        tg_shape_str(whr0, got, sizeof got), (long long)c->H);
+        c->P = c->H;
+        c->H = tg_shape(whr0)[1];
+        c->np = 5;
     }
-    int64_t LBH[3] = {c->L, c->B, c->H}, TBH[3] = {c->T, c->B, c->H};
-    if (expect_shape(f, "h0", 3, LBH, &c->h0, err, size) || expect_shape(f, "dy", 3, TBH, &c->dy, err, size) ||
-        expect_shape(f, "dhn", 3, LBH, &c->dhn, err, size))
+    int64_t GH = c->G * c->H, Rw = c->P ? c->P : c->H; /* Rw: the width of h */
+    for (int k = 0; k < c->L; k++) {
+        int64_t Ik = k == 0 ? c->I : Rw;
+        tg_tensor **slot[NP_MAX] = {&c->layer[k].weight_ih, &c->layer[k].weight_hh, &c->layer[k].bias_ih,
+                                    &c->layer[k].bias_hh, &c->layer[k].weight_hr};
+        int64_t shapes[NP_MAX][2] = {{GH, Ik}, {GH, Rw}, {GH, 0}, {GH, 0}, {c->P, c->H}};
+        for (int p = 0; p < c->np; p++) {
+            snprintf(name, sizeof name, "%s_l%d", param_base[p], k);
+            if (expect_shape(f, name, p < 2 || p == 4 ? 2 : 1, shapes[p], slot[p], err, size)) return -1;
+        }
+        snprintf(name, sizeof name, "weight_hr_l%d", k);
+        if (!c->P && tg_st_get(f, name)) return fail(err, size, "tensor '%s' is present but 'weight_hr_l0' is not (projections on every layer or none)", name);
+    }
+    int64_t LBH[3] = {c->L, c->B, c->H}, LBR[3] = {c->L, c->B, Rw}, TBR[3] = {c->T, c->B, Rw};
+    if (expect_shape(f, "h0", 3, LBR, &c->h0, err, size) || expect_shape(f, "dy", 3, TBR, &c->dy, err, size) ||
+        expect_shape(f, "dhn", 3, LBR, &c->dhn, err, size))
         return -1;
     if (c->lstm && (expect_shape(f, "c0", 3, LBH, &c->c0, err, size) || expect_shape(f, "dcn", 3, LBH, &c->dcn, err, size)))
         return -1;
     /* The tensors define the case; metadata is optional, but metadata that contradicts them means the
      * file was assembled from mismatched parts, so it is refused rather than silently ignored. Only
      * values that are plain integers (and dtype names) are compared. */
-    const struct { const char *key; int64_t value; } dims[] = {{"layers", c->L}, {"T", c->T}, {"B", c->B}, {"I", c->I}, {"H", c->H}};
+    const struct { const char *key; int64_t value; } dims[] = {{"layers", c->L}, {"T", c->T}, {"B", c->B}, {"I", c->I}, {"H", c->H},
+                                                               {"proj_size", c->P}};
     for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
         const char *v = tg_st_meta(f, dims[k].key);
         if (!v || !*v) continue;
@@ -153,13 +174,15 @@ static int read_case(const tg_st_file *f, const char *cell_name, grad_case *c, c
 static tg_tensor *dot(const tg_tensor *a, const tg_tensor *b) { return tg_sum(tg_mul(a, b)); }
 
 static int run_tape(const grad_case *c, const char *cell_name, const char **names, tg_tensor **outs, int *n_out) {
-    tg_rnn_config cfg = {.input_size = c->I, .hidden_size = c->H, .num_layers = c->L, .dtype = c->dtype};
+    tg_rnn_config cfg = {.input_size = c->I, .hidden_size = c->H, .num_layers = c->L, .dtype = c->dtype,
+                         .proj_size = c->P};
     tg_rnn *m = tg_rnn_new(tg_cell_by_name(cell_name), &cfg, NULL);
     if (!m) return -1;
     char name[64];
     for (int k = 0; k < c->L; k++) {
-        const tg_tensor *src[4] = {c->layer[k].weight_ih, c->layer[k].weight_hh, c->layer[k].bias_ih, c->layer[k].bias_hh};
-        for (int p = 0; p < 4; p++) {
+        const tg_tensor *src[NP_MAX] = {c->layer[k].weight_ih, c->layer[k].weight_hh, c->layer[k].bias_ih,
+                                        c->layer[k].bias_hh, c->layer[k].weight_hr};
+        for (int p = 0; p < c->np; p++) {
             snprintf(name, sizeof name, "%s_l%d", param_base[p], k);
             tg_tensor *dst = tg_params_find(m->params, name);
             if (!dst || tg_copy_(dst, src[p]) != 0) { tg_rnn_free(m); return -1; }
@@ -185,7 +208,7 @@ static int run_tape(const grad_case *c, const char *cell_name, const char **name
             names[n] = "grad.h0"; outs[n++] = tg_retain(tg_grad(h0));
             if (c->lstm) { names[n] = "grad.c0"; outs[n++] = tg_retain(tg_grad(c0)); }
             for (int k = 0; k < c->L; k++)
-                for (int p = 0; p < 4; p++) {
+                for (int p = 0; p < c->np; p++) {
                     snprintf(name, sizeof name, "%s_l%d", param_base[p], k);
                     tg_tensor *g = tg_grad(tg_params_find(m->params, name));
                     names[n] = NULL; /* filled by the caller from the layer index */
@@ -218,8 +241,9 @@ static int run_manual(const grad_case *c, const char **names, tg_tensor **outs, 
         names[n] = "grad.h0"; outs[n++] = dh0; dh0 = NULL;
         if (c->lstm) { names[n] = "grad.c0"; outs[n++] = dc0; dc0 = NULL; }
         for (int k = 0; k < c->L; k++) {
-            tg_tensor *g[4] = {grads[k].weight_ih, grads[k].weight_hh, grads[k].bias_ih, grads[k].bias_hh};
-            for (int p = 0; p < 4; p++) { names[n] = NULL; outs[n++] = tg_retain(g[p]); }
+            tg_tensor *g[NP_MAX] = {grads[k].weight_ih, grads[k].weight_hh, grads[k].bias_ih, grads[k].bias_hh,
+                                    grads[k].weight_hr};
+            for (int p = 0; p < c->np; p++) { names[n] = NULL; outs[n++] = tg_retain(g[p]); }
         }
         *n_out = n;
         status = 0;
@@ -245,12 +269,13 @@ int tg_grad_run(const char *cell, const char *in_path, const char *out_path, boo
         tg_st_free(f);
         return -1;
     }
-    static char pnames[4 * MAX_LAYERS][48];
-    int first_param = n - 4 * c.L;
+    static char pnames[NP_MAX * MAX_LAYERS][48];
+    int first_param = n - c.np * c.L;
     for (int k = 0; k < c.L; k++)
-        for (int p = 0; p < 4; p++) {
-            snprintf(pnames[4 * k + p], sizeof pnames[0], "grad.%s_l%d", param_base[p], k);
-            names[first_param + 4 * k + p] = pnames[4 * k + p];
+        for (int p = 0; p < c.np; p++) {
+            int i = c.np * k + p;
+            snprintf(pnames[i], sizeof pnames[0], "grad.%s_l%d", param_base[p], k);
+            names[first_param + i] = pnames[i];
         }
     const char *meta[] = {"producer", manual ? "tapegrad grad --manual (hand-derived BPTT)" : "tapegrad grad (tape)",
                           "cell", cell};
