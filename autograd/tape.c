@@ -17,6 +17,8 @@ typedef struct tg_tape {
     uint64_t epoch;     /* bumped by reset: tensor->creator is only valid in its own epoch */
     int no_grad;        /* nesting depth of tg_no_grad_begin */
     bool anomaly;       /* tg_set_anomaly_mode: check results and gradients for NaN / inf */
+    bool lost_record;   /* recording an op failed (out of memory) since the last reset: its result is
+                           right but has no history, so a backward through it would be incomplete */
 } tg_tape;
 
 static _Thread_local tg_tape g_tape = {.epoch = 1};
@@ -95,7 +97,11 @@ tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const 
     if (g_tape.n_rec == g_tape.cap_rec) {
         size_t cap = g_tape.cap_rec ? 2 * g_tape.cap_rec : 256;
         tg_record *p = tg_realloc(g_tape.rec, cap * sizeof *p);
-        if (!p) { tg_error(tg_op_table[op].name, "out of memory growing the tape"); return NULL; }
+        if (!p) {
+            g_tape.lost_record = true;
+            tg_error(tg_op_table[op].name, "out of memory growing the tape");
+            return NULL;
+        }
         /* Records with few inputs point into themselves (in = in_inline); realloc moved them, so
          * re-aim those pointers at the new copies (the old block is freed). */
         for (size_t i = 0; i < g_tape.n_rec; i++)
@@ -115,6 +121,7 @@ tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const 
         r->in_version = tg_malloc((size_t)nin * sizeof *r->in_version);
         if (!r->in || !r->in_version) {
             free(r->in); free(r->in_version);
+            g_tape.lost_record = true;
             tg_error(tg_op_table[op].name, "out of memory recording %d inputs", nin);
             return NULL;
         }
@@ -152,6 +159,7 @@ void tg_tape_reset(void) {
     for (size_t i = g_tape.n_pool; i-- > 0;) tg_release(g_tape.pool[i]);
     g_tape.n_pool = 0;
     g_tape.epoch++;
+    g_tape.lost_record = false;
 }
 
 size_t tg_tape_records(void) { return g_tape.n_rec; }
@@ -313,6 +321,11 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
                  tg_shape_str(grad_out, b1, sizeof b1));
         return -1;
     }
+    if (g_tape.lost_record) {
+        tg_error("tg_backward", "an op could not be recorded since the last tg_tape_reset (out of memory): "
+                 "the gradients would be incomplete");
+        return -1;
+    }
     tg_tensor *g = tg__grad_buf(out);
     if (!g) return -1;
     tg_axpy_(g, 1.0, grad_out);
@@ -320,6 +333,9 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
 
     int status = 0;
     char msg[512];
+    /* a backward cannot return a status: one that failed (out of memory for a gradient) has reported
+     * an error, and the gradients would be incomplete */
+    const uint64_t errors_before = tg__error_count();
     tg__pack_scope_begin(); /* W_hh is packed once for all time steps (ops_matrix.c) */
     tg__defer_scope_begin(); /* and dW_hh is one GEMM over many time steps */
     for (size_t i = out->creator; i-- > 0;) {
@@ -332,6 +348,7 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
             status = -1;
         }
         if (status == 0) tg_op_table[r->op].backward(r, o->grad);
+        if (status == 0 && tg__error_count() != errors_before) status = -1;
         if (status == 0 && g_tape.anomaly) {
             for (int k = 0; k < r->nin && status == 0; k++) {
                 const tg_tensor *x = r->in[k];
@@ -350,6 +367,7 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out) {
     }
     tg__defer_scope_end();
     tg__pack_scope_end();
+    if (status == 0 && tg__error_count() != errors_before) status = -1; /* a deferred dW_hh GEMM */
     return status;
 }
 

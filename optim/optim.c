@@ -386,6 +386,7 @@ static void sgd_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tenso
     tg_tensor *p = ps->param;
     bool first = ps->buf[0] == NULL;
     tg_tensor *buf = o->momentum != 0 ? state_buf(ps, 0, 0.0) : NULL;
+    if (o->momentum != 0 && !buf) return; /* no state: out of memory (reported) */
     int64_t n = tg_numel(p);
     TG_DISPATCH(tg_dtype_of(p), {
         T *pp = PTR(p);
@@ -435,6 +436,7 @@ static void adam_any_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_
     tg_tensor *p = ps->param;
     tg_tensor *m = state_buf(ps, 0, 0.0), *v = state_buf(ps, 1, 0.0);
     tg_tensor *vmax = o->amsgrad ? state_buf(ps, 2, 0.0) : NULL;
+    if (!m || !v || (o->amsgrad && !vmax)) return; /* no state: out of memory (reported) */
     const double t = (double)ps->step;
     const double bias_correction1 = 1 - pow(o->beta1, t);
     const double bias_correction2 = 1 - pow(o->beta2, t);
@@ -519,6 +521,7 @@ static void rmsprop_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_t
     tg_tensor *sq = state_buf(ps, 0, 0.0);
     tg_tensor *buf = o->momentum > 0 ? state_buf(ps, 1, 0.0) : NULL;
     tg_tensor *ga = o->centered ? state_buf(ps, 2, 0.0) : NULL;
+    if (!sq || (o->momentum > 0 && !buf) || (o->centered && !ga)) return; /* no state: out of memory (reported) */
     int64_t n = tg_numel(p);
     TG_DISPATCH(tg_dtype_of(p), {
         T *pp = PTR(p), *psq = PTR(sq), *pb = buf ? PTR(buf) : NULL, *pga = ga ? PTR(ga) : NULL;
@@ -569,6 +572,7 @@ static const tg_optim_row rmsprop_row = {
 static void adagrad_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
     tg_tensor *p = ps->param;
     tg_tensor *sum = state_buf(ps, 0, o->initial_accumulator_value);
+    if (!sum) return; /* no state: out of memory (reported) */
     const double clr = o->lr / (1 + (double)(ps->step - 1) * o->lr_decay);
     int64_t n = tg_numel(p);
     TG_DISPATCH(tg_dtype_of(p), {
@@ -604,6 +608,7 @@ static const tg_optim_row adagrad_row = {
 static void nadam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
     tg_tensor *p = ps->param;
     tg_tensor *m = state_buf(ps, 0, 0.0), *v = state_buf(ps, 1, 0.0), *mu_prod = state_scalar(ps, 2, 1.0);
+    if (!m || !v || !mu_prod) return; /* no state: out of memory (reported) */
     const double t = (double)ps->step;
     const double bias_correction2 = 1 - pow(o->beta2, t);
     const double mu = o->beta1 * (1. - 0.5 * pow(0.96, t * o->momentum_decay));
@@ -654,6 +659,7 @@ static const tg_optim_row nadam_row = {
 static void radam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
     tg_tensor *p = ps->param;
     tg_tensor *m = state_buf(ps, 0, 0.0), *v = state_buf(ps, 1, 0.0);
+    if (!m || !v) return; /* no state: out of memory (reported) */
     const double t = (double)ps->step;
     const double bias_correction1 = 1 - pow(o->beta1, t);
     const double bias_correction2 = 1 - pow(o->beta2, t);
@@ -703,6 +709,7 @@ static const tg_optim_row radam_row = {
 static void adamax_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
     tg_tensor *p = ps->param;
     tg_tensor *m = state_buf(ps, 0, 0.0), *u = state_buf(ps, 1, 0.0);
+    if (!m || !u) return; /* no state: out of memory (reported) */
     const double clr = o->lr / (1 - pow(o->beta1, (double)ps->step));
     int64_t n = tg_numel(p);
     TG_DISPATCH(tg_dtype_of(p), {
@@ -737,6 +744,7 @@ static const tg_optim_row adamax_row = {
 static void adadelta_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
     tg_tensor *p = ps->param;
     tg_tensor *sq = state_buf(ps, 0, 0.0), *acc = state_buf(ps, 1, 0.0);
+    if (!sq || !acc) return; /* no state: out of memory (reported) */
     int64_t n = tg_numel(p);
     TG_DISPATCH(tg_dtype_of(p), {
         T *pp = PTR(p), *psq = PTR(sq), *pacc = PTR(acc);
@@ -791,6 +799,7 @@ int tg_optim_step(tg_optim *opt) {
     }
     const tg_optim_row *row = rows[opt->kind];
     tg_no_grad_begin();
+    const uint64_t errors_before = tg__error_count();
     for (int i = 0; i < opt->n_params; i++) {
         tg_optim_slot *ps = &opt->params[i];
         tg_tensor *g = tg_grad(ps->param);
@@ -800,6 +809,13 @@ int tg_optim_step(tg_optim *opt) {
             if (row->from_constructor >> f & 1u) copy_field(&o, &opt->defaults, f);
         ps->step++;
         row->update(ps, &o, g);
+        if (tg__error_count() != errors_before) { /* its state could not be created: it is unchanged */
+            ps->step--;
+            tg_no_grad_end();
+            tg_error(fn, "parameter %d '%s' not updated (no memory for its state); parameters 0..%d were", i,
+                     tg_name(ps->param), i - 1);
+            return -1;
+        }
         tg_bump_version(ps->param);
     }
     tg_no_grad_end();

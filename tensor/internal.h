@@ -52,5 +52,8 @@ bool tg__check(const char *fn, const char *argname, const tg_tensor *t);
 bool tg__check_shape(const char *fn, int ndim, const int64_t *shape);
 /* Called on every thread's exit (and at process exit) before its pools are freed. */
 void tg__set_thread_exit_hook(void (*fn)(void));
+/* Errors reported on the calling thread so far (tg_error and tg_error_quiet): a caller that runs code
+ * which cannot return a status (an op's backward) sees whether it failed. */
+uint64_t tg__error_count(void);
 char *tg__shape_fmt(int ndim, const int64_t *shape, char *buf, size_t size);
 #endif

@@ -21,6 +21,7 @@
 
 static _Thread_local char g_err[512];
 static _Thread_local bool g_err_pending;
+static _Thread_local uint64_t g_err_count; /* errors reported on this thread (tg__error_count) */
 static tg_error_handler g_handler;
 static void *g_handler_user;
 
@@ -31,6 +32,7 @@ void tg_set_error_handler(tg_error_handler handler, void *user) {
 const char *tg_last_error(void) { return g_err_pending ? g_err : ""; }
 bool tg_error_pending(void) { return g_err_pending; }
 void tg_clear_error(void) { g_err_pending = false; g_err[0] = 0; }
+uint64_t tg__error_count(void) { return g_err_count; }
 
 /* Every new error is reported (and replaces the message); only failures caused by a NULL that an
  * earlier failed op produced stay silent (see tg__check), so an expression fails with one message. */
@@ -39,6 +41,7 @@ static void verror(bool quiet, const char *fn, const char *fmt, va_list ap) {
     if (n < 0) n = 0;
     if ((size_t)n < sizeof g_err) vsnprintf(g_err + n, sizeof g_err - (size_t)n, fmt, ap);
     g_err_pending = true;
+    g_err_count++;
     if (quiet) return;
     if (g_handler) {
         g_handler(g_err, g_handler_user);
