@@ -321,6 +321,26 @@ static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params
 }
 
 /* Validates the arguments of tg_rnn_forward before anything is allocated. */
+/* torch's rank rule for hx: as many dimensions as x (3 batched, 2 unbatched), in its words. */
+static bool init_ranks_ok(const tg_rnn *m, tg_tensor *const *init, int nd) {
+    int S = m->cell->n_states;
+    const char *what = nd == 3 ? "batched 3-D" : "unbatched 2-D";
+    for (int s = 0; init && s < S; s++) {
+        if (!init[s] || tg_ndim(init[s]) == nd) continue;
+        if (S == 1)
+            tg_error("tg_rnn_forward", "For %s input, hx should also be %d-D but got %d-D tensor", what, nd,
+                     tg_ndim(init[s]));
+        else if (S == 2 && init[0] && init[1])
+            tg_error("tg_rnn_forward", "For %s input, hx and cx should also be %d-D but got (%d-D, %d-D) tensors", what,
+                     nd, tg_ndim(init[0]), tg_ndim(init[1]));
+        else
+            tg_error("tg_rnn_forward", "For %s input, initial state %s0 should also be %d-D but got %d-D tensor", what,
+                     state_name(m->cell, s), nd, tg_ndim(init[s]));
+        return false;
+    }
+    return true;
+}
+
 static bool check_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forward_opts *o) {
     const char *fn = "tg_rnn_forward";
     if (!m) {
@@ -334,7 +354,7 @@ static bool check_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forw
     char b1[128], b2[128];
     const char *layout = m->batch_first ? "[B,T,I]" : "[T,B,I]";
     if (tg_ndim(x) != 3) {
-        tg_error(fn, "x %s: expected a 3-D tensor %s", tg_shape_str(x, b1, sizeof b1), layout);
+        tg_error(fn, "x %s: expected a 3-D tensor %s (or an unbatched 2-D [T,I])", tg_shape_str(x, b1, sizeof b1), layout);
         return false;
     }
     if (tg_dtype_of(x) != m->dtype) {
@@ -364,6 +384,7 @@ static bool check_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forw
         tg_error(fn, "zoneout_h %g, zoneout_c %g: each must be in [0, 1]", o->zoneout_h, o->zoneout_c);
         return false;
     }
+    if (!init_ranks_ok(m, o->init, 3)) return false;
     for (int s = 0; o->init && s < m->cell->n_states; s++) {
         const tg_tensor *h0 = o->init[s];
         if (!h0) continue;
@@ -423,8 +444,8 @@ static void free_ctx(run_ctx *c) {
     free(c->n_active);
 }
 
-tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forward_opts *opts,
-                          tg_rnn_output *out) {
+static tg_tensor *forward_batched(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forward_opts *opts,
+                                  tg_rnn_output *out) {
     const char *fn = "tg_rnn_forward";
     tg_rnn_forward_opts o = opts ? *opts : (tg_rnn_forward_opts){0};
     if (out) memset(out, 0, sizeof *out);
@@ -507,6 +528,40 @@ fail:
     free_ctx(&c);
     tg_rnn_output_clear(out);
     return NULL;
+}
+
+/* torch's unbatched input: x [T,I] runs as a batch of one (torch's unsqueeze at the batch axis, so
+ * batch_first does not matter), each initial state [L·D,W] as [L·D,1,W]; the batch axis is dropped
+ * again from the output [T,D·W], the final states [L·D,W] and the kept step states [T,W]. */
+tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forward_opts *opts,
+                          tg_rnn_output *out) {
+    if (!m || !x || tg_ndim(x) != 2) return forward_batched(m, x, opts, out); /* it checks everything */
+    if (out) memset(out, 0, sizeof *out);
+    tg_rnn_forward_opts o = opts ? *opts : (tg_rnn_forward_opts){0};
+    int S = m->cell->n_states;
+    if (!init_ranks_ok(m, o.init, 2)) return NULL;
+    tg_tensor *init[TG_CELL_MAX_STATES] = {0};
+    for (int s = 0; o.init && s < S; s++)
+        if (o.init[s] && !(init[s] = tg_reshape(o.init[s], TG_SHAPE(tg_dim(o.init[s], 0), 1, tg_dim(o.init[s], 1)))))
+            return NULL;
+    if (o.init) o.init = init;
+    int64_t T = tg_dim(x, 0), I = tg_dim(x, 1);
+    tg_tensor *xb = m->batch_first ? tg_reshape(x, TG_SHAPE(1, T, I)) : tg_reshape(x, TG_SHAPE(T, 1, I));
+    tg_rnn_output full;
+    tg_tensor *y = xb ? forward_batched(m, xb, &o, &full) : NULL;
+    if (!y) return NULL;
+    y = tg_reshape(y, TG_SHAPE(T, tg_dim(y, 2)));
+    bool ok = y != NULL;
+    for (int s = 0; s < S; s++)
+        ok &= (full.final[s] = tg_reshape(full.final[s], TG_SHAPE(tg_dim(full.final[s], 0), tg_dim(full.final[s], 2)))) != NULL;
+    for (int k = 0; k < full.n_step_states; k++)
+        ok &= (full.step_states[k] = tg_reshape(full.step_states[k], TG_SHAPE(T, tg_dim(full.step_states[k], 2)))) != NULL;
+    full.output = y;
+    full.h_n = full.final[0];
+    full.c_n = S > 1 ? full.final[1] : NULL;
+    if (!ok || !out) tg_rnn_output_clear(&full);
+    else *out = full;
+    return ok ? y : NULL;
 }
 
 void tg_rnn_output_clear(tg_rnn_output *out) {

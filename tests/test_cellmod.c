@@ -3,7 +3,8 @@
  * batched and unbatched, hx given or zeros, bias or not; the values of every h_t (c_t) and the
  * gradients of x, hx and every parameter, F64 to 1e-12 and F32. Also: torch's init range and names,
  * a save/load round trip, torch's shape rules and messages, and every registered cell stepping like
- * one step of tg_rnn_forward. */
+ * one step of tg_rnn_forward. Then the runner on unbatched [T,I] sequences against torch.nn.RNN /
+ * LSTM / GRU (tests/data/unbatched_golden.h from gen_unbatched_golden.py) and torch's hx rank rule. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,6 +38,15 @@ static tg_tensor *leaf(tg_dtype dt, int ndim, const int64_t *shape, const double
     return t;
 }
 
+/* The parameter `name` of ps = torch's values v (the test fails if there is none). */
+static void set_param(tg_params *ps, const char *name, const double *v, tg_dtype dt, const char *what) {
+    tg_tensor *p = tg_params_find(ps, name);
+    cr_assert_not_null(p, "%s: no parameter '%s'", what, name);
+    tg_tensor *src = tg_from_f64(dt, tg_ndim(p), tg_shape(p), v);
+    tg_copy_(p, src);
+    tg_release(src);
+}
+
 /* One golden case in dtype dt; returns after checking everything. */
 static void run_case(const cm_case *c, tg_dtype dt, double atol, double rtol) {
     tg_cellmod *m = tg_cellmod_new(tg_cell_by_name(c->cell),
@@ -45,12 +55,9 @@ static void run_case(const cm_case *c, tg_dtype dt, double atol, double rtol) {
     cr_assert_not_null(m, "%s", c->name);
     cr_assert_eq(tg_params_count(m->params), c->bias ? 4 : 2, "%s", c->name);
     for (int i = 0; i < 4; i++) {
-        tg_tensor *p = tg_params_find(m->params, g_param_names[i]);
-        cr_assert_eq(p != NULL, c->param[i] != NULL, "%s: %s", c->name, g_param_names[i]);
-        if (!p) continue;
-        tg_tensor *src = tg_from_f64(dt, tg_ndim(p), tg_shape(p), c->param[i]);
-        tg_copy_(p, src);
-        tg_release(src);
+        cr_assert_eq(tg_params_find(m->params, g_param_names[i]) != NULL, c->param[i] != NULL, "%s: %s", c->name,
+                     g_param_names[i]);
+        if (c->param[i]) set_param(m->params, g_param_names[i], c->param[i], dt, c->name);
     }
     int S = c->n_states;
     int nd = c->batched ? 2 : 1;                 /* a step's x [B,I] | [I], h [B,H] | [H] */
@@ -329,4 +336,111 @@ TH_TEST(cellmod, every_cell_steps_like_the_runner, th_live_check) {
         tg_cellmod_free(m);
         tg_rnn_free(r);
     }
+}
+
+/* ---- unbatched sequences in the runner: x [T,I], h0 [L·D,H] (torch's 2-D input) ------------------ */
+
+#include "data/unbatched_golden.h"
+
+static void run_unbatched(const ub_case *c, tg_dtype dt, double atol, double rtol) {
+    tg_rnn *m = tg_rnn_new(tg_cell_by_name(c->cell),
+                           &(tg_rnn_config){.input_size = UB_I, .hidden_size = UB_H, .num_layers = c->layers,
+                                            .bidirectional = c->bidirectional, .batch_first = c->batch_first,
+                                            .dtype = dt}, NULL);
+    cr_assert_not_null(m, "%s", c->name);
+    cr_assert_eq(tg_params_count(m->params), c->n_params, "%s", c->name);
+    for (int i = 0; i < c->n_params; i++) set_param(m->params, c->param_name[i], c->param[i], dt, c->name);
+    int D = c->bidirectional ? 2 : 1, LD = c->layers * D, S = c->n_states;
+    tg_tensor *x = leaf(dt, TG_SHAPE(UB_T, UB_I), c->x, true);
+    tg_tensor *h0[2] = {NULL, NULL};
+    for (int s = 0; s < S && c->has_h0; s++) h0[s] = leaf(dt, TG_SHAPE(LD, UB_H), c->h0[s], true);
+    tg_rnn_output out;
+    tg_tensor *y = tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = c->has_h0 ? h0 : NULL, .keep_step_states = true},
+                                  &out);
+    cr_assert_not_null(y, "%s", c->name);
+    cr_expect(tg_ndim(y) == 2 && tg_dim(y, 0) == UB_T && tg_dim(y, 1) == D * UB_H, "%s: output not [T,D·H]", c->name);
+    tg_tensor *wy = tg_from_f64(dt, TG_SHAPE(UB_T, D * UB_H), c->wy);
+    tg_tensor *loss = tg_sum(tg_mul(y, wy));
+    for (int s = 0; s < S; s++) {
+        cr_expect(tg_ndim(out.final[s]) == 2 && tg_dim(out.final[s], 0) == LD && tg_dim(out.final[s], 1) == UB_H,
+                  "%s: final state %d not [L·D,H]", c->name, s);
+        tg_tensor *w = tg_from_f64(dt, TG_SHAPE(LD, UB_H), c->wfinal[s]);
+        loss = tg_add(loss, tg_sum(tg_mul(out.final[s], w)));
+        tg_release(w);
+        expect_close(out.final[s], c->final[s], atol, rtol, "final state", c->name);
+    }
+    cr_expect_eq(out.h_n, out.final[0]);
+    tg_tensor *kept = tg_rnn_step_state(&out, m, 0, 0, 0);
+    cr_expect(kept && tg_ndim(kept) == 2 && tg_dim(kept, 0) == UB_T && tg_dim(kept, 1) == UB_H, "%s: step states", c->name);
+    expect_close(y, c->y, atol, rtol, "output", c->name);
+    cr_assert_eq(tg_backward(loss), 0);
+    expect_close(tg_grad(x), c->grad_x, atol, rtol, "grad x", c->name);
+    for (int s = 0; s < S && c->has_h0; s++) expect_close(tg_grad(h0[s]), c->grad_h0[s], atol, rtol, "grad h0", c->name);
+    for (int i = 0; i < c->n_params; i++)
+        expect_close(tg_grad(tg_params_find(m->params, c->param_name[i])), c->grad_param[i], atol, rtol,
+                     c->param_name[i], c->name);
+    tg_rnn_output_clear(&out);
+    tg_tape_reset();
+    tg_release(wy);
+    tg_release(x);
+    for (int s = 0; s < 2; s++) tg_release(h0[s]);
+    tg_rnn_free(m);
+}
+
+TH_TEST(cellmod, unbatched_sequences_match_torch_f64, th_live_check) {
+    for (int c = 0; c < UB_N_CASES; c++) run_unbatched(&ub_cases[c], TG_F64, 1e-14, 1e-12);
+}
+
+TH_TEST(cellmod, unbatched_sequences_match_torch_f32, th_live_check) {
+    for (int c = 0; c < UB_N_CASES; c++) run_unbatched(&ub_cases[c], TG_F32, 2e-6, 2e-5);
+}
+
+/* torch's hx rank rule both ways, in its words; a mis-sized h0 of unbatched input is refused with the
+ * batch of one shown; an unbatched run equals the batched run of the same sequence. */
+TH_TEST(cellmod, unbatched_rules_and_messages_are_torchs, th_live_check) {
+    th_record_errors();
+    tg_rnn *gru = th_make_rnn("gru", 3, 4, 2, false, 5), *lstm = th_make_rnn("lstm", 3, 4, 1, true, 6);
+    tg_tensor *x2 = th_rand(1, TG_SHAPE(5, 3), -1, 1), *x3 = th_rand(2, TG_SHAPE(5, 1, 3), -1, 1);
+    tg_tensor *h2 = tg_zeros(TG_F64, TG_SHAPE(2, 4)), *h3 = tg_zeros(TG_F64, TG_SHAPE(2, 1, 4));
+    tg_tensor *h2x = tg_zeros(TG_F64, TG_SHAPE(3, 4)), *x4 = tg_zeros(TG_F64, TG_SHAPE(5, 1, 1, 3));
+    const struct { tg_rnn *m; tg_tensor *x, *h, *c; const char *msg; } cases[] = {
+        {gru, x2, h3, NULL, "For unbatched 2-D input, hx should also be 2-D but got 3-D tensor"},
+        {gru, x3, h2, NULL, "For batched 3-D input, hx should also be 3-D but got 2-D tensor"},
+        {lstm, x2, h2, h3, "For unbatched 2-D input, hx and cx should also be 2-D but got (2-D, 3-D) tensors"},
+        {lstm, x3, h2, h2, "For batched 3-D input, hx and cx should also be 3-D but got (2-D, 2-D) tensors"},
+        {lstm, x2, NULL, h3, "For unbatched 2-D input, initial state c0 should also be 2-D but got 3-D tensor"},
+        {gru, x2, h2x, NULL, "initial state h0 [3,1,4] F64: expected [2,1,4] F64"},
+        {gru, x4, NULL, NULL, "expected a 3-D tensor [T,B,I] (or an unbatched 2-D [T,I])"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tg_tensor *init[2] = {cases[i].h, cases[i].c};
+        th_reset_errors();
+        cr_expect_null(tg_rnn_forward(cases[i].m, cases[i].x, &(tg_rnn_forward_opts){.init = init}, NULL), "case %zu", i);
+        cr_expect_eq(th_error_count(), 1, "case %zu", i);
+        cr_expect(strstr(th_last_message(), cases[i].msg) != NULL, "case %zu: got '%s', want '%s'", i, th_last_message(),
+                  cases[i].msg);
+    }
+    /* the same sequence batched [T,1,I] and unbatched [T,I] */
+    th_reset_errors();
+    tg_tensor *hb = th_rand(3, TG_SHAPE(2, 1, 4), -1, 1);
+    tg_rnn_output ob, ou;
+    tg_tensor *yb = tg_rnn_forward(gru, x3, &(tg_rnn_forward_opts){.init = &hb}, &ob);
+    tg_tensor *hu = tg_reshape(hb, TG_SHAPE(2, 4));
+    tg_tensor *yu = tg_rnn_forward(gru, x2, &(tg_rnn_forward_opts){.init = &hu, .lengths = (int64_t[]){5}}, &ou);
+    cr_assert(yb && yu, "%s", th_last_message());
+    cr_expect(tg_ndim(yu) == 2 && tg_ndim(ou.h_n) == 2 && ou.c_n == NULL);
+    /* x2 and x3 hold different numbers: compare x3's own unbatched run */
+    tg_tensor *yu3 = tg_rnn_forward(gru, tg_reshape(x3, TG_SHAPE(5, 3)), &(tg_rnn_forward_opts){.init = &hu}, &ou);
+    cr_assert_not_null(yu3);
+    cr_expect(memcmp(tg_cdata(yu3), tg_cdata(yb), 5 * 4 * 8) == 0, "unbatched run differs from the batch of one");
+    cr_expect(memcmp(tg_cdata(ou.h_n), tg_cdata(ob.h_n), 2 * 4 * 8) == 0);
+    cr_expect_not_null(tg_rnn_forward(lstm, x2, NULL, NULL), "out NULL");
+    cr_expect_eq(th_error_count(), 0, "%s", th_last_message());
+    tg_rnn_output_clear(&ob);
+    tg_rnn_output_clear(&ou);
+    tg_tape_reset();
+    tg_tensor *all[] = {x2, x3, h2, h3, h2x, x4, hb};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tg_release(all[i]);
+    tg_rnn_free(gru);
+    tg_rnn_free(lstm);
 }

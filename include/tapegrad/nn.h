@@ -281,6 +281,11 @@ typedef struct tg_rnn_output {       /* every tensor here: tape-owned */
 
 /* Runs the model over x [T,B,I] ([B,T,I] when batch_first). out may be NULL when only the output
  * matters; when given it must be cleared with tg_rnn_output_clear. args: borrowed.
+ * Unbatched input, as torch: x [T,I] (batch_first or not) is one sequence; the initial states are
+ * then [L·D,H] and the output [T,D·H], final states [L·D,H], step states [T,H]; lengths, if given,
+ * has one entry. hx must have x's rank: "For unbatched 2-D input, hx should also be 2-D but got 3-D
+ * tensor" (LSTM: "hx and cx should also be 2-D but got (2-D, 3-D) tensors"), and the same for
+ * batched 3-D input, torch's messages.
  * returns: tape-owned output, or NULL after tg_error("tg_rnn_forward", ...). */
 tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forward_opts *opts,
                           tg_rnn_output *out);
