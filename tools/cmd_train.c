@@ -97,6 +97,112 @@ done:
     return rc;
 }
 
+/* Options given together with --resume must agree with the checkpoint's (mine holds the command
+ * line's values). returns: 0, or TG_EXIT_USAGE after naming the first that differs */
+static int check_resume_agrees(const train_config *mine, const trainer *tr, int argc, char **argv, const cli_cmd *cmd) {
+    char a[64], b[64];
+    struct { const char *opt; bool differ; const char *a, *b; } chk[] = {
+        {"--task", mine->task && strcmp(mine->task, tr->cfg.task), mine->task, tr->cfg.task},
+        {"--cell", given(argc, argv, "--cell") && strcmp(mine->cell, tr->cfg.cell), mine->cell, tr->cfg.cell},
+        {"--optim", given(argc, argv, "--optim") && strcmp(mine->optim, tr->cfg.optim), mine->optim, tr->cfg.optim},
+    };
+    for (size_t i = 0; i < sizeof chk / sizeof chk[0]; i++)
+        if (chk[i].differ)
+            return cli_fail(cmd, "%s %s differs from the checkpoint's %s (a resumed run keeps its settings)", chk[i].opt,
+                            chk[i].a, chk[i].b);
+    struct { const char *opt; long v, stored; } nums[] = {
+        {"--hidden", mine->hidden, tr->cfg.hidden}, {"--layers", mine->layers, tr->cfg.layers},
+        {"--batch", mine->batch, tr->cfg.batch},    {"--seq", mine->seq, tr->cfg.seq},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        if (given(argc, argv, nums[i].opt) && nums[i].v != nums[i].stored) {
+            snprintf(a, sizeof a, "%ld", nums[i].v);
+            snprintf(b, sizeof b, "%ld", nums[i].stored);
+            return cli_fail(cmd, "%s %s differs from the checkpoint's %s (a resumed run keeps its settings)",
+                            nums[i].opt, a, b);
+        }
+    struct { const char *opt; double v, stored; } reals[] = {
+        {"--dropout", mine->dropout, tr->cfg.dropout}, {"--zoneout", mine->zoneout, tr->cfg.zoneout},
+        {"--lr", mine->lr, tr->cfg.lr}};
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
+        if (given(argc, argv, reals[i].opt) && reals[i].v != reals[i].stored)
+            return cli_fail(cmd, "%s %g differs from the checkpoint's %g (a resumed run keeps its settings)",
+                            reals[i].opt, reals[i].v, reals[i].stored);
+    return 0;
+}
+
+/* The CSV log: a new file with its header, or appended to when a resumed run continues it.
+ * returns: the file (NULL after a message) */
+static FILE *open_log(const char *log, bool resumed, const trainer *tr, const cli_cmd *cmd) {
+    bool fresh = access(log, F_OK) != 0 || !resumed;
+    FILE *csv = fopen(log, fresh ? "w" : "a");
+    if (!csv) {
+        cli_fail(cmd, "cannot write '%s': %s", log, strerror(errno));
+        return NULL;
+    }
+    if (fresh && task_data(tr->task))
+        fprintf(csv, "epoch,step,seconds,train_loss,train_%s,val_loss,val_%s\n", data_metric_short(task_data(tr->task)),
+                data_metric_short(task_data(tr->task)));
+    else if (fresh)
+        fprintf(csv, "step,loss,seconds\n");
+    return csv;
+}
+
+/* After training: the best epoch's model back (early stopping), the checkpoint, the test metric
+ * (rank 0). returns: the exit status */
+static int save_and_evaluate(trainer *tr, long patience, const char *save, const tg_dist *dist) {
+    char err[1024];
+    bool best_saved = false;
+    if (patience > 0 && trainer_restore_best(tr)) {
+        printf("kept the model of the best epoch, %lld%s%s\n", (long long)tr->best_epoch, save ? ", saved as " : "",
+               save ? save : "");
+        best_saved = save != NULL;
+    }
+    if (save && !best_saved) {
+        if (trainer_save(tr, save, err, sizeof err)) {
+            fprintf(stderr, "tapegrad train: %s\n", err);
+            return TG_EXIT_FAIL;
+        }
+        char op[4096];
+        printf("saved checkpoint %s (optimizer state: %s)\n", save, tg_ckpt_optim_path(save, op, sizeof op));
+    }
+    if (tg_dist_rank(dist) == 0) {
+        task_eval ev;
+        if (task_evaluate(tr->task, tr->model, true, &ev)) {
+            fprintf(stderr, "tapegrad train: evaluation failed: %s\n",
+                    *task_error(tr->task) ? task_error(tr->task) : tg_last_error());
+            return TG_EXIT_FAIL;
+        }
+        print_eval(stdout, tr->task, &ev);
+    }
+    return TG_EXIT_OK;
+}
+
+/* Tasks: the training loss per logged step, read back from the CSV log when there is one (a resumed
+ * run plots its whole history), else from this run's curve. Returns 0 or -1 + err. */
+static int plot_steps(const char *path, const trainer *tr, const char *log, char *err, size_t errlen) {
+    double *xs = NULL, *ys = NULL;
+    int n = log ? read_csv_curve(log, &xs, &ys) : -1;
+    if (n < 0) {
+        n = tr->curve.n;
+        xs = malloc((size_t)(n ? n : 1) * sizeof *xs);
+        ys = malloc((size_t)(n ? n : 1) * sizeof *ys);
+        for (int i = 0; xs && ys && i < n; i++) xs[i] = (double)tr->curve.step[i], ys[i] = tr->curve.loss[i];
+    }
+    char title[256], label[128], ylabel[128];
+    snprintf(title, sizeof title, "tapegrad train: task %s (--seq %ld)", tr->cfg.task, task_seq(tr->task));
+    snprintf(label, sizeof label, "%s, %ld x %ld", tr->cfg.cell, tr->cfg.layers, tr->cfg.hidden);
+    snprintf(ylabel, sizeof ylabel, "training loss (%s)", loss_name(tr->task));
+    plot_series s = {label, xs, ys, n};
+    plot_opts po = {title, "step", ylabel, true, task_loss_baseline(tr->task), task_baseline_desc(tr->task)};
+    int rc = -1;
+    if (!xs || !ys) snprintf(err, errlen, "out of memory");
+    else rc = plot_svg(path, &po, &s, 1, err, errlen);
+    free(xs);
+    free(ys);
+    return rc;
+}
+
 static int train_body(int argc, char **argv, tg_dist *dist) {
     const char *task = NULL, *cell = "lstm", *optim = "adam", *save = NULL, *resume = NULL, *log = NULL, *plot = NULL,
                *text = NULL, *fb = NULL, *dtype = "f32", *init = NULL;
@@ -226,43 +332,9 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
     if (resume) {
         if (access(resume, R_OK) != 0) return cli_fail(&cmd, "cannot read checkpoint '%s': %s", resume, strerror(errno));
         if (trainer_resume(&tr, &cfg, resume, err, sizeof err)) return cli_fail(&cmd, "%s", err);
-        /* options given together with --resume must agree with the checkpoint */
-        char mine[64], theirs[64];
-        struct { const char *opt; bool differ; const char *a, *b; } chk[] = {
-            {"--task", task && strcmp(task, tr.cfg.task), task, tr.cfg.task},
-            {"--cell", given(argc, argv, "--cell") && strcmp(cell, tr.cfg.cell), cell, tr.cfg.cell},
-            {"--optim", given(argc, argv, "--optim") && strcmp(optim, tr.cfg.optim), optim, tr.cfg.optim},
-        };
-        for (size_t i = 0; i < sizeof chk / sizeof chk[0]; i++)
-            if (chk[i].differ) {
-                trainer_free(&tr);
-                return cli_fail(&cmd, "%s %s differs from the checkpoint's %s (a resumed run keeps its settings)",
-                                chk[i].opt, chk[i].a, chk[i].b);
-            }
-        struct { const char *opt; long v, stored; } nums[] = {
-            {"--hidden", hidden, tr.cfg.hidden}, {"--layers", layers, tr.cfg.layers},
-            {"--batch", batch, tr.cfg.batch},    {"--seq", seq, tr.cfg.seq},
-        };
-        for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
-            if (given(argc, argv, nums[i].opt) && nums[i].v != nums[i].stored) {
-                snprintf(mine, sizeof mine, "%ld", nums[i].v);
-                snprintf(theirs, sizeof theirs, "%ld", nums[i].stored);
-                trainer_free(&tr);
-                return cli_fail(&cmd, "%s %s differs from the checkpoint's %s (a resumed run keeps its settings)",
-                                nums[i].opt, mine, theirs);
-            }
-        struct { const char *opt; double v, stored; } reals[] = {
-            {"--dropout", dropout, tr.cfg.dropout}, {"--zoneout", zoneout, tr.cfg.zoneout}};
-        for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
-            if (given(argc, argv, reals[i].opt) && reals[i].v != reals[i].stored) {
-                trainer_free(&tr);
-                return cli_fail(&cmd, "%s %g differs from the checkpoint's %g (a resumed run keeps its settings)",
-                                reals[i].opt, reals[i].v, reals[i].stored);
-            }
-        if (given(argc, argv, "--lr") && lr != tr.cfg.lr) {
+        if (check_resume_agrees(&cfg, &tr, argc, argv, &cmd)) {
             trainer_free(&tr);
-            return cli_fail(&cmd, "--lr %g differs from the checkpoint's %g (a resumed run keeps its settings)", lr,
-                            tr.cfg.lr);
+            return TG_EXIT_USAGE;
         }
         if (steps <= 0 && epochs <= 0) tr.cfg.steps = tr.cfg.steps > tr.step ? tr.cfg.steps : tr.step;
     } else {
@@ -287,17 +359,10 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
 
     FILE *csv = NULL;
     if (log) {
-        bool fresh = access(log, F_OK) != 0 || !resume;
-        csv = fopen(log, fresh ? "w" : "a");
-        if (!csv) {
+        if (!(csv = open_log(log, resume != NULL, &tr, &cmd))) {
             trainer_free(&tr);
-            return cli_fail(&cmd, "cannot write '%s': %s", log, strerror(errno));
+            return TG_EXIT_USAGE;
         }
-        if (fresh && task_data(tr.task))
-            fprintf(csv, "epoch,step,seconds,train_loss,train_%s,val_loss,val_%s\n", data_metric_short(task_data(tr.task)),
-                    data_metric_short(task_data(tr.task)));
-        else if (fresh)
-            fprintf(csv, "step,loss,seconds\n");
         tr.csv = csv;
     }
 
@@ -336,53 +401,12 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         rc = TG_EXIT_FAIL;
     }
     if (csv) fclose(csv);
-    bool best_saved = false;
-    if (rc == TG_EXIT_OK && patience > 0 && trainer_restore_best(&tr)) {
-        printf("kept the model of the best epoch, %lld%s%s\n", (long long)tr.best_epoch, save ? ", saved as " : "",
-               save ? save : "");
-        best_saved = save != NULL;
-    }
-    if (rc == TG_EXIT_OK && save && !best_saved) {
-        if (trainer_save(&tr, save, err, sizeof err)) {
-            fprintf(stderr, "tapegrad train: %s\n", err);
-            rc = TG_EXIT_FAIL;
-        } else {
-            char op[4096];
-            printf("saved checkpoint %s (optimizer state: %s)\n", save, tg_ckpt_optim_path(save, op, sizeof op));
-        }
-    }
-    if (rc == TG_EXIT_OK && tg_dist_rank(dist) == 0) {
-        task_eval ev;
-        if (task_evaluate(tr.task, tr.model, true, &ev)) {
-            fprintf(stderr, "tapegrad train: evaluation failed: %s\n",
-                    *task_error(tr.task) ? task_error(tr.task) : tg_last_error());
-            rc = TG_EXIT_FAIL;
-        } else {
-            print_eval(stdout, tr.task, &ev);
-        }
-    }
-    if (plot && task_data(tr.task)) {
-        if (plot_epochs(plot, &tr, log, err, sizeof err) == 0) printf("wrote %s\n", plot);
+    if (rc == TG_EXIT_OK) rc = save_and_evaluate(&tr, patience, save, dist);
+    if (plot) {
+        int prc = task_data(tr.task) ? plot_epochs(plot, &tr, log, err, sizeof err)
+                                     : plot_steps(plot, &tr, log, err, sizeof err);
+        if (prc == 0) printf("wrote %s\n", plot);
         else { fprintf(stderr, "tapegrad train: %s\n", err); rc = TG_EXIT_FAIL; }
-    } else if (plot) {
-        double *xs = NULL, *ys = NULL;
-        int n = log ? read_csv_curve(log, &xs, &ys) : -1;
-        if (n < 0) {
-            n = tr.curve.n;
-            xs = malloc((size_t)(n ? n : 1) * sizeof *xs);
-            ys = malloc((size_t)(n ? n : 1) * sizeof *ys);
-            for (int i = 0; xs && ys && i < n; i++) xs[i] = (double)tr.curve.step[i], ys[i] = tr.curve.loss[i];
-        }
-        char title[256], label[128], ylabel[128];
-        snprintf(title, sizeof title, "tapegrad train: task %s (--seq %ld)", tr.cfg.task, task_seq(tr.task));
-        snprintf(label, sizeof label, "%s, %ld x %ld", tr.cfg.cell, tr.cfg.layers, tr.cfg.hidden);
-        snprintf(ylabel, sizeof ylabel, "training loss (%s)", loss_name(tr.task));
-        plot_series s = {label, xs, ys, n};
-        plot_opts po = {title, "step", ylabel, true, task_loss_baseline(tr.task), task_baseline_desc(tr.task)};
-        if (xs && ys && plot_svg(plot, &po, &s, 1, err, sizeof err) == 0) printf("wrote %s\n", plot);
-        else { fprintf(stderr, "tapegrad train: %s\n", xs && ys ? err : "out of memory"); rc = TG_EXIT_FAIL; }
-        free(xs);
-        free(ys);
     }
     if (log && rc == TG_EXIT_OK) printf("wrote %s\n", log);
     trainer_free(&tr);
