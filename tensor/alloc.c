@@ -45,3 +45,23 @@ char *tg__realpath(const char *path, const char *site) {
     if (injected(site)) { errno = ENOMEM; return NULL; }
     return realpath(path, NULL);
 }
+
+static _Atomic int64_t g_io_fail_at[TG_IO_OPS] = {-1, -1, -1, -1};
+static _Atomic int64_t g_io_count[TG_IO_OPS];
+static _Atomic int g_io_errno[TG_IO_OPS];
+_Static_assert(TG_IO_OPS == 4, "one initialiser per I/O op");
+
+void tg__io_fail_at(tg_io_op op, int64_t n, int err) {
+    atomic_store(&g_io_fail_at[op], -1);
+    atomic_store(&g_io_count[op], 0);
+    atomic_store(&g_io_errno[op], err);
+    atomic_store(&g_io_fail_at[op], n);
+}
+int64_t tg__io_count(tg_io_op op) { return atomic_load(&g_io_count[op]); }
+bool tg__io_injected(tg_io_op op) {
+    int64_t at = atomic_load_explicit(&g_io_fail_at[op], memory_order_relaxed);
+    if (at < 0) return false;
+    if (atomic_fetch_add(&g_io_count[op], 1) != at) return false;
+    errno = atomic_load(&g_io_errno[op]);
+    return true;
+}

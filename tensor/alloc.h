@@ -46,4 +46,19 @@ void tg__alloc_fail_at(int64_t n, bool persist);
 int64_t tg__alloc_count(void);          /* allocations counted since the last tg__alloc_fail_at */
 int64_t tg__alloc_failures(void);       /* how many were made to fail since then */
 const char *tg__alloc_failed_site(void); /* "file.c:line" of the first one made to fail, or NULL */
+
+/* ---- I/O failures (the save path of tensor/safetensors.c) ---------------------------------------
+ * tg__io_fail_at(op, n, err): the n-th (from 0) call of op from now fails with errno err, as if the
+ * disk were full or broken; n < 0 turns it off. tg__io_injected(op) is what the save path asks before
+ * each such call: true (errno set) means "fail this one". tg__io_count(op): calls of op counted since. */
+typedef enum tg_io_op {
+    TG_IO_WRITE,  /* a block written to the temporary: the header, each tensor's data */
+    TG_IO_FSYNC,  /* the temporary's fsync */
+    TG_IO_CLOSE,  /* its close */
+    TG_IO_RENAME, /* the rename over the file */
+    TG_IO_OPS
+} tg_io_op;
+void tg__io_fail_at(tg_io_op op, int64_t n, int err);
+bool tg__io_injected(tg_io_op op);
+int64_t tg__io_count(tg_io_op op);
 #endif

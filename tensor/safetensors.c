@@ -1038,8 +1038,8 @@ static bool write_data(FILE *fp, const tg_tensor *t) {
 static bool write_all(const st_ctx *c, FILE *fp, const st_buf *hb, int n, tg_tensor *const *tensors) {
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hb->len >> (8 * i));
-    bool ok = fwrite(len8, 1, 8, fp) == 8 && fwrite(hb->p, 1, hb->len, fp) == hb->len;
-    for (int i = 0; ok && i < n; i++) ok = write_data(fp, tensors[i]);
+    bool ok = !tg__io_injected(TG_IO_WRITE) && fwrite(len8, 1, 8, fp) == 8 && fwrite(hb->p, 1, hb->len, fp) == hb->len;
+    for (int i = 0; ok && i < n; i++) ok = !tg__io_injected(TG_IO_WRITE) && write_data(fp, tensors[i]);
     ok = ok && fflush(fp) == 0;
     if (!ok) st_fail(c, "write failed: %s", strerror(errno));
     return ok;
@@ -1243,11 +1243,12 @@ int tg_st_save(const char *path, int n, const char *const *names, tg_tensor *con
     if (!fp) { st_fail(&c, "cannot open the temporary file: %s", strerror(errno)); goto done; }
     fd = -1; /* owned by fp now */
     if (!write_all(&c, fp, &hb, n, tensors)) goto done;
-    if (fsync(fileno(fp)) != 0) { st_fail(&c, "fsync failed: %s", strerror(errno)); goto done; }
+    if (tg__io_injected(TG_IO_FSYNC) || fsync(fileno(fp)) != 0) { st_fail(&c, "fsync failed: %s", strerror(errno)); goto done; }
     int close_rc = fclose(fp);
     fp = NULL;
+    if (close_rc == 0 && tg__io_injected(TG_IO_CLOSE)) close_rc = -1; /* closed, but reports a failure */
     if (close_rc != 0) { st_fail(&c, "close failed: %s", strerror(errno)); goto done; }
-    if (rename(tmp, path) != 0) { st_fail(&c, "cannot rename the temporary file into place: %s", strerror(errno)); goto done; }
+    if (tg__io_injected(TG_IO_RENAME) || rename(tmp, path) != 0) { st_fail(&c, "cannot rename the temporary file into place: %s", strerror(errno)); goto done; }
     created = false; /* renamed: nothing to unlink */
     sync_parent_dir(path);
     rc = 0;

@@ -13,6 +13,7 @@
  * `sort -u FILE | wc -l` counts the sites the whole suite covered (README, Reliability). */
 #include <criterion/criterion.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,5 +329,75 @@ TH_TEST(allocfail, data_readers, th_live_check) {
         {FIX "images-idx3-ubyte.gz", FIX "labels-idx1-ubyte.gz", {0}},
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) sweep(strrchr(cases[k].path, '/') + 1, data_load, &cases[k], NULL);
+    th_dir_remove();
+}
+
+/* ---- injected I/O failures during a checkpoint save (issue 16.4) -------------------------------- */
+
+static int temporaries_in(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c '\\.tmp\\.' || true", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1) n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+/* Each write (header, every tensor's data), the fsync, the close and the rename of both files of a
+ * checkpoint pair made to fail in turn, with ENOSPC / EIO: the save reports the failing call, the
+ * previous pair loads whole (model, optimizer state, step), no temporary is left behind. */
+TH_TEST(iofail, failed_writes_fsyncs_closes_renames_keep_the_previous_checkpoint, th_live_check) {
+    static const struct { tg_io_op op; const char *name, *msg; int err; } ops[] = {
+        {TG_IO_WRITE, "write", "write failed: No space left on device", ENOSPC},
+        {TG_IO_FSYNC, "fsync", "fsync failed: Input/output error", EIO},
+        {TG_IO_CLOSE, "close", "close failed: Input/output error", EIO},
+        {TG_IO_RENAME, "rename", "cannot rename the temporary file into place: Input/output error", EIO},
+    };
+    _Static_assert(sizeof ops / sizeof *ops == TG_IO_OPS, "every I/O op is tested");
+    th_record_errors();
+    th_dir_make();
+    ckpt_case c;
+    snprintf(c.path, sizeof c.path, "%s", th_path_in("io.safetensors"));
+    tg_optim *old_opt;
+    tg_model *old = ckpt_model(1, &old_opt);
+    char err[512];
+    cr_assert_eq(tg_ckpt_save(c.path, old, old_opt, 1, NULL, 0, NULL, err, sizeof err), 0, "%s", err);
+    double ref = 0;
+    cr_assert_eq(ckpt_load(&c, &ref, err, sizeof err), 0, "%s", err);
+    c.m = ckpt_model(2, &c.opt);
+    int total = 0;
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
+        tg__io_fail_at(ops[k].op, INT64_MAX, 0); /* count the calls of one save of the pair */
+        cr_assert_eq(tg_ckpt_save(th_path_in("count.safetensors"), c.m, c.opt, 3, NULL, 0, NULL, err, sizeof err), 0, "%s", err);
+        int64_t calls = tg__io_count(ops[k].op);
+        tg__io_fail_at(ops[k].op, -1, 0);
+        cr_assert_geq(calls, 2, "%s: %lld calls in a save of two files", ops[k].name, (long long)calls);
+        for (int64_t n = 0; n < calls; n++, total++) {
+            err[0] = 0;
+            tg__io_fail_at(ops[k].op, n, ops[k].err);
+            int rc = tg_ckpt_save(c.path, c.m, c.opt, 3, NULL, 0, NULL, err, sizeof err);
+            tg__io_fail_at(ops[k].op, -1, 0);
+            cr_assert_eq(rc, -1, "%s %lld failed: the save reported success", ops[k].name, (long long)n);
+            cr_assert(strstr(err, ops[k].msg), "%s %lld failed: message '%s' does not say '%s'", ops[k].name,
+                      (long long)n, err, ops[k].msg);
+            double got = 0;
+            cr_assert_eq(ckpt_load(&c, &got, err, sizeof err), 0, "%s %lld failed: the previous checkpoint does not "
+                         "load: %s", ops[k].name, (long long)n, err);
+            cr_assert(got == ref, "%s %lld failed: what loads is not the previous checkpoint", ops[k].name, (long long)n);
+            cr_assert_eq(temporaries_in(th_dir()), 0, "%s %lld failed: a temporary was left", ops[k].name, (long long)n);
+        }
+    }
+    cr_assert_eq(tg_ckpt_save(c.path, c.m, c.opt, 3, NULL, 0, NULL, err, sizeof err), 0, "%s", err);
+    double now = 0;
+    cr_assert_eq(ckpt_load(&c, &now, err, sizeof err), 0, "%s", err);
+    cr_assert(now != ref, "the new checkpoint loads after the failures");
+    fprintf(stderr, "iofail: %d injected write/fsync/close/rename failures, previous checkpoint kept each time\n", total);
+    tg_optim_free(old_opt);
+    tg_model_free(old);
+    tg_optim_free(c.opt);
+    tg_model_free(c.m);
     th_dir_remove();
 }
