@@ -321,15 +321,19 @@ Test(dist, two_rank_refusals_name_the_problem, .timeout = 240) {
     th_run_free(&b);
 }
 
+/* ranks 0: the worker started directly (MPI's singleton start, one rank, no mpirun), so that CI's
+ * valgrind stage traces the single-rank path of the library (scripts/valgrind-tests.sh) */
 static void run_worker(int ranks) {
     need_mpi();
 #ifdef TG_DIST_WORKER
     char np[8];
     snprintf(np, sizeof np, "%d", ranks);
     char *argv[] = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", np, TG_DIST_WORKER, NULL};
-    th_run_result r = run_argv(argv);
+    char *alone[] = {TG_DIST_WORKER, "--singleton", NULL};
+    th_run_result r = run_argv(ranks ? argv : alone);
     cr_assert_eq(r.status, 0, "dist_worker on %d ranks:\n%s%s", ranks, r.out, r.err);
     cr_assert(strstr(r.out, "0 on all ranks"), "%s", r.out);
+    if (!ranks) cr_assert(strstr(r.out, "dist_worker rank 0/1: "), "not a world of one rank: %s", r.out);
     th_run_free(&r);
 #else
     (void)ranks;
@@ -338,6 +342,7 @@ static void run_worker(int ranks) {
 }
 Test(dist, library_collectives_on_2_ranks, .timeout = 120) { run_worker(2); }
 Test(dist, library_collectives_on_3_ranks, .timeout = 120) { run_worker(3); }
+Test(dist, library_collectives_on_1_rank_without_mpirun, .timeout = 120) { run_worker(0); }
 
 /* ---- without MPI (this process) ------------------------------------------------------------------- */
 
