@@ -21,6 +21,8 @@
 
 #include "helpers.h"
 #include "tools/tasks.h"
+#include "tools/datatask.h"
+#include "tools/trainer.h"
 
 TestSuite(cli, .init = th_dir_make, .fini = th_dir_remove);
 
@@ -524,4 +526,58 @@ Test(cli, typed_cell_errors) {
     fputs("gates a\nh' = tanh(x.a + q)\n", f);
     fclose(f);
     th_expect_usage_error("compare --task adding --cells lstm,@bad.cell", "bad.cell:2:17: unknown name 'q'", NULL);
+}
+
+/* ---- trainer_resume (tools/trainer.c, compiled in): each resumed trainer owns its settings --------- */
+
+static void write_wave_csv(const char *name, double freq) {
+    FILE *f = fopen(th_path_in(name), "w");
+    cr_assert(f);
+    fputs("time,value\n", f);
+    for (int t = 0; t < 300; t++) fprintf(f, "%d,%.6f\n", t, sin(freq * t));
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* The strings of a resumed run's settings (task, optimizer, cell, a data task's files) are the
+ * trainer's own: resuming another checkpoint in the same process leaves the first trainer's alone. */
+Test(cli, resumed_trainers_keep_their_own_settings) {
+    write_wave_csv("a.csv", 0.3);
+    write_wave_csv("b.csv", 0.2);
+    char a_csv[512], b_csv[512], path[3][512];
+    snprintf(a_csv, sizeof a_csv, "%s", th_path_in("a.csv"));
+    snprintf(b_csv, sizeof b_csv, "%s", th_path_in("b.csv"));
+    const char *names[3] = {"a.safetensors", "b.safetensors", "c.safetensors"};
+    for (int i = 0; i < 3; i++) snprintf(path[i], sizeof path[i], "%s", th_path_in(names[i]));
+    th_run_result r = th_run("train --data %s --features value --target next --seq 8 --val 0.2 --hidden 4 --epochs 1 "
+                             "--cell gru --save a.safetensors --quiet", a_csv);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    th_run_free(&r);
+    r = th_run("train --data %s --features value --target next --seq 6 --val 0.25 --hidden 5 --epochs 1 --optim sgd "
+               "--save b.safetensors --quiet", b_csv);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    th_run_free(&r);
+    r = th_run("train --task adding --seq 10 --hidden 4 --steps 2 --optim rmsprop --cell rnn_tanh --save c.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    th_run_free(&r);
+    trainer tr[3];
+    train_config user = {0};
+    char err[512];
+    for (int i = 0; i < 3; i++) cr_assert_eq(trainer_resume(&tr[i], &user, path[i], err, sizeof err), 0, "%s: %s", path[i], err);
+    const char *task[3] = {"data", "data", "adding"}, *optim[3] = {"adam", "sgd", "rmsprop"},
+               *cell[3] = {"gru", "lstm", "rnn_tanh"}, *data[3] = {a_csv, b_csv, NULL};
+    for (int i = 0; i < 3; i++) {
+        cr_expect_str_eq(tr[i].cfg.task, task[i], "%s", names[i]);
+        cr_expect_str_eq(tr[i].cfg.optim, optim[i], "%s", names[i]);
+        cr_expect_str_eq(tr[i].cfg.cell, cell[i], "%s", names[i]);
+        if (data[i]) {
+            cr_assert_not_null(tr[i].cfg.data, "%s", names[i]);
+            cr_expect_str_eq(tr[i].cfg.data->path, data[i], "%s", names[i]);
+            cr_expect_str_eq(tr[i].cfg.data->target, "next", "%s", names[i]);
+        } else {
+            cr_expect_null(tr[i].cfg.data, "%s", names[i]);
+        }
+    }
+    cr_expect_eq(tr[0].cfg.data->val, 0.2);
+    cr_expect_eq(tr[1].cfg.data->val, 0.25);
+    for (int i = 0; i < 3; i++) trainer_free(&tr[i]);
 }

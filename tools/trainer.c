@@ -195,6 +195,8 @@ static int epochs_push(epoch_curve *c, int64_t epoch, double tl, double tm, doub
     return 0;
 }
 
+static void resume_strings_free(resume_strings *rs);
+
 static void best_free(trainer *tr) {
     if (!tr->best_params) return;
     for (int i = 0; i < tg_params_count(tr->model->params); i++) free(tr->best_params[i]);
@@ -211,6 +213,7 @@ void trainer_free(trainer *tr) {
     tg_model_free(tr->model);
     task_free(tr->task);
     curve_free(&tr->curve);
+    resume_strings_free(tr->resumed);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -480,6 +483,18 @@ int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) 
     return rc;
 }
 
+/* The strings a resumed run's train_config points at (read from the checkpoint), owned by its trainer. */
+enum { RS_TASK, RS_OPTIM, RS_TEXT, RS_CELL, RS_DATA, N_DATA_KEYS = 12, RS_COUNT = RS_DATA + N_DATA_KEYS };
+struct resume_strings {
+    char *s[RS_COUNT]; /* task, optim, text ("" for none), cell, then a data task's files, columns, statistics */
+    data_opts dopt;    /* a data task's options, over s[RS_DATA..] */
+};
+
+static void resume_strings_free(resume_strings *rs) {
+    for (int k = 0; rs && k < RS_COUNT; k++) free(rs->s[k]);
+    free(rs);
+}
+
 int trainer_resume(trainer *tr, const train_config *user, const char *path, char *err, size_t errlen) {
     memset(tr, 0, sizeof *tr);
     tg_st_file *f = NULL;
@@ -494,16 +509,36 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
         tg_st_free(f);
         return -1;
     }
-    /* strings must outlive f: keep static copies */
-    static char task_s[64], optim_s[32], text_s[4096], cell_s[48];
-    snprintf(task_s, sizeof task_s, "%s", task);
-    snprintf(optim_s, sizeof optim_s, "%s", optim);
-    snprintf(text_s, sizeof text_s, "%s", text ? text : "");
-    snprintf(cell_s, sizeof cell_s, "%s", m->cfg.cell);
-    cfg.task = task_s;
-    cfg.optim = optim_s;
-    cfg.text = text_s[0] ? text_s : NULL;
-    cfg.cell = cell_s;
+    /* the strings must outlive f: copies owned by the trainer (tr->resumed, freed by trainer_free) */
+    resume_strings *rs = calloc(1, sizeof *rs);
+    const char *dk[N_DATA_KEYS] = {"target", "data", "labels", "test_data", "test_labels", "seq_column",
+                                   "label_column", "feature_columns", "norm", "ynorm", "val", "window"};
+    bool data = strcmp(task, "data") == 0;
+    for (int k = 0; data && rs && k < N_DATA_KEYS; k++)
+        if (!tg_st_meta(f, dk[k])) {
+            snprintf(err, errlen, "%s: the checkpoint's data description ('%s') is missing", path, dk[k]);
+            resume_strings_free(rs);
+            tg_model_free(m);
+            tg_st_free(f);
+            return -1;
+        }
+    const char *from[RS_COUNT] = {task, optim, text ? text : "", m->cfg.cell};
+    for (int k = 0; data && k < N_DATA_KEYS; k++) from[RS_DATA + k] = tg_st_meta(f, dk[k]);
+    for (int k = 0; rs && k < RS_COUNT; k++)
+        if (from[k] && !(rs->s[k] = strdup(from[k]))) {
+            resume_strings_free(rs);
+            rs = NULL;
+        }
+    if (!rs) {
+        snprintf(err, errlen, "out of memory");
+        tg_model_free(m);
+        tg_st_free(f);
+        return -1;
+    }
+    cfg.task = rs->s[RS_TASK];
+    cfg.optim = rs->s[RS_OPTIM];
+    cfg.text = rs->s[RS_TEXT][0] ? rs->s[RS_TEXT] : NULL;
+    cfg.cell = rs->s[RS_CELL];
     cfg.hidden = (long)m->cfg.hidden_size;
     cfg.layers = m->cfg.layers;
     cfg.dtype = m->cfg.dtype;
@@ -518,36 +553,28 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
     if ((v = tg_st_meta(f, "seed"))) cfg.seed = atol(v);
     int64_t log_every = (v = tg_st_meta(f, "log_every")) ? atoll(v) : 0;
     /* data tasks: the files, columns and statistics the checkpoint was trained with */
-    static char dstr[12][4096];
-    static data_opts dopt;
-    if (strcmp(task_s, "data") == 0) {
-        const char *dk[12] = {"target", "data", "labels", "test_data", "test_labels", "seq_column", "label_column",
-                              "feature_columns", "norm", "ynorm", "val", "window"};
-        for (int k = 0; k < 12; k++) {
-            const char *mv = tg_st_meta(f, dk[k]);
-            if (!mv || strlen(mv) >= sizeof dstr[k]) {
-                snprintf(err, errlen, "%s: the checkpoint's data description ('%s') is missing or too long", path, dk[k]);
-                tg_model_free(m);
-                tg_st_free(f);
-                return -1;
-            }
-            snprintf(dstr[k], sizeof dstr[k], "%s", mv);
-        }
+    if (data) {
+        char **d = rs->s + RS_DATA;
         const char *hz = tg_st_meta(f, "horizon"), *ns = tg_st_meta(f, "idx_no_scale"), *pa = tg_st_meta(f, "patience"),
                    *nc = tg_st_meta(f, "classes");
-        dopt = (data_opts){.target = dstr[0], .path = dstr[1], .labels = dstr[2][0] ? dstr[2] : NULL,
-                           .test_path = dstr[3][0] ? dstr[3] : NULL, .test_labels = dstr[4][0] ? dstr[4] : NULL,
-                           .seq_column = dstr[5][0] ? dstr[5] : NULL, .label_column = dstr[6][0] ? dstr[6] : NULL,
-                           .feature_columns = dstr[7][0] ? dstr[7] : NULL, .norm = dstr[8][0] ? dstr[8] : NULL,
-                           .ynorm = dstr[9][0] ? dstr[9] : NULL, .val = strtod(dstr[10], NULL),
-                           .window = atol(dstr[11]), .horizon = hz ? atol(hz) : 1,
-                           .idx_no_scale = ns && strcmp(ns, "1") == 0, .seed = (uint64_t)cfg.seed,
-                           .classes = nc ? atoll(nc) : 0,
-                           .dtype = m->cfg.dtype};
-        cfg.data = &dopt;
+        rs->dopt = (data_opts){.target = d[0], .path = d[1], .labels = d[2][0] ? d[2] : NULL,
+                               .test_path = d[3][0] ? d[3] : NULL, .test_labels = d[4][0] ? d[4] : NULL,
+                               .seq_column = d[5][0] ? d[5] : NULL, .label_column = d[6][0] ? d[6] : NULL,
+                               .feature_columns = d[7][0] ? d[7] : NULL, .norm = d[8][0] ? d[8] : NULL,
+                               .ynorm = d[9][0] ? d[9] : NULL, .val = strtod(d[10], NULL),
+                               .window = atol(d[11]), .horizon = hz ? atol(hz) : 1,
+                               .idx_no_scale = ns && strcmp(ns, "1") == 0, .seed = (uint64_t)cfg.seed,
+                               .classes = nc ? atoll(nc) : 0,
+                               .dtype = m->cfg.dtype};
+        cfg.data = &rs->dopt;
         if (pa && !user->patience) cfg.patience = atol(pa);
     }
-    if (trainer_init(tr, &cfg, m, err, errlen)) { tg_st_free(f); return -1; }
+    if (trainer_init(tr, &cfg, m, err, errlen)) {
+        resume_strings_free(rs);
+        tg_st_free(f);
+        return -1;
+    }
+    tr->resumed = rs;
     if (task_data(tr->task)) {
         const char *acc = tg_st_meta(f, "epoch_acc"), *early = tg_st_meta(f, "early");
         long long be = 0, bad = 0;

@@ -67,8 +67,11 @@ typedef struct epoch_curve {
     int n, cap;
 } epoch_curve;
 
+typedef struct resume_strings resume_strings;
+
 typedef struct trainer {
     train_config cfg;
+    resume_strings *resumed; /* owned (trainer_resume): what cfg's strings point at; NULL otherwise */
     task *task;              /* owned */
     tg_model *model;            /* owned */
     tg_optim *opt;           /* owned */
