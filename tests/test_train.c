@@ -6,7 +6,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <tapegrad/tapegrad.h>
@@ -705,4 +707,67 @@ Test(train_pair, the_pairing_id_is_in_both_files_and_required) {
     cr_expect(strstr(err, "'pair_id' is the checkpoint's own") != NULL, "%s", err);
     tg_optim_free(ob);
     tg_model_free(run);
+}
+
+/* A process that trains and saves pair after pair into p_a, killed with SIGKILL at 60 random moments:
+ * each time the checkpoint then loads as one whole pair: the optimizer's step count of every
+ * parameter is the model file's step (an independent check: the optimizer file of another save has
+ * another count). Some kills land between the two renames (the model file and the optimizer file
+ * then differ, and .prev is what loads): the test requires at least one. */
+Test(train_pair, killed_saves_always_leave_one_whole_pair, .timeout = 120) {
+    enum { KILLS = 60 };
+    int between = 0;
+    tg_rng pick;
+    tg_rng_seed(&pick, 11);
+    for (int k = 0; k < KILLS; k++) {
+        int fd[2];
+        cr_assert_eq(pipe(fd), 0);
+        pid_t pid = fork();
+        cr_assert_neq(pid, -1);
+        if (pid == 0) {
+            close(fd[0]);
+            char err[512];
+            tg_model *m = tg_model_new(&mcfg, 3, err, sizeof err);
+            tg_optim *o = m ? m_adam(m) : NULL;
+            tg_rng r;
+            tg_rng_seed(&r, 5 + (uint64_t)k);
+            for (int64_t s = 0; o;) {
+                m_train(m, o, &r, &s, s + 1);
+                if (tg_ckpt_save(p_a, m, o, s, &r, 0, NULL, err, sizeof err)) _exit(3);
+                if (s == 1 && write(fd[1], "s", 1) != 1) _exit(4); /* one whole pair is on disk */
+            }
+            _exit(2);
+        }
+        close(fd[1]);
+        char c;
+        cr_assert_eq(read(fd[0], &c, 1), 1, "the saving process died before its first save");
+        close(fd[0]);
+        usleep((useconds_t)(tg_rng_uniform(&pick) * 20000));
+        kill(pid, SIGKILL);
+        int status;
+        waitpid(pid, &status, 0);
+        cr_assert(WIFSIGNALED(status), "the saving process ended by itself (status %d)", status);
+
+        char opa[256];
+        tg_st_file *fm = tg_st_load(p_a), *fo = tg_st_load(p_opt(p_a, opa, sizeof opa));
+        cr_assert(fm && fo, "kill %d: %s", k, tg_last_error());
+        between += strcmp(tg_st_meta(fm, "pair_id"), tg_st_meta(fo, "pair_id")) != 0;
+        tg_st_free(fm);
+        tg_st_free(fo);
+        tg_model *m;
+        tg_optim *o;
+        int64_t step = -1;
+        tg_rng r;
+        char err[1024];
+        cr_assert_eq(p_load(p_a, &m, &o, &step, &r, err, sizeof err), 0, "kill %d: %s", k, err);
+        cr_assert_geq(step, 1);
+        for (int i = 0; i < tg_params_count(m->params); i++)
+            cr_assert_eq(tg_optim_step_count(o, tg_params_at(m->params, i)), step,
+                         "kill %d: the optimizer state of %s is of another step than the model file's %lld", k,
+                         tg_params_name_at(m->params, i), (long long)step);
+        tg_optim_free(o);
+        tg_model_free(m);
+    }
+    cr_log_info("%d kills, %d between the two renames", KILLS, between);
+    cr_expect_gt(between, 0, "no kill landed between the two renames: the test did not test that window");
 }
