@@ -12,7 +12,7 @@ ninja -C $dir >/dev/null
 logs=$(mktemp -d)
 suites=("$@")
 if [ ${#suites[@]} -eq 0 ]; then
-  suites=(tensor tape ops safetensors compare nn zoo manual optim loss sched conformance data cell_lang dist stream proj
+  suites=(tensor tape ops safetensors compare nn zoo manual optim loss sched conformance data cell_lang dist stream proj init
           data_cli
           tensor_basics autograd_basics rnn_forward lstm_forward_backward autograd_vs_manual custom_cell
           next_number classify_sequences train_loop binary_addition your_lstm_backward own_data)   # examples (char_rnn: ~3 min here)
