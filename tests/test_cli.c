@@ -424,6 +424,35 @@ Test(cli, bench_manual_json) {
     bench_case("--cell lstm --I 8 --H 16 --B 4 --T 10 --steps 3 --impl manual");
 }
 
+/* --mode infer: streaming latency at B = 1 and tokens/s at --B, one JSON object with its own fields */
+static void bench_infer_case(const char *args) {
+    th_run_result r = th_run("bench --mode infer %s", args);
+    cr_assert_eq(r.status, 0, "bench --mode infer %s: %s", args, r.err);
+    size_t n = strlen(r.out);
+    cr_assert(n > 2 && r.out[n - 1] == '\n');
+    r.out[n - 1] = 0;
+    const char *last = strrchr(r.out, '\n');
+    last = last ? last + 1 : r.out;
+    cr_expect(json_flat_object(last) >= 18, "bench --mode infer %s: last line is not a JSON object: %s", args, last);
+    double us = json_number(last, "latency_us_b1"), us_min = json_number(last, "latency_min_us_b1");
+    double block = json_number(last, "block_ms"), tokens = json_number(last, "tokens_per_s");
+    double B = json_number(last, "B"), T = json_number(last, "T"), y = json_number(last, "check");
+    cr_expect(us_min > 0 && us_min <= us, "latency min %g median %g", us_min, us);
+    cr_expect(fabs(tokens - B * T / (block * 1e-3)) <= 1e-3 * tokens, "tokens/s %g vs B*T/block %g", tokens, B * T / (block * 1e-3));
+    cr_expect(json_number(last, "gflops") > 0 && json_number(last, "gflops_b1") > 0, "%s", last);
+    cr_expect(isfinite(y) && fabs(y) < 1, "h after the B=1 steps: %g", y);
+    cr_expect(strstr(r.out, "tg_rnn_stream") && strstr(last, "\"mode\": \"infer\""), "%s", r.out);
+    th_run_free(&r);
+}
+
+Test(cli, bench_infer_json) {
+    bench_infer_case("--cell lstm --I 8 --H 16 --B 4 --T 10 --steps 5 --warmup 1");
+    bench_infer_case("--cell gru --I 8 --H 16 --B 3 --T 7 --steps 4 --dtype f64");
+    bench_infer_case("--cell @" TG_SOURCE_DIR "/docs/cells/janet.cell --I 8 --H 16 --B 2 --T 5 --steps 3");
+    th_expect_usage_error("bench --mode fast", "--mode must be train or infer, not 'fast'", NULL);
+    th_expect_usage_error("bench --mode infer --impl manual", "--mode infer streams the cell's own step", NULL);
+}
+
 /* ---- compare --------------------------------------------------------------------------------------- */
 
 Test(cli, compare_writes_svg_and_csv) {

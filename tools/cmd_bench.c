@@ -7,7 +7,13 @@
  *
  * GFLOP/s counts the matrix products only: forward x·W_ihᵀ and h·W_hhᵀ (2·B·(I+H)·G·H per step), and
  * backward twice that (the gradients of the inputs and of the weights): 3·T·2·B·(I+H)·G·H per training
- * step, divided by the median step time. The last line printed is one JSON object. */
+ * step, divided by the median step time. The last line printed is one JSON object.
+ *
+ * --mode infer times streaming inference instead (tg_rnn_stream, <tapegrad/stream.h>: one time step
+ * at a time, state carried, no tape, no head): the latency of one step at B = 1 (median over every
+ * timed step) and the throughput at B = --B (tokens/s = B·T / the median time of T steps). Its
+ * GFLOP/s counts the step's two products, 2·B·(I+H)·G·H per step. bench/pytorch_infer.py does the
+ * same with torch.nn.LSTM / GRU under torch.no_grad(); bench/infer_ab.py interleaves the two. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,8 +96,78 @@ static int step_manual(bench_ctx *c) {
     return s;
 }
 
+static double median_of(double *v, long n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* --mode infer: per-step latency of a one-row stream, then T-step blocks of a B-row stream. */
+static int bench_infer(const char *cell, const tg_cell *tc, tg_dtype dt, long I, long H, long B, long T, long threads,
+                       long steps, long warmup, uint64_t seed) {
+    tg_rng rng;
+    tg_rng_seed(&rng, seed);
+    tg_rnn_config rc = {.input_size = I, .hidden_size = H, .num_layers = 1, .dtype = dt};
+    tg_rnn *rnn = tg_rnn_new(tc, &rc, &rng);
+    tg_tensor *x1 = tg_rand_normal(&rng, dt, TG_SHAPE(1, I), 0, 1), *xb = tg_rand_normal(&rng, dt, TG_SHAPE(B, I), 0, 1);
+    tg_rnn_stream *s1 = rnn ? tg_rnn_stream_new(rnn, NULL, 1) : NULL, *sb = rnn ? tg_rnn_stream_new(rnn, NULL, B) : NULL;
+    long n1 = steps * T; /* single steps timed at B = 1 */
+    double *lat = malloc((size_t)n1 * sizeof *lat), *blk = malloc((size_t)steps * sizeof *blk);
+    int rc_exit = TG_EXIT_OK;
+    if (!rnn || !x1 || !xb || !s1 || !sb || !lat || !blk) {
+        fprintf(stderr, "tapegrad bench: setup failed: %s\n", tg_error_pending() ? tg_last_error() : "out of memory");
+        rc_exit = TG_EXIT_FAIL;
+        goto done;
+    }
+    double check = 0;
+    for (long i = 0; i < warmup * T + n1; i++) {
+        double t0 = cli_now();
+        const tg_tensor *y = tg_rnn_stream_step(s1, x1);
+        double t1 = cli_now();
+        if (!y) goto failed;
+        if (i >= warmup * T) lat[i - warmup * T] = 1e6 * (t1 - t0);
+        check = tg_get(y, 0);
+    }
+    for (long i = 0; i < warmup + steps; i++) {
+        double t0 = cli_now();
+        for (long t = 0; t < T; t++)
+            if (!tg_rnn_stream_step(sb, xb)) goto failed;
+        double t1 = cli_now();
+        if (i >= warmup) blk[i - warmup] = t1 - t0;
+        if (tg_rnn_stream_reset(sb)) goto failed;
+    }
+    double us = median_of(lat, n1), block = median_of(blk, steps), G = tc->gates;
+    double flops1 = 2.0 * (double)(I + H) * G * (double)H, flopsb = flops1 * (double)B * (double)T;
+    double gf1 = flops1 / (us * 1e-6) / 1e9, gfb = flopsb / block / 1e9, tokens = (double)B * (double)T / block;
+    printf("tapegrad bench --mode infer: %s  I=%ld H=%ld  %s  %ld thread%s  kernels %s\n", cell, I, H, tg_dtype_name(dt),
+           threads, threads == 1 ? "" : "s", tg_kernel_target());
+    printf("  tg_rnn_stream: one time step at a time, state carried, no tape (products 2*B*(I+H)*G*H per step)\n");
+    printf("  B=1:  median %.2f us per step (min %.2f, over %ld steps)   %.0f steps/s   %.2f GFLOP/s\n", us, lat[0], n1,
+           1e6 / us, gf1);
+    printf("  B=%ld: median %.3f ms per %ld steps (min %.3f, over %ld blocks)   %.0f tokens/s   %.2f GFLOP/s\n", B,
+           1e3 * block, T, 1e3 * blk[0], steps, tokens, gfb);
+    printf("{\"mode\": \"infer\", \"cell\": \"%s\", \"dtype\": \"%s\", \"I\": %ld, \"H\": %ld, \"B\": %ld, \"T\": %ld, "
+           "\"threads\": %ld, \"steps\": %ld, \"warmup\": %ld, \"latency_us_b1\": %.6g, \"latency_min_us_b1\": %.6g, "
+           "\"gflops_b1\": %.4f, \"block_ms\": %.6g, \"tokens_per_s\": %.1f, \"gflops\": %.4f, \"peak_rss_mb\": %.2f, "
+           "\"check\": %.6g, \"kernels\": \"%s\"}\n",
+           cell, tg_dtype_name(dt), I, H, B, T, threads, steps, warmup, us, lat[0], gf1, 1e3 * block, tokens, gfb,
+           peak_rss_mb(), check, tg_kernel_target());
+    goto done;
+failed:
+    fprintf(stderr, "tapegrad bench: streaming step failed: %s\n", tg_last_error());
+    rc_exit = TG_EXIT_FAIL;
+done:
+    free(lat);
+    free(blk);
+    tg_rnn_stream_free(s1);
+    tg_rnn_stream_free(sb);
+    tg_release(x1);
+    tg_release(xb);
+    tg_rnn_free(rnn);
+    return rc_exit;
+}
+
 int cmd_bench(int argc, char **argv) {
-    const char *cell = "lstm", *impl = "tape", *dtype = "f32";
+    const char *cell = "lstm", *impl = "tape", *dtype = "f32", *mode = "train";
     long I = 64, H = 128, B = 32, T = 50, threads = 1, steps = 10, warmup = 2, seed = 1;
     const cli_opt opts[] = {
         {"--cell", CLI_STR, &cell, 0, 0, "lstm | gru | rnn_tanh | any registered cell (tape only)"},
@@ -105,16 +181,21 @@ int cmd_bench(int argc, char **argv) {
         {"--impl", CLI_STR, &impl, 0, 0, "tape (generic runner + tape) | manual (hand-derived BPTT)"},
         {"--dtype", CLI_STR, &dtype, 0, 0, "f32 | f64"},
         {"--seed", CLI_INT, &seed, 0, 2147483647, "seed of weights, input and target"},
+        {"--mode", CLI_STR, &mode, 0, 0, "train (one training step) | infer (streaming: latency at B=1, tokens/s at --B)"},
     };
-    const cli_cmd cmd = {"bench", "[--cell C --I N --H N --B N --T N --threads N --steps N --impl tape|manual]",
+    const cli_cmd cmd = {"bench", "[--cell C --I N --H N --B N --T N --threads N --steps N --impl tape|manual --mode train|infer]",
                          "Times one training step of a one-layer recurrent network: forward over T steps, MSE\n"
                          "against a fixed random target on every output, BPTT, Adam. Prints a summary and, as\n"
                          "its last line, one JSON object (median/min/max ms, GFLOP/s of the matrix products\n"
-                         "3*T*2*B*(I+H)*G*H per step, peak RSS, tape bytes per step).",
+                         "3*T*2*B*(I+H)*G*H per step, peak RSS, tape bytes per step).\n"
+                         "--mode infer times streaming inference (tg_rnn_stream, no tape): the latency of one\n"
+                         "step at B=1 over steps*T steps, and tokens/s at B=--B over blocks of T steps.",
                          opts, (int)(sizeof opts / sizeof opts[0]), false};
     int p = cli_parse(&cmd, argc, argv);
     if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
-    bool manual = strcmp(impl, "manual") == 0;
+    bool manual = strcmp(impl, "manual") == 0, infer = strcmp(mode, "infer") == 0;
+    if (!infer && strcmp(mode, "train")) return cli_fail(&cmd, "--mode must be train or infer, not '%s'", mode);
+    if (infer && manual) return cli_fail(&cmd, "--mode infer streams the cell's own step: leave out --impl manual");
     if (!manual && strcmp(impl, "tape")) return cli_fail(&cmd, "--impl must be tape or manual, not '%s'", impl);
     if (strcmp(dtype, "f32") && strcmp(dtype, "f64")) return cli_fail(&cmd, "--dtype must be f32 or f64, not '%s'", dtype);
     cli_record_errors();
@@ -125,6 +206,8 @@ int cmd_bench(int argc, char **argv) {
         return cli_fail(&cmd, "--impl manual exists for rnn_tanh, rnn_relu, lstm, gru and gru_reset_before only, not '%s'", cell);
     tg_dtype dt = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32;
     tg_set_num_threads((int)threads);
+
+    if (infer) return bench_infer(cell, tc, dt, I, H, B, T, threads, steps, warmup, (uint64_t)seed);
 
     tg_rnn_config rc = {.input_size = I, .hidden_size = H, .num_layers = 1, .dtype = dt};
     /* parameters, Adam's two slots, the tape (or the manual cache, about as large), x and the target */
@@ -163,8 +246,7 @@ int cmd_bench(int argc, char **argv) {
         if (i == 0) loss0 = c.loss;
         if (i >= warmup) ms[i - warmup] = 1e3 * (t1 - t0);
     }
-    qsort(ms, (size_t)steps, sizeof *ms, cmp_double);
-    double median = steps % 2 ? ms[steps / 2] : 0.5 * (ms[steps / 2 - 1] + ms[steps / 2]);
+    double median = median_of(ms, steps);
     double G = tc->gates, flops = 3.0 * (double)T * 2.0 * (double)B * (double)(I + H) * G * (double)H;
     double gflops = flops / (median * 1e-3) / 1e9, rss = peak_rss_mb();
     double tokens = (double)B * (double)T / (median * 1e-3);
