@@ -391,14 +391,20 @@ static double json_number(const char *s, const char *key) {
     return p ? strtod(p + strlen(pat), NULL) : NAN;
 }
 
+/* Runs `tapegrad bench ARGS`, which must succeed; returns its last line (inside r->out). */
+static const char *bench_last_line(th_run_result *r, const char *args) {
+    *r = th_run("bench %s", args);
+    cr_assert_eq(r->status, 0, "bench %s: %s", args, r->err);
+    size_t n = strlen(r->out);
+    cr_assert(n > 2 && r->out[n - 1] == '\n');
+    r->out[n - 1] = 0;
+    const char *last = strrchr(r->out, '\n');
+    return last ? last + 1 : r->out;
+}
+
 static void bench_case(const char *args) {
-    th_run_result r = th_run("bench %s", args);
-    cr_assert_eq(r.status, 0, "bench %s: %s", args, r.err);
-    size_t n = strlen(r.out);
-    cr_assert(n > 2 && r.out[n - 1] == '\n');
-    r.out[n - 1] = 0;
-    const char *last = strrchr(r.out, '\n');
-    last = last ? last + 1 : r.out;
+    th_run_result r;
+    const char *last = bench_last_line(&r, args);
     cr_expect(json_flat_object(last) >= 14, "bench %s: last line is not a JSON object: %s", args, last);
     const char *fields[] = {"cell", "I", "H", "B", "T", "threads", "steps", "median_ms", "min_ms", "max_ms", "gflops",
                             "peak_rss_mb", "tape_bytes_per_step"};
@@ -426,13 +432,10 @@ Test(cli, bench_manual_json) {
 
 /* --mode infer: streaming latency at B = 1 and tokens/s at --B, one JSON object with its own fields */
 static void bench_infer_case(const char *args) {
-    th_run_result r = th_run("bench --mode infer %s", args);
-    cr_assert_eq(r.status, 0, "bench --mode infer %s: %s", args, r.err);
-    size_t n = strlen(r.out);
-    cr_assert(n > 2 && r.out[n - 1] == '\n');
-    r.out[n - 1] = 0;
-    const char *last = strrchr(r.out, '\n');
-    last = last ? last + 1 : r.out;
+    char full[512];
+    snprintf(full, sizeof full, "--mode infer %s", args);
+    th_run_result r;
+    const char *last = bench_last_line(&r, full);
     cr_expect(json_flat_object(last) >= 18, "bench --mode infer %s: last line is not a JSON object: %s", args, last);
     double us = json_number(last, "latency_us_b1"), us_min = json_number(last, "latency_min_us_b1");
     double block = json_number(last, "block_ms"), tokens = json_number(last, "tokens_per_s");
