@@ -64,9 +64,11 @@ static th_run_result run_argv_once(char *const *argv) {
         dup2(in, 0);
         dup2(out, 1);
         dup2(err, 2);
-        if (strcmp(argv[0], "mpirun") == 0) {
+        if (strcmp(argv[0], "mpirun") == 0 || (argv[1] && strcmp(argv[1], "--singleton") == 0)) {
             /* Open MPI's plug-ins keep allocations to exit (LeakSanitizer reports them from unloaded
-             * modules it cannot name): no leak check in the ranks; the single-process runs keep it. */
+             * modules it cannot name): no leak check in the ranks, nor in the singleton worker (MPI_Init
+             * without mpirun loads the same plug-ins; valgrind checks that run with Open MPI's
+             * suppressions); the single-process tapegrad runs keep it. */
             char opts[1024];
             const char *a = getenv("ASAN_OPTIONS");
             snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", a ? a : "", a && *a ? ":" : "");
