@@ -12,25 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <tapegrad/tapegrad.h>
 
-static double clock_s(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_common.h"
 
 int main(int argc, char **argv) {
     long I = argc > 1 ? atol(argv[1]) : 128, H = argc > 2 ? atol(argv[2]) : 256;
@@ -55,18 +40,18 @@ int main(int argc, char **argv) {
     double *wall = malloc((size_t)steps * sizeof *wall), *cpu = malloc((size_t)steps * sizeof *cpu);
     double loss0 = 0, loss = 0;
     for (int i = 0; i < warmup + steps; i++) {
-        double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        double w0 = bench_clock_s(CLOCK_MONOTONIC), c0 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
         tg_tensor *y = tg_rnn_forward(rnn, x, NULL, NULL);
         tg_tensor *l = tg_mse_loss(y, target, TG_REDUCE_MEAN);
         loss = tg_item(l);
         if (tg_backward(l) || tg_optim_step(opt)) { fprintf(stderr, "step failed: %s\n", tg_last_error()); return 1; }
         tg_optim_zero_grad(opt);
         tg_tape_reset();
-        double w1 = clock_s(CLOCK_MONOTONIC), c1 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        double w1 = bench_clock_s(CLOCK_MONOTONIC), c1 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
         if (i == 0) loss0 = loss;
         if (i >= warmup) { wall[i - warmup] = 1e3 * (w1 - w0); cpu[i - warmup] = 1e3 * (c1 - c0); }
     }
-    double mw = median(wall, steps), mc = median(cpu, steps);
+    double mw = bench_median(wall, steps), mc = bench_median(cpu, steps);
     printf("bench_lstm %s %s I=%ld H=%ld B=%ld T=%ld: wall median %.2f ms (min %.2f), cpu median %.2f ms (min %.2f), "
            "%d steps; loss %.5f -> %.5f; kernels %s\n",
            cell_name, tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc, cpu[0], steps, loss0, loss, tg_kernel_target());

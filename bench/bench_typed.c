@@ -17,9 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <tapegrad/tapegrad.h>
+
+#include "bench_common.h"
 
 #ifndef TG_SOURCE_DIR
 #define TG_SOURCE_DIR "."
@@ -41,21 +42,6 @@ static const tg_cell g_janet_c = {.name = "janet_c", .gates = 2, .n_states = 1, 
                                   .forget_gate = 0, .step = janet_step,
                                   .equations = "f = σ(W_xf x + W_hf h), h' = f⊙h + (1−f)⊙tanh(W_xc x + W_hc h)",
                                   .reference = "bench/bench_typed.c (the C twin of docs/cells/janet.cell)"};
-
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 typedef struct side {
     tg_rnn *rnn;
@@ -81,21 +67,21 @@ static void side_free(side *s) {
 
 /* One training step; returns its thread CPU seconds (or -1). */
 static double train_step(side *s, const tg_tensor *x, const tg_tensor *target) {
-    double t0 = cpu_now();
+    double t0 = bench_cpu_now();
     tg_tensor *loss = tg_mse_loss(tg_rnn_forward(s->rnn, x, NULL, NULL), target, TG_REDUCE_MEAN);
     int rc = loss ? tg_backward(loss) : -1;
     if (rc == 0) rc = tg_optim_step(s->opt);
     tg_optim_zero_grad(s->opt);
     tg_tape_reset();
-    return rc ? -1 : cpu_now() - t0;
+    return rc ? -1 : bench_cpu_now() - t0;
 }
 
 /* T stream steps of B rows; returns their thread CPU seconds (or -1). */
 static double infer_block(side *s, const tg_tensor *xt, int64_t T) {
-    double t0 = cpu_now();
+    double t0 = bench_cpu_now();
     for (int64_t t = 0; t < T; t++)
         if (!tg_rnn_stream_step(s->stream, xt)) return -1;
-    double dt = cpu_now() - t0;
+    double dt = bench_cpu_now() - t0;
     return tg_rnn_stream_reset(s->stream) ? -1 : dt;
 }
 
@@ -166,9 +152,9 @@ int main(int argc, char **argv) {
             tc[r] = 1e3 * a, tt[r] = 1e3 * b, tr[r] = b / a;
             ic[r] = 1e3 * e, it[r] = 1e3 * f, ir[r] = f / e;
         }
-        double train_ratio = median(tr, rounds), infer_ratio = median(ir, rounds);
-        printf("| %s vs %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", files[p], c_cells[p], median(tc, rounds),
-               median(tt, rounds), train_ratio, median(ic, rounds), median(it, rounds), infer_ratio);
+        double train_ratio = bench_median(tr, rounds), infer_ratio = bench_median(ir, rounds);
+        printf("| %s vs %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", files[p], c_cells[p], bench_median(tc, rounds),
+               bench_median(tt, rounds), train_ratio, bench_median(ic, rounds), bench_median(it, rounds), infer_ratio);
         if (train_ratio > 1.3 || infer_ratio > 1.3) status = 3;
         free(v);
         side_free(&c);

@@ -13,11 +13,12 @@ usage: nice -n 19 /usr/bin/python3 bench/infer_ab.py [--tapegrad build/tools/tap
                    docs/speed.md says how to unpack OpenBLAS without installing it)
 Prints one line per round and a markdown table.
 """
-import argparse
 import json
 import os
 import subprocess
 import sys
+
+from bench_common import add_shape_args, median, parser
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -27,22 +28,12 @@ def run_json(cmd, env):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def median(v):
-    v = sorted(v)
-    n = len(v)
-    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--tapegrad", default=os.path.join(HERE, "..", "build", "tools", "tapegrad"))
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--cells", default="lstm,gru")
-    ap.add_argument("--I", type=int, default=64)
-    ap.add_argument("--H", type=int, default=128)
-    ap.add_argument("--B", type=int, default=32)
-    ap.add_argument("--T", type=int, default=50)
-    ap.add_argument("--steps", type=int, default=10)
+    add_shape_args(ap, I=64, H=128, B=32, T=50, steps=10)
     ap.add_argument("--peak", type=float, default=114.0, help="FP32 FMA peak of one core, GFLOP/s")
     ap.add_argument("--openblas", default="")
     a = ap.parse_args()

@@ -14,30 +14,22 @@ Prints a summary and, as its last line, one JSON object with the fields tapegrad
 Debian's torch uses whatever libblas.so.3 the loader finds; LD_LIBRARY_PATH=.../openblas-pthread
 gives it OpenBLAS (docs/speed.md). The BLAS actually loaded is printed.
 """
-import argparse
 import json
 import time
 
 import torch
 
+import bench_common
+
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_common.parser(__doc__)
     ap.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
-    ap.add_argument("--I", type=int, default=64)
-    ap.add_argument("--H", type=int, default=128)
-    ap.add_argument("--B", type=int, default=32)
-    ap.add_argument("--T", type=int, default=50)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--dtype", choices=["f32", "f64"], default="f32")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=1)
+    bench_common.add_shape_args(ap, I=64, H=128, B=32, T=50, steps=10, warmup=2)
+    bench_common.add_torch_args(ap)
     a = ap.parse_args()
 
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    dt = torch.float32 if a.dtype == "f32" else torch.float64
+    dt = bench_common.torch_setup(a)
     mod = (torch.nn.LSTM if a.cell == "lstm" else torch.nn.GRU)(a.I, a.H, num_layers=1).to(dt).eval()
     G = 4 if a.cell == "lstm" else 3
     x1 = torch.randn(1, 1, a.I, dtype=dt)
@@ -62,19 +54,10 @@ def main():
             if i >= a.warmup:
                 blk.append(t1 - t0)
 
-    def median(v):
-        v = sorted(v)
-        n = len(v)
-        return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
-
-    us, block = median(lat), median(blk)
+    us, block = bench_common.median(lat), bench_common.median(blk)
     flops1 = 2.0 * (a.I + a.H) * G * a.H
     tokens = a.B * a.T / block
-    blas = "?"
-    with open("/proc/self/maps") as f:
-        libs = sorted({ln.split()[-1] for ln in f if "blas" in ln.split()[-1].rsplit("/", 1)[-1].lower()})
-    if libs:
-        blas = ",".join(libs)
+    blas = bench_common.blas_loaded()
     print(f"pytorch {torch.__version__} nn.{a.cell.upper()} under no_grad, step by step: I={a.I} H={a.H} {a.dtype} "
           f"{torch.get_num_threads()} thread(s), BLAS {blas}")
     print(f"  B=1:  median {us:.2f} us per step (min {min(lat):.2f}, over {len(lat)} steps)   "

@@ -9,29 +9,21 @@ usage: /usr/bin/python3 bench/pytorch_lstm.py [--I 128 --H 256 --B 32 --T 100 --
                                                --dtype f32|f64 --threads 1]
 Prints a summary and, as its last line, one JSON object (median/min/max ms per step).
 """
-import argparse
 import json
 import time
 
 import torch
 
+import bench_common
+
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--I", type=int, default=128)
-    ap.add_argument("--H", type=int, default=256)
-    ap.add_argument("--B", type=int, default=32)
-    ap.add_argument("--T", type=int, default=100)
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--dtype", choices=["f32", "f64"], default="f32")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=1)
+    ap = bench_common.parser(__doc__)
+    bench_common.add_shape_args(ap, I=128, H=256, B=32, T=100, steps=20, warmup=3)
+    bench_common.add_torch_args(ap)
     a = ap.parse_args()
 
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    dt = torch.float32 if a.dtype == "f32" else torch.float64
+    dt = bench_common.torch_setup(a)
     lstm = torch.nn.LSTM(a.I, a.H, num_layers=1).to(dt)
     x = torch.randn(a.T, a.B, a.I, dtype=dt)
     target = 0.5 * torch.randn(a.T, a.B, a.H, dtype=dt)
@@ -61,18 +53,10 @@ def main():
     ms.sort()
     cpu.sort()
     n = len(ms)
-    median = ms[n // 2] if n % 2 else 0.5 * (ms[n // 2 - 1] + ms[n // 2])
-    cpu_median = cpu[n // 2] if n % 2 else 0.5 * (cpu[n // 2 - 1] + cpu[n // 2])
+    median, cpu_median = bench_common.median(ms), bench_common.median(cpu)
     G = 4
     flops = 3.0 * a.T * 2.0 * a.B * (a.I + a.H) * G * a.H
-    # The BLAS library actually mapped (BLAS_INFO says only "generic" on Debian's build, which loads
-    # whatever libblas.so.3 the loader finds: netlib's reference BLAS by default, or OpenBLAS when
-    # LD_LIBRARY_PATH points at it). It decides the GEMM speed, so it is reported with the figures.
-    blas = "?"
-    with open("/proc/self/maps") as f:
-        libs = sorted({ln.split()[-1] for ln in f if "blas" in ln.split()[-1].rsplit("/", 1)[-1].lower()})
-    if libs:
-        blas = ",".join(libs)
+    blas = bench_common.blas_loaded()
     print(f"pytorch {torch.__version__} nn.LSTM: I={a.I} H={a.H} B={a.B} T={a.T} {a.dtype} "
           f"{torch.get_num_threads()} thread(s), BLAS {blas}")
     print(f"  median {median:.3f} ms   min {ms[0]:.3f}   max {ms[-1]:.3f}   over {n} steps after {a.warmup} warm-up")
