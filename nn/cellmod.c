@@ -122,11 +122,7 @@ static bool check_step(const tg_cellmod *m, const tg_tensor *x, tg_tensor *const
                  (long long)m->input_size);
         return false;
     }
-    int64_t B = nd == 2 ? tg_dim(x, 0) : 1;
-    if (B == 0) {
-        tg_error(fn, "%s: x %s is an empty batch", m->torch_name, tg_shape_str(x, b1, sizeof b1));
-        return false;
-    }
+    int64_t B = nd == 2 ? tg_dim(x, 0) : 1; /* 0 is a batch too: torch returns [0,H] */
     for (int s = 0; hx && s < m->cell->n_states; s++) {
         const tg_tensor *h = hx[s];
         if (!h) continue;

@@ -298,7 +298,8 @@ static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params
     int S = cell->n_states;
     for (int64_t i = 0; i < c->T; i++) {
         int64_t t = reverse ? c->T - 1 - i : i;
-        if (c->n_active[t] == 0) { /* every sequence has ended (or, in reverse, not yet begun) */
+        if (c->n_active[t] == 0 && c->B > 0) { /* every sequence has ended (or, in reverse, not yet begun);
+                                                 * an empty batch steps (torch: its results require grad) */
             outputs[t] = c->zeros_h;
         } else {
             tg_tensor *next[TG_CELL_MAX_STATES] = {0};
@@ -368,8 +369,9 @@ static bool check_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forw
         return false;
     }
     int64_t T = tg_dim(x, m->batch_first ? 1 : 0), B = tg_dim(x, m->batch_first ? 0 : 1);
-    if (T == 0 || B == 0) {
-        tg_error(fn, "x %s %s: empty sequence or batch", tg_shape_str(x, b1, sizeof b1), layout);
+    if (T == 0) { /* torch's words; an empty batch B = 0 runs (output [T,0,D·R], h_n [L·D,0,R]) */
+        tg_error(fn, "x %s %s: Expected sequence length to be larger than 0 in RNN", tg_shape_str(x, b1, sizeof b1),
+                 layout);
         return false;
     }
     if (o->lengths)
@@ -536,6 +538,13 @@ fail:
 tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forward_opts *opts,
                           tg_rnn_output *out) {
     if (!m || !x || tg_ndim(x) != 2) return forward_batched(m, x, opts, out); /* it checks everything */
+    if (tg_dim(x, 0) == 0) { /* before the batch of one is added, so the message shows the caller's x */
+        char b[64];
+        tg_error("tg_rnn_forward", "x %s [T,I]: Expected sequence length to be larger than 0 in RNN",
+                 tg_shape_str(x, b, sizeof b));
+        if (out) memset(out, 0, sizeof *out);
+        return NULL;
+    }
     if (out) memset(out, 0, sizeof *out);
     tg_rnn_forward_opts o = opts ? *opts : (tg_rnn_forward_opts){0};
     int S = m->cell->n_states;

@@ -4,7 +4,9 @@
  * gradients of x, hx and every parameter, F64 to 1e-12 and F32. Also: torch's init range and names,
  * a save/load round trip, torch's shape rules and messages, and every registered cell stepping like
  * one step of tg_rnn_forward. Then the runner on unbatched [T,I] sequences against torch.nn.RNN /
- * LSTM / GRU (tests/data/unbatched_golden.h from gen_unbatched_golden.py) and torch's hx rank rule. */
+ * LSTM / GRU (tests/data/unbatched_golden.h from gen_unbatched_golden.py) and torch's hx rank rule.
+ * Last, empty batches (x [0,I], [T,0,I]) and zero-length sequences as torch 1.13 has them
+ * (tests/data/empty_golden.h from gen_empty_golden.py). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -253,7 +255,7 @@ TH_TEST(cellmod, shape_rules_and_messages_are_torchs, th_live_check) {
         {lstm, x2, h3, h3, "LSTMCell: Expected hx[0] to be 2D (batched input), got 1D instead"},
         {rnn, xd, NULL, NULL, "x is F64 but the cell is F32"},
         {lstm, x2, hd, NULL, "hx[0] is F64 but the cell is F32"},
-        {gru, xe, NULL, NULL, "GRUCell: x [0,4] is an empty batch"},
+        {gru, xe, h23, NULL, "Input batch size 0 doesn't match hidden0 batch size 2"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tg_tensor *hx[2] = {cases[i].h, cases[i].c}, *out[2] = {x0, x0};
@@ -443,4 +445,132 @@ TH_TEST(cellmod, unbatched_rules_and_messages_are_torchs, th_live_check) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tg_release(all[i]);
     tg_rnn_free(gru);
     tg_rnn_free(lstm);
+}
+
+/* ---- empty batches: torch's [0,H] results, which require grad and give zero gradients ------------- */
+
+#include "data/empty_golden.h"
+
+static void expect_shape(const tg_tensor *t, const eb_shape *want, const char *what, const char *name) {
+    char b[64];
+    cr_assert_not_null(t, "%s: %s is NULL", name, what);
+    bool same = tg_ndim(t) == want->ndim;
+    for (int d = 0; same && d < want->ndim; d++) same = tg_dim(t, d) == want->dim[d];
+    cr_expect(same, "%s: %s is %s, torch's has %d dims [%lld,%lld,%lld]", name, what, tg_shape_str(t, b, sizeof b),
+              want->ndim, (long long)want->dim[0], (long long)want->dim[1], (long long)want->dim[2]);
+}
+
+/* One case: forward on the empty batch, the shapes torch returned, backward of the sum of every result,
+ * then every parameter's gradient exists and equals torch's (zeros) and x's gradient is [0,I]. The
+ * gradients are first filled with 7 and dropped (tg_params_zero_grad), so a recycled buffer that
+ * nothing wrote shows. */
+static void run_empty(const eb_case *c, tg_dtype dt) {
+    const tg_cell *cell = tg_cell_by_name(c->cell);
+    tg_cellmod *cm = NULL;
+    tg_rnn *r = NULL;
+    if (c->module == 0)
+        cm = tg_cellmod_new(cell, &(tg_cellmod_config){.input_size = EB_I, .hidden_size = EB_H, .no_bias = !c->bias,
+                                                       .dtype = dt}, NULL);
+    else
+        r = tg_rnn_new(cell, &(tg_rnn_config){.input_size = EB_I, .hidden_size = EB_H, .num_layers = c->layers,
+                                              .bidirectional = c->bidirectional, .batch_first = c->batch_first,
+                                              .proj_size = c->proj_size, .dtype = dt}, NULL);
+    tg_params *ps = cm ? cm->params : r ? r->params : NULL;
+    cr_assert_not_null(ps, "%s", c->name);
+    tg_params_set_requires_grad(ps, true);
+    cr_assert_eq(tg_params_count(ps), c->n_params, "%s", c->name);
+    for (int i = 0; i < c->n_params; i++) {
+        cr_assert_str_eq(tg_params_name_at(ps, i), c->param_name[i], "%s: parameter %d", c->name, i);
+        cr_assert_eq(tg_numel(tg_params_at(ps, i)), c->param_numel[i], "%s: %s", c->name, c->param_name[i]);
+        cr_assert_eq(tg_backward(tg_sum(tg_mul_scalar(tg_params_at(ps, i), 7.0))), 0); /* grad = 7 everywhere */
+    }
+    tg_tape_reset();
+    for (int i = 0; i < c->n_params; i++)
+        cr_assert_eq(tg_get(tg_grad(tg_params_at(ps, i)), 0), 7.0, "%s: the poisoning did not reach %s", c->name,
+                     c->param_name[i]);
+    tg_params_zero_grad(ps);
+    tg_tensor *x = tg_zeros(dt, c->x.ndim, c->x.dim);
+    tg_set_requires_grad(x, true);
+    tg_tensor *hx[2] = {NULL, NULL}, *res[3] = {NULL, NULL, NULL};
+    int S = c->n_states;
+    for (int s = 0; s < S && c->has_hx; s++) hx[s] = tg_zeros(dt, c->state[s].ndim, c->state[s].dim);
+    if (cm) {
+        cr_assert_eq(tg_cellmod_forward(cm, x, c->has_hx ? hx : NULL, res), 0, "%s", c->name);
+    } else {
+        tg_rnn_output out;
+        res[0] = tg_rnn_forward(r, x, &(tg_rnn_forward_opts){.init = c->has_hx ? hx : NULL}, &out);
+        cr_assert_not_null(res[0], "%s", c->name);
+        for (int s = 0; s < S; s++) res[1 + s] = out.final[s];
+        tg_rnn_output_clear(&out);
+    }
+    expect_shape(res[0], &c->y, cm ? "h'" : "output", c->name);
+    tg_tensor *loss = NULL;
+    for (int k = 0; k < (cm ? S : 1 + S); k++) {
+        if (k >= (cm ? 0 : 1)) expect_shape(res[k], &c->state[k - (cm ? 0 : 1)], "state", c->name);
+        cr_expect(tg_requires_grad(res[k]), "%s: result %d does not require grad (torch's does)", c->name, k);
+        loss = loss ? tg_add(loss, tg_sum(res[k])) : tg_sum(res[k]);
+    }
+    cr_assert_eq(tg_backward(loss), 0, "%s", c->name);
+    tg_tensor *gx = tg_grad(x);
+    cr_expect(gx && tg_same_shape(gx, x), "%s: x has no gradient of its shape", c->name);
+    for (int i = 0; i < c->n_params; i++) {
+        tg_tensor *g = tg_grad(tg_params_at(ps, i));
+        cr_assert_not_null(g, "%s: %s has no gradient", c->name, c->param_name[i]);
+        for (int64_t j = 0; j < c->param_numel[i]; j++)
+            cr_assert(tg_get(g, j) == c->grad_param[i][j], "%s: grad %s[%lld] = %g, torch %g", c->name,
+                      c->param_name[i], (long long)j, tg_get(g, j), c->grad_param[i][j]);
+    }
+    tg_tape_reset();
+    tg_release(x);
+    for (int s = 0; s < 2; s++) tg_release(hx[s]);
+    tg_cellmod_free(cm);
+    tg_rnn_free(r);
+}
+
+TH_TEST(cellmod, empty_batch_matches_torch_f64, th_live_check) {
+    th_record_errors();
+    for (int c = 0; c < EB_N_CASES; c++) run_empty(&eb_cases[c], TG_F64);
+}
+
+TH_TEST(cellmod, empty_batch_matches_torch_f32, th_live_check) {
+    th_record_errors();
+    for (int c = 0; c < EB_N_CASES; c++) run_empty(&eb_cases[c], TG_F32);
+}
+
+/* A sequence of length 0 is torch's RuntimeError, batched, batch_first and unbatched; an empty batch
+ * with an h0 of another batch is refused naming the expected [L·D,0,H]. */
+TH_TEST(cellmod, zero_length_sequences_are_refused_in_torchs_words, th_live_check) {
+    th_record_errors();
+    tg_rnn *gru = th_make_rnn("gru", EB_I, EB_H, 1, false, 3);
+    tg_tensor *xs[] = {tg_zeros(TG_F64, TG_SHAPE(0, 2, EB_I)), tg_zeros(TG_F64, TG_SHAPE(0, EB_I)),
+                       tg_zeros(TG_F64, TG_SHAPE(0, 0, EB_I))};
+    const char *shown[] = {"x [0,2,4] [T,B,I]", "x [0,4] [T,I]", "x [0,0,4] [T,B,I]"};
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
+        th_reset_errors();
+        cr_expect_null(tg_rnn_forward(gru, xs[i], NULL, NULL), "case %zu", i);
+        cr_expect_eq(th_error_count(), 1);
+        cr_expect(strstr(th_last_message(), EB_T0_MESSAGE) && strstr(th_last_message(), shown[i]), "case %zu: %s", i,
+                  th_last_message());
+    }
+    tg_rnn *bf = tg_rnn_new(tg_cell_by_name("gru"), &(tg_rnn_config){.input_size = EB_I, .hidden_size = EB_H,
+                                                                      .batch_first = true, .dtype = TG_F64}, NULL);
+    tg_tensor *xbf = tg_zeros(TG_F64, TG_SHAPE(2, 0, EB_I)), *h0 = tg_zeros(TG_F64, TG_SHAPE(1, 2, EB_H));
+    tg_tensor *xe = tg_zeros(TG_F64, TG_SHAPE(5, 0, EB_I));
+    th_reset_errors();
+    cr_expect_null(tg_rnn_forward(bf, xbf, NULL, NULL));
+    cr_expect(strstr(th_last_message(), "x [2,0,4] [B,T,I]: " EB_T0_MESSAGE), "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_rnn_forward(gru, xe, &(tg_rnn_forward_opts){.init = &h0}, NULL));
+    cr_expect(strstr(th_last_message(), "initial state h0 [1,2,3] F64: expected [1,0,3] F64"), "%s", th_last_message());
+    /* lengths with an empty batch: nothing to check, it runs */
+    th_reset_errors();
+    cr_expect_not_null(tg_rnn_forward(gru, xe, &(tg_rnn_forward_opts){.lengths = (int64_t[]){0}}, NULL), "%s",
+                       th_last_message());
+    tg_tape_reset();
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) tg_release(xs[i]);
+    tg_release(xbf);
+    tg_release(h0);
+    tg_release(xe);
+    tg_rnn_free(gru);
+    tg_rnn_free(bf);
 }

@@ -36,6 +36,8 @@
  * message of its own (its 1-D/2-D check comes from torch >= 2.0, then the unsqueezed hx fails one of
  * the last two checks); hidden<s> numbers h 0 and LSTM's c 1 as torch >= 2.0 does (1.13: hidden0
  * for both). x or hx of another dtype than the cell: "x is F64 but the cell is F32".
+ * An empty batch x [0,I] is a batch, as in torch 1.13: h' (c') are [0,H], they require grad, and
+ * backward gives every parameter a gradient of zeros (hx, if given, is [0,H]).
  * Errors go through tg_error (default: print and abort; with a handler the call returns -1 / NULL).
  */
 #ifndef TAPEGRAD_CELLMOD_H

@@ -285,7 +285,10 @@ typedef struct tg_rnn_output {       /* every tensor here: tape-owned */
  * then [L·D,H] and the output [T,D·H], final states [L·D,H], step states [T,H]; lengths, if given,
  * has one entry. hx must have x's rank: "For unbatched 2-D input, hx should also be 2-D but got 3-D
  * tensor" (LSTM: "hx and cx should also be 2-D but got (2-D, 3-D) tensors"), and the same for
- * batched 3-D input, torch's messages.
+ * batched 3-D input, torch's messages. As torch 1.13: an empty batch (B = 0) runs, giving output
+ * [T,0,D·H] and final states [L·D,0,H] that require grad (backward: zero parameter gradients); a
+ * sequence of length 0 (T = 0, batched or unbatched) is refused: "x [0,2,4] [T,B,I]: Expected
+ * sequence length to be larger than 0 in RNN".
  * returns: tape-owned output, or NULL after tg_error("tg_rnn_forward", ...). */
 tg_tensor *tg_rnn_forward(const tg_rnn *m, const tg_tensor *x, const tg_rnn_forward_opts *opts,
                           tg_rnn_output *out);
