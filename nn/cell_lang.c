@@ -20,6 +20,7 @@
 #include <tapegrad/cell_lang.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/ops.h>
+#include "nn/cells_internal.h"
 #include "tensor/alloc.h"
 
 #include <ctype.h>
@@ -1339,7 +1340,7 @@ static tg_tensor *make_declared(const tg_cell_def *d, const param_decl *pd, int6
     for (int j = 0; j < pd->ndim; j++) {
         shape[j] = dim_value(pd->shape[j], I, H);
         if (shape[j] <= 0 || shape[j] > ((int64_t)1 << 28) / numel) { /* 2^28 elements: refuse, do not try */
-            tg_error("tg_rnn_new", "cell '%s': parameter %s (line %d) would have %lld elements", d->name, pd->name,
+            tg_error(tg__params_caller("tg_rnn_new"), "cell '%s': parameter %s (line %d) would have %lld elements", d->name, pd->name,
                      pd->line, (long long)(shape[j] * numel));
             return NULL;
         }
@@ -1361,7 +1362,7 @@ static int typed_params(const tg_cell *cell, int64_t I, int64_t H, bool bias, tg
         const constraint *c = &d->cons[i];
         if (dim_value(c->a, I, H) != dim_value(c->b, I, H)) {
             char s1[24], s2[24];
-            tg_error("tg_rnn_new", "cell '%s', %d:%d: needs %s = %s, but I = %lld and H = %lld in this layer", d->name,
+            tg_error(tg__params_caller("tg_rnn_new"), "cell '%s', %d:%d: needs %s = %s, but I = %lld and H = %lld in this layer", d->name,
                      c->line, c->col, dim_str(c->a, s1, sizeof s1), dim_str(c->b, s2, sizeof s2), (long long)I,
                      (long long)H);
             return -1;

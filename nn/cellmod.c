@@ -6,6 +6,7 @@
 #include <tapegrad/cellmod.h>
 #include <tapegrad/autograd.h>
 #include <tapegrad/ops.h>
+#include "nn/cells_internal.h"
 #include "tensor/alloc.h"
 
 #include <stdio.h>
@@ -58,7 +59,10 @@ tg_cellmod *tg_cellmod_new(const tg_cell *cell, const tg_cellmod_config *cfg, tg
     tg_cell_make_params_fn make = cell->make_params ? cell->make_params : tg_cell_standard_params;
     tg_cell_params fresh;
     memset(&fresh, 0, sizeof fresh);
-    if (make(cell, m->input_size, m->hidden_size, m->bias, m->dtype, rng ? rng : tg_default_rng(), &fresh)) {
+    const char *caller = tg__params_caller_set(fn); /* the cells' messages name tg_cellmod_new */
+    int failed = make(cell, m->input_size, m->hidden_size, m->bias, m->dtype, rng ? rng : tg_default_rng(), &fresh);
+    tg__params_caller_set(caller);
+    if (failed) {
         if (!tg_error_pending()) tg_error(fn, "cell '%s': make_params failed", cell->name);
         tg_cellmod_free(m);
         return NULL;

@@ -105,9 +105,19 @@ static int gru_reset_before_step(const tg_cell *cell, const tg_cell_params *p, c
 
 /* ---- standard parameters ----------------------------------------------------------------------------- */
 
+static _Thread_local const char *g_params_caller; /* see tg__params_caller */
+
+const char *tg__params_caller(const char *fallback) { return g_params_caller ? g_params_caller : fallback; }
+
+const char *tg__params_caller_set(const char *fn) {
+    const char *prev = g_params_caller;
+    g_params_caller = fn;
+    return prev;
+}
+
 int tg__cell_standard_params_proj(const tg_cell *cell, int64_t input_size, int64_t hidden_size, int64_t proj_size,
                                   bool bias, tg_dtype dtype, tg_rng *rng, tg_cell_params *out) {
-    const char *fn = "tg_cell_standard_params";
+    const char *fn = tg__params_caller("tg_cell_standard_params");
     if (!cell || !out) { tg_error(fn, "%s is NULL", !cell ? "cell" : "out"); return -1; }
     memset(out, 0, sizeof *out);
     if (input_size <= 0 || hidden_size <= 0 || cell->gates <= 0 || proj_size < 0 || proj_size >= hidden_size) {

@@ -18,6 +18,12 @@ extern const int tg__cells_zoo_count;
 int tg__cell_standard_params_proj(const tg_cell *cell, int64_t input_size, int64_t hidden_size, int64_t proj_size,
                                   bool bias, tg_dtype dtype, tg_rng *rng, tg_cell_params *out);
 
+/* The public function that is creating parameters on this thread (tg_rnn_new, tg_cellmod_new), so
+ * that a make_params message names the function the user called; `fallback` when none is.
+ * tg__params_caller_set returns the previous name (restore it after the make_params call). */
+const char *tg__params_caller(const char *fallback);
+const char *tg__params_caller_set(const char *fn);
+
 /* 0 when every state output was produced, -1 when an op failed (its message is already pending). */
 static inline int tg__cell_produced(tg_tensor **state_out, int n) {
     for (int s = 0; s < n; s++)

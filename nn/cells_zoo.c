@@ -174,7 +174,7 @@ static int mgu_step(const tg_cell *cell, const tg_cell_params *p, const tg_tenso
  * pre-activation, so they need I = H in every layer (make_params reports anything else). */
 static int mut_same_width(const tg_cell *cell, int64_t I, int64_t H) {
     if (I == H) return 0;
-    tg_error("tg_rnn_new", "cell '%s': input size %lld must equal hidden size %lld (the cell adds x_t itself to an "
+    tg_error(tg__params_caller("tg_rnn_new"), "cell '%s': input size %lld must equal hidden size %lld (the cell adds x_t itself to an "
              "H-wide pre-activation)", cell->name, (long long)I, (long long)H);
     return -1;
 }

@@ -138,9 +138,11 @@ tg_rnn *tg_rnn_new(const tg_cell *cell, const tg_rnn_config *cfg, tg_rng *rng) {
             int64_t I_k = l == 0 ? m->input_size : D * R;
             tg_cell_params fresh;
             memset(&fresh, 0, sizeof fresh);
+            const char *caller = tg__params_caller_set(fn);
             int made = m->proj_size ? tg__cell_standard_params_proj(cell, I_k, m->hidden_size, m->proj_size, m->bias,
                                                                      m->dtype, rng, &fresh)
                                     : make(cell, I_k, m->hidden_size, m->bias, m->dtype, rng, &fresh);
+            tg__params_caller_set(caller);
             if (made) {
                 if (!tg_error_pending()) tg_error(fn, "cell '%s': make_params failed for layer %d", cell->name, l);
                 tg_rnn_free(m);

@@ -295,6 +295,41 @@ TH_TEST(cellmod, shape_rules_and_messages_are_torchs, th_live_check) {
     tg_cellmod_free(gru);
 }
 
+/* A cell's parameter creation (make_params: the zoo's, a typed cell's, the standard one) names the
+ * function the user called: tg_cellmod_new or tg_rnn_new, and tg_cell_standard_params when called
+ * directly, also after a failed tg_cellmod_new (the name does not stick). */
+TH_TEST(cellmod, parameter_errors_name_the_function_called, th_live_check) {
+    th_record_errors();
+    char err[256];
+    tg_cell_def *d = tg_cell_def_parse("mut1ish", "gates z, r\nz = sigmoid(x.z)\nr = sigmoid(x.r + h.r)\n"
+                                       "h' = h + z * (tanh(h.z + tanh(x)) - h)\n", err, sizeof err);
+    cr_assert_not_null(d, "%s", err);
+    const struct { const tg_cell *cell; bool module; const char *msg; } cases[] = {
+        {tg_cell_by_name("mut1"), true, "tg_cellmod_new: cell 'mut1': input size 4 must equal hidden size 3"},
+        {tg_cell_by_name("mut1"), false, "tg_rnn_new: cell 'mut1': input size 4 must equal hidden size 3"},
+        {tg_cell_by_name("mut2"), true, "tg_cellmod_new: cell 'mut2': input size 4 must equal hidden size 3"},
+        {tg_cell_def_cell(d), true, "tg_cellmod_new: cell 'mut1ish', 4:24: needs H = I, but I = 4 and H = 3"},
+        {tg_cell_def_cell(d), false, "tg_rnn_new: cell 'mut1ish', 4:24: needs H = I, but I = 4 and H = 3"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_not_null(cases[i].cell, "case %zu", i);
+        th_reset_errors();
+        if (cases[i].module)
+            cr_expect_null(tg_cellmod_new(cases[i].cell, &(tg_cellmod_config){.input_size = 4, .hidden_size = 3}, NULL));
+        else
+            cr_expect_null(tg_rnn_new(cases[i].cell, &(tg_rnn_config){.input_size = 4, .hidden_size = 3}, NULL));
+        cr_expect_eq(th_error_count(), 1, "case %zu", i);
+        cr_expect(strncmp(th_last_message(), cases[i].msg, strlen(cases[i].msg)) == 0, "case %zu: got '%s', want '%s'",
+                  i, th_last_message(), cases[i].msg);
+    }
+    th_reset_errors();
+    tg_cell_params p;
+    cr_expect_eq(tg_cell_standard_params(tg_cell_by_name("gru"), 4, 0, true, TG_F32, NULL, &p), -1);
+    cr_expect(strncmp(th_last_message(), "tg_cell_standard_params: cell 'gru': input size 4, hidden size 0", 64) == 0,
+              "%s", th_last_message());
+    tg_cell_def_free(d);
+}
+
 /* Every registered cell (built-in, zoo, ...): one module step equals one step of tg_rnn_forward on
  * the same parameters (the runner's layer 0, names without the _l0 suffix), batched and unbatched. */
 TH_TEST(cellmod, every_cell_steps_like_the_runner, th_live_check) {
