@@ -71,7 +71,9 @@ static tg_tensor *loss_of(ctx *c, bool keep) {
     for (int s = 0; s < c->S; s++) loss = tg_add(loss, tg_sum(tg_mul(out.final[s], c->dfinal[s])));
     if (keep && loss) {
         c->out_tape[0] = tg_copy(y);
-        for (int s = 0; s < c->S; s++) c->out_tape[1 + s] = tg_copy(out.final[s]);
+        if (!c->out_tape[0]) loss = NULL; /* out of memory (tg_error said so): no output to compare */
+        for (int s = 0; s < c->S; s++)
+            if (!(c->out_tape[1 + s] = tg_copy(out.final[s]))) loss = NULL;
     }
     tg_rnn_output_clear(&out);
     return loss;
@@ -85,6 +87,7 @@ static int run_tape(ctx *c) {
     for (int i = 0; i < c->n && status == 0; i++) {
         tg_tensor *g = tg_grad(c->inputs[i]);
         c->g_tape[i] = g ? tg_copy(g) : tg_zeros_like(c->inputs[i]); /* no path to the loss: zero */
+        if (!c->g_tape[i]) status = -1; /* out of memory, tg_error said so: never a gradient of zeros */
     }
     for (int i = 0; i < c->n; i++) tg_zero_grad(c->inputs[i]);
     for (int i = 0; i < 1 + c->S; i++) tg_set_requires_grad(c->inputs[i], false);
@@ -123,6 +126,7 @@ static int run_hook(ctx *c, tg_compare_diff *fwd) {
     for (int i = 1 + c->S; i < c->n; i++) {
         tg_tensor *g = tg_params_find(res.grads, tg_params_name_at(c->m->params, i - 1 - c->S));
         c->g_manual[i] = g ? tg_copy(g) : NULL; /* a parameter the hook gave no gradient: not compared */
+        if (g && !c->g_manual[i]) { tg_cell_manual_result_clear(&res); return -1; } /* out of memory */
     }
     tg_cell_manual_result_clear(&res);
     return 0;
