@@ -404,7 +404,7 @@ tg_sched *tg_sched_multistep(tg_optim *opt, int n, const int64_t *milestones, do
     tg_sched *s = sched_new(fn, opt, TG_SCHED_MULTISTEP);
     if (!s) return NULL;
     s->milestones = tg_malloc((size_t)(n ? n : 1) * sizeof *s->milestones);
-    if (!s->milestones) { tg_error(fn, "out of memory"); free(s); return NULL; }
+    if (!s->milestones) { tg_error(fn, "out of memory"); tg_sched_free(s); return NULL; /* s->base too */ }
     if (n) memcpy(s->milestones, milestones, (size_t)n * sizeof *milestones);
     qsort(s->milestones, (size_t)n, sizeof *s->milestones, cmp_i64);
     s->n_milestones = n;
