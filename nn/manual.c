@@ -307,6 +307,219 @@ static bool layer_forward(tg_manual_cache *c, int l, tg_tensor *x, tg_tensor *h0
     return true;
 }
 
+/* What the forward's arguments fix (checked by the steps below, in this order). */
+typedef struct fwd_dims {
+    tg_manual_cell cell;
+    int kind, L;           /* K_STEP, K_SEQ or K_STACK; layers */
+    int64_t T, B, I, H, P; /* P > 0: LSTM projections, h is P wide */
+    tg_dtype dt;
+    bool lstm, proj;
+} fwd_dims;
+
+/* Step 1: the cell, the layer count, projections only on an LSTM stack, and x: [B,I] (K_STEP) or
+ * [T,B,I], none of them empty. Sets cell, kind, L, lstm, proj, T, B, I, dt. */
+static bool check_cell_and_x(const char *fn, tg_manual_cell cell, int kind, int L, const tg_tensor *x,
+                             const tg_manual_layer *params, fwd_dims *d) {
+    char a[96];
+    if (!cell_valid(cell)) {
+        tg_error(fn, "unknown cell %d (TG_MANUAL_RNN_TANH, _RNN_RELU, _LSTM, _GRU or _GRU_RESET_BEFORE)", (int)cell);
+        return false;
+    }
+    d->cell = cell, d->kind = kind, d->L = L;
+    d->lstm = cell == TG_MANUAL_LSTM;
+    if (L < 1) {
+        tg_error(fn, "layers = %d; need at least 1", L);
+        return false;
+    }
+    /* projections (weight_hr on the layers): h is P wide, P from h0, H from c0 */
+    d->proj = params && params[0].weight_hr;
+    if (d->proj && (!d->lstm || kind != K_STACK)) {
+        tg_error(fn, "weight_hr (projections, proj_size) is for the LSTM stack functions only, not %s",
+                 d->lstm ? "one step or one sequence" : tg_manual_cell_name(cell));
+        return false;
+    }
+    if (!need(fn, "x", x)) return false;
+    const int xnd = kind == K_STEP ? 2 : 3;
+    if (tg_ndim(x) != xnd) {
+        tg_error(fn, "x is %s; expected %s", shp(x, a, sizeof a), kind == K_STEP ? "[B,I]" : "[T,B,I]");
+        return false;
+    }
+    d->T = kind == K_STEP ? 1 : tg_dim(x, 0), d->B = tg_dim(x, -2), d->I = tg_dim(x, -1);
+    if (d->T < 1 || d->B < 1 || d->I < 1) {
+        tg_error(fn, "x %s is empty (T, B and I must be at least 1)", shp(x, a, sizeof a));
+        return false;
+    }
+    d->dt = tg_dtype_of(x);
+    return true;
+}
+
+/* Step 2: h0 [B,H] ([L,B,H] for K_STACK) in x's dtype and, for the LSTM, c0 of h0's shape; with
+ * projections h0 is [L,B,P] and c0 [L,B,H] with H > P. Sets H and P. */
+static bool check_states(const char *fn, const tg_tensor *x, const tg_tensor *h0, const tg_tensor *c0, fwd_dims *d) {
+    char a[96], b[96], ctx[160];
+    const int L = d->L;
+    const int64_t B = d->B;
+    if (!need(fn, "h0", h0) || !expect_dtype(fn, "h0", h0, d->dt, "x")) return false;
+    const int hnd = d->kind == K_STACK ? 3 : 2;
+    if (tg_ndim(h0) != hnd) {
+        tg_error(fn, "h0 is %s; expected %s", shp(h0, a, sizeof a), d->kind == K_STACK ? "[L,B,H]" : "[B,H]");
+        return false;
+    }
+    d->H = tg_dim(h0, -1), d->P = 0;
+    if (d->H < 1) {
+        tg_error(fn, "h0 %s is empty (H must be at least 1)", shp(h0, a, sizeof a));
+        return false;
+    }
+    if (d->kind == K_STACK) {
+        const int64_t hd[3] = {L, B, d->H};
+        snprintf(ctx, sizeof ctx, "L = %d layers, B = %" PRId64 " from x %s", L, B, shp(x, a, sizeof a));
+        if (!expect_shape(fn, "h0", h0, 3, hd, "[L,B,H]", ctx)) return false;
+    } else {
+        const int64_t hd[2] = {B, d->H};
+        snprintf(ctx, sizeof ctx, "B = %" PRId64 " from x %s", B, shp(x, a, sizeof a));
+        if (!expect_shape(fn, "h0", h0, 2, hd, "[B,H]", ctx)) return false;
+    }
+    if (!d->lstm) return true;
+    if (!need(fn, "c0", c0) || !expect_dtype(fn, "c0", c0, d->dt, "x")) return false;
+    if (d->proj) {
+        if (tg_ndim(c0) != 3 || tg_dim(c0, 0) != L || tg_dim(c0, 1) != B || tg_dim(c0, 2) <= d->H) {
+            tg_error(fn, "c0 %s: expected [L,B,H] with L = %d, B = %" PRId64 " and H above P = %" PRId64
+                     " (h0 %s, projections)", shp(c0, a, sizeof a), L, B, d->H, shp(h0, b, sizeof b));
+            return false;
+        }
+        d->P = d->H;
+        d->H = tg_dim(c0, 2);
+    } else if (!tg_same_shape(c0, h0)) {
+        tg_error(fn, "c0 %s does not match h0 %s", shp(c0, a, sizeof a), shp(h0, b, sizeof b));
+        return false;
+    }
+    return true;
+}
+
+/* Step 3, one tensor: parameter i (PNAME order) of layer l is there, in x's dtype, and of its shape:
+ * weight_ih [G*H, I] (layer 0) or [G*H, H or P], weight_hh [G*H, H or P], the biases [G*H],
+ * weight_hr [P,H]. */
+static bool check_param(const char *fn, const fwd_dims *d, int l, int i, const tg_tensor *t, const tg_tensor *h0,
+                        const tg_tensor *c0) {
+    char a[96], b[96], ctx[160], nm[32], sym[40], gh[16] = "H";
+    const int64_t G = tg_manual_cell_gates(d->cell), GH = G * d->H, Rw = d->P ? d->P : d->H; /* Rw: h's width */
+    const int64_t Il = l ? Rw : d->I;
+    pname(nm, sizeof nm, i, l, d->kind == K_STACK);
+    if (!need(fn, nm, t) || !expect_dtype(fn, nm, t, d->dt, "x")) return false;
+    if (d->proj)
+        snprintf(ctx, sizeof ctx, "lstm, P = %" PRId64 " from h0 %s, H = %" PRId64 " from c0 %s, %s = %" PRId64,
+                 d->P, shp(h0, a, sizeof a), d->H, shp(c0, b, sizeof b), l ? "input P" : "I", Il);
+    else
+        snprintf(ctx, sizeof ctx, "%s, H = %" PRId64 " from h0 %s, %s = %" PRId64,
+                 tg_manual_cell_name(d->cell), d->H, shp(h0, a, sizeof a), l ? "input H" : "I", Il);
+    const char *hw = d->proj ? "P" : "H";
+    int64_t dims[2] = {GH, i == 0 ? Il : Rw};
+    if (G > 1) snprintf(gh, sizeof gh, "%d*H", (int)G);
+    if (i == 4) dims[0] = d->P, dims[1] = d->H, snprintf(sym, sizeof sym, "[P,H]");
+    else if (i < 2) snprintf(sym, sizeof sym, "[%s,%s]", gh, i == 0 ? (l ? hw : "I") : hw);
+    else snprintf(sym, sizeof sym, "[%s]", gh);
+    return expect_shape(fn, nm, t, i < 2 || i == 4 ? 2 : 1, dims, sym, ctx);
+}
+
+/* Step 3: every layer's parameters (weight_hr on every layer or none). */
+static bool check_params(const char *fn, const fwd_dims *d, const tg_manual_layer *params, const tg_tensor *h0,
+                         const tg_tensor *c0) {
+    if (!params) {
+        if (!tg_error_pending()) tg_error(fn, "params is NULL");
+        return false;
+    }
+    for (int l = 0; l < d->L; l++) {
+        const tg_manual_layer *p = &params[l];
+        const tg_tensor *pp[NPARAM] = {p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh, p->weight_hr};
+        if (!d->proj && p->weight_hr) {
+            tg_error(fn, "weight_hr_l%d is set but weight_hr_l0 is not (projections on every layer or none)", l);
+            return false;
+        }
+        for (int i = 0; i < (d->proj ? NPARAM : 4); i++)
+            if (!check_param(fn, d, l, i, pp[i], h0, c0)) return false;
+    }
+    return true;
+}
+
+/* Step 4: an empty cache of d->L layer records. */
+static tg_manual_cache *cache_new(const char *fn, const fwd_dims *d) {
+    tg_manual_cache *c = tg_calloc(1, sizeof *c + (size_t)d->L * sizeof(mlayer));
+    if (!c) {
+        tg_error(fn, "out of memory");
+        return NULL;
+    }
+    c->magic = CACHE_MAGIC;
+    c->cell = d->cell;
+    c->kind = d->kind;
+    c->maker = fn;
+    c->layers = d->L;
+    c->T = d->T, c->B = d->B, c->I = d->I, c->H = d->H, c->P = d->P;
+    c->dtype = d->dt;
+    return c;
+}
+
+/* Step 5: runs the layers bottom-up, layer k > 0 on layer k-1's y, each on its own h0/c0 (a view of
+ * layer k's slice for K_STACK), which the cache then owns. */
+static bool run_layers(tg_manual_cache *c, const tg_tensor *x, const tg_tensor *h0, const tg_tensor *c0,
+                       const tg_manual_layer *params) {
+    const bool lstm = c->cell == TG_MANUAL_LSTM, stacked = c->kind == K_STACK;
+    for (int l = 0; l < c->layers; l++) {
+        tg_tensor *hl = stacked ? tg_view_at(h0, l) : tg_retain(mut(h0));
+        tg_tensor *cl = !lstm ? NULL : stacked ? tg_view_at(c0, l) : tg_retain(mut(c0));
+        bool ok = hl && (!lstm || cl) && layer_forward(c, l, l ? c->lay[l - 1].y : mut(x), hl, cl, &params[l]);
+        if (!ok) {
+            if (!c->lay[l].h0) { /* not yet owned by the cache */
+                tg_release(hl);
+                tg_release(cl);
+            }
+            return false;
+        }
+    }
+    return true;
+}
+
+/* [L,B,W]: the last time step of every layer's y (or, cell_state, of its c), W wide. */
+static tg_tensor *last_steps(const tg_manual_cache *c, bool cell_state, int64_t W) {
+    const int64_t shape[3] = {c->layers, c->B, W}, BW = c->B * W;
+    const size_t isz = tg_itemsize(c->dtype);
+    tg_tensor *out = tg_empty(c->dtype, 3, shape);
+    if (!out) return NULL;
+    for (int l = 0; l < c->layers; l++)
+        memcpy((char *)tg_data(out) + (size_t)(l * BW) * isz,
+               (const char *)tg_cdata(cell_state ? c->lay[l].cs : c->lay[l].y) + (size_t)((c->T - 1) * BW) * isz,
+               (size_t)BW * isz);
+    return out;
+}
+
+/* Step 6: the results: K_STEP h_next [B,H] (a view of y) and c_next; K_SEQ y and the last h and c
+ * [B,H]; K_STACK y and hn / cn [L,B,·]. The last states only where asked (want_h, want_c). On a
+ * failure everything made here is released and false returned. */
+static bool collect_outputs(const tg_manual_cache *c, bool want_h, bool want_c, tg_tensor **ret, tg_tensor **ho,
+                            tg_tensor **co) {
+    const mlayer *top = &c->lay[c->layers - 1];
+    const bool lstm = c->cell == TG_MANUAL_LSTM;
+    const int64_t BH = c->B * c->H, bh[2] = {c->B, c->H};
+    *ret = *ho = *co = NULL;
+    if (c->kind == K_STEP) {
+        *ret = tg_reshape_view(top->y, 2, bh);
+        if (want_c && lstm) *co = slice_copy(top->cs, 0, 2, bh);
+    } else if (c->kind == K_SEQ) {
+        *ret = tg_retain(top->y);
+        if (want_h) *ho = slice_copy(top->y, (c->T - 1) * BH, 2, bh);
+        if (want_c && lstm) *co = slice_copy(top->cs, (c->T - 1) * BH, 2, bh);
+    } else {
+        *ret = tg_retain(top->y);
+        if (want_h) *ho = last_steps(c, false, c->P ? c->P : c->H);
+        if (want_c && lstm) *co = last_steps(c, true, c->H);
+    }
+    if (*ret && (!want_h || c->kind == K_STEP || *ho) && (!want_c || !lstm || *co)) return true;
+    tg_release(*ret);
+    tg_release(*ho);
+    tg_release(*co);
+    *ret = *ho = *co = NULL;
+    return false;
+}
+
 /* kind K_STEP: x [B,I], h0/c0 [B,H]; returns h_next [B,H], *c_out = c_next.
  * kind K_SEQ: x [T,B,I], h0/c0 [B,H]; returns y [T,B,H], *h_out / *c_out the last states [B,H].
  * kind K_STACK: x [T,B,I], h0/c0 [L,B,H]; returns y [T,B,H], *h_out / *c_out = hn / cn [L,B,H]. */
@@ -316,162 +529,14 @@ static tg_tensor *forward_core(const char *fn, tg_manual_cell cell, int kind, in
     if (h_out) *h_out = NULL;
     if (c_out) *c_out = NULL;
     if (cache_out) *cache_out = NULL;
-    char a[96], b[96], ctx[160], nm[32];
-
-    if (!cell_valid(cell)) {
-        tg_error(fn, "unknown cell %d (TG_MANUAL_RNN_TANH, _RNN_RELU, _LSTM, _GRU or _GRU_RESET_BEFORE)", (int)cell);
+    fwd_dims d = {0};
+    if (!check_cell_and_x(fn, cell, kind, L, x, params, &d) || !check_states(fn, x, h0, c0, &d) ||
+        !check_params(fn, &d, params, h0, c0))
         return NULL;
-    }
-    const bool lstm = cell == TG_MANUAL_LSTM;
-    if (L < 1) {
-        tg_error(fn, "layers = %d; need at least 1", L);
-        return NULL;
-    }
-    /* projections (weight_hr on the layers): h is P wide, P from h0, H from c0 */
-    const bool proj = params && params[0].weight_hr;
-    if (proj && (!lstm || kind != K_STACK)) {
-        tg_error(fn, "weight_hr (projections, proj_size) is for the LSTM stack functions only, not %s",
-                 lstm ? "one step or one sequence" : tg_manual_cell_name(cell));
-        return NULL;
-    }
-    if (!need(fn, "x", x)) return NULL;
-    const int xnd = kind == K_STEP ? 2 : 3;
-    if (tg_ndim(x) != xnd) {
-        tg_error(fn, "x is %s; expected %s", shp(x, a, sizeof a), kind == K_STEP ? "[B,I]" : "[T,B,I]");
-        return NULL;
-    }
-    const int64_t T = kind == K_STEP ? 1 : tg_dim(x, 0), B = tg_dim(x, -2), I = tg_dim(x, -1);
-    if (T < 1 || B < 1 || I < 1) {
-        tg_error(fn, "x %s is empty (T, B and I must be at least 1)", shp(x, a, sizeof a));
-        return NULL;
-    }
-    const tg_dtype dt = tg_dtype_of(x);
-
-    if (!need(fn, "h0", h0) || !expect_dtype(fn, "h0", h0, dt, "x")) return NULL;
-    const int hnd = kind == K_STACK ? 3 : 2;
-    if (tg_ndim(h0) != hnd) {
-        tg_error(fn, "h0 is %s; expected %s", shp(h0, a, sizeof a), kind == K_STACK ? "[L,B,H]" : "[B,H]");
-        return NULL;
-    }
-    int64_t H = tg_dim(h0, -1), P = 0;
-    if (H < 1) {
-        tg_error(fn, "h0 %s is empty (H must be at least 1)", shp(h0, a, sizeof a));
-        return NULL;
-    }
-    int64_t hd[3];
-    if (kind == K_STACK) {
-        hd[0] = L, hd[1] = B, hd[2] = H;
-        snprintf(ctx, sizeof ctx, "L = %d layers, B = %" PRId64 " from x %s", L, B, shp(x, a, sizeof a));
-        if (!expect_shape(fn, "h0", h0, 3, hd, "[L,B,H]", ctx)) return NULL;
-    } else {
-        hd[0] = B, hd[1] = H;
-        snprintf(ctx, sizeof ctx, "B = %" PRId64 " from x %s", B, shp(x, a, sizeof a));
-        if (!expect_shape(fn, "h0", h0, 2, hd, "[B,H]", ctx)) return NULL;
-    }
-    if (lstm) {
-        if (!need(fn, "c0", c0) || !expect_dtype(fn, "c0", c0, dt, "x")) return NULL;
-        if (proj) {
-            if (tg_ndim(c0) != 3 || tg_dim(c0, 0) != L || tg_dim(c0, 1) != B || tg_dim(c0, 2) <= H) {
-                tg_error(fn, "c0 %s: expected [L,B,H] with L = %d, B = %" PRId64 " and H above P = %" PRId64
-                         " (h0 %s, projections)", shp(c0, a, sizeof a), L, B, H, shp(h0, b, sizeof b));
-                return NULL;
-            }
-            P = H;
-            H = tg_dim(c0, 2);
-        } else if (!tg_same_shape(c0, h0)) {
-            tg_error(fn, "c0 %s does not match h0 %s", shp(c0, a, sizeof a), shp(h0, b, sizeof b));
-            return NULL;
-        }
-    }
-    if (!params) {
-        if (!tg_error_pending()) tg_error(fn, "params is NULL");
-        return NULL;
-    }
-    const int64_t G = tg_manual_cell_gates(cell), GH = G * H, Rw = P ? P : H; /* Rw: the width of h */
-    for (int l = 0; l < L; l++) {
-        const tg_manual_layer *p = &params[l];
-        const tg_tensor *pp[NPARAM] = {p->weight_ih, p->weight_hh, p->bias_ih, p->bias_hh, p->weight_hr};
-        const int64_t Il = l ? Rw : I;
-        if (!proj && p->weight_hr) {
-            tg_error(fn, "weight_hr_l%d is set but weight_hr_l0 is not (projections on every layer or none)", l);
-            return NULL;
-        }
-        for (int i = 0; i < (proj ? NPARAM : 4); i++) {
-            pname(nm, sizeof nm, i, l, kind == K_STACK);
-            if (!need(fn, nm, pp[i]) || !expect_dtype(fn, nm, pp[i], dt, "x")) return NULL;
-            if (proj)
-                snprintf(ctx, sizeof ctx, "lstm, P = %" PRId64 " from h0 %s, H = %" PRId64 " from c0 %s, %s = %" PRId64,
-                         P, shp(h0, a, sizeof a), H, shp(c0, b, sizeof b), l ? "input P" : "I", Il);
-            else
-                snprintf(ctx, sizeof ctx, "%s, H = %" PRId64 " from h0 %s, %s = %" PRId64,
-                         tg_manual_cell_name(cell), H, shp(h0, a, sizeof a), l ? "input H" : "I", Il);
-            const char *hw = proj ? "P" : "H";
-            int64_t d[2] = {GH, i == 0 ? Il : Rw};
-            char sym[40], gh[16] = "H";
-            if (G > 1) snprintf(gh, sizeof gh, "%d*H", (int)G);
-            if (i == 4) d[0] = P, d[1] = H, snprintf(sym, sizeof sym, "[P,H]");
-            else if (i < 2) snprintf(sym, sizeof sym, "[%s,%s]", gh, i == 0 ? (l ? hw : "I") : hw);
-            else snprintf(sym, sizeof sym, "[%s]", gh);
-            if (!expect_shape(fn, nm, pp[i], i < 2 || i == 4 ? 2 : 1, d, sym, ctx)) return NULL;
-        }
-    }
-
-    tg_manual_cache *c = tg_calloc(1, sizeof *c + (size_t)L * sizeof(mlayer));
-    if (!c) {
-        tg_error(fn, "out of memory");
-        return NULL;
-    }
-    c->magic = CACHE_MAGIC;
-    c->cell = cell;
-    c->kind = kind;
-    c->maker = fn;
-    c->layers = L;
-    c->T = T, c->B = B, c->I = I, c->H = H, c->P = P;
-    c->dtype = dt;
-    bool ok = true;
-    for (int l = 0; l < L && ok; l++) {
-        tg_tensor *hl = kind == K_STACK ? tg_view_at(h0, l) : tg_retain(mut(h0));
-        tg_tensor *cl = !lstm ? NULL : kind == K_STACK ? tg_view_at(c0, l) : tg_retain(mut(c0));
-        ok = hl && (!lstm || cl) && layer_forward(c, l, l ? c->lay[l - 1].y : mut(x), hl, cl, &params[l]);
-        if (!ok && !c->lay[l].h0) { /* not yet owned by the cache */
-            tg_release(hl);
-            tg_release(cl);
-        }
-    }
-    tg_tensor *ret = NULL, *ho = NULL, *co = NULL;
-    const int64_t BH = B * H;
-    if (ok) {
-        const mlayer *top = &c->lay[L - 1];
-        const int64_t bh[2] = {B, H};
-        if (kind == K_STEP) {
-            ret = tg_reshape_view(top->y, 2, bh);
-            if (c_out && lstm) co = slice_copy(top->cs, 0, 2, bh);
-        } else {
-            ret = tg_retain(top->y);
-            if (kind == K_SEQ) {
-                if (h_out) ho = slice_copy(top->y, (T - 1) * BH, 2, bh);
-                if (c_out && lstm) co = slice_copy(top->cs, (T - 1) * BH, 2, bh);
-            } else {
-                const int64_t lbh[3] = {L, B, H}, lbr[3] = {L, B, Rw}, BR = B * Rw;
-                size_t isz = tg_itemsize(dt);
-                if (h_out && (ho = tg_empty(dt, 3, lbr)))
-                    for (int l = 0; l < L; l++)
-                        memcpy((char *)tg_data(ho) + (size_t)(l * BR) * isz,
-                               (const char *)tg_cdata(c->lay[l].y) + (size_t)((T - 1) * BR) * isz,
-                               (size_t)BR * isz);
-                if (c_out && lstm && (co = tg_empty(dt, 3, lbh)))
-                    for (int l = 0; l < L; l++)
-                        memcpy((char *)tg_data(co) + (size_t)(l * BH) * isz,
-                               (const char *)tg_cdata(c->lay[l].cs) + (size_t)((T - 1) * BH) * isz,
-                               (size_t)BH * isz);
-            }
-        }
-        ok = ret && (!h_out || kind == K_STEP || ho) && (!c_out || !lstm || co);
-    }
-    if (!ok) {
-        tg_release(ret);
-        tg_release(ho);
-        tg_release(co);
+    tg_manual_cache *c = cache_new(fn, &d);
+    if (!c) return NULL;
+    tg_tensor *ret, *ho, *co;
+    if (!run_layers(c, x, h0, c0, params) || !collect_outputs(c, h_out != NULL, c_out != NULL, &ret, &ho, &co)) {
         tg_manual_cache_free(c);
         return NULL;
     }
@@ -526,36 +591,30 @@ static void proj_layer_backward(const tg_manual_cache *c, const mlayer *m, const
                           DD(gw[4], double), dx, dh0, dc0, work);
 }
 
-/* want_family < 0: any cell. */
-static int backward_core(const char *fn, int want_family, int want_kind, const char *want_maker,
-                         const tg_manual_cache *c, const tg_tensor *dy, const tg_tensor *dh,
-                         const tg_tensor *dcell, tg_manual_layer *grads, tg_tensor **dx_out,
-                         tg_tensor **dh0_out, tg_tensor **dc0_out) {
-    if (dx_out) *dx_out = NULL;
-    if (dh0_out) *dh0_out = NULL;
-    if (dc0_out) *dc0_out = NULL;
-    char ctx[160], nm[48];
+/* Step 1: a live cache made by the forward this backward belongs to (want_family < 0: any cell). */
+static bool check_cache(const char *fn, int want_family, int want_kind, const char *want_maker,
+                        const tg_manual_cache *c) {
     if (!c) {
         if (!tg_error_pending()) tg_error(fn, "cache is NULL");
-        return -1;
+        return false;
     }
     if (c->magic != CACHE_MAGIC) {
         tg_error(fn, "cache was freed (or is not a tg_manual_cache)");
-        return -1;
+        return false;
     }
     if (c->kind != want_kind || (want_family >= 0 && family(c->cell) != want_family)) {
         tg_error(fn, "cache was made by %s (%s); this function needs one made by %s", c->maker,
                  tg_manual_cell_name(c->cell), want_maker);
-        return -1;
+        return false;
     }
-    const int L = c->layers;
-    const int64_t T = c->T, B = c->B, I = c->I, H = c->H, BH = B * H;
-    const int64_t Rw = c->P ? c->P : H, BR = B * Rw; /* the width of h (P with projections) */
-    const tg_dtype dt = c->dtype;
-    const bool lstm = c->cell == TG_MANUAL_LSTM;
-    const bool stacked = c->kind == K_STACK;
+    return true;
+}
 
-    for (int l = 0; l < L; l++) {
+/* Step 2: nothing the cache refers to was written in place since the forward. */
+static bool check_versions(const char *fn, const tg_manual_cache *c) {
+    char nm[48];
+    const bool stacked = c->kind == K_STACK;
+    for (int l = 0; l < c->layers; l++) {
         const mlayer *m = &c->lay[l];
         bool ok = true;
         if (l == 0) ok = check_version(fn, "x", m->x, m->vx);
@@ -568,15 +627,24 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
             ok = check_version(fn, nm, m->p[i], m->vp[i]);
         }
         if (ok) {
-            snprintf(nm, sizeof nm, l == L - 1 ? "the output y" : "layer %d's output", l);
+            snprintf(nm, sizeof nm, l == c->layers - 1 ? "the output y" : "layer %d's output", l);
             ok = check_version(fn, nm, m->y, m->vy);
         }
-        if (!ok) return -1;
+        if (!ok) return false;
     }
+    return true;
+}
 
-    /* upstream gradients */
+/* Step 3: the upstream gradients (each NULL = zero): dy [T,B,H or P] (none for K_STEP: *dy becomes
+ * NULL), dh [B,H] or [L,B,H or P], and for the LSTM dcell [B,H] or [L,B,H] (else *dcell becomes NULL). */
+static bool check_upstream(const char *fn, const tg_manual_cache *c, const tg_tensor **dy, const tg_tensor *dh,
+                           const tg_tensor **dcell) {
+    char ctx[160];
+    const int64_t T = c->T, B = c->B, H = c->H, Rw = c->P ? c->P : H;
+    const tg_dtype dt = c->dtype;
+    const bool stacked = c->kind == K_STACK;
     bool fail = false;
-    const int64_t tbr[3] = {T, B, Rw}, lbr[3] = {L, B, Rw}, lbh[3] = {L, B, H}, bh[2] = {B, H};
+    const int64_t tbr[3] = {T, B, Rw}, lbr[3] = {c->layers, B, Rw}, lbh[3] = {c->layers, B, H}, bh[2] = {B, H};
     if (c->P)
         snprintf(ctx, sizeof ctx, "T = %" PRId64 ", B = %" PRId64 ", P = %" PRId64 ", H = %" PRId64 " from the forward",
                  T, B, c->P, H);
@@ -584,142 +652,177 @@ static int backward_core(const char *fn, int want_family, int want_kind, const c
         snprintf(ctx, sizeof ctx, "T = %" PRId64 ", B = %" PRId64 ", H = %" PRId64 " from the forward", T, B, H);
     const char *hname = c->kind == K_STEP ? "dh_next" : stacked ? "dhn" : "dh_last";
     const char *cname = c->kind == K_STEP ? "dc_next" : stacked ? "dcn" : "dc_last";
-    if (c->kind != K_STEP) upstream(fn, "dy", dy, dt, 3, tbr, c->P ? "[T,B,P]" : "[T,B,H]", ctx, &fail);
-    else dy = NULL;
+    if (c->kind != K_STEP) upstream(fn, "dy", *dy, dt, 3, tbr, c->P ? "[T,B,P]" : "[T,B,H]", ctx, &fail);
+    else *dy = NULL;
     if (stacked) upstream(fn, hname, dh, dt, 3, lbr, c->P ? "[L,B,P]" : "[L,B,H]", ctx, &fail);
     else upstream(fn, hname, dh, dt, 2, bh, "[B,H]", ctx, &fail);
-    if (lstm) {
-        if (stacked) upstream(fn, cname, dcell, dt, 3, lbh, "[L,B,H]", ctx, &fail);
-        else upstream(fn, cname, dcell, dt, 2, bh, "[B,H]", ctx, &fail);
-    } else {
-        dcell = NULL;
-    }
-    if (fail) return -1;
+    if (c->cell != TG_MANUAL_LSTM) *dcell = NULL;
+    else if (stacked) upstream(fn, cname, *dcell, dt, 3, lbh, "[L,B,H]", ctx, &fail);
+    else upstream(fn, cname, *dcell, dt, 2, bh, "[B,H]", ctx, &fail);
+    return !fail;
+}
 
-    /* parameter gradients: check the given ones, then allocate the missing ones */
-    if (grads) {
-        for (int l = 0; l < L; l++) {
-            tg_tensor **g[NPARAM];
-            layer_slots(&grads[l], g);
-            for (int i = 0; i < NPARAM; i++) {
-                const tg_tensor *p = c->lay[l].p[i];
-                if (!*g[i] || !p) continue; /* (no weight_hr without projections) */
-                pname(nm, sizeof nm, i, l, stacked);
-                char gn[64];
-                snprintf(gn, sizeof gn, "grads %s", nm);
-                if (!need(fn, gn, *g[i]) || !expect_dtype(fn, gn, *g[i], dt, "the cache") ||
-                    !expect_shape(fn, gn, *g[i], tg_ndim(p), tg_shape(p), "the parameter's shape", nm))
-                    return -1;
-            }
+/* Step 4: the parameter gradients the caller gave (accumulated into) match their parameters. */
+static bool check_grads(const char *fn, const tg_manual_cache *c, tg_manual_layer *grads) {
+    char nm[48], gn[64];
+    for (int l = 0; grads && l < c->layers; l++) {
+        tg_tensor **g[NPARAM];
+        layer_slots(&grads[l], g);
+        for (int i = 0; i < NPARAM; i++) {
+            const tg_tensor *p = c->lay[l].p[i];
+            if (!*g[i] || !p) continue; /* (no weight_hr without projections) */
+            pname(nm, sizeof nm, i, l, c->kind == K_STACK);
+            snprintf(gn, sizeof gn, "grads %s", nm);
+            if (!need(fn, gn, *g[i]) || !expect_dtype(fn, gn, *g[i], c->dtype, "the cache") ||
+                !expect_shape(fn, gn, *g[i], tg_ndim(p), tg_shape(p), "the parameter's shape", nm))
+                return false;
         }
     }
-    bool *made = grads ? tg_calloc((size_t)L * NPARAM, sizeof(bool)) : NULL;
-    int rc = -1;
-    tg_tensor *dx = NULL, *dh0 = NULL, *dc0 = NULL;
-    void *work = NULL, *bufa = NULL, *bufb = NULL;
+    return true;
+}
+
+/* Step 5: zero gradients in the slots the caller left NULL, each marked in made[l * NPARAM + i];
+ * release_made undoes exactly those. */
+static bool alloc_grads(const tg_manual_cache *c, tg_manual_layer *grads, bool *made) {
+    for (int l = 0; l < c->layers; l++) {
+        tg_tensor **g[NPARAM];
+        layer_slots(&grads[l], g);
+        for (int i = 0; i < NPARAM; i++) {
+            const tg_tensor *p = c->lay[l].p[i];
+            if (*g[i] || !p) continue;
+            if (!(*g[i] = tg_zeros(c->dtype, tg_ndim(p), tg_shape(p)))) return false;
+            made[l * NPARAM + i] = true;
+        }
+    }
+    return true;
+}
+
+static void release_made(const tg_manual_cache *c, tg_manual_layer *grads, const bool *made) {
+    for (int l = 0; l < c->layers; l++) {
+        tg_tensor **g[NPARAM];
+        layer_slots(&grads[l], g);
+        for (int i = 0; i < NPARAM; i++)
+            if (made[l * NPARAM + i]) {
+                tg_release(*g[i]);
+                *g[i] = NULL;
+            }
+    }
+}
+
+/* Step 6: the input gradients asked for: dx [B,I] or [T,B,I], dh0 [B,H] or [L,B,H or P], dc0 (LSTM). */
+static bool alloc_outputs(const tg_manual_cache *c, bool want_dx, bool want_dh0, bool want_dc0, tg_tensor **dx,
+                          tg_tensor **dh0, tg_tensor **dc0) {
+    const tg_dtype dt = c->dtype;
+    const bool stacked = c->kind == K_STACK;
+    const int64_t Rw = c->P ? c->P : c->H;
+    const int64_t lbr[3] = {c->layers, c->B, Rw}, lbh[3] = {c->layers, c->B, c->H}, bh[2] = {c->B, c->H};
+    if (want_dx) {
+        const int64_t xs3[3] = {c->T, c->B, c->I}, xs2[2] = {c->B, c->I};
+        if (!(*dx = c->kind == K_STEP ? tg_empty(dt, 2, xs2) : tg_empty(dt, 3, xs3))) return false;
+    }
+    if (want_dh0 && !(*dh0 = stacked ? tg_empty(dt, 3, lbr) : tg_empty(dt, 2, bh))) return false;
+    if (want_dc0 && c->cell == TG_MANUAL_LSTM && !(*dc0 = stacked ? tg_empty(dt, 3, lbh) : tg_empty(dt, 2, bh)))
+        return false;
+    return true;
+}
+
+/* One layer's backward (layer_bwd or lstm_proj_bwd in the cache's dtype); gw: its parameter
+ * gradients (all NULL or all set), dy/dhT/dcT its upstream, dx/dh0/dc0 where its input gradients go. */
+static void layer_backward(const tg_manual_cache *c, const mlayer *m, const void *dy, const void *dhT,
+                           const void *dcT, tg_tensor *const *gw, void *dx, void *dh0, void *dc0, void *work) {
+    if (c->P)
+        proj_layer_backward(c, m, dy, dhT, dcT, gw, dx, dh0, dc0, work);
+    else if (c->dtype == TG_F32)
+        layer_bwd_f32(c->cell, c->T, c->B, m->I, c->H, CD(m->x, float), CD(m->h0, float), CD(m->c0, float),
+                      CD(m->p[0], float), CD(m->p[1], float), CD(m->y, float), CD(m->gates, float),
+                      CD(m->cs, float), CD(m->aux, float), dy, (const float *)dhT, (const float *)dcT,
+                      DD(gw[0], float), DD(gw[1], float), DD(gw[2], float), DD(gw[3], float), dx, (float *)dh0,
+                      (float *)dc0, work);
+    else
+        layer_bwd_f64(c->cell, c->T, c->B, m->I, c->H, CD(m->x, double), CD(m->h0, double), CD(m->c0, double),
+                      CD(m->p[0], double), CD(m->p[1], double), CD(m->y, double), CD(m->gates, double),
+                      CD(m->cs, double), CD(m->aux, double), dy, (const double *)dhT, (const double *)dcT,
+                      DD(gw[0], double), DD(gw[1], double), DD(gw[2], double), DD(gw[3], double), dx,
+                      (double *)dh0, (double *)dc0, work);
+}
+
+/* Step 7: the layers top-down, each layer's dx the next lower layer's dy (two ping-pong buffers). */
+static bool run_backward(const char *fn, const tg_manual_cache *c, const tg_tensor *dy, const tg_tensor *dh,
+                         const tg_tensor *dcell, const tg_manual_layer *grads, tg_tensor *dx, tg_tensor *dh0,
+                         tg_tensor *dc0) {
+    const int L = c->layers;
+    const int64_t H = c->H, BH = c->B * H, Rw = c->P ? c->P : H, BR = c->B * Rw; /* h is Rw wide */
+    const int64_t GH = tg_manual_cell_gates(c->cell) * H, TB = c->T * c->B;
+    const size_t isz = tg_itemsize(c->dtype);
+    const size_t wn = c->P ? (size_t)(TB * (GH + c->P) + 2 * BH + 2 * BR) /* lstm_proj_bwd */
+                           : (size_t)(TB * GH) * (family(c->cell) == FAM_GRU ? 2 : 1) + (size_t)(3 * BH);
+    void *work = tg_malloc(wn * isz), *bufa = NULL, *bufb = NULL;
+    if (L > 1) {
+        bufa = tg_malloc((size_t)(TB * Rw) * isz);
+        bufb = tg_malloc((size_t)(TB * Rw) * isz);
+    }
+    bool ok = work && (L == 1 || (bufa && bufb));
+    if (!ok) tg_error(fn, "out of memory");
+    const void *dyl = dy ? tg_cdata(dy) : NULL;
+    for (int l = L - 1; ok && l >= 0; l--) {
+        void *dxl = l ? bufa : (dx ? tg_data(dx) : NULL);
+        const char *dhT = dh ? (const char *)tg_cdata(dh) + (size_t)(l * BR) * isz : NULL;
+        const char *dcT = dcell ? (const char *)tg_cdata(dcell) + (size_t)(l * BH) * isz : NULL;
+        char *dh0l = dh0 ? (char *)tg_data(dh0) + (size_t)(l * BR) * isz : NULL;
+        char *dc0l = dc0 ? (char *)tg_data(dc0) + (size_t)(l * BH) * isz : NULL;
+        tg_tensor *gw[NPARAM] = {NULL, NULL, NULL, NULL, NULL};
+        if (grads) {
+            gw[0] = grads[l].weight_ih, gw[1] = grads[l].weight_hh;
+            gw[2] = grads[l].bias_ih, gw[3] = grads[l].bias_hh;
+            gw[4] = c->P ? grads[l].weight_hr : NULL;
+        }
+        layer_backward(c, &c->lay[l], dyl, dhT, dcT, gw, dxl, dh0l, dc0l, work);
+        for (int i = 0; i < NPARAM; i++)
+            if (gw[i]) tg_bump_version(gw[i]);
+        if (l) { /* this layer's dx is the next (lower) layer's dy */
+            dyl = bufa;
+            void *t = bufa;
+            bufa = bufb;
+            bufb = t;
+        }
+    }
+    free(work);
+    free(bufa);
+    free(bufb);
+    return ok;
+}
+
+static int backward_core(const char *fn, int want_family, int want_kind, const char *want_maker,
+                         const tg_manual_cache *c, const tg_tensor *dy, const tg_tensor *dh,
+                         const tg_tensor *dcell, tg_manual_layer *grads, tg_tensor **dx_out,
+                         tg_tensor **dh0_out, tg_tensor **dc0_out) {
+    if (dx_out) *dx_out = NULL;
+    if (dh0_out) *dh0_out = NULL;
+    if (dc0_out) *dc0_out = NULL;
+    if (!check_cache(fn, want_family, want_kind, want_maker, c) || !check_versions(fn, c) ||
+        !check_upstream(fn, c, &dy, dh, &dcell) || !check_grads(fn, c, grads))
+        return -1;
+    bool *made = grads ? tg_calloc((size_t)c->layers * NPARAM, sizeof(bool)) : NULL;
     if (grads && !made) {
         tg_error(fn, "out of memory");
         return -1;
     }
-    if (grads) {
-        for (int l = 0; l < L; l++) {
-            tg_tensor **g[NPARAM];
-            layer_slots(&grads[l], g);
-            for (int i = 0; i < NPARAM; i++) {
-                const tg_tensor *p = c->lay[l].p[i];
-                if (*g[i] || !p) continue;
-                if (!(*g[i] = tg_zeros(dt, tg_ndim(p), tg_shape(p)))) goto done;
-                made[l * NPARAM + i] = true;
-            }
-        }
-    }
-    /* outputs */
-    if (dx_out) {
-        const int64_t xs3[3] = {T, B, I}, xs2[2] = {B, I};
-        if (!(dx = c->kind == K_STEP ? tg_empty(dt, 2, xs2) : tg_empty(dt, 3, xs3))) goto done;
-    }
-    if (dh0_out && !(dh0 = stacked ? tg_empty(dt, 3, lbr) : tg_empty(dt, 2, bh))) goto done;
-    if (dc0_out && lstm && !(dc0 = stacked ? tg_empty(dt, 3, lbh) : tg_empty(dt, 2, bh))) goto done;
-
-    {
-        const int64_t G = tg_manual_cell_gates(c->cell), GH = G * H, TB = T * B;
-        const size_t isz = tg_itemsize(dt);
-        const size_t wn = c->P ? (size_t)(TB * (GH + c->P) + 2 * BH + 2 * BR) /* lstm_proj_bwd */
-                               : (size_t)(TB * GH) * (family(c->cell) == FAM_GRU ? 2 : 1) + (size_t)(3 * BH);
-        work = tg_malloc(wn * isz);
-        if (L > 1) {
-            bufa = tg_malloc((size_t)(TB * Rw) * isz);
-            bufb = tg_malloc((size_t)(TB * Rw) * isz);
-        }
-        if (!work || (L > 1 && (!bufa || !bufb))) {
-            tg_error(fn, "out of memory");
-            goto done;
-        }
-        const void *dyl = dy ? tg_cdata(dy) : NULL;
-        for (int l = L - 1; l >= 0; l--) {
-            const mlayer *m = &c->lay[l];
-            void *dxl = l ? bufa : (dx ? tg_data(dx) : NULL);
-            const char *dhT = dh ? (const char *)tg_cdata(dh) + (size_t)(l * BR) * isz : NULL;
-            const char *dcT = dcell ? (const char *)tg_cdata(dcell) + (size_t)(l * BH) * isz : NULL;
-            char *dh0l = dh0 ? (char *)tg_data(dh0) + (size_t)(l * BR) * isz : NULL;
-            char *dc0l = dc0 ? (char *)tg_data(dc0) + (size_t)(l * BH) * isz : NULL;
-            tg_tensor *gw[NPARAM] = {NULL, NULL, NULL, NULL, NULL};
-            if (grads) {
-                gw[0] = grads[l].weight_ih, gw[1] = grads[l].weight_hh;
-                gw[2] = grads[l].bias_ih, gw[3] = grads[l].bias_hh;
-                gw[4] = c->P ? grads[l].weight_hr : NULL;
-            }
-            if (c->P)
-                proj_layer_backward(c, m, dyl, dhT, dcT, gw, dxl, dh0l, dc0l, work);
-            else if (dt == TG_F32)
-                layer_bwd_f32(c->cell, T, B, m->I, H, CD(m->x, float), CD(m->h0, float), CD(m->c0, float),
-                              CD(m->p[0], float), CD(m->p[1], float), CD(m->y, float), CD(m->gates, float),
-                              CD(m->cs, float), CD(m->aux, float), dyl, (const float *)dhT,
-                              (const float *)dcT, DD(gw[0], float), DD(gw[1], float), DD(gw[2], float),
-                              DD(gw[3], float), dxl, (float *)dh0l, (float *)dc0l, work);
-            else
-                layer_bwd_f64(c->cell, T, B, m->I, H, CD(m->x, double), CD(m->h0, double),
-                              CD(m->c0, double), CD(m->p[0], double), CD(m->p[1], double), CD(m->y, double),
-                              CD(m->gates, double), CD(m->cs, double), CD(m->aux, double), dyl,
-                              (const double *)dhT, (const double *)dcT, DD(gw[0], double),
-                              DD(gw[1], double), DD(gw[2], double), DD(gw[3], double), dxl,
-                              (double *)dh0l, (double *)dc0l, work);
-            for (int i = 0; i < NPARAM; i++)
-                if (gw[i]) tg_bump_version(gw[i]);
-            if (l) { /* this layer's dx is the next (lower) layer's dy */
-                dyl = bufa;
-                void *t = bufa;
-                bufa = bufb;
-                bufb = t;
-            }
-        }
-    }
-    rc = 0;
-done:
-    free(work);
-    free(bufa);
-    free(bufb);
-    if (rc != 0) {
-        tg_release(dx);
-        tg_release(dh0);
-        tg_release(dc0);
-        if (grads)
-            for (int l = 0; l < L; l++) {
-                tg_tensor **g[NPARAM];
-                layer_slots(&grads[l], g);
-                for (int i = 0; i < NPARAM; i++)
-                    if (made[l * NPARAM + i]) {
-                        tg_release(*g[i]);
-                        *g[i] = NULL;
-                    }
-            }
-    } else {
+    tg_tensor *dx = NULL, *dh0 = NULL, *dc0 = NULL;
+    bool ok = (!grads || alloc_grads(c, grads, made)) &&
+              alloc_outputs(c, dx_out != NULL, dh0_out != NULL, dc0_out != NULL, &dx, &dh0, &dc0) &&
+              run_backward(fn, c, dy, dh, dcell, grads, dx, dh0, dc0);
+    if (ok) {
         if (dx_out) *dx_out = dx;
         if (dh0_out) *dh0_out = dh0;
         if (dc0_out) *dc0_out = dc0;
+    } else {
+        tg_release(dx);
+        tg_release(dh0);
+        tg_release(dc0);
+        if (grads) release_made(c, grads, made);
     }
     free(made);
-    return rc;
+    return ok ? 0 : -1;
 }
 
 /* ---- public entry points ------------------------------------------------------------------------ */
