@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NO_MPI_MSG "tapegrad was built without MPI (install libopenmpi-dev and configure with -Dmpi=enabled)"
 
@@ -22,6 +23,9 @@ struct tg_dist {
     bool owns_init;   /* tg_dist_init called MPI_Init: tg_dist_free calls MPI_Finalize */
     double seconds;   /* inside collective calls */
     int64_t bytes, calls;
+    bool split;       /* tg_dist_set_split_timing: a timed MPI_Barrier before each gradient all-reduce */
+    int poll_us;      /* tg_dist_set_poll_sleep: 0 = MPI's blocking calls (busy-polling) */
+    double wait, transfer, comm_cpu; /* barrier / all-reduce seconds (split on); process CPU in collectives */
     unsigned char *buf; /* the bucket, reused from call to call */
     size_t cap;
 #if TG_HAVE_MPI
@@ -66,6 +70,27 @@ void tg_dist_stats(const tg_dist *d, double *seconds, int64_t *bytes, int64_t *c
     if (bytes) *bytes = d ? d->bytes : 0;
     if (calls) *calls = d ? d->calls : 0;
 }
+
+void tg_dist_set_split_timing(tg_dist *d, bool on) {
+    if (d) d->split = on;
+}
+
+int tg_dist_set_poll_sleep(tg_dist *d, int microseconds) {
+    if (!d) { tg_error("tg_dist_set_poll_sleep", "d is NULL"); return -1; }
+    if (microseconds < 0 || microseconds > 1000000) {
+        tg_error_quiet("tg_dist_set_poll_sleep", "%d microseconds is outside 0..1000000", microseconds);
+        return -1;
+    }
+    d->poll_us = microseconds;
+    return 0;
+}
+
+void tg_dist_split_stats(const tg_dist *d, double *wait, double *transfer, double *comm_cpu) {
+    if (wait) *wait = d ? d->wait : 0;
+    if (transfer) *transfer = d ? d->transfer : 0;
+    if (comm_cpu) *comm_cpu = d ? d->comm_cpu : 0;
+}
+
 
 /* ---- hashes --------------------------------------------------------------------------------------- */
 
@@ -135,6 +160,14 @@ int tg_dist_abort(tg_dist *d, int code) {
     (void)d;
     (void)code;
     tg_error_quiet("tg_dist_abort", NO_MPI_MSG);
+    return -1;
+}
+int tg_dist_gather_doubles(tg_dist *d, const double *mine, int n, double *all) {
+    (void)d;
+    (void)mine;
+    (void)n;
+    (void)all;
+    tg_error_quiet("tg_dist_gather_doubles", NO_MPI_MSG);
     return -1;
 }
 
@@ -207,6 +240,29 @@ int tg_dist_abort(tg_dist *d, int code) {
     return -1; /* not reached */
 }
 
+/* The process's CPU seconds (all threads): a rank that busy-polls inside MPI burns CPU there. */
+static double cpu_now(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)) return 0;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Around every collective call: wall seconds, process CPU seconds, bytes handed over, calls. */
+typedef struct coll_timer {
+    double wall, cpu;
+} coll_timer;
+
+static coll_timer timer_start(void) { return (coll_timer){MPI_Wtime(), cpu_now()}; }
+
+static double timer_stop(tg_dist *d, coll_timer t, size_t bytes) {
+    double wall = MPI_Wtime() - t.wall;
+    d->seconds += wall;
+    d->comm_cpu += cpu_now() - t.cpu;
+    d->bytes += (int64_t)bytes;
+    d->calls++;
+    return wall;
+}
+
 static bool ensure_buf(tg_dist *d, size_t bytes, const char *fn) {
     if (bytes <= d->cap) return true;
     unsigned char *b = tg_realloc(d->buf, bytes);
@@ -223,11 +279,9 @@ static MPI_Datatype mpi_type(tg_dtype dt) { return dt == TG_F64 ? MPI_DOUBLE : M
 static int layout_mismatch(tg_dist *d, uint64_t mine, const char *fn) {
     uint64_t *all = tg_malloc((size_t)d->size * sizeof *all);
     if (!all) { tg_error_quiet(fn, "out of memory"); return -2; }
-    double t0 = MPI_Wtime();
+    coll_timer t0 = timer_start();
     int rc = MPI_Allgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, d->comm);
-    d->seconds += MPI_Wtime() - t0;
-    d->bytes += (int64_t)sizeof mine;
-    d->calls++;
+    timer_stop(d, t0, sizeof mine);
     if (rc != MPI_SUCCESS) { free(all); return mpi_fail(fn, "MPI_Allgather", rc), -2; }
     int bad = -1;
     for (int r = 1; r < d->size && bad < 0; r++)
@@ -274,11 +328,9 @@ int tg_dist_broadcast_params(tg_dist *d, tg_params *params) {
                     memcpy(d->buf + off, tg_data(t), b);
                     off += b;
                 }
-                double t0 = MPI_Wtime();
+                coll_timer t0 = timer_start();
                 int rc = MPI_Bcast(d->buf, (int)(used / isz), mpi_type((tg_dtype)dt), 0, d->comm);
-                d->seconds += MPI_Wtime() - t0;
-                d->bytes += (int64_t)used;
-                d->calls++;
+                timer_stop(d, t0, used);
                 if (rc != MPI_SUCCESS) return mpi_fail(fn, "MPI_Bcast", rc);
                 off = 0;
                 for (int k = i; k < j; k++) {
@@ -298,13 +350,41 @@ int tg_dist_broadcast_params(tg_dist *d, tg_params *params) {
     return 0;
 }
 
-/* One MPI_Allreduce(SUM) of `count` elements of dtype dt in d->buf. */
+/* Completes a non-blocking collective: MPI_Wait (MPI's own busy-polling), or with a poll sleep set,
+ * MPI_Test then nanosleep until done, so that a waiting rank gives its core away. */
+static int finish(const tg_dist *d, MPI_Request *rq) {
+    if (d->poll_us <= 0) return MPI_Wait(rq, MPI_STATUS_IGNORE);
+    struct timespec ts = {d->poll_us / 1000000, 1000L * (d->poll_us % 1000000)};
+    for (;;) {
+        int done = 0;
+        int rc = MPI_Test(rq, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS || done) return rc;
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The collectives of a training step (the gradient all-reduce and its checks): blocking MPI calls, or
+ * their non-blocking forms finished by `finish` when a poll sleep is set. */
+static int step_allreduce(const tg_dist *d, void *buf, int count, MPI_Datatype t, MPI_Op op) {
+    if (d->poll_us <= 0) return MPI_Allreduce(MPI_IN_PLACE, buf, count, t, op, d->comm);
+    MPI_Request rq;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, buf, count, t, op, d->comm, &rq);
+    return rc != MPI_SUCCESS ? rc : finish(d, &rq);
+}
+
+static int step_barrier(const tg_dist *d) {
+    if (d->poll_us <= 0) return MPI_Barrier(d->comm);
+    MPI_Request rq;
+    int rc = MPI_Ibarrier(d->comm, &rq);
+    return rc != MPI_SUCCESS ? rc : finish(d, &rq);
+}
+
+/* One all-reduce (SUM) of `count` elements of dtype dt in d->buf. */
 static int allreduce_buf(tg_dist *d, tg_dtype dt, size_t count, const char *fn) {
-    double t0 = MPI_Wtime();
-    int rc = MPI_Allreduce(MPI_IN_PLACE, d->buf, (int)count, mpi_type(dt), MPI_SUM, d->comm);
-    d->seconds += MPI_Wtime() - t0;
-    d->bytes += (int64_t)(count * tg_itemsize(dt));
-    d->calls++;
+    coll_timer t0 = timer_start();
+    int rc = step_allreduce(d, d->buf, (int)count, mpi_type(dt), MPI_SUM);
+    double wall = timer_stop(d, t0, count * tg_itemsize(dt));
+    if (d->split) d->transfer += wall;
     return rc == MPI_SUCCESS ? 0 : mpi_fail(fn, "MPI_Allreduce", rc);
 }
 
@@ -323,11 +403,18 @@ int tg_dist_allreduce_grads(tg_dist *d, tg_params *params, double weight, double
     /* The layouts must agree before buckets of a size derived from them are exchanged: MAX of (hash,
      * ~hash) gives (max, ~min), equal to (mine, ~mine) on every rank exactly when all hashes agree. */
     uint64_t lay = params_hash(params, false), mm[2] = {lay, ~lay};
-    double t0 = MPI_Wtime();
-    int rc = MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_UINT64_T, MPI_MAX, d->comm);
-    d->seconds += MPI_Wtime() - t0;
-    d->bytes += (int64_t)sizeof mm;
-    d->calls++;
+    coll_timer t0;
+    int rc;
+    if (d->split) { /* measurement: waiting for the slowest rank apart from the exchange itself */
+        t0 = timer_start();
+        rc = step_barrier(d);
+        d->wait += timer_stop(d, t0, 0);
+        if (rc != MPI_SUCCESS) return mpi_fail(fn, "MPI_Barrier", rc);
+    }
+    t0 = timer_start();
+    rc = step_allreduce(d, mm, 2, MPI_UINT64_T, MPI_MAX);
+    double wall = timer_stop(d, t0, sizeof mm);
+    if (d->split) d->transfer += wall;
     if (rc != MPI_SUCCESS) return mpi_fail(fn, "MPI_Allreduce", rc);
     if (mm[0] != ~mm[1]) {
         tg_error_quiet(fn, "the ranks hold different parameter sets (names, dtypes or shapes differ)");
@@ -343,11 +430,10 @@ int tg_dist_allreduce_grads(tg_dist *d, tg_params *params, double weight, double
     int status = 0;
     if (first_dt < 0 && scalar) { /* an empty set: the scalar alone */
         double v = weight * *scalar;
-        t0 = MPI_Wtime();
-        rc = MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, d->comm);
-        d->seconds += MPI_Wtime() - t0;
-        d->bytes += (int64_t)sizeof v;
-        d->calls++;
+        t0 = timer_start();
+        rc = step_allreduce(d, &v, 1, MPI_DOUBLE, MPI_SUM);
+        wall = timer_stop(d, t0, sizeof v);
+        if (d->split) d->transfer += wall;
         if (rc != MPI_SUCCESS) status = mpi_fail(fn, "MPI_Allreduce", rc);
         else *scalar = v;
     }
@@ -428,5 +514,15 @@ int tg_dist_check_params(tg_dist *d, const tg_params *params, uint64_t *hash) {
     if (bad == -1) return 0;
     if (bad >= 0) tg_error_quiet(fn, "the parameters of rank %d differ from rank 0's (hashes differ)", bad);
     return -1;
+}
+
+int tg_dist_gather_doubles(tg_dist *d, const double *mine, int n, double *all) {
+    const char *fn = "tg_dist_gather_doubles";
+    if (!d || !mine || n < 0 || (d->rank == 0 && !all)) {
+        tg_error(fn, "%s", !d ? "d is NULL" : !mine ? "mine is NULL" : n < 0 ? "n < 0" : "all is NULL on rank 0");
+        return -1;
+    }
+    int rc = MPI_Gather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, 0, d->comm);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(fn, "MPI_Gather", rc);
 }
 #endif

@@ -8,6 +8,9 @@
  *     one call, the scalar too; a gradient only rank 1 has reaches every rank; a parameter no rank
  *     has a gradient for stays without one; a small bucket count (one call for the F32 and one for
  *     the F64 parameters, plus the layout check) is used, not one call per tensor;
+ *   - the same all-reduce with tg_dist_set_poll_sleep (non-blocking calls + nanosleep) and split timing
+ *     (a barrier first) gives the same bits, one call more, wait and transfer times counted;
+ *     tg_dist_gather_doubles brings every rank's values to rank 0 in rank order;
  *   - tg_dist_check_params: 0 when equal; one flipped bit on the last rank -> -1 on every rank, with
  *     a message naming that rank;
  *   - ranks holding different parameter sets -> -1 on every rank, naming the first differing rank.
@@ -64,6 +67,14 @@ static void set_grad(tg_tensor *x, const double *coef) {
     tg_backward(tg_sum(tg_mul(x, c)));
     tg_release(c);
     tg_tape_reset();
+}
+
+/* FNV-1a of a tensor's bytes */
+static uint64_t bytes_hash(tg_tensor *t) {
+    const unsigned char *b = tg_data(t);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < (size_t)tg_numel(t) * tg_itemsize(tg_dtype_of(t)); i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
 }
 
 static double at(tg_tensor *t, int i) {
@@ -158,6 +169,51 @@ int main(int argc, char **argv) {
         CHECK(fabs(at(gc, e) - 2.0 / S * 2 * (e + 1)) < 1e-12, "c.grad[%d] = %g, expected %g", e, at(gc, e), 4.0 / S * (e + 1));
     CHECK(tg_grad(tg_params_find(p, "e")) == NULL, "e has a gradient though no rank had one");
     CHECK(fabs(loss - 10 * sw2) < 1e-9, "scalar %g, expected %g", loss, 10 * sw2);
+
+    /* the same all-reduce again with a poll sleep (non-blocking calls, MPI_Test + nanosleep) and split
+     * timing (a barrier first): bit for bit the same gradients and scalar, one collective call more */
+    tg_clear_error();
+    CHECK(tg_dist_set_poll_sleep(d, -1) == -1 && strstr(tg_last_error(), "-1 microseconds is outside 0..1000000"),
+          "a negative poll sleep: '%s'", tg_last_error());
+    const char *reduced[3] = {"a", "b", "c"};
+    uint64_t before = 0;
+    for (int k = 0; k < 3; k++) {
+        tg_tensor *g = tg_grad(tg_params_find(p, reduced[k]));
+        if (g) before = (before * 31) ^ bytes_hash(g);
+    }
+    double loss_before = loss;
+    tg_params_zero_grad(p);
+    set_grad(tg_params_find(p, "a"), coef);
+    set_grad(tg_params_find(p, "b"), coef);
+    if (g_rank == 1) set_grad(tg_params_find(p, "c"), coef);
+    loss = 10.0 * (g_rank + 1);
+    CHECK(tg_dist_set_poll_sleep(d, 30) == 0, "poll sleep 30: %s", tg_last_error());
+    tg_dist_set_split_timing(d, true);
+    tg_dist_stats(d, NULL, NULL, &calls0);
+    CHECK(tg_dist_allreduce_grads(d, p, w, &loss) == 0, "allreduce with a poll sleep: %s", tg_last_error());
+    tg_dist_stats(d, NULL, NULL, &calls1);
+    CHECK(calls1 - calls0 == 4, "%lld collective calls with split timing (expected 4: barrier, layout, F64, F32)",
+          (long long)(calls1 - calls0));
+    uint64_t after = 0;
+    for (int k = 0; k < 3; k++) {
+        tg_tensor *g = tg_grad(tg_params_find(p, reduced[k]));
+        if (g) after = (after * 31) ^ bytes_hash(g);
+    }
+    CHECK(after == before && loss == loss_before, "poll sleep: other gradients (hash %llx vs %llx) or scalar (%.17g vs %.17g)",
+          (unsigned long long)after, (unsigned long long)before, loss, loss_before);
+    double wait = -1, transfer = -1, comm_cpu = -1;
+    tg_dist_split_stats(d, &wait, &transfer, &comm_cpu);
+    CHECK(wait > 0 && transfer > 0 && comm_cpu >= 0, "split timing: wait %g, transfer %g, CPU %g", wait, transfer, comm_cpu);
+    double secs = 0;
+    tg_dist_stats(d, &secs, NULL, NULL);
+    CHECK(wait + transfer <= secs - t0 + 1e-12, "wait %g + transfer %g exceed the %g s in collectives", wait, transfer, secs - t0);
+    tg_dist_set_split_timing(d, false);
+    tg_dist_set_poll_sleep(d, 0);
+    double mine3[3] = {g_rank, 2.0 * g_rank, -1}, all3[3 * 64];
+    CHECK(tg_dist_gather_doubles(d, mine3, 3, size <= 64 ? all3 : NULL) == 0, "gather: %s", tg_last_error());
+    for (int r = 0; g_rank == 0 && r < size && r < 64; r++)
+        CHECK(all3[3 * r] == r && all3[3 * r + 1] == 2.0 * r && all3[3 * r + 2] == -1, "gather: rank %d sent %g %g %g", r,
+              all3[3 * r], all3[3 * r + 1], all3[3 * r + 2]);
 
     /* bit-identity check */
     uint64_t h = 0;

@@ -7,6 +7,7 @@
  *   - the same with --data (a CSV of sequences and class labels): parameters and validation metric;
  *   - a checkpoint written by 2 ranks resumes in one process and the other way round, both ending where
  *     an uninterrupted single run ends; the CSV log is written once (rank 0), not once per rank;
+ *   - --mpi-timing's per-rank split adds up to the step; --mpi-poll-sleep keeps the parameters bit for bit;
  *   - a rank that fails ends the whole job with its message (no hang: a watchdog kills after 120 s),
  *     and ranks started with different options are refused by name;
  *   - the hash and shard functions in this process (no MPI needed; this part runs under valgrind).
@@ -321,6 +322,45 @@ Test(dist, two_rank_refusals_name_the_problem, .timeout = 240) {
               b.status, b.err);
     th_run_free(&a);
     th_run_free(&b);
+}
+
+/* the "parameters hash" line's value (0 when missing) */
+static unsigned long long printed_hash(const char *out) {
+    const char *h = strstr(out, "parameters hash ");
+    return h ? strtoull(h + strlen("parameters hash "), NULL, 16) : 0;
+}
+
+/* --mpi-timing prints one line per rank whose parts add up to its step; --mpi-poll-sleep (ranks that
+ * sleep while they wait) ends with the same parameters, bit for bit, as MPI's own wait */
+Test(dist, timing_split_and_poll_sleep, .timeout = 240) {
+    need_mpi();
+    th_run_result a = run_tapegrad(2, TRAIN " --steps 20 --check");
+    cr_assert_eq(a.status, 0, "%s%s", a.out, a.err);
+    cr_assert(!strstr(a.out, "mpi rank 0:"), "a split without --mpi-timing:\n%s", a.out);
+    th_run_result b = run_tapegrad(2, TRAIN " --steps 20 --check --mpi-timing --mpi-poll-sleep 50");
+    cr_assert_eq(b.status, 0, "%s%s", b.out, b.err);
+    cr_assert(printed_hash(a.out) != 0 && printed_hash(a.out) == printed_hash(b.out),
+              "poll sleep changed the parameters: hash %llx vs %llx\n%s", printed_hash(a.out), printed_hash(b.out), b.out);
+    for (int r = 0; r < 2; r++) {
+        char key[32];
+        snprintf(key, sizeof key, "mpi rank %d: ", r);
+        const char *line = strstr(b.out, key);
+        cr_assert(line, "no '%s' line:\n%s", key, b.out);
+        double step, compute, cpu, wait, ar, in_mpi;
+        int n = sscanf(line + strlen(key),
+                       "%lf ms/step = compute %lf ms (CPU %lf ms) + waiting for the slowest rank %lf ms + all-reduce %lf ms; "
+                       "CPU inside MPI %lf",
+                       &step, &compute, &cpu, &wait, &ar, &in_mpi);
+        cr_assert_eq(n, 6, "rank %d: unparsed line: %.200s", r, line);
+        cr_assert(fabs(compute + wait + ar - step) <= 0.0025, "rank %d: %g + %g + %g != %g ms", r, compute, wait, ar, step);
+        cr_assert(step > 0 && compute > 0 && cpu > 0 && wait >= 0 && ar >= 0 && wait + ar > 0 && in_mpi >= 0,
+                  "rank %d: %.200s", r, line);
+    }
+    th_run_result c = run_tapegrad(2, TRAIN " --steps 2 --mpi-poll-sleep -5");
+    cr_assert(c.status != 0 && c.status != -1 && strstr(c.err, "--mpi-poll-sleep"), "%d %s", c.status, c.err);
+    th_run_free(&a);
+    th_run_free(&b);
+    th_run_free(&c);
 }
 
 /* ranks 0: the worker started directly (MPI's singleton start, one rank, no mpirun), so that CI's

@@ -206,9 +206,9 @@ static int plot_steps(const char *path, const trainer *tr, const char *log, char
 static int train_body(int argc, char **argv, tg_dist *dist) {
     const char *task = NULL, *cell = "lstm", *optim = "adam", *save = NULL, *resume = NULL, *log = NULL, *plot = NULL,
                *text = NULL, *fb = NULL, *dtype = "f32", *init = NULL;
-    long hidden = 0, layers = 1, batch = 0, eval_batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1;
+    long hidden = 0, layers = 1, batch = 0, eval_batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1, poll_sleep = 0;
     double lr = 0, clip = 1.0;
-    bool quiet = false, anomaly = false, check = false, idx_raw = false;
+    bool quiet = false, anomaly = false, check = false, idx_raw = false, mpi_timing = false;
     double dropout = 0, zoneout = 0, val = 0.1;
     char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240], lr_help[240];
     task_defaults_help(hidden_help, sizeof hidden_help, "hidden units", 'h');
@@ -252,6 +252,11 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         {"--detect-anomaly", CLI_FLAG, &anomaly, 0, 0, "stop at the op that makes the first NaN/inf (slower)"},
         {"--check", CLI_FLAG, &check, 0, 0, "print the parameters' hash at the end; under mpirun, check that every "
                                             "rank holds bit-identical parameters (after the broadcast and at the end)"},
+        {"--mpi-poll-sleep", CLI_INT, &poll_sleep, 0, 1000000, "under mpirun: a waiting rank sleeps this many "
+                                                               "microseconds between tests instead of busy-polling "
+                                                               "(for ranks sharing cores with other work; 0: MPI's wait)"},
+        {"--mpi-timing", CLI_FLAG, &mpi_timing, 0, 0, "under mpirun: time waiting for the slowest rank apart from the "
+                                                  "all-reduce (a barrier before it) and print each rank's step split"},
         {"--data", CLI_STR, &data, 0, 0, "train on your sequences: .csv, .npy, .safetensors or IDX (.gz) (task data)"},
         {"--labels", CLI_STR, &labels, 0, 0, "data: the labels file (.npy [N] or [N,T], IDX), if not inside --data"},
         {"--target", CLI_STR, &target, 0, 0, "data: next | class | tag | value (required with --data)"},
@@ -378,16 +383,17 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
         printf("initial weights from %s: %d tensors%s%s\n", init, tg_params_count(tr.model->params),
                init_converted ? ", converted to " : "", init_converted ? tg_dtype_name(tr.model->cfg.dtype) : "");
     tr.dist = dist;
-    double comm0 = 0;
-    int64_t bytes0 = 0;
+    train_dist_mark mark0 = {0};
     if (dist) {
+        tg_dist_set_split_timing(dist, mpi_timing);
+        tg_dist_set_poll_sleep(dist, (int)poll_sleep);
         if (train_dist_prepare(&tr, dist, check, err, sizeof err)) {
             if (csv) fclose(csv);
             trainer_free(&tr);
             fprintf(stderr, "tapegrad train: %s\n", err);
             return TG_EXIT_FAIL;
         }
-        tg_dist_stats(dist, &comm0, &bytes0, NULL);
+        train_dist_mark_now(&tr, dist, &mark0);
     }
     int64_t step0 = tr.step;
     progress pr = {quiet ? PROGRESS_OFF : progress_auto(), NULL};
@@ -396,7 +402,7 @@ static int train_body(int argc, char **argv, tg_dist *dist) {
     if (trainer_run(&tr, tr.cfg.steps, &pr, err, sizeof err)) {
         fprintf(stderr, "tapegrad train: %s\n", err);
         rc = TG_EXIT_FAIL;
-    } else if (train_dist_report(&tr, dist, check, (int)threads, tr.step - step0, comm0, bytes0, err, sizeof err)) {
+    } else if (train_dist_report(&tr, dist, check, mpi_timing, (int)threads, tr.step - step0, &mark0, err, sizeof err)) {
         fprintf(stderr, "tapegrad train: %s\n", err);
         rc = TG_EXIT_FAIL;
     }

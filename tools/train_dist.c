@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <tapegrad/tensor.h>
 
@@ -120,8 +121,46 @@ int train_dist_slice(const tg_dist *d, task_batch *b, bool every_step, double *w
     return 0;
 }
 
-int train_dist_report(const trainer *tr, tg_dist *d, bool check, int threads, int64_t steps, double comm0,
-                      int64_t bytes0, char *err, size_t errlen) {
+static double process_cpu(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)) return 0;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void train_dist_mark_now(const trainer *tr, const tg_dist *d, train_dist_mark *m) {
+    tg_dist_stats(d, &m->comm, &m->bytes, NULL);
+    tg_dist_split_stats(d, &m->wait, &m->transfer, &m->comm_cpu);
+    m->cpu = process_cpu();
+    m->seconds = tr->seconds;
+}
+
+enum { F_STEP, F_COMM, F_WAIT, F_XFER, F_CPU, F_COMM_CPU, F_N }; /* per-rank ms per step */
+
+/* Rank 0 prints each rank's step: compute (wall, CPU), waiting, all-reduce, CPU inside MPI. */
+static int report_split(tg_dist *d, const double *mine, char *err, size_t errlen) {
+    int N = tg_dist_size(d);
+    double *all = tg_dist_rank(d) == 0 ? malloc((size_t)N * F_N * sizeof *all) : NULL;
+    if (tg_dist_rank(d) == 0 && !all) { snprintf(err, errlen, "out of memory"); return -1; }
+    tg_clear_error();
+    if (tg_dist_gather_doubles(d, mine, F_N, all)) {
+        free(all);
+        snprintf(err, errlen, "%s", tg_last_error());
+        return -1;
+    }
+    for (int r = 0; all && r < N; r++) {
+        const double *v = all + (size_t)r * F_N;
+        printf("mpi rank %d: %.3f ms/step = compute %.3f ms (CPU %.3f ms) + waiting for the slowest rank %.3f ms "
+               "+ all-reduce %.3f ms; CPU inside MPI %.3f ms/step\n",
+               r, v[F_STEP], v[F_STEP] - v[F_COMM], v[F_CPU] - v[F_COMM_CPU], v[F_WAIT], v[F_XFER], v[F_COMM_CPU]);
+    }
+    free(all);
+    return 0;
+}
+
+int train_dist_report(const trainer *tr, tg_dist *d, bool check, bool split, int threads, int64_t steps,
+                      const train_dist_mark *m0, char *err, size_t errlen) {
+    train_dist_mark m; /* before the check below, whose collective is not part of the run */
+    if (d) train_dist_mark_now(tr, d, &m);
     uint64_t h = tg_params_hash(tr->model->params);
     if (check && d) {
         tg_clear_error();
@@ -132,17 +171,21 @@ int train_dist_report(const trainer *tr, tg_dist *d, bool check, int threads, in
     }
     if (check) printf("parameters hash %016" PRIx64 "%s\n", h, d ? " (identical on every rank)" : "");
     if (!d) return 0;
-    double secs;
-    int64_t bytes;
-    tg_dist_stats(d, &secs, &bytes, NULL);
-    secs -= comm0;
-    bytes -= bytes0;
-    if (steps > 0 && tr->seconds > 0) {
-        double per = secs / (double)steps, step = tr->seconds / (double)steps;
-        printf("mpi: %d rank%s x %d thread%s, %.1f steps/s, all-reduce %.1f kB/step, communication %.3f ms/step "
-               "(%.0f%% of the step time, waiting for other ranks included)\n",
-               tg_dist_size(d), tg_dist_size(d) == 1 ? "" : "s", threads, threads == 1 ? "" : "s",
-               (double)steps / tr->seconds, (double)bytes / (double)steps / 1e3, 1e3 * per, 100 * per / step);
-    }
-    return 0;
+    double secs = m.comm - m0->comm, run = m.seconds - m0->seconds;
+    int64_t bytes = m.bytes - m0->bytes;
+    if (steps <= 0 || run <= 0) return 0;
+    double per = secs / (double)steps, step = run / (double)steps;
+    printf("mpi: %d rank%s x %d thread%s, %.1f steps/s, all-reduce %.1f kB/step, communication %.3f ms/step "
+           "(%.0f%% of the step time, waiting for other ranks included)\n",
+           tg_dist_size(d), tg_dist_size(d) == 1 ? "" : "s", threads, threads == 1 ? "" : "s", (double)steps / run,
+           (double)bytes / (double)steps / 1e3, 1e3 * per, 100 * per / step);
+    if (!split) return 0;
+    double k = 1e3 / (double)steps, mine[F_N];
+    mine[F_STEP] = k * run;
+    mine[F_COMM] = k * secs;
+    mine[F_WAIT] = k * (m.wait - m0->wait);
+    mine[F_XFER] = k * (m.transfer - m0->transfer);
+    mine[F_CPU] = k * (m.cpu - m0->cpu);
+    mine[F_COMM_CPU] = k * (m.comm_cpu - m0->comm_cpu);
+    return report_split(d, mine, err, errlen);
 }

@@ -42,9 +42,19 @@ int train_dist_prepare(struct trainer *tr, tg_dist *d, bool check, char *err, si
  * (out of memory: *b cleared). */
 int train_dist_slice(const tg_dist *d, task_batch *b, bool every_step, double *weight);
 
+/* Where a run's figures start: tg_dist_stats / tg_dist_split_stats, the process CPU seconds and the
+ * trainer's seconds before trainer_run. */
+typedef struct train_dist_mark {
+    double comm, wait, transfer, comm_cpu, cpu, seconds;
+    int64_t bytes;
+} train_dist_mark;
+void train_dist_mark_now(const struct trainer *tr, const tg_dist *d, train_dist_mark *m);
+
 /* After training: "mpi: 2 ranks x 1 thread, ... communication 0.4 ms/step (3% of the step time)" on
- * rank 0; with `check` the bit-identity check first. comm0: tg_dist_stats seconds before the run.
- * Returns 0, or -1 with a message (the ranks' parameters differ). */
-int train_dist_report(const struct trainer *tr, tg_dist *d, bool check, int threads, int64_t steps, double comm0,
-                      int64_t bytes0, char *err, size_t errlen);
+ * rank 0; with `split` (tg_dist_set_split_timing was on: `train --mpi-timing`) one line per rank
+ * more, its step split into compute (wall and CPU), waiting for the slowest rank and the all-reduce
+ * itself, and the CPU it burnt inside MPI. With `check` the bit-identity check first. m0: the mark
+ * before the run. Collective. Returns 0, or -1 with a message (the ranks' parameters differ). */
+int train_dist_report(const struct trainer *tr, tg_dist *d, bool check, bool split, int threads, int64_t steps,
+                      const train_dist_mark *m0, char *err, size_t errlen);
 #endif

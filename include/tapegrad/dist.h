@@ -123,6 +123,32 @@ int tg_dist_check_params(tg_dist *d, const tg_params *params, uint64_t *hash);
  * for slower ranks), bytes this rank handed to them, and the number of calls. Any pointer may be NULL. */
 void tg_dist_stats(const tg_dist *d, double *seconds, int64_t *bytes, int64_t *calls);
 
+/* Measurement mode (off by default): with `on`, tg_dist_allreduce_grads first waits in a timed
+ * MPI_Barrier, so the time a rank spends waiting for the slowest rank to arrive is counted apart
+ * from the exchange itself (the all-reduce calls after the barrier, when every rank is there). The
+ * barrier costs one more collective per step (a few µs over shared memory); the results are the
+ * same. NULL-safe; works without MPI (nothing to time there). */
+void tg_dist_set_split_timing(tg_dist *d, bool on);
+/* How a rank waits inside the collectives of tg_dist_allreduce_grads. 0 (the default): MPI's blocking
+ * calls, which busy-poll: the lowest latency when every rank has a core of its own. microseconds > 0:
+ * the non-blocking forms (MPI_Iallreduce, MPI_Ibarrier), completed by MPI_Test with a nanosleep of
+ * that long between tests, so a waiting rank gives its core to others: for ranks that share cores
+ * with other work (more processes than cores, a loaded machine), where a busy-polling rank burns the
+ * time slice its peer needs. Every test adds up to one sleep (plus the kernel's timer slack, ~50 µs)
+ * per round of the all-reduce, so leave it at 0 on a cluster. The sums are the same either way for 2
+ * ranks; for more, MPI may add in another order (within rounding). Returns 0, or -1 with a message
+ * (outside 0..1000000; d NULL is a programming error). Works without MPI (nothing waits there). */
+int tg_dist_set_poll_sleep(tg_dist *d, int microseconds);
+/* Seconds so far of split timing: *wait in the barriers, *transfer in the gradient all-reduces after
+ * them; and *comm_cpu, the process CPU seconds (all threads, CLOCK_PROCESS_CPUTIME_ID) spent inside
+ * every collective call of tg_dist (split timing on or not): MPI busy-polls while it waits, so this
+ * is CPU the rank burns waiting. Any pointer may be NULL; d NULL gives zeros. */
+void tg_dist_split_stats(const tg_dist *d, double *wait, double *transfer, double *comm_cpu);
+/* Rank 0 gets every rank's n values (all[r*n + i] = value i of rank r; `all` holds size*n values on
+ * rank 0 and may be NULL elsewhere): per-rank figures for one report. Collective. Returns 0, or -1
+ * with a message (MPI failure; without MPI). */
+int tg_dist_gather_doubles(tg_dist *d, const double *mine, int n, double *all);
+
 /* Ends every rank of the communicator with exit status `code` (MPI_Abort) after flushing stdout and
  * stderr; for a rank that hit an error the others cannot know about. Does not return when MPI is
  * there. Without MPI (or d NULL) it returns -1 with a message, so the caller exits as it would anyway. */
