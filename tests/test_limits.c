@@ -154,6 +154,39 @@ Test(limits_cli, max_memory_is_honoured_and_validated) {
     }
 }
 
+/* sample and predict run a loaded model without gradients: its parameters and the data it is about to
+ * hold are checked against --max-memory too (issue 16.1, "in every subcommand"). */
+Test(limits_cli, sample_and_predict_check_the_model_and_the_data) {
+    FILE *fp = fopen(th_path_in("d.csv"), "w");
+    cr_assert_not_null(fp);
+    fputs("s,x,label\n", fp);
+    for (int q = 0; q < 10; q++)
+        for (int k = 0; k < 3; k++) fprintf(fp, "q%d,%g,%d\n", q, 0.1 * k + 0.05 * q, q % 2);
+    fclose(fp);
+    const char *setup[] = {"train --task charlm --steps 2 --quiet --save c.safetensors",
+                           "train --data d.csv --seq-column s --label-column label --target class --steps 2 --quiet "
+                           "--save d.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        th_run_result r = th_run("%s", setup[i]);
+        cr_assert_eq(r.status, 0, "%s: %s", setup[i], r.err);
+        th_run_free(&r);
+    }
+    struct { const char *args, *want; } cases[] = {
+        {"sample --model c.safetensors --length 5", "tapegrad sample: needs ~"},
+        {"predict --model d.safetensors", "tapegrad predict: needs ~"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        th_run_result r = th_run("%s --max-memory 10k", cases[i].args);
+        cr_expect_eq(r.status, 2, "%s: status %d", cases[i].args, r.status);
+        cr_expect(strstr(r.err, cases[i].want) && strstr(r.err, "the model (") &&
+                      strstr(r.err, "more than the 10 kB available (--max-memory)"), "%s: %s", cases[i].args, r.err);
+        th_run_free(&r);
+        r = th_run("%s --max-memory 1G", cases[i].args);
+        cr_expect_eq(r.status, 0, "%s --max-memory 1G: %s", cases[i].args, r.err);
+        th_run_free(&r);
+    }
+}
+
 /* ---- checkpoint metadata against the tensors -------------------------------------------------- */
 
 /* Copies checkpoint `src` to `dst` with metadata key = value (tensors unchanged). */

@@ -231,3 +231,16 @@ int cli_mem_guard(const cli_cmd *cmd, const tg_mem_estimate *e) {
     if (tg_mem_check(e, cli_max_memory, msg, sizeof msg) == 0) return 0;
     return cli_fail(cmd, "%s", msg);
 }
+
+int cli_model_guard(const cli_cmd *cmd, const tg_model *m, double data, const char *why) {
+    tg_mem_estimate e = {.data = data};
+    int64_t n = 0;
+    for (int i = 0; i < tg_params_count(m->params); i++) {
+        const tg_tensor *t = tg_params_at(m->params, i);
+        n += tg_numel(t);
+        e.params += (double)tg_numel(t) * (double)tg_itemsize(tg_dtype_of(t));
+    }
+    snprintf(e.why, sizeof e.why, "the model (%lld parameters) %s", (long long)n, why);
+    tg_mem_sum(&e);
+    return cli_mem_guard(cmd, &e);
+}

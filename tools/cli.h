@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include <tapegrad/memory.h>
+#include <tapegrad/train.h>
 
 #define TG_EXIT_OK 0
 #define TG_EXIT_FAIL 1  /* the computation ran but a check failed */
@@ -49,6 +50,9 @@ extern double cli_max_memory;
 /* 0 when the estimate fits (--max-memory, else what the machine has); otherwise prints
  * "tapegrad <cmd>: needs ~X: <why> (...), more than the Y available (...)" and returns TG_EXIT_USAGE. */
 int cli_mem_guard(const cli_cmd *cmd, const tg_mem_estimate *e);
+/* The same for a loaded model run without gradients (sample, predict): its parameters as loaded plus
+ * `data` bytes the command is about to hold; why: "the model (N parameters)" is put in front of it. */
+int cli_model_guard(const cli_cmd *cmd, const tg_model *m, double data, const char *why);
 /* "Did you mean": the candidate closest to word (edit distance, case-insensitive) if it is close
  * enough to be a typo (at most 1 edit for short words, a third of the length for longer ones), else
  * NULL. cli_suggest_in takes the candidates as one list separated by commas and/or spaces ("a, b c")

@@ -220,6 +220,18 @@ int cmd_predict(int argc, char **argv) {
                  (long long)m->cfg.output_size);
         goto done;
     }
+    const tg_dataset *ds = data_part_set(d, part);
+    if (ds) { /* the data held (and one batch of it at most as large), the predictions to be made */
+        int64_t steps = 0, N = tg_dataset_size(ds);
+        for (int64_t n = 0; n < N; n++) steps += tg_dataset_length(ds, n);
+        double rows = data_every_step(d) ? (double)steps : (double)N;
+        char why[160];
+        snprintf(why, sizeof why, "and %lld sequences (%lld steps) x %lld features", (long long)N, (long long)steps,
+                 (long long)data_inputs(d));
+        if (cli_model_guard(&cmd, m, 16.0 * (double)steps * (double)data_inputs(d) +
+                                         8.0 * rows * (double)data_outputs(d), why))
+            goto done;
+    }
     rc = TG_EXIT_FAIL;
     if (data_predict(d, m, part, &o, err, sizeof err)) { fprintf(stderr, "tapegrad predict: %s\n", err); goto done; }
     printf("predicted %lld %s of %s (%s, target %s)\n", (long long)o.n,

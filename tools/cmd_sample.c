@@ -68,6 +68,15 @@ int cmd_sample(int argc, char **argv) {
             return cli_fail(&cmd, "--prime: the byte 0x%02x is not in the model's vocabulary of %d", ch, V);
         }
     size_t size = strlen(prime) + (size_t)length + 1;
+    char why[96];
+    snprintf(why, sizeof why, "and %lld characters", (long long)size);
+    /* the text, and the stream's state and logits (h, c and a softmax of V per layer, F64) */
+    double state = 8.0 * (double)m->cfg.layers * (4.0 * (double)m->cfg.hidden_size + 2.0 * V);
+    if (cli_model_guard(&cmd, m, (double)size + state, why)) {
+        tg_model_free(m);
+        tg_st_free(f);
+        return TG_EXIT_USAGE;
+    }
     char *out = malloc(size);
     int rc = TG_EXIT_OK;
     if (!out || charlm_sample(m, vocab, V, prime, (int)length, temperature, (uint64_t)seed, out, size)) {
