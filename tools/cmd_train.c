@@ -203,218 +203,307 @@ static int plot_steps(const char *path, const trainer *tr, const char *log, char
     return rc;
 }
 
-static int train_body(int argc, char **argv, tg_dist *dist) {
-    const char *task = NULL, *cell = "lstm", *optim = "adam", *save = NULL, *resume = NULL, *log = NULL, *plot = NULL,
-               *text = NULL, *fb = NULL, *dtype = "f32", *init = NULL;
-    long hidden = 0, layers = 1, batch = 0, eval_batch = 0, seq = 0, epochs = 0, steps = 0, seed = 1, threads = 1, poll_sleep = 0;
-    double lr = 0, clip = 1.0;
-    bool quiet = false, anomaly = false, check = false, idx_raw = false, mpi_timing = false;
-    double dropout = 0, zoneout = 0, val = 0.1;
-    char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240], lr_help[240];
-    task_defaults_help(hidden_help, sizeof hidden_help, "hidden units", 'h');
-    task_defaults_help(batch_help, sizeof batch_help, "sequences per step", 'b');
-    task_defaults_help(seq_help, sizeof seq_help, "the task's length: T, delay, bits, window", 's');
-    task_defaults_help(lr_help, sizeof lr_help, "learning rate, above 0", 'l');
-    task_defaults_help(steps_help, sizeof steps_help, "total optimizer steps", 't');
-    const char *data = NULL, *labels = NULL, *target = NULL, *test_data = NULL, *test_labels = NULL,
-               *seq_column = NULL, *label_column = NULL, *features = NULL;
-    long horizon = 1, patience = 0;
-    const cli_opt opts[] = {
-        {"--task", CLI_STR, &task, 0, 0, task_list_sep(task_help, sizeof task_help, " | ")},
-        {"--cell", CLI_STR, &cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tapegrad cells lists them)"},
-        {"--hidden", CLI_INT, &hidden, 1, 4096, hidden_help},
-        {"--layers", CLI_INT, &layers, 1, 16, "stacked layers"},
-        {"--batch", CLI_INT, &batch, 1, 4096, batch_help},
-        {"--eval-batch", CLI_INT, &eval_batch, 1, 100000, "sequences per forward in the final evaluation, which records no "
-                                                          "tape and runs 256 steps at a time (default: --batch)"},
-        {"--seq", CLI_INT, &seq, 1, 100000, seq_help},
-        {"--lr", CLI_RATE, &lr, 0, 10, lr_help},
-        {"--optim", CLI_STR, &optim, 0, 0, tg_optim_kind_list(optim_help, sizeof optim_help, " | ")},
-        {"--clip", CLI_REAL, &clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
-        {"--epochs", CLI_INT, &epochs, 1, 1000000, "train this many epochs (charlm: passes over the text; "
-                                                  "else 10,000 examples; default: --steps)"},
-        {"--steps", CLI_INT, &steps, 1, 100000000, steps_help},
-        {"--seed", CLI_INT, &seed, 0, 2147483647, "seed of the initial weights and of the data stream"},
-        {"--threads", CLI_INT, &threads, 1, 64, "GEMM threads"},
-        {"--dtype", CLI_STR, &dtype, 0, 0, "f32 | f64"},
-        {"--forget-bias", CLI_STR, &fb, 0, 0, "set the forget gate's bias to this (default: PyTorch's init)"},
-        {"--text", CLI_STR, &text, 0, 0, "charlm: a text file (default: " "/usr/share/common-licenses/GPL-3)"},
-        {"--save", CLI_STR, &save, 0, 0, "write a checkpoint (FILE and FILE's .optim.safetensors)"},
-        {"--resume", CLI_STR, &resume, 0, 0, "continue from a checkpoint, up to --steps in total"},
-        {"--init", CLI_STR, &init, 0, 0, "start from the weights of a safetensors file whose names and shapes fit the "
-                                         "model: a checkpoint, or a PyTorch state_dict (with or without the rnn./head. "
-                                         "prefixes; F32 or F64)"},
-        {"--log", CLI_STR, &log, 0, 0, "append the learning curve to a CSV file (step,loss,seconds)"},
-        {"--plot", CLI_STR, &plot, 0, 0, "write the learning curve as an SVG file"},
-        {"--quiet", CLI_FLAG, &quiet, 0, 0, "no progress display"},
-        {"--dropout", CLI_REAL, &dropout, 0, 0.99, "dropout between stacked layers while training"},
-        {"--zoneout", CLI_REAL, &zoneout, 0, 1, "zoneout on every state (h, and c for LSTMs): keep each unit's old value with this probability"},
-        {"--detect-anomaly", CLI_FLAG, &anomaly, 0, 0, "stop at the op that makes the first NaN/inf (slower)"},
-        {"--check", CLI_FLAG, &check, 0, 0, "print the parameters' hash at the end; under mpirun, check that every "
-                                            "rank holds bit-identical parameters (after the broadcast and at the end)"},
-        {"--mpi-poll-sleep", CLI_INT, &poll_sleep, 0, 1000000, "under mpirun: a waiting rank sleeps this many "
-                                                               "microseconds between tests instead of busy-polling "
-                                                               "(for ranks sharing cores with other work; 0: MPI's wait)"},
-        {"--mpi-timing", CLI_FLAG, &mpi_timing, 0, 0, "under mpirun: time waiting for the slowest rank apart from the "
-                                                  "all-reduce (a barrier before it) and print each rank's step split"},
-        {"--data", CLI_STR, &data, 0, 0, "train on your sequences: .csv, .npy, .safetensors or IDX (.gz) (task data)"},
-        {"--labels", CLI_STR, &labels, 0, 0, "data: the labels file (.npy [N] or [N,T], IDX), if not inside --data"},
-        {"--target", CLI_STR, &target, 0, 0, "data: next | class | tag | value (required with --data)"},
-        {"--horizon", CLI_INT, &horizon, 1, 100000, "next: predict this many steps after each window of --seq steps"},
-        {"--val", CLI_REAL, &val, 0, 0.9, "data: fraction held out for validation (next: the last windows)"},
-        {"--early-stop", CLI_INT, &patience, 0, 1000000, "data: stop after N epochs without a better validation "
-                                                        "metric; --save keeps the best epoch's checkpoint"},
-        {"--test-data", CLI_STR, &test_data, 0, 0, "data: a test set, scored at the end (with --test-labels)"},
-        {"--test-labels", CLI_STR, &test_labels, 0, 0, "data: the test set's labels file"},
-        {"--seq-column", CLI_STR, &seq_column, 0, 0, "CSV: the column naming each row's sequence (default: one series)"},
-        {"--label-column", CLI_STR, &label_column, 0, 0, "CSV: the column holding the labels"},
-        {"--features", CLI_STR, &features, 0, 0, "CSV: comma-separated feature columns (default: every other numeric one)"},
-        {"--idx-raw", CLI_FLAG, &idx_raw, 0, 0, "IDX images: keep pixels 0..255 (default: divided by 255)"},
-    };
-    const cli_cmd cmd = {"train", "--task T [--cell C --hidden N --steps N --save FILE --resume FILE --init FILE ...]",
-                         "Trains a recurrent network (the cell, then a linear head) on a task, shows a progress\n"
-                         "line, and ends with the task's test metric against its baseline. Checkpoints resume\n"
-                         "bit for bit: --steps N --save a, then --resume a --steps 2N equals --steps 2N.",
-                         opts, (int)(sizeof opts / sizeof opts[0]), false};
-    int p = cli_parse(&cmd, argc, argv);
-    if (p) return p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
-    if (data && task && strcmp(task, "data") != 0) return cli_fail(&cmd, "give --task or --data, not both");
-    if (data) task = "data";
-    if (task && strcmp(task, "data") == 0 && !resume) {
-        if (!data) return cli_fail(&cmd, "task data needs --data FILE");
-        if (!target) return cli_fail(&cmd, "--data needs --target (%s)", data_target_list());
-    }
-    if (target && !data_target_known(target))
-        return cli_fail(&cmd, "unknown --target '%s' (known: %s)", target, data_target_list());
-    if (!data && !resume) {
-        const char *only[] = {"--labels", "--target", "--horizon", "--val", "--early-stop", "--test-data", "--test-labels",
-                              "--seq-column", "--label-column", "--features", "--idx-raw"};
-        for (size_t i = 0; i < sizeof only / sizeof only[0]; i++)
-            if (given(argc, argv, only[i])) return cli_fail(&cmd, "%s applies to --data only", only[i]);
-    }
-    if (test_labels && !test_data) return cli_fail(&cmd, "--test-labels needs --test-data");
-    if (patience && val == 0 && !resume) return cli_fail(&cmd, "--early-stop needs a validation split (--val > 0)");
-    if (!task && !resume) return cli_fail(&cmd, "--task is required (%s), or --data FILE", task_list());
-    if (task && !task_known(task)) return cli_fail(&cmd, "unknown task '%s'%s (known: %s)", task, cli_did_you_mean(cli_suggest_in(task, task_list())), task_list());
-    char optim_err[320];
-    if (!optim_name_ok(optim, optim_err, sizeof optim_err)) return cli_fail(&cmd, "%s", optim_err);
-    if (strcmp(dtype, "f32") && strcmp(dtype, "f64")) return cli_fail(&cmd, "--dtype must be f32 or f64, not '%s'", dtype);
-    if (epochs && steps) return cli_fail(&cmd, "give --epochs or --steps, not both");
-    cli_record_errors();
+/* Everything `tapegrad train` reads from its command line. parse_options fills it with the defaults
+ * and declares each option once, as one row of opts (name, kind, the field it sets, range, help);
+ * the parser (cli_parse) and the --help text (cli_usage) are both made from those rows. */
+typedef struct train_args {
+    int argc;
+    char **argv;
+    const char *task, *cell, *optim, *save, *resume, *log, *plot, *text, *fb, *dtype, *init;
+    long hidden, layers, batch, eval_batch, seq, epochs, steps, seed, threads;
+    double lr, clip, dropout, zoneout;
+    bool quiet, anomaly, check;
+    long poll_sleep;  /* under mpirun */
+    bool mpi_timing;
+    /* --data and the options that apply to it only (the rows below --data's in opts) */
+    const char *data, *labels, *target, *test_data, *test_labels, *seq_column, *label_column, *features;
+    long horizon, patience;
+    double val;
+    bool idx_raw;
+    /* help texts made from the task and optimizer tables */
+    char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240],
+        lr_help[240];
+    cli_opt opts[48];
+    int first_data_only; /* opts[first_data_only..] apply to --data only */
+    cli_cmd cmd;
+} train_args;
 
-    data_opts dopt = {.path = data, .labels = labels, .test_path = test_data, .test_labels = test_labels,
-                      .target = target, .window = seq, .horizon = horizon, .val = val, .seed = (uint64_t)seed,
-                      .seq_column = seq_column, .label_column = label_column, .feature_columns = features,
-                      .idx_no_scale = idx_raw, .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32};
-    if (resume && data) return cli_fail(&cmd, "--resume takes its data files from the checkpoint; leave out --data");
-    if (init && resume)
-        return cli_fail(&cmd, "give --init or --resume, not both (--resume continues a run with its optimizer state; "
-                              "--init starts a new run from the file's weights)");
-    if (init && fb) return cli_fail(&cmd, "--forget-bias sets an initial weight; with --init every weight comes from %s", init);
-    if (init && access(init, R_OK) != 0) return cli_fail(&cmd, "cannot read --init file '%s': %s", init, strerror(errno));
-    train_config cfg = {.task = task, .cell = cell, .text = text, .seq = seq, .hidden = hidden, .layers = layers,
-                        .batch = batch, .eval_batch = eval_batch, .lr = lr, .optim = optim, .clip = clip, .steps = steps, .seed = seed,
-                        .dtype = strcmp(dtype, "f64") == 0 ? TG_F64 : TG_F32, .dropout = dropout,
-                        .zoneout = zoneout, .data = data ? &dopt : NULL, .patience = patience,
-                        .best_path = patience ? save : NULL};
-    if (fb) {
-        char *end;
-        cfg.forget_bias = strtod(fb, &end);
-        if (end == fb || *end || !isfinite(cfg.forget_bias) || fabs(cfg.forget_bias) > 100)
-            return cli_fail(&cmd, "option --forget-bias: '%s' is not a number in [-100, 100]", fb);
-        cfg.set_forget_bias = true;
+enum { GO_ON = -1 }; /* a step's "carry on"; any other value is the command's exit status */
+
+/* Step 1: the defaults, the option rows, and argv parsed by them. returns: GO_ON or the exit status */
+static int parse_options(train_args *a, int argc, char **argv) {
+    *a = (train_args){.argc = argc, .argv = argv, .cell = "lstm", .optim = "adam", .dtype = "f32", .layers = 1,
+                      .seed = 1, .threads = 1, .clip = 1.0, .val = 0.1, .horizon = 1};
+    task_defaults_help(a->hidden_help, sizeof a->hidden_help, "hidden units", 'h');
+    task_defaults_help(a->batch_help, sizeof a->batch_help, "sequences per step", 'b');
+    task_defaults_help(a->seq_help, sizeof a->seq_help, "the task's length: T, delay, bits, window", 's');
+    task_defaults_help(a->lr_help, sizeof a->lr_help, "learning rate, above 0", 'l');
+    task_defaults_help(a->steps_help, sizeof a->steps_help, "total optimizer steps", 't');
+    const cli_opt opts[] = {
+        {"--task", CLI_STR, &a->task, 0, 0, task_list_sep(a->task_help, sizeof a->task_help, " | ")},
+        {"--cell", CLI_STR, &a->cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tapegrad cells lists them)"},
+        {"--hidden", CLI_INT, &a->hidden, 1, 4096, a->hidden_help},
+        {"--layers", CLI_INT, &a->layers, 1, 16, "stacked layers"},
+        {"--batch", CLI_INT, &a->batch, 1, 4096, a->batch_help},
+        {"--eval-batch", CLI_INT, &a->eval_batch, 1, 100000, "sequences per forward in the final evaluation, which "
+                                                             "records no tape and runs 256 steps at a time (default: --batch)"},
+        {"--seq", CLI_INT, &a->seq, 1, 100000, a->seq_help},
+        {"--lr", CLI_RATE, &a->lr, 0, 10, a->lr_help},
+        {"--optim", CLI_STR, &a->optim, 0, 0, tg_optim_kind_list(a->optim_help, sizeof a->optim_help, " | ")},
+        {"--clip", CLI_REAL, &a->clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
+        {"--epochs", CLI_INT, &a->epochs, 1, 1000000, "train this many epochs (charlm: passes over the text; "
+                                                     "else 10,000 examples; default: --steps)"},
+        {"--steps", CLI_INT, &a->steps, 1, 100000000, a->steps_help},
+        {"--seed", CLI_INT, &a->seed, 0, 2147483647, "seed of the initial weights and of the data stream"},
+        {"--threads", CLI_INT, &a->threads, 1, 64, "GEMM threads"},
+        {"--dtype", CLI_STR, &a->dtype, 0, 0, "f32 | f64"},
+        {"--forget-bias", CLI_STR, &a->fb, 0, 0, "set the forget gate's bias to this (default: PyTorch's init)"},
+        {"--text", CLI_STR, &a->text, 0, 0, "charlm: a text file (default: " "/usr/share/common-licenses/GPL-3)"},
+        {"--save", CLI_STR, &a->save, 0, 0, "write a checkpoint (FILE and FILE's .optim.safetensors)"},
+        {"--resume", CLI_STR, &a->resume, 0, 0, "continue from a checkpoint, up to --steps in total"},
+        {"--init", CLI_STR, &a->init, 0, 0, "start from the weights of a safetensors file whose names and shapes fit "
+                                            "the model: a checkpoint, or a PyTorch state_dict (with or without the "
+                                            "rnn./head. prefixes; F32 or F64)"},
+        {"--log", CLI_STR, &a->log, 0, 0, "append the learning curve to a CSV file (step,loss,seconds)"},
+        {"--plot", CLI_STR, &a->plot, 0, 0, "write the learning curve as an SVG file"},
+        {"--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress display"},
+        {"--dropout", CLI_REAL, &a->dropout, 0, 0.99, "dropout between stacked layers while training"},
+        {"--zoneout", CLI_REAL, &a->zoneout, 0, 1, "zoneout on every state (h, and c for LSTMs): keep each unit's old "
+                                                   "value with this probability"},
+        {"--detect-anomaly", CLI_FLAG, &a->anomaly, 0, 0, "stop at the op that makes the first NaN/inf (slower)"},
+        {"--check", CLI_FLAG, &a->check, 0, 0, "print the parameters' hash at the end; under mpirun, check that every "
+                                               "rank holds bit-identical parameters (after the broadcast and at the end)"},
+        {"--mpi-poll-sleep", CLI_INT, &a->poll_sleep, 0, 1000000, "under mpirun: a waiting rank sleeps this many "
+                                                                  "microseconds between tests instead of busy-polling "
+                                                                  "(for ranks sharing cores with other work; 0: MPI's wait)"},
+        {"--mpi-timing", CLI_FLAG, &a->mpi_timing, 0, 0, "under mpirun: time waiting for the slowest rank apart from the "
+                                                     "all-reduce (a barrier before it) and print each rank's step split"},
+        /* --data last: every row below it applies to --data only (check_options refuses them without it) */
+        {"--data", CLI_STR, &a->data, 0, 0, "train on your sequences: .csv, .npy, .safetensors or IDX (.gz) (task data)"},
+        {"--labels", CLI_STR, &a->labels, 0, 0, "data: the labels file (.npy [N] or [N,T], IDX), if not inside --data"},
+        {"--target", CLI_STR, &a->target, 0, 0, "data: next | class | tag | value (required with --data)"},
+        {"--horizon", CLI_INT, &a->horizon, 1, 100000, "next: predict this many steps after each window of --seq steps"},
+        {"--val", CLI_REAL, &a->val, 0, 0.9, "data: fraction held out for validation (next: the last windows)"},
+        {"--early-stop", CLI_INT, &a->patience, 0, 1000000, "data: stop after N epochs without a better validation "
+                                                           "metric; --save keeps the best epoch's checkpoint"},
+        {"--test-data", CLI_STR, &a->test_data, 0, 0, "data: a test set, scored at the end (with --test-labels)"},
+        {"--test-labels", CLI_STR, &a->test_labels, 0, 0, "data: the test set's labels file"},
+        {"--seq-column", CLI_STR, &a->seq_column, 0, 0, "CSV: the column naming each row's sequence (default: one series)"},
+        {"--label-column", CLI_STR, &a->label_column, 0, 0, "CSV: the column holding the labels"},
+        {"--features", CLI_STR, &a->features, 0, 0, "CSV: comma-separated feature columns (default: every other numeric one)"},
+        {"--idx-raw", CLI_FLAG, &a->idx_raw, 0, 0, "IDX images: keep pixels 0..255 (default: divided by 255)"},
+    };
+    _Static_assert(sizeof opts / sizeof opts[0] <= sizeof a->opts / sizeof a->opts[0],
+                   "train_args.opts has fewer slots than train has options");
+    const int n = (int)(sizeof opts / sizeof opts[0]);
+    memcpy(a->opts, opts, sizeof opts);
+    for (int i = 0; i < n; i++)
+        if (strcmp(opts[i].name, "--data") == 0) a->first_data_only = i + 1;
+    a->cmd = (cli_cmd){"train", "--task T [--cell C --hidden N --steps N --save FILE --resume FILE --init FILE ...]",
+                       "Trains a recurrent network (the cell, then a linear head) on a task, shows a progress\n"
+                       "line, and ends with the task's test metric against its baseline. Checkpoints resume\n"
+                       "bit for bit: --steps N --save a, then --resume a --steps 2N equals --steps 2N.",
+                       a->opts, n, false};
+    int p = cli_parse(&a->cmd, argc, argv);
+    return p == 0 ? GO_ON : p == 1 ? TG_EXIT_OK : TG_EXIT_USAGE;
+}
+
+/* Step 2: the options that depend on each other (task or data, data-only options, resume and init).
+ * returns: GO_ON or TG_EXIT_USAGE after the message */
+static int check_options(train_args *a) {
+    const cli_cmd *cmd = &a->cmd;
+    if (a->data && a->task && strcmp(a->task, "data") != 0) return cli_fail(cmd, "give --task or --data, not both");
+    if (a->data) a->task = "data";
+    if (a->task && strcmp(a->task, "data") == 0 && !a->resume) {
+        if (!a->data) return cli_fail(cmd, "task data needs --data FILE");
+        if (!a->target) return cli_fail(cmd, "--data needs --target (%s)", data_target_list());
     }
-    if (!resume && !tg_cell_by_name(cell)) return cli_fail_unknown_cell(&cmd, cell);
-    if (tg_dist_rank(dist) != 0) save = plot = log = NULL; /* rank 0 writes the files */
-    const char *outs[3] = {save, plot, log};
+    if (a->target && !data_target_known(a->target))
+        return cli_fail(cmd, "unknown --target '%s' (known: %s)", a->target, data_target_list());
+    for (int i = a->first_data_only; !a->data && !a->resume && i < cmd->n_opts; i++)
+        if (given(a->argc, a->argv, a->opts[i].name)) return cli_fail(cmd, "%s applies to --data only", a->opts[i].name);
+    if (a->test_labels && !a->test_data) return cli_fail(cmd, "--test-labels needs --test-data");
+    if (a->patience && a->val == 0 && !a->resume)
+        return cli_fail(cmd, "--early-stop needs a validation split (--val > 0)");
+    if (!a->task && !a->resume) return cli_fail(cmd, "--task is required (%s), or --data FILE", task_list());
+    if (a->task && !task_known(a->task))
+        return cli_fail(cmd, "unknown task '%s'%s (known: %s)", a->task,
+                        cli_did_you_mean(cli_suggest_in(a->task, task_list())), task_list());
+    char optim_err[320];
+    if (!optim_name_ok(a->optim, optim_err, sizeof optim_err)) return cli_fail(cmd, "%s", optim_err);
+    if (strcmp(a->dtype, "f32") && strcmp(a->dtype, "f64"))
+        return cli_fail(cmd, "--dtype must be f32 or f64, not '%s'", a->dtype);
+    if (a->epochs && a->steps) return cli_fail(cmd, "give --epochs or --steps, not both");
+    cli_record_errors();
+    if (a->resume && a->data) return cli_fail(cmd, "--resume takes its data files from the checkpoint; leave out --data");
+    if (a->init && a->resume)
+        return cli_fail(cmd, "give --init or --resume, not both (--resume continues a run with its optimizer state; "
+                             "--init starts a new run from the file's weights)");
+    if (a->init && a->fb)
+        return cli_fail(cmd, "--forget-bias sets an initial weight; with --init every weight comes from %s", a->init);
+    if (a->init && access(a->init, R_OK) != 0)
+        return cli_fail(cmd, "cannot read --init file '%s': %s", a->init, strerror(errno));
+    return GO_ON;
+}
+
+/* Step 3: the trainer's configuration (cfg->data points at *dopt) and --forget-bias's number.
+ * returns: GO_ON or TG_EXIT_USAGE after the message */
+static int make_config(const train_args *a, train_config *cfg, data_opts *dopt) {
+    const tg_dtype dt = strcmp(a->dtype, "f64") == 0 ? TG_F64 : TG_F32;
+    *dopt = (data_opts){.path = a->data, .labels = a->labels, .test_path = a->test_data, .test_labels = a->test_labels,
+                        .target = a->target, .window = a->seq, .horizon = a->horizon, .val = a->val,
+                        .seed = (uint64_t)a->seed, .seq_column = a->seq_column, .label_column = a->label_column,
+                        .feature_columns = a->features, .idx_no_scale = a->idx_raw, .dtype = dt};
+    *cfg = (train_config){.task = a->task, .cell = a->cell, .text = a->text, .seq = a->seq, .hidden = a->hidden,
+                          .layers = a->layers, .batch = a->batch, .eval_batch = a->eval_batch, .lr = a->lr,
+                          .optim = a->optim, .clip = a->clip, .steps = a->steps, .seed = a->seed, .dtype = dt,
+                          .dropout = a->dropout, .zoneout = a->zoneout, .data = a->data ? dopt : NULL,
+                          .patience = a->patience, .best_path = a->patience ? a->save : NULL};
+    if (a->fb) {
+        char *end;
+        cfg->forget_bias = strtod(a->fb, &end);
+        if (end == a->fb || *end || !isfinite(cfg->forget_bias) || fabs(cfg->forget_bias) > 100)
+            return cli_fail(&a->cmd, "option --forget-bias: '%s' is not a number in [-100, 100]", a->fb);
+        cfg->set_forget_bias = true;
+    }
+    return GO_ON;
+}
+
+/* Step 4: the cell exists, and the files this rank writes (rank 0 writes them all) can be written.
+ * returns: GO_ON or TG_EXIT_USAGE after the message */
+static int check_outputs(train_args *a, const tg_dist *dist) {
+    if (!a->resume && !tg_cell_by_name(a->cell)) return cli_fail_unknown_cell(&a->cmd, a->cell);
+    if (tg_dist_rank(dist) != 0) a->save = a->plot = a->log = NULL;
+    const char *outs[3] = {a->save, a->plot, a->log};
     for (int i = 0; i < 3; i++)
         if (outs[i] && !writable_path(outs[i]))
-            return cli_fail(&cmd, "cannot write '%s': %s", outs[i], strerror(errno));
-    tg_set_num_threads((int)threads);
+            return cli_fail(&a->cmd, "cannot write '%s': %s", outs[i], strerror(errno));
+    return GO_ON;
+}
 
+/* Step 5: a new trainer, or one resumed from --resume (its settings checked against the command
+ * line's); --init's weights; the total step count. returns: GO_ON (tr is live) or the exit status
+ * (tr freed) */
+static int start_trainer(const train_args *a, const train_config *cfg, trainer *tr, int *init_converted) {
     char err[1024];
-    trainer tr;
-    if (resume) {
-        if (access(resume, R_OK) != 0) return cli_fail(&cmd, "cannot read checkpoint '%s': %s", resume, strerror(errno));
-        if (trainer_resume(&tr, &cfg, resume, err, sizeof err)) return cli_fail(&cmd, "%s", err);
-        if (check_resume_agrees(&cfg, &tr, argc, argv, &cmd)) {
-            trainer_free(&tr);
+    const cli_cmd *cmd = &a->cmd;
+    if (a->resume) {
+        if (access(a->resume, R_OK) != 0)
+            return cli_fail(cmd, "cannot read checkpoint '%s': %s", a->resume, strerror(errno));
+        if (trainer_resume(tr, cfg, a->resume, err, sizeof err)) return cli_fail(cmd, "%s", err);
+        if (check_resume_agrees(cfg, tr, a->argc, a->argv, cmd)) {
+            trainer_free(tr);
             return TG_EXIT_USAGE;
         }
-        if (steps <= 0 && epochs <= 0) tr.cfg.steps = tr.cfg.steps > tr.step ? tr.cfg.steps : tr.step;
-    } else {
-        if (trainer_init(&tr, &cfg, NULL, err, sizeof err)) return cli_fail(&cmd, "%s", err);
+        if (a->steps <= 0 && a->epochs <= 0) tr->cfg.steps = tr->cfg.steps > tr->step ? tr->cfg.steps : tr->step;
+    } else if (trainer_init(tr, cfg, NULL, err, sizeof err)) {
+        return cli_fail(cmd, "%s", err);
     }
-    int init_converted = 0;
-    if (init && init_weights_load(tr.model->params, init, &init_converted, err, sizeof err)) {
-        const tg_model_config *mc = &tr.model->cfg;
-        cli_fail(&cmd, "--init %s (the model: --cell %s --hidden %lld --layers %d, %lld inputs, %lld outputs, %s)", err,
+    *init_converted = 0;
+    if (a->init && init_weights_load(tr->model->params, a->init, init_converted, err, sizeof err)) {
+        const tg_model_config *mc = &tr->model->cfg;
+        cli_fail(cmd, "--init %s (the model: --cell %s --hidden %lld --layers %d, %lld inputs, %lld outputs, %s)", err,
                  mc->cell, (long long)mc->hidden_size, mc->layers, (long long)mc->input_size,
                  (long long)mc->output_size, tg_dtype_name(mc->dtype));
-        trainer_free(&tr);
+        trainer_free(tr);
         return TG_EXIT_USAGE;
     }
-    if (epochs) tr.cfg.steps = epochs * task_epoch_steps(tr.task, tr.cfg.batch);
-    else if (steps) tr.cfg.steps = steps;
-    if (resume && tr.cfg.steps < tr.step) {
-        long done = (long)tr.step;
-        trainer_free(&tr);
-        return cli_fail(&cmd, "the checkpoint is already at step %ld; --steps is the total to reach", done);
+    if (a->epochs) tr->cfg.steps = a->epochs * task_epoch_steps(tr->task, tr->cfg.batch);
+    else if (a->steps) tr->cfg.steps = a->steps;
+    if (a->resume && tr->cfg.steps < tr->step) {
+        long done = (long)tr->step;
+        trainer_free(tr);
+        return cli_fail(cmd, "the checkpoint is already at step %ld; --steps is the total to reach", done);
     }
+    return GO_ON;
+}
 
-    FILE *csv = NULL;
-    if (log) {
-        if (!(csv = open_log(log, resume != NULL, &tr, &cmd))) {
-            trainer_free(&tr);
-            return TG_EXIT_USAGE;
-        }
-        tr.csv = csv;
-    }
-
-    print_run_header(stdout, &tr, (int)threads);
-    if (!quiet && model_summary(stdout, tr.model, task_every_step(tr.task))) {
-        trainer_free(&tr);
-        if (csv) fclose(csv);
+/* Step 6: the run's header, the model summary, where it resumed or its weights came from.
+ * returns: GO_ON or TG_EXIT_FAIL (out of memory) */
+static int announce(const train_args *a, const trainer *tr, int init_converted) {
+    print_run_header(stdout, tr, (int)a->threads);
+    if (!a->quiet && model_summary(stdout, tr->model, task_every_step(tr->task))) {
         fprintf(stderr, "tapegrad train: out of memory\n");
         return TG_EXIT_FAIL;
     }
-    if (resume) printf("resumed from %s at step %lld\n", resume, (long long)tr.step);
-    if (init)
-        printf("initial weights from %s: %d tensors%s%s\n", init, tg_params_count(tr.model->params),
-               init_converted ? ", converted to " : "", init_converted ? tg_dtype_name(tr.model->cfg.dtype) : "");
-    tr.dist = dist;
-    train_dist_mark mark0 = {0};
-    if (dist) {
-        tg_dist_set_split_timing(dist, mpi_timing);
-        tg_dist_set_poll_sleep(dist, (int)poll_sleep);
-        if (train_dist_prepare(&tr, dist, check, err, sizeof err)) {
-            if (csv) fclose(csv);
-            trainer_free(&tr);
-            fprintf(stderr, "tapegrad train: %s\n", err);
-            return TG_EXIT_FAIL;
-        }
-        train_dist_mark_now(&tr, dist, &mark0);
-    }
-    int64_t step0 = tr.step;
-    progress pr = {quiet ? PROGRESS_OFF : progress_auto(), NULL};
-    tr.detect_anomaly = anomaly;
-    int rc = TG_EXIT_OK;
-    if (trainer_run(&tr, tr.cfg.steps, &pr, err, sizeof err)) {
+    if (a->resume) printf("resumed from %s at step %lld\n", a->resume, (long long)tr->step);
+    if (a->init)
+        printf("initial weights from %s: %d tensors%s%s\n", a->init, tg_params_count(tr->model->params),
+               init_converted ? ", converted to " : "", init_converted ? tg_dtype_name(tr->model->cfg.dtype) : "");
+    return GO_ON;
+}
+
+/* Step 7, under mpirun: the ranks agree on the starting state; *mark0 the traffic and timings so far.
+ * returns: GO_ON or TG_EXIT_FAIL after the message */
+static int prepare_dist(const train_args *a, trainer *tr, tg_dist *dist, train_dist_mark *mark0) {
+    char err[1024];
+    tr->dist = dist;
+    *mark0 = (train_dist_mark){0};
+    if (!dist) return GO_ON;
+    tg_dist_set_split_timing(dist, a->mpi_timing);
+    tg_dist_set_poll_sleep(dist, (int)a->poll_sleep);
+    if (train_dist_prepare(tr, dist, a->check, err, sizeof err)) {
         fprintf(stderr, "tapegrad train: %s\n", err);
-        rc = TG_EXIT_FAIL;
-    } else if (train_dist_report(&tr, dist, check, mpi_timing, (int)threads, tr.step - step0, &mark0, err, sizeof err)) {
-        fprintf(stderr, "tapegrad train: %s\n", err);
-        rc = TG_EXIT_FAIL;
+        return TG_EXIT_FAIL;
     }
-    if (csv) fclose(csv);
-    if (rc == TG_EXIT_OK) rc = save_and_evaluate(&tr, patience, save, dist);
-    if (plot) {
-        int prc = task_data(tr.task) ? plot_epochs(plot, &tr, log, err, sizeof err)
-                                     : plot_steps(plot, &tr, log, err, sizeof err);
-        if (prc == 0) printf("wrote %s\n", plot);
+    train_dist_mark_now(tr, dist, mark0);
+    return GO_ON;
+}
+
+/* Step 8: the training steps, then (under mpirun) the traffic report.
+ * returns: TG_EXIT_OK or TG_EXIT_FAIL after the message */
+static int run_training(const train_args *a, trainer *tr, tg_dist *dist, const train_dist_mark *mark0) {
+    char err[1024];
+    int64_t step0 = tr->step;
+    progress pr = {a->quiet ? PROGRESS_OFF : progress_auto(), NULL};
+    tr->detect_anomaly = a->anomaly;
+    if (trainer_run(tr, tr->cfg.steps, &pr, err, sizeof err) ||
+        train_dist_report(tr, dist, a->check, a->mpi_timing, (int)a->threads, tr->step - step0, mark0, err,
+                          sizeof err)) {
+        fprintf(stderr, "tapegrad train: %s\n", err);
+        return TG_EXIT_FAIL;
+    }
+    return TG_EXIT_OK;
+}
+
+/* Step 9 (the log closed): after a good run the checkpoint and the test metric; the plot in any
+ * case; the log's name. returns: the exit status */
+static int finish(const train_args *a, trainer *tr, int rc, const tg_dist *dist) {
+    char err[1024];
+    if (rc == TG_EXIT_OK) rc = save_and_evaluate(tr, a->patience, a->save, dist);
+    if (a->plot) {
+        int prc = task_data(tr->task) ? plot_epochs(a->plot, tr, a->log, err, sizeof err)
+                                      : plot_steps(a->plot, tr, a->log, err, sizeof err);
+        if (prc == 0) printf("wrote %s\n", a->plot);
         else { fprintf(stderr, "tapegrad train: %s\n", err); rc = TG_EXIT_FAIL; }
     }
-    if (log && rc == TG_EXIT_OK) printf("wrote %s\n", log);
+    if (a->log && rc == TG_EXIT_OK) printf("wrote %s\n", a->log);
+    return rc;
+}
+
+static int train_body(int argc, char **argv, tg_dist *dist) {
+    train_args a;
+    train_config cfg;
+    data_opts dopt;
+    int rc = parse_options(&a, argc, argv);
+    if (rc == GO_ON) rc = check_options(&a);
+    if (rc == GO_ON) rc = make_config(&a, &cfg, &dopt);
+    if (rc == GO_ON) rc = check_outputs(&a, dist);
+    if (rc != GO_ON) return rc;
+    tg_set_num_threads((int)a.threads);
+    trainer tr;
+    int init_converted;
+    if ((rc = start_trainer(&a, &cfg, &tr, &init_converted)) != GO_ON) return rc;
+    FILE *csv = NULL;
+    if (a.log && !(csv = open_log(a.log, a.resume != NULL, &tr, &a.cmd))) rc = TG_EXIT_USAGE;
+    if (csv) tr.csv = csv;
+    train_dist_mark mark0;
+    bool ran = false;
+    if (rc == GO_ON) rc = announce(&a, &tr, init_converted);
+    if (rc == GO_ON) rc = prepare_dist(&a, &tr, dist, &mark0);
+    if (rc == GO_ON) rc = run_training(&a, &tr, dist, &mark0), ran = true;
+    if (csv) fclose(csv);
+    if (ran) rc = finish(&a, &tr, rc, dist); /* not after a failure before the run */
     trainer_free(&tr);
     return rc;
 }
