@@ -5,6 +5,7 @@
 #define IN0 0x1u
 #define IN1 0x2u
 #define IN2 0x4u
+#define IN3 0x8u
 #define OUT TG_SAVES_OUT
 
 const tg_op_info tg_op_table[TG_OP_COUNT] = {

@@ -227,6 +227,18 @@ void tg__matmul_backward(tg_record *r, const tg_tensor *g) {
     }
 }
 
+void tg__linear_into(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, int64_t R, tg_tensor *out) {
+    int64_t I = W->shape[1], O = W->shape[0];
+    TG_DISPATCH(x->dtype, {
+        T *po = TG_PTR(out, T);
+        if (b) {
+            const T *pb = TG_PTR(b, T);
+            for (int64_t r0 = 0; r0 < R; r0++) memcpy(po + r0 * O, pb, (size_t)O * sizeof(T));
+        }
+    });
+    gemm_w(x->dtype, 0, 1, R, O, I, x, W, b ? 1.0 : 0.0, out);
+}
+
 /* tg_linear (c NULL) and tg_linear_add: out = [c +] x·Wᵀ + b */
 static tg_tensor *linear_impl(const char *fn, const tg_tensor *x, const tg_tensor *W, const tg_tensor *b,
                               const tg_tensor *c, bool add) {
@@ -270,14 +282,7 @@ static tg_tensor *linear_impl(const char *fn, const tg_tensor *x, const tg_tenso
     if (!out) return NULL;
     /* out = broadcast(b), out += x·Wᵀ, then out = c + out: the rounding of tg_add(c, tg_linear(x, W, b)),
      * so the fused op gives bit-identical results (the last pass runs over memory the GEMM just wrote) */
-    TG_DISPATCH(x->dtype, {
-        T *po = TG_PTR(out, T);
-        if (b) {
-            const T *pb = TG_PTR(b, T);
-            for (int64_t r0 = 0; r0 < R; r0++) memcpy(po + r0 * O, pb, (size_t)O * sizeof(T));
-        }
-    });
-    gemm_w(x->dtype, 0, 1, R, O, I, x, W, b ? 1.0 : 0.0, out);
+    tg__linear_into(x, W, b, R, out);
     if (add)
         TG_DISPATCH(x->dtype, {
             T *restrict po = TG_PTR(out, T);

@@ -58,6 +58,8 @@
     X(GRU_GATES, gru_gates, 2, IN1 | OUT)    /* GRU r, z, n: [..,3H] x 2 -> [3,..,H] */     \
     X(LSTM_STATE, lstm_state, 2, IN0 | IN1 | OUT) /* (h', c') of gates [4,..,H] and c: [2,..,H] */ \
     X(LERP, lerp, 3, IN0 | IN1 | IN2)        /* a + w ⊙ (b - a) */                                  \
+    X(LSTM_CELL, lstm_cell_, -1, IN1 | IN2 | IN3 | OUT) /* LSTM step; in = xp, h, W, c[, b]; aux = gates */ \
+    X(GRU_CELL, gru_cell_, -1, IN1 | IN2 | OUT) /* GRU step; in = xp, h, W[, b]; aux = gates; out = h', hp_n */ \
     X(POINTWISE_LOSS, pointwise_loss, 2, IN0 | IN1) /* loss(x, y) per element; k[0] kind, f[0] β/δ */ \
     X(CTC, ctc_nll, 1, IN0)                  /* CTC -log p per sequence; aux = α, nll; idx = lengths, targets */
 
@@ -68,7 +70,7 @@ typedef enum tg_op {
     TG_OP_COUNT
 } tg_op;
 
-#define TG_REC_INLINE 4 /* inputs held in the record itself (linear_add has 4); more go to the heap */
+#define TG_REC_INLINE 5 /* inputs held in the record itself (lstm_cell_ has 5); more go to the heap */
 
 typedef struct tg_record {
     tg_op op;
@@ -132,6 +134,10 @@ void tg__pack_scope_end(void);
 void tg__defer_scope_begin(void);
 void tg__defer_scope_end(void);
 void tg__defer_flush_for(const tg_tensor *t);
+/* out [R,O] = b + x·Wᵀ (x [R,I] and W [O,I] contiguous, b [O] or NULL), no record: the forward product
+ * of tg_linear (autograd/ops_matrix.c) for the fused ops of autograd/ops_fused.c, reusing a packed W
+ * inside a pack scope; same rounding as tg_linear. */
+void tg__linear_into(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, int64_t R, tg_tensor *out);
 /* The record on the current tape that produced t, or NULL (a leaf, or a result of an older tape).
  * returns: tape-owned (for tests and tools that inspect the tape). */
 const tg_record *tg__record_of(const tg_tensor *t);

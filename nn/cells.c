@@ -43,16 +43,13 @@ static int lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
                      tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
     const tg_tensor *h = state[0], *c = state[1];
-    /* [a_i | a_f | a_g | a_o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh */
-    tg_tensor *pre = tg_linear_add(h, p->weight_hh, p->bias_hh, xproj); /* = tg_add(xproj, tg_linear(..)), one op */
-    /* [i; f; g; o] = [σ(a_i); σ(a_f); tanh(a_g); σ(a_o)]: input gate, forget gate, candidate cell,
-     * output gate, in one pass into a gate-major [4,B,H] (the same as tg_chunk + tg_sigmoid/tg_tanh,
-     * without the four copies); each gate is then a zero-copy view */
-    tg_tensor *gates = tg_gates(pre, "ssts");
-    if (!gates) return -1;
-    /* c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c')   in one op (= tg_add(tg_mul(f, c), tg_mul(i, g)) and
-     * tg_mul(o, tg_tanh(c')) on the gate views, bit for bit), h' and c' as views of its [2,B,H] */
-    tg_tensor *hc = tg_lstm_state(gates, c);
+    /* [a_i | a_f | a_g | a_o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh
+     * [i; f; g; o] = [σ(a_i); σ(a_f); tanh(a_g); σ(a_o)]: input gate, forget gate, candidate cell, output gate
+     * c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c')
+     * in one op (= tg_lstm_state(tg_gates(tg_linear_add(h, W_hh, b_hh, xproj), "ssts"), c), bit for bit),
+     * h' and c' as views of its [2,B,H]. xproj is the runner's tape-owned view of this step's input
+     * projection, read by nothing else: the op keeps the gate activations in its storage. */
+    tg_tensor *hc = tg_lstm_cell_((tg_tensor *)xproj, h, p->weight_hh, p->bias_hh, c);
     out[0] = tg_select(hc, 0);
     out[1] = tg_select(hc, 1);
     /* with projections (proj_size P, Sak et al. 2014): h' = (o ⊙ tanh(c')) W_hrᵀ, [B,H] -> [B,P] */
@@ -67,18 +64,14 @@ static int gru_step(const tg_cell *cell, const tg_cell_params *p, const tg_tenso
                     tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
     const tg_tensor *h = state[0];
-    /* [x_r | x_z | x_n] = x W_ihᵀ + b_ih (xproj, all steps at once);  [h_r | h_z | h_n] = h W_hhᵀ + b_hh */
-    tg_tensor *hproj = tg_linear(h, p->weight_hh, p->bias_hh);
-    /* r = σ(x_r + h_r)                reset gate
+    /* [x_r | x_z | x_n] = x W_ihᵀ + b_ih (xproj, all steps at once);  [h_r | h_z | h_n] = h W_hhᵀ + b_hh
+     * r = σ(x_r + h_r)                reset gate
      * z = σ(x_z + h_z)                update gate
-     * n = tanh(x_n + r ⊙ h_n)         candidate (h_n = h W_hnᵀ + b_hn)
-     * in one pass into a gate-major [3,B,H] (the same as tg_chunk + tg_add + tg_sigmoid + tg_mul + tg_tanh,
-     * without the six copies); each gate is then a zero-copy view */
-    tg_tensor *gates = tg_gru_gates(xproj, hproj);
-    if (!gates) return -1;
-    tg_tensor *z = tg_select(gates, 1), *n = tg_select(gates, 2);
-    /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n)   (one op) */
-    out[0] = tg_lerp(n, h, z);
+     * n = tanh(x_n + r ⊙ h_n)         candidate
+     * h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n)
+     * in one op (= tg_gru_gates(xproj, tg_linear(h, W_hh, b_hh)) and tg_lerp on its views, bit for bit);
+     * the gates are kept in xproj's storage, the runner's view of this step's input projection */
+    out[0] = tg_select(tg_gru_cell_((tg_tensor *)xproj, h, p->weight_hh, p->bias_hh), 0);
     return tg__cell_produced(out, 1);
 }
 

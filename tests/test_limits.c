@@ -66,6 +66,40 @@ Test(limits, estimate_matches_measured_tape_of_every_cell) {
     cr_expect_eq(tg_live_tensors(), 0);
 }
 
+/* Tape bytes per time step against the saved-activation minimum of each cell (docs/speed.md, "Tape
+ * memory per step"): what BPTT must keep per batch x hidden element and step, in floats. The tape after a
+ * one-layer forward (everything tg_tape_bytes counts: the input projection, the step results, the
+ * stacked output; the input x and the parameters are not the tape's) must stay within 1.5x of it, so a
+ * change that makes a cell keep more fails here with the cell's name and both figures. */
+static const struct { const char *cell; double minimum; const char *kept; } tape_minimum[] = {
+    {"lstm", 6, "i, f, g, o, c', h'"},
+    {"gru", 5, "r, z, n, h_n = h W_hnᵀ + b_hn, h'"},
+};
+
+Test(limits, tape_per_step_within_1_5x_of_the_minimum) {
+    const int64_t T = 16, B = 8, H = 32;
+    for (size_t k = 0; k < sizeof tape_minimum / sizeof tape_minimum[0]; k++) {
+        const tg_cell *cell = tg_cell_by_name(tape_minimum[k].cell);
+        cr_assert_not_null(cell, "%s", tape_minimum[k].cell);
+        tg_rnn_config rc = {.input_size = H, .hidden_size = H, .num_layers = 1, .dtype = TG_F32};
+        tg_rnn *m = tg_rnn_new(cell, &rc, NULL);
+        cr_assert_not_null(m);
+        tg_tensor *x = th_rand(5, TG_SHAPE(T, B, H), -1, 1), *x32 = tg_to_dtype(x, TG_F32);
+        cr_assert_not_null(tg_rnn_forward(m, x32, NULL, NULL), "%s: %s", cell->name, tg_last_error());
+        double per_step = (double)tg_tape_bytes() / (4.0 * (double)(T * B * H));
+        printf("tape per step, %s: %.2f floats per batch x hidden element (minimum %.0f: %s), x%.2f\n", cell->name,
+               per_step, tape_minimum[k].minimum, tape_minimum[k].kept, per_step / tape_minimum[k].minimum);
+        cr_expect(per_step <= 1.5 * tape_minimum[k].minimum,
+                  "%s keeps %.2f floats per batch x hidden element and step on the tape, more than 1.5x its minimum "
+                  "%.0f (%s)", cell->name, per_step, tape_minimum[k].minimum, tape_minimum[k].kept);
+        tg_tape_reset();
+        tg_release(x);
+        tg_release(x32);
+        tg_rnn_free(m);
+    }
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
 Test(limits, constructors_refuse_what_cannot_fit) {
     th_record_errors();
     tg_rnn_config rc = {.input_size = 1, .hidden_size = 1 << 22, .num_layers = 1};
@@ -113,12 +147,12 @@ TestSuite(limits_cli, .init = th_dir_make, .fini = th_dir_remove);
 Test(limits_cli, issue_commands_refused_quickly_with_the_size) {
     struct { const char *args, *want; } cases[] = {
         {"train --task adding --hidden 4096 --batch 4096 --seq 100000 --steps 1",
-         "tapegrad train: needs ~120 TB: hidden 4096 x batch 4096 x seq 100000 (tape 120 TB"},
+         "tapegrad train: needs ~52 TB: hidden 4096 x batch 4096 x seq 100000 (tape 52 TB"},
         {"train --task adding --hidden 4096 --layers 16",
-         "tapegrad train: needs ~41 GB: 2080931840 parameters: hidden 4096 x (input 2 + hidden 4096) x 4 gates x 16 layers"},
+         "tapegrad train: needs ~37 GB: 2080931840 parameters: hidden 4096 x (input 2 + hidden 4096) x 4 gates x 16 layers"},
         {"gradcheck --cell lstm --T 10000 --H 4096 --B 4096 --I 4096",
-         "tapegrad gradcheck: needs ~102 TB: hidden 4096 x batch 4096 x seq 10000 x 2 layers"},
-        {"bench --I 65536 --H 65536 --B 65536 --T 100000", "tapegrad bench: needs ~36 PB: hidden 65536 x batch 65536 x seq 100000"},
+         "tapegrad gradcheck: needs ~48 TB: hidden 4096 x batch 4096 x seq 10000 x 2 layers"},
+        {"bench --I 65536 --H 65536 --B 65536 --T 100000", "tapegrad bench: needs ~19 PB: hidden 65536 x batch 65536 x seq 100000"},
     };
     double limit = getenv("TG_VALGRIND") ? 20.0 : 1.0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

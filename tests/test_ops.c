@@ -97,6 +97,26 @@ static tg_tensor *f_lstm_state_views(tg_tensor *const *in, int n, void *u) {
     tg_tensor *y = tg_lstm_state(tg_gates(in[0], "ssts"), in[1]);
     return tg_add(tg_select(y, 0), tg_mul(tg_select(y, 1), tg_select(y, 1)));
 }
+/* inputs xp, h, W, b, c; xp a leaf (the gates get a buffer of their own) */
+FN(f_lstm_cell, tg_lstm_cell_(in[0], in[1], in[2], in[3], in[4]))
+FN(f_lstm_cell_nobias, tg_lstm_cell_(in[0], in[1], in[2], NULL, in[3]))
+/* as the LSTM cell runs it: xp a view of an op result (the gates overwrite it), h' and c' through views,
+ * the next step reading the same projection tensor's other row block */
+static tg_tensor *f_lstm_cell_inplace(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *proj = tg_mul_scalar(in[0], 1.0), *y = tg_lstm_cell_(tg_select(proj, 0), in[1], in[2], in[3], in[4]);
+    tg_tensor *y2 = tg_lstm_cell_(tg_select(proj, 1), tg_select(y, 0), in[2], in[3], tg_select(y, 1));
+    return tg_add(tg_select(y2, 0), tg_mul(tg_select(y2, 1), tg_select(y, 1)));
+}
+/* inputs xp, h, W, b; the full [2,B,H] result, so the kept hp_n's gradient path is checked too */
+FN(f_gru_cell, tg_gru_cell_(in[0], in[1], in[2], in[3]))
+FN(f_gru_cell_nobias, tg_gru_cell_(in[0], in[1], in[2], NULL))
+/* in place on views of an op result over two steps, h' through a view */
+static tg_tensor *f_gru_cell_inplace(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *proj = tg_mul_scalar(in[0], 1.0), *h1 = tg_select(tg_gru_cell_(tg_select(proj, 0), in[1], in[2], in[3]), 0);
+    return tg_mul(tg_select(tg_gru_cell_(tg_select(proj, 1), h1, in[2], in[3]), 0), h1);
+}
 FN(f_lerp, tg_lerp(in[0], in[1], in[2]))
 FN(f_lerp_same, tg_lerp(in[0], in[0], in[1])) /* a = b: both gradients land in one buffer */
 FN(f_gru_gates, tg_gru_gates(in[0], in[1]))
@@ -132,12 +152,13 @@ static tg_tensor *f_four_branches(tg_tensor *const *in, int n, void *u) {
     return tg_add(tg_add(a, b), tg_mul(c, d));
 }
 
+#define MAX_IN 5 /* inputs of a row or a value case (tg_lstm_cell_ has 5) */
 typedef struct row {
     const char *op;      /* the op table name this row covers */
     tg_gradcheck_fn fn;
     int n;
-    int ndim[3];
-    int64_t shape[3][4];
+    int ndim[MAX_IN];
+    int64_t shape[MAX_IN][4];
     double lo, hi;       /* input range (kept away from kinks and poles) */
 } row;
 
@@ -211,6 +232,13 @@ static const row rows[] = {
     {"tg_gates", f_gates_views, 1, {1}, {{9}}, -2, 2},
     {"tg_lstm_state", f_lstm_state, 2, {3, 2}, {{4, 3, 5}, {3, 5}}, -2, 2},
     {"tg_lstm_state", f_lstm_state_views, 2, {2, 2}, {{3, 20}, {3, 5}}, -2, 2},
+    {"tg_lstm_cell_", f_lstm_cell, 5, {2, 2, 2, 1, 2}, {{3, 20}, {3, 5}, {20, 5}, {20}, {3, 5}}, -2, 2},
+    {"tg_lstm_cell_", f_lstm_cell, 5, {2, 2, 2, 1, 2}, {{2, 12}, {2, 2}, {12, 2}, {12}, {2, 3}}, -2, 2}, /* R < H */
+    {"tg_lstm_cell_", f_lstm_cell_nobias, 4, {2, 2, 2, 2}, {{3, 8}, {3, 2}, {8, 2}, {3, 2}}, -2, 2},
+    {"tg_lstm_cell_", f_lstm_cell_inplace, 5, {3, 2, 2, 1, 2}, {{2, 3, 20}, {3, 5}, {20, 5}, {20}, {3, 5}}, -1, 1},
+    {"tg_gru_cell_", f_gru_cell, 4, {2, 2, 2, 1}, {{3, 12}, {3, 4}, {12, 4}, {12}}, -2, 2},
+    {"tg_gru_cell_", f_gru_cell_nobias, 3, {2, 2, 2}, {{2, 9}, {2, 3}, {9, 3}}, -2, 2},
+    {"tg_gru_cell_", f_gru_cell_inplace, 4, {3, 2, 2, 1}, {{2, 3, 12}, {3, 4}, {12, 4}, {12}}, -1, 1},
     {"tg_lerp", f_lerp, 3, {2, 2, 2}, {{3, 4}, {3, 4}, {3, 4}}, -1, 1},
     {"tg_lerp", f_lerp_same, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
     {"tg_gru_gates", f_gru_gates, 2, {2, 2}, {{3, 12}, {3, 12}}, -2, 2},
@@ -249,13 +277,13 @@ static void avoid_kinks(tg_tensor *t) {
 Test(ops, gradcheck_every_row) {
     long live = tg_live_tensors();
     for (int r = 0; r < N_ROWS; r++) {
-        tg_tensor *in[3] = {0};
+        tg_tensor *in[MAX_IN] = {0};
         for (int i = 0; i < rows[r].n; i++) {
             in[i] = th_rand(100 + 7 * (uint64_t)r + (uint64_t)i, rows[r].ndim[i], rows[r].shape[i], rows[r].lo, rows[r].hi);
             avoid_kinks(in[i]);
             tg_set_requires_grad(in[i], true);
         }
-        tg_gradcheck_input rep[3];
+        tg_gradcheck_input rep[MAX_IN];
         tg_gradcheck_opts o = tg_gradcheck_defaults();
         bool ok = tg_gradcheck(rows[r].fn, NULL, in, rows[r].n, &o, rep);
         for (int i = 0; i < rows[r].n; i++)
@@ -307,7 +335,7 @@ static int64_t poison_unsaved(const tg_record *rec) {
  * gradient with seed 9, optionally after poisoning. Returns the number of records the row made. */
 static size_t saves_run(int r, bool poison, tg_tensor **grads, int64_t *poisoned) {
     tg_tape_reset();
-    tg_tensor *in[3] = {0};
+    tg_tensor *in[MAX_IN] = {0};
     for (int i = 0; i < rows[r].n; i++) {
         in[i] = th_rand(100 + 7 * (uint64_t)r + (uint64_t)i, rows[r].ndim[i], rows[r].shape[i], rows[r].lo, rows[r].hi);
         avoid_kinks(in[i]);
@@ -336,7 +364,7 @@ Test(ops, saves_are_all_backward_reads) {
         for (int k = 0; k < TG_OP_COUNT; k++)
             if (strcmp(rows[r].op, tg_op_table[k].name) == 0) op = k;
         if (op < 0) continue; /* fan-out rows */
-        tg_tensor *ref[3] = {0}, *got[3] = {0};
+        tg_tensor *ref[MAX_IN] = {0}, *got[MAX_IN] = {0};
         int64_t poisoned = 0;
         if (saves_run(r, false, ref, &poisoned) != 1) { /* a row that composes several ops */
             for (int i = 0; i < rows[r].n; i++) tg_release(ref[i]);
@@ -385,10 +413,10 @@ typedef struct value_case {
     const char *fn_name;
     tg_gradcheck_fn fn;
     int n;
-    int ndim[3];
-    const int64_t *shape[3];
-    const double *in[3];
-    const double *grad[3];    /* d sum(out ⊙ proj) / d in, computed by torch */
+    int ndim[MAX_IN];
+    const int64_t *shape[MAX_IN];
+    const double *in[MAX_IN];
+    const double *grad[MAX_IN];    /* d sum(out ⊙ proj) / d in, computed by torch */
     const double *proj;
     const double *out;
     int out_ndim;
@@ -403,7 +431,7 @@ Test(ops, forward_and_gradient_values_match_pytorch) {
     bool covered[TG_OP_COUNT] = {false};
     for (int c = 0; c < n_cases; c++) {
         const value_case *v = &value_cases[c];
-        tg_tensor *in[3] = {0};
+        tg_tensor *in[MAX_IN] = {0};
         for (int i = 0; i < v->n; i++) {
             in[i] = tg_from_array(TG_F64, v->ndim[i], v->shape[i], v->in[i]);
             tg_set_requires_grad(in[i], true);
@@ -547,6 +575,109 @@ Test(ops, lstm_state_and_lerp_equal_the_plain_ops) {
         tg_release(x64);
         tg_release(c64);
     }
+}
+
+/* tg_lstm_cell_ is tg_lstm_state(tg_gates(tg_linear_add(h, W, b, xp), "ssts"), c), bit for bit: four
+ * steps over the rows of one input projection [T,B,4H] (the gates overwrite it as in the runner), F64
+ * and F32, with and without a bias; every value and every gradient equal (the lstm cell switched to it
+ * without changing any result). */
+static void lstm_cell_chain(bool fused, tg_tensor *const *p, bool bias, tg_tensor **h, tg_tensor **c) {
+    tg_tensor *proj = tg_linear(p[0], p[1], bias ? p[2] : NULL); /* x [T,B,I] W_ih [4H,I] -> [T,B,4H] */
+    const tg_tensor *b = bias ? p[4] : NULL;
+    *h = p[5], *c = p[6];
+    for (int t = 0; t < 4; t++) {
+        tg_tensor *xp = tg_select(proj, t), *hc;
+        if (fused) hc = tg_lstm_cell_(xp, *h, p[3], b, *c);
+        else hc = tg_lstm_state(tg_gates(tg_linear_add(*h, p[3], b, xp), "ssts"), *c);
+        *h = tg_select(hc, 0), *c = tg_select(hc, 1);
+    }
+}
+
+/* the same for the GRU (p[6] unused; *c = h' too): tg_gru_cell_ against tg_gru_gates + tg_lerp */
+static void gru_cell_chain(bool fused, tg_tensor *const *p, bool bias, tg_tensor **h, tg_tensor **c) {
+    tg_tensor *proj = tg_linear(p[0], p[1], bias ? p[2] : NULL); /* [T,B,3H] */
+    const tg_tensor *b = bias ? p[4] : NULL;
+    *h = p[5];
+    for (int t = 0; t < 4; t++) {
+        tg_tensor *xp = tg_select(proj, t);
+        if (fused) *h = tg_select(tg_gru_cell_(xp, *h, p[3], b), 0);
+        else {
+            tg_tensor *G = tg_gru_gates(xp, tg_linear(*h, p[3], b));
+            *h = tg_lerp(tg_select(G, 2), *h, tg_select(G, 1));
+        }
+    }
+    *c = *h;
+}
+
+Test(ops, lstm_and_gru_cells_equal_the_ops_they_replace) {
+    const int64_t T = 4, B = 3, I = 5, H = 6;
+    int ndim[7] = {3, 2, 1, 2, 1, 2, 2};
+    for (int G = 3; G <= 4; G++)
+    for (int dt = 0; dt < 2; dt++)
+        for (int bias = 0; bias < 2; bias++) {
+            tg_tensor *p[2][7], *h[2], *c[2];
+            for (int k = 0; k < 2; k++) {
+                const int64_t shapes[7][3] = {{T, B, I}, {G * H, I}, {G * H}, {G * H, H}, {G * H}, {B, H}, {B, H}};
+                for (int i = 0; i < 7; i++) {
+                    tg_tensor *v = th_rand(40 + (uint64_t)i, ndim[i], shapes[i], -1, 1);
+                    p[k][i] = dt ? tg_to_dtype(v, TG_F32) : tg_copy(v);
+                    tg_release(v);
+                    tg_set_requires_grad(p[k][i], true);
+                }
+                (G == 4 ? lstm_cell_chain : gru_cell_chain)(k == 1, p[k], bias, &h[k], &c[k]);
+                tg_tensor *loss = tg_add(tg_sum(tg_mul(h[k], h[k])), tg_sum(tg_mul(h[k], c[k])));
+                cr_assert_eq(tg_backward(loss), 0, "%s", tg_last_error());
+            }
+            const char *D = dt ? (G == 4 ? "lstm F32" : "gru F32") : (G == 4 ? "lstm F64" : "gru F64");
+            for (int64_t j = 0; j < tg_numel(h[0]); j++) {
+                cr_expect_eq(tg_get(h[1], j), tg_get(h[0], j), "%s bias %d h' [%lld]", D, bias, (long long)j);
+                cr_expect_eq(tg_get(c[1], j), tg_get(c[0], j), "%s bias %d c' [%lld]", D, bias, (long long)j);
+            }
+            for (int i = 0; i < 7; i++) {
+                if ((!bias && (i == 2 || i == 4)) || (G == 3 && i == 6)) continue;
+                cr_assert_not_null(tg_grad(p[1][i]), "%s: no gradient of input %d", D, i);
+                for (int64_t j = 0; j < tg_numel(p[0][i]); j++)
+                    cr_expect_eq(tg_get(tg_grad(p[1][i]), j), tg_get(tg_grad(p[0][i]), j), "%s bias %d: d input %d [%lld]",
+                                 D, bias, i, (long long)j);
+            }
+            tg_tape_reset();
+            for (int k = 0; k < 2; k++)
+                for (int i = 0; i < 7; i++) tg_release(p[k][i]);
+        }
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* The gates overwrite an op result, never a leaf or a tensor of no tape; and an op that saved the
+ * projection before the step fails in backward, naming itself, instead of reading gates. */
+Test(ops, lstm_cell_overwrites_only_op_results) {
+    th_record_errors();
+    tg_tensor *x = th_rand(50, TG_SHAPE(2, 8), -1, 1), *h = th_rand(51, TG_SHAPE(2, 2), -1, 1);
+    tg_tensor *W = th_rand(52, TG_SHAPE(8, 2), -1, 1), *c = th_rand(53, TG_SHAPE(2, 2), -1, 1);
+    tg_tensor *keep = tg_copy(x);
+    tg_set_requires_grad(W, true);
+    cr_assert_not_null(tg_lstm_cell_(x, h, W, NULL, c));
+    for (int64_t j = 0; j < 16; j++) cr_expect_eq(tg_get(x, j), tg_get(keep, j), "leaf xp changed at %lld", (long long)j);
+    tg_set_requires_grad(x, true);
+    tg_tape_reset();
+    tg_tensor *proj = tg_mul_scalar(x, 1.0);
+    tg_tensor *sq = tg_mul(proj, proj); /* saves proj */
+    tg_tensor *hc = tg_lstm_cell_(proj, h, W, NULL, c);
+    cr_assert_not_null(hc);
+    cr_expect_neq(tg_get(proj, 0), tg_get(keep, 0) * 1.0, "the op result should hold the gates now");
+    cr_expect_neq(tg_backward(tg_add(tg_sum(sq), tg_sum(hc))), 0);
+    cr_expect(strstr(th_last_message(), "tg_mul") && strstr(th_last_message(), "modified in place"), "%s", th_last_message());
+    tg_tape_reset();
+    th_reset_errors();
+    tg_tensor *c3 = tg_zeros(TG_F64, TG_SHAPE(2, 3));
+    cr_expect_null(tg_lstm_cell_(x, h, W, NULL, c3));
+    cr_expect(strstr(th_last_message(), "tg_lstm_cell_: xp [2,8], h [2,2], W [8,2], c [2,3]: need xp [B,4·H]") != NULL,
+              "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_lstm_cell_(x, h, W, NULL, NULL));
+    cr_expect(strstr(th_last_message(), "tg_lstm_cell_: argument c is NULL") != NULL, "%s", th_last_message());
+    tg_tensor *list[] = {x, h, W, c, keep, c3};
+    for (int i = 0; i < 6; i++) tg_release(list[i]);
+    cr_expect_eq(tg_live_tensors(), 0);
 }
 
 Test(ops, lstm_state_and_lerp_reject_bad_arguments) {

@@ -59,6 +59,24 @@ tg_tensor *tg_gru_gates(const tg_tensor *xp, const tg_tensor *hp);
  * The result is [2, ..., H] with h' = tg_select(y, 0) and c' = tg_select(y, 1) (zero-copy views). Same
  * values and gradients as the five plain ops, with one record and a third of their tape memory. */
 tg_tensor *tg_lstm_state(const tg_tensor *gates, const tg_tensor *c);
+/* One whole LSTM step in one op (the built-in lstm cell's step), from the step's input projection xp
+ * [B,4H] (x·W_ihᵀ + b_ih, gates i, f, g, o), the state h [B,R] and c [B,H], and W_hh [4H,R], b_hh [4H]
+ * (or NULL):
+ *     [a_i | a_f | a_g | a_o] = xp + h·Wᵀ + b,  i, f, o = σ(a_i, a_f, a_o),  g = tanh(a_g)
+ *     c' = f ⊙ c + i ⊙ g,   h' = o ⊙ tanh(c')
+ * The result is [2,B,H] with h' = tg_select(y, 0), c' = tg_select(y, 1). Same values and gradients as
+ * tg_lstm_state(tg_gates(tg_linear_add(h, W, b, xp), "ssts"), c), bit for bit, with one record and a
+ * third of their tape memory: in place (the trailing _), the gate activations are stored over xp when
+ * xp is an op result of the current tape and the step is recorded (xp's values are gone afterwards and
+ * its version is bumped); a leaf or an untaped xp is left alone. */
+tg_tensor *tg_lstm_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c);
+/* One whole GRU step (PyTorch's reset-after form, the built-in gru cell's step) in one op, from xp [B,3H]
+ * (x·W_ihᵀ + b_ih, blocks r, z, n), h [B,H], W_hh [3H,H], b_hh [3H] (or NULL), with hp = h·Wᵀ + b:
+ *     r = σ(xp_r + hp_r),  z = σ(xp_z + hp_z),  n = tanh(xp_n + r ⊙ hp_n),  h' = n + z ⊙ (h − n)
+ * The result is [2,B,H]: h' = tg_select(y, 0), and tg_select(y, 1) = hp_n, which backward reads.
+ * Same values and gradients as tg_gru_gates(xp, tg_linear(h, W, b)) + tg_lerp, bit for bit; in place
+ * on xp (the gates r, z, n are stored over it) exactly as tg_lstm_cell_. */
+tg_tensor *tg_gru_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b);
 /* a + w ⊙ (b − a) (torch.lerp; same shapes, no broadcasting): the GRU's h' = n + z ⊙ (h − n) in one op,
  * same values and gradients as tg_add(a, tg_mul(w, tg_sub(b, a))). */
 tg_tensor *tg_lerp(const tg_tensor *a, const tg_tensor *b, const tg_tensor *w);

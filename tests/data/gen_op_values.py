@@ -81,6 +81,19 @@ def lstm_state(gates, c):
     return torch.stack([o * torch.tanh(c2), c2])
 
 
+def lstm_cell(xp, h, w, b, c):
+    """the whole LSTM step: [a_i | a_f | a_g | a_o] = xp + h Wᵀ + b, then lstm_state; the result [h'; c']"""
+    i, f, g, o = (xp + torch.nn.functional.linear(h, w, b)).chunk(4, -1)
+    return lstm_state((torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)), c)
+
+
+def gru_cell(xp, h, w, b):
+    """the whole GRU step: gru_gates(xp, h Wᵀ + b), h' = n + z ⊙ (h − n); the result [h'; hp_n]"""
+    hp = torch.nn.functional.linear(h, w, b)
+    r, z, n = gru_gates(xp, hp)
+    return torch.stack([torch.lerp(n, h, z), hp.chunk(3, -1)[2]])
+
+
 mask = torch.tensor([1.0, 0.0, 1.0, 0.5])
 CASES = [
     # name (FN in test_ops.c), torch function, input shapes, range
@@ -145,6 +158,9 @@ CASES = [
     ("f_ctc_log_softmax", lambda a: torch.nn.functional.ctc_loss(
         torch.log_softmax(a, 2), torch.tensor([1, 1, 3, 2, 1]), torch.tensor([5, 4]), torch.tensor([2, 3]),
         reduction="none"), [(5, 2, 4)], (-2, 2)),
+    # the fused recurrent steps (autograd/ops_fused.c); h of width R = 4 < H = 5 (projections)
+    ("f_lstm_cell", lstm_cell, [(3, 20), (3, 4), (20, 4), (20,), (3, 5)], (-1, 1)),
+    ("f_gru_cell", gru_cell, [(3, 12), (3, 4), (12, 4), (12,)], (-1, 1)),
 ]
 
 

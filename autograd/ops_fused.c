@@ -1,0 +1,269 @@
+/* autograd/ops_fused.c - whole recurrent steps as one op each, for tape memory and per-op overhead.
+ *
+ * Dimension letters: B rows (batch), H hidden size, R the width of h (H, or P with projections),
+ * G gate blocks. xp [B, G·H] is the step's input projection x·W_ihᵀ + b_ih (the runner makes it for all
+ * time steps with one GEMM, so xp is a view of that [T,B,G·H] result).
+ *
+ * Why: written with tg_linear_add + tg_gates + tg_lstm_state, an LSTM step keeps three [B,4H] buffers
+ * on the tape (xp, the pre-activations, the gate activations) for the one that backward needs. The
+ * fused op computes the pre-activations in a scratch buffer and, when xp is an op result of the
+ * current tape (the runner's view of its input projection, which nothing reads after this step),
+ * stores the gate activations over xp itself. Tape per LSTM step: 4 (gates, in xp) + 2 (h', c')
+ * floats per batch x hidden element, instead of 4 + 4 + 4 + 2. One record instead of three.
+ *
+ * The arithmetic is that of the three ops it replaces, in the same order, so values and gradients are
+ * bit-identical to them (tests/test_ops.c checks it). */
+#include "autograd/ops_common.h"
+#include "tensor/vmath.h"
+
+/* ---- shared by the fused steps --------------------------------------------------------------------- */
+
+/* Checks of (xp [B,G·H], h [B,R], W [G·H,R], b [G·H] or NULL, c [B,H] or NULL); H from xp. */
+static bool step_args(const char *fn, int G, const tg_tensor *xp, const tg_tensor *h, const tg_tensor *W,
+                      const tg_tensor *b, const tg_tensor *c) {
+    if (!tg__check(fn, "xp", xp) || !tg__check(fn, "h", h) || !tg__check(fn, "W", W)) return false;
+    if (!b && tg_error_pending()) return false; /* a NULL bias from a failed op, not "no bias" */
+    if (b && !tg__check(fn, "b", b)) return false;
+    if (G == 4 && !tg__check(fn, "c", c)) return false;
+    if (!tg__same_dtype(fn, xp, h) || !tg__same_dtype(fn, xp, W) || (b && !tg__same_dtype(fn, xp, b)) ||
+        (c && !tg__same_dtype(fn, xp, c)))
+        return false;
+    char s1[128], s2[128], s3[128], s4[128];
+    bool ok = xp->ndim == 2 && h->ndim == 2 && W->ndim == 2 && xp->shape[1] % G == 0 && h->shape[0] == xp->shape[0] &&
+              W->shape[0] == xp->shape[1] && W->shape[1] == h->shape[1] && (!b || (b->ndim == 1 && b->shape[0] == xp->shape[1]));
+    int64_t H = xp->ndim == 2 ? xp->shape[1] / G : 0;
+    if (ok && c) ok = c->ndim == 2 && c->shape[0] == xp->shape[0] && c->shape[1] == H;
+    if (!ok)
+        tg_error(fn, "xp %s, h %s, W %s%s%s: need xp [B,%d·H], h [B,R], W [%d·H,R]%s%s", tg_shape_str(xp, s1, sizeof s1),
+                 tg_shape_str(h, s2, sizeof s2), tg_shape_str(W, s3, sizeof s3), c ? ", c " : "",
+                 c ? tg_shape_str(c, s4, sizeof s4) : "", G, G, b ? ", b [G·H]" : "", c ? ", c [B,H]" : "");
+    return ok;
+}
+
+/* Where the gate activations of a step go: over xp itself when xp is an op result of the current tape
+ * and the step will be recorded (xp's storage version is bumped, so an earlier op that saved it fails
+ * in backward rather than reading gates), else a buffer of their own (*own, a new ref). */
+static tg_tensor *gate_buffer(tg_tensor *xp, bool recorded, tg_tensor **own) {
+    *own = NULL;
+    if (recorded && tg__record_of(xp)) {
+        tg_bump_version(xp);
+        return xp;
+    }
+    *own = tg__alloc(xp->dtype, 2, xp->shape);
+    return *own;
+}
+
+/* The matrix part of a step's backward, given G = dL/d(pre-activations) [B, G·H] of pre = xp + h·Wᵀ + b:
+ * dh += G·W, dW += Gᵀ·h (staged inside tg_backward), db += Σ_rows G: tg_linear's backward on (h, W, b). */
+static void step_matrix_backward(tg_tensor *h, tg_tensor *W, tg_tensor *b, const tg_tensor *G) {
+    tg_record lin = {.op = TG_OP_LINEAR, .nin = b ? 3 : 2, .in_inline = {h, W, b}};
+    lin.in = lin.in_inline;
+    lin.in_version = lin.ver_inline;
+    tg__linear_backward(&lin, G);
+}
+
+/* Where a backward stores dL/d(pre-activations) [B,G·H]: xp's new gradient buffer itself, or *scratch (a
+ * new ref the caller adds into xp's existing gradient, if any, and releases). */
+static tg_tensor *pre_grad_buffer(tg_tensor *xp, tg_tensor **scratch) {
+    *scratch = NULL;
+    bool store;
+    tg_tensor *gx = tg__grad_buf_assign(xp, &store);
+    if (gx && store) return gx;
+    /* the kernel stores into a buffer of its own; an existing gradient is added after */
+    *scratch = tg__alloc(xp->dtype, 2, xp->shape);
+    return *scratch;
+}
+
+/* What a fused step's forward holds between its prologue and its record. */
+typedef struct step_fwd {
+    tg_tensor *out;  /* [2,B,H] tape-owned result */
+    tg_tensor *hp;   /* [B,G·H] scratch: b + h·Wᵀ (new ref) */
+    tg_tensor *A;    /* [B,G·H] where the gate activations go: xp itself or own */
+    tg_tensor *own;  /* new ref or NULL */
+    bool recorded;
+} step_fwd;
+
+/* Checks the arguments, allocates the result [2,B,H] and the buffers, and computes hp = b + h·Wᵀ with
+ * tg_linear's rounding. in[0..nin) are the record's inputs. Returns false (nothing held) on error. */
+static bool step_begin(const char *fn, int G, tg_tensor *xp, const tg_tensor *h, const tg_tensor *W,
+                       const tg_tensor *b, const tg_tensor *c, const tg_tensor *const *in, int nin, step_fwd *s) {
+    memset(s, 0, sizeof *s);
+    if (!step_args(fn, G, xp, h, W, b, c)) return false;
+    int64_t shape[3] = {2, xp->shape[0], xp->shape[1] / G};
+    s->out = tg__result(xp->dtype, 3, shape);
+    if (!s->out) return false;
+    s->recorded = false;
+    for (int i = 0; i < nin && tg_grad_enabled(); i++) s->recorded |= tg__needs_grad(in[i]);
+    s->hp = tg__alloc(xp->dtype, 2, xp->shape);
+    s->A = s->hp ? gate_buffer(xp, s->recorded, &s->own) : NULL;
+    if (!s->A) { tg_release(s->hp); return false; }
+    tg__linear_into(h, W, b, xp->shape[0], s->hp);
+    return true;
+}
+
+/* Records the step (the gates as aux: a view of xp when they were stored there) and frees the scratch. */
+static tg_tensor *step_end(tg_op op, step_fwd *s, tg_tensor *xp, const tg_tensor *const *in, int nin) {
+    tg_release(s->hp);
+    tg_record *r = s->recorded ? tg__record(op, s->out, nin, in) : NULL;
+    if (r) r->aux = s->own ? s->own : tg_reshape_view(xp, 2, xp->shape);
+    else tg_release(s->own);
+    return s->out;
+}
+
+/* ---- lstm_cell_: one LSTM step ---------------------------------------------------------------------- */
+
+tg_tensor *tg_lstm_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b,
+                         const tg_tensor *c) {
+    const tg_tensor *in[5] = {xp, h, W, c, b};
+    step_fwd s;
+    if (!step_begin("tg_lstm_cell_", 4, xp, h, W, b, c, in, b ? 5 : 4, &s)) return NULL;
+    const int64_t B = xp->shape[0], GH = xp->shape[1], H = GH / 4;
+    /* a = xp + (b + h·Wᵀ) (tg_linear_add's rounding), then the activations σ, σ, tanh, σ of the blocks
+     * i, f, g, o (tg_gates "ssts"), row by row into A */
+    TG_DISPATCH(xp->dtype, {
+        const T *restrict px = TG_PTR(xp, T), *restrict pc = TG_PTR(c, T);
+        T *restrict pp = TG_PTR(s.hp, T), *pa = TG_PTR(s.A, T);
+        for (int64_t k = 0; k < B * GH; k++) pp[k] = px[k] + pp[k];
+        T *h2 = TG_PTR(s.out, T), *c2 = h2 + B * H;
+        for (int64_t r0 = 0; r0 < B; r0++) {
+            const T *a = pp + r0 * GH;
+            T *y = pa + r0 * GH;
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(y, a, 2 * H);
+            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(y + 2 * H, a + 2 * H, H);
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(y + 3 * H, a + 3 * H, H);
+            /* c' = f ⊙ c + i ⊙ g (tg_lstm_state's order) */
+            const T *i = y, *f = y + H, *g = y + 2 * H;
+            for (int64_t j = 0; j < H; j++) c2[r0 * H + j] = f[j] * pc[r0 * H + j] + i[j] * g[j];
+        }
+        /* h' = o ⊙ tanh(c') */
+        _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(h2, c2, B * H);
+        for (int64_t r0 = 0; r0 < B; r0++) {
+            const T *o = pa + r0 * GH + 3 * H;
+            for (int64_t j = 0; j < H; j++) h2[r0 * H + j] = o[j] * h2[r0 * H + j];
+        }
+    });
+    return step_end(TG_OP_LSTM_CELL, &s, xp, in, b ? 5 : 4);
+}
+
+/* With g = [g_h; g_c], a = the gates (i, f, g, o per row), τ = tanh(c'):
+ *   dc' = g_c + (g_h o)(1 − τ²),   dc += dc' f
+ *   dpre_i = (dc' g) i(1 − i),  dpre_f = (dc' c) f(1 − f),  dpre_g = (dc' i)(1 − g²),  dpre_o = (g_h τ) o(1 − o)
+ *   dxp += dpre;  dh += dpre·W,  dW += dpreᵀ·h,  db += Σ_rows dpre
+ * (the order of tg_lstm_state's, tg_gates' and tg_linear_add's backwards) */
+void tg__lstm_cell__backward(tg_record *r, const tg_tensor *g) {
+    tg_tensor *xp = r->in[0], *c = r->in[3];
+    const int64_t B = xp->shape[0], GH = xp->shape[1], H = GH / 4;
+    bool ac;
+    tg_tensor *scratch, *D = pre_grad_buffer(xp, &scratch);
+    tg_tensor *gc = tg__grad_buf_assign(c, &ac);
+    if (!D) return;
+    TG_DISPATCH(g->dtype, {
+        const T *pa = TG_PTR(r->aux, T), *pc = TG_PTR(c, T), *c2 = TG_PTR(r->out, T) + B * H;
+        const T *gh = TG_PTR(g, T), *gcv = gh + B * H;
+        T *dp = TG_PTR(D, T), *dc = gc ? TG_PTR(gc, T) : NULL;
+        T tau[256], dc2[256];
+        for (int64_t r0 = 0; r0 < B; r0++) {
+            const T *i = pa + r0 * GH, *f = i + H, *gg = i + 2 * H, *o = i + 3 * H;
+            T *di = dp + r0 * GH, *df = di + H, *dg = di + 2 * H, *dO = di + 3 * H;
+            for (int64_t j0 = 0; j0 < H; j0 += 256) {
+                const int64_t m = H - j0 < 256 ? H - j0 : 256, e = r0 * H + j0;
+                _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(tau, c2 + e, m);
+                for (int64_t k = 0; k < m; k++) dc2[k] = gcv[e + k] + gh[e + k] * o[j0 + k] * (1 - tau[k] * tau[k]);
+                for (int64_t k = 0; k < m; k++) {
+                    const int64_t j = j0 + k;
+                    di[j] = dc2[k] * gg[j] * (i[j] * (1 - i[j]));
+                    df[j] = dc2[k] * pc[e + k] * (f[j] * (1 - f[j]));
+                    dg[j] = dc2[k] * i[j] * (1 - gg[j] * gg[j]);
+                    dO[j] = gh[e + k] * tau[k] * (o[j] * (1 - o[j]));
+                }
+                if (dc) {
+                    if (ac) for (int64_t k = 0; k < m; k++) dc[e + k] = dc2[k] * f[j0 + k];
+                    else for (int64_t k = 0; k < m; k++) dc[e + k] += dc2[k] * f[j0 + k];
+                }
+            }
+        }
+    });
+    if (scratch && xp->grad) tg_axpy_(xp->grad, 1.0, scratch);
+    step_matrix_backward(r->in[1], r->in[2], r->nin > 4 ? r->in[4] : NULL, D);
+    tg_release(scratch);
+}
+
+/* ---- gru_cell_: one GRU step ------------------------------------------------------------------------ */
+
+tg_tensor *tg_gru_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b) {
+    const char *fn = "tg_gru_cell_";
+    const tg_tensor *in[4] = {xp, h, W, b};
+    if (!step_args(fn, 3, xp, h, W, b, NULL)) return NULL;
+    if (h->shape[1] * 3 != xp->shape[1]) {
+        char s1[128], s2[128];
+        tg_error(fn, "xp %s, h %s: need xp [B,3·H] and h [B,H] (no projections)", tg_shape_str(xp, s1, sizeof s1),
+                 tg_shape_str(h, s2, sizeof s2));
+        return NULL;
+    }
+    step_fwd s;
+    if (!step_begin(fn, 3, xp, h, W, b, NULL, in, b ? 4 : 3, &s)) return NULL;
+    const int64_t B = xp->shape[0], GH = xp->shape[1], H = GH / 3;
+    /* r = σ(xp_r + hp_r), z = σ(xp_z + hp_z), n = tanh(xp_n + r ⊙ hp_n) (tg_gru_gates), into A by rows;
+     * hp_n kept as the result's second half; h' = n + z ⊙ (h − n) (tg_lerp) */
+    TG_DISPATCH(xp->dtype, {
+        const T *px = TG_PTR(xp, T), *restrict ph = TG_PTR(s.hp, T), *restrict hv = TG_PTR(h, T);
+        T *pa = TG_PTR(s.A, T), *restrict h2 = TG_PTR(s.out, T), *restrict hn = h2 + B * H;
+        for (int64_t r0 = 0; r0 < B; r0++) {
+            const T *x = px + r0 * GH, *hr = ph + r0 * GH;
+            T *rr = pa + r0 * GH, *zz = rr + H, *nn = rr + 2 * H;
+            for (int64_t j = 0; j < H; j++) {
+                rr[j] = x[j] + hr[j];
+                zz[j] = x[H + j] + hr[H + j];
+            }
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(rr, rr, 2 * H);
+            for (int64_t j = 0; j < H; j++) {
+                hn[r0 * H + j] = hr[2 * H + j];
+                nn[j] = x[2 * H + j] + rr[j] * hr[2 * H + j];
+            }
+            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(nn, nn, H);
+            for (int64_t j = 0; j < H; j++) {
+                const int64_t e = r0 * H + j;
+                h2[e] = nn[j] + zz[j] * (hv[e] - nn[j]);
+            }
+        }
+    });
+    return step_end(TG_OP_GRU_CELL, &s, xp, in, b ? 4 : 3);
+}
+
+/* With g = [g_h; g_n] (g_n: of the kept hp_n, zero in a cell), the gates r, z, n and hp_n:
+ *   dn = g_h − g_h z,  dz = g_h (h − n),  dh += g_h z                       (tg_lerp's backward)
+ *   n~ = dn (1 − n²),  r~ = n~ hp_n r(1 − r),  z~ = dz z(1 − z)              (tg_gru_gates')
+ *   dxp += [r~ | z~ | n~],  dhp = [r~ | z~ | n~ r + g_n]
+ *   dh += dhp·W,  dW += dhpᵀ·h,  db += Σ_rows dhp                           (tg_linear's) */
+void tg__gru_cell__backward(tg_record *r, const tg_tensor *g) {
+    tg_tensor *xp = r->in[0], *h = r->in[1];
+    const int64_t B = xp->shape[0], GH = xp->shape[1], H = GH / 3;
+    bool ah;
+    tg_tensor *scratch, *D = pre_grad_buffer(xp, &scratch);
+    tg_tensor *dhp = tg__alloc(xp->dtype, 2, xp->shape);
+    if (!D || !dhp) { tg_release(scratch); tg_release(dhp); return; }
+    tg_tensor *gh = tg__grad_buf_assign(h, &ah);
+    TG_DISPATCH(g->dtype, {
+        const T *pa = TG_PTR(r->aux, T), *hn = TG_PTR(r->out, T) + B * H, *hv = TG_PTR(h, T);
+        const T *gy = TG_PTR(g, T), *gn = gy + B * H;
+        T *dx = TG_PTR(D, T), *dp = TG_PTR(dhp, T), *dh = gh ? TG_PTR(gh, T) : NULL;
+        for (int64_t r0 = 0; r0 < B; r0++) {
+            const T *rr = pa + r0 * GH, *zz = rr + H, *nn = rr + 2 * H;
+            T *xrow = dx + r0 * GH, *prow = dp + r0 * GH;
+            for (int64_t j = 0; j < H; j++) {
+                const int64_t e = r0 * H + j;
+                const T dn = gy[e] - gy[e] * zz[j], dz = gy[e] * (hv[e] - nn[j]);
+                const T n_ = dn * (1 - nn[j] * nn[j]);
+                const T r_ = n_ * hn[e] * (rr[j] * (1 - rr[j]));
+                const T z_ = dz * (zz[j] * (1 - zz[j]));
+                xrow[j] = r_, xrow[H + j] = z_, xrow[2 * H + j] = n_;
+                prow[j] = r_, prow[H + j] = z_, prow[2 * H + j] = n_ * rr[j] + gn[e];
+                if (dh) dh[e] = ah ? gy[e] * zz[j] : dh[e] + gy[e] * zz[j];
+            }
+        }
+    });
+    if (scratch && xp->grad) tg_axpy_(xp->grad, 1.0, scratch);
+    step_matrix_backward(h, r->in[2], r->nin > 3 ? r->in[3] : NULL, dhp);
+    tg_release(scratch);
+    tg_release(dhp);
+}
