@@ -8,7 +8,9 @@
  *   format = tapegrad.optim.v1, kind = adam, groups = G, params = P
  *   group.<g>.size, group.<g>.<hyper-parameter> (every TG_OPTIM_FIELDS line), group.<g>.initial_lr
  *   param.<i>.shape = [2,3], param.<i>.dtype = F32, param.<i>.step
- *   sched.kind, sched.last_epoch, sched.best, sched.num_bad_epochs, sched.cooldown_counter (optional)
+ *   sched.kind, sched.last_epoch, sched.best, sched.num_bad_epochs, sched.cooldown_counter (optional),
+ *   sched.<counter> for each extra counter of the schedule's row (optim/schedule.c: warm restarts'
+ *   T_cur, T_i), sched.members and per member k sched.<k>.kind, sched.<k>.last_epoch, sched.<k>.<counter>
  *   tensors state.<i>.<name> (torch's state keys: exp_avg, momentum_buffer, ...)
  */
 #include "optim/optim_internal.h"
@@ -208,9 +210,10 @@ int tg__optim_save_kv(const tg_optim *opt, const tg_sched *sched, const char *pa
         kv_add(&m, "sched.best", "%.17g", st.best);
         kv_add(&m, "sched.num_bad_epochs", "%lld", (long long)st.num_bad_epochs);
         kv_add(&m, "sched.cooldown_counter", "%lld", (long long)st.cooldown_counter);
-        if (st.kind == TG_SCHED_WARM_RESTARTS) {
-            kv_add(&m, "sched.T_cur", "%lld", (long long)st.T_cur);
-            kv_add(&m, "sched.T_i", "%lld", (long long)st.T_i);
+        const tg_sched_extra *ex;
+        for (int j = 0, n = tg__sched_extra(st.kind, &ex); j < n; j++) {
+            snprintf(key, sizeof key, "sched.%s", ex[j].name);
+            kv_add(&m, key, "%lld", (long long)st.extra[j]);
         }
         if (st.n_members) kv_add(&m, "sched.members", "%d", st.n_members);
         for (int k = 0; k < st.n_members; k++) {
@@ -219,11 +222,9 @@ int tg__optim_save_kv(const tg_optim *opt, const tg_sched *sched, const char *pa
             kv_add(&m, key, "%s", tg_sched_kind_name(ms->kind));
             snprintf(key, sizeof key, "sched.%d.last_epoch", k);
             kv_add(&m, key, "%lld", (long long)ms->last_epoch);
-            if (ms->kind == TG_SCHED_WARM_RESTARTS) {
-                snprintf(key, sizeof key, "sched.%d.T_cur", k);
-                kv_add(&m, key, "%lld", (long long)ms->T_cur);
-                snprintf(key, sizeof key, "sched.%d.T_i", k);
-                kv_add(&m, key, "%lld", (long long)ms->T_i);
+            for (int j = 0, n = tg__sched_extra(ms->kind, &ex); j < n; j++) {
+                snprintf(key, sizeof key, "sched.%d.%s", k, ex[j].name);
+                kv_add(&m, key, "%lld", (long long)ms->extra[j]);
             }
         }
     }
@@ -414,9 +415,11 @@ int tg__optim_load_file(tg_optim *opt, tg_sched *sched, const tg_st_file *f, con
         meta_f64(f, &pr, "sched.best", &st.best);
         meta_i64(f, &pr, "sched.num_bad_epochs", &st.num_bad_epochs);
         meta_i64(f, &pr, "sched.cooldown_counter", &st.cooldown_counter);
-        if (st.kind == TG_SCHED_WARM_RESTARTS) {
-            meta_i64(f, &pr, "sched.T_cur", &st.T_cur);
-            meta_i64(f, &pr, "sched.T_i", &st.T_i);
+        const tg_sched_extra *ex;
+        const int n_ex = tg__sched_extra(st.kind, &ex);
+        for (int j = 0; j < n_ex; j++) {
+            snprintf(key, sizeof key, "sched.%s", ex[j].name);
+            meta_i64(f, &pr, key, &st.extra[j]);
         }
         int64_t nm = 0;
         if (st.n_members && meta_i64(f, &pr, "sched.members", &nm) && nm != st.n_members)
@@ -430,16 +433,16 @@ int tg__optim_load_file(tg_optim *opt, tg_sched *sched, const tg_st_file *f, con
                         tg_sched_kind_name(ms->kind));
             snprintf(key, sizeof key, "sched.%d.last_epoch", k);
             meta_i64(f, &pr, key, &ms->last_epoch);
-            if (ms->kind == TG_SCHED_WARM_RESTARTS) {
-                snprintf(key, sizeof key, "sched.%d.T_cur", k);
-                meta_i64(f, &pr, key, &ms->T_cur);
-                snprintf(key, sizeof key, "sched.%d.T_i", k);
-                if (meta_i64(f, &pr, key, &ms->T_i) && ms->T_i <= 0)
-                    problem(&pr, "metadata '%s' = %lld must be > 0", key, (long long)ms->T_i);
+            const tg_sched_extra *mex;
+            for (int j = 0, n = tg__sched_extra(ms->kind, &mex); j < n; j++) {
+                snprintf(key, sizeof key, "sched.%d.%s", k, mex[j].name);
+                if (meta_i64(f, &pr, key, &ms->extra[j]) && mex[j].positive && ms->extra[j] <= 0)
+                    problem(&pr, "metadata '%s' = %lld must be > 0", key, (long long)ms->extra[j]);
             }
         }
-        if (st.kind == TG_SCHED_WARM_RESTARTS && st.T_i <= 0)
-            problem(&pr, "metadata 'sched.T_i' = %lld must be > 0", (long long)st.T_i);
+        for (int j = 0; j < n_ex; j++)
+            if (ex[j].positive && st.extra[j] <= 0)
+                problem(&pr, "metadata 'sched.%s' = %lld must be > 0", ex[j].name, (long long)st.extra[j]);
     }
     if (pr.count) goto fail;
 

@@ -73,11 +73,24 @@ unsigned tg__optim_bufs_needed(tg_optim_kind kind, const tg_optim_opts *o);
 /* Validates hyper-parameters: false with the reason written to msg. */
 bool tg__optim_validate(tg_optim_kind kind, const tg_optim_opts *o, char *msg, size_t size);
 
+/* A schedule's own counters beyond last_epoch (torch's extra state_dict entries, e.g.
+ * CosineAnnealingWarmRestarts' T_cur and T_i), declared in its row in schedule.c and saved by
+ * checkpoint.c as "sched.<name>" and "sched.<k>.<name>" (member k): a schedule with extra state is
+ * declared once, in its row. */
+#define TG_SCHED_MAX_EXTRA 4
+typedef struct tg_sched_extra {
+    const char *name; /* the metadata key's last part: "T_cur" */
+    bool positive;    /* a loaded value must be > 0 (refused naming the key otherwise) */
+    size_t offset;    /* of its int64_t in schedule.c's struct tg_sched */
+} tg_sched_extra;
+/* The extra counters of kind (its row's .extra, in order); returns how many (0..TG_SCHED_MAX_EXTRA). */
+int tg__sched_extra(tg_sched_kind kind, const tg_sched_extra **fields);
+
 /* Schedule state carried by an optimizer checkpoint (checkpoint.c <-> schedule.c). */
 typedef struct tg_sched_member_state {
     tg_sched_kind kind;
     int64_t last_epoch;
-    int64_t T_cur, T_i;      /* warm restarts */
+    int64_t extra[TG_SCHED_MAX_EXTRA]; /* the kind's extra counters (tg__sched_extra's order) */
 } tg_sched_member_state;
 typedef struct tg_sched_state {
     tg_sched_kind kind;
@@ -85,7 +98,7 @@ typedef struct tg_sched_state {
     double best;             /* plateau */
     int64_t num_bad_epochs;  /* plateau */
     int64_t cooldown_counter;/* plateau */
-    int64_t T_cur, T_i;      /* warm restarts */
+    int64_t extra[TG_SCHED_MAX_EXTRA]; /* the kind's extra counters (tg__sched_extra's order) */
     int n_members;           /* sequential, chained */
     tg_sched_member_state members[TG_SCHED_MAX_MEMBERS];
 } tg_sched_state;

@@ -12,6 +12,7 @@
 #include "tensor/alloc.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,7 +149,16 @@ typedef struct sched_row {
     void (*step_to)(tg_sched *s, int64_t epoch);
     bool needs_metric; /* stepped by tg_sched_step_metric only (plateau) */
     bool composite;    /* made of other schedules (sequential, chained) */
+    /* counters of its own that a checkpoint must carry (beyond last_epoch); SCHED_EXTRA(array) */
+    const tg_sched_extra *extra;
+    int n_extra;
 } sched_row;
+
+/* .extra and .n_extra of a row from a static array of its counters */
+#define SCHED_EXTRA(fields) .extra = (fields), .n_extra = (int)(sizeof(fields) / sizeof((fields)[0]))
+/* one counter of struct tg_sched: it must be an int64_t (anything else does not build) */
+#define SCHED_COUNTER(field, positive) \
+    {#field, positive, _Generic(((struct tg_sched *)0)->field, int64_t: offsetof(struct tg_sched, field))}
 
 static const sched_row *row_of(tg_sched_kind kind);
 static void step_to_epoch(tg_sched *s, int64_t epoch);
@@ -299,8 +309,11 @@ static void warm_restarts_step(tg_sched *s) {
     }
     apply(s, false);
 }
+static const tg_sched_extra warm_restarts_extra[] = {SCHED_COUNTER(T_cur, false), SCHED_COUNTER(T_i, true)};
+_Static_assert(sizeof warm_restarts_extra / sizeof warm_restarts_extra[0] <= TG_SCHED_MAX_EXTRA,
+               "warm_restarts_extra: more counters than TG_SCHED_MAX_EXTRA");
 static const sched_row row_warm_restarts = {.get_lr = warm_restarts_get_lr, .step = warm_restarts_step,
-                                            .step_to = warm_restarts_to};
+                                            .step_to = warm_restarts_to, SCHED_EXTRA(warm_restarts_extra)};
 
 /* SequentialLR */
 static void sequential_step(tg_sched *s) {
@@ -326,6 +339,18 @@ static const sched_row *const sched_rows[TG_SCHED_KIND_COUNT] = {
 };
 
 static const sched_row *row_of(tg_sched_kind kind) { return sched_rows[kind]; }
+
+/* (optim_internal.h) */
+int tg__sched_extra(tg_sched_kind kind, const tg_sched_extra **fields) {
+    const sched_row *r = (unsigned)kind < TG_SCHED_KIND_COUNT ? sched_rows[kind] : NULL;
+    *fields = r ? r->extra : NULL;
+    return r && r->n_extra <= TG_SCHED_MAX_EXTRA ? r->n_extra : 0;
+}
+
+/* The extra counter `f` of s. */
+static int64_t *extra_at(const tg_sched *s, const tg_sched_extra *f) {
+    return (int64_t *)(uintptr_t)((const char *)s + f->offset);
+}
 
 /* (optim_internal.h) */
 bool tg__sched_has_row(tg_sched_kind kind) {
@@ -737,11 +762,14 @@ tg_sched *tg_sched_chained(int n, tg_sched *const *members) {
 void tg__sched_get_state(const tg_sched *s, tg_sched_state *st) {
     *st = (tg_sched_state){.kind = s->kind, .last_epoch = s->last_epoch, .best = s->best,
                            .num_bad_epochs = s->num_bad_epochs, .cooldown_counter = s->cooldown_counter,
-                           .T_cur = s->T_cur, .T_i = s->T_i, .n_members = s->n_members};
+                           .n_members = s->n_members};
+    const sched_row *r = row_of(s->kind);
+    for (int j = 0; j < r->n_extra; j++) st->extra[j] = *extra_at(s, &r->extra[j]);
     for (int k = 0; k < s->n_members; k++) {
         const tg_sched *m = s->members[k];
-        st->members[k] = (tg_sched_member_state){.kind = m->kind, .last_epoch = m->last_epoch, .T_cur = m->T_cur,
-                                                 .T_i = m->T_i};
+        const sched_row *mr = row_of(m->kind);
+        st->members[k] = (tg_sched_member_state){.kind = m->kind, .last_epoch = m->last_epoch};
+        for (int j = 0; j < mr->n_extra; j++) st->members[k].extra[j] = *extra_at(m, &mr->extra[j]);
     }
 }
 
@@ -750,11 +778,12 @@ void tg__sched_set_state(tg_sched *s, const tg_sched_state *st) {
     s->best = st->best;
     s->num_bad_epochs = st->num_bad_epochs;
     s->cooldown_counter = st->cooldown_counter;
-    s->T_cur = st->T_cur;
-    s->T_i = st->T_i;
+    const sched_row *r = row_of(s->kind);
+    for (int j = 0; j < r->n_extra; j++) *extra_at(s, &r->extra[j]) = st->extra[j];
     for (int k = 0; k < s->n_members && k < st->n_members; k++) {
-        s->members[k]->last_epoch = st->members[k].last_epoch;
-        s->members[k]->T_cur = st->members[k].T_cur;
-        s->members[k]->T_i = st->members[k].T_i;
+        tg_sched *m = s->members[k];
+        const sched_row *mr = row_of(m->kind);
+        m->last_epoch = st->members[k].last_epoch;
+        for (int j = 0; j < mr->n_extra; j++) *extra_at(m, &mr->extra[j]) = st->members[k].extra[j];
     }
 }

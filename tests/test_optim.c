@@ -955,6 +955,43 @@ TH_TEST(optim, malformed_optimizer_checkpoint_is_rejected_and_state_untouched, t
     unlink(bad);
 }
 
+/* A schedule's extra counters (its row's .extra in optim/schedule.c: warm restarts' T_cur and T_i, also
+ * as a member of a sequential schedule) are in the checkpoint, required, and T_i must be > 0. */
+TH_TEST(optim, schedule_extra_counters_are_saved_and_checked, th_live_check) {
+    th_record_errors();
+    tiny_model m = tiny_new(TG_F64, 3);
+    tg_optim *opt = tg_optim_new_params(TG_OPTIM_SGD, m.params, NULL);
+    tg_sched *w = tg_sched_warm_restarts(opt, 2, 2, 0.001);
+    for (int i = 0; i < 3; i++) train_step(&m, opt, w, i);
+    char good[512], bad[512];
+    snprintf(good, sizeof good, "%s", th_path_in("warm.safetensors"));
+    snprintf(bad, sizeof bad, "%s", th_path_in("warm_bad.safetensors"));
+    cr_assert_eq(tg_optim_save(opt, w, good), 0, "%s", tg_last_error());
+    tg_st_file *f = tg_st_load(good);
+    cr_assert_not_null(f);
+    cr_expect_str_eq(tg_st_meta(f, "sched.T_cur"), "1");
+    cr_expect_str_eq(tg_st_meta(f, "sched.T_i"), "4"); /* T_0 2, then 2·2 after the restart at epoch 2 */
+    tg_st_free(f);
+    struct { const char *key, *value, *needle; } cases[] = {
+        {"sched.T_i", "0", "metadata 'sched.T_i' = 0 must be > 0"},
+        {"sched.T_i", NULL, "'sched.T_i' is missing"},
+        {"sched.T_cur", NULL, "'sched.T_cur' is missing"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        rewrite(good, bad, cases[c].key, cases[c].value, NULL, NULL);
+        th_reset_errors();
+        cr_expect_eq(tg_optim_load(opt, w, bad), -1, "%s", cases[c].needle);
+        cr_expect(strstr(tg_last_error(), cases[c].needle) != NULL, "%s: %s", cases[c].needle, tg_last_error());
+    }
+    th_reset_errors();
+    cr_expect_eq(tg_optim_load(opt, w, good), 0, "%s", tg_last_error());
+    unlink(good);
+    unlink(bad);
+    tg_sched_free(w);
+    tg_optim_free(opt);
+    tg_params_free(m.params);
+}
+
 TH_TEST(optim, checkpoint_without_state_or_schedule, th_live_check) {
     tiny_model m = tiny_new(TG_F32, 3);
     tg_optim *opt = tg_optim_new_params(TG_OPTIM_SGD, m.params, NULL);
