@@ -2,9 +2,12 @@
  * (tests/data/proj_golden.h from gen_proj_golden.py, torch 1.13): one and two layers, bidirectional,
  * per-sequence lengths, batch_first, bias=False; y, h_n, c_n and the gradients of x, h0, c0 and every
  * parameter in F64 (1e-12) and F32; parameter names, order and shapes as torch's state_dict; torch's
- * constructor messages; learned initial states, streaming and tg_rnn_init with a projection. */
+ * constructor messages; learned initial states, streaming and tg_rnn_init with a projection. Then
+ * `tapegrad train --proj P` (suite proj_cli): bit-exact resume, checkpoint metadata checked against the
+ * tensors, refused values, summary / predict / sample of a projected model. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "data/proj_golden.h"
@@ -333,4 +336,170 @@ Test(proj, manual_refusals_name_the_problem) {
     cr_expect(strstr(th_last_message(), "not gru") != NULL, "%s", th_last_message());
     tg_release(x); tg_release(h0); tg_release(c0); tg_release(c0bad); tg_release(wih); tg_release(whh); tg_release(b);
     tg_release(whr); tg_release(whr_bad); tg_release(h0s); tg_release(c0s);
+}
+
+/* ---- `tapegrad train --proj P`: the model (train/), its checkpoints and the commands that read them -- */
+
+TestSuite(proj_cli, .init = th_dir_make, .fini = th_dir_remove);
+
+#define PROJ_RUN "train --task adding --seq 12 --hidden 16 --proj 4 --quiet"
+
+/* Every tensor of a and b (files in the test's directory) is the same, bit for bit. */
+static void expect_same_files(const char *a, const char *b) {
+    tg_st_file *fa = tg_st_load(th_path_in(a)), *fb = tg_st_load(th_path_in(b));
+    cr_assert(fa && fb, "cannot load %s / %s: %s", a, b, tg_last_error());
+    cr_assert_eq(tg_st_count(fa), tg_st_count(fb), "%s and %s hold different tensors", a, b);
+    for (int i = 0; i < tg_st_count(fa); i++) {
+        const tg_tensor *ta = tg_st_tensor_at(fa, i), *tb = tg_st_get(fb, tg_st_name_at(fa, i));
+        cr_assert(tb && tg_same_shape(ta, tb), "%s: '%s' missing or of another shape", b, tg_st_name_at(fa, i));
+        cr_expect(memcmp(tg_cdata(ta), tg_cdata(tb), (size_t)tg_numel(ta) * tg_itemsize(tg_dtype_of(ta))) == 0,
+                  "'%s' differs between %s and %s", tg_st_name_at(fa, i), a, b);
+    }
+    tg_st_free(fa);
+    tg_st_free(fb);
+}
+
+/* 10 steps + save + resume to 20 == 20 steps in one go; the file holds torch's weight_hr_l0 [P,H], a
+ * P-wide weight_hh and head, and proj_size in its metadata; summary and the run header show it. */
+Test(proj_cli, train_with_proj_resumes_bit_for_bit, .timeout = 120) {
+    th_run_result r = th_run(PROJ_RUN " --steps 10 --save half.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "model: lstm, 1 layer x 16 hidden projected to 4 + linear head, 581 parameters"), "%s", r.out);
+    th_run_free(&r);
+    r = th_run(PROJ_RUN " --resume half.safetensors --steps 20 --save resumed.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "resumed from half.safetensors at step 10"), "%s", r.out);
+    th_run_free(&r);
+    r = th_run(PROJ_RUN " --steps 20 --save straight.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    expect_same_files("resumed.safetensors", "straight.safetensors");
+    expect_same_files("resumed.optim.safetensors", "straight.optim.safetensors");
+    tg_st_file *f = tg_st_load(th_path_in("resumed.safetensors"));
+    cr_assert_not_null(f, "%s", tg_last_error());
+    cr_expect_str_eq(tg_st_meta(f, "proj_size"), "4");
+    const struct { const char *name; int64_t rows, cols; } shapes[] = {
+        {"rnn.weight_hr_l0", 4, 16}, {"rnn.weight_hh_l0", 64, 4}, {"head.weight", 1, 4}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const tg_tensor *t = tg_st_get(f, shapes[i].name);
+        cr_expect(t && tg_ndim(t) == 2 && tg_dim(t, 0) == shapes[i].rows && tg_dim(t, 1) == shapes[i].cols,
+                  "%s is not [%lld,%lld]", shapes[i].name, (long long)shapes[i].rows, (long long)shapes[i].cols);
+    }
+    tg_st_free(f);
+    r = th_run("summary --model resumed.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "x 16 hidden projected to 4 + linear head") && strstr(r.out, "rnn.weight_hr_l0  [4, 16]") &&
+              strstr(r.out, "[T, B, 4]") && strstr(r.out, "torch's proj_size 4"), "%s", r.out);
+    th_run_free(&r);
+    /* a resumed run keeps its projection; --init needs the same model */
+    th_expect_usage_error("train --resume half.safetensors --proj 3 --steps 15", "--proj 3 differs from the checkpoint's 4",
+                          NULL);
+    th_expect_usage_error("train --task adding --seq 12 --hidden 16 --init half.safetensors --steps 3",
+                          "unexpected tensor 'rnn.weight_hr_l0' [4,16]", "(the model: --cell lstm --hidden 16 --layers 1");
+    th_expect_usage_error("train --task adding --seq 12 --hidden 16 --proj 5 --init half.safetensors --steps 3",
+                          "'rnn.weight_hr_l0' is [4,16] in the file", "--hidden 16 --proj 5 --layers 1");
+    r = th_run(PROJ_RUN " --init half.safetensors --steps 3");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "initial weights from half.safetensors: 7 tensors"), "%s", r.out);
+    th_run_free(&r);
+}
+
+/* torch's rules for proj_size, named by the options: 0 (no meaning as a projection: leave --proj out),
+ * negative, >= --hidden (also the task's default hidden size), on a cell other than lstm. */
+Test(proj_cli, bad_proj_values_are_refused_naming_them) {
+    th_expect_usage_error("train --task adding --hidden 16 --proj 0", "option --proj: 0 is out of range [1, 4095]", NULL);
+    th_expect_usage_error("train --task adding --hidden 16 --proj -2", "option --proj: -2 is out of range", NULL);
+    th_expect_usage_error("train --task adding --hidden 16 --proj 16", "--proj 16 must be below --hidden 16",
+                          "proj_size has to be smaller than hidden_size");
+    th_expect_usage_error("train --task adding --proj 4000", "--proj 4000 must be below --hidden", NULL);
+    th_expect_usage_error("train --task adding --hidden 16 --proj 4 --cell gru", "--proj applies to --cell lstm only, not gru",
+                          "proj_size argument is only supported for LSTM");
+    th_expect_usage_error("train --task adding --hidden 16 --proj 4 --cell rnn_tanh", "not rnn_tanh", NULL);
+    th_expect_usage_error("train --task adding --hidden 16 --proj 4 --cell lstm_ln", "not lstm_ln", NULL);
+}
+
+/* Rewrites the first `from` in a file's header to `to` (same length, so the file stays valid). */
+static void patch_file(const char *src, const char *dst, const char *from, const char *to) {
+    FILE *f = fopen(th_path_in(src), "rb");
+    cr_assert_not_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cr_assert(n > 0 && n < sizeof buf && strlen(from) == strlen(to));
+    size_t k = strlen(from), at = 0;
+    while (at + k <= n && memcmp(buf + at, from, k) != 0) at++;
+    cr_assert(at + k <= n, "%s has no '%s'", src, from);
+    memcpy(buf + at, to, k);
+    f = fopen(th_path_in(dst), "wb");
+    cr_assert(f && fwrite(buf, 1, n, f) == n);
+    fclose(f);
+}
+
+/* The model's loader checks proj_size against the tensors (summary, predict, sample and --resume use
+ * it): metadata that contradicts weight_hr_l0 is named; a checkpoint written before proj_size existed
+ * (no key) is a model without projections; tg_model_new refuses what torch refuses. */
+Test(proj_cli, checkpoint_proj_size_is_checked_against_the_tensors) {
+    th_run_result r = th_run(PROJ_RUN " --steps 2 --save p.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    r = th_run("train --task adding --seq 12 --hidden 16 --quiet --steps 2 --save n.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    patch_file("p.safetensors", "p0.safetensors", "\"proj_size\":\"4\"", "\"proj_size\":\"0\"");
+    patch_file("p.safetensors", "p9.safetensors", "\"proj_size\":\"4\"", "\"proj_size\":\"9\"");
+    patch_file("p.safetensors", "px.safetensors", "\"proj_size\":\"4\"", "\"proj_size\":\"x\"");
+    patch_file("n.safetensors", "n5.safetensors", "\"proj_size\":\"0\"", "\"proj_size\":\"5\"");
+    patch_file("n.safetensors", "old.safetensors", "\"proj_size\":\"0\"", "\"proj_sizz\":\"0\"");
+    const struct { const char *file, *msg; } bad[] = {
+        {"p0.safetensors", "metadata proj_size=0, hidden_size=16 contradict tensor 'rnn.weight_hr_l0' [4,16]"},
+        {"p9.safetensors", "metadata proj_size=9, hidden_size=16 contradict tensor 'rnn.weight_hr_l0' [4,16]"},
+        {"px.safetensors", "the checkpoint's proj_size 'x' is not in 0..15"},
+        {"n5.safetensors", "metadata proj_size=5 but there is no tensor 'rnn.weight_hr_l0'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char args[128];
+        snprintf(args, sizeof args, "summary --model %s", bad[i].file);
+        th_expect_usage_error(args, bad[i].msg, NULL);
+    }
+    r = th_run("summary --model old.safetensors");
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "x 16 hidden + linear head"), "%s", r.out);
+    th_run_free(&r);
+    char err[512];
+    tg_model_config mc = {.cell = "gru", .input_size = 2, .hidden_size = 8, .output_size = 1, .layers = 1, .proj_size = 3};
+    cr_expect_null(tg_model_new(&mc, 1, err, sizeof err));
+    cr_expect(strstr(err, "proj_size 3: projections are only supported for LSTM, not cell 'gru'"), "%s", err);
+    snprintf(mc.cell, sizeof mc.cell, "lstm");
+    mc.proj_size = 8;
+    cr_expect_null(tg_model_new(&mc, 1, err, sizeof err));
+    cr_expect(strstr(err, "proj_size 8 must be in 1..7, below hidden_size 8"), "%s", err);
+    mc.proj_size = 3;
+    tg_model *m = tg_model_new(&mc, 1, err, sizeof err);
+    cr_assert_not_null(m, "%s", err);
+    cr_expect_eq(tg_dim(m->head->weight, 1), 3);
+    tg_model_free(m);
+}
+
+/* predict and sample run a checkpoint with projections: predict names the model, sample streams it. */
+Test(proj_cli, predict_and_sample_take_a_proj_model, .timeout = 120) {
+    FILE *f = fopen(th_path_in("s.csv"), "w");
+    cr_assert_not_null(f);
+    fprintf(f, "v\n");
+    for (int i = 0; i < 200; i++) fprintf(f, "%.4f\n", sin(0.3 * i));
+    fclose(f);
+    th_run_result r = th_run("train --data s.csv --target next --seq 8 --hidden 8 --proj 3 --epochs 1 --quiet "
+                             "--save d.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    r = th_run("predict --model d.safetensors --split val");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "model: lstm, 1 layer x 8 hidden projected to 3, F32") && strstr(r.out, "MSE "), "%s", r.out);
+    th_run_free(&r);
+    r = th_run("train --task charlm --seq 16 --hidden 16 --proj 8 --batch 8 --steps 4 --quiet --save c.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    r = th_run("sample --model c.safetensors --length 40 --seed 3");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_geq(strlen(r.out), 40, "%s", r.out);
+    th_run_free(&r);
 }

@@ -237,6 +237,10 @@ int cmd_predict(int argc, char **argv) {
     printf("predicted %lld %s of %s (%s, target %s)\n", (long long)o.n,
            strcmp(data_target_name(d), "next") == 0 ? "windows" : "sequences", dopt.path, splits[which],
            data_target_name(d));
+    char proj[48] = "";
+    if (m->cfg.proj_size) snprintf(proj, sizeof proj, " projected to %lld", (long long)m->cfg.proj_size);
+    printf("model: %s, %d layer%s x %lld hidden%s, %s\n", m->cfg.cell, m->cfg.layers, m->cfg.layers == 1 ? "" : "s",
+           (long long)m->cfg.hidden_size, proj, tg_dtype_name(m->cfg.dtype));
     data_eval ev;
     if (data_score(d, part, &o, &ev) == 0) {
         bool pct = data_metric_percent(d);

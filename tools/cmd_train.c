@@ -113,6 +113,7 @@ static int check_resume_agrees(const train_config *mine, const trainer *tr, int 
     struct { const char *opt; long v, stored; } nums[] = {
         {"--hidden", mine->hidden, tr->cfg.hidden}, {"--layers", mine->layers, tr->cfg.layers},
         {"--batch", mine->batch, tr->cfg.batch},    {"--seq", mine->seq, tr->cfg.seq},
+        {"--proj", mine->proj, tr->cfg.proj},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
         if (given(argc, argv, nums[i].opt) && nums[i].v != nums[i].stored) {
@@ -211,6 +212,7 @@ typedef struct train_args {
     char **argv;
     const char *task, *cell, *optim, *save, *resume, *log, *plot, *text, *fb, *dtype, *init;
     long hidden, layers, batch, eval_batch, seq, epochs, steps, seed, threads;
+    long proj;        /* lstm with projections: proj_size (0: none) */
     double lr, clip, dropout, zoneout;
     bool quiet, anomaly, check;
     long poll_sleep;  /* under mpirun */
@@ -244,6 +246,8 @@ static int parse_options(train_args *a, int argc, char **argv) {
         {"--cell", CLI_STR, &a->cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tapegrad cells lists them)"},
         {"--hidden", CLI_INT, &a->hidden, 1, 4096, a->hidden_help},
         {"--layers", CLI_INT, &a->layers, 1, 16, "stacked layers"},
+        {"--proj", CLI_INT, &a->proj, 1, 4095, "lstm with projections: h is P = proj_size wide, 1 <= P < --hidden "
+                                               "(torch's proj_size; default: none)"},
         {"--batch", CLI_INT, &a->batch, 1, 4096, a->batch_help},
         {"--eval-batch", CLI_INT, &a->eval_batch, 1, 100000, "sequences per forward in the final evaluation, which "
                                                              "records no tape and runs 256 steps at a time (default: --batch)"},
@@ -357,7 +361,8 @@ static int make_config(const train_args *a, train_config *cfg, data_opts *dopt) 
     *cfg = (train_config){.task = a->task, .cell = a->cell, .text = a->text, .seq = a->seq, .hidden = a->hidden,
                           .layers = a->layers, .batch = a->batch, .eval_batch = a->eval_batch, .lr = a->lr,
                           .optim = a->optim, .clip = a->clip, .steps = a->steps, .seed = a->seed, .dtype = dt,
-                          .dropout = a->dropout, .zoneout = a->zoneout, .data = a->data ? dopt : NULL,
+                          .dropout = a->dropout, .zoneout = a->zoneout, .proj = a->proj,
+                          .data = a->data ? dopt : NULL,
                           .patience = a->patience, .best_path = a->patience ? a->save : NULL};
     if (a->fb) {
         char *end;
@@ -369,10 +374,21 @@ static int make_config(const train_args *a, train_config *cfg, data_opts *dopt) 
     return GO_ON;
 }
 
-/* Step 4: the cell exists, and the files this rank writes (rank 0 writes them all) can be written.
+/* Step 4: the cell exists (and takes --proj, which is below --hidden), and the files this rank writes
+ * (rank 0 writes them all) can be written.
  * returns: GO_ON or TG_EXIT_USAGE after the message */
 static int check_outputs(train_args *a, const tg_dist *dist) {
     if (!a->resume && !tg_cell_by_name(a->cell)) return cli_fail_unknown_cell(&a->cmd, a->cell);
+    if (a->proj && !a->resume) { /* torch.nn.LSTM's rules for proj_size, in the options' names */
+        train_config filled = {.task = a->task, .hidden = a->hidden};
+        train_config_fill_defaults(&filled);
+        if (!tg_cell_by_name(a->cell)->proj)
+            return cli_fail(&a->cmd, "--proj applies to --cell lstm only, not %s (torch: proj_size argument is only "
+                                     "supported for LSTM, not RNN or GRU)", a->cell);
+        if (a->proj >= filled.hidden)
+            return cli_fail(&a->cmd, "--proj %ld must be below --hidden %ld (torch: proj_size has to be smaller than "
+                                     "hidden_size)", a->proj, filled.hidden);
+    }
     if (tg_dist_rank(dist) != 0) a->save = a->plot = a->log = NULL;
     const char *outs[3] = {a->save, a->plot, a->log};
     for (int i = 0; i < 3; i++)
@@ -402,8 +418,10 @@ static int start_trainer(const train_args *a, const train_config *cfg, trainer *
     *init_converted = 0;
     if (a->init && init_weights_load(tr->model->params, a->init, init_converted, err, sizeof err)) {
         const tg_model_config *mc = &tr->model->cfg;
-        cli_fail(cmd, "--init %s (the model: --cell %s --hidden %lld --layers %d, %lld inputs, %lld outputs, %s)", err,
-                 mc->cell, (long long)mc->hidden_size, mc->layers, (long long)mc->input_size,
+        char pj[40] = "";
+        if (mc->proj_size) snprintf(pj, sizeof pj, " --proj %lld", (long long)mc->proj_size);
+        cli_fail(cmd, "--init %s (the model: --cell %s --hidden %lld%s --layers %d, %lld inputs, %lld outputs, %s)", err,
+                 mc->cell, (long long)mc->hidden_size, pj, mc->layers, (long long)mc->input_size,
                  (long long)mc->output_size, tg_dtype_name(mc->dtype));
         trainer_free(tr);
         return TG_EXIT_USAGE;

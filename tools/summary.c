@@ -68,7 +68,8 @@ int model_summary(FILE *f, const tg_model *m, bool every_step) {
         if (strncmp(r->layer, "head", 4) == 0)
             snprintf(r->out, sizeof r->out, every_step ? "[T·B, %lld]" : "[B, %lld]", (long long)m->cfg.output_size);
         else if (strncmp(r->layer, "rnn layer", 9) == 0)
-            snprintf(r->out, sizeof r->out, "[T, B, %lld]", (long long)m->cfg.hidden_size);
+            snprintf(r->out, sizeof r->out, "[T, B, %lld]",
+                     (long long)(m->cfg.proj_size ? m->cfg.proj_size : m->cfg.hidden_size));
     }
     /* column widths from the content (names, shapes and counts of any size fit) */
     int wl = (int)strlen("Layer (type)"), wo = (int)strlen("Output shape"), wn = (int)strlen("Parameter"),
@@ -84,8 +85,10 @@ int model_summary(FILE *f, const tg_model *m, bool every_step) {
     wc = (int)strlen(tot) > wc ? (int)strlen(tot) : wc;
     /* "·" is two bytes but one column: pad the output-shape column by hand */
     int width = wl + wo + wn + ws + wc + 8;
-    fprintf(f, "Model: %s, %d layer%s x %lld hidden + linear head, %lld input%s -> %lld output%s, %s\n", m->cfg.cell,
-            m->cfg.layers, m->cfg.layers == 1 ? "" : "s", (long long)m->cfg.hidden_size,
+    char proj[48] = "";
+    if (m->cfg.proj_size) snprintf(proj, sizeof proj, " projected to %lld", (long long)m->cfg.proj_size);
+    fprintf(f, "Model: %s, %d layer%s x %lld hidden%s + linear head, %lld input%s -> %lld output%s, %s\n", m->cfg.cell,
+            m->cfg.layers, m->cfg.layers == 1 ? "" : "s", (long long)m->cfg.hidden_size, proj,
             (long long)m->cfg.input_size, m->cfg.input_size == 1 ? "" : "s", (long long)m->cfg.output_size,
             m->cfg.output_size == 1 ? "" : "s", tg_dtype_name(m->cfg.dtype));
     for (int k = 0; k < width; k++) fputc('=', f);
@@ -127,6 +130,9 @@ int model_summary(FILE *f, const tg_model *m, bool every_step) {
             eq += len + (nl ? 1 : 0);
         }
     }
+    if (m->cfg.proj_size)
+        fprintf(f, "Projection (Sak et al. 2014, torch's proj_size %lld): h = W_hr (o * tanh(c)), weight_hr [%lld, %lld]\n",
+                (long long)m->cfg.proj_size, (long long)m->cfg.proj_size, (long long)m->cfg.hidden_size);
     fprintf(f, "Head: y = W h + b on the last layer's h%s\n", every_step ? " at every step" : " at the last step");
     free(rows);
     return 0;

@@ -103,9 +103,11 @@ static int trainer_mem_check(trainer *tr, char *err, size_t errlen) {
     }
     const tg_cell *cell = tg_cell_by_name(tr->cfg.cell);
     if (!cell) { cli_unknown_cell(err, errlen, tr->cfg.cell); return -1; }
-    double item = (double)tg_itemsize(tr->cfg.dtype), H = (double)tr->cfg.hidden, O = (double)task_output_size(tr->task);
+    double item = (double)tg_itemsize(tr->cfg.dtype), O = (double)task_output_size(tr->task);
+    double H = (double)(tr->cfg.proj ? tr->cfg.proj : tr->cfg.hidden); /* the head's input */
     tg_rnn_config rc = {.input_size = task_input_size(tr->task), .hidden_size = tr->cfg.hidden,
-                        .num_layers = (int)tr->cfg.layers, .dtype = tr->cfg.dtype};
+                        .num_layers = (int)tr->cfg.layers, .dtype = tr->cfg.dtype,
+                        .proj_size = tr->cfg.proj > 0 && tr->cfg.proj < tr->cfg.hidden && cell->proj ? tr->cfg.proj : 0};
     tg_mem_estimate e;
     if (tg_rnn_mem_estimate(cell, &rc, T, B, 2, &e)) { lib_err(err, errlen, "bad sizes"); return -1; }
     double head = O * (H + 1) * item;
@@ -142,7 +144,7 @@ int trainer_init(trainer *tr, const train_config *cfg, tg_model *preloaded, char
                            .output_size = task_output_size(tr->task), .layers = (int)tr->cfg.layers,
                            .dtype = tr->cfg.dtype, .set_forget_bias = tr->cfg.set_forget_bias,
                            .forget_bias = tr->cfg.forget_bias, .dropout = tr->cfg.dropout,
-                           .zoneout = tr->cfg.zoneout};
+                           .zoneout = tr->cfg.zoneout, .proj_size = tr->cfg.proj};
         snprintf(mc.cell, sizeof mc.cell, "%s", tr->cfg.cell);
         tr->model = tg_model_new(&mc, (uint64_t)tr->cfg.seed, err, errlen);
         if (!tr->model) { trainer_free(tr); return -1; }
@@ -546,6 +548,7 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
     cfg.forget_bias = m->cfg.forget_bias;
     cfg.dropout = m->cfg.dropout;
     cfg.zoneout = m->cfg.zoneout;
+    cfg.proj = (long)m->cfg.proj_size;
     if ((v = tg_st_meta(f, "seq"))) cfg.seq = atol(v);
     if ((v = tg_st_meta(f, "batch"))) cfg.batch = atol(v);
     if ((v = tg_st_meta(f, "lr"))) cfg.lr = strtod(v, NULL);
@@ -671,8 +674,10 @@ void print_run_header(FILE *f, const trainer *tr, int threads) {
     else
         fprintf(f, "task %s: %s\n  --seq %ld (%s); data: %s\n", tr->cfg.task, task_about(tr->task), task_seq(tr->task),
                 task_seq_meaning(tr->cfg.task), task_data_desc(tr->task));
-    fprintf(f, "model: %s, %ld layer%s x %ld hidden + linear head, %s parameters, %s\n", tr->cfg.cell, tr->cfg.layers,
-            tr->cfg.layers == 1 ? "" : "s", tr->cfg.hidden, np, tg_dtype_name(tr->cfg.dtype));
+    char proj[48] = "";
+    if (tr->cfg.proj) snprintf(proj, sizeof proj, " projected to %ld", tr->cfg.proj);
+    fprintf(f, "model: %s, %ld layer%s x %ld hidden%s + linear head, %s parameters, %s\n", tr->cfg.cell, tr->cfg.layers,
+            tr->cfg.layers == 1 ? "" : "s", tr->cfg.hidden, proj, np, tg_dtype_name(tr->cfg.dtype));
     fprintf(f, "training: %s lr %g, clip %g, batch %ld, %ld steps, seed %ld, %d thread%s\n", tr->cfg.optim, tr->cfg.lr,
             tr->cfg.clip, tr->cfg.batch, tr->cfg.steps, tr->cfg.seed, threads, threads == 1 ? "" : "s");
     if (tr->cfg.set_forget_bias) fprintf(f, "  forget-gate bias set to %g\n", tr->cfg.forget_bias);

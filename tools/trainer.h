@@ -42,6 +42,7 @@ typedef struct train_config {
     double forget_bias;
     double dropout;          /* between stacked layers (0: off) */
     double zoneout;          /* on every state (0: off) */
+    long proj;               /* LSTM with projections: proj_size (0: none) */
     const struct data_opts *data; /* task "data": the user's files (tools/datatask.h), else NULL */
     long patience;           /* data: stop after this many epochs without a better validation metric (0: never) */
     const char *best_path;   /* data with patience: the checkpoint written at each new best epoch (may be NULL) */

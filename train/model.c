@@ -93,6 +93,18 @@ tg_model *tg_model_new(const tg_model_config *cfg, uint64_t seed, char *err, siz
                  (long long)cfg->input_size, (long long)cfg->hidden_size, (long long)cfg->output_size, cfg->layers);
         return NULL;
     }
+    /* torch.nn.LSTM's rules for proj_size, checked here so that they are data errors with a message */
+    if (cfg->proj_size && !cell->proj) {
+        snprintf(err, errlen, "proj_size %lld: projections are only supported for LSTM, not cell '%s' (torch: "
+                 "proj_size argument is only supported for LSTM, not RNN or GRU)", (long long)cfg->proj_size, cfg->cell);
+        return NULL;
+    }
+    if (cfg->proj_size < 0 || cfg->proj_size >= cfg->hidden_size) {
+        snprintf(err, errlen, "proj_size %lld must be in 1..%lld, below hidden_size %lld (torch: proj_size has to be "
+                 "smaller than hidden_size; 0 means no projections)", (long long)cfg->proj_size,
+                 (long long)cfg->hidden_size - 1, (long long)cfg->hidden_size);
+        return NULL;
+    }
     tg_model *m = tg_calloc(1, sizeof *m);
     if (!m) { snprintf(err, errlen, "out of memory"); return NULL; }
     m->cfg = *cfg;
@@ -100,13 +112,15 @@ tg_model *tg_model_new(const tg_model_config *cfg, uint64_t seed, char *err, siz
     tg_rng rng;
     tg_rng_seed(&rng, seed);
     tg_rnn_config rc = {.input_size = cfg->input_size, .hidden_size = cfg->hidden_size,
-                        .num_layers = cfg->layers, .dtype = cfg->dtype, .dropout = cfg->dropout};
+                        .num_layers = cfg->layers, .dtype = cfg->dtype, .dropout = cfg->dropout,
+                        .proj_size = cfg->proj_size};
     m->rnn = tg_rnn_new(cell, &rc, &rng);
     if (!m->rnn) goto fail;
     if (cfg->set_forget_bias &&
         tg_rnn_init(m->rnn, &(tg_rnn_init_opts){.set_forget_bias = true, .forget_bias = cfg->forget_bias}, &rng))
         goto fail;
-    m->head = tg_linear_layer_new(cfg->hidden_size, cfg->output_size, true, cfg->dtype, &rng);
+    int64_t R = cfg->proj_size ? cfg->proj_size : cfg->hidden_size; /* the width of h: the head's input */
+    m->head = tg_linear_layer_new(R, cfg->output_size, true, cfg->dtype, &rng);
     if (!m->head) goto fail;
     m->params = tg_params_new();
     if (!m->params || tg_params_extend(m->params, "rnn.", m->rnn->params) ||
@@ -192,10 +206,10 @@ bool tg__rng_from_str(const char *s, tg_rng *r) {
 
 int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64_t step, const tg_rng *rng,
               int nmeta, const char *const *meta, char *err, size_t errlen) {
-    enum { OWN = 13 };
+    enum { OWN = 14 };
     char vals[OWN][160];
     const char *keys[OWN] = {"format", "tapegrad", "cell", "input_size", "hidden_size", "output_size",
-                             "layers", "dtype", "forget_bias", "step", "rng", "dropout", "zoneout"};
+                             "layers", "dtype", "forget_bias", "step", "rng", "dropout", "zoneout", "proj_size"};
     snprintf(vals[0], sizeof vals[0], "pt");
     snprintf(vals[1], sizeof vals[1], CKPT_FORMAT);
     snprintf(vals[2], sizeof vals[2], "%s", m->cfg.cell);
@@ -211,6 +225,7 @@ int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64
     tg__rng_to_str(rng ? rng : &zero, vals[10], sizeof vals[10]);
     snprintf(vals[11], sizeof vals[11], "%.17g", m->cfg.dropout);
     snprintf(vals[12], sizeof vals[12], "%.17g", m->cfg.zoneout);
+    snprintf(vals[13], sizeof vals[13], "%lld", (long long)m->cfg.proj_size);
 
     const char *def = tg_cell_source(m->cfg.cell); /* a typed cell: its definition travels with the model */
     int nm = OWN + nmeta + (def ? 1 : 0);
@@ -260,8 +275,18 @@ static int ckpt_check_tensors(const char *path, const tg_st_file *f, const tg_mo
             return -1;
         }
     const tg_tensor *hw = tg_st_get(f, "head.weight"), *w0 = tg_st_get(f, "rnn.weight_ih_l0");
+    const tg_tensor *hr = tg_st_get(f, "rnn.weight_hr_l0"); /* [P,H]: projections */
+    if (!cfg->proj_size != !hr || (hr && (tg_ndim(hr) != 2 || tg_dim(hr, 0) != cfg->proj_size ||
+                                          tg_dim(hr, 1) != cfg->hidden_size))) {
+        if (hr) snprintf(err, errlen, "%s: metadata proj_size=%lld, hidden_size=%lld contradict tensor 'rnn.weight_hr_l0' %s",
+                         path, (long long)cfg->proj_size, (long long)cfg->hidden_size, tg_shape_str(hr, sh, sizeof sh));
+        else snprintf(err, errlen, "%s: metadata proj_size=%lld but there is no tensor 'rnn.weight_hr_l0'", path,
+                      (long long)cfg->proj_size);
+        return -1;
+    }
     struct { const char *key; long long meta, actual; const char *tensor; const tg_tensor *t; } chk[] = {
-        {"hidden_size", cfg->hidden_size, tg_dim(hw, 1), "head.weight", hw},
+        {cfg->proj_size ? "proj_size" : "hidden_size", cfg->proj_size ? cfg->proj_size : cfg->hidden_size,
+         tg_dim(hw, 1), "head.weight", hw},
         {"output_size", cfg->output_size, tg_dim(hw, 0), "head.weight", hw},
         {"input_size", cfg->input_size, tg_dim(w0, 1), "rnn.weight_ih_l0", w0},
         {"hidden_size", (long long)cell->gates * cfg->hidden_size, tg_dim(w0, 0), "rnn.weight_ih_l0", w0},
@@ -331,6 +356,14 @@ tg_model *tg_ckpt_load_model(const char *path, tg_st_file **file, char *err, siz
     }
     /* absent in checkpoints written before these options existed: off */
     const char *dr = tg_st_meta(f, "dropout"), *zo = tg_st_meta(f, "zoneout");
+    long long proj = 0;
+    if (tg_st_meta(f, "proj_size") && (!meta_long(f, "proj_size", &proj) || proj < 0 || proj >= hid)) {
+        snprintf(err, errlen, "%s: the checkpoint's proj_size '%s' is not in 0..%lld (below hidden_size %lld)", path,
+                 tg_st_meta(f, "proj_size"), hid - 1, hid);
+        tg_st_free(f);
+        return NULL;
+    }
+    cfg.proj_size = proj;
     cfg.dropout = dr ? strtod(dr, NULL) : 0;
     cfg.zoneout = zo ? strtod(zo, NULL) : 0;
     if (!(cfg.dropout >= 0 && cfg.dropout < 1) || !(cfg.zoneout >= 0 && cfg.zoneout <= 1)) {

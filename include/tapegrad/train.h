@@ -14,7 +14,7 @@
  *     tg_st_free(f);
  *
  * A model computes pred = head(rnn(x)): x [T,B,I] -> hidden [T,B,H] -> pred [T·B,O] (every step, time-
- * major rows) or [B,O] (the last step). Its parameters carry PyTorch names, "rnn.weight_ih_l0", ...,
+ * major rows) or [B,O] (the last step); with proj_size P the hidden output is [T,B,P] (h = W_hr m). Its parameters carry PyTorch names, "rnn.weight_ih_l0", ...,
  * "head.weight", "head.bias", so a checkpoint loads into torch.nn.LSTM / nn.Linear state_dicts.
  *
  * Checkpoint = two safetensors files:
@@ -53,6 +53,8 @@ typedef struct tg_model_config {
     double forget_bias;
     double dropout;                /* between stacked layers, in training (0: off) */
     double zoneout;                /* Krueger et al., every state of every layer (0: off) */
+    int64_t proj_size;             /* P: LSTM with projections (torch's proj_size, 0 < P < H, cell "lstm"):
+                                      h, each layer's output and the head's input are P wide; 0: none */
 } tg_model_config;
 
 typedef struct tg_model {
@@ -65,7 +67,7 @@ typedef struct tg_model {
 
 /* Builds and initialises a model from `seed` (PyTorch's default init, then the forget bias if set).
  * returns: new object (tg_model_free), or NULL with a message in err (unknown cell, cell without a
- * forget gate, bad sizes). */
+ * forget gate, bad sizes, a proj_size that is not below hidden_size or on a cell other than lstm). */
 tg_model *tg_model_new(const tg_model_config *cfg, uint64_t seed, char *err, size_t errlen);
 void tg_model_free(tg_model *m);                       /* NULL-safe */
 int64_t tg_model_param_count(const tg_model *m);
