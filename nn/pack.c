@@ -208,6 +208,10 @@ int tg_pack_padded_sequence(const tg_tensor *input, int64_t batch, const int64_t
                  tg_shape_str(input, s, sizeof s), batch_first ? ", batch_first" : "", (long long)batch);
         return -1;
     }
+    if (B == 0) { /* torch 1.13's words; reading the first length of an empty batch overran the array */
+        tg_error(fn, "input %s: Cannot pack empty tensors.", tg_shape_str(input, s, sizeof s));
+        return -1;
+    }
     for (int64_t b = 0; b < B; b++) {
         if (lengths[b] <= 0) {
             tg_error(fn, "Length of all samples has to be greater than 0, but found an element in 'lengths' that is <= 0 (lengths[%lld] = %lld)",

@@ -5,6 +5,7 @@
  * torch's error rules. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "data/pack_golden.h"
@@ -182,6 +183,15 @@ TH_TEST(pack, bad_arguments_are_refused_with_torchs_messages, th_live_check) {
     cr_expect_eq(tg_pack_padded_sequence(flat, 3, (int64_t[]){1, 1, 1}, false, false, &p), -1);
     tg_release(flat);
     cr_expect(strstr(th_last_message(), "must be [T, B, *]") != NULL, "%s", th_last_message());
+    /* an empty batch: torch 1.13's RuntimeError "Cannot pack empty tensors." (ASan: no read past lengths) */
+    tg_tensor *empty = tg_zeros(TG_F64, TG_SHAPE(4, 0, 2));
+    int64_t *no_lengths = malloc(1); /* a live pointer to nothing the function may read */
+    th_reset_errors();
+    cr_expect_eq(tg_pack_padded_sequence(empty, 0, no_lengths, false, false, &p), -1);
+    cr_expect(strstr(th_last_message(), "input [4,0,2]: Cannot pack empty tensors.") != NULL, "%s", th_last_message());
+    cr_expect_null(p.batch_sizes);
+    free(no_lengths);
+    tg_release(empty);
     cr_assert_eq(tg_pack_padded_sequence(x, 3, (int64_t[]){4, 2, 3}, false, false, &p), 0);
     th_reset_errors();
     cr_expect_null(tg_pad_packed_sequence(&p, false, 0.0, 3, NULL));
