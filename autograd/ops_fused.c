@@ -97,7 +97,7 @@ static bool step_begin(const char *fn, int G, tg_tensor *xp, const tg_tensor *h,
     s->hp = tg__alloc(xp->dtype, 2, xp->shape);
     s->A = s->hp ? gate_buffer(xp, s->recorded, &s->own) : NULL;
     if (!s->A) { tg_release(s->hp); return false; }
-    tg__linear_into(h, W, b, xp->shape[0], s->hp);
+    tg__linear_into(h, W, b, NULL, xp->shape[0], s->hp);
     return true;
 }
 

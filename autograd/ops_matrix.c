@@ -227,16 +227,17 @@ void tg__matmul_backward(tg_record *r, const tg_tensor *g) {
     }
 }
 
-void tg__linear_into(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, int64_t R, tg_tensor *out) {
+void tg__linear_into(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c, int64_t R,
+                     tg_tensor *out) {
     int64_t I = W->shape[1], O = W->shape[0];
-    TG_DISPATCH(x->dtype, {
-        T *po = TG_PTR(out, T);
-        if (b) {
-            const T *pb = TG_PTR(b, T);
-            for (int64_t r0 = 0; r0 < R; r0++) memcpy(po + r0 * O, pb, (size_t)O * sizeof(T));
-        }
-    });
-    gemm_w(x->dtype, 0, 1, R, O, I, x, W, b ? 1.0 : 0.0, out);
+    /* the bias (and c) applied as the GEMM stores its tiles, not in extra passes over out */
+    const void *Wp = packed_weight(W, 1, R, O, I);
+    if (x->dtype == TG_F32)
+        tg_gemm_linear_f32(0, 1, R, O, I, TG_PTR(x, float), I, TG_PTR(W, float), I, Wp, b ? TG_PTR(b, float) : NULL,
+                           c ? TG_PTR(c, float) : NULL, TG_PTR(out, float), O);
+    else
+        tg_gemm_linear_f64(0, 1, R, O, I, TG_PTR(x, double), I, TG_PTR(W, double), I, Wp,
+                           b ? TG_PTR(b, double) : NULL, c ? TG_PTR(c, double) : NULL, TG_PTR(out, double), O);
 }
 
 /* tg_linear (c NULL) and tg_linear_add: out = [c +] x·Wᵀ + b */
@@ -280,15 +281,9 @@ static tg_tensor *linear_impl(const char *fn, const tg_tensor *x, const tg_tenso
     if (!I) { R = 1; for (int d = 0; d < x->ndim - 1; d++) R *= x->shape[d]; }
     tg_tensor *out = tg__result(x->dtype, x->ndim, shape);
     if (!out) return NULL;
-    /* out = broadcast(b), out += x·Wᵀ, then out = c + out: the rounding of tg_add(c, tg_linear(x, W, b)),
-     * so the fused op gives bit-identical results (the last pass runs over memory the GEMM just wrote) */
-    tg__linear_into(x, W, b, R, out);
-    if (add)
-        TG_DISPATCH(x->dtype, {
-            T *restrict po = TG_PTR(out, T);
-            const T *restrict pc = TG_PTR(c, T);
-            for (int64_t i = 0; i < R * O; i++) po[i] = pc[i] + po[i];
-        });
+    /* out = c + (b + x·Wᵀ) in one GEMM (tensor/gemm.h, tg_gemm_linear): the rounding of tg_add(c,
+     * tg_linear(x, W, b)), so the fused op gives bit-identical results */
+    tg__linear_into(x, W, b, add ? c : NULL, R, out);
     if (add) {
         const tg_tensor *in[4] = {x, W, c, b};
         tg__record(TG_OP_LINEAR_ADD, out, b ? 4 : 3, in);

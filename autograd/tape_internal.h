@@ -134,10 +134,11 @@ void tg__pack_scope_end(void);
 void tg__defer_scope_begin(void);
 void tg__defer_scope_end(void);
 void tg__defer_flush_for(const tg_tensor *t);
-/* out [R,O] = b + x·Wᵀ (x [R,I] and W [O,I] contiguous, b [O] or NULL), no record: the forward product
+/* out [R,O] = [c +] b + x·Wᵀ (x [R,I] and W [O,I] contiguous, b [O] or NULL, c [R,O] or NULL), no record: the forward product
  * of tg_linear (autograd/ops_matrix.c) for the fused ops of autograd/ops_fused.c, reusing a packed W
  * inside a pack scope; same rounding as tg_linear. */
-void tg__linear_into(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, int64_t R, tg_tensor *out);
+void tg__linear_into(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c, int64_t R,
+                     tg_tensor *out);
 /* The record on the current tape that produced t, or NULL (a leaf, or a result of an older tape).
  * returns: tape-owned (for tests and tools that inspect the tape). */
 const tg_record *tg__record_of(const tg_tensor *t);

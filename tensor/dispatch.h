@@ -28,6 +28,10 @@
     (int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const T *A, int64_t lda, const T *B,  \
      int64_t ldb, const T *Bp, T beta, T *C, int64_t ldc)
 #define TG_PREPACKED_ARGS (trans_a, trans_b, M, N, K, A, lda, B, ldb, Bp, beta, C, ldc)
+#define TG_LINEAR_PARAMS(T)                                                                            \
+    (int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const T *A, int64_t lda, const T *B,  \
+     int64_t ldb, const T *Bp, const T *bias, const T *add, T *C, int64_t ldc)
+#define TG_LINEAR_ARGS (trans_a, trans_b, M, N, K, A, lda, B, ldb, Bp, bias, add, C, ldc)
 #define TG_KERNELS(V, R)                                                                               \
     V(tg_gemm_f32, TG_GEMM_PARAMS(float), TG_GEMM_ARGS)                                                \
     V(tg_gemm_f64, TG_GEMM_PARAMS(double), TG_GEMM_ARGS)                                               \
@@ -41,6 +45,8 @@
       (trans_b, N, K, B, ldb, Bp))                                                                     \
     V(tg_gemm_prepacked_f32, TG_PREPACKED_PARAMS(float), TG_PREPACKED_ARGS)                            \
     V(tg_gemm_prepacked_f64, TG_PREPACKED_PARAMS(double), TG_PREPACKED_ARGS)                           \
+    V(tg_gemm_linear_f32, TG_LINEAR_PARAMS(float), TG_LINEAR_ARGS)                                     \
+    V(tg_gemm_linear_f64, TG_LINEAR_PARAMS(double), TG_LINEAR_ARGS)                                    \
     V(tg_vexp_f32, (float *y, const float *x, int64_t n), (y, x, n))                                   \
     V(tg_vtanh_f32, (float *y, const float *x, int64_t n), (y, x, n))                                  \
     V(tg_vsigmoid_f32, (float *y, const float *x, int64_t n), (y, x, n))                               \

@@ -602,9 +602,10 @@ static void FN(tg_pack_b)(int tb, const T *B, int64_t ldb, int64_t p0, int64_t j
     }
 }
 
-/* Micro-kernel: acc[MR][NR] = Ap(MR x kc) * Bp(kc x NR); then C[:mr,:nr] = beta*C + acc. */
+/* Micro-kernel: acc[MR][NR] = Ap(MR x kc) * Bp(kc x NR); then C[:mr,:nr] = beta*C + acc, or, with a
+ * bias row (the first K block of tg_gemm_linear), C = bias + acc. */
 static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, T *restrict C,
-                          int64_t ldc, T beta, int64_t mr, int64_t nr)
+                          int64_t ldc, T beta, int64_t mr, int64_t nr, const T *bias)
 {
     V acc[MR][NV];
     for (int i = 0; i < MR; i++)
@@ -625,7 +626,15 @@ static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, 
     }
 
     if (mr == MR && nr == NR) {
-        if (beta == (T)0) {
+        if (bias) {
+            V bv0[NV];
+            for (int v = 0; v < NV; v++) memcpy(&bv0[v], bias + v * VL, sizeof(V));
+            for (int i = 0; i < MR; i++)
+                for (int v = 0; v < NV; v++) {
+                    const V c = bv0[v] + acc[i][v];
+                    memcpy(C + i * ldc + v * VL, &c, sizeof(V));
+                }
+        } else if (beta == (T)0) {
             for (int i = 0; i < MR; i++)
                 for (int v = 0; v < NV; v++) memcpy(C + i * ldc + v * VL, &acc[i][v], sizeof(V));
         } else if (beta == (T)1) {
@@ -650,7 +659,9 @@ static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, 
         memcpy(tile, acc, sizeof(tile));
         for (int64_t i = 0; i < mr; i++) {
             T *c = C + i * ldc;
-            if (beta == (T)0) {
+            if (bias) {
+                for (int64_t j = 0; j < nr; j++) c[j] = bias[j] + tile[i][j];
+            } else if (beta == (T)0) {
                 for (int64_t j = 0; j < nr; j++) c[j] = tile[i][j];
             } else {
                 for (int64_t j = 0; j < nr; j++) c[j] = beta * c[j] + tile[i][j];
@@ -683,10 +694,11 @@ static size_t FN(tg_packed_b_elems)(int64_t N, int64_t K)
 }
 
 /* Bpre: NULL, or all of op(B) packed by tg_gemm_pack_b (then ws needs only the A part, and the
- * products are bit-identical to packing each block here: the arithmetic is the same). */
+ * products are bit-identical to packing each block here: the arithmetic is the same). bias: NULL, or
+ * tg_gemm_linear's bias row [N] (added in the first K block instead of beta*C). */
 static void FN(tg_gemm_packed)(int ta, int tb, int64_t M, int64_t N, int64_t K,
                                const T *A, int64_t lda, const T *B, int64_t ldb,
-                               T beta, T *C, int64_t ldc, T *ws, const T *Bpre)
+                               T beta, T *C, int64_t ldc, T *ws, const T *Bpre, const T *bias)
 {
     const int64_t kcmax = tg_min64(K, TG_KC);
     const int64_t mcmax = (tg_min64(M, TG_MC) + MR - 1) / MR * MR;
@@ -714,7 +726,7 @@ static void FN(tg_gemm_packed)(int ta, int tb, int64_t M, int64_t N, int64_t K,
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int64_t mr = tg_min64(MR, mc - ir);
                         FN(tg_kernel)(kc, Ap + ir * kc, Bp + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc,
-                                      b, mr, nr);
+                                      b, mr, nr, bias && pc == 0 ? bias + jc + jr : NULL);
                     }
                 }
             }
@@ -722,28 +734,42 @@ static void FN(tg_gemm_packed)(int ta, int tb, int64_t M, int64_t N, int64_t K,
     }
 }
 
-/* Single-thread dispatch: trivial cases, direct path, or packed path. */
+/* tg_gemm_linear on the paths without the fused bias (direct, out of memory): the bias rows are
+ * written into C and the product accumulated onto them (beta 1), which is what the packed path's
+ * kernel computes too (bias + acc). tg_add_rows: C = add + C, tg_gemm_linear's last step. */
+static void FN(tg_bias_rows)(int64_t M, int64_t N, const T *bias, T *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) memcpy(C + i * ldc, bias, (size_t)N * sizeof(T));
+}
+static void FN(tg_add_rows)(int64_t M, int64_t N, const T *add, T *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++) {
+        T *restrict c = C + i * ldc;
+        const T *restrict d = add + i * ldc;
+        for (int64_t j = 0; j < N; j++) c[j] = d[j] + c[j];
+    }
+}
+
+/* Single-thread dispatch: trivial cases, direct path, or packed path (bias: see tg_gemm_packed). */
 static void FN(tg_gemm_serial)(int ta, int tb, int64_t M, int64_t N, int64_t K,
                                const T *A, int64_t lda, const T *B, int64_t ldb,
-                               T beta, T *C, int64_t ldc, const T *Bpre)
+                               T beta, T *C, int64_t ldc, const T *Bpre, const T *bias)
 {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        FN(tg_scale_c)(M, N, beta, C, ldc);
-        return;
-    }
+    T *ws = NULL;
     /* with Bpre the whole problem packs (tg_gemm_prepacked checked it): a thread's chunk of a few
      * rows stays on the packed path, so its results do not depend on the split */
-    if (!Bpre && !tg_gemm_packs(tb, M, N, K)) {
-        FN(tg_gemm_direct)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (K > 0 && (Bpre || tg_gemm_packs(tb, M, N, K))) ws = tg_ws_get(FN(tg_ws_elems)(M, N, K) * sizeof(T));
+    if (ws) {
+        FN(tg_gemm_packed)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, ws, Bpre, bias);
         return;
     }
-    T *ws = tg_ws_get(FN(tg_ws_elems)(M, N, K) * sizeof(T));
-    if (!ws) {
-        FN(tg_gemm_direct)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
-        return;
+    if (bias) {
+        FN(tg_bias_rows)(M, N, bias, C, ldc);
+        beta = (T)1;
     }
-    FN(tg_gemm_packed)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, ws, Bpre);
+    if (K <= 0) FN(tg_scale_c)(M, N, beta, C, ldc);
+    else FN(tg_gemm_direct)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* Multi-threaded GEMM: one dimension (N or M) is cut into tile-aligned chunks that the threads
@@ -763,6 +789,7 @@ typedef struct {
     T *C;
     int64_t ldc;
     const T *Bpre;    /* all of op(B) pre-packed (then split_n is 0), or NULL */
+    const T *bias;    /* tg_gemm_linear's bias row [N], or NULL */
     int split_n;      /* 1: chunks of columns of C, 0: chunks of rows */
     int64_t chunk;    /* chunk length along the split dimension */
     int64_t nchunks;
@@ -780,18 +807,18 @@ static void FN(tg_gemm_mt_run)(void *p)
             const int64_t len = tg_min64(t->chunk, t->N - start);
             FN(tg_gemm_serial)(t->ta, t->tb, t->M, len, t->K, t->A, t->lda,
                                t->tb ? t->B + start * t->ldb : t->B + start, t->ldb, t->beta, t->C + start,
-                               t->ldc, NULL);
+                               t->ldc, NULL, t->bias ? t->bias + start : NULL);
         } else {
             const int64_t len = tg_min64(t->chunk, t->M - start);
             FN(tg_gemm_serial)(t->ta, t->tb, len, t->N, t->K, t->ta ? t->A + start : t->A + start * t->lda,
-                               t->lda, t->B, t->ldb, t->beta, t->C + start * t->ldc, t->ldc, t->Bpre);
+                               t->lda, t->B, t->ldb, t->beta, t->C + start * t->ldc, t->ldc, t->Bpre, t->bias);
         }
     }
 }
 
 static void FN(tg_gemm_any)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                             const T *A, int64_t lda, const T *B, int64_t ldb,
-                            T beta, T *C, int64_t ldc, const T *Bpre)
+                            T beta, T *C, int64_t ldc, const T *Bpre, const T *bias)
 {
     if (M <= 0 || N <= 0) return;
     int nt = tg_get_num_threads();
@@ -808,18 +835,18 @@ static void FN(tg_gemm_any)(int trans_a, int trans_b, int64_t M, int64_t N, int6
         if (nchunks >= 2) {
             if (nt > nchunks) nt = (int)nchunks;
             FN(tg_gemm_mt) task = {trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, Bpre,
-                                   split_n, chunk, nchunks, 0};
+                                   bias, split_n, chunk, nchunks, 0};
             if (tg__pool_run(nt, FN(tg_gemm_mt_run), &task)) return;
         }
     }
-    FN(tg_gemm_serial)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, Bpre);
+    FN(tg_gemm_serial)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, Bpre, bias);
 }
 
 void FN(tg_gemm)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                  const T *A, int64_t lda, const T *B, int64_t ldb,
                  T beta, T *C, int64_t ldc)
 {
-    FN(tg_gemm_any)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL);
+    FN(tg_gemm_any)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
 }
 
 size_t FN(tg_gemm_packed_b_size)(int64_t N, int64_t K)
@@ -844,7 +871,18 @@ void FN(tg_gemm_prepacked)(int trans_a, int trans_b, int64_t M, int64_t N, int64
                            T beta, T *C, int64_t ldc)
 {
     FN(tg_gemm_any)(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc,
-                    tg_gemm_packs(trans_b, M, N, K) ? Bp : NULL);
+                    tg_gemm_packs(trans_b, M, N, K) ? Bp : NULL, NULL);
+}
+
+void FN(tg_gemm_linear)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                        const T *A, int64_t lda, const T *B, int64_t ldb, const T *Bp,
+                        const T *bias, const T *add, T *C, int64_t ldc)
+{
+    /* the addend in a pass over the C just written (it stays in cache), not in the kernel's stores:
+     * measured faster, the strided tile reads of add slowed the micro-kernel */
+    FN(tg_gemm_any)(trans_a, trans_b, M, N, K, A, lda, B, ldb, (T)0, C, ldc,
+                    Bp && tg_gemm_packs(trans_b, M, N, K) ? Bp : NULL, bias);
+    if (add && M > 0) FN(tg_add_rows)(M, N, add, C, ldc);
 }
 
 #undef FN

@@ -41,6 +41,19 @@ void tg_gemm_prepacked_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64
 void tg_gemm_prepacked_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                            const double *A, int64_t lda, const double *B, int64_t ldb, const double *Bp,
                            double beta, double *C, int64_t ldc);
+/* The linear layer's product in one pass: C = add + (bias + op(A)·op(B)), bias a row [N] broadcast over
+ * the M rows, add [M,N] with C's leading dimension, either NULL (then that term is absent). The result
+ * is bit-identical to writing the bias into every row of C, tg_gemm with beta 1 (beta 0 without a
+ * bias), then C = add + C elementwise; but on the packed path the bias is added by the micro-kernel's
+ * store of the first K block instead of being written into C first, and the addend pass runs in the
+ * kernel build (vectorised for the CPU). Bp: NULL, or op(B) packed by tg_gemm_pack_b_* (as
+ * tg_gemm_prepacked_*). add must not overlap C. */
+void tg_gemm_linear_f32(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, const float *Bp,
+                        const float *bias, const float *add, float *C, int64_t ldc);
+void tg_gemm_linear_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                        const double *A, int64_t lda, const double *B, int64_t ldb, const double *Bp,
+                        const double *bias, const double *add, double *C, int64_t ldc);
 /* Straightforward triple loop with the same contract: the reference the tests compare against. */
 void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                      const double *A, int64_t lda, const double *B, int64_t ldb,

@@ -24,6 +24,8 @@
 #define tg_gemm_pack_b_f64 TG_KNAME(tg_gemm_pack_b_f64)
 #define tg_gemm_prepacked_f32 TG_KNAME(tg_gemm_prepacked_f32)
 #define tg_gemm_prepacked_f64 TG_KNAME(tg_gemm_prepacked_f64)
+#define tg_gemm_linear_f32 TG_KNAME(tg_gemm_linear_f32)
+#define tg_gemm_linear_f64 TG_KNAME(tg_gemm_linear_f64)
 #define tg_gemm_ref_f64 TG_KNAME(tg_gemm_ref_f64)
 #define tg_vexp_f32 TG_KNAME(tg_vexp_f32)
 #define tg_vtanh_f32 TG_KNAME(tg_vtanh_f32)

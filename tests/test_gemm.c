@@ -344,3 +344,55 @@ Test(gemm, prepacked_bit_identical, .timeout = 120)
     tg_set_num_threads(1);
     cr_assert(tg_gemm_packs(1, 32, 1024, 256) && !tg_gemm_packs(1, 1, 1024, 256) && !tg_gemm_packs(0, 8, 8, 8));
 }
+
+/* tg_gemm_linear_* (C = add + (bias + op(A)·op(B)), the bias applied in the micro-kernel's stores) must
+ * equal, bit for bit, what linear did before: the bias written into every row of C, tg_gemm with beta 1
+ * (0 without a bias), then C = add + C. Covers one and several K blocks (the bias belongs to the first
+ * block only), partial tiles (M, N not multiples of the tile), the direct path (tiny M, small problems:
+ * the unfused fallback), a pre-packed op(B) and two threads (column chunks with their slice of the bias,
+ * row chunks). */
+#define LIN_CASE(TY, SFX)                                                                                     \
+    static void linear_case_##SFX(int ta, int tb, int64_t M, int64_t N, int64_t K, int use_bias, int use_add, \
+                                  int use_bp)                                                                 \
+    {                                                                                                         \
+        const int64_t lda = ta ? M : K, ldb = tb ? K : N;                                                     \
+        TY *A = malloc((size_t)(M * K + 1) * sizeof(TY)), *B = malloc((size_t)(N * K + 1) * sizeof(TY));              \
+        TY *C1 = malloc((size_t)(M * N + 1) * sizeof(TY)), *C2 = malloc((size_t)(M * N + 1) * sizeof(TY));            \
+        TY *D = malloc((size_t)(M * N + 1) * sizeof(TY)), *bias = malloc((size_t)(N + 1) * sizeof(TY));                 \
+        TY *Bp = aligned_alloc(64, (tg_gemm_packed_b_size_##SFX(N, K) + 63) / 64 * 64 + 64);                  \
+        cr_assert(A && B && C1 && C2 && D && bias && Bp);                                                     \
+        for (int64_t i = 0; i < M * K; i++) A[i] = (TY)lcg_uniform();                                        \
+        for (int64_t i = 0; i < N * K; i++) B[i] = (TY)lcg_uniform();                                        \
+        for (int64_t i = 0; i < M * N; i++) { D[i] = (TY)lcg_uniform(); C1[i] = C2[i] = (TY)NAN; }           \
+        for (int64_t j = 0; j < N; j++) bias[j] = (TY)(10 * lcg_uniform());                                  \
+        tg_gemm_pack_b_##SFX(tb, N, K, B, ldb, Bp);                                                           \
+        for (int64_t i = 0; use_bias && i < M; i++) memcpy(C1 + i * N, bias, (size_t)N * sizeof(TY));       \
+        tg_gemm_##SFX(ta, tb, M, N, K, A, lda, B, ldb, use_bias ? (TY)1 : (TY)0, C1, N);                      \
+        for (int64_t i = 0; use_add && i < M * N; i++) C1[i] = D[i] + C1[i];                                  \
+        tg_gemm_linear_##SFX(ta, tb, M, N, K, A, lda, B, ldb, use_bp ? Bp : NULL, use_bias ? bias : NULL,     \
+                             use_add ? D : NULL, C2, N);                                                      \
+        cr_assert(memcmp(C1, C2, (size_t)(M * N) * sizeof(TY)) == 0,                                          \
+                  #SFX " ta=%d tb=%d %ldx%ldx%ld bias=%d add=%d Bp=%d: tg_gemm_linear differs from bias rows " \
+                  "+ tg_gemm + add", ta, tb, (long)M, (long)N, (long)K, use_bias, use_add, use_bp);          \
+        free(A); free(B); free(C1); free(C2); free(D); free(bias); free(Bp);                                  \
+    }
+LIN_CASE(float, f32)
+LIN_CASE(double, f64)
+
+Test(gemm, linear_epilogue_bit_identical, .timeout = 120)
+{
+    static const shape3 shapes[] = {{64, 2048, 512}, {67, 45, 90}, {200, 40, 513}, {3, 512, 128},
+                                    {9, 2100, 300}, {5, 7, 3},     {0, 8, 8},      {8, 8, 0}};
+    for (int nt = 1; nt <= 2; nt++) {
+        tg_set_num_threads(nt);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++)
+                    for (int mode = 0; mode < 8; mode++) {
+                        const shape3 c = shapes[s];
+                        linear_case_f32(ta, tb, c.M, c.N, c.K, mode & 1, (mode >> 1) & 1, (mode >> 2) & 1);
+                        if (mode == 7 || s < 3) linear_case_f64(ta, tb, c.M, c.N, c.K, mode & 1, (mode >> 1) & 1, 1);
+                    }
+    }
+    tg_set_num_threads(1);
+}
