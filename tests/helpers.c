@@ -207,6 +207,29 @@ const char *th_path_in(const char *name) {
     return buf[k];
 }
 
+/* a NumPy v1 file: header dict with descr, C order, shape; then the raw data (see helpers.h) */
+void th_write_npy(const char *name, const char *descr, const void *data, size_t elem, int ndim, const int64_t *shape) {
+    char dims[128] = "", header[256];
+    size_t used = 0, n = 1;
+    for (int d = 0; d < ndim; d++) {
+        used += (size_t)snprintf(dims + used, sizeof dims - used, "%lld,%s", (long long)shape[d], d + 1 < ndim ? " " : "");
+        n *= (size_t)shape[d];
+    }
+    if (ndim > 1) dims[used - 1] = 0;
+    int hl = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
+    int pad = (64 - (10 + hl + 1) % 64) % 64;
+    FILE *f = fopen(th_path_in(name), "wb");
+    cr_assert(f);
+    unsigned short len = (unsigned short)(hl + pad + 1);
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff), (unsigned char)(len >> 8)};
+    fwrite(pre, 1, 10, f);
+    fwrite(header, 1, (size_t)hl, f);
+    for (int k = 0; k < pad; k++) fputc(' ', f);
+    fputc('\n', f);
+    fwrite(data, elem, n, f);
+    fclose(f);
+}
+
 char *th_slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return strdup("");

@@ -84,6 +84,9 @@ void th_dir_remove(void);
 const char *th_dir(void);
 /* "DIR/name" in the test's directory; the last 8 results stay valid. */
 const char *th_path_in(const char *name);
+/* Writes DIR/name as a NumPy v1 .npy of ndim dimensions `shape` and dtype `descr` ("<f8", "<i8", ...)
+ * holding the elements of data (elem bytes each, C order); the test fails if it cannot. */
+void th_write_npy(const char *name, const char *descr, const void *data, size_t elem, int ndim, const int64_t *shape);
 /* The whole file as a NUL-terminated string, "" if it cannot be read. returns: malloc'd */
 char *th_slurp(const char *path);
 

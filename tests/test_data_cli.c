@@ -8,6 +8,7 @@
  * The data files the tests train on are written by the tests themselves. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,28 +81,6 @@ Test(data_cli, every_cell_has_equations) {
 /* ---- data files the tests write ------------------------------------------------------------------- */
 
 /* A C-order little-endian .npy file: descr "<f8" or "<i8". */
-static void write_npy(const char *name, const char *descr, const void *data, size_t elem, int ndim, const int64_t *shape) {
-    char dims[128] = "", header[256];
-    size_t used = 0, n = 1;
-    for (int d = 0; d < ndim; d++) {
-        used += (size_t)snprintf(dims + used, sizeof dims - used, "%lld,%s", (long long)shape[d], d + 1 < ndim ? " " : "");
-        n *= (size_t)shape[d];
-    }
-    if (ndim > 1) dims[used - 1] = 0;
-    int hl = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr, dims);
-    int pad = (64 - (10 + hl + 1) % 64) % 64;
-    FILE *f = fopen(th_path_in(name), "wb");
-    cr_assert(f);
-    unsigned short len = (unsigned short)(hl + pad + 1);
-    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(len & 0xff), (unsigned char)(len >> 8)};
-    fwrite(pre, 1, 10, f);
-    fwrite(header, 1, (size_t)hl, f);
-    for (int k = 0; k < pad; k++) fputc(' ', f);
-    fputc('\n', f);
-    fwrite(data, elem, n, f);
-    fclose(f);
-}
-
 #define N_SEQ 240
 #define T_SEQ 10
 #define I_SEQ 2
@@ -125,14 +104,14 @@ static void write_sequence_files(void) {
         cls[n] = x[n * T_SEQ * I_SEQ] > 0;
         v[n] = 3 * run + 10;
     }
-    write_npy("x.npy", "<f8", x, sizeof x[0], 3, (int64_t[]){N_SEQ, T_SEQ, I_SEQ});
-    write_npy("class.npy", "<i8", cls, sizeof cls[0], 1, (int64_t[]){N_SEQ});
-    write_npy("tags.npy", "<i8", tags, sizeof tags[0], 2, (int64_t[]){N_SEQ, T_SEQ});
-    write_npy("value.npy", "<f8", v, sizeof v[0], 1, (int64_t[]){N_SEQ});
+    th_write_npy("x.npy", "<f8", x, sizeof x[0], 3, (int64_t[]){N_SEQ, T_SEQ, I_SEQ});
+    th_write_npy("class.npy", "<i8", cls, sizeof cls[0], 1, (int64_t[]){N_SEQ});
+    th_write_npy("tags.npy", "<i8", tags, sizeof tags[0], 2, (int64_t[]){N_SEQ, T_SEQ});
+    th_write_npy("value.npy", "<f8", v, sizeof v[0], 1, (int64_t[]){N_SEQ});
     /* the same sequences with one more feature (predict must refuse them) */
     static double x3[N_SEQ * T_SEQ * 3];
     for (int k = 0; k < N_SEQ * T_SEQ; k++) x3[3 * k] = x[2 * k], x3[3 * k + 1] = x[2 * k + 1], x3[3 * k + 2] = 1;
-    write_npy("x3.npy", "<f8", x3, sizeof x3[0], 3, (int64_t[]){N_SEQ, T_SEQ, 3});
+    th_write_npy("x3.npy", "<f8", x3, sizeof x3[0], 3, (int64_t[]){N_SEQ, T_SEQ, 3});
 }
 
 /* One long series: two sines and noise (persistence is a poor forecast of it). */
@@ -141,7 +120,7 @@ static void write_series_file(void) {
     tg_rng rng;
     tg_rng_seed(&rng, 78);
     for (int t = 0; t < 1500; t++) s[t] = sin(0.3 * t) + 0.5 * sin(0.11 * t) + 0.05 * tg_rng_normal(&rng);
-    write_npy("series.npy", "<f8", s, sizeof s[0], 1, (int64_t[]){1500});
+    th_write_npy("series.npy", "<f8", s, sizeof s[0], 1, (int64_t[]){1500});
 }
 
 /* The number after `key` in text (the last occurrence when last), NAN if absent. */
@@ -331,6 +310,11 @@ Test(data_cli, predict_reproduces_the_validation_metric) {
     cr_expect(fabs(loss - val_loss) < 1e-8 * fabs(val_loss), "predict loss %.10g vs train's %.10g", loss, val_loss);
     cr_expect(strstr(r.out, "predicted 60 sequences") != NULL, "%s", r.out); /* 25% of 240 */
     th_run_free(&r);
+    r = th_run("predict --model c.safetensors --split val --eval-batch 7"); /* pieces of 7 sequences, not 256 */
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(number_after(r.out, "accuracy ", false) == acc, "--eval-batch 7: %s", r.out);
+    cr_expect(fabs(number_after(r.out, "(loss ", false) - loss) < 1e-8 * fabs(loss), "--eval-batch 7: %s", r.out);
+    th_run_free(&r);
     /* the CSV: a header and one row per sequence, probabilities summing to 1 */
     char *csv = th_slurp(th_path_in("p.csv"));
     cr_expect(strncmp(csv, "index,predicted,p0,p1,label\n", 28) == 0, "%.80s", csv);
@@ -350,6 +334,75 @@ Test(data_cli, predict_reproduces_the_validation_metric) {
     char *npy = th_slurp(th_path_in("p.npy"));
     cr_expect(strncmp(npy, "\x93NUMPY", 6) == 0 && strstr(npy + 10, "'shape': (240, 2)") != NULL, "%.100s", npy + 10);
     free(npy);
+}
+
+/* Data rows of a train --log CSV (lines that start with a digit); *complete says whether the file ends
+ * with a newline and every row has the header's 7 fields. */
+static int log_rows(const char *name, bool *complete) {
+    char *s = th_slurp(th_path_in(name));
+    int rows = 0;
+    size_t len = strlen(s);
+    *complete = len > 0 && s[len - 1] == '\n';
+    for (char *l = strtok(s, "\n"); l; l = strtok(NULL, "\n")) {
+        if (*l < '0' || *l > '9') continue;
+        rows++;
+        int commas = 0;
+        for (char *p = l; *p; p++) commas += *p == ',';
+        if (commas != 6) *complete = false;
+    }
+    free(s);
+    return rows;
+}
+
+/* --log with --data writes each epoch's row as the epoch ends (flushed): a run killed (SIGKILL, no exit
+ * handlers) right after its first epochs keeps those rows, whole. Without the flush the rows waited in
+ * stdio's buffer: nothing was in the file until some 70 rows filled it, and a kill lost the rest. */
+Test(data_cli, log_rows_are_written_as_each_epoch_ends) {
+    write_sequence_files();
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        if (chdir(th_dir()) || !freopen("/dev/null", "w", stdout)) _exit(126);
+        execl(TG_TAPEGRAD_EXE, TG_TAPEGRAD_EXE, "train", "--data", "x.npy", "--labels", "class.npy", "--target",
+              "class", "--hidden", "64", "--epochs", "100000", "--quiet", "--log", "k.csv", (char *)NULL);
+        _exit(127);
+    }
+    bool complete = false;
+    int rows = 0;
+    for (int k = 0; k < 12000 && rows < 1; k++) { /* up to 60 s (valgrind) for the first row */
+        usleep(5000);
+        if (access(th_path_in("k.csv"), F_OK) == 0) rows = log_rows("k.csv", &complete);
+    }
+    kill(pid, SIGKILL);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status), "the training ended by itself (status %d)", status);
+    rows = log_rows("k.csv", &complete);
+    cr_expect(rows >= 1 && rows < 40, "%d rows in the log of a run killed at its first rows: they are not written "
+              "as each epoch ends", rows);
+    cr_expect(complete, "the killed run's log ends in a partial row");
+    char *s = th_slurp(th_path_in("k.csv"));
+    cr_expect(strncmp(s, "epoch,step,seconds,train_loss,train_acc,val_loss,val_acc\n", 56) == 0, "%.80s", s);
+    free(s);
+}
+
+/* --plot with --data: an SVG of the training and validation metric per epoch and the baseline. */
+Test(data_cli, plot_shows_both_metrics_per_epoch_and_the_baseline) {
+    write_sequence_files();
+    th_run_result r = th_run("train --data x.npy --labels class.npy --target class --hidden 8 --epochs 3 --quiet "
+                             "--plot p.svg");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "wrote p.svg") != NULL, "%s", r.out);
+    th_run_free(&r);
+    char *svg = th_slurp(th_path_in("p.svg"));
+    int lines = 0;
+    for (const char *p = svg; (p = strstr(p, "<polyline")); p++) lines++;
+    cr_expect(strstr(svg, "<svg") && strstr(svg, "</svg>"), "not an SVG: %.80s", svg);
+    cr_expect_eq(lines, 2, "%d curves, expected the training and the validation metric", lines);
+    cr_expect(strstr(svg, "train (running mean over the epoch)") && strstr(svg, "validation"), "curve labels missing");
+    cr_expect(strstr(svg, "majority class") != NULL, "no baseline label");
+    cr_expect(strstr(svg, "epoch") && strstr(svg, "acc (%)"), "axis labels missing");
+    free(svg);
 }
 
 static void expect_same_files(const char *a, const char *b) {

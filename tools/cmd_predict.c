@@ -127,7 +127,7 @@ static int write_out(const char *path, const data_src *d, data_part part, const 
 int cmd_predict(int argc, char **argv) {
     const char *path = NULL, *data = NULL, *labels = NULL, *out = NULL, *split = "all", *seq_column = NULL,
                *label_column = NULL, *features = NULL;
-    long threads = 1;
+    long threads = 1, eval_batch = DATA_EVAL_BATCH;
     const cli_opt opts[] = {
         {"--model", CLI_STR, &path, 0, 0, "a checkpoint written by 'tapegrad train --data ... --save FILE'"},
         {"--data", CLI_STR, &data, 0, 0, "the sequences to predict (default: the training run's data file)"},
@@ -139,8 +139,10 @@ int cmd_predict(int argc, char **argv) {
         {"--label-column", CLI_STR, &label_column, 0, 0, "CSV: the label column (default: the training run's)"},
         {"--features", CLI_STR, &features, 0, 0, "CSV: the feature columns (default: the training run's)"},
         {"--threads", CLI_INT, &threads, 1, 64, "GEMM threads"},
+        {"--eval-batch", CLI_INT, &eval_batch, 1, 100000, "sequences per forward (memory beyond the predictions is "
+                                                          "bounded by these; the results do not depend on it)"},
     };
-    const cli_cmd cmd = {"predict", "--model FILE [--data FILE --labels FILE --out FILE.csv|.npy --split all|val|train|test]",
+    const cli_cmd cmd = {"predict", "--model FILE [--data FILE --labels FILE --out FILE.csv|.npy --split all|val|train|test --eval-batch N]",
                          "Runs a model trained with 'tapegrad train --data' on every sequence of a file, with the\n"
                          "normalisation, window and columns stored in the model, and writes the predictions (and the\n"
                          "class probabilities). With labels it prints the metric against the target's baseline.\n"
@@ -187,7 +189,7 @@ int cmd_predict(int argc, char **argv) {
 #define META(i) (mv[i][0] ? mv[i] : NULL)
     data_opts dopt = {.target = mv[0], .norm = META(8), .ynorm = META(9), .window = atol(mv[11]),
                       .horizon = atol(mv[12]), .classes = atoll(mv[14]), .seed = (uint64_t)atoll(mv[15]),
-                      .idx_no_scale = strcmp(mv[16], "1") == 0, .dtype = m->cfg.dtype,
+                      .idx_no_scale = strcmp(mv[16], "1") == 0, .dtype = m->cfg.dtype, .eval_batch = eval_batch,
                       .seq_column = seq_column ? seq_column : META(5),
                       .label_column = label_column ? label_column : META(6),
                       .feature_columns = features ? features : META(7)};

@@ -249,8 +249,9 @@ static int parse_options(train_args *a, int argc, char **argv) {
         {"--proj", CLI_INT, &a->proj, 1, 4095, "lstm with projections: h is P = proj_size wide, 1 <= P < --hidden "
                                                "(torch's proj_size; default: none)"},
         {"--batch", CLI_INT, &a->batch, 1, 4096, a->batch_help},
-        {"--eval-batch", CLI_INT, &a->eval_batch, 1, 100000, "sequences per forward in the final evaluation, which "
-                                                             "records no tape and runs 256 steps at a time (default: --batch)"},
+        {"--eval-batch", CLI_INT, &a->eval_batch, 1, 100000, "sequences per forward in evaluation, which records no "
+                                                             "tape: the final one (256 steps at a time), and with --data "
+                                                             "every epoch's validation too (default: --batch)"},
         {"--seq", CLI_INT, &a->seq, 1, 100000, a->seq_help},
         {"--lr", CLI_RATE, &a->lr, 0, 10, a->lr_help},
         {"--optim", CLI_STR, &a->optim, 0, 0, tg_optim_kind_list(a->optim_help, sizeof a->optim_help, " | ")},

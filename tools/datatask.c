@@ -10,7 +10,6 @@
 
 #include <tapegrad/autograd.h>
 
-#define EVAL_CHUNK 256
 #define DEFAULT_WINDOW 20
 
 /* ---- the targets: one row each --------------------------------------------------------------------- */
@@ -74,6 +73,7 @@ struct data_src {
     double baseline[3], loss_baseline;
     tg_batcher *bt;              /* training batches (made at the first batch) */
     int64_t B;
+    int64_t eval_batch;          /* sequences per piece of data_predict */
     char desc[600];
     char *features;              /* names, comma-separated */
     /* metadata values (owned strings) */
@@ -318,6 +318,7 @@ data_src *data_src_new(const data_opts *o, char *err, size_t errlen) {
     d->def = def;
     d->dtype = o->dtype;
     d->seed = o->seed;
+    d->eval_batch = o->eval_batch > 0 ? o->eval_batch : DATA_EVAL_BATCH;
     tg_dataset *all = load_one(def, o->path, o->labels, o, o->no_split, err, errlen);
     if (!all) goto fail;
     int64_t N = tg_dataset_size(all);
@@ -651,11 +652,12 @@ int data_predict(const data_src *d, const tg_model *m, data_part part, data_pred
     out->offset[0] = 0;
     for (int64_t n = 0; n < N; n++) out->offset[n + 1] = out->offset[n] + (every ? tg_dataset_length(ds, n) : 1);
     out->v = malloc((size_t)(out->offset[N] * W) * sizeof *out->v);
-    int64_t *idx = malloc(EVAL_CHUNK * sizeof *idx);
+    int64_t per = d->eval_batch < N ? d->eval_batch : N;
+    int64_t *idx = malloc((size_t)(per > 0 ? per : 1) * sizeof *idx);
     if (!out->v || !idx) { free(idx); data_pred_clear(out); snprintf(err, errlen, "out of memory"); return -1; }
     int rc = 0;
-    for (int64_t start = 0; start < N && rc == 0; start += EVAL_CHUNK) {
-        int64_t B = N - start < EVAL_CHUNK ? N - start : EVAL_CHUNK;
+    for (int64_t start = 0; start < N && rc == 0; start += per) {
+        int64_t B = N - start < per ? N - start : per;
         for (int64_t k = 0; k < B; k++) idx[k] = start + k;
         tg_batch bb = {0};
         if (tg_batch_make(ds, idx, B, d->dtype, &bb, err, errlen)) { rc = -1; break; }

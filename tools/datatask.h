@@ -44,7 +44,10 @@ typedef struct data_opts {
     const char *norm, *ynorm;            /* stored statistics (resume, predict); NULL: fit on the training split */
     bool no_split;                       /* predict on the whole file: everything is "val", no training split */
     int64_t classes;                     /* class / tag: C of the model (predict); 0 = from the labels */
+    int64_t eval_batch;                  /* sequences per piece in data_predict (0: DATA_EVAL_BATCH) */
 } data_opts;
+
+#define DATA_EVAL_BATCH 256              /* data_predict's piece when data_opts.eval_batch is 0 */
 
 typedef struct data_src data_src;
 typedef enum data_part { DATA_TRAIN, DATA_VAL, DATA_TEST } data_part;
@@ -85,8 +88,9 @@ int data_batcher_restore(data_src *d, int64_t B, const char *state, char *err, s
  * metric's sum over the batch (correct answers, or squared errors in data units), *den += its count. */
 void data_batch_score(const data_src *d, const tg_tensor *pred, const task_batch *b, double *num, double *den);
 
-/* The model's outputs for every sequence of a part, computed without a tape in chunks of 256 (each
- * chunk streamed one step at a time through tg_model_stream_new: no allocation per step):
+/* The model's outputs for every sequence of a part, computed without a tape in pieces of
+ * data_opts.eval_batch sequences (each piece padded to its longest and streamed one step at a time
+ * through tg_model_stream_new: no allocation per step; memory beyond the outputs is bounded by the piece):
  * class C logits; tag T_n rows of C logits; value / next O values in data units. */
 typedef struct data_pred {
     int64_t n, width;        /* sequences, values per row */

@@ -810,7 +810,9 @@ static int setup_data(task *t, const char *text, char *err, size_t errlen) {
         snprintf(err, errlen, "task data needs --data FILE and --target (%s)", data_target_list());
         return -1;
     }
-    t->data = data_src_new(t->data_opts, err, errlen);
+    data_opts o = *t->data_opts;
+    o.eval_batch = t->eval_batch; /* --eval-batch: the validation of every epoch and the final evaluation */
+    t->data = data_src_new(&o, err, errlen);
     if (!t->data) return -1;
     t->in = data_inputs(t->data);
     t->out = data_outputs(t->data);

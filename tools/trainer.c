@@ -296,9 +296,11 @@ static int epoch_end(trainer *tr, const progress *p, int64_t until, double secon
     }
     const char *m = data_metric_short(d);
     double k = pct ? 100 : 1;
-    if (tr->csv)
+    if (tr->csv) { /* flushed as the epoch ends: a run killed later keeps every finished epoch's row */
         fprintf(tr->csv, "%lld,%lld,%.4f,%.9g,%.9g,%.9g,%.9g\n", (long long)epoch, (long long)tr->step, seconds, tl, tm,
                 ve.loss, ve.metric);
+        fflush(tr->csv);
+    }
     if (p->mode != PROGRESS_OFF) {
         char line[320];
         int w = 1;
