@@ -114,6 +114,19 @@ static void write_sequence_files(void) {
     th_write_npy("x3.npy", "<f8", x3, sizeof x3[0], 3, (int64_t[]){N_SEQ, T_SEQ, 3});
 }
 
+/* train (not --quiet) prints the same table before its first epoch: a data model with its 2 classes. */
+Test(data_cli, train_starts_with_the_summary_table) {
+    write_sequence_files();
+    th_run_result r = th_run("train --data x.npy --labels class.npy --target class --hidden 8 --epochs 1");
+    cr_assert(r.status == 0 || r.status == 1, "status %d: %s", r.status, r.err); /* 1: one epoch may not beat it */
+    const char *table = strstr(r.out, "Layer (type)"), *epoch = strstr(r.out, "epoch 1/1");
+    cr_expect(table && epoch && table < epoch, "no summary table before the first epoch:\n%s", r.out);
+    expect_param_row(r.out, "rnn.weight_ih_l0", "[32, 2]", "64"); /* LSTM: 4 x 8 gates, 2 features */
+    expect_param_row(r.out, "head.weight", "[2, 8]", "16");
+    cr_expect(strstr(r.out, "Total parameters: 402 (") != NULL, "%s", r.out); /* 64+256+32+32 + 16+2 */
+    th_run_free(&r);
+}
+
 /* One long series: two sines and noise (persistence is a poor forecast of it). */
 static void write_series_file(void) {
     static double s[1500];
