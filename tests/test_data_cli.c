@@ -500,6 +500,8 @@ Test(data_cli, data_argument_errors) {
     th_expect_usage_error("train --task adding --data x.npy --target class", "give --task or --data, not both", NULL);
     th_expect_usage_error("train --data x.npy --labels class.npy --target class --val 0 --early-stop 2",
                           "--early-stop needs a validation split", NULL);
+    th_expect_usage_error("train --data x.npy --labels class.npy --target class --val 0", "--val 0 leaves nothing to score",
+                          "--test-data");
     th_expect_usage_error("train --data x.npy --labels class.npy --target class --val 0.95", "--val", "out of range");
     th_expect_usage_error("train --data x.npy --labels tags.npy --target class", "tags.npy", "class labels");
     th_expect_usage_error("train --data x.npy --target value", "--target value needs value labels", "--labels");

@@ -330,6 +330,8 @@ static int check_options(train_args *a) {
     if (a->test_labels && !a->test_data) return cli_fail(cmd, "--test-labels needs --test-data");
     if (a->patience && a->val == 0 && !a->resume)
         return cli_fail(cmd, "--early-stop needs a validation split (--val > 0)");
+    if (a->data && a->val == 0 && !a->test_data && !a->resume)
+        return cli_fail(cmd, "--val 0 leaves nothing to score the model on: give --test-data FILE (or --val > 0)");
     if (!a->task && !a->resume) return cli_fail(cmd, "--task is required (%s), or --data FILE", task_list());
     if (a->task && !task_known(a->task))
         return cli_fail(cmd, "unknown task '%s'%s (known: %s)", a->task,

@@ -399,7 +399,7 @@ int tg_ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim 
         set_err(err, errlen, "cannot load the optimizer state");
         return -1;
     }
-    *step = s;
-    *rng = r;
+    if (step) *step = s;
+    if (rng) *rng = r;
     return 0;
 }

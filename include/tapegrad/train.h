@@ -107,7 +107,7 @@ int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64
  * or NULL with a message in err (unreadable, not a tapegrad checkpoint, a contradiction). */
 tg_model *tg_ckpt_load_model(const char *path, tg_st_file **file, char *err, size_t errlen);
 /* Restores the optimizer (from the .optim file paired with `file`; opt may be NULL), the step and the
- * generator state stored by tg_ckpt_save. Returns 0, or -1 with a message (nothing is changed then;
+ * generator state stored by tg_ckpt_save (step and rng may each be NULL: not wanted). Returns 0, or -1 with a message (nothing is changed then;
  * "A and B are not one checkpoint: ..." for an optimizer file of another save or run). */
 int tg_ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim *opt, int64_t *step, tg_rng *rng,
                              char *err, size_t errlen);
