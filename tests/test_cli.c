@@ -492,7 +492,7 @@ Test(cli, compare_skips_a_cell_that_cannot_run_the_task) {
 
 /* ---- the main job ---------------------------------------------------------------------------------- */
 
-Test(cli, main_job_passes, .timeout = 300) {
+Test(cli, main_job_passes, .timeout = 120) {
     th_run_result r = th_run("%s", "");
     cr_expect_eq(r.status, 0, "tapegrad exited %d: %s", r.status, r.err);
     cr_expect(strstr(r.out, "gradients: PASS") != NULL, "%s", r.out);
