@@ -1,11 +1,15 @@
-/* autograd/op_table.c - the op table, made from the TG_OPS lines in tape_internal.h (the recipe for
- * a new op is there and in docs/design.md). */
+/* autograd/op_table.c - the op table, made from the ops' TG_OP(...) declaration lines (each above its
+ * forward in an autograd/ops_*.c file, collected into TG_OPS by the build: autograd/tape_internal.h;
+ * the recipe for a new op is in docs/design.md §10). */
 #include "autograd/tape_internal.h"
 
 #define IN0 0x1u
 #define IN1 0x2u
 #define IN2 0x4u
 #define IN3 0x8u
+#define IN4 0x10u
+#define IN5 0x20u
+#define IN6 0x40u
 #define OUT TG_SAVES_OUT
 
 const tg_op_info tg_op_table[TG_OP_COUNT] = {

@@ -137,6 +137,7 @@ static tg_tensor *binary(tg_op op, const char *fn, const tg_tensor *a, const tg_
     return out;
 }
 
+TG_OP(ADD, add, 2, 0) /* a + b (broadcast) */
 tg_tensor *tg_add(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_ADD, "tg_add", a, b); }
 /* da += g (summed over a's broadcast axes); db += g */
 void tg__add_backward(tg_record *r, const tg_tensor *g) {
@@ -155,6 +156,7 @@ void tg__add_backward(tg_record *r, const tg_tensor *g) {
     });
 }
 
+TG_OP(SUB, sub, 2, 0) /* a - b (broadcast) */
 tg_tensor *tg_sub(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_SUB, "tg_sub", a, b); }
 /* da += g; db -= g */
 void tg__sub_backward(tg_record *r, const tg_tensor *g) {
@@ -171,6 +173,7 @@ void tg__sub_backward(tg_record *r, const tg_tensor *g) {
     });
 }
 
+TG_OP(MUL, mul, 2, IN0 | IN1) /* a ⊙ b (broadcast) */
 tg_tensor *tg_mul(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_MUL, "tg_mul", a, b); }
 /* da += g ⊙ b; db += g ⊙ a */
 void tg__mul_backward(tg_record *r, const tg_tensor *g) {
@@ -185,6 +188,7 @@ void tg__mul_backward(tg_record *r, const tg_tensor *g) {
     });
 }
 
+TG_OP(DIV, div, 2, IN0 | IN1) /* a / b (broadcast) */
 tg_tensor *tg_div(const tg_tensor *a, const tg_tensor *b) { return binary(TG_OP_DIV, "tg_div", a, b); }
 /* da += g / b; db -= g ⊙ a / b² */
 void tg__div_backward(tg_record *r, const tg_tensor *g) {
@@ -269,6 +273,7 @@ void tg__div_backward(tg_record *r, const tg_tensor *g) {
         return;                                                                   \
     } while (0)
 
+TG_OP(AFFINE, affine, 1, 0) /* f[0] x + f[1]: neg, add/mul/rsub scalar */
 tg_tensor *tg_affine(const tg_tensor *x, double alpha, double beta) {
     UNARY_FORWARD(TG_OP_AFFINE, "tg_affine", x, alpha, beta, P0 * v + P1);
 }
@@ -279,6 +284,7 @@ tg_tensor *tg_add_scalar(const tg_tensor *x, double s) { return tg_affine(x, 1.0
 tg_tensor *tg_mul_scalar(const tg_tensor *x, double s) { return tg_affine(x, s, 0.0); }
 tg_tensor *tg_rsub_scalar(double s, const tg_tensor *x) { return tg_affine(x, -1.0, s); }
 
+TG_OP(POW, pow_scalar, 1, IN0) /* x^f[0] */
 /* Squares (the common case: MSE, variances) skip pow(), which costs ~20x a multiply. */
 tg_tensor *tg_pow_scalar(const tg_tensor *x, double p) {
     if (p == 2.0) UNARY_FORWARD(TG_OP_POW, "tg_pow_scalar", x, p, 0, v * v);
@@ -290,37 +296,45 @@ void tg__pow_scalar_backward(tg_record *r, const tg_tensor *g) {
     UNARY_BACKWARD(r, g, P0 == 0 ? (T)0 : P0 * pow(v, P0 - 1));
 }
 
+TG_OP(EXP, exp, 1, OUT) /* e^x */
 tg_tensor *tg_exp(const tg_tensor *x) { UNARY_FORWARD_KERNEL(TG_OP_EXP, "tg_exp", x, exp); }
 /* dx += g e^x = g y */
 void tg__exp_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, y); }
 
+TG_OP(LOG, log, 1, IN0) /* log x */
 tg_tensor *tg_log(const tg_tensor *x) { UNARY_FORWARD(TG_OP_LOG, "tg_log", x, 0, 0, log(v)); }
 /* dx += g / x */
 void tg__log_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, 1 / v); }
 
+TG_OP(SQRT, sqrt, 1, OUT) /* √x */
 tg_tensor *tg_sqrt(const tg_tensor *x) { UNARY_FORWARD(TG_OP_SQRT, "tg_sqrt", x, 0, 0, sqrt(v)); }
 /* dx += g / (2 y) */
 void tg__sqrt_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, (T)0.5 / y); }
 
+TG_OP(TANH, tanh, 1, OUT) /* tanh x */
 tg_tensor *tg_tanh(const tg_tensor *x) { UNARY_FORWARD_KERNEL(TG_OP_TANH, "tg_tanh", x, tanh); }
 /* dx += g (1 - y²) */
 void tg__tanh_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, 1 - y * y); }
 
+TG_OP(SIGMOID, sigmoid, 1, OUT) /* σ(x) */
 /* σ(x) written so that exp never overflows: for x < 0, e^x / (1 + e^x) (tensor/vmath.c). */
 tg_tensor *tg_sigmoid(const tg_tensor *x) { UNARY_FORWARD_KERNEL(TG_OP_SIGMOID, "tg_sigmoid", x, sigmoid); }
 /* dx += g y (1 - y) */
 void tg__sigmoid_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, y * (1 - y)); }
 
+TG_OP(RELU, relu, 1, OUT) /* max(x, 0) */
 tg_tensor *tg_relu(const tg_tensor *x) { UNARY_FORWARD(TG_OP_RELU, "tg_relu", x, 0, 0, v > 0 ? v : 0); }
 /* dx += g [y > 0]  (relu'(0) = 0, like PyTorch) */
 void tg__relu_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, y > 0 ? (T)1 : (T)0); }
 
+TG_OP(LEAKY_RELU, leaky_relu, 1, IN0) /* x>0 ? x : f[0] x */
 tg_tensor *tg_leaky_relu(const tg_tensor *x, double slope) {
     UNARY_FORWARD(TG_OP_LEAKY_RELU, "tg_leaky_relu", x, slope, 0, v > 0 ? v : P0 * v);
 }
 /* dx += g (x > 0 ? 1 : slope) */
 void tg__leaky_relu_backward(tg_record *r, const tg_tensor *g) { UNARY_BACKWARD(r, g, v > 0 ? (T)1 : P0); }
 
+TG_OP(SOFTPLUS, softplus, 1, IN0) /* log(1+e^x) */
 /* log(1 + e^x) = max(x, 0) + log1p(e^-|x|): exact for large |x| of either sign. */
 tg_tensor *tg_softplus(const tg_tensor *x) {
     UNARY_FORWARD(TG_OP_SOFTPLUS, "tg_softplus", x, 0, 0, (v > 0 ? v : 0) + log1p(exp(-fabs(v))));
@@ -330,12 +344,14 @@ void tg__softplus_backward(tg_record *r, const tg_tensor *g) {
     UNARY_BACKWARD(r, g, v >= 0 ? 1 / (1 + exp(-v)) : exp(v) / (1 + exp(v)));
 }
 
+TG_OP(ABS, abs, 1, IN0) /* |x| */
 tg_tensor *tg_abs(const tg_tensor *x) { UNARY_FORWARD(TG_OP_ABS, "tg_abs", x, 0, 0, fabs(v)); }
 /* dx += g sign(x)  (0 at 0, like PyTorch) */
 void tg__abs_backward(tg_record *r, const tg_tensor *g) {
     UNARY_BACKWARD(r, g, v > 0 ? (T)1 : (v < 0 ? (T)-1 : (T)0));
 }
 
+TG_OP(CLAMP, clamp, 1, IN0) /* min(max(x, f[0]), f[1]) */
 tg_tensor *tg_clamp(const tg_tensor *x, double lo, double hi) {
     if (x && !(lo <= hi)) {
         tg_error("tg_clamp", "bounds [%g, %g]: lo must not exceed hi", lo, hi);
@@ -358,6 +374,7 @@ enum { GATE_SIGMOID, GATE_TANH, GATE_RELU, GATE_IDENTITY };
 
 static int gate_code(int k, int64_t codes) { return (int)((codes >> (2 * k)) & 3); }
 
+TG_OP(GATES, gates, 1, OUT) /* [..,G·H] -> [G,..,H]; k[0] = G, k[1] = codes */
 tg_tensor *tg_gates(const tg_tensor *x, const char *acts) {
     const char *fn = "tg_gates";
     if (!tg__check(fn, "x", x)) return NULL;
@@ -446,6 +463,7 @@ void tg__gates_backward(tg_record *r, const tg_tensor *g) {
 
 /* ---- gru_gates: the GRU's three gates in one pass ------------------------------------------------ */
 
+TG_OP(GRU_GATES, gru_gates, 2, IN1 | OUT) /* GRU r, z, n: [..,3H] x 2 -> [3,..,H] */
 /* Why an op: PyTorch's GRU step written with plain ops chunks both projections into three copies
  * each and runs seven small ops on the pieces; this reads both projections once and writes r, z, n
  * gate-major, so the cell takes them as views (the same idea as tg_gates). */
@@ -547,6 +565,7 @@ static bool lstm_state_shapes(const char *fn, const tg_tensor *gates, const tg_t
     return ok;
 }
 
+TG_OP(LSTM_STATE, lstm_state, 2, IN0 | IN1 | OUT) /* (h', c') of gates [4,..,H] and c: [2,..,H] */
 tg_tensor *tg_lstm_state(const tg_tensor *gates, const tg_tensor *c) {
     const char *fn = "tg_lstm_state";
     if (!tg__check(fn, "gates", gates) || !tg__check(fn, "c", c)) return NULL;
@@ -616,6 +635,7 @@ void tg__lstm_state_backward(tg_record *r, const tg_tensor *g) {
 
 /* ---- lerp: a + w ⊙ (b − a) --------------------------------------------------------------------------- */
 
+TG_OP(LERP, lerp, 3, IN0 | IN1 | IN2) /* a + w ⊙ (b - a) */
 /* Why an op: the GRU and its relatives (MGU, MUT1-3) end with h' = n + z ⊙ (h − n) (or h + f ⊙ (h̃ − h)):
  * three records and three results with plain ops, one here; same rounding as tg_add(a, tg_mul(w,
  * tg_sub(b, a))), so values and gradients are bit-identical to them. */

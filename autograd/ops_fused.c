@@ -112,6 +112,7 @@ static tg_tensor *step_end(tg_op op, step_fwd *s, tg_tensor *xp, const tg_tensor
 
 /* ---- lstm_cell_: one LSTM step ---------------------------------------------------------------------- */
 
+TG_OP(LSTM_CELL, lstm_cell_, -1, IN1 | IN2 | IN3 | OUT) /* LSTM step; in = xp, h, W, c[, b]; aux = gates */
 tg_tensor *tg_lstm_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b,
                          const tg_tensor *c) {
     const tg_tensor *in[5] = {xp, h, W, c, b};
@@ -190,6 +191,7 @@ void tg__lstm_cell__backward(tg_record *r, const tg_tensor *g) {
 
 /* ---- gru_cell_: one GRU step ------------------------------------------------------------------------ */
 
+TG_OP(GRU_CELL, gru_cell_, -1, IN1 | IN2 | OUT) /* GRU step; in = xp, h, W[, b]; aux = gates; out = h', hp_n */
 tg_tensor *tg_gru_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b) {
     const char *fn = "tg_gru_cell_";
     const tg_tensor *in[4] = {xp, h, W, b};

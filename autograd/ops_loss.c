@@ -21,6 +21,7 @@
 /* xlogy(a, b) = 0 if a == 0 (and b is not NaN), else a log b. */
 #define XLOGY(a, b) (isnan(b) ? (b) : ((a) == 0 ? (T)0 : (a) * log(b)))
 
+TG_OP(POINTWISE_LOSS, pointwise_loss, 2, IN0 | IN1) /* loss(x, y) per element; k[0] kind, f[0] β/δ */
 tg_tensor *tg_pointwise_loss(const tg_tensor *x, const tg_tensor *y, tg_pointwise_kind kind, double param) {
     const char *fn = "tg_pointwise_loss";
     if (!tg__check(fn, "input", x) || !tg__check(fn, "target", y)) return NULL;
@@ -139,6 +140,7 @@ void tg__pointwise_loss_backward(tg_record *r, const tg_tensor *g) {
 
 static inline int64_t ctc_prime(const int64_t *tgt, int64_t s, int64_t blank) { return s % 2 ? tgt[s / 2] : blank; }
 
+TG_OP(CTC, ctc_nll, 1, IN0) /* CTC -log p per sequence; aux = α, nll; idx = lengths, targets */
 tg_tensor *tg_ctc_nll(const tg_tensor *log_probs, const int64_t *targets, int64_t target_stride,
                       const int64_t *input_lengths, const int64_t *target_lengths, int64_t blank, bool zero_infinity) {
     const char *fn = "tg_ctc_nll";

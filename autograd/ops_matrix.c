@@ -202,6 +202,7 @@ static tg_tensor *matmul(const char *fn, const tg_tensor *a, const tg_tensor *b,
     return out;
 }
 
+TG_OP(MATMUL, matmul, 2, IN0 | IN1) /* op(a)·op(b); k[0] = trans_a, k[1] = trans_b */
 tg_tensor *tg_matmul(const tg_tensor *a, const tg_tensor *b) { return matmul("tg_matmul", a, b, 0, 0); }
 tg_tensor *tg_matmul_nt(const tg_tensor *a, const tg_tensor *b) { return matmul("tg_matmul_nt", a, b, 0, 1); }
 tg_tensor *tg_matmul_tn(const tg_tensor *a, const tg_tensor *b) { return matmul("tg_matmul_tn", a, b, 1, 0); }
@@ -294,9 +295,11 @@ static tg_tensor *linear_impl(const char *fn, const tg_tensor *x, const tg_tenso
     return out;
 }
 
+TG_OP(LINEAR, linear, -1, IN0 | IN1) /* x·Wᵀ + b; in = x, W[, b] */
 tg_tensor *tg_linear(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b) {
     return linear_impl("tg_linear", x, W, b, NULL, false);
 }
+TG_OP(LINEAR_ADD, linear_add, -1, IN0 | IN1) /* c + x·Wᵀ + b; in = x, W, c[, b] */
 tg_tensor *tg_linear_add(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c) {
     return linear_impl("tg_linear_add", x, W, b, c, true);
 }

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+TG_OP(GATHER, gather_rows, 1, 0) /* rows of weight; idx = indices */
 tg_tensor *tg_gather_rows(const tg_tensor *weight, int64_t n, const int64_t *index) {
     const char *fn = "tg_gather_rows";
     if (!tg__check(fn, "weight", weight)) return NULL;
@@ -61,6 +62,7 @@ tg_tensor *tg_embedding(const tg_tensor *weight, int ndim, const int64_t *shape,
     return tg_reshape(rows, ndim + 1, full);
 }
 
+TG_OP(DROPOUT, dropout, 1, 0) /* x ⊙ mask / (1-p); aux = scaled mask */
 tg_tensor *tg_dropout(const tg_tensor *x, double p, bool train, tg_rng *rng) {
     const char *fn = "tg_dropout";
     if (!tg__check(fn, "x", x)) return NULL;
@@ -96,6 +98,7 @@ void tg__dropout_backward(tg_record *r, const tg_tensor *g) {
     });
 }
 
+TG_OP(MASK_ROWS, mask_rows, 1, 0) /* x[b] ⊙ mask[b]; aux = mask */
 tg_tensor *tg_mask_rows(const tg_tensor *x, const tg_tensor *mask) {
     const char *fn = "tg_mask_rows";
     if (!tg__check(fn, "x", x) || !tg__check(fn, "mask", mask)) return NULL;

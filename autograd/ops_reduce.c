@@ -49,6 +49,7 @@ static tg_tensor *sum_impl(const char *fn, const tg_tensor *x, int axis, bool al
     return out;
 }
 
+TG_OP(SUM, sum, 1, 0) /* over axis k[0] (-1: all); f[0] = 1 or 1/n (mean) */
 tg_tensor *tg_sum(const tg_tensor *x) { return sum_impl("tg_sum", x, 0, true, false, false); }
 tg_tensor *tg_mean(const tg_tensor *x) { return sum_impl("tg_mean", x, 0, true, false, true); }
 tg_tensor *tg_sum_axis(const tg_tensor *x, int axis, bool keepdim) {
@@ -88,6 +89,7 @@ void tg__sum_backward(tg_record *r, const tg_tensor *g) {
     });
 }
 
+TG_OP(MAX, max_axis, 1, 0) /* over axis k[0]; aux = argmax (F64 indices) */
 tg_tensor *tg_max_axis(const tg_tensor *x, int axis, bool keepdim) {
     const char *fn = "tg_max_axis";
     if (!tg__check(fn, "x", x)) return NULL;
@@ -178,6 +180,7 @@ static tg_tensor *softmax_impl(const char *fn, tg_op op, const tg_tensor *x, int
     return out;
 }
 
+TG_OP(SOFTMAX, softmax, 1, OUT) /* along axis k[0] */
 tg_tensor *tg_softmax(const tg_tensor *x, int axis) { return softmax_impl("tg_softmax", TG_OP_SOFTMAX, x, axis); }
 /* dx += y ⊙ (g - Σ_axis g ⊙ y) */
 void tg__softmax_backward(tg_record *r, const tg_tensor *g) {
@@ -198,6 +201,7 @@ void tg__softmax_backward(tg_record *r, const tg_tensor *g) {
     });
 }
 
+TG_OP(LOG_SOFTMAX, log_softmax, 1, OUT) /* along axis k[0] */
 tg_tensor *tg_log_softmax(const tg_tensor *x, int axis) {
     return softmax_impl("tg_log_softmax", TG_OP_LOG_SOFTMAX, x, axis);
 }

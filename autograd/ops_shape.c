@@ -55,6 +55,7 @@ static void transpose_kernel(tg_dtype dt, void *dst, const void *src, int ndim, 
     });
 }
 
+TG_OP(TRANSPOSE, transpose, 1, 0) /* swap axes k[0], k[1] */
 tg_tensor *tg_transpose(const tg_tensor *x, int axis0, int axis1) {
     const char *fn = "tg_transpose";
     if (!tg__check(fn, "x", x)) return NULL;
@@ -81,6 +82,7 @@ void tg__transpose_backward(tg_record *r, const tg_tensor *g) {
 
 /* ---- reshape and select: views ------------------------------------------------------------------ */
 
+TG_OP(RESHAPE, reshape, 1, 0) /* same data, new shape (a view) */
 tg_tensor *tg_reshape(const tg_tensor *x, int ndim, const int64_t *shape) {
     if (!tg__check("tg_reshape", "x", x)) return NULL;
     tg_tensor *out = tg_reshape_view(x, ndim, shape);
@@ -97,6 +99,7 @@ void tg__reshape_backward(tg_record *r, const tg_tensor *g) {
     if (gx) copy_rows(g->dtype, tg__ptr(gx), 0, tg__ptr(g), 0, 1, g->numel, !assign);
 }
 
+TG_OP(SELECT, select, 1, 0) /* x[k[0]] along axis 0 (a view) */
 tg_tensor *tg_select(const tg_tensor *x, int64_t index) {
     if (!tg__check("tg_select", "x", x)) return NULL;
     if (x->ndim < 1 || index < 0 || index >= x->shape[0]) {
@@ -123,6 +126,7 @@ void tg__select_backward(tg_record *r, const tg_tensor *g) {
 
 /* ---- slice, chunk ------------------------------------------------------------------------------- */
 
+TG_OP(SLICE, slice, 1, 0) /* x[k[1]:k[2]] along axis k[0] */
 tg_tensor *tg_slice(const tg_tensor *x, int axis, int64_t begin, int64_t end) {
     const char *fn = "tg_slice";
     if (!tg__check(fn, "x", x)) return NULL;
@@ -192,6 +196,7 @@ static bool check_list(const char *fn, int n, tg_tensor *const *xs) {
     return true;
 }
 
+TG_OP(CONCAT, concat, -1, 0) /* along axis k[0] */
 tg_tensor *tg_concat(int n, tg_tensor *const *xs, int axis) {
     const char *fn = "tg_concat";
     if (!check_list(fn, n, xs)) return NULL;
@@ -242,6 +247,7 @@ void tg__concat_backward(tg_record *r, const tg_tensor *g) {
     }
 }
 
+TG_OP(STACK, stack, -1, 0) /* along a new axis 0 */
 tg_tensor *tg_stack(int n, tg_tensor *const *xs) {
     const char *fn = "tg_stack";
     if (!check_list(fn, n, xs)) return NULL;

@@ -9,59 +9,24 @@
 #include <tapegrad/autograd.h>
 #include <tapegrad/ops.h>
 
-/* The ops, one line each: X(ENUM, name, arity, saves) and the op's meaning in a comment.
+/* The ops. Each is declared once, on the line right above its forward in an autograd/ops_*.c file:
+ *     TG_OP(ENUM, name, arity, saves)    followed by its meaning in a comment
+ *     tg_tensor *tg_<name>(...) { ... tg__record(TG_OP_<ENUM>, ...) ... }
+ *     void tg__<name>_backward(tg_record *r, const tg_tensor *g) { ... }
  *   ENUM   the record's op, TG_OP_<ENUM>
  *   name   the public function tg_<name> (ops.h): the op's name in messages, tape dumps and tests;
- *          its backward is tg__<name>_backward, defined right below the forward in an ops_*.c file
+ *          its backward is tg__<name>_backward, defined right below the forward
  *   arity  number of inputs; -1: variadic (concat, stack) or optional ones (linear's bias)
- *   saves  what backward reads: IN0, IN1, IN2 (input i), OUT (the output), or 0. These tensors are
+ *   saves  what backward reads: IN0 .. IN6 (input i), OUT (the output), or 0. These tensors are
  *          version-checked by backward; tests/test_ops.c (saves_are_all_backward_reads) poisons
  *          every other input and the output after the forward and requires identical gradients.
- * The enum, the op table (op_table.c) and the backward prototypes below are made from these lines,
- * so a missing backward fails the link ("undefined reference to tg__<name>_backward"). An X-macro
- * rather than a table of designated initialisers because the enum and the prototypes must follow
- * from the same line, which a C initialiser cannot give. Recipe: docs/design.md, "Adding an op". */
-#define TG_OPS(X) \
-    X(ADD, add, 2, 0)                        /* a + b (broadcast) */                                \
-    X(SUB, sub, 2, 0)                        /* a - b (broadcast) */                                \
-    X(MUL, mul, 2, IN0 | IN1)                /* a ⊙ b (broadcast) */                                \
-    X(DIV, div, 2, IN0 | IN1)                /* a / b (broadcast) */                                \
-    X(AFFINE, affine, 1, 0)                  /* f[0] x + f[1]: neg, add/mul/rsub scalar */          \
-    X(POW, pow_scalar, 1, IN0)               /* x^f[0] */                                           \
-    X(EXP, exp, 1, OUT)                      /* e^x */                                              \
-    X(LOG, log, 1, IN0)                      /* log x */                                            \
-    X(SQRT, sqrt, 1, OUT)                    /* √x */                                               \
-    X(TANH, tanh, 1, OUT)                    /* tanh x */                                           \
-    X(SIGMOID, sigmoid, 1, OUT)              /* σ(x) */                                             \
-    X(RELU, relu, 1, OUT)                    /* max(x, 0) */                                        \
-    X(LEAKY_RELU, leaky_relu, 1, IN0)        /* x>0 ? x : f[0] x */                                 \
-    X(SOFTPLUS, softplus, 1, IN0)            /* log(1+e^x) */                                       \
-    X(ABS, abs, 1, IN0)                      /* |x| */                                              \
-    X(CLAMP, clamp, 1, IN0)                  /* min(max(x, f[0]), f[1]) */                          \
-    X(MATMUL, matmul, 2, IN0 | IN1)          /* op(a)·op(b); k[0] = trans_a, k[1] = trans_b */      \
-    X(LINEAR, linear, -1, IN0 | IN1)         /* x·Wᵀ + b; in = x, W[, b] */                         \
-    X(LINEAR_ADD, linear_add, -1, IN0 | IN1) /* c + x·Wᵀ + b; in = x, W, c[, b] */                  \
-    X(TRANSPOSE, transpose, 1, 0)            /* swap axes k[0], k[1] */                             \
-    X(RESHAPE, reshape, 1, 0)                /* same data, new shape (a view) */                    \
-    X(SELECT, select, 1, 0)                  /* x[k[0]] along axis 0 (a view) */                    \
-    X(SLICE, slice, 1, 0)                    /* x[k[1]:k[2]] along axis k[0] */                     \
-    X(CONCAT, concat, -1, 0)                 /* along axis k[0] */                                  \
-    X(STACK, stack, -1, 0)                   /* along a new axis 0 */                               \
-    X(SUM, sum, 1, 0)                        /* over axis k[0] (-1: all); f[0] = 1 or 1/n (mean) */ \
-    X(MAX, max_axis, 1, 0)                   /* over axis k[0]; aux = argmax (F64 indices) */       \
-    X(SOFTMAX, softmax, 1, OUT)              /* along axis k[0] */                                  \
-    X(LOG_SOFTMAX, log_softmax, 1, OUT)      /* along axis k[0] */                                  \
-    X(GATHER, gather_rows, 1, 0)             /* rows of weight; idx = indices */                    \
-    X(DROPOUT, dropout, 1, 0)                /* x ⊙ mask / (1-p); aux = scaled mask */              \
-    X(MASK_ROWS, mask_rows, 1, 0)            /* x[b] ⊙ mask[b]; aux = mask */                       \
-    X(GATES, gates, 1, OUT)                  /* [..,G·H] -> [G,..,H]; k[0] = G, k[1] = codes */     \
-    X(GRU_GATES, gru_gates, 2, IN1 | OUT)    /* GRU r, z, n: [..,3H] x 2 -> [3,..,H] */     \
-    X(LSTM_STATE, lstm_state, 2, IN0 | IN1 | OUT) /* (h', c') of gates [4,..,H] and c: [2,..,H] */ \
-    X(LERP, lerp, 3, IN0 | IN1 | IN2)        /* a + w ⊙ (b - a) */                                  \
-    X(LSTM_CELL, lstm_cell_, -1, IN1 | IN2 | IN3 | OUT) /* LSTM step; in = xp, h, W, c[, b]; aux = gates */ \
-    X(GRU_CELL, gru_cell_, -1, IN1 | IN2 | OUT) /* GRU step; in = xp, h, W[, b]; aux = gates; out = h', hp_n */ \
-    X(POINTWISE_LOSS, pointwise_loss, 2, IN0 | IN1) /* loss(x, y) per element; k[0] kind, f[0] β/δ */ \
-    X(CTC, ctc_nll, 1, IN0)                  /* CTC -log p per sequence; aux = α, nll; idx = lengths, targets */
+ * The build collects those lines into the X-macro TG_OPS (autograd/gen_op_list.py writes
+ * autograd/tg_op_list.h in the build directory; a malformed line or a name declared twice stops it
+ * naming the file and line), and the enum, the op table (op_table.c) and the backward prototypes
+ * below are made from it. A forward without its line does not build ("'TG_OP_<ENUM>' undeclared"),
+ * a line without its backward does not link ("undefined reference to tg__<name>_backward"). Why the
+ * line sits in the .c file rather than in a list here: docs/design.md §5. Recipe: §10, "Adding an op". */
+#include "autograd/tg_op_list.h"
 
 typedef enum tg_op {
 #define TG__OP_ENUM(E, name, arity, saves) TG_OP_##E,
@@ -149,4 +114,10 @@ const tg_record *tg__tape_record(size_t i);
 #define TG__OP_BACKWARD_PROTO(E, name, arity, saves) void tg__##name##_backward(tg_record *r, const tg_tensor *g);
 TG_OPS(TG__OP_BACKWARD_PROTO)
 #undef TG__OP_BACKWARD_PROTO
+/* An op's declaration line in its ops_*.c file: its backward's prototype, and a constant that needs
+ * TG_OP_<ENUM>, so a line the generator did not read (a file missing from autograd/meson.build's
+ * op_sources) fails the build naming the op. */
+#define TG_OP(E, name, arity, saves) \
+    enum { tg__op_declared_##E = TG_OP_##E };                                                          \
+    void tg__##name##_backward(tg_record *r, const tg_tensor *g);
 #endif

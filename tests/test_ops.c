@@ -306,7 +306,7 @@ Test(ops, every_op_in_the_table_has_a_gradcheck_row) {
     }
 }
 
-/* `saves` is a checked fact: after the forward, every tensor of the record that its TG_OPS line does
+/* `saves` is a checked fact: after the forward, every tensor of the record that its TG_OP line does
  * not declare as read by backward (inputs and output) is overwritten with NaN in its storage, and the
  * gradients must come out bit for bit as without the poison. An op whose backward reads a tensor it
  * did not declare would give silently wrong gradients after an in-place write (nothing version-checks
@@ -376,9 +376,9 @@ Test(ops, saves_are_all_backward_reads) {
             cr_assert((ref[i] == NULL) == (got[i] == NULL), "row %d (%s) input %d", r, rows[r].op, i);
             if (ref[i])
                 cr_expect(memcmp(tg_cdata(ref[i]), tg_cdata(got[i]), (size_t)tg_numel(ref[i]) * sizeof(double)) == 0,
-                          "%s (row %d): the gradient of input %d changed after poisoning %lld tensors the op's TG_OPS "
-                          "line does not declare as saved: its backward reads one of them (fix `saves` in "
-                          "autograd/tape_internal.h)", rows[r].op, r, i, (long long)poisoned);
+                          "%s (row %d): the gradient of input %d changed after poisoning %lld tensors the op's TG_OP "
+                          "line does not declare as saved: its backward reads one of them (fix `saves` on its TG_OP line "
+                          "above the forward in autograd/ops_*.c)", rows[r].op, r, i, (long long)poisoned);
             tg_release(ref[i]);
             tg_release(got[i]);
         }
