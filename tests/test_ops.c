@@ -160,106 +160,110 @@ typedef struct row {
     int ndim[MAX_IN];
     int64_t shape[MAX_IN][4];
     double lo, hi;       /* input range (kept away from kinks and poles) */
+    const char *torch;   /* NULL, or the same function in PyTorch: a Python expression of the inputs a, b,
+                          * c, d, e (torch, F = torch.nn.functional and the helpers of
+                          * tests/data/gen_op_values.py), from which that script writes this row's value
+                          * case into tests/data/op_values.h (the inputs of the row's shapes and range) */
 } row;
 
 #define S1(a) 1, {a}
 static const row rows[] = {
-    {"tg_add", f_add, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
-    {"tg_add", f_add, 2, {3, 1}, {{2, 3, 4}, {4}}, -1, 1},          /* bias row over leading dims */
-    {"tg_add", f_add, 2, {2, 0}, {{3, 4}, {0}}, -1, 1},             /* scalar */
-    {"tg_add", f_add, 2, {2, 2}, {{3, 1}, {1, 4}}, -1, 1},          /* both broadcast: general path */
-    {"tg_sub", f_sub, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
-    {"tg_sub", f_sub, 2, {1, 2}, {{4}, {3, 4}}, -1, 1},             /* broadcast on the left operand */
-    {"tg_mul", f_mul, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
-    {"tg_mul", f_mul, 2, {2, 2}, {{3, 4}, {3, 1}}, -1, 1},          /* [B,1] against [B,H] */
-    {"tg_mul", f_mul, 2, {3, 2}, {{2, 3, 4}, {1, 4}}, -1, 1},
-    {"tg_div", f_div, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.5, 2},
-    {"tg_div", f_div, 2, {2, 1}, {{3, 4}, {4}}, 0.5, 2},
-    {"tg_div", f_div, 2, {0, 2}, {{0}, {3, 4}}, 0.5, 2},            /* scalar numerator */
-    {"tg_affine", f_neg, 1, {2}, {{3, 4}}, -1, 1},
-    {"tg_affine", f_affine, 1, {2}, {{3, 4}}, -1, 1},
-    {"tg_affine", f_add_scalar, 1, {1}, {{5}}, -1, 1},
-    {"tg_affine", f_mul_scalar, 1, {1}, {{5}}, -1, 1},
-    {"tg_affine", f_rsub, 1, {1}, {{5}}, -1, 1},
-    {"tg_pow_scalar", f_pow, 1, {2}, {{3, 4}}, 0.5, 2},
-    {"tg_pow_scalar", f_pow_neg, 1, {2}, {{3, 4}}, 0.5, 2},
-    {"tg_pow_scalar", f_square, 1, {2}, {{3, 4}}, -2, 2},
-    {"tg_exp", f_exp, 1, {2}, {{3, 4}}, -2, 2},
-    {"tg_log", f_log, 1, {2}, {{3, 4}}, 0.2, 3},
-    {"tg_sqrt", f_sqrt, 1, {2}, {{3, 4}}, 0.2, 3},
-    {"tg_tanh", f_tanh, 1, {3}, {{2, 3, 4}}, -2, 2},
-    {"tg_sigmoid", f_sigmoid, 1, {2}, {{3, 4}}, -4, 4},
-    {"tg_relu", f_relu, 1, {2}, {{3, 4}}, -1, 1},
-    {"tg_leaky_relu", f_leaky, 1, {2}, {{3, 4}}, -1, 1},
-    {"tg_softplus", f_softplus, 1, {2}, {{3, 4}}, -5, 5},
-    {"tg_abs", f_abs, 1, {2}, {{3, 4}}, -1, 1},
-    {"tg_clamp", f_clamp, 1, {2}, {{3, 4}}, -1, 1},
-    {"tg_matmul", f_matmul, 2, {2, 2}, {{3, 5}, {5, 4}}, -1, 1},
-    {"tg_matmul", f_matmul_nt, 2, {2, 2}, {{3, 5}, {4, 5}}, -1, 1},
-    {"tg_matmul", f_matmul_tn, 2, {2, 2}, {{5, 3}, {5, 4}}, -1, 1},
-    {"tg_linear", f_linear, 3, {2, 2, 1}, {{3, 5}, {4, 5}, {4}}, -1, 1},
-    {"tg_linear", f_linear, 3, {3, 2, 1}, {{2, 3, 5}, {4, 5}, {4}}, -1, 1},
-    {"tg_linear", f_linear_nobias, 2, {2, 2}, {{3, 5}, {4, 5}}, -1, 1},
-    {"tg_linear_add", f_linear_add, 3, {2, 2, 2}, {{3, 5}, {4, 5}, {3, 4}}, -1, 1},
-    {"tg_linear_add", f_linear_add_b, 3, {3, 2, 1}, {{2, 3, 5}, {4, 5}, {4}}, -1, 1},
-    {"tg_transpose", f_transpose, 1, {3}, {{2, 3, 4}}, -1, 1},
-    {"tg_transpose", f_transpose2, 1, {2}, {{3, 5}}, -1, 1},
-    {"tg_reshape", f_reshape, 1, {3}, {{2, 3, 4}}, -1, 1},
-    {"tg_select", f_select, 1, {3}, {{3, 2, 4}}, -1, 1},
-    {"tg_slice", f_slice0, 1, {2}, {{4, 3}}, -1, 1},
-    {"tg_slice", f_slice1, 1, {3}, {{2, 6, 3}}, -1, 1},
-    {"tg_slice", f_slice2, 1, {2}, {{3, 4}}, -1, 1},
-    {"tg_concat", f_concat0, 2, {2, 2}, {{2, 3}, {4, 3}}, -1, 1},
-    {"tg_concat", f_concat1, 2, {3, 3}, {{2, 1, 3}, {2, 4, 3}}, -1, 1},
-    {"tg_stack", f_stack, 2, {2, 2}, {{2, 3}, {2, 3}}, -1, 1},
-    {"tg_sum", f_sum, 1, {3}, {{2, 3, 4}}, -1, 1},
-    {"tg_sum", f_mean, 1, {2}, {{3, 4}}, -1, 1},
-    {"tg_sum", f_sum0, 1, {3}, {{2, 3, 4}}, -1, 1},
-    {"tg_sum", f_sum1k, 1, {3}, {{2, 3, 4}}, -1, 1},
-    {"tg_sum", f_mean_last, 1, {3}, {{2, 3, 4}}, -1, 1},
-    {"tg_max_axis", f_max0, 1, {3}, {{3, 4, 2}}, -1, 1},
-    {"tg_max_axis", f_max1k, 1, {2}, {{3, 5}}, -1, 1},
-    {"tg_softmax", f_softmax, 1, {2}, {{3, 5}}, -2, 2},
-    {"tg_softmax", f_softmax0, 1, {3}, {{3, 2, 4}}, -2, 2},
-    {"tg_log_softmax", f_log_softmax, 1, {2}, {{3, 5}}, -2, 2},
-    {"tg_log_softmax", f_log_softmax1, 1, {3}, {{2, 4, 3}}, -2, 2},
-    {"tg_gather_rows", f_gather, 1, {2}, {{5, 3}}, -1, 1},
-    {"tg_gather_rows", f_embedding, 1, {2}, {{5, 3}}, -1, 1},
-    {"tg_dropout", f_dropout, 1, {2}, {{6, 5}}, -1, 1},
-    {"tg_mask_rows", f_mask_rows, 1, {3}, {{4, 2, 3}}, -1, 1},
-    {"tg_gates", f_gates_lstm, 1, {2}, {{3, 8}}, -2, 2},
-    {"tg_gates", f_gates_all, 1, {3}, {{2, 3, 12}}, -2, 2},
-    {"tg_gates", f_gates_views, 1, {1}, {{9}}, -2, 2},
-    {"tg_lstm_state", f_lstm_state, 2, {3, 2}, {{4, 3, 5}, {3, 5}}, -2, 2},
-    {"tg_lstm_state", f_lstm_state_views, 2, {2, 2}, {{3, 20}, {3, 5}}, -2, 2},
-    {"tg_lstm_cell_", f_lstm_cell, 5, {2, 2, 2, 1, 2}, {{3, 20}, {3, 5}, {20, 5}, {20}, {3, 5}}, -2, 2},
-    {"tg_lstm_cell_", f_lstm_cell, 5, {2, 2, 2, 1, 2}, {{2, 12}, {2, 2}, {12, 2}, {12}, {2, 3}}, -2, 2}, /* R < H */
-    {"tg_lstm_cell_", f_lstm_cell_nobias, 4, {2, 2, 2, 2}, {{3, 8}, {3, 2}, {8, 2}, {3, 2}}, -2, 2},
-    {"tg_lstm_cell_", f_lstm_cell_inplace, 5, {3, 2, 2, 1, 2}, {{2, 3, 20}, {3, 5}, {20, 5}, {20}, {3, 5}}, -1, 1},
-    {"tg_gru_cell_", f_gru_cell, 4, {2, 2, 2, 1}, {{3, 12}, {3, 4}, {12, 4}, {12}}, -2, 2},
-    {"tg_gru_cell_", f_gru_cell_nobias, 3, {2, 2, 2}, {{2, 9}, {2, 3}, {9, 3}}, -2, 2},
-    {"tg_gru_cell_", f_gru_cell_inplace, 4, {3, 2, 2, 1}, {{2, 3, 12}, {3, 4}, {12, 4}, {12}}, -1, 1},
-    {"tg_lerp", f_lerp, 3, {2, 2, 2}, {{3, 4}, {3, 4}, {3, 4}}, -1, 1},
-    {"tg_lerp", f_lerp_same, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
-    {"tg_gru_gates", f_gru_gates, 2, {2, 2}, {{3, 12}, {3, 12}}, -2, 2},
-    {"tg_gru_gates", f_gru_gates, 2, {3, 3}, {{2, 2, 6}, {2, 2, 6}}, -2, 2},
-    {"tg_gru_gates", f_gru_gates_same, 1, {2}, {{2, 9}}, -2, 2},
-    {"tg_gru_gates", f_gru_gates_views, 3, {2, 2, 2}, {{3, 12}, {3, 12}, {3, 4}}, -2, 2},
-    {"tg_pointwise_loss", f_pwl_l1, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
-    {"tg_pointwise_loss", f_pwl_smooth, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
-    {"tg_pointwise_loss", f_pwl_huber, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
-    {"tg_pointwise_loss", f_pwl_kl, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.1, 0.9},
-    {"tg_pointwise_loss", f_pwl_kl_log, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1},
-    {"tg_pointwise_loss", f_pwl_bce, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.1, 0.9},
-    {"tg_ctc_nll", f_ctc, 1, {3}, {{5, 2, 4}}, -2, 0},
-    {"tg_ctc_nll", f_ctc_log_softmax, 1, {3}, {{5, 2, 4}}, -2, 2},
-    {"fan-out x+x", f_x_plus_x, 1, {2}, {{3, 4}}, -1, 1},
-    {"fan-out x*x", f_x_times_x, 1, {2}, {{3, 4}}, -1, 1},
-    {"fan-out x-2x", f_x_minus_2x, 1, {2}, {{3, 4}}, -1, 1},
-    {"fan-out x/(x+x)", f_x_over_x2, 1, {2}, {{3, 4}}, 0.5, 2},
-    {"fan-out (e^x-x)*x", f_x_minus_x_sq, 1, {2}, {{3, 4}}, -1, 1},
-    {"fan-out (x+x)*x", f_xx_times_x, 1, {2}, {{3, 4}}, -1, 1},
-    {"fan-out four branches", f_four_branches, 1, {2}, {{3, 4}}, -1, 1},
+    {"tg_add", f_add, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, NULL},
+    {"tg_add", f_add, 2, {3, 1}, {{2, 3, 4}, {4}}, -1, 1, "a + b"},          /* bias row over leading dims */
+    {"tg_add", f_add, 2, {2, 0}, {{3, 4}, {0}}, -1, 1, NULL},             /* scalar */
+    {"tg_add", f_add, 2, {2, 2}, {{3, 1}, {1, 4}}, -1, 1, "a + b"},          /* both broadcast: general path */
+    {"tg_sub", f_sub, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, NULL},
+    {"tg_sub", f_sub, 2, {1, 2}, {{4}, {3, 4}}, -1, 1, "a - b"},             /* broadcast on the left operand */
+    {"tg_mul", f_mul, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, NULL},
+    {"tg_mul", f_mul, 2, {2, 2}, {{3, 4}, {3, 1}}, -1, 1, "a * b"},          /* [B,1] against [B,H] */
+    {"tg_mul", f_mul, 2, {3, 2}, {{2, 3, 4}, {1, 4}}, -1, 1, NULL},
+    {"tg_div", f_div, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.5, 2, NULL},
+    {"tg_div", f_div, 2, {2, 1}, {{3, 4}, {4}}, 0.5, 2, "a / b"},
+    {"tg_div", f_div, 2, {0, 2}, {{0}, {3, 4}}, 0.5, 2, NULL},            /* scalar numerator */
+    {"tg_affine", f_neg, 1, {2}, {{3, 4}}, -1, 1, "-a"},
+    {"tg_affine", f_affine, 1, {2}, {{3, 4}}, -1, 1, "-1.5 * a + 0.25"},
+    {"tg_affine", f_add_scalar, 1, {1}, {{5}}, -1, 1, NULL},
+    {"tg_affine", f_mul_scalar, 1, {1}, {{5}}, -1, 1, NULL},
+    {"tg_affine", f_rsub, 1, {1}, {{5}}, -1, 1, "1.0 - a"},
+    {"tg_pow_scalar", f_pow, 1, {2}, {{3, 4}}, 0.5, 2, "a ** 2.5"},
+    {"tg_pow_scalar", f_pow_neg, 1, {2}, {{3, 4}}, 0.5, 2, "a ** -1.5"},
+    {"tg_pow_scalar", f_square, 1, {2}, {{3, 4}}, -2, 2, NULL},
+    {"tg_exp", f_exp, 1, {2}, {{3, 4}}, -2, 2, "torch.exp(a)"},
+    {"tg_log", f_log, 1, {2}, {{3, 4}}, 0.2, 3, "torch.log(a)"},
+    {"tg_sqrt", f_sqrt, 1, {2}, {{3, 4}}, 0.2, 3, "torch.sqrt(a)"},
+    {"tg_tanh", f_tanh, 1, {3}, {{2, 3, 4}}, -2, 2, "torch.tanh(a)"},
+    {"tg_sigmoid", f_sigmoid, 1, {2}, {{3, 4}}, -4, 4, "torch.sigmoid(a)"},
+    {"tg_relu", f_relu, 1, {2}, {{3, 4}}, -1, 1, "torch.relu(a)"},
+    {"tg_leaky_relu", f_leaky, 1, {2}, {{3, 4}}, -1, 1, "F.leaky_relu(a, 0.1)"},
+    {"tg_softplus", f_softplus, 1, {2}, {{3, 4}}, -5, 5, "F.softplus(a)"},
+    {"tg_abs", f_abs, 1, {2}, {{3, 4}}, -1, 1, "torch.abs(a)"},
+    {"tg_clamp", f_clamp, 1, {2}, {{3, 4}}, -1, 1, "torch.clamp(a, -0.5, 0.5)"},
+    {"tg_matmul", f_matmul, 2, {2, 2}, {{3, 5}, {5, 4}}, -1, 1, "a @ b"},
+    {"tg_matmul", f_matmul_nt, 2, {2, 2}, {{3, 5}, {4, 5}}, -1, 1, "a @ b.T"},
+    {"tg_matmul", f_matmul_tn, 2, {2, 2}, {{5, 3}, {5, 4}}, -1, 1, "a.T @ b"},
+    {"tg_linear", f_linear, 3, {2, 2, 1}, {{3, 5}, {4, 5}, {4}}, -1, 1, NULL},
+    {"tg_linear", f_linear, 3, {3, 2, 1}, {{2, 3, 5}, {4, 5}, {4}}, -1, 1, "F.linear(a, b, c)"},
+    {"tg_linear", f_linear_nobias, 2, {2, 2}, {{3, 5}, {4, 5}}, -1, 1, NULL},
+    {"tg_linear_add", f_linear_add, 3, {2, 2, 2}, {{3, 5}, {4, 5}, {3, 4}}, -1, 1, "c + F.linear(a, b)"},
+    {"tg_linear_add", f_linear_add_b, 3, {3, 2, 1}, {{2, 3, 5}, {4, 5}, {4}}, -1, 1, NULL},
+    {"tg_transpose", f_transpose, 1, {3}, {{2, 3, 4}}, -1, 1, "a.transpose(0, 2)"},
+    {"tg_transpose", f_transpose2, 1, {2}, {{3, 5}}, -1, 1, NULL},
+    {"tg_reshape", f_reshape, 1, {3}, {{2, 3, 4}}, -1, 1, "a.reshape(4, -1)"},
+    {"tg_select", f_select, 1, {3}, {{3, 2, 4}}, -1, 1, "a[1]"},
+    {"tg_slice", f_slice0, 1, {2}, {{4, 3}}, -1, 1, NULL},
+    {"tg_slice", f_slice1, 1, {3}, {{2, 6, 3}}, -1, 1, "a[:, 2:5, :]"},
+    {"tg_slice", f_slice2, 1, {2}, {{3, 4}}, -1, 1, NULL},
+    {"tg_concat", f_concat0, 2, {2, 2}, {{2, 3}, {4, 3}}, -1, 1, NULL},
+    {"tg_concat", f_concat1, 2, {3, 3}, {{2, 1, 3}, {2, 4, 3}}, -1, 1, "torch.cat([a, b, a], 1)"},
+    {"tg_stack", f_stack, 2, {2, 2}, {{2, 3}, {2, 3}}, -1, 1, "torch.stack([a, b, a])"},
+    {"tg_sum", f_sum, 1, {3}, {{2, 3, 4}}, -1, 1, "torch.sum(a)"},
+    {"tg_sum", f_mean, 1, {2}, {{3, 4}}, -1, 1, "torch.mean(a)"},
+    {"tg_sum", f_sum0, 1, {3}, {{2, 3, 4}}, -1, 1, NULL},
+    {"tg_sum", f_sum1k, 1, {3}, {{2, 3, 4}}, -1, 1, "a.sum(1, keepdim=True)"},
+    {"tg_sum", f_mean_last, 1, {3}, {{2, 3, 4}}, -1, 1, "a.mean(-1)"},
+    {"tg_max_axis", f_max0, 1, {3}, {{3, 4, 2}}, -1, 1, "a.max(0).values"},
+    {"tg_max_axis", f_max1k, 1, {2}, {{3, 5}}, -1, 1, NULL},
+    {"tg_softmax", f_softmax, 1, {2}, {{3, 5}}, -2, 2, "torch.softmax(a, -1)"},
+    {"tg_softmax", f_softmax0, 1, {3}, {{3, 2, 4}}, -2, 2, NULL},
+    {"tg_log_softmax", f_log_softmax, 1, {2}, {{3, 5}}, -2, 2, NULL},
+    {"tg_log_softmax", f_log_softmax1, 1, {3}, {{2, 4, 3}}, -2, 2, "torch.log_softmax(a, 1)"},
+    {"tg_gather_rows", f_gather, 1, {2}, {{5, 3}}, -1, 1, "a[gather_idx]"},
+    {"tg_gather_rows", f_embedding, 1, {2}, {{5, 3}}, -1, 1, "F.embedding(torch.tensor(gather_idx).reshape(2, 3), a)"},
+    {"tg_dropout", f_dropout, 1, {2}, {{6, 5}}, -1, 1, "dropout(a, 0.3, seed=7)"},
+    {"tg_mask_rows", f_mask_rows, 1, {3}, {{4, 2, 3}}, -1, 1, "a * torch.tensor([1.0, 0.0, 1.0, 0.5]).reshape(4, 1, 1)"},
+    {"tg_gates", f_gates_lstm, 1, {2}, {{3, 8}}, -2, 2, NULL},
+    {"tg_gates", f_gates_all, 1, {3}, {{2, 3, 12}}, -2, 2, "gates(a, 'tris')"},
+    {"tg_gates", f_gates_views, 1, {1}, {{9}}, -2, 2, NULL},
+    {"tg_lstm_state", f_lstm_state, 2, {3, 2}, {{4, 3, 5}, {3, 5}}, -2, 2, "lstm_state(a, b)"},
+    {"tg_lstm_state", f_lstm_state_views, 2, {2, 2}, {{3, 20}, {3, 5}}, -2, 2, NULL},
+    {"tg_lstm_cell_", f_lstm_cell, 5, {2, 2, 2, 1, 2}, {{3, 20}, {3, 5}, {20, 5}, {20}, {3, 5}}, -2, 2, NULL},
+    {"tg_lstm_cell_", f_lstm_cell, 5, {2, 2, 2, 1, 2}, {{2, 12}, {2, 2}, {12, 2}, {12}, {2, 3}}, -2, 2, "lstm_cell(a, b, c, d, e)"}, /* R < H */
+    {"tg_lstm_cell_", f_lstm_cell_nobias, 4, {2, 2, 2, 2}, {{3, 8}, {3, 2}, {8, 2}, {3, 2}}, -2, 2, NULL},
+    {"tg_lstm_cell_", f_lstm_cell_inplace, 5, {3, 2, 2, 1, 2}, {{2, 3, 20}, {3, 5}, {20, 5}, {20}, {3, 5}}, -1, 1, NULL},
+    {"tg_gru_cell_", f_gru_cell, 4, {2, 2, 2, 1}, {{3, 12}, {3, 4}, {12, 4}, {12}}, -2, 2, "gru_cell(a, b, c, d)"},
+    {"tg_gru_cell_", f_gru_cell_nobias, 3, {2, 2, 2}, {{2, 9}, {2, 3}, {9, 3}}, -2, 2, NULL},
+    {"tg_gru_cell_", f_gru_cell_inplace, 4, {3, 2, 2, 1}, {{2, 3, 12}, {3, 4}, {12, 4}, {12}}, -1, 1, NULL},
+    {"tg_lerp", f_lerp, 3, {2, 2, 2}, {{3, 4}, {3, 4}, {3, 4}}, -1, 1, "torch.lerp(a, b, c)"},
+    {"tg_lerp", f_lerp_same, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, NULL},
+    {"tg_gru_gates", f_gru_gates, 2, {2, 2}, {{3, 12}, {3, 12}}, -2, 2, "gru_gates(a, b)"},
+    {"tg_gru_gates", f_gru_gates, 2, {3, 3}, {{2, 2, 6}, {2, 2, 6}}, -2, 2, NULL},
+    {"tg_gru_gates", f_gru_gates_same, 1, {2}, {{2, 9}}, -2, 2, NULL},
+    {"tg_gru_gates", f_gru_gates_views, 3, {2, 2, 2}, {{3, 12}, {3, 12}, {3, 4}}, -2, 2, NULL},
+    {"tg_pointwise_loss", f_pwl_l1, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, "F.l1_loss(a, b, reduction='none')"},
+    {"tg_pointwise_loss", f_pwl_smooth, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, "F.smooth_l1_loss(a, b, reduction='none', beta=0.6)"},
+    {"tg_pointwise_loss", f_pwl_huber, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, "F.huber_loss(a, b, reduction='none', delta=0.4)"},
+    {"tg_pointwise_loss", f_pwl_kl, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.1, 0.9, "F.kl_div(a, b, reduction='none')"},
+    {"tg_pointwise_loss", f_pwl_kl_log, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, "F.kl_div(a, b, reduction='none', log_target=True)"},
+    {"tg_pointwise_loss", f_pwl_bce, 2, {2, 2}, {{3, 4}, {3, 4}}, 0.1, 0.9, "F.binary_cross_entropy(a, b, reduction='none')"},
+    {"tg_ctc_nll", f_ctc, 1, {3}, {{5, 2, 4}}, -2, 0, NULL},
+    {"tg_ctc_nll", f_ctc_log_softmax, 1, {3}, {{5, 2, 4}}, -2, 2, "ctc(torch.log_softmax(a, 2), ctc_targets, ctc_il, ctc_tl)"},
+    {"fan-out x+x", f_x_plus_x, 1, {2}, {{3, 4}}, -1, 1, NULL},
+    {"fan-out x*x", f_x_times_x, 1, {2}, {{3, 4}}, -1, 1, NULL},
+    {"fan-out x-2x", f_x_minus_2x, 1, {2}, {{3, 4}}, -1, 1, NULL},
+    {"fan-out x/(x+x)", f_x_over_x2, 1, {2}, {{3, 4}}, 0.5, 2, NULL},
+    {"fan-out (e^x-x)*x", f_x_minus_x_sq, 1, {2}, {{3, 4}}, -1, 1, NULL},
+    {"fan-out (x+x)*x", f_xx_times_x, 1, {2}, {{3, 4}}, -1, 1, "(a + a) * a"},
+    {"fan-out four branches", f_four_branches, 1, {2}, {{3, 4}}, -1, 1, NULL},
 };
 #define N_ROWS (int)(sizeof rows / sizeof rows[0])
 
@@ -425,7 +429,7 @@ typedef struct value_case {
 #include "data/op_values.h" /* generated by tests/data/gen_op_values.py (torch 1.13, float64) */
 
 /* Every op of the table is on the tape of at least one case (a new op without its PyTorch case fails
- * here with its name). */
+ * here with its name). The cases are the rows with a torch expression, in their order. */
 Test(ops, forward_and_gradient_values_match_pytorch) {
     int n_cases = (int)(sizeof value_cases / sizeof value_cases[0]);
     bool covered[TG_OP_COUNT] = {false};
@@ -457,8 +461,28 @@ Test(ops, forward_and_gradient_values_match_pytorch) {
         for (int i = 0; i < v->n; i++) tg_release(in[i]);
     }
     for (int op = 0; op < TG_OP_COUNT; op++)
-        cr_expect(covered[op], "op %s has no PyTorch value case (add one to tests/data/gen_op_values.py)",
-                  tg_op_table[op].name);
+        cr_expect(covered[op], "op %s has no PyTorch value case (give one of its gradcheck rows in tests/test_ops.c "
+                  "a torch expression and run tests/data/gen_op_values.py)", tg_op_table[op].name);
+}
+
+/* op_values.h is made from the rows: a row given a torch expression (or changed) without rerunning the
+ * generator fails here naming the row. */
+Test(ops, value_cases_are_the_rows_with_a_torch_expression) {
+    int n_cases = (int)(sizeof value_cases / sizeof value_cases[0]), c = 0;
+    for (int r = 0; r < N_ROWS; r++) {
+        if (!rows[r].torch) continue;
+        bool same = c < n_cases && value_cases[c].fn == rows[r].fn && value_cases[c].n == rows[r].n;
+        for (int i = 0; same && i < rows[r].n; i++) {
+            same = value_cases[c].ndim[i] == rows[r].ndim[i];
+            for (int d = 0; same && d < rows[r].ndim[i]; d++) same = value_cases[c].shape[i][d] == rows[r].shape[i][d];
+        }
+        cr_assert(same, "row %d (%s, torch \"%s\") has no matching value case %d in tests/data/op_values.h: "
+                  "regenerate it with /usr/bin/python3 tests/data/gen_op_values.py > tests/data/op_values.h",
+                  r, rows[r].op, rows[r].torch, c);
+        c++;
+    }
+    cr_expect_eq(c, n_cases, "tests/data/op_values.h has %d value cases, the rows with a torch expression %d: "
+                 "regenerate it with tests/data/gen_op_values.py", n_cases, c);
 }
 
 /* ---- stability ---------------------------------------------------------------------------------- */

@@ -3,10 +3,18 @@
 (float64), the independent source the value tests in tests/test_ops.c compare against.
 
 Run with Debian's python3-torch:  /usr/bin/python3 tests/data/gen_op_values.py > tests/data/op_values.h
-For each case: inputs (deterministic values), a projection P of the output's shape, the output, and
-the gradient of sum(output * P) with respect to every input."""
+The cases are not listed here: each is a gradcheck row of tests/test_ops.c that carries a torch
+expression (its last field), read from that file, so an op's test is written once, in its row.
+For each case: inputs (deterministic values of the row's shapes and range), a projection P of the
+output's shape, the output, and the gradient of sum(output * P) with respect to every input."""
+import ast
 import math
+import os
+import re
+import sys
+
 import torch
+import torch.nn.functional as F
 
 torch.set_default_dtype(torch.float64)
 
@@ -17,7 +25,6 @@ def vals(shape, k, lo=-1.0, hi=1.0):
     return torch.tensor(v).reshape(shape)
 
 
-idx = [2, 0, 2, 4, 1, 2]
 M64 = (1 << 64) - 1
 
 
@@ -58,13 +65,11 @@ def dropout(a, p=0.3, seed=7):
     return a * torch.where(u < p, torch.zeros_like(u), torch.full_like(u, 1.0 / (1.0 - p)))
 
 
-def gates(acts):
+def gates(a, acts):
+    """tg_gates: the activations of acts ("s" σ, "t" tanh, "r" relu, "i" identity) on a's G blocks, gate-major"""
     f = {"s": torch.sigmoid, "t": torch.tanh, "r": torch.relu, "i": lambda v: v}
-
-    def run(a):
-        H = a.shape[-1] // len(acts)
-        return torch.stack([f[c](a[..., k * H:(k + 1) * H]) for k, c in enumerate(acts)])
-    return run
+    H = a.shape[-1] // len(acts)
+    return torch.stack([f[c](a[..., k * H:(k + 1) * H]) for k, c in enumerate(acts)])
 
 
 def gru_gates(xp, hp):
@@ -74,6 +79,8 @@ def gru_gates(xp, hp):
     r = torch.sigmoid(xr + hr)
     z = torch.sigmoid(xz + hz)
     return torch.stack([r, z, torch.tanh(xn + r * hn)])
+
+
 def lstm_state(gates, c):
     """c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c') from gate-major gates [4, ..., H]; the result [h'; c']"""
     i, f, g, o = gates
@@ -83,85 +90,76 @@ def lstm_state(gates, c):
 
 def lstm_cell(xp, h, w, b, c):
     """the whole LSTM step: [a_i | a_f | a_g | a_o] = xp + h Wᵀ + b, then lstm_state; the result [h'; c']"""
-    i, f, g, o = (xp + torch.nn.functional.linear(h, w, b)).chunk(4, -1)
+    i, f, g, o = (xp + F.linear(h, w, b)).chunk(4, -1)
     return lstm_state((torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)), c)
 
 
 def gru_cell(xp, h, w, b):
     """the whole GRU step: gru_gates(xp, h Wᵀ + b), h' = n + z ⊙ (h − n); the result [h'; hp_n]"""
-    hp = torch.nn.functional.linear(h, w, b)
+    hp = F.linear(h, w, b)
     r, z, n = gru_gates(xp, hp)
     return torch.stack([torch.lerp(n, h, z), hp.chunk(3, -1)[2]])
 
 
-mask = torch.tensor([1.0, 0.0, 1.0, 0.5])
-CASES = [
-    # name (FN in test_ops.c), torch function, input shapes, range
-    ("f_add", lambda a, b: a + b, [(2, 3, 4), (4,)], (-1, 1)),
-    ("f_add", lambda a, b: a + b, [(3, 1), (1, 4)], (-1, 1)),
-    ("f_sub", lambda a, b: a - b, [(4,), (3, 4)], (-1, 1)),
-    ("f_mul", lambda a, b: a * b, [(3, 4), (3, 1)], (-1, 1)),
-    ("f_div", lambda a, b: a / b, [(3, 4), (4,)], (0.5, 2)),
-    ("f_neg", lambda a: -a, [(5,)], (-1, 1)),
-    ("f_affine", lambda a: -1.5 * a + 0.25, [(5,)], (-1, 1)),
-    ("f_rsub", lambda a: 1.0 - a, [(5,)], (-1, 1)),
-    ("f_pow", lambda a: a ** 2.5, [(6,)], (0.5, 2)),
-    ("f_pow_neg", lambda a: a ** -1.5, [(6,)], (0.5, 2)),
-    ("f_exp", torch.exp, [(6,)], (-2, 2)),
-    ("f_log", torch.log, [(6,)], (0.2, 3)),
-    ("f_sqrt", torch.sqrt, [(6,)], (0.2, 3)),
-    ("f_tanh", torch.tanh, [(6,)], (-3, 3)),
-    ("f_sigmoid", torch.sigmoid, [(6,)], (-5, 5)),
-    ("f_relu", torch.relu, [(6,)], (-1, 1)),
-    ("f_leaky", lambda a: torch.nn.functional.leaky_relu(a, 0.1), [(6,)], (-1, 1)),
-    ("f_softplus", torch.nn.functional.softplus, [(6,)], (-5, 5)),
-    ("f_abs", torch.abs, [(6,)], (-1, 1)),
-    ("f_clamp", lambda a: torch.clamp(a, -0.5, 0.5), [(6,)], (-1, 1)),
-    ("f_matmul", torch.matmul, [(3, 5), (5, 4)], (-1, 1)),
-    ("f_matmul_nt", lambda a, b: a @ b.T, [(3, 5), (4, 5)], (-1, 1)),
-    ("f_matmul_tn", lambda a, b: a.T @ b, [(5, 3), (5, 4)], (-1, 1)),
-    ("f_linear", torch.nn.functional.linear, [(2, 3, 5), (4, 5), (4,)], (-1, 1)),
-    ("f_transpose", lambda a: a.transpose(0, 2), [(2, 3, 4)], (-1, 1)),
-    ("f_reshape", lambda a: a.reshape(4, -1), [(2, 3, 4)], (-1, 1)),
-    ("f_select", lambda a: a[1], [(3, 2, 4)], (-1, 1)),
-    ("f_slice1", lambda a: a[:, 2:5, :], [(2, 6, 3)], (-1, 1)),
-    ("f_concat1", lambda a, b: torch.cat([a, b, a], 1), [(2, 1, 3), (2, 4, 3)], (-1, 1)),
-    ("f_stack", lambda a, b: torch.stack([a, b, a]), [(2, 3), (2, 3)], (-1, 1)),
-    ("f_sum", torch.sum, [(2, 3, 4)], (-1, 1)),
-    ("f_mean", torch.mean, [(3, 4)], (-1, 1)),
-    ("f_sum1k", lambda a: a.sum(1, keepdim=True), [(2, 3, 4)], (-1, 1)),
-    ("f_mean_last", lambda a: a.mean(-1), [(2, 3, 4)], (-1, 1)),
-    ("f_max0", lambda a: a.max(0).values, [(3, 4, 2)], (-1, 1)),
-    ("f_softmax", lambda a: torch.softmax(a, -1), [(3, 5)], (-2, 2)),
-    ("f_log_softmax1", lambda a: torch.log_softmax(a, 1), [(2, 4, 3)], (-2, 2)),
-    ("f_gather", lambda w: w[idx], [(5, 3)], (-1, 1)),
-    ("f_embedding", lambda w: torch.nn.functional.embedding(torch.tensor(idx).reshape(2, 3), w), [(5, 3)], (-1, 1)),
-    ("f_mask_rows", lambda a: a * mask.reshape(4, 1, 1), [(4, 2, 3)], (-1, 1)),
-    ("f_xx_times_x", lambda a: (a + a) * a, [(3, 4)], (-1, 1)),
-    # added with the check that every op has a case (the earlier cases keep their numbers)
-    ("f_linear_add", lambda x, w, c: c + torch.nn.functional.linear(x, w), [(3, 5), (4, 5), (3, 4)], (-1, 1)),
-    ("f_gates_all", gates("tris"), [(2, 3, 12)], (-2, 2)),
-    ("f_gru_gates", gru_gates, [(3, 12), (3, 12)], (-2, 2)),
-    ("f_dropout", dropout, [(6, 5)], (-1, 1)),
-    ("f_lstm_state", lstm_state, [(4, 3, 5), (3, 5)], (-1, 1)),
-    ("f_lerp", torch.lerp, [(3, 4), (3, 4), (3, 4)], (-1, 1)),
-    # the fused per-element losses (autograd/ops_loss.c), unreduced
-    ("f_pwl_l1", lambda a, b: torch.nn.functional.l1_loss(a, b, reduction="none"), [(6,), (6,)], (-1, 1)),
-    ("f_pwl_smooth", lambda a, b: torch.nn.functional.smooth_l1_loss(a, b, reduction="none", beta=0.6),
-     [(6,), (6,)], (-1, 1)),
-    ("f_pwl_huber", lambda a, b: torch.nn.functional.huber_loss(a, b, reduction="none", delta=0.4), [(6,), (6,)], (-1, 1)),
-    ("f_pwl_kl", lambda a, b: torch.nn.functional.kl_div(a, b, reduction="none"), [(6,), (6,)], (0.1, 0.9)),
-    ("f_pwl_kl_log", lambda a, b: torch.nn.functional.kl_div(a, b, reduction="none", log_target=True),
-     [(6,), (6,)], (-1, 1)),
-    ("f_pwl_bce", lambda a, b: torch.nn.functional.binary_cross_entropy(a, b, reduction="none"), [(6,), (6,)], (0.1, 0.9)),
-    # CTC behind log_softmax: torch's backward returns the logits' gradient (pytorch/pytorch#52241)
-    ("f_ctc_log_softmax", lambda a: torch.nn.functional.ctc_loss(
-        torch.log_softmax(a, 2), torch.tensor([1, 1, 3, 2, 1]), torch.tensor([5, 4]), torch.tensor([2, 3]),
-        reduction="none"), [(5, 2, 4)], (-2, 2)),
-    # the fused recurrent steps (autograd/ops_fused.c); h of width R = 4 < H = 5 (projections)
-    ("f_lstm_cell", lstm_cell, [(3, 20), (3, 4), (20, 4), (20,), (3, 5)], (-1, 1)),
-    ("f_gru_cell", gru_cell, [(3, 12), (3, 4), (12, 4), (12,)], (-1, 1)),
-]
+def ctc(log_probs, targets, input_lengths, target_lengths):
+    """torch's CTC loss per sequence (behind log_softmax its backward is the logits' gradient,
+    pytorch/pytorch#52241)"""
+    return F.ctc_loss(log_probs, torch.tensor(targets), torch.tensor(input_lengths), torch.tensor(target_lengths),
+                      reduction="none")
+
+
+def c_ints(src, name):
+    """the values of `static const int64_t ... name[] = {...}` in test_ops.c (indices the rows use)"""
+    m = re.search(r"\b" + name + r"\[\]\s*=\s*\{([^}]*)\}", src)
+    if not m:
+        sys.exit(f"gen_op_values.py: {TEST_OPS}: no int64_t array {name}")
+    return [int(v) for v in m.group(1).split(",")]
+
+
+# A gradcheck row of test_ops.c: {"op", fn, n, {ndims}, {{shape}, ...}, lo, hi, "torch expression" or NULL}
+ROW = re.compile(r'^\s*\{"([^"]*)", (f_\w+), (\d+), \{([^}]*)\}, \{(.*)\}, (-?[0-9.]+), (-?[0-9.]+), '
+                 r'(NULL|"([^"\\]*)")\},')
+
+
+def read_cases(path):
+    """The value cases: the gradcheck rows of tests/test_ops.c that carry a torch expression, in order:
+    (fn name, row line, expression, input shapes, (lo, hi))."""
+    src = open(path, encoding="utf-8").read()
+    cases = []
+    for n, line in enumerate(src.split("\n"), 1):
+        if not line.lstrip().startswith('{"'):
+            continue
+        m = ROW.match(line)
+        if not m:
+            if re.match(r'^\s*\{"[^"]*", f_\w+,', line):
+                sys.exit(f"{path}:{n}: error: a gradcheck row this script cannot read (want "
+                         f'{{"op", fn, n, {{ndims}}, {{{{shape}}, ...}}, lo, hi, "torch expression" or NULL}}): {line.strip()}')
+            continue
+        _, fn, k, ndims, shapes, lo, hi, _, expr = m.groups()
+        if expr is None:
+            continue
+        ndims = [int(v) for v in ndims.split(",")]
+        shapes = ast.literal_eval("[" + shapes.replace("{", "[").replace("}", "]") + "]")
+        shapes = [tuple(s[:d]) for s, d in zip(shapes, ndims)]
+        if len(shapes) != int(k):
+            sys.exit(f"{path}:{n}: error: {fn}: {k} inputs but {len(shapes)} shapes")
+        cases.append((fn, n, expr, shapes, (float(lo), float(hi))))
+    if not cases:
+        sys.exit(f"gen_op_values.py: no gradcheck row with a torch expression in {path}")
+    return src, cases
+
+
+TEST_OPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test_ops.c")
+SRC, CASES = read_cases(TEST_OPS)
+NAMES = {"torch": torch, "F": F, "gates": gates, "gru_gates": gru_gates, "lstm_state": lstm_state,
+         "lstm_cell": lstm_cell, "gru_cell": gru_cell, "ctc": ctc, "dropout": dropout,
+         "gather_idx": c_ints(SRC, "gather_idx"), "ctc_targets": c_ints(SRC, "ctc_targets"),
+         "ctc_il": c_ints(SRC, "ctc_il"), "ctc_tl": c_ints(SRC, "ctc_tl")}
+
+
+def torch_fn(fn_name, line, expr):
+    code = compile(f"lambda a=None, b=None, c=None, d=None, e=None: ({expr})", f"test_ops.c:{line} ({fn_name})", "eval")
+    return eval(code, dict(NAMES))
 
 
 def c_array(name, t):
@@ -173,7 +171,8 @@ def c_array(name, t):
 print("/* Generated by tests/data/gen_op_values.py with torch %s (float64). Do not edit. */" % torch.__version__)
 print("#define TORCH_VERSION_OF_OP_VALUES \"%s\"" % torch.__version__)
 rows = []
-for k, (fn_name, fn, shapes, (lo, hi)) in enumerate(CASES):
+for k, (fn_name, line, expr, shapes, (lo, hi)) in enumerate(CASES):
+    fn = torch_fn(fn_name, line, expr)
     ins = [vals(s, 10 * k + i, lo, hi).requires_grad_(True) for i, s in enumerate(shapes)]
     out = fn(*ins)
     proj = vals(tuple(out.shape), 1000 + k, 0.5, 1.5)
