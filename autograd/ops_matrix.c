@@ -107,7 +107,9 @@ static void gemm_w(tg_dtype dt, int ta, int tb, int64_t M, int64_t N, int64_t K,
 #define TG_DEFER_CAP_ROWS 512 /* staged rows per weight (2 K blocks of the F32 GEMM) */
 typedef struct defer_entry {
     tg_tensor *W;       /* owned reference, or NULL: free slot */
-    void *G, *X;        /* [cap, O] and [cap, I] staged rows */
+    void *G, *X;        /* [cap, O] and [cap, I] staged rows (this thread's buffer pool: reused by the
+                         * next pass instead of faulted in afresh) */
+    size_t Gcap, Xcap;  /* their pool capacities */
     int64_t rows, cap;
 } defer_entry;
 static _Thread_local struct {
@@ -134,8 +136,8 @@ static void defer_flush(defer_entry *e) {
 static void defer_clear(defer_entry *e) {
     defer_flush(e);
     tg_release(e->W);
-    free(e->G);
-    free(e->X);
+    tg__scratch_put(e->G, e->Gcap);
+    tg__scratch_put(e->X, e->Xcap);
     memset(e, 0, sizeof *e);
 }
 
@@ -165,9 +167,9 @@ static bool defer_weight_grad(tg_tensor *W, const tg_tensor *g, const tg_tensor 
         g_defer.next = (g_defer.next + 1) % TG_DEFER_SLOTS;
         defer_clear(e);
         e->cap = TG_DEFER_CAP_ROWS;
-        e->G = tg_malloc((size_t)(e->cap * O) * item);
-        e->X = tg_malloc((size_t)(e->cap * I) * item);
-        if (!e->G || !e->X) { free(e->G); free(e->X); memset(e, 0, sizeof *e); return false; }
+        e->G = tg__scratch_get((size_t)(e->cap * O) * item, &e->Gcap);
+        e->X = tg__scratch_get((size_t)(e->cap * I) * item, &e->Xcap);
+        if (!e->G || !e->X) { defer_clear(e); return false; }
         e->W = tg_retain(W);
     }
     if (e->rows + R > e->cap) defer_flush(e);

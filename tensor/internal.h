@@ -46,6 +46,12 @@ static inline void *tg__ptr(const tg_tensor *t) {
 
 /* New tensor with uninitialised data (no checks: the shape was validated by the caller). */
 tg_tensor *tg__alloc(tg_dtype dtype, int ndim, const int64_t *shape);
+/* Raw scratch memory from this thread's buffer pool (64-byte aligned, uninitialised; NULL when out of
+ * memory, with no error reported): for buffers that live for one pass and are needed again by the next
+ * (the staged dW rows of a backward), which malloc + free would fault in afresh every time. Give it back
+ * with tg__scratch_put(p, *cap) on the same thread. */
+void *tg__scratch_get(size_t bytes, size_t *cap);
+void tg__scratch_put(void *p, size_t cap);
 /* Validates a tensor argument: NULL, released. Reports "<fn>: argument <argname> ..." and returns false. */
 bool tg__check(const char *fn, const char *argname, const tg_tensor *t);
 /* Shape check of user-given shapes; reports and returns false. */

@@ -117,6 +117,9 @@ static void buf_put(void *p, size_t cap) {
     g_buf_free[k] = n;
 }
 
+void *tg__scratch_get(size_t bytes, size_t *cap) { return buf_get(bytes ? bytes : 1, cap); }
+void tg__scratch_put(void *p, size_t cap) { if (p) buf_put(p, cap); }
+
 void tg_pool_trim(void) {
     for (int k = 0; k < N_CLASSES; k++)
         while (g_buf_free[k]) { free_node *n = g_buf_free[k]; g_buf_free[k] = n->next; free(n); }
