@@ -20,6 +20,9 @@ static inline double bench_clock_s(clockid_t id) {
 /* This thread's CPU time, in seconds. */
 static inline double bench_cpu_now(void) { return bench_clock_s(CLOCK_THREAD_CPUTIME_ID); }
 
+/* The wall clock (monotonic), in seconds. */
+static inline double bench_wall_now(void) { return bench_clock_s(CLOCK_MONOTONIC); }
+
 static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;

@@ -15,14 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_common.h"
 
 static uint64_t lcg = 88172645463325252ULL;
 static double lcg_uniform(void)
@@ -60,7 +54,7 @@ static double bench_one(int prec, int ta, int tb, int64_t M, int64_t N, int64_t 
     double best = 0.0;
     for (int r = 0; r < repeats; r++) {
         long reps = 0, batch = 1;
-        const double t0 = now_s();
+        const double t0 = bench_wall_now();
         double elapsed = 0.0;
         while (elapsed < min_time) {
             for (long q = 0; q < batch; q++) {
@@ -68,7 +62,7 @@ static double bench_one(int prec, int ta, int tb, int64_t M, int64_t N, int64_t 
                 else tg_gemm_f64(ta, tb, M, N, K, A, lda, B, ldb, 0.0, C, ldc);
             }
             reps += batch;
-            elapsed = now_s() - t0;
+            elapsed = bench_wall_now() - t0;
             if (elapsed < min_time / 8) batch *= 2;
         }
         const double gflops = 2.0 * (double)M * (double)N * (double)K * (double)reps / elapsed * 1e-9;

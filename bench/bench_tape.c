@@ -3,15 +3,10 @@
  * [32,256] tensors where the kernels dominate. Run with `meson test -C build --benchmark` or directly:
  * ./build/bench/bench_tape */
 #include <stdio.h>
-#include <time.h>
 
 #include <tapegrad/tapegrad.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_common.h"
 
 /* One step: 8 recorded ops (mul, add, tanh, sigmoid, mul, sub, pow, mean) then backward and reset. */
 static int chain(tg_tensor *x, tg_tensor *w, tg_tensor *b, bool backward) {
@@ -31,10 +26,10 @@ static void run(tg_dtype dt, int64_t rows, int64_t cols, bool backward) {
     tg_set_requires_grad(b, true);
     for (int i = 0; i < 1000; i++) chain(x, w, b, backward); /* warm the buffer pools */
     long iters = 0, ops = 0;
-    double t0 = now(), t1;
+    double t0 = bench_wall_now(), t1;
     do {
         for (int i = 0; i < 1000; i++) { ops += chain(x, w, b, backward); iters++; }
-        t1 = now();
+        t1 = bench_wall_now();
     } while (t1 - t0 < 0.5);
     printf("  %-4s [%3lld,%3lld]  %-18s %8.1f ns/op   (%ld steps of 8 ops)\n", dt == TG_F32 ? "f32" : "f64",
            (long long)rows, (long long)cols, backward ? "forward+backward" : "forward only", 1e9 * (t1 - t0) / (double)ops,

@@ -51,6 +51,11 @@ typedef struct tgd_array {
 } tgd_array;
 size_t tgd_elem_size(tgd_elem e);
 const char *tgd_elem_name(tgd_elem e);
+/* The format table's rows (data/load.c k_formats), for tests/test_data.c: row k's name ("npy", ...)
+ * and its fuzz target (tests/fuzz/fuzz_<fuzz>.c); NULL for k out of range. */
+int tgd_format_count(void);
+const char *tgd_format_name(int k);
+const char *tgd_format_fuzz(int k);
 bool tgd_elem_integer(tgd_elem e);
 double tgd_array_get(const tgd_array *a, int64_t i);
 int64_t tgd_array_get_int(const tgd_array *a, int64_t i);

@@ -288,6 +288,9 @@ typedef struct data_format {
     /* formats with their own structure (columns, named tensors); labels: from a labels file or NULL */
     tg_dataset *(*parse_dataset)(const unsigned char *buf, size_t len, const char *what, const tgd_array *labels,
                                  const tg_data_options *opt, char *err, size_t errlen);
+    /* its fuzz target tests/fuzz/fuzz_<fuzz>.c (seeds in tests/fuzz/corpus/<fuzz>/); test_data's
+     * every_format_has_its_tests_and_a_fuzz_target checks that they and a malformed_<name> test exist */
+    const char *fuzz;
 } data_format;
 
 static bool probe_npy(const unsigned char *b, size_t n) { return n >= 6 && memcmp(b, "\x93NUMPY", 6) == 0; }
@@ -304,12 +307,16 @@ static bool probe_st(const unsigned char *b, size_t n) {
 }
 
 static const data_format k_formats[] = {
-    {"npy", ".npy", probe_npy, false, 0, tgd_npy_parse, NULL},
-    {"idx", "-ubyte", probe_idx, false, 1.0 / 255.0, tgd_idx_parse, NULL},
-    {"safetensors", ".safetensors", probe_st, false, 0, NULL, tgd_st_parse},
-    {"csv", ".csv", NULL, true, 0, NULL, tgd_csv_parse},
+    {"npy", ".npy", probe_npy, false, 0, tgd_npy_parse, NULL, "npy"},
+    {"idx", "-ubyte", probe_idx, false, 1.0 / 255.0, tgd_idx_parse, NULL, "idx"},
+    {"safetensors", ".safetensors", probe_st, false, 0, NULL, tgd_st_parse, "data_st"},
+    {"csv", ".csv", NULL, true, 0, NULL, tgd_csv_parse, "csv"},
 };
 enum { N_FORMATS = sizeof k_formats / sizeof *k_formats };
+
+int tgd_format_count(void) { return N_FORMATS; }
+const char *tgd_format_name(int k) { return k >= 0 && k < N_FORMATS ? k_formats[k].name : NULL; }
+const char *tgd_format_fuzz(int k) { return k >= 0 && k < N_FORMATS ? k_formats[k].fuzz : NULL; }
 
 static const data_format *find_format(const loaded *f) {
     for (int k = 0; k < N_FORMATS; k++)

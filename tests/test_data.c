@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/internal.h"
 #include "helpers.h"
 
 #ifndef TG_TEST_DATA_DIR
@@ -1161,4 +1162,45 @@ TH_TEST(data, mutated_fixtures_are_loaded_or_refused_with_a_message, th_quiet_ch
     }
     cr_expect_gt(refused, total / 4, "most damage is noticed (%d of %d refused)", refused, total);
     cr_log_info("%d of %d mutated files refused", refused, total);
+}
+
+/* A data format is a row of data/load.c's k_formats; what the build cannot see, this checks for every
+ * row: a malformed_<name> test in this file, its fuzz target tests/fuzz/fuzz_<fuzz>.c listed in
+ * tests/fuzz/meson.build's fuzz_targets, and at least one seed in tests/fuzz/corpus/<fuzz>/. */
+static int seeds_in(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+TH_TEST(data, every_format_has_its_tests_and_a_fuzz_target, th_quiet_check) {
+    const char *tests = TG_TEST_DATA_DIR "/..";
+    char path[1024], want[256];
+    cr_assert_gt(tgd_format_count(), 0);
+    for (int k = 0; k < tgd_format_count(); k++) {
+        const char *name = tgd_format_name(k), *fz = tgd_format_fuzz(k);
+        cr_assert_not_null(fz, "format %s has no .fuzz in data/load.c's k_formats", name);
+        snprintf(path, sizeof path, "%s/test_data.c", tests);
+        char *src = th_slurp(path);
+        cr_assert_not_null(src, "cannot read %s", path);
+        snprintf(want, sizeof want, "TH_TEST(data, malformed_%s", name);
+        cr_expect(strstr(src, want) != NULL, "format %s has no test '%s...' in tests/test_data.c", name, want);
+        free(src);
+        snprintf(path, sizeof path, "%s/fuzz/fuzz_%s.c", tests, fz);
+        struct stat st;
+        cr_expect(stat(path, &st) == 0, "format %s has no fuzz target tests/fuzz/fuzz_%s.c", name, fz);
+        snprintf(path, sizeof path, "%s/fuzz/meson.build", tests);
+        src = th_slurp(path);
+        cr_assert_not_null(src, "cannot read %s", path);
+        snprintf(want, sizeof want, "'%s' :", fz);
+        cr_expect(strstr(src, want) != NULL, "format %s: fuzz_%s is not in tests/fuzz/meson.build's fuzz_targets",
+                  name, fz);
+        free(src);
+        snprintf(path, sizeof path, "%s/fuzz/corpus/%s", tests, fz);
+        cr_expect(seeds_in(path) > 0, "format %s has no seeds in tests/fuzz/corpus/%s/", name, fz);
+    }
 }

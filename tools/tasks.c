@@ -69,6 +69,7 @@ struct task_def {
     task_defaults defaults;       /* seq, hidden, batch, steps, lr */
     const char *metric, *baseline_desc;
     bool lower_better;            /* the metric is an error or a loss (else an accuracy) */
+    bool percent;                 /* the metric is a fraction, shown as a percentage (accuracy, error rate) */
     /* "beats the baseline" means the error (the metric, or 1 - metric for an accuracy) is at least
      * this fraction below the baseline's: error <= (1 - margin) · baseline error. A margin keeps a
      * model that learned nothing from passing on noise (pattern after 1 step: 26.7 % vs 25 %). */
@@ -833,7 +834,7 @@ static const task_def g_tasks[] = {
     {.name = "pattern", .about = "classify a noisy waveform: sine, square, sawtooth or triangle",
      .seq_meaning = "sequence length", .min_seq = 1, .max_seq = 100000, .loss = TASK_LOSS_CE, .every_step = false,
      .defaults = {32, 32, 32, 1500, 1e-2}, .metric = "test accuracy", .baseline_desc = "chance (4 balanced classes)",
-     .lower_better = false, .margin = 0.5, .setup = setup_pattern, .gen = gen_pattern, .eval = eval_pattern},
+     .lower_better = false, .percent = true, .margin = 0.5, .setup = setup_pattern, .gen = gen_pattern, .eval = eval_pattern},
     {.name = "adding", .about = "the adding problem: the sum of the two marked numbers of a sequence",
      .seq_meaning = "sequence length T", .min_seq = 2, .max_seq = 100000, .loss = TASK_LOSS_MSE, .every_step = false,
      .defaults = {50, 32, 32, 2000, 1e-2}, .metric = "test MSE", .baseline_desc = "always predict 1",
@@ -847,7 +848,8 @@ static const task_def g_tasks[] = {
     {.name = "binadd", .about = "binary addition bit by bit; tested on numbers 4x longer than trained on",
      .seq_meaning = "bits of the training numbers", .min_seq = 1, .max_seq = 1000, .loss = TASK_LOSS_BCE,
      .every_step = true, .defaults = {8, 16, 32, 600, 1e-2}, .metric = "test bit error rate",
-     .baseline_desc = "memoryless: a XOR b, no carry", .lower_better = true, .margin = 0.5, .setup = setup_binadd,
+     .baseline_desc = "memoryless: a XOR b, no carry", .lower_better = true, .percent = true, .margin = 0.5,
+     .setup = setup_binadd,
      .gen = gen_binadd, .eval = eval_binadd},
     {.name = "charlm", .about = "character-level language model of a text file (--text FILE)",
      .seq_meaning = "training window length", .min_seq = 1, .max_seq = 100000, .loss = TASK_LOSS_CE,
@@ -973,6 +975,7 @@ task_loss task_loss_kind(const task *t) { return t->data ? data_loss_kind(t->dat
 double task_loss_baseline(const task *t) { return t->loss_baseline; }
 const char *task_metric_name(const task *t) { return t->data ? data_metric_name(t->data) : t->def->metric; }
 bool task_metric_lower_better(const task *t) { return t->data ? data_lower_better(t->data) : t->def->lower_better; }
+bool task_metric_percent(const task *t) { return t->data ? data_metric_percent(t->data) : t->def->percent; }
 double task_metric_baseline(const task *t) { return t->metric_baseline; }
 const char *task_baseline_desc(const task *t) { return t->data ? data_baseline_desc(t->data) : t->def->baseline_desc; }
 const char *task_data_desc(const task *t) { return t->data_desc; }

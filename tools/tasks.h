@@ -106,6 +106,7 @@ task_loss task_loss_kind(const task *t);
 double task_loss_baseline(const task *t);        /* the baseline's loss, in training-loss units */
 const char *task_metric_name(const task *t);     /* "test MSE", "test accuracy", ... */
 bool task_metric_lower_better(const task *t);
+bool task_metric_percent(const task *t);         /* the metric is a fraction shown as a percentage */
 double task_metric_baseline(const task *t);
 /* How far below the baseline the error (the metric, or 1 - metric for an accuracy) must be to count
  * as beating it: error <= (1 - margin) · baseline error (beats_baseline in trainer.h). */

@@ -618,9 +618,7 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
 /* ---- reporting ------------------------------------------------------------------------------------ */
 
 double metric_display(const task *t, double metric, const char **unit) {
-    const char *name = task_name(t);
-    bool pct = task_data(t) ? data_metric_percent(task_data(t))
-                            : strcmp(name, "pattern") == 0 || strcmp(name, "binadd") == 0;
+    bool pct = task_metric_percent(t);
     if (unit) *unit = pct ? "%" : "";
     return pct ? 100 * metric : metric;
 }

@@ -15,8 +15,11 @@
  * the _flags loaders are asked to convert integers (TG_ST_INTEGERS_AS_F64).
  *
  * Errors here are data errors: functions return NULL / -1 and record a one-line message readable with
- * tg_last_error() (they never call the abort handler), free everything they allocated, and never write
- * a partial file: tg_st_save writes to a temporary file in the same directory and renames it.
+ * tg_last_error() (they never call the abort handler), free everything they allocated, and never leave
+ * a partial file: tg_st_save replaces a regular file (or creates one) by writing a temporary file in
+ * the same directory and renaming it over path; a symbolic link is written through (its target
+ * replaced, the link kept); a device or FIFO (/dev/null, a pipe) is written into directly; a directory
+ * is an error.
  */
 #ifndef TAPEGRAD_SAFETENSORS_H
 #define TAPEGRAD_SAFETENSORS_H

@@ -88,6 +88,10 @@ tg_tensor *tg_view_range(const tg_tensor *t, int64_t begin, int64_t end); /* t[b
 tg_tensor *tg_reshape_view(const tg_tensor *t, int ndim, const int64_t *shape); /* one dim may be -1 */
 
 /* ---- inspection (args: borrowed) --------------------------------------------------------------- */
+/* Given NULL or a released tensor (or an axis / index out of range, or the wrong dtype) each reports
+ * through the error handler and, when the handler returns, gives: tg_ndim and tg_dim -1, tg_shape,
+ * tg_data, tg_cdata, tg_f32 and tg_f64 NULL, tg_numel 0, tg_dtype_of TG_F64, tg_get and tg_item NaN,
+ * tg_version 0. tg_same_shape and tg_shares_storage report nothing and answer false for NULL. */
 
 int tg_ndim(const tg_tensor *t);
 int64_t tg_dim(const tg_tensor *t, int axis); /* negative axis counts from the end */
