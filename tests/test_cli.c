@@ -303,6 +303,135 @@ Test(cli, resume_refuses_other_settings) {
     th_expect_usage_error("train --resume a.safetensors --steps 3", "already at step 5", NULL);
 }
 
+/* ---- learning-rate schedules (--sched) ------------------------------------------------------------ */
+
+/* The lr column of a step log (step,loss,seconds,lr): lr[k] of step k + 1. Returns the row count. */
+static int log_lrs(const char *name, double *lr, int max) {
+    char *csv = th_slurp(th_path_in(name));
+    cr_assert(csv, "no %s", name);
+    cr_assert(strncmp(csv, "step,loss,seconds,lr\n", 21) == 0, "%.60s", csv);
+    int n = 0;
+    for (char *line = strchr(csv, '\n'); line && line[1] && n < max; line = strchr(line + 1, '\n')) {
+        long long st;
+        double loss, sec;
+        cr_assert_eq(sscanf(line + 1, "%lld,%lf,%lf,%lf", &st, &loss, &sec, &lr[n]), 4, "row %d: %.60s", n, line + 1);
+        cr_assert_eq(st, n + 1, "row %d is step %lld (a row per step expected)", n, st);
+        n++;
+    }
+    free(csv);
+    return n;
+}
+
+/* Every step's lr in the log is the schedule's closed form (optim.h) at that step's epoch e = step - 1
+ * (the schedules step after every step on the synthetic tasks). */
+Test(cli, sched_lr_follows_the_closed_form) {
+    const double pi = 3.14159265358979323846;
+    struct { const char *spec; int kind; } cases[] = {
+        {"step:step_size=7,gamma=0.5", 0},
+        {"cosine:T_max=40,eta_min=0.001", 1},
+        {"linear:start_factor=0.25,total_iters=8", 2},
+        {"multistep:milestones=5,12,30,gamma=0.2", 3},
+        {"warm_restarts:T_0=5,T_mult=2,eta_min=0.002", 4},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        th_run_result r = th_run("train --task adding --seq 10 --hidden 8 --steps 40 --lr 0.01 --sched %s --log s.csv "
+                                 "--quiet", cases[c].spec);
+        cr_assert_eq(r.status, 0, "%s: %s", cases[c].spec, r.err);
+        cr_expect(strstr(r.out, "lr schedule ") && strstr(r.out, "stepped every step"), "%s", r.out);
+        th_run_free(&r);
+        double lr[64];
+        int n = log_lrs("s.csv", lr, 64);
+        cr_assert_eq(n, 40, "%s: %d rows", cases[c].spec, n);
+        for (int k = 0; k < n; k++) {
+            double e = k, want = 0;
+            switch (cases[c].kind) {
+            case 0: want = 0.01 * pow(0.5, floor(e / 7)); break;
+            case 1: want = 0.001 + (0.01 - 0.001) * (1 + cos(pi * e / 40)) / 2; break;
+            case 2: want = 0.01 * (0.25 + 0.75 * fmin(e, 8) / 8); break;
+            case 3: want = 0.01 * pow(0.2, (e >= 5) + (e >= 12) + (e >= 30)); break;
+            case 4: { /* cycles of 5, 10, 20 epochs */
+                double t = e, Ti = 5;
+                while (t >= Ti) t -= Ti, Ti *= 2;
+                want = 0.002 + (0.01 - 0.002) * (1 + cos(pi * t / Ti)) / 2;
+                break;
+            }
+            }
+            cr_expect(fabs(lr[k] - want) <= 1e-7 * want, "%s: step %d lr %.10g, the closed form %.10g", cases[c].spec,
+                      k + 1, lr[k], want);
+        }
+    }
+}
+
+/* N steps + save + resume to 2N == 2N in one go, with a schedule (its counters in the optimizer file:
+ * warm restarts has two of its own) given again on the resumed command line (the same schedule). */
+Test(cli, resume_is_bit_identical_with_a_schedule) {
+    const char *scheds[] = {"warm_restarts:T_0=7,T_mult=2,eta_min=0.001", "step:step_size=9,gamma=0.7"};
+    for (int i = 0; i < 2; i++) {
+        char args[200];
+        snprintf(args, sizeof args, "--task adding --seq 12 --hidden 16 --sched %s", scheds[i]);
+        resume_case(args);
+        tg_st_file *a = tg_st_load(th_path_in("resumed.optim.safetensors")),
+                   *b = tg_st_load(th_path_in("straight.optim.safetensors"));
+        cr_assert(a && b);
+        const char *keys[] = {"sched.kind", "sched.last_epoch", "group.0.lr", "sched.T_cur", "sched.T_i"};
+        for (int k = 0; k < (i == 0 ? 5 : 3); k++) {
+            const char *va = tg_st_meta(a, keys[k]), *vb = tg_st_meta(b, keys[k]);
+            cr_expect(va && vb && strcmp(va, vb) == 0, "%s: %s is %s after resume, %s in one go", scheds[i], keys[k],
+                      va ? va : "missing", vb ? vb : "missing");
+        }
+        cr_expect(strcmp(tg_st_meta(a, "sched.last_epoch"), "60") == 0, "last_epoch %s", tg_st_meta(a, "sched.last_epoch"));
+        tg_st_free(a);
+        tg_st_free(b);
+    }
+    /* the resumed run keeps its schedule without --sched too */
+    th_run_result r = th_run("train --resume half.safetensors --steps 60 --save again.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    expect_same_tensors("again.safetensors", "straight.safetensors");
+}
+
+Test(cli, sched_argument_errors) {
+    const char *t = "train --task adding --steps 20 --quiet";
+    char cmd[400];
+    struct { const char *args, *msg; } bad[] = {
+        {"--sched step", "--sched step: step needs step_size=VALUE"},
+        {"--sched foo", "unknown schedule 'foo' (known: step, multistep, exponential, cosine, linear, plateau"},
+        {"--sched lambda", "schedule 'lambda' needs C"},
+        {"--sched step:step_size=0", "step: step_size 0 must be >= 1"},
+        {"--sched step:step_size=2.5", "step: step_size '2.5' is not an integer"},
+        {"--sched step:step_size=3,gamma=x", "step: gamma 'x' is not a number"},
+        {"--sched step:step_size=3,step_size=4", "step: step_size is given twice"},
+        {"--sched step:size=3", "step has no argument 'size' (its arguments: step_size, gamma)"},
+        {"--sched step:3", "step: '3' has no name"},
+        {"--sched multistep:milestones=8,4", "multistep: milestones must increase (4 after 8)"},
+        {"--sched linear:start_factor=0", "linear: start_factor 0 must be > 0"},
+        {"--sched plateau", "--sched plateau lowers the lr when the validation metric stops improving: it needs --data"},
+        {"--sched cyclic:base_lr=0.001,max_lr=0.01", "the adam optimizer has no momentum to cycle"},
+        {"--sched onecycle:max_lr=0.01,cycle_momentum=2", "onecycle: cycle_momentum '2' is not one of 0|1|false|true"},
+        {"--sched-every epoch", "--sched-every needs --sched"},
+        {"--sched exponential:gamma=0.9 --sched-every often", "--sched-every must be auto, step or epoch, not 'often'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s", t, bad[i].args);
+        th_expect_usage_error(cmd, bad[i].msg, NULL);
+    }
+    th_run_result r = th_run("train --task adding --seq 10 --hidden 8 --steps 5 --save plain.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    r = th_run("train --task adding --seq 10 --hidden 8 --steps 5 --sched step:step_size=3 --save s.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    th_expect_usage_error("train --resume plain.safetensors --steps 10 --sched step:step_size=3",
+                          "--sched step:step_size=3: the checkpoint was trained without a schedule", NULL);
+    th_expect_usage_error("train --resume s.safetensors --steps 10 --sched step:step_size=4",
+                          "--sched step:step_size=4 differs from the checkpoint's step:step_size=3,gamma=0.1",
+                          NULL);
+    th_expect_usage_error("train --resume s.safetensors --steps 10 --sched cosine",
+                          "--sched cosine differs from the checkpoint's step:step_size=3", NULL);
+    th_expect_usage_error("train --resume s.safetensors --steps 10 --sched-every epoch",
+                          "--sched-every epoch differs from the checkpoint's step", NULL);
+}
+
 /* ---- train's log and plot, sample ------------------------------------------------------------------ */
 
 /* A diverging run: without the flag the loss is reported as inf; with it, the op that overflowed. */
@@ -322,7 +451,7 @@ Test(cli, train_writes_log_and_plot) {
     cr_assert_eq(r.status, 0, "%s", r.err);
     th_run_free(&r);
     char *csv = th_slurp(th_path_in("curve.csv")), *svg = th_slurp(th_path_in("curve.svg"));
-    cr_expect(strncmp(csv, "step,loss,seconds\n", 18) == 0, "%s", csv);
+    cr_expect(strncmp(csv, "step,loss,seconds,lr\n", 21) == 0, "%s", csv);
     int lines = 0;
     for (char *c = csv; *c; c++) lines += *c == '\n';
     cr_expect_eq(lines, 101, "%d lines in the CSV", lines);

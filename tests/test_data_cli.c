@@ -350,7 +350,7 @@ Test(data_cli, predict_reproduces_the_validation_metric) {
 }
 
 /* Data rows of a train --log CSV (lines that start with a digit); *complete says whether the file ends
- * with a newline and every row has the header's 7 fields. */
+ * with a newline and every row has the header's 8 fields (the last: lr). */
 static int log_rows(const char *name, bool *complete) {
     char *s = th_slurp(th_path_in(name));
     int rows = 0;
@@ -361,7 +361,7 @@ static int log_rows(const char *name, bool *complete) {
         rows++;
         int commas = 0;
         for (char *p = l; *p; p++) commas += *p == ',';
-        if (commas != 6) *complete = false;
+        if (commas != 7) *complete = false;
     }
     free(s);
     return rows;
@@ -395,7 +395,7 @@ Test(data_cli, log_rows_are_written_as_each_epoch_ends) {
               "as each epoch ends", rows);
     cr_expect(complete, "the killed run's log ends in a partial row");
     char *s = th_slurp(th_path_in("k.csv"));
-    cr_expect(strncmp(s, "epoch,step,seconds,train_loss,train_acc,val_loss,val_acc\n", 56) == 0, "%.80s", s);
+    cr_expect(strncmp(s, "epoch,step,seconds,train_loss,train_acc,val_loss,val_acc,lr\n", 59) == 0, "%.80s", s);
     free(s);
 }
 
@@ -513,6 +513,119 @@ Test(data_cli, data_argument_errors) {
     th_expect_usage_error("train --data bad.npy --target next", "bad.npy", NULL);
     th_expect_usage_error("train --data x.npy --labels class.npy --target class --test-labels class.npy",
                           "--test-labels needs --test-data", NULL);
+}
+
+/* ---- learning-rate schedules (--sched) on data files ------------------------------------------------ */
+
+typedef struct epoch_row { double val_metric, lr; } epoch_row;
+
+/* The rows of an epoch log (epoch,step,seconds,train_loss,train_M,val_loss,val_M,lr). Returns the count. */
+static int epoch_rows(const char *name, epoch_row *rows, int max) {
+    char *csv = th_slurp(th_path_in(name));
+    cr_assert(csv, "no %s", name);
+    const char *nl = strchr(csv, '\n');
+    cr_assert(nl && nl - csv > 3 && strncmp(nl - 3, ",lr", 3) == 0, "no lr column: %.80s", csv);
+    int n = 0;
+    for (const char *line = nl; line && line[1] && n < max; line = strchr(line + 1, '\n')) {
+        long long e, st;
+        double sec, tl, tm, vl;
+        cr_assert_eq(sscanf(line + 1, "%lld,%lld,%lf,%lf,%lf,%lf,%lf,%lf", &e, &st, &sec, &tl, &tm, &vl,
+                            &rows[n].val_metric, &rows[n].lr), 8, "row %d: %.80s", n, line + 1);
+        cr_assert_eq(e, n + 1);
+        n++;
+    }
+    free(csv);
+    return n;
+}
+
+/* On data files the schedule steps once per epoch (torch's habit): the lr of epoch e is ExponentialLR's
+ * lr · γ^(e-1); with --sched-every step it moves every step: epoch e ends at step e · (steps per epoch). */
+Test(data_cli, sched_steps_every_epoch_on_data) {
+    write_sequence_files();
+    const int epochs = under_valgrind() ? 2 : 4;
+    th_run_result r = th_run("train --data x.npy --labels class.npy --target class --hidden 4 --epochs %d --lr 0.01 "
+                             "--sched exponential:gamma=0.5 --log e.csv --quiet", epochs);
+    cr_assert(r.status == 0 || r.status == 1, "status %d: %s", r.status, r.err);
+    cr_expect(strstr(r.out, "lr schedule exponential:gamma=0.5, stepped every epoch") != NULL, "%s", r.out);
+    th_run_free(&r);
+    epoch_row rows[16];
+    int n = epoch_rows("e.csv", rows, 16);
+    cr_assert_eq(n, epochs);
+    for (int e = 1; e <= n; e++)
+        cr_expect(fabs(rows[e - 1].lr - 0.01 * pow(0.5, e - 1)) <= 1e-9, "epoch %d: lr %.10g", e, rows[e - 1].lr);
+    /* 216 training sequences (--val 0.1), batch 64 (the last short batch kept): 4 steps per epoch */
+    r = th_run("train --data x.npy --labels class.npy --target class --hidden 4 --epochs 2 --lr 0.01 --batch 64 "
+               "--sched exponential:gamma=0.5 --sched-every step --log s.csv --quiet");
+    cr_assert(r.status == 0 || r.status == 1, "status %d: %s", r.status, r.err);
+    th_run_free(&r);
+    n = epoch_rows("s.csv", rows, 16);
+    cr_assert_eq(n, 2);
+    for (int e = 1; e <= n; e++) /* the lr of the epoch's last step, step 4e: 0.01 · 0.5^(4e - 1) */
+        cr_expect(fabs(rows[e - 1].lr - 0.01 * pow(0.5, 4 * e - 1)) <= 1e-9 * rows[e - 1].lr, "epoch %d: lr %.10g", e,
+                  rows[e - 1].lr);
+}
+
+/* plateau on the validation metric: an accuracy, so mode max by default; with patience 0 every epoch
+ * that does not raise the best validation accuracy (by threshold 1e-4, relative) halves the lr. */
+Test(data_cli, plateau_follows_the_validation_metric) {
+    write_sequence_files();
+    const int epochs = under_valgrind() ? 3 : 10;
+    th_run_result r = th_run("train --data x.npy --labels class.npy --target class --hidden 4 --epochs %d --lr 0.02 "
+                             "--batch 64 --sched plateau:patience=0,factor=0.5 --log p.csv --quiet", epochs);
+    cr_assert(r.status == 0 || r.status == 1, "status %d: %s", r.status, r.err);
+    cr_expect(strstr(r.out, "lr schedule plateau:mode=max,factor=0.5,patience=0,") != NULL, "%s", r.out);
+    th_run_free(&r);
+    epoch_row rows[16];
+    int n = epoch_rows("p.csv", rows, 16), cuts = 0;
+    cr_assert_eq(n, epochs);
+    double best = -INFINITY;
+    for (int e = 0; e + 1 < n; e++) {
+        bool better = rows[e].val_metric > best * (1 + 1e-4);
+        if (better) best = rows[e].val_metric;
+        double want = better ? rows[e].lr : rows[e].lr * 0.5;
+        cuts += !better;
+        cr_expect(fabs(rows[e + 1].lr - want) <= 1e-9 * want, "epoch %d: lr %.10g after val_acc %.6g (best %.6g), "
+                  "expected %.10g", e + 2, rows[e + 1].lr, rows[e].val_metric, best, want);
+    }
+    if (!under_valgrind()) cr_expect(cuts > 0, "no epoch without a better val_acc in %d: the test checks nothing", n);
+    th_expect_usage_error("train --data x.npy --labels class.npy --target class --val 0 --test-data x.npy "
+                          "--test-labels class.npy --sched plateau", "--sched plateau needs the validation metric",
+                          "--val > 0");
+    th_expect_usage_error("train --data x.npy --labels class.npy --target class --sched plateau --sched-every step",
+                          "--sched plateau steps at the end of each epoch", NULL);
+}
+
+/* --epochs 2 --save, --resume --epochs 4 == --epochs 4 with plateau (its best and bad-epoch counters are in
+ * the optimizer file), and from the middle of an epoch with a per-step cosine. */
+Test(data_cli, resume_is_bit_identical_with_a_schedule_on_data) {
+    write_sequence_files();
+    const int e1 = under_valgrind() ? 1 : 2;
+    const char *common = "--data x.npy --labels class.npy --target class --hidden 8 --batch 32 --lr 0.02 "
+                         "--sched plateau:patience=0,factor=0.5 --quiet";
+    th_run_result r = th_run("train %s --epochs %d --save a.safetensors", common, e1);
+    cr_assert(r.status == 0 || r.status == 1, "%s", r.err);
+    th_run_free(&r);
+    r = th_run("train --resume a.safetensors --epochs %d --save b.safetensors --quiet", 2 * e1);
+    cr_assert(r.status == 0 || r.status == 1, "%s", r.err);
+    th_run_free(&r);
+    r = th_run("train %s --epochs %d --save c.safetensors", common, 2 * e1);
+    cr_assert(r.status == 0 || r.status == 1, "%s", r.err);
+    th_run_free(&r);
+    expect_same_files("b.safetensors", "c.safetensors");
+    expect_same_files("b.optim.safetensors", "c.optim.safetensors");
+    const char *cos = "--data x.npy --labels value.npy --target value --hidden 8 --batch 32 "
+                      "--sched cosine:T_max=40,eta_min=0.0001 --sched-every step --quiet";
+    r = th_run("train %s --steps 10 --save d.safetensors", cos); /* 7 steps per epoch: stops in epoch 2 */
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    r = th_run("train --resume d.safetensors --steps 24 --save e.safetensors --quiet");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    r = th_run("train %s --steps 24 --save f.safetensors", cos);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    expect_same_files("e.safetensors", "f.safetensors");
+    expect_same_files("e.optim.safetensors", "f.optim.safetensors");
 }
 
 Test(data_cli, predict_errors) {

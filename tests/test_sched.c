@@ -264,3 +264,100 @@ Test(sched, bad_arguments_are_reported) {
     tg_release(w[1]);
     tg_release(q);
 }
+
+/* ---- schedules from text (tg_sched_from_spec, optim/sched_spec.c) -------------------------------- */
+
+/* A spec builds the schedule its constructor builds: both groups' lr (and momentum) equal bit for bit
+ * over 25 epochs; the canonical spec builds it again, whatever length is then, and matches the spec. */
+Test(sched, spec_builds_what_the_constructor_builds) {
+    struct { const char *spec; bool adam; int kind; } cases[] = {
+        {"step:step_size=3,gamma=0.5", false, 0}, {"multistep:milestones=2,5,9", false, 1},
+        {"exponential:gamma=0.9", true, 2},       {"cosine", true, 3},
+        {"linear:start_factor=0.2,total_iters=4", true, 4},
+        {"onecycle:max_lr=0.4,pct_start=0.25,anneal_strategy=linear", true, 5},
+        {"cyclic:base_lr=0.01,max_lr=0.1,step_size_up=4,mode=triangular2", false, 6},
+        {"warm_restarts:T_0=3,T_mult=2,eta_min=0.001", false, 7},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        tg_tensor *w[2], *v[2], *u[2];
+        tg_optim *a = two_groups(cases[c].adam, w), *b = two_groups(cases[c].adam, v), *d = two_groups(cases[c].adam, u);
+        char canon[600], again[600];
+        tg_sched *sa = tg_sched_from_spec(a, cases[c].spec, 25, false, canon, sizeof canon), *sb = NULL;
+        cr_assert(sa, "%s: %s", cases[c].spec, tg_last_error());
+        tg_sched *sd = tg_sched_from_spec(d, canon, 7, true, again, sizeof again); /* another length: no matter */
+        cr_assert(sd, "%s: %s", canon, tg_last_error());
+        cr_expect_str_eq(again, canon);
+        cr_expect(tg_sched_spec_matches(cases[c].spec, canon, false), "%s does not match its canonical %s",
+                  cases[c].spec, canon);
+        switch (cases[c].kind) {
+        case 0: sb = tg_sched_step_lr(b, 3, 0.5); break;
+        case 1: sb = tg_sched_multistep(b, 3, (int64_t[]){2, 5, 9}, 0.1); break;
+        case 2: sb = tg_sched_exponential(b, 0.9); break;
+        case 3: sb = tg_sched_cosine(b, 25, 0); break;
+        case 4: sb = tg_sched_linear(b, 0.2, 1, 4); break;
+        case 5: {
+            tg_onecycle_opts o = tg_onecycle_defaults(0.4, 25);
+            o.pct_start = 0.25;
+            o.anneal_linear = true;
+            sb = tg_sched_onecycle(b, &o);
+            break;
+        }
+        case 6: {
+            tg_cyclic_opts o = tg_cyclic_defaults(0.01, 0.1);
+            o.step_size_up = 4;
+            o.mode = TG_CYCLIC_TRIANGULAR2;
+            sb = tg_sched_cyclic(b, &o);
+            break;
+        }
+        case 7: sb = tg_sched_warm_restarts(b, 3, 2, 0.001); break;
+        }
+        cr_assert(sb);
+        for (int e = 0; e <= 25; e++) {
+            for (int g = 0; g < 2; g++) {
+                cr_expect(tg_optim_lr(a, g) == tg_optim_lr(b, g) && tg_optim_lr(d, g) == tg_optim_lr(b, g),
+                          "%s epoch %d group %d: lr %.17g from the spec, %.17g from its canonical form, %.17g from the "
+                          "constructor", cases[c].spec, e, g, tg_optim_lr(a, g), tg_optim_lr(d, g), tg_optim_lr(b, g));
+                cr_expect(momentum_of(a, g, cases[c].adam) == momentum_of(b, g, cases[c].adam), "%s: momentum", cases[c].spec);
+            }
+            if (e == 25) break;
+            tg_sched_step(sa);
+            tg_sched_step(sb);
+            tg_sched_step(sd);
+        }
+        tg_sched_free(sa);
+        tg_sched_free(sb);
+        tg_sched_free(sd);
+        tg_optim_free(a);
+        tg_optim_free(b);
+        tg_optim_free(d);
+        for (int g = 0; g < 2; g++) tg_release(w[g]), tg_release(v[g]), tg_release(u[g]);
+    }
+}
+
+Test(sched, spec_errors_name_the_problem) {
+    struct { const char *spec; const char *msg; } bad[] = {
+        {"", "the schedule is empty"},
+        {"cosine", "cosine needs T_max=VALUE"}, /* length 0: no run to default to */
+        {"plateau:mode=up", "plateau: mode 'up' is not one of min|max"},
+        {"plateau:factor=1", "plateau: factor 1 must be >= 0, below 1"},
+        {"exponential:gamma=-1", "exponential: gamma -1 must be >= 0"},
+        {"step:step_size=", "step: step_size needs a value"},
+        {"sequential", "schedule 'sequential' needs C"},
+        {"onecycle:max_lr=0", "onecycle: max_lr 0 must be > 0"},
+    };
+    tg_tensor *w[2];
+    tg_optim *opt = two_groups(false, w);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tg_clear_error();
+        cr_expect_null(tg_sched_from_spec(opt, bad[i].spec, 0, false, NULL, 0), "%s was accepted", bad[i].spec);
+        cr_expect(strstr(tg_last_error(), bad[i].msg) != NULL, "%s: '%s', expected '%s'", bad[i].spec, tg_last_error(),
+                  bad[i].msg);
+        cr_expect_eq(tg_sched_spec_check(bad[i].spec, 0, false, NULL, NULL, 0), -1, "%s", bad[i].spec);
+    }
+    tg_clear_error();
+    cr_expect(!tg_sched_spec_matches("step:step_size=4", "step:step_size=3,gamma=0.1", false));
+    cr_expect(tg_sched_spec_matches("step:step_size=3", "step:step_size=3,gamma=0.1", false));
+    cr_expect(!tg_sched_spec_matches("cosine", "step:step_size=3,gamma=0.1", false));
+    tg_optim_free(opt);
+    for (int g = 0; g < 2; g++) tg_release(w[g]);
+}

@@ -106,6 +106,19 @@ static int check_resume_agrees(const train_config *mine, const trainer *tr, int 
         {"--cell", given(argc, argv, "--cell") && strcmp(mine->cell, tr->cfg.cell), mine->cell, tr->cfg.cell},
         {"--optim", given(argc, argv, "--optim") && strcmp(mine->optim, tr->cfg.optim), mine->optim, tr->cfg.optim},
     };
+    if (mine->sched) { /* the same schedule, its defaults taken from the run it was made for */
+        const data_src *d = task_data(tr->task);
+        if (!tr->sched)
+            return cli_fail(cmd, "--sched %s: the checkpoint was trained without a schedule (a resumed run keeps its "
+                                 "settings)", mine->sched);
+        if (!tg_sched_spec_matches(mine->sched, tr->sched_spec, d && !data_lower_better(d)))
+            return cli_fail(cmd, "--sched %s differs from the checkpoint's %s (a resumed run keeps its settings)",
+                            mine->sched, tr->sched_spec);
+    }
+    if (mine->sched_every != SCHED_AUTO && tr->sched &&
+        (mine->sched_every == SCHED_EVERY_EPOCH) != tr->sched_per_epoch)
+        return cli_fail(cmd, "--sched-every %s differs from the checkpoint's %s (a resumed run keeps its settings)",
+                        sched_every_name(mine->sched_every), tr->sched_per_epoch ? "epoch" : "step");
     for (size_t i = 0; i < sizeof chk / sizeof chk[0]; i++)
         if (chk[i].differ)
             return cli_fail(cmd, "%s %s differs from the checkpoint's %s (a resumed run keeps its settings)", chk[i].opt,
@@ -141,11 +154,11 @@ static FILE *open_log(const char *log, bool resumed, const trainer *tr, const cl
         cli_fail(cmd, "cannot write '%s': %s", log, strerror(errno));
         return NULL;
     }
-    if (fresh && task_data(tr->task))
-        fprintf(csv, "epoch,step,seconds,train_loss,train_%s,val_loss,val_%s\n", data_metric_short(task_data(tr->task)),
+    if (fresh && task_data(tr->task)) /* lr: the learning rate of the row's last step */
+        fprintf(csv, "epoch,step,seconds,train_loss,train_%s,val_loss,val_%s,lr\n", data_metric_short(task_data(tr->task)),
                 data_metric_short(task_data(tr->task)));
     else if (fresh)
-        fprintf(csv, "step,loss,seconds\n");
+        fprintf(csv, "step,loss,seconds,lr\n");
     return csv;
 }
 
@@ -211,6 +224,7 @@ typedef struct train_args {
     int argc;
     char **argv;
     const char *task, *cell, *optim, *save, *resume, *log, *plot, *text, *fb, *dtype, *init;
+    const char *sched, *sched_every; /* the learning-rate schedule and when it steps */
     long hidden, layers, batch, eval_batch, seq, epochs, steps, seed, threads;
     long proj;        /* lstm with projections: proj_size (0: none) */
     double lr, clip, dropout, zoneout;
@@ -224,7 +238,7 @@ typedef struct train_args {
     bool idx_raw;
     /* help texts made from the task and optimizer tables */
     char optim_help[160], task_help[256], hidden_help[200], batch_help[200], seq_help[240], steps_help[240],
-        lr_help[240];
+        lr_help[240], sched_help[1600];
     cli_opt opts[48];
     int first_data_only; /* opts[first_data_only..] apply to --data only */
     cli_cmd cmd;
@@ -241,6 +255,12 @@ static int parse_options(train_args *a, int argc, char **argv) {
     task_defaults_help(a->seq_help, sizeof a->seq_help, "the task's length: T, delay, bits, window", 's');
     task_defaults_help(a->lr_help, sizeof a->lr_help, "learning rate, above 0", 'l');
     task_defaults_help(a->steps_help, sizeof a->steps_help, "total optimizer steps", 't');
+    { /* the kinds and their arguments come from the library's rows (tg_sched_spec_help) */
+        int w = snprintf(a->sched_help, sizeof a->sched_help, "learning-rate schedule KIND[:name=value,...], torch's "
+                                                               "names (default: none, a constant --lr); defaults shown:\n");
+        if (w > 0 && (size_t)w < sizeof a->sched_help)
+            tg_sched_spec_help(a->sched_help + w, sizeof a->sched_help - (size_t)w, "                           ");
+    }
     const cli_opt opts[] = {
         {"--task", CLI_STR, &a->task, 0, 0, task_list_sep(a->task_help, sizeof a->task_help, " | ")},
         {"--cell", CLI_STR, &a->cell, 0, 0, "recurrent cell: rnn_tanh, lstm, gru, ... (tapegrad cells lists them)"},
@@ -255,6 +275,9 @@ static int parse_options(train_args *a, int argc, char **argv) {
         {"--seq", CLI_INT, &a->seq, 1, 100000, a->seq_help},
         {"--lr", CLI_RATE, &a->lr, 0, 10, a->lr_help},
         {"--optim", CLI_STR, &a->optim, 0, 0, tg_optim_kind_list(a->optim_help, sizeof a->optim_help, " | ")},
+        {"--sched", CLI_STR, &a->sched, 0, 0, a->sched_help},
+        {"--sched-every", CLI_STR, &a->sched_every, 0, 0, "auto | step | epoch: when --sched steps (auto: every epoch "
+                                                         "with --data, every step on the tasks and for onecycle, cyclic)"},
         {"--clip", CLI_REAL, &a->clip, 0, 1e6, "clip the gradient norm to this (0: no clipping)"},
         {"--epochs", CLI_INT, &a->epochs, 1, 1000000, "train this many epochs (charlm: passes over the text; "
                                                      "else 10,000 examples; default: --steps)"},
@@ -269,7 +292,8 @@ static int parse_options(train_args *a, int argc, char **argv) {
         {"--init", CLI_STR, &a->init, 0, 0, "start from the weights of a safetensors file whose names and shapes fit "
                                             "the model: a checkpoint, or a PyTorch state_dict (with or without the "
                                             "rnn./head. prefixes; F32 or F64)"},
-        {"--log", CLI_STR, &a->log, 0, 0, "append the learning curve to a CSV file (step,loss,seconds)"},
+        {"--log", CLI_STR, &a->log, 0, 0, "append the learning curve to a CSV file (step,loss,seconds,lr; --data: "
+                                          "epoch,step,seconds,train_loss,train_M,val_loss,val_M,lr)"},
         {"--plot", CLI_STR, &a->plot, 0, 0, "write the learning curve as an SVG file"},
         {"--quiet", CLI_FLAG, &a->quiet, 0, 0, "no progress display"},
         {"--dropout", CLI_REAL, &a->dropout, 0, 0.99, "dropout between stacked layers while training"},
@@ -338,6 +362,14 @@ static int check_options(train_args *a) {
                         cli_did_you_mean(cli_suggest_in(a->task, task_list())), task_list());
     char optim_err[320];
     if (!optim_name_ok(a->optim, optim_err, sizeof optim_err)) return cli_fail(cmd, "%s", optim_err);
+    if (a->sched_every && sched_every_from_name(a->sched_every) < SCHED_AUTO)
+        return cli_fail(cmd, "--sched-every must be auto, step or epoch, not '%s'", a->sched_every);
+    if (a->sched_every && !a->sched && !a->resume) return cli_fail(cmd, "--sched-every needs --sched");
+    if (a->sched && tg_sched_spec_check(a->sched, 1, false, NULL, NULL, 0)) {
+        const char *m = tg_last_error(), *pre = "tg_sched_spec: ";
+        if (strncmp(m, pre, strlen(pre)) == 0) m += strlen(pre);
+        return cli_fail(cmd, "--sched %s: %s", a->sched, m);
+    }
     if (strcmp(a->dtype, "f32") && strcmp(a->dtype, "f64"))
         return cli_fail(cmd, "--dtype must be f32 or f64, not '%s'", a->dtype);
     if (a->epochs && a->steps) return cli_fail(cmd, "give --epochs or --steps, not both");
@@ -366,7 +398,8 @@ static int make_config(const train_args *a, train_config *cfg, data_opts *dopt) 
                           .optim = a->optim, .clip = a->clip, .steps = a->steps, .seed = a->seed, .dtype = dt,
                           .dropout = a->dropout, .zoneout = a->zoneout, .proj = a->proj,
                           .data = a->data ? dopt : NULL,
-                          .patience = a->patience, .best_path = a->patience ? a->save : NULL};
+                          .patience = a->patience, .best_path = a->patience ? a->save : NULL, .sched = a->sched,
+                          .sched_every = a->sched_every ? (sched_every)sched_every_from_name(a->sched_every) : SCHED_AUTO};
     if (a->fb) {
         char *end;
         cfg->forget_bias = strtod(a->fb, &end);
@@ -435,6 +468,10 @@ static int start_trainer(const train_args *a, const train_config *cfg, trainer *
         long done = (long)tr->step;
         trainer_free(tr);
         return cli_fail(cmd, "the checkpoint is already at step %ld; --steps is the total to reach", done);
+    }
+    if (!a->resume && trainer_start_sched(tr, err, sizeof err)) { /* over the run's steps, now known */
+        trainer_free(tr);
+        return cli_fail(cmd, "%s", err);
     }
     return GO_ON;
 }

@@ -81,6 +81,67 @@ static int make_optimizer(trainer *tr, char *err, size_t errlen) {
     return 0;
 }
 
+const char *sched_every_name(sched_every e) {
+    return e == SCHED_EVERY_STEP ? "step" : e == SCHED_EVERY_EPOCH ? "epoch" : "auto";
+}
+
+int sched_every_from_name(const char *name) {
+    for (int e = SCHED_AUTO; name && e <= SCHED_EVERY_EPOCH; e++)
+        if (strcmp(name, sched_every_name((sched_every)e)) == 0) return e;
+    return SCHED_AUTO - 1;
+}
+
+/* The library's message without its "tg_sched_spec: " prefix (the spec's own checks). */
+static void sched_err(char *err, size_t n, const char *spec) {
+    const char *m = tg_error_pending() ? tg_last_error() : "out of memory";
+    const char *pre = "tg_sched_spec: ";
+    if (strncmp(m, pre, strlen(pre)) == 0) m += strlen(pre);
+    snprintf(err, n, "--sched %s: %s", spec, m);
+    tg_clear_error();
+}
+
+/* The schedule `spec` over the optimizer, stepped as `every` says, over this run's length (the default
+ * of T_max, total_steps; a resumed run's canonical spec has them all). Returns 0 or -1 + err. */
+static int sched_create(trainer *tr, const char *spec, sched_every every, char *err, size_t errlen) {
+    data_src *d = task_data(tr->task);
+    bool mode_max = d && !data_lower_better(d);
+    tg_sched_kind kind;
+    tg_clear_error();
+    if (tg_sched_spec_check(spec, 1, mode_max, &kind, NULL, 0)) { sched_err(err, errlen, spec); return -1; }
+    bool per_epoch = every == SCHED_EVERY_EPOCH || (every == SCHED_AUTO && d && !tg_sched_spec_per_step(kind));
+    if (kind == TG_SCHED_PLATEAU) {
+        if (!d) {
+            snprintf(err, errlen, "--sched plateau lowers the lr when the validation metric stops improving: it needs "
+                                  "--data with --val > 0 (task %s has no validation set)", tr->cfg.task);
+            return -1;
+        }
+        if (data_size(d, DATA_VAL) == 0) {
+            snprintf(err, errlen, "--sched plateau needs the validation metric: give --val > 0 (with --val 0 there is none)");
+            return -1;
+        }
+        if (every == SCHED_EVERY_STEP) {
+            snprintf(err, errlen, "--sched plateau steps at the end of each epoch, on the validation metric: not with "
+                                  "--sched-every step");
+            return -1;
+        }
+        per_epoch = true;
+    }
+    int64_t per = task_epoch_steps(tr->task, tr->cfg.batch);
+    int64_t length = per_epoch ? (tr->cfg.steps + per - 1) / per : tr->cfg.steps;
+    tr->sched = tg_sched_from_spec(tr->opt, spec, length, mode_max, tr->sched_spec, sizeof tr->sched_spec);
+    if (!tr->sched) { sched_err(err, errlen, spec); return -1; }
+    tr->sched_per_epoch = per_epoch;
+    /* every step: the library's loop steps it right after the optimizer (<tapegrad/trainer.h>) */
+    tr->loop.opts.sched = per_epoch ? NULL : tr->sched;
+    tr->loop.opts.sched_per_epoch = false;
+    return 0;
+}
+
+int trainer_start_sched(trainer *tr, char *err, size_t errlen) {
+    if (!tr->cfg.sched || tr->sched) return 0;
+    return sched_create(tr, tr->cfg.sched, tr->cfg.sched_every, err, errlen);
+}
+
 /* The estimate of a training step (memory.h): the recurrent stack, the head, the optimizer's state
  * (two slots per parameter: Adam's m and v, the most any built-in optimizer keeps), the tape over the
  * task's T steps (read from one batch of one sequence) and the batch itself. Refuses, before the
@@ -211,6 +272,7 @@ void trainer_free(trainer *tr) {
     if (tr->model) best_free(tr);
     epochs_free(&tr->epochs);
     tg_trainer_free(&tr->loop);
+    tg_sched_free(tr->sched);
     tg_optim_free(tr->opt);
     tg_model_free(tr->model);
     task_free(tr->task);
@@ -280,6 +342,11 @@ static int epoch_end(trainer *tr, const progress *p, int64_t until, double secon
     bool has_val = data_size(d, DATA_VAL) > 0;
     if (has_val && data_evaluate(d, tr->model, DATA_VAL, &ve, err, errlen)) return -1;
     tr->ep_loss = tr->ep_n = tr->ep_num = tr->ep_den = 0;
+    if (tr->sched && tr->sched_per_epoch) { /* before a best epoch's checkpoint, which must hold it stepped */
+        tg_clear_error();
+        tg_sched_step_metric(tr->sched, has_val ? ve.metric : tl); /* the metric: plateau's; the others ignore it */
+        if (tg_error_pending()) { lib_err(err, errlen, "the learning-rate schedule's step failed"); return -1; }
+    }
     if (epochs_push(&tr->epochs, epoch, tl, tm, ve.loss, ve.metric)) { snprintf(err, errlen, "out of memory"); return -1; }
     bool pct = data_metric_percent(d), lower = data_lower_better(d);
     bool better = has_val && (isnan(tr->best_metric) || (lower ? ve.metric < tr->best_metric : ve.metric > tr->best_metric));
@@ -297,8 +364,8 @@ static int epoch_end(trainer *tr, const progress *p, int64_t until, double secon
     const char *m = data_metric_short(d);
     double k = pct ? 100 : 1;
     if (tr->csv) { /* flushed as the epoch ends: a run killed later keeps every finished epoch's row */
-        fprintf(tr->csv, "%lld,%lld,%.4f,%.9g,%.9g,%.9g,%.9g\n", (long long)epoch, (long long)tr->step, seconds, tl, tm,
-                ve.loss, ve.metric);
+        fprintf(tr->csv, "%lld,%lld,%.4f,%.9g,%.9g,%.9g,%.9g,%.9g\n", (long long)epoch, (long long)tr->step, seconds, tl,
+                tm, ve.loss, ve.metric, tr->step_lr);
         fflush(tr->csv);
     }
     if (p->mode != PROGRESS_OFF) {
@@ -308,8 +375,9 @@ static int epoch_end(trainer *tr, const progress *p, int64_t until, double secon
         int n = snprintf(line, sizeof line, "epoch %*lld/%lld  loss %.4g  %s %.4g%s", w, (long long)epoch,
                          (long long)epochs, tl, m, k * tm, pct ? "%" : "");
         if (has_val && n > 0 && (size_t)n < sizeof line)
-            snprintf(line + n, sizeof line - (size_t)n, "  val_loss %.4g  val_%s %.4g%s%s", ve.loss, m, k * ve.metric,
-                     pct ? "%" : "", better ? "  (best)" : "");
+            n += snprintf(line + n, sizeof line - (size_t)n, "  val_loss %.4g  val_%s %.4g%s%s", ve.loss, m,
+                          k * ve.metric, pct ? "%" : "", better ? "  (best)" : "");
+        if (tr->sched && n > 0 && (size_t)n < sizeof line) snprintf(line + n, sizeof line - (size_t)n, "  lr %.4g", tr->step_lr);
         printf("%s%-78s\n", p->mode == PROGRESS_TTY ? "\r" : "", line);
     }
     if (tr->cfg.patience > 0 && tr->bad_epochs >= tr->cfg.patience) {
@@ -339,6 +407,7 @@ static tg_tensor *step_loss(tg_trainer *lt, tg_rng *rng, void *user) {
     run_ctx *c = user;
     trainer *tr = c->tr;
     c->share = 1;
+    tr->step_lr = tg_optim_lr(tr->opt, 0);
     if (task_make_batch(tr->task, rng, tr->cfg.batch, &c->b)) {
         snprintf(c->err, c->errlen, "%s", *task_error(tr->task) ? task_error(tr->task) : "out of memory");
         return NULL;
@@ -398,6 +467,11 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
         }
         tr->step = tr->loop.step;
         double lv = tr->last_loss = tr->loop.last_loss;
+        if (rc && isfinite(lv)) { /* completed, then the per-step schedule failed */
+            if (p->mode == PROGRESS_TTY) printf("\n");
+            lib_err(err, errlen, "the learning-rate schedule's step failed");
+            return -1;
+        }
         if (rc) { /* completed with a loss that is not finite */
             tg_clear_error();
             if (p->mode == PROGRESS_TTY) printf("\n");
@@ -417,6 +491,10 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
                 until = tr->step;
                 if (p->mode == PROGRESS_TTY) last_shown = 0;
             }
+        } else if (!data && tr->sched && tr->sched_per_epoch && tr->step % epoch_steps == 0) {
+            tg_clear_error();
+            tg_sched_step(tr->sched);
+            if (tg_error_pending()) { lib_err(err, errlen, "the learning-rate schedule's step failed"); return -1; }
         }
         if (tr->step % tr->log_every == 0) {
             double mean = tr->window_sum / (double)tr->window_n;
@@ -424,7 +502,8 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
                 snprintf(err, errlen, "out of memory");
                 return -1;
             }
-            if (tr->csv && !data) fprintf(tr->csv, "%lld,%.9g,%.4f\n", (long long)tr->step, mean, tr->seconds + (now - t0));
+            if (tr->csv && !data)
+                fprintf(tr->csv, "%lld,%.9g,%.4f,%.9g\n", (long long)tr->step, mean, tr->seconds + (now - t0), tr->step_lr);
             tr->window_sum = 0;
             tr->window_n = 0;
         }
@@ -445,7 +524,7 @@ int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t
 /* ---- checkpoints ---------------------------------------------------------------------------------- */
 
 int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) {
-    enum { OWN = 11, DATA_MAX = 24, EXTRA = 4 };
+    enum { OWN = 11, DATA_MAX = 24, EXTRA = 4, SCHED = 2 };
     char vals[OWN][600];
     const char *keys[OWN] = {"task", "seq", "batch", "optim", "lr", "clip", "seed", "steps", "log_every", "text",
                              "vocab"};
@@ -463,9 +542,13 @@ int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) 
     const unsigned char *vocab = task_vocab(tr->task, &V);
     vals[10][0] = 0;
     for (int k = 0; vocab && k < V; k++) snprintf(vals[10] + 2 * k, 3, "%02x", vocab[k]);
-    const char *meta[2 * (OWN + DATA_MAX + EXTRA)];
+    const char *meta[2 * (OWN + DATA_MAX + EXTRA + SCHED)];
     int n = 0;
     for (int i = 0; i < OWN; i++, n++) { meta[2 * n] = keys[i]; meta[2 * n + 1] = vals[i]; }
+    /* the schedule (its counters go into the optimizer file): rebuilt from its canonical spec on resume */
+    const char *sk[SCHED] = {"sched", "sched_every"};
+    const char *sv[SCHED] = {tr->sched_spec, sched_every_name(tr->sched_per_epoch ? SCHED_EVERY_EPOCH : SCHED_EVERY_STEP)};
+    for (int i = 0; tr->sched && i < SCHED; i++, n++) { meta[2 * n] = sk[i]; meta[2 * n + 1] = sv[i]; }
     /* data tasks: the source's options and statistics, the batcher's position, the epoch in progress and
      * early stopping, so that a resumed run continues exactly */
     data_src *d = task_data(tr->task);
@@ -482,7 +565,7 @@ int trainer_save(const trainer *tr, const char *path, char *err, size_t errlen) 
         const char *ev[EXTRA] = {bstate, epoch_acc, early, patience};
         for (int i = 0; i < EXTRA; i++, n++) { meta[2 * n] = ek[i]; meta[2 * n + 1] = ev[i]; }
     }
-    int rc = tg_ckpt_save(path, tr->model, tr->opt, tr->step, &tr->loop.rng, n, meta, err, errlen);
+    int rc = tg_ckpt_save_sched(path, tr->model, tr->opt, tr->sched, tr->step, &tr->loop.rng, n, meta, err, errlen);
     free(bstate);
     return rc;
 }
@@ -609,7 +692,25 @@ int trainer_resume(trainer *tr, const train_config *user, const char *path, char
             return -1;
         }
     }
-    int rc = tg_ckpt_load_train_state(path, f, tr->opt, &tr->step, &tr->loop.rng, err, errlen);
+    const char *sp = tg_st_meta(f, "sched"), *se = tg_st_meta(f, "sched_every");
+    if (sp && *sp) { /* the schedule it was trained with, from its canonical spec; its state comes next */
+        int every = sched_every_from_name(se);
+        if (every <= SCHED_AUTO) {
+            snprintf(err, errlen, "%s: the checkpoint's schedule has no valid 'sched_every' (%s)", path,
+                     se ? se : "missing");
+            tg_st_free(f);
+            trainer_free(tr);
+            return -1;
+        }
+        char serr[900];
+        if (sched_create(tr, sp, (sched_every)every, serr, sizeof serr)) {
+            snprintf(err, errlen, "%s: the checkpoint's schedule: %s", path, serr);
+            tg_st_free(f);
+            trainer_free(tr);
+            return -1;
+        }
+    }
+    int rc = tg_ckpt_load_train_state_sched(path, f, tr->opt, tr->sched, &tr->step, &tr->loop.rng, err, errlen);
     tg_st_free(f);
     if (rc) trainer_free(tr);
     return rc;
@@ -680,6 +781,8 @@ void print_run_header(FILE *f, const trainer *tr, int threads) {
             tr->cfg.layers == 1 ? "" : "s", tr->cfg.hidden, proj, np, tg_dtype_name(tr->cfg.dtype));
     fprintf(f, "training: %s lr %g, clip %g, batch %ld, %ld steps, seed %ld, %d thread%s\n", tr->cfg.optim, tr->cfg.lr,
             tr->cfg.clip, tr->cfg.batch, tr->cfg.steps, tr->cfg.seed, threads, threads == 1 ? "" : "s");
+    if (tr->sched)
+        fprintf(f, "  lr schedule %s, stepped every %s\n", tr->sched_spec, tr->sched_per_epoch ? "epoch" : "step");
     if (tr->cfg.set_forget_bias) fprintf(f, "  forget-gate bias set to %g\n", tr->cfg.forget_bias);
     if (tr->cfg.dropout > 0)
         fprintf(f, "  dropout %g between layers%s\n", tr->cfg.dropout, tr->cfg.layers < 2 ? " (no effect with 1 layer)" : "");

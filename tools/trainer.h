@@ -26,6 +26,14 @@
 #include <tapegrad/train.h>
 #include "tools/tasks.h"
 
+/* When a schedule steps: AUTO is every epoch on the user's data (--data), as torch users step most
+ * schedules, and every step on the synthetic tasks (whose data stream has no real epochs) and for the
+ * kinds torch steps per batch (onecycle, cyclic: tg_sched_spec_per_step). */
+typedef enum { SCHED_AUTO = 0, SCHED_EVERY_STEP, SCHED_EVERY_EPOCH } sched_every;
+/* "step" / "epoch" (AUTO: "auto"), and back (SCHED_AUTO - 1 for an unknown name) */
+const char *sched_every_name(sched_every e);
+int sched_every_from_name(const char *name);
+
 typedef struct train_config {
     const char *task;        /* task name */
     const char *cell;        /* cell name */
@@ -46,6 +54,8 @@ typedef struct train_config {
     const struct data_opts *data; /* task "data": the user's files (tools/datatask.h), else NULL */
     long patience;           /* data: stop after this many epochs without a better validation metric (0: never) */
     const char *best_path;   /* data with patience: the checkpoint written at each new best epoch (may be NULL) */
+    const char *sched;       /* a learning-rate schedule, "KIND[:name=value,...]" (tg_sched_from_spec); NULL: none */
+    sched_every sched_every; /* when it steps */
 } train_config;
 
 /* Fills the settings the user left at 0 / NULL from the task's defaults (task_defaults_of). */
@@ -94,6 +104,11 @@ typedef struct trainer {
     int64_t best_epoch, bad_epochs;
     void **best_params;      /* the parameters at the best epoch (raw copies), when patience is set */
     bool stopped;            /* early stopping ended the run */
+    /* the learning-rate schedule (trainer_start_sched) */
+    tg_sched *sched;         /* owned; NULL: the lr stays cfg.lr */
+    bool sched_per_epoch;    /* stepped at epochs' ends (plateau: on the validation metric), else after every step */
+    char sched_spec[600];    /* its canonical spec (every argument), saved in checkpoints */
+    double step_lr;          /* the lr of the last step taken (group 0): the logs' lr column */
 } trainer;
 
 /* Builds the task, the model (or takes `preloaded`, owning it from then on, even on failure) and the
@@ -107,6 +122,11 @@ typedef struct progress {
     progress_mode mode;
     const char *label;               /* printed before each line, e.g. "lstm seed 1" (may be NULL) */
 } progress;
+
+/* Creates the schedule cfg.sched over the run's cfg.steps (a resumed trainer has its own already).
+ * Returns 0 (nothing to do without cfg.sched), or -1 with a message (a bad spec; plateau without a
+ * validation metric or stepped per step). */
+int trainer_start_sched(trainer *tr, char *err, size_t errlen);
 
 /* Trains until tr->step == until. Returns 0, or -1 with a message (an op failed, the loss is NaN). */
 int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t errlen);

@@ -205,7 +205,12 @@ bool tg__rng_from_str(const char *s, tg_rng *r) {
 }
 
 int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64_t step, const tg_rng *rng,
-              int nmeta, const char *const *meta, char *err, size_t errlen) {
+                 int nmeta, const char *const *meta, char *err, size_t errlen) {
+    return tg_ckpt_save_sched(path, m, opt, NULL, step, rng, nmeta, meta, err, errlen);
+}
+
+int tg_ckpt_save_sched(const char *path, const tg_model *m, const tg_optim *opt, const tg_sched *sched, int64_t step,
+                       const tg_rng *rng, int nmeta, const char *const *meta, char *err, size_t errlen) {
     enum { OWN = 14 };
     char vals[OWN][160];
     const char *keys[OWN] = {"format", "tapegrad", "cell", "input_size", "hidden_size", "output_size",
@@ -235,7 +240,7 @@ int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64
     for (int i = 0; i < nmeta; i++) { kv[2 * (OWN + i)] = meta[2 * i]; kv[2 * (OWN + i) + 1] = meta[2 * i + 1]; }
     if (def) { kv[2 * (nm - 1)] = "cell_def"; kv[2 * (nm - 1) + 1] = def; }
     tg_clear_error();
-    int rc = tg__ckpt_write("tg_ckpt_save", path, m->params, opt, NULL, nm, kv);
+    int rc = tg__ckpt_write("tg_ckpt_save", path, m->params, opt, opt ? sched : NULL, nm, kv);
     if (rc) set_err(err, errlen, "could not write the checkpoint");
     free(kv);
     return rc;
@@ -387,7 +392,12 @@ tg_model *tg_ckpt_load_model(const char *path, tg_st_file **file, char *err, siz
 }
 
 int tg_ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim *opt, int64_t *step, tg_rng *rng,
-                          char *err, size_t errlen) {
+                             char *err, size_t errlen) {
+    return tg_ckpt_load_train_state_sched(path, file, opt, NULL, step, rng, err, errlen);
+}
+
+int tg_ckpt_load_train_state_sched(const char *path, const tg_st_file *file, tg_optim *opt, tg_sched *sched,
+                                   int64_t *step, tg_rng *rng, char *err, size_t errlen) {
     long long s;
     tg_rng r;
     if (!meta_long(file, "step", &s) || s < 0 || !tg__rng_from_str(tg_st_meta(file, "rng"), &r)) {
@@ -395,7 +405,7 @@ int tg_ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim 
         return -1;
     }
     tg_clear_error();
-    if (opt && tg__ckpt_read_optim("tg_ckpt_load_train_state", path, file, opt, NULL)) {
+    if (opt && tg__ckpt_read_optim("tg_ckpt_load_train_state", path, file, opt, sched)) {
         set_err(err, errlen, "cannot load the optimizer state");
         return -1;
     }

@@ -355,6 +355,38 @@ int64_t tg_sched_epoch(const tg_sched *s);            /* torch's last_epoch: 0 r
 tg_sched_kind tg_sched_kind_of(const tg_sched *s);
 void tg_sched_free(tg_sched *s);                      /* NULL-safe; leaves the optimizer's lr as it is */
 
+/* ---- schedules from text (command lines, configuration files) ----------------------------------- */
+
+/* A schedule written as text: "KIND" or "KIND:name=value,...", the arguments under torch's names; a
+ * value without a name continues the list before it. E.g. "step:step_size=30,gamma=0.1",
+ * "multistep:milestones=30,60,80", "cosine:T_max=100,eta_min=1e-5", "plateau:patience=2,factor=0.5",
+ * "linear:start_factor=0.1,total_iters=5" (a warm-up), "onecycle:max_lr=0.01". The kinds a spec can name
+ * and their arguments with defaults: tg_sched_spec_list, tg_sched_spec_help (lambda, multiplicative,
+ * sequential and chained need C: a callback or member schedules).
+ * length: the run's length in schedule steps, the default of cosine's T_max and onecycle's total_steps
+ * (0: none, then they must be given). mode_max: plateau's default mode ("max": an accuracy).
+ * canon (may be NULL): the spec with every argument written out, defaults filled in (numbers in the
+ * fewest of 15-17 digits that read back exactly), e.g. "cosine:T_max=8,eta_min=0": tg_sched_from_spec(opt, canon, ...) builds the same schedule
+ * whatever length and mode_max are then (what a checkpoint keeps).
+ * returns: new object (tg_sched_free), or NULL with a message naming the problem (tg_last_error; a data
+ * error: never aborts, e.g. "tg_sched_spec: step needs step_size=VALUE"). args: borrowed. */
+tg_sched *tg_sched_from_spec(tg_optim *opt, const char *spec, int64_t length, bool mode_max, char *canon,
+                             size_t canon_size);
+/* The same checks without an optimizer: 0 (the kind in *kind, may be NULL; canon as above) or -1 + message. */
+int tg_sched_spec_check(const char *spec, int64_t length, bool mode_max, tg_sched_kind *kind, char *canon,
+                        size_t canon_size);
+/* Does spec name the schedule canon (a canonical spec) describes: the same kind, every argument it gives
+ * equal, the others at their defaults (those defaulting to the run's length: canon's, whatever it is)?
+ * For a resumed run's command line. */
+bool tg_sched_spec_matches(const char *spec, const char *canon, bool mode_max);
+/* Is kind one that torch steps after every batch (OneCycleLR, CyclicLR) rather than every epoch? */
+bool tg_sched_spec_per_step(tg_sched_kind kind);
+/* "step, multistep, ...": the kinds a spec can name, joined by sep. returns: buf */
+char *tg_sched_spec_list(char *buf, size_t size, const char *sep);
+/* One line per kind (each after indent, may be NULL): "step:step_size=N,gamma=0.1", defaults shown,
+ * N / X where an argument is required. returns: buf */
+char *tg_sched_spec_help(char *buf, size_t size, const char *indent);
+
 /* ---- checkpoints --------------------------------------------------------------------------------- */
 
 /* Writes every (name, tensor) of the set to a safetensors file under its PyTorch name, in its dtype,

@@ -101,6 +101,10 @@ const char *tg_ckpt_optim_path(const char *path, char *buf, size_t size);
 int tg_ckpt_save(const char *path, const tg_model *m, const tg_optim *opt, int64_t step, const tg_rng *rng,
                  int nmeta, const char *const *meta, char *err, size_t errlen);
 
+/* tg_ckpt_save with a schedule over opt (may be NULL): its kind and counters go into the optimizer
+ * file (tg_optim_save's sched.* keys), so that tg_ckpt_load_train_state_sched continues it exactly. */
+int tg_ckpt_save_sched(const char *path, const tg_model *m, const tg_optim *opt, const tg_sched *sched, int64_t step,
+                       const tg_rng *rng, int nmeta, const char *const *meta, char *err, size_t errlen);
 /* Reads FILE, checks its metadata against its tensors and builds the model it describes with its
  * parameters loaded (a typed cell's stored definition is registered first). file: if not NULL,
  * receives the opened file for the caller's metadata (tg_st_meta; tg_st_free it). returns: new object,
@@ -112,6 +116,11 @@ tg_model *tg_ckpt_load_model(const char *path, tg_st_file **file, char *err, siz
 int tg_ckpt_load_train_state(const char *path, const tg_st_file *file, tg_optim *opt, int64_t *step, tg_rng *rng,
                              char *err, size_t errlen);
 
+/* tg_ckpt_load_train_state that also restores a schedule (may be NULL; with opt) created beforehand
+ * on opt, of the checkpoint's kind: another kind, or a checkpoint without a schedule, is refused
+ * ("the checkpoint's schedule is cosine, the given one is step"). */
+int tg_ckpt_load_train_state_sched(const char *path, const tg_st_file *file, tg_optim *opt, tg_sched *sched,
+                                   int64_t *step, tg_rng *rng, char *err, size_t errlen);
 /* Typed cells (<tapegrad/cell_lang.h>) whose definition travels with the checkpoints: parses `src`
  * and registers its cell under `name`, unless a cell of that name exists with the same source (then
  * nothing happens). where: the definition's origin for messages (a file name). Registered cells live
