@@ -38,10 +38,16 @@ int main(int argc, char **argv) {
     tg_optim_opts oo = tg_optim_defaults(TG_OPTIM_ADAM);
     tg_optim *opt = tg_optim_new_params(TG_OPTIM_ADAM, rnn->params, &oo);
     double *wall = malloc((size_t)steps * sizeof *wall), *cpu = malloc((size_t)steps * sizeof *cpu);
-    double loss0 = 0, loss = 0;
+    double loss0 = 0, loss = 0, tape = 0;
+    /* the matrix weights (2-D parameters): a step's GEMM work is 6·T·B·(their element count) flops */
+    int64_t matrix_weights = 0;
+    for (int k = 0; k < tg_params_count(rnn->params); k++)
+        if (tg_ndim(tg_params_at(rnn->params, k)) == 2) matrix_weights += tg_numel(tg_params_at(rnn->params, k));
     for (int i = 0; i < warmup + steps; i++) {
         double w0 = bench_clock_s(CLOCK_MONOTONIC), c0 = bench_clock_s(CLOCK_THREAD_CPUTIME_ID);
         tg_tensor *y = tg_rnn_forward(rnn, x, NULL, NULL);
+        /* tape per step after the forward (first warm-up step, untimed figures only): floats per B·H and step */
+        if (i == 0) tape = (double)tg_tape_bytes() / ((double)tg_itemsize(dt) * (double)(T * B * H));
         tg_tensor *l = tg_mse_loss(y, target, TG_REDUCE_MEAN);
         loss = tg_item(l);
         if (tg_backward(l) || tg_optim_step(opt)) { fprintf(stderr, "step failed: %s\n", tg_last_error()); return 1; }
@@ -53,8 +59,9 @@ int main(int argc, char **argv) {
     }
     double mw = bench_median(wall, steps), mc = bench_median(cpu, steps);
     printf("bench_lstm %s %s I=%ld H=%ld B=%ld T=%ld: wall median %.2f ms (min %.2f), cpu median %.2f ms (min %.2f), "
-           "%d steps; loss %.5f -> %.5f; kernels %s\n",
-           cell_name, tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc, cpu[0], steps, loss0, loss, tg_kernel_target());
+           "%d steps; loss %.5f -> %.5f; kernels %s; tape %.2f floats per batch x hidden and step; matrix weights %lld\n",
+           cell_name, tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc, cpu[0], steps, loss0, loss, tg_kernel_target(), tape,
+           (long long)matrix_weights);
     free(wall);
     free(cpu);
     tg_optim_free(opt);

@@ -32,10 +32,7 @@ static inline int tg__cell_produced(tg_tensor **state_out, int n) {
 }
 
 /* Gate block k ([H, C] or [H]) of a weight [G·H, C] or bias [G·H]; NULL (no bias) stays NULL.
- * A zero-copy view recorded on the tape, so the block's gradient lands in the whole tensor. */
-static inline tg_tensor *tg__cell_block(const tg_tensor *w, int G, int k, int64_t H) {
-    if (!w) return NULL;
-    return tg_ndim(w) == 2 ? tg_select(tg_reshape(w, TG_SHAPE(G, H, tg_dim(w, 1))), k)
-                           : tg_select(tg_reshape(w, TG_SHAPE(G, H)), k);
-}
+ * A zero-copy view recorded on the tape, so the block's gradient lands in the whole tensor. Made once
+ * per tape and reused by every later step (nn/cells_zoo.c says why). */
+tg_tensor *tg__cell_block(const tg_tensor *w, int G, int k, int64_t H);
 #endif

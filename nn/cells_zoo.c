@@ -15,12 +15,60 @@
  * ~ U(±1/√H) like PyTorch unless a row says otherwise. Blocks are listed per cell below. */
 #include "nn/cells_internal.h"
 
+#include "autograd/tape_internal.h"
+
 #include <tapegrad/autograd.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/ops.h>
 
 #include <math.h>
 #include <string.h>
+
+/* ---- gate blocks of a weight, one view per tape --------------------------------------------------- */
+
+/* Why: a cell whose recurrent products cannot share one GEMM (mgu, mut1, mut3, gru_reset_before: a
+ * later block reads a gate of an earlier one) multiplies by blocks of weight_hh. Made afresh at every
+ * step, a block view is a new tensor each time, so the runner's pack scope repacks it at every step
+ * (it caches by tensor), the staged dW of a backward pass cannot gather the steps (it stages by
+ * tensor), and every step's select backward zero-fills and adds a gradient of the whole weight. One
+ * view per (weight, block) per tape, reused by every step, is one reshape + select record for the
+ * whole sequence, packed once, its dW one GEMM over the steps, and one gradient of the weight.
+ *
+ * The cache holds no reference: an entry is the index of the select record that made the view, and is
+ * used only while that record of the current tape still has the same output and reads block k of a
+ * reshape of w (everything checked through live records, so a reset tape or a reused address never
+ * matches). Untaped (no grad) views are made afresh, as before. */
+#define BLOCK_SLOTS 32
+static _Thread_local struct block_slot {
+    const tg_tensor *w, *view; /* compared, never dereferenced */
+    size_t rec;                /* index of the select record on the tape */
+    int G, k;
+} g_blocks[BLOCK_SLOTS];
+static _Thread_local int g_block_next;
+
+static bool block_slot_live(const struct block_slot *e, const tg_tensor *w, int G, int k, int64_t H) {
+    if (e->w != w || e->G != G || e->k != k || !e->view) return false;
+    const tg_record *sel = tg__tape_record(e->rec);
+    if (!sel || sel->op != TG_OP_SELECT || sel->out != e->view || sel->k[0] != k) return false;
+    const tg_tensor *parts = sel->in[0];
+    const tg_record *rs = tg__record_of(parts);
+    return rs && rs->op == TG_OP_RESHAPE && rs->in[0] == w && parts->ndim >= 2 && parts->shape[0] == G &&
+           parts->shape[1] == H;
+}
+
+tg_tensor *tg__cell_block(const tg_tensor *w, int G, int k, int64_t H) {
+    if (!w) return NULL;
+    for (int i = 0; i < BLOCK_SLOTS; i++)
+        if (block_slot_live(&g_blocks[i], w, G, k, H)) return (tg_tensor *)g_blocks[i].view;
+    tg_tensor *v = tg_ndim(w) == 2 ? tg_select(tg_reshape(w, TG_SHAPE(G, H, tg_dim(w, 1))), k)
+                                   : tg_select(tg_reshape(w, TG_SHAPE(G, H)), k);
+    size_t n = tg_tape_records();
+    if (v && n > 0 && tg__record_of(v) == tg__tape_record(n - 1)) {
+        g_blocks[g_block_next] = (struct block_slot){.w = w, .view = v, .rec = n - 1, .G = G, .k = k};
+        g_block_next = (g_block_next + 1) % BLOCK_SLOTS;
+    }
+    return v;
+}
 
 /* ---- parameters ------------------------------------------------------------------------------------ */
 

@@ -13,6 +13,8 @@
  * Dimension letters: T time, B batch, I input, H hidden, L layers, D directions, S states. */
 #include "helpers.h"
 
+#include "autograd/tape_internal.h" /* the tape's records: block views made once per tape */
+
 #include <tapegrad/manual.h>
 #include <tapegrad/nn.h>
 
@@ -547,6 +549,63 @@ Test(zoo, indrnn_recurrent_weight_is_a_vector_initialised_in_0_to_2_pow_1_over_1
     tg_set_error_handler(NULL, NULL);
     tg_clear_error();
     tg_rnn_free(m);
+}
+
+/* A cell that multiplies by blocks of weight_hh (mgu, mut3, gru_reset_before) makes each block view once
+ * per tape (nn/cells_zoo.c, tg__cell_block): one reshape of weight_hh per block on the tape for a whole
+ * sequence, not one per block and step. After a tape reset the old views are not reused (the second run, on a fresh tape,
+ * must again send its gradient into weight_hh: same values and gradients bit for bit), and two models
+ * on one tape keep their own blocks (each model's gradient equals its run alone). */
+static int64_t reshapes_of(const tg_tensor *w) {
+    int64_t n = 0;
+    for (size_t i = 0; i < tg_tape_records(); i++) {
+        const tg_record *r = tg__tape_record(i);
+        n += r->op == TG_OP_RESHAPE && r->in[0] == w;
+    }
+    return n;
+}
+
+static void block_run(tg_rnn *m, const tg_tensor *x, tg_tensor **y, tg_tensor **g) {
+    tg_tensor *out = tg_rnn_forward(m, x, NULL, NULL);
+    cr_assert_not_null(out, "%s", tg_last_error());
+    *y = tg_copy(out);
+    cr_assert_eq(tg_backward(tg_sum(tg_mul(out, out))), 0);
+    *g = tg_copy(tg_grad(tg_params_find(m->params, "weight_hh_l0")));
+}
+
+Test(zoo, block_views_of_weight_hh_are_made_once_per_tape) {
+    const char *cells[] = {"mgu", "mut3", "gru_reset_before"};
+    for (int c = 0; c < 3; c++) {
+        tg_rnn *m = th_make_rnn(cells[c], 3, 4, 1, false, 700 + (uint64_t)c);
+        tg_rnn *m2 = th_make_rnn(cells[c], 3, 4, 1, false, 710 + (uint64_t)c);
+        tg_tensor *x = th_rand(720, TG_SHAPE(9, 2, 3), -1, 1), *w = tg_params_find(m->params, "weight_hh_l0");
+        tg_tensor *y[3], *g[3];
+        block_run(m, x, &y[0], &g[0]);
+        cr_expect_eq(reshapes_of(w), m->cell->gates, "%s: weight_hh reshaped %lld times over 9 steps (once per "
+                     "block and tape expected: %d)", cells[c], (long long)reshapes_of(w), m->cell->gates);
+        tg_tape_reset();
+        tg_params_zero_grad(m->params);
+        block_run(m, x, &y[1], &g[1]);
+        /* the other model first on the same tape, then m again (its gradient adds up: compare to 2x) */
+        tg_tensor *y2 = tg_rnn_forward(m2, x, NULL, NULL);
+        cr_assert_not_null(y2);
+        tg_params_zero_grad(m->params);
+        tg_tensor *ym = tg_rnn_forward(m, x, NULL, NULL);
+        cr_assert_eq(tg_backward(tg_add(tg_sum(tg_mul(ym, ym)), tg_sum(tg_mul(y2, y2)))), 0);
+        g[2] = tg_copy(tg_grad(w));
+        y[2] = tg_copy(ym);
+        for (int k = 1; k < 3; k++)
+            for (int64_t j = 0; j < tg_numel(g[0]); j++) {
+                cr_expect_eq(tg_get(g[k], j), tg_get(g[0], j), "%s run %d: dW_hh[%lld]", cells[c], k, (long long)j);
+                if (j < tg_numel(y[0])) cr_expect_eq(tg_get(y[k], j), tg_get(y[0], j), "%s run %d: y[%lld]", cells[c], k, (long long)j);
+            }
+        tg_tape_reset();
+        for (int k = 0; k < 3; k++) { tg_release(y[k]); tg_release(g[k]); }
+        tg_release(x);
+        tg_rnn_free(m);
+        tg_rnn_free(m2);
+    }
+    cr_expect_eq(tg_live_tensors(), 0);
 }
 
 Test(zoo, misuse_is_reported_and_leaks_nothing) {
