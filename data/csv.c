@@ -200,6 +200,7 @@ tg_dataset *tgd_csv_parse(const unsigned char *ubuf, size_t len, const char *wha
         if (!want[k]) continue;
         for (int64_t c = 0; c < ncols; c++)
             if (strcmp(names[c], want[k]) == 0) *where[k] = c;
+        if (*where[k] < 0 && k == 1 && opt->label_column_optional) continue; /* no labels: predicting */
         if (*where[k] < 0) {
             char list[200] = "";
             for (int64_t c = 0; c < ncols && strlen(list) < sizeof list - 50; c++)

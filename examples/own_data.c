@@ -17,6 +17,8 @@
  * The exit status is non-zero unless the validation MSE is below 30 % of the baseline's.
  *
  * Run: build/examples/own_data [--quick]   (--quick or TG_QUICK=1: 120 steps instead of 600)
+ *      build/examples/own_data --write-csv FILE   writes the sensor log to FILE and stops (the same
+ *      data for `tapegrad train --data FILE ...`: the README's walk-through "Your own CSV, end to end")
  */
 #include <math.h>
 #include <stdio.h>
@@ -80,6 +82,13 @@ static double eval_mse(const tg_rnn *lstm, const tg_linear_layer *head, const tg
 }
 
 int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--write-csv")) {
+            if (i + 1 >= argc) { fprintf(stderr, "own_data: --write-csv needs a file name\n"); return 2; }
+            if (write_csv(argv[i + 1])) { fprintf(stderr, "own_data: cannot write %s\n", argv[i + 1]); return 2; }
+            printf("wrote %s: %d recordings (recording,time,vibration,temperature,rpm)\n", argv[i + 1], N_REC);
+            return 0;
+        }
     int steps = quick_mode(argc, argv) ? 120 : 600;
     char err[512], path[] = "/tmp/tapegrad_own_data_XXXXXX.csv";
     int fd = mkstemps(path, 4);

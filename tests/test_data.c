@@ -960,6 +960,32 @@ TH_TEST(data, csv_one_long_series_for_forecasting, th_quiet_check) {
     tg_dataset_free(ds);
 }
 
+TH_TEST(data, csv_label_column_optional_loads_new_data_without_labels, th_quiet_check) {
+    const char *p = write_text("new.csv", "walk,a,b\nx,1,2\nx,3,4\ny,5,6\n");
+    tg_data_options o = {.seq_column = "walk", .label_column = "label", .label_kind = TG_LABELS_CLASS};
+    cr_expect_null(tg_dataset_load(p, NULL, &o, g_err, sizeof g_err), "a missing label column is an error by default");
+    expect_msg(g_err, "new.csv: line 1: no column 'label' (label_column not found; the header has: walk, a, b)", NULL);
+    o.label_column_optional = true;
+    tg_dataset *ds = tg_dataset_load(p, NULL, &o, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_NONE);
+    cr_expect_eq(tg_dataset_size(ds), 2);
+    cr_expect_eq(tg_dataset_features(ds), 2, "a and b, not the sequence column");
+    cr_expect_eq(tg_dataset_seq(ds, 1)[1], 6);
+    tg_dataset_free(ds);
+    /* when the column is there, its labels are read as usual */
+    p = write_text("lab.csv", "walk,a,label\nx,1,2\ny,5,0\n");
+    ds = tg_dataset_load(p, NULL, &o, g_err, sizeof g_err);
+    cr_assert_not_null(ds, "%s", g_err);
+    cr_expect_eq(tg_dataset_label_kind(ds), TG_LABELS_CLASS);
+    cr_expect_eq(tg_dataset_label(ds, 0), 2);
+    tg_dataset_free(ds);
+    /* it does not excuse a missing sequence column */
+    o.seq_column = "id";
+    cr_expect_null(tg_dataset_load(p, NULL, &o, g_err, sizeof g_err));
+    expect_msg(g_err, "no column 'id' (seq_column not found", NULL);
+}
+
 TH_TEST(data, malformed_csv_is_rejected_with_line_and_column, th_quiet_check) {
     struct { const char *text; tg_data_options opt; const char *msg; } rows[] = {
         {"a,b\n1,2\n3\n", {0}, "line 3: 1 fields, the header has 2"},
@@ -1094,6 +1120,15 @@ TH_TEST(data, malformed_safetensors_data_files_are_rejected, th_quiet_check) {
     /* y in the file and a labels file too */
     cr_expect_null(tg_dataset_load(FIX "seqs.safetensors", FIX "y_i8.npy", NULL, g_err, sizeof g_err));
     expect_msg(g_err, "labels file was given too", NULL);
+    /* a NaN value, and empty files of the two binary formats without a magic of their own */
+    double nan4[4] = {1, 2, NAN, 4};
+    p = write_st("nan.safetensors", "{\"x\":{\"dtype\":\"F64\",\"shape\":[2,2,1],\"data_offsets\":[0,32]}}", nan4, 32);
+    cr_expect_null(tg_dataset_load(p, NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "nan.safetensors: tensor 'x': sequence 1, step 0, feature 0 is nan", NULL);
+    cr_expect_null(tg_dataset_load(write_file("empty.safetensors", "", 0), NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "empty.safetensors: empty file", NULL);
+    cr_expect_null(tg_dataset_load(write_file("empty-idx3-ubyte", "", 0), NULL, NULL, g_err, sizeof g_err));
+    expect_msg(g_err, "empty-idx3-ubyte: empty file", NULL);
 }
 
 /* ---- damaged files: every fixture, mutated, is read or refused with a message, never a crash ---- */

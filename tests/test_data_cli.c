@@ -349,6 +349,64 @@ Test(data_cli, predict_reproduces_the_validation_metric) {
     free(npy);
 }
 
+/* New recordings to predict on come without labels: predict on a CSV that lacks the training run's label
+ * column gives the same predictions as on the labelled file, and says there is nothing to score (it was
+ * refused: "no column 'label' (label_column not found ...)"). A file short of a feature is still refused. */
+Test(data_cli, predict_on_a_csv_without_its_label_column) {
+    FILE *f = fopen(th_path_in("rec.csv"), "w"), *g = fopen(th_path_in("new.csv"), "w"),
+         *h = fopen(th_path_in("nofeat.csv"), "w");
+    cr_assert(f && g && h);
+    fputs("recording,a,b,label\n", f);
+    fputs("recording,a,b\n", g);
+    fputs("recording,a,label\n", h);
+    tg_rng rng;
+    tg_rng_seed(&rng, 79);
+    for (int n = 0; n < 40; n++)
+        for (int t = 0; t < 5; t++) {
+            double a = tg_rng_normal(&rng), b = tg_rng_normal(&rng);
+            fprintf(f, "r%d,%.9g,%.9g,%d\n", n, a, b, n % 3);
+            fprintf(g, "r%d,%.9g,%.9g\n", n, a, b);
+            fprintf(h, "r%d,%.9g,%d\n", n, a, n % 3);
+        }
+    fclose(f);
+    fclose(g);
+    fclose(h);
+    th_run_result r = th_run("train --data rec.csv --seq-column recording --label-column label --target class --hidden 4 "
+                             "--steps 3 --quiet --save m.safetensors");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_run_free(&r);
+    r = th_run("predict --model m.safetensors --data rec.csv --out with.csv");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "accuracy ") != NULL, "%s", r.out);
+    th_run_free(&r);
+    r = th_run("predict --model m.safetensors --data new.csv --out without.csv");
+    cr_assert_eq(r.status, 0, "predict on a file without labels: %s", r.err);
+    cr_expect(strstr(r.out, "predicted 40 sequences of new.csv") != NULL && strstr(r.out, "no labels") != NULL, "%s", r.out);
+    th_run_free(&r);
+    /* the same rows, the labelled file's with its label column at the end */
+    char *a = th_slurp(th_path_in("with.csv")), *b = th_slurp(th_path_in("without.csv"));
+    cr_expect(strncmp(a, "index,predicted,p0,p1,p2,label\n", 31) == 0, "%.60s", a);
+    cr_expect(strncmp(b, "index,predicted,p0,p1,p2\n", 25) == 0, "%.60s", b);
+    int rows = 0;
+    char *sa, *sb;
+    for (char *la = strtok_r(a, "\n", &sa), *lb = strtok_r(b, "\n", &sb); la && lb;
+         la = strtok_r(NULL, "\n", &sa), lb = strtok_r(NULL, "\n", &sb), rows++)
+        if (rows > 0) {
+            char *comma = strrchr(la, ',');
+            cr_assert(comma);
+            *comma = 0;
+            cr_expect_str_eq(la, lb, "row %d differs", rows);
+        }
+    cr_expect_eq(rows, 41, "%d lines", rows);
+    free(a);
+    free(b);
+    /* a feature the model reads is still needed */
+    r = th_run("predict --model m.safetensors --data nofeat.csv");
+    cr_expect_eq(r.status, 2, "a file without feature 'b' was accepted: %s", r.out);
+    cr_expect(strstr(r.err, "nofeat.csv has 1 features, the model was trained on 2") != NULL, "%s", r.err);
+    th_run_free(&r);
+}
+
 /* Data rows of a train --log CSV (lines that start with a digit); *complete says whether the file ends
  * with a newline and every row has the header's 8 fields (the last: lr). */
 static int log_rows(const char *name, bool *complete) {

@@ -148,7 +148,8 @@ static tg_dataset *load_one(const target_def *def, const char *path, const char 
                             .label_column = def->id == T_NEXT ? NULL : o->label_column,
                             .feature_columns = (const char *const *)cols,
                             .label_kind = def->labels,
-                            .idx_no_scale = o->idx_no_scale};
+                            .idx_no_scale = o->idx_no_scale,
+                            .label_column_optional = labels_optional};
     tg_dataset *ds = tg_dataset_load(path, def->id == T_NEXT ? NULL : labels, &dopt, err, errlen);
     free(cols);
     if (!ds) return NULL;

@@ -89,6 +89,8 @@ typedef struct tg_data_options {       /* {0} = defaults */
     bool idx_no_scale;                 /* keep 0..255 */
     tg_layout2d layout2d;              /* 2-D arrays: see tg_layout2d */
     size_t max_bytes;                  /* limit on a file's (decompressed) size; 0 = TG_DATA_MAX_BYTES */
+    bool label_column_optional;        /* CSV: a header without label_column loads with no labels (new
+                                          data to predict on) instead of failing; default false */
 } tg_data_options;
 
 #define TG_DATA_MAX_BYTES ((size_t)4 << 30) /* 4 GiB */
