@@ -14,7 +14,45 @@
  * The arithmetic is that of the three ops it replaces, in the same order, so values and gradients are
  * bit-identical to them (tests/test_ops.c checks it). */
 #include "autograd/ops_common.h"
+#include "tensor/pool.h"
 #include "tensor/vmath.h"
+
+#include <stdatomic.h>
+
+/* ---- rows on several threads --------------------------------------------------------------------
+ * The pointwise part of a fused step (and of its backward) is independent row by row, so with
+ * tg_set_num_threads(n > 1) its B rows are cut into one block per thread, claimed by the caller and
+ * the GEMM's worker pool (tensor/pool.h). Each row is computed by the same code in the same order on
+ * any thread, so results are identical to one thread. Below TG_ROWS_MT_MIN elements of work (per
+ * step), or with the pool busy, the caller does every row. */
+#define TG_ROWS_MT_MIN 16384
+typedef void (*rows_fn)(void *ctx, int64_t r0, int64_t r1);
+typedef struct {
+    rows_fn fn;
+    void *ctx;
+    int64_t n, chunk;
+    atomic_long next; /* next unclaimed block */
+} rows_task;
+
+static void rows_worker(void *p) {
+    rows_task *t = p;
+    for (;;) {
+        const int64_t r0 = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed) * t->chunk;
+        if (r0 >= t->n) break;
+        t->fn(t->ctx, r0, r0 + t->chunk < t->n ? r0 + t->chunk : t->n);
+    }
+}
+
+/* fn(ctx, r0, r1) over the rows [0, n), each row_elems elements wide, on up to tg_get_num_threads() threads */
+static void for_rows(int64_t n, int64_t row_elems, rows_fn fn, void *ctx) {
+    int nt = tg_get_num_threads();
+    if (nt > 1 && n >= 2 && n * row_elems >= TG_ROWS_MT_MIN) {
+        if (nt > n) nt = (int)n;
+        rows_task t = {fn, ctx, n, (n + nt - 1) / nt, 0};
+        if (tg__pool_run(nt, rows_worker, &t)) return;
+    }
+    fn(ctx, 0, n);
+}
 
 /* ---- shared by the fused steps --------------------------------------------------------------------- */
 
@@ -112,62 +150,73 @@ static tg_tensor *step_end(tg_op op, step_fwd *s, tg_tensor *xp, const tg_tensor
 
 /* ---- lstm_cell_: one LSTM step ---------------------------------------------------------------------- */
 
+typedef struct {
+    const tg_tensor *xp, *c;
+    tg_tensor *hp, *A, *out;
+    int64_t B, H;
+} lstm_fwd;
+
+/* Rows [r0, r1) of the step: a = xp + (b + h·Wᵀ) (tg_linear_add's rounding), then the activations σ, σ,
+ * tanh, σ of the blocks i, f, g, o (tg_gates "ssts") into A, c' = f ⊙ c + i ⊙ g (tg_lstm_state's order)
+ * and h' = o ⊙ tanh(c'). A may be xp itself: a row of xp is read before that row of A is written. */
+static void lstm_fwd_rows(void *p, int64_t r0, int64_t r1) {
+    const lstm_fwd *q = p;
+    const int64_t B = q->B, H = q->H, GH = 4 * H;
+    TG_DISPATCH(q->xp->dtype, {
+        const T *restrict px = TG_PTR(q->xp, T), *restrict pc = TG_PTR(q->c, T);
+        T *restrict pp = TG_PTR(q->hp, T), *pa = TG_PTR(q->A, T);
+        for (int64_t k = r0 * GH; k < r1 * GH; k++) pp[k] = px[k] + pp[k];
+        T *h2 = TG_PTR(q->out, T), *c2 = h2 + B * H;
+        for (int64_t r = r0; r < r1; r++) {
+            const T *a = pp + r * GH;
+            T *y = pa + r * GH;
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(y, a, 2 * H);
+            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(y + 2 * H, a + 2 * H, H);
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(y + 3 * H, a + 3 * H, H);
+            const T *i = y, *f = y + H, *g = y + 2 * H;
+            for (int64_t j = 0; j < H; j++) c2[r * H + j] = f[j] * pc[r * H + j] + i[j] * g[j];
+        }
+        _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(h2 + r0 * H, c2 + r0 * H, (r1 - r0) * H);
+        for (int64_t r = r0; r < r1; r++) {
+            const T *o = pa + r * GH + 3 * H;
+            for (int64_t j = 0; j < H; j++) h2[r * H + j] = o[j] * h2[r * H + j];
+        }
+    });
+}
+
 TG_OP(LSTM_CELL, lstm_cell_, -1, IN1 | IN2 | IN3 | OUT) /* LSTM step; in = xp, h, W, c[, b]; aux = gates */
 tg_tensor *tg_lstm_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b,
                          const tg_tensor *c) {
     const tg_tensor *in[5] = {xp, h, W, c, b};
     step_fwd s;
     if (!step_begin("tg_lstm_cell_", 4, xp, h, W, b, c, in, b ? 5 : 4, &s)) return NULL;
-    const int64_t B = xp->shape[0], GH = xp->shape[1], H = GH / 4;
-    /* a = xp + (b + h·Wᵀ) (tg_linear_add's rounding), then the activations σ, σ, tanh, σ of the blocks
-     * i, f, g, o (tg_gates "ssts"), row by row into A */
-    TG_DISPATCH(xp->dtype, {
-        const T *restrict px = TG_PTR(xp, T), *restrict pc = TG_PTR(c, T);
-        T *restrict pp = TG_PTR(s.hp, T), *pa = TG_PTR(s.A, T);
-        for (int64_t k = 0; k < B * GH; k++) pp[k] = px[k] + pp[k];
-        T *h2 = TG_PTR(s.out, T), *c2 = h2 + B * H;
-        for (int64_t r0 = 0; r0 < B; r0++) {
-            const T *a = pp + r0 * GH;
-            T *y = pa + r0 * GH;
-            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(y, a, 2 * H);
-            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(y + 2 * H, a + 2 * H, H);
-            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(y + 3 * H, a + 3 * H, H);
-            /* c' = f ⊙ c + i ⊙ g (tg_lstm_state's order) */
-            const T *i = y, *f = y + H, *g = y + 2 * H;
-            for (int64_t j = 0; j < H; j++) c2[r0 * H + j] = f[j] * pc[r0 * H + j] + i[j] * g[j];
-        }
-        /* h' = o ⊙ tanh(c') */
-        _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(h2, c2, B * H);
-        for (int64_t r0 = 0; r0 < B; r0++) {
-            const T *o = pa + r0 * GH + 3 * H;
-            for (int64_t j = 0; j < H; j++) h2[r0 * H + j] = o[j] * h2[r0 * H + j];
-        }
-    });
+    lstm_fwd ctx = {xp, c, s.hp, s.A, s.out, xp->shape[0], xp->shape[1] / 4};
+    for_rows(ctx.B, 4 * ctx.H, lstm_fwd_rows, &ctx);
     return step_end(TG_OP_LSTM_CELL, &s, xp, in, b ? 5 : 4);
 }
 
-/* With g = [g_h; g_c], a = the gates (i, f, g, o per row), τ = tanh(c'):
- *   dc' = g_c + (g_h o)(1 − τ²),   dc += dc' f
- *   dpre_i = (dc' g) i(1 − i),  dpre_f = (dc' c) f(1 − f),  dpre_g = (dc' i)(1 − g²),  dpre_o = (g_h τ) o(1 − o)
- *   dxp += dpre;  dh += dpre·W,  dW += dpreᵀ·h,  db += Σ_rows dpre
- * (the order of tg_lstm_state's, tg_gates' and tg_linear_add's backwards) */
-void tg__lstm_cell__backward(tg_record *r, const tg_tensor *g) {
-    tg_tensor *xp = r->in[0], *c = r->in[3];
-    const int64_t B = xp->shape[0], GH = xp->shape[1], H = GH / 4;
+typedef struct {
+    const tg_tensor *aux, *c, *out, *g;
+    tg_tensor *D, *gc;
     bool ac;
-    tg_tensor *scratch, *D = pre_grad_buffer(xp, &scratch);
-    tg_tensor *gc = tg__grad_buf_assign(c, &ac);
-    if (!D) return;
-    TG_DISPATCH(g->dtype, {
-        const T *pa = TG_PTR(r->aux, T), *pc = TG_PTR(c, T), *c2 = TG_PTR(r->out, T) + B * H;
-        const T *gh = TG_PTR(g, T), *gcv = gh + B * H;
-        T *dp = TG_PTR(D, T), *dc = gc ? TG_PTR(gc, T) : NULL;
+    int64_t B, H;
+} lstm_bwd;
+
+/* Rows [r0, r1) of the LSTM step's backward (the formulas above) */
+static void lstm_bwd_rows(void *p, int64_t r0, int64_t r1) {
+    const lstm_bwd *q = p;
+    const int64_t B = q->B, H = q->H, GH = 4 * H;
+    const bool ac = q->ac;
+    TG_DISPATCH(q->g->dtype, {
+        const T *pa = TG_PTR(q->aux, T), *pc = TG_PTR(q->c, T), *c2 = TG_PTR(q->out, T) + B * H;
+        const T *gh = TG_PTR(q->g, T), *gcv = gh + B * H;
+        T *dp = TG_PTR(q->D, T), *dc = q->gc ? TG_PTR(q->gc, T) : NULL;
         T tau[256], dc2[256];
-        for (int64_t r0 = 0; r0 < B; r0++) {
-            const T *i = pa + r0 * GH, *f = i + H, *gg = i + 2 * H, *o = i + 3 * H;
-            T *di = dp + r0 * GH, *df = di + H, *dg = di + 2 * H, *dO = di + 3 * H;
+        for (int64_t r = r0; r < r1; r++) {
+            const T *i = pa + r * GH, *f = i + H, *gg = i + 2 * H, *o = i + 3 * H;
+            T *di = dp + r * GH, *df = di + H, *dg = di + 2 * H, *dO = di + 3 * H;
             for (int64_t j0 = 0; j0 < H; j0 += 256) {
-                const int64_t m = H - j0 < 256 ? H - j0 : 256, e = r0 * H + j0;
+                const int64_t m = H - j0 < 256 ? H - j0 : 256, e = r * H + j0;
                 _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(tau, c2 + e, m);
                 for (int64_t k = 0; k < m; k++) dc2[k] = gcv[e + k] + gh[e + k] * o[j0 + k] * (1 - tau[k] * tau[k]);
                 for (int64_t k = 0; k < m; k++) {
@@ -184,6 +233,22 @@ void tg__lstm_cell__backward(tg_record *r, const tg_tensor *g) {
             }
         }
     });
+}
+
+/* With g = [g_h; g_c], a = the gates (i, f, g, o per row), τ = tanh(c'):
+ *   dc' = g_c + (g_h o)(1 − τ²),   dc += dc' f
+ *   dpre_i = (dc' g) i(1 − i),  dpre_f = (dc' c) f(1 − f),  dpre_g = (dc' i)(1 − g²),  dpre_o = (g_h τ) o(1 − o)
+ *   dxp += dpre;  dh += dpre·W,  dW += dpreᵀ·h,  db += Σ_rows dpre
+ * (the order of tg_lstm_state's, tg_gates' and tg_linear_add's backwards) */
+void tg__lstm_cell__backward(tg_record *r, const tg_tensor *g) {
+    tg_tensor *xp = r->in[0], *c = r->in[3];
+    const int64_t B = xp->shape[0], GH = xp->shape[1], H = GH / 4;
+    bool ac;
+    tg_tensor *scratch, *D = pre_grad_buffer(xp, &scratch);
+    tg_tensor *gc = tg__grad_buf_assign(c, &ac);
+    if (!D) return;
+    lstm_bwd ctx = {r->aux, c, r->out, g, D, gc, ac, B, H};
+    for_rows(B, GH, lstm_bwd_rows, &ctx);
     if (scratch && xp->grad) tg_axpy_(xp->grad, 1.0, scratch);
     step_matrix_backward(r->in[1], r->in[2], r->nin > 4 ? r->in[4] : NULL, D);
     tg_release(scratch);
