@@ -17,6 +17,7 @@
 #include "tensor/pool.h"
 #include "tensor/vmath.h"
 
+#include <math.h>
 #include <stdatomic.h>
 
 /* ---- rows on several threads --------------------------------------------------------------------
@@ -333,4 +334,124 @@ void tg__gru_cell__backward(tg_record *r, const tg_tensor *g) {
     step_matrix_backward(h, r->in[2], r->nin > 3 ? r->in[3] : NULL, dhp);
     tg_release(scratch);
     tg_release(dhp);
+}
+
+/* ---- layer_norm: layer normalisation over equal blocks of the last axis ------------------------------ */
+
+/* acc[0..LN_LANES) = partial sums of EXPR (of j) over j < n, lane j % LN_LANES: independent sums the
+ * compiler vectorises (one sum would be a serial chain); ln_total adds the lanes. Uses n from scope. */
+#define LN_LANES 16
+#define LN_SUM(acc, EXPR)                                                                 \
+    do {                                                                                  \
+        for (int l_ = 0; l_ < LN_LANES; l_++) acc[l_] = 0;                                \
+        int64_t j = 0;                                                                    \
+        for (; j + LN_LANES <= n; j += LN_LANES) {                                        \
+            const int64_t j0_ = j;                                                        \
+            for (int l_ = 0; l_ < LN_LANES; l_++) { j = j0_ + l_; acc[l_] += (EXPR); }    \
+            j = j0_;                                                                      \
+        }                                                                                 \
+        for (; j < n; j++) acc[j % LN_LANES] += (EXPR);                                   \
+    } while (0)
+#define ln_total(acc) _Generic((acc)[0], float: ln_total_f32, default: ln_total_f64)(acc)
+static inline float ln_total_f32(const float *a) {
+    float s = 0;
+    for (int l = 0; l < LN_LANES; l++) s += a[l];
+    return s;
+}
+static inline double ln_total_f64(const double *a) {
+    double s = 0;
+    for (int l = 0; l < LN_LANES; l++) s += a[l];
+    return s;
+}
+
+/* Why an op: written with plain ops (reshape, two means, sub, mul, add_scalar, pow, two muls, add) a
+ * layer norm is ~10 records and ~6 tensors of x's size on the tape; this is one record, keeps only its
+ * result (x is saved, it is on the tape anyway) and the two statistics of each block, and its backward
+ * is two passes over each block. */
+TG_OP(LAYER_NORM, layer_norm, -1, IN0 | IN1) /* LN over k[0] blocks of the last axis, f[0] = ε; in = x, gain[, beta]; aux = μ, 1/σ */
+tg_tensor *tg_layer_norm(const tg_tensor *x, int blocks, const tg_tensor *gain, const tg_tensor *beta, double eps) {
+    const char *fn = "tg_layer_norm";
+    if (!tg__check(fn, "x", x) || !tg__check(fn, "gain", gain)) return NULL;
+    if (!beta && tg_error_pending()) return NULL; /* a NULL shift from a failed op, not "no shift" */
+    if (beta && !tg__check(fn, "beta", beta)) return NULL;
+    if (!tg__same_dtype(fn, x, gain) || (beta && !tg__same_dtype(fn, x, beta))) return NULL;
+    char s1[128], s2[128], s3[128];
+    const int64_t N = x->ndim >= 1 ? x->shape[x->ndim - 1] : 0;
+    if (x->ndim < 1 || blocks < 1 || N % blocks || N == 0 || gain->ndim != 1 || gain->shape[0] != N ||
+        (beta && (beta->ndim != 1 || beta->shape[0] != N))) {
+        tg_error(fn, "x %s, %d blocks, gain %s%s%s: need x [..., N] with N a positive multiple of blocks (>= 1), "
+                 "gain [N]%s", tg_shape_str(x, s1, sizeof s1), blocks, tg_shape_str(gain, s2, sizeof s2),
+                 beta ? ", beta " : "", beta ? tg_shape_str(beta, s3, sizeof s3) : "", beta ? ", beta [N]" : "");
+        return NULL;
+    }
+    if (!(eps > 0) || !isfinite(eps)) {
+        tg_error(fn, "eps %g: must be positive and finite", eps);
+        return NULL;
+    }
+    const int64_t R = x->numel / N, n = N / blocks, groups = R * blocks;
+    tg_tensor *out = tg__result(x->dtype, x->ndim, x->shape);
+    if (!out) return NULL;
+    const tg_tensor *in[3] = {x, gain, beta};
+    const int nin = beta ? 3 : 2;
+    bool recorded = false;
+    for (int i = 0; i < nin && tg_grad_enabled(); i++) recorded |= tg__needs_grad(in[i]);
+    /* per block: its mean and 1/√(σ² + ε), kept for backward when the op is recorded */
+    tg_tensor *stats = recorded ? tg__alloc(x->dtype, 2, (int64_t[]){groups, 2}) : NULL;
+    if (recorded && !stats) return NULL;
+    TG_DISPATCH(x->dtype, {
+        const T *px = TG_PTR(x, T), *pw = TG_PTR(gain, T), *pb = beta ? TG_PTR(beta, T) : NULL;
+        T *py = TG_PTR(out, T), *ps = stats ? TG_PTR(stats, T) : NULL;
+        for (int64_t q = 0; q < groups; q++) {
+            const T *restrict a = px + q * n;
+            const T *restrict w = pw + (q % blocks) * n, *restrict b = pb ? pb + (q % blocks) * n : NULL;
+            T *restrict y = py + q * n;
+            /* μ and σ² (biased, two passes), each sum in LN_LANES partial sums (vectorised) */
+            T acc[LN_LANES];
+            LN_SUM(acc, a[j]);
+            const T m = ln_total(acc) / (T)n;
+            LN_SUM(acc, (a[j] - m) * (a[j] - m));
+            const T rs = (T)(1.0 / sqrt((double)ln_total(acc) / (double)n + eps));
+            if (b) for (int64_t j = 0; j < n; j++) y[j] = (a[j] - m) * rs * w[j] + b[j];
+            else for (int64_t j = 0; j < n; j++) y[j] = (a[j] - m) * rs * w[j];
+            if (ps) ps[2 * q] = m, ps[2 * q + 1] = rs;
+        }
+    });
+    tg_record *r = recorded ? tg__record(TG_OP_LAYER_NORM, out, nin, in) : NULL;
+    if (r) {
+        r->aux = stats;
+        r->k[0] = blocks;
+        r->f[0] = eps;
+    } else tg_release(stats);
+    return out;
+}
+
+/* Per block of n elements, with x̂ = (x − μ)·s, s = 1/√(σ² + ε), d̂ = g ⊙ α:
+ *   dx = s (d̂ − mean(d̂) − x̂ mean(d̂ ⊙ x̂)),   dα += Σ_rows g ⊙ x̂,   dβ += Σ_rows g */
+void tg__layer_norm_backward(tg_record *r, const tg_tensor *g) {
+    tg_tensor *x = r->in[0], *gain = r->in[1], *beta = r->nin > 2 ? r->in[2] : NULL;
+    const int blocks = (int)r->k[0];
+    const int64_t N = x->shape[x->ndim - 1], R = x->numel / N, n = N / blocks, groups = R * blocks;
+    bool ax;
+    tg_tensor *gx = tg__grad_buf_assign(x, &ax), *gw = tg__grad_buf(gain), *gb = beta ? tg__grad_buf(beta) : NULL;
+    TG_DISPATCH(g->dtype, {
+        const T *px = TG_PTR(x, T), *pw = TG_PTR(gain, T), *pg = TG_PTR(g, T), *ps = TG_PTR(r->aux, T);
+        T *dx = gx ? TG_PTR(gx, T) : NULL, *dw = gw ? TG_PTR(gw, T) : NULL, *db = gb ? TG_PTR(gb, T) : NULL;
+        for (int64_t q = 0; q < groups; q++) {
+            const T *restrict a = px + q * n, *restrict gy = pg + q * n;
+            const int64_t off = (q % blocks) * n;
+            const T m = ps[2 * q], rs = ps[2 * q + 1];
+            if (dw) for (int64_t j = 0; j < n; j++) dw[off + j] += gy[j] * ((a[j] - m) * rs);
+            if (db) for (int64_t j = 0; j < n; j++) db[off + j] += gy[j];
+            if (!dx) continue;
+            const T *restrict w = pw + off;
+            T acc[LN_LANES]; /* Σ d̂, Σ d̂ x̂ */
+            LN_SUM(acc, gy[j] * w[j]);
+            const T m1 = ln_total(acc) / (T)n;
+            LN_SUM(acc, gy[j] * w[j] * ((a[j] - m) * rs));
+            const T m2 = ln_total(acc) / (T)n;
+            T *restrict d = dx + q * n;
+            if (ax) for (int64_t j = 0; j < n; j++) d[j] = rs * (gy[j] * w[j] - m1 - ((a[j] - m) * rs) * m2);
+            else for (int64_t j = 0; j < n; j++) d[j] += rs * (gy[j] * w[j] - m1 - ((a[j] - m) * rs) * m2);
+        }
+    });
 }

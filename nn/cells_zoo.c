@@ -341,19 +341,6 @@ static const indrnn_consts k_indrnn = {100.0};
 
 #define LN_EPS 1e-5 /* inside the square root, as PyTorch's LayerNorm */
 
-/* LN(a; α, β) over each of `blocks` equal parts of a [B, N]: (a − μ) / √(σ² + ε) ⊙ α + β, with μ, σ² the
- * mean and (biased) variance of the part. α, β [N]; β may be NULL. */
-static tg_tensor *layer_norm(const tg_tensor *a, int blocks, const tg_tensor *gain, const tg_tensor *beta) {
-    if (!a) return NULL;
-    int64_t B = tg_dim(a, 0), N = tg_dim(a, 1);
-    tg_tensor *parts = tg_reshape(a, TG_SHAPE(B, blocks, N / blocks));
-    tg_tensor *centred = tg_sub(parts, tg_mean_axis(parts, -1, true));
-    tg_tensor *var = tg_mean_axis(tg_mul(centred, centred), -1, true);
-    tg_tensor *normed = tg_reshape(tg_mul(centred, tg_pow_scalar(tg_add_scalar(var, LN_EPS), -0.5)), TG_SHAPE(B, N));
-    tg_tensor *scaled = tg_mul(normed, gain);
-    return beta ? tg_add(scaled, beta) : scaled;
-}
-
 /* G = 4 (i, f, g, o). No bias_ih / bias_hh: the runner adds b_ih to x W_ihᵀ before the step, inside where
  * the LN would cancel it. The biases are the LN shifts β (the paper's b only ever appears summed with
  * them). Extras: ln_ih_weight, ln_ih_bias, ln_hh_weight, ln_hh_bias [4H]; ln_c_weight, ln_c_bias [H];
@@ -378,17 +365,16 @@ static int lstm_ln_step(const tg_cell *cell, const tg_cell_params *p, const tg_t
     (void)cell; (void)x;
     const tg_tensor *h = state[0], *c = state[1];
     tg_tensor *const *ln = p->extra;
-    tg_tensor *a[4];
-    /* [a_i | a_f | a_g | a_o] = LN(x W_ihᵀ; α_x, β_x) + LN(h W_hhᵀ; α_h, β_h), LN per gate block */
-    tg_tensor *ax = layer_norm(xproj, 4, ln[0], ln[1]);
-    tg_tensor *ah = layer_norm(tg_linear(h, p->weight_hh, NULL), 4, ln[2], ln[3]);
-    if (tg_chunk(tg_add(ax, ah), 1, 4, a)) return -1;
-    /* i = σ(a_i),  f = σ(a_f),  g = tanh(a_g),  o = σ(a_o) */
-    tg_tensor *i = tg_sigmoid(a[0]), *f = tg_sigmoid(a[1]), *g = tg_tanh(a[2]), *o = tg_sigmoid(a[3]);
-    /* c' = f ⊙ c + i ⊙ g */
-    out[1] = tg_add(tg_mul(f, c), tg_mul(i, g));
+    /* [a_i | a_f | a_g | a_o] = LN(x W_ihᵀ; α_x, β_x) + LN(h W_hhᵀ; α_h, β_h), LN per gate block
+     * (tg_layer_norm: one op each, the four blocks normalised apart) */
+    tg_tensor *ax = tg_layer_norm(xproj, 4, ln[0], ln[1], LN_EPS);
+    tg_tensor *ah = tg_layer_norm(tg_linear(h, p->weight_hh, NULL), 4, ln[2], ln[3], LN_EPS);
+    /* i = σ(a_i),  f = σ(a_f),  g = tanh(a_g),  o = σ(a_o)   (one op, gate-major [4,B,H]) */
+    tg_tensor *gates = tg_gates(tg_add(ax, ah), "ssts");
+    /* c' = f ⊙ c + i ⊙ g   (tg_lstm_state's second half; its first, o ⊙ tanh(c'), is not this cell's h') */
+    out[1] = tg_select(tg_lstm_state(gates, c), 1);
     /* h' = o ⊙ tanh(LN(c'; α_c, β_c)) */
-    out[0] = tg_mul(o, tg_tanh(layer_norm(out[1], 1, ln[4], ln[5])));
+    out[0] = tg_mul(tg_select(gates, 3), tg_tanh(tg_layer_norm(out[1], 1, ln[4], ln[5], LN_EPS)));
     return tg__cell_produced(out, 2);
 }
 

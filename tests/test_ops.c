@@ -117,6 +117,15 @@ static tg_tensor *f_gru_cell_inplace(tg_tensor *const *in, int n, void *u) {
     tg_tensor *proj = tg_mul_scalar(in[0], 1.0), *h1 = tg_select(tg_gru_cell_(tg_select(proj, 0), in[1], in[2], in[3]), 0);
     return tg_mul(tg_select(tg_gru_cell_(tg_select(proj, 1), h1, in[2], in[3]), 0), h1);
 }
+FN(f_layer_norm, tg_layer_norm(in[0], 1, in[1], in[2], 1e-5))
+FN(f_layer_norm4, tg_layer_norm(in[0], 4, in[1], in[2], 1e-5)) /* an LSTM's four gate blocks apart */
+FN(f_layer_norm_noshift, tg_layer_norm(in[0], 2, in[1], NULL, 1e-3))
+/* x from an op, its result read twice (the input gradient is added to, not stored) */
+static tg_tensor *f_layer_norm_fanout(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *a = tg_tanh(in[0]), *y = tg_layer_norm(a, 3, in[1], in[2], 1e-5);
+    return tg_mul(tg_add(y, a), tg_layer_norm(a, 1, in[1], NULL, 1e-5));
+}
 FN(f_lerp, tg_lerp(in[0], in[1], in[2]))
 FN(f_lerp_same, tg_lerp(in[0], in[0], in[1])) /* a = b: both gradients land in one buffer */
 FN(f_gru_gates, tg_gru_gates(in[0], in[1]))
@@ -243,6 +252,10 @@ static const row rows[] = {
     {"tg_gru_cell_", f_gru_cell, 4, {2, 2, 2, 1}, {{3, 12}, {3, 4}, {12, 4}, {12}}, -2, 2, "gru_cell(a, b, c, d)"},
     {"tg_gru_cell_", f_gru_cell_nobias, 3, {2, 2, 2}, {{2, 9}, {2, 3}, {9, 3}}, -2, 2, NULL},
     {"tg_gru_cell_", f_gru_cell_inplace, 4, {3, 2, 2, 1}, {{2, 3, 12}, {3, 4}, {12, 4}, {12}}, -1, 1, NULL},
+    {"tg_layer_norm", f_layer_norm, 3, {2, 1, 1}, {{3, 8}, {8}, {8}}, -2, 2, "F.layer_norm(a, (8,), b, c, 1e-5)"},
+    {"tg_layer_norm", f_layer_norm4, 3, {3, 1, 1}, {{2, 3, 12}, {12}, {12}}, -2, 2, "F.layer_norm(a.unflatten(-1, (4, 3)), (3,), None, None, 1e-5).flatten(-2) * b + c"},
+    {"tg_layer_norm", f_layer_norm_noshift, 2, {2, 1}, {{4, 6}, {6}}, -2, 2, NULL},
+    {"tg_layer_norm", f_layer_norm_fanout, 3, {2, 1, 1}, {{3, 9}, {9}, {9}}, -2, 2, NULL},
     {"tg_lerp", f_lerp, 3, {2, 2, 2}, {{3, 4}, {3, 4}, {3, 4}}, -1, 1, "torch.lerp(a, b, c)"},
     {"tg_lerp", f_lerp_same, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, NULL},
     {"tg_gru_gates", f_gru_gates, 2, {2, 2}, {{3, 12}, {3, 12}}, -2, 2, "gru_gates(a, b)"},
@@ -903,6 +916,22 @@ Test(ops, errors_name_the_op_and_shapes) {
     cr_expect_null(tg_exp(dead));
     cr_expect(strstr(th_last_message(), "was released") != NULL, "%s", th_last_message());
     th_reset_errors();
+    /* tg_layer_norm: blocks that do not divide the last axis, a gain of the wrong length, eps <= 0 */
+    tg_tensor *g4 = tg_ones(TG_F64, TG_SHAPE(4)), *g2 = tg_ones(TG_F64, TG_SHAPE(2));
+    cr_expect_null(tg_layer_norm(a, 3, g4, NULL, 1e-5));
+    cr_expect_str_eq(th_last_message(), "tg_layer_norm: x [3,4], 3 blocks, gain [4]: need x [..., N] with N a positive "
+                     "multiple of blocks (>= 1), gain [N]");
+    th_reset_errors();
+    cr_expect_null(tg_layer_norm(a, 2, g4, g2, 1e-5));
+    cr_expect(strstr(th_last_message(), "beta [2]") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_layer_norm(a, 1, g4, NULL, 0));
+    cr_expect_str_eq(th_last_message(), "tg_layer_norm: eps 0: must be positive and finite");
+    th_reset_errors();
+    cr_expect_null(tg_layer_norm(a, 1, f, NULL, 1e-5));
+    cr_expect(strstr(th_last_message(), "dtypes differ") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    tg_release(g4); tg_release(g2);
     tg_release(a); tg_release(b); tg_release(f);
     tg_tape_reset();
     cr_expect_eq(tg_live_tensors(), live);

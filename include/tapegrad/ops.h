@@ -77,6 +77,13 @@ tg_tensor *tg_lstm_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, 
  * Same values and gradients as tg_gru_gates(xp, tg_linear(h, W, b)) + tg_lerp, bit for bit; in place
  * on xp (the gates r, z, n are stored over it) exactly as tg_lstm_cell_. */
 tg_tensor *tg_gru_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b);
+/* Layer normalisation (torch.nn.functional.layer_norm) over each of `blocks` equal parts of the last
+ * axis of x [..., N]: part k of a row, a = x[..., k·n : (k+1)·n] with n = N / blocks, becomes
+ *     (a − μ) / √(σ² + eps) ⊙ gain[k·n : (k+1)·n] + beta[k·n : (k+1)·n]
+ * with μ and σ² (biased) the mean and variance of a. gain [N]; beta [N] or NULL (no shift); eps > 0
+ * (torch's default is 1e-5). blocks = 1 is F.layer_norm(x, (N,), gain, beta, eps); blocks = 4 normalises
+ * an LSTM's four gate blocks separately. One record; the tape keeps the result and two numbers per part. */
+tg_tensor *tg_layer_norm(const tg_tensor *x, int blocks, const tg_tensor *gain, const tg_tensor *beta, double eps);
 /* a + w ⊙ (b − a) (torch.lerp; same shapes, no broadcasting): the GRU's h' = n + z ⊙ (h − n) in one op,
  * same values and gradients as tg_add(a, tg_mul(w, tg_sub(b, a))). */
 tg_tensor *tg_lerp(const tg_tensor *a, const tg_tensor *b, const tg_tensor *w);
