@@ -16,6 +16,7 @@
 #include "data/optim_golden.h"
 #include "data/parity_golden.h"
 #include "helpers.h"
+#include "optim/optim_internal.h"
 
 static void setup(void) {
     th_live_start();
@@ -704,7 +705,14 @@ TH_TEST(optim, checkpoint_resume_is_bit_identical, th_live_check) {
 TH_TEST(optim, every_kind_is_complete, th_live_check) {
     char list[256];
     tg_optim_kind_list(list, sizeof list, ", ");
-    cr_expect_str_eq(list, "sgd, adam, adamw, rmsprop, adagrad, nadam, radam, adamax, adadelta");
+    /* the names in TG_OPTIM_KINDS order, from its lines (optim.h): "sgd, adam, ..., " */
+#define KIND_AND_SEP(K, name) #name ", "
+    static const char every_kind[] = TG_OPTIM_KINDS(KIND_AND_SEP);
+#undef KIND_AND_SEP
+    cr_assert_lt(strlen(every_kind), sizeof list, "the list buffer is too short for every kind");
+    cr_expect_eq(strlen(list) + 2, strlen(every_kind), "%s", list);
+    cr_expect(strncmp(list, every_kind, strlen(every_kind) - 2) == 0, "actual=`%s` expected=`%.*s`", list,
+              (int)strlen(every_kind) - 2, every_kind);
     for (int k = 0; k < TG_OPTIM_KIND_COUNT; k++) {
         const char *name = tg_optim_kind_name((tg_optim_kind)k);
         cr_expect_neq(strcmp(name, "unknown"), 0, "optimizer kind %d has no name", k);
@@ -1156,27 +1164,18 @@ static void drop_tensor(const char *src, const char *dst, const char *drop) {
     tg_st_free(f);
 }
 
-/* torch's state keys of each kind (optim.h, tg_optim_state) */
-static const struct { tg_optim_kind kind; const char *states[3]; } g_state_names[] = {
-    {TG_OPTIM_SGD, {"momentum_buffer"}},
-    {TG_OPTIM_ADAM, {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}},
-    {TG_OPTIM_ADAMW, {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"}},
-    {TG_OPTIM_RMSPROP, {"square_avg", "momentum_buffer", "grad_avg"}},
-    {TG_OPTIM_ADAGRAD, {"sum"}},
-    {TG_OPTIM_NADAM, {"exp_avg", "exp_avg_sq", "mu_product"}},
-    {TG_OPTIM_RADAM, {"exp_avg", "exp_avg_sq"}},
-    {TG_OPTIM_ADAMAX, {"exp_avg", "exp_inf"}},
-    {TG_OPTIM_ADADELTA, {"square_avg", "acc_delta"}},
-};
+/* The number of state tensors the kind's row (optim/optim.c, .state) names: torch's state keys. */
+static int row_state_count(tg_optim_kind kind) {
+    int n = 0;
+    while (n < TG_OPTIM_NBUF && tg__optim_buf_name(kind, n)) n++;
+    return n;
+}
 
 /* Walks one configuration both ways: each state tensor the optimizer holds after 3 steps is required
  * (the file without it is refused, naming the parameter and the tensor, and the optimizer keeps its
- * state), and nothing it does not hold is (the whole file loads). Returns the number of states held. */
+ * state), and nothing it does not hold is (the whole file loads). The names walked are the row's
+ * (the one declaration of an optimizer's states). Returns the number of states held. */
 static int check_required_states(tg_optim_kind kind, const tg_optim_opts *o) {
-    size_t row = 0;
-    while (row < sizeof g_state_names / sizeof g_state_names[0] && g_state_names[row].kind != kind) row++;
-    cr_assert_lt(row, sizeof g_state_names / sizeof g_state_names[0], "kind '%s' has no row in g_state_names",
-                 tg_optim_kind_name(kind));
     tiny_model m = tiny_new(TG_F64, 3);
     tg_optim *opt = tg_optim_new_params(kind, m.params, o);
     cr_assert_not_null(opt);
@@ -1189,8 +1188,8 @@ static int check_required_states(tg_optim_kind kind, const tg_optim_opts *o) {
     cr_expect_eq(tg_optim_load(opt, NULL, good), 0, "%s: %s", tg_optim_kind_name(kind), tg_last_error());
     tg_tensor *p0 = tg_optim_param(opt, 0);
     int held = 0;
-    for (int k = 0; k < 3 && g_state_names[row].states[k]; k++) {
-        const char *name = g_state_names[row].states[k];
+    for (int k = 0; k < row_state_count(kind); k++) {
+        const char *name = tg__optim_buf_name(kind, k);
         tg_tensor *st = tg_optim_state(opt, p0, name);
         if (!st) continue;
         held++;
@@ -1231,10 +1230,7 @@ TH_TEST(optim, checkpoint_missing_state_of_a_stepped_parameter_is_refused, th_li
         o.amsgrad = true;
         o.centered = true;
         int held = check_required_states((tg_optim_kind)k, &o);
-        int names = 0;
-        for (size_t r = 0; r < sizeof g_state_names / sizeof g_state_names[0]; r++)
-            if (g_state_names[r].kind == (tg_optim_kind)k)
-                while (names < 3 && g_state_names[r].states[names]) names++;
+        int names = row_state_count((tg_optim_kind)k);
         cr_expect_eq(held, names, "%s holds %d of its %d states", tg_optim_kind_name((tg_optim_kind)k), held, names);
     }
     /* options that use fewer: nothing more is asked for */
