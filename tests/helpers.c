@@ -310,6 +310,17 @@ th_run_result th_run_with(const char *prefix, const char *fmt, ...) {
     return r;
 }
 
+th_run_result th_run_ok(const char *fmt, ...) {
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    th_run_result r = th_run("%s", args);
+    cr_assert_eq(r.status, 0, "'tapegrad %s' exited %d: %s", args, r.status, r.err);
+    return r;
+}
+
 void th_expect_usage_error(const char *args, const char *needle1, const char *needle2) {
     th_run_result r = th_run("%s", args);
     cr_expect_eq(r.status, 2, "'tapegrad %s' exited %d, expected 2; stderr: %s", args, r.status, r.err);

@@ -105,6 +105,8 @@ typedef struct th_run_result {
 th_run_result th_run_with(const char *prefix, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define th_run(...) th_run_with("", __VA_ARGS__)
 void th_run_free(th_run_result *r);
+/* th_run that must succeed: asserts exit status 0 (the message names the arguments and stderr). */
+th_run_result th_run_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Bad usage: `tapegrad ARGS` exits with status 2 and a message (a line) on stderr that contains needle1
  * and, unless NULL, needle2. */
 void th_expect_usage_error(const char *args, const char *needle1, const char *needle2);

@@ -127,6 +127,26 @@ Test(data_cli, train_starts_with_the_summary_table) {
     th_run_free(&r);
 }
 
+/* summary's last line names what the model was trained on: a class checkpoint (whole sequences, no
+ * --seq window; its metadata says seq 0) says so, not "seq 0"; a task's checkpoint keeps its --seq. */
+static void expect_summary_says(const char *train, const char *want, const char *not_there) {
+    th_run_result r = th_run_ok("train %s --hidden 4 --steps 1 --quiet --save s.safetensors", train);
+    th_run_free(&r);
+    r = th_run_ok("summary --model s.safetensors");
+    const char *line = strstr(r.out, "Checkpoint s.safetensors: ");
+    cr_assert(line, "%s", r.out);
+    cr_expect(strstr(line, want) != NULL, "train %s: %s", train, line);
+    cr_expect(strstr(line, not_there) == NULL, "train %s: %s", train, line);
+    th_run_free(&r);
+}
+
+Test(data_cli, summary_of_a_whole_sequence_checkpoint) {
+    write_sequence_files();
+    expect_summary_says("--data x.npy --labels class.npy --target class",
+                        "target class, data x.npy, step 1, optim adam, lr 0.001, batch 32, whole sequences, clip 1", "seq 0");
+    expect_summary_says("--task adding --seq 5", ", batch 32, seq 5, clip 1", "whole sequences");
+}
+
 /* One long series: two sines and noise (persistence is a poor forecast of it). */
 static void write_series_file(void) {
     static double s[1500];

@@ -40,7 +40,11 @@ int cmd_summary(int argc, char **argv) {
     const char *sep = " ";
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         const char *v = tg_st_meta(f, keys[k]);
-        if (v && *v) printf("%s%s %s", sep, keys[k], v), sep = ", ";
+        if (!v || !*v) continue;
+        /* seq 0: a data task trained on whole sequences (class, tag, value targets), no --seq window */
+        if (strcmp(keys[k], "seq") == 0 && strcmp(v, "0") == 0) printf("%swhole sequences", sep);
+        else printf("%s%s %s", sep, keys[k], v);
+        sep = ", ";
     }
     printf("\n");
     tg_st_free(f);
