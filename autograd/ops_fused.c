@@ -14,6 +14,7 @@
  * The arithmetic is that of the three ops it replaces, in the same order, so values and gradients are
  * bit-identical to them (tests/test_ops.c checks it). */
 #include "autograd/ops_common.h"
+#include "autograd/ops_step.h"
 #include "tensor/pool.h"
 #include "tensor/vmath.h"
 
@@ -112,6 +113,14 @@ static tg_tensor *pre_grad_buffer(tg_tensor *xp, tg_tensor **scratch) {
     *scratch = tg__alloc(xp->dtype, 2, xp->shape);
     return *scratch;
 }
+
+/* The helpers above for the other fused step ops (autograd/ops_step.h; the zoo's LSTM family) */
+void tg__for_rows(int64_t n, int64_t row_elems, tg__rows_fn fn, void *ctx) { for_rows(n, row_elems, fn, ctx); }
+bool tg__step_args(const char *fn, int G, const tg_tensor *xp, const tg_tensor *h, const tg_tensor *W,
+                   const tg_tensor *b, const tg_tensor *c) { return step_args(fn, G, xp, h, W, b, c); }
+tg_tensor *tg__gate_buffer(tg_tensor *xp, bool recorded, tg_tensor **own) { return gate_buffer(xp, recorded, own); }
+void tg__step_matrix_backward(tg_tensor *h, tg_tensor *W, tg_tensor *b, const tg_tensor *G) { step_matrix_backward(h, W, b, G); }
+tg_tensor *tg__pre_grad_buffer(tg_tensor *xp, tg_tensor **scratch) { return pre_grad_buffer(xp, scratch); }
 
 /* What a fused step's forward holds between its prologue and its record. */
 typedef struct step_fwd {

@@ -147,6 +147,27 @@ static int lstm_variant_step(const tg_cell *cell, const tg_cell_params *p, const
     return tg__cell_produced(out, 2);
 }
 
+/* The same step as one op (tg_lstm_zoo_, autograd/ops_zoo_lstm.c): the variant's row as flags, its
+ * peepholes, and the gate activations stored over xproj (the runner's view of this step's rows of the
+ * input projection, read by nothing else), so the tape keeps G + 2 floats per step instead of every
+ * plain op's result. Same values as lstm_variant_step within rounding (tests/test_zoo.c compares the
+ * two spellings of every variant). lstm_np keeps the plain spelling: it is the plain-ops lstm. */
+static int lstm_fused_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x,
+                           const tg_tensor *xproj, tg_tensor *const *state, tg_tensor **out) {
+    (void)x;
+    const lstm_variant *v = cell->user;
+    unsigned flags = (v->i < 0 ? TG_LSTMZ_NO_I : 0) | (v->f < 0 && !v->coupled ? TG_LSTMZ_NO_F : 0) |
+                     (v->o < 0 ? TG_LSTMZ_NO_O : 0) | (v->coupled ? TG_LSTMZ_COUPLED : 0) |
+                     (v->linear_input ? TG_LSTMZ_LINEAR_G : 0) | (v->linear_output ? TG_LSTMZ_LINEAR_C : 0);
+    const tg_tensor *w[3];
+    const int at[3] = {v->ci, v->cf, v->co};
+    for (int k = 0; k < 3; k++) w[k] = at[k] < 0 ? NULL : p->extra[at[k]];
+    tg_tensor *hc = tg_lstm_zoo_((tg_tensor *)xproj, state[0], p->weight_hh, p->bias_hh, state[1], w[0], w[1], w[2], flags);
+    out[0] = tg_select(hc, 0);
+    out[1] = tg_select(hc, 1);
+    return tg__cell_produced(out, 2);
+}
+
 /*                                     i   f   g   o  ci  cf  co coupled lin_in lin_out */
 static const lstm_variant v_peephole = {0,  1,  2,  3,  0,  1,  2, false, false, false};
 static const lstm_variant v_nig      = {-1, 0,  1,  2, -1,  0,  1, false, false, false};
@@ -414,28 +435,28 @@ static const char eq_lstm_ln[] = "[a_i | a_f | a_g | a_o] = LN(W_ih x) + LN(W_hh
  * (Rows use named fields; the meaning of each is in nn.h's struct tg_cell.) */
 const tg_cell tg__cells_zoo[] = {
     {.name = "lstm_peephole", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .n_extra = 3,
-     .extra_names = x_ifo, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_peephole,
+     .extra_names = x_ifo, .make_params = peephole_params, .step = lstm_fused_step, .user = &v_peephole,
      .equations = eq_lstm_peephole,
      .reference = "Gers & Schmidhuber 2000 (peepholes); the vanilla LSTM of Greff et al., \"LSTM: A Search Space Odyssey\", 2017"},
     {.name = "lstm_nig", .gates = 3, .n_states = 2, .state_names = g_hc, .forget_gate = 0, .n_extra = 2,
-     .extra_names = x_fo, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_nig,
+     .extra_names = x_fo, .make_params = peephole_params, .step = lstm_fused_step, .user = &v_nig,
      .equations = eq_lstm_nig, .reference = "Greff et al. 2017 (NIG)"},
     {.name = "lstm_nfg", .gates = 3, .n_states = 2, .state_names = g_hc, .forget_gate = -1, .n_extra = 2,
-     .extra_names = x_io, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_nfg,
+     .extra_names = x_io, .make_params = peephole_params, .step = lstm_fused_step, .user = &v_nfg,
      .equations = eq_lstm_nfg, .reference = "Greff et al. 2017 (NFG)"},
     {.name = "lstm_nog", .gates = 3, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .n_extra = 2,
-     .extra_names = x_if, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_nog,
+     .extra_names = x_if, .make_params = peephole_params, .step = lstm_fused_step, .user = &v_nog,
      .equations = eq_lstm_nog, .reference = "Greff et al. 2017 (NOG)"},
     {.name = "lstm_niaf", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .n_extra = 3,
-     .extra_names = x_ifo, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_niaf,
+     .extra_names = x_ifo, .make_params = peephole_params, .step = lstm_fused_step, .user = &v_niaf,
      .equations = eq_lstm_niaf, .reference = "Greff et al. 2017 (NIAF)"},
     {.name = "lstm_noaf", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .n_extra = 3,
-     .extra_names = x_ifo, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_noaf,
+     .extra_names = x_ifo, .make_params = peephole_params, .step = lstm_fused_step, .user = &v_noaf,
      .equations = eq_lstm_noaf, .reference = "Greff et al. 2017 (NOAF)"},
     {.name = "lstm_np", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1,
      .step = lstm_variant_step, .user = &v_np, .equations = eq_lstm_np, .reference = "Greff et al. 2017 (NP)"},
     {.name = "lstm_cifg", .gates = 3, .n_states = 2, .state_names = g_hc, .forget_gate = -1, .n_extra = 2,
-     .extra_names = x_io, .make_params = peephole_params, .step = lstm_variant_step, .user = &v_cifg,
+     .extra_names = x_io, .make_params = peephole_params, .step = lstm_fused_step, .user = &v_cifg,
      .equations = eq_lstm_cifg, .reference = "Greff et al. 2017 (CIFG)"},
     {.name = "lstm_fgr", .gates = 4, .n_states = 5, .state_names = g_hc_gates, .forget_gate = 1, .n_extra = 4,
      .extra_names = x_fgr, .make_params = lstm_fgr_params, .step = lstm_fgr_step, .equations = eq_lstm_fgr,

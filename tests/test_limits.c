@@ -74,6 +74,14 @@ Test(limits, estimate_matches_measured_tape_of_every_cell) {
 static const struct { const char *cell; double minimum; const char *kept; } tape_minimum[] = {
     {"lstm", 6, "i, f, g, o, c', h'"},
     {"gru", 5, "r, z, n, h_n = h W_hnᵀ + b_hn, h'"},
+    /* the zoo's LSTM family on tg_lstm_zoo_ (h14lstmz): the kept gates, c', h' */
+    {"lstm_peephole", 6, "i, f, g, o, c', h'"},
+    {"lstm_niaf", 6, "i, f, g (= a_g), o, c', h'"},
+    {"lstm_noaf", 6, "i, f, g, o, c', h'"},
+    {"lstm_nig", 5, "f, g, o, c', h'"},
+    {"lstm_nfg", 5, "i, g, o, c', h'"},
+    {"lstm_nog", 5, "i, f, g, c', h'"},
+    {"lstm_cifg", 5, "i, g, o, c', h' (f = 1 - i)"},
 };
 
 Test(limits, tape_per_step_within_1_5x_of_the_minimum) {

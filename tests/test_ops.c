@@ -108,6 +108,25 @@ static tg_tensor *f_lstm_cell_inplace(tg_tensor *const *in, int n, void *u) {
     tg_tensor *y2 = tg_lstm_cell_(tg_select(proj, 1), tg_select(y, 0), in[2], in[3], tg_select(y, 1));
     return tg_add(tg_select(y2, 0), tg_mul(tg_select(y2, 1), tg_select(y, 1)));
 }
+/* tg_lstm_zoo_, the LSTM family's step: inputs xp, h, W, c, p (one peephole [H] given to several gates, so
+ * its gradient sums theirs) or xp, h, W, b, c; xp a leaf */
+FN(f_lstmz_peep, tg_lstm_zoo_(in[0], in[1], in[2], NULL, in[3], in[4], in[4], in[4], 0))
+FN(f_lstmz_cifg, tg_lstm_zoo_(in[0], in[1], in[2], in[3], in[4], NULL, NULL, NULL, TG_LSTMZ_COUPLED))
+FN(f_lstmz_cifg_peep, tg_lstm_zoo_(in[0], in[1], in[2], NULL, in[3], in[4], NULL, in[4], TG_LSTMZ_COUPLED))
+FN(f_lstmz_nig_noaf, tg_lstm_zoo_(in[0], in[1], in[2], NULL, in[3], NULL, in[4], in[4], TG_LSTMZ_NO_I | TG_LSTMZ_LINEAR_C))
+FN(f_lstmz_nfg_niaf, tg_lstm_zoo_(in[0], in[1], in[2], NULL, in[3], in[4], NULL, in[4], TG_LSTMZ_NO_F | TG_LSTMZ_LINEAR_G))
+FN(f_lstmz_nog, tg_lstm_zoo_(in[0], in[1], in[2], NULL, in[3], in[4], in[4], NULL, TG_LSTMZ_NO_O))
+FN(f_lstmz_g_only, tg_lstm_zoo_(in[0], in[1], in[2], in[3], in[4], NULL, NULL, NULL,
+                                TG_LSTMZ_NO_I | TG_LSTMZ_NO_F | TG_LSTMZ_NO_O | TG_LSTMZ_LINEAR_G | TG_LSTMZ_LINEAR_C))
+/* as the zoo cells run it: xp a view of an op result (the gates overwrite it), two steps, h' and c' through
+ * views; inputs xp [2,B,4H], h, W, c, p */
+static tg_tensor *f_lstmz_inplace(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *proj = tg_mul_scalar(in[0], 1.0);
+    tg_tensor *y = tg_lstm_zoo_(tg_select(proj, 0), in[1], in[2], NULL, in[3], in[4], in[4], in[4], 0);
+    tg_tensor *y2 = tg_lstm_zoo_(tg_select(proj, 1), tg_select(y, 0), in[2], NULL, tg_select(y, 1), in[4], in[4], in[4], 0);
+    return tg_add(tg_select(y2, 0), tg_mul(tg_select(y2, 1), tg_select(y, 1)));
+}
 /* inputs xp, h, W, b; the full [2,B,H] result, so the kept hp_n's gradient path is checked too */
 FN(f_gru_cell, tg_gru_cell_(in[0], in[1], in[2], in[3]))
 FN(f_gru_cell_nobias, tg_gru_cell_(in[0], in[1], in[2], NULL))
@@ -249,6 +268,14 @@ static const row rows[] = {
     {"tg_lstm_cell_", f_lstm_cell, 5, {2, 2, 2, 1, 2}, {{2, 12}, {2, 2}, {12, 2}, {12}, {2, 3}}, -2, 2, "lstm_cell(a, b, c, d, e)"}, /* R < H */
     {"tg_lstm_cell_", f_lstm_cell_nobias, 4, {2, 2, 2, 2}, {{3, 8}, {3, 2}, {8, 2}, {3, 2}}, -2, 2, NULL},
     {"tg_lstm_cell_", f_lstm_cell_inplace, 5, {3, 2, 2, 1, 2}, {{2, 3, 20}, {3, 5}, {20, 5}, {20}, {3, 5}}, -1, 1, NULL},
+    {"tg_lstm_zoo_", f_lstmz_peep, 5, {2, 2, 2, 2, 1}, {{3, 20}, {3, 5}, {20, 5}, {3, 5}, {5}}, -2, 2, "lstm_zoo(a, b, c, None, d, e, e, e, 0)"},
+    {"tg_lstm_zoo_", f_lstmz_cifg, 5, {2, 2, 2, 1, 2}, {{3, 15}, {3, 5}, {15, 5}, {15}, {3, 5}}, -2, 2, "lstm_zoo(a, b, c, d, e, None, None, None, 8)"},
+    {"tg_lstm_zoo_", f_lstmz_cifg_peep, 5, {2, 2, 2, 2, 1}, {{2, 9}, {2, 3}, {9, 3}, {2, 3}, {3}}, -2, 2, "lstm_zoo(a, b, c, None, d, e, None, e, 8)"},
+    {"tg_lstm_zoo_", f_lstmz_nig_noaf, 5, {2, 2, 2, 2, 1}, {{2, 9}, {2, 3}, {9, 3}, {2, 3}, {3}}, -2, 2, "lstm_zoo(a, b, c, None, d, None, e, e, 33)"},
+    {"tg_lstm_zoo_", f_lstmz_nfg_niaf, 5, {2, 2, 2, 2, 1}, {{2, 9}, {2, 3}, {9, 3}, {2, 3}, {3}}, -2, 2, "lstm_zoo(a, b, c, None, d, e, None, e, 18)"},
+    {"tg_lstm_zoo_", f_lstmz_nog, 5, {2, 2, 2, 2, 1}, {{2, 9}, {2, 2}, {9, 2}, {2, 3}, {3}}, -2, 2, "lstm_zoo(a, b, c, None, d, e, e, None, 4)"}, /* R < H */
+    {"tg_lstm_zoo_", f_lstmz_g_only, 5, {2, 2, 2, 1, 2}, {{2, 3}, {2, 3}, {3, 3}, {3}, {2, 3}}, -2, 2, NULL},
+    {"tg_lstm_zoo_", f_lstmz_inplace, 5, {3, 2, 2, 2, 1}, {{2, 3, 20}, {3, 5}, {20, 5}, {3, 5}, {5}}, -1, 1, NULL},
     {"tg_gru_cell_", f_gru_cell, 4, {2, 2, 2, 1}, {{3, 12}, {3, 4}, {12, 4}, {12}}, -2, 2, "gru_cell(a, b, c, d)"},
     {"tg_gru_cell_", f_gru_cell_nobias, 3, {2, 2, 2}, {{2, 9}, {2, 3}, {9, 3}}, -2, 2, NULL},
     {"tg_gru_cell_", f_gru_cell_inplace, 4, {3, 2, 2, 1}, {{2, 3, 12}, {3, 4}, {12, 4}, {12}}, -1, 1, NULL},
@@ -714,6 +741,34 @@ Test(ops, lstm_cell_overwrites_only_op_results) {
     cr_expect(strstr(th_last_message(), "tg_lstm_cell_: argument c is NULL") != NULL, "%s", th_last_message());
     tg_tensor *list[] = {x, h, W, c, keep, c3};
     for (int i = 0; i < 6; i++) tg_release(list[i]);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* tg_lstm_zoo_ names what is wrong: flags, a peephole of an absent gate or of the wrong size, shapes */
+Test(ops, lstm_zoo_rejects_bad_arguments) {
+    th_record_errors();
+    tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE(2, 12)), *h = tg_zeros(TG_F64, TG_SHAPE(2, 3)), *W = tg_zeros(TG_F64, TG_SHAPE(12, 3));
+    tg_tensor *c = tg_zeros(TG_F64, TG_SHAPE(2, 3)), *p = tg_zeros(TG_F64, TG_SHAPE(3)), *p4 = tg_zeros(TG_F64, TG_SHAPE(4));
+    tg_tensor *x9 = tg_zeros(TG_F64, TG_SHAPE(2, 9)), *W9 = tg_zeros(TG_F64, TG_SHAPE(9, 3));
+    struct { tg_tensor *xp, *W, *c, *w[3]; unsigned flags; const char *want; } cases[] = {
+        {x, W, c, {NULL, NULL, NULL}, 64, "tg_lstm_zoo_: flags 0x40: unknown bits 0x40"},
+        {x9, W9, c, {NULL, NULL, NULL}, TG_LSTMZ_COUPLED | TG_LSTMZ_NO_I, "TG_LSTMZ_COUPLED (f = 1 - i, no f block) needs the input gate"},
+        {x9, W9, c, {NULL, p, NULL}, TG_LSTMZ_NO_F, "tg_lstm_zoo_: w_cf [3] given, but the forget gate has no block"},
+        {x9, W9, c, {p, NULL, NULL}, TG_LSTMZ_NO_I, "w_ci [3] given, but the input gate is absent (TG_LSTMZ_NO_I)"},
+        {x9, W9, c, {NULL, NULL, p}, TG_LSTMZ_NO_O, "w_co [3] given, but the output gate is absent (TG_LSTMZ_NO_O)"},
+        {x, W, c, {p4, NULL, NULL}, 0, "tg_lstm_zoo_: w_ci [4]: need [H] = [3]"},
+        {x9, W, c, {NULL, NULL, NULL}, 0, "tg_lstm_zoo_: xp [2,9], h [2,3], W [12,3], c [2,3]: need xp [B,4·H]"},
+        {x, W, NULL, {NULL, NULL, NULL}, 0, "tg_lstm_zoo_: argument c is NULL"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        th_reset_errors();
+        cr_expect_null(tg_lstm_zoo_(cases[k].xp, h, cases[k].W, NULL, cases[k].c, cases[k].w[0], cases[k].w[1], cases[k].w[2],
+                                    cases[k].flags), "case %zu", k);
+        cr_expect(strstr(th_last_message(), cases[k].want) != NULL, "case %zu: %s", k, th_last_message());
+    }
+    tg_tensor *list[] = {x, h, W, c, p, p4, x9, W9};
+    for (int i = 0; i < 8; i++) tg_release(list[i]);
+    tg_set_error_handler(NULL, NULL);
     cr_expect_eq(tg_live_tensors(), 0);
 }
 

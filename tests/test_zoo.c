@@ -476,6 +476,71 @@ Test(zoo, lstm_np_and_a_peephole_lstm_with_zero_peepholes_equal_lstm) {
     tg_rnn_free(peep);
 }
 
+/* The LSTM family's fused step (tg_lstm_zoo_ with the flags and peepholes made from the variant's row)
+ * against the same row through the plain-op step (lstm_np's, which reads the row the same way): outputs,
+ * final states and the gradients of every parameter, of x and of the initial states, two layers both
+ * directions over 5 steps, F64, within 1e-12. A wrong flag, a peephole on the wrong gate or a wrong
+ * backward term fails here naming the variant and the tensor. The fused step also keeps a fraction of
+ * the plain spelling's tape. */
+static tg_tensor *family_run(const tg_rnn *m, tg_tensor *x, tg_tensor *const *init, tg_tensor **grads, size_t *bytes) {
+    tg_tensor *flat = run_flat(m, x, init, 2);
+    *bytes = tg_tape_bytes();
+    tg_tensor *proj = th_rand(530, 1, tg_shape(flat), -1, 1);
+    cr_assert_eq(tg_backward(tg_sum(tg_mul(flat, proj))), 0, "%s", tg_last_error());
+    int n = tg_params_count(m->params);
+    for (int i = 0; i < n; i++) grads[i] = tg_copy(tg_grad(tg_params_at(m->params, i)));
+    grads[n] = tg_copy(tg_grad(x)), grads[n + 1] = tg_copy(tg_grad(init[0])), grads[n + 2] = tg_copy(tg_grad(init[1]));
+    tg_params_zero_grad(m->params);
+    tg_zero_grad(x), tg_zero_grad(init[0]), tg_zero_grad(init[1]);
+    tg_tensor *y = tg_copy(flat);
+    tg_tape_reset();
+    tg_release(proj);
+    return y;
+}
+
+Test(zoo, lstm_family_fused_step_equals_its_plain_op_spelling) {
+    static const char *const fused[] = {"lstm_peephole", "lstm_nig", "lstm_nfg", "lstm_nog", "lstm_niaf", "lstm_noaf",
+                                        "lstm_cifg"};
+    const tg_cell *np = tg_cell_by_name("lstm_np");
+    for (int v = 0; v < 7; v++) {
+        const tg_cell *cell = tg_cell_by_name(fused[v]);
+        cr_assert(cell && cell->step != np->step, "%s runs the plain-op step", fused[v]);
+        tg_cell plain = *cell;
+        plain.step = np->step;
+        tg_rnn *a = th_make_rnn(fused[v], 3, 4, 2, true, 500 + (uint64_t)v);
+        randomise(a, 510 + (uint64_t)v, -0.8, 0.8);
+        tg_rnn_config cfg = {.input_size = 3, .hidden_size = 4, .num_layers = 2, .bidirectional = true, .dtype = TG_F64};
+        tg_rnn *b = tg_rnn_new(&plain, &cfg, NULL);
+        cr_assert_not_null(b, "%s", tg_last_error());
+        copy_params(b, a, false);
+        tg_tensor *x = th_rand(520, TG_SHAPE(5, 3, 3), -1.5, 1.5), *init[2];
+        random_init(init, 2, 4, 3, 4, 521);
+        tg_set_requires_grad(x, true), tg_set_requires_grad(init[0], true), tg_set_requires_grad(init[1], true);
+        int n = tg_params_count(a->params);
+        tg_tensor *ga[64], *gb[64];
+        cr_assert(n + 3 <= 64);
+        size_t bytes_a, bytes_b;
+        tg_tensor *ya = family_run(a, x, init, ga, &bytes_a), *yb = family_run(b, x, init, gb, &bytes_b);
+        cr_expect(th_max_diff(ya, yb) < 1e-12, "%s: outputs and final states differ from the plain ops by %g", fused[v],
+                  th_max_diff(ya, yb));
+        for (int i = 0; i < n + 3; i++) {
+            const char *what = i < n ? tg_params_name_at(a->params, i) : i == n ? "x" : i == n + 1 ? "h0" : "c0";
+            cr_assert(ga[i] && gb[i], "%s: no gradient of %s", fused[v], what);
+            cr_expect(th_max_diff(ga[i], gb[i]) < 1e-12, "%s: the gradient of %s differs from the plain ops' by %g",
+                      fused[v], what, th_max_diff(ga[i], gb[i]));
+        }
+        cr_expect(2 * bytes_a < bytes_b, "%s: the fused step's tape (%zu bytes) is not under half the plain ops' (%zu)",
+                  fused[v], bytes_a, bytes_b);
+        release_all(ga, n + 3);
+        release_all(gb, n + 3);
+        tg_release(ya), tg_release(yb), tg_release(x);
+        release_all(init, 2);
+        tg_rnn_free(a);
+        tg_rnn_free(b);
+    }
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
 /* Writes rows [dst_block·H, +H) of dst (a [G·H, C] weight or [G·H] bias) = sign · rows [src_block·H, +H) of src. */
 static void copy_block(tg_tensor *dst, int dst_block, const tg_tensor *src, int src_block, int64_t H, double sign) {
     int64_t C = tg_ndim(dst) == 2 ? tg_dim(dst, 1) : 1;

@@ -77,6 +77,24 @@ tg_tensor *tg_lstm_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, 
  * Same values and gradients as tg_gru_gates(xp, tg_linear(h, W, b)) + tg_lerp, bit for bit; in place
  * on xp (the gates r, z, n are stored over it) exactly as tg_lstm_cell_. */
 tg_tensor *tg_gru_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b);
+/* One step of the LSTM family of Greff et al. 2017 in one op (the zoo cells lstm_peephole, lstm_nig, lstm_nfg,
+ * lstm_nog, lstm_niaf, lstm_noaf, lstm_cifg), from the step's input projection xp [B,G·H] (x·W_ihᵀ + b_ih),
+ * h [B,R], W_hh [G·H,R], b_hh [G·H] (or NULL), the cell state c [B,H] and the peepholes w_ci, w_cf, w_co
+ * [H] (each NULL: none). The G blocks of xp are the gates the variant keeps, in the order i, f, g, o:
+ *     a = xp + h·Wᵀ + b,   i = σ(a_i + w_ci ⊙ c),  f = σ(a_f + w_cf ⊙ c),  g = tanh(a_g)
+ *     c' = f ⊙ c + i ⊙ g,  o = σ(a_o + w_co ⊙ c'),  h' = o ⊙ tanh(c')
+ * with flags (or'ed) changing one thing each: TG_LSTMZ_NO_I (no i block, i = 1), TG_LSTMZ_NO_F (f = 1),
+ * TG_LSTMZ_NO_O (o = 1), TG_LSTMZ_COUPLED (no f block, f = 1 − i), TG_LSTMZ_LINEAR_G (g = a_g),
+ * TG_LSTMZ_LINEAR_C (h' = o ⊙ c'). A peephole of an absent gate is refused. The result is [2,B,H] with
+ * h' = tg_select(y, 0), c' = tg_select(y, 1); the same values as the plain ops (tg_sigmoid, tg_mul, tg_add,
+ * ...) within rounding, with one record and G + 2 floats per batch x hidden element on the tape: in place
+ * (the trailing _) exactly as tg_lstm_cell_, the gate activations are stored over xp. */
+enum {
+    TG_LSTMZ_NO_I = 1, TG_LSTMZ_NO_F = 2, TG_LSTMZ_NO_O = 4, TG_LSTMZ_COUPLED = 8, TG_LSTMZ_LINEAR_G = 16,
+    TG_LSTMZ_LINEAR_C = 32
+};
+tg_tensor *tg_lstm_zoo_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c,
+                        const tg_tensor *w_ci, const tg_tensor *w_cf, const tg_tensor *w_co, unsigned flags);
 /* Layer normalisation (torch.nn.functional.layer_norm) over each of `blocks` equal parts of the last
  * axis of x [..., N]: part k of a row, a = x[..., k·n : (k+1)·n] with n = N / blocks, becomes
  *     (a − μ) / √(σ² + eps) ⊙ gain[k·n : (k+1)·n] + beta[k·n : (k+1)·n]

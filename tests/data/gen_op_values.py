@@ -94,6 +94,20 @@ def lstm_cell(xp, h, w, b, c):
     return lstm_state((torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)), c)
 
 
+def lstm_zoo(xp, h, w, b, c, wci, wcf, wco, flags):
+    """tg_lstm_zoo_: the LSTM family's step; flags 1 no i, 2 no f, 4 no o, 8 coupled (f = 1 − i, no f block),
+    16 g linear, 32 h' = o ⊙ c'; the blocks kept in the order i, f, g, o; the result [h'; c']"""
+    no_i, no_f, no_o, coupled, lin_g, lin_c = [(flags >> k) & 1 for k in range(6)]
+    kept = [n for n, gone in (("i", no_i), ("f", no_f or coupled), ("g", 0), ("o", no_o)) if not gone]
+    a = dict(zip(kept, (xp + F.linear(h, w, b)).chunk(len(kept), -1)))
+    i = torch.sigmoid(a["i"] + (wci * c if wci is not None else 0)) if "i" in a else 1
+    f = 1 - i if coupled else torch.sigmoid(a["f"] + (wcf * c if wcf is not None else 0)) if "f" in a else 1
+    g = a["g"] if lin_g else torch.tanh(a["g"])
+    c2 = f * c + i * g
+    o = torch.sigmoid(a["o"] + (wco * c2 if wco is not None else 0)) if "o" in a else 1
+    return torch.stack([o * (c2 if lin_c else torch.tanh(c2)), c2])
+
+
 def gru_cell(xp, h, w, b):
     """the whole GRU step: gru_gates(xp, h Wᵀ + b), h' = n + z ⊙ (h − n); the result [h'; hp_n]"""
     hp = F.linear(h, w, b)
@@ -152,7 +166,7 @@ def read_cases(path):
 TEST_OPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test_ops.c")
 SRC, CASES = read_cases(TEST_OPS)
 NAMES = {"torch": torch, "F": F, "gates": gates, "gru_gates": gru_gates, "lstm_state": lstm_state,
-         "lstm_cell": lstm_cell, "gru_cell": gru_cell, "ctc": ctc, "dropout": dropout,
+         "lstm_cell": lstm_cell, "lstm_zoo": lstm_zoo, "gru_cell": gru_cell, "ctc": ctc, "dropout": dropout,
          "gather_idx": c_ints(SRC, "gather_idx"), "ctc_targets": c_ints(SRC, "ctc_targets"),
          "ctc_il": c_ints(SRC, "ctc_il"), "ctc_tl": c_ints(SRC, "ctc_tl")}
 
