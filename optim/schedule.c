@@ -542,6 +542,33 @@ void tg_sched_step_metric(tg_sched *s, double metric) {
 }
 
 int64_t tg_sched_epoch(const tg_sched *s) { return s ? s->last_epoch : -1; }
+
+/* How many steps a schedule takes from its epoch 0 before it refuses one: OneCycleLR's total_steps. */
+static int64_t step_limit(const tg_sched *s) { return s->kind == TG_SCHED_ONECYCLE ? s->onecycle.total_steps : INT64_MAX; }
+
+int64_t tg_sched_steps_left(const tg_sched *s) {
+    if (!s) return 0;
+    int64_t left = INT64_MAX;
+    if (s->kind == TG_SCHED_CHAINED) {
+        for (int k = 0; k < s->n_members; k++) {
+            int64_t lim = step_limit(s->members[k]);
+            if (lim != INT64_MAX && lim - s->members[k]->last_epoch < left) left = lim - s->members[k]->last_epoch;
+        }
+    } else if (s->kind == TG_SCHED_SEQUENTIAL) {
+        /* member k drives epochs [start, end), at its own epoch E - start (restarted at 0 at its milestone):
+         * a limited member refuses the step to epoch start + limit + 1 if that comes before its end */
+        for (int k = 0; k < s->n_members; k++) {
+            int64_t lim = step_limit(s->members[k]), start = k ? s->milestones[k - 1] : 0;
+            int64_t end = k < s->n_milestones ? s->milestones[k] : INT64_MAX;
+            if (lim == INT64_MAX || start > INT64_MAX - lim - 1) continue;
+            int64_t fails = start + lim + 1;
+            if (fails < end && fails - 1 - s->last_epoch < left) left = fails - 1 - s->last_epoch; /* < 0: refused */
+        }
+    } else if (step_limit(s) != INT64_MAX) {
+        left = step_limit(s) - s->last_epoch;
+    }
+    return left < 0 ? 0 : left;
+}
 tg_sched_kind tg_sched_kind_of(const tg_sched *s) { return s ? s->kind : TG_SCHED_KIND_COUNT; }
 
 void tg_sched_free(tg_sched *s) {

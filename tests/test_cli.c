@@ -432,6 +432,24 @@ Test(cli, sched_argument_errors) {
                           "--sched-every epoch differs from the checkpoint's step", NULL);
 }
 
+/* A onecycle run that would step past total_steps is refused before it trains (exit 2, naming
+ * total_steps and the --steps that fit), fresh or resumed; up to total_steps it runs. */
+Test(cli, onecycle_past_total_steps_is_refused_at_the_start) {
+    const char *t = "train --task adding --seq 5 --hidden 4 --quiet";
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "%s --steps 6 --sched onecycle:max_lr=0.01,total_steps=4", t);
+    th_expect_usage_error(cmd, "ends after 4 schedule steps (onecycle's total_steps), but this run steps it 6 times",
+                          "give total_steps=6 or more, or --steps 4 at most");
+    th_run_result r = th_run_ok("%s --steps 4 --sched onecycle:max_lr=0.01 --save o.safetensors", t);
+    th_run_free(&r);
+    th_expect_usage_error("train --resume o.safetensors --steps 6 --quiet",
+                          "o.safetensors: the checkpoint's schedule onecycle:max_lr=0.01,total_steps=4,",
+                          "has 0 schedule steps left (onecycle's total_steps) at step 4, but --steps 6 steps it 2 more "
+                          "times (every step): resume with --steps 4 at most");
+    r = th_run_ok("train --resume o.safetensors --steps 4 --quiet");
+    th_run_free(&r);
+}
+
 /* ---- train's log and plot, sample ------------------------------------------------------------------ */
 
 /* A diverging run: without the flag the loss is reported as inf; with it, the op that overflowed. */

@@ -265,6 +265,58 @@ Test(sched, bad_arguments_are_reported) {
     tg_release(q);
 }
 
+/* tg_sched_steps_left is where the schedule refuses: that many steps pass, the next one is refused
+ * (OneCycleLR alone, as a SequentialLR member restarted at its milestone, or chained); a schedule
+ * without an end says INT64_MAX and takes any number. */
+Test(sched, steps_left_is_where_the_schedule_refuses) {
+    th_record_errors();
+    for (int c = 0; c < 6; c++) {
+        run r = {0};
+        tg_optim *opt = r.opt = two_groups(false, r.w);
+        tg_onecycle_opts o4 = tg_onecycle_defaults(1.0, 4), o3 = tg_onecycle_defaults(1.0, 3);
+        tg_sched **m = r.m, *s = NULL;
+        int64_t want = 0;
+        switch (c) {
+        case 0: s = tg_sched_onecycle(opt, &o4), want = 4; break;
+        case 1: /* the one-cycle member starts at epoch 3 and takes 4 steps: epochs 4..7 */
+            m[0] = tg_sched_linear(opt, 1.0 / 3, 1, 2), m[1] = tg_sched_onecycle(opt, &o4);
+            s = tg_sched_sequential(opt, 2, m, (const int64_t[]){3}), want = 7;
+            break;
+        case 2: /* the one-cycle member would need epoch 4 before its milestone 5 */
+            m[0] = tg_sched_onecycle(opt, &o3), m[1] = tg_sched_exponential(opt, 0.9);
+            s = tg_sched_sequential(opt, 2, m, (const int64_t[]){5}), want = 3;
+            break;
+        case 3: /* ... but not before milestone 4: the exponential member goes on for ever */
+            m[0] = tg_sched_onecycle(opt, &o3), m[1] = tg_sched_exponential(opt, 0.9);
+            s = tg_sched_sequential(opt, 2, m, (const int64_t[]){4}), want = INT64_MAX;
+            break;
+        case 4:
+            m[0] = tg_sched_exponential(opt, 0.9), m[1] = tg_sched_onecycle(opt, &o4);
+            s = tg_sched_chained(2, m), want = 4;
+            break;
+        case 5: s = tg_sched_cosine(opt, 3, 0), want = INT64_MAX; break;
+        }
+        cr_assert_not_null(s, "case %d: %s", c, tg_last_error());
+        cr_expect_eq(tg_sched_steps_left(s), want, "case %d: %lld steps left", c, (long long)tg_sched_steps_left(s));
+        int64_t n = want == INT64_MAX ? 40 : want;
+        for (int64_t i = 0; i < n; i++) {
+            tg_sched_step(s);
+            if (want != INT64_MAX)
+                cr_expect_eq(tg_sched_steps_left(s), want - i - 1, "case %d after %lld steps", c, (long long)i + 1);
+        }
+        cr_expect_eq(th_error_count(), 0, "case %d: %s", c, th_last_message());
+        if (want != INT64_MAX) {
+            tg_sched_step(s);
+            cr_expect_eq(th_error_count(), 1, "case %d: step %lld was taken", c, (long long)want + 1);
+            cr_expect_eq(tg_sched_steps_left(s), 0);
+        }
+        th_reset_errors();
+        r.s = s;
+        run_free(&r);
+    }
+    cr_expect_eq(tg_sched_steps_left(NULL), 0);
+}
+
 /* ---- schedules from text (tg_sched_from_spec, optim/sched_spec.c) -------------------------------- */
 
 /* A spec builds the schedule its constructor builds: both groups' lr (and momentum) equal bit for bit

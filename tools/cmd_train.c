@@ -469,7 +469,8 @@ static int start_trainer(const train_args *a, const train_config *cfg, trainer *
         trainer_free(tr);
         return cli_fail(cmd, "the checkpoint is already at step %ld; --steps is the total to reach", done);
     }
-    if (!a->resume && trainer_start_sched(tr, err, sizeof err)) { /* over the run's steps, now known */
+    if (a->resume ? trainer_check_sched_length(tr, a->resume, err, sizeof err)
+                  : trainer_start_sched(tr, err, sizeof err)) { /* over the run's steps, now known */
         trainer_free(tr);
         return cli_fail(cmd, "%s", err);
     }

@@ -139,7 +139,33 @@ static int sched_create(trainer *tr, const char *spec, sched_every every, char *
 
 int trainer_start_sched(trainer *tr, char *err, size_t errlen) {
     if (!tr->cfg.sched || tr->sched) return 0;
-    return sched_create(tr, tr->cfg.sched, tr->cfg.sched_every, err, errlen);
+    return sched_create(tr, tr->cfg.sched, tr->cfg.sched_every, err, errlen) ||
+                   trainer_check_sched_length(tr, NULL, err, errlen)
+               ? -1
+               : 0;
+}
+
+int trainer_check_sched_length(const trainer *tr, const char *resumed, char *err, size_t errlen) {
+    if (!tr->sched) return 0;
+    int64_t left = tg_sched_steps_left(tr->sched);
+    if (left == INT64_MAX) return 0;
+    int64_t per = tr->sched_per_epoch ? task_epoch_steps(tr->task, tr->cfg.batch) : 1;
+    int64_t takes = tr->cfg.steps / per - tr->step / per; /* stepped at every multiple of per */
+    if (takes <= left) return 0;
+    int64_t most = (tr->step / per + left + 1) * per - 1; /* the largest --steps that fits */
+    char every[64] = "every step";
+    if (per > 1) snprintf(every, sizeof every, "every epoch: %lld steps", (long long)per);
+    if (!resumed)
+        snprintf(err, errlen, "--sched %s ends after %lld schedule steps (onecycle's total_steps), but this run steps it "
+                              "%lld times (%s, up to --steps %lld): give total_steps=%lld or more, or --steps %lld at most",
+                 tr->sched_spec, (long long)left, (long long)takes, every, (long long)tr->cfg.steps, (long long)takes,
+                 (long long)most);
+    else
+        snprintf(err, errlen, "%s: the checkpoint's schedule %s has %lld schedule steps left (onecycle's total_steps) at "
+                              "step %lld, but --steps %lld steps it %lld more times (%s): resume with --steps %lld at most",
+                 resumed, tr->sched_spec, (long long)left, (long long)tr->step, (long long)tr->cfg.steps,
+                 (long long)takes, every, (long long)most);
+    return -1;
 }
 
 /* The estimate of a training step (memory.h): the recurrent stack, the head, the optimizer's state

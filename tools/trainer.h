@@ -127,6 +127,10 @@ typedef struct progress {
  * Returns 0 (nothing to do without cfg.sched), or -1 with a message (a bad spec; plateau without a
  * validation metric or stepped per step). */
 int trainer_start_sched(trainer *tr, char *err, size_t errlen);
+/* Refuses (-1 + message) a run whose steps up to cfg.steps would step the schedule past its end (a
+ * onecycle's total_steps, tg_sched_steps_left) before it starts, rather than failing there; resumed:
+ * the checkpoint's path (the message then says so), or NULL. 0 when it fits or there is no schedule. */
+int trainer_check_sched_length(const trainer *tr, const char *resumed, char *err, size_t errlen);
 
 /* Trains until tr->step == until. Returns 0, or -1 with a message (an op failed, the loss is NaN). */
 int trainer_run(trainer *tr, int64_t until, const progress *p, char *err, size_t errlen);

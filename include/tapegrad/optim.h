@@ -352,6 +352,11 @@ void tg_sched_step(tg_sched *s);                      /* epoch schedules (PLATEA
 /* PLATEAU; the epoch schedules accept it too and ignore the metric, so a loop can treat all alike. */
 void tg_sched_step_metric(tg_sched *s, double metric);
 int64_t tg_sched_epoch(const tg_sched *s);            /* torch's last_epoch: 0 right after creation */
+/* How many more times tg_sched_step may be called before the schedule refuses a step: ONECYCLE's
+ * total_steps - epoch; SEQUENTIAL and CHAINED as their members allow (a OneCycleLR member, restarted at
+ * its milestone); INT64_MAX for schedules without an end; 0 for NULL. For a caller to refuse a run
+ * that would step past the end before it starts. */
+int64_t tg_sched_steps_left(const tg_sched *s);
 tg_sched_kind tg_sched_kind_of(const tg_sched *s);
 void tg_sched_free(tg_sched *s);                      /* NULL-safe; leaves the optimizer's lr as it is */
 
