@@ -306,18 +306,17 @@ tg_tensor *tg_linear_add(const tg_tensor *x, const tg_tensor *W, const tg_tensor
     return linear_impl("tg_linear_add", x, W, b, c, true);
 }
 
-/* dx += G·W,  dW += Gᵀ·x,  db += Σ_rows G, for the inputs x, W and bias b (NULL: none) of a linear record */
-static void linear_grads(const tg_record *r, const tg_tensor *g, tg_tensor *bias) {
-    const tg_tensor *x = r->in[0], *W = r->in[1];
+/* dx += G·W (gx: stored when sx), dW += Gᵀ·x, db += Σ_rows G for x, W and bias b (NULL: none) */
+static void linear_grads_to(const tg_tensor *x, tg_tensor *W, tg_tensor *bias, const tg_tensor *g, tg_tensor *gx,
+                            bool sx) {
     int64_t O = W->shape[0], I = W->shape[1], R = O ? g->numel / O : 0;
     if (!O) { R = 1; for (int d = 0; d < g->ndim - 1; d++) R *= g->shape[d]; }
     /* a new gradient buffer is written by the GEMM (beta 0) instead of zeroed and added to; each
      * buffer is fetched right before its use, so an input passed twice adds to what was stored */
-    bool sx, sW, sb;
-    tg_tensor *gx = tg__grad_buf_assign(r->in[0], &sx);
+    bool sW, sb;
     if (gx) gemm_w(g->dtype, 0, 0, R, I, O, g, W, sx ? 0.0 : 1.0, gx);
-    if (tg__needs_grad(r->in[1]) && !defer_weight_grad(r->in[1], g, x, R)) {
-        tg_tensor *gW = tg__grad_buf_assign(r->in[1], &sW);
+    if (tg__needs_grad(W) && !defer_weight_grad(W, g, x, R)) {
+        tg_tensor *gW = tg__grad_buf_assign(W, &sW);
         if (gW) gemm(g->dtype, 1, 0, O, I, R, g, x, sW ? 0.0 : 1.0, gW);
     }
     tg_tensor *gb = tg__grad_buf_assign(bias, &sb);
@@ -334,6 +333,18 @@ static void linear_grads(const tg_record *r, const tg_tensor *g, tg_tensor *bias
                 for (int64_t o = 0; o < O; o++) d[o] += pg[r0 * O + o];
         });
     }
+}
+
+/* for the inputs x, W and bias b (NULL: none) of a linear record */
+static void linear_grads(const tg_record *r, const tg_tensor *g, tg_tensor *bias) {
+    bool sx;
+    tg_tensor *gx = tg__grad_buf_assign(r->in[0], &sx);
+    linear_grads_to(r->in[0], r->in[1], bias, g, gx, sx);
+}
+
+void tg__linear_grads_into(const tg_tensor *x, tg_tensor *W, tg_tensor *b, const tg_tensor *G, tg_tensor *dx,
+                           bool assign) {
+    linear_grads_to(x, W, b, G, dx, assign);
 }
 
 /* y = x·Wᵀ + b:  dx += G·W,  dW += Gᵀ·x,  db += Σ_rows G */

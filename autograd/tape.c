@@ -169,20 +169,34 @@ static int cmp_ptr(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 /* Bytes of the buffers the tape keeps alive: every distinct storage of a tape-owned tensor or saved
- * auxiliary tensor, counted once at its allocated size (views share their base's storage). */
+ * auxiliary tensor, counted once at its allocated size (views share their base's storage), except the
+ * storages of the tensors the tape did not make (parameters, the input, a kept state: the leaves among
+ * the records' inputs), which a view made on the tape (a gate block of weight_hh, the runner's x_t)
+ * shares: those buffers are the caller's, there with or without the tape. */
 size_t tg_tape_bytes(void) {
-    size_t n = 0, cap = g_tape.n_pool + g_tape.n_rec;
+    size_t n = 0, m = 0, cap = g_tape.n_pool + g_tape.n_rec, nleaf = 0;
     if (cap == 0) return 0;
-    tg_storage **s = tg_malloc(cap * sizeof *s);
-    if (!s) return 0;
+    for (size_t i = 0; i < g_tape.n_rec; i++) nleaf += (size_t)g_tape.rec[i].nin;
+    tg_storage **s = tg_malloc(cap * sizeof *s), **leaf = tg_malloc((nleaf ? nleaf : 1) * sizeof *leaf);
+    if (!s || !leaf) { free(s); free(leaf); return 0; }
     for (size_t i = 0; i < g_tape.n_pool; i++) s[n++] = g_tape.pool[i]->storage;
-    for (size_t i = 0; i < g_tape.n_rec; i++)
-        if (g_tape.rec[i].aux) s[n++] = g_tape.rec[i].aux->storage;
+    for (size_t i = 0; i < g_tape.n_rec; i++) {
+        const tg_record *r = &g_tape.rec[i];
+        if (r->aux) s[n++] = r->aux->storage;
+        for (int k = 0; k < r->nin; k++)
+            if (r->in[k] && !(r->in[k]->creator != 0 && r->in[k]->tape_epoch == g_tape.epoch)) leaf[m++] = r->in[k]->storage;
+    }
     qsort(s, n, sizeof *s, cmp_ptr);
+    qsort(leaf, m, sizeof *leaf, cmp_ptr);
     size_t b = 0;
-    for (size_t i = 0; i < n; i++)
-        if (i == 0 || s[i] != s[i - 1]) b += s[i]->capacity;
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (i > 0 && s[i] == s[i - 1]) continue;
+        while (j < m && (uintptr_t)leaf[j] < (uintptr_t)s[i]) j++;
+        if (j < m && leaf[j] == s[i]) continue; /* a leaf's buffer, seen through a view */
+        b += s[i]->capacity;
+    }
     free(s);
+    free(leaf);
     return b;
 }
 

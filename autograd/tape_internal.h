@@ -104,6 +104,11 @@ void tg__defer_flush_for(const tg_tensor *t);
  * inside a pack scope; same rounding as tg_linear. */
 void tg__linear_into(const tg_tensor *x, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c, int64_t R,
                      tg_tensor *out);
+/* The backward of out = x·Wᵀ + b for a fused op whose x is a scratch buffer of its own (not on the tape):
+ * dx = G·W into dx [R,I] (stored when assign, else added; NULL: not wanted), dW += Gᵀ·x (staged inside a
+ * defer scope, as tg_linear's), db += Σ_rows G (b NULL: none). */
+void tg__linear_grads_into(const tg_tensor *x, tg_tensor *W, tg_tensor *b, const tg_tensor *G, tg_tensor *dx,
+                           bool assign);
 /* The record on the current tape that produced t, or NULL (a leaf, or a result of an older tape).
  * returns: tape-owned (for tests and tools that inspect the tape). */
 const tg_record *tg__record_of(const tg_tensor *t);

@@ -76,23 +76,21 @@ static int gru_step(const tg_cell *cell, const tg_cell_params *p, const tg_tenso
 }
 
 /* Cho et al. 2014 ("reset-before"): the reset gate scales h before the recurrent product, so W_hn
- * cannot share one GEMM with W_hr, W_hz. Same parameters and shapes as "gru". */
+ * cannot share one GEMM with W_hr, W_hz. Same parameters and shapes as "gru".
+ *   r = σ(x_r + h W_hrᵀ + b_hr)          reset gate (tg_gru_zoo_'s s)
+ *   z = σ(x_z + h W_hzᵀ + b_hz)          update gate (its u)
+ *   n = tanh(x_n + (r ⊙ h) W_hnᵀ + b_hn)   candidate
+ *   h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n)
+ * in one op (autograd/ops_zoo_gru.c) on block views of weight_hh (made once per tape); r, z, n are stored
+ * over xproj, so the tape keeps 4 floats per step. The plain-op spelling is in tests/test_zoo.c. */
 static int gru_reset_before_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x,
                                  const tg_tensor *xproj, tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
-    const tg_tensor *h = state[0];
+    const tg_tensor *wh = p->weight_hh, *bh = p->bias_hh;
     int64_t H = p->hidden_size;
-    tg_tensor *xg[3];
-    /* [x_r | x_z | x_n] = x W_ihᵀ + b_ih */
-    if (tg_chunk(xproj, 1, 3, xg)) return -1;
-    /* r = σ(x_r + h W_hrᵀ + b_hr)   reset gate */
-    tg_tensor *r = tg_sigmoid(tg_add(xg[0], tg_linear(h, tg__cell_block(p->weight_hh, 3, 0, H), tg__cell_block(p->bias_hh, 3, 0, H))));
-    /* z = σ(x_z + h W_hzᵀ + b_hz)   update gate */
-    tg_tensor *z = tg_sigmoid(tg_add(xg[1], tg_linear(h, tg__cell_block(p->weight_hh, 3, 1, H), tg__cell_block(p->bias_hh, 3, 1, H))));
-    /* n = tanh(x_n + (r ⊙ h) W_hnᵀ + b_hn)   candidate */
-    tg_tensor *n = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), tg__cell_block(p->weight_hh, 3, 2, H), tg__cell_block(p->bias_hh, 3, 2, H))));
-    /* h' = (1 − z) ⊙ n + z ⊙ h  =  n + z ⊙ (h − n)   (one op) */
-    out[0] = tg_lerp(n, h, z);
+    out[0] = tg_select(tg_gru_zoo_((tg_tensor *)xproj, NULL, state[0], tg__cell_block(wh, 3, 1, H), tg__cell_block(bh, 3, 1, H),
+                                   tg__cell_block(wh, 3, 0, H), tg__cell_block(bh, 3, 0, H), tg__cell_block(wh, 3, 2, H),
+                                   tg__cell_block(bh, 3, 2, H), TG_GRUZ_S_FIRST | TG_GRUZ_KEEP_H), 0);
     return tg__cell_produced(out, 1);
 }
 

@@ -217,22 +217,20 @@ static int lstm_fgr_params(const tg_cell *cell, int64_t I, int64_t H, bool bias,
 
 /* ---- minimal gated unit (Zhou, Wu, Zhang, Zhou 2016) ------------------------------------------------ */
 
-/* G = 2, blocks (f, h̃) in both weight_ih and weight_hh. */
+/* G = 2, blocks (f, h̃) in both weight_ih and weight_hh. One op (tg_gru_zoo_, autograd/ops_zoo_gru.c):
+ *   f = σ(W_f x + U_f h + b_f)   the only gate
+ *   h̃ = tanh(W_h x + U_h (f ⊙ h) + b_h)
+ *   h' = (1 − f) ⊙ h + f ⊙ h̃  =  h + f ⊙ (h̃ − h)
+ * U_f, U_h are block views of weight_hh (once per tape); f and h̃ are stored over xproj (the runner's view
+ * of this step's input projection), so the tape keeps 3 floats per step. tests/test_zoo.c holds the plain
+ * op spelling (tg_sigmoid, tg_linear, tg_mul, tg_tanh, tg_lerp) and compares the two. */
 static int mgu_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
                     tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
-    const tg_tensor *h = state[0];
+    const tg_tensor *wh = p->weight_hh, *bh = p->bias_hh;
     int64_t H = p->hidden_size;
-    tg_tensor *xg[2];
-    /* [x_f | x_h] = x W_ihᵀ + b_ih */
-    if (tg_chunk(xproj, 1, 2, xg)) return -1;
-    /* f = σ(W_f x + U_f h + b_f)   the only gate */
-    tg_tensor *f = tg_sigmoid(tg_add(xg[0], tg_linear(h, tg__cell_block(p->weight_hh, 2, 0, H), tg__cell_block(p->bias_hh, 2, 0, H))));
-    /* h̃ = tanh(W_h x + U_h (f ⊙ h) + b_h) */
-    tg_tensor *cand = tg_tanh(
-        tg_add(xg[1], tg_linear(tg_mul(f, h), tg__cell_block(p->weight_hh, 2, 1, H), tg__cell_block(p->bias_hh, 2, 1, H))));
-    /* h' = (1 − f) ⊙ h + f ⊙ h̃  =  h + f ⊙ (h̃ − h) */
-    out[0] = tg_lerp(h, cand, f); /* h + f ⊙ (h̃ − h) in one op */
+    out[0] = tg_select(tg_gru_zoo_((tg_tensor *)xproj, NULL, state[0], tg__cell_block(wh, 2, 0, H), tg__cell_block(bh, 2, 0, H),
+                                   NULL, NULL, tg__cell_block(wh, 2, 1, H), tg__cell_block(bh, 2, 1, H), TG_GRUZ_ONE_GATE), 0);
     return tg__cell_produced(out, 1);
 }
 
@@ -256,23 +254,19 @@ static int mut1_params(const tg_cell *cell, int64_t I, int64_t H, bool bias, tg_
     return tg_cell_standard_params(cell, I, H, bias, dtype, rng, out);
 }
 
+/* One op (tg_gru_zoo_, as mgu_step; the plain-op spelling is in tests/test_zoo.c):
+ *   z = sigm(W_xz x_t + b_z)                      u, without a recurrent product
+ *   r = sigm(W_xr x_t + W_hr h_t + b_r)           s
+ *   h̃ = tanh(W_hh (r ⊙ h_t) + tanh(x_t) + b_h)   kept as the result's second part (xproj has no h̃ block)
+ *   h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
 static int mut1_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
                      tg_tensor *const *state, tg_tensor **out) {
     (void)cell;
-    const tg_tensor *h = state[0];
+    const tg_tensor *wh = p->weight_hh, *bh = p->bias_hh;
     int64_t H = p->hidden_size;
-    tg_tensor *xg[2];
-    /* [x_z | x_r] = x W_ihᵀ + b_ih */
-    if (tg_chunk(xproj, 1, 2, xg)) return -1;
-    /* z = sigm(W_xz x_t + b_z) */
-    tg_tensor *z = tg_sigmoid(xg[0]);
-    /* r = sigm(W_xr x_t + W_hr h_t + b_r) */
-    tg_tensor *r = tg_sigmoid(tg_add(xg[1], tg_linear(h, tg__cell_block(p->weight_hh, 2, 0, H), tg__cell_block(p->bias_hh, 2, 0, H))));
-    /* h̃ = tanh(W_hh (r ⊙ h_t) + tanh(x_t) + b_h) */
-    tg_tensor *cand = tg_tanh(
-        tg_add(tg_linear(tg_mul(r, h), tg__cell_block(p->weight_hh, 2, 1, H), tg__cell_block(p->bias_hh, 2, 1, H)), tg_tanh(x)));
-    /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
-    out[0] = tg_lerp(h, cand, z);
+    out[0] = tg_select(tg_gru_zoo_((tg_tensor *)xproj, x, state[0], NULL, NULL, tg__cell_block(wh, 2, 0, H),
+                                   tg__cell_block(bh, 2, 0, H), tg__cell_block(wh, 2, 1, H), tg__cell_block(bh, 2, 1, H),
+                                   TG_GRUZ_U_INPUT_ONLY | TG_GRUZ_C_TANH_X), 0);
     return tg__cell_produced(out, 1);
 }
 
@@ -288,41 +282,34 @@ static int mut2_params(const tg_cell *cell, int64_t I, int64_t H, bool bias, tg_
     return extras_made(out, 1);
 }
 
+/* One op (tg_gru_zoo_, as mgu_step; the plain-op spelling is in tests/test_zoo.c), z and r from one GEMM:
+ *   [h_z | h_r] = h W_hhᵀ + b_hh
+ *   z = sigm(W_xz x_t + W_hz h_t + b_z)           u
+ *   r = sigm(x_t + W_hr h_t + b_r)                s, kept as the result's second part
+ *   h̃ = tanh(W_hh (r ⊙ h_t) + W_xh x_t + b_h)    W_hh here is weight_hn; b_h is bias_ih's block 1
+ *   h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
 static int mut2_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
                      tg_tensor *const *state, tg_tensor **out) {
     (void)cell;
-    const tg_tensor *h = state[0];
-    tg_tensor *xg[2], *hg[2];
-    /* [x_z | x_h] = x W_ihᵀ + b_ih,   [h_z | h_r] = h W_hhᵀ + b_hh */
-    if (tg_chunk(xproj, 1, 2, xg) || tg_chunk(tg_linear(h, p->weight_hh, p->bias_hh), 1, 2, hg)) return -1;
-    /* z = sigm(W_xz x_t + W_hz h_t + b_z) */
-    tg_tensor *z = tg_sigmoid(tg_add(xg[0], hg[0]));
-    /* r = sigm(x_t + W_hr h_t + b_r) */
-    tg_tensor *r = tg_sigmoid(tg_add(x, hg[1]));
-    /* h̃ = tanh(W_hh (r ⊙ h_t) + W_xh x_t + b_h) */
-    tg_tensor *cand = tg_tanh(tg_add(tg_linear(tg_mul(r, h), p->extra[0], NULL), xg[1]));
-    /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
-    out[0] = tg_lerp(h, cand, z);
+    out[0] = tg_select(tg_gru_zoo_((tg_tensor *)xproj, x, state[0], NULL, NULL, p->weight_hh, p->bias_hh, p->extra[0], NULL,
+                                   TG_GRUZ_SHARED | TG_GRUZ_S_PLUS_X), 0);
     return tg__cell_produced(out, 1);
 }
 
-/* MUT3: G = 3, blocks (z, r, h̃) in both weight_ih and weight_hh. */
+/* MUT3: G = 3, blocks (z, r, h̃) in both weight_ih and weight_hh. One op (tg_gru_zoo_, as mgu_step; the
+ * plain-op spelling is in tests/test_zoo.c):
+ *   z = sigm(W_xz x_t + W_hz tanh(h_t) + b_z)     u, its product of tanh(h)
+ *   r = sigm(W_xr x_t + W_hr h_t + b_r)           s
+ *   h̃ = tanh(W_hh (r ⊙ h_t) + W_xh x_t + b_h)
+ *   h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
 static int mut3_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
                      tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
-    const tg_tensor *h = state[0];
+    const tg_tensor *wh = p->weight_hh, *bh = p->bias_hh;
     int64_t H = p->hidden_size;
-    tg_tensor *xg[3];
-    /* [x_z | x_r | x_h] = x W_ihᵀ + b_ih */
-    if (tg_chunk(xproj, 1, 3, xg)) return -1;
-    /* z = sigm(W_xz x_t + W_hz tanh(h_t) + b_z) */
-    tg_tensor *z = tg_sigmoid(tg_add(xg[0], tg_linear(tg_tanh(h), tg__cell_block(p->weight_hh, 3, 0, H), tg__cell_block(p->bias_hh, 3, 0, H))));
-    /* r = sigm(W_xr x_t + W_hr h_t + b_r) */
-    tg_tensor *r = tg_sigmoid(tg_add(xg[1], tg_linear(h, tg__cell_block(p->weight_hh, 3, 1, H), tg__cell_block(p->bias_hh, 3, 1, H))));
-    /* h̃ = tanh(W_hh (r ⊙ h_t) + W_xh x_t + b_h) */
-    tg_tensor *cand = tg_tanh(tg_add(xg[2], tg_linear(tg_mul(r, h), tg__cell_block(p->weight_hh, 3, 2, H), tg__cell_block(p->bias_hh, 3, 2, H))));
-    /* h_{t+1} = h̃ ⊙ z + h_t ⊙ (1 − z)  =  h + z ⊙ (h̃ − h) */
-    out[0] = tg_lerp(h, cand, z);
+    out[0] = tg_select(tg_gru_zoo_((tg_tensor *)xproj, NULL, state[0], tg__cell_block(wh, 3, 0, H), tg__cell_block(bh, 3, 0, H),
+                                   tg__cell_block(wh, 3, 1, H), tg__cell_block(bh, 3, 1, H), tg__cell_block(wh, 3, 2, H),
+                                   tg__cell_block(bh, 3, 2, H), TG_GRUZ_U_TANH_H), 0);
     return tg__cell_produced(out, 1);
 }
 

@@ -136,6 +136,40 @@ static tg_tensor *f_gru_cell_inplace(tg_tensor *const *in, int n, void *u) {
     tg_tensor *proj = tg_mul_scalar(in[0], 1.0), *h1 = tg_select(tg_gru_cell_(tg_select(proj, 0), in[1], in[2], in[3]), 0);
     return tg_mul(tg_select(tg_gru_cell_(tg_select(proj, 1), h1, in[2], in[3]), 0), h1);
 }
+/* tg_gru_zoo_, the GRU-like zoo cells' step, with each cell's flags (H = 4, B = 3; xp a leaf): mgu in = xp, h,
+ * W_u, b_u, W_c, b_c; mut1 xp, x, h, W_s, b_s, W_c, b_c (result [h'; h̃]); mut2 xp, x, h, W_s [2H,H], b_s, W_c
+ * (result [h'; r]); mut3 and gru_reset_before xp, h, W_u, b_u, W_s, b_s, W_c, b_c */
+FN(f_gruz_mgu, tg_gru_zoo_(in[0], NULL, in[1], in[2], in[3], NULL, NULL, in[4], in[5], TG_GRUZ_ONE_GATE))
+FN(f_gruz_mut1, tg_gru_zoo_(in[0], in[1], in[2], NULL, NULL, in[3], in[4], in[5], in[6], TG_GRUZ_U_INPUT_ONLY | TG_GRUZ_C_TANH_X))
+FN(f_gruz_mut2, tg_gru_zoo_(in[0], in[1], in[2], NULL, NULL, in[3], in[4], in[5], NULL, TG_GRUZ_SHARED | TG_GRUZ_S_PLUS_X))
+FN(f_gruz_mut3, tg_gru_zoo_(in[0], NULL, in[1], in[2], in[3], in[4], in[5], in[6], in[7], TG_GRUZ_U_TANH_H))
+FN(f_gruz_grb, tg_gru_zoo_(in[0], NULL, in[1], in[2], in[3], in[4], in[5], in[6], in[7], TG_GRUZ_S_FIRST | TG_GRUZ_KEEP_H))
+/* flag rows no cell uses: a one-block xp (u only), s and h̃ both kept in the result (K = 3), a shared product
+ * in the order (s, u); and one gate of tanh(h) with tanh(x) in the candidate and the blend keeping h */
+FN(f_gruz_k3, tg_gru_zoo_(in[0], in[1], in[2], NULL, NULL, in[3], in[4], in[5], NULL,
+                          TG_GRUZ_SHARED | TG_GRUZ_S_PLUS_X | TG_GRUZ_C_TANH_X | TG_GRUZ_S_FIRST | TG_GRUZ_KEEP_H))
+FN(f_gruz_one_tanh, tg_gru_zoo_(in[0], in[1], in[2], in[3], NULL, NULL, NULL, in[4], in[5],
+                                TG_GRUZ_ONE_GATE | TG_GRUZ_U_TANH_H | TG_GRUZ_C_TANH_X | TG_GRUZ_KEEP_H))
+/* as the cells run it: xp a view of an op result (the activations overwrite it), two steps, h' through a
+ * view; inputs xp [2,B,3H], h, W (every product's), b (every bias) */
+static tg_tensor *f_gruz_inplace(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *proj = tg_mul_scalar(in[0], 1.0);
+    tg_tensor *h1 = tg_select(tg_gru_zoo_(tg_select(proj, 0), NULL, in[1], in[2], in[3], in[2], in[3], in[2], in[3],
+                                          TG_GRUZ_S_FIRST | TG_GRUZ_KEEP_H), 0);
+    tg_tensor *h2 = tg_select(tg_gru_zoo_(tg_select(proj, 1), NULL, h1, in[2], in[3], in[2], in[3], in[2], in[3],
+                                          TG_GRUZ_U_TANH_H), 0);
+    return tg_mul(h2, h1);
+}
+/* MUT1's kept h̃ across two in-place steps (x [B,H] read by both); inputs xp [2,B,2H], x, h, W, b */
+static tg_tensor *f_gruz_inplace_kept(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *proj = tg_mul_scalar(in[0], 1.0);
+    const unsigned fl = TG_GRUZ_U_INPUT_ONLY | TG_GRUZ_C_TANH_X;
+    tg_tensor *y1 = tg_gru_zoo_(tg_select(proj, 0), in[1], in[2], NULL, NULL, in[3], in[4], in[3], in[4], fl);
+    tg_tensor *y2 = tg_gru_zoo_(tg_select(proj, 1), in[1], tg_select(y1, 0), NULL, NULL, in[3], in[4], in[3], in[4], fl);
+    return tg_add(tg_mul(tg_select(y2, 0), tg_select(y1, 1)), tg_select(y2, 1));
+}
 FN(f_layer_norm, tg_layer_norm(in[0], 1, in[1], in[2], 1e-5))
 FN(f_layer_norm4, tg_layer_norm(in[0], 4, in[1], in[2], 1e-5)) /* an LSTM's four gate blocks apart */
 FN(f_layer_norm_noshift, tg_layer_norm(in[0], 2, in[1], NULL, 1e-3))
@@ -180,7 +214,7 @@ static tg_tensor *f_four_branches(tg_tensor *const *in, int n, void *u) {
     return tg_add(tg_add(a, b), tg_mul(c, d));
 }
 
-#define MAX_IN 5 /* inputs of a row or a value case (tg_lstm_cell_ has 5) */
+#define MAX_IN 8 /* inputs of a row or a value case (tg_gru_zoo_ has up to 9; the rows give it 8) */
 typedef struct row {
     const char *op;      /* the op table name this row covers */
     tg_gradcheck_fn fn;
@@ -279,6 +313,15 @@ static const row rows[] = {
     {"tg_gru_cell_", f_gru_cell, 4, {2, 2, 2, 1}, {{3, 12}, {3, 4}, {12, 4}, {12}}, -2, 2, "gru_cell(a, b, c, d)"},
     {"tg_gru_cell_", f_gru_cell_nobias, 3, {2, 2, 2}, {{2, 9}, {2, 3}, {9, 3}}, -2, 2, NULL},
     {"tg_gru_cell_", f_gru_cell_inplace, 4, {3, 2, 2, 1}, {{2, 3, 12}, {3, 4}, {12, 4}, {12}}, -1, 1, NULL},
+    {"tg_gru_zoo_", f_gruz_mgu, 6, {2, 2, 2, 1, 2, 1}, {{3, 8}, {3, 4}, {4, 4}, {4}, {4, 4}, {4}}, -2, 2, "gru_zoo(a, None, b, c, d, None, None, e, f, 1)"},
+    {"tg_gru_zoo_", f_gruz_mut1, 7, {2, 2, 2, 2, 1, 2, 1}, {{3, 8}, {3, 4}, {3, 4}, {4, 4}, {4}, {4, 4}, {4}}, -2, 2, "gru_zoo(a, b, c, None, None, d, e, f, g, 18)"},
+    {"tg_gru_zoo_", f_gruz_mut2, 6, {2, 2, 2, 2, 1, 2}, {{3, 8}, {3, 4}, {3, 4}, {8, 4}, {8}, {4, 4}}, -2, 2, "gru_zoo(a, b, c, None, None, d, e, f, None, 40)"},
+    {"tg_gru_zoo_", f_gruz_mut3, 8, {2, 2, 2, 1, 2, 1, 2, 1}, {{3, 12}, {3, 4}, {4, 4}, {4}, {4, 4}, {4}, {4, 4}, {4}}, -2, 2, "gru_zoo(a, None, b, c, d, e, f, g, h, 4)"},
+    {"tg_gru_zoo_", f_gruz_grb, 8, {2, 2, 2, 1, 2, 1, 2, 1}, {{3, 12}, {3, 4}, {4, 4}, {4}, {4, 4}, {4}, {4, 4}, {4}}, -2, 2, "gru_zoo(a, None, b, c, d, e, f, g, h, 192)"},
+    {"tg_gru_zoo_", f_gruz_k3, 6, {2, 2, 2, 2, 1, 2}, {{2, 3}, {2, 3}, {2, 3}, {6, 3}, {6}, {3, 3}}, -2, 2, "gru_zoo(a, b, c, None, None, d, e, f, None, 248)"},
+    {"tg_gru_zoo_", f_gruz_one_tanh, 6, {2, 2, 2, 2, 2, 1}, {{2, 3}, {2, 3}, {2, 3}, {3, 3}, {3, 3}, {3}}, -2, 2, NULL},
+    {"tg_gru_zoo_", f_gruz_inplace, 4, {3, 2, 2, 1}, {{2, 3, 12}, {3, 4}, {4, 4}, {4}}, -1, 1, NULL},
+    {"tg_gru_zoo_", f_gruz_inplace_kept, 5, {3, 2, 2, 2, 1}, {{2, 3, 8}, {3, 4}, {3, 4}, {4, 4}, {4}}, -1, 1, NULL},
     {"tg_layer_norm", f_layer_norm, 3, {2, 1, 1}, {{3, 8}, {8}, {8}}, -2, 2, "F.layer_norm(a, (8,), b, c, 1e-5)"},
     {"tg_layer_norm", f_layer_norm4, 3, {3, 1, 1}, {{2, 3, 12}, {12}, {12}}, -2, 2, "F.layer_norm(a.unflatten(-1, (4, 3)), (3,), None, None, 1e-5).flatten(-2) * b + c"},
     {"tg_layer_norm", f_layer_norm_noshift, 2, {2, 1}, {{4, 6}, {6}}, -2, 2, NULL},
@@ -768,6 +811,42 @@ Test(ops, lstm_zoo_rejects_bad_arguments) {
     }
     tg_tensor *list[] = {x, h, W, c, p, p4, x9, W9};
     for (int i = 0; i < 8; i++) tg_release(list[i]);
+    tg_set_error_handler(NULL, NULL);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* tg_gru_zoo_ names what is wrong: flags, clashing flags, a weight the flags do not read or lack, shapes, x */
+Test(ops, gru_zoo_rejects_bad_arguments) {
+    th_record_errors();
+    tg_tensor *x8 = tg_zeros(TG_F64, TG_SHAPE(2, 8)), *x12 = tg_zeros(TG_F64, TG_SHAPE(2, 12)), *h = tg_zeros(TG_F64, TG_SHAPE(2, 4));
+    tg_tensor *W = tg_zeros(TG_F64, TG_SHAPE(4, 4)), *W2 = tg_zeros(TG_F64, TG_SHAPE(8, 4)), *b = tg_zeros(TG_F64, TG_SHAPE(4));
+    tg_tensor *b5 = tg_zeros(TG_F64, TG_SHAPE(5)), *x3 = tg_zeros(TG_F64, TG_SHAPE(2, 3)), *f32 = tg_zeros(TG_F32, TG_SHAPE(4, 4));
+    struct { tg_tensor *xp, *x, *Wu, *bu, *Ws, *Wc; unsigned flags; const char *want; } cases[] = {
+        {x12, NULL, W, NULL, W, W, 256, "tg_gru_zoo_: flags 0x100: unknown bits 0x100"},
+        {x8, NULL, W, NULL, W, W, TG_GRUZ_ONE_GATE | TG_GRUZ_S_FIRST, "tg_gru_zoo_: flags 0x41: TG_GRUZ_ONE_GATE (s = u, one gate with a product) excludes"},
+        {x8, NULL, NULL, NULL, W, W, TG_GRUZ_U_INPUT_ONLY | TG_GRUZ_U_TANH_H, "TG_GRUZ_U_INPUT_ONLY (u without a product) excludes TG_GRUZ_U_TANH_H"},
+        {x8, NULL, NULL, NULL, W2, W, TG_GRUZ_SHARED | TG_GRUZ_U_TANH_H, "TG_GRUZ_SHARED (u and s from one product of h) excludes TG_GRUZ_U_TANH_H"},
+        {x8, NULL, W, NULL, W, W, 0, "tg_gru_zoo_: xp [2,8], h [2,4]: need xp [B,3·H] and h [B,H] (flags 0x0: 3 blocks of xp)"},
+        {x8, NULL, W, NULL, W, W, TG_GRUZ_ONE_GATE, "tg_gru_zoo_: W_s [4,4] given, but s is u (TG_GRUZ_ONE_GATE)"},
+        {x8, h, W, NULL, W, W, TG_GRUZ_U_INPUT_ONLY | TG_GRUZ_C_TANH_X, "tg_gru_zoo_: W_u [4,4] given, but u has no recurrent product (TG_GRUZ_U_INPUT_ONLY)"},
+        {x8, h, NULL, b, W2, W, TG_GRUZ_SHARED | TG_GRUZ_S_PLUS_X, "tg_gru_zoo_: b_u [4] given, but u reads the shared product W_s (TG_GRUZ_SHARED)"},
+        {x8, h, NULL, NULL, W, W, TG_GRUZ_SHARED | TG_GRUZ_S_PLUS_X, "tg_gru_zoo_: W_s [4,4]: need [8,4]"},
+        {x12, NULL, W, b5, W, W, 0, "tg_gru_zoo_: b_u [5]: need [4]"},
+        {x12, NULL, NULL, NULL, W, W, 0, "tg_gru_zoo_: argument W_u is NULL"},
+        {x12, NULL, W, NULL, W, NULL, 0, "tg_gru_zoo_: argument W_c is NULL"},
+        {x12, NULL, f32, NULL, W, W, 0, "dtypes differ"},
+        {x12, h, W, NULL, W, W, 0, "tg_gru_zoo_: x [2,4] given, but neither TG_GRUZ_S_PLUS_X nor TG_GRUZ_C_TANH_X reads it"},
+        {x8, NULL, NULL, NULL, W, W, TG_GRUZ_U_INPUT_ONLY | TG_GRUZ_C_TANH_X, "tg_gru_zoo_: argument x is NULL"},
+        {x8, x3, NULL, NULL, W, W, TG_GRUZ_U_INPUT_ONLY | TG_GRUZ_C_TANH_X, "tg_gru_zoo_: x [2,3], h [2,4]: need x [B,H] like h"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        th_reset_errors();
+        cr_expect_null(tg_gru_zoo_(cases[k].xp, cases[k].x, h, cases[k].Wu, cases[k].bu, cases[k].Ws, NULL, cases[k].Wc, NULL,
+                                   cases[k].flags), "case %zu", k);
+        cr_expect(strstr(th_last_message(), cases[k].want) != NULL, "case %zu: %s", k, th_last_message());
+    }
+    tg_tensor *list[] = {x8, x12, h, W, W2, b, b5, x3, f32};
+    for (int i = 0; i < 9; i++) tg_release(list[i]);
     tg_set_error_handler(NULL, NULL);
     cr_expect_eq(tg_live_tensors(), 0);
 }

@@ -239,6 +239,8 @@ Test(tape, tape_bytes_counts_each_buffer_once_views_included) {
     cr_expect_lt(one, 2 * 8000, "one buffer, rounded up to its size class at most: %zu", one);
     for (int t = 0; t < 10; t++) cr_assert_not_null(tg_select(y, t));   /* ten views of y: no new data */
     cr_expect_eq(tg_tape_bytes(), one);
+    for (int t = 0; t < 10; t++) cr_assert_not_null(tg_select(w, t));   /* views of the leaf w: its buffer is the caller's */
+    cr_expect_eq(tg_tape_bytes(), one, "a view of a leaf counted its buffer: %zu vs %zu", tg_tape_bytes(), one);
     tg_tensor *z = tg_exp(y);                             /* a second buffer (exp saves its output) */
     cr_assert_not_null(z);
     cr_expect_geq(tg_tape_bytes(), one + 8000);

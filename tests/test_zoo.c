@@ -14,6 +14,7 @@
 #include "helpers.h"
 
 #include "autograd/tape_internal.h" /* the tape's records: block views made once per tape */
+#include "nn/cells_internal.h"     /* tg__cell_block, for the plain-op spellings of the GRU-like cells */
 
 #include <tapegrad/manual.h>
 #include <tapegrad/nn.h>
@@ -482,16 +483,18 @@ Test(zoo, lstm_np_and_a_peephole_lstm_with_zero_peepholes_equal_lstm) {
  * directions over 5 steps, F64, within 1e-12. A wrong flag, a peephole on the wrong gate or a wrong
  * backward term fails here naming the variant and the tensor. The fused step also keeps a fraction of
  * the plain spelling's tape. */
-static tg_tensor *family_run(const tg_rnn *m, tg_tensor *x, tg_tensor *const *init, tg_tensor **grads, size_t *bytes) {
-    tg_tensor *flat = run_flat(m, x, init, 2);
+static tg_tensor *family_run(const tg_rnn *m, tg_tensor *x, tg_tensor *const *init, int S, tg_tensor **grads, size_t *bytes) {
+    tg_tensor *flat = run_flat(m, x, init, S);
     *bytes = tg_tape_bytes();
     tg_tensor *proj = th_rand(530, 1, tg_shape(flat), -1, 1);
     cr_assert_eq(tg_backward(tg_sum(tg_mul(flat, proj))), 0, "%s", tg_last_error());
     int n = tg_params_count(m->params);
     for (int i = 0; i < n; i++) grads[i] = tg_copy(tg_grad(tg_params_at(m->params, i)));
-    grads[n] = tg_copy(tg_grad(x)), grads[n + 1] = tg_copy(tg_grad(init[0])), grads[n + 2] = tg_copy(tg_grad(init[1]));
+    grads[n] = tg_copy(tg_grad(x));
+    for (int s = 0; s < S; s++) grads[n + 1 + s] = tg_copy(tg_grad(init[s]));
     tg_params_zero_grad(m->params);
-    tg_zero_grad(x), tg_zero_grad(init[0]), tg_zero_grad(init[1]);
+    tg_zero_grad(x);
+    for (int s = 0; s < S; s++) tg_zero_grad(init[s]);
     tg_tensor *y = tg_copy(flat);
     tg_tape_reset();
     tg_release(proj);
@@ -520,7 +523,7 @@ Test(zoo, lstm_family_fused_step_equals_its_plain_op_spelling) {
         tg_tensor *ga[64], *gb[64];
         cr_assert(n + 3 <= 64);
         size_t bytes_a, bytes_b;
-        tg_tensor *ya = family_run(a, x, init, ga, &bytes_a), *yb = family_run(b, x, init, gb, &bytes_b);
+        tg_tensor *ya = family_run(a, x, init, 2, ga, &bytes_a), *yb = family_run(b, x, init, 2, gb, &bytes_b);
         cr_expect(th_max_diff(ya, yb) < 1e-12, "%s: outputs and final states differ from the plain ops by %g", fused[v],
                   th_max_diff(ya, yb));
         for (int i = 0; i < n + 3; i++) {
@@ -535,6 +538,133 @@ Test(zoo, lstm_family_fused_step_equals_its_plain_op_spelling) {
         release_all(gb, n + 3);
         tg_release(ya), tg_release(yb), tg_release(x);
         release_all(init, 2);
+        tg_rnn_free(a);
+        tg_rnn_free(b);
+    }
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* The GRU-like cells' plain-op spelling (their steps before tg_gru_zoo_): the reference their fused step
+ * is compared with below. W_h*, b_h* are blocks of weight_hh, bias_hh (views made once per tape). */
+/* h_in · (block k of G of weight_hh)ᵀ + block k of bias_hh */
+static tg_tensor *blk_linear(const tg_tensor *h_in, const tg_cell_params *p, int G, int k) {
+    return tg_linear(h_in, tg__cell_block(p->weight_hh, G, k, p->hidden_size), tg__cell_block(p->bias_hh, G, k, p->hidden_size));
+}
+
+static int plain_mgu(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                     tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0];
+    tg_tensor *xg[2];
+    if (tg_chunk(xproj, 1, 2, xg)) return -1;
+    /* f = σ(W_f x + U_f h + b_f),  h̃ = tanh(W_h x + U_h (f ⊙ h) + b_h),  h' = h + f ⊙ (h̃ − h) */
+    tg_tensor *f = tg_sigmoid(tg_add(xg[0], blk_linear(h, p, 2, 0)));
+    tg_tensor *cand = tg_tanh(tg_add(xg[1], blk_linear(tg_mul(f, h), p, 2, 1)));
+    out[0] = tg_lerp(h, cand, f);
+    return out[0] ? 0 : -1;
+}
+
+static int plain_mut1(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                      tg_tensor *const *state, tg_tensor **out) {
+    (void)cell;
+    const tg_tensor *h = state[0];
+    tg_tensor *xg[2];
+    if (tg_chunk(xproj, 1, 2, xg)) return -1;
+    /* z = σ(W_xz x + b_z),  r = σ(W_xr x + W_hr h + b_r),  h̃ = tanh(W_hh (r ⊙ h) + tanh(x) + b_h) */
+    tg_tensor *z = tg_sigmoid(xg[0]);
+    tg_tensor *r = tg_sigmoid(tg_add(xg[1], blk_linear(h, p, 2, 0)));
+    tg_tensor *cand = tg_tanh(tg_add(blk_linear(tg_mul(r, h), p, 2, 1), tg_tanh(x)));
+    out[0] = tg_lerp(h, cand, z);
+    return out[0] ? 0 : -1;
+}
+
+static int plain_mut2(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                      tg_tensor *const *state, tg_tensor **out) {
+    (void)cell;
+    const tg_tensor *h = state[0];
+    tg_tensor *xg[2], *hg[2];
+    if (tg_chunk(xproj, 1, 2, xg) || tg_chunk(tg_linear(h, p->weight_hh, p->bias_hh), 1, 2, hg)) return -1;
+    /* z = σ(W_xz x + W_hz h + b_z),  r = σ(x + W_hr h + b_r),  h̃ = tanh(W_hn (r ⊙ h) + W_xh x + b_h) */
+    tg_tensor *z = tg_sigmoid(tg_add(xg[0], hg[0]));
+    tg_tensor *r = tg_sigmoid(tg_add(x, hg[1]));
+    tg_tensor *cand = tg_tanh(tg_add(tg_linear(tg_mul(r, h), p->extra[0], NULL), xg[1]));
+    out[0] = tg_lerp(h, cand, z);
+    return out[0] ? 0 : -1;
+}
+
+static int plain_mut3(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                      tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0];
+    tg_tensor *xg[3];
+    if (tg_chunk(xproj, 1, 3, xg)) return -1;
+    /* z = σ(W_xz x + W_hz tanh(h) + b_z),  r = σ(W_xr x + W_hr h + b_r),  h̃ = tanh(W_hh (r ⊙ h) + W_xh x + b_h) */
+    tg_tensor *z = tg_sigmoid(tg_add(xg[0], blk_linear(tg_tanh(h), p, 3, 0)));
+    tg_tensor *r = tg_sigmoid(tg_add(xg[1], blk_linear(h, p, 3, 1)));
+    tg_tensor *cand = tg_tanh(tg_add(xg[2], blk_linear(tg_mul(r, h), p, 3, 2)));
+    out[0] = tg_lerp(h, cand, z);
+    return out[0] ? 0 : -1;
+}
+
+static int plain_gru_reset_before(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                                  tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0];
+    tg_tensor *xg[3];
+    if (tg_chunk(xproj, 1, 3, xg)) return -1;
+    /* r = σ(x_r + h W_hrᵀ + b_hr),  z = σ(x_z + h W_hzᵀ + b_hz),  n = tanh(x_n + (r ⊙ h) W_hnᵀ + b_hn),  h' = n + z ⊙ (h − n) */
+    tg_tensor *r = tg_sigmoid(tg_add(xg[0], blk_linear(h, p, 3, 0)));
+    tg_tensor *z = tg_sigmoid(tg_add(xg[1], blk_linear(h, p, 3, 1)));
+    tg_tensor *n = tg_tanh(tg_add(xg[2], blk_linear(tg_mul(r, h), p, 3, 2)));
+    out[0] = tg_lerp(n, h, z);
+    return out[0] ? 0 : -1;
+}
+
+/* The GRU-like cells' fused step (tg_gru_zoo_ with each cell's flags and weight blocks) against their
+ * plain-op spelling above: outputs, final states and the gradients of every parameter, of x and of h0,
+ * two layers (both directions where the cell can be stacked so: mut1 and mut2 need I = H) over 5 steps,
+ * F64, within 1e-12, with and without biases. A wrong flag, a block given to the wrong gate or a wrong
+ * backward term fails here naming the cell and the tensor. The fused step keeps under half the tape. */
+Test(zoo, gru_family_fused_step_equals_its_plain_op_spelling) {
+    static const struct { const char *name; tg_cell_step_fn plain; bool bidir; } cells[] = {
+        {"mgu", plain_mgu, true}, {"mut1", plain_mut1, false}, {"mut2", plain_mut2, false},
+        {"mut3", plain_mut3, true}, {"gru_reset_before", plain_gru_reset_before, true}};
+    for (int v = 0; v < 10; v++) {
+        const bool bias = v < 5;
+        const char *name = cells[v % 5].name;
+        const tg_cell *cell = tg_cell_by_name(name);
+        cr_assert(cell && cell->step != cells[v % 5].plain, "%s", name);
+        tg_cell plain = *cell;
+        plain.step = cells[v % 5].plain;
+        tg_rnn_config cfg = {.input_size = 4, .hidden_size = 4, .num_layers = 2, .bidirectional = cells[v % 5].bidir,
+                             .no_bias = !bias, .dtype = TG_F64};
+        tg_rnn *a = tg_rnn_new(cell, &cfg, NULL), *b = tg_rnn_new(&plain, &cfg, NULL);
+        cr_assert(a && b, "%s: %s", name, tg_last_error());
+        randomise(a, 540 + (uint64_t)v, -0.8, 0.8);
+        copy_params(b, a, false);
+        const int64_t LD = cfg.bidirectional ? 4 : 2;
+        tg_tensor *x = th_rand(550, TG_SHAPE(5, 3, 4), -1.5, 1.5), *init[1];
+        random_init(init, 1, LD, 3, 4, 551);
+        tg_set_requires_grad(x, true), tg_set_requires_grad(init[0], true);
+        int n = tg_params_count(a->params);
+        tg_tensor *ga[64], *gb[64];
+        cr_assert(n + 2 <= 64);
+        size_t bytes_a, bytes_b;
+        tg_tensor *ya = family_run(a, x, init, 1, ga, &bytes_a), *yb = family_run(b, x, init, 1, gb, &bytes_b);
+        cr_expect(th_max_diff(ya, yb) < 1e-12, "%s (bias %d): outputs and final states differ from the plain ops by %g", name,
+                  bias, th_max_diff(ya, yb));
+        for (int i = 0; i < n + 2; i++) {
+            const char *what = i < n ? tg_params_name_at(a->params, i) : i == n ? "x" : "h0";
+            cr_assert(ga[i] && gb[i], "%s: no gradient of %s", name, what);
+            cr_expect(th_max_diff(ga[i], gb[i]) < 1e-12, "%s (bias %d): the gradient of %s differs from the plain ops' by %g",
+                      name, bias, what, th_max_diff(ga[i], gb[i]));
+        }
+        cr_expect(2 * bytes_a < bytes_b, "%s: the fused step's tape (%zu bytes) is not under half the plain ops' (%zu)",
+                  name, bytes_a, bytes_b);
+        release_all(ga, n + 2);
+        release_all(gb, n + 2);
+        tg_release(ya), tg_release(yb), tg_release(x);
+        release_all(init, 1);
         tg_rnn_free(a);
         tg_rnn_free(b);
     }

@@ -43,7 +43,8 @@ int tg_backward_with(tg_tensor *out, const tg_tensor *grad_out);
 void tg_tape_reset(void);            /* releases every op result and record of this thread's tape */
 size_t tg_tape_records(void);        /* records currently on the tape */
 size_t tg_tape_tensors(void);        /* op results currently owned by the tape */
-size_t tg_tape_bytes(void);          /* bytes of the distinct buffers the tape keeps alive (results, views, saved) */
+size_t tg_tape_bytes(void);          /* bytes of the distinct buffers the tape keeps alive (results, views, saved;
+                                      * not a leaf's buffer seen through a view: parameters, inputs) */
 
 void tg_no_grad_begin(void);         /* nestable; ops record nothing until the matching end */
 void tg_no_grad_end(void);

@@ -95,6 +95,29 @@ enum {
 };
 tg_tensor *tg_lstm_zoo_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c,
                         const tg_tensor *w_ci, const tg_tensor *w_cf, const tg_tensor *w_co, unsigned flags);
+/* One step of the zoo's GRU-like cells (mgu, mut1, mut2, mut3, gru_reset_before) in one op: two gates, u
+ * (blends) and s (scales h for the candidate), a candidate that reads s ⊙ h through its own product, a
+ * blend. From the step's input projection xp [B,n·H] (x·W_ihᵀ + b_ih; its blocks, in order: s if
+ * TG_GRUZ_S_FIRST, u, s, h̃, each only where the flags give it one), h [B,H], the layer input x [B,H] (only
+ * for TG_GRUZ_S_PLUS_X / TG_GRUZ_C_TANH_X, else NULL), weights W_* [H,H] and biases b_* [H] (or NULL):
+ *     u = σ(xp_u + h·W_uᵀ + b_u),  s = σ(xp_s + h·W_sᵀ + b_s),  h̃ = tanh(xp_h̃ + (s ⊙ h)·W_cᵀ + b_c)
+ *     h' = h + u ⊙ (h̃ − h)
+ * with flags (or'ed) changing one thing each: TG_GRUZ_ONE_GATE (s = u, MGU: no W_s), TG_GRUZ_U_INPUT_ONLY
+ * (u = σ(xp_u), MUT1: no W_u), TG_GRUZ_U_TANH_H (u's product reads tanh(h), MUT3), TG_GRUZ_S_PLUS_X (x in
+ * place of xp_s, MUT2), TG_GRUZ_C_TANH_X (tanh(x) in place of xp_h̃, MUT1), TG_GRUZ_SHARED (u and s from one
+ * product h·W_sᵀ + b_s with W_s [2H,H], b_s [2H], blocks in xp's order, MUT2: no W_u), TG_GRUZ_S_FIRST (s's
+ * block before u's), TG_GRUZ_KEEP_H (h' = h̃ + u ⊙ (h − h̃), the GRU's z). A weight the flags do not read is
+ * refused. The result is [K,B,H]: h' = tg_select(y, 0), then s and h̃ where they have no block of xp (MUT2's
+ * r, MUT1's h̃; K = 1 otherwise). Same values as the plain ops (tg_linear, tg_sigmoid, tg_mul, tg_tanh,
+ * tg_lerp) within rounding, one record, and in place (the trailing _) as tg_lstm_cell_: the activations
+ * u, s, h̃ are stored over xp, so the tape keeps n + K floats per batch x hidden element. */
+enum {
+    TG_GRUZ_ONE_GATE = 1, TG_GRUZ_U_INPUT_ONLY = 2, TG_GRUZ_U_TANH_H = 4, TG_GRUZ_S_PLUS_X = 8, TG_GRUZ_C_TANH_X = 16,
+    TG_GRUZ_SHARED = 32, TG_GRUZ_S_FIRST = 64, TG_GRUZ_KEEP_H = 128
+};
+tg_tensor *tg_gru_zoo_(tg_tensor *xp, const tg_tensor *x, const tg_tensor *h, const tg_tensor *W_u, const tg_tensor *b_u,
+                       const tg_tensor *W_s, const tg_tensor *b_s, const tg_tensor *W_c, const tg_tensor *b_c,
+                       unsigned flags);
 /* Layer normalisation (torch.nn.functional.layer_norm) over each of `blocks` equal parts of the last
  * axis of x [..., N]: part k of a row, a = x[..., k·n : (k+1)·n] with n = N / blocks, becomes
  *     (a − μ) / √(σ² + eps) ⊙ gain[k·n : (k+1)·n] + beta[k·n : (k+1)·n]

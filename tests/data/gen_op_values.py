@@ -115,6 +115,28 @@ def gru_cell(xp, h, w, b):
     return torch.stack([torch.lerp(n, h, z), hp.chunk(3, -1)[2]])
 
 
+def gru_zoo(xp, x, h, wu, bu, ws, bs, wc, bc, flags):
+    """tg_gru_zoo_: the GRU-like zoo cells' step; flags 1 one gate (s = u), 2 u = σ(xp_u) alone, 4 u's product
+    of tanh(h), 8 s reads x (no xp block), 16 h̃ reads tanh(x) (no xp block), 32 u and s from one product
+    h wsᵀ + bs, 64 s's block first, 128 h' = lerp(h̃, h, u); the result [h'; s if 8; h̃ if 16]"""
+    one, u_in, u_tanh, s_x, c_x, shared, s_first, keep_h = [(flags >> k) & 1 for k in range(8)]
+    s_block = not one and not s_x
+    names = (["s"] if s_first and s_block else []) + ["u"] + (["s"] if s_block and not s_first else [])
+    names += [] if c_x else ["c"]
+    blk = dict(zip(names, xp.chunk(len(names), -1)))
+    if shared:
+        first, second = F.linear(h, ws, bs).chunk(2, -1)
+        pu, ps = (second, first) if s_first else (first, second)
+    else:
+        pu = None if u_in else F.linear(torch.tanh(h) if u_tanh else h, wu, bu)
+        ps = None if one else F.linear(h, ws, bs)
+    u = torch.sigmoid(blk["u"] + (pu if pu is not None else 0))
+    s = u if one else torch.sigmoid((x if s_x else blk["s"]) + ps)
+    c = torch.tanh((torch.tanh(x) if c_x else blk["c"]) + F.linear(s * h, wc, bc))
+    out = [torch.lerp(c, h, u) if keep_h else torch.lerp(h, c, u)]
+    return torch.stack(out + ([s] if s_x else []) + ([c] if c_x else []))
+
+
 def ctc(log_probs, targets, input_lengths, target_lengths):
     """torch's CTC loss per sequence (behind log_softmax its backward is the logits' gradient,
     pytorch/pytorch#52241)"""
@@ -166,13 +188,13 @@ def read_cases(path):
 TEST_OPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test_ops.c")
 SRC, CASES = read_cases(TEST_OPS)
 NAMES = {"torch": torch, "F": F, "gates": gates, "gru_gates": gru_gates, "lstm_state": lstm_state,
-         "lstm_cell": lstm_cell, "lstm_zoo": lstm_zoo, "gru_cell": gru_cell, "ctc": ctc, "dropout": dropout,
+         "lstm_cell": lstm_cell, "lstm_zoo": lstm_zoo, "gru_zoo": gru_zoo, "gru_cell": gru_cell, "ctc": ctc, "dropout": dropout,
          "gather_idx": c_ints(SRC, "gather_idx"), "ctc_targets": c_ints(SRC, "ctc_targets"),
          "ctc_il": c_ints(SRC, "ctc_il"), "ctc_tl": c_ints(SRC, "ctc_tl")}
 
 
 def torch_fn(fn_name, line, expr):
-    code = compile(f"lambda a=None, b=None, c=None, d=None, e=None: ({expr})", f"test_ops.c:{line} ({fn_name})", "eval")
+    code = compile(f"lambda a=None, b=None, c=None, d=None, e=None, f=None, g=None, h=None: ({expr})", f"test_ops.c:{line} ({fn_name})", "eval")
     return eval(code, dict(NAMES))
 
 
