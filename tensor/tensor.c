@@ -1,7 +1,9 @@
 /* tensor/tensor.c - storage pool, tensor headers, creation, views, element access, in-place writes.
  *
- * Memory: data buffers come from per-thread free lists by power-of-two size class (64 B .. 2 GiB),
- * 64-byte aligned, so a steady-state training loop that frees and reallocates the same shapes every
+ * Memory: data buffers come from per-thread free lists by size class (64, 128, 256 B, then four classes
+ * per octave: 320, 384, 448, 512, 640, ... B, so a buffer is at most 25 % larger than asked; with
+ * power-of-two classes a GRU's input projection [T,B,3H] sat in a buffer 4/3 to 2x its size), 64-byte
+ * aligned, so a steady-state training loop that frees and reallocates the same shapes every
  * step never reaches malloc. Tensor headers and storage headers are pooled the same way. Headers are
  * never returned to the system while the program runs, which is what makes the "argument was
  * released" check (magic == TG_DEAD) safe to perform.
@@ -66,7 +68,7 @@ void tg_error_quiet(const char *fn, const char *fmt, ...) {
 
 /* ---- pools -------------------------------------------------------------------------------------- */
 
-#define N_CLASSES 32
+#define N_CLASSES 128 /* classes up to 512 GiB (2^39 B); larger buffers go straight to malloc and free */
 typedef struct free_node { struct free_node *next; } free_node;
 static _Thread_local free_node *g_buf_free[N_CLASSES];
 /* Released headers, linked through their `storage` field so that `magic` stays readable. */
@@ -90,12 +92,23 @@ static void arm_thread_exit(void) {
 }
 void tg__set_thread_exit_hook(void (*fn)(void)) { g_thread_exit_hook = fn; }
 
+/* The class of a buffer of `bytes` and its capacity *cap: 64, 128, 256 (classes 0-2), then for the octave
+ * (b, 2b] with b >= 256 the four sizes b + m·b/4, m = 1..4 (multiples of 64, as aligned_alloc needs).
+ * A capacity is its own class's size, so buf_put finds the class from it. */
 static int size_class(size_t bytes, size_t *cap) {
-    size_t c = 64;
-    int k = 0;
-    while (c < bytes) { c <<= 1; k++; }
-    *cap = c;
-    return k;
+    if (bytes <= 256) {
+        size_t c = 64;
+        int k = 0;
+        while (c < bytes) { c <<= 1; k++; }
+        *cap = c;
+        return k;
+    }
+    size_t b = 256;
+    int k = 2;
+    while (b < bytes / 2 + bytes % 2) { b <<= 1; k += 4; } /* b < bytes <= 2b */
+    size_t step = b / 4, m = (bytes - b + step - 1) / step;
+    *cap = b + m * step;
+    return k + (int)m;
 }
 
 static void *buf_get(size_t bytes, size_t *cap) {
