@@ -16,6 +16,7 @@
 #include "autograd/ops_common.h"
 #include "autograd/ops_step.h"
 #include "tensor/pool.h"
+#include "tensor/steps.h"
 #include "tensor/vmath.h"
 
 #include <math.h>
@@ -168,29 +169,15 @@ typedef struct {
 
 /* Rows [r0, r1) of the step: a = xp + (b + h·Wᵀ) (tg_linear_add's rounding), then the activations σ, σ,
  * tanh, σ of the blocks i, f, g, o (tg_gates "ssts") into A, c' = f ⊙ c + i ⊙ g (tg_lstm_state's order)
- * and h' = o ⊙ tanh(c'). A may be xp itself: a row of xp is read before that row of A is written. */
+ * and h' = o ⊙ tanh(c') (the dispatched kernel of tensor/steps.h). A may be xp itself. */
 static void lstm_fwd_rows(void *p, int64_t r0, int64_t r1) {
     const lstm_fwd *q = p;
     const int64_t B = q->B, H = q->H, GH = 4 * H;
     TG_DISPATCH(q->xp->dtype, {
-        const T *restrict px = TG_PTR(q->xp, T), *restrict pc = TG_PTR(q->c, T);
-        T *restrict pp = TG_PTR(q->hp, T), *pa = TG_PTR(q->A, T);
-        for (int64_t k = r0 * GH; k < r1 * GH; k++) pp[k] = px[k] + pp[k];
         T *h2 = TG_PTR(q->out, T), *c2 = h2 + B * H;
-        for (int64_t r = r0; r < r1; r++) {
-            const T *a = pp + r * GH;
-            T *y = pa + r * GH;
-            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(y, a, 2 * H);
-            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(y + 2 * H, a + 2 * H, H);
-            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(y + 3 * H, a + 3 * H, H);
-            const T *i = y, *f = y + H, *g = y + 2 * H;
-            for (int64_t j = 0; j < H; j++) c2[r * H + j] = f[j] * pc[r * H + j] + i[j] * g[j];
-        }
-        _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(h2 + r0 * H, c2 + r0 * H, (r1 - r0) * H);
-        for (int64_t r = r0; r < r1; r++) {
-            const T *o = pa + r * GH + 3 * H;
-            for (int64_t j = 0; j < H; j++) h2[r * H + j] = o[j] * h2[r * H + j];
-        }
+        _Generic((T)0, float: tg_lstm_fwd_rows_f32, default: tg_lstm_fwd_rows_f64)(
+            TG_PTR(q->A, T) + r0 * GH, h2 + r0 * H, c2 + r0 * H, TG_PTR(q->hp, T) + r0 * GH,
+            TG_PTR(q->xp, T) + r0 * GH, TG_PTR(q->c, T) + r0 * H, r1 - r0, H);
     });
 }
 
@@ -212,36 +199,15 @@ typedef struct {
     int64_t B, H;
 } lstm_bwd;
 
-/* Rows [r0, r1) of the LSTM step's backward (the formulas above) */
+/* Rows [r0, r1) of the LSTM step's backward (the formulas below; the dispatched kernel of tensor/steps.h) */
 static void lstm_bwd_rows(void *p, int64_t r0, int64_t r1) {
     const lstm_bwd *q = p;
     const int64_t B = q->B, H = q->H, GH = 4 * H;
-    const bool ac = q->ac;
     TG_DISPATCH(q->g->dtype, {
-        const T *pa = TG_PTR(q->aux, T), *pc = TG_PTR(q->c, T), *c2 = TG_PTR(q->out, T) + B * H;
-        const T *gh = TG_PTR(q->g, T), *gcv = gh + B * H;
-        T *dp = TG_PTR(q->D, T), *dc = q->gc ? TG_PTR(q->gc, T) : NULL;
-        T tau[256], dc2[256];
-        for (int64_t r = r0; r < r1; r++) {
-            const T *i = pa + r * GH, *f = i + H, *gg = i + 2 * H, *o = i + 3 * H;
-            T *di = dp + r * GH, *df = di + H, *dg = di + 2 * H, *dO = di + 3 * H;
-            for (int64_t j0 = 0; j0 < H; j0 += 256) {
-                const int64_t m = H - j0 < 256 ? H - j0 : 256, e = r * H + j0;
-                _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(tau, c2 + e, m);
-                for (int64_t k = 0; k < m; k++) dc2[k] = gcv[e + k] + gh[e + k] * o[j0 + k] * (1 - tau[k] * tau[k]);
-                for (int64_t k = 0; k < m; k++) {
-                    const int64_t j = j0 + k;
-                    di[j] = dc2[k] * gg[j] * (i[j] * (1 - i[j]));
-                    df[j] = dc2[k] * pc[e + k] * (f[j] * (1 - f[j]));
-                    dg[j] = dc2[k] * i[j] * (1 - gg[j] * gg[j]);
-                    dO[j] = gh[e + k] * tau[k] * (o[j] * (1 - o[j]));
-                }
-                if (dc) {
-                    if (ac) for (int64_t k = 0; k < m; k++) dc[e + k] = dc2[k] * f[j0 + k];
-                    else for (int64_t k = 0; k < m; k++) dc[e + k] += dc2[k] * f[j0 + k];
-                }
-            }
-        }
+        const T *gh = TG_PTR(q->g, T);
+        _Generic((T)0, float: tg_lstm_bwd_rows_f32, default: tg_lstm_bwd_rows_f64)(
+            TG_PTR(q->D, T) + r0 * GH, q->gc ? TG_PTR(q->gc, T) + r0 * H : NULL, q->ac, TG_PTR(q->aux, T) + r0 * GH,
+            TG_PTR(q->c, T) + r0 * H, TG_PTR(q->out, T) + B * H + r0 * H, gh + r0 * H, gh + B * H + r0 * H, r1 - r0, H);
     });
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "tensor/gemm.h"
+#include "tensor/steps.h"
 #include "tensor/vmath.h"
 
 /* meson defines TG_KT_AVX512 / TG_KT_AVX2 when it built those targets (x86-64 compilers that take

@@ -1,6 +1,6 @@
 /* tensor/dispatch.h - run-time choice of the CPU target for the hot kernels (internal).
  *
- * The kernel sources (tensor/gemm.c, tensor/vmath.c) are compiled once per CPU target from the same
+ * The kernel sources (tensor/gemm.c, tensor/vmath.c, tensor/steps.c) are compiled once per CPU target from the same
  * source (meson.build: one static library per target with that target's -m flags, the functions
  * renamed by tensor/ktarget.h): on x86-64 "avx512" (AVX-512 F/BW/DQ/VL + AVX2 + FMA), "avx2"
  * (AVX2 + FMA) and "generic" (the compiler's baseline, SSE2 on x86-64); elsewhere "generic" only.
@@ -10,7 +10,7 @@
  * The choice is made once per process and never changes (packed GEMM operands are laid out for the
  * target that packed them). tg_kernel_target() (<tapegrad/tensor.h>) names it.
  *
- * The unsuffixed kernel names of gemm.h / vmath.h are defined by tensor/dispatch.c and call the
+ * The unsuffixed kernel names of gemm.h / vmath.h / steps.h are defined by tensor/dispatch.c and call the
  * chosen target's build through one table of function pointers. The thread pool (tensor/pool.c) is
  * compiled once and shared by all targets. */
 #ifndef TG_TENSOR_DISPATCH_H
@@ -32,6 +32,12 @@
     (int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const T *A, int64_t lda, const T *B,  \
      int64_t ldb, const T *Bp, const T *bias, const T *add, T *C, int64_t ldc)
 #define TG_LINEAR_ARGS (trans_a, trans_b, M, N, K, A, lda, B, ldb, Bp, bias, add, C, ldc)
+#define TG_LSTM_FWD_PARAMS(T) (T *A, T *h2, T *c2, T *hp, const T *xp, const T *c, int64_t n, int64_t H)
+#define TG_LSTM_FWD_ARGS (A, h2, c2, hp, xp, c, n, H)
+#define TG_LSTM_BWD_PARAMS(T)                                                                          \
+    (T *D, T *dc, int assign, const T *A, const T *c, const T *c2, const T *gh, const T *gc, int64_t n, \
+     int64_t H)
+#define TG_LSTM_BWD_ARGS (D, dc, assign, A, c, c2, gh, gc, n, H)
 #define TG_KERNELS(V, R)                                                                               \
     V(tg_gemm_f32, TG_GEMM_PARAMS(float), TG_GEMM_ARGS)                                                \
     V(tg_gemm_f64, TG_GEMM_PARAMS(double), TG_GEMM_ARGS)                                               \
@@ -54,7 +60,11 @@
     V(tg_vtanh_f64, (double *y, const double *x, int64_t n), (y, x, n))                                \
     V(tg_vsigmoid_f64, (double *y, const double *x, int64_t n), (y, x, n))                             \
     R(float, tg_vsum_f32, (const float *x, int64_t n), (x, n))                                         \
-    R(double, tg_vsum_f64, (const double *x, int64_t n), (x, n))
+    R(double, tg_vsum_f64, (const double *x, int64_t n), (x, n))                                       \
+    V(tg_lstm_fwd_rows_f32, TG_LSTM_FWD_PARAMS(float), TG_LSTM_FWD_ARGS)                               \
+    V(tg_lstm_fwd_rows_f64, TG_LSTM_FWD_PARAMS(double), TG_LSTM_FWD_ARGS)                              \
+    V(tg_lstm_bwd_rows_f32, TG_LSTM_BWD_PARAMS(float), TG_LSTM_BWD_ARGS)                               \
+    V(tg_lstm_bwd_rows_f64, TG_LSTM_BWD_PARAMS(double), TG_LSTM_BWD_ARGS)
 
 /* One target's build of every kernel. */
 #define TG_KFIELD_V(name, params, args) void(*name) params;

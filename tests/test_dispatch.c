@@ -57,6 +57,47 @@ static void gemm_agrees(const tg_kernels *k, const tg_kernels *g, int ta, int tb
     free(a), free(b), free(c1), free(c2), free(ad), free(bd), free(d1), free(d2);
 }
 
+/* The LSTM step's pointwise kernels (tensor/steps.h) through target k and through generic: forward (A
+ * over xp, as the runner calls it) and backward, both assign and accumulate into dc, H = 300 (more
+ * than one 256-element chunk of the backward, and not a multiple of any vector width). Only tanh and
+ * sigmoid differ between targets (FMA), so the results agree to a few ulps. */
+static void lstm_rows_agree(const tg_kernels *k, const tg_kernels *g) {
+    enum { R = 3, H = 300, GH = 4 * H };
+    static float xp1[R * GH], xp2[R * GH], hp1[R * GH], hp2[R * GH], c[R * H], hc1[2 * R * H], hc2[2 * R * H];
+    static float gh[2 * R * H], D1[R * GH], D2[R * GH], dc1[R * H], dc2[R * H];
+    unsigned s = 11;
+    for (int i = 0; i < R * GH; i++) xp1[i] = xp2[i] = (float)(frand(&s) * 4.0), hp1[i] = hp2[i] = (float)frand(&s);
+    for (int i = 0; i < R * H; i++) c[i] = (float)frand(&s);
+    for (int i = 0; i < 2 * R * H; i++) gh[i] = (float)frand(&s);
+    k->tg_lstm_fwd_rows_f32(xp1, hc1, hc1 + R * H, hp1, xp1, c, R, H);
+    g->tg_lstm_fwd_rows_f32(xp2, hc2, hc2 + R * H, hp2, xp2, c, R, H);
+    for (int i = 0; i < R * GH; i++)
+        cr_assert(fabsf(xp1[i] - xp2[i]) <= 1e-6f && hp1[i] == hp2[i], "%s vs generic: lstm forward gate %d: %.9g vs %.9g",
+                  k->name, i, xp1[i], xp2[i]);
+    for (int i = 0; i < 2 * R * H; i++)
+        cr_assert(fabsf(hc1[i] - hc2[i]) <= 1e-6f, "%s vs generic: lstm forward h/c %d: %.9g vs %.9g", k->name, i,
+                  hc1[i], hc2[i]);
+    for (int assign = 1; assign >= 0; assign--) {
+        k->tg_lstm_bwd_rows_f32(D1, dc1, assign, xp2, c, hc2 + R * H, gh, gh + R * H, R, H);
+        g->tg_lstm_bwd_rows_f32(D2, dc2, assign, xp2, c, hc2 + R * H, gh, gh + R * H, R, H);
+        for (int i = 0; i < R * GH; i++)
+            cr_assert(fabsf(D1[i] - D2[i]) <= 1e-6f, "%s vs generic: lstm backward %d: %.9g vs %.9g", k->name, i, D1[i], D2[i]);
+        for (int i = 0; i < R * H; i++)
+            cr_assert(fabsf(dc1[i] - dc2[i]) <= 2e-6f, "%s vs generic: lstm backward dc %d (assign %d): %.9g vs %.9g", k->name,
+                      i, assign, dc1[i], dc2[i]);
+    }
+    static double xd1[R * GH], xd2[R * GH], hd1[R * GH], hd2[R * GH], cd[R * H], od1[2 * R * H], od2[2 * R * H];
+    static double Dd1[R * GH], Dd2[R * GH];
+    for (int i = 0; i < R * GH; i++) xd1[i] = xd2[i] = frand(&s) * 4.0, hd1[i] = hd2[i] = frand(&s);
+    for (int i = 0; i < R * H; i++) cd[i] = frand(&s);
+    k->tg_lstm_fwd_rows_f64(xd1, od1, od1 + R * H, hd1, xd1, cd, R, H);
+    g->tg_lstm_fwd_rows_f64(xd2, od2, od2 + R * H, hd2, xd2, cd, R, H);
+    k->tg_lstm_bwd_rows_f64(Dd1, NULL, 0, xd2, cd, od2 + R * H, od2, od2, R, H);
+    g->tg_lstm_bwd_rows_f64(Dd2, NULL, 0, xd2, cd, od2 + R * H, od2, od2, R, H);
+    for (int i = 0; i < R * GH; i++)
+        cr_assert(fabs(xd1[i] - xd2[i]) <= 1e-15 && fabs(Dd1[i] - Dd2[i]) <= 1e-15, "%s vs generic: lstm F64 %d", k->name, i);
+}
+
 Test(dispatch, every_target_this_cpu_runs_agrees_with_generic) {
     const tg_kernels *g = tg__kernels_named("generic");
     if (!g) g = tg__kernels_named("native"); /* a -Dnative=true build has nothing else */
@@ -91,6 +132,7 @@ Test(dispatch, every_target_this_cpu_runs_agrees_with_generic) {
                           k->name, f, xd[i], z1[i], z2[i]);
             }
         }
+        lstm_rows_agree(k, g);
         float s1 = k->tg_vsum_f32(x, N), s2 = g->tg_vsum_f32(x, N);
         cr_expect(fabsf(s1 - s2) <= 1e-4f, "%s vs generic: sum %.9g vs %.9g", k->name, s1, s2);
         cr_expect(fabs(k->tg_vsum_f64(xd, N) - g->tg_vsum_f64(xd, N)) <= 1e-11, "%s vs generic: sum F64", k->name);
