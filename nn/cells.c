@@ -37,6 +37,29 @@ static int rnn_relu_step(const tg_cell *cell, const tg_cell_params *p, const tg_
     return tg__cell_produced(out, 1);
 }
 
+/* All T steps of a one-state recurrence at once (the runner's path when nothing happens between steps):
+ * one tg_rnn_seq_ over the layer's input projection, which it overwrites with the outputs; the same
+ * values and gradients as the steps above (and indrnn's in nn/cells_zoo.c), bit for bit. */
+tg_tensor *tg__cell_rnn_sequence(const tg_cell_params *p, const tg_tensor *xproj, bool reverse, unsigned act,
+                                 tg_tensor *const *state, tg_tensor **out) {
+    tg_tensor *y = tg_rnn_seq_((tg_tensor *)xproj, state[0], p->weight_hh, p->bias_hh,
+                               act | (reverse ? TG_RNNS_REVERSE : 0u));
+    out[0] = y ? tg_select(y, reverse ? 0 : tg_dim(y, 0) - 1) : NULL; /* the final h */
+    return out[0] ? y : NULL;
+}
+
+static tg_tensor *rnn_tanh_sequence(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *xproj, bool reverse,
+                                    tg_tensor *const *state, tg_tensor **out) {
+    (void)cell;
+    return tg__cell_rnn_sequence(p, xproj, reverse, 0, state, out);
+}
+
+static tg_tensor *rnn_relu_sequence(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *xproj, bool reverse,
+                                    tg_tensor *const *state, tg_tensor **out) {
+    (void)cell;
+    return tg__cell_rnn_sequence(p, xproj, reverse, TG_RNNS_RELU, state, out);
+}
+
 /* ---- LSTM (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000) -------------- */
 
 static int lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
@@ -169,9 +192,9 @@ static const char eq_gru_rb[] = "r = σ(W_xr x + W_hr h), z = σ(W_xz x + W_hz h
  * these first. */
 const tg_cell tg__cells_builtin[] = {
     {.name = "rnn_tanh", .gates = 1, .n_states = 1, .state_names = g_h, .forget_gate = -1, .step = rnn_tanh_step,
-     .equations = eq_rnn_tanh, .reference = "Elman, \"Finding structure in time\", Cognitive Science 1990"},
+     .sequence = rnn_tanh_sequence, .equations = eq_rnn_tanh, .reference = "Elman, \"Finding structure in time\", Cognitive Science 1990"},
     {.name = "rnn_relu", .gates = 1, .n_states = 1, .state_names = g_h, .forget_gate = -1, .step = rnn_relu_step,
-     .equations = eq_rnn_relu, .reference = "Elman 1990 (PyTorch's nonlinearity='relu')"},
+     .sequence = rnn_relu_sequence, .equations = eq_rnn_relu, .reference = "Elman 1990 (PyTorch's nonlinearity='relu')"},
     {.name = "lstm", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .step = lstm_step, .proj = true,
      .equations = eq_lstm, .reference = "Hochreiter & Schmidhuber 1997; forget gate: Gers, Schmidhuber & Cummins 2000"},
     {.name = "gru", .gates = 3, .n_states = 1, .state_names = g_h, .forget_gate = 1, .step = gru_step,

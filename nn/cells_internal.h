@@ -31,6 +31,12 @@ static inline int tg__cell_produced(tg_tensor **state_out, int n) {
     return 0;
 }
 
+/* The outputs [T,B,H] of all T steps of a one-state recurrence h' = act(xproj_t + h·W_hhᵀ + b_hh) (or u ⊙ h
+ * with weight_hh [H]) in one tg_rnn_seq_ (act 0: tanh, TG_RNNS_RELU: relu), stored over xproj; out[0]
+ * the final h. A tg_cell_sequence_fn's body for rnn_tanh, rnn_relu and indrnn. tape-owned, or NULL. */
+tg_tensor *tg__cell_rnn_sequence(const tg_cell_params *p, const tg_tensor *xproj, bool reverse, unsigned act,
+                                 tg_tensor *const *state, tg_tensor **out);
+
 /* Gate block k ([H, C] or [H]) of a weight [G·H, C] or bias [G·H]; NULL (no bias) stays NULL.
  * A zero-copy view recorded on the tape, so the block's gradient lands in the whole tensor. Made once
  * per tape and reused by every later step (nn/cells_zoo.c says why). */

@@ -343,6 +343,13 @@ static int indrnn_step(const tg_cell *cell, const tg_cell_params *p, const tg_te
     return tg__cell_produced(out, 1);
 }
 
+/* all T steps at once (the runner's path when nothing happens between steps): the steps above in one op */
+static tg_tensor *indrnn_sequence(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *xproj, bool reverse,
+                                  tg_tensor *const *state, tg_tensor **out) {
+    (void)cell;
+    return tg__cell_rnn_sequence(p, xproj, reverse, TG_RNNS_RELU, state, out);
+}
+
 static const indrnn_consts k_indrnn = {100.0};
 
 /* ---- layer-normalised LSTM (Ba, Kiros, Hinton 2016) --------------------------------------------------- */
@@ -460,7 +467,7 @@ const tg_cell tg__cells_zoo[] = {
     {.name = "mut3", .gates = 3, .n_states = 1, .state_names = g_h, .forget_gate = -1, .step = mut3_step,
      .equations = eq_mut3, .reference = "Jozefowicz et al. 2015 (MUT3)"},
     {.name = "indrnn", .gates = 1, .n_states = 1, .state_names = g_h, .forget_gate = -1,
-     .make_params = indrnn_params, .step = indrnn_step, .user = &k_indrnn, .equations = eq_indrnn,
+     .make_params = indrnn_params, .step = indrnn_step, .sequence = indrnn_sequence, .user = &k_indrnn, .equations = eq_indrnn,
      .reference = "Li, Li, Cook, Zhu & Gao, \"Independently recurrent neural network (IndRNN)\", CVPR 2018"},
     {.name = "lstm_ln", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = -1, .n_extra = 6,
      .extra_names = x_ln, .make_params = lstm_ln_params, .step = lstm_ln_step, .equations = eq_lstm_ln,

@@ -117,8 +117,9 @@ int tg_rnn_mem_estimate(const tg_cell *cell, const tg_rnn_config *cfg, int64_t T
         double a, b;
         tg_cell_tape_coefficients(cell, &a, &b);
         /* two directions also keep each direction's output and their concatenation: about 2.5 [T,B,H]
-         * per direction and layer (measured on rnn_tanh, whose own term is smallest) */
-        double bidir = D > 1 ? 2.5 * (double)B * H : 0;
+         * per direction and layer (measured on rnn_tanh's step path); a cell with a sequence function
+         * (tg_cell.sequence) returns its output as the stored projection, so only the concatenation, 1 */
+        double bidir = D > 1 ? (cell->sequence ? 1.0 : 2.5) * (double)B * H : 0;
         out->tape = 1.25 * ((double)L * D * (double)T * (a * (double)B * H + b * H * H + bidir) + (double)T * (double)B * I) * item;
         out->data = (double)T * (double)B * I * item;
     }

@@ -9,7 +9,9 @@
  * Per layer and direction the input projection x·W_ihᵀ + b_ih of all T steps is ONE tg_linear over
  * [T·B, I_k]; the loop then takes step t of it with tg_select (a zero-copy view), and only the
  * recurrent product h·W_hhᵀ stays inside the cell's step. Every step's result becomes the carried
- * state in one function, advance(), which is where zoneout and length masking happen. */
+ * state in one function, advance(), which is where zoneout and length masking happen. A cell with a
+ * sequence function (rnn_tanh, rnn_relu, indrnn) runs all T steps in one call instead when none of
+ * that is asked for (sequence_ok). */
 #include "autograd/tape_internal.h"
 #include "nn/cells_internal.h"
 #include "tensor/alloc.h"
@@ -280,8 +282,42 @@ static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params
                      const tg_tensor *input, const tg_tensor *proj, tg_tensor **outputs, tg_tensor **state,
                      tg_tensor ***keep);
 
+/* A cell's sequence function (all steps in one call) serves when nothing happens between its steps
+ * that it would skip: no per-sequence lengths (masks), no zoneout, no kept step states; and B > 0. */
+static bool sequence_ok(const run_ctx *c, const tg_cell *cell, bool keep) {
+    if (!cell->sequence || keep || c->keep_mask || c->B == 0) return false;
+    for (int s = 0; s < cell->n_states; s++)
+        if (c->zoneout[s] > 0) return false;
+    return true;
+}
+
+/* All T steps of layer/direction k through the cell's sequence function: *dir_out [T,B,R], state[] in
+ * and out as in time_loop. Returns 0 or -1. */
+static int run_sequence(const run_ctx *c, const tg_cell *cell, const tg_cell_params *p, bool reverse,
+                        const tg_tensor *proj, tg_tensor **state, tg_tensor **dir_out) {
+    tg_tensor *next[TG_CELL_MAX_STATES] = {0};
+    tg_tensor *y = cell->sequence(cell, p, proj, reverse, state, next);
+    if (!y || produced_ok(c, cell, next, state) != 0) {
+        if (!tg_error_pending())
+            tg_error("tg_rnn_forward", "cell '%s' failed in its sequence function without a message", cell->name);
+        return -1;
+    }
+    if (tg_ndim(y) != 3 || tg_dim(y, 0) != c->T || tg_dim(y, 1) != c->B || tg_dim(y, 2) != tg_dim(state[0], 1)) {
+        char b1[64];
+        tg_error("tg_rnn_forward", "cell '%s': its sequence function returned the outputs as %s, expected [%lld,%lld,%lld]",
+                 cell->name, tg_shape_str(y, b1, sizeof b1), (long long)c->T, (long long)c->B,
+                 (long long)tg_dim(state[0], 1));
+        return -1;
+    }
+    for (int s = 0; s < cell->n_states; s++) state[s] = next[s];
+    *dir_out = y;
+    return 0;
+}
+
+/* Runs layer/direction k: *dir_out [T,B,R] (the step outputs stacked, or the sequence function's),
+ * outputs[t] the step outputs (step by step only), state[] and keep as in time_loop. Returns 0 or -1. */
 static int run_direction(const run_ctx *c, int k, bool reverse, const tg_tensor *input, tg_tensor **outputs,
-                         tg_tensor **state, tg_tensor ***keep) {
+                         tg_tensor **state, tg_tensor ***keep, tg_tensor **dir_out) {
     const tg_rnn *m = c->m;
     const tg_cell *cell = m->cell;
     const tg_cell_params *p = &m->layers[k];
@@ -289,7 +325,12 @@ static int run_direction(const run_ctx *c, int k, bool reverse, const tg_tensor 
     tg_tensor *proj = tg_linear(input, p->weight_ih, p->bias_ih);
     if (!proj) return -1;
     tg__pack_scope_begin(); /* W_hh is packed once for all T steps, not at every step */
-    int rc = time_loop(c, cell, p, reverse, input, proj, outputs, state, keep);
+    int rc;
+    if (sequence_ok(c, cell, keep != NULL)) rc = run_sequence(c, cell, p, reverse, proj, state, dir_out);
+    else {
+        rc = time_loop(c, cell, p, reverse, input, proj, outputs, state, keep);
+        if (rc == 0 && !(*dir_out = tg_stack((int)c->T, outputs))) rc = -1;                                /* [T,B,R] */
+    }
     tg__pack_scope_end();
     return rc;
 }
@@ -499,9 +540,9 @@ static tg_tensor *forward_batched(const tg_rnn *m, const tg_tensor *x, const tg_
             for (int s = 0; s < S; s++)
                 if (!(state[s] = initial_state(&c, &o, s, k))) goto fail;
             for (int s = 0; keep && s < S; s++) keep_rows[s] = kept + (size_t)((k * S + s) * c.T);
-            if (run_direction(&c, k, d == 1, input, step_out + d * c.T, state, keep ? keep_rows : NULL)) goto fail;
+            if (run_direction(&c, k, d == 1, input, step_out + d * c.T, state, keep ? keep_rows : NULL, &dir_out[d]))
+                goto fail;                                                                             /* [T,B,R] */
             for (int s = 0; s < S; s++) finals[s * L * D + k] = state[s];
-            if (!(dir_out[d] = tg_stack((int)c.T, step_out + d * c.T))) goto fail;                    /* [T,B,R] */
             for (int s = 0; keep && s < S; s++)
                 if (!(out->step_states[k * S + s] = tg_stack((int)c.T, keep_rows[s]))) goto fail;   /* [T,B,H] */
         }

@@ -88,6 +88,10 @@ static const struct { const char *cell; double minimum; const char *kept; } tape
     {"mut2", 4, "z, r, h̃, h'"},
     {"mut3", 4, "z, r, h̃, h'"},
     {"gru_reset_before", 4, "r, z, n, h'"},
+    /* the one-state cells on tg_rnn_seq_ (h14rnn): h' over the input projection, which is the layer output */
+    {"rnn_tanh", 1, "h' (tanh' = 1 - h'^2; dW_hh reads h)"},
+    {"rnn_relu", 1, "h' (relu' from h' > 0)"},
+    {"indrnn", 1, "h' (relu' from h' > 0; du reads h)"},
 };
 
 Test(limits, tape_per_step_within_1_5x_of_the_minimum) {

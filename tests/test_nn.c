@@ -369,6 +369,73 @@ Test(nn, gradcheck_learned_init_batch_first_no_bias_dropout) {
 
 /* ---- runner semantics ----------------------------------------------------------------------------- */
 
+/* A cell with a sequence function (rnn_tanh, rnn_relu, indrnn: one tg_rnn_seq_ per layer and direction)
+ * gives what its step function gives, bit for bit: the same run with keep_step_states (which takes the
+ * step-by-step path) as reference; two layers, both directions, dropout between them (one seed), batch
+ * first, h0 given; F64 and F32. Outputs, final states and every gradient (x, h0, each parameter) equal. */
+Test(nn, sequence_path_equals_the_step_path) {
+    const char *names[] = {"rnn_tanh", "rnn_relu", "indrnn"};
+    const int64_t T = 5, B = 3, I = 4, H = 6;
+    for (int c = 0; c < 3; c++)
+        for (int dt = 0; dt < 2; dt++) {
+            const tg_dtype dtype = dt ? TG_F32 : TG_F64;
+            tg_rnn_config rc = {.input_size = I, .hidden_size = H, .num_layers = 2, .bidirectional = true,
+                                .batch_first = true, .dropout = 0.3, .dtype = dtype};
+            tg_rng seed;
+            tg_rng_seed(&seed, 11);
+            tg_rnn *m = tg_rnn_new(tg_cell_by_name(names[c]), &rc, &seed);
+            cr_assert_not_null(m, "%s", tg_last_error());
+            cr_assert_not_null(m->cell->sequence, "%s has no sequence function", names[c]);
+            cr_assert_leq(tg_params_count(m->params) + 4, 32);
+            tg_tensor *x64 = th_rand(12, TG_SHAPE(B, T, I), -1, 1), *h64 = th_rand(13, TG_SHAPE(4, B, H), -1, 1);
+            tg_tensor *x = tg_to_dtype(x64, dtype), *h0 = tg_to_dtype(h64, dtype);
+            tg_set_requires_grad(x, true);
+            tg_set_requires_grad(h0, true);
+            double *got[2][32] = {{0}};
+            int64_t len[32] = {0};
+            int nt = 0;
+            for (int path = 0; path < 2; path++) {
+                tg_rng drop;
+                tg_rng_seed(&drop, 14);
+                tg_rnn_output out;
+                tg_tensor *y = tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = (tg_tensor *[]){h0}, .train = true,
+                                                                          .rng = &drop, .keep_step_states = path == 1},
+                                              &out);
+                cr_assert_not_null(y, "%s: %s", names[c], tg_last_error());
+                cr_assert_eq(tg_backward(tg_add(tg_sum(tg_mul(y, y)), tg_sum(tg_mul(out.h_n, out.h_n)))), 0, "%s",
+                             tg_last_error());
+                const tg_tensor *t[32] = {y, out.h_n, tg_grad(x), tg_grad(h0)};
+                nt = 4;
+                for (int i = 0; i < tg_params_count(m->params); i++) t[nt++] = tg_grad(tg_params_at(m->params, i));
+                for (int i = 0; i < nt; i++) {
+                    cr_assert_not_null(t[i], "%s: tensor %d missing", names[c], i);
+                    len[i] = tg_numel(t[i]);
+                    got[path][i] = malloc((size_t)len[i] * sizeof(double));
+                    for (int64_t j = 0; j < len[i]; j++) got[path][i][j] = tg_get(t[i], j);
+                }
+                tg_rnn_output_clear(&out);
+                tg_tape_reset();
+                tg_params_zero_grad(m->params);
+                tg_zero_grad(x);
+                tg_zero_grad(h0);
+            }
+            for (int i = 0; i < nt; i++) {
+                for (int64_t j = 0; j < len[i]; j++)
+                    cr_expect_eq(got[0][i][j], got[1][i][j], "%s %s: tensor %d (y, h_n, dx, dh0, then the parameters' "
+                                 "gradients) [%lld]: sequence %.17g, steps %.17g", names[c], dt ? "F32" : "F64", i,
+                                 (long long)j, got[0][i][j], got[1][i][j]);
+                free(got[0][i]);
+                free(got[1][i]);
+            }
+            tg_release(x64);
+            tg_release(h64);
+            tg_release(x);
+            tg_release(h0);
+            tg_rnn_free(m);
+        }
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
 Test(nn, state_shapes_and_step_states) {
     for (int c = 0; c < N_CELLS; c++) {
         tg_rnn *m = th_make_rnn(all_cells[c], 3, 4, 3, true, 300);

@@ -170,6 +170,19 @@ static tg_tensor *f_gruz_inplace_kept(tg_tensor *const *in, int n, void *u) {
     tg_tensor *y2 = tg_gru_zoo_(tg_select(proj, 1), in[1], tg_select(y1, 0), NULL, NULL, in[3], in[4], in[3], in[4], fl);
     return tg_add(tg_mul(tg_select(y2, 0), tg_select(y1, 1)), tg_select(y2, 1));
 }
+/* tg_rnn_seq_, a whole one-state layer: inputs xp [T,B,H], h0, W [H,H] or u [H], b; xp a leaf (the result
+ * gets a buffer of its own) */
+FN(f_rnnseq_tanh, tg_rnn_seq_(in[0], in[1], in[2], in[3], 0))
+FN(f_rnnseq_relu_rev, tg_rnn_seq_(in[0], in[1], in[2], NULL, TG_RNNS_RELU | TG_RNNS_REVERSE))
+FN(f_rnnseq_diag_relu, tg_rnn_seq_(in[0], in[1], in[2], in[3], TG_RNNS_RELU))
+FN(f_rnnseq_diag_tanh_rev, tg_rnn_seq_(in[0], in[1], in[2], NULL, TG_RNNS_REVERSE))
+/* as the runner runs it: over an op result (the outputs overwrite it), the final state through a view
+ * and the outputs into a second op (a next layer's projection) */
+static tg_tensor *f_rnnseq_inplace(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *y = tg_rnn_seq_(tg_mul_scalar(in[0], 1.0), in[1], in[2], in[3], 0);
+    return tg_add(tg_mul(y, y), tg_select(y, 2));
+}
 FN(f_layer_norm, tg_layer_norm(in[0], 1, in[1], in[2], 1e-5))
 FN(f_layer_norm4, tg_layer_norm(in[0], 4, in[1], in[2], 1e-5)) /* an LSTM's four gate blocks apart */
 FN(f_layer_norm_noshift, tg_layer_norm(in[0], 2, in[1], NULL, 1e-3))
@@ -347,6 +360,12 @@ static const row rows[] = {
     {"fan-out (e^x-x)*x", f_x_minus_x_sq, 1, {2}, {{3, 4}}, -1, 1, NULL},
     {"fan-out (x+x)*x", f_xx_times_x, 1, {2}, {{3, 4}}, -1, 1, "(a + a) * a"},
     {"fan-out four branches", f_four_branches, 1, {2}, {{3, 4}}, -1, 1, NULL},
+    /* (at the end, so that adding them left the other value cases of tests/data/op_values.h unchanged) */
+    {"tg_rnn_seq_", f_rnnseq_tanh, 4, {3, 2, 2, 1}, {{3, 2, 4}, {2, 4}, {4, 4}, {4}}, -1, 1, "rnn_seq(a, b, c, d, 0)"},
+    {"tg_rnn_seq_", f_rnnseq_relu_rev, 3, {3, 2, 2}, {{4, 3, 3}, {3, 3}, {3, 3}}, -1, 1, "rnn_seq(a, b, c, None, 3)"},
+    {"tg_rnn_seq_", f_rnnseq_diag_relu, 4, {3, 2, 1, 1}, {{3, 2, 5}, {2, 5}, {5}, {5}}, -1, 1, "rnn_seq(a, b, c, d, 1)"},
+    {"tg_rnn_seq_", f_rnnseq_diag_tanh_rev, 3, {3, 2, 1}, {{3, 2, 4}, {2, 4}, {4}}, -1, 1, "rnn_seq(a, b, c, None, 2)"},
+    {"tg_rnn_seq_", f_rnnseq_inplace, 4, {3, 2, 2, 1}, {{3, 2, 4}, {2, 4}, {4, 4}, {4}}, -1, 1, NULL},
 };
 #define N_ROWS (int)(sizeof rows / sizeof rows[0])
 
@@ -751,6 +770,123 @@ Test(ops, lstm_and_gru_cells_equal_the_ops_they_replace) {
             for (int k = 0; k < 2; k++)
                 for (int i = 0; i < 7; i++) tg_release(p[k][i]);
         }
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* tg_rnn_seq_ is the per-step ops it replaces, stacked, bit for bit: tg_tanh / tg_relu(tg_linear_add(h, W,
+ * b, xp_t)), or tg_relu / tg_tanh(tg_add(xp_t, tg_add(tg_mul(u, h), b))) for IndRNN, over the rows of one
+ * input projection (which the op overwrites, as in the runner), forward and reversed, F64 and F32, with
+ * and without a bias, h0 requiring grad; the loss reads the outputs and the final state. Every value and
+ * every gradient equal. */
+static tg_tensor *rnn_seq_chain(bool fused, tg_tensor *const *p, bool diag, bool bias, unsigned flags, tg_tensor **hn) {
+    const int64_t T = 4;
+    tg_tensor *proj = tg_linear(p[0], p[1], bias ? p[2] : NULL); /* x [T,B,I] W_ih [H,I] -> [T,B,H] */
+    const tg_tensor *W = diag ? p[6] : p[3], *b = bias ? p[4] : NULL;
+    const bool rev = flags & TG_RNNS_REVERSE;
+    if (fused) {
+        tg_tensor *y = tg_rnn_seq_(proj, p[5], W, b, flags);
+        *hn = tg_select(y, rev ? 0 : T - 1);
+        return y;
+    }
+    tg_tensor *h = p[5], *ys[4];
+    for (int s = 0; s < T; s++) {
+        const int64_t t = rev ? T - 1 - s : s;
+        tg_tensor *xp = tg_select(proj, t), *pre;
+        if (diag) pre = tg_add(xp, b ? tg_add(tg_mul(W, h), b) : tg_mul(W, h));
+        else pre = tg_linear_add(h, W, b, xp);
+        h = ys[t] = flags & TG_RNNS_RELU ? tg_relu(pre) : tg_tanh(pre);
+    }
+    *hn = h;
+    return tg_stack((int)T, ys);
+}
+
+Test(ops, rnn_seq_equals_the_ops_it_replaces) {
+    const int64_t T = 4, B = 3, I = 5, H = 6;
+    int ndim[7] = {3, 2, 1, 2, 1, 2, 1};
+    const int64_t shapes[7][3] = {{T, B, I}, {H, I}, {H}, {H, H}, {H}, {B, H}, {H}};
+    for (int diag = 0; diag < 2; diag++)
+    for (unsigned flags = 0; flags < 4; flags++)
+    for (int dt = 0; dt < 2; dt++)
+        for (int bias = 0; bias < 2; bias++) {
+            tg_tensor *p[2][7], *y[2], *hn[2];
+            for (int k = 0; k < 2; k++) {
+                for (int i = 0; i < 7; i++) {
+                    tg_tensor *v = th_rand(60 + (uint64_t)i, ndim[i], shapes[i], -1, 1);
+                    p[k][i] = dt ? tg_to_dtype(v, TG_F32) : tg_copy(v);
+                    tg_release(v);
+                    tg_set_requires_grad(p[k][i], true);
+                }
+                y[k] = rnn_seq_chain(k == 1, p[k], diag, bias, flags, &hn[k]);
+                cr_assert_not_null(y[k], "%s", tg_last_error());
+                tg_tensor *loss = tg_add(tg_sum(tg_mul(y[k], y[k])), tg_sum(tg_mul(hn[k], p[k][5])));
+                cr_assert_eq(tg_backward(loss), 0, "%s", tg_last_error());
+            }
+            char D[64];
+            snprintf(D, sizeof D, "%s %s flags %u bias %d", diag ? "indrnn" : "rnn", dt ? "F32" : "F64", flags, bias);
+            for (int64_t j = 0; j < tg_numel(y[0]); j++)
+                cr_expect_eq(tg_get(y[1], j), tg_get(y[0], j), "%s: h' [%lld]", D, (long long)j);
+            for (int i = 0; i < 7; i++) {
+                if ((!bias && (i == 2 || i == 4)) || (diag ? i == 3 : i == 6)) continue;
+                cr_assert_not_null(tg_grad(p[1][i]), "%s: no gradient of input %d", D, i);
+                for (int64_t j = 0; j < tg_numel(p[0][i]); j++)
+                    cr_expect_eq(tg_get(tg_grad(p[1][i]), j), tg_get(tg_grad(p[0][i]), j), "%s: d input %d [%lld]", D, i,
+                                 (long long)j);
+            }
+            tg_tape_reset();
+            for (int k = 0; k < 2; k++)
+                for (int i = 0; i < 7; i++) tg_release(p[k][i]);
+        }
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* The outputs overwrite an op result, never a leaf; an op that saved the projection before fails in
+ * backward naming itself, and so does tg_rnn_seq_ when its outputs are changed in place afterwards;
+ * bad arguments are named. */
+Test(ops, rnn_seq_overwrites_only_op_results_and_names_bad_arguments) {
+    th_record_errors();
+    tg_tensor *x = th_rand(70, TG_SHAPE(3, 2, 4), -1, 1), *h = th_rand(71, TG_SHAPE(2, 4), -1, 1);
+    tg_tensor *W = th_rand(72, TG_SHAPE(4, 4), -1, 1), *keep = tg_copy(x);
+    tg_set_requires_grad(W, true);
+    cr_assert_not_null(tg_rnn_seq_(x, h, W, NULL, 0));
+    for (int64_t j = 0; j < 24; j++) cr_expect_eq(tg_get(x, j), tg_get(keep, j), "leaf xp changed at %lld", (long long)j);
+    tg_set_requires_grad(x, true);
+    tg_tape_reset();
+    /* an op result: overwritten, and the result is a view of it */
+    tg_tensor *proj = tg_mul_scalar(x, 1.0);
+    tg_tensor *sq = tg_mul(proj, proj); /* saves proj */
+    tg_tensor *y = tg_rnn_seq_(proj, h, W, NULL, 0);
+    cr_assert_not_null(y);
+    cr_expect_eq(tg_data(y), tg_data(proj), "the outputs should be stored over the projection");
+    cr_expect_neq(tg_backward(tg_add(tg_sum(sq), tg_sum(y))), 0);
+    cr_expect(strstr(th_last_message(), "tg_mul") && strstr(th_last_message(), "modified in place"), "%s", th_last_message());
+    tg_tape_reset();
+    th_reset_errors();
+    /* the outputs changed after the op: its backward would read them */
+    y = tg_rnn_seq_(tg_mul_scalar(x, 1.0), h, W, NULL, TG_RNNS_RELU);
+    tg_tensor *loss = tg_sum(y);
+    cr_assert_not_null(loss);
+    tg_bump_version(y);
+    cr_expect_neq(tg_backward(loss), 0);
+    cr_expect(strstr(th_last_message(), "the output") && strstr(th_last_message(), "of tg_rnn_seq_ was modified in place"),
+              "%s", th_last_message());
+    tg_tape_reset();
+    th_reset_errors();
+    tg_tensor *h3 = tg_zeros(TG_F64, TG_SHAPE(2, 3)), *W3 = tg_zeros(TG_F64, TG_SHAPE(3)), *b5 = tg_zeros(TG_F64, TG_SHAPE(5));
+    struct { tg_tensor *xp, *h, *W, *b; unsigned flags; const char *want; } cases[] = {
+        {x, h, W, NULL, 4, "tg_rnn_seq_: flags 0x4: unknown bits 0x4"},
+        {x, h3, W, NULL, 0, "tg_rnn_seq_: xp [3,2,4], h0 [2,3], W [4,4]: need xp [T,B,H], h0 [B,H], W [H,H] (or [H]: u ⊙ h)"},
+        {x, h, W3, NULL, 0, "tg_rnn_seq_: xp [3,2,4], h0 [2,4], W [3]: need"},
+        {x, h, W, b5, 0, "tg_rnn_seq_: xp [3,2,4], h0 [2,4], W [4,4], b [5]: need xp [T,B,H], h0 [B,H], W [H,H] (or [H]: u ⊙ h), b [H]"},
+        {h, h, W, NULL, 0, "tg_rnn_seq_: xp [2,4], h0 [2,4], W [4,4]: need"},
+        {x, NULL, W, NULL, 0, "tg_rnn_seq_: argument h0 is NULL"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        th_reset_errors();
+        cr_expect_null(tg_rnn_seq_(cases[k].xp, cases[k].h, cases[k].W, cases[k].b, cases[k].flags));
+        cr_expect(strstr(th_last_message(), cases[k].want) != NULL, "case %zu: %s", k, th_last_message());
+    }
+    tg_tensor *list[] = {x, h, W, keep, h3, W3, b5};
+    for (int i = 0; i < 7; i++) tg_release(list[i]);
     cr_expect_eq(tg_live_tensors(), 0);
 }
 

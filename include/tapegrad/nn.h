@@ -147,6 +147,16 @@ typedef int (*tg_cell_make_params_fn)(const tg_cell *cell, int64_t input_size, i
 typedef int (*tg_cell_step_fn)(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x_t,
                                const tg_tensor *xproj_t, tg_tensor *const *state_in, tg_tensor **state_out);
 
+/* Optional: all T steps of one layer and direction in one call (one op on the tape instead of T steps'
+ * worth), with the same values and gradients as step called for t = 0..T-1 (T-1..0 when reverse).
+ * xproj [T,B,G·H] is x·W_ihᵀ + b_ih of every step (an op result nothing else reads: the function may
+ * overwrite it, as tg_rnn_seq_ does); state_in as for step. Fills state_out with the final states and
+ * returns the outputs [T,B,H] (state 0 after every step, tape-owned), or NULL when an op failed (its
+ * message is pending). The runner uses it when nothing happens between steps: no per-sequence lengths,
+ * no zoneout, no kept step states. */
+typedef tg_tensor *(*tg_cell_sequence_fn)(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *xproj,
+                                          bool reverse, tg_tensor *const *state_in, tg_tensor **state_out);
+
 /* A cell is a table row: adding a variant is one of these (written with named fields, as in
  * nn/cells_zoo.c) plus its step function (and make_params when it has extra parameters). The runner
  * never changes. Recipe and checks: docs/design.md, "Adding a cell". */
@@ -169,6 +179,7 @@ struct tg_cell {
                                          NULL = not given */
     const struct tg_cell_manual *manual; /* optional: the user's own hand-derived step forward + backward
                                          (<tapegrad/compare.h>); tg_compare_cell checks it as "manual" */
+    tg_cell_sequence_fn sequence;     /* optional: every step at once (see tg_cell_sequence_fn); NULL: step by step */
     bool proj;                        /* accepts tg_rnn_config.proj_size: its step multiplies the new h by
                                          p->weight_hr when that is set (only "lstm"); such a cell uses the
                                          standard parameters (make_params NULL, no extras) */

@@ -118,6 +118,19 @@ enum {
 tg_tensor *tg_gru_zoo_(tg_tensor *xp, const tg_tensor *x, const tg_tensor *h, const tg_tensor *W_u, const tg_tensor *b_u,
                        const tg_tensor *W_s, const tg_tensor *b_s, const tg_tensor *W_c, const tg_tensor *b_c,
                        unsigned flags);
+/* The one-state recurrence of a whole layer and direction in one op (the built-in rnn_tanh and rnn_relu
+ * cells and the zoo's indrnn), from the input projection xp [T,B,H] (x·W_ihᵀ + b_ih of every step), the
+ * initial state h0 [B,H], W_hh [H,H] (or u [H], IndRNN's one weight per unit) and b_hh [H] (or NULL):
+ *     h'_t = act(xp_t + h'_{t−1}·Wᵀ + b)    (act(xp_t + u ⊙ h'_{t−1} + b) with W [H]),   h'_{−1} = h0
+ * act = tanh, or relu with TG_RNNS_RELU; TG_RNNS_REVERSE runs t = T−1 down to 0 (the reverse direction,
+ * h'_T = h0). The result is [T,B,H], row t = h'_t (the final state is row T−1, row 0 reversed). Same
+ * values and gradients as the per-step ops (tg_tanh(tg_linear_add(h, W, b, xp_t)), or tg_relu(tg_add(xp_t,
+ * tg_add(tg_mul(u, h), b)))) stacked, bit for bit, with one record and 1 float per batch x hidden element
+ * and step on the tape: in place (the trailing _), when xp is an op result of the current tape, the op is
+ * recorded and no other argument shares xp's storage, the result is stored over xp and returned as a view
+ * of it (xp's values are gone and its version is bumped); otherwise it gets a buffer of its own. */
+enum { TG_RNNS_RELU = 1, TG_RNNS_REVERSE = 2 };
+tg_tensor *tg_rnn_seq_(tg_tensor *xp, const tg_tensor *h0, const tg_tensor *W, const tg_tensor *b, unsigned flags);
 /* Layer normalisation (torch.nn.functional.layer_norm) over each of `blocks` equal parts of the last
  * axis of x [..., N]: part k of a row, a = x[..., k·n : (k+1)·n] with n = N / blocks, becomes
  *     (a − μ) / √(σ² + eps) ⊙ gain[k·n : (k+1)·n] + beta[k·n : (k+1)·n]

@@ -137,6 +137,19 @@ def gru_zoo(xp, x, h, wu, bu, ws, bs, wc, bc, flags):
     return torch.stack(out + ([s] if s_x else []) + ([c] if c_x else []))
 
 
+def rnn_seq(xp, h0, w, b, flags):
+    """tg_rnn_seq_: h'_t = act(xp_t + h'_{t-1} Wᵀ + b) (u ⊙ h'_{t-1} with w [H]), h'_{-1} = h0; flags 1 relu
+    (else tanh), 2 reverse (t = T-1 down to 0); the result [T,B,H], row t = h'_t"""
+    act = torch.relu if flags & 1 else torch.tanh
+    steps = range(xp.shape[0] - 1, -1, -1) if flags & 2 else range(xp.shape[0])
+    h, out = h0, [None] * xp.shape[0]
+    for t in steps:
+        rec = w * h if w.dim() == 1 else F.linear(h, w)
+        h = act(xp[t] + rec + (b if b is not None else 0))
+        out[t] = h
+    return torch.stack(out)
+
+
 def ctc(log_probs, targets, input_lengths, target_lengths):
     """torch's CTC loss per sequence (behind log_softmax its backward is the logits' gradient,
     pytorch/pytorch#52241)"""
@@ -188,7 +201,7 @@ def read_cases(path):
 TEST_OPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test_ops.c")
 SRC, CASES = read_cases(TEST_OPS)
 NAMES = {"torch": torch, "F": F, "gates": gates, "gru_gates": gru_gates, "lstm_state": lstm_state,
-         "lstm_cell": lstm_cell, "lstm_zoo": lstm_zoo, "gru_zoo": gru_zoo, "gru_cell": gru_cell, "ctc": ctc, "dropout": dropout,
+         "lstm_cell": lstm_cell, "lstm_zoo": lstm_zoo, "gru_zoo": gru_zoo, "gru_cell": gru_cell, "rnn_seq": rnn_seq, "ctc": ctc, "dropout": dropout,
          "gather_idx": c_ints(SRC, "gather_idx"), "ctc_targets": c_ints(SRC, "ctc_targets"),
          "ctc_il": c_ints(SRC, "ctc_il"), "ctc_tl": c_ints(SRC, "ctc_tl")}
 
