@@ -232,6 +232,42 @@ void tg__lstm_cell__backward(tg_record *r, const tg_tensor *g) {
 
 /* ---- gru_cell_: one GRU step ------------------------------------------------------------------------ */
 
+typedef struct {
+    const tg_tensor *xp, *h, *hp;
+    tg_tensor *A, *out;
+    int64_t B, H;
+} gru_fwd;
+
+/* Rows [r0, r1) of the GRU step: r = σ(xp_r + hp_r), z = σ(xp_z + hp_z), n = tanh(xp_n + r ⊙ hp_n)
+ * (tg_gru_gates), into A by rows; hp_n kept as the result's second half; h' = n + z ⊙ (h − n) (tg_lerp).
+ * A may be xp itself: a row of xp is read before that row of A is written. */
+static void gru_fwd_rows(void *p, int64_t r0, int64_t r1) {
+    const gru_fwd *q = p;
+    const int64_t B = q->B, H = q->H, GH = 3 * H;
+    TG_DISPATCH(q->xp->dtype, {
+        const T *px = TG_PTR(q->xp, T), *restrict ph = TG_PTR(q->hp, T), *restrict hv = TG_PTR(q->h, T);
+        T *pa = TG_PTR(q->A, T), *restrict h2 = TG_PTR(q->out, T), *restrict hn = h2 + B * H;
+        for (int64_t row = r0; row < r1; row++) {
+            const T *x = px + row * GH, *hr = ph + row * GH;
+            T *rr = pa + row * GH, *zz = rr + H, *nn = rr + 2 * H;
+            for (int64_t j = 0; j < H; j++) {
+                rr[j] = x[j] + hr[j];
+                zz[j] = x[H + j] + hr[H + j];
+            }
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(rr, rr, 2 * H);
+            for (int64_t j = 0; j < H; j++) {
+                hn[row * H + j] = hr[2 * H + j];
+                nn[j] = x[2 * H + j] + rr[j] * hr[2 * H + j];
+            }
+            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(nn, nn, H);
+            for (int64_t j = 0; j < H; j++) {
+                const int64_t e = row * H + j;
+                h2[e] = nn[j] + zz[j] * (hv[e] - nn[j]);
+            }
+        }
+    });
+}
+
 TG_OP(GRU_CELL, gru_cell_, -1, IN1 | IN2 | OUT) /* GRU step; in = xp, h, W[, b]; aux = gates; out = h', hp_n */
 tg_tensor *tg_gru_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b) {
     const char *fn = "tg_gru_cell_";
@@ -245,32 +281,42 @@ tg_tensor *tg_gru_cell_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, c
     }
     step_fwd s;
     if (!step_begin(fn, 3, xp, h, W, b, NULL, in, b ? 4 : 3, &s)) return NULL;
-    const int64_t B = xp->shape[0], GH = xp->shape[1], H = GH / 3;
-    /* r = σ(xp_r + hp_r), z = σ(xp_z + hp_z), n = tanh(xp_n + r ⊙ hp_n) (tg_gru_gates), into A by rows;
-     * hp_n kept as the result's second half; h' = n + z ⊙ (h − n) (tg_lerp) */
-    TG_DISPATCH(xp->dtype, {
-        const T *px = TG_PTR(xp, T), *restrict ph = TG_PTR(s.hp, T), *restrict hv = TG_PTR(h, T);
-        T *pa = TG_PTR(s.A, T), *restrict h2 = TG_PTR(s.out, T), *restrict hn = h2 + B * H;
-        for (int64_t r0 = 0; r0 < B; r0++) {
-            const T *x = px + r0 * GH, *hr = ph + r0 * GH;
-            T *rr = pa + r0 * GH, *zz = rr + H, *nn = rr + 2 * H;
+    gru_fwd ctx = {xp, h, s.hp, s.A, s.out, xp->shape[0], xp->shape[1] / 3};
+    for_rows(ctx.B, 3 * ctx.H, gru_fwd_rows, &ctx);
+    return step_end(TG_OP_GRU_CELL, &s, xp, in, b ? 4 : 3);
+}
+
+typedef struct {
+    const tg_tensor *aux, *out, *h, *g;
+    tg_tensor *D, *dhp, *gh;
+    bool ah;
+    int64_t B, H;
+} gru_bwd;
+
+/* Rows [r0, r1) of the GRU step's backward (the formulas below) */
+static void gru_bwd_rows(void *p, int64_t r0, int64_t r1) {
+    const gru_bwd *q = p;
+    const int64_t B = q->B, H = q->H, GH = 3 * H;
+    const bool ah = q->ah;
+    TG_DISPATCH(q->g->dtype, {
+        const T *pa = TG_PTR(q->aux, T), *hn = TG_PTR(q->out, T) + B * H, *hv = TG_PTR(q->h, T);
+        const T *gy = TG_PTR(q->g, T), *gn = gy + B * H;
+        T *dx = TG_PTR(q->D, T), *dp = TG_PTR(q->dhp, T), *dh = q->gh ? TG_PTR(q->gh, T) : NULL;
+        for (int64_t row = r0; row < r1; row++) {
+            const T *rr = pa + row * GH, *zz = rr + H, *nn = rr + 2 * H;
+            T *xrow = dx + row * GH, *prow = dp + row * GH;
             for (int64_t j = 0; j < H; j++) {
-                rr[j] = x[j] + hr[j];
-                zz[j] = x[H + j] + hr[H + j];
-            }
-            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(rr, rr, 2 * H);
-            for (int64_t j = 0; j < H; j++) {
-                hn[r0 * H + j] = hr[2 * H + j];
-                nn[j] = x[2 * H + j] + rr[j] * hr[2 * H + j];
-            }
-            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(nn, nn, H);
-            for (int64_t j = 0; j < H; j++) {
-                const int64_t e = r0 * H + j;
-                h2[e] = nn[j] + zz[j] * (hv[e] - nn[j]);
+                const int64_t e = row * H + j;
+                const T dn = gy[e] - gy[e] * zz[j], dz = gy[e] * (hv[e] - nn[j]);
+                const T n_ = dn * (1 - nn[j] * nn[j]);
+                const T r_ = n_ * hn[e] * (rr[j] * (1 - rr[j]));
+                const T z_ = dz * (zz[j] * (1 - zz[j]));
+                xrow[j] = r_, xrow[H + j] = z_, xrow[2 * H + j] = n_;
+                prow[j] = r_, prow[H + j] = z_, prow[2 * H + j] = n_ * rr[j] + gn[e];
+                if (dh) dh[e] = ah ? gy[e] * zz[j] : dh[e] + gy[e] * zz[j];
             }
         }
     });
-    return step_end(TG_OP_GRU_CELL, &s, xp, in, b ? 4 : 3);
 }
 
 /* With g = [g_h; g_n] (g_n: of the kept hp_n, zero in a cell), the gates r, z, n and hp_n:
@@ -286,25 +332,8 @@ void tg__gru_cell__backward(tg_record *r, const tg_tensor *g) {
     tg_tensor *dhp = tg__alloc(xp->dtype, 2, xp->shape);
     if (!D || !dhp) { tg_release(scratch); tg_release(dhp); return; }
     tg_tensor *gh = tg__grad_buf_assign(h, &ah);
-    TG_DISPATCH(g->dtype, {
-        const T *pa = TG_PTR(r->aux, T), *hn = TG_PTR(r->out, T) + B * H, *hv = TG_PTR(h, T);
-        const T *gy = TG_PTR(g, T), *gn = gy + B * H;
-        T *dx = TG_PTR(D, T), *dp = TG_PTR(dhp, T), *dh = gh ? TG_PTR(gh, T) : NULL;
-        for (int64_t r0 = 0; r0 < B; r0++) {
-            const T *rr = pa + r0 * GH, *zz = rr + H, *nn = rr + 2 * H;
-            T *xrow = dx + r0 * GH, *prow = dp + r0 * GH;
-            for (int64_t j = 0; j < H; j++) {
-                const int64_t e = r0 * H + j;
-                const T dn = gy[e] - gy[e] * zz[j], dz = gy[e] * (hv[e] - nn[j]);
-                const T n_ = dn * (1 - nn[j] * nn[j]);
-                const T r_ = n_ * hn[e] * (rr[j] * (1 - rr[j]));
-                const T z_ = dz * (zz[j] * (1 - zz[j]));
-                xrow[j] = r_, xrow[H + j] = z_, xrow[2 * H + j] = n_;
-                prow[j] = r_, prow[H + j] = z_, prow[2 * H + j] = n_ * rr[j] + gn[e];
-                if (dh) dh[e] = ah ? gy[e] * zz[j] : dh[e] + gy[e] * zz[j];
-            }
-        }
-    });
+    gru_bwd ctx = {r->aux, r->out, h, g, D, dhp, gh, ah, B, H};
+    for_rows(B, GH, gru_bwd_rows, &ctx);
     if (scratch && xp->grad) tg_axpy_(xp->grad, 1.0, scratch);
     step_matrix_backward(h, r->in[2], r->nin > 3 ? r->in[3] : NULL, dhp);
     tg_release(scratch);

@@ -978,17 +978,18 @@ Test(nn, conformance_cases_match_pytorch, .timeout = 300) {
     cr_assert_geq(n, 1);
 }
 
-/* The fused LSTM step's pointwise part runs its rows on the GEMM's worker threads when the step is
- * large enough (autograd/ops_fused.c, for_rows): one and two threads must give bit-identical outputs
- * and gradients. B = 8, H = 512: 8 x 2048 elements per step, above the threading threshold. */
-static void lstm_step_run(int threads, tg_tensor **y_out, tg_tensor **grads) {
+/* The fused LSTM and GRU steps' pointwise part runs its rows on the GEMM's worker threads when the step
+ * is large enough (autograd/ops_fused.c, for_rows): one and two threads must give bit-identical outputs
+ * and gradients. B = 8, H = 512: 8 x 2048 (LSTM) or 8 x 1536 (GRU: under the threshold of 16384, so the
+ * GRU runs B = 16) elements per step. */
+static void step_run(const char *cell, int64_t B, int threads, tg_tensor **y_out, tg_tensor **grads) {
     tg_set_num_threads(threads);
     tg_rng rng;
     tg_rng_seed(&rng, 3);
     tg_rnn_config rc = {.input_size = 16, .hidden_size = 512, .num_layers = 1, .dtype = TG_F32};
-    tg_rnn *rnn = tg_rnn_new(tg_cell_by_name("lstm"), &rc, &rng);
+    tg_rnn *rnn = tg_rnn_new(tg_cell_by_name(cell), &rc, &rng);
     cr_assert_not_null(rnn);
-    tg_tensor *x = tg_rand_normal(&rng, TG_F32, TG_SHAPE(4, 8, 16), 0, 1);
+    tg_tensor *x = tg_rand_normal(&rng, TG_F32, TG_SHAPE(4, B, 16), 0, 1);
     tg_tensor *y = tg_rnn_forward(rnn, x, NULL, NULL);
     cr_assert_not_null(y, "%s", tg_last_error());
     cr_assert_eq(tg_backward(tg_sum(tg_mul(y, y))), 0, "%s", tg_last_error());
@@ -1006,18 +1007,21 @@ static void lstm_step_run(int threads, tg_tensor **y_out, tg_tensor **grads) {
     tg_set_num_threads(1);
 }
 
-Test(nn, lstm_step_two_threads_bit_identical) {
+static void step_two_threads_bit_identical(const char *cell, int64_t B) {
     tg_tensor *y1, *y2, *g1[4] = {0}, *g2[4] = {0};
-    lstm_step_run(1, &y1, g1);
-    lstm_step_run(2, &y2, g2);
-    cr_assert_eq(memcmp(tg_data(y1), tg_data(y2), (size_t)tg_numel(y1) * sizeof(float)), 0, "outputs differ");
+    step_run(cell, B, 1, &y1, g1);
+    step_run(cell, B, 2, &y2, g2);
+    cr_assert_eq(memcmp(tg_data(y1), tg_data(y2), (size_t)tg_numel(y1) * sizeof(float)), 0, "%s: outputs differ", cell);
     for (int k = 0; k < 4; k++) {
         cr_assert(g1[k] && g2[k]);
         cr_expect_eq(memcmp(tg_data(g1[k]), tg_data(g2[k]), (size_t)tg_numel(g1[k]) * sizeof(float)), 0,
-                     "gradient %d differs", k);
+                     "%s: gradient %d differs", cell, k);
         tg_release(g1[k]);
         tg_release(g2[k]);
     }
     tg_release(y1);
     tg_release(y2);
 }
+
+Test(nn, lstm_step_two_threads_bit_identical) { step_two_threads_bit_identical("lstm", 8); }
+Test(nn, gru_step_two_threads_bit_identical) { step_two_threads_bit_identical("gru", 16); }
