@@ -32,4 +32,11 @@ static inline void tg__split_axis(const tg_tensor *x, int axis, int64_t *outer, 
     for (int d = axis + 1; d < x->ndim; d++) *inner *= x->shape[d];
     *n = x->shape[axis];
 }
+/* tg_gates' activations (autograd/ops_elementwise.c), shared with tg_ln_gates: the letters of acts (s σ,
+ * t tanh, r relu, i identity) as 2-bit codes, gate k at bits 2k; returns G, or 0 after reporting under fn */
+int tg__gate_codes(const char *fn, const char *acts, int64_t *codes);
+static inline int tg__gate_code(int64_t codes, int k) { return (int)((codes >> (2 * k)) & 3); }
+/* y = act(x) over n elements of dtype dt; d (+)= gy · act'(y) (stored when assign) */
+void tg__gate_act(tg_dtype dt, int code, void *y, const void *x, int64_t n);
+void tg__gate_act_backward(tg_dtype dt, int code, void *d, const void *gy, const void *y, int64_t n, bool assign);
 #endif

@@ -372,28 +372,70 @@ void tg__clamp_backward(tg_record *r, const tg_tensor *g) {
 enum { GATE_SIGMOID, GATE_TANH, GATE_RELU, GATE_IDENTITY };
 #define GATES_MAX 32 /* 2-bit codes packed in one int64 of the record */
 
-static int gate_code(int k, int64_t codes) { return (int)((codes >> (2 * k)) & 3); }
-
-TG_OP(GATES, gates, 1, OUT) /* [..,G·H] -> [G,..,H]; k[0] = G, k[1] = codes */
-tg_tensor *tg_gates(const tg_tensor *x, const char *acts) {
-    const char *fn = "tg_gates";
-    if (!tg__check(fn, "x", x)) return NULL;
+/* The activation letters of tg_gates (and tg_ln_gates): G (1..GATES_MAX) and their 2-bit codes, or 0
+ * after reporting under fn. */
+int tg__gate_codes(const char *fn, const char *acts, int64_t *codes) {
     size_t G = acts ? strlen(acts) : 0;
     if (G == 0 || G > GATES_MAX) {
         tg_error(fn, "acts \"%s\": one letter per gate (s sigmoid, t tanh, r relu, i identity), 1..%d gates",
                  acts ? acts : "(null)", GATES_MAX);
-        return NULL;
+        return 0;
     }
-    int64_t codes = 0;
+    *codes = 0;
     for (size_t k = 0; k < G; k++) {
         const char *letters = "stri", *at = strchr(letters, acts[k]);
         if (!acts[k] || !at) {
             tg_error(fn, "acts \"%s\": letter '%c' of gate %zu is not s (sigmoid), t (tanh), r (relu) or i (identity)",
                      acts, acts[k], k);
-            return NULL;
+            return 0;
         }
-        codes |= (int64_t)(at - letters) << (2 * k);
+        *codes |= (int64_t)(at - letters) << (2 * k);
     }
+    return (int)G;
+}
+
+/* y[0..n) = act(x[0..n)) for one gate block (the kernels of tg_sigmoid, tg_tanh, tg_relu, identity) */
+void tg__gate_act(tg_dtype dt, int code, void *y, const void *x, int64_t n) {
+    TG_DISPATCH(dt, {
+        T *restrict ys = y;
+        const T *restrict xs = x;
+        switch (code) {
+        case GATE_SIGMOID: _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(ys, xs, n); break;
+        case GATE_TANH: _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(ys, xs, n); break;
+        case GATE_RELU: for (int64_t j = 0; j < n; j++) ys[j] = xs[j] > 0 ? xs[j] : 0; break;
+        default: memcpy(ys, xs, (size_t)n * sizeof(T)); break;
+        }
+    });
+}
+
+/* d[j] (+)= gy[j] DERIV over one gate block of one row (DERIV may read y[j]) */
+#define GATE_BWD(DERIV)                                                          \
+    do {                                                                         \
+        if (assign) for (int64_t j = 0; j < n; j++) d[j] = gy[j] * (DERIV);      \
+        else for (int64_t j = 0; j < n; j++) d[j] += gy[j] * (DERIV);            \
+    } while (0)
+
+/* d[0..n) (+)= gy act'(from y = act(x)): σ' = y (1 − y), tanh' = 1 − y², relu' = [y > 0], 1 */
+void tg__gate_act_backward(tg_dtype dt, int code, void *dv, const void *gv, const void *yv, int64_t n, bool assign) {
+    TG_DISPATCH(dt, {
+        T *restrict d = dv;
+        const T *restrict gy = gv, *restrict y = yv;
+        switch (code) {
+        case GATE_SIGMOID: GATE_BWD(y[j] * (1 - y[j])); break;
+        case GATE_TANH: GATE_BWD(1 - y[j] * y[j]); break;
+        case GATE_RELU: GATE_BWD(y[j] > 0 ? (T)1 : (T)0); break;
+        default: GATE_BWD((T)1); break;
+        }
+    });
+}
+
+TG_OP(GATES, gates, 1, OUT) /* [..,G·H] -> [G,..,H]; k[0] = G, k[1] = codes */
+tg_tensor *tg_gates(const tg_tensor *x, const char *acts) {
+    const char *fn = "tg_gates";
+    if (!tg__check(fn, "x", x)) return NULL;
+    int64_t codes;
+    const size_t G = (size_t)tg__gate_codes(fn, acts, &codes);
+    if (!G) return NULL;
     char sh[128];
     if (x->ndim < 1 || x->ndim >= TG_MAX_DIMS || x->shape[x->ndim - 1] % (int64_t)G) {
         tg_error(fn, "x %s, %zu gates (\"%s\"): x must have 1..%d dimensions and a last dimension divisible by %zu",
@@ -415,12 +457,7 @@ tg_tensor *tg_gates(const tg_tensor *x, const char *acts) {
             for (int64_t k = 0; k < (int64_t)G; k++) {
                 const T *restrict xs = px + r0 * GH + k * H;
                 T *restrict ys = py + (k * R + r0) * H;
-                switch (gate_code((int)k, codes)) {
-                case GATE_SIGMOID: _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(ys, xs, H); break;
-                case GATE_TANH: _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(ys, xs, H); break;
-                case GATE_RELU: for (int64_t j = 0; j < H; j++) ys[j] = xs[j] > 0 ? xs[j] : 0; break;
-                default: memcpy(ys, xs, (size_t)H * sizeof(T)); break;
-                }
+                tg__gate_act(x->dtype, tg__gate_code(codes, (int)k), ys, xs, H);
             }
     });
     const tg_tensor *in[1] = {x};
@@ -428,12 +465,6 @@ tg_tensor *tg_gates(const tg_tensor *x, const char *acts) {
     if (rec) { rec->k[0] = (int64_t)G; rec->k[1] = codes; }
     return out;
 }
-/* d[j] (+)= gy[j] DERIV over one gate block of one row (DERIV may read y[j]) */
-#define GATE_BWD(DERIV)                                                          \
-    do {                                                                         \
-        if (assign) for (int64_t j = 0; j < H; j++) d[j] = gy[j] * (DERIV);      \
-        else for (int64_t j = 0; j < H; j++) d[j] += gy[j] * (DERIV);            \
-    } while (0)
 
 /* dx[..., k·H + j] += g[k, ..., j] act_k'(y[k, ..., j]), with the derivatives of tg_sigmoid (y (1 - y)),
  * tg_tanh (1 - y²), tg_relu ([y > 0]) and identity (1). */
@@ -451,12 +482,7 @@ void tg__gates_backward(tg_record *r, const tg_tensor *g) {
             for (int64_t k = 0; k < G; k++) {
                 const T *restrict gy = pg + (k * R + r0) * H, *restrict y = py + (k * R + r0) * H;
                 T *restrict d = pd + r0 * GH + k * H;
-                switch (gate_code((int)k, codes)) {
-                case GATE_SIGMOID: GATE_BWD(y[j] * (1 - y[j])); break;
-                case GATE_TANH: GATE_BWD(1 - y[j] * y[j]); break;
-                case GATE_RELU: GATE_BWD(y[j] > 0 ? (T)1 : (T)0); break;
-                default: GATE_BWD((T)1); break;
-                }
+                tg__gate_act_backward(g->dtype, tg__gate_code(codes, (int)k), d, gy, y, H, assign);
             }
     });
 }

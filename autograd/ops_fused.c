@@ -368,6 +368,41 @@ static inline double ln_total_f64(const double *a) {
     return s;
 }
 
+/* One part a[0..n) (n and eps from scope, inside TG_DISPATCH): m = μ and rs = 1/√(σ² + ε) (biased, two
+ * passes, each sum in LN_LANES partial sums); y = (a − μ)·rs ⊙ w [+ b] */
+#define LN_STATS(a, m, rs)                                                        \
+    do {                                                                          \
+        T acc_[LN_LANES];                                                         \
+        LN_SUM(acc_, (a)[j]);                                                     \
+        m = ln_total(acc_) / (T)n;                                                \
+        LN_SUM(acc_, ((a)[j] - m) * ((a)[j] - m));                                \
+        rs = (T)(1.0 / sqrt((double)ln_total(acc_) / (double)n + eps));           \
+    } while (0)
+#define LN_APPLY(y, a, m, rs, w, b)                                                                 \
+    do {                                                                                            \
+        if (b) for (int64_t j = 0; j < n; j++) (y)[j] = ((a)[j] - m) * rs * (w)[j] + (b)[j];         \
+        else for (int64_t j = 0; j < n; j++) (y)[j] = ((a)[j] - m) * rs * (w)[j];                    \
+    } while (0)
+/* Backward of one part given its upstream gy: dw += gy ⊙ x̂, db += gy (either may be NULL), and
+ * d (=, or += unless assign) rs (d̂ − mean(d̂) − x̂ mean(d̂ ⊙ x̂)) with x̂ = (a − μ)·rs, d̂ = gy ⊙ w */
+#define LN_PARAM_GRADS(dw, db, gy, a, m, rs)                                                  \
+    do {                                                                                      \
+        T *dw_ = (dw), *db_ = (db);                                                           \
+        if (dw_) for (int64_t j = 0; j < n; j++) dw_[j] += (gy)[j] * (((a)[j] - m) * rs);     \
+        if (db_) for (int64_t j = 0; j < n; j++) db_[j] += (gy)[j];                           \
+    } while (0)
+#define LN_DX(d, assign, gy, w, a, m, rs)                                                                   \
+    do {                                                                                                    \
+        T acc_[LN_LANES]; /* Σ d̂, Σ d̂ x̂ */                                                                \
+        LN_SUM(acc_, (gy)[j] * (w)[j]);                                                                     \
+        const T m1_ = ln_total(acc_) / (T)n;                                                                \
+        LN_SUM(acc_, (gy)[j] * (w)[j] * (((a)[j] - m) * rs));                                               \
+        const T m2_ = ln_total(acc_) / (T)n;                                                                \
+        T *restrict d_ = (d);                                                                               \
+        if (assign) for (int64_t j = 0; j < n; j++) d_[j] = rs * ((gy)[j] * (w)[j] - m1_ - (((a)[j] - m) * rs) * m2_);  \
+        else for (int64_t j = 0; j < n; j++) d_[j] += rs * ((gy)[j] * (w)[j] - m1_ - (((a)[j] - m) * rs) * m2_);       \
+    } while (0)
+
 /* Why an op: written with plain ops (reshape, two means, sub, mul, add_scalar, pow, two muls, add) a
  * layer norm is ~10 records and ~6 tensors of x's size on the tape; this is one record, keeps only its
  * result (x is saved, it is on the tape anyway) and the two statistics of each block, and its backward
@@ -409,14 +444,9 @@ tg_tensor *tg_layer_norm(const tg_tensor *x, int blocks, const tg_tensor *gain, 
             const T *restrict a = px + q * n;
             const T *restrict w = pw + (q % blocks) * n, *restrict b = pb ? pb + (q % blocks) * n : NULL;
             T *restrict y = py + q * n;
-            /* μ and σ² (biased, two passes), each sum in LN_LANES partial sums (vectorised) */
-            T acc[LN_LANES];
-            LN_SUM(acc, a[j]);
-            const T m = ln_total(acc) / (T)n;
-            LN_SUM(acc, (a[j] - m) * (a[j] - m));
-            const T rs = (T)(1.0 / sqrt((double)ln_total(acc) / (double)n + eps));
-            if (b) for (int64_t j = 0; j < n; j++) y[j] = (a[j] - m) * rs * w[j] + b[j];
-            else for (int64_t j = 0; j < n; j++) y[j] = (a[j] - m) * rs * w[j];
+            T m, rs;
+            LN_STATS(a, m, rs);
+            LN_APPLY(y, a, m, rs, w, b);
             if (ps) ps[2 * q] = m, ps[2 * q + 1] = rs;
         }
     });
@@ -444,18 +474,129 @@ void tg__layer_norm_backward(tg_record *r, const tg_tensor *g) {
             const T *restrict a = px + q * n, *restrict gy = pg + q * n;
             const int64_t off = (q % blocks) * n;
             const T m = ps[2 * q], rs = ps[2 * q + 1];
-            if (dw) for (int64_t j = 0; j < n; j++) dw[off + j] += gy[j] * ((a[j] - m) * rs);
-            if (db) for (int64_t j = 0; j < n; j++) db[off + j] += gy[j];
-            if (!dx) continue;
-            const T *restrict w = pw + off;
-            T acc[LN_LANES]; /* Σ d̂, Σ d̂ x̂ */
-            LN_SUM(acc, gy[j] * w[j]);
-            const T m1 = ln_total(acc) / (T)n;
-            LN_SUM(acc, gy[j] * w[j] * ((a[j] - m) * rs));
-            const T m2 = ln_total(acc) / (T)n;
-            T *restrict d = dx + q * n;
-            if (ax) for (int64_t j = 0; j < n; j++) d[j] = rs * (gy[j] * w[j] - m1 - ((a[j] - m) * rs) * m2);
-            else for (int64_t j = 0; j < n; j++) d[j] += rs * (gy[j] * w[j] - m1 - ((a[j] - m) * rs) * m2);
+            LN_PARAM_GRADS(dw ? dw + off : NULL, db ? db + off : NULL, gy, a, m, rs);
+            if (dx) LN_DX(dx + q * n, ax, gy, pw + off, a, m, rs);
         }
     });
+}
+
+/* ---- ln_gates: the gate activations of LN(x) + LN(y), block by block ------------------------------- */
+
+/* Why an op: the layer-normalised LSTM's gates act_k(LN(x W_ihᵀ) + LN(h W_hhᵀ)) written as
+ * tg_layer_norm x 2 + tg_add + tg_gates keep four [B,G·H] results per step on the tape (both LNs, their
+ * sum, the gates) beside the two inputs, where backward needs only the inputs (x̂ from them and the
+ * statistics) and the gates. One record here: the gates, gate-major as tg_gates gives them, and μ, 1/σ
+ * of x and y per part. The arithmetic is the four ops' (each LN rounded, then the sum, then the
+ * activation), so the values are theirs. */
+TG_OP(LN_GATES, ln_gates, -1, IN0 | IN1 | IN2 | IN3 | OUT) /* act_k(LN(x) + LN(y)) per block k, gate-major; in = x, y, gain_x, gain_y[, beta_x][, beta_y]; k[0] G, k[1] codes, k[2] shifts (1 x, 2 y); f[0] ε; aux = μ, 1/σ of x, of y per part */
+tg_tensor *tg_ln_gates(const tg_tensor *x, const tg_tensor *y, const tg_tensor *gain_x, const tg_tensor *beta_x,
+                       const tg_tensor *gain_y, const tg_tensor *beta_y, double eps, const char *acts) {
+    const char *fn = "tg_ln_gates";
+    if (!tg__check(fn, "x", x) || !tg__check(fn, "y", y) || !tg__check(fn, "gain_x", gain_x) ||
+        !tg__check(fn, "gain_y", gain_y))
+        return NULL;
+    if ((!beta_x || !beta_y) && tg_error_pending()) return NULL; /* a NULL shift from a failed op, not "no shift" */
+    if ((beta_x && !tg__check(fn, "beta_x", beta_x)) || (beta_y && !tg__check(fn, "beta_y", beta_y))) return NULL;
+    const tg_tensor *in[6] = {x, y, gain_x, gain_y}, *vec[4] = {gain_x, gain_y, beta_x, beta_y};
+    for (int k = 0; k < 4; k++)
+        if ((k == 0 && !tg__same_dtype(fn, x, y)) || (vec[k] && !tg__same_dtype(fn, x, vec[k]))) return NULL;
+    int64_t codes;
+    const int G = tg__gate_codes(fn, acts, &codes);
+    if (!G) return NULL;
+    char s1[128], s2[128];
+    const int64_t N = x->ndim >= 1 ? x->shape[x->ndim - 1] : 0;
+    if (x->ndim < 1 || x->ndim >= TG_MAX_DIMS || !tg_same_shape(x, y) || N == 0 || N % G) {
+        tg_error(fn, "x %s, y %s, %d gates (\"%s\"): need x and y of one shape [..., N], N a positive multiple of %d",
+                 tg_shape_str(x, s1, sizeof s1), tg_shape_str(y, s2, sizeof s2), G, acts, G);
+        return NULL;
+    }
+    static const char *const vec_names[4] = {"gain_x", "gain_y", "beta_x", "beta_y"};
+    for (int k = 0; k < 4; k++)
+        if (vec[k] && (vec[k]->ndim != 1 || vec[k]->shape[0] != N)) {
+            tg_error(fn, "%s %s: need [N] = [%lld] (the last axis of x)", vec_names[k], tg_shape_str(vec[k], s1, sizeof s1),
+                     (long long)N);
+            return NULL;
+        }
+    if (!(eps > 0) || !isfinite(eps)) {
+        tg_error(fn, "eps %g: must be positive and finite", eps);
+        return NULL;
+    }
+    const int64_t R = x->numel / N, n = N / G;
+    int64_t shape[TG_MAX_DIMS];
+    shape[0] = G;
+    for (int d = 0; d < x->ndim - 1; d++) shape[d + 1] = x->shape[d];
+    shape[x->ndim] = n;
+    tg_tensor *out = tg__result(x->dtype, x->ndim + 1, shape);
+    if (!out) return NULL;
+    int nin = 4;
+    if (beta_x) in[nin++] = beta_x;
+    if (beta_y) in[nin++] = beta_y;
+    bool recorded = false;
+    for (int i = 0; i < nin && tg_grad_enabled(); i++) recorded |= tg__needs_grad(in[i]);
+    /* per part q = row·G + k: μ_x, 1/σ_x, μ_y, 1/σ_y, kept when the op is recorded */
+    tg_tensor *stats = recorded ? tg__alloc(x->dtype, 2, (int64_t[]){R * G, 4}) : NULL;
+    tg_tensor *tmp = tg__alloc(x->dtype, 1, (int64_t[]){2 * n});
+    if ((recorded && !stats) || !tmp) { tg_release(stats); tg_release(tmp); return NULL; }
+    TG_DISPATCH(x->dtype, {
+        const T *px = TG_PTR(x, T), *py = TG_PTR(y, T), *pwx = TG_PTR(gain_x, T), *pwy = TG_PTR(gain_y, T);
+        const T *pbx = beta_x ? TG_PTR(beta_x, T) : NULL, *pby = beta_y ? TG_PTR(beta_y, T) : NULL;
+        T *po = TG_PTR(out, T), *ps = stats ? TG_PTR(stats, T) : NULL, *sx = TG_PTR(tmp, T), *sy = sx + n;
+        for (int64_t r0 = 0; r0 < R; r0++)
+            for (int k = 0; k < G; k++) {
+                const int64_t q = r0 * G + k, off = (int64_t)k * n;
+                const T *restrict a = px + q * n, *restrict b = py + q * n;
+                T mx, rx, my, ry;
+                LN_STATS(a, mx, rx);
+                LN_STATS(b, my, ry);
+                /* LN(x) and LN(y), each rounded as tg_layer_norm's result, then their sum (tg_add) */
+                LN_APPLY(sx, a, mx, rx, pwx + off, pbx ? pbx + off : NULL);
+                LN_APPLY(sy, b, my, ry, pwy + off, pby ? pby + off : NULL);
+                for (int64_t j = 0; j < n; j++) sx[j] = sx[j] + sy[j];
+                tg__gate_act(x->dtype, tg__gate_code(codes, k), po + ((int64_t)k * R + r0) * n, sx, n);
+                if (ps) ps[4 * q] = mx, ps[4 * q + 1] = rx, ps[4 * q + 2] = my, ps[4 * q + 3] = ry;
+            }
+    });
+    tg_release(tmp);
+    tg_record *r = recorded ? tg__record(TG_OP_LN_GATES, out, nin, in) : NULL;
+    if (r) {
+        r->aux = stats;
+        r->k[0] = G;
+        r->k[1] = codes;
+        r->k[2] = (beta_x ? 1 : 0) | (beta_y ? 2 : 0);
+        r->f[0] = eps;
+    } else tg_release(stats);
+    return out;
+}
+
+/* Per part (row, block k), with ds = g_k ⊙ act_k'(gate) the gradient of the sum LN(x) + LN(y), which
+ * both LNs receive: dx, dα_x, dβ_x and dy, dα_y, dβ_y as tg_layer_norm's backward gives them for ds. */
+void tg__ln_gates_backward(tg_record *r, const tg_tensor *g) {
+    tg_tensor *x = r->in[0], *y = r->in[1], *wx = r->in[2], *wy = r->in[3];
+    tg_tensor *bx = (r->k[2] & 1) ? r->in[4] : NULL, *by = (r->k[2] & 2) ? r->in[(r->k[2] & 1) ? 5 : 4] : NULL;
+    const int G = (int)r->k[0];
+    const int64_t codes = r->k[1], N = x->shape[x->ndim - 1], R = x->numel / N, n = N / G;
+    bool ax, ay; /* x's buffer first: with y = x the second call adds into what the first stored */
+    tg_tensor *gx = tg__grad_buf_assign(x, &ax), *gy = tg__grad_buf_assign(y, &ay);
+    tg_tensor *gwx = tg__grad_buf(wx), *gwy = tg__grad_buf(wy), *gbx = bx ? tg__grad_buf(bx) : NULL;
+    tg_tensor *gby = by ? tg__grad_buf(by) : NULL, *tmp = tg__alloc(g->dtype, 1, (int64_t[]){n});
+    if (!tmp) return;
+    TG_DISPATCH(g->dtype, {
+        const T *px = TG_PTR(x, T), *py = TG_PTR(y, T), *pwx = TG_PTR(wx, T), *pwy = TG_PTR(wy, T);
+        const T *pg = TG_PTR(g, T), *po = TG_PTR(r->out, T), *ps = TG_PTR(r->aux, T);
+        T *dx = gx ? TG_PTR(gx, T) : NULL, *dy = gy ? TG_PTR(gy, T) : NULL, *ds = TG_PTR(tmp, T);
+        T *dwx = gwx ? TG_PTR(gwx, T) : NULL, *dwy = gwy ? TG_PTR(gwy, T) : NULL;
+        T *dbx = gbx ? TG_PTR(gbx, T) : NULL, *dby = gby ? TG_PTR(gby, T) : NULL;
+        for (int64_t r0 = 0; r0 < R; r0++)
+            for (int k = 0; k < G; k++) {
+                const int64_t q = r0 * G + k, off = (int64_t)k * n, at = ((int64_t)k * R + r0) * n;
+                tg__gate_act_backward(g->dtype, tg__gate_code(codes, k), ds, pg + at, po + at, n, true);
+                const T *restrict a = px + q * n, *restrict b = py + q * n;
+                const T mx = ps[4 * q], rx = ps[4 * q + 1], my = ps[4 * q + 2], ry = ps[4 * q + 3];
+                LN_PARAM_GRADS(dwx ? dwx + off : NULL, dbx ? dbx + off : NULL, ds, a, mx, rx);
+                if (dx) LN_DX(dx + q * n, ax, ds, pwx + off, a, mx, rx);
+                LN_PARAM_GRADS(dwy ? dwy + off : NULL, dby ? dby + off : NULL, ds, b, my, ry);
+                if (dy) LN_DX(dy + q * n, ay, ds, pwy + off, b, my, ry);
+            }
+    });
+    tg_release(tmp);
 }

@@ -380,12 +380,11 @@ static int lstm_ln_step(const tg_cell *cell, const tg_cell_params *p, const tg_t
     (void)cell; (void)x;
     const tg_tensor *h = state[0], *c = state[1];
     tg_tensor *const *ln = p->extra;
-    /* [a_i | a_f | a_g | a_o] = LN(x W_ihᵀ; α_x, β_x) + LN(h W_hhᵀ; α_h, β_h), LN per gate block
-     * (tg_layer_norm: one op each, the four blocks normalised apart) */
-    tg_tensor *ax = tg_layer_norm(xproj, 4, ln[0], ln[1], LN_EPS);
-    tg_tensor *ah = tg_layer_norm(tg_linear(h, p->weight_hh, NULL), 4, ln[2], ln[3], LN_EPS);
-    /* i = σ(a_i),  f = σ(a_f),  g = tanh(a_g),  o = σ(a_o)   (one op, gate-major [4,B,H]) */
-    tg_tensor *gates = tg_gates(tg_add(ax, ah), "ssts");
+    /* [a_i | a_f | a_g | a_o] = LN(x W_ihᵀ; α_x, β_x) + LN(h W_hhᵀ; α_h, β_h), LN per gate block (the four
+     * blocks normalised apart);  i = σ(a_i),  f = σ(a_f),  g = tanh(a_g),  o = σ(a_o)
+     * (tg_ln_gates: one op, gate-major [4,B,H]; it keeps the gates and the LN statistics, not the LNs
+     * and their sum, which tg_layer_norm x 2 + tg_add + tg_gates kept: tests/test_zoo.c compares them) */
+    tg_tensor *gates = tg_ln_gates(xproj, tg_linear(h, p->weight_hh, NULL), ln[0], ln[1], ln[2], ln[3], LN_EPS, "ssts");
     /* c' = f ⊙ c + i ⊙ g   (tg_lstm_state's second half; its first, o ⊙ tanh(c'), is not this cell's h') */
     out[1] = tg_select(tg_lstm_state(gates, c), 1);
     /* h' = o ⊙ tanh(LN(c'; α_c, β_c)) */

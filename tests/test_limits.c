@@ -92,6 +92,10 @@ static const struct { const char *cell; double minimum; const char *kept; } tape
     {"rnn_tanh", 1, "h' (tanh' = 1 - h'^2; dW_hh reads h)"},
     {"rnn_relu", 1, "h' (relu' from h' > 0)"},
     {"indrnn", 1, "h' (relu' from h' > 0; du reads h)"},
+    /* lstm_ln on tg_ln_gates (h14fgr): what backward needs without redoing a matrix product is both LN
+     * inputs (x̂ = (a − μ)/σ from them and two numbers per part), the gates, c' and h'; LN(c') and its
+     * tanh are elementwise in c' and its two numbers per row */
+    {"lstm_ln", 14, "x W_ihᵀ, h W_hhᵀ (4 + 4), i, f, g, o, c', h'"},
 };
 
 Test(limits, tape_per_step_within_1_5x_of_the_minimum) {

@@ -193,6 +193,16 @@ static tg_tensor *f_layer_norm_fanout(tg_tensor *const *in, int n, void *u) {
     return tg_mul(tg_add(y, a), tg_layer_norm(a, 1, in[1], NULL, 1e-5));
 }
 FN(f_lerp, tg_lerp(in[0], in[1], in[2]))
+/* tg_ln_gates: x, y, gain_x, gain_y and one shift given as both; only y's shift; no shifts; y = x (one
+ * tensor read twice, from an op) with one gain for both */
+FN(f_ln_gates, tg_ln_gates(in[0], in[1], in[2], in[4], in[3], in[4], 1e-5, "ssts"))
+FN(f_ln_gates_by, tg_ln_gates(in[0], in[1], in[2], NULL, in[3], in[4], 1e-5, "tis"))
+FN(f_ln_gates_noshift, tg_ln_gates(in[0], in[1], in[2], NULL, in[3], NULL, 1e-3, "ti"))
+static tg_tensor *f_ln_gates_fanout(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *a = tg_tanh(in[0]);
+    return tg_mul(tg_ln_gates(a, a, in[1], NULL, in[1], in[2], 1e-5, "st"), tg_reshape(a, TG_SHAPE(2, 3, 3)));
+}
 FN(f_lerp_same, tg_lerp(in[0], in[0], in[1])) /* a = b: both gradients land in one buffer */
 FN(f_gru_gates, tg_gru_gates(in[0], in[1]))
 FN(f_gru_gates_same, tg_gru_gates(in[0], in[0])) /* one tensor as both projections: both gradients add */
@@ -339,6 +349,10 @@ static const row rows[] = {
     {"tg_layer_norm", f_layer_norm4, 3, {3, 1, 1}, {{2, 3, 12}, {12}, {12}}, -2, 2, "F.layer_norm(a.unflatten(-1, (4, 3)), (3,), None, None, 1e-5).flatten(-2) * b + c"},
     {"tg_layer_norm", f_layer_norm_noshift, 2, {2, 1}, {{4, 6}, {6}}, -2, 2, NULL},
     {"tg_layer_norm", f_layer_norm_fanout, 3, {2, 1, 1}, {{3, 9}, {9}, {9}}, -2, 2, NULL},
+    {"tg_ln_gates", f_ln_gates, 5, {2, 2, 1, 1, 1}, {{2, 12}, {2, 12}, {12}, {12}, {12}}, -2, 2, "gates(F.layer_norm(a.unflatten(-1, (4, 3)), (3,), None, None, 1e-5).flatten(-2) * c + e + (F.layer_norm(b.unflatten(-1, (4, 3)), (3,), None, None, 1e-5).flatten(-2) * d + e), 'ssts')"},
+    {"tg_ln_gates", f_ln_gates_by, 5, {3, 3, 1, 1, 1}, {{2, 2, 9}, {2, 2, 9}, {9}, {9}, {9}}, -2, 2, "gates(F.layer_norm(a.unflatten(-1, (3, 3)), (3,), None, None, 1e-5).flatten(-2) * c + (F.layer_norm(b.unflatten(-1, (3, 3)), (3,), None, None, 1e-5).flatten(-2) * d + e), 'tis')"},
+    {"tg_ln_gates", f_ln_gates_noshift, 4, {2, 2, 1, 1}, {{3, 8}, {3, 8}, {8}, {8}}, -2, 2, NULL},
+    {"tg_ln_gates", f_ln_gates_fanout, 3, {2, 1, 1}, {{3, 6}, {6}, {6}}, -2, 2, NULL},
     {"tg_lerp", f_lerp, 3, {2, 2, 2}, {{3, 4}, {3, 4}, {3, 4}}, -1, 1, "torch.lerp(a, b, c)"},
     {"tg_lerp", f_lerp_same, 2, {2, 2}, {{3, 4}, {3, 4}}, -1, 1, NULL},
     {"tg_gru_gates", f_gru_gates, 2, {2, 2}, {{3, 12}, {3, 12}}, -2, 2, "gru_gates(a, b)"},
@@ -1201,6 +1215,32 @@ Test(ops, errors_name_the_op_and_shapes) {
     cr_expect_null(tg_layer_norm(a, 1, f, NULL, 1e-5));
     cr_expect(strstr(th_last_message(), "dtypes differ") != NULL, "%s", th_last_message());
     th_reset_errors();
+    /* tg_ln_gates: x and y of different shapes, a gate count that does not divide N, a shift of the wrong
+     * length, an unknown activation, eps <= 0, mixed dtypes */
+    tg_tensor *a2 = tg_zeros(TG_F64, TG_SHAPE(2, 4));
+    cr_expect_null(tg_ln_gates(a, a2, g4, NULL, g4, NULL, 1e-5, "ss"));
+    cr_expect_str_eq(th_last_message(), "tg_ln_gates: x [3,4], y [2,4], 2 gates (\"ss\"): need x and y of one shape "
+                     "[..., N], N a positive multiple of 2");
+    th_reset_errors();
+    cr_expect_null(tg_ln_gates(a, a, g4, NULL, g4, NULL, 1e-5, "sst"));
+    cr_expect(strstr(th_last_message(), "N a positive multiple of 3") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_ln_gates(a, a, g4, NULL, g4, g2, 1e-5, "ss"));
+    cr_expect_str_eq(th_last_message(), "tg_ln_gates: beta_y [2]: need [N] = [4] (the last axis of x)");
+    th_reset_errors();
+    cr_expect_null(tg_ln_gates(a, a, g4, NULL, g4, NULL, 1e-5, "sx"));
+    cr_expect(strstr(th_last_message(), "tg_ln_gates: acts \"sx\": letter 'x' of gate 1") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_ln_gates(a, a, g4, NULL, g4, NULL, -1, "ss"));
+    cr_expect_str_eq(th_last_message(), "tg_ln_gates: eps -1: must be positive and finite");
+    th_reset_errors();
+    cr_expect_null(tg_ln_gates(a, f, g4, NULL, g4, NULL, 1e-5, "ss"));
+    cr_expect(strstr(th_last_message(), "dtypes differ") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_ln_gates(a, a, NULL, NULL, g4, NULL, 1e-5, "ss"));
+    cr_expect(strstr(th_last_message(), "tg_ln_gates: argument gain_x is NULL") != NULL, "%s", th_last_message());
+    th_reset_errors();
+    tg_release(a2);
     tg_release(g4); tg_release(g2);
     tg_release(a); tg_release(b); tg_release(f);
     tg_tape_reset();

@@ -501,46 +501,74 @@ static tg_tensor *family_run(const tg_rnn *m, tg_tensor *x, tg_tensor *const *in
     return y;
 }
 
+/* Cell `name` (its registered, fused step) against the same row with `plain_step`: two layers (both
+ * directions if bidir), input size I, hidden 4, 5 steps, F64, S states, with or without biases; outputs,
+ * final states and every gradient within 1e-12, and the fused tape under `tape_share` of the plain one. */
+static void fused_equals_plain(const char *name, tg_cell_step_fn plain_step, uint64_t seed, int S, int64_t I, bool bidir,
+                               bool no_bias, double tape_share) {
+    const tg_cell *cell = tg_cell_by_name(name);
+    cr_assert(cell && cell->step != plain_step, "%s runs the plain-op step", name);
+    tg_cell plain = *cell;
+    plain.step = plain_step;
+    tg_rnn_config cfg = {.input_size = I, .hidden_size = 4, .num_layers = 2, .bidirectional = bidir, .no_bias = no_bias,
+                         .dtype = TG_F64};
+    tg_rnn *a = tg_rnn_new(cell, &cfg, NULL), *b = tg_rnn_new(&plain, &cfg, NULL);
+    cr_assert(a && b, "%s: %s", name, tg_last_error());
+    randomise(a, seed + 10, -0.8, 0.8);
+    copy_params(b, a, false);
+    tg_tensor *x = th_rand(seed + 20, TG_SHAPE(5, 3, I), -1.5, 1.5), *init[2];
+    random_init(init, S, bidir ? 4 : 2, 3, 4, seed + 21);
+    tg_set_requires_grad(x, true);
+    for (int s = 0; s < S; s++) tg_set_requires_grad(init[s], true);
+    int n = tg_params_count(a->params);
+    tg_tensor *ga[64], *gb[64];
+    cr_assert(n + 1 + S <= 64);
+    size_t bytes_a, bytes_b;
+    tg_tensor *ya = family_run(a, x, init, S, ga, &bytes_a), *yb = family_run(b, x, init, S, gb, &bytes_b);
+    cr_expect(th_max_diff(ya, yb) < 1e-12, "%s (no_bias %d): outputs and final states differ from the plain ops by %g",
+              name, no_bias, th_max_diff(ya, yb));
+    for (int i = 0; i < n + 1 + S; i++) {
+        const char *what = i < n ? tg_params_name_at(a->params, i) : i == n ? "x" : i == n + 1 ? "h0" : "c0";
+        cr_assert(ga[i] && gb[i], "%s: no gradient of %s", name, what);
+        cr_expect(th_max_diff(ga[i], gb[i]) < 1e-12, "%s (no_bias %d): the gradient of %s differs from the plain ops' by %g",
+                  name, no_bias, what, th_max_diff(ga[i], gb[i]));
+    }
+    cr_expect((double)bytes_a < tape_share * (double)bytes_b,
+              "%s: the fused step's tape (%zu bytes) is not under %.2f of the plain ops' (%zu)", name, bytes_a,
+              tape_share, bytes_b);
+    release_all(ga, n + 1 + S);
+    release_all(gb, n + 1 + S);
+    tg_release(ya), tg_release(yb), tg_release(x);
+    release_all(init, S);
+    tg_rnn_free(a);
+    tg_rnn_free(b);
+}
+
 Test(zoo, lstm_family_fused_step_equals_its_plain_op_spelling) {
     static const char *const fused[] = {"lstm_peephole", "lstm_nig", "lstm_nfg", "lstm_nog", "lstm_niaf", "lstm_noaf",
                                         "lstm_cifg"};
     const tg_cell *np = tg_cell_by_name("lstm_np");
-    for (int v = 0; v < 7; v++) {
-        const tg_cell *cell = tg_cell_by_name(fused[v]);
-        cr_assert(cell && cell->step != np->step, "%s runs the plain-op step", fused[v]);
-        tg_cell plain = *cell;
-        plain.step = np->step;
-        tg_rnn *a = th_make_rnn(fused[v], 3, 4, 2, true, 500 + (uint64_t)v);
-        randomise(a, 510 + (uint64_t)v, -0.8, 0.8);
-        tg_rnn_config cfg = {.input_size = 3, .hidden_size = 4, .num_layers = 2, .bidirectional = true, .dtype = TG_F64};
-        tg_rnn *b = tg_rnn_new(&plain, &cfg, NULL);
-        cr_assert_not_null(b, "%s", tg_last_error());
-        copy_params(b, a, false);
-        tg_tensor *x = th_rand(520, TG_SHAPE(5, 3, 3), -1.5, 1.5), *init[2];
-        random_init(init, 2, 4, 3, 4, 521);
-        tg_set_requires_grad(x, true), tg_set_requires_grad(init[0], true), tg_set_requires_grad(init[1], true);
-        int n = tg_params_count(a->params);
-        tg_tensor *ga[64], *gb[64];
-        cr_assert(n + 3 <= 64);
-        size_t bytes_a, bytes_b;
-        tg_tensor *ya = family_run(a, x, init, 2, ga, &bytes_a), *yb = family_run(b, x, init, 2, gb, &bytes_b);
-        cr_expect(th_max_diff(ya, yb) < 1e-12, "%s: outputs and final states differ from the plain ops by %g", fused[v],
-                  th_max_diff(ya, yb));
-        for (int i = 0; i < n + 3; i++) {
-            const char *what = i < n ? tg_params_name_at(a->params, i) : i == n ? "x" : i == n + 1 ? "h0" : "c0";
-            cr_assert(ga[i] && gb[i], "%s: no gradient of %s", fused[v], what);
-            cr_expect(th_max_diff(ga[i], gb[i]) < 1e-12, "%s: the gradient of %s differs from the plain ops' by %g",
-                      fused[v], what, th_max_diff(ga[i], gb[i]));
-        }
-        cr_expect(2 * bytes_a < bytes_b, "%s: the fused step's tape (%zu bytes) is not under half the plain ops' (%zu)",
-                  fused[v], bytes_a, bytes_b);
-        release_all(ga, n + 3);
-        release_all(gb, n + 3);
-        tg_release(ya), tg_release(yb), tg_release(x);
-        release_all(init, 2);
-        tg_rnn_free(a);
-        tg_rnn_free(b);
-    }
+    for (int v = 0; v < 7; v++) fused_equals_plain(fused[v], np->step, 500 + 3 * (uint64_t)v, 2, 3, true, false, 0.5);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* lstm_ln's step as it was written before tg_ln_gates: tg_layer_norm x 2 + tg_add + tg_gates for the gates */
+static int lstm_ln_plain_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                              tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    tg_tensor *const *ln = p->extra;
+    tg_tensor *ax = tg_layer_norm(xproj, 4, ln[0], ln[1], 1e-5);
+    tg_tensor *ah = tg_layer_norm(tg_linear(state[0], p->weight_hh, NULL), 4, ln[2], ln[3], 1e-5);
+    tg_tensor *gates = tg_gates(tg_add(ax, ah), "ssts");
+    out[1] = tg_select(tg_lstm_state(gates, state[1]), 1);
+    out[0] = tg_mul(tg_select(gates, 3), tg_tanh(tg_layer_norm(out[1], 1, ln[4], ln[5], 1e-5)));
+    return out[0] && out[1] ? 0 : -1;
+}
+
+/* lstm_ln's gates on tg_ln_gates equal the plain-op spelling (with the LN shifts and without) */
+Test(zoo, lstm_ln_fused_gates_equal_the_plain_op_spelling) {
+    fused_equals_plain("lstm_ln", lstm_ln_plain_step, 600, 2, 3, true, false, 0.75);
+    fused_equals_plain("lstm_ln", lstm_ln_plain_step, 610, 2, 3, true, true, 0.75);
     cr_expect_eq(tg_live_tensors(), 0);
 }
 
@@ -629,45 +657,8 @@ Test(zoo, gru_family_fused_step_equals_its_plain_op_spelling) {
     static const struct { const char *name; tg_cell_step_fn plain; bool bidir; } cells[] = {
         {"mgu", plain_mgu, true}, {"mut1", plain_mut1, false}, {"mut2", plain_mut2, false},
         {"mut3", plain_mut3, true}, {"gru_reset_before", plain_gru_reset_before, true}};
-    for (int v = 0; v < 10; v++) {
-        const bool bias = v < 5;
-        const char *name = cells[v % 5].name;
-        const tg_cell *cell = tg_cell_by_name(name);
-        cr_assert(cell && cell->step != cells[v % 5].plain, "%s", name);
-        tg_cell plain = *cell;
-        plain.step = cells[v % 5].plain;
-        tg_rnn_config cfg = {.input_size = 4, .hidden_size = 4, .num_layers = 2, .bidirectional = cells[v % 5].bidir,
-                             .no_bias = !bias, .dtype = TG_F64};
-        tg_rnn *a = tg_rnn_new(cell, &cfg, NULL), *b = tg_rnn_new(&plain, &cfg, NULL);
-        cr_assert(a && b, "%s: %s", name, tg_last_error());
-        randomise(a, 540 + (uint64_t)v, -0.8, 0.8);
-        copy_params(b, a, false);
-        const int64_t LD = cfg.bidirectional ? 4 : 2;
-        tg_tensor *x = th_rand(550, TG_SHAPE(5, 3, 4), -1.5, 1.5), *init[1];
-        random_init(init, 1, LD, 3, 4, 551);
-        tg_set_requires_grad(x, true), tg_set_requires_grad(init[0], true);
-        int n = tg_params_count(a->params);
-        tg_tensor *ga[64], *gb[64];
-        cr_assert(n + 2 <= 64);
-        size_t bytes_a, bytes_b;
-        tg_tensor *ya = family_run(a, x, init, 1, ga, &bytes_a), *yb = family_run(b, x, init, 1, gb, &bytes_b);
-        cr_expect(th_max_diff(ya, yb) < 1e-12, "%s (bias %d): outputs and final states differ from the plain ops by %g", name,
-                  bias, th_max_diff(ya, yb));
-        for (int i = 0; i < n + 2; i++) {
-            const char *what = i < n ? tg_params_name_at(a->params, i) : i == n ? "x" : "h0";
-            cr_assert(ga[i] && gb[i], "%s: no gradient of %s", name, what);
-            cr_expect(th_max_diff(ga[i], gb[i]) < 1e-12, "%s (bias %d): the gradient of %s differs from the plain ops' by %g",
-                      name, bias, what, th_max_diff(ga[i], gb[i]));
-        }
-        cr_expect(2 * bytes_a < bytes_b, "%s: the fused step's tape (%zu bytes) is not under half the plain ops' (%zu)",
-                  name, bytes_a, bytes_b);
-        release_all(ga, n + 2);
-        release_all(gb, n + 2);
-        tg_release(ya), tg_release(yb), tg_release(x);
-        release_all(init, 1);
-        tg_rnn_free(a);
-        tg_rnn_free(b);
-    }
+    for (int v = 0; v < 10; v++)
+        fused_equals_plain(cells[v % 5].name, cells[v % 5].plain, 540 + 3 * (uint64_t)v, 1, 4, cells[v % 5].bidir, v >= 5, 0.5);
     cr_expect_eq(tg_live_tensors(), 0);
 }
 

@@ -138,6 +138,15 @@ tg_tensor *tg_rnn_seq_(tg_tensor *xp, const tg_tensor *h0, const tg_tensor *W, c
  * (torch's default is 1e-5). blocks = 1 is F.layer_norm(x, (N,), gain, beta, eps); blocks = 4 normalises
  * an LSTM's four gate blocks separately. One record; the tape keeps the result and two numbers per part. */
 tg_tensor *tg_layer_norm(const tg_tensor *x, int blocks, const tg_tensor *gain, const tg_tensor *beta, double eps);
+/* The gates of a layer-normalised LSTM (Ba et al. 2016) in one op: with G = strlen(acts) blocks of the
+ * last axis N of x and y (one shape), gate k = act_k(LN(x_k; gain_x, beta_x) + LN(y_k; gain_y, beta_y)),
+ * each LN over its block as tg_layer_norm(., G, ...) does it, acts as tg_gates takes them. The result is
+ * gate-major [G, ..., N/G] (gate k = tg_select(y, k)), the values of tg_gates(tg_add(tg_layer_norm(x, G,
+ * gain_x, beta_x, eps), tg_layer_norm(y, G, gain_y, beta_y, eps)), acts); one record, and the tape keeps
+ * the gates and two numbers per part of x and of y where the four ops keep four results. Shifts may be
+ * NULL. returns: tape-owned; args: borrowed */
+tg_tensor *tg_ln_gates(const tg_tensor *x, const tg_tensor *y, const tg_tensor *gain_x, const tg_tensor *beta_x,
+                       const tg_tensor *gain_y, const tg_tensor *beta_y, double eps, const char *acts);
 /* a + w ⊙ (b − a) (torch.lerp; same shapes, no broadcasting): the GRU's h' = n + z ⊙ (h − n) in one op,
  * same values and gradients as tg_add(a, tg_mul(w, tg_sub(b, a))). */
 tg_tensor *tg_lerp(const tg_tensor *a, const tg_tensor *b, const tg_tensor *w);
