@@ -1243,3 +1243,37 @@ TH_TEST(optim, checkpoint_missing_state_of_a_stepped_parameter_is_refused, th_li
     o.centered = true;
     cr_expect_eq(check_required_states(TG_OPTIM_RMSPROP, &o), 2);
 }
+
+/* The F32 Adam / AdamW fast loop (optim.c adam_fast_f32, cloned per CPU target) must give the bits of
+ * the general loop: maximize on the negated loss takes the general loop with the same gradient. */
+TH_TEST(optim, adam_f32_fast_loop_equals_the_general_loop, th_live_check) {
+    enum { N = 37 }; /* not a multiple of any vector width: the clones' tails run too */
+    float w0[N], c[N];
+    for (int i = 0; i < N; i++) w0[i] = 0.3f * (float)(i % 7) - 0.8f, c[i] = 0.05f * (float)((i * 5) % 11) - 0.2f;
+    for (int kind = 0; kind < 2; kind++) {
+        tg_optim_kind k = kind ? TG_OPTIM_ADAMW : TG_OPTIM_ADAM;
+        tg_tensor *w[2], *cc = tg_from_array(TG_F32, TG_SHAPE(N), c);
+        tg_optim *opt[2];
+        for (int m = 0; m < 2; m++) {
+            w[m] = tg_from_array(TG_F32, TG_SHAPE(N), w0);
+            tg_set_requires_grad(w[m], true);
+            tg_optim_opts o = tg_optim_defaults(k);
+            o.lr = 0.01, o.maximize = m == 1;
+            opt[m] = tg_optim_new(k, &w[m], 1, &o);
+        }
+        for (int step = 0; step < 4; step++) {
+            for (int m = 0; m < 2; m++) {
+                tg_tensor *loss = tg_sum(tg_mul(tg_mul(w[m], w[m]), cc)); /* grad 2 w c */
+                tg_backward(m ? tg_neg(loss) : loss);
+                cr_assert_eq(tg_optim_step(opt[m]), 0);
+                tg_optim_zero_grad(opt[m]);
+                tg_tape_reset();
+            }
+            cr_assert(memcmp(tg_data(w[0]), tg_data(w[1]), sizeof(float) * N) == 0,
+                      "%s step %d: the F32 fast loop differs from the general loop (w[0] %.9g vs %.9g)",
+                      kind ? "adamw" : "adam", step + 1, ((float *)tg_data(w[0]))[0], ((float *)tg_data(w[1]))[0]);
+        }
+        for (int m = 0; m < 2; m++) tg_optim_free(opt[m]), tg_release(w[m]);
+        tg_release(cc);
+    }
+}
