@@ -239,32 +239,16 @@ typedef struct {
 } gru_fwd;
 
 /* Rows [r0, r1) of the GRU step: r = σ(xp_r + hp_r), z = σ(xp_z + hp_z), n = tanh(xp_n + r ⊙ hp_n)
- * (tg_gru_gates), into A by rows; hp_n kept as the result's second half; h' = n + z ⊙ (h − n) (tg_lerp).
- * A may be xp itself: a row of xp is read before that row of A is written. */
+ * (tg_gru_gates), into A by rows; hp_n kept as the result's second half; h' = n + z ⊙ (h − n) (tg_lerp),
+ * the dispatched kernel of tensor/steps.h. A may be xp itself. */
 static void gru_fwd_rows(void *p, int64_t r0, int64_t r1) {
     const gru_fwd *q = p;
     const int64_t B = q->B, H = q->H, GH = 3 * H;
     TG_DISPATCH(q->xp->dtype, {
-        const T *px = TG_PTR(q->xp, T), *restrict ph = TG_PTR(q->hp, T), *restrict hv = TG_PTR(q->h, T);
-        T *pa = TG_PTR(q->A, T), *restrict h2 = TG_PTR(q->out, T), *restrict hn = h2 + B * H;
-        for (int64_t row = r0; row < r1; row++) {
-            const T *x = px + row * GH, *hr = ph + row * GH;
-            T *rr = pa + row * GH, *zz = rr + H, *nn = rr + 2 * H;
-            for (int64_t j = 0; j < H; j++) {
-                rr[j] = x[j] + hr[j];
-                zz[j] = x[H + j] + hr[H + j];
-            }
-            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(rr, rr, 2 * H);
-            for (int64_t j = 0; j < H; j++) {
-                hn[row * H + j] = hr[2 * H + j];
-                nn[j] = x[2 * H + j] + rr[j] * hr[2 * H + j];
-            }
-            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(nn, nn, H);
-            for (int64_t j = 0; j < H; j++) {
-                const int64_t e = row * H + j;
-                h2[e] = nn[j] + zz[j] * (hv[e] - nn[j]);
-            }
-        }
+        T *h2 = TG_PTR(q->out, T), *hn = h2 + B * H;
+        _Generic((T)0, float: tg_gru_fwd_rows_f32, default: tg_gru_fwd_rows_f64)(
+            TG_PTR(q->A, T) + r0 * GH, h2 + r0 * H, hn + r0 * H, TG_PTR(q->xp, T) + r0 * GH, TG_PTR(q->hp, T) + r0 * GH,
+            TG_PTR(q->h, T) + r0 * H, r1 - r0, H);
     });
 }
 
@@ -293,29 +277,16 @@ typedef struct {
     int64_t B, H;
 } gru_bwd;
 
-/* Rows [r0, r1) of the GRU step's backward (the formulas below) */
+/* Rows [r0, r1) of the GRU step's backward (the formulas below; the dispatched kernel of tensor/steps.h) */
 static void gru_bwd_rows(void *p, int64_t r0, int64_t r1) {
     const gru_bwd *q = p;
     const int64_t B = q->B, H = q->H, GH = 3 * H;
-    const bool ah = q->ah;
     TG_DISPATCH(q->g->dtype, {
-        const T *pa = TG_PTR(q->aux, T), *hn = TG_PTR(q->out, T) + B * H, *hv = TG_PTR(q->h, T);
-        const T *gy = TG_PTR(q->g, T), *gn = gy + B * H;
-        T *dx = TG_PTR(q->D, T), *dp = TG_PTR(q->dhp, T), *dh = q->gh ? TG_PTR(q->gh, T) : NULL;
-        for (int64_t row = r0; row < r1; row++) {
-            const T *rr = pa + row * GH, *zz = rr + H, *nn = rr + 2 * H;
-            T *xrow = dx + row * GH, *prow = dp + row * GH;
-            for (int64_t j = 0; j < H; j++) {
-                const int64_t e = row * H + j;
-                const T dn = gy[e] - gy[e] * zz[j], dz = gy[e] * (hv[e] - nn[j]);
-                const T n_ = dn * (1 - nn[j] * nn[j]);
-                const T r_ = n_ * hn[e] * (rr[j] * (1 - rr[j]));
-                const T z_ = dz * (zz[j] * (1 - zz[j]));
-                xrow[j] = r_, xrow[H + j] = z_, xrow[2 * H + j] = n_;
-                prow[j] = r_, prow[H + j] = z_, prow[2 * H + j] = n_ * rr[j] + gn[e];
-                if (dh) dh[e] = ah ? gy[e] * zz[j] : dh[e] + gy[e] * zz[j];
-            }
-        }
+        const T *gy = TG_PTR(q->g, T);
+        _Generic((T)0, float: tg_gru_bwd_rows_f32, default: tg_gru_bwd_rows_f64)(
+            TG_PTR(q->D, T) + r0 * GH, TG_PTR(q->dhp, T) + r0 * GH, q->gh ? TG_PTR(q->gh, T) + r0 * H : NULL, q->ah,
+            TG_PTR(q->aux, T) + r0 * GH, TG_PTR(q->out, T) + B * H + r0 * H, TG_PTR(q->h, T) + r0 * H, gy + r0 * H,
+            gy + B * H + r0 * H, r1 - r0, H);
     });
 }
 

@@ -20,6 +20,7 @@
  * Backward recomputes s ⊙ h (and tanh(h), tanh(x)) from the saved inputs. */
 #include "autograd/ops_common.h"
 #include "autograd/ops_step.h"
+#include "tensor/steps.h"
 #include "tensor/vmath.h"
 
 #include <math.h>
@@ -28,14 +29,8 @@
     (TG_GRUZ_ONE_GATE | TG_GRUZ_U_INPUT_ONLY | TG_GRUZ_U_TANH_H | TG_GRUZ_S_PLUS_X | TG_GRUZ_C_TANH_X | \
      TG_GRUZ_SHARED | TG_GRUZ_S_FIRST | TG_GRUZ_KEEP_H)
 
-/* Where each activation lives: its block in a row of xp / the stored activations [B,n_x·H], or -1 (no xp
- * block: the activation is part k of the result [K,B,H], out_u/out_s/out_c = k >= 1, else 0). */
-typedef struct gz_layout {
-    int nx, K;           /* xp blocks; parts of the result (1 + activations without a block) */
-    int bu, bs, bc;      /* blocks of u, s, h̃ in xp (-1: none) */
-    int ks, kc;          /* part of the result holding s, h̃ (0: not there) */
-    bool one, u_rec, u_tanh, s_x, c_x, shared, keep_h;
-} gz_layout;
+/* Where each activation lives (tensor/steps.h, shared with the row kernels) */
+typedef tg_gz_layout gz_layout;
 
 static gz_layout gz_layout_of(unsigned flags) {
     gz_layout L = {.one = flags & TG_GRUZ_ONE_GATE, .u_rec = !(flags & TG_GRUZ_U_INPUT_ONLY),
@@ -59,65 +54,23 @@ static int64_t gz_shared_off(unsigned flags, bool gate_s, int64_t H) {
     return ((flags & TG_GRUZ_S_FIRST) != 0) == gate_s ? 0 : H;
 }
 
-typedef struct {
-    const tg_tensor *xp, *x, *h, *pu, *ps, *pc; /* pu, ps: the gate products [B,H] or one shared [B,2H] */
-    tg_tensor *A, *out, *q;
-    gz_layout L;
-    int64_t B, H, ou, os, wg; /* offsets of u, s in a row of the products, their row width */
-} gz_fwd;
-
 /* Rows [r0, r1), first pass: u = σ(xp_u + p_u), s = σ(xp_s or x + p_s) into A (or the result's part),
- * q = s ⊙ h. A row of xp is read before that row of A is written (A may be xp itself). */
+ * q = s ⊙ h. A row of xp is read before that row of A is written (A may be xp itself). Second pass:
+ * h̃ = tanh(xp_c or tanh(x) + p_c) into A (or the result's part), then h' = h + u ⊙ (h̃ − h) (keep_h:
+ * h̃ + u ⊙ (h − h̃)), tg_lerp's rounding. The loops are the dispatched kernels of tensor/steps.h. */
+typedef struct {
+    tg_gz_fwd k;
+    bool f64;
+} gz_fwd;
 static void gz_gates_rows(void *p, int64_t r0, int64_t r1) {
     const gz_fwd *c = p;
-    const gz_layout L = c->L;
-    const int64_t B = c->B, H = c->H, W = L.nx * H;
-    TG_DISPATCH(c->xp->dtype, {
-        const T *px = TG_PTR(c->xp, T), *hv = TG_PTR(c->h, T), *xv = c->x ? TG_PTR(c->x, T) : NULL;
-        const T *pu = c->pu ? TG_PTR(c->pu, T) : NULL, *ps = c->ps ? TG_PTR(c->ps, T) : NULL;
-        T *pa = TG_PTR(c->A, T), *po = TG_PTR(c->out, T), *pq = TG_PTR(c->q, T);
-        for (int64_t r = r0; r < r1; r++) {
-            const T *xr = px + r * W;
-            T *ar = pa + r * W;
-            T *u = ar + L.bu * H, *s = L.bs >= 0 ? ar + L.bs * H : po + (L.ks * B + r) * H;
-            if (pu) for (int64_t j = 0; j < H; j++) u[j] = xr[L.bu * H + j] + pu[r * c->wg + c->ou + j];
-            else memcpy(u, xr + L.bu * H, (size_t)H * sizeof(T));
-            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(u, u, H);
-            if (!L.one) {
-                const T *a = L.s_x ? xv + r * H : xr + L.bs * H, *g = ps + r * c->wg + c->os;
-                for (int64_t j = 0; j < H; j++) s[j] = a[j] + g[j];
-                _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(s, s, H);
-            }
-            for (int64_t j = 0; j < H; j++) pq[r * H + j] = s[j] * hv[r * H + j];
-        }
-    });
+    if (c->f64) tg_gz_gates_rows_f64(&c->k, r0, r1);
+    else tg_gz_gates_rows_f32(&c->k, r0, r1);
 }
-
-/* Rows [r0, r1), second pass: h̃ = tanh(xp_c or tanh(x) + p_c) into A (or the result's part), then
- * h' = h + u ⊙ (h̃ − h) (keep_h: h̃ + u ⊙ (h − h̃)), tg_lerp's rounding */
 static void gz_blend_rows(void *p, int64_t r0, int64_t r1) {
     const gz_fwd *c = p;
-    const gz_layout L = c->L;
-    const int64_t B = c->B, H = c->H, W = L.nx * H;
-    TG_DISPATCH(c->xp->dtype, {
-        const T *px = TG_PTR(c->xp, T), *hv = TG_PTR(c->h, T), *xv = c->x ? TG_PTR(c->x, T) : NULL;
-        const T *pc = TG_PTR(c->pc, T);
-        T *pa = TG_PTR(c->A, T), *po = TG_PTR(c->out, T);
-        for (int64_t r = r0; r < r1; r++) {
-            const T *u = pa + r * W + L.bu * H, *hr = hv + r * H, *g = pc + r * H;
-            T *cn = L.bc >= 0 ? pa + r * W + L.bc * H : po + (L.kc * B + r) * H, *hn = po + r * H;
-            if (L.c_x) {
-                _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(cn, xv + r * H, H);
-                for (int64_t j = 0; j < H; j++) cn[j] = g[j] + cn[j];
-            } else {
-                const T *a = px + r * W + L.bc * H;
-                for (int64_t j = 0; j < H; j++) cn[j] = a[j] + g[j];
-            }
-            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(cn, cn, H);
-            if (L.keep_h) for (int64_t j = 0; j < H; j++) hn[j] = cn[j] + u[j] * (hr[j] - cn[j]);
-            else for (int64_t j = 0; j < H; j++) hn[j] = hr[j] + u[j] * (cn[j] - hr[j]);
-        }
-    });
+    if (c->f64) tg_gz_blend_rows_f64(&c->k, r0, r1);
+    else tg_gz_blend_rows_f32(&c->k, r0, r1);
 }
 
 /* A weight's checks: given exactly when the flags use it, [rows·H, H] of xp's dtype, its bias [rows·H]
@@ -228,8 +181,11 @@ tg_tensor *tg_gru_zoo_(tg_tensor *xp, const tg_tensor *x, const tg_tensor *h, co
         if (pu) tg__linear_into(th ? th : h, W_u, b_u, NULL, B, pu);
         if (ps) tg__linear_into(h, W_s, b_s, NULL, B, ps);
         /* u reads pu, or its half of the shared product, or nothing (σ(xp_u) alone) */
-        gz_fwd ctx = {xp, x, h, L.shared ? ps : pu, ps, pc, A, out, q, L, B, H, 0, 0, L.shared ? 2 * H : H};
-        if (L.shared) ctx.ou = gz_shared_off(flags, false, H), ctx.os = gz_shared_off(flags, true, H);
+        const tg_tensor *gu = L.shared ? ps : pu;
+        gz_fwd ctx = {{tg__ptr(xp), x ? tg__ptr(x) : NULL, tg__ptr(h), gu ? tg__ptr(gu) : NULL, ps ? tg__ptr(ps) : NULL,
+                       tg__ptr(pc), tg__ptr(A), tg__ptr(out), tg__ptr(q), L, B, H, 0, 0, L.shared ? 2 * H : H},
+                      xp->dtype == TG_F64};
+        if (L.shared) ctx.k.ou = gz_shared_off(flags, false, H), ctx.k.os = gz_shared_off(flags, true, H);
         tg__for_rows(B, L.nx * H, gz_gates_rows, &ctx);
         tg__linear_into(q, W_c, b_c, NULL, B, pc);
         tg__for_rows(B, L.nx * H, gz_blend_rows, &ctx);
@@ -245,91 +201,26 @@ tg_tensor *tg_gru_zoo_(tg_tensor *xp, const tg_tensor *x, const tg_tensor *h, co
     return out;
 }
 
-typedef struct {
-    const tg_tensor *aux, *out, *g, *h, *x;
-    tg_tensor *Du, *Ds, *Dc, *q, *dq, *gh, *gx, *Dx;
-    bool ah, ax;
-    gz_layout L;
-    int64_t B, H;
-} gz_bwd;
-
 /* Rows [r0, r1), first pass (through the blend and the candidate's tanh):
  *   h' = h + u(h̃ − h): dh̃ = g u,  du = g (h̃ − h),  dh = g − g u   (keep_h: dh̃ = g − g u, du = g (h − h̃), dh = g u)
- *   dh̃ += g_h̃ (a kept part of the result),  Dc = dh̃ (1 − h̃²);  q = s ⊙ h again, du into Du for now */
+ *   dh̃ += g_h̃ (a kept part of the result),  Dc = dh̃ (1 − h̃²);  q = s ⊙ h again, du into Du for now
+ * Second pass (through s ⊙ h and the gates), dq = Dc·W_c given:
+ *   ds = dq ⊙ h [+ g_s],  dh += dq ⊙ s,  Ds = ds s(1 − s),  Du = du u(1 − u)   (one gate: Du = (du + ds) u(1 − u))
+ *   into xp's gradient rows Dx: the blocks of u, s, h̃;  dx += Ds (S_PLUS_X),  dx += Dc (1 − tanh² x) (C_TANH_X)
+ * The loops are the dispatched kernels of tensor/steps.h. */
+typedef struct {
+    tg_gz_bwd k;
+    bool f64;
+} gz_bwd;
 static void gz_bwd1_rows(void *p, int64_t r0, int64_t r1) {
     const gz_bwd *c = p;
-    const gz_layout L = c->L;
-    const int64_t B = c->B, H = c->H, W = L.nx * H;
-    TG_DISPATCH(c->g->dtype, {
-        const T *pa = TG_PTR(c->aux, T), *po = TG_PTR(c->out, T), *pg = TG_PTR(c->g, T), *hv = TG_PTR(c->h, T);
-        T *du = TG_PTR(c->Du, T), *dc = TG_PTR(c->Dc, T), *pq = TG_PTR(c->q, T), *dh = c->gh ? TG_PTR(c->gh, T) : NULL;
-        for (int64_t r = r0; r < r1; r++) {
-            const T *u = pa + r * W + L.bu * H, *cn = L.bc >= 0 ? pa + r * W + L.bc * H : po + (L.kc * B + r) * H;
-            const T *s = L.bs >= 0 ? pa + r * W + L.bs * H : po + (L.ks * B + r) * H;
-            const T *g = pg + r * H, *hr = hv + r * H;
-            T *dur = du + r * H, *dcr = dc + r * H, *dhr = dh ? dh + r * H : NULL;
-            for (int64_t j = 0; j < H; j++) {
-                T dcn, dhj;
-                if (L.keep_h) dcn = g[j] - g[j] * u[j], dur[j] = g[j] * (hr[j] - cn[j]), dhj = g[j] * u[j];
-                else dcn = g[j] * u[j], dur[j] = g[j] * (cn[j] - hr[j]), dhj = g[j] - g[j] * u[j];
-                if (L.kc) dcn += pg[(L.kc * B + r) * H + j];
-                dcr[j] = dcn * (1 - cn[j] * cn[j]);
-                pq[r * H + j] = s[j] * hr[j];
-                if (dhr) dhr[j] = c->ah ? dhj : dhr[j] + dhj;
-            }
-        }
-    });
+    if (c->f64) tg_gz_bwd1_rows_f64(&c->k, r0, r1);
+    else tg_gz_bwd1_rows_f32(&c->k, r0, r1);
 }
-
-/* Rows [r0, r1), second pass (through s ⊙ h and the gates), dq = Dc·W_c given:
- *   ds = dq ⊙ h [+ g_s],  dh += dq ⊙ s,  Ds = ds s(1 − s),  Du = du u(1 − u)   (one gate: Du = (du + ds) u(1 − u))
- *   into xp's gradient rows Dx: the blocks of u, s, h̃;  dx += Ds (S_PLUS_X),  dx += Dc (1 − tanh² x) (C_TANH_X) */
 static void gz_bwd2_rows(void *p, int64_t r0, int64_t r1) {
     const gz_bwd *c = p;
-    const gz_layout L = c->L;
-    const int64_t B = c->B, H = c->H, W = L.nx * H;
-    TG_DISPATCH(c->g->dtype, {
-        const T *pa = TG_PTR(c->aux, T), *po = TG_PTR(c->out, T), *pg = TG_PTR(c->g, T), *hv = TG_PTR(c->h, T);
-        const T *pdq = TG_PTR(c->dq, T), *xv = c->x ? TG_PTR(c->x, T) : NULL;
-        T *du = TG_PTR(c->Du, T), *ds = c->Ds ? TG_PTR(c->Ds, T) : NULL, *dc = TG_PTR(c->Dc, T);
-        T *dh = c->gh ? TG_PTR(c->gh, T) : NULL, *dx = c->gx ? TG_PTR(c->gx, T) : NULL, *Dx = c->Dx ? TG_PTR(c->Dx, T) : NULL;
-        T tx[256];
-        for (int64_t r = r0; r < r1; r++) {
-            const T *u = pa + r * W + L.bu * H;
-            const T *s = L.bs >= 0 ? pa + r * W + L.bs * H : po + (L.ks * B + r) * H;
-            const T *hr = hv + r * H, *dq = pdq + r * H;
-            T *dur = du + r * H, *dsr = ds ? ds + r * H : NULL, *dcr = dc + r * H;
-            for (int64_t j = 0; j < H; j++) {
-                T dsj = dq[j] * hr[j];
-                if (L.ks) dsj += pg[(L.ks * B + r) * H + j];
-                if (dh) dh[r * H + j] += dq[j] * s[j];
-                if (L.one) dur[j] = (dur[j] + dsj) * (u[j] * (1 - u[j]));
-                else {
-                    dur[j] = dur[j] * (u[j] * (1 - u[j]));
-                    dsr[j] = dsj * (s[j] * (1 - s[j]));
-                }
-            }
-            if (Dx) {
-                T *d = Dx + r * W;
-                memcpy(d + L.bu * H, dur, (size_t)H * sizeof(T));
-                if (!L.one && L.bs >= 0) memcpy(d + L.bs * H, dsr, (size_t)H * sizeof(T));
-                if (L.bc >= 0) memcpy(d + L.bc * H, dcr, (size_t)H * sizeof(T));
-            }
-            if (!dx) continue;
-            T *dxr = dx + r * H;
-            if (L.s_x) {
-                if (c->ax) memcpy(dxr, dsr, (size_t)H * sizeof(T));
-                else for (int64_t j = 0; j < H; j++) dxr[j] += dsr[j];
-            }
-            if (L.c_x)
-                for (int64_t j0 = 0; j0 < H; j0 += 256) {
-                    const int64_t m = H - j0 < 256 ? H - j0 : 256;
-                    _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(tx, xv + r * H + j0, m);
-                    if (c->ax && !L.s_x) for (int64_t k = 0; k < m; k++) dxr[j0 + k] = dcr[j0 + k] * (1 - tx[k] * tx[k]);
-                    else for (int64_t k = 0; k < m; k++) dxr[j0 + k] += dcr[j0 + k] * (1 - tx[k] * tx[k]);
-                }
-        }
-    });
+    if (c->f64) tg_gz_bwd2_rows_f64(&c->k, r0, r1);
+    else tg_gz_bwd2_rows_f32(&c->k, r0, r1);
 }
 
 /* The formulas above gz_bwd1_rows and gz_bwd2_rows, then the products' backwards (tg_linear's):
@@ -356,12 +247,17 @@ void tg__gru_zoo__backward(tg_record *r, const tg_tensor *g) {
     bool ok = Du && (L.one || Ds) && Dc && q && dq && (!L.u_tanh || (th && dt)) && (!L.shared || Dus) &&
               (!tg__needs_grad(xp) || Dx);
     if (ok) {
-        gz_bwd ctx = {r->aux, r->out, g, h, x, Du, Ds, Dc, q, dq, NULL, NULL, Dx, false, false, L, B, H};
-        ctx.gh = tg__grad_buf_assign(h, &ctx.ah);
+        gz_bwd ctx = {{tg__ptr(r->aux), tg__ptr(r->out), tg__ptr(g), tg__ptr(h), x ? tg__ptr(x) : NULL, tg__ptr(dq),
+                       tg__ptr(Du), Ds ? tg__ptr(Ds) : NULL, tg__ptr(Dc), tg__ptr(q), NULL, NULL, Dx ? tg__ptr(Dx) : NULL,
+                       false, false, L, B, H},
+                      g->dtype == TG_F64};
+        tg_tensor *gh = tg__grad_buf_assign(h, &ctx.k.ah);
+        ctx.k.gh = gh ? tg__ptr(gh) : NULL;
         tg__for_rows(B, L.nx * H, gz_bwd1_rows, &ctx);
         tg__linear_grads_into(q, W_c, b_c, Dc, dq, true);
-        if (ctx.gh) ctx.ah = false;
-        if (x) ctx.gx = tg__grad_buf_assign(x, &ctx.ax);
+        if (ctx.k.gh) ctx.k.ah = false;
+        tg_tensor *gx = x ? tg__grad_buf_assign(x, &ctx.k.ax) : NULL;
+        ctx.k.gx = gx ? tg__ptr(gx) : NULL;
         tg__for_rows(B, L.nx * H, gz_bwd2_rows, &ctx);
         if (scratch && xp->grad) tg_axpy_(xp->grad, 1.0, scratch);
         if (L.shared) {

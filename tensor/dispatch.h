@@ -1,9 +1,10 @@
 /* tensor/dispatch.h - run-time choice of the CPU target for the hot kernels (internal).
  *
- * The kernel sources (tensor/gemm.c, tensor/vmath.c, tensor/steps.c) are compiled once per CPU target from the same
- * source (meson.build: one static library per target with that target's -m flags, the functions
- * renamed by tensor/ktarget.h): on x86-64 "avx512" (AVX-512 F/BW/DQ/VL + AVX2 + FMA), "avx2"
- * (AVX2 + FMA) and "generic" (the compiler's baseline, SSE2 on x86-64); elsewhere "generic" only.
+ * The kernel sources (tensor/gemm.c, tensor/vmath.c, tensor/steps.c) are compiled
+ * once per CPU target from the same source (meson.build: one static library per target with that
+ * target's -m flags, the functions renamed by tensor/ktarget.h): on x86-64 "avx512" (AVX-512
+ * F/BW/DQ/VL + AVX2 + FMA), "avx2" (AVX2 + FMA) and "generic" (the compiler's baseline, SSE2 on
+ * x86-64); elsewhere "generic" only.
  * The first kernel call picks the best target the CPU reports (__builtin_cpu_supports, which also
  * checks that the OS saves the wide registers); TAPEGRAD_CPU=generic|avx2|avx512 forces one, and a
  * forced target this CPU cannot run falls back to the best one it can, with a message on stderr.
@@ -17,6 +18,8 @@
 #define TG_TENSOR_DISPATCH_H
 #include <stddef.h>
 #include <stdint.h>
+
+#include "tensor/steps.h"   /* the step kernels' argument structs */
 
 /* Every dispatched kernel: V(name, parameters, arguments) for void ones, R(type, name, ...) for the
  * others. Also listed (as renames) in tensor/ktarget.h. */
@@ -38,6 +41,12 @@
     (T *D, T *dc, int assign, const T *A, const T *c, const T *c2, const T *gh, const T *gc, int64_t n, \
      int64_t H)
 #define TG_LSTM_BWD_ARGS (D, dc, assign, A, c, c2, gh, gc, n, H)
+#define TG_GRU_FWD_PARAMS(T) (T *A, T *h2, T *hn, const T *xp, const T *hp, const T *h, int64_t n, int64_t H)
+#define TG_GRU_FWD_ARGS (A, h2, hn, xp, hp, h, n, H)
+#define TG_GRU_BWD_PARAMS(T)                                                                           \
+    (T *D, T *dhp, T *dh, int assign, const T *A, const T *hn, const T *h, const T *gy, const T *gn,    \
+     int64_t n, int64_t H)
+#define TG_GRU_BWD_ARGS (D, dhp, dh, assign, A, hn, h, gy, gn, n, H)
 #define TG_KERNELS(V, R)                                                                               \
     V(tg_gemm_f32, TG_GEMM_PARAMS(float), TG_GEMM_ARGS)                                                \
     V(tg_gemm_f64, TG_GEMM_PARAMS(double), TG_GEMM_ARGS)                                               \
@@ -64,7 +73,19 @@
     V(tg_lstm_fwd_rows_f32, TG_LSTM_FWD_PARAMS(float), TG_LSTM_FWD_ARGS)                               \
     V(tg_lstm_fwd_rows_f64, TG_LSTM_FWD_PARAMS(double), TG_LSTM_FWD_ARGS)                              \
     V(tg_lstm_bwd_rows_f32, TG_LSTM_BWD_PARAMS(float), TG_LSTM_BWD_ARGS)                               \
-    V(tg_lstm_bwd_rows_f64, TG_LSTM_BWD_PARAMS(double), TG_LSTM_BWD_ARGS)
+    V(tg_lstm_bwd_rows_f64, TG_LSTM_BWD_PARAMS(double), TG_LSTM_BWD_ARGS)                              \
+    V(tg_gru_fwd_rows_f32, TG_GRU_FWD_PARAMS(float), TG_GRU_FWD_ARGS)                                  \
+    V(tg_gru_fwd_rows_f64, TG_GRU_FWD_PARAMS(double), TG_GRU_FWD_ARGS)                                 \
+    V(tg_gru_bwd_rows_f32, TG_GRU_BWD_PARAMS(float), TG_GRU_BWD_ARGS)                                  \
+    V(tg_gru_bwd_rows_f64, TG_GRU_BWD_PARAMS(double), TG_GRU_BWD_ARGS)                                 \
+    V(tg_gz_gates_rows_f32, (const tg_gz_fwd *c, int64_t r0, int64_t r1), (c, r0, r1))                 \
+    V(tg_gz_gates_rows_f64, (const tg_gz_fwd *c, int64_t r0, int64_t r1), (c, r0, r1))                 \
+    V(tg_gz_blend_rows_f32, (const tg_gz_fwd *c, int64_t r0, int64_t r1), (c, r0, r1))                 \
+    V(tg_gz_blend_rows_f64, (const tg_gz_fwd *c, int64_t r0, int64_t r1), (c, r0, r1))                 \
+    V(tg_gz_bwd1_rows_f32, (const tg_gz_bwd *c, int64_t r0, int64_t r1), (c, r0, r1))                  \
+    V(tg_gz_bwd1_rows_f64, (const tg_gz_bwd *c, int64_t r0, int64_t r1), (c, r0, r1))                  \
+    V(tg_gz_bwd2_rows_f32, (const tg_gz_bwd *c, int64_t r0, int64_t r1), (c, r0, r1))                  \
+    V(tg_gz_bwd2_rows_f64, (const tg_gz_bwd *c, int64_t r0, int64_t r1), (c, r0, r1))
 
 /* One target's build of every kernel. */
 #define TG_KFIELD_V(name, params, args) void(*name) params;

@@ -98,6 +98,120 @@ static void lstm_rows_agree(const tg_kernels *k, const tg_kernels *g) {
         cr_assert(fabs(xd1[i] - xd2[i]) <= 1e-15 && fabs(Dd1[i] - Dd2[i]) <= 1e-15, "%s vs generic: lstm F64 %d", k->name, i);
 }
 
+/* |a − b| <= tol (1 + |b|) over n floats, or the test fails naming what and where */
+static void close_f32(const char *target, const char *what, const float *a, const float *b, int n, float tol) {
+    for (int i = 0; i < n; i++)
+        cr_assert(fabsf(a[i] - b[i]) <= tol * (1 + fabsf(b[i])), "%s vs generic: %s %d: %.9g vs %.9g", target, what, i,
+                  a[i], b[i]);
+}
+
+/* The GRU step's pointwise kernels (tensor/steps.h) through target k and through generic: forward with
+ * A over xp (the recorded case) and in a buffer of its own, backward with dh assigned, accumulated and
+ * not wanted, H = 300 (not a multiple of any vector width). Only tanh and sigmoid differ between
+ * targets (FMA), so the results agree to a few ulps. */
+static void gru_rows_agree(const tg_kernels *k, const tg_kernels *g) {
+    enum { R = 3, H = 300, GH = 3 * H };
+    static float xp[R * GH], hp[R * GH], h[R * H], A1[R * GH], A2[R * GH], o1[2 * R * H], o2[2 * R * H];
+    static float gy[2 * R * H], D1[R * GH], D2[R * GH], P1[R * GH], P2[R * GH], dh1[R * H], dh2[R * H];
+    unsigned s = 13;
+    for (int i = 0; i < R * GH; i++) xp[i] = (float)(frand(&s) * 4.0), hp[i] = (float)frand(&s);
+    for (int i = 0; i < R * H; i++) h[i] = (float)frand(&s);
+    for (int i = 0; i < 2 * R * H; i++) gy[i] = (float)frand(&s);
+    for (int over = 0; over < 2; over++) { /* A in its own buffer, then over xp */
+        if (over) memcpy(A1, xp, sizeof xp), memcpy(A2, xp, sizeof xp);
+        k->tg_gru_fwd_rows_f32(A1, o1, o1 + R * H, over ? A1 : xp, hp, h, R, H);
+        g->tg_gru_fwd_rows_f32(A2, o2, o2 + R * H, over ? A2 : xp, hp, h, R, H);
+        close_f32(k->name, over ? "gru forward gates (over xp)" : "gru forward gates", A1, A2, R * GH, 1e-6f);
+        close_f32(k->name, "gru forward h', hp_n", o1, o2, 2 * R * H, 1e-6f);
+    }
+    for (int i = 0; i < R * H; i++) cr_assert(o2[R * H + i] == hp[(i / H) * GH + 2 * H + i % H], "gru forward: hp_n kept");
+    for (int mode = 0; mode < 3; mode++) { /* dh assigned, added to, not wanted */
+        for (int i = 0; i < R * H; i++) dh1[i] = dh2[i] = (float)i / 100;
+        k->tg_gru_bwd_rows_f32(D1, P1, mode < 2 ? dh1 : NULL, mode == 0, A2, o2 + R * H, h, gy, gy + R * H, R, H);
+        g->tg_gru_bwd_rows_f32(D2, P2, mode < 2 ? dh2 : NULL, mode == 0, A2, o2 + R * H, h, gy, gy + R * H, R, H);
+        cr_assert(memcmp(D1, D2, sizeof D1) == 0 && memcmp(P1, P2, sizeof P1) == 0 && memcmp(dh1, dh2, sizeof dh1) == 0,
+                  "%s vs generic: gru backward (mode %d) differs: it has no tanh or sigmoid, so it is bit-identical", k->name, mode);
+        if (mode < 2)
+            for (int i = 0; i < R * H; i++) {
+                const int r = i / H, j = i % H;
+                const float z = A2[r * GH + H + j], want = mode == 0 ? gy[i] * z : (float)i / 100 + gy[i] * z;
+                cr_assert(dh1[i] == want, "%s: gru backward dh %d (mode %d): %.9g, want %.9g", k->name, i, mode, dh1[i], want);
+            }
+    }
+    static double xd[R * GH], hd[R * GH], h_d[R * H], Ad1[R * GH], Ad2[R * GH], od1[2 * R * H], od2[2 * R * H];
+    static double Dd1[R * GH], Dd2[R * GH], Pd1[R * GH], Pd2[R * GH];
+    for (int i = 0; i < R * GH; i++) xd[i] = frand(&s) * 4.0, hd[i] = frand(&s);
+    for (int i = 0; i < R * H; i++) h_d[i] = frand(&s);
+    k->tg_gru_fwd_rows_f64(Ad1, od1, od1 + R * H, xd, hd, h_d, R, H);
+    g->tg_gru_fwd_rows_f64(Ad2, od2, od2 + R * H, xd, hd, h_d, R, H);
+    k->tg_gru_bwd_rows_f64(Dd1, Pd1, NULL, 0, Ad2, od2 + R * H, h_d, od2, od2, R, H);
+    g->tg_gru_bwd_rows_f64(Dd2, Pd2, NULL, 0, Ad2, od2 + R * H, h_d, od2, od2, R, H);
+    for (int i = 0; i < R * GH; i++)
+        cr_assert(fabs(Ad1[i] - Ad2[i]) <= 1e-15 && Dd1[i] == Dd2[i] && Pd1[i] == Pd2[i], "%s vs generic: gru F64 %d", k->name, i);
+}
+
+/* The zoo's GRU-like row kernels (tensor/steps.h) through target k and through generic, forward (A over
+ * xp) and backward (gradients assigned, then added to), for four layouts written out here as
+ * autograd/ops_zoo_gru.c's gz_layout_of makes them: MGU (one gate), MUT1 (u from xp alone, h̃ of tanh(x),
+ * a kept part), MUT2 (one shared product, s of x, a kept part), Cho's GRU (s first, keep h). */
+static void gruz_rows_agree(const tg_kernels *k, const tg_kernels *g) {
+    enum { R = 3, H = 300, NX = 3, K = 2 };
+    static const struct { const char *name; tg_gz_layout L; } cases[] = {
+        {"mgu", {.nx = 2, .K = 1, .bu = 0, .bs = 0, .bc = 1, .one = true, .u_rec = true}},
+        {"mut1", {.nx = 2, .K = 2, .bu = 0, .bs = 1, .bc = -1, .kc = 1, .u_rec = false, .c_x = true}},
+        {"mut2", {.nx = 2, .K = 2, .bu = 0, .bs = -1, .bc = 1, .ks = 1, .u_rec = true, .s_x = true, .shared = true}},
+        {"gru_reset_before", {.nx = 3, .K = 1, .bu = 1, .bs = 0, .bc = 2, .u_rec = true, .keep_h = true}},
+    };
+    static float xp[R * NX * H], x[R * H], h[R * H], pu[R * 2 * H], ps[R * 2 * H], pc[R * H], gr[K * R * H], dq[R * H];
+    static float A[2][R * NX * H], out[2][K * R * H], q[2][R * H];
+    static float Du[2][R * H], Ds[2][R * H], Dc[2][R * H], q2[2][R * H], gh[2][R * H], gx[2][R * H], Dx[2][R * NX * H];
+    unsigned s = 17;
+    for (int i = 0; i < R * NX * H; i++) xp[i] = (float)(frand(&s) * 4.0);
+    for (int i = 0; i < R * H; i++) x[i] = (float)frand(&s), h[i] = (float)frand(&s), pc[i] = (float)frand(&s), dq[i] = (float)frand(&s);
+    for (int i = 0; i < R * 2 * H; i++) pu[i] = (float)frand(&s), ps[i] = (float)frand(&s);
+    for (int i = 0; i < K * R * H; i++) gr[i] = (float)frand(&s);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const tg_gz_layout L = cases[c].L;
+        const char *nm = cases[c].name;
+        const int64_t W = L.nx * H;
+        for (int t = 0; t < 2; t++) {
+            const tg_kernels *kt = t ? g : k;
+            memcpy(A[t], xp, sizeof A[t]);
+            memset(out[t], 0, sizeof out[t]);
+            tg_gz_fwd f = {A[t], x, h, L.shared ? ps : L.u_rec ? pu : NULL, L.one ? NULL : ps, pc, A[t], out[t], q[t], L,
+                           R, H, 0, L.shared ? H : 0, L.shared ? 2 * H : H};
+            kt->tg_gz_gates_rows_f32(&f, 0, R);
+            kt->tg_gz_blend_rows_f32(&f, 0, R);
+        }
+        char what[96];
+        snprintf(what, sizeof what, "%s forward activations", nm);
+        close_f32(k->name, what, A[0], A[1], (int)(R * W), 1e-6f);
+        snprintf(what, sizeof what, "%s forward result", nm);
+        close_f32(k->name, what, out[0], out[1], K * R * H, 1e-6f);
+        snprintf(what, sizeof what, "%s forward s h", nm);
+        close_f32(k->name, what, q[0], q[1], R * H, 1e-6f);
+        for (int assign = 1; assign >= 0; assign--) {
+            for (int t = 0; t < 2; t++) {
+                const tg_kernels *kt = t ? g : k;
+                for (int i = 0; i < R * H; i++) gh[t][i] = gx[t][i] = 0.25f;
+                tg_gz_bwd b = {A[1], out[1], gr, h, x, dq, Du[t], L.one ? NULL : Ds[t], Dc[t], q2[t], gh[t], gx[t], Dx[t],
+                               assign, assign, L, R, H};
+                kt->tg_gz_bwd1_rows_f32(&b, 0, R);
+                b.ah = false;
+                kt->tg_gz_bwd2_rows_f32(&b, 0, R);
+            }
+            const struct { const char *n; const float *a, *b; int len; } outs[] = {
+                {"Du", Du[0], Du[1], R * H}, {"Dc", Dc[0], Dc[1], R * H}, {"q", q2[0], q2[1], R * H},
+                {"dh", gh[0], gh[1], R * H}, {"dx", gx[0], gx[1], R * H}, {"Dx", Dx[0], Dx[1], (int)(R * W)},
+                {"Ds", L.one ? Du[0] : Ds[0], L.one ? Du[1] : Ds[1], R * H}};
+            for (size_t o = 0; o < sizeof outs / sizeof outs[0]; o++) {
+                snprintf(what, sizeof what, "%s backward %s (assign %d)", nm, outs[o].n, assign);
+                close_f32(k->name, what, outs[o].a, outs[o].b, outs[o].len, L.c_x ? 4e-6f : 0);
+            }
+        }
+    }
+}
+
 Test(dispatch, every_target_this_cpu_runs_agrees_with_generic) {
     const tg_kernels *g = tg__kernels_named("generic");
     if (!g) g = tg__kernels_named("native"); /* a -Dnative=true build has nothing else */
@@ -133,6 +247,8 @@ Test(dispatch, every_target_this_cpu_runs_agrees_with_generic) {
             }
         }
         lstm_rows_agree(k, g);
+        gru_rows_agree(k, g);
+        gruz_rows_agree(k, g);
         float s1 = k->tg_vsum_f32(x, N), s2 = g->tg_vsum_f32(x, N);
         cr_expect(fabsf(s1 - s2) <= 1e-4f, "%s vs generic: sum %.9g vs %.9g", k->name, s1, s2);
         cr_expect(fabs(k->tg_vsum_f64(xd, N) - g->tg_vsum_f64(xd, N)) <= 1e-11, "%s vs generic: sum F64", k->name);
