@@ -7,8 +7,9 @@
  * medians jump by 30-50 %; the thread CPU time of a single-threaded step is far steadier and is what
  * docs/speed.md compares before/after. Dimension letters: T time, B batch, I input, H hidden.
  *
- * usage: ./build/bench/bench_lstm [I H B T [steps [f32|f64 [cell]]]]   (default 128 256 32 100 20 f32 lstm)
- * (cell: any registered cell, e.g. gru or lstm_ln; the line names it) */
+ * usage: ./build/bench/bench_lstm [I H B T [steps [f32|f64 [cell [optim]]]]]   (default 128 256 32 100 20 f32 lstm adam)
+ * (cell: any registered cell, e.g. gru or lstm_ln; optim: any optimizer kind, e.g. rmsprop, with its
+ * defaults; the line names both) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,10 @@ int main(int argc, char **argv) {
     tg_dtype dt = argc > 6 && strcmp(argv[6], "f64") == 0 ? TG_F64 : TG_F32;
     const char *cell_name = argc > 7 ? argv[7] : "lstm";
     const tg_cell *cell = tg_cell_by_name(cell_name);
-    if (I < 1 || H < 1 || B < 1 || T < 1 || steps < 1 || !cell) {
-        fprintf(stderr, "usage: bench_lstm [I H B T [steps [f32|f64 [cell]]]]\n");
+    const char *optim_name = argc > 8 ? argv[8] : "adam";
+    const tg_optim_kind kind = tg_optim_kind_from_name(optim_name);
+    if (I < 1 || H < 1 || B < 1 || T < 1 || steps < 1 || !cell || kind == TG_OPTIM_KIND_COUNT) {
+        fprintf(stderr, "usage: bench_lstm [I H B T [steps [f32|f64 [cell [optim]]]]]\n");
         return 2;
     }
     tg_set_num_threads(1);
@@ -35,8 +38,8 @@ int main(int argc, char **argv) {
     tg_rnn *rnn = tg_rnn_new(cell, &rc, &rng);
     tg_tensor *x = tg_rand_normal(&rng, dt, TG_SHAPE(T, B, I), 0, 1);
     tg_tensor *target = tg_rand_normal(&rng, dt, TG_SHAPE(T, B, H), 0, 0.5);
-    tg_optim_opts oo = tg_optim_defaults(TG_OPTIM_ADAM);
-    tg_optim *opt = tg_optim_new_params(TG_OPTIM_ADAM, rnn->params, &oo);
+    tg_optim_opts oo = tg_optim_defaults(kind);
+    tg_optim *opt = tg_optim_new_params(kind, rnn->params, &oo);
     double *wall = malloc((size_t)steps * sizeof *wall), *cpu = malloc((size_t)steps * sizeof *cpu);
     double loss0 = 0, loss = 0, tape = 0;
     /* the matrix weights (2-D parameters): a step's GEMM work is 6·T·B·(their element count) flops */
@@ -58,9 +61,10 @@ int main(int argc, char **argv) {
         if (i >= warmup) { wall[i - warmup] = 1e3 * (w1 - w0); cpu[i - warmup] = 1e3 * (c1 - c0); }
     }
     double mw = bench_median(wall, steps), mc = bench_median(cpu, steps);
-    printf("bench_lstm %s %s I=%ld H=%ld B=%ld T=%ld: wall median %.2f ms (min %.2f), cpu median %.2f ms (min %.2f), "
+    printf("bench_lstm %s%s%s %s I=%ld H=%ld B=%ld T=%ld: wall median %.2f ms (min %.2f), cpu median %.2f ms (min %.2f), "
            "%d steps; loss %.5f -> %.5f; kernels %s; tape %.2f floats per batch x hidden and step; matrix weights %lld\n",
-           cell_name, tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc, cpu[0], steps, loss0, loss, tg_kernel_target(), tape,
+           cell_name, argc > 8 ? " " : "", argc > 8 ? optim_name : "", tg_dtype_name(dt), I, H, B, T, mw, wall[0], mc,
+           cpu[0], steps, loss0, loss, tg_kernel_target(), tape,
            (long long)matrix_weights);
     free(wall);
     free(cpu);

@@ -9,6 +9,7 @@
 #include "optim/optim_internal.h"
 #include "tensor/internal.h"
 #include "tensor/alloc.h"
+#include "tensor/updates.h"
 
 #include <tapegrad/autograd.h>
 
@@ -432,37 +433,14 @@ static const tg_optim_row sgd_row = {
  * exp_avg.mul_(β1).add_(grad, alpha=1-β1); exp_avg_sq.mul_(β2).addcmul_(grad, grad, value=1-β2);
  * step_size = lr / (1-β1^t); denom = (v.sqrt() / sqrt(1-β2^t)).add_(eps) (amsgrad: v̂ = max(v̂, v));
  * p.addcdiv_(exp_avg, denom, value=-step_size) */
-/* The F32 Adam / AdamW loop of adam_any_update, cloned for AVX-512 and AVX2 (GCC/Clang function
- * multiversioning: the loader picks the clone this CPU runs; TAPEGRAD_CPU does not steer it). optim/
- * is built for the baseline target, where this loop was SSE, 4 lanes (8.9 % of a B = 1 step). Only
- * correctly rounded mul, add, sqrt and div in ISO C mode (no contraction): every clone gives the same
- * bits, which equal the general loop's (test optim::adam_f32_fast_loop_equals_the_general_loop). */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define TG_ADAM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-#ifndef TG_ADAM_CLONES
-#define TG_ADAM_CLONES
-#endif
-/* Adam, or AdamW: the same operations as adam_any_update's general loop, without its per-element
- * tests, on restrict arrays, so that it vectorises (with -fno-math-errno, see meson.build, the sqrt
- * too); it was 2 % of an LSTM training step as scalar code. One body for both element types. */
-#define ADAM_FAST(T, name, clones)                                                                        \
-    clones static void name(T *restrict pp, T *restrict pm, T *restrict pv, const T *restrict pg, int64_t n, \
-                            bool decoupled, T decay, T b1, T one_b1, T b2, T one_b2, T bc2s, T eps, T neg_step) { \
-        for (int64_t i = 0; i < n; i++) {                                                                 \
-            const T d = pg[i];                                                                            \
-            const T p0 = decoupled ? pp[i] * decay : pp[i];                                               \
-            pm[i] = pm[i] * b1 + one_b1 * d;                                                              \
-            pv[i] = pv[i] * b2 + one_b2 * d * d;                                                          \
-            T denom = sqrt(pv[i]) / bc2s + eps;                                                           \
-            pp[i] = p0 + neg_step * pm[i] / denom;                                                        \
-        }                                                                                                 \
-    }
-ADAM_FAST(float, adam_fast_f32, TG_ADAM_CLONES)
-ADAM_FAST(double, adam_fast_f64, )
-#define adam_fast(pp, ...) _Generic((pp), float *: adam_fast_f32, double *: adam_fast_f64)(pp, __VA_ARGS__)
+/* Every update below runs its loop as a dispatched kernel (tensor/updates.h: the chosen CPU target's
+ * vector width, TAPEGRAD_CPU steers it) unless maximize is set: the kernel is this file's general
+ * loop with the options as compile-time flags, the same operations in the same order (correctly
+ * rounded mul, add, div, sqrt; no contraction in ISO C mode), so it gives the general loop's bits
+ * (test optim::fast_loops_equal_the_general_loop, which reaches the general loop through maximize on
+ * the negated loss). The general loops stay as the reference and for maximize. optim/ itself is built
+ * for the baseline target (SSE2 on x86-64), where Adam's loop was 8.9 % of a B = 1 LSTM step. */
+#define UPD_KERNEL(name, pp) _Generic((pp), float *: tg_upd_##name##_f32, double *: tg_upd_##name##_f64)
 
 static void adam_any_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad, bool decoupled) {
     tg_tensor *p = ps->param;
@@ -482,8 +460,11 @@ static void adam_any_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_
         const T decay = (T)(1.0 - o->lr * o->weight_decay), wd = (T)o->weight_decay;
         const T b1 = (T)o->beta1, one_b1 = (T)(1.0 - o->beta1), b2 = (T)o->beta2, one_b2 = (T)(1.0 - o->beta2);
         const T bc2s = (T)bias_correction2_sqrt, eps = (T)o->eps, neg_step = (T)(-step_size);
-        if (!maximize && !pvmax && (decoupled || !wd_on)) {
-            adam_fast(pp, pm, pv, pg, n, decoupled, decay, b1, one_b1, b2, one_b2, bc2s, eps, neg_step);
+        if (!maximize) {
+            const tg_upd u = {.flags = (decoupled ? TG_UPD_DECOUPLED : wd_on ? TG_UPD_L2 : 0u) | (pvmax ? TG_UPD_AMSGRAD : 0u),
+                              .wd = wd, .decay = decay, .b1 = b1, .one_b1 = one_b1, .b2 = b2, .one_b2 = one_b2,
+                              .eps = eps, .k1 = neg_step, .bc = bc2s};
+            UPD_KERNEL(adam, pp)(pp, pm, pv, pvmax, pg, n, &u);
             n = 0; /* done: skip the general loop */
         }
         for (int64_t i = 0; i < n; i++) {
@@ -550,6 +531,13 @@ static void rmsprop_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_t
         const T *pg = (const T *)tg_cdata(grad);
         const T wd = (T)o->weight_decay, alpha = (T)o->alpha, one_alpha = (T)(1.0 - o->alpha);
         const T eps = (T)o->eps, mom = (T)o->momentum, neg_lr = (T)(-o->lr), minus_one = (T)-1, one = (T)1;
+        if (!o->maximize) {
+            const tg_upd u = {.flags = (o->weight_decay != 0 ? TG_UPD_L2 : 0u) | (pb ? TG_UPD_MOMENTUM : 0u) |
+                                       (pga ? TG_UPD_CENTERED : 0u),
+                              .wd = wd, .b2 = alpha, .one_b2 = one_alpha, .eps = eps, .mom = mom, .k1 = neg_lr};
+            UPD_KERNEL(rmsprop, pp)(pp, psq, pb, pga, pg, n, &u);
+            n = 0; /* done: skip the general loop */
+        }
         for (int64_t i = 0; i < n; i++) {
             T d = o->maximize ? -pg[i] : pg[i];
             if (o->weight_decay != 0) d = d + wd * pp[i];
@@ -601,6 +589,11 @@ static void adagrad_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_t
         T *pp = PTR(p), *ps_ = PTR(sum);
         const T *pg = (const T *)tg_cdata(grad);
         const T wd = (T)o->weight_decay, eps = (T)o->eps, neg_clr = (T)(-clr), one = (T)1;
+        if (!o->maximize) {
+            const tg_upd u = {.flags = o->weight_decay != 0 ? TG_UPD_L2 : 0u, .wd = wd, .eps = eps, .k1 = neg_clr};
+            UPD_KERNEL(adagrad, pp)(pp, ps_, NULL, NULL, pg, n, &u);
+            n = 0; /* done: skip the general loop */
+        }
         for (int64_t i = 0; i < n; i++) {
             T d = o->maximize ? -pg[i] : pg[i];
             if (o->weight_decay != 0) d = d + wd * pp[i];
@@ -649,6 +642,13 @@ static void nadam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_ten
         const T decay = (T)(1.0 - o->lr * o->weight_decay), wd = (T)o->weight_decay;
         const T b1 = (T)o->beta1, one_b1 = (T)(1.0 - o->beta1), b2 = (T)o->beta2, one_b2 = (T)(1.0 - o->beta2);
         const T bc2 = (T)bias_correction2, eps = (T)o->eps;
+        if (!o->maximize) {
+            const tg_upd u = {.flags = decoupled ? TG_UPD_DECOUPLED : l2 ? TG_UPD_L2 : 0u, .wd = wd, .decay = decay,
+                              .b1 = b1, .one_b1 = one_b1, .b2 = b2, .one_b2 = one_b2, .eps = eps, .k1 = v1, .k2 = v2,
+                              .bc = bc2};
+            UPD_KERNEL(nadam, pp)(pp, pm, pv, NULL, pg, n, &u);
+            n = 0; /* done: skip the general loop */
+        }
         for (int64_t i = 0; i < n; i++) {
             T d = o->maximize ? -pg[i] : pg[i];
             if (decoupled) pp[i] = pp[i] * decay;
@@ -699,6 +699,13 @@ static void radam_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_ten
         const T b1 = (T)o->beta1, one_b1 = (T)(1.0 - o->beta1), b2 = (T)o->beta2, one_b2 = (T)(1.0 - o->beta2);
         const T bc1 = (T)bias_correction1, bc2_sqrt = (T)sqrt(bias_correction2), eps = (T)o->eps;
         const T lr = (T)o->lr, r = (T)rect, one = (T)1, minus_one = (T)-1;
+        if (!o->maximize) {
+            const tg_upd u = {.flags = (decoupled ? TG_UPD_DECOUPLED : l2 ? TG_UPD_L2 : 0u) | (rectify ? TG_UPD_RECTIFY : 0u),
+                              .wd = wd, .decay = decay, .b1 = b1, .one_b1 = one_b1, .b2 = b2, .one_b2 = one_b2,
+                              .eps = eps, .k1 = lr, .k2 = r, .bc = bc1, .bc2 = bc2_sqrt};
+            UPD_KERNEL(radam, pp)(pp, pm, pv, NULL, pg, n, &u);
+            n = 0; /* done: skip the general loop */
+        }
         for (int64_t i = 0; i < n; i++) {
             T d = o->maximize ? -pg[i] : pg[i];
             if (decoupled) pp[i] = pp[i] * decay;
@@ -773,6 +780,12 @@ static void adadelta_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_
         const T *pg = (const T *)tg_cdata(grad);
         const T wd = (T)o->weight_decay, rho = (T)o->rho, one_rho = (T)(1.0 - o->rho);
         const T eps = (T)o->eps, neg_lr = (T)(-o->lr);
+        if (!o->maximize) {
+            const tg_upd u = {.flags = o->weight_decay != 0 ? TG_UPD_L2 : 0u, .wd = wd, .b2 = rho, .one_b2 = one_rho,
+                              .eps = eps, .k1 = neg_lr};
+            UPD_KERNEL(adadelta, pp)(pp, psq, pacc, NULL, pg, n, &u);
+            n = 0; /* done: skip the general loop */
+        }
         for (int64_t i = 0; i < n; i++) {
             T d = o->maximize ? -pg[i] : pg[i];
             if (o->weight_decay != 0) d = d + wd * pp[i];

@@ -1,6 +1,6 @@
 /* tensor/dispatch.h - run-time choice of the CPU target for the hot kernels (internal).
  *
- * The kernel sources (tensor/gemm.c, tensor/vmath.c, tensor/steps.c) are compiled
+ * The kernel sources (tensor/gemm.c, tensor/vmath.c, tensor/steps.c, tensor/updates.c) are compiled
  * once per CPU target from the same source (meson.build: one static library per target with that
  * target's -m flags, the functions renamed by tensor/ktarget.h): on x86-64 "avx512" (AVX-512
  * F/BW/DQ/VL + AVX2 + FMA), "avx2" (AVX2 + FMA) and "generic" (the compiler's baseline, SSE2 on
@@ -11,7 +11,7 @@
  * The choice is made once per process and never changes (packed GEMM operands are laid out for the
  * target that packed them). tg_kernel_target() (<tapegrad/tensor.h>) names it.
  *
- * The unsuffixed kernel names of gemm.h / vmath.h / steps.h are defined by tensor/dispatch.c and call the
+ * The unsuffixed kernel names of gemm.h / vmath.h / steps.h / updates.h are defined by tensor/dispatch.c and call the
  * chosen target's build through one table of function pointers. The thread pool (tensor/pool.c) is
  * compiled once and shared by all targets. */
 #ifndef TG_TENSOR_DISPATCH_H
@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "tensor/steps.h"   /* the step kernels' argument structs */
+#include "tensor/updates.h" /* tg_upd */
 
 /* Every dispatched kernel: V(name, parameters, arguments) for void ones, R(type, name, ...) for the
  * others. Also listed (as renames) in tensor/ktarget.h. */
@@ -47,6 +48,8 @@
     (T *D, T *dhp, T *dh, int assign, const T *A, const T *hn, const T *h, const T *gy, const T *gn,    \
      int64_t n, int64_t H)
 #define TG_GRU_BWD_ARGS (D, dhp, dh, assign, A, hn, h, gy, gn, n, H)
+#define TG_UPD_PARAMS(T) (T *p, T *s0, T *s1, T *s2, const T *g, int64_t n, const tg_upd *u)
+#define TG_UPD_ARGS (p, s0, s1, s2, g, n, u)
 #define TG_KERNELS(V, R)                                                                               \
     V(tg_gemm_f32, TG_GEMM_PARAMS(float), TG_GEMM_ARGS)                                                \
     V(tg_gemm_f64, TG_GEMM_PARAMS(double), TG_GEMM_ARGS)                                               \
@@ -85,7 +88,19 @@
     V(tg_gz_bwd1_rows_f32, (const tg_gz_bwd *c, int64_t r0, int64_t r1), (c, r0, r1))                  \
     V(tg_gz_bwd1_rows_f64, (const tg_gz_bwd *c, int64_t r0, int64_t r1), (c, r0, r1))                  \
     V(tg_gz_bwd2_rows_f32, (const tg_gz_bwd *c, int64_t r0, int64_t r1), (c, r0, r1))                  \
-    V(tg_gz_bwd2_rows_f64, (const tg_gz_bwd *c, int64_t r0, int64_t r1), (c, r0, r1))
+    V(tg_gz_bwd2_rows_f64, (const tg_gz_bwd *c, int64_t r0, int64_t r1), (c, r0, r1))                  \
+    V(tg_upd_adam_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                                \
+    V(tg_upd_adam_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                               \
+    V(tg_upd_rmsprop_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                             \
+    V(tg_upd_rmsprop_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                            \
+    V(tg_upd_adagrad_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                             \
+    V(tg_upd_adagrad_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                            \
+    V(tg_upd_nadam_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                               \
+    V(tg_upd_nadam_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                              \
+    V(tg_upd_radam_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                               \
+    V(tg_upd_radam_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                              \
+    V(tg_upd_adadelta_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                            \
+    V(tg_upd_adadelta_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)
 
 /* One target's build of every kernel. */
 #define TG_KFIELD_V(name, params, args) void(*name) params;

@@ -212,6 +212,61 @@ static void gruz_rows_agree(const tg_kernels *k, const tg_kernels *g) {
     }
 }
 
+/* The optimizers' update kernels (tensor/updates.h) through target k and through generic: only
+ * correctly rounded operations without contraction, so the bits must be equal, for every flag of each
+ * kernel, F32 and F64, n = 37 (a vector tail on every target), state that has been updated before. */
+static void updates_agree(const tg_kernels *k, const tg_kernels *g) {
+    enum { N = 37 };
+    typedef void (*upd32)(float *, float *, float *, float *, const float *, int64_t, const tg_upd *);
+    typedef void (*upd64)(double *, double *, double *, double *, const double *, int64_t, const tg_upd *);
+    const struct { const char *name; upd32 k32, g32; upd64 k64, g64; unsigned flags; bool s0_mean; } kernels[] = {
+#define UPD_ROW(name, flags, s0_mean) \
+    {#name, k->tg_upd_##name##_f32, g->tg_upd_##name##_f32, k->tg_upd_##name##_f64, g->tg_upd_##name##_f64, flags, s0_mean}
+        UPD_ROW(adam, TG_UPD_L2 | TG_UPD_DECOUPLED | TG_UPD_AMSGRAD, true),
+        UPD_ROW(rmsprop, TG_UPD_L2 | TG_UPD_MOMENTUM | TG_UPD_CENTERED, false), UPD_ROW(adagrad, TG_UPD_L2, false),
+        UPD_ROW(nadam, TG_UPD_L2 | TG_UPD_DECOUPLED, true), UPD_ROW(radam, TG_UPD_L2 | TG_UPD_DECOUPLED | TG_UPD_RECTIFY, true),
+        UPD_ROW(adadelta, TG_UPD_L2, false),
+#undef UPD_ROW
+    };
+    /* constants as optim.c makes them for step 3 with torch's defaults (any finite values would do) */
+    const tg_upd base = {.wd = 0.01, .decay = 0.9999, .b1 = 0.9, .one_b1 = 0.1, .b2 = 0.999, .one_b2 = 0.001,
+                         .eps = 1e-8, .mom = 0.9, .k1 = -0.0037, .k2 = -0.0011, .bc = 0.0548, .bc2 = 0.0547};
+    for (size_t q = 0; q < sizeof kernels / sizeof kernels[0]; q++)
+        for (unsigned f = 0; f < 64; f++) {
+            if (f & ~kernels[q].flags) continue;
+            tg_upd u = base;
+            u.flags = f;
+            static float p[2][N], s0[2][N], s1[2][N], s2[2][N], gr[N];
+            static double pd[2][N], sd0[2][N], sd1[2][N], sd2[2][N], grd[N];
+            unsigned s = 23 + f;
+            const bool s0_mean = kernels[q].s0_mean; /* s0 a mean of g (may be < 0), else of g² */
+            for (int i = 0; i < N; i++) {
+                gr[i] = (float)(grd[i] = frand(&s));
+                const double a = frand(&s), m = s0_mean ? frand(&s) * 0.1 : fabs(frand(&s)) * 0.1, v = fabs(frand(&s)) * 0.01 + 0.001, vm = fabs(frand(&s)) * 0.01;
+                for (int t = 0; t < 2; t++) {
+                    pd[t][i] = a, sd0[t][i] = m, sd1[t][i] = v, sd2[t][i] = vm;
+                    p[t][i] = (float)a, s0[t][i] = (float)m, s1[t][i] = (float)v, s2[t][i] = (float)vm;
+                }
+            }
+            /* RMSprop's s0 is the square average, its s2 the mean: keep s0 >= s2² so that the root is real */
+            if (!strcmp(kernels[q].name, "rmsprop"))
+                for (int t = 0; t < 2; t++)
+                    for (int i = 0; i < N; i++) s0[t][i] = s1[t][i] + 1, sd0[t][i] = sd1[t][i] + 1, s2[t][i] *= 10, sd2[t][i] *= 10;
+            kernels[q].k32(p[0], s0[0], s1[0], s2[0], gr, N, &u);
+            kernels[q].g32(p[1], s0[1], s1[1], s2[1], gr, N, &u);
+            kernels[q].k64(pd[0], sd0[0], sd1[0], sd2[0], grd, N, &u);
+            kernels[q].g64(pd[1], sd0[1], sd1[1], sd2[1], grd, N, &u);
+            cr_assert(memcmp(p[0], p[1], sizeof p[0]) == 0 && memcmp(s0[0], s0[1], sizeof s0[0]) == 0 &&
+                          memcmp(s1[0], s1[1], sizeof s1[0]) == 0 && memcmp(s2[0], s2[1], sizeof s2[0]) == 0,
+                      "%s vs generic: tg_upd_%s_f32 (flags 0x%x) differs (p[0] %.9g vs %.9g)", k->name, kernels[q].name, f,
+                      p[0][0], p[1][0]);
+            cr_assert(memcmp(pd[0], pd[1], sizeof pd[0]) == 0 && memcmp(sd0[0], sd0[1], sizeof sd0[0]) == 0 &&
+                          memcmp(sd1[0], sd1[1], sizeof sd1[0]) == 0 && memcmp(sd2[0], sd2[1], sizeof sd2[0]) == 0,
+                      "%s vs generic: tg_upd_%s_f64 (flags 0x%x) differs", k->name, kernels[q].name, f);
+            for (int i = 0; i < N; i++) cr_assert(isfinite(p[0][i]) && isfinite(pd[0][i]), "%s %s flags 0x%x: p[%d] not finite", k->name, kernels[q].name, f, i);
+        }
+}
+
 Test(dispatch, every_target_this_cpu_runs_agrees_with_generic) {
     const tg_kernels *g = tg__kernels_named("generic");
     if (!g) g = tg__kernels_named("native"); /* a -Dnative=true build has nothing else */
@@ -249,6 +304,7 @@ Test(dispatch, every_target_this_cpu_runs_agrees_with_generic) {
         lstm_rows_agree(k, g);
         gru_rows_agree(k, g);
         gruz_rows_agree(k, g);
+        updates_agree(k, g);
         float s1 = k->tg_vsum_f32(x, N), s2 = g->tg_vsum_f32(x, N);
         cr_expect(fabsf(s1 - s2) <= 1e-4f, "%s vs generic: sum %.9g vs %.9g", k->name, s1, s2);
         cr_expect(fabs(k->tg_vsum_f64(xd, N) - g->tg_vsum_f64(xd, N)) <= 1e-11, "%s vs generic: sum F64", k->name);

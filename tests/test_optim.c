@@ -1244,36 +1244,62 @@ TH_TEST(optim, checkpoint_missing_state_of_a_stepped_parameter_is_refused, th_li
     cr_expect_eq(check_required_states(TG_OPTIM_RMSPROP, &o), 2);
 }
 
-/* The F32 Adam / AdamW fast loop (optim.c adam_fast_f32, cloned per CPU target) must give the bits of
- * the general loop: maximize on the negated loss takes the general loop with the same gradient. */
-TH_TEST(optim, adam_f32_fast_loop_equals_the_general_loop, th_live_check) {
-    enum { N = 37 }; /* not a multiple of any vector width: the clones' tails run too */
-    float w0[N], c[N];
-    for (int i = 0; i < N; i++) w0[i] = 0.3f * (float)(i % 7) - 0.8f, c[i] = 0.05f * (float)((i * 5) % 11) - 0.2f;
-    for (int kind = 0; kind < 2; kind++) {
-        tg_optim_kind k = kind ? TG_OPTIM_ADAMW : TG_OPTIM_ADAM;
-        tg_tensor *w[2], *cc = tg_from_array(TG_F32, TG_SHAPE(N), c);
-        tg_optim *opt[2];
-        for (int m = 0; m < 2; m++) {
-            w[m] = tg_from_array(TG_F32, TG_SHAPE(N), w0);
-            tg_set_requires_grad(w[m], true);
-            tg_optim_opts o = tg_optim_defaults(k);
-            o.lr = 0.01, o.maximize = m == 1;
-            opt[m] = tg_optim_new(k, &w[m], 1, &o);
-        }
-        for (int step = 0; step < 4; step++) {
+/* The optimizers' dispatched loops (tensor/updates.h, run unless maximize is set) must give the bits of
+ * the general loops of optim/optim.c: maximize on the negated loss takes the general loop with the same
+ * gradient. Every option the kernels take as a flag (L2 or decoupled decay, amsgrad, momentum, centred,
+ * RAdam's rectified steps from step 6 on), F32 and F64, 37 elements (not a multiple of any vector
+ * width), 7 steps. */
+TH_TEST(optim, fast_loops_equal_the_general_loop, th_live_check) {
+    enum { N = 37, STEPS = 7 };
+    static const struct {
+        tg_optim_kind kind;
+        double wd, momentum, lr_decay;
+        bool amsgrad, centered, decoupled;
+    } cases[] = {
+        {.kind = TG_OPTIM_ADAM}, {.kind = TG_OPTIM_ADAM, .wd = 0.1}, {.kind = TG_OPTIM_ADAM, .amsgrad = true},
+        {.kind = TG_OPTIM_ADAM, .wd = 0.1, .amsgrad = true}, {.kind = TG_OPTIM_ADAMW}, {.kind = TG_OPTIM_ADAMW, .wd = 0.1, .amsgrad = true},
+        {.kind = TG_OPTIM_RMSPROP}, {.kind = TG_OPTIM_RMSPROP, .wd = 0.1}, {.kind = TG_OPTIM_RMSPROP, .momentum = 0.9},
+        {.kind = TG_OPTIM_RMSPROP, .centered = true}, {.kind = TG_OPTIM_RMSPROP, .wd = 0.1, .momentum = 0.9, .centered = true},
+        {.kind = TG_OPTIM_ADAGRAD}, {.kind = TG_OPTIM_ADAGRAD, .wd = 0.1, .lr_decay = 0.01},
+        {.kind = TG_OPTIM_NADAM}, {.kind = TG_OPTIM_NADAM, .wd = 0.1}, {.kind = TG_OPTIM_NADAM, .wd = 0.1, .decoupled = true},
+        {.kind = TG_OPTIM_RADAM}, {.kind = TG_OPTIM_RADAM, .wd = 0.1}, {.kind = TG_OPTIM_RADAM, .wd = 0.1, .decoupled = true},
+        {.kind = TG_OPTIM_ADADELTA}, {.kind = TG_OPTIM_ADADELTA, .wd = 0.1},
+    };
+    double w0[N], c[N];
+    for (int i = 0; i < N; i++) w0[i] = 0.3 * (i % 7) - 0.8, c[i] = 0.05 * ((i * 5) % 11) - 0.2;
+    float w0f[N], cf[N];
+    for (int i = 0; i < N; i++) w0f[i] = (float)w0[i], cf[i] = (float)c[i];
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (int f64 = 0; f64 < 2; f64++) {
+            const tg_dtype dt = f64 ? TG_F64 : TG_F32;
+            const char *name = tg_optim_kind_name(cases[k].kind);
+            tg_tensor *w[2], *cc = tg_from_array(dt, TG_SHAPE(N), f64 ? (const void *)c : (const void *)cf);
+            tg_optim *opt[2];
             for (int m = 0; m < 2; m++) {
-                tg_tensor *loss = tg_sum(tg_mul(tg_mul(w[m], w[m]), cc)); /* grad 2 w c */
-                tg_backward(m ? tg_neg(loss) : loss);
-                cr_assert_eq(tg_optim_step(opt[m]), 0);
-                tg_optim_zero_grad(opt[m]);
-                tg_tape_reset();
+                w[m] = tg_from_array(dt, TG_SHAPE(N), f64 ? (const void *)w0 : (const void *)w0f);
+                tg_set_requires_grad(w[m], true);
+                tg_optim_opts o = tg_optim_defaults(cases[k].kind);
+                o.lr = 0.01, o.maximize = m == 1;
+                if (cases[k].wd) o.weight_decay = cases[k].wd;
+                o.momentum = cases[k].momentum, o.lr_decay = cases[k].lr_decay;
+                o.amsgrad = cases[k].amsgrad, o.centered = cases[k].centered, o.decoupled_weight_decay = cases[k].decoupled;
+                opt[m] = tg_optim_new(cases[k].kind, &w[m], 1, &o);
+                cr_assert_not_null(opt[m], "%s: %s", name, tg_last_error());
             }
-            cr_assert(memcmp(tg_data(w[0]), tg_data(w[1]), sizeof(float) * N) == 0,
-                      "%s step %d: the F32 fast loop differs from the general loop (w[0] %.9g vs %.9g)",
-                      kind ? "adamw" : "adam", step + 1, ((float *)tg_data(w[0]))[0], ((float *)tg_data(w[1]))[0]);
+            for (int step = 0; step < STEPS; step++) {
+                for (int m = 0; m < 2; m++) {
+                    tg_tensor *loss = tg_sum(tg_mul(tg_mul(w[m], w[m]), cc)); /* grad 2 w c */
+                    tg_backward(m ? tg_neg(loss) : loss);
+                    cr_assert_eq(tg_optim_step(opt[m]), 0);
+                    tg_optim_zero_grad(opt[m]);
+                    tg_tape_reset();
+                }
+                cr_assert(memcmp(tg_data(w[0]), tg_data(w[1]), tg_itemsize(dt) * N) == 0,
+                          "%s case %zu %s step %d: the dispatched loop (%s) differs from the general loop (w[0] %.17g vs %.17g)",
+                          name, k, tg_dtype_name(dt), step + 1, tg_kernel_target(), tg_get(w[0], 0), tg_get(w[1], 0));
+            }
+            cr_assert(tg_get(w[0], 0) != (f64 ? w0[0] : (double)w0f[0]), "%s case %zu: the parameter did not move", name, k);
+            for (int m = 0; m < 2; m++) tg_optim_free(opt[m]), tg_release(w[m]);
+            tg_release(cc);
         }
-        for (int m = 0; m < 2; m++) tg_optim_free(opt[m]), tg_release(w[m]);
-        tg_release(cc);
-    }
 }
