@@ -11,7 +11,7 @@ import sys
 
 DECL = re.compile(r"^TG_OP\((.*)\)\s*(?:/\*(.*)\*/)?\s*$")
 ARGS = re.compile(r"^\s*([A-Z][A-Z0-9_]*)\s*,\s*([a-z][a-z0-9_]*)\s*,\s*(-1|[0-9]+)\s*,\s*"
-                  r"(0|(?:IN[0-6]|OUT)(?:\s*\|\s*(?:IN[0-6]|OUT))*)\s*$")
+                  r"(0|(?:IN(?:1[0-5]|[0-9])|OUT)(?:\s*\|\s*(?:IN(?:1[0-5]|[0-9])|OUT))*)\s*$")
 
 
 def main(argv):
@@ -29,7 +29,7 @@ def main(argv):
                 a = ARGS.match(m.group(1)) if m else None
                 if not a:
                     sys.exit(f"{where}: error: malformed op declaration (want TG_OP(ENUM, name, arity, saves) "
-                             f"/* meaning */ with saves 0 or IN0..IN6 | OUT): {line.strip()}")
+                             f"/* meaning */ with saves 0 or IN0..IN15 | OUT): {line.strip()}")
                 enum, name, arity, saves = a.groups()
                 if enum in seen_enum:
                     sys.exit(f"{where}: error: op TG_OP_{enum} is already declared at {seen_enum[enum]}")

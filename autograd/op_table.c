@@ -10,6 +10,15 @@
 #define IN4 0x10u
 #define IN5 0x20u
 #define IN6 0x40u
+#define IN7 0x80u
+#define IN8 0x100u
+#define IN9 0x200u
+#define IN10 0x400u
+#define IN11 0x800u
+#define IN12 0x1000u
+#define IN13 0x2000u
+#define IN14 0x4000u
+#define IN15 0x8000u
 #define OUT TG_SAVES_OUT
 
 const tg_op_info tg_op_table[TG_OP_COUNT] = {

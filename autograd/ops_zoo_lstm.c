@@ -271,3 +271,235 @@ void tg__lstm_zoo__backward(tg_record *r, const tg_tensor *g) {
     tg__step_matrix_backward(r->in[1], r->in[2], b, D);
     tg_release(scratch);
 }
+
+/* ---- lstm_fgr: the gates of a step with full gate recurrence ---------------------------------------- */
+
+/* Why its own op: lstm_fgr (nn/cells_zoo.c) is lstm_peephole plus r = [i_{t−1} | f_{t−1} | o_{t−1}] W_ggᵀ
+ * inside the σ of i, f, o, and its previous gates are states that keep receiving gradients. Written with
+ * plain ops it kept 44.6 floats per batch x hidden element and step on the tape. This op returns the
+ * gates themselves, gate-major [4,B,H] (i, f, g, o), stored over xp when xp is an op result of the
+ * current tape (as tg_lstm_cell_ stores its gates), so the gates are both what backward reads and the
+ * next step's states (tg_select views, no copy); tg_lstm_state(gates, c) then makes (h', c'). The write
+ * over xp bumps the version only where a record saved xp's storage (tg__write_over): the runner's
+ * projection is one storage for all steps, and an earlier step's gates, saved by its tg_lstm_state and by
+ * this op of the next step, sit in the same storage. Tape per step: 4 (gates, in xp) + 2 (h', c') floats.
+ *
+ * prev holds the previous gates: [3,B,H] (i, f, o) or [4,B,H] (i, f, g, o, a result of this op; g is not
+ * read). X [B,3H] is prev gathered row by row ([i | f | o] of tg_concat), rp = X·W_ggᵀ (tg_linear's
+ * rounding). Rows [r0, r1) after hp = xp + (b + h·Wᵀ):
+ *   i = σ((a_i + w_ci ⊙ c) + r_i),  f = σ((a_f + w_cf ⊙ c) + r_f),  g = tanh(a_g)
+ *   c' = f ⊙ c + i ⊙ g,  o = σ((a_o + w_co ⊙ c') + r_o)        (the plain spelling's order of additions) */
+typedef struct {
+    const tg_tensor *xp, *c, *w[3];
+    tg_tensor *hp, *rp, *out;
+    int64_t B, H;
+} fg_fwd;
+
+static void fg_add_rows(void *p, int64_t r0, int64_t r1) {
+    const fg_fwd *q = p;
+    const int64_t GH = 4 * q->H;
+    TG_DISPATCH(q->xp->dtype, {
+        const T *restrict px = TG_PTR(q->xp, T);
+        T *restrict pp = TG_PTR(q->hp, T);
+        for (int64_t k = r0 * GH; k < r1 * GH; k++) pp[k] = px[k] + pp[k];
+    });
+}
+
+static void fg_fwd_rows(void *p, int64_t r0, int64_t r1) {
+    const fg_fwd *q = p;
+    const int64_t B = q->B, H = q->H, BH = B * H;
+    TG_DISPATCH(q->xp->dtype, {
+        const T *restrict wi = TG_PTR(q->w[0], T), *restrict wf = TG_PTR(q->w[1], T), *restrict wo = TG_PTR(q->w[2], T);
+        T *po = TG_PTR(q->out, T);
+        for (int64_t r = r0; r < r1; r++) {
+            T *restrict a = TG_PTR(q->hp, T) + r * 4 * H, *restrict rr = TG_PTR(q->rp, T) + r * 3 * H;
+            const T *restrict cr = TG_PTR(q->c, T) + r * H;
+            T *restrict i = po + r * H, *restrict f = po + BH + r * H, *restrict g = po + 2 * BH + r * H;
+            T *restrict o = po + 3 * BH + r * H;
+            for (int64_t j = 0; j < H; j++) a[j] = (a[j] + wi[j] * cr[j]) + rr[j];
+            for (int64_t j = 0; j < H; j++) a[H + j] = (a[H + j] + wf[j] * cr[j]) + rr[H + j];
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(i, a, H);
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(f, a + H, H);
+            _Generic((T)0, float: tg_vtanh_f32, default: tg_vtanh_f64)(g, a + 2 * H, H);
+            T *restrict cn = rr; /* r_i is used: its row holds c' now */
+            for (int64_t j = 0; j < H; j++) cn[j] = f[j] * cr[j] + i[j] * g[j];
+            for (int64_t j = 0; j < H; j++) a[3 * H + j] = (a[3 * H + j] + wo[j] * cn[j]) + rr[2 * H + j];
+            _Generic((T)0, float: tg_vsigmoid_f32, default: tg_vsigmoid_f64)(o, a + 3 * H, H);
+        }
+    });
+}
+
+/* X [B,3H] = rows [a_r | b_r | c_r] of the blocks blk[0..2] of src [k,B,H] (dst += when add) */
+static void fg_gather(tg_tensor *X, const tg_tensor *src, const int *blk, int64_t B, int64_t H) {
+    TG_DISPATCH(X->dtype, {
+        const T *ps = TG_PTR(src, T);
+        T *px = TG_PTR(X, T);
+        for (int64_t r = 0; r < B; r++)
+            for (int b = 0; b < 3; b++) memcpy(px + r * 3 * H + b * H, ps + blk[b] * B * H + r * H, (size_t)H * sizeof(T));
+    });
+}
+
+/* prev's blocks of i, f, o: {0, 1, 2} of [3,B,H], {0, 1, 3} of [4,B,H] */
+static void fg_prev_blocks(const tg_tensor *prev, int *blk) {
+    blk[0] = 0, blk[1] = 1, blk[2] = prev->shape[0] == 4 ? 3 : 2;
+}
+
+TG_OP(LSTM_FGR_GATES, lstm_fgr_gates_, -1, IN1 | IN2 | IN3 | IN4 | IN5 | IN6 | IN7 | IN8 | OUT) /* lstm_fgr's gates [4,B,H]; in = xp, h, W, c, w_ci, w_cf, w_co, W_gg, prev[, b] */
+tg_tensor *tg_lstm_fgr_gates_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c,
+                              const tg_tensor *w_ci, const tg_tensor *w_cf, const tg_tensor *w_co, const tg_tensor *W_gg,
+                              const tg_tensor *prev) {
+    const char *fn = "tg_lstm_fgr_gates_";
+    if (!tg__check(fn, "c", c) || !tg__check(fn, "w_ci", w_ci) || !tg__check(fn, "w_cf", w_cf) ||
+        !tg__check(fn, "w_co", w_co) || !tg__check(fn, "W_gg", W_gg) || !tg__check(fn, "prev", prev) ||
+        !tg__step_args(fn, 4, xp, h, W, b, c))
+        return NULL;
+    const int64_t B = xp->shape[0], H = xp->shape[1] / 4;
+    if (!lz_peephole_ok(fn, "w_ci", w_ci, true, "", xp, H) || !lz_peephole_ok(fn, "w_cf", w_cf, true, "", xp, H) ||
+        !lz_peephole_ok(fn, "w_co", w_co, true, "", xp, H) || !tg__same_dtype(fn, xp, W_gg) || !tg__same_dtype(fn, xp, prev))
+        return NULL;
+    char s1[128], s2[128];
+    if (W_gg->ndim != 2 || W_gg->shape[0] != 3 * H || W_gg->shape[1] != 3 * H) {
+        tg_error(fn, "W_gg %s: need [3H,3H] = [%lld,%lld] (rows i, f, o receive, columns i, f, o are read)",
+                 tg_shape_str(W_gg, s1, sizeof s1), (long long)(3 * H), (long long)(3 * H));
+        return NULL;
+    }
+    if (prev->ndim != 3 || (prev->shape[0] != 3 && prev->shape[0] != 4) || prev->shape[1] != B || prev->shape[2] != H) {
+        tg_error(fn, "prev %s, xp %s: the previous gates must be [3,B,H] (i, f, o) or [4,B,H] (i, f, g, o) = [3 or 4,%lld,%lld]",
+                 tg_shape_str(prev, s1, sizeof s1), tg_shape_str(xp, s2, sizeof s2), (long long)B, (long long)H);
+        return NULL;
+    }
+    const tg_tensor *in[10] = {xp, h, W, c, w_ci, w_cf, w_co, W_gg, prev, b};
+    const int nin = b ? 10 : 9;
+    bool recorded = false;
+    for (int k = 0; k < nin && tg_grad_enabled(); k++) recorded |= tg__needs_grad(in[k]);
+    int64_t shape[3] = {4, B, H}, xshape[2] = {B, 3 * H};
+    tg_tensor *out;
+    if (recorded && tg__record_of(xp)) { /* over xp: its values are read into hp before the gates are written */
+        tg__write_over(xp);
+        out = tg_reshape_view(xp, 3, shape);
+        tg__autorelease(out);
+    } else out = tg__result(xp->dtype, 3, shape);
+    tg_tensor *hp = tg__alloc(xp->dtype, 2, xp->shape), *X = tg__alloc(xp->dtype, 2, xshape), *rp = tg__alloc(xp->dtype, 2, xshape);
+    if (!out || !hp || !X || !rp) {
+        tg_release(hp); tg_release(X); tg_release(rp);
+        if (!tg_error_pending()) tg_error(fn, "out of memory");
+        return NULL;
+    }
+    int blk[3];
+    fg_prev_blocks(prev, blk);
+    fg_gather(X, prev, blk, B, H);
+    tg__linear_into(X, W_gg, NULL, NULL, B, rp);
+    tg__linear_into(h, W, b, NULL, B, hp);
+    fg_fwd ctx = {xp, c, {w_ci, w_cf, w_co}, hp, rp, out, B, H};
+    tg__for_rows(B, 4 * H, fg_add_rows, &ctx); /* every row of xp is read before any gate is written */
+    tg__for_rows(B, 4 * H, fg_fwd_rows, &ctx);
+    tg_release(hp); tg_release(X); tg_release(rp);
+    if (recorded) tg__record(TG_OP_LSTM_FGR_GATES, out, nin, in);
+    return out;
+}
+
+typedef struct {
+    const tg_tensor *c, *out, *g, *w[3];
+    tg_tensor *D, *gc;
+    bool ac;
+    int64_t B, H;
+} fg_bwd;
+
+/* Rows [r0, r1) of the backward: with dI, dF, dG, dO the upstream gradient of the gates (from
+ * tg_lstm_state, the next step's prev and the caller), c' = f ⊙ c + i ⊙ g recomputed:
+ *   dpre_o = dO o(1 − o),  e = dpre_o w_co (o's peephole on c'),  di = dI + e g,  df = dF + e c,  dg = dG + e i
+ *   dpre_i = di i(1 − i),  dpre_f = df f(1 − f),  dpre_g = dg (1 − g²),  dc (+)= e f + dpre_i w_ci + dpre_f w_cf
+ * D [B,4H] = [dpre_i | dpre_f | dpre_g | dpre_o] row by row (xp's layout). */
+static void fg_bwd_rows(void *p, int64_t r0, int64_t r1) {
+    const fg_bwd *q = p;
+    const int64_t B = q->B, H = q->H, BH = B * H;
+    TG_DISPATCH(q->g->dtype, {
+        const T *po = TG_PTR(q->out, T), *pg = TG_PTR(q->g, T), *pc = TG_PTR(q->c, T);
+        const T *restrict wi = TG_PTR(q->w[0], T), *restrict wf = TG_PTR(q->w[1], T), *restrict wo = TG_PTR(q->w[2], T);
+        T *pd = TG_PTR(q->D, T), *dc = q->gc ? TG_PTR(q->gc, T) : NULL;
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t e0 = r * H;
+            const T *restrict i = po + e0, *restrict f = po + BH + e0, *restrict gg = po + 2 * BH + e0, *restrict o = po + 3 * BH + e0;
+            const T *restrict dI = pg + e0, *restrict dF = pg + BH + e0, *restrict dG = pg + 2 * BH + e0, *restrict dO = pg + 3 * BH + e0;
+            const T *restrict cr = pc + e0;
+            T *restrict d = pd + r * 4 * H;
+            for (int64_t j = 0; j < H; j++) {
+                const T dpo = dO[j] * (o[j] * (1 - o[j])), e = dpo * wo[j];
+                const T dpi = (dI[j] + e * gg[j]) * (i[j] * (1 - i[j]));
+                const T dpf = (dF[j] + e * cr[j]) * (f[j] * (1 - f[j]));
+                d[j] = dpi, d[H + j] = dpf, d[2 * H + j] = (dG[j] + e * i[j]) * (1 - gg[j] * gg[j]), d[3 * H + j] = dpo;
+                if (!dc) continue;
+                const T t = e * f[j] + dpi * wi[j] + dpf * wf[j];
+                if (q->ac) dc[e0 + j] = t;
+                else dc[e0 + j] += t;
+            }
+        }
+    });
+}
+
+/* dw_ci += Σ_rows dpre_i c,  dw_cf += Σ_rows dpre_f c,  dw_co += Σ_rows dpre_o c' (one thread, rows in order) */
+static void fg_peep_grads(tg_tensor *const *gw, const tg_tensor *D, const tg_tensor *c, const tg_tensor *out, int64_t B,
+                          int64_t H) {
+    TG_DISPATCH(D->dtype, {
+        const T *pd = TG_PTR(D, T), *pc = TG_PTR(c, T), *po = TG_PTR(out, T);
+        T *dwi = gw[0] ? TG_PTR(gw[0], T) : NULL, *dwf = gw[1] ? TG_PTR(gw[1], T) : NULL, *dwo = gw[2] ? TG_PTR(gw[2], T) : NULL;
+        for (int64_t r = 0; r < B; r++) {
+            const T *restrict d = pd + r * 4 * H, *restrict cr = pc + r * H;
+            const T *restrict i = po + r * H, *restrict f = po + B * H + r * H, *restrict gg = po + 2 * B * H + r * H;
+            if (dwi) for (int64_t j = 0; j < H; j++) dwi[j] += d[j] * cr[j];
+            if (dwf) for (int64_t j = 0; j < H; j++) dwf[j] += d[H + j] * cr[j];
+            if (dwo) for (int64_t j = 0; j < H; j++) dwo[j] += d[3 * H + j] * (f[j] * cr[j] + i[j] * gg[j]);
+        }
+    });
+}
+
+/* D as above;  dxp += D;  dh += D·W, dW += Dᵀ·h, db += Σ_rows D;  with D_ifo [B,3H] the i, f, o blocks of D:
+ * dW_gg += D_ifoᵀ·X,  dprev (+)= D_ifo·W_gg scattered back to prev's blocks */
+void tg__lstm_fgr_gates__backward(tg_record *r, const tg_tensor *g) {
+    tg_tensor *xp = r->in[0], *c = r->in[3], *Wgg = r->in[7], *prev = r->in[8];
+    tg_tensor *b = r->nin > 9 ? r->in[9] : NULL;
+    const int64_t B = xp->shape[0], H = xp->shape[1] / 4;
+    bool ac;
+    tg_tensor *scratch, *D = tg__pre_grad_buffer(xp, &scratch);
+    tg_tensor *gc = tg__grad_buf_assign(c, &ac);
+    if (!D) return;
+    fg_bwd ctx = {c, r->out, g, {r->in[4], r->in[5], r->in[6]}, D, gc, ac, B, H};
+    tg__for_rows(B, 4 * H, fg_bwd_rows, &ctx);
+    tg_tensor *gw[3] = {tg__grad_buf(r->in[4]), tg__grad_buf(r->in[5]), tg__grad_buf(r->in[6])};
+    fg_peep_grads(gw, D, c, r->out, B, H);
+    tg__step_matrix_backward(r->in[1], r->in[2], b, D);
+    if (tg__needs_grad(Wgg) || tg__needs_grad(prev)) {
+        int64_t xshape[2] = {B, 3 * H};
+        const int dblk[3] = {0, 1, 3};
+        int blk[3];
+        fg_prev_blocks(prev, blk);
+        tg_tensor *Dx = tg__alloc(g->dtype, 2, xshape), *X = tg__alloc(g->dtype, 2, xshape);
+        tg_tensor *dX = tg__needs_grad(prev) ? tg__alloc(g->dtype, 2, xshape) : NULL;
+        tg_tensor *gp = tg__grad_buf(prev);
+        if (Dx && X && (dX || !tg__needs_grad(prev)) && (gp || !dX)) {
+            /* D viewed gate-major for the gather: D's rows are [dpre_i | dpre_f | dpre_g | dpre_o] */
+            TG_DISPATCH(g->dtype, {
+                const T *pd = TG_PTR(D, T);
+                T *px = TG_PTR(Dx, T);
+                for (int64_t q = 0; q < B; q++)
+                    for (int k = 0; k < 3; k++) memcpy(px + q * 3 * H + k * H, pd + q * 4 * H + dblk[k] * H, (size_t)H * sizeof(T));
+            });
+            fg_gather(X, prev, blk, B, H);
+            tg__linear_grads_into(X, Wgg, NULL, Dx, dX, true);
+            if (dX)
+                TG_DISPATCH(g->dtype, {
+                    const T *px = TG_PTR(dX, T);
+                    T *pp = TG_PTR(gp, T);
+                    for (int64_t q = 0; q < B; q++)
+                        for (int k = 0; k < 3; k++) {
+                            T *dst = pp + blk[k] * B * H + q * H;
+                            const T *src = px + q * 3 * H + k * H;
+                            for (int64_t j = 0; j < H; j++) dst[j] += src[j];
+                        }
+                });
+        } else if (!tg_error_pending()) tg_error("tg_backward", "tg_lstm_fgr_gates_: out of memory");
+        tg_release(Dx); tg_release(X); tg_release(dX);
+    }
+    if (scratch && xp->grad) tg_axpy_(xp->grad, 1.0, scratch);
+    tg_release(scratch);
+}

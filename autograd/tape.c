@@ -88,6 +88,25 @@ static void anomaly_forward(tg_op op, const tg_tensor *out, int nin, const tg_te
              "finite (record %zu)", describe(out, a, sizeof a), tg_get(out, at), (long long)at, g_tape.n_rec);
 }
 
+/* The hull of saved element ranges per storage (tg__write_over) takes in t's elements. */
+static void saved_range(const tg_tensor *t) {
+    tg_storage *s = t->storage;
+    const int64_t lo = t->offset, hi = t->offset + t->numel;
+    if (hi <= lo) return;
+    if (s->saved_hi <= s->saved_lo) { s->saved_lo = lo; s->saved_hi = hi; return; }
+    if (lo < s->saved_lo) s->saved_lo = lo;
+    if (hi > s->saved_hi) s->saved_hi = hi;
+}
+
+void tg__write_over(tg_tensor *t) {
+    tg_storage *s = t->storage;
+    const int64_t lo = t->offset, hi = t->offset + t->numel;
+    if (lo < s->saved_hi && s->saved_lo < hi) {
+        s->version++;
+        s->saved_lo = s->saved_hi = 0;
+    }
+}
+
 tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const *in) {
     if (g_tape.no_grad || !out) return NULL;
     if (g_tape.anomaly) anomaly_forward(op, out, nin, in);
@@ -126,12 +145,15 @@ tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const 
             return NULL;
         }
     }
+    const unsigned saves = tg_op_table[op].saves;
     for (int i = 0; i < nin; i++) {
         r->in[i] = tg_retain((tg_tensor *)in[i]);
         r->in_version[i] = in[i] ? in[i]->storage->version : 0;
+        if (in[i] && i < TG_SAVES_MAX_IN && (saves >> i & 1u)) saved_range(in[i]);
     }
     r->out = tg_retain(out);
     r->out_version = out->storage->version;
+    if (saves & TG_SAVES_OUT) saved_range(out);
     g_tape.n_rec++;
     out->requires_grad = true;
     out->creator = g_tape.n_rec; /* index + 1 */
@@ -292,7 +314,7 @@ tg_tensor *tg_detach(const tg_tensor *t) {
 static bool stale(const tg_record *r, char *msg, size_t size) {
     const tg_op_info *info = &tg_op_table[r->op];
     char b[128];
-    for (int i = 0; i < r->nin && i < 7; i++) {
+    for (int i = 0; i < r->nin && i < TG_SAVES_MAX_IN; i++) {
         if (!(info->saves & (1u << i)) || !r->in[i]) continue;
         if (r->in[i]->storage->version != r->in_version[i]) {
             snprintf(msg, size,

@@ -17,7 +17,7 @@
  *   name   the public function tg_<name> (ops.h): the op's name in messages, tape dumps and tests;
  *          its backward is tg__<name>_backward, defined right below the forward
  *   arity  number of inputs; -1: variadic (concat, stack) or optional ones (linear's bias)
- *   saves  what backward reads: IN0 .. IN6 (input i), OUT (the output), or 0. These tensors are
+ *   saves  what backward reads: IN0 .. IN15 (input i), OUT (the output), or 0. These tensors are
  *          version-checked by backward; tests/test_ops.c (saves_are_all_backward_reads) poisons
  *          every other input and the output after the forward and requires identical gradients.
  * The build collects those lines into the X-macro TG_OPS (autograd/gen_op_list.py writes
@@ -55,14 +55,16 @@ typedef struct tg_record {
 typedef void (*tg_backward_fn)(tg_record *r, const tg_tensor *gout);
 
 /* One row per op, made from its TG_OPS line: its name, how many inputs (-1: variadic), which tensors
- * backward reads (bit i = input i, bit 7 = output; they are version-checked), the backward function. */
+ * backward reads (bit i = input i for i < TG_SAVES_MAX_IN, TG_SAVES_OUT = the output; they are
+ * version-checked), the backward function. */
 typedef struct tg_op_info {
     const char *name;
     int arity;
     unsigned saves;
     tg_backward_fn backward;
 } tg_op_info;
-#define TG_SAVES_OUT 0x80u
+#define TG_SAVES_OUT 0x80000000u
+#define TG_SAVES_MAX_IN 16 /* inputs that can be declared saved: IN0 .. IN15 */
 
 extern const tg_op_info tg_op_table[TG_OP_COUNT];
 
@@ -73,6 +75,15 @@ void tg__autorelease(tg_tensor *t);
 /* Records op producing out from inputs, if recording is on and some input requires grad. Returns the
  * record (to fill f/k/aux) or NULL when nothing was recorded. */
 tg_record *tg__record(tg_op op, tg_tensor *out, int nin, const tg_tensor *const *in);
+/* An op's in-place write over the elements of t (a contiguous view), for an op whose writes never reach
+ * beyond them: the storage version is bumped only when the write overlaps the hull of the element ranges
+ * that records saved for backward (tg__record keeps one [lo, hi) per storage, of every input and output
+ * its op's `saves` declares), and the hull is emptied with the bump (every earlier saver is stale now).
+ * Why: the runner's input projection is one storage for all T steps; a step that stores its gates over
+ * its own rows must not make the gates an earlier step saved look modified (lstm_fgr, h5fgr). Other
+ * in-place writes bump the version whatever they touch (tg_bump_version), which stays sound: the hull
+ * only ever covers more than what is still saved. */
+void tg__write_over(tg_tensor *t);
 /* The gradient buffer of an input, allocated zeroed on first use; NULL if t needs no gradient. */
 tg_tensor *tg__grad_buf(tg_tensor *t);
 /* The same for a backward that writes EVERY element of the gradient: a buffer allocated now is left

@@ -181,26 +181,42 @@ static const lstm_variant v_cifg     = {0, -1,  1,  2,  0, -1,  1, true,  false,
 /* FGR, full gate recurrence (Greff et al.; the original LSTM of Hochreiter & Schmidhuber 1997 had it):
  * every gate also reads the previous step's i, f, o through 9 matrices R_{b→a} [H, H], held as the
  * blocks of one extra weight_gg [3H, 3H] (row block a ∈ {i, f, o} receives, column block b ∈ {i, f, o}
- * is read), so the 9 products are one GEMM. The previous gates are states 2, 3, 4 (zero at t = 0). */
+ * is read), so the 9 products are one GEMM. The previous gates are states 2, 3, 4 (zero at t = 0):
+ *   [a_i | a_f | a_g | a_o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh
+ *   [r_i | r_f | r_o] = [i_{t−1} | f_{t−1} | o_{t−1}] W_ggᵀ,  r_a = Σ_b R_{b→a} b_{t−1}
+ *   i = σ(a_i + w_ci ⊙ c + r_i),  f = σ(a_f + w_cf ⊙ c + r_f),  c' = f ⊙ c + i ⊙ tanh(a_g)
+ *   o = σ(a_o + w_co ⊙ c' + r_o),  h' = o ⊙ tanh(c')
+ * as two ops (h5fgr): tg_lstm_fgr_gates_ (autograd/ops_zoo_lstm.c) gives the gates [4,B,H] gate-major,
+ * stored over xproj, and tg_lstm_state(gates, c) gives (h', c'). The gate states are tg_select views of
+ * the gates, and when states 2..4 are exactly those views of the previous step's gates (no masking
+ * between the steps), that result is passed whole as prev; otherwise (the initial states, rows of ended
+ * sequences mixed in) they are stacked. Tape per step 4 + 2 floats per batch x hidden element instead of
+ * 44.6 with plain ops; tests/test_zoo.c keeps the plain spelling and compares the two. */
+static const tg_tensor *fgr_prev_gates(tg_tensor *const *state) {
+    static const int at[3] = {0, 1, 3};
+    const tg_tensor *G = NULL;
+    for (int k = 0; k < 3; k++) {
+        const tg_record *r = tg__record_of(state[2 + k]);
+        if (!r || r->op != TG_OP_SELECT || r->k[0] != at[k] || (k > 0 && r->in[0] != G)) { G = NULL; break; }
+        G = r->in[0];
+    }
+    const tg_record *rg = G ? tg__record_of(G) : NULL;
+    if (rg && rg->op == TG_OP_LSTM_FGR_GATES) return G;
+    return tg_stack(3, state + 2);
+}
+
 static int lstm_fgr_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
                          tg_tensor *const *state, tg_tensor **out) {
     (void)cell; (void)x;
-    const tg_tensor *h = state[0], *c = state[1];
-    tg_tensor *a[4], *r[3];
-    /* [a_i | a_f | a_g | a_o] = x W_ihᵀ + b_ih + h W_hhᵀ + b_hh */
-    if (tg_chunk(tg_add(xproj, tg_linear(h, p->weight_hh, p->bias_hh)), 1, 4, a)) return -1;
-    /* [r_i | r_f | r_o] = [i_{t−1} | f_{t−1} | o_{t−1}] W_ggᵀ,  r_a = Σ_b R_{b→a} b_{t−1} */
-    if (tg_chunk(tg_linear(tg_concat(3, state + 2, 1), p->extra[3], NULL), 1, 3, r)) return -1;
-    /* i = σ(a_i + w_ci ⊙ c + r_i) */
-    out[2] = tg_sigmoid(tg_add(peep(a[0], p, 0, c), r[0]));
-    /* f = σ(a_f + w_cf ⊙ c + r_f) */
-    out[3] = tg_sigmoid(tg_add(peep(a[1], p, 1, c), r[1]));
-    /* c' = f ⊙ c + i ⊙ tanh(a_g) */
-    out[1] = tg_add(tg_mul(out[3], c), tg_mul(out[2], tg_tanh(a[2])));
-    /* o = σ(a_o + w_co ⊙ c' + r_o) */
-    out[4] = tg_sigmoid(tg_add(peep(a[3], p, 2, out[1]), r[2]));
-    /* h' = o ⊙ tanh(c') */
-    out[0] = tg_mul(out[4], tg_tanh(out[1]));
+    const tg_tensor *c = state[1];
+    tg_tensor *G = tg_lstm_fgr_gates_((tg_tensor *)xproj, state[0], p->weight_hh, p->bias_hh, c, p->extra[0], p->extra[1],
+                                      p->extra[2], p->extra[3], fgr_prev_gates(state));
+    tg_tensor *hc = tg_lstm_state(G, c);
+    out[0] = tg_select(hc, 0);
+    out[1] = tg_select(hc, 1);
+    out[2] = tg_select(G, 0);
+    out[3] = tg_select(G, 1);
+    out[4] = tg_select(G, 3);
     return tg__cell_produced(out, 5);
 }
 

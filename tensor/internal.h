@@ -13,6 +13,7 @@ typedef struct tg_storage {
     size_t capacity;   /* bytes actually allocated (the size class) */
     int refcount;      /* views and the base share one storage */
     uint64_t version;  /* bumped by every in-place write; saved tensors remember it */
+    int64_t saved_lo, saved_hi; /* hull [lo, hi) of the elements records saved (tg__write_over); empty: hi <= lo */
 } tg_storage;
 
 struct tg_tensor {

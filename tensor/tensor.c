@@ -150,6 +150,7 @@ static tg_storage *storage_new(size_t bytes) {
     if (!s->data) { free(s); return NULL; }
     s->refcount = 1;
     s->version = 0;
+    s->saved_lo = s->saved_hi = 0;
     return s;
 }
 static void storage_release(tg_storage *s) {

@@ -96,6 +96,9 @@ static const struct { const char *cell; double minimum; const char *kept; } tape
      * inputs (x̂ = (a − μ)/σ from them and two numbers per part), the gates, c' and h'; LN(c') and its
      * tanh are elementwise in c' and its two numbers per row */
     {"lstm_ln", 14, "x W_ihᵀ, h W_hhᵀ (4 + 4), i, f, g, o, c', h'"},
+    /* lstm_fgr on tg_lstm_fgr_gates_ + tg_lstm_state (h5fgr): the gates, stored over the input projection,
+     * are also the next step's states i, f, o (views); c' and h' */
+    {"lstm_fgr", 6, "i, f, g, o (also the next step's states), c', h'"},
 };
 
 Test(limits, tape_per_step_within_1_5x_of_the_minimum) {

@@ -127,6 +127,23 @@ static tg_tensor *f_lstmz_inplace(tg_tensor *const *in, int n, void *u) {
     tg_tensor *y2 = tg_lstm_zoo_(tg_select(proj, 1), tg_select(y, 0), in[2], NULL, tg_select(y, 1), in[4], in[4], in[4], 0);
     return tg_add(tg_select(y2, 0), tg_mul(tg_select(y2, 1), tg_select(y, 1)));
 }
+/* tg_lstm_fgr_gates_, lstm_fgr's gates: inputs xp, h, W, c, p (one peephole [H] for the three gates), W_gg,
+ * prev [3,B,H]; or xp, h, W, b, c, p, W_gg, prev [4,B,H] (a previous result: its g block is not read); xp a leaf */
+FN(f_fgr, tg_lstm_fgr_gates_(in[0], in[1], in[2], NULL, in[3], in[4], in[4], in[4], in[5], in[6]))
+FN(f_fgr_b, tg_lstm_fgr_gates_(in[0], in[1], in[2], in[3], in[4], in[5], in[5], in[5], in[6], in[7]))
+/* as lstm_fgr runs it: xp views of one op result (the gates overwrite it), two steps, the second reading the
+ * first's gates whole as prev and its (h', c') through views, and the first step's gates read after the
+ * second step wrote over the projection's other rows; inputs xp [2,B,4H], h, W, c, p, W_gg, prev [3,B,H] */
+static tg_tensor *f_fgr_inplace(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *proj = tg_mul_scalar(in[0], 1.0);
+    tg_tensor *G1 = tg_lstm_fgr_gates_(tg_select(proj, 0), in[1], in[2], NULL, in[3], in[4], in[4], in[4], in[5], in[6]);
+    tg_tensor *hc1 = tg_lstm_state(G1, in[3]);
+    tg_tensor *G2 = tg_lstm_fgr_gates_(tg_select(proj, 1), tg_select(hc1, 0), in[2], NULL, tg_select(hc1, 1), in[4], in[4],
+                                       in[4], in[5], G1);
+    tg_tensor *hc2 = tg_lstm_state(G2, tg_select(hc1, 1));
+    return tg_add(tg_add(tg_select(hc2, 0), tg_mul(tg_select(G2, 3), tg_select(G1, 1))), tg_select(hc2, 1));
+}
 /* inputs xp, h, W, b; the full [2,B,H] result, so the kept hp_n's gradient path is checked too */
 FN(f_gru_cell, tg_gru_cell_(in[0], in[1], in[2], in[3]))
 FN(f_gru_cell_nobias, tg_gru_cell_(in[0], in[1], in[2], NULL))
@@ -333,6 +350,9 @@ static const row rows[] = {
     {"tg_lstm_zoo_", f_lstmz_nog, 5, {2, 2, 2, 2, 1}, {{2, 9}, {2, 2}, {9, 2}, {2, 3}, {3}}, -2, 2, "lstm_zoo(a, b, c, None, d, e, e, None, 4)"}, /* R < H */
     {"tg_lstm_zoo_", f_lstmz_g_only, 5, {2, 2, 2, 1, 2}, {{2, 3}, {2, 3}, {3, 3}, {3}, {2, 3}}, -2, 2, NULL},
     {"tg_lstm_zoo_", f_lstmz_inplace, 5, {3, 2, 2, 2, 1}, {{2, 3, 20}, {3, 5}, {20, 5}, {3, 5}, {5}}, -1, 1, NULL},
+    {"tg_lstm_fgr_gates_", f_fgr, 7, {2, 2, 2, 2, 1, 2, 3}, {{3, 20}, {3, 5}, {20, 5}, {3, 5}, {5}, {15, 15}, {3, 3, 5}}, -2, 2, "lstm_fgr_gates(a, b, c, None, d, e, e, e, f, g)"},
+    {"tg_lstm_fgr_gates_", f_fgr_b, 8, {2, 2, 2, 1, 2, 1, 2, 3}, {{2, 12}, {2, 2}, {12, 2}, {12}, {2, 3}, {3}, {9, 9}, {4, 2, 3}}, -2, 2, "lstm_fgr_gates(a, b, c, d, e, f, f, f, g, h)"}, /* R < H, prev [4,B,H] */
+    {"tg_lstm_fgr_gates_", f_fgr_inplace, 7, {3, 2, 2, 2, 1, 2, 3}, {{2, 3, 16}, {3, 4}, {16, 4}, {3, 4}, {4}, {12, 12}, {3, 3, 4}}, -1, 1, NULL},
     {"tg_gru_cell_", f_gru_cell, 4, {2, 2, 2, 1}, {{3, 12}, {3, 4}, {12, 4}, {12}}, -2, 2, "gru_cell(a, b, c, d)"},
     {"tg_gru_cell_", f_gru_cell_nobias, 3, {2, 2, 2}, {{2, 9}, {2, 3}, {9, 3}}, -2, 2, NULL},
     {"tg_gru_cell_", f_gru_cell_inplace, 4, {3, 2, 2, 1}, {{2, 3, 12}, {3, 4}, {12, 4}, {12}}, -1, 1, NULL},
@@ -433,16 +453,16 @@ Test(ops, every_op_in_the_table_has_a_gradcheck_row) {
  * it); here it fails with the op's name. Every op needs one row that records exactly that op. */
 static int64_t poison_unsaved(const tg_record *rec) {
     const unsigned saves = tg_op_table[rec->op].saves;
-    tg_tensor *cand[TG_REC_INLINE + 8];
+    tg_tensor *cand[TG_SAVES_MAX_IN + 1];
     int nc = 0;
-    for (int i = 0; i < rec->nin && nc < TG_REC_INLINE + 7; i++)
+    for (int i = 0; i < rec->nin && nc < TG_SAVES_MAX_IN; i++)
         if (rec->in[i]) cand[nc++] = rec->in[i];
     cand[nc++] = rec->out;
     int64_t poisoned = 0;
     for (int c = 0; c < nc; c++) {
         const tg_storage *st = cand[c]->storage;
         bool saved = (saves & TG_SAVES_OUT) && rec->out->storage == st;
-        for (int i = 0; i < rec->nin && i < 7 && !saved; i++)
+        for (int i = 0; i < rec->nin && i < TG_SAVES_MAX_IN && !saved; i++)
             saved = (saves & (1u << i)) && rec->in[i] && rec->in[i]->storage == st;
         if (saved) continue;
         memset(st->data, 0xff, st->capacity); /* all-ones bytes: a NaN in F32 and F64 */
@@ -934,6 +954,64 @@ Test(ops, lstm_cell_overwrites_only_op_results) {
     cr_expect(strstr(th_last_message(), "tg_lstm_cell_: argument c is NULL") != NULL, "%s", th_last_message());
     tg_tensor *list[] = {x, h, W, c, keep, c3};
     for (int i = 0; i < 6; i++) tg_release(list[i]);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* tg_lstm_fgr_gates_ stores its gates over an op result only (a leaf xp is left alone), and its write over xp
+ * bumps the version only where a record saved xp's storage (tg__write_over): an op that saved the rows the
+ * step overwrites fails in backward naming itself, one that saved other rows of the same storage (an
+ * earlier step's gates, as lstm_fgr's runner has them) does not; and bad arguments are named. */
+Test(ops, lstm_fgr_gates_overwrite_only_what_nothing_saved) {
+    th_record_errors();
+    tg_tensor *x = th_rand(60, TG_SHAPE(2, 2, 12), -1, 1), *h = th_rand(61, TG_SHAPE(2, 3), -1, 1);
+    tg_tensor *W = th_rand(62, TG_SHAPE(12, 3), -1, 1), *c = th_rand(63, TG_SHAPE(2, 3), -1, 1);
+    tg_tensor *p = th_rand(64, TG_SHAPE(3), -1, 1), *Wgg = th_rand(65, TG_SHAPE(9, 9), -1, 1);
+    tg_tensor *prev = th_rand(66, TG_SHAPE(3, 2, 3), 0, 1), *keep = tg_copy(x);
+    tg_set_requires_grad(W, true);
+    tg_tensor *x0 = tg_select(x, 0);
+    cr_assert_not_null(tg_lstm_fgr_gates_(x0, h, W, NULL, c, p, p, p, Wgg, prev));
+    for (int64_t j = 0; j < 48; j++) cr_expect_eq(tg_get(x, j), tg_get(keep, j), "leaf xp changed at %lld", (long long)j);
+    tg_tape_reset();
+    tg_set_requires_grad(x, true);
+    /* an op saved row block 0 of the projection; the step overwrites row block 0 */
+    tg_tensor *proj = tg_mul_scalar(x, 1.0);
+    tg_tensor *sq = tg_mul(tg_select(proj, 0), tg_select(proj, 0));
+    tg_tensor *G = tg_lstm_fgr_gates_(tg_select(proj, 0), h, W, NULL, c, p, p, p, Wgg, prev);
+    cr_assert_not_null(G, "%s", th_last_message());
+    cr_expect_eq(tg_data(G), tg_data(proj), "the gates should be stored over the projection");
+    cr_expect_neq(tg_backward(tg_add(tg_sum(sq), tg_sum(G))), 0);
+    cr_expect(strstr(th_last_message(), "tg_mul") && strstr(th_last_message(), "modified in place"), "%s", th_last_message());
+    tg_tape_reset();
+    th_reset_errors();
+    /* the same op saved row block 1: the step over row block 0 leaves it valid */
+    proj = tg_mul_scalar(x, 1.0);
+    sq = tg_mul(tg_select(proj, 1), tg_select(proj, 1));
+    uint64_t v = tg_version(proj);
+    G = tg_lstm_fgr_gates_(tg_select(proj, 0), h, W, NULL, c, p, p, p, Wgg, prev);
+    cr_expect_eq(tg_version(proj), v, "a write over rows nothing saved should not bump the version");
+    cr_expect_eq(tg_backward(tg_add(tg_sum(sq), tg_sum(G))), 0, "%s", th_last_message());
+    tg_tape_reset();
+    th_reset_errors();
+    tg_tensor *W_bad = tg_zeros(TG_F64, TG_SHAPE(9, 6)), *prev_bad = tg_zeros(TG_F64, TG_SHAPE(2, 2, 3));
+    tg_tensor *p4 = tg_zeros(TG_F64, TG_SHAPE(4)), *c4 = tg_zeros(TG_F64, TG_SHAPE(2, 4));
+    x0 = tg_select(x, 0);
+    struct { tg_tensor *c, *w, *Wgg, *prev; const char *want; } cases[] = {
+        {c, p, W_bad, prev, "tg_lstm_fgr_gates_: W_gg [9,6]: need [3H,3H] = [9,9]"},
+        {c, p, Wgg, prev_bad, "tg_lstm_fgr_gates_: prev [2,2,3], xp [2,12]: the previous gates must be [3,B,H] (i, f, o) or [4,B,H]"},
+        {c, p4, Wgg, prev, "tg_lstm_fgr_gates_: w_ci [4]: need [H] = [3]"},
+        {c4, p, Wgg, prev, "tg_lstm_fgr_gates_: xp [2,12], h [2,3], W [12,3], c [2,4]: need xp [B,4·H]"},
+        {c, p, NULL, prev, "tg_lstm_fgr_gates_: argument W_gg is NULL"},
+        {c, p, Wgg, NULL, "tg_lstm_fgr_gates_: argument prev is NULL"},
+        {c, NULL, Wgg, prev, "tg_lstm_fgr_gates_: argument w_ci is NULL"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        th_reset_errors();
+        cr_expect_null(tg_lstm_fgr_gates_(x0, h, W, NULL, cases[k].c, cases[k].w, cases[k].w, cases[k].w, cases[k].Wgg, cases[k].prev));
+        cr_expect(strstr(th_last_message(), cases[k].want) != NULL, "case %zu: %s", k, th_last_message());
+    }
+    tg_tape_reset();
+    tg_tensor *list[] = {x, h, W, c, p, Wgg, prev, keep, W_bad, prev_bad, p4, c4};
+    for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) tg_release(list[i]);
     cr_expect_eq(tg_live_tensors(), 0);
 }
 

@@ -441,14 +441,18 @@ Test(zoo, every_state_has_its_shape_and_the_step_states_end_at_the_final_state) 
 /* ---- special relations ------------------------------------------------------------------------------- */
 
 /* Runs m over x from init; returns output and final states as one flat tape-owned tensor. */
-static tg_tensor *run_flat(const tg_rnn *m, const tg_tensor *x, tg_tensor *const *init, int S) {
+static tg_tensor *run_flat_lengths(const tg_rnn *m, const tg_tensor *x, tg_tensor *const *init, int S, const int64_t *lengths) {
     tg_rnn_output out;
-    cr_assert_not_null(tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = init}, &out), "%s", tg_last_error());
+    cr_assert_not_null(tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = init, .lengths = lengths}, &out), "%s",
+                       tg_last_error());
     tg_tensor *parts[1 + TG_CELL_MAX_STATES] = {out.output};
     for (int s = 0; s < S; s++) parts[1 + s] = out.final[s];
     tg_tensor *r = th_cat_flat(1 + S, parts);
     tg_rnn_output_clear(&out);
     return r;
+}
+static tg_tensor *run_flat(const tg_rnn *m, const tg_tensor *x, tg_tensor *const *init, int S) {
+    return run_flat_lengths(m, x, init, S, NULL);
 }
 
 Test(zoo, lstm_np_and_a_peephole_lstm_with_zero_peepholes_equal_lstm) {
@@ -483,8 +487,9 @@ Test(zoo, lstm_np_and_a_peephole_lstm_with_zero_peepholes_equal_lstm) {
  * directions over 5 steps, F64, within 1e-12. A wrong flag, a peephole on the wrong gate or a wrong
  * backward term fails here naming the variant and the tensor. The fused step also keeps a fraction of
  * the plain spelling's tape. */
+static const int64_t *g_family_lengths; /* per-sequence lengths of family_run, or NULL */
 static tg_tensor *family_run(const tg_rnn *m, tg_tensor *x, tg_tensor *const *init, int S, tg_tensor **grads, size_t *bytes) {
-    tg_tensor *flat = run_flat(m, x, init, S);
+    tg_tensor *flat = run_flat_lengths(m, x, init, S, g_family_lengths);
     *bytes = tg_tape_bytes();
     tg_tensor *proj = th_rand(530, 1, tg_shape(flat), -1, 1);
     cr_assert_eq(tg_backward(tg_sum(tg_mul(flat, proj))), 0, "%s", tg_last_error());
@@ -516,7 +521,7 @@ static void fused_equals_plain(const char *name, tg_cell_step_fn plain_step, uin
     cr_assert(a && b, "%s: %s", name, tg_last_error());
     randomise(a, seed + 10, -0.8, 0.8);
     copy_params(b, a, false);
-    tg_tensor *x = th_rand(seed + 20, TG_SHAPE(5, 3, I), -1.5, 1.5), *init[2];
+    tg_tensor *x = th_rand(seed + 20, TG_SHAPE(5, 3, I), -1.5, 1.5), *init[TG_CELL_MAX_STATES];
     random_init(init, S, bidir ? 4 : 2, 3, 4, seed + 21);
     tg_set_requires_grad(x, true);
     for (int s = 0; s < S; s++) tg_set_requires_grad(init[s], true);
@@ -528,7 +533,7 @@ static void fused_equals_plain(const char *name, tg_cell_step_fn plain_step, uin
     cr_expect(th_max_diff(ya, yb) < 1e-12, "%s (no_bias %d): outputs and final states differ from the plain ops by %g",
               name, no_bias, th_max_diff(ya, yb));
     for (int i = 0; i < n + 1 + S; i++) {
-        const char *what = i < n ? tg_params_name_at(a->params, i) : i == n ? "x" : i == n + 1 ? "h0" : "c0";
+        const char *what = i < n ? tg_params_name_at(a->params, i) : i == n ? "x" : tg_name(init[i - n - 1]);
         cr_assert(ga[i] && gb[i], "%s: no gradient of %s", name, what);
         cr_expect(th_max_diff(ga[i], gb[i]) < 1e-12, "%s (no_bias %d): the gradient of %s differs from the plain ops' by %g",
                   name, no_bias, what, th_max_diff(ga[i], gb[i]));
@@ -569,6 +574,36 @@ static int lstm_ln_plain_step(const tg_cell *cell, const tg_cell_params *p, cons
 Test(zoo, lstm_ln_fused_gates_equal_the_plain_op_spelling) {
     fused_equals_plain("lstm_ln", lstm_ln_plain_step, 600, 2, 3, true, false, 0.75);
     fused_equals_plain("lstm_ln", lstm_ln_plain_step, 610, 2, 3, true, true, 0.75);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* lstm_fgr's step as it was written before tg_lstm_fgr_gates_ (h5fgr): plain ops only */
+static tg_tensor *fgr_peep(tg_tensor *a, const tg_tensor *w, const tg_tensor *c) { return tg_add(a, tg_mul(w, c)); }
+static int lstm_fgr_plain_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                               tg_tensor *const *state, tg_tensor **out) {
+    (void)cell; (void)x;
+    const tg_tensor *h = state[0], *c = state[1];
+    tg_tensor *a[4], *r[3];
+    if (tg_chunk(tg_add(xproj, tg_linear(h, p->weight_hh, p->bias_hh)), 1, 4, a)) return -1;
+    if (tg_chunk(tg_linear(tg_concat(3, state + 2, 1), p->extra[3], NULL), 1, 3, r)) return -1;
+    out[2] = tg_sigmoid(tg_add(fgr_peep(a[0], p->extra[0], c), r[0]));
+    out[3] = tg_sigmoid(tg_add(fgr_peep(a[1], p->extra[1], c), r[1]));
+    out[1] = tg_add(tg_mul(out[3], c), tg_mul(out[2], tg_tanh(a[2])));
+    out[4] = tg_sigmoid(tg_add(fgr_peep(a[3], p->extra[2], out[1]), r[2]));
+    out[0] = tg_mul(out[4], tg_tanh(out[1]));
+    return tg__cell_produced(out, 5);
+}
+
+/* lstm_fgr on tg_lstm_fgr_gates_ + tg_lstm_state equals the plain-op spelling: with and without biases,
+ * and with per-sequence lengths (the rows of ended sequences keep their gates: the states are mixed, not
+ * views of the previous gates, so the step stacks them) */
+Test(zoo, lstm_fgr_fused_gates_equal_the_plain_op_spelling) {
+    fused_equals_plain("lstm_fgr", lstm_fgr_plain_step, 620, 5, 3, true, false, 0.3);
+    fused_equals_plain("lstm_fgr", lstm_fgr_plain_step, 630, 5, 3, true, true, 0.3);
+    static const int64_t lengths[3] = {5, 2, 4};
+    g_family_lengths = lengths;
+    fused_equals_plain("lstm_fgr", lstm_fgr_plain_step, 640, 5, 3, true, false, 0.5);
+    g_family_lengths = NULL;
     cr_expect_eq(tg_live_tensors(), 0);
 }
 

@@ -95,6 +95,20 @@ enum {
 };
 tg_tensor *tg_lstm_zoo_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c,
                         const tg_tensor *w_ci, const tg_tensor *w_cf, const tg_tensor *w_co, unsigned flags);
+/* The gates of one lstm_fgr step (lstm_peephole plus full gate recurrence) in one op, from xp [B,4H] (x·W_ihᵀ
+ * + b_ih, blocks i, f, g, o), h [B,R], c [B,H], W_hh [4H,R], b_hh [4H] (or NULL), the peepholes w_ci, w_cf,
+ * w_co [H], W_gg [3H,3H] and the previous gates prev: [3,B,H] (i, f, o) or [4,B,H] (a result of this op):
+ *     [r_i | r_f | r_o] = [i_{t−1} | f_{t−1} | o_{t−1}]·W_ggᵀ,   a = xp + h·Wᵀ + b
+ *     i = σ(a_i + w_ci ⊙ c + r_i),  f = σ(a_f + w_cf ⊙ c + r_f),  g = tanh(a_g)
+ *     c' = f ⊙ c + i ⊙ g,  o = σ(a_o + w_co ⊙ c' + r_o)
+ * The result is the gates [4,B,H] (i, f, g, o gate-major; tg_select(y, k) are zero-copy views, the next
+ * step's prev is y itself), and tg_lstm_state(y, c) gives (h', c'); together the same values as the plain
+ * ops within rounding. In place (the trailing _): the gates are stored over xp when xp is an op result of
+ * the current tape and the step is recorded (xp's values are gone afterwards; its version is bumped if a
+ * record saved any of xp's elements); a leaf or an untaped xp is left alone. */
+tg_tensor *tg_lstm_fgr_gates_(tg_tensor *xp, const tg_tensor *h, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c,
+                              const tg_tensor *w_ci, const tg_tensor *w_cf, const tg_tensor *w_co, const tg_tensor *W_gg,
+                              const tg_tensor *prev);
 /* One step of the zoo's GRU-like cells (mgu, mut1, mut2, mut3, gru_reset_before) in one op: two gates, u
  * (blends) and s (scales h for the candidate), a candidate that reads s ⊙ h through its own product, a
  * blend. From the step's input projection xp [B,n·H] (x·W_ihᵀ + b_ih; its blocks, in order: s if

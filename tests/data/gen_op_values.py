@@ -108,6 +108,18 @@ def lstm_zoo(xp, h, w, b, c, wci, wcf, wco, flags):
     return torch.stack([o * (c2 if lin_c else torch.tanh(c2)), c2])
 
 
+def lstm_fgr_gates(xp, h, w, b, c, wci, wcf, wco, wgg, prev):
+    """tg_lstm_fgr_gates_: lstm_fgr's gates with full gate recurrence r = [i | f | o]_prev W_ggᵀ (prev [3,B,H] i, f, o
+    or [4,B,H] i, f, g, o); the result [i; f; g; o] gate-major"""
+    r_i, r_f, r_o = F.linear(torch.cat([prev[0], prev[1], prev[-1]], -1), wgg).chunk(3, -1)
+    a_i, a_f, a_g, a_o = (xp + F.linear(h, w, b)).chunk(4, -1)
+    i = torch.sigmoid(a_i + wci * c + r_i)
+    f = torch.sigmoid(a_f + wcf * c + r_f)
+    g = torch.tanh(a_g)
+    o = torch.sigmoid(a_o + wco * (f * c + i * g) + r_o)
+    return torch.stack([i, f, g, o])
+
+
 def gru_cell(xp, h, w, b):
     """the whole GRU step: gru_gates(xp, h Wᵀ + b), h' = n + z ⊙ (h − n); the result [h'; hp_n]"""
     hp = F.linear(h, w, b)
@@ -201,7 +213,7 @@ def read_cases(path):
 TEST_OPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test_ops.c")
 SRC, CASES = read_cases(TEST_OPS)
 NAMES = {"torch": torch, "F": F, "gates": gates, "gru_gates": gru_gates, "lstm_state": lstm_state,
-         "lstm_cell": lstm_cell, "lstm_zoo": lstm_zoo, "gru_zoo": gru_zoo, "gru_cell": gru_cell, "rnn_seq": rnn_seq, "ctc": ctc, "dropout": dropout,
+         "lstm_cell": lstm_cell, "lstm_zoo": lstm_zoo, "lstm_fgr_gates": lstm_fgr_gates, "gru_zoo": gru_zoo, "gru_cell": gru_cell, "rnn_seq": rnn_seq, "ctc": ctc, "dropout": dropout,
          "gather_idx": c_ints(SRC, "gather_idx"), "ctc_targets": c_ints(SRC, "ctc_targets"),
          "ctc_il": c_ints(SRC, "ctc_il"), "ctc_tl": c_ints(SRC, "ctc_tl")}
 
