@@ -245,6 +245,9 @@ void tg__div_backward(tg_record *r, const tg_tensor *g) {
 /* Backward of a unary op: dx[i] += g[i] * DERIV, where DERIV may read v = x[i], y = out[i], P0, P1
  * (dx[i] = ... when dx is new: see tg__grad_buf_assign). Returns from the backward function, as
  * UNARY_FORWARD returns from the forward one. */
+/* The derivative goes through a variable: gcc 12 leaves a loop with a conditional DERIV (relu's
+ * y > 0 ? 1 : 0, leaky_relu's, sign's, clamp's) inside the product as scalar code ("control flow in
+ * loop") but vectorises it as a select when it is a value of its own. Same expression, same bits. */
 #define UNARY_BACKWARD(r, g, DERIV)                                               \
     do {                                                                          \
         bool assign_;                                                             \
@@ -261,13 +264,15 @@ void tg__div_backward(tg_record *r, const tg_tensor *g) {
                 for (int64_t i = 0; i < g->numel; i++) {                          \
                     const T v = px[i], y = py[i];                                 \
                     (void)v; (void)y;                                             \
-                    d[i] = pg[i] * (DERIV);                                       \
+                    const T dv_ = (DERIV); /* a variable: see above */            \
+                    d[i] = pg[i] * dv_;                                           \
                 }                                                                 \
             else                                                                  \
                 for (int64_t i = 0; i < g->numel; i++) {                          \
                     const T v = px[i], y = py[i];                                 \
                     (void)v; (void)y;                                             \
-                    d[i] += pg[i] * (DERIV);                                      \
+                    const T dv_ = (DERIV);                                        \
+                    d[i] += pg[i] * dv_;                                          \
                 }                                                                 \
         });                                                                       \
         return;                                                                   \
