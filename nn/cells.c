@@ -80,6 +80,23 @@ static int lstm_step(const tg_cell *cell, const tg_cell_params *p, const tg_tens
     return tg__cell_produced(out, 2);
 }
 
+/* All T steps at once (the runner's path when nothing happens between steps and there are no
+ * projections): one tg_lstm_seq_ over the layer's input projection, which keeps the gates over it as the
+ * steps do; the same values and gradients as lstm_step, bit for bit, with one record per layer and
+ * direction instead of three per step and the stacked copy. */
+static tg_tensor *lstm_sequence(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *xproj, bool reverse,
+                                tg_tensor *const *state, tg_tensor **out) {
+    (void)cell;
+    tg_tensor *hc = tg_lstm_seq_((tg_tensor *)xproj, state[0], p->weight_hh, p->bias_hh, state[1],
+                                 reverse ? TG_LSTMS_REVERSE : 0u); /* [2,T,B,H] */
+    if (!hc) return NULL;
+    const int64_t last = reverse ? 0 : tg_dim(hc, 1) - 1;
+    tg_tensor *y = tg_select(hc, 0); /* [T,B,H] */
+    out[0] = y ? tg_select(y, last) : NULL;
+    out[1] = tg_select(tg_select(hc, 1), last);
+    return out[0] && out[1] ? y : NULL;
+}
+
 /* ---- GRU ------------------------------------------------------------------------------------------ */
 
 /* PyTorch's GRU ("reset-after", as in cuDNN): the reset gate scales the recurrent projection. */
@@ -196,7 +213,7 @@ const tg_cell tg__cells_builtin[] = {
     {.name = "rnn_relu", .gates = 1, .n_states = 1, .state_names = g_h, .forget_gate = -1, .step = rnn_relu_step,
      .sequence = rnn_relu_sequence, .equations = eq_rnn_relu, .reference = "Elman 1990 (PyTorch's nonlinearity='relu')"},
     {.name = "lstm", .gates = 4, .n_states = 2, .state_names = g_hc, .forget_gate = 1, .step = lstm_step, .proj = true,
-     .equations = eq_lstm, .reference = "Hochreiter & Schmidhuber 1997; forget gate: Gers, Schmidhuber & Cummins 2000"},
+     .sequence = lstm_sequence,     .equations = eq_lstm, .reference = "Hochreiter & Schmidhuber 1997; forget gate: Gers, Schmidhuber & Cummins 2000"},
     {.name = "gru", .gates = 3, .n_states = 1, .state_names = g_h, .forget_gate = 1, .step = gru_step,
      .equations = eq_gru, .reference = "Cho et al. 2014, the \"reset-after\" form of cuDNN / PyTorch"},
     {.name = "gru_reset_before", .gates = 3, .n_states = 1, .state_names = g_h, .forget_gate = 1, .step = gru_reset_before_step,

@@ -10,7 +10,7 @@
  * [T·B, I_k]; the loop then takes step t of it with tg_select (a zero-copy view), and only the
  * recurrent product h·W_hhᵀ stays inside the cell's step. Every step's result becomes the carried
  * state in one function, advance(), which is where zoneout and length masking happen. A cell with a
- * sequence function (rnn_tanh, rnn_relu, indrnn) runs all T steps in one call instead when none of
+ * sequence function (rnn_tanh, rnn_relu, indrnn, lstm) runs all T steps in one call instead when none of
  * that is asked for (sequence_ok). */
 #include "autograd/tape_internal.h"
 #include "nn/cells_internal.h"
@@ -283,9 +283,10 @@ static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params
                      tg_tensor ***keep);
 
 /* A cell's sequence function (all steps in one call) serves when nothing happens between its steps
- * that it would skip: no per-sequence lengths (masks), no zoneout, no kept step states; and B > 0. */
-static bool sequence_ok(const run_ctx *c, const tg_cell *cell, bool keep) {
-    if (!cell->sequence || keep || c->keep_mask || c->B == 0) return false;
+ * that it would skip: no per-sequence lengths (masks), no zoneout, no kept step states, no projections
+ * (proj_size: the step multiplies h' by weight_hr); and B > 0. */
+static bool sequence_ok(const run_ctx *c, const tg_cell *cell, const tg_cell_params *p, bool keep) {
+    if (!cell->sequence || keep || c->keep_mask || c->B == 0 || p->weight_hr) return false;
     for (int s = 0; s < cell->n_states; s++)
         if (c->zoneout[s] > 0) return false;
     return true;
@@ -326,7 +327,7 @@ static int run_direction(const run_ctx *c, int k, bool reverse, const tg_tensor 
     if (!proj) return -1;
     tg__pack_scope_begin(); /* W_hh is packed once for all T steps, not at every step */
     int rc;
-    if (sequence_ok(c, cell, keep != NULL)) rc = run_sequence(c, cell, p, reverse, proj, state, dir_out);
+    if (sequence_ok(c, cell, p, keep != NULL)) rc = run_sequence(c, cell, p, reverse, proj, state, dir_out);
     else {
         rc = time_loop(c, cell, p, reverse, input, proj, outputs, state, keep);
         if (rc == 0 && !(*dir_out = tg_stack((int)c->T, outputs))) rc = -1;                                /* [T,B,R] */

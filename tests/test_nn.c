@@ -369,14 +369,15 @@ Test(nn, gradcheck_learned_init_batch_first_no_bias_dropout) {
 
 /* ---- runner semantics ----------------------------------------------------------------------------- */
 
-/* A cell with a sequence function (rnn_tanh, rnn_relu, indrnn: one tg_rnn_seq_ per layer and direction)
- * gives what its step function gives, bit for bit: the same run with keep_step_states (which takes the
- * step-by-step path) as reference; two layers, both directions, dropout between them (one seed), batch
- * first, h0 given; F64 and F32. Outputs, final states and every gradient (x, h0, each parameter) equal. */
+/* A cell with a sequence function (rnn_tanh, rnn_relu, indrnn: one tg_rnn_seq_ per layer and direction;
+ * lstm: one tg_lstm_seq_) gives what its step function gives, bit for bit: the same run with
+ * keep_step_states (which takes the step-by-step path) as reference; two layers, both directions, dropout
+ * between them (one seed), batch first, h0 (and c0) given; F64 and F32. Outputs, final states and every
+ * gradient (x, h0, c0, each parameter) equal. */
 Test(nn, sequence_path_equals_the_step_path) {
-    const char *names[] = {"rnn_tanh", "rnn_relu", "indrnn"};
+    const char *names[] = {"rnn_tanh", "rnn_relu", "indrnn", "lstm"};
     const int64_t T = 5, B = 3, I = 4, H = 6;
-    for (int c = 0; c < 3; c++)
+    for (int c = 0; c < 4; c++)
         for (int dt = 0; dt < 2; dt++) {
             const tg_dtype dtype = dt ? TG_F32 : TG_F64;
             tg_rnn_config rc = {.input_size = I, .hidden_size = H, .num_layers = 2, .bidirectional = true,
@@ -388,9 +389,12 @@ Test(nn, sequence_path_equals_the_step_path) {
             cr_assert_not_null(m->cell->sequence, "%s has no sequence function", names[c]);
             cr_assert_leq(tg_params_count(m->params) + 4, 32);
             tg_tensor *x64 = th_rand(12, TG_SHAPE(B, T, I), -1, 1), *h64 = th_rand(13, TG_SHAPE(4, B, H), -1, 1);
-            tg_tensor *x = tg_to_dtype(x64, dtype), *h0 = tg_to_dtype(h64, dtype);
+            tg_tensor *c64 = th_rand(15, TG_SHAPE(4, B, H), -1, 1);
+            tg_tensor *x = tg_to_dtype(x64, dtype), *h0 = tg_to_dtype(h64, dtype), *c0 = tg_to_dtype(c64, dtype);
             tg_set_requires_grad(x, true);
             tg_set_requires_grad(h0, true);
+            tg_set_requires_grad(c0, true);
+            const bool two = m->cell->n_states == 2;
             double *got[2][32] = {{0}};
             int64_t len[32] = {0};
             int nt = 0;
@@ -398,14 +402,16 @@ Test(nn, sequence_path_equals_the_step_path) {
                 tg_rng drop;
                 tg_rng_seed(&drop, 14);
                 tg_rnn_output out;
-                tg_tensor *y = tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = (tg_tensor *[]){h0}, .train = true,
+                tg_tensor *y = tg_rnn_forward(m, x, &(tg_rnn_forward_opts){.init = (tg_tensor *[]){h0, c0}, .train = true,
                                                                           .rng = &drop, .keep_step_states = path == 1},
                                               &out);
                 cr_assert_not_null(y, "%s: %s", names[c], tg_last_error());
-                cr_assert_eq(tg_backward(tg_add(tg_sum(tg_mul(y, y)), tg_sum(tg_mul(out.h_n, out.h_n)))), 0, "%s",
-                             tg_last_error());
+                tg_tensor *loss = tg_add(tg_sum(tg_mul(y, y)), tg_sum(tg_mul(out.h_n, out.h_n)));
+                if (two) loss = tg_add(loss, tg_sum(tg_mul(out.c_n, h0)));
+                cr_assert_eq(tg_backward(loss), 0, "%s", tg_last_error());
                 const tg_tensor *t[32] = {y, out.h_n, tg_grad(x), tg_grad(h0)};
                 nt = 4;
+                if (two) { t[nt++] = out.c_n; t[nt++] = tg_grad(c0); }
                 for (int i = 0; i < tg_params_count(m->params); i++) t[nt++] = tg_grad(tg_params_at(m->params, i));
                 for (int i = 0; i < nt; i++) {
                     cr_assert_not_null(t[i], "%s: tensor %d missing", names[c], i);
@@ -418,19 +424,22 @@ Test(nn, sequence_path_equals_the_step_path) {
                 tg_params_zero_grad(m->params);
                 tg_zero_grad(x);
                 tg_zero_grad(h0);
+                tg_zero_grad(c0);
             }
             for (int i = 0; i < nt; i++) {
                 for (int64_t j = 0; j < len[i]; j++)
-                    cr_expect_eq(got[0][i][j], got[1][i][j], "%s %s: tensor %d (y, h_n, dx, dh0, then the parameters' "
-                                 "gradients) [%lld]: sequence %.17g, steps %.17g", names[c], dt ? "F32" : "F64", i,
+                    cr_expect_eq(got[0][i][j], got[1][i][j], "%s %s: tensor %d (y, h_n, dx, dh0, [c_n, dc0,] then the "
+                                 "parameters' gradients) [%lld]: sequence %.17g, steps %.17g", names[c], dt ? "F32" : "F64", i,
                                  (long long)j, got[0][i][j], got[1][i][j]);
                 free(got[0][i]);
                 free(got[1][i]);
             }
             tg_release(x64);
             tg_release(h64);
+            tg_release(c64);
             tg_release(x);
             tg_release(h0);
+            tg_release(c0);
             tg_rnn_free(m);
         }
     cr_expect_eq(tg_live_tensors(), 0);

@@ -200,6 +200,16 @@ static tg_tensor *f_rnnseq_inplace(tg_tensor *const *in, int n, void *u) {
     tg_tensor *y = tg_rnn_seq_(tg_mul_scalar(in[0], 1.0), in[1], in[2], in[3], 0);
     return tg_add(tg_mul(y, y), tg_select(y, 2));
 }
+/* tg_lstm_seq_, a whole LSTM layer: inputs xp [T,B,4H], h0, W [4H,H], c0, b; xp a leaf (the gates get a
+ * buffer of their own) */
+FN(f_lstmseq, tg_lstm_seq_(in[0], in[1], in[2], in[4], in[3], 0))
+FN(f_lstmseq_rev_nobias, tg_lstm_seq_(in[0], in[1], in[2], NULL, in[3], TG_LSTMS_REVERSE))
+/* as the runner runs it: over an op result (the gates overwrite it); both rows of the result read */
+static tg_tensor *f_lstmseq_inplace(tg_tensor *const *in, int n, void *u) {
+    (void)n; (void)u;
+    tg_tensor *hc = tg_lstm_seq_(tg_mul_scalar(in[0], 1.0), in[1], in[2], in[4], in[3], 0);
+    return tg_add(tg_mul(tg_select(hc, 0), tg_select(hc, 1)), tg_select(tg_select(hc, 0), 1));
+}
 FN(f_layer_norm, tg_layer_norm(in[0], 1, in[1], in[2], 1e-5))
 FN(f_layer_norm4, tg_layer_norm(in[0], 4, in[1], in[2], 1e-5)) /* an LSTM's four gate blocks apart */
 FN(f_layer_norm_noshift, tg_layer_norm(in[0], 2, in[1], NULL, 1e-3))
@@ -400,6 +410,9 @@ static const row rows[] = {
     {"tg_rnn_seq_", f_rnnseq_diag_relu, 4, {3, 2, 1, 1}, {{3, 2, 5}, {2, 5}, {5}, {5}}, -1, 1, "rnn_seq(a, b, c, d, 1)"},
     {"tg_rnn_seq_", f_rnnseq_diag_tanh_rev, 3, {3, 2, 1}, {{3, 2, 4}, {2, 4}, {4}}, -1, 1, "rnn_seq(a, b, c, None, 2)"},
     {"tg_rnn_seq_", f_rnnseq_inplace, 4, {3, 2, 2, 1}, {{3, 2, 4}, {2, 4}, {4, 4}, {4}}, -1, 1, NULL},
+    {"tg_lstm_seq_", f_lstmseq, 5, {3, 2, 2, 2, 1}, {{3, 2, 12}, {2, 3}, {12, 3}, {2, 3}, {12}}, -2, 2, "lstm_seq(a, b, c, e, d, 0)"},
+    {"tg_lstm_seq_", f_lstmseq_rev_nobias, 4, {3, 2, 2, 2}, {{4, 3, 8}, {3, 2}, {8, 2}, {3, 2}}, -2, 2, "lstm_seq(a, b, c, None, d, 1)"},
+    {"tg_lstm_seq_", f_lstmseq_inplace, 5, {3, 2, 2, 2, 1}, {{3, 2, 12}, {2, 3}, {12, 3}, {2, 3}, {12}}, -1, 1, NULL},
 };
 #define N_ROWS (int)(sizeof rows / sizeof rows[0])
 
@@ -1012,6 +1025,130 @@ Test(ops, lstm_fgr_gates_overwrite_only_what_nothing_saved) {
     tg_tape_reset();
     tg_tensor *list[] = {x, h, W, c, p, Wgg, prev, keep, W_bad, prev_bad, p4, c4};
     for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) tg_release(list[i]);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* tg_lstm_seq_ is tg_lstm_cell_ per step (h' and c' through tg_select, the h' stacked), bit for bit, over
+ * the rows of one input projection (which both overwrite with the gates, as in the runner), forward and
+ * reversed, F64 and F32, with and without the biases, x, h0 and c0 requiring grad; the loss reads the
+ * outputs, the final h' and c', and the c' of one step inside the sequence. Every value and gradient equal. */
+static tg_tensor *lstm_seq_chain(bool fused, tg_tensor *const *p, bool bias, bool rev, tg_tensor **hn, tg_tensor **cn,
+                                 tg_tensor **cmid) {
+    const int64_t T = 4;
+    tg_tensor *proj = tg_linear(p[0], p[1], bias ? p[2] : NULL); /* x [T,B,I] W_ih [4H,I] -> [T,B,4H] */
+    const tg_tensor *W = p[3], *b = bias ? p[4] : NULL;
+    if (fused) {
+        tg_tensor *hc = tg_lstm_seq_(proj, p[5], W, b, p[6], rev ? TG_LSTMS_REVERSE : 0);
+        tg_tensor *y = tg_select(hc, 0), *c = tg_select(hc, 1);
+        *hn = tg_select(y, rev ? 0 : T - 1);
+        *cn = tg_select(c, rev ? 0 : T - 1);
+        *cmid = tg_select(c, 1);
+        return y;
+    }
+    tg_tensor *h = p[5], *c = p[6], *ys[4];
+    for (int s = 0; s < T; s++) {
+        const int64_t t = rev ? T - 1 - s : s;
+        tg_tensor *hc = tg_lstm_cell_(tg_select(proj, t), h, W, b, c);
+        h = ys[t] = tg_select(hc, 0);
+        c = tg_select(hc, 1);
+        if (t == 1) *cmid = c;
+    }
+    *hn = h;
+    *cn = c;
+    return tg_stack((int)T, ys);
+}
+
+Test(ops, lstm_seq_equals_the_steps_it_replaces) {
+    const int64_t T = 4, B = 3, I = 5, H = 6;
+    int ndim[7] = {3, 2, 1, 2, 1, 2, 2};
+    const int64_t shapes[7][3] = {{T, B, I}, {4 * H, I}, {4 * H}, {4 * H, H}, {4 * H}, {B, H}, {B, H}};
+    for (int rev = 0; rev < 2; rev++)
+    for (int dt = 0; dt < 2; dt++)
+        for (int bias = 0; bias < 2; bias++) {
+            tg_tensor *p[2][7], *y[2], *hn[2], *cn[2], *cm[2];
+            for (int k = 0; k < 2; k++) {
+                for (int i = 0; i < 7; i++) {
+                    tg_tensor *v = th_rand(70 + (uint64_t)i, ndim[i], shapes[i], -1, 1);
+                    p[k][i] = dt ? tg_to_dtype(v, TG_F32) : tg_copy(v);
+                    tg_release(v);
+                    tg_set_requires_grad(p[k][i], true);
+                }
+                y[k] = lstm_seq_chain(k == 1, p[k], bias, rev, &hn[k], &cn[k], &cm[k]);
+                cr_assert_not_null(y[k], "%s", tg_last_error());
+                tg_tensor *loss = tg_add(tg_add(tg_sum(tg_mul(y[k], y[k])), tg_sum(tg_mul(hn[k], p[k][5]))),
+                                         tg_add(tg_sum(tg_mul(cn[k], cn[k])), tg_sum(tg_mul(cm[k], p[k][6]))));
+                cr_assert_eq(tg_backward(loss), 0, "%s", tg_last_error());
+            }
+            char D[64];
+            snprintf(D, sizeof D, "lstm %s %s bias %d", dt ? "F32" : "F64", rev ? "reverse" : "forward", bias);
+            for (int64_t j = 0; j < tg_numel(y[0]); j++)
+                cr_expect_eq(tg_get(y[1], j), tg_get(y[0], j), "%s: h' [%lld]", D, (long long)j);
+            for (int64_t j = 0; j < tg_numel(cn[0]); j++)
+                cr_expect_eq(tg_get(cn[1], j), tg_get(cn[0], j), "%s: c'_n [%lld]", D, (long long)j);
+            for (int i = 0; i < 7; i++) {
+                if (!bias && (i == 2 || i == 4)) continue;
+                cr_assert_not_null(tg_grad(p[1][i]), "%s: no gradient of input %d", D, i);
+                for (int64_t j = 0; j < tg_numel(p[0][i]); j++) {
+                    const double a = tg_get(tg_grad(p[1][i]), j), e = tg_get(tg_grad(p[0][i]), j);
+                    cr_expect(memcmp(&a, &e, sizeof a) == 0, "%s: d input %d [%lld]: %.17g, steps %.17g", D, i,
+                              (long long)j, a, e);
+                }
+            }
+            tg_tape_reset();
+            for (int k = 0; k < 2; k++)
+                for (int i = 0; i < 7; i++) tg_release(p[k][i]);
+        }
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* The gates overwrite an op result, never a leaf; an op that saved the projection before fails in
+ * backward naming itself, and so does tg_lstm_seq_ when its result is changed in place afterwards; bad
+ * arguments are named. */
+Test(ops, lstm_seq_overwrites_only_op_results_and_names_bad_arguments) {
+    th_record_errors();
+    tg_tensor *x = th_rand(80, TG_SHAPE(3, 2, 8), -1, 1), *h = th_rand(81, TG_SHAPE(2, 2), -1, 1);
+    tg_tensor *W = th_rand(82, TG_SHAPE(8, 2), -1, 1), *c = th_rand(83, TG_SHAPE(2, 2), -1, 1);
+    tg_tensor *keep = tg_copy(x);
+    tg_set_requires_grad(W, true);
+    cr_assert_not_null(tg_lstm_seq_(x, h, W, NULL, c, 0));
+    for (int64_t j = 0; j < tg_numel(x); j++) cr_expect_eq(tg_get(x, j), tg_get(keep, j), "leaf xp changed at %lld", (long long)j);
+    tg_set_requires_grad(x, true);
+    tg_tape_reset();
+    tg_tensor *proj = tg_mul_scalar(x, 1.0);
+    tg_tensor *sq = tg_mul(proj, proj); /* saves proj */
+    tg_tensor *hc = tg_lstm_seq_(proj, h, W, NULL, c, 0);
+    cr_assert_not_null(hc);
+    cr_expect_neq(tg_get(proj, 0), tg_get(keep, 0) * 1.0, "the op result should hold the gates now");
+    cr_expect_neq(tg_backward(tg_add(tg_sum(sq), tg_sum(hc))), 0);
+    cr_expect(strstr(th_last_message(), "tg_mul") && strstr(th_last_message(), "modified in place"), "%s", th_last_message());
+    tg_tape_reset();
+    th_reset_errors();
+    hc = tg_lstm_seq_(tg_mul_scalar(x, 1.0), h, W, NULL, c, TG_LSTMS_REVERSE);
+    tg_tensor *s = tg_sum(hc);
+    tg_fill_(hc, 0.5); /* the result changed after the op recorded it */
+    cr_expect_neq(tg_backward(s), 0);
+    cr_expect(strstr(th_last_message(), "of tg_lstm_seq_ was modified in place"), "%s", th_last_message());
+    tg_tape_reset();
+    tg_tensor *h3 = tg_zeros(TG_F64, TG_SHAPE(2, 3)), *W3 = tg_zeros(TG_F64, TG_SHAPE(8, 3)), *b5 = tg_zeros(TG_F64, TG_SHAPE(5));
+    tg_tensor *x2 = tg_zeros(TG_F64, TG_SHAPE(2, 8)), *x7 = tg_zeros(TG_F64, TG_SHAPE(3, 2, 7));
+    struct { tg_tensor *xp, *h, *W, *b, *c; unsigned flags; const char *want; } cases[] = {
+        {x, h, W, NULL, c, 2, "tg_lstm_seq_: flags 0x2: unknown bits 0x2"},
+        {x, h3, W, NULL, c, 0, "tg_lstm_seq_: xp [3,2,8], h0 [2,3], c0 [2,2], W [8,2]: need xp [T,B,4·H], h0 [B,H], c0 [B,H], W [4·H,H]"},
+        {x, h, W, NULL, h3, 0, "tg_lstm_seq_: xp [3,2,8], h0 [2,2], c0 [2,3], W [8,2]: need"},
+        {x, h, W3, NULL, c, 0, "tg_lstm_seq_: xp [3,2,8], h0 [2,2], c0 [2,2], W [8,3]: need"},
+        {x, h, W, b5, c, 0, "tg_lstm_seq_: xp [3,2,8], h0 [2,2], c0 [2,2], W [8,2], b [5]: need xp [T,B,4·H], h0 [B,H], c0 [B,H], W [4·H,H], b [4·H]"},
+        {x2, h, W, NULL, c, 0, "tg_lstm_seq_: xp [2,8], h0 [2,2], c0 [2,2], W [8,2]: need"},
+        {x7, h, W, NULL, c, 0, "tg_lstm_seq_: xp [3,2,7], h0 [2,2], c0 [2,2], W [8,2]: need"},
+        {x, h, W, NULL, NULL, 0, "tg_lstm_seq_: argument c0 is NULL"},
+        {x, NULL, W, NULL, c, 0, "tg_lstm_seq_: argument h0 is NULL"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        th_reset_errors();
+        cr_expect_null(tg_lstm_seq_(cases[k].xp, cases[k].h, cases[k].W, cases[k].b, cases[k].c, cases[k].flags), "case %zu", k);
+        cr_expect(strstr(th_last_message(), cases[k].want) != NULL, "case %zu: %s", k, th_last_message());
+    }
+    tg_tensor *list[] = {x, h, W, c, keep, h3, W3, b5, x2, x7};
+    for (int i = 0; i < 10; i++) tg_release(list[i]);
     cr_expect_eq(tg_live_tensors(), 0);
 }
 

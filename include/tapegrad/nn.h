@@ -153,7 +153,7 @@ typedef int (*tg_cell_step_fn)(const tg_cell *cell, const tg_cell_params *p, con
  * overwrite it, as tg_rnn_seq_ does); state_in as for step. Fills state_out with the final states and
  * returns the outputs [T,B,H] (state 0 after every step, tape-owned), or NULL when an op failed (its
  * message is pending). The runner uses it when nothing happens between steps: no per-sequence lengths,
- * no zoneout, no kept step states. */
+ * no zoneout, no kept step states, no projections (proj_size). */
 typedef tg_tensor *(*tg_cell_sequence_fn)(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *xproj,
                                           bool reverse, tg_tensor *const *state_in, tg_tensor **state_out);
 

@@ -145,6 +145,20 @@ tg_tensor *tg_gru_zoo_(tg_tensor *xp, const tg_tensor *x, const tg_tensor *h, co
  * of it (xp's values are gone and its version is bumped); otherwise it gets a buffer of its own. */
 enum { TG_RNNS_RELU = 1, TG_RNNS_REVERSE = 2 };
 tg_tensor *tg_rnn_seq_(tg_tensor *xp, const tg_tensor *h0, const tg_tensor *W, const tg_tensor *b, unsigned flags);
+/* An LSTM layer and direction over a whole sequence in one op (the built-in "lstm" cell without
+ * projections), from the input projection xp [T,B,4H] (x·W_ihᵀ + b_ih of every step, gate order i,f,g,o),
+ * the initial states h0, c0 [B,H], W_hh [4H,H] and b_hh [4H] (or NULL), in tg_lstm_cell_'s argument order;
+ * per step the LSTM of tg_lstm_cell_,
+ *     [i; f; g; o] = [σ; σ; tanh; σ](xp_t + h'_{t−1}·Wᵀ + b),  c'_t = f ⊙ c'_{t−1} + i ⊙ g,  h'_t = o ⊙ tanh(c'_t)
+ * with h'_{−1} = h0, c'_{−1} = c0; TG_LSTMS_REVERSE runs t = T−1 down to 0. The result is [2,T,B,H]: row
+ * 0 the h'_t (the layer's output [T,B,H]), row 1 the c'_t. Same values and gradients as tg_lstm_cell_ per
+ * step with its h' stacked, bit for bit, with one record. In place (the trailing _), as tg_lstm_cell_:
+ * when xp is an op result of the current tape, the op is recorded and no other argument shares xp's
+ * storage, the gate activations are stored over xp (its values are gone and its version is bumped);
+ * otherwise they get a buffer of their own. */
+enum { TG_LSTMS_REVERSE = 1 };
+tg_tensor *tg_lstm_seq_(tg_tensor *xp, const tg_tensor *h0, const tg_tensor *W, const tg_tensor *b, const tg_tensor *c0,
+                        unsigned flags);
 /* Layer normalisation (torch.nn.functional.layer_norm) over each of `blocks` equal parts of the last
  * axis of x [..., N]: part k of a row, a = x[..., k·n : (k+1)·n] with n = N / blocks, becomes
  *     (a − μ) / √(σ² + eps) ⊙ gain[k·n : (k+1)·n] + beta[k·n : (k+1)·n]

@@ -162,6 +162,17 @@ def rnn_seq(xp, h0, w, b, flags):
     return torch.stack(out)
 
 
+
+def lstm_seq(xp, h0, w, b, c0, flags):
+    """tg_lstm_seq_: lstm_cell over the steps of xp [T,B,4H] from (h0, c0); flags 1 reverse (t = T-1 down to
+    0); the result [2,T,B,H], row 0 the h'_t, row 1 the c'_t"""
+    steps = range(xp.shape[0] - 1, -1, -1) if flags & 1 else range(xp.shape[0])
+    h, c, hs, cs = h0, c0, [None] * xp.shape[0], [None] * xp.shape[0]
+    for t in steps:
+        h, c = lstm_cell(xp[t], h, w, b, c)
+        hs[t], cs[t] = h, c
+    return torch.stack([torch.stack(hs), torch.stack(cs)])
+
 def ctc(log_probs, targets, input_lengths, target_lengths):
     """torch's CTC loss per sequence (behind log_softmax its backward is the logits' gradient,
     pytorch/pytorch#52241)"""
@@ -213,7 +224,7 @@ def read_cases(path):
 TEST_OPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test_ops.c")
 SRC, CASES = read_cases(TEST_OPS)
 NAMES = {"torch": torch, "F": F, "gates": gates, "gru_gates": gru_gates, "lstm_state": lstm_state,
-         "lstm_cell": lstm_cell, "lstm_zoo": lstm_zoo, "lstm_fgr_gates": lstm_fgr_gates, "gru_zoo": gru_zoo, "gru_cell": gru_cell, "rnn_seq": rnn_seq, "ctc": ctc, "dropout": dropout,
+         "lstm_cell": lstm_cell, "lstm_zoo": lstm_zoo, "lstm_fgr_gates": lstm_fgr_gates, "gru_zoo": gru_zoo, "gru_cell": gru_cell, "rnn_seq": rnn_seq, "lstm_seq": lstm_seq, "ctc": ctc, "dropout": dropout,
          "gather_idx": c_ints(SRC, "gather_idx"), "ctc_targets": c_ints(SRC, "ctc_targets"),
          "ctc_il": c_ints(SRC, "ctc_il"), "ctc_tl": c_ints(SRC, "ctc_tl")}
 
