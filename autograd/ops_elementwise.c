@@ -2,6 +2,7 @@
  * Each forward is followed by its backward; each backward accumulates (+=) and carries its adjoint.
  * Math functions come from <tgmath.h>, so one loop body serves float and double. */
 #include "autograd/ops_common.h"
+#include "tensor/velem.h"
 #include "tensor/vmath.h"
 
 #include <tgmath.h>
@@ -114,6 +115,11 @@ static tg_tensor *operand_grad(tg_tensor *t, const bcast *bc, bool *assign) {
         else BCAST_LOOP(bc, d[IDX] += (VALUE));                                 \
     } while (0)
 
+/* The dispatched elementwise kernels (tensor/velem.h) for T, inside TG_DISPATCH. Each element is the
+ * one rounded operation of the loops they stand for, so the results are theirs on every target. */
+#define VBIN(op, y, a, b, n) _Generic((T)0, float: tg_vbin_f32, default: tg_vbin_f64)(op, y, a, b, n)
+#define VMUL_ACC(y, a, b, n) _Generic((T)0, float: tg_vmul_acc_f32, default: tg_vmul_acc_f64)(y, a, b, n)
+
 static tg_tensor *binary(tg_op op, const char *fn, const tg_tensor *a, const tg_tensor *b) {
     if (!tg__check(fn, "a", a) || !tg__check(fn, "b", b)) return NULL;
     if (!tg__same_dtype(fn, a, b)) return NULL;
@@ -125,7 +131,12 @@ static tg_tensor *binary(tg_op op, const char *fn, const tg_tensor *a, const tg_
         const T *restrict pa = TG_PTR(a, T);
         const T *restrict pb = TG_PTR(b, T);
         T *restrict po = TG_PTR(out, T);
-        switch (op) {
+        if (bc.kind != GENERAL) { /* whole arrays or rows: the dispatched kernel (tensor/velem.h) */
+            const int vop = op == TG_OP_ADD ? TG_VADD : op == TG_OP_SUB ? TG_VSUB : op == TG_OP_MUL ? TG_VMUL : TG_VDIV;
+            if (bc.kind == SAME) VBIN(vop, po, pa, pb, bc.n);
+            else if (bc.kind == B_ROW) for (int64_t r0 = 0; r0 < bc.n; r0 += bc.row) VBIN(vop, po + r0, pa + r0, pb, bc.row);
+            else for (int64_t r0 = 0; r0 < bc.n; r0 += bc.row) VBIN(vop, po + r0, pa, pb + r0, bc.row);
+        } else switch (op) {
         case TG_OP_ADD: BCAST_LOOP(&bc, po[i] = pa[ia] + pb[ib]); break;
         case TG_OP_SUB: BCAST_LOOP(&bc, po[i] = pa[ia] - pb[ib]); break;
         case TG_OP_MUL: BCAST_LOOP(&bc, po[i] = pa[ia] * pb[ib]); break;
@@ -183,8 +194,13 @@ void tg__mul_backward(tg_record *r, const tg_tensor *g) {
     tg_tensor *ga = operand_grad(r->in[0], &bc, &sa), *gb = operand_grad(r->in[1], &bc, &sb);
     TG_DISPATCH(g->dtype, {
         const T *pg = TG_PTR(g, T), *pa = TG_PTR(r->in[0], T), *pb = TG_PTR(r->in[1], T);
-        if (ga) { T *d = TG_PTR(ga, T); BCAST_STORE(&bc, sa, d, ia, pg[i] * pb[ib]); }
-        if (gb) { T *d = TG_PTR(gb, T); BCAST_STORE(&bc, sb, d, ib, pg[i] * pa[ia]); }
+        if (bc.kind == SAME) { /* d (+)= g ⊙ operand, the dispatched kernels */
+            if (ga) { T *d = TG_PTR(ga, T); if (sa) VBIN(TG_VMUL, d, pg, pb, bc.n); else VMUL_ACC(d, pg, pb, bc.n); }
+            if (gb) { T *d = TG_PTR(gb, T); if (sb) VBIN(TG_VMUL, d, pg, pa, bc.n); else VMUL_ACC(d, pg, pa, bc.n); }
+        } else {
+            if (ga) { T *d = TG_PTR(ga, T); BCAST_STORE(&bc, sa, d, ia, pg[i] * pb[ib]); }
+            if (gb) { T *d = TG_PTR(gb, T); BCAST_STORE(&bc, sb, d, ib, pg[i] * pa[ia]); }
+        }
     });
 }
 

@@ -12,6 +12,7 @@
 #include "tensor/gemm.h"
 #include "tensor/steps.h"
 #include "tensor/updates.h"
+#include "tensor/velem.h"
 #include "tensor/vmath.h"
 
 /* meson defines TG_KT_AVX512 / TG_KT_AVX2 when it built those targets (x86-64 compilers that take

@@ -1,17 +1,17 @@
 /* tensor/dispatch.h - run-time choice of the CPU target for the hot kernels (internal).
  *
- * The kernel sources (tensor/gemm.c, tensor/vmath.c, tensor/steps.c, tensor/updates.c) are compiled
- * once per CPU target from the same source (meson.build: one static library per target with that
- * target's -m flags, the functions renamed by tensor/ktarget.h): on x86-64 "avx512" (AVX-512
- * F/BW/DQ/VL + AVX2 + FMA), "avx2" (AVX2 + FMA) and "generic" (the compiler's baseline, SSE2 on
- * x86-64); elsewhere "generic" only.
+ * The kernel sources (tensor/gemm.c, tensor/vmath.c, tensor/steps.c, tensor/updates.c,
+ * tensor/velem.c) are compiled once per CPU target from the same source (meson.build: one static
+ * library per target with that target's -m flags, the functions renamed by tensor/ktarget.h): on
+ * x86-64 "avx512" (AVX-512 F/BW/DQ/VL + AVX2 + FMA), "avx2" (AVX2 + FMA) and "generic" (the
+ * compiler's baseline, SSE2 on x86-64); elsewhere "generic" only.
  * The first kernel call picks the best target the CPU reports (__builtin_cpu_supports, which also
  * checks that the OS saves the wide registers); TAPEGRAD_CPU=generic|avx2|avx512 forces one, and a
  * forced target this CPU cannot run falls back to the best one it can, with a message on stderr.
  * The choice is made once per process and never changes (packed GEMM operands are laid out for the
  * target that packed them). tg_kernel_target() (<tapegrad/tensor.h>) names it.
  *
- * The unsuffixed kernel names of gemm.h / vmath.h / steps.h / updates.h are defined by tensor/dispatch.c and call the
+ * The unsuffixed kernel names of gemm.h / vmath.h / steps.h / updates.h / velem.h are defined by tensor/dispatch.c and call the
  * chosen target's build through one table of function pointers. The thread pool (tensor/pool.c) is
  * compiled once and shared by all targets. */
 #ifndef TG_TENSOR_DISPATCH_H
@@ -100,7 +100,11 @@
     V(tg_upd_radam_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                               \
     V(tg_upd_radam_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                              \
     V(tg_upd_adadelta_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                            \
-    V(tg_upd_adadelta_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)
+    V(tg_upd_adadelta_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                         \
+    V(tg_vbin_f32, (int op, float *y, const float *a, const float *b, int64_t n), (op, y, a, b, n))     \
+    V(tg_vbin_f64, (int op, double *y, const double *a, const double *b, int64_t n), (op, y, a, b, n))  \
+    V(tg_vmul_acc_f32, (float *y, const float *a, const float *b, int64_t n), (y, a, b, n))             \
+    V(tg_vmul_acc_f64, (double *y, const double *a, const double *b, int64_t n), (y, a, b, n))
 
 /* One target's build of every kernel. */
 #define TG_KFIELD_V(name, params, args) void(*name) params;

@@ -1,6 +1,6 @@
 /* tensor/ktarget.h - renames the kernels of one CPU target's build (internal; see tensor/dispatch.h).
  *
- * meson compiles the kernel sources (gemm.c, vmath.c, steps.c, updates.c) once per CPU target with
+ * meson compiles the kernel sources (gemm.c, vmath.c, steps.c, updates.c, velem.c) once per CPU target with
  * `-include tensor/ktarget.h -DTG_KSUFFIX=_avx2` (and that target's -m flags), so that each build
  * defines tg_gemm_f32_avx2, tg_vexp_f32_avx2, ... instead of tg_gemm_f32, tg_vexp_f32; tensor/dispatch.c
  * defines the unsuffixed names, which call the build chosen at start-up. A kernel missing here is
@@ -63,4 +63,8 @@
 #define tg_upd_radam_f64 TG_KNAME(tg_upd_radam_f64)
 #define tg_upd_adadelta_f32 TG_KNAME(tg_upd_adadelta_f32)
 #define tg_upd_adadelta_f64 TG_KNAME(tg_upd_adadelta_f64)
+#define tg_vbin_f32 TG_KNAME(tg_vbin_f32)
+#define tg_vbin_f64 TG_KNAME(tg_vbin_f64)
+#define tg_vmul_acc_f32 TG_KNAME(tg_vmul_acc_f32)
+#define tg_vmul_acc_f64 TG_KNAME(tg_vmul_acc_f64)
 #endif

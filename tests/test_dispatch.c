@@ -10,6 +10,7 @@
 #include <tapegrad/tapegrad.h>
 
 #include "tensor/dispatch.h"
+#include "tensor/velem.h"
 
 static const char *const targets[] = {"avx512", "avx2"};
 
@@ -267,6 +268,44 @@ static void updates_agree(const tg_kernels *k, const tg_kernels *g) {
         }
 }
 
+/* The plain ops' elementwise kernels (tensor/velem.h) through target k and through generic: one
+ * rounded operation per element (two for vmul_acc), so the bits must be equal; in place too, F32 and
+ * F64, n = 1001 (a vector tail everywhere), and against the scalar operation itself. */
+static void velem_agree(const tg_kernels *k, const tg_kernels *g) {
+    enum { N = 1001 };
+    static float a[N], b[N], y[2][N];
+    static double ad[N], bd[N], yd[2][N];
+    unsigned s = 29;
+    for (int i = 0; i < N; i++) ad[i] = a[i] = (float)(frand(&s) * 3), bd[i] = b[i] = (float)(frand(&s) + 1.5);
+    for (int op = TG_VADD; op <= TG_VDIV; op++)
+        for (int inplace = 0; inplace < 2; inplace++) {
+            for (int t = 0; t < 2; t++) {
+                const tg_kernels *kt = t ? g : k;
+                if (inplace) memcpy(y[t], a, sizeof a), memcpy(yd[t], ad, sizeof ad);
+                kt->tg_vbin_f32(op, y[t], inplace ? y[t] : a, b, N);
+                kt->tg_vbin_f64(op, yd[t], inplace ? yd[t] : ad, bd, N);
+            }
+            cr_assert(memcmp(y[0], y[1], sizeof y[0]) == 0 && memcmp(yd[0], yd[1], sizeof yd[0]) == 0,
+                      "%s vs generic: tg_vbin op %d (in place %d) differs", k->name, op, inplace);
+            for (int i = 0; i < N; i++) {
+                const float want = op == TG_VADD ? a[i] + b[i] : op == TG_VSUB ? a[i] - b[i] : op == TG_VMUL ? a[i] * b[i] : a[i] / b[i];
+                cr_assert(y[0][i] == want, "%s: tg_vbin op %d at %d: %.9g, want %.9g", k->name, op, i, y[0][i], want);
+            }
+        }
+    for (int t = 0; t < 2; t++) {
+        const tg_kernels *kt = t ? g : k;
+        for (int i = 0; i < N; i++) y[t][i] = (float)i / 7, yd[t][i] = i / 7.0;
+        kt->tg_vmul_acc_f32(y[t], a, b, N);
+        kt->tg_vmul_acc_f64(yd[t], ad, bd, N);
+    }
+    cr_assert(memcmp(y[0], y[1], sizeof y[0]) == 0 && memcmp(yd[0], yd[1], sizeof yd[0]) == 0, "%s vs generic: tg_vmul_acc differs",
+              k->name);
+    for (int i = 0; i < N; i++) {
+        const float p = a[i] * b[i], want = (float)i / 7 + p; /* the product rounded, then the sum: no FMA */
+        cr_assert(y[0][i] == want, "%s: tg_vmul_acc at %d: %.9g, want %.9g", k->name, i, y[0][i], want);
+    }
+}
+
 Test(dispatch, every_target_this_cpu_runs_agrees_with_generic) {
     const tg_kernels *g = tg__kernels_named("generic");
     if (!g) g = tg__kernels_named("native"); /* a -Dnative=true build has nothing else */
@@ -305,6 +344,7 @@ Test(dispatch, every_target_this_cpu_runs_agrees_with_generic) {
         gru_rows_agree(k, g);
         gruz_rows_agree(k, g);
         updates_agree(k, g);
+        velem_agree(k, g);
         float s1 = k->tg_vsum_f32(x, N), s2 = g->tg_vsum_f32(x, N);
         cr_expect(fabsf(s1 - s2) <= 1e-4f, "%s vs generic: sum %.9g vs %.9g", k->name, s1, s2);
         cr_expect(fabs(k->tg_vsum_f64(xd, N) - g->tg_vsum_f64(xd, N)) <= 1e-11, "%s vs generic: sum F64", k->name);
