@@ -1034,3 +1034,5 @@ static void step_two_threads_bit_identical(const char *cell, int64_t B) {
 
 Test(nn, lstm_step_two_threads_bit_identical) { step_two_threads_bit_identical("lstm", 8); }
 Test(nn, gru_step_two_threads_bit_identical) { step_two_threads_bit_identical("gru", 16); }
+/* lstm_fgr's gates (tg_lstm_fgr_gates_, autograd/ops_zoo_lstm.c) cut their rows the same way: 8 x 2048 */
+Test(nn, lstm_fgr_step_two_threads_bit_identical) { step_two_threads_bit_identical("lstm_fgr", 8); }
