@@ -75,6 +75,25 @@
 #ifndef TG_GEMM_NV
 #define TG_GEMM_NV 2
 #endif
+/* The F32 packed path's own tile (F64 and the direct path keep TG_GEMM_MR x TG_GEMM_NV). AVX-512:
+ * 6 x 64 (24 accumulators, 4 vectors of B per k): on an Intel Xeon (family 6, 2 x 512-bit FMA) the
+ * 8 x 32 tile's loop ran at ~86 % of the FMA limit even with both panels in L1, 6 x 64 at ~91 %
+ * (docs/speed.md, session 4, h5gemm). Each C element is still one multiply-add chain in k order per
+ * KC block, so the tile shape does not change any result. */
+#ifndef TG_GEMM_MR_F32
+#if defined(__AVX512F__)
+#define TG_GEMM_MR_F32 6
+#else
+#define TG_GEMM_MR_F32 TG_GEMM_MR
+#endif
+#endif
+#ifndef TG_GEMM_NV_F32
+#if defined(__AVX512F__)
+#define TG_GEMM_NV_F32 4
+#else
+#define TG_GEMM_NV_F32 TG_GEMM_NV
+#endif
+#endif
 
 /* Cache blocking (elements): KC x NR micro-panel of B stays in L1, MC x KC block of A in L2,
  * KC x NC block of B in L3. MC must be a multiple of MR. Overridable with -D for tuning. */
@@ -247,9 +266,17 @@ void tg_gemm_ref_f64(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 
 #define FN(name) TG_CAT(name, SFX)
 #define VL ((int)(TG_VBYTES / sizeof(T)))
+#if TG_ESIZE == 4
+#define MR TG_GEMM_MR_F32
+#define NV TG_GEMM_NV_F32
+#else
 #define MR TG_GEMM_MR
 #define NV TG_GEMM_NV
+#endif
 #define NR (NV * VL)
+/* the direct path's tile: at most 4 rows of op(A) x DNV vectors */
+#define DNV TG_GEMM_NV
+#define DNR (DNV * VL)
 
 /* C[M,N] = beta*C (beta == 0: overwrite, NaN-safe). */
 static void FN(tg_scale_c)(int64_t M, int64_t N, T beta, T *C, int64_t ldc)
@@ -366,32 +393,32 @@ FN(tg_direct_nn_rows)(const int dm, int64_t N, int64_t K, const T *A, int64_t sa
         const T *Ak = A + k0 * sak;
         const T *Bk = B + k0 * ldb;
         int64_t j = 0;
-        for (; j + NR <= N; j += NR) {
-            V acc[MR][NV];
+        for (; j + DNR <= N; j += DNR) {
+            V acc[4][DNV];
 #pragma GCC unroll 8
             for (int i = 0; i < dm; i++) {
 #pragma GCC unroll 8
-                for (int v = 0; v < NV; v++) memcpy(&acc[i][v], C + i * ldc + j + v * VL, sizeof(V));
+                for (int v = 0; v < DNV; v++) memcpy(&acc[i][v], C + i * ldc + j + v * VL, sizeof(V));
             }
             for (int64_t k = 0; k < kb; k++) {
-                V b[NV];
+                V b[DNV];
 #pragma GCC unroll 8
-                for (int v = 0; v < NV; v++) memcpy(&b[v], Bk + k * ldb + j + v * VL, sizeof(V));
+                for (int v = 0; v < DNV; v++) memcpy(&b[v], Bk + k * ldb + j + v * VL, sizeof(V));
 #pragma GCC unroll 8
                 for (int i = 0; i < dm; i++) {
                     const T a = Ak[i * sai + k * sak];
 #pragma GCC unroll 8
-                    for (int v = 0; v < NV; v++) acc[i][v] += a * b[v];
+                    for (int v = 0; v < DNV; v++) acc[i][v] += a * b[v];
                 }
             }
 #pragma GCC unroll 8
             for (int i = 0; i < dm; i++) {
 #pragma GCC unroll 8
-                for (int v = 0; v < NV; v++) memcpy(C + i * ldc + j + v * VL, &acc[i][v], sizeof(V));
+                for (int v = 0; v < DNV; v++) memcpy(C + i * ldc + j + v * VL, &acc[i][v], sizeof(V));
             }
         }
         for (; j + VL <= N; j += VL) {
-            V acc[MR];
+            V acc[4];
 #pragma GCC unroll 8
             for (int i = 0; i < dm; i++) memcpy(&acc[i], C + i * ldc + j, sizeof(V));
             for (int64_t k = 0; k < kb; k++) {
@@ -529,7 +556,7 @@ static void FN(tg_pack_a)(int ta, const T *A, int64_t lda, int64_t i0, int64_t p
             const T *rows[MR];
             for (int i = 0; i < MR; i++) rows[i] = src + i * lda;
             int64_t k0 = 0;
-#if TG_HAVE_SHUFFLE && TG_VLPP % TG_GEMM_MR == 0
+#if TG_HAVE_SHUFFLE && TG_VLPP % MR == 0
             /* VL / MR strips of VL columns at once through one VL x VL in-register transpose: vector
              * j*MR + i is row i at columns k0 + j*VL ..; afterwards vector l holds, in its MR-lane
              * segment j, column k0 + j*VL + l of the MR rows, which is that column's panel entry.
@@ -625,13 +652,16 @@ static void FN(tg_pack_b)(int tb, const T *B, int64_t ldb, int64_t p0, int64_t j
     }
 }
 
-/* Micro-kernel: acc[MR][NR] = Ap(MR x kc) * Bp(kc x NR); then C[:mr,:nr] = beta*C + acc, or, with a
- * bias row (the first K block of tg_gemm_linear), C = bias + acc. */
-static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, T *restrict C,
-                          int64_t ldc, T beta, int64_t mr, int64_t nr, const T *bias)
+/* Micro-kernel: acc[R][NR] = Ap(R of the panel's MR rows x kc) * Bp(kc x NR); then C[:mr,:nr] =
+ * beta*C + acc, or, with a bias row (the first K block of tg_gemm_linear), C = bias + acc. R (compile
+ * time) is MR, or fewer for the last panel of a block whose rows do not fill MR (mr <= R): the rows past
+ * mr are zero padding, so skipping them changes no result. */
+static inline __attribute__((always_inline)) void
+FN(tg_kernel_rows)(const int R, int64_t kc, const T *restrict a, const T *restrict b, T *restrict C,
+                   int64_t ldc, T beta, int64_t mr, int64_t nr, const T *bias)
 {
     V acc[MR][NV];
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < R; i++)
         for (int v = 0; v < NV; v++) acc[i][v] = (V){0};
 
     const V *restrict bv = (const V *)__builtin_assume_aligned(b, TG_VBYTES);
@@ -641,27 +671,27 @@ static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, 
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) bk[v] = bv[k * NV + v];
 #pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < R; i++) {
             const T ai = a[k * MR + i];
 #pragma GCC unroll 8
             for (int v = 0; v < NV; v++) acc[i][v] += ai * bk[v];
         }
     }
 
-    if (mr == MR && nr == NR) {
+    if (R == MR && mr == MR && nr == NR) {
         if (bias) {
             V bv0[NV];
             for (int v = 0; v < NV; v++) memcpy(&bv0[v], bias + v * VL, sizeof(V));
-            for (int i = 0; i < MR; i++)
+            for (int i = 0; i < R; i++)
                 for (int v = 0; v < NV; v++) {
                     const V c = bv0[v] + acc[i][v];
                     memcpy(C + i * ldc + v * VL, &c, sizeof(V));
                 }
         } else if (beta == (T)0) {
-            for (int i = 0; i < MR; i++)
+            for (int i = 0; i < R; i++)
                 for (int v = 0; v < NV; v++) memcpy(C + i * ldc + v * VL, &acc[i][v], sizeof(V));
         } else if (beta == (T)1) {
-            for (int i = 0; i < MR; i++)
+            for (int i = 0; i < R; i++)
                 for (int v = 0; v < NV; v++) {
                     V c;
                     memcpy(&c, C + i * ldc + v * VL, sizeof(V));
@@ -669,7 +699,7 @@ static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, 
                     memcpy(C + i * ldc + v * VL, &c, sizeof(V));
                 }
         } else {
-            for (int i = 0; i < MR; i++)
+            for (int i = 0; i < R; i++)
                 for (int v = 0; v < NV; v++) {
                     V c;
                     memcpy(&c, C + i * ldc + v * VL, sizeof(V));
@@ -679,7 +709,7 @@ static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, 
         }
     } else {
         T tile[MR][NR] __attribute__((aligned(64)));
-        memcpy(tile, acc, sizeof(tile));
+        memcpy(tile, acc, (size_t)R * sizeof(acc[0]));
         for (int64_t i = 0; i < mr; i++) {
             T *c = C + i * ldc;
             if (bias) {
@@ -691,6 +721,17 @@ static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, 
             }
         }
     }
+}
+
+static void FN(tg_kernel)(int64_t kc, const T *restrict a, const T *restrict b, T *restrict C,
+                          int64_t ldc, T beta, int64_t mr, int64_t nr, const T *bias)
+{
+#if MR > 4
+    if (mr <= 2) FN(tg_kernel_rows)(2, kc, a, b, C, ldc, beta, mr, nr, bias);
+    else if (mr <= 4) FN(tg_kernel_rows)(4, kc, a, b, C, ldc, beta, mr, nr, bias);
+    else
+#endif
+        FN(tg_kernel_rows)(MR, kc, a, b, C, ldc, beta, mr, nr, bias);
 }
 
 /* Packed, blocked single-thread GEMM. ws: 64-byte aligned, size FN(tg_ws_elems)(M,N,K). */
@@ -913,5 +954,7 @@ void FN(tg_gemm_linear)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
 #undef MR
 #undef NV
 #undef NR
+#undef DNV
+#undef DNR
 
 #endif /* TG_GEMM_TEMPLATE */
