@@ -381,6 +381,15 @@ static tg_tensor *state_scalar(tg_optim_slot *ps, int k, double fill) {
     return ps->buf[k];
 }
 
+/* Every update below runs its loop as a dispatched kernel (tensor/updates.h: the chosen CPU target's
+ * vector width, TAPEGRAD_CPU steers it) unless maximize is set: the kernel is this file's general
+ * loop with the options as compile-time flags, the same operations in the same order (correctly
+ * rounded mul, add, div, sqrt; no contraction in ISO C mode), so it gives the general loop's bits
+ * (test optim::fast_loops_equal_the_general_loop, which reaches the general loop through maximize on
+ * the negated loss). The general loops stay as the reference and for maximize. optim/ itself is built
+ * for the baseline target (SSE2 on x86-64), where Adam's loop was 8.9 % of a B = 1 LSTM step. */
+#define UPD_KERNEL(name, pp) _Generic((pp), float *: tg_upd_##name##_f32, double *: tg_upd_##name##_f64)
+
 /* SGD. torch: d_p = d_p.add(p, alpha=wd); buf = clone(d_p) | buf.mul_(μ).add_(d_p, alpha=1-damp);
  * d_p = d_p.add(buf, alpha=μ) (nesterov) | buf; p.add_(d_p, alpha=-lr) */
 static void sgd_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad) {
@@ -394,6 +403,13 @@ static void sgd_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tenso
         const T *pg = (const T *)tg_cdata(grad);
         T *pb = buf ? PTR(buf) : NULL;
         const T wd = (T)o->weight_decay, mom = (T)o->momentum, damp1 = (T)(1.0 - o->dampening), neg_lr = (T)(-o->lr);
+        if (!o->maximize) {
+            const tg_upd u = {.flags = (o->weight_decay != 0 ? TG_UPD_L2 : 0u) | (pb ? TG_UPD_MOMENTUM : 0u) |
+                                       (pb && first ? TG_UPD_FIRST : 0u) | (pb && o->nesterov ? TG_UPD_NESTEROV : 0u),
+                              .wd = wd, .mom = mom, .k1 = neg_lr, .k2 = damp1};
+            UPD_KERNEL(sgd, pp)(pp, pb, NULL, NULL, pg, n, &u);
+            n = 0; /* done: skip the general loop */
+        }
         for (int64_t i = 0; i < n; i++) {
             T d = o->maximize ? -pg[i] : pg[i];
             if (o->weight_decay != 0) d = d + wd * pp[i];
@@ -433,14 +449,6 @@ static const tg_optim_row sgd_row = {
  * exp_avg.mul_(β1).add_(grad, alpha=1-β1); exp_avg_sq.mul_(β2).addcmul_(grad, grad, value=1-β2);
  * step_size = lr / (1-β1^t); denom = (v.sqrt() / sqrt(1-β2^t)).add_(eps) (amsgrad: v̂ = max(v̂, v));
  * p.addcdiv_(exp_avg, denom, value=-step_size) */
-/* Every update below runs its loop as a dispatched kernel (tensor/updates.h: the chosen CPU target's
- * vector width, TAPEGRAD_CPU steers it) unless maximize is set: the kernel is this file's general
- * loop with the options as compile-time flags, the same operations in the same order (correctly
- * rounded mul, add, div, sqrt; no contraction in ISO C mode), so it gives the general loop's bits
- * (test optim::fast_loops_equal_the_general_loop, which reaches the general loop through maximize on
- * the negated loss). The general loops stay as the reference and for maximize. optim/ itself is built
- * for the baseline target (SSE2 on x86-64), where Adam's loop was 8.9 % of a B = 1 LSTM step. */
-#define UPD_KERNEL(name, pp) _Generic((pp), float *: tg_upd_##name##_f32, double *: tg_upd_##name##_f64)
 
 static void adam_any_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_tensor *grad, bool decoupled) {
     tg_tensor *p = ps->param;
@@ -746,6 +754,12 @@ static void adamax_update(tg_optim_slot *ps, const tg_optim_opts *o, const tg_te
         const T *pg = (const T *)tg_cdata(grad);
         const T wd = (T)o->weight_decay, b1 = (T)o->beta1, one_b1 = (T)(1.0 - o->beta1), b2 = (T)o->beta2;
         const T eps = (T)o->eps, neg_clr = (T)(-clr);
+        if (!o->maximize) {
+            const tg_upd u = {.flags = o->weight_decay != 0 ? TG_UPD_L2 : 0u, .wd = wd, .b1 = b1, .one_b1 = one_b1, .b2 = b2,
+                              .eps = eps, .k1 = neg_clr};
+            UPD_KERNEL(adamax, pp)(pp, pm, pu, NULL, pg, n, &u);
+            n = 0; /* done: skip the general loop */
+        }
         for (int64_t i = 0; i < n; i++) {
             T d = o->maximize ? -pg[i] : pg[i];
             if (o->weight_decay != 0) d = d + wd * pp[i];

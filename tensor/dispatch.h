@@ -101,6 +101,10 @@
     V(tg_upd_radam_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                              \
     V(tg_upd_adadelta_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                            \
     V(tg_upd_adadelta_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                         \
+    V(tg_upd_sgd_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                               \
+    V(tg_upd_sgd_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                              \
+    V(tg_upd_adamax_f32, TG_UPD_PARAMS(float), TG_UPD_ARGS)                                            \
+    V(tg_upd_adamax_f64, TG_UPD_PARAMS(double), TG_UPD_ARGS)                                           \
     V(tg_vbin_f32, (int op, float *y, const float *a, const float *b, int64_t n), (op, y, a, b, n))     \
     V(tg_vbin_f64, (int op, double *y, const double *a, const double *b, int64_t n), (op, y, a, b, n))  \
     V(tg_vmul_acc_f32, (float *y, const float *a, const float *b, int64_t n), (y, a, b, n))             \

@@ -8,7 +8,7 @@
  * correctly rounded multiplies, adds, divides and square roots, no contraction into FMAs (ISO C mode)
  * and no reassociation, so every target gives the same bits, which are the general loop's (tests:
  * optim::fast_loops_equal_the_general_loop, dispatch::every_target_this_cpu_runs_agrees_with_generic).
- * The general loop stays for maximize, which none of these take.
+ * The general loop stays for maximize, which none of these take. Every optimizer of optim.c has one.
  *
  * p the parameter, g its gradient, s0..s2 the state buffers named below, n elements. The constants of
  * tg_upd are values of the parameter's dtype (the caller rounds them to it; the kernel converts them
@@ -24,6 +24,8 @@ enum {
     TG_UPD_CENTERED = 8,  /* RMSprop: grad_avg in s2 */
     TG_UPD_MOMENTUM = 16, /* RMSprop: momentum_buffer in s1 */
     TG_UPD_RECTIFY = 32,  /* RAdam: ρ_t > 5 */
+    TG_UPD_FIRST = 64,    /* SGD: the first step with momentum (buf = d) */
+    TG_UPD_NESTEROV = 128 /* SGD: Nesterov momentum */
 };
 
 typedef struct tg_upd {
@@ -58,4 +60,12 @@ void tg_upd_radam_f64(double *p, double *s0, double *s1, double *s2, const doubl
  * δ = √(acc + eps) / √(sq + eps) d,  acc = acc ρ + (1−ρ) δ δ,  p = p + k1 δ */
 void tg_upd_adadelta_f32(float *p, float *s0, float *s1, float *s2, const float *g, int64_t n, const tg_upd *u);
 void tg_upd_adadelta_f64(double *p, double *s0, double *s1, double *s2, const double *g, int64_t n, const tg_upd *u);
+/* SGD, s0 = momentum_buffer (MOMENTUM), mom = μ, k1 = −lr, k2 = 1 − dampening:
+ * buf = d (FIRST) or buf μ + k2 d;  d = d + μ buf (NESTEROV) or buf;  p = p + k1 d */
+void tg_upd_sgd_f32(float *p, float *s0, float *s1, float *s2, const float *g, int64_t n, const tg_upd *u);
+void tg_upd_sgd_f64(double *p, double *s0, double *s1, double *s2, const double *g, int64_t n, const tg_upd *u);
+/* Adamax, s0 = exp_avg m, s1 = exp_inf u, k1 = −lr/(1−β1^t):  m = m β1 + (1−β1) d,
+ * u = max(u β2, |d| + eps) (NaN propagating),  p = p + k1 m / u */
+void tg_upd_adamax_f32(float *p, float *s0, float *s1, float *s2, const float *g, int64_t n, const tg_upd *u);
+void tg_upd_adamax_f64(double *p, double *s0, double *s1, double *s2, const double *g, int64_t n, const tg_upd *u);
 #endif

@@ -215,7 +215,8 @@ static void gruz_rows_agree(const tg_kernels *k, const tg_kernels *g) {
 
 /* The optimizers' update kernels (tensor/updates.h) through target k and through generic: only
  * correctly rounded operations without contraction, so the bits must be equal, for every flag of each
- * kernel, F32 and F64, n = 37 (a vector tail on every target), state that has been updated before. */
+ * kernel, F32 and F64, n = 37 (a vector tail on every target), state that has been updated before,
+ * a NaN in the gradient and one in the state. */
 static void updates_agree(const tg_kernels *k, const tg_kernels *g) {
     enum { N = 37 };
     typedef void (*upd32)(float *, float *, float *, float *, const float *, int64_t, const tg_upd *);
@@ -227,13 +228,14 @@ static void updates_agree(const tg_kernels *k, const tg_kernels *g) {
         UPD_ROW(rmsprop, TG_UPD_L2 | TG_UPD_MOMENTUM | TG_UPD_CENTERED, false), UPD_ROW(adagrad, TG_UPD_L2, false),
         UPD_ROW(nadam, TG_UPD_L2 | TG_UPD_DECOUPLED, true), UPD_ROW(radam, TG_UPD_L2 | TG_UPD_DECOUPLED | TG_UPD_RECTIFY, true),
         UPD_ROW(adadelta, TG_UPD_L2, false),
+        UPD_ROW(sgd, TG_UPD_L2 | TG_UPD_MOMENTUM | TG_UPD_FIRST | TG_UPD_NESTEROV, true), UPD_ROW(adamax, TG_UPD_L2, true),
 #undef UPD_ROW
     };
     /* constants as optim.c makes them for step 3 with torch's defaults (any finite values would do) */
     const tg_upd base = {.wd = 0.01, .decay = 0.9999, .b1 = 0.9, .one_b1 = 0.1, .b2 = 0.999, .one_b2 = 0.001,
                          .eps = 1e-8, .mom = 0.9, .k1 = -0.0037, .k2 = -0.0011, .bc = 0.0548, .bc2 = 0.0547};
     for (size_t q = 0; q < sizeof kernels / sizeof kernels[0]; q++)
-        for (unsigned f = 0; f < 64; f++) {
+        for (unsigned f = 0; f < 256; f++) {
             if (f & ~kernels[q].flags) continue;
             tg_upd u = base;
             u.flags = f;
@@ -253,18 +255,30 @@ static void updates_agree(const tg_kernels *k, const tg_kernels *g) {
             if (!strcmp(kernels[q].name, "rmsprop"))
                 for (int t = 0; t < 2; t++)
                     for (int i = 0; i < N; i++) s0[t][i] = s1[t][i] + 1, sd0[t][i] = sd1[t][i] + 1, s2[t][i] *= 10, sd2[t][i] *= 10;
+            /* NaN goes through every target alike: in a gradient, and in the state s1 (Adamax's exp_inf, whose
+             * max must keep it; amsgrad's v) */
+            gr[5] = NAN, grd[5] = NAN;
+            for (int t = 0; t < 2; t++) s1[t][9] = NAN, sd1[t][9] = NAN;
             kernels[q].k32(p[0], s0[0], s1[0], s2[0], gr, N, &u);
             kernels[q].g32(p[1], s0[1], s1[1], s2[1], gr, N, &u);
             kernels[q].k64(pd[0], sd0[0], sd1[0], sd2[0], grd, N, &u);
             kernels[q].g64(pd[1], sd0[1], sd1[1], sd2[1], grd, N, &u);
-            cr_assert(memcmp(p[0], p[1], sizeof p[0]) == 0 && memcmp(s0[0], s0[1], sizeof s0[0]) == 0 &&
-                          memcmp(s1[0], s1[1], sizeof s1[0]) == 0 && memcmp(s2[0], s2[1], sizeof s2[0]) == 0,
-                      "%s vs generic: tg_upd_%s_f32 (flags 0x%x) differs (p[0] %.9g vs %.9g)", k->name, kernels[q].name, f,
-                      p[0][0], p[1][0]);
-            cr_assert(memcmp(pd[0], pd[1], sizeof pd[0]) == 0 && memcmp(sd0[0], sd0[1], sizeof sd0[0]) == 0 &&
-                          memcmp(sd1[0], sd1[1], sizeof sd1[0]) == 0 && memcmp(sd2[0], sd2[1], sizeof sd2[0]) == 0,
-                      "%s vs generic: tg_upd_%s_f64 (flags 0x%x) differs", k->name, kernels[q].name, f);
-            for (int i = 0; i < N; i++) cr_assert(isfinite(p[0][i]) && isfinite(pd[0][i]), "%s %s flags 0x%x: p[%d] not finite", k->name, kernels[q].name, f, i);
+            /* the same bits, or NaN on both (a NaN's payload may depend on the operand order) */
+#define SAME_OR_NAN(x, y) (memcmp(&(x), &(y), sizeof(x)) == 0 || ((x) != (x) && (y) != (y)))
+            for (int i = 0; i < N; i++) {
+                cr_assert(SAME_OR_NAN(p[0][i], p[1][i]) && SAME_OR_NAN(s0[0][i], s0[1][i]) && SAME_OR_NAN(s1[0][i], s1[1][i]) &&
+                              SAME_OR_NAN(s2[0][i], s2[1][i]),
+                          "%s vs generic: tg_upd_%s_f32 (flags 0x%x) differs at %d (p %.9g vs %.9g)", k->name, kernels[q].name,
+                          f, i, p[0][i], p[1][i]);
+                cr_assert(SAME_OR_NAN(pd[0][i], pd[1][i]) && SAME_OR_NAN(sd0[0][i], sd0[1][i]) &&
+                              SAME_OR_NAN(sd1[0][i], sd1[1][i]) && SAME_OR_NAN(sd2[0][i], sd2[1][i]),
+                          "%s vs generic: tg_upd_%s_f64 (flags 0x%x) differs at %d", k->name, kernels[q].name, f, i);
+                cr_assert(i == 5 || i == 9 || (isfinite(p[0][i]) && isfinite(pd[0][i])), "%s %s flags 0x%x: p[%d] not finite", k->name,
+                          kernels[q].name, f, i);
+            }
+            cr_assert(isnan(p[0][5]) && isnan(pd[0][5]), "%s %s flags 0x%x: a NaN gradient should give a NaN parameter",
+                      k->name, kernels[q].name, f);
+#undef SAME_OR_NAN
         }
 }
 

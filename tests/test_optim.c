@@ -1247,14 +1247,14 @@ TH_TEST(optim, checkpoint_missing_state_of_a_stepped_parameter_is_refused, th_li
 /* The optimizers' dispatched loops (tensor/updates.h, run unless maximize is set) must give the bits of
  * the general loops of optim/optim.c: maximize on the negated loss takes the general loop with the same
  * gradient. Every option the kernels take as a flag (L2 or decoupled decay, amsgrad, momentum, centred,
- * RAdam's rectified steps from step 6 on), F32 and F64, 37 elements (not a multiple of any vector
+ * RAdam's rectified steps from step 6 on, SGD's first momentum step, dampening, Nesterov), F32 and F64, 37 elements (not a multiple of any vector
  * width), 7 steps. */
 TH_TEST(optim, fast_loops_equal_the_general_loop, th_live_check) {
     enum { N = 37, STEPS = 7 };
     static const struct {
         tg_optim_kind kind;
-        double wd, momentum, lr_decay;
-        bool amsgrad, centered, decoupled;
+        double wd, momentum, lr_decay, dampening;
+        bool amsgrad, centered, decoupled, nesterov;
     } cases[] = {
         {.kind = TG_OPTIM_ADAM}, {.kind = TG_OPTIM_ADAM, .wd = 0.1}, {.kind = TG_OPTIM_ADAM, .amsgrad = true},
         {.kind = TG_OPTIM_ADAM, .wd = 0.1, .amsgrad = true}, {.kind = TG_OPTIM_ADAMW}, {.kind = TG_OPTIM_ADAMW, .wd = 0.1, .amsgrad = true},
@@ -1264,6 +1264,9 @@ TH_TEST(optim, fast_loops_equal_the_general_loop, th_live_check) {
         {.kind = TG_OPTIM_NADAM}, {.kind = TG_OPTIM_NADAM, .wd = 0.1}, {.kind = TG_OPTIM_NADAM, .wd = 0.1, .decoupled = true},
         {.kind = TG_OPTIM_RADAM}, {.kind = TG_OPTIM_RADAM, .wd = 0.1}, {.kind = TG_OPTIM_RADAM, .wd = 0.1, .decoupled = true},
         {.kind = TG_OPTIM_ADADELTA}, {.kind = TG_OPTIM_ADADELTA, .wd = 0.1},
+        {.kind = TG_OPTIM_SGD}, {.kind = TG_OPTIM_SGD, .wd = 0.1}, {.kind = TG_OPTIM_SGD, .momentum = 0.9},
+        {.kind = TG_OPTIM_SGD, .wd = 0.1, .momentum = 0.9, .dampening = 0.1}, {.kind = TG_OPTIM_SGD, .momentum = 0.9, .nesterov = true},
+        {.kind = TG_OPTIM_ADAMAX}, {.kind = TG_OPTIM_ADAMAX, .wd = 0.1},
     };
     double w0[N], c[N];
     for (int i = 0; i < N; i++) w0[i] = 0.3 * (i % 7) - 0.8, c[i] = 0.05 * ((i * 5) % 11) - 0.2;
@@ -1281,7 +1284,8 @@ TH_TEST(optim, fast_loops_equal_the_general_loop, th_live_check) {
                 tg_optim_opts o = tg_optim_defaults(cases[k].kind);
                 o.lr = 0.01, o.maximize = m == 1;
                 if (cases[k].wd) o.weight_decay = cases[k].wd;
-                o.momentum = cases[k].momentum, o.lr_decay = cases[k].lr_decay;
+                o.momentum = cases[k].momentum, o.lr_decay = cases[k].lr_decay, o.dampening = cases[k].dampening;
+                o.nesterov = cases[k].nesterov;
                 o.amsgrad = cases[k].amsgrad, o.centered = cases[k].centered, o.decoupled_weight_decay = cases[k].decoupled;
                 opt[m] = tg_optim_new(cases[k].kind, &w[m], 1, &o);
                 cr_assert_not_null(opt[m], "%s: %s", name, tg_last_error());
