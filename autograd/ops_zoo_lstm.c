@@ -339,6 +339,11 @@ static void fg_gather(tg_tensor *X, const tg_tensor *src, const int *blk, int64_
     });
 }
 
+/* a and b share elements of one storage (tensors are contiguous: [offset, offset + numel)) */
+static bool fg_overlap(const tg_tensor *a, const tg_tensor *b) {
+    return a && a->storage == b->storage && a->offset < b->offset + b->numel && b->offset < a->offset + a->numel;
+}
+
 /* prev's blocks of i, f, o: {0, 1, 2} of [3,B,H], {0, 1, 3} of [4,B,H] */
 static void fg_prev_blocks(const tg_tensor *prev, int *blk) {
     blk[0] = 0, blk[1] = 1, blk[2] = prev->shape[0] == 4 ? 3 : 2;
@@ -373,8 +378,13 @@ tg_tensor *tg_lstm_fgr_gates_(tg_tensor *xp, const tg_tensor *h, const tg_tensor
     bool recorded = false;
     for (int k = 0; k < nin && tg_grad_enabled(); k++) recorded |= tg__needs_grad(in[k]);
     int64_t shape[3] = {4, B, H}, xshape[2] = {B, 3 * H};
+    /* over xp only when no other input's elements overlap xp's (prev is an earlier step's gates in the same
+     * storage, other rows): c is read while the gates are written, and backward reads h, c, the weights and
+     * prev, which a write over them would change after this record took their versions (h5rev) */
+    bool apart = true;
+    for (int k = 1; k < nin; k++) apart &= !fg_overlap(in[k], xp);
     tg_tensor *out;
-    if (recorded && tg__record_of(xp)) { /* over xp: its values are read into hp before the gates are written */
+    if (recorded && apart && tg__record_of(xp)) { /* over xp: its values are read into hp before the gates are written */
         tg__write_over(xp);
         out = tg_reshape_view(xp, 3, shape);
         tg__autorelease(out);

@@ -1028,6 +1028,43 @@ Test(ops, lstm_fgr_gates_overwrite_only_what_nothing_saved) {
     cr_expect_eq(tg_live_tensors(), 0);
 }
 
+/* tg_lstm_fgr_gates_ with prev or c sharing elements of xp (recorded views of the projection it overwrites):
+ * the gates go to a buffer of their own, so the forward reads c and the backward reads prev as they were;
+ * values and gradients equal those of the same inputs as copies (h5rev: the write over xp had changed prev
+ * after the record took its version, dW_gg silently wrong). */
+static void fgr_alias_run(int alias, bool copy, tg_tensor *const *p, tg_tensor **G, tg_tensor **gx, tg_tensor **gw) {
+    tg_tensor *proj = tg_mul_scalar(p[0], 1.0), *src = copy ? tg_mul_scalar(p[0], 1.0) : proj;
+    tg_tensor *g4 = tg_reshape(src, TG_SHAPE(4, 2, 3));
+    tg_tensor *prev = alias == 0 ? g4 : p[3], *c = alias == 1 ? tg_select(g4, 2) : p[2];
+    tg_tensor *gates = tg_lstm_fgr_gates_(proj, p[1], p[4], NULL, c, p[5], p[5], p[5], p[6], prev);
+    cr_assert_not_null(gates, "%s", th_last_message());
+    *G = tg_copy(gates);
+    cr_assert_eq(tg_backward(tg_sum(tg_mul(gates, gates))), 0, "%s", th_last_message());
+    *gx = tg_copy(tg_grad(p[0]));
+    *gw = tg_copy(tg_grad(p[6]));
+    tg_zero_grad(p[0]);
+    tg_zero_grad(p[6]);
+    tg_tape_reset();
+}
+Test(ops, lstm_fgr_gates_inputs_over_xp_are_read_as_they_were) {
+    tg_tensor *p[7] = {th_rand(70, TG_SHAPE(2, 12), -1, 1), th_rand(71, TG_SHAPE(2, 3), -1, 1), th_rand(72, TG_SHAPE(2, 3), -1, 1),
+                       th_rand(73, TG_SHAPE(3, 2, 3), 0, 1), th_rand(74, TG_SHAPE(12, 3), -1, 1), th_rand(75, TG_SHAPE(3), -1, 1),
+                       th_rand(76, TG_SHAPE(9, 9), -1, 1)};
+    tg_set_requires_grad(p[0], true);
+    tg_set_requires_grad(p[6], true);
+    for (int alias = 0; alias < 2; alias++) {
+        tg_tensor *G[2], *gx[2], *gw[2];
+        for (int k = 0; k < 2; k++) fgr_alias_run(alias, k == 1, p, &G[k], &gx[k], &gw[k]);
+        const char *what = alias ? "c" : "prev";
+        cr_expect_lt(th_max_diff(G[0], G[1]), 1e-14, "%s over xp: gates differ by %g", what, th_max_diff(G[0], G[1]));
+        cr_expect_lt(th_max_diff(gx[0], gx[1]), 1e-12, "%s over xp: dx differs by %g", what, th_max_diff(gx[0], gx[1]));
+        cr_expect_lt(th_max_diff(gw[0], gw[1]), 1e-12, "%s over xp: dW_gg differs by %g", what, th_max_diff(gw[0], gw[1]));
+        for (int k = 0; k < 2; k++) { tg_release(G[k]); tg_release(gx[k]); tg_release(gw[k]); }
+    }
+    for (int i = 0; i < 7; i++) tg_release(p[i]);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
 /* tg_lstm_seq_ is tg_lstm_cell_ per step (h' and c' through tg_select, the h' stacked), bit for bit, over
  * the rows of one input projection (which both overwrite with the gates, as in the runner), forward and
  * reversed, F64 and F32, with and without the biases, x, h0 and c0 requiring grad; the loss reads the
