@@ -4,6 +4,7 @@
 #include "autograd/ops_common.h"
 #include "tensor/gemm.h"
 #include "tensor/alloc.h"
+#include "tensor/pool.h"
 
 #include <stdlib.h>
 
@@ -181,8 +182,8 @@ static bool defer_weight_grad(tg_tensor *W, const tg_tensor *g, const tg_tensor 
         e->W = tg_retain(W);
     }
     if (e->rows + R > e->cap) defer_flush(e);
-    memcpy((char *)e->G + (size_t)(e->rows * O) * item, tg__ptr(g), (size_t)(R * O) * item);
-    memcpy((char *)e->X + (size_t)(e->rows * I) * item, tg__ptr(x), (size_t)(R * I) * item);
+    tg__pool_copy((char *)e->G + (size_t)(e->rows * O) * item, tg__ptr(g), (size_t)(R * O) * item);
+    tg__pool_copy((char *)e->X + (size_t)(e->rows * I) * item, tg__ptr(x), (size_t)(R * I) * item);
     e->rows += R;
     return true;
 }
@@ -314,6 +315,29 @@ tg_tensor *tg_linear_add(const tg_tensor *x, const tg_tensor *W, const tg_tensor
     return linear_impl("tg_linear_add", x, W, b, c, true);
 }
 
+/* db += Σ_rows G (db = when assign) over the columns [o0, o1) */
+typedef struct {
+    const tg_tensor *g;
+    tg_tensor *gb;
+    int64_t R, O;
+    bool assign;
+} bias_job;
+static void bias_cols(void *p, int64_t o0, int64_t o1) {
+    const bias_job *j = p;
+    const int64_t R = j->R, O = j->O;
+    TG_DISPATCH(j->g->dtype, {
+        const T *pg = TG_PTR(j->g, T);
+        T *d = TG_PTR(j->gb, T);
+        int64_t r0 = 0;
+        if (j->assign) {
+            if (R == 0) memset(d + o0, 0, (size_t)(o1 - o0) * sizeof(T));
+            else { memcpy(d + o0, pg + o0, (size_t)(o1 - o0) * sizeof(T)); r0 = 1; }
+        }
+        for (; r0 < R; r0++)
+            for (int64_t o = o0; o < o1; o++) d[o] += pg[r0 * O + o];
+    });
+}
+
 /* dx += G·W (gx: stored when sx), dW += Gᵀ·x, db += Σ_rows G for x, W and bias b (NULL: none) */
 static void linear_grads_to(const tg_tensor *x, tg_tensor *W, tg_tensor *bias, const tg_tensor *g, tg_tensor *gx,
                             bool sx) {
@@ -329,17 +353,10 @@ static void linear_grads_to(const tg_tensor *x, tg_tensor *W, tg_tensor *bias, c
     }
     tg_tensor *gb = tg__grad_buf_assign(bias, &sb);
     if (gb) {
-        TG_DISPATCH(g->dtype, {
-            const T *pg = TG_PTR(g, T);
-            T *d = TG_PTR(gb, T);
-            int64_t r0 = 0;
-            if (sb) {
-                if (R == 0) memset(d, 0, (size_t)O * sizeof(T));
-                else { memcpy(d, pg, (size_t)O * sizeof(T)); r0 = 1; }
-            }
-            for (; r0 < R; r0++)
-                for (int64_t o = 0; o < O; o++) d[o] += pg[r0 * O + o];
-        });
+        bias_job j = {g, gb, R, O, sb};
+        /* columns on the pool's threads when there are many rows: each column is summed in the same
+         * order on any thread */
+        tg__pool_for(O, R > 0 ? (TG_POOL_MIN_BYTES / 4 + R - 1) / R : O, 16, bias_cols, &j);
     }
 }
 

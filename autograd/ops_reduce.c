@@ -1,6 +1,7 @@
 /* autograd/ops_reduce.c - sum, mean, max along an axis, softmax, log_softmax.
  * An axis is viewed as outer x n x inner over contiguous memory. */
 #include "autograd/ops_common.h"
+#include "tensor/pool.h"
 #include "tensor/vmath.h"
 
 #include <tgmath.h>
@@ -58,6 +59,23 @@ tg_tensor *tg_sum_axis(const tg_tensor *x, int axis, bool keepdim) {
 tg_tensor *tg_mean_axis(const tg_tensor *x, int axis, bool keepdim) {
     return sum_impl("tg_mean_axis", x, axis, false, keepdim, true);
 }
+/* dx[i] = v or dx[i] += v over [i0, i1), v = scale g[0] (the backward of a sum of everything) */
+typedef struct {
+    tg_tensor *gx;
+    const tg_tensor *g;
+    double scale; /* the record's f[0] */
+    bool assign;
+} fill_job;
+static void fill_range(void *p, int64_t i0, int64_t i1) {
+    const fill_job *j = p;
+    TG_DISPATCH(j->g->dtype, {
+        const T v = (T)j->scale * TG_PTR(j->g, T)[0];
+        T *restrict d = TG_PTR(j->gx, T);
+        if (j->assign) for (int64_t i = i0; i < i1; i++) d[i] = v;
+        else for (int64_t i = i0; i < i1; i++) d[i] += v;
+    });
+}
+
 /* dx[o, i, j] += scale g[o, j]  (scale = 1 for sum, 1/n for mean) */
 void tg__sum_backward(tg_record *r, const tg_tensor *g) {
     bool assign; /* every element of dx receives one value: a new buffer is stored into, not zeroed */
@@ -65,6 +83,11 @@ void tg__sum_backward(tg_record *r, const tg_tensor *g) {
     if (!gx) return;
     int64_t outer = 1, n = gx->numel, inner = 1;
     if (r->k[0] >= 0) tg__split_axis(gx, (int)r->k[0], &outer, &n, &inner);
+    if (outer == 1 && inner == 1 && tg_get_num_threads() > 1) { /* sum/mean of everything: on the pool */
+        fill_job j = {gx, g, r->f[0], assign};
+        tg__pool_for(n, (int64_t)1 << 15, 16, fill_range, &j);
+        return;
+    }
     TG_DISPATCH(g->dtype, {
         const T *pg = TG_PTR(g, T);
         T *d = TG_PTR(gx, T);

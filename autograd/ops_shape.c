@@ -1,22 +1,47 @@
 /* autograd/ops_shape.c - transpose, reshape, select, slice, chunk, concat, stack.
  * Every axis is decomposed as outer x n x inner over contiguous memory, so one copy loop serves all. */
 #include "autograd/ops_common.h"
+#include "tensor/pool.h"
 
 #include <stdlib.h>
 
 /* Copies a block of `n x inner` elements from each of `outer` rows: dst row stride dn, src row stride sn. */
-static void copy_rows(tg_dtype dt, void *dst, int64_t dst_stride, const void *src, int64_t src_stride,
-                      int64_t outer, int64_t len, bool accumulate) {
-    TG_DISPATCH(dt, {
-        T *d = dst;
-        const T *s = src;
-        for (int64_t o = 0; o < outer; o++) {
-            if (accumulate)
-                for (int64_t j = 0; j < len; j++) d[o * dst_stride + j] += s[o * src_stride + j];
+typedef struct {
+    tg_dtype dt;
+    void *dst;
+    const void *src;
+    int64_t dst_stride, src_stride, outer, len;
+    bool accumulate;
+} copy_job;
+
+/* rows [o0, o1) of the job, or with one row, its elements [o0, o1) */
+static void copy_range(void *p, int64_t o0, int64_t o1) {
+    const copy_job *c = p;
+    TG_DISPATCH(c->dt, {
+        T *d = c->dst;
+        const T *s = c->src;
+        int64_t j0 = 0, len = c->len;
+        if (c->outer == 1) { j0 = o0; len = o1; o0 = 0; o1 = 1; }
+        for (int64_t o = o0; o < o1; o++) {
+            T *restrict dr = d + o * c->dst_stride;
+            const T *restrict sr = s + o * c->src_stride;
+            if (c->accumulate)
+                for (int64_t j = j0; j < len; j++) dr[j] += sr[j];
             else
-                memcpy(d + o * dst_stride, s + o * src_stride, (size_t)len * sizeof(T));
+                memcpy(dr + j0, sr + j0, (size_t)(len - j0) * sizeof(T));
         }
     });
+}
+
+/* Large copies (the stack of a sequence's outputs and its backward, the per-step gradient adds of a
+ * select) run on the pool's threads: every element is still written once, by the same operation. */
+static void copy_rows(tg_dtype dt, void *dst, int64_t dst_stride, const void *src, int64_t src_stride,
+                      int64_t outer, int64_t len, bool accumulate) {
+    copy_job c = {dt, dst, src, dst_stride, src_stride, outer, len, accumulate};
+    const int64_t bytes = outer * len * (int64_t)tg_itemsize(dt);
+    if (outer == 1) tg__pool_for(len, TG_POOL_MIN_BYTES / (int64_t)tg_itemsize(dt), 16, copy_range, &c);
+    else if (bytes >= 2 * TG_POOL_MIN_BYTES) tg__pool_for(outer, outer * TG_POOL_MIN_BYTES / bytes + 1, 1, copy_range, &c);
+    else copy_range(&c, 0, outer);
 }
 
 /* ---- transpose ---------------------------------------------------------------------------------- */
@@ -247,6 +272,46 @@ void tg__concat_backward(tg_record *r, const tg_tensor *g) {
     }
 }
 
+/* The copies of a stack and of its backward: input i is the block [i·m, (i+1)·m) of the stacked tensor. */
+typedef struct {
+    tg_dtype dt;
+    char *big;                 /* the stacked tensor's data (forward: the result; backward: its gradient) */
+    tg_tensor *const *xs;      /* forward: the inputs, else NULL */
+    tg_tensor **gx;            /* backward: the inputs' gradient buffers (NULL: none) */
+    const bool *acc;           /* backward: add (true) or store */
+    int64_t m;                 /* elements per input */
+} stack_job;
+
+static void stack_range(void *p, int64_t i0, int64_t i1) {
+    const stack_job *j = p;
+    const size_t isz = tg_itemsize(j->dt);
+    for (int64_t i = i0; i < i1; i++) {
+        char *blk = j->big + (size_t)(i * j->m) * isz;
+        copy_job c = {j->dt, blk, NULL, 0, 0, 1, j->m, false};
+        if (j->xs) c.src = tg__ptr(j->xs[i]);
+        else if (j->gx[i]) { c.dst = tg__ptr(j->gx[i]); c.src = blk; c.accumulate = j->acc[i]; }
+        else continue;
+        copy_range(&c, 0, j->m);
+    }
+}
+
+/* all n inputs' copies, whole inputs on the pool's threads when there is enough to copy */
+static void stack_copies(stack_job *j, int n) {
+    const int64_t bytes = j->m * (int64_t)tg_itemsize(j->dt);
+    if (n == 1 || bytes >= 2 * TG_POOL_MIN_BYTES) {
+        for (int i = 0; i < n; i++) { /* large inputs: each copy splits itself */
+            copy_job c = {j->dt, NULL, NULL, 0, 0, 1, j->m, false};
+            char *blk = j->big + (size_t)(i * j->m) * tg_itemsize(j->dt);
+            if (j->xs) { c.dst = blk; c.src = tg__ptr(j->xs[i]); }
+            else if (j->gx[i]) { c.dst = tg__ptr(j->gx[i]); c.src = blk; c.accumulate = j->acc[i]; }
+            else continue;
+            copy_rows(c.dt, c.dst, 0, c.src, 0, 1, c.len, c.accumulate);
+        }
+        return;
+    }
+    tg__pool_for(n, bytes ? (TG_POOL_MIN_BYTES + bytes - 1) / bytes : n, 1, stack_range, j);
+}
+
 TG_OP(STACK, stack, -1, 0) /* along a new axis 0 */
 tg_tensor *tg_stack(int n, tg_tensor *const *xs) {
     const char *fn = "tg_stack";
@@ -264,19 +329,32 @@ tg_tensor *tg_stack(int n, tg_tensor *const *xs) {
     for (int d = 0; d < xs[0]->ndim; d++) shape[d + 1] = xs[0]->shape[d];
     tg_tensor *out = tg__result(xs[0]->dtype, xs[0]->ndim + 1, shape);
     if (!out) return NULL;
-    int64_t m = xs[0]->numel;
-    size_t isz = tg_itemsize(out->dtype);
-    for (int i = 0; i < n; i++) copy_rows(out->dtype, (char *)tg__ptr(out) + (size_t)(i * m) * isz, 0, tg__ptr(xs[i]), 0, 1, m, false);
+    stack_job j = {out->dtype, tg__ptr(out), xs, NULL, NULL, xs[0]->numel};
+    stack_copies(&j, n);
     tg__record(TG_OP_STACK, out, n, (const tg_tensor *const *)xs);
     return out;
 }
 /* dx_i += g[i] */
 void tg__stack_backward(tg_record *r, const tg_tensor *g) {
-    size_t isz = tg_itemsize(g->dtype);
-    for (int i = 0; i < r->nin; i++) {
-        bool assign; /* g[i] is all of dx_i: a new buffer is copied into */
-        tg_tensor *gx = tg__grad_buf_assign(r->in[i], &assign);
-        int64_t m = r->in[i]->numel;
-        if (gx) copy_rows(g->dtype, tg__ptr(gx), 0, (const char *)tg__ptr(g) + (size_t)(i * m) * isz, 0, 1, m, !assign);
+    enum { GROUP = 128 }; /* inputs per group: their buffers are fetched first, then copied together */
+    const int64_t m = r->in[0]->numel;
+    const size_t isz = tg_itemsize(g->dtype);
+    tg_tensor *gx[GROUP];
+    bool acc[GROUP];
+    for (int i0 = 0; i0 < r->nin; i0 += GROUP) {
+        const int k = r->nin - i0 < GROUP ? r->nin - i0 : GROUP;
+        /* fetching a buffer does not depend on the copies, so fetching a group first and copying it
+         * after keeps the order of the operations on every buffer */
+        bool distinct = true;
+        for (int i = 0; i < k; i++) {
+            bool assign; /* g[i] is all of dx_i: a new buffer is copied into */
+            gx[i] = tg__grad_buf_assign(r->in[i0 + i], &assign);
+            acc[i] = !assign;
+            /* an input stacked twice adds into one buffer twice: then the copies stay on one thread */
+            for (int q = 0; gx[i] && acc[i] && distinct && q < i; q++) distinct = gx[q] != gx[i];
+        }
+        stack_job j = {g->dtype, (char *)tg__ptr(g) + (size_t)(i0 * m) * isz, NULL, gx, acc, m};
+        if (distinct) stack_copies(&j, k);
+        else stack_range(&j, 0, k);
     }
 }

@@ -4,6 +4,7 @@
  * one reverse loop over it. Op results live in an autorelease pool owned by the tape. */
 #include "autograd/tape_internal.h"
 #include "tensor/alloc.h"
+#include "tensor/pool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -278,7 +279,7 @@ tg_tensor *tg__grad_buf(tg_tensor *t) {
     if (!t || !t->requires_grad) return NULL;
     if (!t->grad) {
         t->grad = tg__alloc(t->dtype, t->ndim, t->shape);
-        if (t->grad) memset(tg__ptr(t->grad), 0, (size_t)t->numel * tg_itemsize(t->dtype));
+        if (t->grad) tg__pool_zero(tg__ptr(t->grad), (size_t)t->numel * tg_itemsize(t->dtype)); /* threads when large */
     }
     return t->grad;
 }

@@ -1,5 +1,6 @@
-/* tensor/pool.c - the thread count (tg_set_num_threads) and the persistent worker pool that runs a
- * task on several threads (used by the GEMM, tensor/gemm.c; see tensor/pool.h). */
+/* tensor/pool.c - the thread count (tg_set_num_threads), the persistent worker pool that runs a task on
+ * several threads (used by the GEMM, tensor/gemm.c), and tg__pool_for, which cuts a range of independent
+ * items (elements, rows, columns, whole tensors) into blocks for it (see tensor/pool.h). */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -12,6 +13,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 /* ---- threading knob ---------------------------------------------------------------------- */
@@ -189,4 +191,69 @@ int tg__pool_run(int n, tg_task_fn fn, void *arg)
     }
     pthread_mutex_unlock(&tg_pool_owner);
     return 1;
+}
+
+/* ---- ranges, zero-fill and copies on the pool ---------------------------------------------- */
+
+typedef struct {
+    tg_range_fn fn;
+    void *ctx;
+    int64_t n, chunk;
+    atomic_long next; /* next unclaimed block */
+} tg_range_task;
+
+static void tg_range_worker(void *p)
+{
+    tg_range_task *t = p;
+    for (;;) {
+        const int64_t i0 = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed) * t->chunk;
+        if (i0 >= t->n) break;
+        t->fn(t->ctx, i0, i0 + t->chunk < t->n ? i0 + t->chunk : t->n);
+    }
+}
+
+/* (pool.h) */
+void tg__pool_for(int64_t n, int64_t grain, int64_t align, tg_range_fn fn, void *ctx)
+{
+    int nt = tg_get_num_threads();
+    if (grain < 1) grain = 1;
+    if (align < 1) align = 1;
+    if (nt > 1 && n >= 2 * grain) {
+        if ((int64_t)nt > n / grain) nt = (int)(n / grain);
+        /* two blocks per thread, so a worker that comes late (or shares its core) takes fewer */
+        int64_t chunk = (n + 2 * nt - 1) / (2 * nt);
+        if (chunk < grain) chunk = grain;
+        chunk = (chunk + align - 1) / align * align;
+        if (chunk < n) {
+            tg_range_task t = {fn, ctx, n, chunk, 0};
+            if (tg__pool_run(nt, tg_range_worker, &t)) return;
+        }
+    }
+    if (n > 0) fn(ctx, 0, n);
+}
+
+typedef struct {
+    char *dst;
+    const char *src; /* NULL: zero-fill */
+} tg_bytes_job;
+
+static void tg_bytes_range(void *p, int64_t i0, int64_t i1)
+{
+    const tg_bytes_job *j = p;
+    if (j->src) memcpy(j->dst + i0, j->src + i0, (size_t)(i1 - i0));
+    else memset(j->dst + i0, 0, (size_t)(i1 - i0));
+}
+
+/* (pool.h) */
+void tg__pool_zero(void *dst, size_t bytes)
+{
+    tg_bytes_job j = {dst, NULL};
+    tg__pool_for((int64_t)bytes, TG_POOL_MIN_BYTES, 4096, tg_bytes_range, &j);
+}
+
+/* (pool.h) */
+void tg__pool_copy(void *dst, const void *src, size_t bytes)
+{
+    tg_bytes_job j = {dst, src};
+    tg__pool_for((int64_t)bytes, TG_POOL_MIN_BYTES, 4096, tg_bytes_range, &j);
 }

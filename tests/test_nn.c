@@ -1036,3 +1036,124 @@ Test(nn, lstm_step_two_threads_bit_identical) { step_two_threads_bit_identical("
 Test(nn, gru_step_two_threads_bit_identical) { step_two_threads_bit_identical("gru", 16); }
 /* lstm_fgr's gates (tg_lstm_fgr_gates_, autograd/ops_zoo_lstm.c) cut their rows the same way: 8 x 2048 */
 Test(nn, lstm_fgr_step_two_threads_bit_identical) { step_two_threads_bit_identical("lstm_fgr", 8); }
+
+/* A whole training step's serial parts also run on two threads when large (tensor/pool.h tg__pool_for):
+ * the stack of the outputs and its backward, the loss's sub/mul/mean and their backwards, the bias
+ * sums, the zero-fill of the input projection's gradient. T = 32, B = 8, H = 512 is over every
+ * threshold (the stack: 32 inputs of 16 KB; the loss: 131072 elements); one and two threads must give
+ * the same loss, output and gradients, bit for bit. */
+static void mse_step_run(int threads, tg_tensor **y_out, double *loss, tg_tensor **grads) {
+    tg_set_num_threads(threads);
+    tg_rng rng;
+    tg_rng_seed(&rng, 5);
+    tg_rnn_config rc = {.input_size = 16, .hidden_size = 512, .num_layers = 1, .dtype = TG_F32};
+    tg_rnn *rnn = tg_rnn_new(tg_cell_by_name("lstm"), &rc, &rng);
+    cr_assert_not_null(rnn);
+    tg_tensor *x = tg_rand_normal(&rng, TG_F32, TG_SHAPE(32, 8, 16), 0, 1);
+    tg_tensor *target = tg_rand_normal(&rng, TG_F32, TG_SHAPE(32, 8, 512), 0, 0.5);
+    tg_tensor *y = tg_rnn_forward(rnn, x, NULL, NULL);
+    cr_assert_not_null(y, "%s", tg_last_error());
+    tg_tensor *l = tg_mse_loss(y, target, TG_REDUCE_MEAN);
+    cr_assert_not_null(l, "%s", tg_last_error());
+    *loss = tg_item(l);
+    cr_assert_eq(tg_backward(l), 0, "%s", tg_last_error());
+    *y_out = tg_add_scalar(y, 0.0);
+    tg_retain(*y_out);
+    const char *names[4] = {"weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"};
+    for (int k = 0; k < 4; k++) {
+        const tg_tensor *w = tg_params_find(rnn->params, names[k]);
+        cr_assert(w && tg_grad(w), "%s", names[k]);
+        grads[k] = tg_retain((tg_tensor *)tg_grad(w));
+    }
+    tg_tape_reset();
+    tg_release(x);
+    tg_release(target);
+    tg_rnn_free(rnn);
+    tg_set_num_threads(1);
+}
+
+Test(nn, mse_training_step_two_threads_bit_identical) {
+    tg_tensor *y1, *y2, *g1[4] = {0}, *g2[4] = {0};
+    double l1, l2;
+    mse_step_run(1, &y1, &l1, g1);
+    mse_step_run(2, &y2, &l2, g2);
+    cr_assert_eq(memcmp(&l1, &l2, sizeof l1), 0, "loss differs: %.17g vs %.17g", l1, l2);
+    cr_assert_eq(memcmp(tg_data(y1), tg_data(y2), (size_t)tg_numel(y1) * sizeof(float)), 0, "outputs differ");
+    for (int k = 0; k < 4; k++) {
+        cr_assert(g1[k] && g2[k]);
+        cr_expect_eq(memcmp(tg_data(g1[k]), tg_data(g2[k]), (size_t)tg_numel(g1[k]) * sizeof(float)), 0,
+                     "gradient %d differs", k);
+        tg_release(g1[k]);
+        tg_release(g2[k]);
+    }
+    tg_release(y1);
+    tg_release(y2);
+}
+
+/* Ops that split their work over the pool, at 1 and 2 threads: the mean's backward, and a stack of 40
+ * inputs of 16 KB with one input stacked twice (its two copies add into one gradient) and one that
+ * needs no gradient; with add, sub, mul, div of equal shapes around them (100003 elements: not a
+ * multiple of any block; a and b distinct, and a op a, where both gradients land in one buffer). */
+static void pool_ops_run(int threads, double *out, int64_t n_out) {
+    tg_set_num_threads(threads);
+    tg_rng rng;
+    tg_rng_seed(&rng, 11);
+    tg_tensor *a = tg_rand_normal(&rng, TG_F32, TG_SHAPE(100003), 0, 1);
+    tg_tensor *b = tg_rand_uniform(&rng, TG_F32, TG_SHAPE(100003), 0.5, 2);
+    tg_set_requires_grad(a, true);
+    tg_set_requires_grad(b, true);
+    tg_tensor *xs[40];
+    for (int i = 0; i < 40; i++) {
+        xs[i] = tg_rand_normal(&rng, TG_F32, TG_SHAPE(64, 64), 0, 1);
+        tg_set_requires_grad(xs[i], i != 9);
+    }
+    tg_tensor *list[40];
+    for (int i = 0; i < 40; i++) list[i] = xs[i == 7 ? 3 : i];
+    tg_tensor *s = tg_stack(40, list);
+    tg_tensor *w = tg_rand_normal(&rng, TG_F32, TG_SHAPE(40, 64, 64), 0, 1);
+    tg_tensor *terms[6] = {tg_sum(tg_mul(tg_add(a, b), a)), tg_sum(tg_sub(a, b)), tg_sum(tg_div(a, b)),
+                           tg_sum(tg_mul(b, b)), tg_mean(tg_add(a, a)), tg_sum(tg_mul(s, w))};
+    tg_tensor *total = terms[0];
+    for (int i = 1; i < 6; i++) total = tg_add(total, terms[i]);
+    cr_assert_not_null(total, "%s", tg_last_error());
+    cr_assert_eq(tg_backward(total), 0, "%s", tg_last_error());
+    int64_t k = 0;
+    out[k++] = tg_item(total);
+    const tg_tensor *grads[3] = {tg_grad(a), tg_grad(b), NULL};
+    for (int t = 0; t < 2; t++)
+        for (int64_t i = 0; i < 100003; i++) out[k++] = tg_get(grads[t], i);
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(tg_grad(xs[i]) == NULL, i == 9 || i == 7, "input %d's gradient", i);
+        if (tg_grad(xs[i]))
+            for (int64_t e = 0; e < 64 * 64; e++) out[k++] = tg_get(tg_grad(xs[i]), e);
+    }
+    for (int64_t e = 0; e < 40 * 64 * 64; e++) out[k++] = tg_get(s, e);
+    /* the input stacked at 3 and 7 gets both blocks of d(s ⊙ w)/ds = w, added in float */
+    for (int64_t e = 0; e < 64 * 64; e++) {
+        const float want = (float)tg_get(w, 3 * 4096 + e) + (float)tg_get(w, 7 * 4096 + e);
+        cr_assert_eq((float)tg_get(tg_grad(xs[3]), e), want, "%d threads: the twice-stacked input's gradient %lld",
+                     threads, (long long)e);
+    }
+    cr_assert_eq(k, n_out);
+    tg_tape_reset();
+    tg_release(a);
+    tg_release(b);
+    tg_release(w);
+    for (int i = 0; i < 40; i++) tg_release(xs[i]);
+    tg_set_num_threads(1);
+}
+
+Test(nn, pool_split_ops_two_threads_bit_identical) {
+    const int64_t n = 1 + 2 * 100003 + 38 * 64 * 64 + 40 * 64 * 64;
+    double *o1 = malloc((size_t)n * sizeof *o1), *o2 = malloc((size_t)n * sizeof *o2);
+    cr_assert(o1 && o2);
+    pool_ops_run(1, o1, n);
+    pool_ops_run(2, o2, n);
+    int64_t first = -1;
+    for (int64_t i = 0; i < n && first < 0; i++)
+        if (memcmp(&o1[i], &o2[i], sizeof o1[i])) first = i;
+    cr_assert_eq(first, -1, "value %lld differs: %.9g vs %.9g", (long long)first, first >= 0 ? o1[first] : 0,
+                 first >= 0 ? o2[first] : 0);
+    free(o1);
+    free(o2);
+}
