@@ -270,8 +270,10 @@ void tg__div_backward(tg_record *r, const tg_tensor *g) {
         tg_tensor *gx = tg__grad_buf_assign(r->in[0], &assign_);                  \
         if (!gx) return;                                                          \
         TG_DISPATCH(g->dtype, {                                                   \
-            const T *restrict px = TG_PTR(r->in[0], T);                           \
-            const T *restrict py = TG_PTR(r->out, T);                             \
+            /* an operand the op does not save may have been freed (tape.c          \
+             * tg_tape_free_unsaved): DERIV does not read it, so v / y load g */    \
+            const T *restrict px = r->in[0]->storage->data ? TG_PTR(r->in[0], T) : TG_PTR(g, T); \
+            const T *restrict py = r->out->storage->data ? TG_PTR(r->out, T) : TG_PTR(g, T);     \
             const T *restrict pg = TG_PTR(g, T);                                  \
             T *restrict d = TG_PTR(gx, T);                                        \
             const T P0 = (T)r->f[0], P1 = (T)r->f[1];                             \

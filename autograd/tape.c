@@ -15,6 +15,10 @@ typedef struct tg_tape {
     size_t n_rec, cap_rec;
     tg_tensor **pool;   /* [n_pool] op results owned by the tape */
     size_t n_pool, cap_pool;
+    size_t *made;       /* [n_made] indices into pool of the results with a buffer of their own (tg__result),
+                           not views: the buffers tg_tape_free_unsaved may give back early */
+    size_t n_made, cap_made;
+    bool keep_results;  /* tg_set_keep_results: tg_tape_free_unsaved frees nothing */
     uint64_t epoch;     /* bumped by reset: tensor->creator is only valid in its own epoch */
     int no_grad;        /* nesting depth of tg_no_grad_begin */
     bool anomaly;       /* tg_set_anomaly_mode: check results and gradients for NaN / inf */
@@ -40,7 +44,17 @@ void tg__autorelease(tg_tensor *t) {
 
 tg_tensor *tg__result(tg_dtype dtype, int ndim, const int64_t *shape) {
     tg_tensor *t = tg__alloc(dtype, ndim, shape);
-    if (t) tg__autorelease(t);
+    if (!t) return NULL;
+    tg__autorelease(t);
+    if (g_tape.n_pool == 0 || g_tape.pool[g_tape.n_pool - 1] != t) return t; /* the pool could not grow */
+    if (g_tape.n_made == g_tape.cap_made) { /* out of memory here only means it is never freed early */
+        size_t cap = g_tape.cap_made ? 2 * g_tape.cap_made : 256;
+        size_t *p = tg_realloc(g_tape.made, cap * sizeof *p);
+        if (!p) return t;
+        g_tape.made = p;
+        g_tape.cap_made = cap;
+    }
+    g_tape.made[g_tape.n_made++] = g_tape.n_pool - 1;
     return t;
 }
 
@@ -181,6 +195,7 @@ void tg_tape_reset(void) {
     /* Release in reverse creation order; any order is correct (views own their storage). */
     for (size_t i = g_tape.n_pool; i-- > 0;) tg_release(g_tape.pool[i]);
     g_tape.n_pool = 0;
+    g_tape.n_made = 0;
     g_tape.epoch++;
     g_tape.lost_record = false;
 }
@@ -223,12 +238,98 @@ size_t tg_tape_bytes(void) {
     return b;
 }
 
+/* ---- freeing what no backward reads -------------------------------------------------------------- */
+
+void tg_set_keep_results(bool on) { g_tape.keep_results = on; }
+bool tg_keep_results(void) { return g_tape.keep_results; }
+
+tg_tape_mark tg_tape_mark_here(void) {
+    return (tg_tape_mark){.epoch = g_tape.epoch, .records = g_tape.n_rec, .tensors = g_tape.n_pool, .made = g_tape.n_made};
+}
+
+/* A buffer made since the mark: the result that made it; of the scope's pool tensors that view it, how
+ * many (viewers), their references (refs) and how many of those the records hold (rec_refs); whether
+ * something still needs its data. The storage points back at it through sweep_slot. */
+typedef struct free_cand {
+    tg_storage *s;
+    const tg_tensor *maker;
+    int viewers;
+    long refs, rec_refs;
+    bool keep;
+} free_cand;
+static free_cand *cand_of(free_cand *c, const tg_tensor *t) {
+    return t && t->storage->sweep_slot ? &c[t->storage->sweep_slot - 1] : NULL;
+}
+
+/* Why it is safe: forward order is the only order in which a record can name a tensor, so after the
+ * scope only keep[] (and what the caller holds a reference to) can still be read by a forward op, and a
+ * backward reads exactly its TG_OP line's `saves` (tests/test_ops.c saves_are_all_backward_reads) and
+ * aux. A storage is freed only when no record since the mark saves a tensor on it, no keep[] or aux
+ * views it, and every tensor that views it is one of the scope's pool tensors holding no reference
+ * beyond the tape's (pool + records): a tg_retain, a tg_detach or a view made outside the tape
+ * (tg_reshape_view) keeps it. Headers stay, so shapes, names and gradients still work. */
+size_t tg_tape_free_unsaved(tg_tape_mark since, int n, tg_tensor *const *keep) {
+    if (n < 0 || (n > 0 && !keep)) {
+        tg_error("tg_tape_free_unsaved", "%d tensors to keep given as %s", n, keep ? "a list" : "NULL");
+        return 0;
+    }
+    if (g_tape.keep_results || since.epoch != g_tape.epoch || since.made >= g_tape.n_made ||
+        since.records > g_tape.n_rec || since.tensors > g_tape.n_pool)
+        return 0;
+    size_t nc = g_tape.n_made - since.made, m = 0;
+    if (nc >= UINT32_MAX) return 0;
+    free_cand local[32], *c = nc <= 32 ? local : tg_malloc(nc * sizeof *c);
+    if (!c) return 0; /* out of memory: nothing is freed early, which is always correct */
+    for (size_t i = since.made; i < g_tape.n_made; i++) {
+        const tg_tensor *t = g_tape.pool[g_tape.made[i]];
+        if (!t->storage->data || t->storage->sweep_slot) continue;
+        c[m] = (free_cand){.s = t->storage, .maker = t};
+        t->storage->sweep_slot = (uint32_t)++m;
+    }
+    for (int i = 0; i < n; i++) {
+        free_cand *f = keep[i] && keep[i]->magic == TG_ALIVE ? cand_of(c, keep[i]) : NULL;
+        if (f) f->keep = true;
+    }
+    for (size_t j = since.records; j < g_tape.n_rec; j++) {
+        const tg_record *r = &g_tape.rec[j];
+        unsigned saves = tg_op_table[r->op].saves;
+        free_cand *f;
+        for (int k = 0; k < r->nin; k++)
+            if ((f = cand_of(c, r->in[k]))) {
+                f->rec_refs++;
+                if (k < TG_SAVES_MAX_IN && (saves & (1u << k))) f->keep = true;
+            }
+        if ((f = cand_of(c, r->out))) {
+            f->rec_refs++;
+            if (saves & TG_SAVES_OUT) f->keep = true;
+        }
+        if ((f = cand_of(c, r->aux))) f->keep = true;
+    }
+    for (size_t p = since.tensors; p < g_tape.n_pool; p++) {
+        free_cand *f = cand_of(c, g_tape.pool[p]);
+        if (!f) continue;
+        f->viewers++;
+        f->refs += g_tape.pool[p]->refcount;
+    }
+    size_t freed = 0;
+    for (size_t i = 0; i < m; i++) {
+        c[i].s->sweep_slot = 0;
+        /* a reference that is not the pool's or a record's (the caller's), or a view from outside */
+        if (c[i].keep || c[i].refs > c[i].viewers + c[i].rec_refs || c[i].s->refcount > c[i].viewers) continue;
+        const tg_record *r = tg__record_of(c[i].maker);
+        freed += tg__storage_drop(c[i].s, r ? tg_op_table[r->op].name : "");
+    }
+    if (c != local) free(c);
+    return freed;
+}
+
 static void tape_free(void) {
     tg_tape_reset();
     free(g_tape.rec);
     free(g_tape.pool);
-    g_tape.rec = NULL; g_tape.pool = NULL;
-    g_tape.cap_rec = g_tape.cap_pool = 0;
+    free(g_tape.made);
+    g_tape.rec = NULL; g_tape.pool = NULL; g_tape.made = NULL;
+    g_tape.cap_rec = g_tape.cap_pool = g_tape.cap_made = 0;
 }
 /* The tensor layer calls this at every thread exit, before it frees the pools. */
 __attribute__((constructor)) static void tape_hook_install(void) { tg__set_thread_exit_hook(tape_free); }
@@ -254,7 +355,7 @@ const tg_record *tg__record_of(const tg_tensor *t) {
 const tg_record *tg__tape_record(size_t i) { return i < g_tape.n_rec ? &g_tape.rec[i] : NULL; }
 
 void tg_set_requires_grad(tg_tensor *t, bool on) {
-    if (!tg__check("tg_set_requires_grad", "t", t)) return;
+    if (!tg__check_header("tg_set_requires_grad", "t", t)) return;
     if (is_live_record(t)) {
         tg_error("tg_set_requires_grad", "tensor %s is the result of %s, not a leaf (use tg_detach first)",
                  t->name, tg_op_table[g_tape.rec[t->creator - 1].op].name);
@@ -263,16 +364,16 @@ void tg_set_requires_grad(tg_tensor *t, bool on) {
     if (on && t->creator) t->creator = 0; /* a kept result from an old tape becomes a leaf */
     t->requires_grad = on;
 }
-bool tg_requires_grad(const tg_tensor *t) { return tg__check("tg_requires_grad", "t", t) && t->requires_grad; }
-bool tg_is_leaf(const tg_tensor *t) { return tg__check("tg_is_leaf", "t", t) && !is_live_record(t); }
-tg_tensor *tg_grad(const tg_tensor *t) { return tg__check("tg_grad", "t", t) ? t->grad : NULL; }
+bool tg_requires_grad(const tg_tensor *t) { return tg__check_header("tg_requires_grad", "t", t) && t->requires_grad; }
+bool tg_is_leaf(const tg_tensor *t) { return tg__check_header("tg_is_leaf", "t", t) && !is_live_record(t); }
+tg_tensor *tg_grad(const tg_tensor *t) { return tg__check_header("tg_grad", "t", t) ? t->grad : NULL; }
 void tg_zero_grad(tg_tensor *t) {
-    if (!tg__check("tg_zero_grad", "t", t)) return;
+    if (!tg__check_header("tg_zero_grad", "t", t)) return;
     tg_release(t->grad);
     t->grad = NULL;
 }
 void tg_retain_grad(tg_tensor *t) {
-    if (tg__check("tg_retain_grad", "t", t)) t->retain_grad = true;
+    if (tg__check_header("tg_retain_grad", "t", t)) t->retain_grad = true;
 }
 
 tg_tensor *tg__grad_buf(tg_tensor *t) {
@@ -442,7 +543,7 @@ void tg_tape_dump(FILE *f) {
                 fprintf(f, " <- #%llu", (unsigned long long)(x->creator - 1));
             else fputs(x->requires_grad ? " leaf" : " const", f);
         }
-        fprintf(f, ") -> %s %s%s\n", describe(r->out, a, sizeof a), tg_dtype_name(r->out->dtype),
-                r->out->grad ? " (has grad)" : "");
+        fprintf(f, ") -> %s %s%s%s\n", describe(r->out, a, sizeof a), tg_dtype_name(r->out->dtype),
+                r->out->storage->data ? "" : " (freed)", r->out->grad ? " (has grad)" : "");
     }
 }

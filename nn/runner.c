@@ -280,7 +280,7 @@ static int produced_ok(const run_ctx *c, const tg_cell *cell, tg_tensor *const *
  * keep[s] (if not NULL) receives the state after every step. Returns 0 or -1. */
 static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params *p, bool reverse,
                      const tg_tensor *input, const tg_tensor *proj, tg_tensor **outputs, tg_tensor **state,
-                     tg_tensor ***keep);
+                     tg_tensor ***keep, bool *swept);
 
 /* A cell's sequence function (all steps in one call) serves when nothing happens between its steps
  * that it would skip: no per-sequence lengths (masks), no zoneout, no kept step states, no projections
@@ -322,24 +322,45 @@ static int run_direction(const run_ctx *c, int k, bool reverse, const tg_tensor 
     const tg_rnn *m = c->m;
     const tg_cell *cell = m->cell;
     const tg_cell_params *p = &m->layers[k];
+    const tg_tape_mark mark = tg_tape_mark_here();
     /* x·W_ihᵀ + b_ih for every step at once: [T,B,I_k] -> [T,B,G·H] */
     tg_tensor *proj = tg_linear(input, p->weight_ih, p->bias_ih);
     if (!proj) return -1;
     tg__pack_scope_begin(); /* W_hh is packed once for all T steps, not at every step */
     int rc;
+    bool swept = false;
     if (sequence_ok(c, cell, p, keep != NULL)) rc = run_sequence(c, cell, p, reverse, proj, state, dir_out);
     else {
-        rc = time_loop(c, cell, p, reverse, input, proj, outputs, state, keep);
+        rc = time_loop(c, cell, p, reverse, input, proj, outputs, state, keep, &swept);
         if (rc == 0 && !(*dir_out = tg_stack((int)c->T, outputs))) rc = -1;                                /* [T,B,R] */
     }
     tg__pack_scope_end();
+    if (rc == 0 && swept) { /* what the layer made is read on only through its output and final states (and
+                               * kept rows): the input projection of a plain-op cell, what steps left */
+        int S = cell->n_states;
+        size_t n = (size_t)S + 1 + (keep ? (size_t)S * (size_t)c->T : 0);
+        tg_tensor *local[TG_CELL_MAX_STATES + 1], **live = keep ? tg_malloc(n * sizeof *live) : local;
+        if (live) { /* out of memory: nothing is freed early */
+            live[0] = *dir_out;
+            for (int s = 0; s < S; s++) live[1 + s] = state[s];
+            for (int s = 0; keep && s < S; s++) memcpy(live + 1 + S + (size_t)s * c->T, keep[s], (size_t)c->T * sizeof *live);
+            tg_tape_free_unsaved(mark, (int)n, live);
+            if (live != local) free(live);
+        }
+    }
     return rc;
 }
 
 static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params *p, bool reverse,
                      const tg_tensor *input, const tg_tensor *proj, tg_tensor **outputs, tg_tensor **state,
-                     tg_tensor ***keep) {
+                     tg_tensor ***keep, bool *swept) {
     int S = cell->n_states;
+    /* The step's results that no backward reads are freed after it (tg_tape_free_unsaved), and the
+     * layer's once it ends (*swept). A cell whose first step leaves nothing to free (a fused op, whose
+     * results backward reads) is swept neither after every step nor at the end: the cost of looking
+     * (~1 % of a B = 1 step) buys nothing there. */
+    bool sweep = true;
+    *swept = true;
     for (int64_t i = 0; i < c->T; i++) {
         int64_t t = reverse ? c->T - 1 - i : i;
         if (c->n_active[t] == 0 && c->B > 0) { /* every sequence has ended (or, in reverse, not yet begun);
@@ -347,6 +368,7 @@ static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params
             outputs[t] = c->zeros_h;
         } else {
             tg_tensor *next[TG_CELL_MAX_STATES] = {0};
+            const tg_tape_mark mark = tg_tape_mark_here();
             const tg_tensor *x_t = cell->needs_input ? tg_select(input, t) : NULL;
             const tg_tensor *xproj_t = tg_select(proj, t);
             if (!xproj_t || (cell->needs_input && !x_t)) return -1;
@@ -358,6 +380,11 @@ static int time_loop(const run_ctx *c, const tg_cell *cell, const tg_cell_params
             }
             advance(c, S, t, state, next, &outputs[t]);
             if (!outputs[t]) return -1;
+            /* the step's other results are dead for the forward: free those no backward reads */
+            tg_tensor *live[TG_CELL_MAX_STATES + 1];
+            for (int s = 0; s < S && sweep; s++) live[s] = state[s];
+            live[S] = outputs[t];
+            if (sweep && tg_tape_free_unsaved(mark, S + 1, live) == 0 && i == 0) sweep = *swept = false;
         }
         if (keep)
             for (int s = 0; s < S; s++) keep[s][t] = state[s];

@@ -14,6 +14,9 @@ typedef struct tg_storage {
     int refcount;      /* views and the base share one storage */
     uint64_t version;  /* bumped by every in-place write; saved tensors remember it */
     int64_t saved_lo, saved_hi; /* hull [lo, hi) of the elements records saved (tg__write_over); empty: hi <= lo */
+    const char *freed_by; /* NULL, or the data was given back early by the tape (tg__storage_drop): data is
+                           * NULL and this names the op that made it ("" unknown), for the message */
+    uint32_t sweep_slot;  /* while tg_tape_free_unsaved runs: 1 + this buffer's index in its list; else 0 */
 } tg_storage;
 
 struct tg_tensor {
@@ -55,6 +58,13 @@ void *tg__scratch_get(size_t bytes, size_t *cap);
 void tg__scratch_put(void *p, size_t cap);
 /* Validates a tensor argument: NULL, released. Reports "<fn>: argument <argname> ..." and returns false. */
 bool tg__check(const char *fn, const char *argname, const tg_tensor *t);
+/* The same for a function that reads only the header (shape, dtype, name, grad, refcount), which also
+ * works on a result whose data the tape freed early. */
+bool tg__check_header(const char *fn, const char *argname, const tg_tensor *t);
+/* Gives the storage's buffer back to the pool now, though tensors still view it (autograd/tape.c, for
+ * results no backward reads): data becomes NULL, capacity 0, and tg__check refuses every later read,
+ * naming `by` (the op that made it; "" unknown). Returns the bytes given back. */
+size_t tg__storage_drop(tg_storage *s, const char *by);
 /* Shape check of user-given shapes; reports and returns false. */
 bool tg__check_shape(const char *fn, int ndim, const int64_t *shape);
 /* Called on every thread's exit (and at process exit) before its pools are freed. */

@@ -151,11 +151,22 @@ static tg_storage *storage_new(size_t bytes) {
     s->refcount = 1;
     s->version = 0;
     s->saved_lo = s->saved_hi = 0;
+    s->freed_by = NULL;
+    s->sweep_slot = 0;
     return s;
+}
+size_t tg__storage_drop(tg_storage *s, const char *by) {
+    if (!s->data) return 0;
+    size_t cap = s->capacity;
+    buf_put(s->data, cap);
+    s->data = NULL;
+    s->capacity = 0;
+    s->freed_by = by ? by : "";
+    return cap;
 }
 static void storage_release(tg_storage *s) {
     if (--s->refcount > 0) return;
-    buf_put(s->data, s->capacity);
+    if (s->data) buf_put(s->data, s->capacity);
     free_node *n = (free_node *)(void *)s;
     n->next = g_storage_free;
     g_storage_free = n;
@@ -222,7 +233,7 @@ bool tg__check_shape(const char *fn, int ndim, const int64_t *shape) {
     return true;
 }
 
-bool tg__check(const char *fn, const char *argname, const tg_tensor *t) {
+static inline bool check_alive(const char *fn, const char *argname, const tg_tensor *t) {
     if (!t) {
         /* A NULL produced by an earlier failed op keeps that op's message. */
         if (!g_err_pending) tg_error(fn, "argument %s is NULL", argname);
@@ -232,6 +243,27 @@ bool tg__check(const char *fn, const char *argname, const tg_tensor *t) {
         tg_error(fn, "argument %s was released (use after tg_release or tg_tape_reset)", argname);
         return false;
     }
+    return true;
+}
+
+bool tg__check_header(const char *fn, const char *argname, const tg_tensor *t) { return check_alive(fn, argname, t); }
+
+/* A read of data the tape freed early (autograd/tape.c tg_tape_free_unsaved); kept out of tg__check, which
+ * every op calls for every argument. */
+static __attribute__((noinline, cold)) bool refuse_freed(const char *fn, const char *argname, const tg_tensor *t) {
+    char b[128];
+    const char *by = t->storage->freed_by;
+    tg_error(fn, "argument %s %s%s%s%s (%s%s) was freed by the tape because no backward needs it: it was made inside "
+             "a step (or a tg_tape_free_unsaved scope) that has ended; to read it later, tg_retain it before the "
+             "step returns (and tg_release it after), or call tg_set_keep_results(true)",
+             argname, tg__shape_fmt(t->ndim, t->shape, b, sizeof b), t->name[0] ? " '" : "", t->name,
+             t->name[0] ? "'" : "", by && by[0] ? "the result of " : "an op result", by ? by : "");
+    return false;
+}
+
+bool tg__check(const char *fn, const char *argname, const tg_tensor *t) {
+    if (!check_alive(fn, argname, t)) return false;
+    if (!t->storage->data) return refuse_freed(fn, argname, t);
     return true;
 }
 
@@ -271,7 +303,7 @@ tg_tensor *tg__alloc(tg_dtype dtype, int ndim, const int64_t *shape) {
 /* ---- lifetime ----------------------------------------------------------------------------------- */
 
 tg_tensor *tg_retain(tg_tensor *t) {
-    if (t && tg__check("tg_retain", "t", t)) t->refcount++;
+    if (t && tg__check_header("tg_retain", "t", t)) t->refcount++;
     return t;
 }
 
@@ -443,9 +475,9 @@ tg_tensor *tg_reshape_view(const tg_tensor *t, int ndim, const int64_t *shape) {
 
 /* ---- inspection --------------------------------------------------------------------------------- */
 
-int tg_ndim(const tg_tensor *t) { return tg__check("tg_ndim", "t", t) ? t->ndim : -1; }
+int tg_ndim(const tg_tensor *t) { return tg__check_header("tg_ndim", "t", t) ? t->ndim : -1; }
 int64_t tg_dim(const tg_tensor *t, int axis) {
-    if (!tg__check("tg_dim", "t", t)) return -1;
+    if (!tg__check_header("tg_dim", "t", t)) return -1;
     int a = axis < 0 ? axis + t->ndim : axis;
     if (a < 0 || a >= t->ndim) {
         char b[128];
@@ -454,9 +486,9 @@ int64_t tg_dim(const tg_tensor *t, int axis) {
     }
     return t->shape[a];
 }
-const int64_t *tg_shape(const tg_tensor *t) { return tg__check("tg_shape", "t", t) ? t->shape : NULL; }
-int64_t tg_numel(const tg_tensor *t) { return tg__check("tg_numel", "t", t) ? t->numel : 0; }
-tg_dtype tg_dtype_of(const tg_tensor *t) { return tg__check("tg_dtype_of", "t", t) ? t->dtype : TG_F64; }
+const int64_t *tg_shape(const tg_tensor *t) { return tg__check_header("tg_shape", "t", t) ? t->shape : NULL; }
+int64_t tg_numel(const tg_tensor *t) { return tg__check_header("tg_numel", "t", t) ? t->numel : 0; }
+tg_dtype tg_dtype_of(const tg_tensor *t) { return tg__check_header("tg_dtype_of", "t", t) ? t->dtype : TG_F64; }
 void *tg_data(tg_tensor *t) { return tg__check("tg_data", "t", t) ? tg__ptr(t) : NULL; }
 const void *tg_cdata(const tg_tensor *t) { return tg__check("tg_cdata", "t", t) ? tg__ptr(t) : NULL; }
 float *tg_f32(tg_tensor *t) {
@@ -494,9 +526,9 @@ bool tg_same_shape(const tg_tensor *a, const tg_tensor *b) {
     return true;
 }
 bool tg_shares_storage(const tg_tensor *a, const tg_tensor *b) { return a && b && a->storage == b->storage; }
-uint64_t tg_version(const tg_tensor *t) { return tg__check("tg_version", "t", t) ? t->storage->version : 0; }
+uint64_t tg_version(const tg_tensor *t) { return tg__check_header("tg_version", "t", t) ? t->storage->version : 0; }
 void tg_set_name(tg_tensor *t, const char *name) {
-    if (!tg__check("tg_set_name", "t", t)) return;
+    if (!tg__check_header("tg_set_name", "t", t)) return;
     snprintf(t->name, sizeof t->name, "%s", name ? name : "");
 }
 const char *tg_name(const tg_tensor *t) { return t ? t->name : ""; }

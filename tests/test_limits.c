@@ -99,6 +99,9 @@ static const struct { const char *cell; double minimum; const char *kept; } tape
     /* lstm_fgr on tg_lstm_fgr_gates_ + tg_lstm_state (h5fgr): the gates, stored over the input projection,
      * are also the next step's states i, f, o (views); c' and h' */
     {"lstm_fgr", 6, "i, f, g, o (also the next step's states), c', h'"},
+    /* lstm_np, the LSTM in plain ops (nn/cells_zoo.c lstm_variant_step), once the tape frees what no
+     * backward reads (tg_tape_free_unsaved, h5np): the same minimum as lstm */
+    {"lstm_np", 6, "i, f, g, o, c', h'"},
 };
 
 Test(limits, tape_per_step_within_1_5x_of_the_minimum) {

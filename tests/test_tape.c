@@ -398,3 +398,256 @@ Test(tape, staged_weight_grads_equal_per_step_ones) {
     for (int i = 0; i < 3; i++) tg_release(p[i]);
     cr_expect_eq(tg_live_tensors(), live);
 }
+
+/* ---- freeing what no backward reads (tg_tape_free_unsaved) ---------------------------------------- */
+
+/* y = Σ (exp(tanh(x + x)) + e) with intermediates that backward reads (tanh's and exp's outputs: OUT)
+ * and ones it does not (x + x: add saves nothing, and tanh reads its output, not its input). */
+static void free_scope(tg_tensor *x, tg_tensor **a, tg_tensor **b, tg_tensor **d, tg_tensor **e, tg_tensor **f,
+                       tg_tensor **g, tg_tensor **view, size_t *freed) {
+    tg_tape_mark m = tg_tape_mark_here();
+    *a = tg_add(x, x);
+    *b = tg_tanh(*a);
+    *d = tg_exp(*b);
+    *e = tg_retain(tg_add(*b, *b)); /* the caller's reference keeps it */
+    *f = tg_add(*b, *b);
+    *view = tg_detach(*f);          /* a view made outside the tape keeps its buffer */
+    *g = tg_add(*b, *b);            /* nothing keeps it */
+    *freed = tg_tape_free_unsaved(m, 1, d);
+}
+
+Test(tape, free_unsaved_frees_only_what_no_backward_reads) {
+    tg_tensor *x = th_rand(40, TG_SHAPE(100), -1, 1), *grads[2];
+    tg_set_requires_grad(x, true);
+    size_t freed[2], kept_bytes = 0;
+    for (int keep_all = 1; keep_all >= 0; keep_all--) {
+        tg_set_keep_results(keep_all);
+        tg_tensor *a, *b, *d, *e, *f, *g, *view;
+        free_scope(x, &a, &b, &d, &e, &f, &g, &view, &freed[keep_all]);
+        size_t bytes = tg_tape_bytes();
+        if (!keep_all) {
+            /* a (add) and g (add) are freed: 2 buffers of 100 doubles */
+            cr_expect_eq(freed[0], 2 * e->storage->capacity, "freed %zu bytes", freed[0]);
+            cr_expect(a->storage->data == NULL, "x + x kept its data");
+            cr_expect(g->storage->data == NULL, "an unreferenced add kept its data");
+            cr_expect(b->storage->data && d->storage->data && e->storage->data && f->storage->data,
+                      "a saved (b), kept (d), retained (e) or detached (f) result lost its data");
+            /* the header stays: shape, gradient slot */
+            cr_expect_eq(tg_numel(a), 100);
+            cr_expect(tg_requires_grad(a) && !tg_is_leaf(a));
+        } else {
+            cr_expect_eq(freed[1], 0, "tg_set_keep_results(true) freed %zu bytes", freed[1]);
+        }
+        tg_tensor *loss = tg_sum(tg_add(d, e));
+        cr_assert_eq(tg_backward(loss), 0, "%s", tg_last_error());
+        grads[keep_all] = tg_copy(tg_grad(x));
+        tg_zero_grad(x);
+        tg_release(e);
+        tg_release(view);
+        if (keep_all) {
+            kept_bytes = bytes;
+        } else {
+            cr_expect_lt(bytes, kept_bytes, "tape %zu bytes, %zu with every result kept", bytes, kept_bytes);
+            cr_expect_eq(bytes + freed[0], kept_bytes, "tg_tape_bytes did not fall by the freed %zu bytes", freed[0]);
+        }
+        tg_tape_reset();
+    }
+    tg_set_keep_results(false);
+    cr_expect(memcmp(tg_cdata(grads[0]), tg_cdata(grads[1]), 100 * sizeof(double)) == 0,
+              "the gradient changed when the tape freed what no backward reads");
+    tg_release(grads[0]);
+    tg_release(grads[1]);
+    tg_release(x);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+Test(tape, a_freed_result_is_refused_by_name_never_read) {
+    th_record_errors();
+    tg_tensor *x = th_rand(41, TG_SHAPE(2, 3), -1, 1);
+    tg_set_requires_grad(x, true);
+    tg_tape_mark m = tg_tape_mark_here();
+    tg_tensor *a = tg_add(x, x), *b = tg_tanh(a);
+    tg_set_name(a, "pre");
+    cr_assert_gt(tg_tape_free_unsaved(m, 1, &b), 0);
+    const char *want = "argument t [2,3] 'pre' (the result of tg_add) was freed by the tape because no backward needs it";
+    cr_expect(isnan(tg_get(a, 0)));
+    cr_expect(strstr(th_last_message(), "tg_get: ") && strstr(th_last_message(), want), "%s", th_last_message());
+    cr_expect(strstr(th_last_message(), "tg_retain it before the step returns") &&
+              strstr(th_last_message(), "tg_set_keep_results(true)"), "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_data(a));
+    cr_expect(strstr(th_last_message(), "tg_data: argument t [2,3] 'pre' (the result of tg_add) was freed"), "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_mul(a, x)); /* an op given it */
+    cr_expect(strstr(th_last_message(), "tg_mul: argument a [2,3] 'pre' (the result of tg_add) was freed"), "%s", th_last_message());
+    th_reset_errors();
+    cr_expect_null(tg_detach(a));
+    cr_expect(strstr(th_last_message(), "was freed by the tape"), "%s", th_last_message());
+    th_reset_errors();
+    /* a result made with no record (nothing required grad): the op is not known */
+    tg_tensor *c = tg_ones(TG_F64, TG_SHAPE(4));
+    m = tg_tape_mark_here();
+    tg_tensor *k = tg_mul_scalar(c, 2.0);
+    tg_tape_free_unsaved(m, 0, NULL);
+    cr_expect(isnan(tg_item(tg_sum(k))));
+    cr_expect(strstr(th_last_message(), "tg_sum: argument x [4] (an op result) was freed by the tape"), "%s", th_last_message());
+    th_reset_errors();
+    /* the header still answers, and the tape dump says which results were freed */
+    cr_expect_eq(tg_dim(a, 1), 3);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    tg_tape_dump(f);
+    fclose(f);
+    cr_expect(strstr(buf, "-> [2,3] 'pre' F64 (freed)"), "%s", buf);
+    free(buf);
+    cr_expect_eq(th_error_count(), 0, "%s", th_last_message());
+    /* misuse of the call itself */
+    tg_tape_free_unsaved(m, -1, NULL);
+    cr_expect(strstr(th_last_message(), "tg_tape_free_unsaved: -1 tensors to keep"), "%s", th_last_message());
+    th_reset_errors();
+    /* a mark from before a reset frees nothing */
+    tg_tape_reset();
+    tg_tensor *z = tg_add(x, x);
+    cr_expect_eq(tg_tape_free_unsaved(m, 0, NULL), 0);
+    cr_expect_not_null(tg_data(z));
+    tg_tape_reset();
+    tg_release(c);
+    tg_release(x);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* ---- the runner frees what no backward reads: same results, smaller tape --------------------------- */
+
+/* A GRU (PyTorch's reset-after) in plain ops, the way examples/custom_cell.c writes a cell. A second
+ * spelling keeps its candidate n with tg_retain (g_kept), as a user who wants to look at it would. */
+static tg_tensor *g_kept, *g_loose;
+static int plain_gru_step(const tg_cell *cell, const tg_cell_params *p, const tg_tensor *x, const tg_tensor *xproj,
+                          tg_tensor *const *state, tg_tensor **out) {
+    (void)x;
+    tg_tensor *xa[3], *ha[3];
+    if (tg_chunk(xproj, 1, 3, xa) || tg_chunk(tg_linear(state[0], p->weight_hh, p->bias_hh), 1, 3, ha)) return -1;
+    tg_tensor *r = tg_sigmoid(tg_add(xa[0], ha[0])), *z = tg_sigmoid(tg_add(xa[1], ha[1]));
+    tg_tensor *n = tg_tanh(tg_add(xa[2], tg_mul(r, ha[2])));          /* n = tanh(x_n + r ⊙ h_n) */
+    tg_tensor *pre = tg_add(xa[2], ha[2]);                            /* read by nothing after the step */
+    if (cell->user) { tg_release(g_kept); g_kept = tg_retain(pre); }  /* ... unless retained */
+    if (cell->user) g_loose = tg_add(pre, pre);                       /* (a pointer alone keeps nothing) */
+    out[0] = tg_add(n, tg_mul(z, tg_sub(state[0], n)));               /* h' = (1 − z) ⊙ n + z ⊙ h */
+    return out[0] ? 0 : -1;
+}
+static const tg_cell g_plain_gru = {.name = "plain_gru", .gates = 3, .n_states = 1, .forget_gate = 1,
+                                    .step = plain_gru_step};
+static const tg_cell g_plain_gru_keep = {.name = "plain_gru_keep", .gates = 3, .n_states = 1, .forget_gate = 1,
+                                         .step = plain_gru_step, .user = "keep"};
+
+#define FREE_MAX 160
+/* One forward + backward of cell over x [5,3,4] (F64, hidden 6): two layers, both directions, lengths
+ * 5, 3, 4, zoneout (train, seeded masks), kept step states (cfg 0); one layer, nothing else (cfg 1).
+ * res receives copies of the output, the final and kept states and every gradient. Returns the count. */
+static int free_run(const tg_cell *cell, int cfg, tg_tensor **res, size_t *bytes) {
+    tg_rng rng;
+    tg_rng_seed(&rng, 77);
+    tg_rnn_config rc = {.input_size = 4, .hidden_size = 6, .num_layers = cfg ? 1 : 2, .bidirectional = !cfg,
+                        .dtype = TG_F64};
+    tg_rnn *m = tg_rnn_new(cell, &rc, &rng);
+    cr_assert_not_null(m, "%s: %s", cell->name, tg_last_error());
+    tg_tensor *x = th_rand(78, TG_SHAPE(5, 3, 4), -1, 1);
+    tg_set_requires_grad(x, true);
+    static const int64_t lengths[3] = {5, 3, 4};
+    tg_rng_seed(&rng, 79);
+    tg_rnn_forward_opts o = {0};
+    if (cfg == 0)
+        o = (tg_rnn_forward_opts){.lengths = lengths, .train = true, .rng = &rng, .keep_step_states = true,
+                                  .zoneout_h = 0.3, .zoneout_c = 0.2};
+    tg_rnn_output out;
+    tg_tensor *y = tg_rnn_forward(m, x, &o, &out);
+    cr_assert_not_null(y, "%s: %s", cell->name, tg_last_error());
+    *bytes = tg_tape_bytes();
+    int n = 0;
+    res[n++] = tg_copy(y);
+    for (int s = 0; s < out.n_states; s++) res[n++] = tg_copy(out.final[s]);
+    for (int k = 0; k < out.n_step_states; k++) res[n++] = tg_copy(out.step_states[k]);
+    tg_tensor *w = th_rand(80, 3, tg_shape(y), -1, 1);
+    tg_tensor *hn = out.final[out.n_states - 1];
+    cr_assert_eq(tg_backward(tg_add(tg_sum(tg_mul(y, w)), tg_sum(tg_mul(hn, hn)))), 0, "%s: %s", cell->name, tg_last_error());
+    for (int i = 0; i < tg_params_count(m->params); i++) res[n++] = tg_copy(tg_grad(tg_params_at(m->params, i)));
+    res[n++] = tg_copy(tg_grad(x));
+    cr_assert_leq(n, FREE_MAX);
+    tg_rnn_output_clear(&out);
+    tg_tape_reset();
+    tg_release(w);
+    tg_release(x);
+    tg_rnn_free(m);
+    return n;
+}
+
+Test(tape, runner_results_and_gradients_bit_identical_with_and_without_freeing) {
+    char err[256];
+    tg_cell_def *janet = tg_cell_def_parse("janet", "gates f, c\nforget f\nf = sigmoid(x.f + h.f)\n"
+                                           "c' = f * c + (1 - f) * tanh(x.c + h.c)\nh' = c'\n", err, sizeof err);
+    cr_assert_not_null(janet, "%s", err);
+    const tg_cell *cells[] = {tg_cell_by_name("lstm_np"), tg_cell_by_name("lstm_fgr"), &g_plain_gru,
+                              tg_cell_def_cell(janet), tg_cell_by_name("lstm"), tg_cell_by_name("gru")};
+    const bool plain[] = {true, false, true, true, false, false}; /* lstm_fgr: fused since 7ff0d95 */
+    for (size_t c = 0; c < sizeof cells / sizeof cells[0]; c++) {
+        for (int cfg = 0; cfg < 2; cfg++) {
+            tg_tensor *kept[FREE_MAX], *freed[FREE_MAX];
+            size_t bytes_kept, bytes_freed;
+            tg_set_keep_results(true);
+            int n = free_run(cells[c], cfg, kept, &bytes_kept);
+            tg_set_keep_results(false);
+            int n2 = free_run(cells[c], cfg, freed, &bytes_freed);
+            cr_assert_eq(n, n2);
+            for (int i = 0; i < n; i++) {
+                cr_assert(kept[i] && freed[i], "%s cfg %d: result %d missing", cells[c]->name, cfg, i);
+                cr_expect(tg_numel(kept[i]) == tg_numel(freed[i]) &&
+                          memcmp(tg_cdata(kept[i]), tg_cdata(freed[i]), (size_t)tg_numel(kept[i]) * sizeof(double)) == 0,
+                          "%s cfg %d: result %d (output, states, then the gradients) differs when the tape frees "
+                          "what no backward reads", cells[c]->name, cfg, i);
+                tg_release(kept[i]);
+                tg_release(freed[i]);
+            }
+            if (plain[c])
+                cr_expect_lt((double)bytes_freed, 0.6 * (double)bytes_kept, "%s cfg %d: tape %zu bytes, %zu with every result kept",
+                             cells[c]->name, cfg, bytes_freed, bytes_kept);
+            else
+                cr_expect_leq(bytes_freed, bytes_kept, "%s cfg %d", cells[c]->name, cfg);
+        }
+    }
+    tg_cell_def_free(janet);
+    cr_expect_eq(tg_live_tensors(), 0);
+}
+
+/* An intermediate of a step is freed when the step returns unless the cell retained it; the retained
+ * one reads back after the forward, an unretained one is refused naming it. */
+Test(tape, a_step_intermediate_is_freed_unless_retained) {
+    th_record_errors();
+    tg_rng rng;
+    tg_rng_seed(&rng, 81);
+    tg_rnn_config rc = {.input_size = 4, .hidden_size = 6, .num_layers = 1, .dtype = TG_F64};
+    tg_rnn *m = tg_rnn_new(&g_plain_gru_keep, &rc, &rng);
+    cr_assert_not_null(m, "%s", tg_last_error());
+    tg_tensor *x = th_rand(82, TG_SHAPE(5, 3, 4), -1, 1);
+    tg_set_requires_grad(x, true);
+    cr_assert_not_null(tg_rnn_forward(m, x, NULL, NULL), "%s", tg_last_error());
+    cr_assert_not_null(g_kept);
+    cr_expect(isfinite(tg_get(g_kept, 17)), "%s", th_last_message()); /* the last step's, retained */
+    cr_expect_eq(th_error_count(), 0, "%s", th_last_message());
+    cr_expect(isnan(tg_get(g_loose, 0)));
+    cr_expect(strstr(th_last_message(), "tg_get: argument t [3,6] (the result of tg_add) was freed by the tape because no "
+                                        "backward needs it"), "%s", th_last_message());
+    th_reset_errors();
+    /* and the tape holds more such results, one per product or sum whose backward needs only inputs */
+    size_t freed_results = 0;
+    for (size_t i = 0; i < tg_tape_records(); i++) {
+        const tg_record *r = tg__tape_record(i);
+        if (r->out->storage->data == NULL) freed_results++;
+    }
+    cr_expect_gt(freed_results, 0);
+    tg_release(g_kept);
+    g_kept = NULL;
+    tg_tape_reset();
+    tg_release(x);
+    tg_rnn_free(m);
+    cr_expect_eq(tg_live_tensors(), 0);
+}

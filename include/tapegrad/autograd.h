@@ -46,6 +46,30 @@ size_t tg_tape_tensors(void);        /* op results currently owned by the tape *
 size_t tg_tape_bytes(void);          /* bytes of the distinct buffers the tape keeps alive (results, views, saved;
                                       * not a leaf's buffer seen through a view: parameters, inputs) */
 
+/* Freeing what no backward needs, early. A result that no record's backward reads (tg_linear's,
+ * tg_add's, a product whose backward needs only its inputs) is dead once the forward code that reads it
+ * has run; the runner (tg_rnn_forward) says when: after each step of a cell, everything the step made
+ * except the new states and the output, and after each layer and direction, everything but its output
+ * and final states. The data of such a result is given back at once (tg_tape_bytes drops); its header,
+ * shape, name and gradient slot stay, so backward is unchanged (gradients are bit-identical). A later
+ * read of its data (tg_data, tg_get, an op taking it) fails with a message naming the tensor and the op
+ * that made it. A result the caller holds a reference to (tg_retain, tg_detach, a view from
+ * tg_reshape_view) is never freed: to print a cell's intermediate value after the step, tg_retain it
+ * inside the step (and tg_release it when done), or turn the freeing off for this thread with
+ * tg_set_keep_results(true) (every result then lives until tg_tape_reset, as before).
+ * The same for a loop of your own: m = tg_tape_mark_here(); ... ops ...; tg_tape_free_unsaved(m, n, keep)
+ * frees every buffer made since m that no record saves and that is not viewed by keep[0..n-1] (borrowed;
+ * NULL entries skipped) or referenced from outside the tape. Returns the bytes freed (0 after a reset
+ * since the mark, or with tg_set_keep_results(true)). */
+typedef struct tg_tape_mark {
+    uint64_t epoch;
+    size_t records, tensors, made;
+} tg_tape_mark;
+tg_tape_mark tg_tape_mark_here(void);
+size_t tg_tape_free_unsaved(tg_tape_mark since, int n, tg_tensor *const *keep);
+void tg_set_keep_results(bool on);   /* this thread: true = tg_tape_free_unsaved frees nothing (default false) */
+bool tg_keep_results(void);
+
 void tg_no_grad_begin(void);         /* nestable; ops record nothing until the matching end */
 void tg_no_grad_end(void);
 bool tg_grad_enabled(void);
