@@ -578,6 +578,43 @@ static void FN(tg_pack_a)(int ta, const T *A, int64_t lda, int64_t i0, int64_t p
                         memcpy(dst + (k0 + j * VL + l) * MR, (const T *)&x[l] + j * MR, MR * sizeof(T));
             }
 #endif
+#if TG_HAVE_SHUFFLE && TG_VLPP == 16 && MR == 6
+            /* 6 rows x 16 columns -> 16 panel columns of 6 (96 values = 6 vectors) with 18
+             * two-source shuffles: first interleave row pairs (2p, 2p+1) into P[p][h] (lane m: row
+             * 2p + (m & 1) at column 8h + m / 2), then out vector v (flat f = 16v + l holds row
+             * f % 6 at column f / 6) picks pairs 0 and 1 from P[.][v / 3] and pair 2 into the rest.
+             * The scalar loop below was 4.3 % of a 128,512,64,32 LSTM step (docs/speed.md). */
+            {
+                VI il[2], m1[6], m2[6];
+                for (int m = 0; m < VL; m++) {
+                    il[0][m] = (m & 1) * VL + m / 2;
+                    il[1][m] = (m & 1) * VL + VL / 2 + m / 2;
+                }
+                for (int v = 0; v < 6; v++)
+                    for (int l = 0; l < VL; l++) {
+                        const int f = VL * v + l, k = f / 6, i = f % 6, p = i / 2;
+                        const int m = 2 * (k - (VL / 2) * (v / 3)) + (i & 1);
+                        m1[v][l] = p == 0 ? m : p == 1 ? VL + m : 0;
+                        m2[v][l] = p == 2 ? VL + m : l;
+                    }
+                for (; k0 + VL <= kc; k0 += VL) {
+                    V r[6], P[3][2];
+#pragma GCC unroll 6
+                    for (int i = 0; i < 6; i++) memcpy(&r[i], rows[i] + k0, sizeof(V));
+#pragma GCC unroll 3
+                    for (int q = 0; q < 3; q++) {
+                        P[q][0] = __builtin_shuffle(r[2 * q], r[2 * q + 1], il[0]);
+                        P[q][1] = __builtin_shuffle(r[2 * q], r[2 * q + 1], il[1]);
+                    }
+#pragma GCC unroll 6
+                    for (int v = 0; v < 6; v++) {
+                        const V t = __builtin_shuffle(P[0][v / 3], P[1][v / 3], m1[v]);
+                        const V o = __builtin_shuffle(t, P[2][v / 3], m2[v]);
+                        memcpy(dst + k0 * MR + v * VL, &o, sizeof(V));
+                    }
+                }
+            }
+#endif
             for (int64_t k = k0; k < kc; k++)
                 for (int i = 0; i < MR; i++) dst[k * MR + i] = rows[i][k];
         } else {
