@@ -2,6 +2,7 @@
  * Each forward is followed by its backward; each backward accumulates (+=) and carries its adjoint.
  * Math functions come from <tgmath.h>, so one loop body serves float and double. */
 #include "autograd/ops_common.h"
+#include "tensor/pool.h"
 #include "tensor/velem.h"
 #include "tensor/vmath.h"
 
@@ -120,6 +121,29 @@ static tg_tensor *operand_grad(tg_tensor *t, const bcast *bc, bool *assign) {
 #define VBIN(op, y, a, b, n) _Generic((T)0, float: tg_vbin_f32, default: tg_vbin_f64)(op, y, a, b, n)
 #define VMUL_ACC(y, a, b, n) _Generic((T)0, float: tg_vmul_acc_f32, default: tg_vmul_acc_f64)(y, a, b, n)
 
+/* Equal shapes, large: the kernel's calls cut into blocks for the pool's threads (tensor/pool.h). Each
+ * element is still the one rounded operation, so the results do not depend on the thread count. */
+#define TG_SAME_MT_MIN ((int64_t)1 << 15) /* elements per block at least (128 KB of F32) */
+typedef struct {
+    tg_dtype dt;
+    int vop;    /* VBIN's operation, or -1: VMUL_ACC */
+    void *y;
+    const void *a, *b;
+} vbin_job;
+static void vbin_range(void *p, int64_t i0, int64_t i1) {
+    const vbin_job *j = p;
+    TG_DISPATCH(j->dt, {
+        T *y = (T *)j->y + i0;
+        const T *a = (const T *)j->a + i0, *b = (const T *)j->b + i0;
+        if (j->vop < 0) VMUL_ACC(y, a, b, i1 - i0);
+        else VBIN(j->vop, y, a, b, i1 - i0);
+    });
+}
+static void vbin_split(tg_dtype dt, int vop, void *y, const void *a, const void *b, int64_t n) {
+    vbin_job j = {dt, vop, y, a, b};
+    tg__pool_for(n, TG_SAME_MT_MIN, 16, vbin_range, &j);
+}
+
 static tg_tensor *binary(tg_op op, const char *fn, const tg_tensor *a, const tg_tensor *b) {
     if (!tg__check(fn, "a", a) || !tg__check(fn, "b", b)) return NULL;
     if (!tg__same_dtype(fn, a, b)) return NULL;
@@ -133,7 +157,7 @@ static tg_tensor *binary(tg_op op, const char *fn, const tg_tensor *a, const tg_
         T *restrict po = TG_PTR(out, T);
         if (bc.kind != GENERAL) { /* whole arrays or rows: the dispatched kernel (tensor/velem.h) */
             const int vop = op == TG_OP_ADD ? TG_VADD : op == TG_OP_SUB ? TG_VSUB : op == TG_OP_MUL ? TG_VMUL : TG_VDIV;
-            if (bc.kind == SAME) VBIN(vop, po, pa, pb, bc.n);
+            if (bc.kind == SAME) vbin_split(a->dtype, vop, po, pa, pb, bc.n);
             else if (bc.kind == B_ROW) for (int64_t r0 = 0; r0 < bc.n; r0 += bc.row) VBIN(vop, po + r0, pa + r0, pb, bc.row);
             else for (int64_t r0 = 0; r0 < bc.n; r0 += bc.row) VBIN(vop, po + r0, pa, pb + r0, bc.row);
         } else switch (op) {
@@ -195,8 +219,8 @@ void tg__mul_backward(tg_record *r, const tg_tensor *g) {
     TG_DISPATCH(g->dtype, {
         const T *pg = TG_PTR(g, T), *pa = TG_PTR(r->in[0], T), *pb = TG_PTR(r->in[1], T);
         if (bc.kind == SAME) { /* d (+)= g ⊙ operand, the dispatched kernels */
-            if (ga) { T *d = TG_PTR(ga, T); if (sa) VBIN(TG_VMUL, d, pg, pb, bc.n); else VMUL_ACC(d, pg, pb, bc.n); }
-            if (gb) { T *d = TG_PTR(gb, T); if (sb) VBIN(TG_VMUL, d, pg, pa, bc.n); else VMUL_ACC(d, pg, pa, bc.n); }
+            if (ga) vbin_split(g->dtype, sa ? TG_VMUL : -1, TG_PTR(ga, T), pg, pb, bc.n);
+            if (gb) vbin_split(g->dtype, sb ? TG_VMUL : -1, TG_PTR(gb, T), pg, pa, bc.n);
         } else {
             if (ga) { T *d = TG_PTR(ga, T); BCAST_STORE(&bc, sa, d, ia, pg[i] * pb[ib]); }
             if (gb) { T *d = TG_PTR(gb, T); BCAST_STORE(&bc, sb, d, ib, pg[i] * pa[ia]); }
