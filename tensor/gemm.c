@@ -378,6 +378,128 @@ FN(tg_direct_nt_rows)(const int dm, const int nb, int64_t N, int64_t K, const T 
     for (; j < N; j++) FN(tg_direct_nt_block)(dm, 1, K, arow, B + j * ldb, ldb, beta, C + j, ldc);
 }
 
+#if TG_HAVE_SHUFFLEVECTOR && (TG_VLPP == 16 || TG_VLPP == 8)
+#define TG_DIRECT_NT_ROW 1
+/* One row of op(A) against VL rows of B (op(B) = Bᵀ): the VL dot products of tg_direct_nt_block(1, nb,
+ * ...) with its arithmetic, element by element (VL lanes of multiply-add chains over k, tg_hsum's tree
+ * of halvings, then the tail of K in order), but the VL horizontal sums made together: each level of
+ * the tree adds the two halves of two vectors into one vector (two shuffles of the pair and one add), so
+ * the VL sums end in one vector after log2(VL) levels, 2·VL − 2 shuffles and VL − 1 adds where VL
+ * separate tg_hsum took ~4·VL of each. Bit-identical to the block (tests/test_gemm.c one row against
+ * the same row of a 2-row product). For the batch-1 recurrent product (1x64 · 64x256ᵀ) the separate
+ * reductions were most of the work (K = 64 is only 4 multiply-adds per element). */
+#if TG_VLPP == 16
+#define TG_NTR_L1A 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define TG_NTR_L1B 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define TG_NTR_L2A 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27
+#define TG_NTR_L2B 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31
+#define TG_NTR_L3A 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29
+#define TG_NTR_L3B 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31
+#define TG_NTR_L4A 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define TG_NTR_L4B 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+#else
+#define TG_NTR_L2A 0, 1, 2, 3, 8, 9, 10, 11
+#define TG_NTR_L2B 4, 5, 6, 7, 12, 13, 14, 15
+#define TG_NTR_L3A 0, 1, 4, 5, 8, 9, 12, 13
+#define TG_NTR_L3B 2, 3, 6, 7, 10, 11, 14, 15
+#define TG_NTR_L4A 0, 2, 4, 6, 8, 10, 12, 14
+#define TG_NTR_L4B 1, 3, 5, 7, 9, 11, 13, 15
+#endif
+/* level: out[p] lanes hold, per source vector, the sums of its lane pairs (l, l + w) of the level's width */
+#define TG_NTR_LEVEL(out, in, np, A_, B_)                                                              \
+    for (int p = 0; p < (np); p++)                                                                     \
+        out[p] = __builtin_shufflevector(in[2 * p], in[2 * p + 1], A_) +                               \
+                 __builtin_shufflevector(in[2 * p], in[2 * p + 1], B_)
+
+static inline __attribute__((always_inline)) void
+FN(tg_direct_nt_row)(int64_t K, const T *arow, const T *B, int64_t ldb, T beta, T *C)
+{
+    V acc[VL];
+#pragma GCC unroll 16
+    for (int n = 0; n < VL; n++) acc[n] = (V){0};
+    int64_t k = 0;
+    for (; k + VL <= K; k += VL) {
+        V a;
+        memcpy(&a, arow + k, sizeof(V));
+#pragma GCC unroll 16
+        for (int n = 0; n < VL; n++) {
+            V b;
+            memcpy(&b, B + n * ldb + k, sizeof(V));
+            acc[n] += a * b;
+        }
+    }
+    V l2[VL / 2], l3[VL / 4], l4[VL / 8 > 0 ? VL / 8 : 1], sum;
+#if TG_VLPP == 16
+    V l1[8];
+    TG_NTR_LEVEL(l1, acc, 8, TG_NTR_L1A, TG_NTR_L1B);
+    TG_NTR_LEVEL(l2, l1, 4, TG_NTR_L2A, TG_NTR_L2B);
+    TG_NTR_LEVEL(l3, l2, 2, TG_NTR_L3A, TG_NTR_L3B);
+    TG_NTR_LEVEL(l4, l3, 1, TG_NTR_L4A, TG_NTR_L4B);
+    sum = l4[0];
+#else
+    TG_NTR_LEVEL(l2, acc, 4, TG_NTR_L2A, TG_NTR_L2B);
+    TG_NTR_LEVEL(l3, l2, 2, TG_NTR_L3A, TG_NTR_L3B);
+    TG_NTR_LEVEL(l4, l3, 1, TG_NTR_L4A, TG_NTR_L4B);
+    sum = l4[0];
+#endif
+    if (k == K && (beta == (T)0 || beta == (T)1)) { /* no tail: tg_store_c's s or 1·c + s, as one vector */
+        V c = (V){0};
+        if (beta == (T)1) memcpy(&c, C, sizeof(V));
+        c = beta == (T)0 ? sum : c + sum;
+        memcpy(C, &c, sizeof(V));
+        return;
+    }
+    T out[VL];
+    memcpy(out, &sum, sizeof(V));
+    for (int n = 0; n < VL; n++) {
+        T t = out[n];
+        for (int64_t kk = k; kk < K; kk++) t += arow[kk] * B[n * ldb + kk];
+        FN(tg_store_c)(C + n, t, beta);
+    }
+}
+#endif
+
+/* One row of op(A) times B (op(B) = B), op(A)(0,k) = A[k*sak]: the arithmetic of tg_direct_nn_rows(1,
+ * ...) element by element (C scaled by beta, then one chain of multiply-adds over k in order), with up to
+ * 8 vectors of C accumulating side by side and no blocks of K (the chain is the same: C read once,
+ * written once). tg_direct_nn_rows keeps NV = 2 vectors of a row in flight, so the batch-1 backward
+ * product (1x256 · 256x64) ran 2 chains of 256 dependent multiply-adds per 32 columns: bound by their
+ * latency. Bit-identical (tests/test_gemm.c one row against the same row of a 2-row product). */
+static inline __attribute__((always_inline)) void
+FN(tg_direct_nn_cols)(const int nv, int64_t K, const T *A, int64_t sak, const T *B, int64_t ldb, T *C)
+{
+    V acc[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++) memcpy(&acc[v], C + v * VL, sizeof(V));
+    for (int64_t k = 0; k < K; k++) {
+        const T a = A[k * sak];
+        const T *b = B + k * ldb;
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) {
+            V bv;
+            memcpy(&bv, b + v * VL, sizeof(V));
+            acc[v] += a * bv;
+        }
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++) memcpy(C + v * VL, &acc[v], sizeof(V));
+}
+
+static void FN(tg_direct_nn_row)(int64_t N, int64_t K, const T *A, int64_t sak, const T *B, int64_t ldb, T beta, T *C)
+{
+    FN(tg_scale_c)(1, N, beta, C, N);
+    int64_t j = 0;
+    for (; j + 8 * VL <= N; j += 8 * VL) FN(tg_direct_nn_cols)(8, K, A, sak, B + j, ldb, C + j);
+    if (j + 4 * VL <= N) { FN(tg_direct_nn_cols)(4, K, A, sak, B + j, ldb, C + j); j += 4 * VL; }
+    if (j + 2 * VL <= N) { FN(tg_direct_nn_cols)(2, K, A, sak, B + j, ldb, C + j); j += 2 * VL; }
+    if (j + VL <= N) { FN(tg_direct_nn_cols)(1, K, A, sak, B + j, ldb, C + j); j += VL; }
+    for (; j < N; j++) {
+        T s = C[j];
+        for (int64_t k = 0; k < K; k++) s += A[k * sak] * B[k * ldb + j];
+        C[j] = s;
+    }
+}
+
 /* Direct op(A)·B for dm (compile-time) rows of op(A); op(A)(i,k) = A[i*sai + k*sak]. No packing:
  * C rows (scaled by beta first) accumulate TG_DIRECT_KB rows of B at a time, so B is read row by
  * row (contiguous, prefetch-friendly) while dm x NR accumulators stay in registers. */
@@ -451,7 +573,7 @@ static void FN(tg_gemm_direct)(int ta, int tb, int64_t M, int64_t N, int64_t K,
         int64_t i = 0;
         for (; i + 4 <= M; i += 4) FN(tg_direct_nn_rows)(4, N, K, A + i * sai, sai, sak, B, ldb, beta, C + i * ldc, ldc);
         for (; i + 2 <= M; i += 2) FN(tg_direct_nn_rows)(2, N, K, A + i * sai, sai, sak, B, ldb, beta, C + i * ldc, ldc);
-        for (; i < M; i++) FN(tg_direct_nn_rows)(1, N, K, A + i * sai, sai, sak, B, ldb, beta, C + i * ldc, ldc);
+        for (; i < M; i++) FN(tg_direct_nn_row)(N, K, A + i * sai, sak, B, ldb, beta, C + i * ldc);
         return;
     }
     /* op(B) = Bᵀ: dot products along contiguous B rows. op(A) rows must be contiguous too; for
@@ -485,7 +607,25 @@ static void FN(tg_gemm_direct)(int ta, int tb, int64_t M, int64_t N, int64_t K,
         T *c = C + i * ldc;
         if (dm == 4) FN(tg_direct_nt_rows)(4, TG_NREGS >= 32 ? 4 : 2, N, K, arow, B, ldb, beta, c, ldc);
         else if (dm == 2) FN(tg_direct_nt_rows)(2, 4, N, K, arow, B, ldb, beta, c, ldc);
-        else FN(tg_direct_nt_rows)(1, 8, N, K, arow, B, ldb, beta, c, ldc);
+        else {
+#ifdef TG_DIRECT_NT_ROW
+            /* the blocks of VL rows of B in alternating order from one call to the next: a recurrent
+             * product (the same B at every step, more than L1 holds) then starts on the rows the last
+             * call read last, still in L1, instead of the ones it evicted first; each block's results
+             * do not depend on the order */
+            static _Thread_local unsigned flip;
+            const int64_t nb = N / VL;
+            flip ^= 1u;
+            for (int64_t q = 0; q < nb; q++) {
+                const int64_t j = (flip ? nb - 1 - q : q) * VL;
+                FN(tg_direct_nt_row)(K, arow[0], B + j * ldb, ldb, beta, c + j);
+            }
+            if (nb * VL < N)
+                FN(tg_direct_nt_rows)(1, 8, N - nb * VL, K, arow, B + nb * VL * ldb, ldb, beta, c + nb * VL, ldc);
+#else
+            FN(tg_direct_nt_rows)(1, 8, N, K, arow, B, ldb, beta, c, ldc);
+#endif
+        }
         i += dm;
     }
 }
@@ -993,5 +1133,15 @@ void FN(tg_gemm_linear)(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
 #undef NR
 #undef DNV
 #undef DNR
+#undef TG_DIRECT_NT_ROW
+#undef TG_NTR_LEVEL
+#undef TG_NTR_L1A
+#undef TG_NTR_L1B
+#undef TG_NTR_L2A
+#undef TG_NTR_L2B
+#undef TG_NTR_L3A
+#undef TG_NTR_L3B
+#undef TG_NTR_L4A
+#undef TG_NTR_L4B
 
 #endif /* TG_GEMM_TEMPLATE */

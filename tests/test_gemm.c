@@ -396,3 +396,50 @@ Test(gemm, linear_epilogue_bit_identical, .timeout = 120)
     }
     tg_set_num_threads(1);
 }
+
+/* One row of op(A) takes its own direct paths (tensor/gemm.c tg_direct_nt_row: the VL dot products
+ * reduced together; tg_direct_nn_row: up to 8 vectors of C in flight): each row must equal, bit for
+ * bit, the same row computed inside a 2-row product (tg_direct_nt_block / tg_direct_nn_rows with dm =
+ * 2, the arithmetic the one-row paths had before). All four transposes, K and N with and without vector
+ * tails, beta 0, 1 and 0.75 over a C that holds values; run once per kernel target (tests/meson.build). */
+#define ROW_CASE(TY, SFX)                                                                                      \
+    static void one_row_case_##SFX(int ta, int tb, int64_t N, int64_t K, TY beta)                              \
+    {                                                                                                          \
+        const int64_t M = 2, lda = ta ? M : K, ldb = tb ? K : N;                                               \
+        TY *A = malloc((size_t)(M * K) * sizeof(TY)), *A1 = malloc((size_t)K * sizeof(TY));                    \
+        TY *B = malloc((size_t)(N * K) * sizeof(TY)), *C0 = malloc((size_t)(M * N) * sizeof(TY));              \
+        TY *C2 = malloc((size_t)(M * N) * sizeof(TY)), *C1 = malloc((size_t)N * sizeof(TY));                   \
+        cr_assert(A && A1 && B && C0 && C2 && C1);                                                             \
+        for (int64_t i = 0; i < M * K; i++) A[i] = (TY)lcg_uniform();                                         \
+        for (int64_t i = 0; i < N * K; i++) B[i] = (TY)lcg_uniform();                                         \
+        for (int64_t i = 0; i < M * N; i++) C0[i] = C2[i] = (TY)lcg_uniform();                                \
+        tg_gemm_##SFX(ta, tb, M, N, K, A, lda, B, ldb, beta, C2, N);                                           \
+        for (int64_t r = 0; r < M; r++) {                                                                      \
+            for (int64_t k = 0; k < K; k++) A1[k] = ta ? A[k * M + r] : A[r * K + k]; /* row r of op(A) */    \
+            memcpy(C1, C0 + r * N, (size_t)N * sizeof(TY));                                                   \
+            tg_gemm_##SFX(ta, tb, 1, N, K, A1, ta ? 1 : K, B, ldb, beta, C1, N);                               \
+            for (int64_t j = 0; j < N; j++)                                                                    \
+                cr_assert(memcmp(&C1[j], &C2[r * N + j], sizeof(TY)) == 0,                                     \
+                          #SFX " ta=%d tb=%d N=%ld K=%ld beta=%g: row %ld [%ld] alone %.17g, in 2 rows %.17g", \
+                          ta, tb, (long)N, (long)K, (double)beta, (long)r, (long)j, (double)C1[j],            \
+                          (double)C2[r * N + j]);                                                              \
+        }                                                                                                      \
+        free(A); free(A1); free(B); free(C0); free(C2); free(C1);                                              \
+    }
+ROW_CASE(float, f32)
+ROW_CASE(double, f64)
+
+Test(gemm, one_row_equals_the_same_row_of_two_rows)
+{
+    static const int64_t Ns[] = {1, 5, 8, 16, 17, 33, 64, 100, 130, 256, 300};
+    static const int64_t Ks[] = {1, 3, 8, 16, 17, 40, 64, 100, 256};
+    static const double betas[] = {0.0, 1.0, 0.75};
+    for (size_t n = 0; n < sizeof Ns / sizeof Ns[0]; n++)
+        for (size_t k = 0; k < sizeof Ks / sizeof Ks[0]; k++)
+            for (size_t b = 0; b < 3; b++)
+                for (int ta = 0; ta < 2; ta++)
+                    for (int tb = 0; tb < 2; tb++) {
+                        one_row_case_f32(ta, tb, Ns[n], Ks[k], (float)betas[b]);
+                        one_row_case_f64(ta, tb, Ns[n], Ks[k], betas[b]);
+                    }
+}
