@@ -263,7 +263,7 @@ Test(cli, resume_is_bit_identical) { resume_case("--task adding --seq 20 --hidde
 Test(cli, resume_is_bit_identical_charlm_rmsprop) {
     resume_case("--task charlm --seq 16 --hidden 16 --optim rmsprop --batch 8");
 }
-Test(cli, resume_is_bit_identical_gru_two_layers_two_threads, .timeout = 120) {
+Test(cli, resume_is_bit_identical_gru_two_layers_two_threads, .timeout = 400) {
     resume_case("--task copy --seq 3 --cell gru --layers 2 --hidden 16 --threads 2");
 }
 
@@ -639,7 +639,7 @@ Test(cli, compare_skips_a_cell_that_cannot_run_the_task) {
 
 /* ---- the main job ---------------------------------------------------------------------------------- */
 
-Test(cli, main_job_passes, .timeout = 120) {
+Test(cli, main_job_passes, .timeout = 400) {
     th_run_result r = th_run("%s", "");
     cr_expect_eq(r.status, 0, "tapegrad exited %d: %s", r.status, r.err);
     cr_expect(strstr(r.out, "gradients: PASS") != NULL, "%s", r.out);
